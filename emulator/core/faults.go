@@ -1,0 +1,293 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc/codes"
+)
+
+// Class separates reads from writes for quotas.
+type Class int
+
+const (
+	Read Class = iota
+	Write
+)
+
+func (c Class) String() string {
+	if c == Write {
+		return "write"
+	}
+	return "read"
+}
+
+// ClassOf guesses a method's class from its last name segment: Get*, List*,
+// aggregatedList, wait, Wait*, Test* and testIamPermissions are reads.
+func ClassOf(method string) Class {
+	last := strings.ToLower(method[strings.LastIndex(method, ".")+1:])
+	for _, p := range []string{"get", "list", "aggregatedlist", "wait", "test", "pull", "streamingpull", "acknowledge", "modifyackdeadline"} {
+		if strings.HasPrefix(last, p) {
+			return Read
+		}
+	}
+	return Write
+}
+
+// APIOf names the API a method key belongs to, for quotas: "run", "compute",
+// "serviceusage", "iap", "pubsub", "logging" (long-running operations count
+// as "run": only Cloud Run uses google.longrunning here).
+func APIOf(method string) string {
+	switch {
+	case strings.HasPrefix(method, "google.cloud.run."), strings.HasPrefix(method, "google.longrunning."):
+		return "run"
+	case strings.HasPrefix(method, "google.pubsub."):
+		return "pubsub"
+	case strings.HasPrefix(method, "google.logging."):
+		return "logging"
+	}
+	api, _, _ := strings.Cut(method, ".")
+	return api
+}
+
+// Faults injects latency, errors, quota exhaustion and etag races. Patterns
+// are path.Match globs over method keys ("*", "compute.*",
+// "google.cloud.run.v2.Services.UpdateService"). The zero configuration
+// injects nothing.
+type Faults struct {
+	mu       sync.Mutex
+	latency  []latencyRule
+	errors   []errorRule
+	failNext []failRule
+	races    []failRule
+	quotas   map[string]*quota // key api/class
+	rnd      *rand.Rand
+}
+
+type latencyRule struct {
+	pattern string
+	d       time.Duration
+}
+
+type errorRule struct {
+	pattern string
+	rate    float64
+	code    codes.Code
+}
+
+type failRule struct {
+	pattern string
+	n       int
+	code    codes.Code
+}
+
+type quota struct {
+	perMinute int
+	lim       *rate.Limiter
+}
+
+// NewFaults returns an empty fault configuration.
+func NewFaults() *Faults {
+	return &Faults{quotas: map[string]*quota{}, rnd: rand.New(rand.NewPCG(1, 2))}
+}
+
+// Seed makes injected error draws reproducible.
+func (f *Faults) Seed(seed uint64) {
+	f.mu.Lock()
+	f.rnd = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	f.mu.Unlock()
+}
+
+// Reset removes every rule and quota.
+func (f *Faults) Reset() {
+	f.mu.Lock()
+	f.latency, f.errors, f.failNext, f.races = nil, nil, nil, nil
+	f.quotas = map[string]*quota{}
+	f.mu.Unlock()
+}
+
+func validPattern(p string) error {
+	if _, err := path.Match(p, ""); err != nil {
+		return fmt.Errorf("pattern %q: %w", p, err)
+	}
+	return nil
+}
+
+// SetLatency delays every call matching pattern by d (0 removes the rule).
+// The last matching rule wins.
+func (f *Faults) SetLatency(pattern string, d time.Duration) error {
+	if err := validPattern(pattern); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.latency = append(f.latency, latencyRule{pattern, d})
+	return nil
+}
+
+// SetErrorRate fails a fraction rate (0..1) of calls matching pattern with code.
+func (f *Faults) SetErrorRate(pattern string, rate float64, code codes.Code) error {
+	if err := validPattern(pattern); err != nil {
+		return err
+	}
+	if rate < 0 || rate > 1 {
+		return fmt.Errorf("error rate %v: want 0..1", rate)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errors = append(f.errors, errorRule{pattern, rate, code})
+	return nil
+}
+
+// FailNext fails the next n calls matching pattern with code.
+func (f *Faults) FailNext(pattern string, n int, code codes.Code) error {
+	if err := validPattern(pattern); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failNext = append(f.failNext, failRule{pattern: pattern, n: n, code: code})
+	return nil
+}
+
+// ForceRaces makes the next n writes matching pattern lose an optimistic
+// concurrency race: the surface changes the resource's etag/fingerprint (as a
+// concurrent writer would) just before checking the caller's precondition, so
+// a caller that sent one gets ABORTED / 412.
+func (f *Faults) ForceRaces(pattern string, n int) error {
+	if err := validPattern(pattern); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.races = append(f.races, failRule{pattern: pattern, n: n})
+	return nil
+}
+
+// SetQuota limits calls of api ("run", "compute", ...) and class to
+// perMinute, as a token bucket refilled continuously with a burst of
+// perMinute (Google refills per minute; this is smoother). 0 removes it.
+func (f *Faults) SetQuota(api string, class Class, perMinute int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := api + "/" + class.String()
+	if perMinute <= 0 {
+		delete(f.quotas, key)
+		return
+	}
+	f.quotas[key] = &quota{perMinute: perMinute, lim: rate.NewLimiter(rate.Limit(float64(perMinute)/60), perMinute)}
+}
+
+// SetQuotaRate is SetQuota with an explicit per-second rate and burst, for
+// benchmarks that cannot wait minutes.
+func (f *Faults) SetQuotaRate(api string, class Class, perSecond float64, burst int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.quotas[api+"/"+class.String()] = &quota{perMinute: int(perSecond * 60), lim: rate.NewLimiter(rate.Limit(perSecond), burst)}
+}
+
+// TakeRace reports whether the current write to method must lose a race.
+func (f *Faults) TakeRace(method string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.races {
+		r := &f.races[i]
+		if r.n > 0 && match(r.pattern, method) {
+			r.n--
+			return true
+		}
+	}
+	return false
+}
+
+func match(pattern, method string) bool {
+	ok, _ := path.Match(pattern, method)
+	return ok
+}
+
+// check decides the fate of one call: the delay to apply and the error to
+// return (nil: serve it).
+func (f *Faults) check(method string) (time.Duration, *Error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var delay time.Duration
+	for _, r := range f.latency {
+		if match(r.pattern, method) {
+			delay = r.d
+		}
+	}
+	for i := range f.failNext {
+		r := &f.failNext[i]
+		if r.n > 0 && match(r.pattern, method) {
+			r.n--
+			return delay, injected(r.code, method)
+		}
+	}
+	for _, r := range f.errors {
+		if match(r.pattern, method) && f.rnd.Float64() < r.rate {
+			return delay, injected(r.code, method)
+		}
+	}
+	api, class := APIOf(method), ClassOf(method)
+	if q := f.quotas[api+"/"+class.String()]; q != nil && !q.lim.Allow() {
+		what := "Read requests"
+		if class == Write {
+			what = "Write requests"
+		}
+		return delay, &Error{
+			Code:     codes.ResourceExhausted,
+			Reason:   "rateLimitExceeded",
+			Injected: true,
+			Message: fmt.Sprintf("Quota exceeded for quota metric '%s' and limit '%s per minute' of service '%s.googleapis.com'.",
+				what, what, api),
+		}
+	}
+	return delay, nil
+}
+
+func injected(code codes.Code, method string) *Error {
+	msg := "The service is currently unavailable."
+	switch code {
+	case codes.ResourceExhausted:
+		msg = "Quota exceeded (injected)."
+	case codes.Internal:
+		msg = "Internal error encountered."
+	case codes.DeadlineExceeded:
+		msg = "Deadline exceeded."
+	case codes.Aborted:
+		msg = "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff."
+	case codes.PermissionDenied:
+		msg = fmt.Sprintf("Permission denied on %s (injected).", method)
+	}
+	return &Error{Code: code, Message: msg, Injected: true}
+}
+
+// Begin accounts for one call of method and applies the configured faults:
+// it counts the call, waits the injected latency (or until ctx ends) and
+// returns an injected *Error or nil. Every surface calls it exactly once per
+// request, before doing anything else.
+func (c *Core) Begin(ctx context.Context, method string) error {
+	c.Stats.Inc(method)
+	delay, err := c.Faults.check(method)
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			c.Stats.incFault(method)
+			return &Error{Code: codes.DeadlineExceeded, Message: ctx.Err().Error(), Injected: true}
+		}
+	}
+	if err != nil {
+		c.Stats.incFault(method)
+		return err
+	}
+	return nil
+}
