@@ -20,7 +20,7 @@ import (
 // (google.events.cloud.audit.v1.LogEntryData). Field order and names follow
 // the real samples in shared/testdata/auditlog.
 type LogEntry struct {
-	ProtoPayload     *AuditPayload         `json:"protoPayload"`
+	ProtoPayload     *AuditPayload     `json:"protoPayload"`
 	InsertID         string            `json:"insertId"`
 	Resource         MonitoredResource `json:"resource"`
 	Timestamp        time.Time         `json:"timestamp"`
