@@ -1,0 +1,313 @@
+// Package demo builds the sandbox's demo project through the official Google
+// clients only — exactly as a user's own tooling would against real Google
+// Cloud — so it doubles as proof that the emulator serves them unchanged.
+package demo
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/iam/apiv1/iampb"
+	run "cloud.google.com/go/run/apiv2"
+	"cloud.google.com/go/run/apiv2/runpb"
+	"google.golang.org/api/compute/v1"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Clients are official clients pointed at one endpoint.
+type Clients struct {
+	Run     *run.ServicesClient
+	Compute *compute.Service
+}
+
+// Dial connects official clients to an emulator at addr (host:port), with
+// no credentials, as IAPGUARD_EMULATOR_HOST users do.
+func Dial(ctx context.Context, addr string) (*Clients, error) {
+	rc, err := run.NewServicesClient(ctx,
+		option.WithEndpoint(addr),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+		option.WithoutAuthentication(),
+		option.WithTelemetryDisabled(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connecting Cloud Run client to %s: %w", addr, err)
+	}
+	cs, err := compute.NewService(ctx, option.WithEndpoint("http://"+addr+"/compute/v1/"), option.WithoutAuthentication())
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("connecting Compute client to %s: %w", addr, err)
+	}
+	return &Clients{Run: rc, Compute: cs}, nil
+}
+
+// Close releases the clients.
+func (c *Clients) Close() error { return c.Run.Close() }
+
+// ServiceSpec describes a demo Cloud Run service.
+type ServiceSpec struct {
+	Name    string
+	Labels  map[string]string
+	Ingress runpb.IngressTraffic // 0: server default (all)
+	// Public grants roles/run.invoker to allUsers, as
+	// `gcloud run deploy --allow-unauthenticated` does.
+	Public bool
+	// ExtraInvokers are other members bound to roles/run.invoker.
+	ExtraInvokers []string
+}
+
+// CreateService creates the service, waits for the operation and sets its
+// IAM policy.
+func (c *Clients) CreateService(ctx context.Context, project, region string, s ServiceSpec) (*runpb.Service, error) {
+	op, err := c.Run.CreateService(ctx, &runpb.CreateServiceRequest{
+		Parent:    fmt.Sprintf("projects/%s/locations/%s", project, region),
+		ServiceId: s.Name,
+		Service: &runpb.Service{
+			Labels:  s.Labels,
+			Ingress: s.Ingress,
+			Template: &runpb.RevisionTemplate{
+				Containers: []*runpb.Container{{Image: "demo/" + s.Name + ":1"}},
+			},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating service %s: %w", s.Name, err)
+	}
+	svc, err := op.Wait(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for service %s: %w", s.Name, err)
+	}
+	var members []string
+	if s.Public {
+		members = append(members, "allUsers")
+	}
+	members = append(members, s.ExtraInvokers...)
+	if len(members) > 0 {
+		_, err := c.Run.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{
+			Resource: svc.GetName(),
+			Policy:   &iampb.Policy{Bindings: []*iampb.Binding{{Role: "roles/run.invoker", Members: members}}},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("setting IAM policy of %s: %w", s.Name, err)
+		}
+	}
+	return svc, nil
+}
+
+// LBSpec describes an external HTTPS load balancer in front of one service.
+type LBSpec struct {
+	Service string // Cloud Run service name
+	Prefix  string // resource name prefix (default: service name)
+	CDN     bool   // enableCDN on the backend service
+	IAP     bool   // iap.enabled on the backend service
+	// HTTPOnly builds an HTTP frontend (target HTTP proxy) instead of HTTPS.
+	HTTPOnly bool
+}
+
+// LB names the resources of a built load balancer.
+type LB struct {
+	NEG, BackendService, URLMap, Certificate, Proxy, ForwardingRule string
+}
+
+// BuildLoadBalancer builds serverless NEG → backend service → URL map →
+// (certificate →) target proxy → global forwarding rule, waiting for each
+// operation, the way the Cloud Run + IAP guide's prerequisites describe.
+func (c *Clients) BuildLoadBalancer(ctx context.Context, project, region string, s LBSpec) (LB, error) {
+	p := s.Prefix
+	if p == "" {
+		p = s.Service
+	}
+	lb := LB{NEG: p + "-neg", BackendService: p + "-backend", URLMap: p + "-urlmap",
+		Certificate: p + "-cert", Proxy: p + "-proxy", ForwardingRule: p + "-fr"}
+	cs := c.Compute
+
+	op, err := cs.RegionNetworkEndpointGroups.Insert(project, region, &compute.NetworkEndpointGroup{
+		Name: lb.NEG, NetworkEndpointType: "SERVERLESS",
+		CloudRun: &compute.NetworkEndpointGroupCloudRun{Service: s.Service},
+	}).Context(ctx).Do()
+	if err := c.waitRegion(ctx, project, region, op, err, "inserting NEG "+lb.NEG); err != nil {
+		return lb, err
+	}
+	neg, err := cs.RegionNetworkEndpointGroups.Get(project, region, lb.NEG).Context(ctx).Do()
+	if err != nil {
+		return lb, fmt.Errorf("getting NEG %s: %w", lb.NEG, err)
+	}
+	be := &compute.BackendService{
+		Name: lb.BackendService, LoadBalancingScheme: "EXTERNAL_MANAGED", Protocol: "HTTPS",
+		Backends:  []*compute.Backend{{Group: neg.SelfLink}},
+		EnableCDN: s.CDN,
+	}
+	if s.IAP {
+		be.Iap = &compute.BackendServiceIAP{Enabled: true}
+	}
+	op, err = cs.BackendServices.Insert(project, be).Context(ctx).Do()
+	if err := c.waitGlobal(ctx, project, op, err, "inserting backend service "+lb.BackendService); err != nil {
+		return lb, err
+	}
+	bs, err := cs.BackendServices.Get(project, lb.BackendService).Context(ctx).Do()
+	if err != nil {
+		return lb, fmt.Errorf("getting backend service %s: %w", lb.BackendService, err)
+	}
+	op, err = cs.UrlMaps.Insert(project, &compute.UrlMap{Name: lb.URLMap, DefaultService: bs.SelfLink}).Context(ctx).Do()
+	if err := c.waitGlobal(ctx, project, op, err, "inserting URL map "+lb.URLMap); err != nil {
+		return lb, err
+	}
+	um, err := cs.UrlMaps.Get(project, lb.URLMap).Context(ctx).Do()
+	if err != nil {
+		return lb, fmt.Errorf("getting URL map %s: %w", lb.URLMap, err)
+	}
+	var target string
+	if s.HTTPOnly {
+		lb.Certificate = ""
+		op, err = cs.TargetHttpProxies.Insert(project, &compute.TargetHttpProxy{Name: lb.Proxy, UrlMap: um.SelfLink}).Context(ctx).Do()
+		if err := c.waitGlobal(ctx, project, op, err, "inserting target HTTP proxy "+lb.Proxy); err != nil {
+			return lb, err
+		}
+		px, err := cs.TargetHttpProxies.Get(project, lb.Proxy).Context(ctx).Do()
+		if err != nil {
+			return lb, fmt.Errorf("getting target HTTP proxy %s: %w", lb.Proxy, err)
+		}
+		target = px.SelfLink
+	} else {
+		op, err = cs.SslCertificates.Insert(project, &compute.SslCertificate{
+			Name: lb.Certificate, Type: "MANAGED",
+			Managed: &compute.SslCertificateManagedSslCertificate{Domains: []string{s.Service + ".example.com"}},
+		}).Context(ctx).Do()
+		if err := c.waitGlobal(ctx, project, op, err, "inserting certificate "+lb.Certificate); err != nil {
+			return lb, err
+		}
+		cert, err := cs.SslCertificates.Get(project, lb.Certificate).Context(ctx).Do()
+		if err != nil {
+			return lb, fmt.Errorf("getting certificate %s: %w", lb.Certificate, err)
+		}
+		op, err = cs.TargetHttpsProxies.Insert(project, &compute.TargetHttpsProxy{
+			Name: lb.Proxy, UrlMap: um.SelfLink, SslCertificates: []string{cert.SelfLink},
+		}).Context(ctx).Do()
+		if err := c.waitGlobal(ctx, project, op, err, "inserting target HTTPS proxy "+lb.Proxy); err != nil {
+			return lb, err
+		}
+		px, err := cs.TargetHttpsProxies.Get(project, lb.Proxy).Context(ctx).Do()
+		if err != nil {
+			return lb, fmt.Errorf("getting target HTTPS proxy %s: %w", lb.Proxy, err)
+		}
+		target = px.SelfLink
+	}
+	port := "443"
+	if s.HTTPOnly {
+		port = "80"
+	}
+	op, err = cs.GlobalForwardingRules.Insert(project, &compute.ForwardingRule{
+		Name: lb.ForwardingRule, Target: target, PortRange: port,
+		IPProtocol: "TCP", LoadBalancingScheme: "EXTERNAL_MANAGED",
+	}).Context(ctx).Do()
+	if err := c.waitGlobal(ctx, project, op, err, "inserting forwarding rule "+lb.ForwardingRule); err != nil {
+		return lb, err
+	}
+	return lb, nil
+}
+
+// SetBackendIAP patches iap.enabled on a global backend service with its
+// current fingerprint, as `gcloud compute backend-services update --iap` does.
+func (c *Clients) SetBackendIAP(ctx context.Context, project, name string, enabled bool) error {
+	bs, err := c.Compute.BackendServices.Get(project, name).Context(ctx).Do()
+	if err != nil {
+		return fmt.Errorf("getting backend service %s: %w", name, err)
+	}
+	op, err := c.Compute.BackendServices.Patch(project, name, &compute.BackendService{
+		Fingerprint: bs.Fingerprint,
+		Iap:         &compute.BackendServiceIAP{Enabled: enabled, ForceSendFields: []string{"Enabled"}},
+	}).Context(ctx).Do()
+	return c.waitGlobal(ctx, project, op, err, "patching backend service "+name)
+}
+
+func (c *Clients) waitGlobal(ctx context.Context, project string, op *compute.Operation, err error, what string) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	for op.Status != "DONE" {
+		if op, err = c.Compute.GlobalOperations.Wait(project, op.Name).Context(ctx).Do(); err != nil {
+			return fmt.Errorf("%s: waiting for operation: %w", what, err)
+		}
+	}
+	if op.Error != nil && len(op.Error.Errors) > 0 {
+		return fmt.Errorf("%s: operation failed: %s", what, op.Error.Errors[0].Message)
+	}
+	return nil
+}
+
+func (c *Clients) waitRegion(ctx context.Context, project, region string, op *compute.Operation, err error, what string) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	for op.Status != "DONE" {
+		if op, err = c.Compute.RegionOperations.Wait(project, region, op.Name).Context(ctx).Do(); err != nil {
+			return fmt.Errorf("%s: waiting for operation: %w", what, err)
+		}
+	}
+	if op.Error != nil && len(op.Error.Errors) > 0 {
+		return fmt.Errorf("%s: operation failed: %s", what, op.Error.Errors[0].Message)
+	}
+	return nil
+}
+
+// Expect is what the sandbox expects of a demo service once iapguard has
+// converged.
+type Expect struct {
+	Service string
+	// Outcome is the final outcome kind expected for the service.
+	Outcome string
+	// Why is shown in the sandbox table.
+	Why string
+}
+
+// Scenario is the sandbox's demo project.
+type Scenario struct {
+	Services []ServiceSpec
+	LBs      []LBSpec
+	Expect   []Expect
+}
+
+// DefaultScenario returns the five demo services the sandbox creates.
+func DefaultScenario() Scenario {
+	enabled := map[string]string{"iap": "enabled", "team": "web"}
+	return Scenario{
+		Services: []ServiceSpec{
+			{Name: "storefront", Labels: enabled, Public: true, ExtraInvokers: []string{"group:web-team@example.com"}},
+			{Name: "reports", Labels: map[string]string{"iap": "enabled"}, Public: true},
+			{Name: "assets", Labels: map[string]string{"iap": "enabled"}},
+			{Name: "marketing", Labels: map[string]string{"team": "growth"}, Public: true},
+			{Name: "ledger", Labels: map[string]string{"iap": "enabled"}, Ingress: runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_ONLY},
+		},
+		LBs: []LBSpec{
+			{Service: "storefront"},
+			{Service: "assets", CDN: true},
+		},
+		Expect: []Expect{
+			{"storefront", "compliant", "labelled, public, ingress all, behind an HTTPS load balancer"},
+			{"reports", "compliant", "labelled, public, no load balancer: Cloud Run's built-in IAP"},
+			{"assets", "conflict", "labelled, behind a Cloud CDN backend: IAP is incompatible with CDN"},
+			{"marketing", "skipped", "not labelled: left alone"},
+			{"ledger", "compliant", "labelled, ingress internal-only: stricter ingress kept"},
+		},
+	}
+}
+
+// Build creates every service and load balancer of s.
+func (c *Clients) Build(ctx context.Context, project, region string, s Scenario) error {
+	for _, svc := range s.Services {
+		if _, err := c.CreateService(ctx, project, region, svc); err != nil {
+			return err
+		}
+	}
+	for _, lb := range s.LBs {
+		if _, err := c.BuildLoadBalancer(ctx, project, region, lb); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Timeout bounds one demo build.
+const Timeout = 30 * time.Second
