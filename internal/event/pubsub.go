@@ -1,0 +1,166 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+)
+
+// ReplayMethod is Trigger.Method for replay messages.
+const ReplayMethod = "iapguard.replay"
+
+// ReplayVersion is the replay message schema version this package reads and
+// writes.
+const ReplayVersion = 1
+
+// ReplayMessage is the data of a message on the replay topic: a request to
+// reconcile one Cloud Run service (Service set, Region required), every
+// service of a project in one region (Region set), or every service of a
+// project (neither). See docs/replay-message.md. Unknown members are
+// rejected, so that a misspelt "service" cannot widen a replay to a whole
+// project.
+type ReplayMessage struct {
+	Version int    `json:"version"`
+	Project string `json:"project"`
+	Region  string `json:"region,omitempty"`
+	Service string `json:"service,omitempty"`
+	// RequestedBy names who asked (a person or "scheduler"); informational,
+	// it becomes Trigger.Principal.
+	RequestedBy string `json:"requestedBy,omitempty"`
+}
+
+// ReplayMessageFor returns the replay message that asks to reconcile t.
+func ReplayMessageFor(t Target, requestedBy string) ReplayMessage {
+	m := ReplayMessage{Version: ReplayVersion, Project: t.Project, Region: t.Region, RequestedBy: requestedBy}
+	if t.Kind == TargetService {
+		m.Service = t.Service
+	}
+	return m
+}
+
+// Validate checks m against the schema. Errors wrap ErrMalformed.
+func (m ReplayMessage) Validate() error {
+	switch {
+	case m.Version == 0:
+		return fmt.Errorf("%w: replay message has no version", ErrMalformed)
+	case m.Version != ReplayVersion:
+		return fmt.Errorf("%w: replay message version %d is not supported (want %d)", ErrMalformed, m.Version, ReplayVersion)
+	case !validSegment(m.Project):
+		return fmt.Errorf("%w: replay message project %q is not a project id or number", ErrMalformed, m.Project)
+	case m.Region != "" && !validSegment(m.Region):
+		return fmt.Errorf("%w: replay message region %q is not a region", ErrMalformed, m.Region)
+	case m.Service != "" && m.Region == "":
+		return fmt.Errorf("%w: replay message names service %q without its region", ErrMalformed, m.Service)
+	case m.Service != "" && !validSegment(m.Service):
+		return fmt.Errorf("%w: replay message service %q is not a service name", ErrMalformed, m.Service)
+	}
+	return nil
+}
+
+// Target returns what a valid m asks to reconcile.
+func (m ReplayMessage) Target() Target {
+	if m.Service != "" {
+		return Target{Kind: TargetService, Project: m.Project, Region: m.Region, Service: m.Service}
+	}
+	return Target{Kind: TargetProject, Project: m.Project, Region: m.Region}
+}
+
+// ParseReplayMessage parses and validates replay message JSON. Errors wrap
+// ErrMalformed.
+func ParseReplayMessage(b []byte) (ReplayMessage, error) {
+	var m ReplayMessage
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return ReplayMessage{}, fmt.Errorf("%w: parsing replay message: %w", ErrMalformed, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return ReplayMessage{}, fmt.Errorf("%w: parsing replay message: data after the JSON object", ErrMalformed)
+	}
+	if err := m.Validate(); err != nil {
+		return ReplayMessage{}, err
+	}
+	return m, nil
+}
+
+// messagePublishedData is google.events.cloud.pubsub.v1.MessagePublishedData
+// as Eventarc sends it. Eventarc also repeats messageId and publishTime in
+// snake case; both spellings are read.
+type messagePublishedData struct {
+	Message *struct {
+		Data             []byte            `json:"data"`
+		Attributes       map[string]string `json:"attributes"`
+		MessageID        string            `json:"messageId"`
+		MessageIDSnake   string            `json:"message_id"`
+		PublishTime      string            `json:"publishTime"`
+		PublishTimeSnake string            `json:"publish_time"`
+	} `json:"message"`
+	Subscription string `json:"subscription"`
+}
+
+func decodeMessagePublished(e cloudevents.Event, tr Trigger) (Decision, error) {
+	if err := checkJSONData(e); err != nil {
+		return Decision{Trigger: tr}, err
+	}
+	var env messagePublishedData
+	if err := json.Unmarshal(e.Data(), &env); err != nil {
+		return Decision{Trigger: tr}, fmt.Errorf("%w: parsing Pub/Sub message envelope: %w", ErrMalformed, err)
+	}
+	msg := env.Message
+	if msg == nil {
+		return Decision{Trigger: tr}, fmt.Errorf("%w: Pub/Sub event has no message", ErrMalformed)
+	}
+	if tr.EventID == "" {
+		tr.EventID = firstNonEmpty(msg.MessageID, msg.MessageIDSnake)
+	}
+	if t, ok := entryTime(firstNonEmpty(msg.PublishTime, msg.PublishTimeSnake)); ok {
+		tr.Time = t
+	}
+	if len(msg.Data) == 0 {
+		return Decision{Trigger: tr}, fmt.Errorf("%w: Pub/Sub message has no data", ErrMalformed)
+	}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(msg.Data, &probe); err != nil {
+		return Decision{Trigger: tr}, fmt.Errorf("%w: Pub/Sub message data is not a JSON object: %w", ErrMalformed, err)
+	}
+	if hasKeyFold(probe, "protoPayload") {
+		// The log-sink path: identify the decision by the LogEntry, as
+		// Eventarc would have, so every path dedupes on the same key.
+		return decodeLogEntryVia(msg.Data, Trigger{EventID: tr.EventID, Source: tr.Source, Time: tr.Time, Via: ViaLogSink})
+	}
+	m, err := ParseReplayMessage(msg.Data)
+	if err != nil {
+		return Decision{Trigger: tr}, err
+	}
+	t := m.Target()
+	tr.Method = ReplayMethod
+	tr.Principal = m.RequestedBy
+	tr.ResourceName = t.ResourceName()
+	return Decision{Targets: []Target{t}, Trigger: tr}, nil
+}
+
+// hasKeyFold reports whether m has key k, compared as encoding/json
+// matches member names (case-insensitively), so that whatever parses as a
+// LogEntry is routed as one.
+func hasKeyFold(m map[string]json.RawMessage, k string) bool {
+	for key := range m {
+		if strings.EqualFold(key, k) {
+			return true
+		}
+	}
+	return false
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
