@@ -1,0 +1,621 @@
+package compute
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"slices"
+	"strings"
+
+	compute "google.golang.org/api/compute/v1"
+)
+
+// spec describes one collection the emulator serves.
+type spec struct {
+	collection  string // discovery collection, for method keys ("regionBackendServices")
+	segment     string // URL path segment ("backendServices")
+	regional    bool
+	kind        string // "compute#backendService"
+	listKind    string // "compute#backendServiceList"
+	snake       string // "backend_service", for in-use messages
+	auditType   string // monitored resource type of audit entries
+	idLabel     string // its id label
+	perm        string // IAM permission prefix ("compute.backendServices")
+	fingerprint bool   // the type carries a fingerprint checked on patch/update
+	methods     map[string]bool
+	newObj      func() any
+	// prepare validates obj (the complete new state, decoded from JSON) and
+	// canonicalises references and server defaults in place; prev is the
+	// stored object on patch/update, nil on insert.
+	prepare func(m *mutation, obj, prev any) error
+	// refs lists the canonical references obj holds (for usedBy and
+	// resourceInUseByAnotherResource).
+	refs func(obj any) []string
+	// decorate sets ForceSendFields so GET prints the zero values Google
+	// prints.
+	decorate func(obj any)
+}
+
+func methods(ms ...string) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range ms {
+		out[m] = true
+	}
+	return out
+}
+
+var (
+	specBackendServices = &spec{
+		collection: "backendServices", segment: "backendServices",
+		kind: "compute#backendService", listKind: "compute#backendServiceList", snake: "backend_service",
+		auditType: "gce_backend_service", idLabel: "backend_service_id", perm: "compute.backendServices",
+		fingerprint: true, methods: methods("get", "list", "insert", "patch", "update", "delete"),
+		newObj: func() any { return &compute.BackendService{} },
+		refs:   backendServiceRefs, decorate: decorateBackendService,
+	}
+	specRegionBackendServices = &spec{
+		collection: "regionBackendServices", segment: "backendServices", regional: true,
+		kind: "compute#backendService", listKind: "compute#backendServiceList", snake: "backend_service",
+		auditType: "gce_backend_service", idLabel: "backend_service_id", perm: "compute.regionBackendServices",
+		fingerprint: true, methods: methods("get", "list", "insert", "patch", "update", "delete"),
+		newObj: func() any { return &compute.BackendService{} },
+		refs:   backendServiceRefs, decorate: decorateBackendService,
+	}
+	specRegionNEGs = &spec{
+		collection: "regionNetworkEndpointGroups", segment: "networkEndpointGroups", regional: true,
+		kind: "compute#networkEndpointGroup", listKind: "compute#networkEndpointGroupList", snake: "network_endpoint_group",
+		auditType: "gce_network_endpoint_group", idLabel: "network_endpoint_group_id", perm: "compute.networkEndpointGroups",
+		methods: methods("get", "list", "insert", "delete"),
+		newObj:  func() any { return &compute.NetworkEndpointGroup{} },
+		decorate: func(obj any) {
+			obj.(*compute.NetworkEndpointGroup).ForceSendFields = []string{"Size"}
+		},
+	}
+	specURLMaps = &spec{
+		collection: "urlMaps", segment: "urlMaps",
+		kind: "compute#urlMap", listKind: "compute#urlMapList", snake: "url_map",
+		auditType: "gce_url_map", idLabel: "url_map_id", perm: "compute.urlMaps",
+		fingerprint: true, methods: methods("get", "list", "insert", "patch", "update", "delete"),
+		newObj: func() any { return &compute.UrlMap{} },
+		refs:   urlMapRefs,
+	}
+	specTargetHTTPSProxies = &spec{
+		collection: "targetHttpsProxies", segment: "targetHttpsProxies",
+		kind: "compute#targetHttpsProxy", listKind: "compute#targetHttpsProxyList", snake: "target_https_proxy",
+		auditType: "gce_target_https_proxy", idLabel: "target_https_proxy_id", perm: "compute.targetHttpsProxies",
+		fingerprint: true, methods: methods("get", "list", "insert", "patch", "delete"),
+		newObj: func() any { return &compute.TargetHttpsProxy{} },
+		refs:   targetHTTPSProxyRefs,
+	}
+	specTargetHTTPProxies = &spec{
+		collection: "targetHttpProxies", segment: "targetHttpProxies",
+		kind: "compute#targetHttpProxy", listKind: "compute#targetHttpProxyList", snake: "target_http_proxy",
+		auditType: "gce_target_http_proxy", idLabel: "target_http_proxy_id", perm: "compute.targetHttpProxies",
+		fingerprint: true, methods: methods("get", "list", "insert", "patch", "delete"),
+		newObj: func() any { return &compute.TargetHttpProxy{} },
+		refs:   targetHTTPProxyRefs,
+	}
+	specSSLCertificates = &spec{
+		collection: "sslCertificates", segment: "sslCertificates",
+		kind: "compute#sslCertificate", listKind: "compute#sslCertificateList", snake: "ssl_certificate",
+		auditType: "gce_ssl_certificate", idLabel: "ssl_certificate_id", perm: "compute.sslCertificates",
+		methods: methods("get", "list", "insert", "delete"),
+		newObj:  func() any { return &compute.SslCertificate{} },
+	}
+	specGlobalForwardingRules = &spec{
+		collection: "globalForwardingRules", segment: "forwardingRules",
+		kind: "compute#forwardingRule", listKind: "compute#forwardingRuleList", snake: "forwarding_rule",
+		auditType: "gce_forwarding_rule", idLabel: "forwarding_rule_id", perm: "compute.globalForwardingRules",
+		methods: methods("get", "list", "insert", "delete"),
+		newObj:  func() any { return &compute.ForwardingRule{} },
+		refs:    forwardingRuleRefs,
+	}
+	allSpecs = []*spec{specBackendServices, specRegionBackendServices, specRegionNEGs, specURLMaps,
+		specTargetHTTPSProxies, specTargetHTTPProxies, specSSLCertificates, specGlobalForwardingRules}
+)
+
+// The prepare functions refer back to the specs (references name the
+// collection they must point at), so they are wired here, after
+// initialisation.
+func init() {
+	specBackendServices.prepare = prepareBackendService
+	specRegionBackendServices.prepare = prepareBackendService
+	specRegionNEGs.prepare = prepareNEG
+	specURLMaps.prepare = prepareURLMap
+	specTargetHTTPSProxies.prepare = prepareTargetHTTPSProxy
+	specTargetHTTPProxies.prepare = prepareTargetHTTPProxy
+	specSSLCertificates.prepare = prepareSSLCertificate
+	specGlobalForwardingRules.prepare = prepareForwardingRule
+}
+
+func specFor(segment string, regional bool) *spec {
+	for _, sp := range allSpecs {
+		if sp.segment == segment && sp.regional == regional {
+			return sp
+		}
+	}
+	return nil
+}
+
+// nameRE is Compute's resource name rule (RFC 1035 label).
+var nameRE = regexp.MustCompile(`^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$`)
+
+func checkName(name string) error {
+	if name == "" {
+		return requiredField("name")
+	}
+	if !nameRE.MatchString(name) {
+		return invalidField("name", name, "Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'")
+	}
+	return nil
+}
+
+func checkEnum(field, v string, allowed ...string) error {
+	if v == "" || slices.Contains(allowed, v) {
+		return nil
+	}
+	return invalidField(field, v, "Must be one of ["+strings.Join(allowed, ", ")+"].")
+}
+
+// --- backend services ---
+
+func prepareBackendService(m *mutation, obj, prevObj any) error {
+	bs := obj.(*compute.BackendService)
+	var prev *compute.BackendService
+	if prevObj != nil {
+		prev = prevObj.(*compute.BackendService)
+	}
+	bs.UsedBy = nil
+	if err := checkEnum("protocol", bs.Protocol, "GRPC", "H2C", "HTTP", "HTTP2", "HTTPS", "SSL", "TCP", "UDP", "UNSPECIFIED"); err != nil {
+		return err
+	}
+	if err := checkEnum("loadBalancingScheme", bs.LoadBalancingScheme, "EXTERNAL", "EXTERNAL_MANAGED", "EXTERNAL_PASSTHROUGH",
+		"INTERNAL", "INTERNAL_MANAGED", "INTERNAL_SELF_MANAGED"); err != nil {
+		return err
+	}
+	if err := checkEnum("sessionAffinity", bs.SessionAffinity, "CLIENT_IP", "CLIENT_IP_NO_DESTINATION", "CLIENT_IP_PORT_PROTO",
+		"CLIENT_IP_PROTO", "GENERATED_COOKIE", "HEADER_FIELD", "HTTP_COOKIE", "NONE", "STRONG_COOKIE_AFFINITY"); err != nil {
+		return err
+	}
+	if bs.TimeoutSec < 0 {
+		return invalidField("timeoutSec", fmt.Sprint(bs.TimeoutSec), "Must be greater than or equal to 1.")
+	}
+	// Server defaults seen on GET (reference §2.2). The regional default
+	// scheme INTERNAL is inferred (the legacy internal load balancer).
+	if bs.LoadBalancingScheme == "" {
+		bs.LoadBalancingScheme = "EXTERNAL"
+		if m.region != "" {
+			bs.LoadBalancingScheme = "INTERNAL"
+		}
+	}
+	if bs.SessionAffinity == "" {
+		bs.SessionAffinity = "NONE"
+	}
+	if bs.TimeoutSec == 0 {
+		bs.TimeoutSec = 30
+	}
+	if bs.ConnectionDraining == nil {
+		bs.ConnectionDraining = &compute.ConnectionDraining{}
+	}
+	if bs.Iap != nil {
+		// oauth2ClientSecret is input only: keep its SHA-256 (hex), never
+		// the secret. Without a new secret the stored digest survives as long
+		// as the client id is unchanged.
+		switch {
+		case bs.Iap.Oauth2ClientSecret != "":
+			sum := sha256.Sum256([]byte(bs.Iap.Oauth2ClientSecret))
+			bs.Iap.Oauth2ClientSecretSha256 = hex.EncodeToString(sum[:])
+			bs.Iap.Oauth2ClientSecret = ""
+		case prev != nil && prev.Iap != nil && prev.Iap.Oauth2ClientId == bs.Iap.Oauth2ClientId:
+			bs.Iap.Oauth2ClientSecretSha256 = prev.Iap.Oauth2ClientSecretSha256
+		default:
+			bs.Iap.Oauth2ClientSecretSha256 = ""
+		}
+		// IAP with a Google-managed OAuth client needs no client id/secret.
+		if bs.Iap.Enabled && bs.EnableCDN {
+			// Documented incompatibility; the exact error Compute returns is
+			// not recorded.
+			return invalidField("iap.enabled", "true", "IAP is incompatible with Cloud CDN (enableCDN is true).")
+		}
+	}
+	seen := map[string]bool{}
+	hasServerless := false
+	for i, b := range bs.Backends {
+		field := fmt.Sprintf("backends[%d].group", i)
+		if b == nil || b.Group == "" {
+			return requiredField(field)
+		}
+		link, neg, err := m.resolve(field, b.Group, true, specRegionNEGs)
+		if err != nil {
+			return err
+		}
+		if seen[link] {
+			return invalidField(field, b.Group, "Duplicate backend group.")
+		}
+		seen[link] = true
+		if m.region != "" && neg.region != m.region {
+			return invalidField(field, b.Group, fmt.Sprintf("The network endpoint group must be in region '%s'.", m.region))
+		}
+		if n := neg.obj.(*compute.NetworkEndpointGroup); n.NetworkEndpointType == "SERVERLESS" {
+			hasServerless = true
+		}
+		b.Group = link
+	}
+	if hasServerless && len(bs.HealthChecks) > 0 {
+		return invalidField("healthChecks", bs.HealthChecks[0],
+			"A backend service cannot have a health check with serverless network endpoint group backends.")
+	}
+	for i, hc := range bs.HealthChecks {
+		link, err := m.canonical(fmt.Sprintf("healthChecks[%d]", i), hc)
+		if err != nil {
+			return err
+		}
+		bs.HealthChecks[i] = link
+	}
+	return nil
+}
+
+func backendServiceRefs(obj any) []string {
+	var out []string
+	for _, b := range obj.(*compute.BackendService).Backends {
+		if b != nil {
+			out = append(out, b.Group)
+		}
+	}
+	return out
+}
+
+func decorateBackendService(obj any) {
+	bs := obj.(*compute.BackendService)
+	bs.ForceSendFields = append(bs.ForceSendFields, "AffinityCookieTtlSec", "Description")
+	if bs.Region == "" {
+		bs.ForceSendFields = append(bs.ForceSendFields, "EnableCDN")
+	}
+	if bs.ConnectionDraining != nil {
+		bs.ConnectionDraining.ForceSendFields = []string{"DrainingTimeoutSec"}
+	}
+	if bs.Iap != nil {
+		bs.Iap.ForceSendFields = []string{"Enabled"}
+	}
+}
+
+// --- serverless network endpoint groups ---
+
+// runServiceRE is Cloud Run's service name rule (fewer than 50 characters).
+var runServiceRE = regexp.MustCompile(`^[a-z](?:[-a-z0-9]{0,47}[a-z0-9])?$`)
+
+func prepareNEG(m *mutation, obj, _ any) error {
+	neg := obj.(*compute.NetworkEndpointGroup)
+	switch neg.NetworkEndpointType {
+	case "SERVERLESS":
+	case "":
+		return invalidField("networkEndpointType", "GCE_VM_IP_PORT",
+			"The emulator serves only SERVERLESS regional network endpoint groups.")
+	default:
+		if err := checkEnum("networkEndpointType", neg.NetworkEndpointType, "GCE_VM_IP", "GCE_VM_IP_DEDICATED_BACKEND",
+			"GCE_VM_IP_PORT", "GCE_VM_IP_PORTMAP", "INTERNET_FQDN_PORT", "INTERNET_IP_PORT", "NON_GCP_PRIVATE_IP_PORT",
+			"PRIVATE_SERVICE_CONNECT", "SERVERLESS"); err != nil {
+			return err
+		}
+		return invalidField("networkEndpointType", neg.NetworkEndpointType,
+			"The emulator serves only SERVERLESS regional network endpoint groups.")
+	}
+	n := 0
+	for _, set := range []bool{neg.CloudRun != nil, neg.AppEngine != nil, neg.CloudFunction != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return invalid("Invalid value for field 'resource': exactly one of cloudRun, appEngine or cloudFunction must be set for a SERVERLESS network endpoint group.")
+	}
+	if neg.Network != "" {
+		return invalidField("network", neg.Network, "Network cannot be set for SERVERLESS network endpoint groups.")
+	}
+	if neg.Subnetwork != "" {
+		return invalidField("subnetwork", neg.Subnetwork, "Subnetwork cannot be set for SERVERLESS network endpoint groups.")
+	}
+	if neg.DefaultPort != 0 {
+		return invalidField("defaultPort", fmt.Sprint(neg.DefaultPort), "Default port must not be specified for SERVERLESS network endpoint groups.")
+	}
+	if cr := neg.CloudRun; cr != nil {
+		if cr.Service == "" && cr.UrlMask == "" {
+			return invalid("Invalid value for field 'resource.cloudRun': one of cloudRun.service or cloudRun.urlMask must be set.")
+		}
+		if cr.Service != "" && !runServiceRE.MatchString(cr.Service) {
+			return invalidField("cloudRun.service", cr.Service, "Must be a valid Cloud Run service name.")
+		}
+		if cr.Tag != "" && cr.Service == "" {
+			return invalidField("cloudRun.tag", cr.Tag, "A tag requires cloudRun.service.")
+		}
+	}
+	neg.Size = 0
+	return nil
+}
+
+// --- URL maps ---
+
+// urlMapServices calls f with every backend service reference of um and
+// the request field that holds it.
+func urlMapServices(um *compute.UrlMap, f func(field string, ref *string)) {
+	action := func(at string, a *compute.HttpRouteAction) {
+		if a == nil {
+			return
+		}
+		for i, w := range a.WeightedBackendServices {
+			if w != nil && w.BackendService != "" {
+				f(fmt.Sprintf("%s.weightedBackendServices[%d].backendService", at, i), &w.BackendService)
+			}
+		}
+		if mp := a.RequestMirrorPolicy; mp != nil && mp.BackendService != "" {
+			f(at+".requestMirrorPolicy.backendService", &mp.BackendService)
+		}
+	}
+	if um.DefaultService != "" {
+		f("defaultService", &um.DefaultService)
+	}
+	action("defaultRouteAction", um.DefaultRouteAction)
+	for i, pm := range um.PathMatchers {
+		if pm == nil {
+			continue
+		}
+		at := fmt.Sprintf("pathMatchers[%d]", i)
+		if pm.DefaultService != "" {
+			f(at+".defaultService", &pm.DefaultService)
+		}
+		action(at+".defaultRouteAction", pm.DefaultRouteAction)
+		for j, pr := range pm.PathRules {
+			if pr == nil {
+				continue
+			}
+			if pr.Service != "" {
+				f(fmt.Sprintf("%s.pathRules[%d].service", at, j), &pr.Service)
+			}
+			action(fmt.Sprintf("%s.pathRules[%d].routeAction", at, j), pr.RouteAction)
+		}
+		for j, rr := range pm.RouteRules {
+			if rr == nil {
+				continue
+			}
+			if rr.Service != "" {
+				f(fmt.Sprintf("%s.routeRules[%d].service", at, j), &rr.Service)
+			}
+			action(fmt.Sprintf("%s.routeRules[%d].routeAction", at, j), rr.RouteAction)
+		}
+	}
+}
+
+func prepareURLMap(m *mutation, obj, _ any) error {
+	um := obj.(*compute.UrlMap)
+	if um.DefaultService != "" && um.DefaultUrlRedirect != nil {
+		return invalidField("defaultUrlRedirect", "", "defaultService and defaultUrlRedirect cannot both be set.")
+	}
+	var err error
+	urlMapServices(um, func(field string, ref *string) {
+		if err != nil {
+			return
+		}
+		link, _, e := m.resolve(field, *ref, false, specBackendServices)
+		if e != nil {
+			err = e
+			return
+		}
+		*ref = link
+	})
+	if err != nil {
+		return err
+	}
+	matchers := map[string]bool{}
+	for i, pm := range um.PathMatchers {
+		if pm == nil || pm.Name == "" {
+			return requiredField(fmt.Sprintf("pathMatchers[%d].name", i))
+		}
+		if matchers[pm.Name] {
+			return invalidField(fmt.Sprintf("pathMatchers[%d].name", i), pm.Name, "Duplicate path matcher name.")
+		}
+		matchers[pm.Name] = true
+	}
+	for i, hr := range um.HostRules {
+		if hr == nil || !matchers[hr.PathMatcher] {
+			v := ""
+			if hr != nil {
+				v = hr.PathMatcher
+			}
+			return invalidField(fmt.Sprintf("hostRules[%d].pathMatcher", i), v, "The path matcher does not exist in this URL map.")
+		}
+	}
+	return nil
+}
+
+func urlMapRefs(obj any) []string {
+	var out []string
+	urlMapServices(obj.(*compute.UrlMap), func(_ string, ref *string) { out = append(out, *ref) })
+	return out
+}
+
+// --- target proxies ---
+
+func prepareTargetHTTPSProxy(m *mutation, obj, _ any) error {
+	tp := obj.(*compute.TargetHttpsProxy)
+	if tp.UrlMap == "" {
+		return requiredField("urlMap")
+	}
+	link, _, err := m.resolve("urlMap", tp.UrlMap, false, specURLMaps)
+	if err != nil {
+		return err
+	}
+	tp.UrlMap = link
+	if len(tp.SslCertificates) == 0 && tp.CertificateMap == "" {
+		return invalidField("sslCertificates", "", "At least one SSL certificate must be specified for target HTTPS proxy.")
+	}
+	if len(tp.SslCertificates) > 15 {
+		return invalidField("sslCertificates", fmt.Sprint(len(tp.SslCertificates)), "At most 15 SSL certificates may be specified.")
+	}
+	for i, c := range tp.SslCertificates {
+		link, _, err := m.resolve(fmt.Sprintf("sslCertificates[%d]", i), c, false, specSSLCertificates)
+		if err != nil {
+			return err
+		}
+		tp.SslCertificates[i] = link
+	}
+	if err := checkEnum("quicOverride", tp.QuicOverride, "DISABLE", "ENABLE", "NONE"); err != nil {
+		return err
+	}
+	if tp.QuicOverride == "" {
+		tp.QuicOverride = "NONE"
+	}
+	return nil
+}
+
+func targetHTTPSProxyRefs(obj any) []string {
+	tp := obj.(*compute.TargetHttpsProxy)
+	return append([]string{tp.UrlMap}, tp.SslCertificates...)
+}
+
+func prepareTargetHTTPProxy(m *mutation, obj, _ any) error {
+	tp := obj.(*compute.TargetHttpProxy)
+	if tp.UrlMap == "" {
+		return requiredField("urlMap")
+	}
+	link, _, err := m.resolve("urlMap", tp.UrlMap, false, specURLMaps)
+	if err != nil {
+		return err
+	}
+	tp.UrlMap = link
+	return nil
+}
+
+func targetHTTPProxyRefs(obj any) []string { return []string{obj.(*compute.TargetHttpProxy).UrlMap} }
+
+// --- SSL certificates ---
+
+func prepareSSLCertificate(_ *mutation, obj, _ any) error {
+	c := obj.(*compute.SslCertificate)
+	if err := checkEnum("type", c.Type, "MANAGED", "SELF_MANAGED"); err != nil {
+		return err
+	}
+	if c.Type == "" {
+		c.Type = "SELF_MANAGED"
+		if c.Managed != nil {
+			c.Type = "MANAGED"
+		}
+	}
+	c.ExpireTime, c.SubjectAlternativeNames = "", nil
+	if c.Type == "MANAGED" {
+		if c.Managed == nil || len(c.Managed.Domains) == 0 {
+			return requiredField("managed.domains")
+		}
+		if len(c.Managed.Domains) > 100 {
+			return invalidField("managed.domains", fmt.Sprint(len(c.Managed.Domains)), "At most 100 domains may be specified.")
+		}
+		if c.Certificate != "" || c.PrivateKey != "" || c.SelfManaged != nil {
+			return invalidField("type", "MANAGED", "A managed certificate cannot carry a certificate or private key.")
+		}
+		// Provisioning never completes in the emulator (there is no DNS).
+		c.Managed.Status = "PROVISIONING"
+		c.Managed.DomainStatus = map[string]string{}
+		for _, d := range c.Managed.Domains {
+			c.Managed.DomainStatus[d] = "PROVISIONING"
+		}
+		return nil
+	}
+	if c.Managed != nil {
+		return invalidField("type", "SELF_MANAGED", "A self-managed certificate cannot carry managed settings.")
+	}
+	if sm := c.SelfManaged; sm != nil {
+		if c.Certificate == "" {
+			c.Certificate = sm.Certificate
+		}
+		if c.PrivateKey == "" {
+			c.PrivateKey = sm.PrivateKey
+		}
+		c.SelfManaged = nil
+	}
+	if c.Certificate == "" {
+		return requiredField("certificate")
+	}
+	if c.PrivateKey == "" {
+		return requiredField("privateKey")
+	}
+	pair, err := tls.X509KeyPair([]byte(c.Certificate), []byte(c.PrivateKey))
+	if err != nil {
+		return invalidField("certificate", "", "The SSL certificate and private key could not be parsed or do not match.")
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return invalidField("certificate", "", "The SSL certificate could not be parsed.")
+	}
+	c.ExpireTime = timestamp(leaf.NotAfter)
+	c.SubjectAlternativeNames = leaf.DNSNames
+	c.PrivateKey = "" // never returned
+	return nil
+}
+
+// --- global forwarding rules ---
+
+var portRangeRE = regexp.MustCompile(`^(\d+)(?:-(\d+))?$`)
+
+func prepareForwardingRule(m *mutation, obj, _ any) error {
+	fr := obj.(*compute.ForwardingRule)
+	if fr.Target == "" {
+		return requiredField("target")
+	}
+	link, t, err := m.resolve("target", fr.Target, false, specTargetHTTPSProxies, specTargetHTTPProxies)
+	if err != nil {
+		return err
+	}
+	fr.Target = link
+	if err := checkEnum("IPProtocol", fr.IPProtocol, "AH", "ESP", "ICMP", "L3_DEFAULT", "SCTP", "TCP", "UDP"); err != nil {
+		return err
+	}
+	if fr.IPProtocol == "" {
+		fr.IPProtocol = "TCP"
+	}
+	if fr.IPProtocol != "TCP" {
+		return invalidField("IPProtocol", fr.IPProtocol, "Target proxies require protocol TCP.")
+	}
+	if err := checkEnum("loadBalancingScheme", fr.LoadBalancingScheme, "EXTERNAL", "EXTERNAL_MANAGED", "INTERNAL_SELF_MANAGED"); err != nil {
+		return err
+	}
+	if fr.LoadBalancingScheme == "" {
+		fr.LoadBalancingScheme = "EXTERNAL"
+	}
+	if err := checkEnum("networkTier", fr.NetworkTier, "PREMIUM", "STANDARD"); err != nil {
+		return err
+	}
+	if fr.NetworkTier == "" {
+		fr.NetworkTier = "PREMIUM"
+	}
+	if fr.PortRange == "" {
+		// Inferred default: the proxy's conventional port.
+		fr.PortRange = "80-80"
+		if t.spec == specTargetHTTPSProxies {
+			fr.PortRange = "443-443"
+		}
+	}
+	pm := portRangeRE.FindStringSubmatch(fr.PortRange)
+	if pm == nil {
+		return invalidField("portRange", fr.PortRange, "Must be a port or a port range like 443-443.")
+	}
+	if pm[2] == "" {
+		fr.PortRange = pm[1] + "-" + pm[1]
+	}
+	if len(fr.Ports) > 0 || fr.AllPorts {
+		return invalidField("ports", strings.Join(fr.Ports, ","), "ports and allPorts cannot be used with target proxies; use portRange.")
+	}
+	if fr.IPAddress == "" {
+		fr.IPAddress = fmt.Sprintf("34.%d.%d.%d", 64+rand.IntN(64), rand.IntN(256), 1+rand.IntN(254))
+	}
+	if len(fr.Labels) == 0 {
+		fr.LabelFingerprint = "42WmSpB8rSM=" // Compute's fingerprint of an empty label set
+	} else {
+		fr.LabelFingerprint = newFingerprint()
+	}
+	return nil
+}
+
+func forwardingRuleRefs(obj any) []string { return []string{obj.(*compute.ForwardingRule).Target} }

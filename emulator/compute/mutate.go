@@ -1,0 +1,382 @@
+package compute
+
+import (
+	"regexp"
+	"time"
+
+	compute "google.golang.org/api/compute/v1"
+
+	"github.com/iapguard/iapguard/emulator/core"
+)
+
+// operation is a Compute Operation plus what its completion must write.
+type operation struct {
+	op    *compute.Operation
+	first core.Record
+	last  core.Record
+	// firstDone is closed once the "first" audit entry is written: an
+	// operation never completes before it. completing is set when the "last"
+	// entry is being written; done (status DONE) only after it exists, and
+	// recorded is closed then.
+	firstDone  chan struct{}
+	completing bool
+	done       bool
+	recorded   chan struct{}
+}
+
+var requestIDRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// mutate serves insert, patch, update and delete. The change applies at
+// once, atomically; the returned Operation is RUNNING and completes after
+// the operation delay or on the first get/wait.
+//
+// Contracts (as Compute): insert of an existing name → 409 alreadyExists;
+// patch is an RFC 7396 merge patch of the raw body, with the fingerprint
+// optional but checked when sent; update (PUT) replaces every writable field
+// and requires the fingerprint; a stale fingerprint → 412 conditionNotMet;
+// delete of a referenced resource → 400 resourceInUseByAnotherResource.
+// Required IAM permissions (recorded in the audit entry, not enforced):
+// <perm>.create / .update (patch and update) / .delete.
+func (q *request) mutate() (any, error) {
+	s, rt, sp := q.s, q.rt, q.rt.spec
+	reqID := q.r.URL.Query().Get("requestId")
+	if reqID != "" && (!requestIDRE.MatchString(reqID) || reqID == "00000000-0000-0000-0000-000000000000") {
+		return nil, invalidParam("requestId", reqID, "The request ID must be a valid non-zero UUID.")
+	}
+	var raw map[string]any
+	var obj any
+	if rt.action != "delete" {
+		var err error
+		if raw, err = decodeObject(q.body); err != nil {
+			return nil, err
+		}
+		// Decoding the body alone catches unknown members and type errors
+		// before anything is looked up.
+		obj = sp.newObj()
+		if err := fromMap(raw, obj); err != nil {
+			return nil, err
+		}
+	}
+
+	s.mu.Lock()
+	if reqID != "" {
+		if o := s.reqIDs[q.p.ID+"/"+reqID]; o != nil {
+			// A retried request: Compute returns the original operation.
+			snap := *o.op
+			s.mu.Unlock()
+			return &snap, nil
+		}
+	}
+	var o *operation
+	var err error
+	switch rt.action {
+	case "insert":
+		o, err = q.insert(raw, obj)
+	case "patch":
+		o, err = q.patch(raw)
+	case "update":
+		o, err = q.update(raw, obj)
+	case "delete":
+		o, err = q.delete()
+	}
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	if reqID != "" {
+		s.reqIDs[q.p.ID+"/"+reqID] = o
+	}
+	resp := *o.op
+	delay := s.opDelay
+	s.mu.Unlock()
+
+	s.c.Audit.Record(o.first)
+	close(o.firstDone)
+	if delay >= 0 {
+		time.AfterFunc(delay, func() { s.complete(o) })
+	}
+	return &resp, nil
+}
+
+func (q *request) mutation() *mutation {
+	return &mutation{s: q.s, project: q.p, region: q.rt.region}
+}
+
+func (q *request) insert(raw map[string]any, obj any) (*operation, error) {
+	s, sp := q.s, q.rt.spec
+	name := getString(obj, "Name")
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if s.res[resKey{sp.collection, q.p.ID, q.rt.region, name}] != nil {
+		return nil, alreadyExists(q.relName(name))
+	}
+	if err := sp.prepare(q.mutation(), obj, nil); err != nil {
+		return nil, err
+	}
+	r := &resource{spec: sp, project: q.p, region: q.rt.region, name: name, id: core.ID(), created: s.c.Now(), obj: obj}
+	setOutputs(r, true)
+	s.res[resKey{sp.collection, q.p.ID, q.rt.region, name}] = r
+	return q.newOperation(r, raw), nil
+}
+
+// lookup finds the resource named in the path (name or id).
+func (q *request) lookup() (*resource, error) {
+	r := q.s.find(q.rt.spec, q.p.ID, q.rt.region, q.rt.name)
+	if r == nil {
+		return nil, notFound(q.relName(q.rt.name))
+	}
+	return r, nil
+}
+
+// checkFingerprint applies a forced race, then the caller's precondition.
+func (q *request) checkFingerprint(r *resource, sent string, present bool) error {
+	if !r.spec.fingerprint {
+		return nil
+	}
+	if q.s.c.Faults.TakeRace(q.rt.methodKey) {
+		// A concurrent writer got there first.
+		setField(r.obj, "Fingerprint", newFingerprint())
+	}
+	if present && sent != getString(r.obj, "Fingerprint") {
+		return staleFingerprint()
+	}
+	return nil
+}
+
+func (q *request) patch(raw map[string]any) (*operation, error) {
+	r, err := q.lookup()
+	if err != nil {
+		return nil, err
+	}
+	fp, present := raw["fingerprint"].(string)
+	if err := q.checkFingerprint(r, fp, present); err != nil {
+		return nil, err
+	}
+	cur, err := toMap(r.obj)
+	if err != nil {
+		return nil, internal(err)
+	}
+	merged := mergePatch(cur, raw).(map[string]any)
+	if n, ok := merged["name"].(string); ok && n != r.name {
+		return nil, invalidField("name", n, "The name of an existing resource cannot be changed.")
+	}
+	obj := r.spec.newObj()
+	if err := fromMap(merged, obj); err != nil {
+		return nil, err
+	}
+	return q.replace(r, obj, raw)
+}
+
+func (q *request) update(raw map[string]any, obj any) (*operation, error) {
+	r, err := q.lookup()
+	if err != nil {
+		return nil, err
+	}
+	fp := getString(obj, "Fingerprint")
+	if r.spec.fingerprint && fp == "" {
+		return nil, requiredField("fingerprint")
+	}
+	if err := q.checkFingerprint(r, fp, true); err != nil {
+		return nil, err
+	}
+	if n := getString(obj, "Name"); n != "" && n != r.name {
+		return nil, invalidField("name", n, "The name of an existing resource cannot be changed.")
+	}
+	return q.replace(r, obj, raw)
+}
+
+// replace validates obj as r's new state and stores it.
+func (q *request) replace(r *resource, obj any, raw map[string]any) (*operation, error) {
+	if err := r.spec.prepare(q.mutation(), obj, r.obj); err != nil {
+		return nil, err
+	}
+	r.obj = obj
+	setOutputs(r, true)
+	return q.newOperation(r, raw), nil
+}
+
+func (q *request) delete() (*operation, error) {
+	r, err := q.lookup()
+	if err != nil {
+		return nil, err
+	}
+	if users := q.s.users(r.rel()); len(users) > 0 {
+		return nil, inUse(r.spec.snake, r.rel(), users[0].rel())
+	}
+	delete(q.s.res, resKey{r.spec.collection, r.project.ID, r.region, r.name})
+	return q.newOperation(r, nil), nil
+}
+
+// setOutputs writes the output-only fields of r.obj; newFP issues a new
+// fingerprint (every accepted mutation does).
+func setOutputs(r *resource, newFP bool) {
+	o := r.obj
+	setField(o, "Id", r.id)
+	setField(o, "Name", r.name)
+	setField(o, "Kind", r.spec.kind)
+	setField(o, "SelfLink", r.selfLink())
+	setField(o, "CreationTimestamp", timestamp(r.created))
+	if hasField(o, "SelfLinkWithId") {
+		setField(o, "SelfLinkWithId", linkBase+relPath(r.spec, r.project.ID, r.region, formatID(r.id)))
+	}
+	region := ""
+	if r.region != "" {
+		region = linkBase + "projects/" + r.project.ID + "/regions/" + r.region
+	}
+	setField(o, "Region", region)
+	if newFP && hasField(o, "Fingerprint") {
+		setField(o, "Fingerprint", newFingerprint())
+	}
+}
+
+// permVerb maps a method to the IAM permission verb Compute checks.
+func permVerb(action string) string {
+	switch action {
+	case "insert":
+		return "create"
+	case "delete":
+		return "delete"
+	}
+	return "update"
+}
+
+// newOperation creates the RUNNING operation for a mutation of r and
+// prepares its two audit entries (s.mu held).
+func (q *request) newOperation(r *resource, raw map[string]any) *operation {
+	s, rt, sp := q.s, q.rt, q.rt.spec
+	now := s.c.Now()
+	opType := rt.action
+	if sp == specRegionNEGs {
+		// Observed: regional NEG operations carry the qualified method name.
+		opType = "compute.regionNetworkEndpointGroups." + rt.action
+	}
+	name := core.OperationName(now)
+	id := core.ID()
+	opBase := linkBase + "projects/" + q.p.ID + "/" + scopePath(rt.region) + "/operations/"
+	op := &compute.Operation{
+		Kind: "compute#operation", Id: id, Name: name, OperationType: opType,
+		Status: "RUNNING", InsertTime: timestamp(now), StartTime: timestamp(now),
+		TargetLink: r.selfLink(), TargetId: r.id, User: s.c.PrincipalFrom(q.r.Context()),
+		SelfLink: opBase + name, ForceSendFields: []string{"Progress"},
+	}
+	if rt.region != "" {
+		op.Region = linkBase + "projects/" + q.p.ID + "/regions/" + rt.region
+	}
+	o := &operation{op: op, firstDone: make(chan struct{}), recorded: make(chan struct{})}
+	s.ops[opKey{q.p.ID, rt.region, name}] = o
+
+	req := map[string]any{}
+	if raw != nil {
+		req = deepCopy(raw).(map[string]any)
+		redact(req)
+	}
+	req["@type"] = "type.googleapis.com/compute." + sp.collection + "." + rt.action
+	resp := core.JSONMap(op, "type.googleapis.com/operation")
+	delete(resp, "kind")
+	resp["progress"] = "0"
+	resp["selfLinkWithId"] = opBase + formatID(id)
+	location := rt.region
+	if location == "" {
+		location = "global"
+	}
+	trigger := newUUID()
+	rec := func(first bool) core.Record {
+		return core.Record{
+			Ctx: q.r.Context(), Project: q.p, ServiceName: "compute.googleapis.com",
+			MethodName:   rt.version + ".compute." + sp.collection + "." + rt.action,
+			ResourceName: q.relName(r.name), Location: location,
+			Permission: sp.perm + "." + permVerb(rt.action), PermissionResourceType: sp.perm,
+			Request: req, Response: resp, ResourceType: sp.auditType,
+			ResourceLabels: map[string]string{sp.idLabel: formatID(r.id), "project_id": q.p.ID},
+			Labels:         map[string]string{"compute.googleapis.com/root_trigger_id": trigger},
+			Operation:      &core.EntryOperation{ID: name, Producer: "compute.googleapis.com", First: first, Last: !first},
+			Slim:           !first,
+		}
+	}
+	o.first, o.last = rec(true), rec(false)
+	return o
+}
+
+// complete writes o's "last" audit entry and then marks it DONE, once.
+// It never blocks: before the first entry exists, or while another
+// goroutine is completing o, it returns and o stays RUNNING for now.
+// (Audit listeners run synchronously inside Record; one that polls the
+// operation must not deadlock.)
+func (s *Server) complete(o *operation) {
+	select {
+	case <-o.firstDone:
+	default:
+		return
+	}
+	s.mu.Lock()
+	if o.completing {
+		s.mu.Unlock()
+		return
+	}
+	o.completing = true
+	last := o.last
+	s.mu.Unlock()
+	s.c.Audit.Record(last)
+	s.mu.Lock()
+	o.done = true
+	o.op.Status = "DONE"
+	o.op.Progress = 100
+	o.op.EndTime = timestamp(s.c.Now())
+	s.mu.Unlock()
+	close(o.recorded)
+}
+
+// completionGrace bounds how long get/wait wait for a completion another
+// goroutine has started.
+var completionGrace = time.Second
+
+// getOperation serves globalOperations/regionOperations get and wait: both
+// complete the operation first, so they answer DONE (wait may answer
+// RUNNING, as Compute's may, only if completion is stuck in an audit
+// listener for over a second).
+func (q *request) getOperation() (any, error) {
+	s := q.s
+	s.mu.Lock()
+	o := s.ops[opKey{q.p.ID, q.rt.region, q.rt.name}]
+	if o == nil {
+		for k, c := range s.ops {
+			if k.project == q.p.ID && k.region == q.rt.region && formatID(c.op.Id) == q.rt.name {
+				o = c
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+	if o == nil {
+		return nil, notFound("projects/" + q.rt.project + "/" + scopePath(q.rt.region) + "/operations/" + q.rt.name)
+	}
+	s.complete(o)
+	s.mu.Lock()
+	pending := o.completing && !o.done
+	s.mu.Unlock()
+	if pending {
+		t := time.NewTimer(completionGrace)
+		select {
+		case <-o.recorded:
+		case <-t.C:
+		case <-q.r.Context().Done():
+		}
+		t.Stop()
+	}
+	s.mu.Lock()
+	snap := *o.op
+	s.mu.Unlock()
+	return &snap, nil
+}
+
+// get serves <collection>.get.
+func (q *request) get() (any, error) {
+	q.s.mu.Lock()
+	defer q.s.mu.Unlock()
+	r, err := q.lookup()
+	if err != nil {
+		return nil, err
+	}
+	return q.s.render(r)
+}

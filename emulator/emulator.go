@@ -1,0 +1,349 @@
+package emulator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	pubsubpb "cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	"github.com/iapguard/iapguard/emulator/cloudrun"
+	"github.com/iapguard/iapguard/emulator/compute"
+	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/emulator/delivery"
+	"github.com/iapguard/iapguard/emulator/iapapi"
+	"github.com/iapguard/iapguard/emulator/logging"
+	"github.com/iapguard/iapguard/emulator/serviceusage"
+	"github.com/iapguard/iapguard/eventarc"
+)
+
+// Environment variables the emulator prints once it is ready. Clients that
+// honour them (iapguard's adapters, the Pub/Sub library) need nothing else.
+const (
+	EnvEmulatorHost = "IAPGUARD_EMULATOR_HOST"
+	EnvPubSubHost   = "PUBSUB_EMULATOR_HOST"
+)
+
+// ControlPrefix is the path under which the emulator serves its own control
+// API (stats, faults, health). No Google API uses it.
+const ControlPrefix = "/_emulator/v1/"
+
+// Options configures an emulator.
+type Options struct {
+	// Projects are the emulated projects. Default: one project
+	// "demo-project" = 123456789012.
+	Projects []core.Project
+	// Principal is the caller recorded in audit entries when a request does
+	// not name one (header X-Emulator-Principal / metadata x-emulator-principal).
+	Principal string
+	// DeliverTo are URLs that receive the Eventarc stand-in's CloudEvents.
+	DeliverTo []string
+	// Delivery tunes the Eventarc stand-in (duplicates, reordering, delay,
+	// retries). Its Targets field is filled from DeliverTo.
+	Delivery delivery.Options
+	// Triggers overrides the trigger definitions (default: eventarc.Load()).
+	Triggers []eventarc.Trigger
+	// RunLRO selects how Cloud Run operations complete (see cloudrun.Options).
+	Run cloudrun.Options
+	// Logger receives the emulator's own logs (default: discarded).
+	Logger *slog.Logger
+}
+
+// DefaultProject is the project an emulator has when none is configured.
+var DefaultProject = core.Project{ID: "demo-project", Number: 123456789012}
+
+// Emulator serves every emulated Google API on one address: gRPC (Cloud Run
+// Admin v2, long-running operations, Pub/Sub, Cloud Logging) and REST
+// (Compute v1, Service Usage v1beta1, IAP v1, and the control API)
+// multiplexed on one port by protocol (HTTP/2 + application/grpc → gRPC).
+type Emulator struct {
+	Core         *core.Core
+	Run          *cloudrun.Server
+	Compute      *compute.Server
+	ServiceUsage *serviceusage.Server
+	IAP          *iapapi.Server
+	Logging      *logging.Server
+	PubSub       *pstest.Server
+	// Delivery is the Eventarc stand-in (nil without DeliverTo).
+	Delivery *delivery.Deliverer
+
+	grpc    *grpc.Server
+	httpSrv *http.Server
+	ln      net.Listener
+	cancel  context.CancelFunc
+	once    sync.Once
+	done    chan struct{}
+}
+
+// New builds an emulator; call Start or Serve to listen.
+func New(opts Options) (*Emulator, error) {
+	if len(opts.Projects) == 0 {
+		opts.Projects = []core.Project{DefaultProject}
+	}
+	c := core.New(opts.Principal, opts.Projects...)
+	if opts.Logger != nil {
+		c.Log = opts.Logger
+	}
+	e := &Emulator{Core: c, done: make(chan struct{})}
+	e.Run = cloudrun.New(c, opts.Run)
+	e.Compute = compute.New(c)
+	e.ServiceUsage = serviceusage.New(c)
+	e.IAP = iapapi.New(c, e.Compute, e.Run)
+	e.Logging = logging.New(c)
+
+	// pstest listens on a port of its own that nobody uses; its service
+	// implementation is registered on our server so Pub/Sub shares the one
+	// address.
+	e.PubSub = pstest.NewServerWithAddress("127.0.0.1:0")
+	e.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(core.UnaryServerInterceptor(c)),
+		grpc.ChainStreamInterceptor(core.StreamServerInterceptor(c)),
+	)
+	e.Run.Register(e.grpc)
+	e.Logging.Register(e.grpc)
+	pubsubpb.RegisterPublisherServer(e.grpc, &e.PubSub.GServer)
+	pubsubpb.RegisterSubscriberServer(e.grpc, &e.PubSub.GServer)
+	pubsubpb.RegisterSchemaServiceServer(e.grpc, &e.PubSub.GServer)
+
+	if len(opts.DeliverTo) > 0 {
+		triggers := opts.Triggers
+		if triggers == nil {
+			var err error
+			if triggers, err = eventarc.Load(); err != nil {
+				return nil, fmt.Errorf("loading trigger definitions: %w", err)
+			}
+		}
+		dopts := opts.Delivery
+		dopts.Targets = append([]string(nil), opts.DeliverTo...)
+		if dopts.Logger == nil {
+			dopts.Logger = c.Log
+		}
+		e.Delivery = delivery.New(c, triggers, dopts)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/compute/v1/", e.Compute)
+	mux.Handle("/compute/beta/", e.Compute)
+	mux.Handle("/v1beta1/", e.ServiceUsage)
+	mux.Handle("/v1/", e.IAP)
+	mux.Handle(ControlPrefix, http.StripPrefix(strings.TrimSuffix(ControlPrefix, "/"), e.controlHandler()))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		core.Errorf(codes.NotFound, "The requested URL %s was not found on this server.", r.URL.Path).WriteJSON(w)
+	})
+
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	e.httpSrv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+				e.grpc.ServeHTTP(w, r)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		}),
+		Protocols:         &protos,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(c.Log.Handler(), slog.LevelDebug),
+	}
+	return e, nil
+}
+
+// Start listens on addr ("127.0.0.1:0" picks a free port) and serves in the
+// background until Close.
+func (e *Emulator) Start(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	e.ln = ln
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	if e.Delivery != nil {
+		e.Delivery.Start(ctx)
+	}
+	go func() {
+		defer close(e.done)
+		if err := e.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			e.Core.Log.Error("emulator stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Addr is the host:port the emulator listens on.
+func (e *Emulator) Addr() string { return e.ln.Addr().String() }
+
+// Env returns the environment a client needs, as NAME=VALUE lines.
+func (e *Emulator) Env() []string {
+	return []string{EnvEmulatorHost + "=" + e.Addr(), EnvPubSubHost + "=" + e.Addr()}
+}
+
+// Close stops serving and the Eventarc stand-in.
+func (e *Emulator) Close() error {
+	var err error
+	e.once.Do(func() {
+		if e.cancel != nil {
+			e.cancel()
+		}
+		if e.Delivery != nil {
+			e.Delivery.Close()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err = e.httpSrv.Shutdown(ctx)
+		if err != nil {
+			err = e.httpSrv.Close()
+		}
+		e.grpc.Stop()
+		_ = e.PubSub.Close()
+		if e.ln != nil {
+			<-e.done
+		}
+	})
+	return err
+}
+
+// FaultConfig is the JSON body of POST /_emulator/v1/faults.
+type FaultConfig struct {
+	Reset   bool   `json:"reset,omitempty"`
+	Seed    uint64 `json:"seed,omitempty"`
+	Latency []struct {
+		Method   string `json:"method"`
+		Duration string `json:"duration"`
+	} `json:"latency,omitempty"`
+	Errors []struct {
+		Method string  `json:"method"`
+		Rate   float64 `json:"rate"`
+		Code   string  `json:"code"`
+	} `json:"errors,omitempty"`
+	FailNext []struct {
+		Method string `json:"method"`
+		Count  int    `json:"count"`
+		Code   string `json:"code"`
+	} `json:"failNext,omitempty"`
+	Races []struct {
+		Method string `json:"method"`
+		Count  int    `json:"count"`
+	} `json:"races,omitempty"`
+	Quotas []struct {
+		API       string `json:"api"`
+		Class     string `json:"class"`
+		PerMinute int    `json:"perMinute"`
+	} `json:"quotas,omitempty"`
+}
+
+// Apply installs the configuration on f.
+func (fc *FaultConfig) Apply(f *core.Faults) error {
+	if fc.Reset {
+		f.Reset()
+	}
+	if fc.Seed != 0 {
+		f.Seed(fc.Seed)
+	}
+	for _, l := range fc.Latency {
+		d, err := time.ParseDuration(l.Duration)
+		if err != nil {
+			return fmt.Errorf("latency %q: %w", l.Method, err)
+		}
+		if err := f.SetLatency(l.Method, d); err != nil {
+			return err
+		}
+	}
+	for _, x := range fc.Errors {
+		code, err := ParseCode(x.Code)
+		if err != nil {
+			return err
+		}
+		if err := f.SetErrorRate(x.Method, x.Rate, code); err != nil {
+			return err
+		}
+	}
+	for _, x := range fc.FailNext {
+		code, err := ParseCode(x.Code)
+		if err != nil {
+			return err
+		}
+		if err := f.FailNext(x.Method, x.Count, code); err != nil {
+			return err
+		}
+	}
+	for _, x := range fc.Races {
+		if err := f.ForceRaces(x.Method, x.Count); err != nil {
+			return err
+		}
+	}
+	for _, q := range fc.Quotas {
+		class := core.Read
+		switch q.Class {
+		case "read":
+		case "write":
+			class = core.Write
+		default:
+			return fmt.Errorf("quota class %q: want read or write", q.Class)
+		}
+		f.SetQuota(q.API, class, q.PerMinute)
+	}
+	return nil
+}
+
+// ParseCode parses a gRPC code name ("UNAVAILABLE", "RESOURCE_EXHAUSTED").
+func ParseCode(s string) (codes.Code, error) {
+	var c codes.Code
+	if err := c.UnmarshalJSON([]byte(`"` + strings.ToUpper(s) + `"`)); err != nil {
+		return 0, fmt.Errorf("code %q: not a gRPC code name", s)
+	}
+	return c, nil
+}
+
+func (e *Emulator) controlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, e.Core.Stats.Snapshot())
+	})
+	mux.HandleFunc("DELETE /stats", func(w http.ResponseWriter, r *http.Request) {
+		e.Core.Stats.Reset()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /faults", func(w http.ResponseWriter, r *http.Request) {
+		var fc FaultConfig
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err == nil {
+			err = json.Unmarshal(body, &fc)
+		}
+		if err == nil {
+			err = fc.Apply(e.Core.Faults)
+		}
+		if err != nil {
+			core.Errorf(codes.InvalidArgument, "%v", err).WriteJSON(w)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /auditlog", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"entries": e.Core.Audit.Entries()})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		core.Errorf(codes.NotFound, "no control endpoint %s %s", r.Method, r.URL.Path).WriteJSON(w)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
