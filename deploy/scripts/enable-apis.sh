@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Enables the APIs iapguard uses: in DEPLOY_PROJECT those of the deployment
+# (Cloud Run, Eventarc, Pub/Sub, Cloud Scheduler, Artifact Registry, Cloud
+# Build, IAM) and those the function calls, whose quota is charged to the
+# function's own project; in every allowlisted project the IAP API, which
+# the IAP service agent and the IAP toggle need.
+#
+# The caller needs roles/serviceusage.serviceUsageAdmin.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+require DEPLOY_PROJECT
+
+log "enabling APIs in $DEPLOY_PROJECT"
+gcloud services enable --project="$DEPLOY_PROJECT" \
+  run.googleapis.com eventarc.googleapis.com pubsub.googleapis.com \
+  cloudscheduler.googleapis.com artifactregistry.googleapis.com cloudbuild.googleapis.com \
+  iam.googleapis.com logging.googleapis.com compute.googleapis.com \
+  iap.googleapis.com serviceusage.googleapis.com
+for project in $(allowlist); do
+  if [[ "$project" != "$DEPLOY_PROJECT" ]]; then
+    log "enabling the IAP API in $project"
+    gcloud services enable --project="$project" iap.googleapis.com
+  fi
+done

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Creates or updates iapguard's identities and least-privilege grants:
+#   - service accounts iapguard-enforcer (runs the function) and
+#     iapguard-trigger (identity of the Eventarc triggers), in DEPLOY_PROJECT;
+#   - the custom role iapguardEnforcer, generated from internal/iamperm into
+#     deploy/iam/iapguard-enforcer.yaml, in every allowlisted project, granted
+#     there to iapguard-enforcer;
+#   - roles/iam.serviceAccountUser for iapguard-enforcer on each runtime
+#     service account of the labelled services, because Cloud Run checks
+#     iam.serviceAccounts.actAs on every UpdateService
+#     (DEPLOY_RUNTIME_SERVICE_ACCOUNTS, comma-separated; default: the Compute
+#     default service account of each allowlisted project, which Cloud Run
+#     uses when a service names none);
+#   - roles/eventarc.eventReceiver for iapguard-trigger on DEPLOY_PROJECT.
+# Nothing is granted project-wide beyond the custom role and the event
+# receiver role.
+#
+# The caller needs roles/iam.serviceAccountAdmin, roles/iam.roleAdmin and
+# roles/resourcemanager.projectIamAdmin (on every allowlisted project).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+require DEPLOY_PROJECT
+
+enforcer=$(account_email "$ENFORCER_ACCOUNT")
+trigger=$(account_email "$TRIGGER_ACCOUNT")
+role_file="$REPO_ROOT/deploy/iam/iapguard-enforcer.yaml"
+[[ -f "$role_file" ]] || die "$role_file is missing"
+
+# ensure_account ID DISPLAY_NAME
+ensure_account() {
+  local email
+  email=$(account_email "$1")
+  if gcloud iam service-accounts describe "$email" --project="$DEPLOY_PROJECT" >/dev/null 2>&1; then
+    log "service account $email exists"
+  else
+    log "creating service account $email"
+    gcloud iam service-accounts create "$1" --project="$DEPLOY_PROJECT" --display-name="$2"
+  fi
+}
+
+ensure_account "$ENFORCER_ACCOUNT" "iapguard enforcer (EnforceIAP function)"
+ensure_account "$TRIGGER_ACCOUNT" "iapguard Eventarc triggers"
+
+runtime_accounts=${DEPLOY_RUNTIME_SERVICE_ACCOUNTS:-}
+for project in $(allowlist); do
+  deleted=$(gcloud iam roles describe "$ENFORCER_ROLE" --project="$project" --format='value(deleted)' 2>/dev/null) || deleted=missing
+  case "$deleted" in
+    missing)
+      log "creating role $ENFORCER_ROLE in $project"
+      gcloud iam roles create "$ENFORCER_ROLE" --project="$project" --file="$role_file" --quiet >/dev/null
+      ;;
+    True)
+      log "undeleting and updating role $ENFORCER_ROLE in $project"
+      gcloud iam roles undelete "$ENFORCER_ROLE" --project="$project" >/dev/null
+      gcloud iam roles update "$ENFORCER_ROLE" --project="$project" --file="$role_file" --quiet >/dev/null
+      ;;
+    *)
+      log "updating role $ENFORCER_ROLE in $project"
+      gcloud iam roles update "$ENFORCER_ROLE" --project="$project" --file="$role_file" --quiet >/dev/null
+      ;;
+  esac
+  gcloud projects add-iam-policy-binding "$project" --member="serviceAccount:$enforcer" \
+    --role="projects/$project/roles/$ENFORCER_ROLE" --condition=None >/dev/null
+  if [[ -z "${DEPLOY_RUNTIME_SERVICE_ACCOUNTS:-}" ]]; then
+    runtime_accounts+="$(project_number "$project")-compute@developer.gserviceaccount.com,"
+  fi
+done
+
+for account in ${runtime_accounts//,/ }; do
+  log "letting $enforcer act as $account (Cloud Run updates need actAs on the runtime account)"
+  gcloud iam service-accounts add-iam-policy-binding "$account" --member="serviceAccount:$enforcer" \
+    --role=roles/iam.serviceAccountUser >/dev/null
+done
+
+gcloud projects add-iam-policy-binding "$DEPLOY_PROJECT" --member="serviceAccount:$trigger" \
+  --role=roles/eventarc.eventReceiver --condition=None >/dev/null
+log "identities ready: function $enforcer, triggers $trigger"

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Deploys the EnforceIAP function as the Cloud Run service DEPLOY_SERVICE
+# (default iapguard-enforcer) from DEPLOY_IMAGE, locked down:
+#   - runs as iapguard-enforcer (identity.sh grants its permissions);
+#   - --no-allow-unauthenticated: only principals with roles/run.invoker on
+#     the service may call it, and the only one granted is iapguard-trigger,
+#     the Eventarc triggers' identity;
+#   - --ingress=internal: nothing outside the project's network perimeter
+#     reaches it (Eventarc and Pub/Sub push deliveries from the same project
+#     are internal traffic for Cloud Run);
+#   - never labelled iap=enabled: the function must not guard itself, or
+#     Eventarc could no longer deliver to it.
+# Configuration (docs/deploy.md): IAPGUARD_PROJECTS (allowlist, default
+# DEPLOY_PROJECT), IAPGUARD_DRY_RUN (default true: plan and publish outcomes,
+# change nothing), IAPGUARD_LOG_LEVEL (default info), IAPGUARD_TIMEOUT
+# (optional, per-event deadline), DEPLOY_MAX_INSTANCES (default 10).
+#
+# The caller needs roles/run.admin and roles/iam.serviceAccountUser on
+# iapguard-enforcer.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+require DEPLOY_PROJECT DEPLOY_REGION DEPLOY_IMAGE
+
+service=${DEPLOY_SERVICE:-iapguard-enforcer}
+dry_run=${IAPGUARD_DRY_RUN:-true}
+case "$dry_run" in
+  true | false) ;;
+  *) die "IAPGUARD_DRY_RUN=$dry_run: want true or false" ;;
+esac
+enforcer=$(account_email "$ENFORCER_ACCOUNT")
+trigger=$(account_email "$TRIGGER_ACCOUNT")
+
+projects=$(allowlist)
+projects=${projects//$'\n'/,}
+# '^|^' makes '|' the separator, so the comma-separated allowlist survives
+# (gcloud topic escaping).
+env_vars="^|^FUNCTION_TARGET=$ENTRY_POINT"
+env_vars+="|GOOGLE_CLOUD_PROJECT=$DEPLOY_PROJECT"
+env_vars+="|IAPGUARD_PROJECTS=$projects"
+env_vars+="|IAPGUARD_OUTCOMES_TOPIC=projects/$DEPLOY_PROJECT/topics/$OUTCOMES_TOPIC"
+env_vars+="|IAPGUARD_DRY_RUN=$dry_run"
+env_vars+="|IAPGUARD_LOG_LEVEL=${IAPGUARD_LOG_LEVEL:-info}"
+if [[ -n "${IAPGUARD_TIMEOUT:-}" ]]; then
+  env_vars+="|IAPGUARD_TIMEOUT=$IAPGUARD_TIMEOUT"
+fi
+
+log "deploying $service (dry run: $dry_run, allowlist: $projects)"
+gcloud run deploy "$service" --project="$DEPLOY_PROJECT" --region="$DEPLOY_REGION" \
+  --image="$DEPLOY_IMAGE" --service-account="$enforcer" \
+  --no-allow-unauthenticated --ingress=internal \
+  --set-env-vars="$env_vars" \
+  --timeout=120s --concurrency=20 --max-instances="${DEPLOY_MAX_INSTANCES:-10}" \
+  --cpu=1 --memory=512Mi --labels=app=iapguard --quiet
+
+gcloud run services add-iam-policy-binding "$service" --project="$DEPLOY_PROJECT" --region="$DEPLOY_REGION" \
+  --member="serviceAccount:$trigger" --role=roles/run.invoker >/dev/null
+log "$service deployed; only $trigger may invoke it"

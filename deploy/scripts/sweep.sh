@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Creates or updates one Cloud Scheduler job per allowlisted project that
+# publishes a replay message for the whole project to the replay topic, so
+# drift that produced no audit entry (or whose event was lost) is still
+# reconciled:
+#   {"version":1,"project":"PROJECT","requestedBy":"scheduler"}
+# (docs/replay-message.md). Jobs of projects no longer on the allowlist are
+# deleted. DEPLOY_SWEEP_SCHEDULE (cron, default every 6 hours) and
+# DEPLOY_SWEEP_TIME_ZONE (default Etc/UTC) set the cadence.
+#
+# The caller needs roles/cloudscheduler.admin.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+require DEPLOY_PROJECT DEPLOY_REGION
+
+schedule=${DEPLOY_SWEEP_SCHEDULE:-17 */6 * * *}
+time_zone=${DEPLOY_SWEEP_TIME_ZONE:-Etc/UTC}
+topic="projects/$DEPLOY_PROJECT/topics/$REPLAY_TOPIC"
+where=(--project="$DEPLOY_PROJECT" --location="$DEPLOY_REGION")
+
+declare -A wanted=()
+for project in $(allowlist); do
+  job="$SWEEP_JOB_PREFIX$project"
+  wanted[$job]=1
+  body=$(printf '{"version":1,"project":"%s","requestedBy":"scheduler"}' "$project")
+  if gcloud scheduler jobs describe "$job" "${where[@]}" >/dev/null 2>&1; then
+    verb=update
+  else
+    verb=create
+  fi
+  log "$verb sweep job $job ($schedule $time_zone)"
+  gcloud scheduler jobs "$verb" pubsub "$job" "${where[@]}" --schedule="$schedule" \
+    --time-zone="$time_zone" --topic="$topic" --message-body="$body" >/dev/null
+done
+
+for job in $(gcloud scheduler jobs list "${where[@]}" --filter="name~/jobs/$SWEEP_JOB_PREFIX" \
+  --format='value(name.basename())'); do
+  if [[ -z "${wanted[$job]:-}" ]]; then
+    log "deleting sweep job $job (project no longer allowlisted)"
+    gcloud scheduler jobs delete "$job" "${where[@]}" --quiet
+  fi
+done

@@ -1,0 +1,101 @@
+locals {
+  # Single sources of truth, rendered by iapctl deploy and kept current by
+  # go test ./internal/deploy.
+  triggers      = jsondecode(file("${path.module}/generated/triggers.json")).triggers
+  enforcer_role = jsondecode(file("${path.module}/generated/enforcer-role.json"))
+
+  allowlist = length(var.projects) > 0 ? var.projects : [var.project]
+
+  # The replay trigger's topic, named in eventarc/triggers.yaml.
+  replay_topic = one(distinct([for t in values(local.triggers) : t.topic if t.topic != ""]))
+
+  runtime_service_accounts = length(var.runtime_service_accounts) > 0 ? var.runtime_service_accounts : [
+    for p in local.allowlist : "${data.google_project.allowlisted[p].number}-compute@developer.gserviceaccount.com"
+  ]
+
+  pubsub_agent = "service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  # The function's own project is charged for every API it calls.
+  apis = [
+    "artifactregistry.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "compute.googleapis.com",
+    "eventarc.googleapis.com",
+    "iam.googleapis.com",
+    "iap.googleapis.com",
+    "logging.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "serviceusage.googleapis.com",
+  ]
+}
+
+data "google_project" "this" {
+  project_id = var.project
+}
+
+data "google_project" "allowlisted" {
+  for_each   = toset(local.allowlist)
+  project_id = each.value
+}
+
+resource "google_project_service" "apis" {
+  for_each           = var.enable_apis ? toset(local.apis) : toset([])
+  project            = var.project
+  service            = each.value
+  disable_on_destroy = false
+}
+
+# IAP's service agent and toggle need the IAP API in every allowlisted project.
+resource "google_project_service" "iap" {
+  for_each           = var.enable_apis ? toset([for p in local.allowlist : p if p != var.project]) : toset([])
+  project            = each.value
+  service            = "iap.googleapis.com"
+  disable_on_destroy = false
+}
+
+resource "google_service_account" "enforcer" {
+  project      = var.project
+  account_id   = "iapguard-enforcer"
+  display_name = "iapguard enforcer (EnforceIAP function)"
+}
+
+resource "google_service_account" "trigger" {
+  project      = var.project
+  account_id   = "iapguard-trigger"
+  display_name = "iapguard Eventarc triggers"
+}
+
+# The least-privilege role generated from internal/iamperm, in every
+# allowlisted project, granted there to the function only.
+resource "google_project_iam_custom_role" "enforcer" {
+  for_each    = toset(local.allowlist)
+  project     = each.value
+  role_id     = local.enforcer_role.role_id
+  title       = local.enforcer_role.title
+  description = local.enforcer_role.description
+  stage       = local.enforcer_role.stage
+  permissions = local.enforcer_role.permissions
+}
+
+resource "google_project_iam_member" "enforcer" {
+  for_each = google_project_iam_custom_role.enforcer
+  project  = each.value.project
+  role     = each.value.name
+  member   = "serviceAccount:${google_service_account.enforcer.email}"
+}
+
+# Cloud Run checks iam.serviceAccounts.actAs on the runtime service account
+# for every UpdateService: granted per account, never project-wide.
+resource "google_service_account_iam_member" "enforcer_acts_as_runtime" {
+  for_each           = toset(local.runtime_service_accounts)
+  service_account_id = "projects/-/serviceAccounts/${each.value}"
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.enforcer.email}"
+}
+
+resource "google_project_iam_member" "trigger_receives_events" {
+  project = var.project
+  role    = "roles/eventarc.eventReceiver"
+  member  = "serviceAccount:${google_service_account.trigger.email}"
+}

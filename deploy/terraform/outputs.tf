@@ -1,0 +1,34 @@
+output "enforcer_service_account" {
+  description = "Identity of the function."
+  value       = google_service_account.enforcer.email
+}
+
+output "trigger_service_account" {
+  description = "Identity of the Eventarc triggers."
+  value       = google_service_account.trigger.email
+}
+
+output "service" {
+  description = "Cloud Run service running the function."
+  value       = google_cloud_run_v2_service.enforcer.name
+}
+
+output "outcomes_topic" {
+  description = "Topic carrying outcome messages (docs/outcomes.md)."
+  value       = google_pubsub_topic.outcomes.id
+}
+
+output "replay_topic" {
+  description = "Topic for replay messages and log-sink entries."
+  value       = google_pubsub_topic.replay.id
+}
+
+output "dead_letter_topic" {
+  description = "Topic receiving events Eventarc could not deliver."
+  value       = google_pubsub_topic.dead_letter.id
+}
+
+output "trigger_subscriptions" {
+  description = "Pub/Sub subscription Eventarc created for each trigger (deploy/scripts/dead-letter.sh sets their dead-letter policy)."
+  value       = { for name, t in google_eventarc_trigger.iapguard : name => t.transport[0].pubsub[0].subscription }
+}

@@ -1,0 +1,67 @@
+locals {
+  # The environment the function reads (functions.ConfigFromEnv).
+  function_env = {
+    FUNCTION_TARGET         = "EnforceIAP"
+    GOOGLE_CLOUD_PROJECT    = var.project
+    IAPGUARD_PROJECTS       = join(",", local.allowlist)
+    IAPGUARD_OUTCOMES_TOPIC = google_pubsub_topic.outcomes.id
+    IAPGUARD_DRY_RUN        = tostring(var.dry_run)
+    IAPGUARD_LOG_LEVEL      = var.log_level
+  }
+}
+
+# The function, private: internal ingress, no public invoker binding; only
+# the trigger identity may invoke it. Never label it iap=enabled.
+resource "google_cloud_run_v2_service" "enforcer" {
+  project             = var.project
+  name                = var.service_name
+  location            = var.region
+  ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  deletion_protection = var.deletion_protection
+  labels = {
+    app = "iapguard"
+  }
+
+  template {
+    service_account                  = google_service_account.enforcer.email
+    timeout                          = "120s"
+    max_instance_request_concurrency = 20
+
+    scaling {
+      max_instance_count = var.max_instances
+    }
+
+    containers {
+      image = var.image
+
+      resources {
+        limits = {
+          cpu    = "1"
+          memory = "512Mi"
+        }
+      }
+
+      dynamic "env" {
+        for_each = local.function_env
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_service.apis,
+    google_project_iam_member.enforcer,
+    google_pubsub_topic_iam_member.enforcer_publishes_outcomes,
+  ]
+}
+
+resource "google_cloud_run_v2_service_iam_member" "trigger_invokes" {
+  project  = var.project
+  location = var.region
+  name     = google_cloud_run_v2_service.enforcer.name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.trigger.email}"
+}

@@ -1,0 +1,85 @@
+variable "project" {
+  description = "Project that runs the function, its triggers, topics and sweep jobs."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the function, its regional triggers and the sweep jobs, e.g. us-central1."
+  type        = string
+}
+
+variable "projects" {
+  description = "Allowlist: project ids iapguard may change (IAPGUARD_PROJECTS). Empty means var.project only. Other projects also need a log sink to the replay topic (docs/deploy.md)."
+  type        = list(string)
+  default     = []
+}
+
+variable "dry_run" {
+  description = "true: plan and publish outcomes, change nothing (IAPGUARD_DRY_RUN). Roll out with true, watch the outcomes, then set false."
+  type        = bool
+  default     = true
+}
+
+variable "image" {
+  description = "Container image of deploy/enforcer (built by cloudbuild.yaml or docker build -f deploy/enforcer/Dockerfile .)."
+  type        = string
+}
+
+variable "log_level" {
+  description = "IAPGUARD_LOG_LEVEL: debug, info, warning or error."
+  type        = string
+  default     = "info"
+
+  validation {
+    condition     = contains(["debug", "info", "warning", "error"], var.log_level)
+    error_message = "log_level must be debug, info, warning or error."
+  }
+}
+
+variable "service_name" {
+  description = "Cloud Run service that runs the function."
+  type        = string
+  default     = "iapguard-enforcer"
+}
+
+variable "runtime_service_accounts" {
+  description = "Runtime service accounts of the labelled services; the function gets roles/iam.serviceAccountUser on each (Cloud Run checks actAs on every update). Empty means each allowlisted project's Compute default service account."
+  type        = list(string)
+  default     = []
+}
+
+variable "sweep_schedule" {
+  description = "Cron schedule of the sweep (a project-wide replay per allowlisted project)."
+  type        = string
+  default     = "17 */6 * * *"
+}
+
+variable "sweep_time_zone" {
+  description = "Time zone of var.sweep_schedule."
+  type        = string
+  default     = "Etc/UTC"
+}
+
+variable "trigger_prefix" {
+  description = "Prefix of every Eventarc trigger name."
+  type        = string
+  default     = "iapguard-"
+}
+
+variable "max_instances" {
+  description = "Upper bound on the function's instances."
+  type        = number
+  default     = 10
+}
+
+variable "enable_apis" {
+  description = "Enable the APIs iapguard needs (never disabled on destroy)."
+  type        = bool
+  default     = true
+}
+
+variable "deletion_protection" {
+  description = "Protect the function's Cloud Run service against terraform destroy."
+  type        = bool
+  default     = true
+}

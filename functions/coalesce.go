@@ -1,0 +1,53 @@
+package functions
+
+import (
+	"context"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// coalescer shares one reconcile among concurrent events for the same
+// resource — but only when sharing is correct. Plain singleflight would let
+// an event join a reconcile that read live state *before* the change the
+// event reports, and that change would then go unreconciled. So an event
+// joins an in-flight reconcile only if it started after the event's change
+// was recorded; otherwise it waits for it and then runs (or joins) a fresh
+// one. Duplicate deliveries of one event, which arrive after the change,
+// therefore share a single reconcile.
+type coalescer struct {
+	g   singleflight.Group
+	now func() time.Time
+}
+
+type flight struct {
+	started time.Time
+	v       any
+	err     error
+}
+
+// do runs fn for key, or shares a run of it that started after changedAt
+// (zero: unknown, so only a run starting now qualifies). shared reports
+// whether the result came from a run started by another caller.
+func (c *coalescer) do(ctx context.Context, key string, changedAt time.Time, fn func() (any, error)) (v any, err error, shared bool) {
+	if changedAt.IsZero() {
+		changedAt = c.now()
+	}
+	for {
+		ch := c.g.DoChan(key, func() (any, error) {
+			f := &flight{started: c.now()}
+			f.v, f.err = fn()
+			return f, nil
+		})
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err(), false
+		case r := <-ch:
+			f := r.Val.(*flight)
+			if !r.Shared || !f.started.Before(changedAt) {
+				return f.v, f.err, r.Shared
+			}
+			// The run we joined read state from before our change: go again.
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package functions
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/iapguard/iapguard/internal/logx"
+)
+
+// Environment variables the function reads. They are a public interface:
+// docs/configuration.md documents them.
+const (
+	EnvProject       = "GOOGLE_CLOUD_PROJECT"    // the function's own project (set by Cloud Run functions)
+	EnvProjects      = "IAPGUARD_PROJECTS"       // comma-separated allowlist of project ids/numbers
+	EnvOutcomesTopic = "IAPGUARD_OUTCOMES_TOPIC" // topic id or projects/P/topics/T
+	EnvDryRun        = "IAPGUARD_DRY_RUN"        // true: plan and publish, change nothing
+	EnvLogLevel      = "IAPGUARD_LOG_LEVEL"      // debug, info, warning, error
+	EnvTimeout       = "IAPGUARD_TIMEOUT"        // per-event deadline, Go duration (default 60s)
+	EnvEmulatorHost  = "IAPGUARD_EMULATOR_HOST"  // host:port of the local emulator (no auth, plain text)
+	EnvPrincipal     = "IAPGUARD_PRINCIPAL"      // identity named to the emulator in audit entries
+	EnvMaxEventAge   = "IAPGUARD_MAX_EVENT_AGE"  // events older than this are acknowledged without work (default 24h)
+	EnvPubSubHost    = "PUBSUB_EMULATOR_HOST"    // honoured by the Pub/Sub library itself
+)
+
+// Config is the function's configuration, read once per instance.
+type Config struct {
+	Project       string
+	Projects      []string
+	OutcomesTopic string
+	DryRun        bool
+	LogLevel      slog.Level
+	Timeout       time.Duration
+	MaxEventAge   time.Duration
+	EmulatorHost  string
+	Principal     string
+}
+
+// ConfigFromEnv reads and validates the configuration.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := Config{
+		Project:       strings.TrimSpace(getenv(EnvProject)),
+		OutcomesTopic: strings.TrimSpace(getenv(EnvOutcomesTopic)),
+		LogLevel:      logx.ParseLevel(getenv(EnvLogLevel)),
+		EmulatorHost:  strings.TrimSpace(getenv(EnvEmulatorHost)),
+		Principal:     strings.TrimSpace(getenv(EnvPrincipal)),
+		Timeout:       60 * time.Second,
+		MaxEventAge:   24 * time.Hour,
+	}
+	if c.Project == "" {
+		return c, fmt.Errorf("%s is not set: the function needs its own project id", EnvProject)
+	}
+	for _, p := range strings.Split(getenv(EnvProjects), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.Projects = append(c.Projects, p)
+		}
+	}
+	if len(c.Projects) == 0 {
+		c.Projects = []string{c.Project}
+	}
+	if c.OutcomesTopic == "" {
+		return c, fmt.Errorf("%s is not set: outcomes must go somewhere", EnvOutcomesTopic)
+	}
+	if v := strings.TrimSpace(getenv(EnvDryRun)); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("%s=%q: want true or false", EnvDryRun, v)
+		}
+		c.DryRun = b
+	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{{EnvTimeout, &c.Timeout}, {EnvMaxEventAge, &c.MaxEventAge}} {
+		v := strings.TrimSpace(getenv(d.name))
+		if v == "" {
+			continue
+		}
+		x, err := time.ParseDuration(v)
+		if err != nil || x <= 0 {
+			return c, fmt.Errorf("%s=%q: want a positive Go duration such as 60s", d.name, v)
+		}
+		*d.dst = x
+	}
+	return c, nil
+}

@@ -1,0 +1,135 @@
+// Package functions is iapguard's Cloud Run function: EnforceIAP, a
+// CloudEvent function registered with functions-framework-go. It is thin —
+// decode the event (internal/event), reconcile (pkg/iapsetup), publish the
+// outcome (pkg/outcome), classify the error — and holds no business logic.
+//
+// Configuration comes from the environment (see Config and
+// docs/configuration.md). Clients are built once per instance, on the first
+// event.
+//
+// Required IAM for the function's service account: the custom role printed
+// by `iapctl deploy role` on every project in IAPGUARD_PROJECTS, and
+// roles/pubsub.publisher on the outcomes topic.
+package functions
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"cloud.google.com/go/pubsub/v2"
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/iapguard/iapguard/internal/gcp"
+	"github.com/iapguard/iapguard/internal/logx"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/outcome"
+)
+
+// FunctionName is the registered function (the deploy --entry-point).
+const FunctionName = "EnforceIAP"
+
+func init() {
+	functions.CloudEvent(FunctionName, EnforceIAP)
+}
+
+var (
+	instanceOnce    sync.Once
+	instanceHandler *Handler
+	instanceErr     error
+)
+
+// EnforceIAP is the CloudEvent function. The first call builds the handler
+// from the environment; a configuration error is logged and returned on
+// every event (Eventarc keeps the events until the function is fixed).
+func EnforceIAP(ctx context.Context, e cloudevents.Event) error {
+	instanceOnce.Do(func() {
+		var inst *Instance
+		inst, instanceErr = NewInstance(context.Background(), os.Getenv, logx.New(os.Stdout, logx.ParseLevel(os.Getenv(EnvLogLevel))))
+		if instanceErr == nil {
+			instanceHandler = inst.Handler
+		}
+	})
+	if instanceErr != nil {
+		slog.Error("EnforceIAP is misconfigured", "err", instanceErr)
+		return instanceErr
+	}
+	return instanceHandler.Handle(ctx, e)
+}
+
+// Instance is one function instance's long-lived state: clients, the
+// reconciler, the publisher and the handler over them.
+type Instance struct {
+	Config     Config
+	Clients    *gcp.Clients
+	Reconciler *iapsetup.Reconciler
+	PubSub     *pubsub.Client
+	Publisher  *outcome.Publisher
+	Handler    *Handler
+}
+
+// NewInstance builds everything from the environment (getenv).
+func NewInstance(ctx context.Context, getenv func(string) string, log *slog.Logger) (*Instance, error) {
+	cfg, err := ConfigFromEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	return NewInstanceFromConfig(ctx, cfg, log)
+}
+
+// NewInstanceFromConfig builds an instance from cfg.
+func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*Instance, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	principal := cfg.Principal
+	if principal == "" {
+		principal = "iapguard@" + cfg.Project + ".iam.gserviceaccount.com"
+	}
+	clients, err := gcp.NewClients(ctx, gcp.Options{EmulatorHost: cfg.EmulatorHost, Principal: principal, UserAgent: "iapguard"})
+	if err != nil {
+		return nil, fmt.Errorf("building Google clients: %w", err)
+	}
+	rec, err := iapsetup.New(clients.Deps(), iapsetup.Options{
+		Scope:  iapsetup.ProjectScope(cfg.Projects...),
+		DryRun: cfg.DryRun,
+		Logger: log,
+	})
+	if err != nil {
+		_ = clients.Close()
+		return nil, err
+	}
+	var psOpts []option.ClientOption
+	if cfg.EmulatorHost != "" && os.Getenv(EnvPubSubHost) == "" {
+		// Outcomes go to the same emulator unless Pub/Sub's own variable says otherwise.
+		psOpts = append(psOpts, option.WithEndpoint(cfg.EmulatorHost),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+			option.WithoutAuthentication(), option.WithTelemetryDisabled())
+	}
+	ps, err := pubsub.NewClient(ctx, cfg.Project, psOpts...)
+	if err != nil {
+		_ = clients.Close()
+		return nil, fmt.Errorf("building Pub/Sub client: %w", err)
+	}
+	pub := outcome.NewPublisher(ps, cfg.OutcomesTopic)
+	return &Instance{
+		Config: cfg, Clients: clients, Reconciler: rec, PubSub: ps, Publisher: pub,
+		Handler: NewHandler(cfg, rec, pub, log),
+	}, nil
+}
+
+// Close flushes the publisher and closes the clients.
+func (i *Instance) Close() error {
+	i.Publisher.Stop()
+	err := i.PubSub.Close()
+	if cerr := i.Clients.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,245 @@
+package functions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/iapguard/iapguard/internal/event"
+	"github.com/iapguard/iapguard/internal/logx"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/outcome"
+)
+
+// Reconciler is what the handler needs of pkg/iapsetup (*iapsetup.Reconciler).
+type Reconciler interface {
+	Reconcile(ctx context.Context, ref iapsetup.ServiceRef, opts ...iapsetup.CallOption) (*iapsetup.Result, error)
+	ReconcileRegion(ctx context.Context, project, region string, opts ...iapsetup.CallOption) ([]*iapsetup.Result, error)
+	ReconcileBackend(ctx context.Context, ref iapsetup.BackendRef, opts ...iapsetup.CallOption) ([]*iapsetup.Result, error)
+	ReconcileNEG(ctx context.Context, ref iapsetup.NEGRef, opts ...iapsetup.CallOption) ([]*iapsetup.Result, error)
+}
+
+// Publisher sends outcome messages (*outcome.Publisher).
+type Publisher interface {
+	Publish(ctx context.Context, m *outcome.Message) (string, error)
+}
+
+// Handler turns one CloudEvent into reconciles and outcome messages. It is
+// the function's whole behaviour; EnforceIAP only builds it once per
+// instance. Contract with Eventarc: a nil return acknowledges the event; an
+// error makes Eventarc redeliver it (transient failures only).
+type Handler struct {
+	cfg  Config
+	rec  Reconciler
+	pub  Publisher
+	log  *slog.Logger
+	now  func() time.Time
+	coal coalescer
+}
+
+// NewHandler wires a handler. log may be nil (discard).
+func NewHandler(cfg Config, rec Reconciler, pub Publisher, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{cfg: cfg, rec: rec, pub: pub, log: log, now: time.Now}
+	h.coal.now = func() time.Time { return h.now() }
+	return h
+}
+
+// Handle decodes e, reconciles what it names and publishes one outcome per
+// resource. Malformed or foreign events are acknowledged with a rejected or
+// skipped outcome (no retry storm); transient failures return an error.
+func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	defer cancel()
+	start := h.now()
+	log := h.log.With("eventId", e.ID(), "eventType", e.Type())
+	if tp, ok := e.Extensions()["traceparent"].(string); ok {
+		if a := logx.Trace(h.cfg.Project, tp); a.Key != "" {
+			log = log.With(a)
+		}
+	}
+	ctx = logx.With(ctx, log)
+
+	dec, err := event.Decode(e)
+	trig := toTrigger(dec.Trigger, e)
+	switch {
+	case err != nil:
+		return h.publish(ctx, rejectedMessage(trig, fmt.Sprintf("malformed event: %v", err), h.cfg.DryRun, start, h.now()))
+	case dec.Skip != "":
+		return h.publish(ctx, skipMessage(trig, dec.Skip, h.cfg.DryRun, start, h.now()))
+	case h.cfg.MaxEventAge > 0 && !dec.Trigger.Time.IsZero() && start.Sub(dec.Trigger.Time) > h.cfg.MaxEventAge:
+		return h.publish(ctx, skipMessage(trig, fmt.Sprintf("event is older than %s (%s): acknowledged without work; the sweep covers it", h.cfg.MaxEventAge, dec.Trigger.Time.Format(time.RFC3339)), h.cfg.DryRun, start, h.now()))
+	}
+
+	results, rerr := h.reconcile(ctx, dec)
+	if len(results) == 0 && rerr == nil {
+		what := trig.ResourceName
+		return h.publish(ctx, skipMessage(trig, "no Cloud Run service behind "+what, h.cfg.DryRun, start, h.now()))
+	}
+	var errs []error
+	for _, res := range results {
+		if res == nil {
+			continue
+		}
+		if err := h.publish(ctx, resultMessage(res, trig, h.now())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if rerr != nil {
+		if iapsetup.IsTransient(rerr) {
+			log.Warn("transient failure; returning an error so Eventarc redelivers", "err", rerr)
+			errs = append(errs, rerr)
+		} else {
+			log.Error("permanent failure; acknowledged with a failed outcome", "err", rerr)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reconcile dispatches a decision to the reconciler.
+func (h *Handler) reconcile(ctx context.Context, dec event.Decision) ([]*iapsetup.Result, error) {
+	if c := dec.Compute; c != nil {
+		switch c.Kind {
+		case event.ComputeBackendService:
+			return h.rec.ReconcileBackend(ctx, iapsetup.BackendRef{Project: c.Project, Region: c.Region, Name: c.Name})
+		case event.ComputeNetworkEndpointGroup:
+			return h.rec.ReconcileNEG(ctx, iapsetup.NEGRef{Project: c.Project, Region: c.Region, Name: c.Name})
+		}
+		return nil, fmt.Errorf("compute resource kind %q: %w", c.Kind, iapsetup.ErrPermanent)
+	}
+	var all []*iapsetup.Result
+	var errs []error
+	for _, t := range dec.Targets {
+		switch t.Kind {
+		case event.TargetService:
+			ref := iapsetup.ServiceRef{Project: t.Project, Region: t.Region, Name: t.Service}
+			v, err, _ := h.coal.do(ctx, ref.ResourceName(), dec.Trigger.Time, func() (any, error) {
+				return h.rec.Reconcile(ctx, ref)
+			})
+			if res, ok := v.(*iapsetup.Result); ok && res != nil {
+				all = append(all, res)
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		case event.TargetProject:
+			region := t.Region
+			if region == "" {
+				region = "-"
+			}
+			rs, err := h.rec.ReconcileRegion(ctx, t.Project, region)
+			all = append(all, rs...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return all, errors.Join(errs...)
+}
+
+// publish sends m and logs the outcome once. A failed publish is returned
+// (Eventarc redelivers; the reconcile is idempotent).
+func (h *Handler) publish(ctx context.Context, m *outcome.Message) error {
+	log := logx.From(ctx)
+	attrs := []any{
+		"outcome", m.Outcome, "resource", m.Resource.Name, "method", m.Trigger.Method,
+		"dryRun", m.DryRun, "durationMs", m.DurationMs, "changes", len(m.Changes),
+	}
+	if m.Reason != "" {
+		attrs = append(attrs, "reason", m.Reason)
+	}
+	level := slog.LevelInfo
+	switch m.Outcome {
+	case outcome.Failed, outcome.Conflict:
+		level = slog.LevelError
+	case outcome.Rejected, outcome.OptedOut:
+		level = slog.LevelWarn
+	case outcome.Compliant, outcome.Skipped:
+		level = slog.LevelDebug
+	}
+	log.Log(ctx, level, "outcome "+string(m.Outcome), attrs...)
+	if _, err := h.pub.Publish(ctx, m); err != nil {
+		return fmt.Errorf("publishing outcome for %s: %w", m.Resource.Name, err)
+	}
+	return nil
+}
+
+func toTrigger(t event.Trigger, e cloudevents.Event) outcome.Trigger {
+	ot := outcome.Trigger{
+		EventID: t.EventID, Source: t.Source, Type: t.Type, Method: t.Method,
+		ResourceName: t.ResourceName, Principal: t.Principal, Via: t.Via, Time: t.Time,
+	}
+	if ot.EventID == "" {
+		ot.EventID = e.ID()
+	}
+	if ot.Source == "" {
+		ot.Source = e.Source()
+	}
+	if ot.Type == "" {
+		ot.Type = e.Type()
+	}
+	return ot
+}
+
+// resourceOf splits what an event named into outcome resource fields.
+func resourceOf(name string) outcome.Resource {
+	r := outcome.Resource{Name: name}
+	parts := strings.Split(name, "/")
+	for i := 0; i+1 < len(parts); i += 2 {
+		switch parts[i] {
+		case "projects", "namespaces":
+			r.Project = parts[i+1]
+		case "locations", "regions":
+			r.Region = parts[i+1]
+		case "services":
+			r.Service = parts[i+1]
+		}
+	}
+	if r.Name == "" {
+		r.Name = "unknown"
+	}
+	if r.Project == "" {
+		r.Project = "unknown"
+	}
+	return r
+}
+
+func skipMessage(t outcome.Trigger, reason string, dryRun bool, start, now time.Time) *outcome.Message {
+	return &outcome.Message{
+		Outcome: outcome.Skipped, Resource: resourceOf(t.ResourceName), Trigger: t, Reason: reason,
+		DryRun: dryRun, DurationMs: now.Sub(start).Milliseconds(), Time: now,
+	}
+}
+
+func rejectedMessage(t outcome.Trigger, reason string, dryRun bool, start, now time.Time) *outcome.Message {
+	m := skipMessage(t, reason, dryRun, start, now)
+	m.Outcome = outcome.Rejected
+	return m
+}
+
+// resultMessage converts a reconcile result into an outcome message.
+func resultMessage(res *iapsetup.Result, t outcome.Trigger, now time.Time) *outcome.Message {
+	r := resourceOf(res.Resource)
+	if res.Ref.Name != "" {
+		r = outcome.Resource{Name: res.Ref.ResourceName(), Project: res.Ref.Project, Region: res.Ref.Region, Service: res.Ref.Name}
+	}
+	m := &outcome.Message{
+		Outcome: outcome.Kind(res.Outcome), Resource: r, Trigger: t, Mode: outcome.Mode(res.Mode),
+		Reason: res.Reason, Warnings: res.Warnings, DryRun: res.DryRun,
+		DurationMs: res.Duration.Milliseconds(), Time: now,
+	}
+	for _, s := range res.Steps {
+		m.Steps = append(m.Steps, outcome.Step{Name: string(s.Name), Result: outcome.StepResult(s.Status), Resource: s.Resource, Message: s.Message})
+	}
+	for _, c := range res.Changes {
+		m.Changes = append(m.Changes, outcome.Change{Resource: c.Resource, Field: c.Field, Before: c.Before, After: c.After})
+	}
+	return m
+}

@@ -1,0 +1,85 @@
+// Package cli implements iapctl's commands as values that tests run
+// in-process: Main(ctx, args, stdin, stdout, stderr) → exit code.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes.
+const (
+	ExitOK = 0
+	// ExitError: bad usage or an error that stopped the command.
+	ExitError = 1
+	// ExitNonCompliant: the command worked and found (or left) a labelled
+	// service that is not compliant.
+	ExitNonCompliant = 2
+)
+
+// exitError carries an exit code through cobra.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+// withCode makes the command exit with code; err (may be nil) is printed.
+func withCode(code int, err error) error { return &exitError{code: code, err: err} }
+
+// Main runs iapctl with args and returns the exit code. Errors are printed as
+// one line on stderr, never a stack trace.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRoot(stdin, stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(stderr, "iapctl:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "iapctl:", err)
+	return ExitError
+}
+
+type streams struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	s := &streams{in: stdin, out: stdout, err: stderr}
+	root := &cobra.Command{
+		Use:   "iapctl",
+		Short: "Keep Cloud Run services labelled iap=enabled behind Identity-Aware Proxy",
+		Long: `iapctl is iapguard's operator tool.
+
+It talks to real Google Cloud through Application Default Credentials, or to
+the local emulator when IAPGUARD_EMULATOR_HOST is set.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newEmulatorCmd(s))
+	root.AddCommand(newSandboxCmd(s))
+	root.AddCommand(newDeployCmd(s))
+	return root
+}

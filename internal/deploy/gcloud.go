@@ -1,0 +1,213 @@
+package deploy
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/iapguard/iapguard/eventarc"
+)
+
+// Triggers loads the trigger definitions from eventarc/triggers.yaml.
+func Triggers() ([]eventarc.Trigger, error) {
+	ts, err := eventarc.Load()
+	if err != nil {
+		return nil, fmt.Errorf("loading trigger definitions: %w", err)
+	}
+	return ts, nil
+}
+
+// triggerNameRE: Eventarc trigger ids are lowercase letters, digits and
+// hyphens, start with a letter and are at most 63 characters long.
+var triggerNameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// resolved is one trigger with its deployment name and location.
+type resolved struct {
+	eventarc.Trigger
+	ID  string // prefixed trigger id
+	Loc string // "global" or the region
+}
+
+func resolve(cfg Config, ts []eventarc.Trigger) ([]resolved, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if len(ts) == 0 {
+		return nil, fmt.Errorf("rendering triggers: no trigger definitions")
+	}
+	out := make([]resolved, 0, len(ts))
+	for _, t := range ts {
+		r := resolved{Trigger: t, ID: cfg.TriggerPrefix + t.Name, Loc: "global"}
+		if t.Location == "region" {
+			r.Loc = cfg.Region
+		}
+		if !triggerNameRE.MatchString(r.ID) {
+			return nil, fmt.Errorf("rendering trigger %q: %q is not a valid Eventarc trigger id (lowercase letters, digits, hyphens, at most 63 characters)", t.Name, r.ID)
+		}
+		if t.EventType == eventarc.MessagePublished && !topicRE.MatchString(t.Topic) {
+			return nil, fmt.Errorf("rendering trigger %q: %q is not a topic id", t.Name, t.Topic)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// shellQuote quotes s for a POSIX shell unless it consists only of
+// characters that need no quoting.
+func shellQuote(s string) string {
+	safe := s != ""
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@%+=:,./_-", r)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// flag renders --name=value with the value quoted as needed.
+func flag(name, value string) string { return "--" + name + "=" + shellQuote(value) }
+
+// GcloudTriggerCommands renders one idempotent shell command per trigger in
+// eventarc/triggers.yaml: it creates the trigger, or, when a trigger of that
+// name exists, updates its destination and identity. Event filters cannot
+// be changed in place, so a trigger whose filters change must get a new name
+// in triggers.yaml; GcloudTriggerScript prunes the old one.
+//
+// Audit-log triggers filter on type, serviceName and methodName (plus a
+// resourceName path pattern when the definition has one) and live where the
+// audited resource lives: "global" for global backend services, the
+// function's region otherwise; they all deliver to the function's region.
+// The replay trigger uses the existing replay topic as its transport, so
+// messages published there (by iapctl, the sweep or a log sink) reach the
+// function.
+//
+// Running the commands needs roles/eventarc.admin and, on the trigger
+// identity, roles/iam.serviceAccountUser.
+func GcloudTriggerCommands(cfg Config) ([]string, error) {
+	ts, err := Triggers()
+	if err != nil {
+		return nil, err
+	}
+	return gcloudTriggerCommands(cfg, ts)
+}
+
+func gcloudTriggerCommands(cfg Config, ts []eventarc.Trigger) ([]string, error) {
+	rs, err := resolve(cfg, ts)
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	cmds := make([]string, 0, len(rs))
+	for _, r := range rs {
+		where := []string{flag("project", cfg.Project), flag("location", r.Loc)}
+		dest := []string{
+			flag("destination-run-service", cfg.FunctionService),
+			flag("destination-run-region", cfg.Region),
+			flag("service-account", cfg.ServiceAccount),
+		}
+		filters := []string{flag("event-filters", "type="+r.EventType)}
+		switch r.EventType {
+		case eventarc.AuditLogWritten:
+			filters = append(filters,
+				flag("event-filters", "serviceName="+r.ServiceName),
+				flag("event-filters", "methodName="+r.MethodName))
+			if r.ResourceNamePattern != "" {
+				filters = append(filters, flag("event-filters-path-pattern", "resourceName="+r.ResourceNamePattern))
+			}
+		case eventarc.MessagePublished:
+			filters = append(filters, flag("transport-topic", "projects/"+cfg.Project+"/topics/"+r.Topic))
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "# %s: %s\n", r.ID, r.Description)
+		fmt.Fprintf(&b, "if gcloud eventarc triggers describe %s %s >/dev/null 2>&1; then\n", r.ID, strings.Join(where, " "))
+		fmt.Fprintf(&b, "  gcloud eventarc triggers update %s %s \\\n    %s\n", r.ID, strings.Join(where, " "), strings.Join(dest, " \\\n    "))
+		b.WriteString("else\n")
+		fmt.Fprintf(&b, "  gcloud eventarc triggers create %s %s \\\n    %s \\\n    %s\n", r.ID, strings.Join(where, " "),
+			strings.Join(dest, " \\\n    "), strings.Join(filters, " \\\n    "))
+		b.WriteString("fi")
+		cmds = append(cmds, b.String())
+	}
+	return cmds, nil
+}
+
+// GcloudTriggerScript renders a complete bash script (cloudbuild.yaml runs
+// it) that:
+//  1. creates or updates every trigger (GcloudTriggerCommands);
+//  2. gives each trigger's Pub/Sub subscription, which Eventarc creates
+//     and owns, a dead-letter policy (cfg.DeadLetterTopic after
+//     cfg.MaxDeliveryAttempts attempts) and lets the Pub/Sub service agent
+//     forward from it;
+//  3. deletes triggers whose names carry the prefix but that triggers.yaml
+//     no longer defines.
+//
+// Step 2 changes a resource Eventarc manages; Eventarc keeps it across
+// trigger updates as far as we know, which is why the script reapplies it on
+// every run (not verified against Google Cloud). The dead-letter topic and
+// the service agent's publisher binding on it are created beforehand by
+// deploy/scripts/pubsub.sh.
+func GcloudTriggerScript(cfg Config) (string, error) {
+	ts, err := Triggers()
+	if err != nil {
+		return "", err
+	}
+	return gcloudTriggerScript(cfg, ts)
+}
+
+func gcloudTriggerScript(cfg Config, ts []eventarc.Trigger) (string, error) {
+	cmds, err := gcloudTriggerCommands(cfg, ts)
+	if err != nil {
+		return "", err
+	}
+	rs, err := resolve(cfg, ts)
+	if err != nil {
+		return "", err
+	}
+	cfg = cfg.withDefaults()
+	p := shellQuote(cfg.Project)
+	var b strings.Builder
+	b.WriteString("#!/usr/bin/env bash\n")
+	b.WriteString("# Generated by `iapctl deploy triggers` from eventarc/triggers.yaml. Do not edit:\n")
+	b.WriteString("# change eventarc/triggers.yaml and render again.\n")
+	b.WriteString("set -euo pipefail\n\n")
+	fmt.Fprintf(&b, "project_number=$(gcloud projects describe %s --format='value(projectNumber)')\n", p)
+	b.WriteString("pubsub_agent=\"service-${project_number}@gcp-sa-pubsub.iam.gserviceaccount.com\"\n\n")
+	b.WriteString("# dead_letter TRIGGER LOCATION: dead-letter policy on the trigger's subscription.\n")
+	b.WriteString("dead_letter() {\n")
+	b.WriteString("  local sub\n")
+	fmt.Fprintf(&b, "  sub=$(gcloud eventarc triggers describe \"$1\" %s --location=\"$2\" --format='value(transport.pubsub.subscription)')\n", flag("project", cfg.Project))
+	fmt.Fprintf(&b, "  gcloud pubsub subscriptions update \"$sub\" %s \\\n    %s %s\n", flag("project", cfg.Project),
+		flag("dead-letter-topic", "projects/"+cfg.Project+"/topics/"+cfg.DeadLetterTopic),
+		flag("max-delivery-attempts", fmt.Sprint(cfg.MaxDeliveryAttempts)))
+	fmt.Fprintf(&b, "  gcloud pubsub subscriptions add-iam-policy-binding \"$sub\" %s \\\n    --member=\"serviceAccount:${pubsub_agent}\" --role=roles/pubsub.subscriber >/dev/null\n", flag("project", cfg.Project))
+	b.WriteString("}\n")
+	for i, c := range cmds {
+		b.WriteString("\n")
+		b.WriteString(c)
+		fmt.Fprintf(&b, "\ndead_letter %s %s\n", rs[i].ID, shellQuote(rs[i].Loc))
+	}
+	var locs, names []string
+	for _, r := range rs {
+		if !slices.Contains(locs, r.Loc) {
+			locs = append(locs, r.Loc)
+		}
+		names = append(names, r.ID)
+	}
+	slices.Sort(locs)
+	b.WriteString("\n# Prune: triggers named with the prefix that triggers.yaml no longer defines.\n")
+	fmt.Fprintf(&b, "for location in %s; do\n", strings.Join(locs, " "))
+	fmt.Fprintf(&b, "  for name in $(gcloud eventarc triggers list %s --location=\"$location\" \\\n", flag("project", cfg.Project))
+	fmt.Fprintf(&b, "      --filter=%s --format='value(name.basename())'); do\n", shellQuote("name~/triggers/"+cfg.TriggerPrefix))
+	b.WriteString("    case \"$name\" in\n")
+	fmt.Fprintf(&b, "      %s) ;;\n", strings.Join(names, " | \\\n      "))
+	fmt.Fprintf(&b, "      *) gcloud eventarc triggers delete \"$name\" %s --location=\"$location\" --quiet ;;\n", flag("project", cfg.Project))
+	b.WriteString("    esac\n")
+	b.WriteString("  done\n")
+	b.WriteString("done\n")
+	return b.String(), nil
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# A fake gcloud for testing deploy/scripts without Google Cloud. It records
+# every invocation in $FAKE_GCLOUD_LOG (arguments separated by \x1f,
+# invocations terminated by \x1e) and keeps the resources that exist in
+# $FAKE_GCLOUD_STATE, one "GROUP|LOCATION|NAME" line each (LOCATION is "-"
+# for unlocated resources):
+#   describe       exits 1 (NOT_FOUND) unless the resource exists, else
+#                  prints what the requested --format=value(...) asks for
+#   create/deploy  add the resource; delete removes it; undelete, update,
+#   /commit        commit and IAM bindings leave the state as it is
+#   list           prints the existing resources of the group, filtered by
+#                  --location and a --filter=name~/COLLECTION/PREFIX prefix
+# `projects describe` always answers project number 123456789012.
+set -euo pipefail
+
+{
+  first=1
+  for a in "$@"; do
+    if ((first)); then first=0; else printf '\x1f'; fi
+    printf '%s' "$a"
+  done
+  printf '\x1e'
+} >>"$FAKE_GCLOUD_LOG"
+touch "$FAKE_GCLOUD_STATE"
+
+positional=()
+location=-
+format=
+filter=
+for a in "$@"; do
+  case "$a" in
+    --location=*) location=${a#--location=} ;;
+    --region=*) location=${a#--region=} ;;
+    --format=*) format=${a#--format=} ;;
+    --filter=*) filter=${a#--filter=} ;;
+    -*) ;;
+    *) positional+=("$a") ;;
+  esac
+done
+
+verb_index=-1
+for i in "${!positional[@]}"; do
+  case "${positional[$i]}" in
+    describe | create | delete | list | update | undelete | deploy | enable | commit | validate-message | add-iam-policy-binding)
+      verb_index=$i
+      break
+      ;;
+  esac
+done
+((verb_index >= 0)) || {
+  echo "fake gcloud: no verb in: $*" >&2
+  exit 2
+}
+verb=${positional[$verb_index]}
+group="${positional[*]:0:verb_index}"
+name=${positional[verb_index + 1]:-}
+if [[ "$name" == pubsub || "$name" == http ]]; then # scheduler jobs create pubsub NAME
+  name=${positional[verb_index + 2]:-}
+fi
+if [[ "$name" == projects/*/locations/*/* ]]; then # a full resource name
+  location=${name#projects/*/locations/}
+  location=${location%%/*}
+fi
+name=${name##*/}
+
+if [[ "$group" == projects && "$verb" == describe ]]; then
+  echo 123456789012
+  exit 0
+fi
+
+key="$group|$location|$name"
+exists() { grep -qxF "$key" "$FAKE_GCLOUD_STATE"; }
+
+case "$verb" in
+  describe)
+    exists || {
+      echo "ERROR: (gcloud.$group.describe) NOT_FOUND: $name" >&2
+      exit 1
+    }
+    case "$format" in
+      'value(transport.pubsub.subscription)') echo "projects/fake/subscriptions/eventarc-$location-$name-sub-000" ;;
+      'value(definition)') echo "syntax = \"proto3\"; message Outdated {}" ;;
+      'value(deleted)') echo "" ;;
+      'value(schemaSettings.schema)') echo "projects/fake/schemas/iapguard-outcome-v1" ;;
+      '') echo "name: $name" ;;
+      *) echo "$name" ;;
+    esac
+    ;;
+  create | deploy)
+    exists || echo "$key" >>"$FAKE_GCLOUD_STATE"
+    ;;
+  delete)
+    grep -vxF "$key" "$FAKE_GCLOUD_STATE" >"$FAKE_GCLOUD_STATE.tmp" || true
+    mv "$FAKE_GCLOUD_STATE.tmp" "$FAKE_GCLOUD_STATE"
+    ;;
+  list)
+    prefix=${filter##*/}
+    while IFS='|' read -r g l n; do
+      [[ "$g" == "$group" ]] || continue
+      [[ "$location" == - || "$location" == "$l" ]] || continue
+      [[ "$n" == "$prefix"* ]] || continue
+      if [[ "$format" == 'value(name)' ]]; then
+        echo "projects/fake/locations/$l/${group##* }/$n"
+      else
+        echo "$n"
+      fi
+    done <"$FAKE_GCLOUD_STATE"
+    ;;
+esac

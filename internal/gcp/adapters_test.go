@@ -1,0 +1,357 @@
+package gcp_test
+
+import (
+	"slices"
+	"testing"
+
+	"cloud.google.com/go/iam/apiv1/iampb"
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/genproto/googleapis/type/expr"
+	"google.golang.org/grpc/codes"
+
+	"github.com/iapguard/iapguard/emulator/cloudrun"
+	"github.com/iapguard/iapguard/internal/gcp"
+	"github.com/iapguard/iapguard/internal/gcp/gcptest"
+	"github.com/iapguard/iapguard/internal/gcperr"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+)
+
+var helloRef = iapsetup.ServiceRef{Project: gcptest.Project, Region: gcptest.Region, Name: "hello"}
+
+func TestRunServices(t *testing.T) {
+	t.Parallel()
+	e := gcptest.Start(t, gcptest.Options{})
+	e.SeedService(t, gcptest.Svc{Name: "hello", Labels: map[string]string{"iap": "enabled", "team": "web"},
+		Annotations: map[string]string{"owner": "web"}, NoInvokerIAM: true})
+	e.SeedService(t, gcptest.Svc{Name: "other", Ingress: runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_ONLY})
+	a := e.Clients.RunAdapter
+	ctx := t.Context()
+
+	got, err := a.GetService(ctx, helloRef)
+	if err != nil {
+		t.Fatalf("GetService: %v", err)
+	}
+	want := &iapsetup.Service{Ref: helloRef, Labels: map[string]string{"iap": "enabled", "team": "web"},
+		Annotations: map[string]string{"owner": "web"}, Ingress: iapsetup.IngressAll, InvokerIAMDisabled: true, Etag: got.Etag}
+	if diff := cmp.Diff(want, got, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Source" }, cmp.Ignore())); diff != "" {
+		t.Errorf("GetService (-want +got):\n%s", diff)
+	}
+	if got.Etag == "" {
+		t.Error("GetService: empty etag")
+	}
+
+	list, err := a.ListServices(ctx, gcptest.Project, gcptest.Region)
+	if err != nil {
+		t.Fatalf("ListServices: %v", err)
+	}
+	var names []string
+	for _, s := range list {
+		names = append(names, s.Ref.Name+"="+string(s.Ingress))
+	}
+	slices.Sort(names)
+	if diff := cmp.Diff([]string{"hello=INGRESS_TRAFFIC_ALL", "other=INGRESS_TRAFFIC_INTERNAL_ONLY"}, names); diff != "" {
+		t.Errorf("ListServices (-want +got):\n%s", diff)
+	}
+
+	if _, err := a.GetService(ctx, iapsetup.ServiceRef{Project: gcptest.Project, Region: gcptest.Region, Name: "missing"}); !gcperr.IsNotFound(err) {
+		t.Errorf("GetService(missing) = %v, want NOT_FOUND", err)
+	}
+
+	// Validate-only changes nothing.
+	before := e.Service(t, "hello")
+	u := &iapsetup.ServiceUpdate{Ref: helloRef, Etag: got.Etag, Ingress: iapsetup.IngressInternalLoadBalancer, RequireInvokerIAM: true,
+		EnableIAP: true, Annotations: map[string]string{"owner": "web", iapsetup.ManagedAnnotation: "true"}, Source: got.Source, ValidateOnly: true}
+	vs, err := a.UpdateService(ctx, u)
+	if err != nil {
+		t.Fatalf("UpdateService(validate only): %v", err)
+	}
+	if vs.Ingress != iapsetup.IngressInternalLoadBalancer || !vs.IAPEnabled || vs.InvokerIAMDisabled {
+		t.Errorf("UpdateService(validate only) returned %+v, want the would-be service", vs)
+	}
+	if after := e.Service(t, "hello"); after.GetEtag() != before.GetEtag() || after.GetIngress() != before.GetIngress() {
+		t.Errorf("validate-only update changed the service: etag %q → %q, ingress %v → %v", before.GetEtag(), after.GetEtag(), before.GetIngress(), after.GetIngress())
+	}
+
+	// A real update applies exactly the masked fields.
+	u.ValidateOnly = false
+	us, err := a.UpdateService(ctx, u)
+	if err != nil {
+		t.Fatalf("UpdateService: %v", err)
+	}
+	stored := e.Service(t, "hello")
+	if stored.GetIngress() != runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER || !stored.GetIapEnabled() || stored.GetInvokerIamDisabled() {
+		t.Errorf("stored service after UpdateService: ingress %v iap %v invokerIamDisabled %v", stored.GetIngress(), stored.GetIapEnabled(), stored.GetInvokerIamDisabled())
+	}
+	if diff := cmp.Diff(map[string]string{"owner": "web", iapsetup.ManagedAnnotation: "true"}, stored.GetAnnotations()); diff != "" {
+		t.Errorf("annotations (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"iap": "enabled", "team": "web"}, stored.GetLabels()); diff != "" {
+		t.Errorf("labels changed (-want +got):\n%s", diff)
+	}
+	if us.Etag == got.Etag || us.Etag != stored.GetEtag() {
+		t.Errorf("UpdateService returned etag %q; before %q, stored %q", us.Etag, got.Etag, stored.GetEtag())
+	}
+
+	// The old etag is now stale: ABORTED, a conflict.
+	_, err = a.UpdateService(ctx, &iapsetup.ServiceUpdate{Ref: helloRef, Etag: got.Etag, EnableIAP: true})
+	if !gcperr.IsConflict(err) {
+		t.Errorf("UpdateService(stale etag) = %v, want a conflict", err)
+	}
+
+	// The writes are attributed to iapguard's principal.
+	var principals []string
+	for _, en := range e.Core.Audit.Entries() {
+		principals = append(principals, en.ProtoPayload.AuthenticationInfo.PrincipalEmail)
+	}
+	if len(principals) != 1 || principals[0] != gcptest.Principal {
+		t.Errorf("audit principals = %v, want [%s]", principals, gcptest.Principal)
+	}
+}
+
+func TestRunIAMPolicy(t *testing.T) {
+	t.Parallel()
+	e := gcptest.Start(t, gcptest.Options{Run: cloudrun.Options{LRO: cloudrun.LROImmediate}})
+	e.SeedService(t, gcptest.Svc{Name: "hello"})
+	e.SeedPolicy(t, "hello", &iampb.Policy{Version: 3, Bindings: []*iampb.Binding{
+		{Role: "roles/run.invoker", Members: []string{"allUsers", "user:a@example.com"}},
+		{Role: "roles/run.invoker", Members: []string{"group:g@example.com"}, Condition: &expr.Expr{Title: "t", Expression: "request.time < timestamp('2030-01-01T00:00:00Z')"}},
+	}})
+	a := e.Clients.RunAdapter
+	ctx := t.Context()
+	p, err := a.GetIAMPolicy(ctx, helloRef)
+	if err != nil {
+		t.Fatalf("GetIAMPolicy: %v", err)
+	}
+	if p.Version != 3 || len(p.Bindings) != 2 || len(p.Etag) == 0 {
+		t.Fatalf("GetIAMPolicy = %+v, want version 3 with 2 bindings and an etag", p)
+	}
+	cond := slices.IndexFunc(p.Bindings, func(b iapsetup.Binding) bool { return b.Condition != nil })
+	if cond < 0 || p.Bindings[cond].Condition.Title != "t" {
+		t.Fatalf("conditional binding lost: %+v", p.Bindings)
+	}
+	next := *p
+	next.Bindings = slices.Clone(p.Bindings)
+	plain := 1 - cond
+	next.Bindings[plain] = iapsetup.Binding{Role: "roles/run.invoker", Members: []string{"user:a@example.com", "serviceAccount:" + gcptest.Agent}}
+	np, err := a.SetIAMPolicy(ctx, helloRef, &next)
+	if err != nil {
+		t.Fatalf("SetIAMPolicy: %v", err)
+	}
+	if string(np.Etag) == string(p.Etag) {
+		t.Error("SetIAMPolicy did not change the etag")
+	}
+	stored := e.Policy(t, "hello")
+	var members []string
+	for _, b := range stored.GetBindings() {
+		if b.GetCondition() == nil {
+			members = b.GetMembers()
+		}
+	}
+	if diff := cmp.Diff([]string{"serviceAccount:" + gcptest.Agent, "user:a@example.com"}, members); diff != "" {
+		t.Errorf("stored invoker members (-want +got):\n%s", diff)
+	}
+	// Stale etag → ABORTED.
+	if _, err := a.SetIAMPolicy(ctx, helloRef, &next); !gcperr.IsConflict(err) {
+		t.Errorf("SetIAMPolicy(stale etag) = %v, want a conflict", err)
+	}
+	// Forced race: the emulator bumps the etag before checking ours.
+	if err := e.Core.Faults.ForceRaces("google.cloud.run.v2.Services.SetIamPolicy", 1); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := a.GetIAMPolicy(ctx, helloRef)
+	if err != nil {
+		t.Fatalf("GetIAMPolicy: %v", err)
+	}
+	if _, err := a.SetIAMPolicy(ctx, helloRef, cur); !gcperr.IsConflict(err) {
+		t.Errorf("SetIAMPolicy(forced race) = %v, want a conflict", err)
+	}
+	// Injected throttling classifies as retryable.
+	if err := e.Core.Faults.FailNext("google.cloud.run.v2.Services.GetIamPolicy", 1, codes.ResourceExhausted); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.GetIAMPolicy(ctx, helloRef); !gcperr.IsRetryable(err) {
+		t.Errorf("GetIAMPolicy(RESOURCE_EXHAUSTED) = %v, want retryable", err)
+	}
+}
+
+func TestComputeAdapter(t *testing.T) {
+	t.Parallel()
+	e := gcptest.Start(t, gcptest.Options{})
+	neg := e.AddNEG(t, "hello-neg", "hello", "")
+	mask := e.AddNEG(t, "mask-neg", "", "<service>.example.com")
+	web := gcptest.Backend{Name: "web", Groups: []string{neg}}
+	internal := gcptest.Backend{Name: "internal", Region: gcptest.Region, Groups: []string{neg}}
+	cdn := gcptest.Backend{Name: "cdn", Groups: []string{mask}, CDN: true}
+	plainHTTP := gcptest.Backend{Name: "plain", Groups: []string{neg}}
+	e.AddBackend(t, web)
+	e.AddBackend(t, internal)
+	e.AddBackend(t, cdn)
+	e.AddBackend(t, plainHTTP)
+	e.AddFrontend(t, "web", gcptest.Link(web.Path()), true)
+	e.AddFrontend(t, "plain", gcptest.Link(plainHTTP.Path()), false)
+	a := e.Clients.ComputeAdapter
+	ctx := t.Context()
+
+	negs, err := a.ListServerlessNEGs(ctx, gcptest.Project, gcptest.Region)
+	if err != nil {
+		t.Fatalf("ListServerlessNEGs: %v", err)
+	}
+	wantNEGs := []iapsetup.NEG{
+		{SelfLink: neg, Name: "hello-neg", Project: gcptest.Project, Region: gcptest.Region, Type: "SERVERLESS", CloudRun: &iapsetup.CloudRunTarget{Service: "hello"}},
+		{SelfLink: mask, Name: "mask-neg", Project: gcptest.Project, Region: gcptest.Region, Type: "SERVERLESS", CloudRun: &iapsetup.CloudRunTarget{URLMask: "<service>.example.com"}},
+	}
+	slices.SortFunc(negs, func(a, b iapsetup.NEG) int { return cmpString(a.Name, b.Name) })
+	if diff := cmp.Diff(wantNEGs, negs); diff != "" {
+		t.Errorf("ListServerlessNEGs (-want +got):\n%s", diff)
+	}
+	if n, err := a.GetNEG(ctx, iapsetup.NEGRef{Project: gcptest.Project, Region: gcptest.Region, Name: "hello-neg"}); err != nil || n.CloudRun.Service != "hello" {
+		t.Errorf("GetNEG = %+v, %v", n, err)
+	}
+
+	bss, err := a.ListBackendServices(ctx, gcptest.Project)
+	if err != nil {
+		t.Fatalf("ListBackendServices: %v", err)
+	}
+	var paths []string
+	for _, b := range bss {
+		paths = append(paths, b.Ref.Path())
+		if b.Fingerprint == "" || b.ID == "0" || b.SelfLink == "" {
+			t.Errorf("backend service %s lacks fingerprint/id/selfLink: %+v", b.Ref, b)
+		}
+	}
+	slices.Sort(paths)
+	if diff := cmp.Diff([]string{cdn.Path(), plainHTTP.Path(), web.Path(), internal.Path()}, paths); diff != "" {
+		t.Errorf("ListBackendServices (-want +got):\n%s", diff)
+	}
+	if calls := e.Snapshot().Calls["compute.backendServices.aggregatedList"]; calls != 1 {
+		t.Errorf("aggregatedList calls = %d, want 1", calls)
+	}
+
+	// Frontends.
+	for _, tc := range []struct {
+		b     gcptest.Backend
+		https bool
+	}{{web, true}, {plainHTTP, false}, {internal, false}} {
+		got, err := a.GetBackendService(ctx, iapsetup.BackendRef{Project: gcptest.Project, Region: tc.b.Region, Name: tc.b.Name})
+		if err != nil {
+			t.Fatalf("GetBackendService(%s): %v", tc.b.Name, err)
+		}
+		fe, err := a.HTTPSFrontend(ctx, got)
+		if err != nil {
+			t.Fatalf("HTTPSFrontend(%s): %v", tc.b.Name, err)
+		}
+		if fe.HTTPS != tc.https {
+			t.Errorf("HTTPSFrontend(%s).HTTPS = %v, want %v (%+v)", tc.b.Name, fe.HTTPS, tc.https, fe)
+		}
+	}
+
+	// EnableIAP with the current fingerprint, then with a stale one.
+	for _, b := range []gcptest.Backend{web, internal} {
+		ref := iapsetup.BackendRef{Project: gcptest.Project, Region: b.Region, Name: b.Name}
+		cur, err := a.GetBackendService(ctx, ref)
+		if err != nil {
+			t.Fatalf("GetBackendService: %v", err)
+		}
+		if err := a.EnableIAP(ctx, ref, cur.Fingerprint); err != nil {
+			t.Fatalf("EnableIAP(%s): %v", b.Name, err)
+		}
+		after := e.GetBackend(t, b)
+		if after.Iap == nil || !after.Iap.Enabled {
+			t.Errorf("%s: iap = %+v after EnableIAP, want enabled", b.Name, after.Iap)
+		}
+		if after.Fingerprint == cur.Fingerprint {
+			t.Errorf("%s: fingerprint unchanged after EnableIAP", b.Name)
+		}
+		if len(after.Backends) != 1 || after.Protocol != "HTTPS" || after.LoadBalancingScheme != "EXTERNAL_MANAGED" {
+			t.Errorf("%s: EnableIAP changed other fields: %+v", b.Name, after)
+		}
+		if err := a.EnableIAP(ctx, ref, cur.Fingerprint); !gcperr.IsConflict(err) {
+			t.Errorf("EnableIAP(%s, stale fingerprint) = %v, want a conflict (412)", b.Name, err)
+		}
+	}
+	if _, err := a.GetBackendService(ctx, iapsetup.BackendRef{Project: gcptest.Project, Name: "missing"}); !gcperr.IsNotFound(err) {
+		t.Errorf("GetBackendService(missing) = %v, want NOT_FOUND", err)
+	}
+	if _, err := a.ListBackendServices(ctx, "no-such-project"); !gcperr.IsPermanent(err) {
+		t.Errorf("ListBackendServices(unknown project) = %v, want a permanent error", err)
+	}
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func TestIdentityAdapter(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		polls int
+	}{{"done at once", 0}, {"done on the second poll", 2}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := gcptest.Start(t, gcptest.Options{})
+			if tc.polls > 0 {
+				e.ServiceUsage.SetOperationPolls(tc.polls)
+			}
+			got, err := e.Clients.IdentityAdapter.IAPServiceAgent(t.Context(), gcptest.Project)
+			if err != nil {
+				t.Fatalf("IAPServiceAgent: %v", err)
+			}
+			if got != gcptest.Agent {
+				t.Errorf("IAPServiceAgent = %q, want %q", got, gcptest.Agent)
+			}
+			snap := e.Snapshot()
+			if n := snap.Calls["serviceusage.operations.get"]; n != int64(tc.polls) {
+				t.Errorf("operations.get calls = %d, want %d", n, tc.polls)
+			}
+			_, err = e.Clients.IdentityAdapter.IAPServiceAgent(t.Context(), "no-such-project")
+			if err == nil || !gcperr.IsPermissionDenied(err) {
+				t.Errorf("IAPServiceAgent(unknown project) = %v, want PERMISSION_DENIED", err)
+			}
+		})
+	}
+}
+
+func TestEmulatorHostFromEnv(t *testing.T) {
+	// Not parallel: sets an environment variable.
+	e := gcptest.Start(t, gcptest.Options{})
+	e.SeedService(t, gcptest.Svc{Name: "hello"})
+	t.Setenv("IAPGUARD_EMULATOR_HOST", e.Addr)
+	cl, err := newClientsFromEnv(t)
+	if err != nil {
+		t.Fatalf("NewClients from env: %v", err)
+	}
+	if _, err := cl.RunAdapter.GetService(t.Context(), helloRef); err != nil {
+		t.Errorf("GetService through env-configured client: %v", err)
+	}
+	if _, err := cl.ComputeAdapter.ListBackendServices(t.Context(), gcptest.Project); err != nil {
+		t.Errorf("ListBackendServices through env-configured client: %v", err)
+	}
+}
+
+func newClientsFromEnv(t *testing.T) (*gcp.Clients, error) {
+	t.Helper()
+	cl, err := gcp.NewClients(t.Context(), gcp.Options{})
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { _ = cl.Close() })
+	return cl, nil
+}
+
+func TestNewClientsRejectsURLHost(t *testing.T) {
+	t.Parallel()
+	for _, host := range []string{"http://127.0.0.1:1", "127.0.0.1:1/x"} {
+		if _, err := gcp.NewClients(t.Context(), gcp.Options{EmulatorHost: host}); err == nil {
+			t.Errorf("NewClients(EmulatorHost=%q) = nil error, want one", host)
+		}
+	}
+}

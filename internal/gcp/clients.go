@@ -1,0 +1,211 @@
+// Package gcp adapts the official Google Cloud Go clients to the small
+// interfaces pkg/iapsetup consumes: Cloud Run Admin API v2 (gRPC,
+// cloud.google.com/go/run/apiv2), Compute Engine v1 (REST,
+// google.golang.org/api/compute/v1) and Service Usage v1beta1 (REST,
+// google.golang.org/api/serviceusage/v1beta1).
+//
+// Build the clients once per process with NewClients and reuse them. Every
+// adapter method documents the IAM permission it needs; errors keep the
+// client error in their chain (%w) so internal/gcperr can classify them.
+//
+// # Emulator
+//
+// When Options.EmulatorHost or the environment variable
+// IAPGUARD_EMULATOR_HOST (host:port) is set, every client talks to that
+// address the way the Pub/Sub client honours PUBSUB_EMULATOR_HOST: gRPC
+// with insecure transport credentials, REST over plain http, and no
+// authentication at all. Options.Principal is then sent as the emulator's
+// caller-identity header (X-Emulator-Principal, gRPC metadata
+// x-emulator-principal) so the emulator's audit entries name iapguard as
+// the writer.
+package gcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	run "cloud.google.com/go/run/apiv2"
+	compute "google.golang.org/api/compute/v1"
+	"google.golang.org/api/option"
+	serviceusage "google.golang.org/api/serviceusage/v1beta1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+)
+
+// EnvEmulatorHost names the environment variable that points every client
+// at the local emulator (host:port).
+const EnvEmulatorHost = "IAPGUARD_EMULATOR_HOST"
+
+// Emulator caller-identity header and gRPC metadata key.
+const (
+	principalHeader   = "X-Emulator-Principal"
+	principalMetadata = "x-emulator-principal"
+)
+
+// Limiter paces calls to one API: Wait blocks until a call may be made or
+// ctx ends (*rate.Limiter from golang.org/x/time/rate satisfies it). It is
+// the seam for client-side rate limiting; nothing adapts it to 429s yet.
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
+// Options configure NewClients.
+type Options struct {
+	// EmulatorHost is host:port of the emulator; empty: the environment
+	// variable IAPGUARD_EMULATOR_HOST; both empty: Google Cloud with
+	// Application Default Credentials.
+	EmulatorHost string
+	// Principal is the caller identity sent to the emulator (ignored
+	// against Google, where the credentials decide).
+	Principal string
+	// UserAgent is appended to the clients' user agent.
+	UserAgent string
+	// OperationTimeout bounds each wait for a long-running operation (Cloud
+	// Run update, Compute patch, Service Usage identity). Default 2 minutes.
+	OperationTimeout time.Duration
+	// PollInterval is the first pause between polls of Service Usage
+	// operations that are not done at once (doubling up to 10 s).
+	// Default 500 ms.
+	PollInterval time.Duration
+	// RunLimiter, ComputeLimiter and ServiceUsageLimiter optionally pace
+	// calls per API.
+	RunLimiter, ComputeLimiter, ServiceUsageLimiter Limiter
+	// ClientOptions are added to every client (production: credentials,
+	// quota project, ...). Not used with the emulator's REST clients, which
+	// get a plain HTTP client.
+	ClientOptions []option.ClientOption
+}
+
+// Clients holds the official clients and the adapters over them.
+type Clients struct {
+	Run          *run.ServicesClient
+	Compute      *compute.Service
+	ServiceUsage *serviceusage.APIService
+
+	// Adapters implementing pkg/iapsetup's interfaces.
+	RunAdapter      *RunAdapter
+	ComputeAdapter  *ComputeAdapter
+	IdentityAdapter *IdentityAdapter
+}
+
+// NewClients builds every client once.
+func NewClients(ctx context.Context, opts Options) (*Clients, error) {
+	if opts.EmulatorHost == "" {
+		opts.EmulatorHost = strings.TrimSpace(os.Getenv(EnvEmulatorHost))
+	}
+	if opts.OperationTimeout <= 0 {
+		opts.OperationTimeout = 2 * time.Minute
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 500 * time.Millisecond
+	}
+	var runOpts, computeOpts, suOpts []option.ClientOption
+	if opts.UserAgent != "" {
+		runOpts = append(runOpts, option.WithUserAgent(opts.UserAgent))
+		computeOpts = append(computeOpts, option.WithUserAgent(opts.UserAgent))
+		suOpts = append(suOpts, option.WithUserAgent(opts.UserAgent))
+	}
+	if host := opts.EmulatorHost; host != "" {
+		if strings.Contains(host, "://") || strings.Contains(host, "/") {
+			return nil, fmt.Errorf("emulator host %q: want host:port", host)
+		}
+		runOpts = append(runOpts,
+			option.WithEndpoint(host),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+			option.WithoutAuthentication(),
+			option.WithTelemetryDisabled(),
+		)
+		if opts.Principal != "" {
+			runOpts = append(runOpts, option.WithGRPCDialOption(grpc.WithChainUnaryInterceptor(principalInterceptor(opts.Principal))))
+		}
+		hc := &http.Client{Transport: &principalTransport{principal: opts.Principal, base: http.DefaultTransport}}
+		computeOpts = append(computeOpts, option.WithEndpoint("http://"+host+"/compute/v1/"), option.WithHTTPClient(hc))
+		suOpts = append(suOpts, option.WithEndpoint("http://"+host+"/"), option.WithHTTPClient(hc))
+	} else {
+		runOpts = append(runOpts, opts.ClientOptions...)
+		computeOpts = append(computeOpts, opts.ClientOptions...)
+		suOpts = append(suOpts, opts.ClientOptions...)
+	}
+
+	rc, err := run.NewServicesClient(ctx, runOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating Cloud Run client: %w", err)
+	}
+	cs, err := compute.NewService(ctx, computeOpts...)
+	if err != nil {
+		_ = rc.Close()
+		return nil, fmt.Errorf("creating Compute client: %w", err)
+	}
+	su, err := serviceusage.NewService(ctx, suOpts...)
+	if err != nil {
+		_ = rc.Close()
+		return nil, fmt.Errorf("creating Service Usage client: %w", err)
+	}
+	c := &Clients{Run: rc, Compute: cs, ServiceUsage: su}
+	c.RunAdapter = &RunAdapter{c: rc, opTimeout: opts.OperationTimeout, limiter: opts.RunLimiter}
+	c.ComputeAdapter = &ComputeAdapter{c: cs, opTimeout: opts.OperationTimeout, limiter: opts.ComputeLimiter}
+	c.IdentityAdapter = &IdentityAdapter{c: su, opTimeout: opts.OperationTimeout, poll: opts.PollInterval, limiter: opts.ServiceUsageLimiter}
+	return c, nil
+}
+
+// Deps returns the adapters as pkg/iapsetup dependencies.
+func (c *Clients) Deps() iapsetup.Deps {
+	return iapsetup.Deps{
+		Services:  c.RunAdapter,
+		Policies:  c.RunAdapter,
+		NEGs:      c.ComputeAdapter,
+		Backends:  c.ComputeAdapter,
+		Frontends: c.ComputeAdapter,
+		Identity:  c.IdentityAdapter,
+	}
+}
+
+// Close releases the gRPC connections (the REST clients hold none).
+func (c *Clients) Close() error {
+	if c == nil || c.Run == nil {
+		return nil
+	}
+	if err := c.Run.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("closing Cloud Run client: %w", err)
+	}
+	return nil
+}
+
+func principalInterceptor(principal string) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		ctx = metadata.AppendToOutgoingContext(ctx, principalMetadata, principal)
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}
+
+// principalTransport adds the emulator's caller-identity header.
+type principalTransport struct {
+	principal string
+	base      http.RoundTripper
+}
+
+func (t *principalTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.principal != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set(principalHeader, t.principal)
+	}
+	return t.base.RoundTrip(r)
+}
+
+func wait(ctx context.Context, l Limiter) error {
+	if l == nil {
+		return nil
+	}
+	if err := l.Wait(ctx); err != nil {
+		return fmt.Errorf("waiting for the client-side rate limiter: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,323 @@
+// Package gcptest starts the emulated Google APIs iapguard's adapters talk
+// to (Cloud Run Admin v2 with long-running operations, Compute v1, Service
+// Usage v1beta1) on one 127.0.0.1 address, gRPC and REST multiplexed as the
+// full emulator does, and builds internal/gcp clients pointed at it. It also
+// seeds fixtures (services, IAM policies, serverless NEGs, backend services,
+// HTTPS frontends) for tests.
+//
+// It assembles the emulator surfaces itself rather than using the emulator
+// package, so adapter and reconciler tests depend only on the surfaces they
+// exercise.
+package gcptest
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/iam/apiv1/iampb"
+	"cloud.google.com/go/run/apiv2/runpb"
+	computeapi "google.golang.org/api/compute/v1"
+	"google.golang.org/grpc"
+
+	"github.com/iapguard/iapguard/emulator/cloudrun"
+	"github.com/iapguard/iapguard/emulator/compute"
+	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/emulator/serviceusage"
+	"github.com/iapguard/iapguard/internal/gcp"
+)
+
+// The emulated project and the region fixtures live in.
+const (
+	Project       = "demo-project"
+	ProjectNumber = 123456789012
+	Region        = "us-central1"
+	// Principal is the identity the clients send; the emulator's audit
+	// entries name it as the writer.
+	Principal = "iapguard@demo-project.iam.gserviceaccount.com"
+	// Agent is the IAP service agent of Project.
+	Agent = "service-123456789012@gcp-sa-iap.iam.gserviceaccount.com"
+)
+
+// Env is a running emulator with clients pointed at it.
+type Env struct {
+	Core         *core.Core
+	Run          *cloudrun.Server
+	Compute      *compute.Server
+	ServiceUsage *serviceusage.Server
+	Addr         string
+	Clients      *gcp.Clients
+}
+
+// Options adjust Start.
+type Options struct {
+	// Run configures the Cloud Run surface (LRO mode).
+	Run cloudrun.Options
+	// Client adjusts the client options before NewClients.
+	Client func(*gcp.Options)
+}
+
+// Start serves the surfaces until the test ends.
+func Start(t testing.TB, opts Options) *Env {
+	t.Helper()
+	c := core.New(core.DefaultPrincipal, core.Project{ID: Project, Number: ProjectNumber}, core.Project{ID: "other-project", Number: 42})
+	e := &Env{Core: c, Run: cloudrun.New(c, opts.Run), Compute: compute.New(c), ServiceUsage: serviceusage.New(c)}
+	e.Compute.SetRegions(Region, "europe-west1")
+
+	gs := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(core.UnaryServerInterceptor(c)),
+		grpc.ChainStreamInterceptor(core.StreamServerInterceptor(c)),
+	)
+	e.Run.Register(gs)
+	mux := http.NewServeMux()
+	mux.Handle("/compute/v1/", e.Compute)
+	mux.Handle("/compute/beta/", e.Compute)
+	mux.Handle("/v1beta1/", e.ServiceUsage)
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+				gs.ServeHTTP(w, r)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		}),
+		Protocols:         &protos,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listening: %v", err)
+	}
+	e.Addr = ln.Addr().String()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("emulator stopped: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			_ = srv.Close()
+		}
+		gs.Stop()
+		<-done
+	})
+
+	co := gcp.Options{EmulatorHost: e.Addr, Principal: Principal, OperationTimeout: 10 * time.Second, PollInterval: time.Millisecond}
+	if opts.Client != nil {
+		opts.Client(&co)
+	}
+	cl, err := gcp.NewClients(context.Background(), co)
+	if err != nil {
+		t.Fatalf("gcp.NewClients: %v", err)
+	}
+	t.Cleanup(func() { _ = cl.Close() })
+	e.Clients = cl
+	return e
+}
+
+// Link returns the canonical URL of a Compute resource path.
+func Link(path string) string { return "https://www.googleapis.com/compute/v1/" + path }
+
+// Svc describes a Cloud Run service fixture.
+type Svc struct {
+	Name         string
+	Labels       map[string]string
+	Annotations  map[string]string
+	Ingress      runpb.IngressTraffic
+	IAP          bool
+	NoInvokerIAM bool
+}
+
+// SeedService stores a service directly (no call accounting, no audit).
+func (e *Env) SeedService(t testing.TB, s Svc) *runpb.Service {
+	t.Helper()
+	in := &runpb.Service{
+		Labels:             s.Labels,
+		Annotations:        s.Annotations,
+		Ingress:            s.Ingress,
+		IapEnabled:         s.IAP,
+		InvokerIamDisabled: s.NoInvokerIAM,
+		Template:           &runpb.RevisionTemplate{Containers: []*runpb.Container{{Image: "us-docker.pkg.dev/cloudrun/container/hello"}}},
+	}
+	out, err := e.Run.Seed(Project, Region, s.Name, in)
+	if err != nil {
+		t.Fatalf("seeding service %s: %v", s.Name, err)
+	}
+	return out
+}
+
+// SeedPolicy replaces a service's IAM policy directly.
+func (e *Env) SeedPolicy(t testing.TB, service string, p *iampb.Policy) *iampb.Policy {
+	t.Helper()
+	out, err := e.Run.SeedIAMPolicy(Project, Region, service, p)
+	if err != nil {
+		t.Fatalf("seeding IAM policy of %s: %v", service, err)
+	}
+	return out
+}
+
+// Service returns the stored service.
+func (e *Env) Service(t testing.TB, name string) *runpb.Service {
+	t.Helper()
+	s, ok := e.Run.Service(Project, Region, name)
+	if !ok {
+		t.Fatalf("service %s not found", name)
+	}
+	return s
+}
+
+// Policy returns the stored IAM policy of a service.
+func (e *Env) Policy(t testing.TB, name string) *iampb.Policy {
+	t.Helper()
+	p, ok := e.Run.IAMPolicy(Project, Region, name)
+	if !ok {
+		t.Fatalf("IAM policy of %s not found", name)
+	}
+	return p
+}
+
+// compute returns the Compute client used for fixtures.
+func (e *Env) compute() *computeapi.Service { return e.Clients.Compute }
+
+func insertDone(t testing.TB, what string, op *computeapi.Operation, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("inserting %s: %v", what, err)
+	}
+	if op.Error != nil {
+		t.Fatalf("inserting %s: operation error %+v", what, op.Error.Errors[0])
+	}
+}
+
+// AddNEG creates a serverless NEG in Region pointing at service (or, with
+// service empty, selecting by urlMask) and returns its self link.
+func (e *Env) AddNEG(t testing.TB, name, service, urlMask string) string {
+	t.Helper()
+	neg := &computeapi.NetworkEndpointGroup{Name: name, NetworkEndpointType: "SERVERLESS",
+		CloudRun: &computeapi.NetworkEndpointGroupCloudRun{Service: service, UrlMask: urlMask}}
+	op, err := e.compute().RegionNetworkEndpointGroups.Insert(Project, Region, neg).Do()
+	insertDone(t, "NEG "+name, op, err)
+	return Link("projects/" + Project + "/regions/" + Region + "/networkEndpointGroups/" + name)
+}
+
+// Backend describes a backend service fixture; Region "" is global.
+type Backend struct {
+	Name   string
+	Region string
+	Groups []string // NEG self links
+	CDN    bool
+	IAP    bool
+}
+
+// Path returns the backend service's resource path.
+func (b Backend) Path() string {
+	if b.Region == "" {
+		return "projects/" + Project + "/global/backendServices/" + b.Name
+	}
+	return "projects/" + Project + "/regions/" + b.Region + "/backendServices/" + b.Name
+}
+
+// AddBackend creates a backend service and returns its self link.
+func (e *Env) AddBackend(t testing.TB, b Backend) string {
+	t.Helper()
+	bs := &computeapi.BackendService{Name: b.Name, LoadBalancingScheme: "EXTERNAL_MANAGED", Protocol: "HTTPS", EnableCDN: b.CDN}
+	if b.IAP {
+		bs.Iap = &computeapi.BackendServiceIAP{Enabled: true}
+	}
+	for _, g := range b.Groups {
+		bs.Backends = append(bs.Backends, &computeapi.Backend{Group: g})
+	}
+	var (
+		op  *computeapi.Operation
+		err error
+	)
+	if b.Region == "" {
+		op, err = e.compute().BackendServices.Insert(Project, bs).Do()
+	} else {
+		op, err = e.compute().RegionBackendServices.Insert(Project, b.Region, bs).Do()
+	}
+	insertDone(t, "backend service "+b.Name, op, err)
+	return Link(b.Path())
+}
+
+// GetBackend reads a backend service through the Compute client.
+func (e *Env) GetBackend(t testing.TB, b Backend) *computeapi.BackendService {
+	t.Helper()
+	var (
+		out *computeapi.BackendService
+		err error
+	)
+	if b.Region == "" {
+		out, err = e.compute().BackendServices.Get(Project, b.Name).Do()
+	} else {
+		out, err = e.compute().RegionBackendServices.Get(Project, b.Region, b.Name).Do()
+	}
+	if err != nil {
+		t.Fatalf("getting backend service %s: %v", b.Name, err)
+	}
+	return out
+}
+
+// AddFrontend creates a global URL map whose default service is the backend
+// service at backendLink and, when https, a managed certificate, a target
+// HTTPS proxy and a forwarding rule on port 443; otherwise a target HTTP
+// proxy and a rule on port 80.
+func (e *Env) AddFrontend(t testing.TB, name, backendLink string, https bool) {
+	t.Helper()
+	c := e.compute()
+	op, err := c.UrlMaps.Insert(Project, &computeapi.UrlMap{Name: name, DefaultService: backendLink}).Do()
+	insertDone(t, "URL map "+name, op, err)
+	mapLink := Link("projects/" + Project + "/global/urlMaps/" + name)
+	var target string
+	if https {
+		op, err = c.SslCertificates.Insert(Project, &computeapi.SslCertificate{Name: name, Type: "MANAGED",
+			Managed: &computeapi.SslCertificateManagedSslCertificate{Domains: []string{name + ".example.com"}}}).Do()
+		insertDone(t, "certificate "+name, op, err)
+		op, err = c.TargetHttpsProxies.Insert(Project, &computeapi.TargetHttpsProxy{Name: name, UrlMap: mapLink,
+			SslCertificates: []string{Link("projects/" + Project + "/global/sslCertificates/" + name)}}).Do()
+		insertDone(t, "target HTTPS proxy "+name, op, err)
+		target = Link("projects/" + Project + "/global/targetHttpsProxies/" + name)
+	} else {
+		op, err = c.TargetHttpProxies.Insert(Project, &computeapi.TargetHttpProxy{Name: name, UrlMap: mapLink}).Do()
+		insertDone(t, "target HTTP proxy "+name, op, err)
+		target = Link("projects/" + Project + "/global/targetHttpProxies/" + name)
+	}
+	port := "80-80"
+	if https {
+		port = "443-443"
+	}
+	op, err = c.GlobalForwardingRules.Insert(Project, &computeapi.ForwardingRule{Name: name, Target: target,
+		IPProtocol: "TCP", PortRange: port, LoadBalancingScheme: "EXTERNAL_MANAGED"}).Do()
+	insertDone(t, "forwarding rule "+name, op, err)
+}
+
+// Snapshot returns the emulator's call counters.
+func (e *Env) Snapshot() core.Snapshot { return e.Core.Stats.Snapshot() }
+
+// WriteMethods are the method keys of the writes iapguard may make.
+var WriteMethods = []string{
+	"google.cloud.run.v2.Services.SetIamPolicy",
+	"google.cloud.run.v2.Services.UpdateService",
+	"compute.backendServices.patch",
+	"compute.regionBackendServices.patch",
+}
+
+// Writes counts the write calls in a snapshot difference.
+func Writes(d core.Snapshot) int64 {
+	var n int64
+	for _, m := range WriteMethods {
+		n += d.Calls[m]
+	}
+	return n
+}

@@ -1,0 +1,322 @@
+// Package stack runs the whole of iapguard locally: the emulator, the
+// EnforceIAP function served over HTTP exactly as functions-framework-go
+// serves it (the CloudEvents SDK's HTTP receive handler), the Eventarc
+// stand-in delivering to it, and a Pub/Sub subscriber collecting outcomes.
+// The sandbox, the end-to-end tests and the benchmarks all start it.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/iapguard/iapguard/emulator"
+	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/functions"
+	"github.com/iapguard/iapguard/internal/logx"
+	"github.com/iapguard/iapguard/pkg/outcome"
+)
+
+// Topic and subscription names used locally.
+const (
+	OutcomesTopic        = "iapguard-outcomes"
+	OutcomesSubscription = "iapguard-outcomes-local"
+	// FunctionPrincipal is the identity the function names to the emulator.
+	FunctionPrincipal = "iapguard@demo-project.iam.gserviceaccount.com"
+	// UserPrincipal is the identity demo changes are made as.
+	UserPrincipal = "developer@example.com"
+)
+
+// Options configure a stack.
+type Options struct {
+	// Emulator options; DeliverTo is filled with the function's URL.
+	Emulator emulator.Options
+	// EmulatorAddr is where the emulator listens (default 127.0.0.1:0).
+	EmulatorAddr string
+	// DryRun runs the function in dry-run mode.
+	DryRun bool
+	// Projects is the function's allowlist (default: every emulated project).
+	Projects []string
+	// FunctionLog receives the function's JSON logs (default: discarded).
+	FunctionLog io.Writer
+	// LogLevel for FunctionLog (default info).
+	LogLevel slog.Level
+	// OnOutcome is called for every outcome message received (from the
+	// subscriber goroutine).
+	OnOutcome func(*outcome.Message)
+	// NoFunction starts everything but the function (deliveries fail and
+	// are retried until one is started).
+	NoFunction bool
+}
+
+// Stack is a running local iapguard.
+type Stack struct {
+	Emu         *emulator.Emulator
+	Fn          *functions.Instance
+	FunctionURL string
+	Outcomes    *Collector
+	Project     core.Project
+
+	fnSrv  *http.Server
+	ps     *pubsub.Client
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start starts a stack. Close it when done.
+func Start(ctx context.Context, opts Options) (*Stack, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listening for the function: %w", err)
+	}
+	s := &Stack{FunctionURL: "http://" + ln.Addr().String() + "/"}
+	eopts := opts.Emulator
+	eopts.DeliverTo = append(eopts.DeliverTo, s.FunctionURL)
+	if eopts.Principal == "" {
+		eopts.Principal = UserPrincipal
+	}
+	if len(eopts.Projects) == 0 {
+		eopts.Projects = []core.Project{emulator.DefaultProject}
+	}
+	s.Project = eopts.Projects[0]
+	if s.Emu, err = emulator.New(eopts); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	addr := opts.EmulatorAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if err := s.Emu.Start(addr); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	fail := func(err error) (*Stack, error) {
+		ln.Close()
+		s.Close()
+		return nil, err
+	}
+
+	s.ps, err = pubsub.NewClient(ctx, s.Project.ID, option.WithEndpoint(s.Emu.Addr()),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+		option.WithoutAuthentication(), option.WithTelemetryDisabled())
+	if err != nil {
+		return fail(fmt.Errorf("connecting to Pub/Sub: %w", err))
+	}
+	topic := "projects/" + s.Project.ID + "/topics/" + OutcomesTopic
+	if _, err := s.ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
+		return fail(fmt.Errorf("creating the outcomes topic: %w", err))
+	}
+	sub := "projects/" + s.Project.ID + "/subscriptions/" + OutcomesSubscription
+	if _, err := s.ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+		Name: sub, Topic: topic, EnableMessageOrdering: true, AckDeadlineSeconds: 10,
+	}); err != nil {
+		return fail(fmt.Errorf("creating the outcomes subscription: %w", err))
+	}
+	s.Outcomes = newCollector(opts.OnOutcome)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = s.ps.Subscriber(OutcomesSubscription).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+			m.Ack()
+			s.Outcomes.add(m.Data, m.Attributes)
+		})
+	}()
+
+	projects := opts.Projects
+	if len(projects) == 0 {
+		for _, p := range eopts.Projects {
+			projects = append(projects, p.ID, p.NumberString())
+		}
+	}
+	logw := opts.FunctionLog
+	if logw == nil {
+		logw = io.Discard
+	}
+	cfg := functions.Config{
+		Project: s.Project.ID, Projects: projects, OutcomesTopic: OutcomesTopic, DryRun: opts.DryRun,
+		LogLevel: opts.LogLevel, Timeout: 30 * time.Second, MaxEventAge: 24 * time.Hour,
+		EmulatorHost: s.Emu.Addr(), Principal: FunctionPrincipal,
+	}
+	if s.Fn, err = functions.NewInstanceFromConfig(ctx, cfg, logx.New(logw, opts.LogLevel)); err != nil {
+		return fail(err)
+	}
+	if opts.NoFunction {
+		ln.Close()
+		return s, nil
+	}
+	h, err := FunctionHandler(rctx, s.Fn.Handler.Handle)
+	if err != nil {
+		return fail(err)
+	}
+	s.fnSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.fnSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Error("function server stopped", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// FunctionHandler serves fn the way functions-framework-go serves a
+// CloudEvent function (funcframework wrapCloudEventFunction: the CloudEvents
+// SDK's HTTP receive handler; a returned error becomes HTTP 500).
+func FunctionHandler(ctx context.Context, fn func(context.Context, cloudevents.Event) error) (http.Handler, error) {
+	p, err := cloudevents.NewHTTP()
+	if err != nil {
+		return nil, fmt.Errorf("creating CloudEvents protocol: %w", err)
+	}
+	h, err := cloudevents.NewHTTPReceiveHandler(ctx, p, fn)
+	if err != nil {
+		return nil, fmt.Errorf("creating CloudEvents handler: %w", err)
+	}
+	return h, nil
+}
+
+// Env returns the environment for iapctl and other clients.
+func (s *Stack) Env() []string { return s.Emu.Env() }
+
+// Settle waits until every event has been delivered and handled, and
+// nothing new — no delivery, no outcome — has happened for quiet; or ctx ends.
+func (s *Stack) Settle(ctx context.Context, quiet time.Duration) error {
+	type mark struct{ attempts, outcomes int64 }
+	now := func() mark {
+		return mark{s.Emu.Delivery.Stats().Attempts, int64(len(s.Outcomes.All()))}
+	}
+	prev := mark{-1, -1}
+	for {
+		if err := s.Emu.Delivery.Wait(ctx); err != nil {
+			return fmt.Errorf("waiting for iapguard to settle: %w", err)
+		}
+		cur := now()
+		if cur == prev && s.Emu.Delivery.Idle() {
+			return nil
+		}
+		prev = cur
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for iapguard to settle: %w", ctx.Err())
+		case <-time.After(quiet):
+		}
+	}
+}
+
+// Close stops everything.
+func (s *Stack) Close() {
+	if s.fnSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.fnSrv.Shutdown(ctx)
+		cancel()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.Emu != nil {
+		_ = s.Emu.Close()
+	}
+	s.wg.Wait()
+	if s.Fn != nil {
+		_ = s.Fn.Close()
+	}
+	if s.ps != nil {
+		_ = s.ps.Close()
+	}
+}
+
+// Collector keeps every outcome message received.
+type Collector struct {
+	mu     sync.Mutex
+	msgs   []*outcome.Message
+	bad    []string
+	lastAt time.Time
+	on     func(*outcome.Message)
+}
+
+func newCollector(on func(*outcome.Message)) *Collector {
+	return &Collector{on: on, lastAt: time.Now()}
+}
+
+func (c *Collector) add(data []byte, attrs map[string]string) {
+	m, err := outcome.Unmarshal(data)
+	c.mu.Lock()
+	c.lastAt = time.Now()
+	if err != nil {
+		c.bad = append(c.bad, err.Error())
+		c.mu.Unlock()
+		return
+	}
+	if attrs[outcome.AttrOutcome] != string(m.Outcome) || attrs[outcome.AttrService] != m.Resource.Service {
+		c.bad = append(c.bad, fmt.Sprintf("attributes %v disagree with body (%s %s)", attrs, m.Outcome, m.Resource.Service))
+	}
+	c.msgs = append(c.msgs, m)
+	on := c.on
+	c.mu.Unlock()
+	if on != nil {
+		on(m)
+	}
+}
+
+// All returns every message received so far.
+func (c *Collector) All() []*outcome.Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*outcome.Message(nil), c.msgs...)
+}
+
+// Invalid returns the problems with messages that did not validate.
+func (c *Collector) Invalid() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.bad...)
+}
+
+// ForService returns the messages about a Cloud Run service, in arrival order.
+func (c *Collector) ForService(name string) []*outcome.Message {
+	var out []*outcome.Message
+	for _, m := range c.All() {
+		if m.Resource.Service == name {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Latest returns the last message about a service, or nil.
+func (c *Collector) Latest(name string) *outcome.Message {
+	ms := c.ForService(name)
+	if len(ms) == 0 {
+		return nil
+	}
+	return ms[len(ms)-1]
+}
+
+// LastAt is when the last message arrived (or the collector was made).
+func (c *Collector) LastAt() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastAt
+}
+
+// Reset forgets every message.
+func (c *Collector) Reset() {
+	c.mu.Lock()
+	c.msgs, c.bad = nil, nil
+	c.mu.Unlock()
+}

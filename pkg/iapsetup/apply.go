@@ -1,0 +1,240 @@
+package iapsetup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/googleapis/gax-go/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/iapguard/iapguard/internal/gcperr"
+)
+
+// writeError names the write that failed and the permission it needs.
+type writeError struct {
+	what       string
+	permission string
+	attempts   int
+	err        error
+}
+
+func (e *writeError) Error() string {
+	msg := e.what + ": " + e.err.Error()
+	if e.attempts > 1 {
+		msg = fmt.Sprintf("%s (after %d attempts)", msg, e.attempts)
+	}
+	if e.permission != "" && gcperr.IsPermissionDenied(e.err) {
+		msg += "; iapguard's service account needs " + e.permission
+	}
+	return msg
+}
+
+func (e *writeError) Unwrap() error { return e.err }
+
+// apply performs the plan's writes, one per resource, each a bounded
+// read-modify-write: the IAM policy first (so IAP's agent can invoke the
+// service before IAP is switched on), then the backend services and the
+// service concurrently. Every write passes the guard in guard.go first.
+//
+// In a dry run the IAM and Compute writes are skipped (those APIs have no
+// validate-only mode) and the service update is sent with validate_only.
+// apply records per-part errors in the plan, recomposes it, and returns
+// the joined errors.
+func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
+	p.applied = true
+	defer p.compose()
+	if !p.DryRun && p.policy.after != nil {
+		r.writePolicy(ctx, p)
+		if p.policy.err != nil && errors.Is(p.policy.err, ErrUnsafeWrite) {
+			return p.policy.err
+		}
+	}
+	var g errgroup.Group
+	if !p.DryRun {
+		for _, bp := range p.backends {
+			if bp.write {
+				g.Go(func() error { r.writeBackend(ctx, bp); return nil })
+			}
+		}
+	}
+	if !p.service.update.empty() {
+		g.Go(func() error { r.writeService(ctx, p); return nil })
+	}
+	_ = g.Wait()
+	errs := []error{p.policy.err, p.service.err}
+	for _, bp := range p.backends {
+		errs = append(errs, bp.err)
+	}
+	return joinPreferTransient(errs...)
+}
+
+// joinPreferTransient joins errs; the result is transient (per gcperr) when
+// any of them is, so the event is redelivered while something may still
+// succeed.
+func joinPreferTransient(errs ...error) error {
+	var trans, other []error
+	for _, e := range errs {
+		switch {
+		case e == nil:
+		case transient(e):
+			trans = append(trans, e)
+		default:
+			other = append(other, e)
+		}
+	}
+	if len(trans) > 0 {
+		return classifiedError{errors.Join(append(trans, other...)...), true}
+	}
+	if len(other) > 0 {
+		return classifiedError{errors.Join(other...), false}
+	}
+	return nil
+}
+
+// classifiedError carries a decided class, so a joined error's class does
+// not depend on which of its parts errors.As happens to find first.
+type classifiedError struct {
+	err       error
+	transient bool
+}
+
+func (c classifiedError) Error() string { return c.err.Error() }
+func (c classifiedError) Unwrap() error { return c.err }
+
+// retry runs a read-modify-write: write() is attempted; on a conflict
+// (ABORTED / 412) reread() recomputes the part from a fresh read and
+// reports whether a write is still needed, up to MaxAttempts writes.
+func (r *Reconciler) retry(ctx context.Context, write func() error, reread func() (bool, error)) (attempts int, err error) {
+	bo := gax.Backoff{Initial: r.o.Backoff.Initial, Max: r.o.Backoff.Max, Multiplier: r.o.Backoff.Multiplier}
+	for attempts = 1; ; attempts++ {
+		err = write()
+		if err == nil || !gcperr.IsConflict(err) || attempts >= r.o.MaxAttempts {
+			return attempts, err
+		}
+		if serr := r.o.Sleep(ctx, bo.Pause()); serr != nil {
+			return attempts, fmt.Errorf("%w (while backing off after: %w)", serr, err)
+		}
+		again, rerr := reread()
+		if rerr != nil {
+			return attempts, rerr
+		}
+		if !again {
+			return attempts, nil
+		}
+	}
+}
+
+func (r *Reconciler) writePolicy(ctx context.Context, p *Plan) {
+	attempts, err := r.retry(ctx,
+		func() error {
+			pp := p.policy
+			if err := checkPolicyWrite(pp.before, pp.after, p.agent); err != nil {
+				return err
+			}
+			_, err := r.d.Policies.SetIAMPolicy(ctx, p.Ref, pp.after)
+			return err
+		},
+		func() (bool, error) {
+			pol, err := r.d.Policies.GetIAMPolicy(ctx, p.Ref)
+			if err != nil {
+				return false, fmt.Errorf("re-reading IAM policy after a conflict: %w", err)
+			}
+			np := planPolicy(p.Ref, pol, p.agent)
+			p.policy = &np
+			return np.after != nil, nil
+		})
+	if err != nil {
+		p.policy.err = &writeError{"setting the IAM policy of " + p.Ref.ResourceName(), "run.services.setIamPolicy", attempts, err}
+		return
+	}
+	if p.policy.after != nil {
+		r.log.InfoContext(ctx, "updated IAM policy", "service", p.Ref.ResourceName(), "changes", len(p.policy.changes), "attempts", attempts)
+	}
+}
+
+func (r *Reconciler) writeService(ctx context.Context, p *Plan) {
+	attempts, err := r.retry(ctx,
+		func() error {
+			sp := p.service
+			if err := checkServiceUpdate(sp.before, sp.update); err != nil {
+				return err
+			}
+			u := *sp.update
+			u.ValidateOnly = p.DryRun
+			_, err := r.d.Services.UpdateService(ctx, &u)
+			if err != nil && p.DryRun && gcperr.IsConflict(err) {
+				// A dry run does not retry: report what was planned.
+				return fmt.Errorf("validating the update: %w", err)
+			}
+			return err
+		},
+		func() (bool, error) {
+			s, err := r.d.Services.GetService(ctx, p.Ref)
+			if err != nil {
+				return false, fmt.Errorf("re-reading the service after a conflict: %w", err)
+			}
+			d := DesiredFor(s)
+			if d.Intent != Enforce {
+				// The labels changed under us: stop, the event for that
+				// change reconciles again.
+				return false, fmt.Errorf("label %s changed to %q during the reconcile: %w", LabelKey, d.Label, errRelabelled)
+			}
+			otherWrites := p.policy.after != nil
+			for _, bp := range p.backends {
+				otherWrites = otherWrites || bp.write
+			}
+			np := planService(s, p.Desired, p.service.lb, otherWrites)
+			p.service = &np
+			return !np.update.empty(), nil
+		})
+	if err != nil {
+		p.service.err = &writeError{"updating service " + p.Ref.ResourceName(), "run.services.update", attempts, err}
+		return
+	}
+	if !p.DryRun && !p.service.update.empty() {
+		r.log.InfoContext(ctx, "updated service", "service", p.Ref.ResourceName(), "mask", p.service.update.Mask(), "attempts", attempts)
+	}
+}
+
+// errRelabelled reports that the service's labels changed during the
+// reconcile; like a conflict, it is transient: the event for that change
+// reconciles again.
+var errRelabelled = errors.New("labels changed concurrently")
+
+// transient classifies an error of this package's reconciles.
+func transient(err error) bool {
+	var c classifiedError
+	if errors.As(err, &c) {
+		return c.transient
+	}
+	if err == nil || errors.Is(err, ErrUnsafeWrite) {
+		return false
+	}
+	return gcperr.IsTransient(err) || errors.Is(err, errRelabelled)
+}
+
+func (r *Reconciler) writeBackend(ctx context.Context, bp *backendPart) {
+	attempts, err := r.retry(ctx,
+		func() error {
+			if err := checkBackendWrite(&bp.backend); err != nil {
+				return err
+			}
+			return r.d.Backends.EnableIAP(ctx, bp.backend.Ref, bp.backend.Fingerprint)
+		},
+		func() (bool, error) {
+			b, err := r.d.Backends.GetBackendService(ctx, bp.backend.Ref)
+			if err != nil {
+				return false, fmt.Errorf("re-reading the backend service after a conflict: %w", err)
+			}
+			*bp = planBackend(*b, bp.frontend)
+			return bp.write, nil
+		})
+	if err != nil {
+		bp.err = &writeError{"enabling IAP on backend service " + bp.backend.Ref.Path(), "compute.backendServices.update", attempts, err}
+		return
+	}
+	if bp.write {
+		r.log.InfoContext(ctx, "enabled IAP", "backendService", bp.backend.Ref.Path(), "attempts", attempts)
+	}
+}

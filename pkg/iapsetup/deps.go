@@ -1,0 +1,148 @@
+package iapsetup
+
+import (
+	"context"
+	"errors"
+)
+
+// The interfaces below are everything the reconciler needs from Google
+// Cloud. internal/gcp implements them over the official clients; errors they
+// return must keep the client error in their chain (wrap with %w) so that
+// internal/gcperr can classify them.
+
+// Services reads and updates Cloud Run services.
+type Services interface {
+	// GetService returns the service; a missing service is a NOT_FOUND error.
+	GetService(ctx context.Context, ref ServiceRef) (*Service, error)
+	// ListServices returns every service in project and region (region "-"
+	// lists every region).
+	ListServices(ctx context.Context, project, region string) ([]*Service, error)
+	// UpdateService applies u with an update mask naming exactly the fields
+	// u sets and u.Etag as precondition, and waits for the operation. With
+	// u.ValidateOnly nothing is persisted and the would-be service is
+	// returned.
+	UpdateService(ctx context.Context, u *ServiceUpdate) (*Service, error)
+}
+
+// ServicePolicies reads and writes a Cloud Run service's IAM policy.
+type ServicePolicies interface {
+	// GetIAMPolicy returns the policy (requested policy version 3, so
+	// conditional bindings are returned intact).
+	GetIAMPolicy(ctx context.Context, ref ServiceRef) (*Policy, error)
+	// SetIAMPolicy replaces the policy; p.Etag is the precondition.
+	SetIAMPolicy(ctx context.Context, ref ServiceRef, p *Policy) (*Policy, error)
+}
+
+// NEGs lists serverless network endpoint groups.
+type NEGs interface {
+	// ListServerlessNEGs returns the serverless NEGs of project in region.
+	ListServerlessNEGs(ctx context.Context, project, region string) ([]NEG, error)
+	// GetNEG returns one regional NEG.
+	GetNEG(ctx context.Context, ref NEGRef) (*NEG, error)
+}
+
+// Backends reads backend services and turns IAP on. There is deliberately
+// no way to turn IAP off.
+type Backends interface {
+	// ListBackendServices returns every backend service of project, global
+	// and regional, in one aggregated call.
+	ListBackendServices(ctx context.Context, project string) ([]BackendService, error)
+	// GetBackendService returns one backend service.
+	GetBackendService(ctx context.Context, ref BackendRef) (*BackendService, error)
+	// EnableIAP sets iap.enabled=true (Google-managed OAuth client) with
+	// fingerprint as precondition and waits for the operation.
+	EnableIAP(ctx context.Context, ref BackendRef, fingerprint string) error
+}
+
+// Frontends checks how a backend service is reached.
+type Frontends interface {
+	// HTTPSFrontend follows URL maps → target HTTPS proxies → forwarding
+	// rules for b.
+	HTTPSFrontend(ctx context.Context, b *BackendService) (Frontend, error)
+}
+
+// AgentIdentity provisions and names a project's IAP service agent.
+type AgentIdentity interface {
+	// IAPServiceAgent returns the email of the IAP service agent of project
+	// (service-NUMBER@gcp-sa-iap.iam.gserviceaccount.com), creating it if
+	// needed (Service Usage generateServiceIdentity, idempotent).
+	IAPServiceAgent(ctx context.Context, project string) (string, error)
+}
+
+// Deps bundles the collaborators of a Reconciler.
+type Deps struct {
+	Services  Services
+	Policies  ServicePolicies
+	NEGs      NEGs
+	Backends  Backends
+	Frontends Frontends
+	Identity  AgentIdentity
+}
+
+func (d Deps) validate() error {
+	var errs []error
+	if d.Services == nil {
+		errs = append(errs, errors.New("Services is nil"))
+	}
+	if d.Policies == nil {
+		errs = append(errs, errors.New("Policies is nil"))
+	}
+	if d.NEGs == nil {
+		errs = append(errs, errors.New("NEGs is nil"))
+	}
+	if d.Backends == nil {
+		errs = append(errs, errors.New("Backends is nil"))
+	}
+	if d.Frontends == nil {
+		errs = append(errs, errors.New("Frontends is nil"))
+	}
+	if d.Identity == nil {
+		errs = append(errs, errors.New("Identity is nil"))
+	}
+	return errors.Join(errs...)
+}
+
+// ServiceUpdate is a write to a Cloud Run service. Its fields can only
+// tighten: there is no way to express loosening ingress, turning IAP off or
+// disabling the invoker IAM check. The apply path additionally checks every
+// update against the service it was computed from (checkServiceUpdate).
+type ServiceUpdate struct {
+	Ref ServiceRef
+	// Etag is the precondition: the etag of the service read this update
+	// was computed from.
+	Etag string
+	// Ingress, when not empty, is the new ingress setting.
+	Ingress Ingress
+	// RequireInvokerIAM sets invokerIamDisabled=false.
+	RequireInvokerIAM bool
+	// EnableIAP sets iapEnabled=true (Cloud Run built-in IAP).
+	EnableIAP bool
+	// Annotations, when not nil, replaces the service annotations: it is the
+	// map that was read plus ManagedAnnotation.
+	Annotations map[string]string
+	// ValidateOnly asks Cloud Run to validate without persisting.
+	ValidateOnly bool
+	// Source is Service.Source of the read this update was computed from;
+	// the adapter may send it back with only the masked fields changed.
+	Source any
+}
+
+// Mask returns the Cloud Run v2 update-mask paths of the fields u sets.
+func (u *ServiceUpdate) Mask() []string {
+	var m []string
+	if u.Ingress != "" {
+		m = append(m, "ingress")
+	}
+	if u.RequireInvokerIAM {
+		m = append(m, "invoker_iam_disabled")
+	}
+	if u.EnableIAP {
+		m = append(m, "iap_enabled")
+	}
+	if u.Annotations != nil {
+		m = append(m, "annotations")
+	}
+	return m
+}
+
+func (u *ServiceUpdate) empty() bool { return u == nil || len(u.Mask()) == 0 }

@@ -1,0 +1,95 @@
+package iapsetup
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Label and annotation keys iapguard reads and writes on Cloud Run services.
+const (
+	// LabelKey is the service label that opts a service in:
+	// iap=enabled enforces, iap=disabled (or no label) leaves it alone.
+	LabelKey = "iap"
+	// LabelEnabled and LabelDisabled are the allowed values of LabelKey.
+	LabelEnabled  = "enabled"
+	LabelDisabled = "disabled"
+	// ManagedAnnotation marks a service iapguard has remediated. It is
+	// written in the same UpdateService call as the first remediation, so
+	// that removing the label later is reported as opted-out rather than
+	// silently forgotten. iapguard never removes it.
+	ManagedAnnotation = "iapguard.dev/managed"
+	// ManagedValue is the value of ManagedAnnotation.
+	ManagedValue = "true"
+)
+
+// Intent is what the labels ask for.
+type Intent int
+
+const (
+	// Unmanaged: label absent or iap=disabled; iapguard changes nothing.
+	Unmanaged Intent = iota
+	// Enforce: iap=enabled; the service must comply.
+	Enforce
+	// Invalid: the label has a value iapguard does not know.
+	Invalid
+)
+
+func (i Intent) String() string {
+	switch i {
+	case Enforce:
+		return "enforce"
+	case Invalid:
+		return "invalid"
+	}
+	return "unmanaged"
+}
+
+// Desired is the desired state read from a service's labels and annotations.
+type Desired struct {
+	Intent Intent
+	// Label is the raw value of the iap label; LabelSet reports whether the
+	// label is present at all.
+	Label    string
+	LabelSet bool
+	// Managed reports whether iapguard has remediated this service before
+	// (ManagedAnnotation is set).
+	Managed bool
+}
+
+// DesiredFor reads the desired state from s. A nil service is unmanaged.
+func DesiredFor(s *Service) Desired {
+	if s == nil {
+		return Desired{}
+	}
+	d := Desired{Managed: s.Annotations[ManagedAnnotation] == ManagedValue}
+	d.Label, d.LabelSet = s.Labels[LabelKey]
+	switch {
+	case !d.LabelSet || d.Label == LabelDisabled:
+		d.Intent = Unmanaged
+	case d.Label == LabelEnabled:
+		d.Intent = Enforce
+	default:
+		d.Intent = Invalid
+	}
+	return d
+}
+
+// reason explains a non-enforcing intent.
+func (d Desired) reason(ref ServiceRef) string {
+	switch d.Intent {
+	case Invalid:
+		return fmt.Sprintf("label %s=%q is not valid: allowed values are %q (enforce IAP) and %q (leave alone); fix: gcloud run services update %s --project=%s --region=%s --update-labels=%s=%s",
+			LabelKey, d.Label, LabelEnabled, LabelDisabled, ref.Name, ref.Project, ref.Region, LabelKey, LabelEnabled)
+	case Unmanaged:
+		what := "has no " + LabelKey + " label"
+		if d.LabelSet {
+			what = "is labelled " + LabelKey + "=" + strings.TrimSpace(d.Label)
+		}
+		if d.Managed {
+			return "service " + what + " but iapguard managed it before (annotation " + ManagedAnnotation +
+				"): iapguard no longer enforces IAP on it and turned nothing off; IAP, ingress and IAM stay as they are"
+		}
+		return "service " + what + "; iapguard enforces IAP only on services labelled " + LabelKey + "=" + LabelEnabled
+	}
+	return ""
+}

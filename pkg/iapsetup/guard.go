@@ -1,0 +1,135 @@
+package iapsetup
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrUnsafeWrite marks a write the apply path refused because it would
+// weaken protection or touch something iapguard does not own. It always
+// indicates a bug in iapguard, never a state of the world; it is permanent.
+var ErrUnsafeWrite = errors.New("refused unsafe write")
+
+func unsafeWrite(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrUnsafeWrite, fmt.Sprintf(format, args...))
+}
+
+// checkServiceUpdate refuses an update that would loosen ingress, drop or
+// change an annotation other than adding the managed marker, target another
+// service, or be sent without the etag of the service it was computed from.
+// (Turning IAP off and disabling the invoker IAM check cannot be expressed
+// by ServiceUpdate at all.)
+func checkServiceUpdate(before *Service, u *ServiceUpdate) error {
+	if before == nil || u == nil {
+		return unsafeWrite("service update without the service it was computed from")
+	}
+	if u.Ref != before.Ref {
+		return unsafeWrite("update for %s computed from %s", u.Ref, before.Ref)
+	}
+	if u.Etag == "" || u.Etag != before.Etag {
+		return unsafeWrite("update of %s without the etag of the read it was computed from", u.Ref)
+	}
+	if u.Ingress != "" {
+		if u.Ingress.strictness() < IngressInternalLoadBalancer.strictness() {
+			return unsafeWrite("ingress of %s to %s", u.Ref, u.Ingress)
+		}
+		if u.Ingress.strictness() < before.Ingress.strictness() {
+			return unsafeWrite("ingress of %s loosened from %s to %s", u.Ref, before.Ingress, u.Ingress)
+		}
+	}
+	if u.Annotations != nil {
+		for k, v := range before.Annotations {
+			if got, ok := u.Annotations[k]; !ok || got != v {
+				return unsafeWrite("annotation %q of %s changed or removed", k, u.Ref)
+			}
+		}
+		for k, v := range u.Annotations {
+			if _, ok := before.Annotations[k]; !ok && (k != ManagedAnnotation || v != ManagedValue) {
+				return unsafeWrite("annotation %q=%q added to %s", k, v, u.Ref)
+			}
+		}
+	}
+	return nil
+}
+
+type grant struct {
+	role, cond, member string
+}
+
+func grants(p *Policy) map[grant]bool {
+	out := map[grant]bool{}
+	for _, b := range p.Bindings {
+		cond := ""
+		if b.Condition != nil {
+			c := b.Condition
+			cond = c.Title + "\x00" + c.Description + "\x00" + c.Expression + "\x00" + c.Location
+		}
+		for _, m := range b.Members {
+			out[grant{b.Role, cond, m}] = true
+		}
+	}
+	return out
+}
+
+// checkPolicyWrite refuses a policy write unless, compared with the policy it
+// was computed from, it only adds agent to an unconditional roles/run.invoker
+// binding and removes allUsers/allAuthenticatedUsers from roles/run.invoker
+// bindings; it must carry the read's etag, and leave no public invoker.
+func checkPolicyWrite(before, after *Policy, agent string) error {
+	if before == nil || after == nil {
+		return unsafeWrite("policy write without the policy it was computed from")
+	}
+	if len(after.Etag) == 0 || string(after.Etag) != string(before.Etag) {
+		return unsafeWrite("policy write without the etag of the read it was computed from")
+	}
+	if after.Version < before.Version {
+		return unsafeWrite("policy version lowered from %d to %d", before.Version, after.Version)
+	}
+	bg, ag := grants(before), grants(after)
+	for g := range bg {
+		if ag[g] {
+			continue
+		}
+		if g.role == roleInvoker && isPublic(g.member) {
+			continue
+		}
+		return unsafeWrite("policy write removes %s from %s", g.member, g.role)
+	}
+	for g := range ag {
+		if g.role == roleInvoker && isPublic(g.member) {
+			return unsafeWrite("policy write leaves %s in %s", g.member, g.role)
+		}
+		if bg[g] {
+			continue
+		}
+		if g.role == roleInvoker && g.cond == "" && isAgent(g.member, agent) {
+			continue
+		}
+		return unsafeWrite("policy write adds %s to %s", g.member, g.role)
+	}
+	for _, b := range after.Bindings {
+		if b.Condition != nil && after.Version < 3 {
+			return unsafeWrite("conditional binding in a version %d policy", after.Version)
+		}
+		if strings.TrimSpace(b.Role) == "" {
+			return unsafeWrite("binding without a role")
+		}
+	}
+	return nil
+}
+
+// checkBackendWrite refuses to enable IAP on a backend service with Cloud
+// CDN (a conflict for a person to decide) or without its fingerprint.
+func checkBackendWrite(b *BackendService) error {
+	if b == nil {
+		return unsafeWrite("backend write without the backend service it was computed from")
+	}
+	if b.EnableCDN {
+		return unsafeWrite("IAP on %s, which has Cloud CDN enabled", b.Ref)
+	}
+	if b.Fingerprint == "" {
+		return unsafeWrite("patch of %s without a fingerprint", b.Ref)
+	}
+	return nil
+}

@@ -1,0 +1,292 @@
+package iapsetup
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+)
+
+func TestCheckServiceUpdate(t *testing.T) {
+	t.Parallel()
+	before := tService(ingress(IngressInternalOnly), func(s *Service) { s.Annotations = map[string]string{"owner": "web"} })
+	ok := func(mods ...func(*ServiceUpdate)) *ServiceUpdate {
+		u := &ServiceUpdate{Ref: before.Ref, Etag: before.Etag}
+		for _, m := range mods {
+			m(u)
+		}
+		return u
+	}
+	tests := []struct {
+		name   string
+		before *Service
+		u      *ServiceUpdate
+		unsafe bool
+	}{
+		{"tighten ingress from all", tService(), ok(func(u *ServiceUpdate) { u.Ingress = IngressInternalLoadBalancer }), false},
+		{"keep internal-only", before, ok(func(u *ServiceUpdate) { u.Ingress = IngressInternalOnly }), false},
+		{"loosen internal-only to load balancer", before, ok(func(u *ServiceUpdate) { u.Ingress = IngressInternalLoadBalancer }), true},
+		{"ingress all", tService(), ok(func(u *ServiceUpdate) { u.Ingress = IngressAll }), true},
+		{"ingress unspecified", tService(), ok(func(u *ServiceUpdate) { u.Ingress = IngressUnspecified }), true},
+		{"add managed marker", before, ok(func(u *ServiceUpdate) {
+			u.Annotations = map[string]string{"owner": "web", ManagedAnnotation: ManagedValue}
+		}), false},
+		{"drop a foreign annotation", before, ok(func(u *ServiceUpdate) { u.Annotations = map[string]string{ManagedAnnotation: ManagedValue} }), true},
+		{"change a foreign annotation", before, ok(func(u *ServiceUpdate) {
+			u.Annotations = map[string]string{"owner": "x", ManagedAnnotation: ManagedValue}
+		}), true},
+		{"add a foreign annotation", before, ok(func(u *ServiceUpdate) {
+			u.Annotations = map[string]string{"owner": "web", "other": "1"}
+		}), true},
+		{"marker with another value", before, ok(func(u *ServiceUpdate) {
+			u.Annotations = map[string]string{"owner": "web", ManagedAnnotation: "false"}
+		}), true},
+		{"no etag", before, ok(func(u *ServiceUpdate) { u.Etag = "" }), true},
+		{"stale etag", before, ok(func(u *ServiceUpdate) { u.Etag = "other" }), true},
+		{"other service", before, ok(func(u *ServiceUpdate) { u.Ref.Name = "other" }), true},
+		{"no before", nil, ok(), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := checkServiceUpdate(tc.before, tc.u)
+			if got := errors.Is(err, ErrUnsafeWrite); got != tc.unsafe {
+				t.Errorf("checkServiceUpdate() = %v, want unsafe=%v", err, tc.unsafe)
+			}
+		})
+	}
+}
+
+func TestCheckPolicyWrite(t *testing.T) {
+	t.Parallel()
+	before := func() *Policy {
+		return &Policy{Version: 3, Etag: []byte("e1"), Bindings: []Binding{
+			bind(roleInvoker, "user:a@example.com", allUsers),
+			condBind(roleInvoker, "t", allAuthenticatedUsers, "user:b@example.com"),
+			bind("roles/run.admin", "user:o@example.com"),
+			bind("roles/run.viewer", allUsers),
+		}}
+	}
+	tests := []struct {
+		name   string
+		after  func(p *Policy)
+		unsafe bool
+	}{
+		{"unchanged", func(p *Policy) {}, false},
+		{"add agent, remove public", func(p *Policy) {
+			p.Bindings[0].Members = []string{"user:a@example.com", agentMember(tAgent)}
+			p.Bindings[1].Members = []string{"user:b@example.com"}
+		}, false},
+		{"add a public member", func(p *Policy) { p.Bindings[1].Members = append(p.Bindings[1].Members, allUsers) }, true},
+		{"leave a public invoker", func(p *Policy) { p.Bindings[0].Members = append(p.Bindings[0].Members, agentMember(tAgent)) }, true},
+		{"remove a foreign member", func(p *Policy) { p.Bindings[2].Members = nil }, true},
+		{"remove a non-invoker public member", func(p *Policy) { p.Bindings = p.Bindings[:3] }, true},
+		{"remove a foreign invoker", func(p *Policy) { p.Bindings[0].Members = []string{agentMember(tAgent)} }, true},
+		{"add someone else", func(p *Policy) {
+			p.Bindings[0].Members = []string{"user:a@example.com", "user:mallory@example.com"}
+			p.Bindings[1].Members = []string{"user:b@example.com"}
+		}, true},
+		{"add agent to another role", func(p *Policy) {
+			p.Bindings[0].Members = []string{"user:a@example.com"}
+			p.Bindings[1].Members = []string{"user:b@example.com"}
+			p.Bindings[2].Members = append(p.Bindings[2].Members, agentMember(tAgent))
+		}, true},
+		{"add agent under a condition", func(p *Policy) {
+			p.Bindings[0].Members = []string{"user:a@example.com"}
+			p.Bindings[1].Members = []string{"user:b@example.com", agentMember(tAgent)}
+		}, true},
+		{"change a condition", func(p *Policy) {
+			p.Bindings[0].Members = []string{"user:a@example.com"}
+			p.Bindings[1].Members = []string{"user:b@example.com"}
+			p.Bindings[1].Condition.Expression = "true"
+		}, true},
+		{"drop the etag", func(p *Policy) {
+			p.Bindings[0].Members = []string{"user:a@example.com"}
+			p.Bindings[1].Members = []string{"user:b@example.com"}
+			p.Etag = nil
+		}, true},
+		{"lower the version", func(p *Policy) {
+			p.Bindings[0].Members = []string{"user:a@example.com"}
+			p.Bindings[1].Members = []string{"user:b@example.com"}
+			p.Version = 1
+		}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := before()
+			a := b.clone()
+			tc.after(a)
+			err := checkPolicyWrite(b, a, tAgent)
+			// "unchanged" still leaves public invokers: unsafe by the
+			// no-public-invoker rule.
+			want := tc.unsafe || tc.name == "unchanged"
+			if got := errors.Is(err, ErrUnsafeWrite); got != want {
+				t.Errorf("checkPolicyWrite() = %v, want unsafe=%v", err, want)
+			}
+		})
+	}
+}
+
+func TestCheckBackendWrite(t *testing.T) {
+	t.Parallel()
+	b := tBackend("web", "")
+	if err := checkBackendWrite(&b); err != nil {
+		t.Errorf("checkBackendWrite(plain) = %v, want nil", err)
+	}
+	cdn := withCDN(b)
+	if err := checkBackendWrite(&cdn); !errors.Is(err, ErrUnsafeWrite) {
+		t.Errorf("checkBackendWrite(CDN) = %v, want ErrUnsafeWrite", err)
+	}
+	b.Fingerprint = ""
+	if err := checkBackendWrite(&b); !errors.Is(err, ErrUnsafeWrite) {
+		t.Errorf("checkBackendWrite(no fingerprint) = %v, want ErrUnsafeWrite", err)
+	}
+}
+
+// recorder is a minimal in-memory stand-in for the pure-logic edge case
+// below (a tampered plan); every other apply test runs the real adapters
+// against the emulator.
+type recorder struct {
+	mu     sync.Mutex
+	writes []string
+}
+
+func (r *recorder) note(s string) {
+	r.mu.Lock()
+	r.writes = append(r.writes, s)
+	r.mu.Unlock()
+}
+
+func (r *recorder) GetService(context.Context, ServiceRef) (*Service, error) {
+	return nil, errors.New("unused")
+}
+func (r *recorder) ListServices(context.Context, string, string) ([]*Service, error) {
+	return nil, errors.New("unused")
+}
+func (r *recorder) UpdateService(_ context.Context, u *ServiceUpdate) (*Service, error) {
+	r.note("UpdateService")
+	return nil, nil
+}
+func (r *recorder) GetIAMPolicy(context.Context, ServiceRef) (*Policy, error) {
+	return nil, errors.New("unused")
+}
+func (r *recorder) SetIAMPolicy(context.Context, ServiceRef, *Policy) (*Policy, error) {
+	r.note("SetIamPolicy")
+	return nil, nil
+}
+func (r *recorder) ListServerlessNEGs(context.Context, string, string) ([]NEG, error) {
+	return nil, nil
+}
+func (r *recorder) GetNEG(context.Context, NEGRef) (*NEG, error) { return nil, errors.New("unused") }
+func (r *recorder) ListBackendServices(context.Context, string) ([]BackendService, error) {
+	return nil, nil
+}
+func (r *recorder) GetBackendService(context.Context, BackendRef) (*BackendService, error) {
+	return nil, errors.New("unused")
+}
+func (r *recorder) EnableIAP(context.Context, BackendRef, string) error {
+	r.note("EnableIAP")
+	return nil
+}
+func (r *recorder) HTTPSFrontend(context.Context, *BackendService) (Frontend, error) {
+	return Frontend{}, nil
+}
+func (r *recorder) IAPServiceAgent(context.Context, string) (string, error) { return tAgent, nil }
+
+func newRecorderReconciler(t *testing.T) (*Reconciler, *recorder) {
+	t.Helper()
+	rec := &recorder{}
+	r, err := New(Deps{rec, rec, rec, rec, rec, rec}, Options{Scope: AllProjects()})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return r, rec
+}
+
+// TestApplyRefusesUnsafeWrites tampers with computed plans and checks that
+// the apply path refuses to send the write at all.
+func TestApplyRefusesUnsafeWrites(t *testing.T) {
+	t.Parallel()
+	lbObs := func() *Observed {
+		return &Observed{
+			Service: tService(ingress(IngressInternalOnly)), Policy: tPolicy(bind(roleInvoker, allUsers), bind("roles/run.admin", "user:o@example.com")), Agent: tAgent,
+			NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{tBackend("web", "", "hello-neg")},
+		}
+	}
+	tests := []struct {
+		name   string
+		tamper func(p *Plan)
+		refuse string // the write that must not be sent
+	}{
+		{"loosen ingress", func(p *Plan) { p.service.update.Ingress = IngressAll }, "UpdateService"},
+		{"ingress below the stricter setting", func(p *Plan) { p.service.update.Ingress = IngressInternalLoadBalancer }, "UpdateService"},
+		{"drop foreign binding", func(p *Plan) { p.policy.after.Bindings = p.policy.after.Bindings[1:] }, "SetIamPolicy"},
+		{"add public member", func(p *Plan) {
+			p.policy.after.Bindings[0].Members = append(p.policy.after.Bindings[0].Members, allAuthenticatedUsers)
+		}, "SetIamPolicy"},
+		{"IAP on a CDN backend", func(p *Plan) { p.backends[0].backend.EnableCDN = true }, "EnableIAP"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, rec := newRecorderReconciler(t)
+			obs := lbObs()
+			p := PlanFor(DesiredFor(obs.Service), obs)
+			if p.Writes() != 3 {
+				t.Fatalf("fixture plan has %d writes, want 3:\n%s", p.Writes(), renderPlan(p))
+			}
+			tc.tamper(p)
+			err := r.apply(t.Context(), p)
+			if !errors.Is(err, ErrUnsafeWrite) {
+				t.Fatalf("apply(tampered plan) = %v, want ErrUnsafeWrite", err)
+			}
+			if transient(err) {
+				t.Errorf("apply(tampered plan) error classified transient; an unsafe write is a bug, not worth redelivering")
+			}
+			for _, w := range rec.writes {
+				if w == tc.refuse {
+					t.Errorf("apply sent %s despite the guard; writes: %v", w, rec.writes)
+				}
+			}
+			if p.Outcome != OutcomeFailed {
+				t.Errorf("outcome = %s, want failed", p.Outcome)
+			}
+		})
+	}
+}
+
+func TestScope(t *testing.T) {
+	t.Parallel()
+	if s := (Scope{}); !s.Empty() || s.Allows("p") {
+		t.Errorf("zero Scope: Empty=%v Allows(p)=%v, want true,false", s.Empty(), s.Allows("p"))
+	}
+	s, err := ParseScope(" p1, 123 ,")
+	if err != nil {
+		t.Fatalf("ParseScope: %v", err)
+	}
+	for p, want := range map[string]bool{"p1": true, "123": true, "p2": false, "": false} {
+		if got := s.Allows(p); got != want {
+			t.Errorf("Allows(%q) = %v, want %v", p, got, want)
+		}
+	}
+	if got := s.String(); got != "123,p1" {
+		t.Errorf("String() = %q, want %q", got, "123,p1")
+	}
+	all, err := ParseScope("*")
+	if err != nil || !all.Allows("anything") {
+		t.Errorf("ParseScope(*) = %v, %v; want a scope allowing everything", all, err)
+	}
+	for _, bad := range []string{"", " , ", "p1,projects/p2", "p*"} {
+		if _, err := ParseScope(bad); err == nil {
+			t.Errorf("ParseScope(%q) = nil error, want one", bad)
+		}
+	}
+	if _, err := New(Deps{}, Options{Scope: AllProjects()}); err == nil {
+		t.Error("New(no deps) = nil error")
+	}
+	rec := &recorder{}
+	if _, err := New(Deps{rec, rec, rec, rec, rec, rec}, Options{}); err == nil {
+		t.Error("New(empty scope) = nil error")
+	}
+}

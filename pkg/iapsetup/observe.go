@@ -1,0 +1,161 @@
+package iapsetup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/iapguard/iapguard/internal/gcperr"
+)
+
+// errGone reports that the service disappeared between reads.
+var errGone = errors.New("service disappeared during the reconcile")
+
+// readError names the read that failed and the permission it needs.
+type readError struct {
+	what       string
+	permission string
+	err        error
+}
+
+func (e *readError) Error() string {
+	msg := e.what + ": " + e.err.Error()
+	if e.permission != "" && gcperr.IsPermissionDenied(e.err) {
+		msg += "; iapguard's service account needs " + e.permission
+	}
+	return msg
+}
+
+func (e *readError) Unwrap() error { return e.err }
+
+// observe reads everything a plan needs in one concurrent round: the service
+// (unless listed is given), its IAM policy, the IAP service agent (cached),
+// the serverless NEGs of its region and the project's backend services.
+//
+// When the service turns out to be unmanaged, errors of the other reads do
+// not matter and are dropped. A returned error leaves obs.Service set when
+// the service itself was read.
+func (r *Reconciler) observe(ctx context.Context, ref ServiceRef, listed *Service) (*Observed, error) {
+	obs := &Observed{Service: listed.clone()}
+	var svcErr, polErr, agentErr, negErr, bsErr error
+	g, gctx := errgroup.WithContext(ctx)
+	if listed == nil {
+		g.Go(func() error {
+			obs.Service, svcErr = r.d.Services.GetService(gctx, ref)
+			if svcErr != nil {
+				svcErr = &readError{"reading service", "run.services.get", svcErr}
+			}
+			return svcErr // nothing else matters without the service
+		})
+	}
+	g.Go(func() error {
+		obs.Policy, polErr = r.d.Policies.GetIAMPolicy(gctx, ref)
+		if polErr != nil {
+			polErr = &readError{"reading IAM policy", "run.services.getIamPolicy", polErr}
+		}
+		return nil
+	})
+	g.Go(func() error {
+		obs.Agent, agentErr = r.agents.get(gctx, ref.Project)
+		if agentErr != nil {
+			agentErr = &readError{"provisioning the IAP service agent (fix: " + gcloudAgent(ref.Project) + ")", "serviceusage.services.use", agentErr}
+		}
+		return nil
+	})
+	g.Go(func() error {
+		obs.NEGs, negErr = r.d.NEGs.ListServerlessNEGs(gctx, ref.Project, ref.Region)
+		if negErr != nil {
+			negErr = &readError{"listing serverless network endpoint groups", "compute.networkEndpointGroups.list", negErr}
+		}
+		return nil
+	})
+	g.Go(func() error {
+		obs.Backends, bsErr = r.d.Backends.ListBackendServices(gctx, ref.Project)
+		if bsErr != nil {
+			bsErr = &readError{"listing backend services", "compute.backendServices.list", bsErr}
+		}
+		return nil
+	})
+	_ = g.Wait()
+	if svcErr != nil {
+		return obs, svcErr
+	}
+	if d := DesiredFor(obs.Service); d.Intent != Enforce {
+		return obs, nil
+	}
+	if polErr != nil && gcperr.IsNotFound(polErr) {
+		return obs, errGone
+	}
+	if err := joinPreferTransient(polErr, agentErr, negErr, bsErr); err != nil {
+		return obs, err
+	}
+	if obs.Agent == "" {
+		return obs, fmt.Errorf("the IAP service agent of project %s has no email", ref.Project)
+	}
+	return obs, nil
+}
+
+// agentCache caches IAP service agent emails per project, and collapses
+// concurrent lookups of one project into a single call.
+type agentCache struct {
+	id  AgentIdentity
+	ttl time.Duration
+	now func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]agentEntry
+	sf      singleflight.Group
+}
+
+type agentEntry struct {
+	email   string
+	expires time.Time
+}
+
+func newAgentCache(id AgentIdentity, ttl time.Duration, now func() time.Time) *agentCache {
+	return &agentCache{id: id, ttl: ttl, now: now, entries: map[string]agentEntry{}}
+}
+
+func (c *agentCache) get(ctx context.Context, project string) (string, error) {
+	c.mu.Lock()
+	e, ok := c.entries[project]
+	c.mu.Unlock()
+	if ok && c.now().Before(e.expires) {
+		return e.email, nil
+	}
+	// The shared call must not die with the first caller's context; it is
+	// bounded by the adapter's own deadlines and by ctx's deadline here.
+	ch := c.sf.DoChan(project, func() (any, error) {
+		callCtx := context.WithoutCancel(ctx)
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			callCtx, cancel = context.WithDeadline(callCtx, dl)
+			defer cancel()
+		}
+		email, err := c.id.IAPServiceAgent(callCtx, project)
+		if err != nil {
+			return "", err
+		}
+		if email == "" {
+			return "", fmt.Errorf("generateServiceIdentity for project %s returned no email", project)
+		}
+		c.mu.Lock()
+		c.entries[project] = agentEntry{email: email, expires: c.now().Add(c.ttl)}
+		c.mu.Unlock()
+		return email, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return "", res.Err
+		}
+		return res.Val.(string), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}

@@ -1,0 +1,717 @@
+package iapsetup
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Outcome is what a reconcile did to a service. The values are those of the
+// outcome message schema (pkg/outcome).
+type Outcome string
+
+// Outcomes.
+const (
+	OutcomeRemediated Outcome = "remediated"
+	OutcomeCompliant  Outcome = "compliant"
+	OutcomeSkipped    Outcome = "skipped"
+	OutcomeConflict   Outcome = "conflict"
+	OutcomeRejected   Outcome = "rejected"
+	OutcomeFailed     Outcome = "failed"
+	OutcomeOptedOut   Outcome = "opted-out"
+)
+
+// Mode is how IAP guards the service.
+type Mode string
+
+// Modes.
+const (
+	// ModeLoadBalancer: backend services front the service; IAP is enabled on them.
+	ModeLoadBalancer Mode = "load-balancer"
+	// ModeDirect: nothing fronts the service; Cloud Run's built-in IAP is used.
+	ModeDirect Mode = "direct"
+)
+
+// Status is the result of one step.
+type Status string
+
+// Step statuses. In a plan that has not been applied, StatusChanged means
+// "will change".
+const (
+	StatusOK       Status = "ok"
+	StatusChanged  Status = "changed"
+	StatusConflict Status = "conflict"
+	StatusWarning  Status = "warning"
+	StatusFailed   Status = "failed"
+	StatusSkipped  Status = "skipped"
+)
+
+// severity orders statuses for merging: the worst wins.
+func (s Status) severity() int {
+	switch s {
+	case StatusFailed:
+		return 5
+	case StatusConflict:
+		return 4
+	case StatusChanged:
+		return 3
+	case StatusWarning:
+		return 2
+	case StatusOK:
+		return 1
+	}
+	return 0
+}
+
+// StepName names a step of the compliance procedure (DESIGN.md "Compliance").
+type StepName string
+
+// Steps, in the order they appear.
+const (
+	StepAgentIdentity  StepName = "agent-identity"
+	StepInvokerBinding StepName = "invoker-binding"
+	StepIAMAuth        StepName = "iam-auth"
+	StepIngress        StepName = "ingress"
+	StepBackendIAP     StepName = "backend-iap"
+	StepDirectIAP      StepName = "direct-iap"
+)
+
+// Step is the result of one named step.
+type Step struct {
+	Name StepName
+	// Resource is what the step acts on: the service, a backend service, or
+	// the agent's email.
+	Resource string
+	Status   Status
+	// Message says what was found or done, and for failures, conflicts and
+	// warnings what a person can do about it (often a gcloud command).
+	Message string
+}
+
+// Change is one field iapguard changed (or, in a dry run, would change).
+type Change struct {
+	Resource string
+	Field    string
+	Before   string
+	After    string
+}
+
+// Observed is the live state a plan is computed from.
+type Observed struct {
+	Service *Service
+	Policy  *Policy
+	// Agent is the email of the project's IAP service agent.
+	Agent string
+	// NEGs are the serverless NEGs in the service's project and region.
+	NEGs []NEG
+	// Backends are the project's backend services, global and regional.
+	Backends []BackendService
+	// Frontends holds the HTTPS-frontend check per backend service, keyed by
+	// ResourcePath(selfLink); a missing entry means "not checked".
+	Frontends map[string]Frontend
+}
+
+// Plan is what must happen for a service to comply. It is computed by
+// PlanFor from (Desired, Observed) alone and is updated in place by the
+// apply path as writes succeed, fail, or are recomputed after a conflict.
+type Plan struct {
+	Ref     ServiceRef
+	Desired Desired
+	Outcome Outcome
+	Mode    Mode
+	// Reason explains skipped, rejected, opted-out, conflict and failed outcomes.
+	Reason   string
+	Steps    []Step
+	Changes  []Change
+	Warnings []string
+	DryRun   bool
+
+	// applied is set once the apply path has run; before that, planned
+	// changes are described in the imperative.
+	applied  bool
+	agent    string
+	fronting fronting
+	policy   *policyPart
+	service  *servicePart
+	backends []*backendPart
+}
+
+// Writes reports how many write calls applying the plan takes.
+func (p *Plan) Writes() int {
+	n := 0
+	if p.policy != nil && p.policy.after != nil {
+		n++
+	}
+	if p.service != nil && !p.service.update.empty() {
+		n++
+	}
+	for _, b := range p.backends {
+		if b.write {
+			n++
+		}
+	}
+	return n
+}
+
+// needsFrontendCheck lists backend services that will be changed and whose
+// HTTPS frontend has not been checked.
+func (p *Plan) needsFrontendCheck() []*BackendService {
+	var out []*BackendService
+	for _, b := range p.backends {
+		if b.write && b.frontend == nil {
+			out = append(out, &b.backend)
+		}
+	}
+	return out
+}
+
+// fronting is how the service is reached through load balancers.
+type fronting struct {
+	// negs point at the service (cloudRun.service == service).
+	negs []NEG
+	// maskNEGs select services by URL mask or tag only; they may route to
+	// the service but iapguard cannot tell.
+	maskNEGs []NEG
+	// backends use one of negs; sorted by path.
+	backends []BackendService
+}
+
+func findFronting(ref ServiceRef, negs []NEG, backends []BackendService) fronting {
+	var f fronting
+	for _, n := range negs {
+		if n.CloudRun == nil || (n.Region != "" && n.Region != ref.Region) {
+			continue
+		}
+		switch {
+		case n.CloudRun.Service == ref.Name:
+			f.negs = append(f.negs, n)
+		case n.CloudRun.Service == "" && (n.CloudRun.URLMask != "" || n.CloudRun.Tag != ""):
+			f.maskNEGs = append(f.maskNEGs, n)
+		}
+	}
+	for _, b := range backends {
+		if b.Ref.Region != "" && b.Ref.Region != ref.Region {
+			continue
+		}
+		if slices.ContainsFunc(b.Groups, func(g string) bool {
+			return slices.ContainsFunc(f.negs, func(n NEG) bool { return SameResource(g, n.SelfLink) })
+		}) {
+			f.backends = append(f.backends, b)
+		}
+	}
+	sort.Slice(f.backends, func(i, j int) bool { return f.backends[i].Ref.Path() < f.backends[j].Ref.Path() })
+	sort.Slice(f.maskNEGs, func(i, j int) bool { return f.maskNEGs[i].SelfLink < f.maskNEGs[j].SelfLink })
+	return f
+}
+
+// PlanFor computes the plan for a service. It is a pure function of its
+// arguments: it reads no clock, makes no calls and does not modify o.
+func PlanFor(d Desired, o *Observed) *Plan {
+	p := &Plan{Desired: d}
+	if o == nil || o.Service == nil {
+		p.Outcome = OutcomeSkipped
+		p.Reason = "service not found"
+		return p
+	}
+	p.Ref = o.Service.Ref
+	switch d.Intent {
+	case Invalid:
+		p.Outcome, p.Reason = OutcomeRejected, d.reason(p.Ref)
+		return p
+	case Unmanaged:
+		p.Outcome, p.Reason = OutcomeSkipped, d.reason(p.Ref)
+		if d.Managed {
+			p.Outcome = OutcomeOptedOut
+		}
+		return p
+	}
+	p.agent = o.Agent
+	p.fronting = findFronting(p.Ref, o.NEGs, o.Backends)
+	p.Mode = ModeDirect
+	if len(p.fronting.backends) > 0 {
+		p.Mode = ModeLoadBalancer
+	}
+	pp := planPolicy(p.Ref, o.Policy, o.Agent)
+	p.policy = &pp
+	otherWrites := pp.after != nil
+	for _, b := range p.fronting.backends {
+		var fe *Frontend
+		if f, ok := o.Frontends[ResourcePath(b.SelfLink)]; ok {
+			fe = &f
+		}
+		bp := planBackend(b, fe)
+		otherWrites = otherWrites || bp.write
+		p.backends = append(p.backends, &bp)
+	}
+	sp := planService(o.Service, d, p.Mode == ModeLoadBalancer, otherWrites)
+	p.service = &sp
+	p.compose()
+	return p
+}
+
+// compose derives Steps, Changes, Warnings and Outcome from the parts.
+func (p *Plan) compose() {
+	p.Steps, p.Changes, p.Warnings = nil, nil, nil
+	svc := p.Ref.ResourceName()
+
+	// agent-identity
+	if p.agent == "" {
+		p.Steps = append(p.Steps, Step{StepAgentIdentity, "", StatusFailed,
+			"the IAP service agent of project " + p.Ref.Project + " is unknown; fix: " + gcloudAgent(p.Ref.Project)})
+	} else {
+		p.Steps = append(p.Steps, Step{StepAgentIdentity, p.agent, StatusOK, "IAP service agent " + p.agent + " exists"})
+	}
+
+	// invoker-binding and iam-auth (policy side + service side)
+	pol, sp := p.policy, p.service
+	st, done := pol.invokerStep(p.Ref, p.agent)
+	p.Steps = append(p.Steps, p.step(st, done, pol.err, pol.fix(p.Ref, p.agent), pol.after != nil && pol.added))
+	st, done = pol.authStep(svc)
+	authIAM := p.step(st, done, pol.err, pol.fix(p.Ref, p.agent), pol.after != nil && len(pol.removed) > 0)
+	st, done = sp.authStep(svc)
+	authSvc := p.step(st, done, sp.err, sp.fix(), sp.update != nil && sp.update.RequireInvokerIAM)
+	p.Steps = append(p.Steps, mergeSteps(authIAM, authSvc))
+
+	// ingress
+	st, done = sp.ingressStep(svc)
+	p.Steps = append(p.Steps, p.step(st, done, sp.err, sp.fix(), sp.update != nil && sp.update.Ingress != ""))
+
+	// backend-iap / direct-iap
+	for _, b := range p.backends {
+		st, done = b.stepFor()
+		p.Steps = append(p.Steps, p.step(st, done, b.err, b.fix(), b.write))
+	}
+	if p.Mode == ModeDirect {
+		st, done = sp.directStep(svc)
+		p.Steps = append(p.Steps, p.step(st, done, sp.err, sp.fix(), sp.update != nil && sp.update.EnableIAP))
+	}
+
+	// changes: planned (dry run) or made; none for a part whose write failed.
+	if pol.err == nil {
+		p.Changes = append(p.Changes, pol.changes...)
+	}
+	if sp.err == nil {
+		p.Changes = append(p.Changes, sp.changes...)
+	}
+	for _, b := range p.backends {
+		if b.err == nil {
+			p.Changes = append(p.Changes, b.changes...)
+		}
+	}
+
+	// warnings
+	for _, n := range p.fronting.maskNEGs {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("serverless NEG %s selects Cloud Run services by URL mask or tag (urlMask=%q, tag=%q) and may route to %s; iapguard only follows NEGs that name the service, so check that its backend services have IAP enabled",
+			ResourcePath(n.SelfLink), n.CloudRun.URLMask, n.CloudRun.Tag, p.Ref.Name))
+	}
+	p.Warnings = append(p.Warnings, sp.warnings...)
+	for _, b := range p.backends {
+		p.Warnings = append(p.Warnings, b.warnings()...)
+	}
+	if p.Mode == ModeLoadBalancer && sp.before.IAPEnabled {
+		p.Warnings = append(p.Warnings, "Cloud Run's built-in IAP (iapEnabled) is also on although a load balancer fronts the service; Google does not support IAP on both, iapguard leaves it on (it never turns IAP off)")
+	}
+
+	// outcome
+	p.Outcome, p.Reason = OutcomeCompliant, ""
+	var conflicts, failures []string
+	for _, s := range p.Steps {
+		switch s.Status {
+		case StatusFailed:
+			failures = append(failures, string(s.Name)+": "+s.Message)
+		case StatusConflict:
+			conflicts = append(conflicts, string(s.Name)+": "+s.Message)
+		case StatusChanged:
+			if p.Outcome == OutcomeCompliant {
+				p.Outcome = OutcomeRemediated
+			}
+		}
+	}
+	// A write can fail without a step showing it (the managed marker rides
+	// on an UpdateService of its own; a refused write may not match its
+	// step): every part error is a failure.
+	partErrs := []error{pol.err, sp.err}
+	for _, b := range p.backends {
+		partErrs = append(partErrs, b.err)
+	}
+	for _, err := range partErrs {
+		if err != nil && !slices.ContainsFunc(failures, func(f string) bool { return strings.Contains(f, err.Error()) }) {
+			failures = append(failures, err.Error())
+		}
+	}
+	switch {
+	case len(failures) > 0:
+		p.Outcome, p.Reason = OutcomeFailed, strings.Join(failures, "; ")
+	case len(conflicts) > 0:
+		p.Outcome, p.Reason = OutcomeConflict, strings.Join(conflicts, "; ")
+	}
+}
+
+// step finalises a planned step. A planned change's message is imperative
+// ("grant ..."); it becomes past tense once applied, "dry run: would ..." in
+// a dry run, and a failure with the error and a fix when its write failed.
+func (p *Plan) step(s Step, done string, err error, fix string, changing bool) Step {
+	if !changing || s.Status != StatusChanged {
+		return s
+	}
+	switch {
+	case err != nil:
+		s.Status = StatusFailed
+		s.Message = s.Message + ": " + err.Error()
+		if fix != "" {
+			s.Message += "; fix: " + fix
+		}
+	case p.DryRun:
+		s.Message = "dry run: would " + s.Message
+	case p.applied:
+		s.Message = done
+	}
+	return s
+}
+
+// mergeSteps combines two halves of one step: the worst status wins and the
+// messages of the halves with that status are joined.
+func mergeSteps(a, b Step) Step {
+	if b.Status.severity() > a.Status.severity() {
+		a, b = b, a
+	}
+	if b.Status == a.Status && b.Message != "" {
+		a.Message += "; " + b.Message
+	}
+	return a
+}
+
+// ---- IAM policy -------------------------------------------------------------
+
+const (
+	roleInvoker           = "roles/run.invoker"
+	allUsers              = "allUsers"
+	allAuthenticatedUsers = "allAuthenticatedUsers"
+)
+
+func isPublic(member string) bool { return member == allUsers || member == allAuthenticatedUsers }
+
+func agentMember(agent string) string { return "serviceAccount:" + agent }
+
+func isAgent(member, agent string) bool {
+	return agent != "" && strings.EqualFold(member, agentMember(agent))
+}
+
+// policyPart is the IAM half of the plan: grant the agent roles/run.invoker
+// and remove public members from roles/run.invoker, touching nothing else.
+type policyPart struct {
+	before *Policy
+	// after is the policy to write (with before's etag); nil: nothing to do.
+	after   *Policy
+	added   bool
+	removed []string // public members removed, with their binding's condition
+	changes []Change
+	err     error
+}
+
+func bindingLabel(b Binding) string {
+	if b.Condition == nil {
+		return b.Role
+	}
+	t := b.Condition.Title
+	if t == "" {
+		t = b.Condition.Expression
+	}
+	return b.Role + " if " + t
+}
+
+// planPolicy is pure: it returns the policy after the two IAM rules, and
+// nil after when p already complies.
+func planPolicy(ref ServiceRef, p *Policy, agent string) policyPart {
+	pp := policyPart{before: p}
+	if p == nil {
+		return pp
+	}
+	after := p.clone()
+	var kept []Binding
+	for _, b := range after.Bindings {
+		if b.Role == roleInvoker {
+			var members []string
+			for _, m := range b.Members {
+				if isPublic(m) {
+					r := m
+					if b.Condition != nil {
+						r += " (binding " + bindingLabel(b) + ")"
+					}
+					pp.removed = append(pp.removed, r)
+					pp.changes = append(pp.changes, Change{ref.ResourceName(), "iamPolicy[" + bindingLabel(b) + "]", m, ""})
+					continue
+				}
+				members = append(members, m)
+			}
+			if len(members) == 0 {
+				continue // an empty binding is dropped, as IAM itself does
+			}
+			b.Members = members
+		}
+		kept = append(kept, b)
+	}
+	after.Bindings = kept
+	if agent != "" {
+		idx := -1
+		for i, b := range after.Bindings {
+			if b.Role == roleInvoker && b.Condition == nil {
+				if slices.ContainsFunc(b.Members, func(m string) bool { return isAgent(m, agent) }) {
+					idx = -2
+					break
+				}
+				if idx == -1 {
+					idx = i
+				}
+			}
+		}
+		switch {
+		case idx >= 0:
+			after.Bindings[idx].Members = append(after.Bindings[idx].Members, agentMember(agent))
+			pp.added = true
+		case idx == -1:
+			after.Bindings = append(after.Bindings, Binding{Role: roleInvoker, Members: []string{agentMember(agent)}})
+			pp.added = true
+		}
+		if pp.added {
+			pp.changes = append(pp.changes, Change{ref.ResourceName(), "iamPolicy[" + roleInvoker + "]", "", agentMember(agent)})
+		}
+	}
+	if pp.added || len(pp.removed) > 0 {
+		pp.after = after
+	}
+	return pp
+}
+
+// The step methods below return the step with, for a planned change, an
+// imperative message, plus the message to use once the change is made.
+
+func (pp *policyPart) invokerStep(ref ServiceRef, agent string) (Step, string) {
+	s := Step{Name: StepInvokerBinding, Resource: ref.ResourceName()}
+	what := roleInvoker + " to " + agentMember(agent) + " (IAP calls the service as this agent)"
+	switch {
+	case pp.before == nil || agent == "":
+		s.Status, s.Message = StatusSkipped, "IAM policy or service agent unknown"
+	case pp.added:
+		s.Status, s.Message = StatusChanged, "grant "+what
+	default:
+		s.Status, s.Message = StatusOK, agentMember(agent)+" holds "+roleInvoker
+	}
+	return s, "granted " + what
+}
+
+func (pp *policyPart) authStep(svc string) (Step, string) {
+	s := Step{Name: StepIAMAuth, Resource: svc}
+	what := strings.Join(pp.removed, ", ") + " from " + roleInvoker + " (IAP does not guard the run.app URL; IAM must)"
+	switch {
+	case pp.before == nil:
+		s.Status, s.Message = StatusSkipped, "IAM policy unknown"
+	case len(pp.removed) > 0:
+		s.Status, s.Message = StatusChanged, "remove "+what
+	default:
+		s.Status, s.Message = StatusOK, "no public members in "+roleInvoker
+	}
+	return s, "removed " + what
+}
+
+func (pp *policyPart) fix(ref ServiceRef, agent string) string {
+	var cmds []string
+	if pp.added {
+		cmds = append(cmds, fmt.Sprintf("gcloud run services add-iam-policy-binding %s --project=%s --region=%s --member=%s --role=%s",
+			ref.Name, ref.Project, ref.Region, agentMember(agent), roleInvoker))
+	}
+	seen := map[string]bool{}
+	for _, c := range pp.changes {
+		if c.After == "" && !seen[c.Before] {
+			seen[c.Before] = true
+			cmds = append(cmds, fmt.Sprintf("gcloud run services remove-iam-policy-binding %s --project=%s --region=%s --member=%s --role=%s",
+				ref.Name, ref.Project, ref.Region, c.Before, roleInvoker))
+		}
+	}
+	return strings.Join(cmds, " && ")
+}
+
+// ---- Cloud Run service ------------------------------------------------------
+
+// servicePart is the service half of the plan: ingress, invoker IAM check,
+// built-in IAP and the managed marker, in one UpdateService call.
+type servicePart struct {
+	before   *Service
+	lb       bool
+	update   *ServiceUpdate // nil: nothing to do
+	changes  []Change
+	warnings []string
+	err      error
+}
+
+// planService is pure. lb reports whether a load balancer fronts the
+// service; otherWrites whether the plan writes other resources (then the
+// managed marker rides along if it is missing).
+func planService(s *Service, d Desired, lb, otherWrites bool) servicePart {
+	sp := servicePart{before: s, lb: lb}
+	u := &ServiceUpdate{Ref: s.Ref, Etag: s.Etag, Source: s.Source}
+	name := s.Ref.ResourceName()
+	if s.InvokerIAMDisabled {
+		u.RequireInvokerIAM = true
+		sp.changes = append(sp.changes, Change{name, "invokerIamDisabled", "true", "false"})
+	}
+	if lb {
+		switch {
+		case s.Ingress == IngressAll:
+			u.Ingress = IngressInternalLoadBalancer
+			sp.changes = append(sp.changes, Change{name, "ingress", string(s.Ingress), string(u.Ingress)})
+		case s.Ingress.strictness() > IngressInternalLoadBalancer.strictness():
+			sp.warnings = append(sp.warnings, fmt.Sprintf("ingress %s is stricter than %s and is kept; note that an external load balancer cannot reach the service with it",
+				s.Ingress, IngressInternalLoadBalancer))
+		case s.Ingress.strictness() < 0:
+			sp.warnings = append(sp.warnings, fmt.Sprintf("ingress is %q (no serving revision?); iapguard sets %s once Cloud Run reports a setting",
+				string(s.Ingress), IngressInternalLoadBalancer))
+		}
+	} else if !s.IAPEnabled {
+		u.EnableIAP = true
+		sp.changes = append(sp.changes, Change{name, "iapEnabled", "false", "true"})
+	}
+	if !d.Managed && (otherWrites || !u.empty()) {
+		u.Annotations = cloneMap(s.Annotations)
+		if u.Annotations == nil {
+			u.Annotations = map[string]string{}
+		}
+		u.Annotations[ManagedAnnotation] = ManagedValue
+		sp.changes = append(sp.changes, Change{name, "annotations[" + ManagedAnnotation + "]", s.Annotations[ManagedAnnotation], ManagedValue})
+	}
+	if !u.empty() {
+		sp.update = u
+	}
+	return sp
+}
+
+func (sp *servicePart) authStep(svc string) (Step, string) {
+	s := Step{Name: StepIAMAuth, Resource: svc}
+	what := "invokerIamDisabled=false (the run.routes.invoke IAM check was off)"
+	if sp.before.InvokerIAMDisabled {
+		s.Status, s.Message = StatusChanged, "set "+what
+	} else {
+		s.Status, s.Message = StatusOK, "invoker IAM check on"
+	}
+	return s, "set " + what
+}
+
+func (sp *servicePart) ingressStep(svc string) (Step, string) {
+	s := Step{Name: StepIngress, Resource: svc}
+	in := sp.before.Ingress
+	what := fmt.Sprintf("ingress %s → %s", in, IngressInternalLoadBalancer)
+	switch {
+	case !sp.lb:
+		s.Status, s.Message = StatusSkipped, fmt.Sprintf("no load balancer fronts the service; ingress stays %s (Cloud Run IAP guards every path)", in)
+	case in == IngressAll:
+		s.Status, s.Message = StatusChanged, "set "+what
+	case in == IngressInternalLoadBalancer:
+		s.Status, s.Message = StatusOK, "ingress is "+string(in)
+	case in.strictness() > IngressInternalLoadBalancer.strictness():
+		s.Status, s.Message = StatusWarning, fmt.Sprintf("ingress %s is stricter than %s; kept (iapguard never loosens ingress), but an external load balancer cannot reach the service", in, IngressInternalLoadBalancer)
+	default:
+		s.Status, s.Message = StatusWarning, fmt.Sprintf("ingress is %q; left alone until Cloud Run reports a setting", string(in))
+	}
+	return s, "set " + what
+}
+
+func (sp *servicePart) directStep(svc string) (Step, string) {
+	s := Step{Name: StepDirectIAP, Resource: svc}
+	what := "Cloud Run IAP (iapEnabled=true): no load balancer fronts the service"
+	if sp.before.IAPEnabled {
+		s.Status, s.Message = StatusOK, "Cloud Run IAP (iapEnabled) is on"
+	} else {
+		s.Status, s.Message = StatusChanged, "enable "+what
+	}
+	return s, "enabled " + what
+}
+
+func (sp *servicePart) fix() string {
+	u := sp.update
+	if u == nil {
+		return ""
+	}
+	ref := u.Ref
+	var flags []string
+	if u.Ingress != "" {
+		flags = append(flags, "--ingress="+u.Ingress.gcloudFlag())
+	}
+	if u.RequireInvokerIAM {
+		flags = append(flags, "--invoker-iam-check")
+	}
+	if u.EnableIAP {
+		flags = append(flags, "--iap")
+	}
+	if len(flags) == 0 {
+		return ""
+	}
+	beta := ""
+	if u.EnableIAP {
+		beta = "beta "
+	}
+	return fmt.Sprintf("gcloud %srun services update %s --project=%s --region=%s %s", beta, ref.Name, ref.Project, ref.Region, strings.Join(flags, " "))
+}
+
+// ---- backend services -------------------------------------------------------
+
+// backendPart turns IAP on for one fronting backend service.
+type backendPart struct {
+	backend BackendService
+	// frontend is the HTTPS-frontend check; nil: not checked.
+	frontend *Frontend
+	write    bool
+	changes  []Change
+	err      error
+}
+
+// planBackend is pure.
+func planBackend(b BackendService, fe *Frontend) backendPart {
+	bp := backendPart{backend: b, frontend: fe}
+	if !b.IAPEnabled && !b.EnableCDN {
+		bp.write = true
+		bp.changes = []Change{{b.Ref.Path(), "iap.enabled", "false", "true"}}
+	}
+	return bp
+}
+
+func (bp *backendPart) stepFor() (Step, string) {
+	b := bp.backend
+	s := Step{Name: StepBackendIAP, Resource: b.Ref.Path()}
+	what := "IAP on backend service " + b.Ref.Name + " (Google-managed OAuth client)"
+	if bp.frontend != nil && !bp.frontend.HTTPS {
+		what += "; warning: no HTTPS frontend reaches it, and IAP needs one"
+	}
+	switch {
+	case b.IAPEnabled:
+		s.Status, s.Message = StatusOK, "IAP is enabled on backend service "+b.Ref.Name
+	case b.EnableCDN:
+		s.Status = StatusConflict
+		s.Message = fmt.Sprintf("backend service %s has Cloud CDN enabled and IAP is incompatible with Cloud CDN; IAP not enabled. Decide which to keep; to use IAP: gcloud compute backend-services update %s --project=%s %s --no-enable-cdn (iapguard then enables IAP)",
+			b.Ref.Name, b.Ref.Name, b.Ref.Project, b.Ref.gcloudScope())
+	default:
+		s.Status, s.Message = StatusChanged, "enable "+what
+	}
+	return s, "enabled " + what
+}
+
+func (bp *backendPart) warnings() []string {
+	b := bp.backend
+	var w []string
+	if bp.frontend != nil && !bp.frontend.HTTPS && !b.EnableCDN {
+		w = append(w, fmt.Sprintf("backend service %s has no HTTPS frontend (URL map → target HTTPS proxy → forwarding rule); IAP only works over HTTPS: add a target HTTPS proxy and forwarding rule for its URL map", b.Ref.Path()))
+	}
+	if b.IAPEnabled && b.EnableCDN {
+		w = append(w, fmt.Sprintf("backend service %s has both IAP and Cloud CDN enabled; IAP is incompatible with Cloud CDN", b.Ref.Path()))
+	}
+	return w
+}
+
+func (bp *backendPart) fix() string {
+	r := bp.backend.Ref
+	return fmt.Sprintf("gcloud compute backend-services update %s --project=%s %s --iap=enabled", r.Name, r.Project, r.gcloudScope())
+}
+
+func gcloudAgent(project string) string {
+	return "gcloud beta services identity create --service=iap.googleapis.com --project=" + project
+}

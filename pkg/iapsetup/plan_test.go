@@ -1,0 +1,704 @@
+package iapsetup
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden files")
+
+const (
+	tProject = "p1"
+	tRegion  = "us-central1"
+	tAgent   = "service-123456@gcp-sa-iap.iam.gserviceaccount.com"
+	tHost    = "https://www.googleapis.com/compute/v1/"
+)
+
+// ---- fixture builders ----------------------------------------------------
+
+func tService(mods ...func(*Service)) *Service {
+	s := &Service{
+		Ref:     ServiceRef{Project: tProject, Region: tRegion, Name: "hello"},
+		Labels:  map[string]string{LabelKey: LabelEnabled, "team": "web"},
+		Ingress: IngressAll,
+		Etag:    `"svc-etag-1"`,
+	}
+	for _, m := range mods {
+		m(s)
+	}
+	return s
+}
+
+func label(v string) func(*Service) {
+	return func(s *Service) { s.Labels[LabelKey] = v }
+}
+
+func noLabel(s *Service) { delete(s.Labels, LabelKey) }
+
+func managed(s *Service) {
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	s.Annotations[ManagedAnnotation] = ManagedValue
+}
+
+func ingress(i Ingress) func(*Service) { return func(s *Service) { s.Ingress = i } }
+
+func iapOn(s *Service) { s.IAPEnabled = true }
+
+func invokerIAMOff(s *Service) { s.InvokerIAMDisabled = true }
+
+func tPolicy(bs ...Binding) *Policy {
+	return &Policy{Version: 1, Bindings: bs, Etag: []byte("BwYpol1")}
+}
+
+func bind(role string, members ...string) Binding { return Binding{Role: role, Members: members} }
+
+func condBind(role, title string, members ...string) Binding {
+	return Binding{Role: role, Members: members, Condition: &Condition{Title: title, Expression: `request.time < timestamp("2030-01-01T00:00:00Z")`}}
+}
+
+var agentBinding = bind(roleInvoker, "serviceAccount:"+tAgent)
+
+func tNEG(name, service string) NEG {
+	return NEG{
+		SelfLink: tHost + "projects/" + tProject + "/regions/" + tRegion + "/networkEndpointGroups/" + name,
+		Name:     name, Project: tProject, Region: tRegion, Type: "SERVERLESS",
+		CloudRun: &CloudRunTarget{Service: service},
+	}
+}
+
+func maskNEG(name, mask string) NEG {
+	n := tNEG(name, "")
+	n.CloudRun = &CloudRunTarget{URLMask: mask}
+	return n
+}
+
+func tBackend(name, region string, groups ...string) BackendService {
+	b := BackendService{
+		Ref:                 BackendRef{Project: tProject, Region: region, Name: name},
+		ID:                  "1000000000000000001",
+		Fingerprint:         "fp-" + name,
+		LoadBalancingScheme: "EXTERNAL_MANAGED",
+		Protocol:            "HTTPS",
+	}
+	b.SelfLink = tHost + b.Ref.Path()
+	for _, g := range groups {
+		b.Groups = append(b.Groups, tHost+"projects/"+tProject+"/regions/"+tRegion+"/networkEndpointGroups/"+g)
+	}
+	return b
+}
+
+func withIAP(b BackendService) BackendService { b.IAPEnabled = true; return b }
+func withCDN(b BackendService) BackendService { b.EnableCDN = true; return b }
+
+// ---- golden rendering ----------------------------------------------------
+
+// renderPlan renders everything a plan decides, including the writes it
+// would make, in a stable text form.
+func renderPlan(p *Plan) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "service: %s\n", p.Ref)
+	fmt.Fprintf(&b, "intent: %s (label set=%v value=%q, managed=%v)\n", p.Desired.Intent, p.Desired.LabelSet, p.Desired.Label, p.Desired.Managed)
+	fmt.Fprintf(&b, "outcome: %s\n", p.Outcome)
+	if p.Mode != "" {
+		fmt.Fprintf(&b, "mode: %s\n", p.Mode)
+	}
+	if p.Reason != "" {
+		fmt.Fprintf(&b, "reason: %s\n", p.Reason)
+	}
+	if len(p.Steps) > 0 {
+		b.WriteString("steps:\n")
+		for _, s := range p.Steps {
+			fmt.Fprintf(&b, "  - %s [%s] %s\n      %s\n", s.Name, s.Status, s.Resource, s.Message)
+		}
+	}
+	if len(p.Changes) > 0 {
+		b.WriteString("changes:\n")
+		for _, c := range p.Changes {
+			fmt.Fprintf(&b, "  - %s %s: %q -> %q\n", c.Resource, c.Field, c.Before, c.After)
+		}
+	}
+	if len(p.Warnings) > 0 {
+		b.WriteString("warnings:\n")
+		for _, w := range p.Warnings {
+			fmt.Fprintf(&b, "  - %s\n", w)
+		}
+	}
+	fmt.Fprintf(&b, "writes: %d\n", p.Writes())
+	if p.policy != nil && p.policy.after != nil {
+		a := p.policy.after
+		fmt.Fprintf(&b, "  - SetIamPolicy %s etag=%s version=%d\n", p.Ref, a.Etag, a.Version)
+		for _, bd := range a.Bindings {
+			fmt.Fprintf(&b, "      %s: %s\n", bindingLabel(bd), strings.Join(bd.Members, ", "))
+		}
+	}
+	if p.service != nil && p.service.update != nil {
+		u := p.service.update
+		fmt.Fprintf(&b, "  - UpdateService %s etag=%s mask=%v\n", u.Ref, u.Etag, u.Mask())
+		if u.Ingress != "" {
+			fmt.Fprintf(&b, "      ingress=%s\n", u.Ingress)
+		}
+		if u.RequireInvokerIAM {
+			b.WriteString("      invokerIamDisabled=false\n")
+		}
+		if u.EnableIAP {
+			b.WriteString("      iapEnabled=true\n")
+		}
+		if u.Annotations != nil {
+			keys := make([]string, 0, len(u.Annotations))
+			for k := range u.Annotations {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			var kv []string
+			for _, k := range keys {
+				kv = append(kv, k+"="+u.Annotations[k])
+			}
+			fmt.Fprintf(&b, "      annotations={%s}\n", strings.Join(kv, ", "))
+		}
+	}
+	for _, bp := range p.backends {
+		if bp.write {
+			fmt.Fprintf(&b, "  - EnableIAP %s fingerprint=%s\n", bp.backend.Ref, bp.backend.Fingerprint)
+		}
+	}
+	return b.String()
+}
+
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", "plan", name+".golden")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden file (run go test -update to create it): %v", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("plan %s differs from %s (-want +got):\n%s", name, path, diff)
+	}
+}
+
+// ---- the table ------------------------------------------------------------
+
+func TestPlanGolden(t *testing.T) {
+	t.Parallel()
+	https := Frontend{HTTPS: true, URLMaps: []string{"projects/p1/global/urlMaps/web"}, ForwardingRules: []string{"projects/p1/global/forwardingRules/web-https"}}
+	tests := []struct {
+		name   string
+		obs    func() *Observed
+		dryRun bool
+		// want are assertions that do not depend on the golden file, so a
+		// careless -update cannot bless a wrong plan.
+		want     Outcome
+		mode     Mode
+		writes   int
+		statusOf map[StepName]Status
+	}{
+		{
+			name: "label-absent-skipped",
+			obs: func() *Observed {
+				return &Observed{Service: tService(noLabel), Policy: tPolicy(bind(roleInvoker, allUsers))}
+			},
+			want: OutcomeSkipped,
+		},
+		{
+			name: "label-disabled-skipped",
+			obs:  func() *Observed { return &Observed{Service: tService(label(LabelDisabled))} },
+			want: OutcomeSkipped,
+		},
+		{
+			name: "label-invalid-rejected",
+			obs:  func() *Observed { return &Observed{Service: tService(label("yes"))} },
+			want: OutcomeRejected,
+		},
+		{
+			name: "label-wrong-case-rejected",
+			obs:  func() *Observed { return &Observed{Service: tService(label("Enabled"))} },
+			want: OutcomeRejected,
+		},
+		{
+			name: "label-removed-after-enforcement-opted-out",
+			obs: func() *Observed {
+				return &Observed{Service: tService(noLabel, managed, iapOn), Policy: tPolicy(agentBinding)}
+			},
+			want: OutcomeOptedOut,
+		},
+		{
+			name: "label-disabled-after-enforcement-opted-out",
+			obs:  func() *Observed { return &Observed{Service: tService(label(LabelDisabled), managed, iapOn)} },
+			want: OutcomeOptedOut,
+		},
+		{
+			name: "service-missing-skipped",
+			obs:  func() *Observed { return &Observed{} },
+			want: OutcomeSkipped,
+		},
+		{
+			name: "direct-fresh-public-service",
+			obs: func() *Observed {
+				return &Observed{Service: tService(), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent}
+			},
+			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
+			statusOf: map[StepName]Status{StepInvokerBinding: StatusChanged, StepIAMAuth: StatusChanged, StepIngress: StatusSkipped, StepDirectIAP: StatusChanged},
+		},
+		{
+			name: "direct-fresh-public-service-dry-run",
+			obs: func() *Observed {
+				return &Observed{Service: tService(), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent}
+			},
+			dryRun: true,
+			want:   OutcomeRemediated, mode: ModeDirect, writes: 2,
+		},
+		{
+			name: "direct-empty-policy",
+			obs: func() *Observed {
+				return &Observed{Service: tService(), Policy: &Policy{Etag: []byte("ACAB")}, Agent: tAgent}
+			},
+			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
+		},
+		{
+			name: "direct-compliant-managed",
+			obs: func() *Observed {
+				return &Observed{Service: tService(managed, iapOn), Policy: tPolicy(agentBinding), Agent: tAgent}
+			},
+			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+		},
+		{
+			name: "direct-compliant-by-hand-not-marked",
+			obs: func() *Observed {
+				return &Observed{Service: tService(iapOn), Policy: tPolicy(agentBinding), Agent: tAgent}
+			},
+			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+		},
+		{
+			name: "direct-invoker-iam-disabled",
+			obs: func() *Observed {
+				return &Observed{Service: tService(managed, iapOn, invokerIAMOff), Policy: tPolicy(agentBinding), Agent: tAgent}
+			},
+			want: OutcomeRemediated, mode: ModeDirect, writes: 1,
+			statusOf: map[StepName]Status{StepIAMAuth: StatusChanged, StepDirectIAP: StatusOK},
+		},
+		{
+			name: "direct-only-iam-missing-unmarked-adds-marker",
+			obs: func() *Observed {
+				return &Observed{Service: tService(iapOn), Policy: tPolicy(), Agent: tAgent}
+			},
+			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
+		},
+		{
+			name: "direct-stricter-ingress-kept",
+			obs: func() *Observed {
+				return &Observed{Service: tService(ingress(IngressInternalOnly)), Policy: tPolicy(agentBinding), Agent: tAgent}
+			},
+			want: OutcomeRemediated, mode: ModeDirect, writes: 1,
+			statusOf: map[StepName]Status{StepIngress: StatusSkipped},
+		},
+		{
+			name: "lb-global-iap-off",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent,
+					NEGs:     []NEG{tNEG("hello-neg", "hello")},
+					Backends: []BackendService{tBackend("web", "", "hello-neg")},
+				}
+			},
+			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 3,
+			statusOf: map[StepName]Status{StepIngress: StatusChanged, StepBackendIAP: StatusChanged},
+		},
+		{
+			name: "lb-global-iap-off-https-frontend",
+			obs: func() *Observed {
+				b := tBackend("web", "", "hello-neg")
+				return &Observed{
+					Service: tService(), Policy: tPolicy(), Agent: tAgent,
+					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{b},
+					Frontends: map[string]Frontend{ResourcePath(b.SelfLink): https},
+				}
+			},
+			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 3,
+		},
+		{
+			name: "lb-global-iap-off-no-https-frontend",
+			obs: func() *Observed {
+				b := tBackend("web", "", "hello-neg")
+				return &Observed{
+					Service: tService(ingress(IngressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{b},
+					Frontends: map[string]Frontend{ResourcePath(b.SelfLink): {URLMaps: []string{"projects/p1/global/urlMaps/web"}}},
+				}
+			},
+			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 1,
+			statusOf: map[StepName]Status{StepBackendIAP: StatusChanged, StepIngress: StatusOK},
+		},
+		{
+			name: "lb-compliant",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(ingress(IngressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding, bind("roles/run.developer", "user:dev@example.com")), Agent: tAgent,
+					NEGs:     []NEG{tNEG("hello-neg", "hello")},
+					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
+				}
+			},
+			want: OutcomeCompliant, mode: ModeLoadBalancer, writes: 0,
+		},
+		{
+			name: "lb-cdn-conflict",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent,
+					NEGs:     []NEG{tNEG("hello-neg", "hello")},
+					Backends: []BackendService{withCDN(tBackend("web", "", "hello-neg"))},
+				}
+			},
+			want: OutcomeConflict, mode: ModeLoadBalancer, writes: 2,
+			statusOf: map[StepName]Status{StepBackendIAP: StatusConflict, StepIngress: StatusChanged},
+		},
+		{
+			name: "lb-cdn-on-one-of-two-backends",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(ingress(IngressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs:     []NEG{tNEG("hello-neg", "hello")},
+					Backends: []BackendService{withCDN(tBackend("cdn", "", "hello-neg")), tBackend("web", "", "hello-neg")},
+				}
+			},
+			want: OutcomeConflict, mode: ModeLoadBalancer, writes: 1,
+		},
+		{
+			name: "lb-iap-and-cdn-both-on",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(ingress(IngressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs:     []NEG{tNEG("hello-neg", "hello")},
+					Backends: []BackendService{withCDN(withIAP(tBackend("web", "", "hello-neg")))},
+				}
+			},
+			want: OutcomeCompliant, mode: ModeLoadBalancer, writes: 0,
+		},
+		{
+			name: "lb-stricter-ingress-internal-only-kept",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(ingress(IngressInternalOnly), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs:     []NEG{tNEG("hello-neg", "hello")},
+					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
+				}
+			},
+			want: OutcomeCompliant, mode: ModeLoadBalancer, writes: 0,
+			statusOf: map[StepName]Status{StepIngress: StatusWarning},
+		},
+		{
+			name: "lb-stricter-ingress-none-kept",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(ingress(IngressNone)), Policy: tPolicy(), Agent: tAgent,
+					NEGs:     []NEG{tNEG("hello-neg", "hello")},
+					Backends: []BackendService{tBackend("web", "", "hello-neg")},
+				}
+			},
+			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 3,
+			statusOf: map[StepName]Status{StepIngress: StatusWarning},
+		},
+		{
+			name: "lb-ingress-unspecified-left-alone",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(ingress(IngressUnspecified), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs:     []NEG{tNEG("hello-neg", "hello")},
+					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
+				}
+			},
+			want: OutcomeCompliant, mode: ModeLoadBalancer, writes: 0,
+			statusOf: map[StepName]Status{StepIngress: StatusWarning},
+		},
+		{
+			name: "lb-regional-and-global-backends",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs: []NEG{tNEG("hello-neg", "hello"), tNEG("other-neg", "other")},
+					Backends: []BackendService{
+						tBackend("web", "", "hello-neg"),
+						tBackend("internal", tRegion, "hello-neg"),
+						tBackend("other", "", "other-neg"),
+						tBackend("elsewhere", "europe-west1"),
+					},
+				}
+			},
+			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 3,
+		},
+		{
+			name: "lb-reference-other-api-version",
+			obs: func() *Observed {
+				b := tBackend("web", "")
+				b.Groups = []string{"https://compute.googleapis.com/compute/beta/projects/p1/regions/us-central1/networkEndpointGroups/hello-neg"}
+				return &Observed{
+					Service: tService(ingress(IngressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{b},
+				}
+			},
+			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 1,
+		},
+		{
+			name: "lb-neg-for-other-service-is-direct",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs:     []NEG{tNEG("other-neg", "other")},
+					Backends: []BackendService{tBackend("web", "", "other-neg")},
+				}
+			},
+			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+		},
+		{
+			name: "neg-without-backend-is-direct",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs: []NEG{tNEG("hello-neg", "hello")},
+				}
+			},
+			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+		},
+		{
+			name: "url-mask-neg-warning",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs:     []NEG{maskNEG("mask-neg", "example.com/<service>")},
+					Backends: []BackendService{tBackend("web", "", "mask-neg")},
+				}
+			},
+			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+		},
+		{
+			name: "lb-and-direct-iap-both-on-warning",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed, ingress(IngressInternalLoadBalancer)), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs:     []NEG{tNEG("hello-neg", "hello")},
+					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
+				}
+			},
+			want: OutcomeCompliant, mode: ModeLoadBalancer, writes: 0,
+		},
+		{
+			name: "lb-iam-only-unmarked-adds-marker",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(ingress(IngressInternalLoadBalancer)), Policy: tPolicy(bind(roleInvoker, allAuthenticatedUsers)), Agent: tAgent,
+					NEGs:     []NEG{tNEG("hello-neg", "hello")},
+					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
+				}
+			},
+			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 2,
+		},
+		{
+			name: "foreign-bindings-preserved",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed),
+					Policy: &Policy{Version: 3, Etag: []byte("BwYpol3"), Bindings: []Binding{
+						bind("roles/run.admin", "user:owner@example.com", "group:ops@example.com"),
+						bind(roleInvoker, "user:alice@example.com", allUsers, "serviceAccount:ci@p1.iam.gserviceaccount.com", allAuthenticatedUsers),
+						condBind(roleInvoker, "temporary", allUsers),
+						condBind(roleInvoker, "contractors", "group:contractors@example.com", allAuthenticatedUsers),
+						bind("roles/run.viewer", allUsers),
+						condBind("roles/run.developer", "office-hours", "user:dev@example.com"),
+					}},
+					Agent: tAgent,
+				}
+			},
+			want: OutcomeRemediated, mode: ModeDirect, writes: 1,
+		},
+		{
+			name: "agent-only-in-conditional-binding",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed),
+					Policy:  &Policy{Version: 3, Etag: []byte("BwYpol3"), Bindings: []Binding{condBind(roleInvoker, "temporary", "serviceAccount:"+tAgent)}},
+					Agent:   tAgent,
+				}
+			},
+			want: OutcomeRemediated, mode: ModeDirect, writes: 1,
+		},
+		{
+			name: "agent-member-differs-in-case",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed),
+					Policy:  tPolicy(bind(roleInvoker, "serviceAccount:"+strings.ToUpper(tAgent[:10])+tAgent[10:])),
+					Agent:   tAgent,
+				}
+			},
+			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+		},
+		{
+			name: "unknown-agent-fails",
+			obs: func() *Observed {
+				return &Observed{Service: tService(iapOn, managed), Policy: tPolicy()}
+			},
+			want: OutcomeFailed, mode: ModeDirect, writes: 0,
+		},
+	}
+	seen := map[string]bool{}
+	for _, tc := range tests {
+		if seen[tc.name] {
+			t.Fatalf("duplicate case %q", tc.name)
+		}
+		seen[tc.name] = true
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			obs := tc.obs()
+			before := renderObserved(obs)
+			p := PlanFor(DesiredFor(obs.Service), obs)
+			if tc.dryRun {
+				p.DryRun = true
+				p.compose()
+			}
+			if after := renderObserved(obs); after != before {
+				t.Errorf("PlanFor modified its input:\nbefore %s\nafter  %s", before, after)
+			}
+			if p.Outcome != tc.want {
+				t.Errorf("PlanFor(%s).Outcome = %s, want %s (reason %q)", tc.name, p.Outcome, tc.want, p.Reason)
+			}
+			if p.Mode != tc.mode {
+				t.Errorf("PlanFor(%s).Mode = %q, want %q", tc.name, p.Mode, tc.mode)
+			}
+			if got := p.Writes(); got != tc.writes {
+				t.Errorf("PlanFor(%s).Writes() = %d, want %d", tc.name, got, tc.writes)
+			}
+			for name, want := range tc.statusOf {
+				i := slices.IndexFunc(p.Steps, func(s Step) bool { return s.Name == name })
+				if i < 0 {
+					t.Errorf("PlanFor(%s): no step %s", tc.name, name)
+					continue
+				}
+				if got := p.Steps[i].Status; got != want {
+					t.Errorf("PlanFor(%s): step %s = %s, want %s", tc.name, name, got, want)
+				}
+			}
+			// Every planned write must pass the safety guard.
+			if p.policy != nil && p.policy.after != nil {
+				if err := checkPolicyWrite(p.policy.before, p.policy.after, obs.Agent); err != nil {
+					t.Errorf("planned policy write fails the guard: %v", err)
+				}
+			}
+			if p.service != nil && p.service.update != nil {
+				if err := checkServiceUpdate(p.service.before, p.service.update); err != nil {
+					t.Errorf("planned service update fails the guard: %v", err)
+				}
+			}
+			checkGolden(t, tc.name, renderPlan(p))
+		})
+	}
+}
+
+func renderObserved(o *Observed) string {
+	return fmt.Sprintf("%#v", *o) + fmt.Sprintf("%#v %#v", o.Service, o.Policy)
+}
+
+// TestPlanIdempotent applies each planned write to the observed state the
+// way the APIs would and checks that planning again yields no writes: the
+// events caused by iapguard's own writes must find the service compliant.
+func TestPlanIdempotent(t *testing.T) {
+	t.Parallel()
+	starts := map[string]*Observed{
+		"direct-public": {Service: tService(invokerIAMOff), Policy: tPolicy(bind(roleInvoker, allUsers, "user:a@example.com")), Agent: tAgent},
+		"lb": {
+			Service: tService(), Policy: tPolicy(bind(roleInvoker, allAuthenticatedUsers), bind("roles/run.admin", "user:o@example.com")), Agent: tAgent,
+			NEGs:     []NEG{tNEG("hello-neg", "hello")},
+			Backends: []BackendService{tBackend("web", "", "hello-neg"), tBackend("internal", tRegion, "hello-neg")},
+		},
+		"lb-cdn": {
+			Service: tService(), Policy: tPolicy(), Agent: tAgent,
+			NEGs:     []NEG{tNEG("hello-neg", "hello")},
+			Backends: []BackendService{withCDN(tBackend("web", "", "hello-neg"))},
+		},
+	}
+	for name, obs := range starts {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			p := PlanFor(DesiredFor(obs.Service), obs)
+			if p.Writes() == 0 {
+				t.Fatalf("start state %s needs no writes; the test needs one that does", name)
+			}
+			next := &Observed{Service: obs.Service.clone(), Policy: obs.Policy.clone(), Agent: obs.Agent, NEGs: obs.NEGs, Backends: slices.Clone(obs.Backends)}
+			if pp := p.policy; pp.after != nil {
+				next.Policy = pp.after.clone()
+				next.Policy.Etag = []byte("new")
+			}
+			if u := p.service.update; u != nil {
+				if u.Ingress != "" {
+					next.Service.Ingress = u.Ingress
+				}
+				if u.RequireInvokerIAM {
+					next.Service.InvokerIAMDisabled = false
+				}
+				if u.EnableIAP {
+					next.Service.IAPEnabled = true
+				}
+				if u.Annotations != nil {
+					next.Service.Annotations = cloneMap(u.Annotations)
+				}
+			}
+			for i, b := range next.Backends {
+				for _, bp := range p.backends {
+					if bp.write && bp.backend.Ref == b.Ref {
+						next.Backends[i].IAPEnabled = true
+					}
+				}
+			}
+			p2 := PlanFor(DesiredFor(next.Service), next)
+			if n := p2.Writes(); n != 0 {
+				t.Errorf("after applying the plan, PlanFor wants %d more writes:\n%s", n, renderPlan(p2))
+			}
+			if p2.Outcome != OutcomeCompliant && p2.Outcome != OutcomeConflict {
+				t.Errorf("after applying the plan, outcome = %s, want compliant (or conflict for CDN)", p2.Outcome)
+			}
+		})
+	}
+}
+
+func TestDesiredFor(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		s    *Service
+		want Desired
+	}{
+		{"nil service", nil, Desired{}},
+		{"no labels", &Service{}, Desired{}},
+		{"enabled", &Service{Labels: map[string]string{"iap": "enabled"}}, Desired{Intent: Enforce, Label: "enabled", LabelSet: true}},
+		{"disabled", &Service{Labels: map[string]string{"iap": "disabled"}}, Desired{Intent: Unmanaged, Label: "disabled", LabelSet: true}},
+		{"empty value", &Service{Labels: map[string]string{"iap": ""}}, Desired{Intent: Invalid, Label: "", LabelSet: true}},
+		{"other value", &Service{Labels: map[string]string{"iap": "on"}}, Desired{Intent: Invalid, Label: "on", LabelSet: true}},
+		{"managed without label", &Service{Annotations: map[string]string{ManagedAnnotation: "true"}}, Desired{Managed: true}},
+		{"marker with other value is not managed", &Service{Annotations: map[string]string{ManagedAnnotation: "yes"}}, Desired{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := DesiredFor(tc.s); got != tc.want {
+				t.Errorf("DesiredFor(%+v) = %+v, want %+v", tc.s, got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,410 @@
+package iapsetup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/googleapis/gax-go/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/iapguard/iapguard/internal/gcperr"
+)
+
+// Options configure a Reconciler.
+type Options struct {
+	// Scope is the project allowlist (required; see Scope).
+	Scope Scope
+	// DryRun plans and reports without changing anything (per call:
+	// WithDryRun).
+	DryRun bool
+	// MaxAttempts bounds every read-modify-write that loses an
+	// optimistic-concurrency race (ABORTED / 412). Default 5.
+	MaxAttempts int
+	// Backoff paces those retries. Default: 100 ms initial, 2 s max, ×2.
+	Backoff gax.Backoff
+	// Sleep waits d or until ctx ends (tests replace it). Default: a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// AgentTTL is how long a project's IAP service agent email is cached.
+	// Default 1 h.
+	AgentTTL time.Duration
+	// Parallelism bounds concurrent service reconciles in project-wide and
+	// compute-triggered reconciles. Default 8.
+	Parallelism int
+	// Now is the clock (durations, cache expiry). Default time.Now.
+	Now func() time.Time
+	// Logger receives one line per mutation (Info) and no-op (Debug).
+	// Default: discard.
+	Logger *slog.Logger
+}
+
+// Reconciler makes labelled Cloud Run services comply. It is safe for
+// concurrent use; build one per process and reuse it (it caches IAP service
+// agent emails).
+type Reconciler struct {
+	d      Deps
+	o      Options
+	agents *agentCache
+	log    *slog.Logger
+}
+
+// New returns a Reconciler over d.
+func New(d Deps, o Options) (*Reconciler, error) {
+	if err := d.validate(); err != nil {
+		return nil, fmt.Errorf("iapsetup dependencies: %w", err)
+	}
+	if o.Scope.Empty() {
+		return nil, errors.New("iapsetup options: the project scope is empty; use AllProjects() or ProjectScope(...)")
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	if o.Backoff.Initial == 0 {
+		o.Backoff = gax.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2}
+	}
+	if o.Sleep == nil {
+		o.Sleep = sleepCtx
+	}
+	if o.AgentTTL <= 0 {
+		o.AgentTTL = time.Hour
+	}
+	if o.Parallelism <= 0 {
+		o.Parallelism = 8
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Reconciler{d: d, o: o, agents: newAgentCache(d.Identity, o.AgentTTL, o.Now), log: o.Logger}, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// CallOption adjusts one reconcile call.
+type CallOption func(*callOptions)
+
+type callOptions struct{ dryRun bool }
+
+// WithDryRun overrides Options.DryRun for one call.
+func WithDryRun(dryRun bool) CallOption { return func(c *callOptions) { c.dryRun = dryRun } }
+
+func (r *Reconciler) callOptions(opts []CallOption) callOptions {
+	co := callOptions{dryRun: r.o.DryRun}
+	for _, o := range opts {
+		o(&co)
+	}
+	return co
+}
+
+// Result is what one reconcile of one resource did.
+type Result struct {
+	Ref ServiceRef
+	// Resource is the full name of the reconciled resource: the service, or
+	// for rejected project-wide and compute-triggered calls, what was named.
+	Resource string
+	Outcome  Outcome
+	Mode     Mode
+	// Reason explains skipped, rejected, opted-out, conflict and failed outcomes.
+	Reason   string
+	Steps    []Step
+	Changes  []Change
+	Warnings []string
+	DryRun   bool
+	Duration time.Duration
+}
+
+// ErrTransient and ErrPermanent classify the errors Reconciler methods
+// return (errors.Is): transient errors (throttling, unavailability,
+// deadlines, conflicts left after bounded retries) are worth redelivering;
+// permanent ones (permission denied, invalid requests, refused unsafe
+// writes) need a person.
+var (
+	ErrTransient = errors.New("transient")
+	ErrPermanent = errors.New("permanent")
+)
+
+// Error reports a reconcile that could not finish. It wraps the cause and
+// exactly one of ErrTransient and ErrPermanent.
+type Error struct {
+	// Resource is what was being reconciled.
+	Resource  string
+	Transient bool
+	Err       error
+}
+
+func (e *Error) Error() string { return "reconciling " + e.Resource + ": " + e.Err.Error() }
+
+// Unwrap returns the cause and the class sentinel.
+func (e *Error) Unwrap() []error {
+	if e.Transient {
+		return []error{e.Err, ErrTransient}
+	}
+	return []error{e.Err, ErrPermanent}
+}
+
+// IsTransient reports whether err (from a Reconciler method) is worth
+// retrying later.
+func IsTransient(err error) bool { return errors.Is(err, ErrTransient) }
+
+func newError(resource string, err error) *Error {
+	return &Error{Resource: resource, Transient: transient(err), Err: err}
+}
+
+// Reconcile observes the service, plans and applies (or, in a dry run,
+// reports) what it takes to comply. It always returns a Result; the error
+// is non-nil only when the reconcile could not finish (Outcome failed), and
+// then classifies as ErrTransient or ErrPermanent. A missing service is
+// "skipped" with a nil error.
+func (r *Reconciler) Reconcile(ctx context.Context, ref ServiceRef, opts ...CallOption) (*Result, error) {
+	return r.reconcile(ctx, ref, nil, r.callOptions(opts))
+}
+
+func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Service, co callOptions) (res *Result, err error) {
+	start := r.o.Now()
+	res = &Result{Ref: ref, Resource: ref.ResourceName(), DryRun: co.dryRun}
+	defer func() { res.Duration = r.o.Now().Sub(start) }()
+	if verr := ref.Validate(); verr != nil {
+		res.Outcome, res.Reason = OutcomeRejected, verr.Error()
+		return res, nil
+	}
+	if !r.o.Scope.Allows(ref.Project) {
+		res.Outcome, res.Reason = OutcomeRejected, fmt.Sprintf("project %s is outside iapguard's scope (%s)", ref.Project, r.o.Scope)
+		return res, nil
+	}
+	log := r.log.With("project", ref.Project, "region", ref.Region, "service", ref.Name)
+
+	obs, err := r.observe(ctx, ref, listed)
+	if err != nil {
+		if gcperr.IsNotFound(err) && obs.Service == nil || errors.Is(err, errGone) {
+			res.Outcome, res.Reason = OutcomeSkipped, "service not found (deleted?)"
+			log.DebugContext(ctx, "service gone")
+			return res, nil
+		}
+		res.Outcome, res.Reason = OutcomeFailed, err.Error()
+		return res, newError(res.Resource, err)
+	}
+	p := PlanFor(DesiredFor(obs.Service), obs)
+	p.DryRun = co.dryRun
+	if p.Desired.Intent == Enforce {
+		if need := p.needsFrontendCheck(); len(need) > 0 {
+			obs.Frontends = r.checkFrontends(ctx, need, obs.Frontends)
+			p = PlanFor(p.Desired, obs)
+			p.DryRun = co.dryRun
+		}
+		err = r.apply(ctx, p)
+	}
+	res.fill(p)
+	switch {
+	case err != nil:
+		log.WarnContext(ctx, "reconcile failed", "outcome", res.Outcome, "error", err)
+		return res, newError(res.Resource, err)
+	case len(res.Changes) > 0:
+		log.InfoContext(ctx, "reconciled", "outcome", res.Outcome, "changes", len(res.Changes), "dryRun", res.DryRun)
+	default:
+		log.DebugContext(ctx, "reconciled", "outcome", res.Outcome)
+	}
+	return res, nil
+}
+
+func (res *Result) fill(p *Plan) {
+	res.Outcome, res.Mode, res.Reason = p.Outcome, p.Mode, p.Reason
+	res.Steps, res.Changes, res.Warnings = p.Steps, p.Changes, p.Warnings
+}
+
+// checkFrontends runs the HTTPS-frontend check for each backend, concurrently.
+// A failed check is recorded as "not checked" (the backend step then carries
+// no frontend warning); it never fails the reconcile.
+func (r *Reconciler) checkFrontends(ctx context.Context, bs []*BackendService, known map[string]Frontend) map[string]Frontend {
+	out := make(map[string]Frontend, len(known)+len(bs))
+	for k, v := range known {
+		out[k] = v
+	}
+	found := make([]*Frontend, len(bs))
+	var g errgroup.Group
+	for i, b := range bs {
+		g.Go(func() error {
+			fe, err := r.d.Frontends.HTTPSFrontend(ctx, b)
+			if err != nil {
+				r.log.WarnContext(ctx, "checking HTTPS frontend", "backendService", b.Ref.Path(), "error", err)
+				return nil
+			}
+			found[i] = &fe
+			return nil
+		})
+	}
+	_ = g.Wait()
+	for i, b := range bs {
+		if found[i] != nil {
+			out[ResourcePath(b.SelfLink)] = *found[i]
+		}
+	}
+	return out
+}
+
+// ReconcileRegion reconciles every service of project in region (region "-"
+// means every region): one ListServices call, then a full reconcile, with
+// bounded concurrency, of each service that is labelled or was managed
+// before; the others are reported "skipped" without further calls. A failure
+// on one service does not stop the others; errors are joined.
+func (r *Reconciler) ReconcileRegion(ctx context.Context, project, region string, opts ...CallOption) ([]*Result, error) {
+	co := r.callOptions(opts)
+	where := "projects/" + project + "/locations/" + region
+	if rej := r.rejectScope(project, where, co); rej != nil {
+		return []*Result{rej}, nil
+	}
+	svcs, err := r.d.Services.ListServices(ctx, project, region)
+	if err != nil {
+		return nil, newError(where, fmt.Errorf("listing services: %w", err))
+	}
+	results := make([]*Result, len(svcs))
+	errs := make([]error, len(svcs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.o.Parallelism)
+	for i, s := range svcs {
+		d := DesiredFor(s)
+		if d.Intent == Unmanaged && !d.Managed {
+			results[i] = &Result{Ref: s.Ref, Resource: s.Ref.ResourceName(), Outcome: OutcomeSkipped, Reason: d.reason(s.Ref), DryRun: co.dryRun}
+			continue
+		}
+		g.Go(func() error {
+			results[i], errs[i] = r.reconcile(gctx, s.Ref, s, co)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return results, errors.Join(errs...)
+}
+
+func (r *Reconciler) rejectScope(project, resource string, co callOptions) *Result {
+	if r.o.Scope.Allows(project) {
+		return nil
+	}
+	return &Result{Resource: resource, Ref: ServiceRef{Project: project}, Outcome: OutcomeRejected, DryRun: co.dryRun,
+		Reason: fmt.Sprintf("project %s is outside iapguard's scope (%s)", project, r.o.Scope)}
+}
+
+// ReconcileBackend reconciles the Cloud Run services behind a backend
+// service (for Compute events): it reads the backend service, follows each
+// backends[].group that is a regional NEG to its cloudRun.service, and
+// reconciles each such service (unlabelled ones end skipped). A NEG that
+// selects services by URL mask makes every service of its region a
+// candidate. A missing backend service yields no results and no error.
+func (r *Reconciler) ReconcileBackend(ctx context.Context, ref BackendRef, opts ...CallOption) ([]*Result, error) {
+	co := r.callOptions(opts)
+	if rej := r.rejectScope(ref.Project, ref.Path(), co); rej != nil {
+		return []*Result{rej}, nil
+	}
+	b, err := r.d.Backends.GetBackendService(ctx, ref)
+	if err != nil {
+		if gcperr.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, newError(ref.Path(), fmt.Errorf("reading backend service: %w", err))
+	}
+	var negs []NEG
+	var errs []error
+	for _, grp := range b.Groups {
+		nr, perr := ParseNEGRef(grp)
+		if perr != nil {
+			continue // an instance group or a global NEG: not Cloud Run
+		}
+		n, gerr := r.d.NEGs.GetNEG(ctx, nr)
+		switch {
+		case gcperr.IsNotFound(gerr):
+			continue
+		case gerr != nil:
+			errs = append(errs, newError(ref.Path(), fmt.Errorf("reading network endpoint group %s: %w", nr, gerr)))
+			continue
+		}
+		negs = append(negs, *n)
+	}
+	results, err := r.reconcileNEGs(ctx, negs, co)
+	return results, errors.Join(append(errs, err)...)
+}
+
+// ReconcileNEG reconciles the Cloud Run service a serverless NEG points at
+// (for NEG insert events). A missing NEG yields no results and no error.
+func (r *Reconciler) ReconcileNEG(ctx context.Context, ref NEGRef, opts ...CallOption) ([]*Result, error) {
+	co := r.callOptions(opts)
+	if rej := r.rejectScope(ref.Project, ref.Path(), co); rej != nil {
+		return []*Result{rej}, nil
+	}
+	n, err := r.d.NEGs.GetNEG(ctx, ref)
+	if err != nil {
+		if gcperr.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, newError(ref.Path(), fmt.Errorf("reading network endpoint group: %w", err))
+	}
+	return r.reconcileNEGs(ctx, []NEG{*n}, co)
+}
+
+func (r *Reconciler) reconcileNEGs(ctx context.Context, negs []NEG, co callOptions) ([]*Result, error) {
+	var refs []ServiceRef
+	seen := map[ServiceRef]bool{}
+	type region struct{ project, region string }
+	var sweeps []region
+	seenRegion := map[region]bool{}
+	for _, n := range negs {
+		if n.CloudRun == nil {
+			continue
+		}
+		nr, err := ParseNEGRef(n.SelfLink)
+		if err != nil {
+			continue
+		}
+		if n.CloudRun.Service == "" {
+			if rg := (region{nr.Project, nr.Region}); !seenRegion[rg] {
+				seenRegion[rg] = true
+				sweeps = append(sweeps, rg)
+			}
+			continue
+		}
+		ref := ServiceRef{Project: nr.Project, Region: nr.Region, Name: n.CloudRun.Service}
+		if !seen[ref] {
+			seen[ref] = true
+			refs = append(refs, ref)
+		}
+	}
+	var (
+		results []*Result
+		errs    []error
+		swept   = map[ServiceRef]bool{}
+	)
+	for _, sw := range sweeps {
+		rs, err := r.ReconcileRegion(ctx, sw.project, sw.region, WithDryRun(co.dryRun))
+		for _, res := range rs {
+			swept[res.Ref] = true
+		}
+		results = append(results, rs...)
+		errs = append(errs, err)
+	}
+	refs = slices.DeleteFunc(refs, func(ref ServiceRef) bool { return swept[ref] })
+	byIdx := make([]*Result, len(refs))
+	errIdx := make([]error, len(refs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.o.Parallelism)
+	for i, ref := range refs {
+		g.Go(func() error {
+			byIdx[i], errIdx[i] = r.reconcile(gctx, ref, nil, co)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	results = append(results, byIdx...)
+	return results, errors.Join(append(errs, errIdx...)...)
+}

@@ -1,0 +1,763 @@
+package iapsetup_test
+
+// Apply-path tests at the transport seam: the real adapters (internal/gcp)
+// over the official clients, against the emulated Cloud Run, Compute and
+// Service Usage APIs. Call counts come from the emulator's per-method stats.
+
+import (
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/iam/apiv1/iampb"
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/google/go-cmp/cmp"
+	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/genproto/googleapis/type/expr"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/internal/gcp/gcptest"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+)
+
+// Method keys, as the emulator counts them.
+const (
+	mGetService    = "google.cloud.run.v2.Services.GetService"
+	mListServices  = "google.cloud.run.v2.Services.ListServices"
+	mUpdateService = "google.cloud.run.v2.Services.UpdateService"
+	mGetPolicy     = "google.cloud.run.v2.Services.GetIamPolicy"
+	mSetPolicy     = "google.cloud.run.v2.Services.SetIamPolicy"
+	mGetOperation  = "google.longrunning.Operations.GetOperation"
+	mListNEGs      = "compute.regionNetworkEndpointGroups.list"
+	mGetNEG        = "compute.regionNetworkEndpointGroups.get"
+	mAggBackends   = "compute.backendServices.aggregatedList"
+	mGetBackend    = "compute.backendServices.get"
+	mPatchBackend  = "compute.backendServices.patch"
+	mPatchRegional = "compute.regionBackendServices.patch"
+	mWaitGlobal    = "compute.globalOperations.wait"
+	mWaitRegional  = "compute.regionOperations.wait"
+	mProxies       = "compute.targetHttpsProxies.list"
+	mRules         = "compute.globalForwardingRules.list"
+	mIdentity      = "serviceusage.services.generateServiceIdentity"
+)
+
+// warmReads is one concurrent read round of a warm reconcile.
+var warmReads = map[string]int64{mGetService: 1, mGetPolicy: 1, mListNEGs: 1, mAggBackends: 1}
+
+func plus(base map[string]int64, more map[string]int64) map[string]int64 {
+	out := map[string]int64{}
+	for k, v := range base {
+		out[k] += v
+	}
+	for k, v := range more {
+		out[k] += v
+	}
+	return out
+}
+
+var ref = iapsetup.ServiceRef{Project: gcptest.Project, Region: gcptest.Region, Name: "hello"}
+
+type fixture struct {
+	e *gcptest.Env
+	r *iapsetup.Reconciler
+}
+
+func newFixture(t *testing.T, mods ...func(*iapsetup.Options)) *fixture {
+	t.Helper()
+	e := gcptest.Start(t, gcptest.Options{})
+	o := iapsetup.Options{
+		Scope:   iapsetup.ProjectScope(gcptest.Project, "123456789012"),
+		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
+	}
+	for _, m := range mods {
+		m(&o)
+	}
+	r, err := iapsetup.New(e.Clients.Deps(), o)
+	if err != nil {
+		t.Fatalf("iapsetup.New: %v", err)
+	}
+	return &fixture{e: e, r: r}
+}
+
+// reconcile runs one reconcile and returns its result, error and the calls it made.
+func (f *fixture) reconcile(t *testing.T, r iapsetup.ServiceRef, opts ...iapsetup.CallOption) (*iapsetup.Result, error, map[string]int64) {
+	t.Helper()
+	before := f.e.Snapshot()
+	res, err := f.r.Reconcile(t.Context(), r, opts...)
+	if res == nil {
+		t.Fatalf("Reconcile returned a nil result (err %v)", err)
+	}
+	return res, err, f.e.Snapshot().Sub(before).Calls
+}
+
+func checkCalls(t *testing.T, what string, got, want map[string]int64) {
+	t.Helper()
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("%s: calls (-want +got):\n%s", what, diff)
+	}
+}
+
+func stepStatus(res *iapsetup.Result) map[iapsetup.StepName]iapsetup.Status {
+	out := map[iapsetup.StepName]iapsetup.Status{}
+	for _, s := range res.Steps {
+		if prev, ok := out[s.Name]; ok && prev != s.Status {
+			out[s.Name] = prev + "," + s.Status
+			continue
+		}
+		out[s.Name] = s.Status
+	}
+	return out
+}
+
+// checkSecondRunCompliant reconciles again and requires compliant with zero
+// writes and one warm read round (plus extra reads, e.g. none).
+func (f *fixture) checkSecondRunCompliant(t *testing.T, r iapsetup.ServiceRef) {
+	t.Helper()
+	res, err, calls := f.reconcile(t, r)
+	if err != nil {
+		t.Fatalf("second Reconcile: %v", err)
+	}
+	if res.Outcome != iapsetup.OutcomeCompliant {
+		t.Errorf("second Reconcile outcome = %s (%s), want compliant; steps %+v", res.Outcome, res.Reason, res.Steps)
+	}
+	checkCalls(t, "second reconcile", calls, warmReads)
+}
+
+func publicPolicy(extra ...*iampb.Binding) *iampb.Policy {
+	return &iampb.Policy{Bindings: append([]*iampb.Binding{{Role: "roles/run.invoker", Members: []string{"allUsers"}}}, extra...)}
+}
+
+func labelled() map[string]string { return map[string]string{"iap": "enabled", "team": "web"} }
+
+func TestReconcileDirectNoLoadBalancer(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled(), NoInvokerIAM: true})
+	f.e.SeedPolicy(t, "hello", publicPolicy())
+
+	res, err, calls := f.reconcile(t, ref)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if res.Outcome != iapsetup.OutcomeRemediated || res.Mode != iapsetup.ModeDirect {
+		t.Fatalf("outcome %s mode %s (%s), want remediated direct", res.Outcome, res.Mode, res.Reason)
+	}
+	want := map[iapsetup.StepName]iapsetup.Status{
+		iapsetup.StepAgentIdentity: iapsetup.StatusOK, iapsetup.StepInvokerBinding: iapsetup.StatusChanged,
+		iapsetup.StepIAMAuth: iapsetup.StatusChanged, iapsetup.StepIngress: iapsetup.StatusSkipped, iapsetup.StepDirectIAP: iapsetup.StatusChanged,
+	}
+	if diff := cmp.Diff(want, stepStatus(res)); diff != "" {
+		t.Errorf("steps (-want +got):\n%s", diff)
+	}
+	// Cold: one read round including the agent identity; one policy write;
+	// one service update and one poll of its operation.
+	checkCalls(t, "first reconcile", calls, plus(warmReads, map[string]int64{mIdentity: 1, mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1}))
+
+	svc := f.e.Service(t, "hello")
+	if !svc.GetIapEnabled() || svc.GetInvokerIamDisabled() || svc.GetIngress() != runpb.IngressTraffic_INGRESS_TRAFFIC_ALL {
+		t.Errorf("service after reconcile: iap %v invokerIamDisabled %v ingress %v; want iap on, IAM check on, ingress untouched",
+			svc.GetIapEnabled(), svc.GetInvokerIamDisabled(), svc.GetIngress())
+	}
+	if svc.GetAnnotations()[iapsetup.ManagedAnnotation] != "true" {
+		t.Errorf("managed annotation missing: %v", svc.GetAnnotations())
+	}
+	checkPolicy(t, f.e.Policy(t, "hello"), map[string][]string{"roles/run.invoker": {"serviceAccount:" + gcptest.Agent}})
+	// iapguard's writes are attributed to it.
+	for _, en := range f.e.Core.Audit.Entries() {
+		if got := en.ProtoPayload.AuthenticationInfo.PrincipalEmail; got != gcptest.Principal && en.ProtoPayload.ServiceName == "run.googleapis.com" {
+			t.Errorf("audit entry %s by %s, want %s", en.ProtoPayload.MethodName, got, gcptest.Principal)
+		}
+	}
+	wantChanges := []string{
+		"annotations[iapguard.dev/managed]:  → true",
+		"iamPolicy[roles/run.invoker]:  → serviceAccount:" + gcptest.Agent,
+		"iamPolicy[roles/run.invoker]: allUsers → ",
+		"iapEnabled: false → true",
+		"invokerIamDisabled: true → false",
+	}
+	if diff := cmp.Diff(wantChanges, changeLines(res)); diff != "" {
+		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+	f.checkSecondRunCompliant(t, ref)
+}
+
+func changeLines(res *iapsetup.Result) []string {
+	var out []string
+	for _, c := range res.Changes {
+		out = append(out, c.Field+": "+c.Before+" → "+c.After)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkPolicy compares unconditional bindings (role → sorted members).
+func checkPolicy(t *testing.T, p *iampb.Policy, want map[string][]string) {
+	t.Helper()
+	got := map[string][]string{}
+	for _, b := range p.GetBindings() {
+		if b.GetCondition() != nil {
+			continue
+		}
+		m := slices.Clone(b.GetMembers())
+		sort.Strings(m)
+		got[b.GetRole()] = append(got[b.GetRole()], m...)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("IAM policy (-want +got):\n%s", diff)
+	}
+}
+
+type lb struct {
+	neg     string
+	backend gcptest.Backend
+}
+
+// addLB creates a serverless NEG for hello and a global backend service using it.
+func addLB(t *testing.T, e *gcptest.Env, b gcptest.Backend, https bool) lb {
+	t.Helper()
+	neg := e.AddNEG(t, "hello-neg", "hello", "")
+	b.Groups = append(b.Groups, neg)
+	link := e.AddBackend(t, b)
+	e.AddFrontend(t, b.Name, link, https)
+	return lb{neg: neg, backend: b}
+}
+
+func TestReconcileLoadBalancerIAPOff(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedPolicy(t, "hello", publicPolicy())
+	l := addLB(t, f.e, gcptest.Backend{Name: "web"}, true)
+	before := f.e.GetBackend(t, l.backend)
+
+	res, err, calls := f.reconcile(t, ref)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if res.Outcome != iapsetup.OutcomeRemediated || res.Mode != iapsetup.ModeLoadBalancer {
+		t.Fatalf("outcome %s mode %s (%s), want remediated load-balancer", res.Outcome, res.Mode, res.Reason)
+	}
+	if len(res.Warnings) != 0 {
+		t.Errorf("warnings %v, want none (the backend has an HTTPS frontend)", res.Warnings)
+	}
+	// Read round + HTTPS-frontend check for the backend that changes + three
+	// writes (policy, service, backend patch) and their operation polls.
+	checkCalls(t, "first reconcile", calls, plus(warmReads, map[string]int64{
+		mIdentity: 1, mProxies: 1, mRules: 1,
+		mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1, mPatchBackend: 1, mWaitGlobal: 1,
+	}))
+	after := f.e.GetBackend(t, l.backend)
+	if after.Iap == nil || !after.Iap.Enabled {
+		t.Errorf("backend IAP = %+v, want enabled", after.Iap)
+	}
+	if after.EnableCDN != before.EnableCDN || len(after.Backends) != len(before.Backends) {
+		t.Errorf("backend patch touched other fields: before %+v after %+v", before, after)
+	}
+	svc := f.e.Service(t, "hello")
+	if svc.GetIngress() != runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER || svc.GetIapEnabled() {
+		t.Errorf("service ingress %v iapEnabled %v, want internal-and-LB and built-in IAP off", svc.GetIngress(), svc.GetIapEnabled())
+	}
+	f.checkSecondRunCompliant(t, ref)
+}
+
+func TestReconcileRegionalBackendNoHTTPSFrontend(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled(), Ingress: runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER,
+		Annotations: map[string]string{iapsetup.ManagedAnnotation: "true"}})
+	f.e.SeedPolicy(t, "hello", &iampb.Policy{Bindings: []*iampb.Binding{{Role: "roles/run.invoker", Members: []string{"serviceAccount:" + gcptest.Agent}}}})
+	neg := f.e.AddNEG(t, "hello-neg", "hello", "")
+	regional := gcptest.Backend{Name: "internal", Region: gcptest.Region, Groups: []string{neg}}
+	global := gcptest.Backend{Name: "web", Groups: []string{neg}}
+	f.e.AddBackend(t, regional)
+	f.e.AddFrontend(t, "web", f.e.AddBackend(t, global), false) // HTTP only
+
+	res, err, calls := f.reconcile(t, ref)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if res.Outcome != iapsetup.OutcomeRemediated {
+		t.Fatalf("outcome %s (%s), want remediated", res.Outcome, res.Reason)
+	}
+	if len(res.Warnings) != 2 {
+		t.Errorf("warnings = %q, want one no-HTTPS-frontend warning per backend", res.Warnings)
+	}
+	checkCalls(t, "reconcile", calls, plus(warmReads, map[string]int64{
+		mIdentity: 1, mProxies: 1, // the global backend's URL map has only an HTTP proxy: no forwarding-rule list
+		mPatchBackend: 1, mWaitGlobal: 1, mPatchRegional: 1, mWaitRegional: 1,
+	}))
+	for _, b := range []gcptest.Backend{regional, global} {
+		if got := f.e.GetBackend(t, b); got.Iap == nil || !got.Iap.Enabled {
+			t.Errorf("%s: IAP not enabled", b.Name)
+		}
+	}
+	f.checkSecondRunCompliant(t, ref)
+}
+
+func TestReconcileCDNConflict(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+	l := addLB(t, f.e, gcptest.Backend{Name: "web", CDN: true}, true)
+
+	res, err, calls := f.reconcile(t, ref)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if res.Outcome != iapsetup.OutcomeConflict || !strings.Contains(res.Reason, "--no-enable-cdn") {
+		t.Errorf("outcome %s reason %q, want conflict with a gcloud fix", res.Outcome, res.Reason)
+	}
+	if st := stepStatus(res)[iapsetup.StepBackendIAP]; st != iapsetup.StatusConflict {
+		t.Errorf("backend-iap = %s, want conflict", st)
+	}
+	// IAM and ingress are still fixed; the backend is not touched.
+	checkCalls(t, "reconcile", calls, plus(warmReads, map[string]int64{mIdentity: 1, mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1}))
+	if got := f.e.GetBackend(t, l.backend); got.Iap != nil && got.Iap.Enabled {
+		t.Error("IAP enabled on a CDN backend")
+	}
+	// The next run reports the conflict again without writing.
+	res, err, calls = f.reconcile(t, ref)
+	if err != nil || res.Outcome != iapsetup.OutcomeConflict {
+		t.Errorf("second reconcile: %s, %v; want conflict", res.Outcome, err)
+	}
+	checkCalls(t, "second reconcile", calls, warmReads)
+}
+
+func TestReconcileLabelStates(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		svc    gcptest.Svc
+		want   iapsetup.Outcome
+		reason string
+	}{
+		{"label absent", gcptest.Svc{Name: "hello", Labels: map[string]string{"team": "web"}}, iapsetup.OutcomeSkipped, "no iap label"},
+		{"label disabled", gcptest.Svc{Name: "hello", Labels: map[string]string{"iap": "disabled"}}, iapsetup.OutcomeSkipped, "iap=disabled"},
+		{"label invalid", gcptest.Svc{Name: "hello", Labels: map[string]string{"iap": "true"}}, iapsetup.OutcomeRejected, `allowed values are "enabled"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			f.e.SeedService(t, tc.svc)
+			f.e.SeedPolicy(t, "hello", publicPolicy())
+			res, err, calls := f.reconcile(t, ref)
+			if err != nil {
+				t.Fatalf("Reconcile: %v", err)
+			}
+			if res.Outcome != tc.want || !strings.Contains(res.Reason, tc.reason) {
+				t.Errorf("outcome %s reason %q, want %s containing %q", res.Outcome, res.Reason, tc.want, tc.reason)
+			}
+			if n := gcptest.Writes(core.Snapshot{Calls: calls}); n != 0 {
+				t.Errorf("%d writes, want 0: %v", n, calls)
+			}
+			checkPolicy(t, f.e.Policy(t, "hello"), map[string][]string{"roles/run.invoker": {"allUsers"}})
+		})
+	}
+}
+
+func TestReconcileOptedOut(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedPolicy(t, "hello", publicPolicy())
+	if res, err, _ := f.reconcile(t, ref); err != nil || res.Outcome != iapsetup.OutcomeRemediated {
+		t.Fatalf("enforcing: %v %v", res.Outcome, err)
+	}
+	// Someone removes the label (as gcloud would: an update of labels).
+	op, err := f.e.Clients.Run.UpdateService(t.Context(), &runpb.UpdateServiceRequest{
+		Service:    &runpb.Service{Name: ref.ResourceName(), Labels: map[string]string{"team": "web"}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"labels"}},
+	})
+	if err != nil {
+		t.Fatalf("removing the label: %v", err)
+	}
+	if _, err := op.Wait(t.Context()); err != nil {
+		t.Fatalf("removing the label: %v", err)
+	}
+	res, err, calls := f.reconcile(t, ref)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if res.Outcome != iapsetup.OutcomeOptedOut {
+		t.Errorf("outcome %s (%s), want opted-out", res.Outcome, res.Reason)
+	}
+	if n := gcptest.Writes(core.Snapshot{Calls: calls}); n != 0 {
+		t.Errorf("%d writes after opt-out, want 0", n)
+	}
+	after := f.e.Service(t, "hello")
+	if !after.GetIapEnabled() || after.GetAnnotations()[iapsetup.ManagedAnnotation] != "true" {
+		t.Errorf("opt-out turned something off: iap %v annotations %v", after.GetIapEnabled(), after.GetAnnotations())
+	}
+	checkPolicy(t, f.e.Policy(t, "hello"), map[string][]string{"roles/run.invoker": {"serviceAccount:" + gcptest.Agent}})
+}
+
+func TestReconcileStricterIngressKept(t *testing.T) {
+	t.Parallel()
+	for _, in := range []runpb.IngressTraffic{runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_ONLY, runpb.IngressTraffic_INGRESS_TRAFFIC_NONE} {
+		t.Run(in.String(), func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled(), Ingress: in})
+			addLB(t, f.e, gcptest.Backend{Name: "web"}, true)
+			res, err, _ := f.reconcile(t, ref)
+			if err != nil {
+				t.Fatalf("Reconcile: %v", err)
+			}
+			if st := stepStatus(res)[iapsetup.StepIngress]; st != iapsetup.StatusWarning {
+				t.Errorf("ingress step = %s, want warning", st)
+			}
+			if got := f.e.Service(t, "hello").GetIngress(); got != in {
+				t.Errorf("ingress %v → %v, want it kept", in, got)
+			}
+			f.checkSecondRunCompliant(t, ref)
+		})
+	}
+}
+
+func TestReconcilePreservesForeignBindings(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled(), IAP: true})
+	cond := &expr.Expr{Title: "office-hours", Expression: "request.time.getHours('Europe/Berlin') >= 9"}
+	f.e.SeedPolicy(t, "hello", &iampb.Policy{Version: 3, Bindings: []*iampb.Binding{
+		{Role: "roles/run.admin", Members: []string{"user:owner@example.com", "group:ops@example.com"}},
+		{Role: "roles/run.invoker", Members: []string{"allUsers", "user:alice@example.com", "allAuthenticatedUsers"}},
+		{Role: "roles/run.invoker", Members: []string{"allUsers", "group:contractors@example.com"}, Condition: cond},
+		{Role: "roles/run.viewer", Members: []string{"allUsers"}},
+	}})
+	res, err, _ := f.reconcile(t, ref)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if res.Outcome != iapsetup.OutcomeRemediated {
+		t.Fatalf("outcome %s (%s)", res.Outcome, res.Reason)
+	}
+	p := f.e.Policy(t, "hello")
+	checkPolicy(t, p, map[string][]string{
+		"roles/run.admin":   {"group:ops@example.com", "user:owner@example.com"},
+		"roles/run.invoker": {"serviceAccount:" + gcptest.Agent, "user:alice@example.com"},
+		"roles/run.viewer":  {"allUsers"},
+	})
+	var condMembers []string
+	for _, b := range p.GetBindings() {
+		if b.GetCondition() != nil {
+			if b.GetCondition().GetExpression() != cond.Expression {
+				t.Errorf("condition changed: %v", b.GetCondition())
+			}
+			condMembers = b.GetMembers()
+		}
+	}
+	if diff := cmp.Diff([]string{"group:contractors@example.com"}, condMembers); diff != "" {
+		t.Errorf("conditional invoker members (-want +got):\n%s", diff)
+	}
+	f.checkSecondRunCompliant(t, ref)
+}
+
+func TestReconcileForcedEtagRaces(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedPolicy(t, "hello", publicPolicy())
+	l := addLB(t, f.e, gcptest.Backend{Name: "web"}, true)
+	for _, m := range []string{mSetPolicy, mUpdateService, mPatchBackend} {
+		if err := f.e.Core.Faults.ForceRaces(m, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err, calls := f.reconcile(t, ref)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if res.Outcome != iapsetup.OutcomeRemediated {
+		t.Fatalf("outcome %s (%s), want remediated after retries", res.Outcome, res.Reason)
+	}
+	// Each write loses two races: three attempts, and two re-reads of the
+	// resource before the second and third.
+	checkCalls(t, "racing reconcile", calls, plus(warmReads, map[string]int64{
+		mIdentity: 1, mProxies: 1, mRules: 1,
+		mSetPolicy: 3, mGetPolicy: 2,
+		mUpdateService: 3, mGetService: 2, mGetOperation: 1,
+		mPatchBackend: 3, mGetBackend: 2, mWaitGlobal: 1,
+	}))
+	if got := f.e.GetBackend(t, l.backend); got.Iap == nil || !got.Iap.Enabled {
+		t.Error("backend IAP not enabled")
+	}
+	f.checkSecondRunCompliant(t, ref)
+}
+
+func TestReconcileRacesExhaustAttempts(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(o *iapsetup.Options) { o.MaxAttempts = 3 })
+	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled(), IAP: true, Annotations: map[string]string{iapsetup.ManagedAnnotation: "true"}})
+	f.e.SeedPolicy(t, "hello", publicPolicy())
+	if err := f.e.Core.Faults.ForceRaces(mSetPolicy, 100); err != nil {
+		t.Fatal(err)
+	}
+	res, err, calls := f.reconcile(t, ref)
+	if !iapsetup.IsTransient(err) || !errors.Is(err, iapsetup.ErrTransient) {
+		t.Fatalf("Reconcile error = %v, want transient (conflict left after bounded retries)", err)
+	}
+	if res.Outcome != iapsetup.OutcomeFailed || !strings.Contains(res.Reason, "after 3 attempts") {
+		t.Errorf("outcome %s reason %q, want failed after 3 attempts", res.Outcome, res.Reason)
+	}
+	if calls[mSetPolicy] != 3 {
+		t.Errorf("SetIamPolicy calls = %d, want 3", calls[mSetPolicy])
+	}
+}
+
+func TestReconcileDryRun(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedPolicy(t, "hello", publicPolicy())
+	l := addLB(t, f.e, gcptest.Backend{Name: "web"}, true)
+	svcBefore, polBefore := f.e.Service(t, "hello"), f.e.Policy(t, "hello")
+
+	res, err, calls := f.reconcile(t, ref, iapsetup.WithDryRun(true))
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if !res.DryRun || res.Outcome != iapsetup.OutcomeRemediated || len(res.Changes) == 0 {
+		t.Errorf("dry run result: dryRun %v outcome %s changes %d; want a remediated plan", res.DryRun, res.Outcome, len(res.Changes))
+	}
+	for _, s := range res.Steps {
+		if s.Status == iapsetup.StatusChanged && !strings.HasPrefix(s.Message, "dry run: would ") {
+			t.Errorf("step %s message %q does not say it was not applied", s.Name, s.Message)
+		}
+	}
+	// Only the validate-only UpdateService is sent; no IAM or Compute writes.
+	checkCalls(t, "dry run", calls, plus(warmReads, map[string]int64{mIdentity: 1, mProxies: 1, mRules: 1, mUpdateService: 1}))
+	if got := f.e.Service(t, "hello"); got.GetEtag() != svcBefore.GetEtag() {
+		t.Error("dry run changed the service")
+	}
+	if got := f.e.Policy(t, "hello"); string(got.GetEtag()) != string(polBefore.GetEtag()) {
+		t.Error("dry run changed the IAM policy")
+	}
+	if got := f.e.GetBackend(t, l.backend); got.Iap != nil && got.Iap.Enabled {
+		t.Error("dry run enabled IAP")
+	}
+}
+
+func TestReconcileScopeAndMissing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	before := f.e.Snapshot()
+	res, err := f.r.Reconcile(t.Context(), iapsetup.ServiceRef{Project: "other-project", Region: gcptest.Region, Name: "hello"})
+	if err != nil || res.Outcome != iapsetup.OutcomeRejected || !strings.Contains(res.Reason, "outside") {
+		t.Errorf("out-of-scope reconcile = %+v, %v; want rejected", res, err)
+	}
+	rs, err := f.r.ReconcileRegion(t.Context(), "other-project", gcptest.Region)
+	if err != nil || len(rs) != 1 || rs[0].Outcome != iapsetup.OutcomeRejected {
+		t.Errorf("out-of-scope ReconcileRegion = %+v, %v; want one rejected result", rs, err)
+	}
+	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: "other-project", Name: "web"})
+	if err != nil || len(rs) != 1 || rs[0].Outcome != iapsetup.OutcomeRejected {
+		t.Errorf("out-of-scope ReconcileBackend = %+v, %v; want one rejected result", rs, err)
+	}
+	if d := f.e.Snapshot().Sub(before); d.Total() != 0 {
+		t.Errorf("out-of-scope reconciles made calls: %v", d.Calls)
+	}
+	if res, err := f.r.Reconcile(t.Context(), iapsetup.ServiceRef{Project: gcptest.Project, Region: gcptest.Region, Name: "bad/name"}); err != nil || res.Outcome != iapsetup.OutcomeRejected {
+		t.Errorf("malformed ref = %s, %v; want rejected", res.Outcome, err)
+	}
+
+	res, err, calls := f.reconcile(t, ref)
+	if err != nil || res.Outcome != iapsetup.OutcomeSkipped {
+		t.Errorf("missing service = %s (%s), %v; want skipped", res.Outcome, res.Reason, err)
+	}
+	if n := gcptest.Writes(core.Snapshot{Calls: calls}); n != 0 {
+		t.Errorf("missing service: %d writes", n)
+	}
+}
+
+func TestReconcileErrorsClassified(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		method    string
+		code      codes.Code
+		transient bool
+		fix       string
+	}{
+		{"permission denied on SetIamPolicy", mSetPolicy, codes.PermissionDenied, false, "run.services.setIamPolicy"},
+		{"unavailable on GetIamPolicy", mGetPolicy, codes.Unavailable, true, ""},
+		{"quota on UpdateService", mUpdateService, codes.ResourceExhausted, true, ""},
+		{"permission denied on generateServiceIdentity", mIdentity, codes.PermissionDenied, false, "gcloud beta services identity create"},
+		{"invalid argument on UpdateService", mUpdateService, codes.InvalidArgument, false, "gcloud beta run services update hello"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+			f.e.SeedPolicy(t, "hello", publicPolicy())
+			if err := f.e.Core.Faults.FailNext(tc.method, 1, tc.code); err != nil {
+				t.Fatal(err)
+			}
+			res, err, _ := f.reconcile(t, ref)
+			if err == nil {
+				t.Fatalf("Reconcile = nil error, want one (outcome %s)", res.Outcome)
+			}
+			var rerr *iapsetup.Error
+			if !errors.As(err, &rerr) {
+				t.Fatalf("error %T is not *iapsetup.Error", err)
+			}
+			if got := iapsetup.IsTransient(err); got != tc.transient {
+				t.Errorf("IsTransient(%v) = %v, want %v", err, got, tc.transient)
+			}
+			if got := errors.Is(err, iapsetup.ErrPermanent); got == tc.transient {
+				t.Errorf("errors.Is(err, ErrPermanent) = %v with transient=%v", got, tc.transient)
+			}
+			if res.Outcome != iapsetup.OutcomeFailed || !strings.Contains(res.Reason, tc.fix) {
+				t.Errorf("outcome %s reason %q, want failed mentioning %q", res.Outcome, res.Reason, tc.fix)
+			}
+			// Once the fault is gone the next run converges.
+			res, err, _ = f.reconcile(t, ref)
+			if err != nil || (res.Outcome != iapsetup.OutcomeRemediated && res.Outcome != iapsetup.OutcomeCompliant) {
+				t.Errorf("retry after fault: %s (%s), %v", res.Outcome, res.Reason, err)
+			}
+		})
+	}
+}
+
+func TestReconcileRegion(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedService(t, gcptest.Svc{Name: "second", Labels: labelled()})
+	for _, n := range []string{"plain-1", "plain-2", "plain-3"} {
+		f.e.SeedService(t, gcptest.Svc{Name: n})
+	}
+	f.e.SeedService(t, gcptest.Svc{Name: "bad-label", Labels: map[string]string{"iap": "on"}})
+
+	before := f.e.Snapshot()
+	results, err := f.r.ReconcileRegion(t.Context(), gcptest.Project, gcptest.Region)
+	if err != nil {
+		t.Fatalf("ReconcileRegion: %v", err)
+	}
+	got := map[string]iapsetup.Outcome{}
+	for _, r := range results {
+		got[r.Ref.Name] = r.Outcome
+	}
+	want := map[string]iapsetup.Outcome{
+		"hello": iapsetup.OutcomeRemediated, "second": iapsetup.OutcomeRemediated, "bad-label": iapsetup.OutcomeRejected,
+		"plain-1": iapsetup.OutcomeSkipped, "plain-2": iapsetup.OutcomeSkipped, "plain-3": iapsetup.OutcomeSkipped,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+	// One list; unlabelled services cost nothing more; labelled (and
+	// rejected) ones skip GetService (the listed copy is used); the two
+	// concurrent reconciles share one generateServiceIdentity.
+	calls := f.e.Snapshot().Sub(before).Calls
+	checkCalls(t, "ReconcileRegion", calls, map[string]int64{
+		mListServices: 1, mIdentity: 1,
+		mGetPolicy: 3, mListNEGs: 3, mAggBackends: 3,
+		mSetPolicy: 2, mUpdateService: 2, mGetOperation: 2,
+	})
+}
+
+func TestReconcileFromComputeEvents(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedService(t, gcptest.Svc{Name: "unlabelled"})
+	f.e.SeedService(t, gcptest.Svc{Name: "masked", Labels: labelled()})
+	neg := f.e.AddNEG(t, "hello-neg", "hello", "")
+	other := f.e.AddNEG(t, "unlabelled-neg", "unlabelled", "")
+	mask := f.e.AddNEG(t, "mask-neg", "", "<service>.example.com")
+	web := gcptest.Backend{Name: "web", Groups: []string{neg, other}}
+	f.e.AddBackend(t, web)
+	masked := gcptest.Backend{Name: "masked", Region: gcptest.Region, Groups: []string{mask}}
+	f.e.AddBackend(t, masked)
+
+	outcomes := func(rs []*iapsetup.Result) map[string]iapsetup.Outcome {
+		out := map[string]iapsetup.Outcome{}
+		for _, r := range rs {
+			out[r.Ref.Name] = r.Outcome
+		}
+		return out
+	}
+	rs, err := f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: gcptest.Project, Name: "web"})
+	if err != nil {
+		t.Fatalf("ReconcileBackend: %v", err)
+	}
+	if diff := cmp.Diff(map[string]iapsetup.Outcome{"hello": iapsetup.OutcomeRemediated, "unlabelled": iapsetup.OutcomeSkipped}, outcomes(rs)); diff != "" {
+		t.Errorf("ReconcileBackend outcomes (-want +got):\n%s", diff)
+	}
+	if got := f.e.GetBackend(t, web); got.Iap == nil || !got.Iap.Enabled {
+		t.Error("backend behind the event did not get IAP")
+	}
+	// Our own patch causes a backend-service event: it must be a no-op.
+	before := f.e.Snapshot()
+	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: gcptest.Project, Name: "web"})
+	if err != nil {
+		t.Fatalf("ReconcileBackend again: %v", err)
+	}
+	if diff := cmp.Diff(map[string]iapsetup.Outcome{"hello": iapsetup.OutcomeCompliant, "unlabelled": iapsetup.OutcomeSkipped}, outcomes(rs)); diff != "" {
+		t.Errorf("second ReconcileBackend outcomes (-want +got):\n%s", diff)
+	}
+	if n := gcptest.Writes(f.e.Snapshot().Sub(before)); n != 0 {
+		t.Errorf("second ReconcileBackend made %d writes", n)
+	}
+
+	// A NEG event.
+	rs, err = f.r.ReconcileNEG(t.Context(), iapsetup.NEGRef{Project: gcptest.Project, Region: gcptest.Region, Name: "hello-neg"})
+	if err != nil || len(rs) != 1 || rs[0].Outcome != iapsetup.OutcomeCompliant {
+		t.Errorf("ReconcileNEG = %v, %v; want hello compliant", outcomes(rs), err)
+	}
+	// A URL-mask NEG behind a backend makes the whole region a candidate.
+	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: gcptest.Project, Region: gcptest.Region, Name: "masked"})
+	if err != nil {
+		t.Fatalf("ReconcileBackend(masked): %v", err)
+	}
+	if diff := cmp.Diff(map[string]iapsetup.Outcome{"hello": iapsetup.OutcomeCompliant, "masked": iapsetup.OutcomeRemediated, "unlabelled": iapsetup.OutcomeSkipped}, outcomes(rs)); diff != "" {
+		t.Errorf("ReconcileBackend(masked) outcomes (-want +got):\n%s", diff)
+	}
+	// Gone resources yield nothing.
+	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: gcptest.Project, Name: "gone"})
+	if err != nil || len(rs) != 0 {
+		t.Errorf("ReconcileBackend(gone) = %v, %v; want nothing", rs, err)
+	}
+	rs, err = f.r.ReconcileNEG(t.Context(), iapsetup.NEGRef{Project: gcptest.Project, Region: gcptest.Region, Name: "gone"})
+	if err != nil || len(rs) != 0 {
+		t.Errorf("ReconcileNEG(gone) = %v, %v; want nothing", rs, err)
+	}
+}
+
+func TestAgentIdentityCached(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	f := newFixture(t, func(o *iapsetup.Options) { o.Now = clock; o.AgentTTL = time.Hour })
+	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled(), IAP: true})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := f.r.Reconcile(t.Context(), ref); err != nil {
+				t.Errorf("Reconcile: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := f.e.Snapshot().Calls[mIdentity]; n != 1 {
+		t.Errorf("generateServiceIdentity calls after 8 concurrent reconciles = %d, want 1", n)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	if _, err := f.r.Reconcile(t.Context(), ref); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if n := f.e.Snapshot().Calls[mIdentity]; n != 2 {
+		t.Errorf("generateServiceIdentity calls after the TTL = %d, want 2", n)
+	}
+}
