@@ -15,6 +15,7 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 )
 
 // Clients are official clients pointed at one endpoint.
@@ -56,6 +57,8 @@ type ServiceSpec struct {
 	Public bool
 	// ExtraInvokers are other members bound to roles/run.invoker.
 	ExtraInvokers []string
+	// Bindings are further role → members bindings (someone else's grants).
+	Bindings map[string][]string
 }
 
 // CreateService creates the service, waits for the operation and sets its
@@ -84,10 +87,17 @@ func (c *Clients) CreateService(ctx context.Context, project, region string, s S
 		members = append(members, "allUsers")
 	}
 	members = append(members, s.ExtraInvokers...)
+	var bindings []*iampb.Binding
 	if len(members) > 0 {
+		bindings = append(bindings, &iampb.Binding{Role: "roles/run.invoker", Members: members})
+	}
+	for role, ms := range s.Bindings {
+		bindings = append(bindings, &iampb.Binding{Role: role, Members: ms})
+	}
+	if len(bindings) > 0 {
 		_, err := c.Run.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{
 			Resource: svc.GetName(),
-			Policy:   &iampb.Policy{Bindings: []*iampb.Binding{{Role: "roles/run.invoker", Members: members}}},
+			Policy:   &iampb.Policy{Bindings: bindings},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("setting IAM policy of %s: %w", s.Name, err)
@@ -311,3 +321,19 @@ func (c *Clients) Build(ctx context.Context, project, region string, s Scenario)
 
 // Timeout bounds one demo build.
 const Timeout = 30 * time.Second
+
+// SetLabels replaces a service's labels (UpdateService with mask "labels"),
+// as `gcloud run services update --update-labels` does, and waits.
+func (c *Clients) SetLabels(ctx context.Context, project, region, name string, labels map[string]string) error {
+	op, err := c.Run.UpdateService(ctx, &runpb.UpdateServiceRequest{
+		Service:    &runpb.Service{Name: fmt.Sprintf("projects/%s/locations/%s/services/%s", project, region, name), Labels: labels},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"labels"}},
+	})
+	if err != nil {
+		return fmt.Errorf("updating labels of %s: %w", name, err)
+	}
+	if _, err := op.Wait(ctx); err != nil {
+		return fmt.Errorf("waiting for labels of %s: %w", name, err)
+	}
+	return nil
+}
