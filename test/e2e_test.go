@@ -1,0 +1,305 @@
+package test
+
+import (
+	"bytes"
+	"net/http"
+	"slices"
+	"testing"
+
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/iapguard/iapguard/emulator"
+	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/emulator/delivery"
+	"github.com/iapguard/iapguard/internal/demo"
+	"github.com/iapguard/iapguard/internal/stack"
+)
+
+var enabled = map[string]string{"iap": "enabled"}
+
+// TestLoadBalancedServiceConverges is the headline scenario: a public,
+// ingress-all service behind NEG → backend → URL map → HTTPS proxy →
+// forwarding rule is labelled; iapguard converges it in one reconcile and
+// the events caused by its own writes end compliant with zero writes.
+func TestLoadBalancedServiceConverges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{})
+	e.create(demo.ServiceSpec{
+		Name: "web", Public: true, ExtraInvokers: []string{"group:web-team@example.com"},
+		Bindings: map[string][]string{"roles/run.developer": {"user:dev@example.com"}},
+	})
+	lb := e.lb(demo.LBSpec{Service: "web"})
+	e.mark()
+
+	e.label("web", enabled)
+	e.settle()
+
+	kinds := e.kinds("web")
+	if count(kinds, "remediated") != 1 || count(kinds, "compliant") != len(kinds)-1 {
+		t.Errorf("outcomes for web = %v, want exactly one remediated, the rest compliant", kinds)
+	}
+	wantWrites := map[string]int{
+		"google.cloud.run.v2.Services.SetIamPolicy":  1,
+		"google.cloud.run.v2.Services.UpdateService": 1,
+		"v1.compute.backendServices.patch":           1,
+	}
+	if d := cmp.Diff(wantWrites, e.iapguardWrites()); d != "" {
+		t.Errorf("iapguard's writes (-want +got):\n%s", d)
+	}
+	wantPolicy := map[string][]string{
+		"roles/run.invoker":   {"group:web-team@example.com", agent},
+		"roles/run.developer": {"user:dev@example.com"},
+	}
+	if d := cmp.Diff(wantPolicy, e.policy("web")); d != "" {
+		t.Errorf("IAM policy (-want +got):\n%s", d)
+	}
+	svc := e.service("web")
+	if svc.Ingress != runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER {
+		t.Errorf("ingress = %v, want internal load balancer", svc.Ingress)
+	}
+	if svc.IapEnabled {
+		t.Error("Cloud Run built-in IAP turned on although a load balancer fronts the service")
+	}
+	if b := e.backend(lb.BackendService); b.Iap == nil || !b.Iap.Enabled {
+		t.Errorf("backend IAP = %+v, want enabled", b.Iap)
+	}
+	for _, m := range e.st.Outcomes.ForService("web") {
+		if m.Outcome == "remediated" {
+			golden(t, "lb-remediated", m)
+		}
+	}
+	t.Logf("API calls after labelling: %v", e.calls())
+}
+
+func TestDirectIAPWithoutLoadBalancer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{})
+	e.mark()
+	e.create(demo.ServiceSpec{Name: "api", Labels: enabled, Public: true})
+	e.settle()
+	svc := e.service("api")
+	if !svc.IapEnabled {
+		t.Error("iapEnabled = false, want Cloud Run's built-in IAP on")
+	}
+	if svc.Ingress != runpb.IngressTraffic_INGRESS_TRAFFIC_ALL {
+		t.Errorf("ingress = %v, want it left as it was (all) in direct mode", svc.Ingress)
+	}
+	if d := cmp.Diff(map[string][]string{"roles/run.invoker": {agent}}, e.policy("api")); d != "" {
+		t.Errorf("IAM policy (-want +got):\n%s", d)
+	}
+	m := e.st.Outcomes.Latest("api")
+	if m == nil || m.Outcome != "compliant" || m.Mode != "direct" {
+		t.Fatalf("latest outcome = %+v, want compliant in direct mode", m)
+	}
+	for _, m := range e.st.Outcomes.ForService("api") {
+		if m.Outcome == "remediated" {
+			golden(t, "direct-remediated", m)
+			break
+		}
+	}
+	t.Logf("API calls: %v", e.calls())
+}
+
+func TestCDNBackendIsAConflict(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{})
+	e.create(demo.ServiceSpec{Name: "assets"})
+	lb := e.lb(demo.LBSpec{Service: "assets", CDN: true})
+	e.mark()
+	e.label("assets", enabled)
+	e.settle()
+	kinds := e.kinds("assets")
+	if len(kinds) == 0 || count(kinds, "conflict") != len(kinds) {
+		t.Errorf("outcomes = %v, want only conflict", kinds)
+	}
+	b := e.backend(lb.BackendService)
+	if b.Iap != nil && b.Iap.Enabled {
+		t.Error("IAP was enabled on a CDN backend")
+	}
+	if !b.EnableCDN {
+		t.Error("iapguard turned CDN off; it must leave the decision to a person")
+	}
+	m := e.st.Outcomes.Latest("assets")
+	golden(t, "cdn-conflict", m)
+}
+
+func TestUnlabelledServiceIsLeftAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{})
+	e.mark()
+	e.create(demo.ServiceSpec{Name: "site", Labels: map[string]string{"team": "growth"}, Public: true})
+	e.settle()
+	if kinds := e.kinds("site"); len(kinds) == 0 || count(kinds, "skipped") != len(kinds) {
+		t.Errorf("outcomes = %v, want only skipped", kinds)
+	}
+	if w := e.iapguardWrites(); len(w) != 0 {
+		t.Errorf("iapguard wrote %v to an unlabelled service", w)
+	}
+	if !slices.Contains(e.policy("site")["roles/run.invoker"], "allUsers") {
+		t.Error("the public invoker of an unlabelled service was removed")
+	}
+}
+
+func TestUnknownLabelValueIsRejected(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{})
+	e.mark()
+	e.create(demo.ServiceSpec{Name: "odd", Labels: map[string]string{"iap": "yes"}, Public: true})
+	e.settle()
+	m := e.st.Outcomes.Latest("odd")
+	if m == nil || m.Outcome != "rejected" {
+		t.Fatalf("latest outcome = %+v, want rejected", m)
+	}
+	if w := e.iapguardWrites(); len(w) != 0 {
+		t.Errorf("iapguard wrote %v for a rejected label", w)
+	}
+	golden(t, "label-rejected", m)
+}
+
+func TestLabelRemovedAfterEnforcementOptsOut(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{})
+	e.create(demo.ServiceSpec{Name: "api", Labels: enabled, Public: true})
+	e.mark()
+	e.label("api", map[string]string{"team": "x"})
+	e.settle()
+	kinds := e.kinds("api")
+	if len(kinds) == 0 || count(kinds, "opted-out") != len(kinds) {
+		t.Errorf("outcomes = %v, want opted-out", kinds)
+	}
+	if w := e.iapguardWrites(); len(w) != 0 {
+		t.Errorf("iapguard wrote %v after the opt-out", w)
+	}
+	svc := e.service("api")
+	if !svc.IapEnabled {
+		t.Error("opting out turned IAP off: iapguard must never weaken")
+	}
+	if slices.Contains(e.policy("api")["roles/run.invoker"], "allUsers") {
+		t.Error("opting out made the service public again")
+	}
+	golden(t, "opted-out", e.st.Outcomes.Latest("api"))
+}
+
+func TestStricterIngressIsKept(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{})
+	e.create(demo.ServiceSpec{Name: "ledger", Ingress: runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_ONLY})
+	lb := e.lb(demo.LBSpec{Service: "ledger"})
+	e.mark()
+	e.label("ledger", enabled)
+	e.settle()
+	if got := e.service("ledger").Ingress; got != runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_ONLY {
+		t.Errorf("ingress = %v, want internal-only kept", got)
+	}
+	if b := e.backend(lb.BackendService); b.Iap == nil || !b.Iap.Enabled {
+		t.Error("backend IAP not enabled")
+	}
+	if m := e.st.Outcomes.Latest("ledger"); m == nil || m.Outcome != "compliant" {
+		t.Errorf("latest outcome = %+v, want compliant", m)
+	}
+}
+
+func TestDuplicateEventsShareWork(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{Emulator: emulator.Options{Delivery: delivery.Options{Duplicate: 1}}})
+	e.create(demo.ServiceSpec{Name: "web", Public: true})
+	e.lb(demo.LBSpec{Service: "web"})
+	e.mark()
+	e.label("web", enabled)
+	e.settle()
+	if ds := e.st.Emu.Delivery.Stats(); ds.Duplicated == 0 {
+		t.Fatalf("no duplicates were delivered: %+v", ds)
+	}
+	want := map[string]int{
+		"google.cloud.run.v2.Services.SetIamPolicy":  1,
+		"google.cloud.run.v2.Services.UpdateService": 1,
+		"v1.compute.backendServices.patch":           1,
+	}
+	if d := cmp.Diff(want, e.iapguardWrites()); d != "" {
+		t.Errorf("iapguard's writes with every event delivered twice (-want +got):\n%s", d)
+	}
+	if kinds := e.kinds("web"); count(kinds, "remediated") < 1 || count(kinds, "remediated")+count(kinds, "compliant") != len(kinds) {
+		t.Errorf("outcomes = %v", kinds)
+	}
+	t.Logf("API calls with duplicated deliveries: %v", e.calls())
+}
+
+func TestBackendIAPTurnedOffIsTurnedBackOn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{})
+	e.create(demo.ServiceSpec{Name: "web", Labels: enabled})
+	lb := e.lb(demo.LBSpec{Service: "web"})
+	e.mark()
+	if err := e.cl.SetBackendIAP(e.ctx, e.p, lb.BackendService, false); err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	if b := e.backend(lb.BackendService); b.Iap == nil || !b.Iap.Enabled {
+		t.Errorf("backend IAP = %+v, want turned back on", b.Iap)
+	}
+	if d := cmp.Diff(map[string]int{"v1.compute.backendServices.patch": 1}, e.iapguardWrites()); d != "" {
+		t.Errorf("iapguard's writes (-want +got):\n%s", d)
+	}
+	t.Logf("API calls to repair: %v", e.calls())
+}
+
+func TestMalformedEventIsRejectedWithout2xxRetryStorm(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{})
+	e.mark()
+	req, _ := http.NewRequestWithContext(e.ctx, http.MethodPost, e.st.FunctionURL, bytes.NewReader([]byte(`{"protoPayload":{"serviceName":"run.googleapis.com","methodName":"google.cloud.run.v2.Services.UpdateService"`)))
+	for k, v := range map[string]string{
+		"Ce-Specversion": "1.0", "Ce-Type": "google.cloud.audit.log.v1.written", "Ce-Id": "bad-1",
+		"Ce-Source": "//cloudaudit.googleapis.com/projects/demo-project/logs/activity", "Content-Type": "application/json",
+	} {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Errorf("status = %d, want 2xx so Eventarc does not redeliver", resp.StatusCode)
+	}
+	e.settle()
+	all := e.st.Outcomes.All()
+	if len(all) != 1 || all[0].Outcome != "rejected" || all[0].Trigger.EventID != "bad-1" {
+		t.Fatalf("outcomes = %+v, want one rejected for event bad-1", all)
+	}
+	if c := e.calls(); len(c) != 0 {
+		t.Errorf("a malformed event caused API calls: %v", c)
+	}
+}
+
+func TestOutOfScopeProjectIsRejectedWithZeroCalls(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{
+		Emulator: emulator.Options{Projects: []core.Project{emulator.DefaultProject, {ID: "other-project", Number: 999}}},
+		Projects: []string{"demo-project", "123456789012"},
+	})
+	e.mark()
+	if _, err := e.cl.CreateService(e.ctx, "other-project", region, demo.ServiceSpec{Name: "foreign", Labels: enabled, Public: true}); err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	all := e.st.Outcomes.All()
+	for _, m := range all {
+		if m.Outcome != "rejected" {
+			t.Errorf("outcome %s for %s, want rejected", m.Outcome, m.Resource.Name)
+		}
+	}
+	if len(all) == 0 {
+		t.Fatal("no outcome for the out-of-scope event")
+	}
+	// The user's own calls: CreateService, GetOperation, SetIamPolicy.
+	want := map[string]int64{
+		"google.cloud.run.v2.Services.CreateService": 1,
+		"google.longrunning.Operations.GetOperation": 1,
+		"google.cloud.run.v2.Services.SetIamPolicy":  1,
+	}
+	if d := cmp.Diff(want, e.calls()); d != "" {
+		t.Errorf("API calls (-only the user's +got): iapguard made calls for an out-of-scope project:\n%s", d)
+	}
+}
