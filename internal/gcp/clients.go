@@ -94,6 +94,8 @@ type Clients struct {
 	RunAdapter      *RunAdapter
 	ComputeAdapter  *ComputeAdapter
 	IdentityAdapter *IdentityAdapter
+
+	closeIdle func()
 }
 
 // NewClients builds every client once.
@@ -108,6 +110,7 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 		opts.PollInterval = 500 * time.Millisecond
 	}
 	var runOpts, computeOpts, suOpts []option.ClientOption
+	closeIdle := func() {}
 	if opts.UserAgent != "" {
 		runOpts = append(runOpts, option.WithUserAgent(opts.UserAgent))
 		computeOpts = append(computeOpts, option.WithUserAgent(opts.UserAgent))
@@ -126,7 +129,9 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 		if opts.Principal != "" {
 			runOpts = append(runOpts, option.WithGRPCDialOption(grpc.WithChainUnaryInterceptor(principalInterceptor(opts.Principal))))
 		}
-		hc := &http.Client{Transport: &principalTransport{principal: opts.Principal, base: http.DefaultTransport}}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		hc := &http.Client{Transport: &principalTransport{principal: opts.Principal, base: tr}}
+		closeIdle = tr.CloseIdleConnections
 		computeOpts = append(computeOpts, option.WithEndpoint("http://"+host+"/compute/v1/"), option.WithHTTPClient(hc))
 		suOpts = append(suOpts, option.WithEndpoint("http://"+host+"/"), option.WithHTTPClient(hc))
 	} else {
@@ -149,7 +154,7 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 		_ = rc.Close()
 		return nil, fmt.Errorf("creating Service Usage client: %w", err)
 	}
-	c := &Clients{Run: rc, Compute: cs, ServiceUsage: su}
+	c := &Clients{Run: rc, Compute: cs, ServiceUsage: su, closeIdle: closeIdle}
 	c.RunAdapter = &RunAdapter{c: rc, opTimeout: opts.OperationTimeout, limiter: opts.RunLimiter}
 	c.ComputeAdapter = &ComputeAdapter{c: cs, opTimeout: opts.OperationTimeout, limiter: opts.ComputeLimiter}
 	c.IdentityAdapter = &IdentityAdapter{c: su, opTimeout: opts.OperationTimeout, poll: opts.PollInterval, limiter: opts.ServiceUsageLimiter}
@@ -168,10 +173,14 @@ func (c *Clients) Deps() iapsetup.Deps {
 	}
 }
 
-// Close releases the gRPC connections (the REST clients hold none).
+// Close releases the gRPC connections and, for the emulator, the REST
+// clients' idle connections.
 func (c *Clients) Close() error {
 	if c == nil || c.Run == nil {
 		return nil
+	}
+	if c.closeIdle != nil {
+		c.closeIdle()
 	}
 	if err := c.Run.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("closing Cloud Run client: %w", err)

@@ -11,16 +11,16 @@ import (
 	"github.com/iapguard/iapguard/internal/gcperr"
 )
 
-// writeError names the write that failed and the permission it needs.
+// writeError adds to a failed write how often it was attempted and the
+// permission it needs.
 type writeError struct {
-	what       string
 	permission string
 	attempts   int
 	err        error
 }
 
 func (e *writeError) Error() string {
-	msg := e.what + ": " + e.err.Error()
+	msg := e.err.Error()
 	if e.attempts > 1 {
 		msg = fmt.Sprintf("%s (after %d attempts)", msg, e.attempts)
 	}
@@ -46,7 +46,17 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 	defer p.compose()
 	if !p.DryRun && p.policy.after != nil {
 		r.writePolicy(ctx, p)
-		if p.policy.err != nil && errors.Is(p.policy.err, ErrUnsafeWrite) {
+		if p.policy.err != nil {
+			// IAP must not be switched on before its agent may invoke the
+			// service: nothing else is written in this run.
+			if !p.service.update.empty() {
+				p.service.err = errNotAttempted
+			}
+			for _, bp := range p.backends {
+				if bp.write {
+					bp.err = errNotAttempted
+				}
+			}
 			return p.policy.err
 		}
 	}
@@ -69,6 +79,9 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 	return joinPreferTransient(errs...)
 }
 
+// errNotAttempted marks a write skipped because an earlier one failed.
+var errNotAttempted = errors.New("not attempted: the IAM policy write failed first")
+
 // joinPreferTransient joins errs; the result is transient (per gcperr) when
 // any of them is, so the event is redelivered while something may still
 // succeed.
@@ -76,7 +89,7 @@ func joinPreferTransient(errs ...error) error {
 	var trans, other []error
 	for _, e := range errs {
 		switch {
-		case e == nil:
+		case e == nil, errors.Is(e, errNotAttempted):
 		case transient(e):
 			trans = append(trans, e)
 		default:
@@ -145,7 +158,7 @@ func (r *Reconciler) writePolicy(ctx context.Context, p *Plan) {
 			return np.after != nil, nil
 		})
 	if err != nil {
-		p.policy.err = &writeError{"setting the IAM policy of " + p.Ref.ResourceName(), "run.services.setIamPolicy", attempts, err}
+		p.policy.err = &writeError{"run.services.setIamPolicy", attempts, err}
 		return
 	}
 	if p.policy.after != nil {
@@ -189,7 +202,7 @@ func (r *Reconciler) writeService(ctx context.Context, p *Plan) {
 			return !np.update.empty(), nil
 		})
 	if err != nil {
-		p.service.err = &writeError{"updating service " + p.Ref.ResourceName(), "run.services.update", attempts, err}
+		p.service.err = &writeError{"run.services.update", attempts, err}
 		return
 	}
 	if !p.DryRun && !p.service.update.empty() {
@@ -231,7 +244,11 @@ func (r *Reconciler) writeBackend(ctx context.Context, bp *backendPart) {
 			return bp.write, nil
 		})
 	if err != nil {
-		bp.err = &writeError{"enabling IAP on backend service " + bp.backend.Ref.Path(), "compute.backendServices.update", attempts, err}
+		perm := "compute.backendServices.update"
+		if bp.backend.Ref.Region != "" {
+			perm = "compute.regionBackendServices.update"
+		}
+		bp.err = &writeError{perm, attempts, err}
 		return
 	}
 	if bp.write {

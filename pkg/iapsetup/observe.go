@@ -16,17 +16,21 @@ import (
 // errGone reports that the service disappeared between reads.
 var errGone = errors.New("service disappeared during the reconcile")
 
-// readError names the read that failed and the permission it needs.
+// readError adds to a failed read the permission it needs and, when there
+// is one, a command that fixes it.
 type readError struct {
-	what       string
 	permission string
+	fix        string
 	err        error
 }
 
 func (e *readError) Error() string {
-	msg := e.what + ": " + e.err.Error()
+	msg := e.err.Error()
 	if e.permission != "" && gcperr.IsPermissionDenied(e.err) {
 		msg += "; iapguard's service account needs " + e.permission
+	}
+	if e.fix != "" {
+		msg += "; fix: " + e.fix
 	}
 	return msg
 }
@@ -48,7 +52,7 @@ func (r *Reconciler) observe(ctx context.Context, ref ServiceRef, listed *Servic
 		g.Go(func() error {
 			obs.Service, svcErr = r.d.Services.GetService(gctx, ref)
 			if svcErr != nil {
-				svcErr = &readError{"reading service", "run.services.get", svcErr}
+				svcErr = &readError{"run.services.get", "", svcErr}
 			}
 			return svcErr // nothing else matters without the service
 		})
@@ -56,28 +60,28 @@ func (r *Reconciler) observe(ctx context.Context, ref ServiceRef, listed *Servic
 	g.Go(func() error {
 		obs.Policy, polErr = r.d.Policies.GetIAMPolicy(gctx, ref)
 		if polErr != nil {
-			polErr = &readError{"reading IAM policy", "run.services.getIamPolicy", polErr}
+			polErr = &readError{"run.services.getIamPolicy", "", polErr}
 		}
 		return nil
 	})
 	g.Go(func() error {
 		obs.Agent, agentErr = r.agents.get(gctx, ref.Project)
 		if agentErr != nil {
-			agentErr = &readError{"provisioning the IAP service agent (fix: " + gcloudAgent(ref.Project) + ")", "serviceusage.services.use", agentErr}
+			agentErr = &readError{"serviceusage.services.use", gcloudAgent(ref.Project), agentErr}
 		}
 		return nil
 	})
 	g.Go(func() error {
 		obs.NEGs, negErr = r.d.NEGs.ListServerlessNEGs(gctx, ref.Project, ref.Region)
 		if negErr != nil {
-			negErr = &readError{"listing serverless network endpoint groups", "compute.networkEndpointGroups.list", negErr}
+			negErr = &readError{"compute.networkEndpointGroups.list", "", negErr}
 		}
 		return nil
 	})
 	g.Go(func() error {
 		obs.Backends, bsErr = r.d.Backends.ListBackendServices(gctx, ref.Project)
 		if bsErr != nil {
-			bsErr = &readError{"listing backend services", "compute.backendServices.list", bsErr}
+			bsErr = &readError{"compute.backendServices.list", "", bsErr}
 		}
 		return nil
 	})

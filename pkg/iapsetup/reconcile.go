@@ -257,8 +257,9 @@ func (r *Reconciler) checkFrontends(ctx context.Context, bs []*BackendService, k
 
 // ReconcileRegion reconciles every service of project in region (region "-"
 // means every region): one ListServices call, then a full reconcile, with
-// bounded concurrency, of each service that is labelled or was managed
-// before; the others are reported "skipped" without further calls. A failure
+// bounded concurrency, of each service labelled iap=enabled; the others are
+// reported skipped, opted-out or rejected from the listed copy without
+// further calls. A failure
 // on one service does not stop the others; errors are joined.
 func (r *Reconciler) ReconcileRegion(ctx context.Context, project, region string, opts ...CallOption) ([]*Result, error) {
 	co := r.callOptions(opts)
@@ -275,9 +276,14 @@ func (r *Reconciler) ReconcileRegion(ctx context.Context, project, region string
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.o.Parallelism)
 	for i, s := range svcs {
-		d := DesiredFor(s)
-		if d.Intent == Unmanaged && !d.Managed {
-			results[i] = &Result{Ref: s.Ref, Resource: s.Ref.ResourceName(), Outcome: OutcomeSkipped, Reason: d.reason(s.Ref), DryRun: co.dryRun}
+		if d := DesiredFor(s); d.Intent != Enforce {
+			// Skipped, opted-out or rejected from the listed copy alone.
+			if !r.o.Scope.Allows(s.Ref.Project) {
+				results[i] = r.rejectScope(s.Ref.Project, s.Ref.ResourceName(), co)
+				continue
+			}
+			results[i] = &Result{Ref: s.Ref, Resource: s.Ref.ResourceName(), DryRun: co.dryRun}
+			results[i].fill(PlanFor(d, &Observed{Service: s}))
 			continue
 		}
 		g.Go(func() error {

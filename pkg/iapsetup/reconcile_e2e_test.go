@@ -601,9 +601,15 @@ func TestReconcileErrorsClassified(t *testing.T) {
 			if err := f.e.Core.Faults.FailNext(tc.method, 1, tc.code); err != nil {
 				t.Fatal(err)
 			}
-			res, err, _ := f.reconcile(t, ref)
+			res, err, calls := f.reconcile(t, ref)
 			if err == nil {
 				t.Fatalf("Reconcile = nil error, want one (outcome %s)", res.Outcome)
+			}
+			if tc.method == mSetPolicy {
+				// IAP must not be switched on before its agent may invoke.
+				if calls[mUpdateService] != 0 || f.e.Service(t, "hello").GetIapEnabled() {
+					t.Errorf("after a failed IAM write the service was still updated: %v", calls)
+				}
 			}
 			var rerr *iapsetup.Error
 			if !errors.As(err, &rerr) {
@@ -653,13 +659,13 @@ func TestReconcileRegion(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("outcomes (-want +got):\n%s", diff)
 	}
-	// One list; unlabelled services cost nothing more; labelled (and
-	// rejected) ones skip GetService (the listed copy is used); the two
+	// One list; unlabelled and badly labelled services cost nothing more;
+	// labelled ones skip GetService (the listed copy is used); the two
 	// concurrent reconciles share one generateServiceIdentity.
 	calls := f.e.Snapshot().Sub(before).Calls
 	checkCalls(t, "ReconcileRegion", calls, map[string]int64{
 		mListServices: 1, mIdentity: 1,
-		mGetPolicy: 3, mListNEGs: 3, mAggBackends: 3,
+		mGetPolicy: 2, mListNEGs: 2, mAggBackends: 2,
 		mSetPolicy: 2, mUpdateService: 2, mGetOperation: 2,
 	})
 }

@@ -5,25 +5,20 @@
 // seeds fixtures (services, IAM policies, serverless NEGs, backend services,
 // HTTPS frontends) for tests.
 //
-// It assembles the emulator surfaces itself rather than using the emulator
-// package, so adapter and reconciler tests depend only on the surfaces they
-// exercise.
+// It runs the assembled emulator (package emulator), so the tests also
+// check that the surfaces work together on one address.
 package gcptest
 
 import (
 	"context"
-	"errors"
-	"net"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/iam/apiv1/iampb"
 	"cloud.google.com/go/run/apiv2/runpb"
 	computeapi "google.golang.org/api/compute/v1"
-	"google.golang.org/grpc"
 
+	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/emulator/cloudrun"
 	"github.com/iapguard/iapguard/emulator/compute"
 	"github.com/iapguard/iapguard/emulator/core"
@@ -64,54 +59,20 @@ type Options struct {
 // Start serves the surfaces until the test ends.
 func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
-	c := core.New(core.DefaultPrincipal, core.Project{ID: Project, Number: ProjectNumber}, core.Project{ID: "other-project", Number: 42})
-	e := &Env{Core: c, Run: cloudrun.New(c, opts.Run), Compute: compute.New(c), ServiceUsage: serviceusage.New(c)}
-	e.Compute.SetRegions(Region, "europe-west1")
-
-	gs := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(core.UnaryServerInterceptor(c)),
-		grpc.ChainStreamInterceptor(core.StreamServerInterceptor(c)),
-	)
-	e.Run.Register(gs)
-	mux := http.NewServeMux()
-	mux.Handle("/compute/v1/", e.Compute)
-	mux.Handle("/compute/beta/", e.Compute)
-	mux.Handle("/v1beta1/", e.ServiceUsage)
-	var protos http.Protocols
-	protos.SetHTTP1(true)
-	protos.SetUnencryptedHTTP2(true)
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
-				gs.ServeHTTP(w, r)
-				return
-			}
-			mux.ServeHTTP(w, r)
-		}),
-		Protocols:         &protos,
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listening: %v", err)
-	}
-	e.Addr = ln.Addr().String()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("emulator stopped: %v", err)
-		}
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			_ = srv.Close()
-		}
-		gs.Stop()
-		<-done
+	em, err := emulator.New(emulator.Options{
+		Projects:  []core.Project{{ID: Project, Number: ProjectNumber}, {ID: "other-project", Number: 42}},
+		Principal: core.DefaultPrincipal,
+		Run:       opts.Run,
 	})
+	if err != nil {
+		t.Fatalf("emulator.New: %v", err)
+	}
+	em.Compute.SetRegions(Region, "europe-west1")
+	if err := em.Start("127.0.0.1:0"); err != nil {
+		t.Fatalf("starting the emulator: %v", err)
+	}
+	t.Cleanup(func() { _ = em.Close() })
+	e := &Env{Core: em.Core, Run: em.Run, Compute: em.Compute, ServiceUsage: em.ServiceUsage, Addr: em.Addr()}
 
 	co := gcp.Options{EmulatorHost: e.Addr, Principal: Principal, OperationTimeout: 10 * time.Second, PollInterval: time.Millisecond}
 	if opts.Client != nil {

@@ -1,0 +1,66 @@
+// Package iapsetup keeps Cloud Run services labelled iap=enabled behind
+// Identity-Aware Proxy: it reads the desired state from labels, observes the
+// live state, computes a plan of named steps and applies it. It holds no
+// transport code; it talks to Google Cloud through the small interfaces in
+// deps.go (internal/gcp implements them over the official clients).
+//
+// # Compliance (DESIGN.md "Compliance")
+//
+// For a service S labelled iap=enabled, the steps are:
+//
+//   - agent-identity: the project's IAP service agent exists
+//     (generateServiceIdentity; cached per Reconciler).
+//   - invoker-binding: the agent holds roles/run.invoker on S.
+//   - iam-auth: no allUsers/allAuthenticatedUsers in roles/run.invoker (in
+//     any binding, conditional or not), and invokerIamDisabled=false.
+//   - ingress: with a load balancer in front, INGRESS_TRAFFIC_ALL becomes
+//     INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER; stricter settings are kept and
+//     reported; without one, ingress is left alone.
+//   - backend-iap (one per fronting backend service): iap.enabled=true;
+//     Cloud CDN on → conflict, not enabled; no HTTPS frontend → warning, still
+//     enabled. A backend service fronts S when one of its backends[].group is
+//     a serverless NEG in S's project and region whose cloudRun.service is S
+//     (references compared version-agnostically); NEGs that select services
+//     by URL mask only are reported as warnings.
+//   - direct-iap: no fronting backend service → Cloud Run's built-in IAP
+//     (iapEnabled=true).
+//
+// Label absent or iap=disabled → skipped; a service iapguard remediated
+// before (annotation iapguard.dev/managed=true, written with the first
+// remediation) that loses its label → opted-out; any other label value →
+// rejected. Nothing is ever turned off.
+//
+// # Reads and writes
+//
+// Observation is one concurrent round: service, IAM policy, agent (cached),
+// the region's serverless NEGs and the project's backend services
+// (aggregatedList); a warm compliant service costs four reads and no write.
+// The HTTPS-frontend check runs only for backend services about to change.
+//
+// Writes are combined per resource — one SetIamPolicy, one UpdateService
+// with an explicit mask, one patch per backend service — each a
+// read-modify-write with the resource's etag or fingerprint; a conflict
+// (ABORTED / 412) re-reads that resource, recomputes its part of the plan
+// with the same pure functions and retries, bounded. The IAM write goes
+// first; if it fails nothing else is written (IAP must not be switched on
+// before its agent may invoke the service). Every write passes a guard
+// (guard.go) that refuses, as a bug, anything that would add a public
+// member, drop a foreign binding or annotation, loosen ingress, or be sent
+// without a precondition; turning IAP off or disabling the invoker IAM
+// check cannot even be expressed.
+//
+// Dry runs plan and report; IAM and Compute writes are skipped (those APIs
+// have no validate-only mode) and the service update is sent with
+// validate_only. Dry runs do call generateServiceIdentity (idempotent; it
+// creates the IAP agent if missing, which grants nothing).
+//
+// # Errors
+//
+// Reconciler methods return a Result for every resource and an *Error when
+// a reconcile could not finish; errors.Is(err, ErrTransient) (throttling,
+// unavailability, deadlines, conflicts left after retries) means redelivery
+// is worthwhile, ErrPermanent (permission denied, invalid, refused unsafe
+// writes) means a person must act — Result.Reason and the failed step say
+// what, usually with a gcloud command. A missing service is skipped with no
+// error; a project outside the Scope is rejected with no API call at all.
+package iapsetup
