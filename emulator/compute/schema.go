@@ -63,6 +63,7 @@ func checkKnown(v any, t reflect.Type, at string) error {
 		for k, sub := range obj {
 			ft, ok := fields[k]
 			if !ok {
+				//lint:ignore ST1005 this is Google's wire message, verbatim
 				return fmt.Errorf("Unknown name %q at '%s': Cannot find field.", k, at)
 			}
 			if err := checkKnown(sub, ft, at+"."+k); err != nil {

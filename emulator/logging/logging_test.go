@@ -30,8 +30,6 @@ import (
 
 var project = core.Project{ID: "demo-project", Number: 123456789012}
 
-var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-
 // startServer serves the logging surface on 127.0.0.1:0 with the emulator's
 // Begin interceptor.
 func startServer(t *testing.T, c *core.Core) string {

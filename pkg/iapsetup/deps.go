@@ -82,22 +82,22 @@ type Deps struct {
 func (d Deps) validate() error {
 	var errs []error
 	if d.Services == nil {
-		errs = append(errs, errors.New("Services is nil"))
+		errs = append(errs, errors.New("dependency Services is nil"))
 	}
 	if d.Policies == nil {
-		errs = append(errs, errors.New("Policies is nil"))
+		errs = append(errs, errors.New("dependency Policies is nil"))
 	}
 	if d.NEGs == nil {
-		errs = append(errs, errors.New("NEGs is nil"))
+		errs = append(errs, errors.New("dependency NEGs is nil"))
 	}
 	if d.Backends == nil {
-		errs = append(errs, errors.New("Backends is nil"))
+		errs = append(errs, errors.New("dependency Backends is nil"))
 	}
 	if d.Frontends == nil {
-		errs = append(errs, errors.New("Frontends is nil"))
+		errs = append(errs, errors.New("dependency Frontends is nil"))
 	}
 	if d.Identity == nil {
-		errs = append(errs, errors.New("Identity is nil"))
+		errs = append(errs, errors.New("dependency Identity is nil"))
 	}
 	return errors.Join(errs...)
 }

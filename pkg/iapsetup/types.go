@@ -160,13 +160,6 @@ type Condition struct {
 	Location    string
 }
 
-func (c *Condition) equal(o *Condition) bool {
-	if c == nil || o == nil {
-		return c == nil && o == nil
-	}
-	return *c == *o
-}
-
 func (p *Policy) clone() *Policy {
 	if p == nil {
 		return nil
