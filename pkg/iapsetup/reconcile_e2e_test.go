@@ -86,6 +86,7 @@ func newFixture(t *testing.T, mods ...func(*iapsetup.Options)) *fixture {
 }
 
 // reconcile runs one reconcile and returns its result, error and the calls it made.
+//
 //lint:ignore ST1008 the call counts come last so results read naturally in tests
 func (f *fixture) reconcile(t *testing.T, r iapsetup.ServiceRef, opts ...iapsetup.CallOption) (*iapsetup.Result, error, map[string]int64) {
 	t.Helper()
