@@ -64,19 +64,16 @@ func TestLoadBalancedServiceConverges(t *testing.T) {
 	if b := e.backend(lb.BackendService); b.Iap == nil || !b.Iap.Enabled {
 		t.Errorf("backend IAP = %+v, want enabled", b.Iap)
 	}
-	for _, m := range e.st.Outcomes.ForService("web") {
-		if m.Outcome == "remediated" {
-			golden(t, "lb-remediated", m)
-		}
-	}
+	golden(t, "lb-remediated", e.byUser("web"))
 	t.Logf("API calls after labelling: %v", e.calls())
 }
 
 func TestDirectIAPWithoutLoadBalancer(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, stack.Options{})
+	e.create(demo.ServiceSpec{Name: "api", Public: true})
 	e.mark()
-	e.create(demo.ServiceSpec{Name: "api", Labels: enabled, Public: true})
+	e.label("api", enabled)
 	e.settle()
 	svc := e.service("api")
 	if !svc.IapEnabled {
@@ -92,12 +89,7 @@ func TestDirectIAPWithoutLoadBalancer(t *testing.T) {
 	if m == nil || m.Outcome != "compliant" || m.Mode != "direct" {
 		t.Fatalf("latest outcome = %+v, want compliant in direct mode", m)
 	}
-	for _, m := range e.st.Outcomes.ForService("api") {
-		if m.Outcome == "remediated" {
-			golden(t, "direct-remediated", m)
-			break
-		}
-	}
+	golden(t, "direct-remediated", e.byUser("api"))
 	t.Logf("API calls: %v", e.calls())
 }
 
@@ -120,8 +112,7 @@ func TestCDNBackendIsAConflict(t *testing.T) {
 	if !b.EnableCDN {
 		t.Error("iapguard turned CDN off; it must leave the decision to a person")
 	}
-	m := e.st.Outcomes.Latest("assets")
-	golden(t, "cdn-conflict", m)
+	golden(t, "cdn-conflict", e.byUser("assets"))
 }
 
 func TestUnlabelledServiceIsLeftAlone(t *testing.T) {
@@ -144,10 +135,11 @@ func TestUnlabelledServiceIsLeftAlone(t *testing.T) {
 func TestUnknownLabelValueIsRejected(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, stack.Options{})
+	e.create(demo.ServiceSpec{Name: "odd", Public: true})
 	e.mark()
-	e.create(demo.ServiceSpec{Name: "odd", Labels: map[string]string{"iap": "yes"}, Public: true})
+	e.label("odd", map[string]string{"iap": "yes"})
 	e.settle()
-	m := e.st.Outcomes.Latest("odd")
+	m := e.byUser("odd")
 	if m == nil || m.Outcome != "rejected" {
 		t.Fatalf("latest outcome = %+v, want rejected", m)
 	}
@@ -178,7 +170,7 @@ func TestLabelRemovedAfterEnforcementOptsOut(t *testing.T) {
 	if slices.Contains(e.policy("api")["roles/run.invoker"], "allUsers") {
 		t.Error("opting out made the service public again")
 	}
-	golden(t, "opted-out", e.st.Outcomes.Latest("api"))
+	golden(t, "opted-out", e.byUser("api"))
 }
 
 func TestStricterIngressIsKept(t *testing.T) {

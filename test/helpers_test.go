@@ -138,6 +138,25 @@ func (e *env) backend(name string) *compute.BackendService {
 	return b
 }
 
+// byUser returns the outcome for svc caused by the user's own change (not
+// by an event of iapguard's writes), which is deterministic to compare.
+func (e *env) byUser(svc string) *outcome.Message {
+	e.t.Helper()
+	var got *outcome.Message
+	for _, m := range e.st.Outcomes.ForService(svc) {
+		if m.Trigger.Principal == stack.UserPrincipal {
+			if got != nil {
+				e.t.Fatalf("two outcomes for %s caused by the user: %s and %s", svc, got.Trigger.Method, m.Trigger.Method)
+			}
+			got = m
+		}
+	}
+	if got == nil {
+		e.t.Fatalf("no outcome for %s caused by the user", svc)
+	}
+	return got
+}
+
 // kinds returns the outcome kinds received for svc since mark(), in order.
 func (e *env) kinds(svc string) []string {
 	var out []string

@@ -65,7 +65,10 @@ for project in $(allowlist); do
   fi
 done
 
+declare -A granted=()
 for account in ${runtime_accounts//,/ }; do
+  [[ -z "${granted[$account]:-}" ]] || continue
+  granted[$account]=1
   log "letting $enforcer act as $account (Cloud Run updates need actAs on the runtime account)"
   gcloud iam service-accounts add-iam-policy-binding "$account" --member="serviceAccount:$enforcer" \
     --role=roles/iam.serviceAccountUser >/dev/null

@@ -10,8 +10,8 @@
 #     are internal traffic for Cloud Run);
 #   - never labelled iap=enabled: the function must not guard itself, or
 #     Eventarc could no longer deliver to it.
-# Configuration (docs/deploy.md): IAPGUARD_PROJECTS (allowlist, default
-# DEPLOY_PROJECT), IAPGUARD_DRY_RUN (default true: plan and publish outcomes,
+# Configuration (docs/deploy.md): IAPGUARD_PROJECTS (allowlist of project
+# ids, default DEPLOY_PROJECT; their numbers are added), IAPGUARD_DRY_RUN (default true: plan and publish outcomes,
 # change nothing), IAPGUARD_LOG_LEVEL (default info), IAPGUARD_TIMEOUT
 # (optional, per-event deadline), DEPLOY_MAX_INSTANCES (default 10).
 #
@@ -29,8 +29,17 @@ esac
 enforcer=$(account_email "$ENFORCER_ACCOUNT")
 trigger=$(account_email "$TRIGGER_ACCOUNT")
 
-projects=$(allowlist)
-projects=${projects//$'\n'/,}
+# The allowlist names each project by id and by number: audit entries that
+# Google service agents write name the project by number
+# (docs/configuration.md).
+projects=""
+for project in $(allowlist); do
+  projects+="$project,"
+  if [[ ! "$project" =~ ^[0-9]+$ ]]; then
+    projects+="$(project_number "$project"),"
+  fi
+done
+projects=${projects%,}
 # '^|^' makes '|' the separator, so the comma-separated allowlist survives
 # (gcloud topic escaping).
 env_vars="^|^FUNCTION_TARGET=$ENTRY_POINT"

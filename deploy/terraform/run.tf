@@ -1,9 +1,15 @@
 locals {
+  # Audit entries that Google service agents write name the project by
+  # number, so the allowlist carries both forms (docs/configuration.md).
+  allowlist_ids_and_numbers = flatten([
+    for p in local.allowlist : [p, tostring(data.google_project.allowlisted[p].number)]
+  ])
+
   # The environment the function reads (functions.ConfigFromEnv).
   function_env = {
     FUNCTION_TARGET         = "EnforceIAP"
     GOOGLE_CLOUD_PROJECT    = var.project
-    IAPGUARD_PROJECTS       = join(",", local.allowlist)
+    IAPGUARD_PROJECTS       = join(",", local.allowlist_ids_and_numbers)
     IAPGUARD_OUTCOMES_TOPIC = google_pubsub_topic.outcomes.id
     IAPGUARD_DRY_RUN        = tostring(var.dry_run)
     IAPGUARD_LOG_LEVEL      = var.log_level

@@ -70,8 +70,8 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// flag renders --name=value with the value quoted as needed.
-func flag(name, value string) string { return "--" + name + "=" + shellQuote(value) }
+// gflag renders --name=value with the value quoted as needed.
+func gflag(name, value string) string { return "--" + name + "=" + shellQuote(value) }
 
 // GcloudTriggerCommands renders one idempotent shell command per trigger in
 // eventarc/triggers.yaml: it creates the trigger, or, when a trigger of that
@@ -105,26 +105,26 @@ func gcloudTriggerCommands(cfg Config, ts []eventarc.Trigger) ([]string, error) 
 	cfg = cfg.withDefaults()
 	cmds := make([]string, 0, len(rs))
 	for _, r := range rs {
-		where := []string{flag("project", cfg.Project), flag("location", r.Loc)}
+		where := []string{gflag("project", cfg.Project), gflag("location", r.Loc)}
 		dest := []string{
-			flag("destination-run-service", cfg.FunctionService),
-			flag("destination-run-region", cfg.Region),
-			flag("service-account", cfg.ServiceAccount),
+			gflag("destination-run-service", cfg.FunctionService),
+			gflag("destination-run-region", cfg.Region),
+			gflag("service-account", cfg.ServiceAccount),
 		}
-		filters := []string{flag("event-filters", "type="+r.EventType)}
+		filters := []string{gflag("event-filters", "type="+r.EventType)}
 		switch r.EventType {
 		case eventarc.AuditLogWritten:
 			filters = append(filters,
-				flag("event-filters", "serviceName="+r.ServiceName),
-				flag("event-filters", "methodName="+r.MethodName))
+				gflag("event-filters", "serviceName="+r.ServiceName),
+				gflag("event-filters", "methodName="+r.MethodName))
 			if r.ResourceNamePattern != "" {
-				filters = append(filters, flag("event-filters-path-pattern", "resourceName="+r.ResourceNamePattern))
+				filters = append(filters, gflag("event-filters-path-pattern", "resourceName="+r.ResourceNamePattern))
 			}
 		case eventarc.MessagePublished:
-			filters = append(filters, flag("transport-topic", "projects/"+cfg.Project+"/topics/"+r.Topic))
+			filters = append(filters, gflag("transport-topic", "projects/"+cfg.Project+"/topics/"+r.Topic))
 		}
 		var b strings.Builder
-		fmt.Fprintf(&b, "# %s: %s\n", r.ID, r.Description)
+		fmt.Fprintf(&b, "# %s: %s\n", r.ID, strings.Join(strings.Fields(r.Description), " "))
 		fmt.Fprintf(&b, "if gcloud eventarc triggers describe %s %s >/dev/null 2>&1; then\n", r.ID, strings.Join(where, " "))
 		fmt.Fprintf(&b, "  gcloud eventarc triggers update %s %s \\\n    %s\n", r.ID, strings.Join(where, " "), strings.Join(dest, " \\\n    "))
 		b.WriteString("else\n")
@@ -180,11 +180,11 @@ func gcloudTriggerScript(cfg Config, ts []eventarc.Trigger) (string, error) {
 	b.WriteString("# dead_letter TRIGGER LOCATION: dead-letter policy on the trigger's subscription.\n")
 	b.WriteString("dead_letter() {\n")
 	b.WriteString("  local sub\n")
-	fmt.Fprintf(&b, "  sub=$(gcloud eventarc triggers describe \"$1\" %s --location=\"$2\" --format='value(transport.pubsub.subscription)')\n", flag("project", cfg.Project))
-	fmt.Fprintf(&b, "  gcloud pubsub subscriptions update \"$sub\" %s \\\n    %s %s\n", flag("project", cfg.Project),
-		flag("dead-letter-topic", "projects/"+cfg.Project+"/topics/"+cfg.DeadLetterTopic),
-		flag("max-delivery-attempts", fmt.Sprint(cfg.MaxDeliveryAttempts)))
-	fmt.Fprintf(&b, "  gcloud pubsub subscriptions add-iam-policy-binding \"$sub\" %s \\\n    --member=\"serviceAccount:${pubsub_agent}\" --role=roles/pubsub.subscriber >/dev/null\n", flag("project", cfg.Project))
+	fmt.Fprintf(&b, "  sub=$(gcloud eventarc triggers describe \"$1\" %s --location=\"$2\" --format='value(transport.pubsub.subscription)')\n", gflag("project", cfg.Project))
+	fmt.Fprintf(&b, "  gcloud pubsub subscriptions update \"$sub\" %s \\\n    %s %s\n", gflag("project", cfg.Project),
+		gflag("dead-letter-topic", "projects/"+cfg.Project+"/topics/"+cfg.DeadLetterTopic),
+		gflag("max-delivery-attempts", fmt.Sprint(cfg.MaxDeliveryAttempts)))
+	fmt.Fprintf(&b, "  gcloud pubsub subscriptions add-iam-policy-binding \"$sub\" %s \\\n    --member=\"serviceAccount:${pubsub_agent}\" --role=roles/pubsub.subscriber >/dev/null\n", gflag("project", cfg.Project))
 	b.WriteString("}\n")
 	for i, c := range cmds {
 		b.WriteString("\n")
@@ -201,11 +201,11 @@ func gcloudTriggerScript(cfg Config, ts []eventarc.Trigger) (string, error) {
 	slices.Sort(locs)
 	b.WriteString("\n# Prune: triggers named with the prefix that triggers.yaml no longer defines.\n")
 	fmt.Fprintf(&b, "for location in %s; do\n", strings.Join(locs, " "))
-	fmt.Fprintf(&b, "  for name in $(gcloud eventarc triggers list %s --location=\"$location\" \\\n", flag("project", cfg.Project))
+	fmt.Fprintf(&b, "  for name in $(gcloud eventarc triggers list %s --location=\"$location\" \\\n", gflag("project", cfg.Project))
 	fmt.Fprintf(&b, "      --filter=%s --format='value(name.basename())'); do\n", shellQuote("name~/triggers/"+cfg.TriggerPrefix))
 	b.WriteString("    case \"$name\" in\n")
 	fmt.Fprintf(&b, "      %s) ;;\n", strings.Join(names, " | \\\n      "))
-	fmt.Fprintf(&b, "      *) gcloud eventarc triggers delete \"$name\" %s --location=\"$location\" --quiet ;;\n", flag("project", cfg.Project))
+	fmt.Fprintf(&b, "      *) gcloud eventarc triggers delete \"$name\" %s --location=\"$location\" --quiet ;;\n", gflag("project", cfg.Project))
 	b.WriteString("    esac\n")
 	b.WriteString("  done\n")
 	b.WriteString("done\n")

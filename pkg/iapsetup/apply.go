@@ -60,6 +60,12 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 			return p.policy.err
 		}
 	}
+	// Whether other writes are planned is decided before the writes run
+	// concurrently: writeBackend replaces its part on a conflict.
+	otherWrites := p.policy.after != nil
+	for _, bp := range p.backends {
+		otherWrites = otherWrites || bp.write
+	}
 	var g errgroup.Group
 	if !p.DryRun {
 		for _, bp := range p.backends {
@@ -69,7 +75,7 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 		}
 	}
 	if !p.service.update.empty() {
-		g.Go(func() error { r.writeService(ctx, p); return nil })
+		g.Go(func() error { r.writeService(ctx, p, otherWrites); return nil })
 	}
 	_ = g.Wait()
 	errs := []error{p.policy.err, p.service.err}
@@ -166,7 +172,7 @@ func (r *Reconciler) writePolicy(ctx context.Context, p *Plan) {
 	}
 }
 
-func (r *Reconciler) writeService(ctx context.Context, p *Plan) {
+func (r *Reconciler) writeService(ctx context.Context, p *Plan, otherWrites bool) {
 	attempts, err := r.retry(ctx,
 		func() error {
 			sp := p.service
@@ -192,10 +198,6 @@ func (r *Reconciler) writeService(ctx context.Context, p *Plan) {
 				// The labels changed under us: stop, the event for that
 				// change reconciles again.
 				return false, fmt.Errorf("label %s changed to %q during the reconcile: %w", LabelKey, d.Label, errRelabelled)
-			}
-			otherWrites := p.policy.after != nil
-			for _, bp := range p.backends {
-				otherWrites = otherWrites || bp.write
 			}
 			np := planService(s, p.Desired, p.service.lb, otherWrites)
 			p.service = &np

@@ -2,8 +2,8 @@
 # A fake gcloud for testing deploy/scripts without Google Cloud. It records
 # every invocation in $FAKE_GCLOUD_LOG (arguments separated by \x1f,
 # invocations terminated by \x1e) and keeps the resources that exist in
-# $FAKE_GCLOUD_STATE, one "GROUP|LOCATION|NAME" line each (LOCATION is "-"
-# for unlocated resources):
+# $FAKE_GCLOUD_STATE, one "GROUP|PROJECT|LOCATION|NAME" line each (PROJECT
+# and LOCATION are "-" when the command names none):
 #   describe       exits 1 (NOT_FOUND) unless the resource exists, else
 #                  prints what the requested --format=value(...) asks for
 #   create/deploy  add the resource; delete removes it; undelete, update,
@@ -24,11 +24,13 @@ set -euo pipefail
 touch "$FAKE_GCLOUD_STATE"
 
 positional=()
+project=-
 location=-
 format=
 filter=
 for a in "$@"; do
   case "$a" in
+    --project=*) project=${a#--project=} ;;
     --location=*) location=${a#--location=} ;;
     --region=*) location=${a#--region=} ;;
     --format=*) format=${a#--format=} ;;
@@ -58,6 +60,8 @@ if [[ "$name" == pubsub || "$name" == http ]]; then # scheduler jobs create pubs
   name=${positional[verb_index + 2]:-}
 fi
 if [[ "$name" == projects/*/locations/*/* ]]; then # a full resource name
+  project=${name#projects/}
+  project=${project%%/*}
   location=${name#projects/*/locations/}
   location=${location%%/*}
 fi
@@ -68,7 +72,7 @@ if [[ "$group" == projects && "$verb" == describe ]]; then
   exit 0
 fi
 
-key="$group|$location|$name"
+key="$group|$project|$location|$name"
 exists() { grep -qxF "$key" "$FAKE_GCLOUD_STATE"; }
 
 case "$verb" in
@@ -95,12 +99,12 @@ case "$verb" in
     ;;
   list)
     prefix=${filter##*/}
-    while IFS='|' read -r g l n; do
-      [[ "$g" == "$group" ]] || continue
+    while IFS='|' read -r g p l n; do
+      [[ "$g" == "$group" && ("$project" == - || "$project" == "$p") ]] || continue
       [[ "$location" == - || "$location" == "$l" ]] || continue
       [[ "$n" == "$prefix"* ]] || continue
       if [[ "$format" == 'value(name)' ]]; then
-        echo "projects/fake/locations/$l/${group##* }/$n"
+        echo "projects/$p/locations/$l/${group##* }/$n"
       else
         echo "$n"
       fi

@@ -1,0 +1,69 @@
+package deploy
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/iapguard/iapguard/internal/iamperm"
+)
+
+// TestDocsPermissionTable keeps the permission table in docs/deploy.md equal
+// to internal/iamperm: every method, who calls it, its permissions and the
+// confidence level.
+func TestDocsPermissionTable(t *testing.T) {
+	doc := string(readRepoFile(t, "docs/deploy.md"))
+	rowRE := regexp.MustCompile("(?m)^\\| `([a-zA-Z0-9.]+)` \\| (function|operator) \\| (.+) \\| (documented|name-only|unverified) \\|$")
+	permRE := regexp.MustCompile("`([a-zA-Z0-9.]+)`")
+	type row struct {
+		Who, Confidence string
+		Permissions     []string
+	}
+	got := map[string]row{}
+	for _, m := range rowRE.FindAllStringSubmatch(doc, -1) {
+		var perms []string
+		for _, p := range permRE.FindAllStringSubmatch(m[3], -1) {
+			perms = append(perms, p[1])
+		}
+		slices.Sort(perms)
+		got[m[1]] = row{Who: m[2], Confidence: m[4], Permissions: perms}
+	}
+	want := map[string]row{}
+	for _, e := range iamperm.Table() {
+		want[e.Method] = row{Who: e.Who, Confidence: string(e.Confidence), Permissions: e.Permissions}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("docs/deploy.md permission table differs from internal/iamperm (-code +docs):\n%s", diff)
+	}
+}
+
+// TestDocsCommands checks that the deployment docs use the names the code
+// uses.
+func TestDocsCommands(t *testing.T) {
+	deployDoc := string(readRepoFile(t, "docs/deploy.md"))
+	opsDoc := string(readRepoFile(t, "docs/operations.md"))
+	for doc, wants := range map[string][]string{
+		"docs/deploy.md": {
+			"https://cloud.google.com/functions/docs/writing", "_DRY_RUN=true", "_DRY_RUN=false",
+			OutcomesTopic, DeadLetterTopic, OutcomeSchema, DefaultService, "iapctl deploy triggers --format=log-filter",
+			"deploy/scripts/dead-letter.sh", iamperm.FunctionRoleID, iamperm.OperatorRoleID,
+		},
+		"docs/operations.md": {
+			"iapguard-replay", DeadLetterTopic, "iapguard-dead-letter-hold", "iapguard-sweep-", "IAPGUARD_DRY_RUN",
+			"gcloud scheduler jobs run", "gcloud pubsub topics publish iapguard-replay",
+		},
+	} {
+		text := deployDoc
+		if doc == "docs/operations.md" {
+			text = opsDoc
+		}
+		for _, w := range wants {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s does not mention %q", doc, w)
+			}
+		}
+	}
+}

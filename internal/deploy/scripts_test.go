@@ -1,0 +1,423 @@
+package deploy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/iapguard/iapguard/eventarc"
+	"github.com/iapguard/iapguard/internal/iamperm"
+)
+
+// scriptRun is the result of running a deploy script against the fake gcloud
+// (testdata/fake-gcloud.sh).
+type scriptRun struct {
+	calls  [][]string // every gcloud invocation's arguments
+	state  []string   // resources that exist afterwards
+	stderr string
+	code   int
+}
+
+// runScript runs bash script (a path, or "-" to read it from stdin) with
+// env and a fake gcloud whose world starts with the resources in seed
+// ("GROUP|PROJECT|LOCATION|NAME" lines).
+func runScript(t *testing.T, script, stdin string, env map[string]string, seed []string) scriptRun {
+	t.Helper()
+	dir := t.TempDir()
+	fake, err := os.ReadFile(filepath.Join("testdata", "fake-gcloud.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "gcloud"), fake, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logPath, statePath := filepath.Join(dir, "calls.log"), filepath.Join(dir, "state")
+	seedText := strings.Join(seed, "\n")
+	if seedText != "" {
+		seedText += "\n"
+	}
+	if err := os.WriteFile(statePath, []byte(seedText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{script}
+	if script == "-" {
+		args = nil
+	}
+	cmd := exec.CommandContext(t.Context(), "bash", args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	// A clean environment: nothing from the developer's shell leaks in.
+	cmd.Env = []string{
+		"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"HOME=" + dir,
+		"LC_ALL=C",
+		"FAKE_GCLOUD_LOG=" + logPath,
+		"FAKE_GCLOUD_STATE=" + statePath,
+	}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Stdout = &stderr
+	run := scriptRun{}
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("running %s: %v", script, err)
+		}
+		run.code = ee.ExitCode()
+	}
+	run.stderr = stderr.String()
+	logged, err := os.ReadFile(logPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	for _, rec := range strings.Split(string(logged), "\x1e") {
+		if rec != "" {
+			run.calls = append(run.calls, strings.Split(rec, "\x1f"))
+		}
+	}
+	st, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(st), "\n") {
+		if line != "" {
+			run.state = append(run.state, line)
+		}
+	}
+	return run
+}
+
+var plainArgRE = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_*~^|{}()-]*$`)
+
+// transcript renders the calls one per line, with $REPO for the repository
+// root and a placeholder for the example outcome message, for golden files.
+func (r scriptRun) transcript(t *testing.T) string {
+	t.Helper()
+	root := repoRoot(t)
+	sample := string(readRepoFile(t, "pkg/outcome/testdata/remediated.golden.json"))
+	var b strings.Builder
+	for _, c := range r.calls {
+		b.WriteString("gcloud")
+		for _, a := range c {
+			a = strings.ReplaceAll(a, root, "$REPO")
+			if strings.TrimSuffix(strings.TrimPrefix(a, "--message="), "\n") == strings.TrimSuffix(sample, "\n") {
+				a = "--message=<pkg/outcome/testdata/remediated.golden.json>"
+			}
+			if !plainArgRE.MatchString(a) {
+				a = strconv.Quote(a)
+			}
+			b.WriteString(" " + a)
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "exit %d\n", r.code)
+	return b.String()
+}
+
+// joined is every call as one space-separated string.
+func (r scriptRun) joined() []string {
+	out := make([]string, len(r.calls))
+	for i, c := range r.calls {
+		out[i] = strings.Join(c, " ")
+	}
+	return out
+}
+
+func (r scriptRun) hasCall(substrs ...string) bool {
+	for _, c := range r.joined() {
+		all := true
+		for _, s := range substrs {
+			if !strings.Contains(c, s) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+func scriptPath(t *testing.T, name string) string {
+	return filepath.Join(repoRoot(t), "deploy", "scripts", name)
+}
+
+// existingWorld is what a completed earlier deployment left behind, plus a
+// sweep job and a trigger that are no longer wanted.
+var existingWorld = []string{
+	"iam service-accounts|demo-project|-|iapguard-enforcer@demo-project.iam.gserviceaccount.com",
+	"iam service-accounts|demo-project|-|iapguard-trigger@demo-project.iam.gserviceaccount.com",
+	"iam roles|demo-project|-|iapguardEnforcer",
+	"iam roles|other-project|-|iapguardEnforcer",
+	"pubsub schemas|demo-project|-|iapguard-outcome-v1",
+	"pubsub topics|demo-project|-|iapguard-outcomes",
+	"pubsub topics|demo-project|-|iapguard-replay",
+	"pubsub topics|demo-project|-|iapguard-dead-letter",
+	"pubsub subscriptions|demo-project|-|iapguard-dead-letter-hold",
+	"scheduler jobs|demo-project|us-central1|iapguard-sweep-demo-project",
+	"scheduler jobs|demo-project|us-central1|iapguard-sweep-retired-project",
+	"artifacts repositories|demo-project|us-central1|iapguard",
+	"eventarc triggers|demo-project|us-central1|iapguard-run-v2-update",
+	"eventarc triggers|demo-project|global|iapguard-lb-patch",
+	"eventarc triggers|demo-project|us-central1|iapguard-replay",
+	"eventarc triggers|demo-project|global|iapguard-retired-trigger",
+	"eventarc triggers|demo-project|us-central1|someone-elses-trigger",
+}
+
+func TestScriptsAgainstFakeGcloud(t *testing.T) {
+	base := map[string]string{
+		"DEPLOY_PROJECT":    "demo-project",
+		"DEPLOY_REGION":     "us-central1",
+		"IAPGUARD_PROJECTS": "demo-project, other-project",
+	}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	triggerScript, err := gcloudTriggerScript(testConfig, syntheticTriggers(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, script, stdin string
+		env                 map[string]string
+		seed                []string
+		wantCode            int
+		check               func(t *testing.T, r scriptRun)
+	}{
+		{name: "enable-apis", script: "enable-apis.sh", env: base},
+		{name: "registry.fresh", script: "registry.sh", env: base},
+		{name: "registry.existing", script: "registry.sh", env: base, seed: existingWorld},
+		{
+			name: "identity.fresh", script: "identity.sh", env: base,
+			check: func(t *testing.T, r scriptRun) {
+				for _, p := range []string{"demo-project", "other-project"} {
+					if !r.hasCall("iam roles create "+iamperm.FunctionRoleID, "--project="+p, "deploy/iam/iapguard-enforcer.yaml") {
+						t.Errorf("no custom role created in %s", p)
+					}
+					if !r.hasCall("projects add-iam-policy-binding "+p, "--role=projects/"+p+"/roles/"+iamperm.FunctionRoleID,
+						"--member=serviceAccount:iapguard-enforcer@demo-project.iam.gserviceaccount.com") {
+						t.Errorf("custom role not granted to the enforcer in %s", p)
+					}
+				}
+				if !r.hasCall("iam service-accounts add-iam-policy-binding 123456789012-compute@developer.gserviceaccount.com", "--role=roles/iam.serviceAccountUser") {
+					t.Error("no actAs grant on the default runtime service account")
+				}
+			},
+		},
+		{
+			name: "identity.existing", script: "identity.sh", seed: existingWorld,
+			env: with(map[string]string{"DEPLOY_RUNTIME_SERVICE_ACCOUNTS": "web@demo-project.iam.gserviceaccount.com,api@other-project.iam.gserviceaccount.com"}),
+			check: func(t *testing.T, r scriptRun) {
+				if r.hasCall("iam roles create") || r.hasCall("iam service-accounts create") {
+					t.Error("existing role or account created again")
+				}
+				if r.hasCall("compute@developer.gserviceaccount.com") {
+					t.Error("default runtime account granted although DEPLOY_RUNTIME_SERVICE_ACCOUNTS names the accounts")
+				}
+			},
+		},
+		{
+			name: "pubsub.fresh", script: "pubsub.sh", env: base,
+			check: func(t *testing.T, r scriptRun) {
+				if !r.hasCall("pubsub topics create "+OutcomesTopic, "--schema="+OutcomeSchema, "--message-encoding=json") {
+					t.Error("outcomes topic not created with the schema")
+				}
+				if !r.hasCall("pubsub topics add-iam-policy-binding "+OutcomesTopic, "iapguard-enforcer@", "roles/pubsub.publisher") {
+					t.Error("enforcer cannot publish outcomes")
+				}
+			},
+		},
+		{
+			name: "pubsub.existing", script: "pubsub.sh", env: base, seed: existingWorld,
+			check: func(t *testing.T, r scriptRun) {
+				if !r.hasCall("pubsub schemas commit " + OutcomeSchema) {
+					t.Error("changed schema definition not committed as a new revision")
+				}
+			},
+		},
+		{
+			name: "service", script: "service.sh",
+			env: with(map[string]string{"DEPLOY_IMAGE": "us-central1-docker.pkg.dev/demo-project/iapguard/enforcer:b1", "IAPGUARD_DRY_RUN": "true"}),
+			check: func(t *testing.T, r scriptRun) {
+				if !r.hasCall("run deploy iapguard-enforcer", "--no-allow-unauthenticated", "--ingress=internal",
+					"--service-account=iapguard-enforcer@demo-project.iam.gserviceaccount.com",
+					"FUNCTION_TARGET="+EntryPoint, "IAPGUARD_DRY_RUN=true", "IAPGUARD_PROJECTS=demo-project,123456789012,other-project,123456789012",
+					"IAPGUARD_OUTCOMES_TOPIC=projects/demo-project/topics/"+OutcomesTopic, "GOOGLE_CLOUD_PROJECT=demo-project") {
+					t.Errorf("run deploy is not locked down and configured:\n%s", strings.Join(r.joined(), "\n"))
+				}
+				if !r.hasCall("run services add-iam-policy-binding iapguard-enforcer", "serviceAccount:iapguard-trigger@", "roles/run.invoker") {
+					t.Error("trigger identity cannot invoke the function")
+				}
+			},
+		},
+		{
+			name: "service.bad-dry-run", script: "service.sh", wantCode: 1,
+			env: with(map[string]string{"DEPLOY_IMAGE": "img", "IAPGUARD_DRY_RUN": "yes"}),
+			check: func(t *testing.T, r scriptRun) {
+				if !strings.Contains(r.stderr, "IAPGUARD_DRY_RUN=yes") || r.hasCall("run deploy") {
+					t.Errorf("bad IAPGUARD_DRY_RUN not rejected before deploying: %s", r.stderr)
+				}
+			},
+		},
+		{
+			name: "sweep.fresh", script: "sweep.sh", env: base,
+			check: func(t *testing.T, r scriptRun) {
+				for _, p := range []string{"demo-project", "other-project"} {
+					if !r.hasCall("scheduler jobs create pubsub iapguard-sweep-"+p, "--topic=projects/demo-project/topics/iapguard-replay",
+						`--message-body={"version":1,"project":"`+p+`","requestedBy":"scheduler"}`) {
+						t.Errorf("no sweep job for %s", p)
+					}
+				}
+			},
+		},
+		{
+			name: "sweep.existing", script: "sweep.sh", env: base, seed: existingWorld,
+			check: func(t *testing.T, r scriptRun) {
+				if !r.hasCall("scheduler jobs delete iapguard-sweep-retired-project") || r.hasCall("scheduler jobs delete iapguard-sweep-demo-project") {
+					t.Error("sweep jobs not pruned to the allowlist")
+				}
+			},
+		},
+		{name: "dead-letter.existing", script: "dead-letter.sh", env: base, seed: existingWorld},
+		{name: "dead-letter.none", script: "dead-letter.sh", env: base, wantCode: 1},
+		{
+			name: "missing-project", script: "identity.sh", env: map[string]string{}, wantCode: 1,
+			check: func(t *testing.T, r scriptRun) {
+				if !strings.Contains(r.stderr, "DEPLOY_PROJECT is not set") || len(r.calls) != 0 {
+					t.Errorf("stderr %q, %d gcloud calls; want a refusal before any call", r.stderr, len(r.calls))
+				}
+			},
+		},
+		{
+			name: "triggers.fresh", script: "-", stdin: triggerScript, env: base,
+			check: func(t *testing.T, r scriptRun) {
+				if n := strings.Count(strings.Join(r.joined(), "\n"), "eventarc triggers create"); n != 3 {
+					t.Errorf("%d triggers created, want 3", n)
+				}
+			},
+		},
+		{
+			name: "triggers.existing", script: "-", stdin: triggerScript, env: base, seed: existingWorld,
+			check: func(t *testing.T, r scriptRun) {
+				if r.hasCall("eventarc triggers create") {
+					t.Error("existing triggers created again")
+				}
+				if !r.hasCall("eventarc triggers delete iapguard-retired-trigger", "--location=global") {
+					t.Error("retired trigger not pruned")
+				}
+				if r.hasCall("someone-elses-trigger") && r.hasCall("delete someone-elses-trigger") {
+					t.Error("pruned a trigger iapguard does not own")
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			script := tc.script
+			if script != "-" {
+				script = scriptPath(t, script)
+			}
+			r := runScript(t, script, tc.stdin, tc.env, tc.seed)
+			if r.code != tc.wantCode {
+				t.Fatalf("exit code %d, want %d; output:\n%s", r.code, tc.wantCode, r.stderr)
+			}
+			for _, c := range r.joined() {
+				for _, forbidden := range []string{"allUsers", "allAuthenticatedUsers", "roles/owner", "roles/editor"} {
+					if strings.Contains(c, forbidden) {
+						t.Errorf("call grants %s: %s", forbidden, c)
+					}
+				}
+				if strings.HasPrefix(c, "projects add-iam-policy-binding") && strings.Contains(c, "serviceAccountUser") {
+					t.Errorf("actAs granted project-wide: %s", c)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, r)
+			}
+			checkGolden(t, filepath.Join("testdata", "scripts", tc.name+".golden"), "the gcloud calls the script makes", []byte(r.transcript(t)))
+		})
+	}
+}
+
+// TestTriggerScriptForRealDefinitions runs the script rendered from
+// eventarc/triggers.yaml against the fake gcloud: every trigger is created
+// in the location its definition asks for.
+func TestTriggerScriptForRealDefinitions(t *testing.T) {
+	ts := liveTriggers(t)
+	script, err := gcloudTriggerScript(testConfig, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runScript(t, "-", script, nil, nil)
+	if r.code != 0 {
+		t.Fatalf("exit %d:\n%s", r.code, r.stderr)
+	}
+	for _, tr := range ts {
+		loc := testConfig.Region
+		if tr.Location == "global" {
+			loc = "global"
+		}
+		want := "eventarc triggers|demo-project|" + loc + "|iapguard-" + tr.Name
+		found := false
+		for _, s := range r.state {
+			found = found || s == want
+		}
+		if !found {
+			t.Errorf("trigger %s not created in %s", tr.Name, loc)
+		}
+	}
+	if n := strings.Count(strings.Join(r.joined(), "\n"), "--dead-letter-topic=projects/demo-project/topics/"+DeadLetterTopic); n != len(ts) {
+		t.Errorf("dead-letter policy set %d times, want %d", n, len(ts))
+	}
+}
+
+// TestScriptConstants keeps deploy/scripts/lib.sh in step with the Go
+// constants, the role id and eventarc/triggers.yaml.
+func TestScriptConstants(t *testing.T) {
+	lib := string(readRepoFile(t, "deploy/scripts/lib.sh"))
+	var replay string
+	for _, tr := range liveTriggers(t) {
+		if tr.EventType == eventarc.MessagePublished {
+			replay = tr.Topic
+		}
+	}
+	for name, want := range map[string]string{
+		"ENTRY_POINT":       EntryPoint,
+		"OUTCOMES_TOPIC":    OutcomesTopic,
+		"REPLAY_TOPIC":      replay,
+		"DEAD_LETTER_TOPIC": DeadLetterTopic,
+		"OUTCOME_SCHEMA":    OutcomeSchema,
+		"ENFORCER_ACCOUNT":  EnforcerAccount,
+		"TRIGGER_ACCOUNT":   TriggerAccount,
+		"ENFORCER_ROLE":     iamperm.FunctionRoleID,
+	} {
+		if line := "readonly " + name + "=" + want + "\n"; !strings.Contains(lib, line) {
+			t.Errorf("lib.sh lacks %q", strings.TrimSpace(line))
+		}
+	}
+	for _, s := range []string{"identity.sh", "pubsub.sh", "service.sh", "sweep.sh", "dead-letter.sh", "registry.sh", "enable-apis.sh", "go-test.sh"} {
+		fi, err := os.Stat(scriptPath(t, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o111 == 0 {
+			t.Errorf("deploy/scripts/%s is not executable", s)
+		}
+	}
+}

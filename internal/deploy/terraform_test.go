@@ -1,0 +1,274 @@
+package deploy
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/hclwrite"
+)
+
+// tfModule is the parsed Terraform module in deploy/terraform.
+type tfModule struct {
+	dir       string
+	files     map[string][]byte
+	bodies    map[string]*hclsyntax.Body
+	variables map[string]*hclsyntax.Block
+	locals    map[string]hclsyntax.Expression
+	resources map[string]*hclsyntax.Block // "TYPE.NAME"
+	data      map[string]*hclsyntax.Block // "TYPE.NAME"
+	iterators map[string]bool             // dynamic block names (their iterator)
+}
+
+// loadModule parses every .tf file. Terraform itself cannot be installed
+// here (Debian has no terraform or opentofu package), so this is the check we
+// can run: HCL syntax, terraform fmt's canonical layout (hclwrite.Format is
+// the formatter terraform fmt uses), and references to variables, locals,
+// resources and data sources that exist. Provider schemas (attribute names
+// of google_* resources) are not checked.
+func loadModule(t *testing.T) *tfModule {
+	t.Helper()
+	m := &tfModule{
+		dir:       filepath.Join(repoRoot(t), "deploy", "terraform"),
+		files:     map[string][]byte{},
+		bodies:    map[string]*hclsyntax.Body{},
+		variables: map[string]*hclsyntax.Block{},
+		locals:    map[string]hclsyntax.Expression{},
+		resources: map[string]*hclsyntax.Block{},
+		data:      map[string]*hclsyntax.Block{},
+		iterators: map[string]bool{},
+	}
+	paths, err := filepath.Glob(filepath.Join(m.dir, "*.tf"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no .tf files in %s (%v)", m.dir, err)
+	}
+	for _, p := range paths {
+		src, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Base(p)
+		f, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+		if diags.HasErrors() {
+			t.Errorf("%s does not parse: %s", name, diags.Error())
+			continue
+		}
+		m.files[name] = src
+		body := f.Body.(*hclsyntax.Body)
+		m.bodies[name] = body
+		for _, b := range body.Blocks {
+			switch b.Type {
+			case "variable":
+				m.variables[b.Labels[0]] = b
+			case "locals":
+				for n, a := range b.Body.Attributes {
+					if _, dup := m.locals[n]; dup {
+						t.Errorf("local %s defined twice", n)
+					}
+					m.locals[n] = a.Expr
+				}
+			case "resource":
+				m.resources[b.Labels[0]+"."+b.Labels[1]] = b
+			case "data":
+				m.data[b.Labels[0]+"."+b.Labels[1]] = b
+			}
+		}
+		_ = hclsyntax.VisitAll(body, func(n hclsyntax.Node) hcl.Diagnostics {
+			if b, ok := n.(*hclsyntax.Block); ok && b.Type == "dynamic" {
+				m.iterators[b.Labels[0]] = true
+			}
+			return nil
+		})
+	}
+	return m
+}
+
+// expressions returns every value expression in the module with the file it
+// is in; type constraints (a variable's type) are not values and are left
+// out.
+func (m *tfModule) expressions() map[hclsyntax.Expression]string {
+	out := map[hclsyntax.Expression]string{}
+	var walk func(file string, body *hclsyntax.Body, blockType string)
+	walk = func(file string, body *hclsyntax.Body, blockType string) {
+		for name, a := range body.Attributes {
+			if blockType == "variable" && name == "type" {
+				continue
+			}
+			out[a.Expr] = file
+		}
+		for _, b := range body.Blocks {
+			walk(file, b.Body, b.Type)
+		}
+	}
+	for name, body := range m.bodies {
+		walk(name, body, "")
+	}
+	return out
+}
+
+func TestTerraformFormatted(t *testing.T) {
+	m := loadModule(t)
+	for name, src := range m.files {
+		if got := hclwrite.Format(src); !bytes.Equal(got, src) {
+			t.Errorf("%s is not in terraform fmt layout; formatted it reads:\n%s", name, got)
+		}
+	}
+}
+
+func TestTerraformReferences(t *testing.T) {
+	m := loadModule(t)
+	used := map[string]bool{}
+	for expr, file := range m.expressions() {
+		for _, tr := range expr.Variables() {
+			root := tr.RootName()
+			attr := func(i int) string {
+				if len(tr) <= i {
+					return ""
+				}
+				if a, ok := tr[i].(hcl.TraverseAttr); ok {
+					return a.Name
+				}
+				return ""
+			}
+			switch {
+			case root == "var":
+				used[attr(1)] = true
+				if m.variables[attr(1)] == nil {
+					t.Errorf("%s: var.%s is not declared", file, attr(1))
+				}
+			case root == "local":
+				if _, ok := m.locals[attr(1)]; !ok {
+					t.Errorf("%s: local.%s is not defined", file, attr(1))
+				}
+			case root == "data":
+				if m.data[attr(1)+"."+attr(2)] == nil {
+					t.Errorf("%s: data.%s.%s does not exist", file, attr(1), attr(2))
+				}
+			case root == "path" || root == "each" || root == "count" || root == "self" || root == "terraform" || m.iterators[root]:
+			default:
+				if m.resources[root+"."+attr(1)] == nil {
+					t.Errorf("%s: %s.%s is not a resource of the module", file, root, attr(1))
+				}
+			}
+		}
+	}
+	for name := range m.variables {
+		if !used[name] {
+			t.Errorf("variable %q is declared but never used", name)
+		}
+	}
+}
+
+// TestTerraformContract checks the module against the deployment contract:
+// the inputs the issue asks for, the files it reads, the names and the
+// locked-down function.
+func TestTerraformContract(t *testing.T) {
+	m := loadModule(t)
+
+	// Variables for project, region, allowlist and dry-run; dry-run on by default.
+	var required []string
+	for name, b := range m.variables {
+		if _, ok := b.Body.Attributes["default"]; !ok {
+			required = append(required, name)
+		}
+	}
+	sort.Strings(required)
+	if diff := slices.Compare(required, []string{"image", "project", "region"}); diff != 0 {
+		t.Errorf("required variables = %v, want [image project region]", required)
+	}
+	for _, v := range []string{"projects", "dry_run"} {
+		if m.variables[v] == nil {
+			t.Errorf("variable %s missing", v)
+		}
+	}
+	if def, ok := m.variables["dry_run"].Body.Attributes["default"]; ok {
+		if v, diags := def.Expr.Value(nil); diags.HasErrors() || !v.True() {
+			t.Error("dry_run must default to true: roll out in dry-run first")
+		}
+	}
+
+	// Every file("${path.module}/...") exists.
+	fileArgRE := regexp.MustCompile(`file\("\$\{path\.module\}/([^"]+)"\)`)
+	all := ""
+	for _, src := range m.files {
+		all += string(src)
+	}
+	matches := fileArgRE.FindAllStringSubmatch(all, -1)
+	if len(matches) < 3 {
+		t.Errorf("expected the module to read triggers.json, enforcer-role.json and outcome.proto, found %v", matches)
+	}
+	for _, mt := range matches {
+		if _, err := os.Stat(filepath.Join(m.dir, mt[1])); err != nil {
+			t.Errorf("module reads %s: %v", mt[1], err)
+		}
+	}
+
+	// The attributes the module reads from the generated JSON exist there.
+	tfTags := jsonTags(reflect.TypeOf(TerraformTrigger{}))
+	triggerRefs := regexp.MustCompile(`\beach\.value\.([a-z_]+)`).FindAllStringSubmatch(string(m.files["eventarc.tf"]), -1)
+	triggerRefs = append(triggerRefs, regexp.MustCompile(`\bt\.([a-z_]+)`).FindAllStringSubmatch(string(m.files["eventarc.tf"])+string(m.files["main.tf"]), -1)...)
+	if len(triggerRefs) == 0 {
+		t.Error("found no trigger attribute references in eventarc.tf; the check below checks nothing")
+	}
+	for _, mt := range triggerRefs {
+		if !tfTags[mt[1]] {
+			t.Errorf("module reads trigger attribute %q, which generated/triggers.json does not have", mt[1])
+		}
+	}
+	var role map[string]any
+	if err := json.Unmarshal(readRepoFile(t, "deploy/terraform/generated/enforcer-role.json"), &role); err != nil {
+		t.Fatal(err)
+	}
+	for _, mt := range regexp.MustCompile(`local\.enforcer_role\.([a-z_]+)`).FindAllStringSubmatch(all, -1) {
+		if _, ok := role[mt[1]]; !ok {
+			t.Errorf("module reads enforcer_role.%s, which generated/enforcer-role.json does not have", mt[1])
+		}
+	}
+
+	// Names shared with cloudbuild.yaml and the function.
+	for _, want := range []string{
+		`"` + OutcomesTopic + `"`, `"` + DeadLetterTopic + `"`, `"` + OutcomeSchema + `"`,
+		`"` + EnforcerAccount + `"`, `"` + TriggerAccount + `"`, `"` + DefaultService + `"`, `"` + DefaultTriggerPrefix + `"`,
+		`FUNCTION_TARGET         = "` + EntryPoint + `"`,
+		`ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"`,
+		`role     = "roles/run.invoker"`,
+		`"roles/iam.serviceAccountUser"`,
+		"IAPGUARD_PROJECTS", "IAPGUARD_OUTCOMES_TOPIC", "IAPGUARD_DRY_RUN", "IAPGUARD_LOG_LEVEL", "GOOGLE_CLOUD_PROJECT",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("module lacks %s", want)
+		}
+	}
+	for _, forbidden := range []string{"allUsers", "allAuthenticatedUsers", "roles/owner", "roles/editor", "INGRESS_TRAFFIC_ALL"} {
+		if strings.Contains(all, forbidden) {
+			t.Errorf("module mentions %s", forbidden)
+		}
+	}
+	// actAs only per account: serviceAccountUser never on a project.
+	for key, b := range m.resources {
+		if strings.HasPrefix(key, "google_project_iam_") {
+			src := string(m.files[filepath.Base(b.Range().Filename)][b.Range().Start.Byte:b.Range().End.Byte])
+			if strings.Contains(src, "serviceAccountUser") {
+				t.Errorf("%s grants serviceAccountUser project-wide", key)
+			}
+		}
+	}
+}
+
+func jsonTags(t reflect.Type) map[string]bool {
+	out := map[string]bool{}
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		out[name] = true
+	}
+	return out
+}
