@@ -58,6 +58,8 @@ type Options struct {
 	Run cloudrun.Options
 	// Logger receives the emulator's own logs (default: discarded).
 	Logger *slog.Logger
+	// FaultSeed seeds injected error draws (0: a fixed default seed).
+	FaultSeed uint64
 }
 
 // DefaultProject is the project an emulator has when none is configured.
@@ -94,6 +96,9 @@ func New(opts Options) (*Emulator, error) {
 	c := core.New(opts.Principal, opts.Projects...)
 	if opts.Logger != nil {
 		c.Log = opts.Logger
+	}
+	if opts.FaultSeed != 0 {
+		c.Faults.Seed(opts.FaultSeed)
 	}
 	e := &Emulator{Core: c, done: make(chan struct{})}
 	e.Run = cloudrun.New(c, opts.Run)
@@ -244,45 +249,54 @@ type FaultConfig struct {
 	} `json:"quotas,omitempty"`
 }
 
-// Apply installs the configuration on f.
+// Apply installs the configuration on f. It is all or nothing: every rule
+// is validated before any is installed.
 func (fc *FaultConfig) Apply(f *core.Faults) error {
+	var actions []func() error
 	if fc.Reset {
-		f.Reset()
+		actions = append(actions, func() error { f.Reset(); return nil })
 	}
 	if fc.Seed != 0 {
-		f.Seed(fc.Seed)
+		actions = append(actions, func() error { f.Seed(fc.Seed); return nil })
 	}
 	for _, l := range fc.Latency {
 		d, err := time.ParseDuration(l.Duration)
 		if err != nil {
 			return fmt.Errorf("latency %q: %w", l.Method, err)
 		}
-		if err := f.SetLatency(l.Method, d); err != nil {
+		if err := core.ValidPattern(l.Method); err != nil {
 			return err
 		}
+		actions = append(actions, func() error { return f.SetLatency(l.Method, d) })
 	}
 	for _, x := range fc.Errors {
 		code, err := ParseCode(x.Code)
 		if err != nil {
 			return err
 		}
-		if err := f.SetErrorRate(x.Method, x.Rate, code); err != nil {
+		if err := core.ValidPattern(x.Method); err != nil {
 			return err
 		}
+		if x.Rate < 0 || x.Rate > 1 {
+			return fmt.Errorf("error rate %v for %q: want 0..1", x.Rate, x.Method)
+		}
+		actions = append(actions, func() error { return f.SetErrorRate(x.Method, x.Rate, code) })
 	}
 	for _, x := range fc.FailNext {
 		code, err := ParseCode(x.Code)
 		if err != nil {
 			return err
 		}
-		if err := f.FailNext(x.Method, x.Count, code); err != nil {
+		if err := core.ValidPattern(x.Method); err != nil {
 			return err
 		}
+		actions = append(actions, func() error { return f.FailNext(x.Method, x.Count, code) })
 	}
 	for _, x := range fc.Races {
-		if err := f.ForceRaces(x.Method, x.Count); err != nil {
+		if err := core.ValidPattern(x.Method); err != nil {
 			return err
 		}
+		actions = append(actions, func() error { return f.ForceRaces(x.Method, x.Count) })
 	}
 	for _, q := range fc.Quotas {
 		class := core.Read
@@ -293,7 +307,12 @@ func (fc *FaultConfig) Apply(f *core.Faults) error {
 		default:
 			return fmt.Errorf("quota class %q: want read or write", q.Class)
 		}
-		f.SetQuota(q.API, class, q.PerMinute)
+		actions = append(actions, func() error { f.SetQuota(q.API, class, q.PerMinute); return nil })
+	}
+	for _, a := range actions {
+		if err := a(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -301,8 +320,8 @@ func (fc *FaultConfig) Apply(f *core.Faults) error {
 // ParseCode parses a gRPC code name ("UNAVAILABLE", "RESOURCE_EXHAUSTED").
 func ParseCode(s string) (codes.Code, error) {
 	var c codes.Code
-	if err := c.UnmarshalJSON([]byte(`"` + strings.ToUpper(s) + `"`)); err != nil {
-		return 0, fmt.Errorf("code %q: not a gRPC code name", s)
+	if err := c.UnmarshalJSON([]byte(`"` + strings.ToUpper(s) + `"`)); err != nil || c == codes.OK {
+		return 0, fmt.Errorf("code %q: not a gRPC error code name", s)
 	}
 	return c, nil
 }

@@ -133,8 +133,12 @@ func newAuditLog(c *Core) *AuditLog {
 	return &AuditLog{core: c, listeners: map[int]func(*LogEntry){}, max: 100_000}
 }
 
-// Listen calls f for every entry appended from now on, in append order, on
-// the appending goroutine: f must not block. The returned func stops it.
+// Listen calls f for every entry appended from now on, synchronously on the
+// appending goroutine (so an entry has reached every listener when Append or
+// Record returns): f must not block. Entries appended by one goroutine reach
+// f in append order; entries appended concurrently by several goroutines may
+// reach f in an order that differs from Entries. f may itself cause entries
+// to be appended. The returned func stops it (calling it again is a no-op).
 func (a *AuditLog) Listen(f func(*LogEntry)) (stop func()) {
 	a.mu.Lock()
 	id := a.nextID
@@ -148,12 +152,12 @@ func (a *AuditLog) Listen(f func(*LogEntry)) (stop func()) {
 	}
 }
 
-// Entries returns a copy of the log, oldest first. It keeps the newest
-// 100,000 entries.
+// Entries returns a copy of the log, oldest first (never nil, so an empty
+// log renders as [] in JSON). It keeps the newest 100,000 entries.
 func (a *AuditLog) Entries() []*LogEntry {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return append([]*LogEntry(nil), a.entries...)
+	return append(make([]*LogEntry, 0, len(a.entries)), a.entries...)
 }
 
 // Append stores a fully built entry and notifies listeners.
@@ -161,7 +165,11 @@ func (a *AuditLog) Append(e *LogEntry) {
 	a.mu.Lock()
 	a.entries = append(a.entries, e)
 	if len(a.entries) > a.max {
-		a.entries = append([]*LogEntry(nil), a.entries[len(a.entries)-a.max:]...)
+		// Drop the oldest entry without copying the log: append reallocates
+		// (copying only the live entries) once the backing array is used up,
+		// so appends at the cap stay O(1) amortised.
+		a.entries[0] = nil
+		a.entries = a.entries[1:]
 	}
 	ls := make([]func(*LogEntry), 0, len(a.listeners))
 	for _, f := range a.listeners {
@@ -214,8 +222,10 @@ func (a *AuditLog) Record(r Record) *LogEntry {
 		}}
 	}
 	if r.Slim {
-		typ := r.Request["@type"]
-		p.Request = map[string]any{"@type": typ}
+		p.Request = nil
+		if typ, ok := r.Request["@type"]; ok {
+			p.Request = map[string]any{"@type": typ}
+		}
 		p.Response = nil
 		p.RequestMetadata.RequestAttributes = map[string]any{}
 		p.ResourceLocation = nil
@@ -225,9 +235,11 @@ func (a *AuditLog) Record(r Record) *LogEntry {
 		p.Status = &RPCStatus{Code: int32(r.Err.Code), Message: r.Err.Message}
 		sev = "ERROR"
 	}
-	labels := r.ResourceLabels
-	if labels == nil {
-		labels = map[string]string{}
+	// A copy: Record never writes to the caller's maps, which a surface may
+	// share between records or goroutines.
+	labels := make(map[string]string, len(r.ResourceLabels)+1)
+	for k, v := range r.ResourceLabels {
+		labels[k] = v
 	}
 	if _, ok := labels["project_id"]; !ok {
 		labels["project_id"] = r.Project.ID

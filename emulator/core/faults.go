@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Class separates reads from writes for quotas.
@@ -112,7 +113,8 @@ func (f *Faults) Reset() {
 	f.mu.Unlock()
 }
 
-func validPattern(p string) error {
+// ValidPattern reports whether p is a valid method pattern (a path.Match glob).
+func ValidPattern(p string) error {
 	if _, err := path.Match(p, ""); err != nil {
 		return fmt.Errorf("pattern %q: %w", p, err)
 	}
@@ -122,7 +124,7 @@ func validPattern(p string) error {
 // SetLatency delays every call matching pattern by d (0 removes the rule).
 // The last matching rule wins.
 func (f *Faults) SetLatency(pattern string, d time.Duration) error {
-	if err := validPattern(pattern); err != nil {
+	if err := ValidPattern(pattern); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -131,9 +133,23 @@ func (f *Faults) SetLatency(pattern string, d time.Duration) error {
 	return nil
 }
 
-// SetErrorRate fails a fraction rate (0..1) of calls matching pattern with code.
+// validCode rejects codes that are not errors: an injected OK would reach
+// gRPC clients as a call without a response and REST clients as a 200
+// carrying an error envelope.
+func validCode(c codes.Code) error {
+	if c == codes.OK || c > codes.Unauthenticated {
+		return fmt.Errorf("code %v: want an error code", c)
+	}
+	return nil
+}
+
+// SetErrorRate fails a fraction rate (0..1) of calls matching pattern with
+// code (not OK).
 func (f *Faults) SetErrorRate(pattern string, rate float64, code codes.Code) error {
-	if err := validPattern(pattern); err != nil {
+	if err := ValidPattern(pattern); err != nil {
+		return err
+	}
+	if err := validCode(code); err != nil {
 		return err
 	}
 	if rate < 0 || rate > 1 {
@@ -145,9 +161,12 @@ func (f *Faults) SetErrorRate(pattern string, rate float64, code codes.Code) err
 	return nil
 }
 
-// FailNext fails the next n calls matching pattern with code.
+// FailNext fails the next n calls matching pattern with code (not OK).
 func (f *Faults) FailNext(pattern string, n int, code codes.Code) error {
-	if err := validPattern(pattern); err != nil {
+	if err := ValidPattern(pattern); err != nil {
+		return err
+	}
+	if err := validCode(code); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -161,7 +180,7 @@ func (f *Faults) FailNext(pattern string, n int, code codes.Code) error {
 // concurrent writer would) just before checking the caller's precondition, so
 // a caller that sent one gets ABORTED / 412.
 func (f *Faults) ForceRaces(pattern string, n int) error {
-	if err := validPattern(pattern); err != nil {
+	if err := ValidPattern(pattern); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -269,11 +288,13 @@ func injected(code codes.Code, method string) *Error {
 }
 
 // Begin accounts for one call of method and applies the configured faults:
-// it counts the call, waits the injected latency (or until ctx ends) and
-// returns an injected *Error or nil. Every surface calls it exactly once per
+// it counts the call, waits the injected latency (or until ctx ends: then it
+// returns CANCELLED or DEADLINE_EXCEEDED as ctx says) and returns an
+// injected *Error or nil. Every surface calls it exactly once per
 // request, before doing anything else.
 func (c *Core) Begin(ctx context.Context, method string) error {
 	c.Stats.Inc(method)
+	c.Stats.incBy(c.PrincipalFrom(ctx), method)
 	delay, err := c.Faults.check(method)
 	if delay > 0 {
 		t := time.NewTimer(delay)
@@ -282,7 +303,7 @@ func (c *Core) Begin(ctx context.Context, method string) error {
 		case <-ctx.Done():
 			t.Stop()
 			c.Stats.incFault(method)
-			return &Error{Code: codes.DeadlineExceeded, Message: ctx.Err().Error(), Injected: true}
+			return &Error{Code: status.FromContextError(ctx.Err()).Code(), Message: ctx.Err().Error(), Injected: true}
 		}
 	}
 	if err != nil {

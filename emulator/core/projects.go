@@ -48,10 +48,18 @@ func NewProjects(ps ...Project) *Projects {
 	return t
 }
 
-// Add registers (or replaces) a project.
+// Add registers a project. It replaces any project with the same ID or the
+// same number (IDs and numbers are unique in Google Cloud), so a replaced
+// project's old ID or number no longer resolves.
 func (t *Projects) Add(p Project) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if old, ok := t.byID[p.ID]; ok {
+		delete(t.byNumber, old.Number)
+	}
+	if old, ok := t.byNumber[p.Number]; ok {
+		delete(t.byID, old.ID)
+	}
 	t.byID[p.ID] = p
 	t.byNumber[p.Number] = p
 }

@@ -15,11 +15,38 @@ type Stats struct {
 	mu     sync.Mutex
 	calls  map[string]int64
 	faults map[string]int64
+	// by counts calls per caller principal, then method.
+	by map[string]map[string]int64
 }
 
 // NewStats returns empty counters.
 func NewStats() *Stats {
-	return &Stats{calls: map[string]int64{}, faults: map[string]int64{}}
+	return &Stats{calls: map[string]int64{}, faults: map[string]int64{}, by: map[string]map[string]int64{}}
+}
+
+// incBy counts one call of method by principal.
+func (s *Stats) incBy(principal, method string) {
+	s.mu.Lock()
+	m := s.by[principal]
+	if m == nil {
+		m = map[string]int64{}
+		s.by[principal] = m
+	}
+	m[method]++
+	s.mu.Unlock()
+}
+
+// ByPrincipal returns the calls made by one caller (as named by the
+// X-Emulator-Principal header / x-emulator-principal metadata, else the
+// default principal), per method.
+func (s *Stats) ByPrincipal(principal string) map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.by[principal]))
+	for k, v := range s.by[principal] {
+		out[k] = v
+	}
+	return out
 }
 
 // Inc counts one call of method.
@@ -60,6 +87,7 @@ func (s *Stats) Reset() {
 	s.mu.Lock()
 	s.calls = map[string]int64{}
 	s.faults = map[string]int64{}
+	s.by = map[string]map[string]int64{}
 	s.mu.Unlock()
 }
 

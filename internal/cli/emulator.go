@@ -55,7 +55,7 @@ CloudEvents, as Eventarc does.`,
 			for _, line := range emu.Env() {
 				fmt.Fprintln(s.out, line)
 			}
-			fmt.Fprintf(s.err, "emulator ready on %s in %s; projects:", emu.Addr(), time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(s.err, "emulator ready on %s in %s; projects:", emu.Addr(), time.Since(start).Round(10*time.Microsecond))
 			for _, p := range emu.Core.Projects.All() {
 				fmt.Fprintf(s.err, " %s=%d", p.ID, p.Number)
 			}
@@ -73,17 +73,22 @@ CloudEvents, as Eventarc does.`,
 	fl.Float64Var(&f.duplicate, "duplicate", 0, "probability (0..1) that an event is delivered twice")
 	fl.Float64Var(&f.reorder, "reorder", 0, "probability (0..1) that an event is held back behind the next one")
 	fl.DurationVar(&f.delay, "delay", 0, "extra delay before each delivery")
-	fl.Uint64Var(&f.seed, "seed", 0, "random seed for delivery quirks and injected faults (0: fixed default)")
+	fl.Uint64Var(&f.seed, "seed", 0, "random seed for delivery quirks and injected error draws (0: delivery random, faults a fixed default)")
 	return cmd
 }
 
 func (f *emulatorFlags) options() (emulator.Options, error) {
 	var opts emulator.Options
+	ids, numbers := map[string]bool{}, map[int64]bool{}
 	for _, p := range f.projects {
 		pr, err := core.ParseProject(p)
 		if err != nil {
 			return opts, fmt.Errorf("--project: %w", err)
 		}
+		if ids[pr.ID] || numbers[pr.Number] {
+			return opts, fmt.Errorf("--project %s: the project id or number is already used by another --project", p)
+		}
+		ids[pr.ID], numbers[pr.Number] = true, true
 		opts.Projects = append(opts.Projects, pr)
 	}
 	for _, p := range []struct {
@@ -97,6 +102,10 @@ func (f *emulatorFlags) options() (emulator.Options, error) {
 	opts.Principal = f.principal
 	opts.DeliverTo = f.deliverTo
 	opts.Run.LRO = f.lro
+	if err := opts.Run.Validate(); err != nil {
+		return opts, fmt.Errorf("--lro: %w", err)
+	}
+	opts.FaultSeed = f.seed
 	opts.Delivery.Duplicate = f.duplicate
 	opts.Delivery.Reorder = f.reorder
 	opts.Delivery.Delay = f.delay

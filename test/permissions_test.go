@@ -1,0 +1,55 @@
+package test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/iapguard/iapguard/internal/demo"
+	"github.com/iapguard/iapguard/internal/iamperm"
+	"github.com/iapguard/iapguard/internal/stack"
+)
+
+// TestEveryCallIsInThePermissionTable checks, at the transport seam, that
+// every Google API method the function calls while converging the demo
+// project (all modes, conflicts, drift) is in internal/iamperm's table, from
+// which the deployed custom role is generated. A new call without a table
+// entry would otherwise fail only in production, with PERMISSION_DENIED.
+func TestEveryCallIsInThePermissionTable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{})
+	sc := demo.DefaultScenario()
+	if err := e.cl.Build(e.ctx, e.p, region, sc); err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	if err := e.cl.SetBackendIAP(e.ctx, e.p, "storefront-backend", false); err != nil {
+		t.Fatal(err)
+	}
+	e.label("reports", map[string]string{"team": "x"})
+	e.settle()
+
+	calls := e.st.Emu.Core.Stats.ByPrincipal(stack.FunctionPrincipal)
+	var methods []string
+	for m := range calls {
+		methods = append(methods, m)
+	}
+	slices.Sort(methods)
+	if len(methods) < 8 {
+		t.Fatalf("the function made only %v; the scenario should exercise reads and writes of every API", methods)
+	}
+	for _, want := range []string{"google.cloud.run.v2.Services.SetIamPolicy", "compute.backendServices.patch", "serviceusage.services.generateServiceIdentity"} {
+		if !slices.Contains(methods, want) {
+			t.Errorf("the scenario did not exercise %s (calls: %v)", want, methods)
+		}
+	}
+	if missing := iamperm.Check(methods); len(missing) > 0 {
+		t.Errorf("the function called methods that internal/iamperm does not list (add them, regenerate the role with go test ./internal/deploy -update): %v", missing)
+	}
+	for _, m := range methods {
+		if en, ok := iamperm.Lookup(m); ok && en.Who != iamperm.WhoFunction && !strings.HasPrefix(m, "google.pubsub.") {
+			t.Errorf("method %s is listed for %q, but the function calls it", m, en.Who)
+		}
+	}
+	t.Logf("methods the function called: %v", methods)
+}
