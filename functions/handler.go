@@ -84,8 +84,14 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 		return h.publish(ctx, skipMessage(trig, "no Cloud Run service behind "+what, h.cfg.DryRun, start, h.now()))
 	}
 	var errs []error
+	transient := rerr != nil && iapsetup.IsTransient(rerr)
 	for _, res := range results {
 		if res == nil {
+			continue
+		}
+		if transient && res.Outcome == iapsetup.OutcomeFailed {
+			// Redelivery will produce this resource's outcome; a "failed"
+			// now would be a false alarm for subscribers.
 			continue
 		}
 		if err := h.publish(ctx, resultMessage(res, trig, h.now())); err != nil {
@@ -93,7 +99,7 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 		}
 	}
 	if rerr != nil {
-		if iapsetup.IsTransient(rerr) {
+		if transient {
 			log.Warn("transient failure; returning an error so Eventarc redelivers", "err", rerr)
 			errs = append(errs, rerr)
 		} else {

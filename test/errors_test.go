@@ -1,0 +1,104 @@
+package test
+
+import (
+	"testing"
+
+	"cloud.google.com/go/run/apiv2/runpb"
+	"google.golang.org/grpc/codes"
+
+	"github.com/iapguard/iapguard/emulator"
+	"github.com/iapguard/iapguard/emulator/delivery"
+	"github.com/iapguard/iapguard/internal/demo"
+	"github.com/iapguard/iapguard/internal/stack"
+)
+
+// fastRetries makes the Eventarc stand-in redeliver quickly.
+var fastRetries = emulator.Options{Delivery: delivery.Options{MaxAttempts: 10}}
+
+// A transient failure (UNAVAILABLE) makes the function return an error, so
+// Eventarc redelivers; nothing is published for the failed attempt, and the
+// redelivery converges.
+func TestTransientFailureIsRedelivered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{Emulator: fastRetries})
+	e.create(demo.ServiceSpec{Name: "api", Public: true})
+	e.mark()
+	if err := e.st.Emu.Core.Faults.FailNext("google.cloud.run.v2.Services.GetIamPolicy", 1, codes.Unavailable); err != nil {
+		t.Fatal(err)
+	}
+	e.label("api", enabled)
+	e.settle()
+	if ds := e.st.Emu.Delivery.Stats(); ds.Retried == 0 {
+		t.Errorf("delivery stats %+v: want a retry after the transient failure", ds)
+	}
+	for _, m := range e.st.Outcomes.ForService("api") {
+		if m.Outcome == "failed" {
+			t.Errorf("a transient failure published a failed outcome: %s", m.Reason)
+		}
+	}
+	if m := e.byUser("api"); m.Outcome != "remediated" {
+		t.Errorf("outcome after redelivery = %s (%s), want remediated", m.Outcome, m.Reason)
+	}
+	if !e.service("api").IapEnabled {
+		t.Error("service did not converge after the redelivery")
+	}
+}
+
+// A permanent failure (PERMISSION_DENIED) publishes a failed outcome with a
+// reason a person can act on, and the event is acknowledged (no retry).
+func TestPermanentFailureIsReportedOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{Emulator: fastRetries})
+	e.create(demo.ServiceSpec{Name: "api", Public: true})
+	e.mark()
+	if err := e.st.Emu.Core.Faults.FailNext("google.cloud.run.v2.Services.SetIamPolicy", 1, codes.PermissionDenied); err != nil {
+		t.Fatal(err)
+	}
+	e.label("api", enabled)
+	e.settle()
+	m := e.byUser("api")
+	if m.Outcome != "failed" || m.Reason == "" {
+		t.Fatalf("outcome = %s (%q), want failed with a reason", m.Outcome, m.Reason)
+	}
+	if ds := e.st.Emu.Delivery.Stats(); ds.Retried != 0 {
+		t.Errorf("delivery stats %+v: a permanent failure must not be redelivered", ds)
+	}
+	golden(t, "permission-denied-failed", m)
+}
+
+// A service deleted before its event is handled ends skipped.
+func TestDeletedServiceIsSkipped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{Emulator: fastRetries})
+	e.create(demo.ServiceSpec{Name: "gone", Public: true})
+	e.mark()
+	// Hold the event back until the service is gone.
+	if err := e.st.Emu.Core.Faults.FailNext("google.cloud.run.v2.Services.GetService", 1, codes.Unavailable); err != nil {
+		t.Fatal(err)
+	}
+	e.label("gone", enabled)
+	op, err := e.cl.Run.DeleteService(e.ctx, &runpb.DeleteServiceRequest{Name: e.name("gone")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.Wait(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	var found bool
+	for _, m := range e.st.Outcomes.ForService("gone") {
+		if m.Trigger.Method != "google.cloud.run.v2.Services.UpdateService" || m.Trigger.Principal != stack.UserPrincipal {
+			continue
+		}
+		found = true
+		if m.Outcome != "skipped" {
+			t.Errorf("outcome of the label event = %s (%s), want skipped: the service is gone", m.Outcome, m.Reason)
+		}
+	}
+	if !found {
+		t.Error("no outcome for the label event")
+	}
+	if w := e.iapguardWrites(); len(w) != 0 {
+		t.Errorf("iapguard wrote %v for a deleted service", w)
+	}
+}
