@@ -304,15 +304,19 @@ func DefaultScenario() Scenario {
 	}
 }
 
-// Build creates every service and load balancer of s.
+// Build creates every load balancer of s, then every service: a serverless
+// NEG may name a service that does not exist yet, and building the load
+// balancers first means each labelled service is first seen in the mode
+// it is meant to end in (Cloud Run's built-in IAP, once on, is kept, and
+// then backend IAP is not added on top: Google does not support both).
 func (c *Clients) Build(ctx context.Context, project, region string, s Scenario) error {
-	for _, svc := range s.Services {
-		if _, err := c.CreateService(ctx, project, region, svc); err != nil {
+	for _, lb := range s.LBs {
+		if _, err := c.BuildLoadBalancer(ctx, project, region, lb); err != nil {
 			return err
 		}
 	}
-	for _, lb := range s.LBs {
-		if _, err := c.BuildLoadBalancer(ctx, project, region, lb); err != nil {
+	for _, svc := range s.Services {
+		if _, err := c.CreateService(ctx, project, region, svc); err != nil {
 			return err
 		}
 	}
