@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/iapguard/iapguard/internal/logx"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
 // Environment variables the function reads. They are a public interface:
@@ -23,6 +24,10 @@ const (
 	EnvPrincipal     = "IAPGUARD_PRINCIPAL"      // identity named to the emulator in audit entries
 	EnvMaxEventAge   = "IAPGUARD_MAX_EVENT_AGE"  // events older than this are acknowledged without work (default 24h)
 	EnvPubSubHost    = "PUBSUB_EMULATOR_HOST"    // honoured by the Pub/Sub library itself
+	// EnvAccessPolicies is the path of the access policy file (YAML or
+	// JSON; docs/access.md): on Cloud Run functions a Secret Manager secret
+	// mounted as a volume, or a file shipped with the source.
+	EnvAccessPolicies = "IAPGUARD_ACCESS_POLICIES"
 )
 
 // Config is the function's configuration, read once per instance.
@@ -36,9 +41,16 @@ type Config struct {
 	MaxEventAge   time.Duration
 	EmulatorHost  string
 	Principal     string
+	// AccessPoliciesFile is the access policy file (empty: none);
+	// AccessPolicies are its validated contents, loaded once per instance.
+	AccessPoliciesFile string
+	AccessPolicies     *iapsetup.AccessPolicies
 }
 
-// ConfigFromEnv reads and validates the configuration.
+// ConfigFromEnv reads and validates the configuration, including the access
+// policy file when IAPGUARD_ACCESS_POLICIES names one: a file that cannot be
+// read or is invalid is a configuration error (the function does not
+// start).
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
 		Project:       strings.TrimSpace(getenv(EnvProject)),
@@ -83,6 +95,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("%s=%q: want a positive Go duration such as 60s", d.name, v)
 		}
 		*d.dst = x
+	}
+	if c.AccessPoliciesFile = strings.TrimSpace(getenv(EnvAccessPolicies)); c.AccessPoliciesFile != "" {
+		a, err := iapsetup.LoadAccessPolicies(c.AccessPoliciesFile)
+		if err != nil {
+			return c, fmt.Errorf("%s: %w", EnvAccessPolicies, err)
+		}
+		c.AccessPolicies = a
 	}
 	return c, nil
 }

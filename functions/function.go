@@ -88,6 +88,16 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.AccessPolicies == nil && cfg.AccessPoliciesFile != "" {
+		a, err := iapsetup.LoadAccessPolicies(cfg.AccessPoliciesFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", EnvAccessPolicies, err)
+		}
+		cfg.AccessPolicies = a
+	}
+	if cfg.AccessPolicies != nil {
+		log.Info("access policies loaded", "file", cfg.AccessPolicies.Source, "policies", cfg.AccessPolicies.Names())
+	}
 	principal := cfg.Principal
 	if principal == "" {
 		principal = "iapguard@" + cfg.Project + ".iam.gserviceaccount.com"
@@ -97,9 +107,10 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 		return nil, fmt.Errorf("building Google clients: %w", err)
 	}
 	rec, err := iapsetup.New(clients.Deps(), iapsetup.Options{
-		Scope:  iapsetup.ProjectScope(cfg.Projects...),
-		DryRun: cfg.DryRun,
-		Logger: log,
+		Scope:          iapsetup.ProjectScope(cfg.Projects...),
+		DryRun:         cfg.DryRun,
+		Logger:         log,
+		AccessPolicies: cfg.AccessPolicies,
 	})
 	if err != nil {
 		_ = clients.Close()

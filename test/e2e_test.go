@@ -220,8 +220,12 @@ func TestDuplicateEventsShareWork(t *testing.T) {
 func TestBackendIAPTurnedOffIsTurnedBackOn(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, stack.Options{})
-	e.create(demo.ServiceSpec{Name: "web", Labels: enabled})
+	// Labelled once the load balancer exists: a service labelled earlier
+	// gets Cloud Run's built-in IAP, which then guards the load balancer
+	// path instead (TestBuiltInIAPKeptWhenALoadBalancerAppears).
+	e.create(demo.ServiceSpec{Name: "web"})
 	lb := e.lb(demo.LBSpec{Service: "web"})
+	e.label("web", enabled)
 	e.mark()
 	if err := e.cl.SetBackendIAP(e.ctx, e.p, lb.BackendService, false); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -208,6 +209,9 @@ func (e *env) calls() map[string]int64 {
 
 const agent = "serviceAccount:service-123456789012@gcp-sa-iap.iam.gserviceaccount.com"
 
+// backendIDRE matches the backend service id in IAP resource names.
+var backendIDRE = regexp.MustCompile(`(/iap_web/compute(?:-[a-z0-9-]+)?/services/)[0-9]+`)
+
 // golden compares m (volatile fields normalised) with testdata/NAME.golden.json.
 func golden(t *testing.T, name string, m *outcome.Message) {
 	t.Helper()
@@ -217,6 +221,9 @@ func golden(t *testing.T, name string, m *outcome.Message) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The emulator gives backend services random ids; IAP resource names
+	// (access steps) carry them.
+	b = backendIDRE.ReplaceAll(b, []byte("${1}BACKEND-ID"))
 	b = append(b, '\n')
 	path := filepath.Join("testdata", name+".golden.json")
 	if *update {

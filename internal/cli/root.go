@@ -81,5 +81,11 @@ the local emulator when IAPGUARD_EMULATOR_HOST is set.`,
 	root.AddCommand(newEmulatorCmd(s))
 	root.AddCommand(newSandboxCmd(s))
 	root.AddCommand(newDeployCmd(s))
+	root.AddCommand(newAuditCmd(s))
+	root.AddCommand(newEnforceCmd(s))
+	root.AddCommand(newReplayCmd(s))
+	root.AddCommand(newWatchCmd(s))
+	root.AddCommand(newDoctorCmd(s))
+	root.AddCommand(newAudienceCmd(s))
 	return root
 }

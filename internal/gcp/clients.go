@@ -1,8 +1,9 @@
 // Package gcp adapts the official Google Cloud Go clients to the small
 // interfaces pkg/iapsetup consumes: Cloud Run Admin API v2 (gRPC,
 // cloud.google.com/go/run/apiv2), Compute Engine v1 (REST,
-// google.golang.org/api/compute/v1) and Service Usage v1beta1 (REST,
-// google.golang.org/api/serviceusage/v1beta1).
+// google.golang.org/api/compute/v1), Service Usage v1beta1 (REST,
+// google.golang.org/api/serviceusage/v1beta1) and Identity-Aware Proxy v1
+// (REST, google.golang.org/api/iap/v1).
 //
 // Build the clients once per process with NewClients and reuse them. Every
 // adapter method documents the IAM permission it needs; errors keep the
@@ -31,6 +32,7 @@ import (
 
 	run "cloud.google.com/go/run/apiv2"
 	compute "google.golang.org/api/compute/v1"
+	iap "google.golang.org/api/iap/v1"
 	"google.golang.org/api/option"
 	serviceusage "google.golang.org/api/serviceusage/v1beta1"
 	"google.golang.org/grpc"
@@ -75,9 +77,9 @@ type Options struct {
 	// operations that are not done at once (doubling up to 10 s).
 	// Default 500 ms.
 	PollInterval time.Duration
-	// RunLimiter, ComputeLimiter and ServiceUsageLimiter optionally pace
-	// calls per API.
-	RunLimiter, ComputeLimiter, ServiceUsageLimiter Limiter
+	// RunLimiter, ComputeLimiter, ServiceUsageLimiter and IAPLimiter
+	// optionally pace calls per API.
+	RunLimiter, ComputeLimiter, ServiceUsageLimiter, IAPLimiter Limiter
 	// ClientOptions are added to every client (production: credentials,
 	// quota project, ...). Not used with the emulator's REST clients, which
 	// get a plain HTTP client.
@@ -89,11 +91,13 @@ type Clients struct {
 	Run          *run.ServicesClient
 	Compute      *compute.Service
 	ServiceUsage *serviceusage.APIService
+	IAP          *iap.Service
 
 	// Adapters implementing pkg/iapsetup's interfaces.
 	RunAdapter      *RunAdapter
 	ComputeAdapter  *ComputeAdapter
 	IdentityAdapter *IdentityAdapter
+	IAPAdapter      *IAPAdapter
 
 	closeIdle func()
 }
@@ -109,12 +113,13 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 500 * time.Millisecond
 	}
-	var runOpts, computeOpts, suOpts []option.ClientOption
+	var runOpts, computeOpts, suOpts, iapOpts []option.ClientOption
 	closeIdle := func() {}
 	if opts.UserAgent != "" {
 		runOpts = append(runOpts, option.WithUserAgent(opts.UserAgent))
 		computeOpts = append(computeOpts, option.WithUserAgent(opts.UserAgent))
 		suOpts = append(suOpts, option.WithUserAgent(opts.UserAgent))
+		iapOpts = append(iapOpts, option.WithUserAgent(opts.UserAgent))
 	}
 	if host := opts.EmulatorHost; host != "" {
 		if strings.Contains(host, "://") || strings.Contains(host, "/") {
@@ -134,10 +139,12 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 		closeIdle = tr.CloseIdleConnections
 		computeOpts = append(computeOpts, option.WithEndpoint("http://"+host+"/compute/v1/"), option.WithHTTPClient(hc))
 		suOpts = append(suOpts, option.WithEndpoint("http://"+host+"/"), option.WithHTTPClient(hc))
+		iapOpts = append(iapOpts, option.WithEndpoint("http://"+host+"/"), option.WithHTTPClient(hc))
 	} else {
 		runOpts = append(runOpts, opts.ClientOptions...)
 		computeOpts = append(computeOpts, opts.ClientOptions...)
 		suOpts = append(suOpts, opts.ClientOptions...)
+		iapOpts = append(iapOpts, opts.ClientOptions...)
 	}
 
 	rc, err := run.NewServicesClient(ctx, runOpts...)
@@ -154,10 +161,16 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 		_ = rc.Close()
 		return nil, fmt.Errorf("creating Service Usage client: %w", err)
 	}
-	c := &Clients{Run: rc, Compute: cs, ServiceUsage: su, closeIdle: closeIdle}
+	ic, err := iap.NewService(ctx, iapOpts...)
+	if err != nil {
+		_ = rc.Close()
+		return nil, fmt.Errorf("creating IAP client: %w", err)
+	}
+	c := &Clients{Run: rc, Compute: cs, ServiceUsage: su, IAP: ic, closeIdle: closeIdle}
 	c.RunAdapter = &RunAdapter{c: rc, opTimeout: opts.OperationTimeout, limiter: opts.RunLimiter}
 	c.ComputeAdapter = &ComputeAdapter{c: cs, opTimeout: opts.OperationTimeout, limiter: opts.ComputeLimiter}
 	c.IdentityAdapter = &IdentityAdapter{c: su, opTimeout: opts.OperationTimeout, poll: opts.PollInterval, limiter: opts.ServiceUsageLimiter}
+	c.IAPAdapter = &IAPAdapter{c: ic, limiter: opts.IAPLimiter}
 	return c, nil
 }
 
@@ -170,6 +183,7 @@ func (c *Clients) Deps() iapsetup.Deps {
 		Backends:  c.ComputeAdapter,
 		Frontends: c.ComputeAdapter,
 		Identity:  c.IdentityAdapter,
+		IAP:       c.IAPAdapter,
 	}
 }
 

@@ -263,18 +263,20 @@ var table = []Entry{
 	},
 	{
 		Method:      "iap.getIamPolicy",
-		Permissions: []string{"iap.webServices.getIamPolicy"},
-		Who:         WhoOperator,
+		Permissions: []string{"iap.web.getIamPolicy", "iap.webServices.getIamPolicy"},
+		Who:         WhoFunction,
 		Confidence:  NameOnly,
-		Note: "iapctl diagnose shows who may pass IAP; backend-service and cloud_run-REGION resources are " +
-			"webServices (IAP's getIamPolicy reference lists iap.<kind>.getIamPolicy per resource type)",
+		Note: "who may pass IAP: the backend-service / cloud_run-REGION resources are webServices, projects/N/iap_web " +
+			"is web (IAP's getIamPolicy reference lists iap.<kind>.getIamPolicy per resource type); read when IAP is " +
+			"turned on or an iap-access policy is declared, and by iapctl audit/doctor",
 	},
 	{
 		Method:      "iap.setIamPolicy",
 		Permissions: []string{"iap.webServices.setIamPolicy"},
-		Who:         WhoOperator,
+		Who:         WhoFunction,
 		Confidence:  NameOnly,
-		Note:        "iapctl grants IAP access on request of a person; never the function",
+		Note: "grants and revokes roles/iap.httpsResourceAccessor for members of a declared iap-access policy " +
+			"(never members iapguard did not add); only on webServices resources, never project-wide",
 	},
 	{
 		Method:      "serviceusage.operations.get",

@@ -60,6 +60,9 @@ type Options struct {
 	// NoFunction starts everything but the function (deliveries fail and
 	// are retried until one is started).
 	NoFunction bool
+	// AccessPolicies is the function's access policy file
+	// (IAPGUARD_ACCESS_POLICIES; empty: none).
+	AccessPolicies string
 }
 
 // Stack is a running local iapguard.
@@ -152,6 +155,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		Project: s.Project.ID, Projects: projects, OutcomesTopic: OutcomesTopic, DryRun: opts.DryRun,
 		LogLevel: opts.LogLevel, Timeout: 30 * time.Second, MaxEventAge: 24 * time.Hour,
 		EmulatorHost: s.Emu.Addr(), Principal: FunctionPrincipal,
+		AccessPoliciesFile: opts.AccessPolicies,
 	}
 	if s.Fn, err = functions.NewInstanceFromConfig(ctx, cfg, logx.New(logw, opts.LogLevel)); err != nil {
 		return fail(err)
@@ -228,10 +232,12 @@ func (s *Stack) Close() {
 	if s.cancel != nil {
 		s.cancel()
 	}
+	// The subscriber must stop (and flush its acks) while the emulator
+	// still answers; closing the emulator first leaves it retrying.
+	s.wg.Wait()
 	if s.Emu != nil {
 		_ = s.Emu.Close()
 	}
-	s.wg.Wait()
 	if s.Fn != nil {
 		_ = s.Fn.Close()
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/googleapis/gax-go/v2"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
 
 	"github.com/iapguard/iapguard/internal/gcperr"
 )
@@ -34,11 +35,15 @@ func (e *writeError) Unwrap() error { return e.err }
 
 // apply performs the plan's writes, one per resource, each a bounded
 // read-modify-write: the IAM policy first (so IAP's agent can invoke the
-// service before IAP is switched on), then the backend services and the
-// service concurrently. Every write passes the guard in guard.go first.
+// service before IAP is switched on), then the access grants on the IAP
+// resources concurrently (so someone may pass once IAP is on; a failed
+// grant does not stop enforcement), then the backend services and the
+// service concurrently — the service update records the grants that
+// succeeded in AccessAnnotation. Every write passes the guard in guard.go
+// first.
 //
-// In a dry run the IAM and Compute writes are skipped (those APIs have no
-// validate-only mode) and the service update is sent with validate_only.
+// In a dry run the IAM, IAP and Compute writes are skipped (those APIs have
+// no validate-only mode) and the service update is sent with validate_only.
 // apply records per-part errors in the plan, recomposes it, and returns
 // the joined errors.
 func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
@@ -57,14 +62,35 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 					bp.err = errNotAttempted
 				}
 			}
+			for _, part := range p.access.list() {
+				if part.after != nil {
+					part.err = errNotAttempted
+				}
+			}
 			return p.policy.err
 		}
 	}
-	// Whether other writes are planned is decided before the writes run
-	// concurrently: writeBackend replaces its part on a conflict.
-	otherWrites := p.policy.after != nil
+	accessWrites := !p.DryRun && p.access.writes() > 0
+	if accessWrites {
+		var ag errgroup.Group
+		for _, part := range p.access.list() {
+			if part.after != nil {
+				ag.Go(func() error { r.writeAccess(ctx, p, part); return nil })
+			}
+		}
+		_ = ag.Wait()
+	}
+	// Whether other writes are planned, and the access annotation to record,
+	// are decided before the writes run concurrently: writeBackend replaces
+	// its part on a conflict.
+	sw := serviceWrite{otherWrites: p.policy.after != nil || accessWrites || p.access.writes() > 0, access: p.access.annotation(),
+		lb: p.Mode == ModeLoadBalancer, fronted: len(p.fronting.backends) > 0}
 	for _, bp := range p.backends {
-		otherWrites = otherWrites || bp.write
+		sw.otherWrites = sw.otherWrites || bp.write
+	}
+	if accessWrites {
+		// Record the grants as made (a failed one is not recorded).
+		p.service = sw.plan(p.service.before, p.Desired)
 	}
 	var g errgroup.Group
 	if !p.DryRun {
@@ -75,14 +101,30 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 		}
 	}
 	if !p.service.update.empty() {
-		g.Go(func() error { r.writeService(ctx, p, otherWrites); return nil })
+		g.Go(func() error { r.writeService(ctx, p, sw); return nil })
 	}
 	_ = g.Wait()
 	errs := []error{p.policy.err, p.service.err}
 	for _, bp := range p.backends {
 		errs = append(errs, bp.err)
 	}
+	for _, part := range p.access.list() {
+		errs = append(errs, part.err, part.readErr)
+	}
 	return joinPreferTransient(errs...)
+}
+
+// serviceWrite is what the service part depends on besides the service:
+// fixed before the concurrent writes start.
+type serviceWrite struct {
+	lb, fronted, otherWrites bool
+	access                   *string
+}
+
+func (sw serviceWrite) plan(s *Service, d Desired) *servicePart {
+	sp := planService(s, d, sw.lb, sw.otherWrites, sw.access)
+	sp.fronted = sw.fronted
+	return &sp
 }
 
 // errNotAttempted marks a write skipped because an earlier one failed.
@@ -172,7 +214,7 @@ func (r *Reconciler) writePolicy(ctx context.Context, p *Plan) {
 	}
 }
 
-func (r *Reconciler) writeService(ctx context.Context, p *Plan, otherWrites bool) {
+func (r *Reconciler) writeService(ctx context.Context, p *Plan, sw serviceWrite) {
 	attempts, err := r.retry(ctx,
 		func() error {
 			sp := p.service
@@ -194,14 +236,13 @@ func (r *Reconciler) writeService(ctx context.Context, p *Plan, otherWrites bool
 				return false, fmt.Errorf("re-reading the service after a conflict: %w", err)
 			}
 			d := DesiredFor(s)
-			if d.Intent != Enforce {
+			if d.Intent != Enforce || d.Access != p.Desired.Access || d.AccessSet != p.Desired.AccessSet {
 				// The labels changed under us: stop, the event for that
 				// change reconciles again.
-				return false, fmt.Errorf("label %s changed to %q during the reconcile: %w", LabelKey, d.Label, errRelabelled)
+				return false, fmt.Errorf("labels %s=%q %s=%q changed during the reconcile: %w", LabelKey, d.Label, AccessLabelKey, d.Access, errRelabelled)
 			}
-			np := planService(s, p.Desired, p.service.lb, otherWrites)
-			p.service = &np
-			return !np.update.empty(), nil
+			p.service = sw.plan(s, p.Desired)
+			return !p.service.update.empty(), nil
 		})
 	if err != nil {
 		p.service.err = &writeError{"run.services.update", attempts, err}
@@ -229,6 +270,38 @@ func transient(err error) bool {
 	return gcperr.IsTransient(err) || errors.Is(err, errRelabelled)
 }
 
+// writeAccess grants and revokes roles/iap.httpsResourceAccessor on one IAP
+// resource. The IAP API refusing the write as invalid (a member it does not
+// know) marks the part rejected: nothing was granted, and a person must fix
+// the access policy.
+func (r *Reconciler) writeAccess(ctx context.Context, p *Plan, part *accessPart) {
+	ap := p.access
+	attempts, err := r.retry(ctx,
+		func() error {
+			if err := checkAccessWrite(part.before, part.after, ap.wanted, ap.granted); err != nil {
+				return err
+			}
+			_, err := r.d.IAP.SetIAPPolicy(ctx, part.res.Name, part.after)
+			return err
+		},
+		func() (bool, error) {
+			pol, err := r.d.IAP.GetIAPPolicy(ctx, part.res.Name)
+			if err != nil {
+				return false, fmt.Errorf("re-reading the IAM policy of %s after a conflict: %w", part.res.Name, err)
+			}
+			*part = planAccessPart(part.res, pol, ap)
+			return part.after != nil, nil
+		})
+	switch {
+	case err != nil && !errors.Is(err, ErrUnsafeWrite) && gcperr.Code(err) == codes.InvalidArgument:
+		part.rejected = err
+	case err != nil:
+		part.err = &writeError{"iap.webServices.setIamPolicy", attempts, err}
+	case part.after != nil:
+		r.log.InfoContext(ctx, "updated IAP access", "resource", part.res.Name, "granted", part.added, "revoked", part.removed, "attempts", attempts)
+	}
+}
+
 func (r *Reconciler) writeBackend(ctx context.Context, bp *backendPart) {
 	attempts, err := r.retry(ctx,
 		func() error {
@@ -242,7 +315,7 @@ func (r *Reconciler) writeBackend(ctx context.Context, bp *backendPart) {
 			if err != nil {
 				return false, fmt.Errorf("re-reading the backend service after a conflict: %w", err)
 			}
-			*bp = planBackend(*b, bp.frontend)
+			*bp = planBackend(*b, bp.frontend, bp.builtin)
 			return bp.write, nil
 		})
 	if err != nil {

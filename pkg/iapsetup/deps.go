@@ -69,6 +69,17 @@ type AgentIdentity interface {
 	IAPServiceAgent(ctx context.Context, project string) (string, error)
 }
 
+// IAPPolicies reads and writes the IAM policies of IAP resources
+// (projects/NUMBER/iap_web/...), which decide who may pass IAP.
+type IAPPolicies interface {
+	// GetIAPPolicy returns the policy of resource (requested policy
+	// version 3, so conditional bindings are returned intact).
+	GetIAPPolicy(ctx context.Context, resource string) (*Policy, error)
+	// SetIAPPolicy replaces the policy of resource; p.Etag is the
+	// precondition (a concurrent change fails with ABORTED).
+	SetIAPPolicy(ctx context.Context, resource string, p *Policy) (*Policy, error)
+}
+
 // Deps bundles the collaborators of a Reconciler.
 type Deps struct {
 	Services  Services
@@ -77,6 +88,10 @@ type Deps struct {
 	Backends  Backends
 	Frontends Frontends
 	Identity  AgentIdentity
+	// IAP is optional: without it the access step is skipped ("not
+	// read"), nothing is granted and nobody-can-pass is not detected.
+	// internal/gcp always provides it.
+	IAP IAPPolicies
 }
 
 func (d Deps) validate() error {
@@ -118,7 +133,8 @@ type ServiceUpdate struct {
 	// EnableIAP sets iapEnabled=true (Cloud Run built-in IAP).
 	EnableIAP bool
 	// Annotations, when not nil, replaces the service annotations: it is the
-	// map that was read plus ManagedAnnotation.
+	// map that was read plus ManagedAnnotation, with AccessAnnotation set,
+	// changed or removed.
 	Annotations map[string]string
 	// ValidateOnly asks Cloud Run to validate without persisting.
 	ValidateOnly bool

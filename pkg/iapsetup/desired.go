@@ -54,6 +54,13 @@ type Desired struct {
 	// Managed reports whether iapguard has remediated this service before
 	// (ManagedAnnotation is set).
 	Managed bool
+	// Access is the value of the iap-access label (the access policy name);
+	// AccessSet reports whether the label is present.
+	Access    string
+	AccessSet bool
+	// Granted is the raw value of AccessAnnotation: the members iapguard
+	// granted earlier.
+	Granted string
 }
 
 // DesiredFor reads the desired state from s. A nil service is unmanaged.
@@ -61,8 +68,9 @@ func DesiredFor(s *Service) Desired {
 	if s == nil {
 		return Desired{}
 	}
-	d := Desired{Managed: s.Annotations[ManagedAnnotation] == ManagedValue}
+	d := Desired{Managed: s.Annotations[ManagedAnnotation] == ManagedValue, Granted: s.Annotations[AccessAnnotation]}
 	d.Label, d.LabelSet = s.Labels[LabelKey]
+	d.Access, d.AccessSet = s.Labels[AccessLabelKey]
 	switch {
 	case !d.LabelSet || d.Label == LabelDisabled:
 		d.Intent = Unmanaged

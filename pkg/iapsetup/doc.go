@@ -13,9 +13,9 @@
 //   - invoker-binding: the agent holds roles/run.invoker on S.
 //   - iam-auth: no allUsers/allAuthenticatedUsers in roles/run.invoker (in
 //     any binding, conditional or not), and invokerIamDisabled=false.
-//   - ingress: with a load balancer in front, INGRESS_TRAFFIC_ALL becomes
+//   - ingress: in load-balancer mode, INGRESS_TRAFFIC_ALL becomes
 //     INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER; stricter settings are kept and
-//     reported; without one, ingress is left alone.
+//     reported; in direct mode, ingress is left alone.
 //   - backend-iap (one per fronting backend service): iap.enabled=true;
 //     Cloud CDN on → conflict, not enabled; no HTTPS frontend → warning, still
 //     enabled. A backend service fronts S when one of its backends[].group is
@@ -23,7 +23,21 @@
 //     (references compared version-agnostically); NEGs that select services
 //     by URL mask only are reported as warnings.
 //   - direct-iap: no fronting backend service → Cloud Run's built-in IAP
-//     (iapEnabled=true).
+//     (iapEnabled=true). A service that already has it stays in direct
+//     mode when backend services front it later: built-in IAP guards the
+//     load balancer path too and Google does not support IAP on both, so
+//     backend IAP is not enabled (backend-iap says how to move to
+//     load-balancer IAP); Cloud CDN on such a backend is still a conflict.
+//   - access (one per IAP resource: each fronting backend service with IAP
+//     in load-balancer mode, projects/N/iap_web/cloud_run-R/services/S in
+//     direct mode): who holds roles/iap.httpsResourceAccessor there or on
+//     the project's iap_web. With the label iap-access=POLICY, the members
+//     of that access policy (Options.AccessPolicies) are granted, and
+//     members iapguard granted before (annotation
+//     iapguard.dev/access-granted) that the policy dropped are revoked;
+//     members anyone else granted are never touched. Unknown policy →
+//     rejected, nothing granted (IAP is still enforced). Nobody can pass →
+//     warning. See access.go and docs/access.md.
 //
 // Label absent or iap=disabled → skipped; a service iapguard remediated
 // before (annotation iapguard.dev/managed=true, written with the first
@@ -34,8 +48,12 @@
 //
 // Observation is one concurrent round: service, IAM policy, agent (cached),
 // the region's serverless NEGs and the project's backend services
-// (aggregatedList); a warm compliant service costs four reads and no write.
-// The HTTPS-frontend check runs only for backend services about to change.
+// (aggregatedList). A second concurrent round, only for services labelled
+// iap=enabled, reads the IAP policy of each IAP resource guarding the
+// service and the project-wide iap_web policy (cached per project), and
+// runs the HTTPS-frontend check for backend services about to change. A
+// warm compliant service behind one IAP resource costs five reads and no
+// write.
 //
 // Writes are combined per resource — one SetIamPolicy, one UpdateService
 // with an explicit mask, one patch per backend service — each a
@@ -43,14 +61,18 @@
 // (ABORTED / 412) re-reads that resource, recomputes its part of the plan
 // with the same pure functions and retries, bounded. The IAM write goes
 // first; if it fails nothing else is written (IAP must not be switched on
-// before its agent may invoke the service). Every write passes a guard
-// (guard.go) that refuses, as a bug, anything that would add a public
-// member, drop a foreign binding or annotation, loosen ingress, or be sent
-// without a precondition; turning IAP off or disabling the invoker IAM
-// check cannot even be expressed.
+// before its agent may invoke the service). Access grants come next, so
+// that someone may pass once IAP is on; a failed grant does not stop
+// enforcement, and the service update records only grants that
+// succeeded. Every write passes a guard (guard.go) that refuses, as a bug,
+// anything that would add a public member, drop a foreign binding, member
+// or annotation, grant a member the access policy does not list, revoke a
+// member iapguard did not grant, loosen ingress, or be sent without a
+// precondition; turning IAP off or disabling the invoker IAM check cannot
+// even be expressed.
 //
-// Dry runs plan and report; IAM and Compute writes are skipped (those APIs
-// have no validate-only mode) and the service update is sent with
+// Dry runs plan and report; IAM, IAP and Compute writes are skipped (those
+// APIs have no validate-only mode) and the service update is sent with
 // validate_only. Dry runs do call generateServiceIdentity (idempotent; it
 // creates the IAP agent if missing, which grants nothing).
 //

@@ -16,8 +16,10 @@ func unsafeWrite(format string, args ...any) error {
 }
 
 // checkServiceUpdate refuses an update that would loosen ingress, drop or
-// change an annotation other than adding the managed marker, target another
-// service, or be sent without the etag of the service it was computed from.
+// change an annotation other than adding the managed marker and recording
+// access grants (AccessAnnotation: valid, non-public members only), target
+// another service, or be sent without the etag of the service it was
+// computed from.
 // (Turning IAP off and disabling the invoker IAM check cannot be expressed
 // by ServiceUpdate at all.)
 func checkServiceUpdate(before *Service, u *ServiceUpdate) error {
@@ -40,14 +42,104 @@ func checkServiceUpdate(before *Service, u *ServiceUpdate) error {
 	}
 	if u.Annotations != nil {
 		for k, v := range before.Annotations {
+			if k == AccessAnnotation {
+				continue
+			}
 			if got, ok := u.Annotations[k]; !ok || got != v {
 				return unsafeWrite("annotation %q of %s changed or removed", k, u.Ref)
 			}
 		}
 		for k, v := range u.Annotations {
+			if k == AccessAnnotation {
+				if err := checkGrantedAnnotation(v); err != nil {
+					return unsafeWrite("annotation %s of %s: %v", AccessAnnotation, u.Ref, err)
+				}
+				continue
+			}
 			if _, ok := before.Annotations[k]; !ok && (k != ManagedAnnotation || v != ManagedValue) {
 				return unsafeWrite("annotation %q=%q added to %s", k, v, u.Ref)
 			}
+		}
+	}
+	return nil
+}
+
+// checkGrantedAnnotation accepts exactly what formatGranted renders: sorted,
+// distinct, canonical, non-public members, bounded in size.
+func checkGrantedAnnotation(v string) error {
+	if len(v) > maxAccessAnnotation {
+		return fmt.Errorf("value of %d bytes exceeds %d", len(v), maxAccessAnnotation)
+	}
+	if v == "" {
+		return errors.New("empty value (the annotation is removed instead)")
+	}
+	ms := strings.Split(v, ",")
+	for _, m := range ms {
+		c, err := CanonicalMember(m)
+		if err != nil {
+			return err
+		}
+		if c != m {
+			return fmt.Errorf("member %q is not in canonical form", m)
+		}
+	}
+	if formatGranted(ms) != v {
+		return errors.New("members not sorted or not distinct")
+	}
+	return nil
+}
+
+// checkAccessWrite refuses an IAP policy write unless, compared with the
+// policy it was computed from, it only adds members of the service's access
+// policy (wanted) to an unconditional roles/iap.httpsResourceAccessor
+// binding and removes from such bindings only members iapguard recorded as
+// granted (granted) that the policy no longer lists. It must carry the
+// read's etag and never add allUsers or allAuthenticatedUsers.
+func checkAccessWrite(before, after *Policy, wanted, granted []string) error {
+	if before == nil || after == nil {
+		return unsafeWrite("IAP policy write without the policy it was computed from")
+	}
+	if len(after.Etag) == 0 || string(after.Etag) != string(before.Etag) {
+		return unsafeWrite("IAP policy write without the etag of the read it was computed from")
+	}
+	if after.Version < before.Version {
+		return unsafeWrite("IAP policy version lowered from %d to %d", before.Version, after.Version)
+	}
+	bg, ag := grants(before), grants(after)
+	for g := range bg {
+		if ag[g] {
+			continue
+		}
+		if g.role != RoleAccessor || g.cond != "" {
+			return unsafeWrite("IAP policy write removes %s from %s", g.member, g.role)
+		}
+		if !containsMember(granted, g.member) {
+			return unsafeWrite("IAP policy write removes %s, which iapguard did not grant", g.member)
+		}
+		if containsMember(wanted, g.member) {
+			return unsafeWrite("IAP policy write removes %s, which the access policy lists", g.member)
+		}
+	}
+	for g := range ag {
+		if bg[g] {
+			continue
+		}
+		if isPublic(g.member) {
+			return unsafeWrite("IAP policy write adds %s: iapguard never makes IAP public", g.member)
+		}
+		if g.role != RoleAccessor || g.cond != "" {
+			return unsafeWrite("IAP policy write adds %s to %s", g.member, g.role)
+		}
+		if c, err := CanonicalMember(g.member); err != nil || !containsMember(wanted, c) {
+			return unsafeWrite("IAP policy write adds %s, which the access policy does not list", g.member)
+		}
+	}
+	for _, b := range after.Bindings {
+		if b.Condition != nil && after.Version < 3 {
+			return unsafeWrite("conditional binding in a version %d policy", after.Version)
+		}
+		if strings.TrimSpace(b.Role) == "" {
+			return unsafeWrite("binding without a role")
 		}
 	}
 	return nil

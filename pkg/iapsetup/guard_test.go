@@ -3,6 +3,8 @@ package iapsetup
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -40,6 +42,29 @@ func TestCheckServiceUpdate(t *testing.T) {
 		}), true},
 		{"marker with another value", before, ok(func(u *ServiceUpdate) {
 			u.Annotations = map[string]string{"owner": "web", ManagedAnnotation: "false"}
+		}), true},
+		{"record access grants", before, ok(func(u *ServiceUpdate) {
+			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: "group:web@example.com,user:a@example.com"}
+		}), false},
+		{"change recorded grants", tService(grantedAnn("user:a@example.com")), ok(func(u *ServiceUpdate) {
+			u.Etag = tService().Etag
+			u.Annotations = map[string]string{AccessAnnotation: "group:web@example.com"}
+		}), false},
+		{"remove recorded grants", tService(grantedAnn("user:a@example.com")), ok(func(u *ServiceUpdate) {
+			u.Etag = tService().Etag
+			u.Annotations = map[string]string{}
+		}), false},
+		{"record a public member", before, ok(func(u *ServiceUpdate) {
+			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: "allUsers"}
+		}), true},
+		{"record a malformed member", before, ok(func(u *ServiceUpdate) {
+			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: "user:a@example.com,bob"}
+		}), true},
+		{"record unsorted members", before, ok(func(u *ServiceUpdate) {
+			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: "user:b@example.com,user:a@example.com"}
+		}), true},
+		{"record an empty value", before, ok(func(u *ServiceUpdate) {
+			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: ""}
 		}), true},
 		{"no etag", before, ok(func(u *ServiceUpdate) { u.Etag = "" }), true},
 		{"stale etag", before, ok(func(u *ServiceUpdate) { u.Etag = "other" }), true},
@@ -128,6 +153,70 @@ func TestCheckPolicyWrite(t *testing.T) {
 	}
 }
 
+func TestCheckAccessWrite(t *testing.T) {
+	t.Parallel()
+	wanted := []string{"group:web@example.com", "user:new@example.com"}
+	granted := []string{"group:web@example.com", "user:old@example.com"}
+	before := func() *Policy {
+		return &Policy{Version: 3, Etag: []byte("e1"), Bindings: []Binding{
+			bind(RoleAccessor, "group:web@example.com", "user:old@example.com", "user:boss@example.com"),
+			condBind(RoleAccessor, "t", "user:old@example.com"),
+			bind("roles/iap.admin", "user:o@example.com"),
+		}}
+	}
+	tests := []struct {
+		name   string
+		after  func(p *Policy)
+		unsafe bool
+	}{
+		{"unchanged", func(p *Policy) {}, false},
+		{"grant a wanted member, revoke an own one", func(p *Policy) {
+			p.Bindings[0].Members = []string{"group:web@example.com", "user:boss@example.com", "user:new@example.com"}
+		}, false},
+		{"grant a wanted member in another case", func(p *Policy) {
+			p.Bindings[0].Members = append(p.Bindings[0].Members, "user:NEW@example.com")
+		}, false},
+		{"revoke a foreign member", func(p *Policy) {
+			p.Bindings[0].Members = []string{"group:web@example.com", "user:old@example.com"}
+		}, true},
+		{"revoke a member the policy lists", func(p *Policy) {
+			p.Bindings[0].Members = []string{"user:old@example.com", "user:boss@example.com"}
+		}, true},
+		{"revoke an own member from a conditional binding", func(p *Policy) { p.Bindings = append(p.Bindings[:1], p.Bindings[2]) }, true},
+		{"grant allUsers", func(p *Policy) { p.Bindings[0].Members = append(p.Bindings[0].Members, allUsers) }, true},
+		{"grant allAuthenticatedUsers", func(p *Policy) {
+			p.Bindings = append(p.Bindings, bind(RoleAccessor, allAuthenticatedUsers))
+		}, true},
+		{"grant a member the policy does not list", func(p *Policy) {
+			p.Bindings[0].Members = append(p.Bindings[0].Members, "user:mallory@example.com")
+		}, true},
+		{"grant a wanted member another role", func(p *Policy) {
+			p.Bindings[2].Members = append(p.Bindings[2].Members, "user:new@example.com")
+		}, true},
+		{"grant a wanted member under a condition", func(p *Policy) {
+			p.Bindings[1].Members = append(p.Bindings[1].Members, "user:new@example.com")
+		}, true},
+		{"touch another role", func(p *Policy) { p.Bindings[2].Members = nil }, true},
+		{"drop the etag", func(p *Policy) { p.Etag = nil }, true},
+		{"lower the version", func(p *Policy) { p.Version = 1 }, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := before()
+			a := b.clone()
+			tc.after(a)
+			err := checkAccessWrite(b, a, wanted, granted)
+			if got := errors.Is(err, ErrUnsafeWrite); got != tc.unsafe {
+				t.Errorf("checkAccessWrite() = %v, want unsafe=%v", err, tc.unsafe)
+			}
+		})
+	}
+	if err := checkAccessWrite(nil, before(), wanted, granted); !errors.Is(err, ErrUnsafeWrite) {
+		t.Errorf("checkAccessWrite(no before) = %v, want ErrUnsafeWrite", err)
+	}
+}
+
 func TestCheckBackendWrite(t *testing.T) {
 	t.Parallel()
 	b := tBackend("web", "")
@@ -193,11 +282,18 @@ func (r *recorder) HTTPSFrontend(context.Context, *BackendService) (Frontend, er
 	return Frontend{}, nil
 }
 func (r *recorder) IAPServiceAgent(context.Context, string) (string, error) { return tAgent, nil }
+func (r *recorder) GetIAPPolicy(context.Context, string) (*Policy, error) {
+	return nil, errors.New("unused")
+}
+func (r *recorder) SetIAPPolicy(context.Context, string, *Policy) (*Policy, error) {
+	r.note("SetIAPPolicy")
+	return nil, nil
+}
 
 func newRecorderReconciler(t *testing.T) (*Reconciler, *recorder) {
 	t.Helper()
 	rec := &recorder{}
-	r, err := New(Deps{rec, rec, rec, rec, rec, rec}, Options{Scope: AllProjects()})
+	r, err := New(Deps{rec, rec, rec, rec, rec, rec, rec}, Options{Scope: AllProjects()})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -256,6 +352,61 @@ func TestApplyRefusesUnsafeWrites(t *testing.T) {
 	}
 }
 
+// TestApplyRefusesUnsafeAccessWrites tampers with planned IAP policy
+// writes: the guard refuses them, and IAP is still enforced (security
+// first).
+func TestApplyRefusesUnsafeAccessWrites(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		tamper func(p *Policy)
+	}{
+		{"revoke a foreign member", func(p *Policy) { p.Bindings[0].Members = p.Bindings[0].Members[1:] }},
+		{"grant allUsers", func(p *Policy) { p.Bindings[0].Members = append(p.Bindings[0].Members, allUsers) }},
+		{"grant an undeclared member", func(p *Policy) {
+			p.Bindings[0].Members = append(p.Bindings[0].Members, "user:mallory@example.com")
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, rec := newRecorderReconciler(t)
+			obs := &Observed{
+				Service: tService(accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent, AccessPolicies: tPolicies(t),
+				IAP: iapOf(tRunIAP, iapPolicy("user:boss@example.com"), tProjIAP, iapPolicy()),
+			}
+			p := PlanFor(DesiredFor(obs.Service), obs)
+			if len(p.access.list()) != 1 || p.access.list()[0].after == nil {
+				t.Fatalf("fixture plan grants nothing:\n%s", renderPlan(p))
+			}
+			tc.tamper(p.access.list()[0].after)
+			err := r.apply(t.Context(), p)
+			if !errors.Is(err, ErrUnsafeWrite) {
+				t.Fatalf("apply(tampered plan) = %v, want ErrUnsafeWrite", err)
+			}
+			if slices.Contains(rec.writes, "SetIAPPolicy") {
+				t.Errorf("apply sent SetIAPPolicy despite the guard; writes: %v", rec.writes)
+			}
+			if !slices.Contains(rec.writes, "UpdateService") {
+				t.Errorf("IAP was not enforced after a refused access write; writes: %v", rec.writes)
+			}
+			if p.Outcome != OutcomeFailed {
+				t.Errorf("outcome = %s, want failed", p.Outcome)
+			}
+			for _, s := range p.Steps {
+				if s.Name == StepAccess && s.Status != StatusFailed {
+					t.Errorf("access step %s: %s", s.Status, s.Message)
+				}
+			}
+			for _, c := range p.Changes {
+				if strings.Contains(c.Field, AccessAnnotation) {
+					t.Errorf("a refused grant was recorded: %+v", c)
+				}
+			}
+		})
+	}
+}
+
 func TestScope(t *testing.T) {
 	t.Parallel()
 	if s := (Scope{}); !s.Empty() || s.Allows("p") {
@@ -286,7 +437,7 @@ func TestScope(t *testing.T) {
 		t.Error("New(no deps) = nil error")
 	}
 	rec := &recorder{}
-	if _, err := New(Deps{rec, rec, rec, rec, rec, rec}, Options{}); err == nil {
+	if _, err := New(Deps{rec, rec, rec, rec, rec, rec, rec}, Options{}); err == nil {
 		t.Error("New(empty scope) = nil error")
 	}
 }

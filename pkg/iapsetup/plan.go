@@ -29,7 +29,9 @@ type Mode string
 const (
 	// ModeLoadBalancer: backend services front the service; IAP is enabled on them.
 	ModeLoadBalancer Mode = "load-balancer"
-	// ModeDirect: nothing fronts the service; Cloud Run's built-in IAP is used.
+	// ModeDirect: Cloud Run's built-in IAP is used: nothing fronts the
+	// service, or the service already has iapEnabled=true (it then guards
+	// the load balancer path too, and Google does not support IAP on both).
 	ModeDirect Mode = "direct"
 )
 
@@ -45,14 +47,20 @@ const (
 	StatusWarning  Status = "warning"
 	StatusFailed   Status = "failed"
 	StatusSkipped  Status = "skipped"
+	// StatusRejected: the request the labels make cannot be honoured as
+	// written (an unknown access policy, a member the IAP API refuses);
+	// nothing was done for it.
+	StatusRejected Status = "rejected"
 )
 
 // severity orders statuses for merging: the worst wins.
 func (s Status) severity() int {
 	switch s {
 	case StatusFailed:
-		return 5
+		return 6
 	case StatusConflict:
+		return 5
+	case StatusRejected:
 		return 4
 	case StatusChanged:
 		return 3
@@ -75,6 +83,10 @@ const (
 	StepIngress        StepName = "ingress"
 	StepBackendIAP     StepName = "backend-iap"
 	StepDirectIAP      StepName = "direct-iap"
+	// StepAccess (one per IAP resource): who may pass IAP; grants from the
+	// service's access policy (label iap-access). Resource is the IAP
+	// resource name.
+	StepAccess StepName = "access"
 )
 
 // Step is the result of one named step.
@@ -110,6 +122,20 @@ type Observed struct {
 	// Frontends holds the HTTPS-frontend check per backend service, keyed by
 	// ResourcePath(selfLink); a missing entry means "not checked".
 	Frontends map[string]Frontend
+	// AccessPolicies is the configured access-policy set (configuration, not
+	// live state; nil: none configured).
+	AccessPolicies *AccessPolicies
+	// CheckAccess asks for the who-can-pass check even when IAP is already
+	// on and no access policy is declared (operators' audit and doctor).
+	// Otherwise access is checked only where it can change something: the
+	// service declares an access policy, or this plan turns IAP on. That
+	// keeps a warm compliant reconcile to one read round.
+	CheckAccess bool
+	// IAP holds IAM policies of IAP resources by resource name (including
+	// the project-wide projects/N/iap_web); IAPErrs the errors of reads that
+	// failed. A name in neither was not read.
+	IAP     map[string]*Policy
+	IAPErrs map[string]error
 }
 
 // Plan is what must happen for a service to comply. It is computed by
@@ -135,6 +161,7 @@ type Plan struct {
 	policy   *policyPart
 	service  *servicePart
 	backends []*backendPart
+	access   *accessPlan
 }
 
 // Writes reports how many write calls applying the plan takes.
@@ -151,7 +178,7 @@ func (p *Plan) Writes() int {
 			n++
 		}
 	}
-	return n
+	return n + p.access.writes()
 }
 
 // needsFrontendCheck lists backend services that will be changed and whose
@@ -228,8 +255,12 @@ func PlanFor(d Desired, o *Observed) *Plan {
 	}
 	p.agent = o.Agent
 	p.fronting = findFronting(p.Ref, o.NEGs, o.Backends)
+	// Cloud Run's built-in IAP guards every ingress path, load balancers
+	// included, and Google does not support IAP on both: a service that has
+	// it stays in direct mode when a load balancer is put in front.
+	builtin := o.Service.IAPEnabled
 	p.Mode = ModeDirect
-	if len(p.fronting.backends) > 0 {
+	if len(p.fronting.backends) > 0 && !builtin {
 		p.Mode = ModeLoadBalancer
 	}
 	pp := planPolicy(p.Ref, o.Policy, o.Agent)
@@ -240,14 +271,48 @@ func PlanFor(d Desired, o *Observed) *Plan {
 		if f, ok := o.Frontends[ResourcePath(b.SelfLink)]; ok {
 			fe = &f
 		}
-		bp := planBackend(b, fe)
+		bp := planBackend(b, fe, builtin)
 		otherWrites = otherWrites || bp.write
 		p.backends = append(p.backends, &bp)
 	}
-	sp := planService(o.Service, d, p.Mode == ModeLoadBalancer, otherWrites)
+	turnsIAPOn := p.Mode == ModeDirect && !builtin
+	for _, bp := range p.backends {
+		turnsIAPOn = turnsIAPOn || bp.write
+	}
+	if d.AccessSet || o.CheckAccess || turnsIAPOn {
+		number, resources, noResource := p.iapResources()
+		p.access = planAccess(p.Ref, d, o, number, resources, noResource)
+	}
+	otherWrites = otherWrites || p.access.writes() > 0
+	sp := planService(o.Service, d, p.Mode == ModeLoadBalancer, otherWrites, p.access.annotation())
+	sp.fronted = len(p.fronting.backends) > 0
 	p.service = &sp
 	p.compose()
 	return p
+}
+
+// iapResources returns the project number and the IAP resources whose IAM
+// policy decides who may pass to the service once the plan is applied:
+// Cloud Run's built-in IAP resource in direct mode, each fronting backend
+// service that has (or gets) IAP in load-balancer mode. With none, reason
+// says why.
+func (p *Plan) iapResources() (number string, resources []IAPResource, reason string) {
+	number, ok := projectNumberFromAgent(p.agent)
+	if !ok {
+		return "", nil, "the project number is unknown (it is read from the IAP service agent's email)"
+	}
+	if p.Mode == ModeDirect {
+		return number, []IAPResource{CloudRunIAPResource(number, p.Ref)}, ""
+	}
+	for _, bp := range p.backends {
+		if bp.backend.IAPEnabled || bp.write {
+			resources = append(resources, BackendIAPResource(number, bp.backend))
+		}
+	}
+	if len(resources) == 0 {
+		reason = "IAP is on for none of the backend services in front of the service"
+	}
+	return number, resources, reason
 }
 
 // compose derives Steps, Changes, Warnings and Outcome from the parts.
@@ -279,13 +344,16 @@ func (p *Plan) compose() {
 
 	// backend-iap / direct-iap
 	for _, b := range p.backends {
-		st, done = b.stepFor()
+		st, done = b.stepFor(p.Ref)
 		p.Steps = append(p.Steps, p.step(st, done, b.err, b.fix(), b.write))
 	}
 	if p.Mode == ModeDirect {
 		st, done = sp.directStep(svc)
 		p.Steps = append(p.Steps, p.step(st, done, sp.err, sp.fix(), sp.update != nil && sp.update.EnableIAP))
 	}
+
+	// access
+	p.Steps = append(p.Steps, p.access.steps(p)...)
 
 	// changes: planned (dry run) or made; none for a part whose write failed.
 	if pol.err == nil {
@@ -299,6 +367,11 @@ func (p *Plan) compose() {
 			p.Changes = append(p.Changes, b.changes...)
 		}
 	}
+	for _, part := range p.access.list() {
+		if part.err == nil && part.rejected == nil {
+			p.Changes = append(p.Changes, part.changes...)
+		}
+	}
 
 	// warnings
 	for _, n := range p.fronting.maskNEGs {
@@ -309,19 +382,26 @@ func (p *Plan) compose() {
 	for _, b := range p.backends {
 		p.Warnings = append(p.Warnings, b.warnings()...)
 	}
-	if p.Mode == ModeLoadBalancer && sp.before.IAPEnabled {
-		p.Warnings = append(p.Warnings, "Cloud Run's built-in IAP (iapEnabled) is also on although a load balancer fronts the service; Google does not support IAP on both, iapguard leaves it on (it never turns IAP off)")
+	if sp.before.IAPEnabled {
+		for _, b := range p.backends {
+			if b.backend.IAPEnabled {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("Cloud Run's built-in IAP (iapEnabled) and IAP on backend service %s are both on; Google does not support IAP on both, and iapguard turns neither off. To keep load-balancer IAP only: gcloud beta run services update %s --project=%s --region=%s --no-iap",
+					b.backend.Ref.Path(), p.Ref.Name, p.Ref.Project, p.Ref.Region))
+			}
+		}
 	}
 
 	// outcome
 	p.Outcome, p.Reason = OutcomeCompliant, ""
-	var conflicts, failures []string
+	var conflicts, failures, rejections []string
 	for _, s := range p.Steps {
 		switch s.Status {
 		case StatusFailed:
 			failures = append(failures, string(s.Name)+": "+s.Message)
 		case StatusConflict:
 			conflicts = append(conflicts, string(s.Name)+": "+s.Message)
+		case StatusRejected:
+			rejections = append(rejections, string(s.Name)+": "+s.Message)
 		case StatusChanged:
 			if p.Outcome == OutcomeCompliant {
 				p.Outcome = OutcomeRemediated
@@ -335,6 +415,9 @@ func (p *Plan) compose() {
 	for _, b := range p.backends {
 		partErrs = append(partErrs, b.err)
 	}
+	for _, part := range p.access.list() {
+		partErrs = append(partErrs, part.err, part.readErr)
+	}
 	for _, err := range partErrs {
 		if err != nil && !slices.ContainsFunc(failures, func(f string) bool { return strings.Contains(f, err.Error()) }) {
 			failures = append(failures, err.Error())
@@ -345,6 +428,10 @@ func (p *Plan) compose() {
 		p.Outcome, p.Reason = OutcomeFailed, strings.Join(failures, "; ")
 	case len(conflicts) > 0:
 		p.Outcome, p.Reason = OutcomeConflict, strings.Join(conflicts, "; ")
+	case len(rejections) > 0:
+		// IAP is still enforced (security first); what the labels ask for
+		// access could not be honoured and needs a person.
+		p.Outcome, p.Reason = OutcomeRejected, strings.Join(rejections, "; ")
 	}
 }
 
@@ -537,18 +624,21 @@ func (pp *policyPart) fix(ref ServiceRef, agent string) string {
 // servicePart is the service half of the plan: ingress, invoker IAM check,
 // built-in IAP and the managed marker, in one UpdateService call.
 type servicePart struct {
-	before   *Service
-	lb       bool
+	before *Service
+	lb     bool
+	// fronted: backend services front the service (in direct mode too).
+	fronted  bool
 	update   *ServiceUpdate // nil: nothing to do
 	changes  []Change
 	warnings []string
 	err      error
 }
 
-// planService is pure. lb reports whether a load balancer fronts the
-// service; otherWrites whether the plan writes other resources (then the
-// managed marker rides along if it is missing).
-func planService(s *Service, d Desired, lb, otherWrites bool) servicePart {
+// planService is pure. lb reports whether the service is in load-balancer
+// mode; otherWrites whether the plan writes other resources (then the
+// managed marker rides along if it is missing); access, when not nil, is
+// the AccessAnnotation value to record ("" removes it).
+func planService(s *Service, d Desired, lb, otherWrites bool, access *string) servicePart {
 	sp := servicePart{before: s, lb: lb}
 	u := &ServiceUpdate{Ref: s.Ref, Etag: s.Etag, Source: s.Source}
 	name := s.Ref.ResourceName()
@@ -572,12 +662,25 @@ func planService(s *Service, d Desired, lb, otherWrites bool) servicePart {
 		u.EnableIAP = true
 		sp.changes = append(sp.changes, Change{name, "iapEnabled", "false", "true"})
 	}
-	if !d.Managed && (otherWrites || !u.empty()) {
-		u.Annotations = cloneMap(s.Annotations)
+	annotations := func() map[string]string {
 		if u.Annotations == nil {
-			u.Annotations = map[string]string{}
+			u.Annotations = cloneMap(s.Annotations)
+			if u.Annotations == nil {
+				u.Annotations = map[string]string{}
+			}
 		}
-		u.Annotations[ManagedAnnotation] = ManagedValue
+		return u.Annotations
+	}
+	if cur, ok := s.Annotations[AccessAnnotation]; access != nil && (*access != cur || (*access == "" && ok)) {
+		if *access == "" {
+			delete(annotations(), AccessAnnotation)
+		} else {
+			annotations()[AccessAnnotation] = *access
+		}
+		sp.changes = append(sp.changes, Change{name, "annotations[" + AccessAnnotation + "]", cur, *access})
+	}
+	if !d.Managed && (otherWrites || !u.empty()) {
+		annotations()[ManagedAnnotation] = ManagedValue
 		sp.changes = append(sp.changes, Change{name, "annotations[" + ManagedAnnotation + "]", s.Annotations[ManagedAnnotation], ManagedValue})
 	}
 	if !u.empty() {
@@ -602,6 +705,8 @@ func (sp *servicePart) ingressStep(svc string) (Step, string) {
 	in := sp.before.Ingress
 	what := fmt.Sprintf("ingress %s → %s", in, IngressInternalLoadBalancer)
 	switch {
+	case !sp.lb && sp.fronted:
+		s.Status, s.Message = StatusSkipped, fmt.Sprintf("Cloud Run's built-in IAP guards every path, the load balancer's included; ingress stays %s", in)
 	case !sp.lb:
 		s.Status, s.Message = StatusSkipped, fmt.Sprintf("no load balancer fronts the service; ingress stays %s (Cloud Run IAP guards every path)", in)
 	case in == IngressAll:
@@ -619,9 +724,12 @@ func (sp *servicePart) ingressStep(svc string) (Step, string) {
 func (sp *servicePart) directStep(svc string) (Step, string) {
 	s := Step{Name: StepDirectIAP, Resource: svc}
 	what := "Cloud Run IAP (iapEnabled=true): no load balancer fronts the service"
-	if sp.before.IAPEnabled {
+	switch {
+	case sp.before.IAPEnabled && sp.fronted:
+		s.Status, s.Message = StatusOK, "Cloud Run IAP (iapEnabled) is on; it also guards the load balancer path"
+	case sp.before.IAPEnabled:
 		s.Status, s.Message = StatusOK, "Cloud Run IAP (iapEnabled) is on"
-	} else {
+	default:
 		s.Status, s.Message = StatusChanged, "enable "+what
 	}
 	return s, "enabled " + what
@@ -660,22 +768,26 @@ type backendPart struct {
 	backend BackendService
 	// frontend is the HTTPS-frontend check; nil: not checked.
 	frontend *Frontend
-	write    bool
-	changes  []Change
-	err      error
+	// builtin: the service has Cloud Run's built-in IAP, which guards this
+	// path; backend IAP is then not enabled (Google does not support both).
+	builtin bool
+	write   bool
+	changes []Change
+	err     error
 }
 
-// planBackend is pure.
-func planBackend(b BackendService, fe *Frontend) backendPart {
-	bp := backendPart{backend: b, frontend: fe}
-	if !b.IAPEnabled && !b.EnableCDN {
+// planBackend is pure. builtin reports whether the service has Cloud Run's
+// built-in IAP on.
+func planBackend(b BackendService, fe *Frontend, builtin bool) backendPart {
+	bp := backendPart{backend: b, frontend: fe, builtin: builtin}
+	if !b.IAPEnabled && !b.EnableCDN && !builtin {
 		bp.write = true
 		bp.changes = []Change{{b.Ref.Path(), "iap.enabled", "false", "true"}}
 	}
 	return bp
 }
 
-func (bp *backendPart) stepFor() (Step, string) {
+func (bp *backendPart) stepFor(svc ServiceRef) (Step, string) {
 	b := bp.backend
 	s := Step{Name: StepBackendIAP, Resource: b.Ref.Path()}
 	what := "IAP on backend service " + b.Ref.Name + " (Google-managed OAuth client)"
@@ -685,6 +797,14 @@ func (bp *backendPart) stepFor() (Step, string) {
 	switch {
 	case b.IAPEnabled:
 		s.Status, s.Message = StatusOK, "IAP is enabled on backend service "+b.Ref.Name
+	case b.EnableCDN && bp.builtin:
+		s.Status = StatusConflict
+		s.Message = fmt.Sprintf("backend service %s has Cloud CDN enabled: cached responses are served by the load balancer without reaching Cloud Run's built-in IAP. Turn CDN off: gcloud compute backend-services update %s --project=%s %s --no-enable-cdn",
+			b.Ref.Name, b.Ref.Name, b.Ref.Project, b.Ref.gcloudScope())
+	case bp.builtin:
+		s.Status = StatusOK
+		s.Message = fmt.Sprintf("Cloud Run's built-in IAP (iapEnabled=true) guards every path to the service, including through backend service %s; IAP is not enabled on the backend because Google does not support IAP on both the load balancer and the Cloud Run service. To move to load-balancer IAP: gcloud compute backend-services update %s --project=%s %s --iap=enabled, then gcloud beta run services update %s --project=%s --region=%s --no-iap (iapguard never turns IAP off itself)",
+			b.Ref.Name, b.Ref.Name, b.Ref.Project, b.Ref.gcloudScope(), svc.Name, svc.Project, svc.Region)
 	case b.EnableCDN:
 		s.Status = StatusConflict
 		s.Message = fmt.Sprintf("backend service %s has Cloud CDN enabled and IAP is incompatible with Cloud CDN; IAP not enabled. Decide which to keep; to use IAP: gcloud compute backend-services update %s --project=%s %s --no-enable-cdn (iapguard then enables IAP)",

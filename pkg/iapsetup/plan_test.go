@@ -1,8 +1,11 @@
 package iapsetup
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"hash/crc32"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,7 +88,7 @@ func maskNEG(name, mask string) NEG {
 func tBackend(name, region string, groups ...string) BackendService {
 	b := BackendService{
 		Ref:                 BackendRef{Project: tProject, Region: region, Name: name},
-		ID:                  "1000000000000000001",
+		ID:                  fmt.Sprint(1000000000000000000 + uint64(crc32.ChecksumIEEE([]byte(name)))),
 		Fingerprint:         "fp-" + name,
 		LoadBalancingScheme: "EXTERNAL_MANAGED",
 		Protocol:            "HTTPS",
@@ -98,6 +101,59 @@ func tBackend(name, region string, groups ...string) BackendService {
 }
 
 func withIAP(b BackendService) BackendService { b.IAPEnabled = true; return b }
+
+// ---- access fixtures -------------------------------------------------------
+
+const (
+	tNumber  = "123456" // from tAgent
+	tRunIAP  = "projects/" + tNumber + "/iap_web/cloud_run-" + tRegion + "/services/hello"
+	tProjIAP = "projects/" + tNumber + "/iap_web"
+)
+
+func tPolicies(t testing.TB) *AccessPolicies {
+	t.Helper()
+	a, err := NewAccessPolicies("test", map[string][]string{
+		"web-users": {"group:web@example.com", "user:a@example.com"},
+		"admins":    {"group:admins@example.com"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func accessLabel(v string) func(*Service) {
+	return func(s *Service) { s.Labels[AccessLabelKey] = v }
+}
+
+func grantedAnn(v string) func(*Service) {
+	return func(s *Service) {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[AccessAnnotation] = v
+	}
+}
+
+// iapPolicy is an IAP resource policy granting the accessor role to members
+// (an empty one reads as IAM's empty policy).
+func iapPolicy(members ...string) *Policy {
+	if len(members) == 0 {
+		return &Policy{Etag: []byte("ACAB")}
+	}
+	return &Policy{Version: 1, Etag: []byte("BwIAP1"), Bindings: []Binding{bind(RoleAccessor, members...)}}
+}
+
+func iapOf(kv ...any) map[string]*Policy {
+	m := map[string]*Policy{}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i].(string)] = kv[i+1].(*Policy)
+	}
+	return m
+}
+
+func backendIAP(b BackendService) string { return BackendIAPResource(tNumber, b).Name }
+
 func withCDN(b BackendService) BackendService { b.EnableCDN = true; return b }
 
 // ---- golden rendering ----------------------------------------------------
@@ -169,6 +225,23 @@ func renderPlan(p *Plan) string {
 	for _, bp := range p.backends {
 		if bp.write {
 			fmt.Fprintf(&b, "  - EnableIAP %s fingerprint=%s\n", bp.backend.Ref, bp.backend.Fingerprint)
+		}
+	}
+	if p.access != nil {
+		for _, part := range p.access.list() {
+			if a := part.after; a != nil {
+				fmt.Fprintf(&b, "  - SetIAPPolicy %s etag=%s version=%d\n", part.res.Name, a.Etag, a.Version)
+				for _, bd := range a.Bindings {
+					fmt.Fprintf(&b, "      %s: %s\n", bindingLabel(bd), strings.Join(bd.Members, ", "))
+				}
+			}
+		}
+		if fs := p.access.findings(); len(fs) > 0 {
+			b.WriteString("access:\n")
+			for _, f := range fs {
+				fmt.Fprintf(&b, "  - %s (%s) policy=%q\n      members=%v conditional=%v\n      project %s=%v\n      granted=%v\n",
+					f.Resource, f.What, f.Policy, f.Members, f.Conditional, f.Project, f.ProjectMembers, f.Granted)
+			}
 		}
 	}
 	return b.String()
@@ -497,7 +570,261 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
 				}
 			},
-			want: OutcomeCompliant, mode: ModeLoadBalancer, writes: 0,
+			// Built-in IAP on: direct mode; neither IAP is turned off.
+			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+			statusOf: map[StepName]Status{StepBackendIAP: StatusOK, StepDirectIAP: StatusOK, StepIngress: StatusSkipped},
+		},
+		// A service first reconciled in direct mode, later put behind a
+		// load balancer: Cloud Run's built-in IAP guards that path too;
+		// backend IAP is not enabled (Google does not support both).
+		{
+			name: "direct-then-lb-builtin-iap-kept",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs:     []NEG{tNEG("hello-neg", "hello")},
+					Backends: []BackendService{tBackend("web", "", "hello-neg"), tBackend("internal", tRegion, "hello-neg")},
+				}
+			},
+			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+			statusOf: map[StepName]Status{StepBackendIAP: StatusOK, StepDirectIAP: StatusOK, StepIngress: StatusSkipped},
+		},
+		{
+			name: "direct-then-lb-unmarked-public",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent,
+					NEGs:     []NEG{tNEG("hello-neg", "hello")},
+					Backends: []BackendService{tBackend("web", "", "hello-neg")},
+				}
+			},
+			// IAM is fixed and the marker added; ingress and the backend are left alone.
+			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
+			statusOf: map[StepName]Status{StepBackendIAP: StatusOK, StepIngress: StatusSkipped, StepIAMAuth: StatusChanged},
+		},
+		{
+			name: "direct-then-lb-cdn-conflict",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs:     []NEG{tNEG("hello-neg", "hello")},
+					Backends: []BackendService{withCDN(tBackend("web", "", "hello-neg"))},
+				}
+			},
+			want: OutcomeConflict, mode: ModeDirect, writes: 0,
+			statusOf: map[StepName]Status{StepBackendIAP: StatusConflict, StepDirectIAP: StatusOK},
+		},
+		// ---- access ----
+		{
+			name: "access-grant-direct",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed, accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent,
+					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy()),
+				}
+			},
+			// One IAP policy write, one service update recording the grants.
+			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
+			statusOf: map[StepName]Status{StepAccess: StatusChanged},
+		},
+		{
+			name: "access-grant-dry-run",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed, accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent,
+					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy()),
+				}
+			},
+			dryRun: true,
+			want:   OutcomeRemediated, mode: ModeDirect, writes: 2,
+		},
+		{
+			name: "access-fresh-service-grants-before-iap",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(accessLabel("admins")), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent,
+					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy()),
+				}
+			},
+			want: OutcomeRemediated, mode: ModeDirect, writes: 3,
+			statusOf: map[StepName]Status{StepAccess: StatusChanged, StepDirectIAP: StatusChanged},
+		},
+		{
+			name: "access-compliant-recorded",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed, accessLabel("web-users"), grantedAnn("group:web@example.com,user:a@example.com")),
+					Policy:  tPolicy(agentBinding), Agent: tAgent, AccessPolicies: tPolicies(t),
+					IAP: iapOf(tRunIAP, iapPolicy("group:web@example.com", "user:a@example.com", "user:boss@example.com"), tProjIAP, iapPolicy()),
+				}
+			},
+			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+			statusOf: map[StepName]Status{StepAccess: StatusOK},
+		},
+		{
+			name: "access-policy-change-adds-and-revokes-own-only",
+			obs: func() *Observed {
+				// Label switched from web-users to admins: iapguard granted
+				// web@ and a@; boss@ was granted by someone else.
+				return &Observed{
+					Service: tService(iapOn, managed, accessLabel("admins"), grantedAnn("group:web@example.com,user:a@example.com")),
+					Policy:  tPolicy(agentBinding), Agent: tAgent, AccessPolicies: tPolicies(t),
+					IAP: iapOf(tRunIAP, iapPolicy("group:web@example.com", "user:a@example.com", "user:boss@example.com"), tProjIAP, iapPolicy()),
+				}
+			},
+			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
+			statusOf: map[StepName]Status{StepAccess: StatusChanged},
+		},
+		{
+			name: "access-foreign-member-in-policy-not-recorded",
+			obs: func() *Observed {
+				// a@ already holds the role (someone else granted it): it is
+				// not recorded, so iapguard will never revoke it.
+				return &Observed{
+					Service: tService(iapOn, managed, accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent,
+					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, iapPolicy("user:A@Example.com"), tProjIAP, iapPolicy()),
+				}
+			},
+			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
+		},
+		{
+			name: "access-conditional-grant-left-alone",
+			obs: func() *Observed {
+				p := &Policy{Version: 3, Etag: []byte("BwIAP3"), Bindings: []Binding{condBind(RoleAccessor, "office-hours", "group:web@example.com")}}
+				return &Observed{
+					Service: tService(iapOn, managed, accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent,
+					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, p, tProjIAP, iapPolicy()),
+				}
+			},
+			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
+		},
+		{
+			name: "access-unknown-policy-rejected",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed, accessLabel("web-user"), grantedAnn("user:a@example.com")),
+					Policy:  tPolicy(agentBinding), Agent: tAgent, AccessPolicies: tPolicies(t),
+					IAP: iapOf(tRunIAP, iapPolicy("user:a@example.com"), tProjIAP, iapPolicy()),
+				}
+			},
+			// Nothing granted, nothing revoked, IAP still enforced.
+			want: OutcomeRejected, mode: ModeDirect, writes: 0,
+			statusOf: map[StepName]Status{StepAccess: StatusRejected, StepDirectIAP: StatusOK},
+		},
+		{
+			name: "access-no-policies-configured-rejected",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed, accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent,
+					IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy()),
+				}
+			},
+			want: OutcomeRejected, mode: ModeDirect, writes: 0,
+			statusOf: map[StepName]Status{StepAccess: StatusRejected},
+		},
+		{
+			name: "access-nobody-can-pass-warning",
+			obs: func() *Observed {
+				return &Observed{
+					CheckAccess: true, // IAP already on: checked as an audit asks
+					Service:     tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy()),
+				}
+			},
+			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+			statusOf: map[StepName]Status{StepAccess: StatusWarning},
+		},
+		{
+			name: "access-project-wide-grant-counts",
+			obs: func() *Observed {
+				return &Observed{
+					CheckAccess: true, // IAP already on: checked as an audit asks
+					Service:     tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy("domain:example.com")),
+				}
+			},
+			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+			statusOf: map[StepName]Status{StepAccess: StatusOK},
+		},
+		{
+			name: "access-project-wide-unreadable",
+			obs: func() *Observed {
+				return &Observed{
+					CheckAccess: true, // IAP already on: checked as an audit asks
+					Service:     tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					IAP:     iapOf(tRunIAP, iapPolicy("group:web@example.com")),
+					IAPErrs: map[string]error{tProjIAP: errors.New("permission denied")},
+				}
+			},
+			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+			statusOf: map[StepName]Status{StepAccess: StatusOK},
+		},
+		{
+			name: "access-read-failed",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed, accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent,
+					AccessPolicies: tPolicies(t), IAP: iapOf(tProjIAP, iapPolicy()),
+					IAPErrs: map[string]error{tRunIAP: errors.New("unavailable")},
+				}
+			},
+			want: OutcomeFailed, mode: ModeDirect, writes: 0,
+			statusOf: map[StepName]Status{StepAccess: StatusFailed},
+		},
+		{
+			name: "access-public-accessor-warning",
+			obs: func() *Observed {
+				return &Observed{
+					CheckAccess: true, // IAP already on: checked as an audit asks
+					Service:     tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					IAP: iapOf(tRunIAP, iapPolicy(allAuthenticatedUsers), tProjIAP, iapPolicy()),
+				}
+			},
+			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+			statusOf: map[StepName]Status{StepAccess: StatusWarning},
+		},
+		{
+			name: "access-label-removed-grants-kept",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(iapOn, managed, grantedAnn("group:web@example.com,user:a@example.com")),
+					Policy:  tPolicy(agentBinding), Agent: tAgent, AccessPolicies: tPolicies(t),
+					IAP: iapOf(tRunIAP, iapPolicy("group:web@example.com", "user:a@example.com"), tProjIAP, iapPolicy()),
+					// As an operator's audit asks: IAP is already on and no
+					// policy is declared, so the function itself would not check.
+					CheckAccess: true,
+				}
+			},
+			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+			statusOf: map[StepName]Status{StepAccess: StatusOK},
+		},
+		{
+			name: "access-lb-two-backends",
+			obs: func() *Observed {
+				web, internal := withIAP(tBackend("web", "", "hello-neg")), tBackend("internal", tRegion, "hello-neg")
+				return &Observed{
+					Service: tService(managed, ingress(IngressInternalLoadBalancer), accessLabel("admins")), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{web, internal},
+					AccessPolicies: tPolicies(t),
+					IAP:            iapOf(backendIAP(web), iapPolicy("group:admins@example.com"), backendIAP(internal), iapPolicy(), tProjIAP, iapPolicy()),
+				}
+			},
+			// Grant on the backend that lacks it, enable IAP there; the
+			// member held the role on the other backend already, so it is
+			// not recorded (iapguard never revokes it).
+			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 2,
+		},
+		{
+			name: "access-lb-cdn-only-skipped",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(managed, ingress(IngressInternalLoadBalancer), accessLabel("admins")), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{withCDN(tBackend("web", "", "hello-neg"))},
+					AccessPolicies: tPolicies(t), IAP: iapOf(tProjIAP, iapPolicy()),
+				}
+			},
+			want: OutcomeConflict, mode: ModeLoadBalancer, writes: 0,
+			statusOf: map[StepName]Status{StepAccess: StatusSkipped},
 		},
 		{
 			name: "lb-iam-only-unmarked-adds-marker",
@@ -606,6 +933,13 @@ func TestPlanGolden(t *testing.T) {
 					t.Errorf("planned service update fails the guard: %v", err)
 				}
 			}
+			for _, part := range p.access.list() {
+				if part.after != nil {
+					if err := checkAccessWrite(part.before, part.after, p.access.wanted, p.access.granted); err != nil {
+						t.Errorf("planned IAP policy write fails the guard: %v", err)
+					}
+				}
+			}
 			checkGolden(t, tc.name, renderPlan(p))
 		})
 	}
@@ -632,6 +966,21 @@ func TestPlanIdempotent(t *testing.T) {
 			NEGs:     []NEG{tNEG("hello-neg", "hello")},
 			Backends: []BackendService{withCDN(tBackend("web", "", "hello-neg"))},
 		},
+		"access-fresh": {
+			Service: tService(accessLabel("web-users")), Policy: tPolicy(), Agent: tAgent, AccessPolicies: tPolicies(t),
+			IAP: iapOf(tRunIAP, iapPolicy("user:boss@example.com"), tProjIAP, iapPolicy()),
+		},
+		"access-policy-change": {
+			Service: tService(iapOn, managed, accessLabel("admins"), grantedAnn("group:web@example.com,user:a@example.com")),
+			Policy:  tPolicy(agentBinding), Agent: tAgent, AccessPolicies: tPolicies(t),
+			IAP: iapOf(tRunIAP, iapPolicy("group:web@example.com", "user:a@example.com", "user:boss@example.com"), tProjIAP, iapPolicy()),
+		},
+		"access-lb": {
+			Service: tService(accessLabel("admins")), Policy: tPolicy(), Agent: tAgent, AccessPolicies: tPolicies(t),
+			NEGs:     []NEG{tNEG("hello-neg", "hello")},
+			Backends: []BackendService{tBackend("web", "", "hello-neg")},
+			IAP:      iapOf(backendIAP(tBackend("web", "", "hello-neg")), iapPolicy(), tProjIAP, iapPolicy()),
+		},
 	}
 	for name, obs := range starts {
 		t.Run(name, func(t *testing.T) {
@@ -640,7 +989,14 @@ func TestPlanIdempotent(t *testing.T) {
 			if p.Writes() == 0 {
 				t.Fatalf("start state %s needs no writes; the test needs one that does", name)
 			}
-			next := &Observed{Service: obs.Service.clone(), Policy: obs.Policy.clone(), Agent: obs.Agent, NEGs: obs.NEGs, Backends: slices.Clone(obs.Backends)}
+			next := &Observed{Service: obs.Service.clone(), Policy: obs.Policy.clone(), Agent: obs.Agent, NEGs: obs.NEGs, Backends: slices.Clone(obs.Backends),
+				AccessPolicies: obs.AccessPolicies, IAP: maps.Clone(obs.IAP)}
+			for _, part := range p.access.list() {
+				if part.after != nil {
+					next.IAP[part.res.Name] = part.after.clone()
+					next.IAP[part.res.Name].Etag = []byte("new")
+				}
+			}
 			if pp := p.policy; pp.after != nil {
 				next.Policy = pp.after.clone()
 				next.Policy.Etag = []byte("new")

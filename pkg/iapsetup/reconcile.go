@@ -39,16 +39,24 @@ type Options struct {
 	// Logger receives one line per mutation (Info) and no-op (Debug).
 	// Default: discard.
 	Logger *slog.Logger
+	// AccessPolicies are the access policies services name with the
+	// iap-access label (nil: none; a labelled service is then rejected).
+	AccessPolicies *AccessPolicies
+	// AccessProjectTTL is how long the project-wide IAP policy
+	// (projects/N/iap_web, read for the who-can-pass check) is cached.
+	// Default 1 minute; negative: not cached.
+	AccessProjectTTL time.Duration
 }
 
 // Reconciler makes labelled Cloud Run services comply. It is safe for
 // concurrent use; build one per process and reuse it (it caches IAP service
 // agent emails).
 type Reconciler struct {
-	d      Deps
-	o      Options
-	agents *agentCache
-	log    *slog.Logger
+	d          Deps
+	o          Options
+	agents     *agentCache
+	projectIAP *policyCache
+	log        *slog.Logger
 }
 
 // New returns a Reconciler over d.
@@ -80,7 +88,14 @@ func New(d Deps, o Options) (*Reconciler, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{d: d, o: o, agents: newAgentCache(d.Identity, o.AgentTTL, o.Now), log: o.Logger}, nil
+	if o.AccessProjectTTL == 0 {
+		o.AccessProjectTTL = time.Minute
+	}
+	r := &Reconciler{d: d, o: o, agents: newAgentCache(d.Identity, o.AgentTTL, o.Now), log: o.Logger}
+	if d.IAP != nil {
+		r.projectIAP = newPolicyCache(d.IAP.GetIAPPolicy, o.AccessProjectTTL, o.Now)
+	}
+	return r, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -97,10 +112,15 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // CallOption adjusts one reconcile call.
 type CallOption func(*callOptions)
 
-type callOptions struct{ dryRun bool }
+type callOptions struct{ dryRun, checkAccess bool }
 
 // WithDryRun overrides Options.DryRun for one call.
 func WithDryRun(dryRun bool) CallOption { return func(c *callOptions) { c.dryRun = dryRun } }
+
+// WithAccessCheck always runs the who-can-pass check (Observed.CheckAccess),
+// as operators' audits want; the function checks access only where it can
+// change something.
+func WithAccessCheck() CallOption { return func(c *callOptions) { c.checkAccess = true } }
 
 func (r *Reconciler) callOptions(opts []CallOption) callOptions {
 	co := callOptions{dryRun: r.o.DryRun}
@@ -123,6 +143,9 @@ type Result struct {
 	Steps    []Step
 	Changes  []Change
 	Warnings []string
+	// Access lists, per IAP resource guarding the service, who may pass
+	// (also in the access steps' messages).
+	Access   []AccessFinding
 	DryRun   bool
 	Duration time.Duration
 }
@@ -197,11 +220,23 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 		res.Outcome, res.Reason = OutcomeFailed, err.Error()
 		return res, newError(res.Resource, err)
 	}
+	obs.AccessPolicies = r.o.AccessPolicies
+	obs.CheckAccess = co.checkAccess
 	p := PlanFor(DesiredFor(obs.Service), obs)
 	p.DryRun = co.dryRun
 	if p.Desired.Intent == Enforce {
-		if need := p.needsFrontendCheck(); len(need) > 0 {
-			obs.Frontends = r.checkFrontends(ctx, need, obs.Frontends)
+		// Second round, only what the first showed is needed: the
+		// HTTPS-frontend check of backend services about to change and the
+		// IAP policies deciding who may pass.
+		need := p.needsFrontendCheck()
+		resources, project := p.access.reads()
+		if len(need) > 0 || len(resources) > 0 || project != "" {
+			var g errgroup.Group
+			if len(need) > 0 {
+				g.Go(func() error { obs.Frontends = r.checkFrontends(ctx, need, obs.Frontends); return nil })
+			}
+			g.Go(func() error { r.observeAccess(ctx, resources, project, obs); return nil })
+			_ = g.Wait()
 			p = PlanFor(p.Desired, obs)
 			p.DryRun = co.dryRun
 		}
@@ -223,6 +258,7 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 func (res *Result) fill(p *Plan) {
 	res.Outcome, res.Mode, res.Reason = p.Outcome, p.Mode, p.Reason
 	res.Steps, res.Changes, res.Warnings = p.Steps, p.Changes, p.Warnings
+	res.Access = p.access.findings()
 }
 
 // checkFrontends runs the HTTPS-frontend check for each backend, concurrently.

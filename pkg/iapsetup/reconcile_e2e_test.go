@@ -45,10 +45,25 @@ const (
 	mProxies       = "compute.targetHttpsProxies.list"
 	mRules         = "compute.globalForwardingRules.list"
 	mIdentity      = "serviceusage.services.generateServiceIdentity"
+	mIAPGet        = "iap.getIamPolicy"
+	mIAPSet        = "iap.setIamPolicy"
 )
 
-// warmReads is one concurrent read round of a warm reconcile.
-var warmReads = map[string]int64{mGetService: 1, mGetPolicy: 1, mListNEGs: 1, mAggBackends: 1}
+// baseReads is the first concurrent read round of a warm reconcile.
+var baseReads = map[string]int64{mGetService: 1, mGetPolicy: 1, mListNEGs: 1, mAggBackends: 1}
+
+// warmReads are a warm compliant reconcile's reads: one concurrent round.
+// IAP policies are not read when IAP is already on and no access policy is
+// declared (Observed.CheckAccess).
+var warmReads = baseReads
+
+// coldIAP are the IAP policy reads of a reconcile that turns IAP on: the
+// resource's policy and the project-wide one (then cached).
+var coldIAP = map[string]int64{mIAPGet: 2}
+
+// accessReads is the IAP policy read a warm reconcile of a service with an
+// access policy makes (its one resource; the project-wide one is cached).
+var accessReads = map[string]int64{mIAPGet: 1}
 
 func plus(base map[string]int64, more map[string]int64) map[string]int64 {
 	out := map[string]int64{}
@@ -118,8 +133,9 @@ func stepStatus(res *iapsetup.Result) map[iapsetup.StepName]iapsetup.Status {
 }
 
 // checkSecondRunCompliant reconciles again and requires compliant with zero
-// writes and one warm read round (plus extra reads, e.g. none).
-func (f *fixture) checkSecondRunCompliant(t *testing.T, r iapsetup.ServiceRef) {
+// writes and the reads of a warm reconcile, plus extra reads (e.g. the IAP
+// policies of further backend services).
+func (f *fixture) checkSecondRunCompliant(t *testing.T, r iapsetup.ServiceRef, extra ...map[string]int64) {
 	t.Helper()
 	res, err, calls := f.reconcile(t, r)
 	if err != nil {
@@ -128,7 +144,11 @@ func (f *fixture) checkSecondRunCompliant(t *testing.T, r iapsetup.ServiceRef) {
 	if res.Outcome != iapsetup.OutcomeCompliant {
 		t.Errorf("second Reconcile outcome = %s (%s), want compliant; steps %+v", res.Outcome, res.Reason, res.Steps)
 	}
-	checkCalls(t, "second reconcile", calls, warmReads)
+	want := warmReads
+	for _, e := range extra {
+		want = plus(want, e)
+	}
+	checkCalls(t, "second reconcile", calls, want)
 }
 
 func publicPolicy(extra ...*iampb.Binding) *iampb.Policy {
@@ -153,13 +173,14 @@ func TestReconcileDirectNoLoadBalancer(t *testing.T) {
 	want := map[iapsetup.StepName]iapsetup.Status{
 		iapsetup.StepAgentIdentity: iapsetup.StatusOK, iapsetup.StepInvokerBinding: iapsetup.StatusChanged,
 		iapsetup.StepIAMAuth: iapsetup.StatusChanged, iapsetup.StepIngress: iapsetup.StatusSkipped, iapsetup.StepDirectIAP: iapsetup.StatusChanged,
+		iapsetup.StepAccess: iapsetup.StatusWarning, // nobody may pass yet
 	}
 	if diff := cmp.Diff(want, stepStatus(res)); diff != "" {
 		t.Errorf("steps (-want +got):\n%s", diff)
 	}
 	// Cold: one read round including the agent identity; one policy write;
 	// one service update and one poll of its operation.
-	checkCalls(t, "first reconcile", calls, plus(warmReads, map[string]int64{mIdentity: 1, mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1}))
+	checkCalls(t, "first reconcile", calls, plus(warmReads, plus(coldIAP, map[string]int64{mIdentity: 1, mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1})))
 
 	svc := f.e.Service(t, "hello")
 	if !svc.GetIapEnabled() || svc.GetInvokerIamDisabled() || svc.GetIngress() != runpb.IngressTraffic_INGRESS_TRAFFIC_ALL {
@@ -251,7 +272,7 @@ func TestReconcileLoadBalancerIAPOff(t *testing.T) {
 	// Read round + HTTPS-frontend check for the backend that changes + three
 	// writes (policy, service, backend patch) and their operation polls.
 	checkCalls(t, "first reconcile", calls, plus(warmReads, map[string]int64{
-		mIdentity: 1, mProxies: 1, mRules: 1,
+		mIdentity: 1, mProxies: 1, mRules: 1, mIAPGet: 2, // the backend's IAP policy and the project-wide one
 		mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1, mPatchBackend: 1, mWaitGlobal: 1,
 	}))
 	after := f.e.GetBackend(t, l.backend)
@@ -292,6 +313,7 @@ func TestReconcileRegionalBackendNoHTTPSFrontend(t *testing.T) {
 	}
 	checkCalls(t, "reconcile", calls, plus(warmReads, map[string]int64{
 		mIdentity: 1, mProxies: 1, // the global backend's URL map has only an HTTP proxy: no forwarding-rule list
+		mIAPGet:       3, // both backends' IAP policies and the project-wide one
 		mPatchBackend: 1, mWaitGlobal: 1, mPatchRegional: 1, mWaitRegional: 1,
 	}))
 	for _, b := range []gcptest.Backend{regional, global} {
@@ -319,7 +341,8 @@ func TestReconcileCDNConflict(t *testing.T) {
 		t.Errorf("backend-iap = %s, want conflict", st)
 	}
 	// IAM and ingress are still fixed; the backend is not touched.
-	checkCalls(t, "reconcile", calls, plus(warmReads, map[string]int64{mIdentity: 1, mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1}))
+	// No IAP policy is read: IAP is on nowhere.
+	checkCalls(t, "reconcile", calls, plus(baseReads, map[string]int64{mIdentity: 1, mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1}))
 	if got := f.e.GetBackend(t, l.backend); got.Iap != nil && got.Iap.Enabled {
 		t.Error("IAP enabled on a CDN backend")
 	}
@@ -328,7 +351,7 @@ func TestReconcileCDNConflict(t *testing.T) {
 	if err != nil || res.Outcome != iapsetup.OutcomeConflict {
 		t.Errorf("second reconcile: %s, %v; want conflict", res.Outcome, err)
 	}
-	checkCalls(t, "second reconcile", calls, warmReads)
+	checkCalls(t, "second reconcile", calls, baseReads)
 }
 
 func TestReconcileLabelStates(t *testing.T) {
@@ -483,7 +506,7 @@ func TestReconcileForcedEtagRaces(t *testing.T) {
 	// Each write loses two races: three attempts, and two re-reads of the
 	// resource before the second and third.
 	checkCalls(t, "racing reconcile", calls, plus(warmReads, map[string]int64{
-		mIdentity: 1, mProxies: 1, mRules: 1,
+		mIdentity: 1, mProxies: 1, mRules: 1, mIAPGet: 2, // the backend's IAP policy and the project-wide one
 		mSetPolicy: 3, mGetPolicy: 2,
 		mUpdateService: 3, mGetService: 2, mGetOperation: 1,
 		mPatchBackend: 3, mGetBackend: 2, mWaitGlobal: 1,
@@ -535,7 +558,7 @@ func TestReconcileDryRun(t *testing.T) {
 		}
 	}
 	// Only the validate-only UpdateService is sent; no IAM or Compute writes.
-	checkCalls(t, "dry run", calls, plus(warmReads, map[string]int64{mIdentity: 1, mProxies: 1, mRules: 1, mUpdateService: 1}))
+	checkCalls(t, "dry run", calls, plus(warmReads, plus(coldIAP, map[string]int64{mIdentity: 1, mProxies: 1, mRules: 1, mUpdateService: 1})))
 	if got := f.e.Service(t, "hello"); got.GetEtag() != svcBefore.GetEtag() {
 		t.Error("dry run changed the service")
 	}
@@ -667,6 +690,7 @@ func TestReconcileRegion(t *testing.T) {
 	calls := f.e.Snapshot().Sub(before).Calls
 	checkCalls(t, "ReconcileRegion", calls, map[string]int64{
 		mListServices: 1, mIdentity: 1,
+		mIAPGet:    3, // each service's Cloud Run IAP resource; the project-wide policy once
 		mGetPolicy: 2, mListNEGs: 2, mAggBackends: 2,
 		mSetPolicy: 2, mUpdateService: 2, mGetOperation: 2,
 	})

@@ -1,0 +1,250 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+)
+
+type auditFlags struct {
+	opFlags
+	noProgress bool
+}
+
+func newAuditCmd(s *streams) *cobra.Command {
+	var f auditFlags
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Scan a project read-only: every Cloud Run service, its label, each rule's state, fronting backends, bypasses",
+		Long: `Scan every Cloud Run service of a project (all regions, or --region) and show,
+for each: its iap label, the state of each rule (agent, invoker binding, IAM
+authentication, ingress, IAP), the backend services that front it and the
+ways around IAP that are still open.
+
+The state comes from a dry-run reconcile — the function's own planning code —
+so "fix" means "iapguard would change this". Nothing is changed: the dry
+run validates a planned Cloud Run update with validate_only, which stores
+nothing, and looks the IAP service agent up with generateServiceIdentity,
+which creates it only if it is missing (as the function does).
+
+Exit status: 0 when every labelled service complies, 2 when a labelled
+service does not (so CI can gate on it), 1 when the scan failed.`,
+		Example: `  iapctl audit --project my-project
+  iapctl audit --project my-project --region europe-west1 --output json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAudit(cmd.Context(), s, &f)
+		},
+	}
+	f.add(cmd, regionOptional, 5*time.Minute)
+	cmd.Flags().BoolVar(&f.noProgress, "no-progress", false, "never draw the progress bar (it is drawn only when stderr is a terminal)")
+	return cmd
+}
+
+// auditReport is audit's JSON output.
+type auditReport struct {
+	Project  string          `json:"project"`
+	Region   string          `json:"region"` // "" : every region
+	Services []serviceReport `json:"services"`
+	Summary  auditSummary    `json:"summary"`
+}
+
+type auditSummary struct {
+	Services     int `json:"services"`
+	Labelled     int `json:"labelled"`
+	Compliant    int `json:"compliant"`
+	NonCompliant int `json:"nonCompliant"`
+	Unmanaged    int `json:"unmanaged"`
+	Errors       int `json:"errors"`
+}
+
+func runAudit(ctx context.Context, s *streams, f *auditFlags) error {
+	if err := f.resolve(ctx, regionOptional, true); err != nil {
+		return fail(err)
+	}
+	ctx, cancel := withTimeout(ctx, f.timeout)
+	defer cancel()
+	ro, err := f.reconcilerOptions(iapsetup.ProjectScope(f.project), true)
+	if err != nil {
+		return fail(err)
+	}
+	sess, err := connect(ctx, f.project, ro)
+	if err != nil {
+		return fail(err)
+	}
+	defer sess.Close()
+	prog := newProgressBar(s.err, !f.noProgress, "services")
+	reports, err := scanServices(ctx, sess, f.region, true, prog)
+	prog.finish()
+	if err != nil {
+		return fail(err)
+	}
+	rep := auditReport{Project: f.project, Region: f.region, Services: reports}
+	for i := range reports {
+		r := &reports[i]
+		rep.Summary.Services++
+		switch {
+		case r.Error != "":
+			rep.Summary.Errors++
+		case !r.Labelled:
+			rep.Summary.Unmanaged++
+		case r.Compliant:
+			rep.Summary.Compliant++
+		default:
+			rep.Summary.NonCompliant++
+		}
+		if r.Labelled {
+			rep.Summary.Labelled++
+		}
+	}
+	if f.output == outputJSON {
+		if err := writeJSON(s.out, rep); err != nil {
+			return fail(err)
+		}
+	} else {
+		writeAuditTable(s.out, rep)
+	}
+	return auditExit(reports)
+}
+
+// auditExit: 1 when a service could not be audited, 2 when a labelled
+// service is not compliant.
+func auditExit(reports []serviceReport) error {
+	var errs []string
+	bad := 0
+	for _, r := range reports {
+		if r.Error != "" {
+			errs = append(errs, r.Service+": "+r.Error)
+		}
+		if r.needsAttention() {
+			bad++
+		}
+	}
+	switch {
+	case len(errs) > 0:
+		return fail(fmt.Errorf("%d service(s) could not be checked; first: %s", len(errs), errs[0]))
+	case bad > 0:
+		return withCode(ExitNonCompliant, nil)
+	}
+	return nil
+}
+
+func writeAuditTable(w io.Writer, rep auditReport) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	head := []string{"SERVICE", "REGION", "LABEL", "STATE", "MODE"}
+	for _, c := range ruleColumns {
+		head = append(head, c.head)
+	}
+	head = append(head, "BACKENDS", "BYPASSES")
+	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	for _, r := range rep.Services {
+		var backends []string
+		for _, b := range r.Backends {
+			backends = append(backends, shortBackend(b))
+		}
+		row := []string{r.Service, r.Region, dash(r.Label), r.State, dash(r.Mode)}
+		row = append(row, r.ruleCells()...)
+		row = append(row, dash(strings.Join(backends, ",")), dash(strings.Join(r.Bypasses, ",")))
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	tw.Flush()
+	where := "all regions"
+	if rep.Region != "" {
+		where = rep.Region
+	}
+	sm := rep.Summary
+	fmt.Fprintf(w, "\nproject %s, %s: %d services, %d labelled: %d compliant, %d not compliant; %d unmanaged",
+		rep.Project, where, sm.Services, sm.Labelled, sm.Compliant, sm.NonCompliant, sm.Unmanaged)
+	if sm.Errors > 0 {
+		fmt.Fprintf(w, "; %d could not be checked", sm.Errors)
+	}
+	fmt.Fprintln(w)
+	for _, r := range rep.Services {
+		if r.needsAttention() {
+			why := r.Reason
+			if r.Error != "" {
+				why = r.Error
+			}
+			if why == "" {
+				var fix []string
+				for _, rr := range r.Rules {
+					if rr.Status == string(iapsetup.StatusChanged) {
+						fix = append(fix, rr.Rule)
+					}
+				}
+				why = "iapguard would fix " + strings.Join(fix, ", ")
+			}
+			fmt.Fprintf(w, "  %s: %s: %s\n", r.Service, r.State, why)
+		}
+	}
+}
+
+// scanServices lists the services of the session's project in region
+// ("" every region) and reconciles each labelled one with the function's
+// reconciler (dryRun: plan only); the others are planned from the listed
+// copy alone, as ReconcileRegion does. prog counts services. Reports are
+// sorted by region, then name. A failed reconcile is recorded in its
+// report; the error is for a failed listing.
+func scanServices(ctx context.Context, sess *session, region string, dryRun bool, prog *progressBar) ([]serviceReport, error) {
+	listRegion := region
+	if listRegion == "" {
+		listRegion = "-"
+	}
+	svcs, err := sess.clients.RunAdapter.ListServices(ctx, sess.project, listRegion)
+	if err != nil {
+		if perr := sess.checkProject(ctx, region); perr != nil {
+			return nil, perr
+		}
+		return nil, explain(err, sess.emulator)
+	}
+	sort.Slice(svcs, func(i, j int) bool {
+		a, b := svcs[i].Ref, svcs[j].Ref
+		if a.Region != b.Region {
+			return a.Region < b.Region
+		}
+		return a.Name < b.Name
+	})
+	prog.start(len(svcs))
+	reports := make([]serviceReport, len(svcs))
+	var mu sync.Mutex
+	var ctxErr error
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, svc := range svcs {
+		d := iapsetup.DesiredFor(svc)
+		if d.Intent != iapsetup.Enforce {
+			p := iapsetup.PlanFor(d, &iapsetup.Observed{Service: svc})
+			p.DryRun = dryRun
+			reports[i] = newServiceReport(svc.Ref, svc, viewOfPlan(p), nil)
+			prog.add(1)
+			continue
+		}
+		g.Go(func() error {
+			res, err := sess.rec.Reconcile(gctx, svc.Ref, iapsetup.WithDryRun(dryRun), iapsetup.WithAccessCheck())
+			if err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+				mu.Lock()
+				ctxErr = err
+				mu.Unlock()
+			}
+			reports[i] = newServiceReport(svc.Ref, svc, viewOfResult(res), err)
+			prog.add(1)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if ctxErr != nil {
+		return nil, explain(ctxErr, sess.emulator)
+	}
+	return reports, nil
+}

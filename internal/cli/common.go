@@ -1,0 +1,927 @@
+package cli
+
+// Shared plumbing of the operator commands (audit, enforce, replay, watch,
+// doctor, audience): flags, the environment, clients, error wording, output
+// and the progress bar. The commands decide nothing themselves: decoding is
+// internal/event's, planning and reconciling pkg/iapsetup's, and the replay
+// path runs the function's own handler (functions.Handler).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/spf13/cobra"
+	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/iapguard/iapguard/internal/gcp"
+	"github.com/iapguard/iapguard/internal/gcperr"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/outcome"
+)
+
+// Environment variables the operator commands read.
+const (
+	envEmulatorHost = gcp.EnvEmulatorHost     // every Google client → the emulator
+	envPubSubHost   = "PUBSUB_EMULATOR_HOST"  // Pub/Sub only (defaults to the emulator host)
+	envProject      = "GOOGLE_CLOUD_PROJECT"  // default --project
+	envGcloudProj   = "CLOUDSDK_CORE_PROJECT" // default --project (gcloud's)
+	envPrincipal    = "IAPGUARD_PRINCIPAL"    // caller named to the emulator in audit entries
+	envCredentials  = "GOOGLE_APPLICATION_CREDENTIALS"
+	envAccess       = "IAPGUARD_ACCESS_POLICIES" // default --access-policies (as the function reads it)
+)
+
+// Output formats.
+const (
+	outputTable = "table"
+	outputJSON  = "json"
+)
+
+// envKey carries a replacement environment in a context (tests run commands
+// in parallel with different emulators; t.Setenv would forbid that).
+type envKey struct{}
+
+// withEnv makes the commands run under ctx read their environment from m
+// instead of the process environment. The Google client libraries still
+// read the process environment for credentials.
+func withEnv(ctx context.Context, m map[string]string) context.Context {
+	return context.WithValue(ctx, envKey{}, m)
+}
+
+func getenv(ctx context.Context, k string) string {
+	if m, ok := ctx.Value(envKey{}).(map[string]string); ok {
+		return strings.TrimSpace(m[k])
+	}
+	return strings.TrimSpace(os.Getenv(k))
+}
+
+// opFlags are the flags every operator command has.
+type opFlags struct {
+	project string
+	region  string
+	output  string
+	timeout time.Duration
+	// accessFile is the access policy file the function is configured
+	// with, so that plans here match the function's.
+	accessFile string
+}
+
+// regionUse says how a command treats --region.
+type regionUse int
+
+const (
+	regionOptional regionUse = iota // empty: every region
+	regionRequired
+)
+
+func (f *opFlags) add(cmd *cobra.Command, ru regionUse, timeout time.Duration) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.project, "project", "", "Google Cloud project id or number (default $"+envProject+" or $"+envGcloudProj+")")
+	switch ru {
+	case regionRequired:
+		fl.StringVar(&f.region, "region", "", "Cloud Run region of the service (required)")
+	default:
+		fl.StringVar(&f.region, "region", "", "Cloud Run region (default: every region)")
+	}
+	fl.StringVarP(&f.output, "output", "o", outputTable, "output format: table or json")
+	fl.DurationVar(&f.timeout, "timeout", timeout, "give up after this long (0: no limit)")
+	fl.StringVar(&f.accessFile, "access-policies", "", "the function's access policy file, so plans match its own (default $"+envAccess+"; docs/access.md)")
+}
+
+// reconcilerOptions returns the reconciler options for the session: scope,
+// dry run and the access policies of --access-policies.
+func (f *opFlags) reconcilerOptions(scope iapsetup.Scope, dryRun bool) (iapsetup.Options, error) {
+	o := iapsetup.Options{Scope: scope, DryRun: dryRun}
+	if f.accessFile != "" {
+		a, err := iapsetup.LoadAccessPolicies(f.accessFile)
+		if err != nil {
+			return o, fmt.Errorf("--access-policies: %w", err)
+		}
+		o.AccessPolicies = a
+	}
+	return o, nil
+}
+
+// resolve fills defaults from the environment and validates the flags.
+func (f *opFlags) resolve(ctx context.Context, ru regionUse, needProject bool) error {
+	if f.project == "" {
+		f.project = getenv(ctx, envProject)
+	}
+	if f.project == "" {
+		f.project = getenv(ctx, envGcloudProj)
+	}
+	if f.accessFile == "" {
+		f.accessFile = getenv(ctx, envAccess)
+	}
+	switch {
+	case f.output != outputTable && f.output != outputJSON:
+		return fmt.Errorf("--output %q: want table or json", f.output)
+	case needProject && f.project == "":
+		return fmt.Errorf("--project is required (or set %s)", envProject)
+	case f.project != "" && !validName(f.project):
+		return fmt.Errorf("--project %q is not a project id or number", f.project)
+	case ru == regionRequired && f.region == "":
+		return errors.New("--region is required")
+	case f.region != "" && !validName(f.region):
+		return fmt.Errorf("--region %q is not a region", f.region)
+	case f.timeout < 0:
+		return fmt.Errorf("--timeout %s: want a positive duration or 0", f.timeout)
+	}
+	return nil
+}
+
+// validName accepts concrete resource name segments: no wildcards, slashes
+// or spaces. (Project ids may contain ':' and '.', as in example.com:proj.)
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+
+func validName(s string) bool { return nameRE.MatchString(s) }
+
+// withTimeout bounds ctx by d (0: no bound).
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// session is what a command talks to Google Cloud (or the emulator) with.
+type session struct {
+	project  string
+	emulator string // host:port, or "" for Google Cloud
+	clients  *gcp.Clients
+	rec      *iapsetup.Reconciler
+}
+
+// defaultEmulatorPrincipal is who iapctl's writes are attributed to in the
+// emulator's audit log unless IAPGUARD_PRINCIPAL says otherwise (against
+// Google the credentials decide).
+const defaultEmulatorPrincipal = "operator@example.com"
+
+// dialTimeout bounds the reachability probe of the emulator.
+const dialTimeout = 2 * time.Second
+
+// emulatorHost returns the emulator address from the environment, checked
+// to be reachable: an emulator that is not running is reported at once, not
+// after the client libraries' retries.
+func emulatorHost(ctx context.Context) (string, error) {
+	host := getenv(ctx, envEmulatorHost)
+	if host == "" {
+		return "", nil
+	}
+	if _, _, err := net.SplitHostPort(host); err != nil || strings.Contains(host, "/") {
+		return "", fmt.Errorf("%s=%q: want host:port, as `iapctl sandbox` prints it", envEmulatorHost, host)
+	}
+	d := net.Dialer{Timeout: dialTimeout}
+	c, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return "", fmt.Errorf("the emulator is not running at %s (%s): %v; start it with `iapctl sandbox` or `iapctl emulator`, or unset %s to use Google Cloud",
+			host, envEmulatorHost, errors.Unwrap(err), envEmulatorHost)
+	}
+	_ = c.Close()
+	return host, nil
+}
+
+// connect builds the clients and a reconciler with ro (its Scope is
+// required). Against Google Cloud it uses Application Default Credentials.
+func connect(ctx context.Context, project string, ro iapsetup.Options) (*session, error) {
+	host, err := emulatorHost(ctx)
+	if err != nil {
+		return nil, err
+	}
+	principal := getenv(ctx, envPrincipal)
+	if principal == "" && host != "" {
+		principal = defaultEmulatorPrincipal
+	}
+	clients, err := gcp.NewClients(ctx, gcp.Options{EmulatorHost: host, Principal: principal, UserAgent: "iapctl"})
+	if err != nil {
+		return nil, explain(err, host)
+	}
+	rec, err := iapsetup.New(clients.Deps(), ro)
+	if err != nil {
+		_ = clients.Close()
+		return nil, err
+	}
+	return &session{project: project, emulator: host, clients: clients, rec: rec}, nil
+}
+
+func (s *session) Close() {
+	if s != nil && s.clients != nil {
+		_ = s.clients.Close()
+	}
+}
+
+// where names the API endpoint for error messages.
+func (s *session) where() string {
+	if s.emulator != "" {
+		return "the emulator at " + s.emulator
+	}
+	return "Google Cloud"
+}
+
+// checkProject makes one cheap call (a one-item ListServices) so that an
+// unknown project, missing permission or unreachable endpoint is reported
+// as such before any work. Needs run.services.list.
+func (s *session) checkProject(ctx context.Context, region string) error {
+	if region == "" {
+		region = "-"
+	}
+	parent := "projects/" + s.project + "/locations/" + region
+	_, err := s.clients.Run.ListServices(ctx, &runpb.ListServicesRequest{Parent: parent, PageSize: 1}).Next()
+	if err == nil || errors.Is(err, iterator.Done) {
+		return nil
+	}
+	switch gcperr.Code(err) {
+	case codes.NotFound, codes.PermissionDenied:
+		return fmt.Errorf("project %s not found, or you may not list its Cloud Run services (run.services.list) in %s: %s",
+			s.project, s.where(), grpcDesc(err))
+	}
+	return explain(fmt.Errorf("listing Cloud Run services in %s: %w", parent, err), s.emulator)
+}
+
+// getService reads a service and words "not found" for people: an unknown
+// project and an unknown service are told apart with one more call.
+func (s *session) getService(ctx context.Context, ref iapsetup.ServiceRef) (*iapsetup.Service, error) {
+	svc, err := s.clients.RunAdapter.GetService(ctx, ref)
+	if err == nil {
+		return svc, nil
+	}
+	if gcperr.IsNotFound(err) || gcperr.IsPermissionDenied(err) {
+		if perr := s.checkProject(ctx, ref.Region); perr != nil {
+			return nil, perr
+		}
+		if gcperr.IsNotFound(err) {
+			return nil, fmt.Errorf("service %s not found in project %s, region %s", ref.Name, ref.Project, ref.Region)
+		}
+	}
+	return nil, explain(err, s.emulator)
+}
+
+// grpcDesc returns the server's message of a gRPC or REST error without
+// the "rpc error: code = X desc =" prefix.
+func grpcDesc(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "desc = "); i >= 0 {
+		return msg[i+len("desc = "):]
+	}
+	return msg
+}
+
+// explain rewords the errors people meet first — no credentials, nothing
+// listening, timeouts, rejected credentials — and keeps the rest.
+func explain(err error, emulator string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "could not find default credentials"):
+		return fmt.Errorf("no Google Cloud credentials: run `gcloud auth application-default login` or set %s to a key file (to use the local emulator instead, set %s)",
+			envCredentials, envEmulatorHost)
+	case errors.Is(err, context.DeadlineExceeded) || gcperr.Code(err) == codes.DeadlineExceeded:
+		where := "Google Cloud"
+		if emulator != "" {
+			where = "the emulator at " + emulator
+		}
+		return fmt.Errorf("timed out waiting for %s (raise --timeout?): %v", where, err)
+	case gcperr.Code(err) == codes.Unavailable && emulator != "":
+		return fmt.Errorf("cannot reach the emulator at %s (%s): %v; is `iapctl sandbox` still running?", emulator, envEmulatorHost, err)
+	case gcperr.Code(err) == codes.Unauthenticated:
+		return fmt.Errorf("credentials rejected by Google Cloud (run `gcloud auth application-default login`): %v", err)
+	}
+	return err
+}
+
+// oneLine makes err printable on one line: Main prints "iapctl: " + err.
+func oneLine(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	return errors.New(msg)
+}
+
+// fail ends a command with exit status 1 and err on one line.
+func fail(err error) error { return withCode(ExitError, oneLine(err)) }
+
+// pubsubClient returns a Pub/Sub client for project: the emulator when
+// PUBSUB_EMULATOR_HOST or IAPGUARD_EMULATOR_HOST is set (in that order),
+// Google Cloud with Application Default Credentials otherwise.
+func pubsubClient(ctx context.Context, project string) (*pubsub.Client, string, error) {
+	host := getenv(ctx, envPubSubHost)
+	if host == "" {
+		var err error
+		if host, err = emulatorHost(ctx); err != nil {
+			return nil, "", err
+		}
+	}
+	var opts []option.ClientOption
+	if host != "" {
+		opts = append(opts, option.WithEndpoint(host),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+			option.WithoutAuthentication(), option.WithTelemetryDisabled())
+	}
+	c, err := pubsub.NewClient(ctx, project, opts...)
+	if err != nil {
+		return nil, host, explain(fmt.Errorf("creating Pub/Sub client: %w", err), host)
+	}
+	return c, host, nil
+}
+
+// topicName returns projects/P/topics/T for a topic id or full name.
+func topicName(project, topic string) (string, error) {
+	if strings.HasPrefix(topic, "projects/") {
+		parts := strings.Split(topic, "/")
+		if len(parts) != 4 || parts[2] != "topics" || !validName(parts[1]) || parts[3] == "" {
+			return "", fmt.Errorf("--topic %q: want a topic id or projects/P/topics/T", topic)
+		}
+		return topic, nil
+	}
+	if topic == "" || strings.Contains(topic, "/") {
+		return "", fmt.Errorf("--topic %q: want a topic id or projects/P/topics/T", topic)
+	}
+	if project == "" {
+		return "", fmt.Errorf("--project is required to name topic %q (or pass projects/P/topics/%s)", topic, topic)
+	}
+	return "projects/" + project + "/topics/" + topic, nil
+}
+
+// ---- output ------------------------------------------------------------------
+
+// writeJSON writes v as indented JSON and a newline.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding JSON output: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// dash renders an empty cell.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// shortBackend renders a backend service path as "global/NAME" or
+// "REGION/NAME".
+func shortBackend(path string) string {
+	ref, err := iapsetup.ParseBackendRef(path)
+	if err != nil {
+		return path
+	}
+	if ref.Region == "" {
+		return "global/" + ref.Name
+	}
+	return ref.Region + "/" + ref.Name
+}
+
+// shortResource renders a resource name without its project prefix.
+func shortResource(name string) string {
+	for _, sep := range []string{"/locations/", "/global/", "/regions/"} {
+		if i := strings.Index(name, sep); i >= 0 {
+			rest := name[i+len(sep):]
+			if sep == "/locations/" {
+				return strings.Replace(rest, "/services/", "/", 1)
+			}
+			if sep == "/regions/" {
+				return rest
+			}
+			return "global/" + rest
+		}
+	}
+	return name
+}
+
+// changeText renders one change for a person.
+func changeText(c outcome.Change) string { return changeTextFields(c.Field, c.Before, c.After) }
+
+// changeTextFields renders a change: "F + ADDED", "F - REMOVED" or
+// "F: BEFORE → AFTER".
+func changeTextFields(field, before, after string) string {
+	switch {
+	case before == "":
+		return field + " + " + after
+	case after == "":
+		return field + " - " + before
+	}
+	return field + ": " + before + " → " + after
+}
+
+// outcomeLine renders an outcome message as one line (watch, replay),
+// stamped with the outcome's time, or with byTrigger the time of the
+// change that caused it (when known).
+func outcomeLine(m *outcome.Message, byTrigger bool) string {
+	res := m.Resource.Service
+	if res != "" && m.Resource.Region != "" {
+		res = m.Resource.Region + "/" + res
+	}
+	if res == "" {
+		res = shortResource(m.Resource.Name)
+	}
+	trig := m.Trigger.Method
+	if i := strings.LastIndex(trig, ".Services."); i >= 0 {
+		trig = trig[i+len(".Services."):]
+	} else if parts := strings.Split(trig, "."); len(parts) > 2 && (parts[0] == "v1" || parts[0] == "beta" || parts[0] == "alpha") {
+		trig = strings.Join(parts[2:], ".")
+	}
+	if m.Trigger.Principal != "" {
+		trig += " by " + m.Trigger.Principal
+	}
+	var cs []string
+	for _, c := range m.Changes {
+		cs = append(cs, changeText(c))
+	}
+	detail := strings.Join(cs, "; ")
+	if m.Reason != "" {
+		detail = m.Reason
+		if len(cs) > 0 {
+			detail += "; changes: " + strings.Join(cs, "; ")
+		}
+	}
+	if detail == "" {
+		detail = "no change"
+	}
+	kind := string(m.Outcome)
+	if m.DryRun {
+		kind += " (dry run)"
+	}
+	t := m.Time
+	if byTrigger && !m.Trigger.Time.IsZero() {
+		t = m.Trigger.Time
+	}
+	when := "-"
+	if !t.IsZero() {
+		when = t.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("%s  %-21s %-28s %-40s %s", when, kind, res, dash(trig), detail)
+}
+
+// outcomeNonCompliant reports whether an outcome means a service is (or,
+// for a dry run, still is) not compliant.
+func outcomeNonCompliant(m *outcome.Message) bool {
+	switch m.Outcome {
+	case outcome.Conflict, outcome.Failed:
+		return true
+	case outcome.Rejected:
+		return m.Resource.Service != ""
+	case outcome.Remediated:
+		return m.DryRun
+	}
+	return false
+}
+
+// ---- progress ----------------------------------------------------------------
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// progressBar draws "[=====     ] 3/10 services" on a terminal, redrawn
+// in place; it draws nothing when w is not a terminal.
+type progressBar struct {
+	mu    sync.Mutex
+	w     io.Writer
+	on    bool
+	total int
+	done  int
+	what  string
+}
+
+func newProgressBar(w io.Writer, enabled bool, what string) *progressBar {
+	return &progressBar{w: w, on: enabled && isTerminal(w), what: what}
+}
+
+func (p *progressBar) start(total int) {
+	p.mu.Lock()
+	p.total = total
+	p.mu.Unlock()
+	p.draw()
+}
+
+func (p *progressBar) add(n int) {
+	p.mu.Lock()
+	p.done += n
+	p.mu.Unlock()
+	p.draw()
+}
+
+func (p *progressBar) draw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.on || p.total == 0 {
+		return
+	}
+	const width = 30
+	fill := width * p.done / p.total
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d %s", strings.Repeat("=", fill), strings.Repeat(" ", width-fill), p.done, p.total, p.what)
+}
+
+// finish clears the bar.
+func (p *progressBar) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.on && p.total > 0 {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
+// ---- plan rendering ------------------------------------------------------------
+
+// planView is what the commands show of a reconcile result or a plan.
+type planView struct {
+	Outcome  iapsetup.Outcome
+	Mode     iapsetup.Mode
+	Reason   string
+	Steps    []iapsetup.Step
+	Changes  []iapsetup.Change
+	Warnings []string
+	DryRun   bool
+}
+
+func viewOfResult(r *iapsetup.Result) planView {
+	return planView{r.Outcome, r.Mode, r.Reason, r.Steps, r.Changes, r.Warnings, r.DryRun}
+}
+
+func viewOfPlan(p *iapsetup.Plan) planView {
+	return planView{p.Outcome, p.Mode, p.Reason, p.Steps, p.Changes, p.Warnings, p.DryRun}
+}
+
+// serviceReport is one service in audit and enforce output. Its JSON field
+// names are a documented interface (docs/iapctl.md).
+type serviceReport struct {
+	Name    string `json:"name"`
+	Project string `json:"project"`
+	Region  string `json:"region"`
+	Service string `json:"service"`
+	// Label is the value of the iap label ("" when absent).
+	Label string `json:"label"`
+	// Labelled: the label asks iapguard to act (any value but "disabled").
+	Labelled bool `json:"labelled"`
+	// Outcome of the reconcile (of the plan, for a dry run).
+	Outcome string `json:"outcome"`
+	// State: compliant, remediated, non-compliant, conflict, rejected,
+	// failed, unmanaged, opted-out.
+	State     string         `json:"state"`
+	Compliant bool           `json:"compliant"`
+	DryRun    bool           `json:"dryRun"`
+	Mode      string         `json:"mode,omitempty"`
+	Reason    string         `json:"reason,omitempty"`
+	Backends  []string       `json:"backends"`
+	Bypasses  []string       `json:"bypasses"`
+	Rules     []ruleReport   `json:"rules"`
+	Changes   []changeReport `json:"changes"`
+	Warnings  []string       `json:"warnings"`
+	// Error is set when the reconcile could not finish.
+	Error string `json:"error,omitempty"`
+}
+
+type ruleReport struct {
+	Rule     string `json:"rule"`
+	Status   string `json:"status"`
+	Resource string `json:"resource,omitempty"`
+	Message  string `json:"message"`
+}
+
+type changeReport struct {
+	Resource string `json:"resource"`
+	Field    string `json:"field"`
+	Before   string `json:"before"`
+	After    string `json:"after"`
+}
+
+// newServiceReport describes ref (listed or read as svc, which may be nil)
+// and what the reconcile or plan v says about it.
+func newServiceReport(ref iapsetup.ServiceRef, svc *iapsetup.Service, v planView, rerr error) serviceReport {
+	r := serviceReport{
+		Name: ref.ResourceName(), Project: ref.Project, Region: ref.Region, Service: ref.Name,
+		Outcome: string(v.Outcome), DryRun: v.DryRun, Mode: string(v.Mode), Reason: v.Reason,
+		Backends: []string{}, Bypasses: []string{}, Rules: []ruleReport{}, Changes: []changeReport{}, Warnings: []string{},
+	}
+	if svc != nil {
+		d := iapsetup.DesiredFor(svc)
+		r.Label = d.Label
+		r.Labelled = d.Intent != iapsetup.Unmanaged
+	}
+	if rerr != nil {
+		r.Error = oneLine(rerr).Error()
+	}
+	switch v.Outcome {
+	case iapsetup.OutcomeCompliant:
+		r.State, r.Compliant = "compliant", true
+	case iapsetup.OutcomeRemediated:
+		r.State, r.Compliant = "remediated", true
+		if v.DryRun {
+			r.State, r.Compliant = "non-compliant", false
+		}
+	case iapsetup.OutcomeSkipped:
+		r.State = "unmanaged"
+	default:
+		r.State = string(v.Outcome)
+	}
+	for _, s := range v.Steps {
+		r.Rules = append(r.Rules, ruleReport{Rule: string(s.Name), Status: string(s.Status), Resource: s.Resource, Message: s.Message})
+		if s.Name == iapsetup.StepBackendIAP && s.Resource != "" && !slices.Contains(r.Backends, s.Resource) {
+			r.Backends = append(r.Backends, s.Resource)
+		}
+	}
+	for _, c := range v.Changes {
+		r.Changes = append(r.Changes, changeReport{Resource: c.Resource, Field: c.Field, Before: c.Before, After: c.After})
+	}
+	r.Warnings = append(r.Warnings, v.Warnings...)
+	r.Bypasses = bypasses(v)
+	return r
+}
+
+// needsAttention reports whether a labelled service is not compliant, or
+// its reconcile did not finish.
+func (r *serviceReport) needsAttention() bool {
+	return (r.Labelled && !r.Compliant) || r.Error != ""
+}
+
+// bypasses lists the ways around IAP that the plan closes (or, for a
+// conflict, cannot close), as short tokens:
+//
+//	public:MEMBER            MEMBER holds roles/run.invoker (the run.app URL is open)
+//	invoker-iam-check-off    invokerIamDisabled: no IAM check on the run.app URL
+//	ingress-all              ingress all although a load balancer fronts the service
+//	no-iap:BACKEND           a fronting backend service without IAP (global/NAME or REGION/NAME)
+//	cdn:BACKEND              Cloud CDN on a fronting backend: IAP cannot be enabled there, or
+//	                         cached responses skip Cloud Run's built-in IAP
+//	run.app-no-iap           no load balancer and Cloud Run's built-in IAP off
+func bypasses(v planView) []string {
+	out := []string{}
+	for _, c := range v.Changes {
+		switch {
+		case strings.HasPrefix(c.Field, "iamPolicy[") && c.After == "" && c.Before != "":
+			out = append(out, "public:"+c.Before)
+		case c.Field == "invokerIamDisabled":
+			out = append(out, "invoker-iam-check-off")
+		case c.Field == "ingress":
+			out = append(out, "ingress-all")
+		}
+	}
+	for _, s := range v.Steps {
+		switch {
+		case s.Name == iapsetup.StepBackendIAP && s.Status == iapsetup.StatusChanged:
+			out = append(out, "no-iap:"+shortBackend(s.Resource))
+		case s.Name == iapsetup.StepBackendIAP && s.Status == iapsetup.StatusConflict:
+			out = append(out, "cdn:"+shortBackend(s.Resource))
+		case s.Name == iapsetup.StepDirectIAP && (s.Status == iapsetup.StatusChanged || s.Status == iapsetup.StatusConflict):
+			out = append(out, "run.app-no-iap")
+		}
+	}
+	return out
+}
+
+// ruleCell is the table cell of a step status; applied tells a planned
+// change ("fix") from a made one ("fixed").
+func ruleCell(st iapsetup.Status, dryRun bool) string {
+	switch st {
+	case iapsetup.StatusOK:
+		return "ok"
+	case iapsetup.StatusChanged:
+		if dryRun {
+			return "fix"
+		}
+		return "fixed"
+	case iapsetup.StatusConflict:
+		return "conflict"
+	case iapsetup.StatusWarning:
+		return "warn"
+	case iapsetup.StatusFailed:
+		return "fail"
+	case iapsetup.StatusRejected:
+		return "rejected"
+	}
+	return "-"
+}
+
+// statusRank orders step statuses, worst last.
+func statusRank(s string) int {
+	return slices.Index([]string{"", "skipped", "ok", "warning", "changed", "rejected", "conflict", "failed"}, s)
+}
+
+// ruleColumns are the audit table's rule columns and the steps they show.
+var ruleColumns = []struct {
+	head  string
+	steps []iapsetup.StepName
+}{
+	{"AGENT", []iapsetup.StepName{iapsetup.StepAgentIdentity}},
+	{"INVOKER", []iapsetup.StepName{iapsetup.StepInvokerBinding}},
+	{"IAM", []iapsetup.StepName{iapsetup.StepIAMAuth}},
+	{"INGRESS", []iapsetup.StepName{iapsetup.StepIngress}},
+	{"IAP", []iapsetup.StepName{iapsetup.StepBackendIAP, iapsetup.StepDirectIAP}},
+	{"ACCESS", []iapsetup.StepName{iapsetup.StepAccess}},
+}
+
+// ruleCells returns the rule columns of r: the worst status of each
+// column's steps.
+func (r *serviceReport) ruleCells() []string {
+	var cells []string
+	for _, col := range ruleColumns {
+		worst := ""
+		for _, rr := range r.Rules {
+			if slices.Contains(col.steps, iapsetup.StepName(rr.Rule)) && statusRank(rr.Status) > statusRank(worst) {
+				worst = rr.Status
+			}
+		}
+		cells = append(cells, ruleCell(iapsetup.Status(worst), r.DryRun))
+	}
+	return cells
+}
+
+// projectNumberFromAgent reads the project number out of an IAP service
+// agent email (service-NUMBER@gcp-sa-iap.iam.gserviceaccount.com).
+func projectNumberFromAgent(email string) (int64, bool) {
+	num, ok := strings.CutPrefix(email, "service-")
+	if !ok {
+		return 0, false
+	}
+	num, _, ok = strings.Cut(num, "@")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	return n, err == nil && n > 0
+}
+
+// ---- live state for doctor and audience ------------------------------------------
+
+// inspection is a service's live state and the plan iapguard would follow
+// if the service were labelled iap=enabled.
+type inspection struct {
+	Ref      iapsetup.ServiceRef
+	Service  *iapsetup.Service
+	Desired  iapsetup.Desired // from the real labels
+	Observed *iapsetup.Observed
+	Plan     *iapsetup.Plan
+	// AgentErr is why the IAP service agent is unknown (nil: known).
+	AgentErr error
+	// Fronting are the backend services the plan found in front of the
+	// service (via serverless NEGs naming it), sorted by path.
+	Fronting []iapsetup.BackendService
+	// FrontendErr holds failed HTTPS-frontend checks by backend path.
+	FrontendErr map[string]error
+}
+
+// inspect reads what a plan needs through the same adapters the reconciler
+// uses (service, IAM policy, IAP service agent, serverless NEGs of the
+// region, the project's backend services), checks the HTTPS frontend of
+// every fronting backend service, and plans with iapsetup.PlanFor as if the
+// service were labelled iap=enabled, so unlabelled services can be
+// diagnosed too. It makes no write except the one the reconciler also
+// makes: Service Usage generateServiceIdentity, which creates the IAP
+// service agent if it is missing (idempotent). Needs run.services.get,
+// run.services.getIamPolicy, serviceusage.services.use,
+// compute.networkEndpointGroups.list, compute.backendServices.list,
+// compute.targetHttpsProxies.list and compute.globalForwardingRules.list.
+func (s *session) inspect(ctx context.Context, ref iapsetup.ServiceRef, access *iapsetup.AccessPolicies) (*inspection, error) {
+	svc, err := s.getService(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	in := &inspection{Ref: ref, Service: svc, Desired: iapsetup.DesiredFor(svc), FrontendErr: map[string]error{}}
+	obs := &iapsetup.Observed{Service: svc, AccessPolicies: access, CheckAccess: true}
+	var polErr, negErr, bsErr error
+	var wg sync.WaitGroup
+	wg.Add(4)
+	go func() { defer wg.Done(); obs.Policy, polErr = s.clients.RunAdapter.GetIAMPolicy(ctx, ref) }()
+	go func() {
+		defer wg.Done()
+		obs.Agent, in.AgentErr = s.clients.IdentityAdapter.IAPServiceAgent(ctx, ref.Project)
+	}()
+	go func() {
+		defer wg.Done()
+		obs.NEGs, negErr = s.clients.ComputeAdapter.ListServerlessNEGs(ctx, ref.Project, ref.Region)
+	}()
+	go func() {
+		defer wg.Done()
+		obs.Backends, bsErr = s.clients.ComputeAdapter.ListBackendServices(ctx, ref.Project)
+	}()
+	wg.Wait()
+	for _, e := range []struct {
+		what string
+		err  error
+	}{
+		{"reading the IAM policy of " + ref.Name + " (run.services.getIamPolicy)", polErr},
+		{"listing serverless network endpoint groups (compute.networkEndpointGroups.list)", negErr},
+		{"listing backend services (compute.backendServices.list)", bsErr},
+	} {
+		if e.err != nil {
+			return nil, explain(fmt.Errorf("%s: %w", e.what, e.err), s.emulator)
+		}
+	}
+	if in.AgentErr != nil && (errors.Is(in.AgentErr, context.DeadlineExceeded) || errors.Is(in.AgentErr, context.Canceled)) {
+		return nil, explain(in.AgentErr, s.emulator)
+	}
+	want := iapsetup.Desired{Intent: iapsetup.Enforce, Label: iapsetup.LabelEnabled, LabelSet: true, Managed: in.Desired.Managed}
+	plan := iapsetup.PlanFor(want, obs)
+	for _, st := range plan.Steps {
+		if st.Name != iapsetup.StepBackendIAP {
+			continue
+		}
+		for _, b := range obs.Backends {
+			if b.Ref.Path() == st.Resource {
+				in.Fronting = append(in.Fronting, b)
+			}
+		}
+	}
+	obs.Frontends = map[string]iapsetup.Frontend{}
+	var mu sync.Mutex
+	wg.Add(len(in.Fronting))
+	for _, b := range in.Fronting {
+		go func() {
+			defer wg.Done()
+			fe, err := s.clients.ComputeAdapter.HTTPSFrontend(ctx, &b)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				in.FrontendErr[b.Ref.Path()] = err
+				return
+			}
+			obs.Frontends[iapsetup.ResourcePath(b.SelfLink)] = fe
+		}()
+	}
+	wg.Wait()
+	s.readAccess(ctx, iapsetup.PlanFor(want, obs), obs)
+	in.Observed = obs
+	in.Plan = iapsetup.PlanFor(want, obs)
+	return in, nil
+}
+
+// readAccess reads the IAM policies of the IAP resources the plan's access
+// steps name, and the project-wide projects/NUMBER/iap_web, into obs (as
+// the reconciler does). Needs iap.webServices.getIamPolicy (and
+// iap.web.getIamPolicy for the project-wide policy).
+func (s *session) readAccess(ctx context.Context, plan *iapsetup.Plan, obs *iapsetup.Observed) {
+	iap := s.clients.Deps().IAP
+	num, ok := projectNumberFromAgent(obs.Agent)
+	if iap == nil || !ok {
+		return
+	}
+	project := iapsetup.ProjectIAPResource(strconv.FormatInt(num, 10))
+	names := []string{project}
+	for _, st := range plan.Steps {
+		if st.Name == iapsetup.StepAccess && strings.HasPrefix(st.Resource, project+"/") && !slices.Contains(names, st.Resource) {
+			names = append(names, st.Resource)
+		}
+	}
+	obs.IAP, obs.IAPErrs = map[string]*iapsetup.Policy{}, map[string]error{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := iap.GetIAPPolicy(ctx, name)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				obs.IAPErrs[name] = err
+				return
+			}
+			obs.IAP[name] = p
+		}()
+	}
+	wg.Wait()
+}
+
+// projectNumber returns the project number: the project itself when it is
+// numeric, else the number in the IAP service agent's email.
+func (in *inspection) projectNumber() (int64, error) {
+	if n, err := strconv.ParseInt(in.Ref.Project, 10, 64); err == nil && n > 0 {
+		return n, nil
+	}
+	if n, ok := projectNumberFromAgent(in.Observed.Agent); ok {
+		return n, nil
+	}
+	if in.AgentErr != nil {
+		return 0, fmt.Errorf("finding the number of project %s through its IAP service agent: %w", in.Ref.Project, in.AgentErr)
+	}
+	return 0, fmt.Errorf("finding the number of project %s: the IAP service agent %q names none; pass the project number as --project", in.Ref.Project, in.Observed.Agent)
+}

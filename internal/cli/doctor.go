@@ -1,0 +1,391 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+)
+
+func newDoctorCmd(s *streams) *cobra.Command {
+	var f opFlags
+	cmd := &cobra.Command{
+		Use:   "doctor SERVICE",
+		Short: "Walk IAP's prerequisites and troubleshooting list for a service and print each fix command",
+		Long: `Check a Cloud Run service against the "Secure a Cloud Run service with IAP"
+prerequisites and troubleshooting list, whether or not it is labelled:
+
+  service        exists; labelled iap=enabled so iapguard keeps it compliant
+  agent          the IAP service agent service-NUMBER@gcp-sa-iap... is provisioned
+  invoker        the agent holds roles/run.invoker on the service
+  iam-auth       no allUsers/allAuthenticatedUsers invoker; invoker IAM check on
+  load-balancer  which backend services front it (serverless NEG → backend service)
+  https          each fronting backend is reached through an HTTPS frontend
+  cdn            Cloud CDN is off on each fronting backend (IAP is incompatible with it)
+  backend-iap    IAP is on for each fronting backend
+  ingress        internal-and-cloud-load-balancing behind a load balancer
+  cloud-run-iap  Cloud Run's built-in IAP when no load balancer fronts it
+
+Each finding is a line: ✓ fine, ✗ a problem (with the exact command that fixes
+it), ! a warning. Two notes follow that no API can check: the Preview-era
+run.routes.invoke allowlist, and stripping X-Serverless-Authorization before
+forwarding requests.
+
+The checks use the function's own planning code (as if the service were
+labelled iap=enabled) and change nothing, except that looking up the IAP
+service agent (generateServiceIdentity) creates it if it is missing — as
+the fix for that finding would.
+
+Exit status: 0 when nothing is wrong, 2 when a finding is ✗, 1 on errors.`,
+		Example: `  iapctl doctor storefront --project my-project --region europe-west1`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDoctor(cmd.Context(), s, &f, args[0])
+		},
+	}
+	f.add(cmd, regionRequired, 2*time.Minute)
+	return cmd
+}
+
+// Finding statuses.
+const (
+	findingOK      = "ok"
+	findingProblem = "problem"
+	findingWarning = "warning"
+	findingNote    = "note"
+)
+
+// finding is one line of doctor's report (JSON names documented in
+// docs/iapctl.md).
+type finding struct {
+	Check   string `json:"check"`
+	Status  string `json:"status"`
+	Message string `json:"message"`
+	// Fix is a command that fixes a problem (or acts on a warning).
+	Fix string `json:"fix,omitempty"`
+}
+
+type doctorReport struct {
+	Name     string    `json:"name"`
+	Project  string    `json:"project"`
+	Region   string    `json:"region"`
+	Service  string    `json:"service"`
+	Mode     string    `json:"mode"`
+	Findings []finding `json:"findings"`
+	Problems int       `json:"problems"`
+	Warnings int       `json:"warnings"`
+}
+
+func runDoctor(ctx context.Context, s *streams, f *opFlags, service string) error {
+	if !validName(service) {
+		return fail(fmt.Errorf("service %q is not a Cloud Run service name", service))
+	}
+	if err := f.resolve(ctx, regionRequired, true); err != nil {
+		return fail(err)
+	}
+	ctx, cancel := withTimeout(ctx, f.timeout)
+	defer cancel()
+	ro, err := f.reconcilerOptions(iapsetup.ProjectScope(f.project), true)
+	if err != nil {
+		return fail(err)
+	}
+	sess, err := connect(ctx, f.project, ro)
+	if err != nil {
+		return fail(err)
+	}
+	defer sess.Close()
+	in, err := sess.inspect(ctx, iapsetup.ServiceRef{Project: f.project, Region: f.region, Name: service}, ro.AccessPolicies)
+	if err != nil {
+		return fail(err)
+	}
+	rep := diagnose(in)
+	if f.output == outputJSON {
+		if err := writeJSON(s.out, rep); err != nil {
+			return fail(err)
+		}
+	} else {
+		writeDoctor(s.out, rep)
+	}
+	if rep.Problems > 0 {
+		return withCode(ExitNonCompliant, nil)
+	}
+	return nil
+}
+
+// gcloud command builders: real names filled in, flags as gcloud spells them.
+func gcloudRunService(ref iapsetup.ServiceRef, verb string, flags ...string) string {
+	return fmt.Sprintf("gcloud run services %s %s --project=%s --region=%s %s", verb, ref.Name, ref.Project, ref.Region, strings.Join(flags, " "))
+}
+
+func gcloudBackend(b iapsetup.BackendRef, flags ...string) string {
+	scope := "--global"
+	if b.Region != "" {
+		scope = "--region=" + b.Region
+	}
+	return fmt.Sprintf("gcloud compute backend-services update %s --project=%s %s %s", b.Name, b.Project, scope, strings.Join(flags, " "))
+}
+
+// diagnose turns an inspection into findings. It reads the plan's steps
+// (iapsetup's rules) and the observed resources; it decides nothing new.
+func diagnose(in *inspection) doctorReport {
+	ref, plan, obs := in.Ref, in.Plan, in.Observed
+	rep := doctorReport{Name: ref.ResourceName(), Project: ref.Project, Region: ref.Region, Service: ref.Name, Mode: string(plan.Mode)}
+	add := func(check, status, msg, fix string) {
+		rep.Findings = append(rep.Findings, finding{Check: check, Status: status, Message: msg, Fix: fix})
+		switch status {
+		case findingProblem:
+			rep.Problems++
+		case findingWarning:
+			rep.Warnings++
+		}
+	}
+	steps := map[iapsetup.StepName][]iapsetup.Step{}
+	for _, st := range plan.Steps {
+		steps[st.Name] = append(steps[st.Name], st)
+	}
+	step := func(n iapsetup.StepName) iapsetup.Step {
+		if ss := steps[n]; len(ss) > 0 {
+			return ss[0]
+		}
+		return iapsetup.Step{Name: n, Status: iapsetup.StatusSkipped}
+	}
+	agent := obs.Agent
+	agentMember := "serviceAccount:" + agent
+	if agent == "" {
+		agentMember = "serviceAccount:service-PROJECT_NUMBER@gcp-sa-iap.iam.gserviceaccount.com"
+	}
+
+	// service and label
+	label := gcloudRunService(ref, "update", "--update-labels=iap=enabled")
+	switch d := in.Desired; {
+	case d.Intent == iapsetup.Enforce:
+		add("service", findingOK, fmt.Sprintf("Cloud Run service %s exists and is labelled iap=enabled: iapguard keeps it compliant", ref.Name), "")
+	case d.Intent == iapsetup.Invalid:
+		add("service", findingProblem, fmt.Sprintf("label iap=%q is not valid (iapguard rejects it): use iap=enabled or iap=disabled", d.Label), label)
+	case d.LabelSet:
+		add("service", findingWarning, fmt.Sprintf("service %s is labelled iap=%s: iapguard leaves it alone; the checks below show what it would do", ref.Name, d.Label), label)
+	default:
+		add("service", findingWarning, fmt.Sprintf("service %s has no iap label: iapguard leaves it alone; the checks below show what it would do", ref.Name), label)
+	}
+
+	// agent-identity
+	if st := step(iapsetup.StepAgentIdentity); st.Status == iapsetup.StatusOK {
+		add("agent", findingOK, "IAP service agent "+agent+" is provisioned", "")
+	} else {
+		msg := "the IAP service agent is not provisioned (or cannot be looked up)"
+		if in.AgentErr != nil {
+			msg += ": " + oneLine(in.AgentErr).Error()
+		}
+		add("agent", findingProblem, msg, "gcloud beta services identity create --service=iap.googleapis.com --project="+ref.Project)
+	}
+
+	// invoker-binding
+	switch st := step(iapsetup.StepInvokerBinding); st.Status {
+	case iapsetup.StatusOK:
+		add("invoker", findingOK, agent+" holds roles/run.invoker on "+ref.Name, "")
+	case iapsetup.StatusChanged:
+		add("invoker", findingProblem, "the IAP service agent does not hold roles/run.invoker on "+ref.Name+`: requests through IAP fail with "Your client does not have permission to get URL"`,
+			gcloudRunService(ref, "add-iam-policy-binding", "--member="+agentMember, "--role=roles/run.invoker"))
+	default:
+		add("invoker", findingWarning, "cannot check the invoker binding: "+st.Message, "")
+	}
+
+	// iam-auth: public members and the invoker IAM check, from the plan's changes
+	var public []string
+	iamCheckOff := false
+	for _, c := range plan.Changes {
+		switch {
+		case strings.HasPrefix(c.Field, "iamPolicy[") && c.After == "" && c.Before != "":
+			public = append(public, c.Before)
+		case c.Field == "invokerIamDisabled":
+			iamCheckOff = true
+		}
+	}
+	for _, m := range public {
+		add("iam-auth", findingProblem, m+" holds roles/run.invoker: anyone can call the run.app URL, which IAP does not guard",
+			gcloudRunService(ref, "remove-iam-policy-binding", "--member="+m, "--role=roles/run.invoker"))
+	}
+	if iamCheckOff {
+		add("iam-auth", findingProblem, "the invoker IAM check is off (invokerIamDisabled): anyone can call the run.app URL",
+			gcloudRunService(ref, "update", "--invoker-iam-check"))
+	}
+	if len(public) == 0 && !iamCheckOff {
+		add("iam-auth", findingOK, "IAM authentication guards the run.app URL: no public invoker, invoker IAM check on", "")
+	}
+
+	// load balancer, per fronting backend: HTTPS frontend, CDN, IAP (from
+	// the plan's backend-iap step for that backend)
+	builtin := in.Service.IAPEnabled
+	switch {
+	case len(in.Fronting) == 0:
+		add("load-balancer", findingOK, "no load balancer fronts "+ref.Name+" (no serverless NEG in "+ref.Region+" names it): Cloud Run's built-in IAP is the way in", "")
+	default:
+		var names []string
+		for _, b := range in.Fronting {
+			names = append(names, shortBackend(b.Ref.Path()))
+		}
+		msg := "fronted by backend service(s) " + strings.Join(names, ", ") + " through serverless NEGs"
+		if plan.Mode == iapsetup.ModeDirect {
+			msg += "; Cloud Run's built-in IAP is on, so it guards the load balancer's path too"
+		}
+		add("load-balancer", findingOK, msg, "")
+	}
+	backendSteps := map[string]iapsetup.Step{}
+	for _, st := range steps[iapsetup.StepBackendIAP] {
+		backendSteps[st.Resource] = st
+	}
+	for _, b := range in.Fronting {
+		bn := shortBackend(b.Ref.Path())
+		st := backendSteps[b.Ref.Path()]
+		httpsMissing := findingProblem
+		if plan.Mode != iapsetup.ModeLoadBalancer {
+			httpsMissing = findingWarning // IAP is Cloud Run's own here
+		}
+		if err, bad := in.FrontendErr[b.Ref.Path()]; bad {
+			add("https", findingWarning, "cannot check the frontend of "+bn+": "+oneLine(err).Error(), "")
+		} else if fe := obs.Frontends[iapsetup.ResourcePath(b.SelfLink)]; fe.HTTPS {
+			var rules []string
+			for _, r := range fe.ForwardingRules {
+				rules = append(rules, shortResource(r))
+			}
+			add("https", findingOK, bn+" is reached over HTTPS (forwarding rule "+strings.Join(rules, ", ")+")", "")
+		} else {
+			urlMap := "URL_MAP"
+			if len(fe.URLMaps) > 0 {
+				urlMap = fe.URLMaps[0][strings.LastIndex(fe.URLMaps[0], "/")+1:]
+			}
+			add("https", httpsMissing, "no HTTPS frontend reaches "+bn+": IAP needs at least one HTTPS protocol in the load balancer frontend",
+				fmt.Sprintf("gcloud compute target-https-proxies create %s-https-proxy --project=%s --url-map=%s --ssl-certificates=CERTIFICATE && gcloud compute forwarding-rules create %s-https --project=%s --global --target-https-proxy=%s-https-proxy --ports=443",
+					b.Ref.Name, ref.Project, urlMap, b.Ref.Name, ref.Project, b.Ref.Name))
+		}
+		noCDN := gcloudBackend(b.Ref, "--no-enable-cdn")
+		switch {
+		case !b.EnableCDN:
+			add("cdn", findingOK, "Cloud CDN is off for "+bn, "")
+		case st.Status == iapsetup.StatusConflict && builtin:
+			add("cdn", findingProblem, "Cloud CDN is on for "+bn+": cached responses are served by the load balancer without reaching Cloud Run's built-in IAP", noCDN)
+		case st.Status == iapsetup.StatusConflict:
+			add("cdn", findingProblem, "Cloud CDN is on for "+bn+" and IAP is incompatible with Cloud CDN: decide which to keep", noCDN)
+		default:
+			add("cdn", findingWarning, "Cloud CDN is on for "+bn+" although IAP guards it: IAP is incompatible with Cloud CDN", noCDN)
+		}
+		switch st.Status {
+		case iapsetup.StatusOK:
+			add("backend-iap", findingOK, st.Message, "")
+		case iapsetup.StatusChanged:
+			add("backend-iap", findingProblem, "IAP is off for "+bn, gcloudBackend(b.Ref, "--iap=enabled"))
+		case iapsetup.StatusConflict:
+			if builtin {
+				break // the cdn finding above is the whole story: backend IAP stays off by design
+			}
+			add("backend-iap", findingProblem, "IAP cannot be enabled for "+bn+" while Cloud CDN is on", noCDN+" && "+gcloudBackend(b.Ref, "--iap=enabled"))
+		default:
+			add("backend-iap", findingWarning, dash(st.Message), "")
+		}
+	}
+
+	// ingress
+	switch st := step(iapsetup.StepIngress); st.Status {
+	case iapsetup.StatusOK:
+		add("ingress", findingOK, "ingress is internal-and-cloud-load-balancing: the run.app URL does not bypass the load balancer", "")
+	case iapsetup.StatusChanged:
+		add("ingress", findingProblem, "ingress is all although a load balancer fronts the service: the run.app URL bypasses it",
+			gcloudRunService(ref, "update", "--ingress=internal-and-cloud-load-balancing"))
+	case iapsetup.StatusWarning:
+		add("ingress", findingWarning, st.Message, "")
+	default:
+		msg := st.Message
+		if msg == "" {
+			msg = "ingress " + ingressName(in.Service.Ingress)
+		}
+		add("ingress", findingOK, msg, "")
+	}
+
+	// Cloud Run's built-in IAP, when the plan relies on it
+	if plan.Mode == iapsetup.ModeDirect {
+		switch st := step(iapsetup.StepDirectIAP); st.Status {
+		case iapsetup.StatusOK:
+			add("cloud-run-iap", findingOK, "Cloud Run's built-in IAP is on", "")
+		case iapsetup.StatusChanged:
+			add("cloud-run-iap", findingProblem, "no load balancer fronts the service and Cloud Run's built-in IAP is off",
+				fmt.Sprintf("gcloud beta run services update %s --project=%s --region=%s --iap", ref.Name, ref.Project, ref.Region))
+		default:
+			add("cloud-run-iap", findingWarning, dash(st.Message), "")
+		}
+	}
+
+	// access: who may pass IAP, per IAP resource (the plan's access steps)
+	for _, st := range steps[iapsetup.StepAccess] {
+		switch st.Status {
+		case iapsetup.StatusOK:
+			add("access", findingOK, st.Message, "")
+		case iapsetup.StatusChanged:
+			add("access", findingProblem, "not yet granted: "+st.Message,
+				fmt.Sprintf("iapctl enforce %s --project=%s --region=%s (with the function's --access-policies)", ref.Name, ref.Project, ref.Region))
+		case iapsetup.StatusRejected, iapsetup.StatusFailed:
+			add("access", findingProblem, st.Message, "")
+		default:
+			add("access", findingWarning, st.Message, "")
+		}
+	}
+
+	// plan warnings not covered above (e.g. NEGs that select services by URL mask)
+	for _, w := range plan.Warnings {
+		if strings.Contains(w, "has no HTTPS frontend") || strings.Contains(w, "is stricter than") ||
+			strings.Contains(w, "both IAP and Cloud CDN") {
+			continue
+		}
+		add("warning", findingWarning, w, "")
+	}
+
+	add("run.routes.invoke", findingNote, "if requests through IAP still get 403 although the agent holds roles/run.invoker, redeploy the service; "+
+		"projects that relied on the IAP-for-Cloud-Run Preview may be on an allowlist that skips the run.routes.invoke check for IAP — contact Cloud Run support to remove them from it", "")
+	add("x-serverless-authorization", findingNote, "IAP calls Cloud Run with an X-Serverless-Authorization header; if "+ref.Name+
+		" forwards requests to another IAM-protected Cloud Run service, strip that header first (Go: pkg/iapauth.StripServerlessAuthorization)", "")
+	return rep
+}
+
+func ingressName(i iapsetup.Ingress) string {
+	switch i {
+	case iapsetup.IngressAll:
+		return "all"
+	case iapsetup.IngressInternalLoadBalancer:
+		return "internal-and-cloud-load-balancing"
+	case iapsetup.IngressInternalOnly:
+		return "internal"
+	case iapsetup.IngressNone:
+		return "none"
+	}
+	return string(i)
+}
+
+func writeDoctor(w io.Writer, rep doctorReport) {
+	fmt.Fprintf(w, "doctor: %s\n\n", rep.Name)
+	var notes []finding
+	for _, fd := range rep.Findings {
+		if fd.Status == findingNote {
+			notes = append(notes, fd)
+			continue
+		}
+		mark := map[string]string{findingOK: "✓", findingProblem: "✗", findingWarning: "!"}[fd.Status]
+		fmt.Fprintf(w, "%s %-14s %s\n", mark, fd.Check, fd.Message)
+		if fd.Fix != "" {
+			fmt.Fprintf(w, "  %-14s fix: %s\n", "", fd.Fix)
+		}
+	}
+	fmt.Fprintln(w, "\nnotes (no API can check these):")
+	for _, fd := range notes {
+		fmt.Fprintf(w, "! %s: %s\n", fd.Check, fd.Message)
+	}
+	fmt.Fprintf(w, "\n%d problem(s), %d warning(s).", rep.Problems, rep.Warnings)
+	if rep.Problems > 0 {
+		fmt.Fprintf(w, " Apply the fixes above, or label the service iap=enabled and let iapguard fix what it can (preview: iapctl enforce %s --project=%s --region=%s --dry-run).",
+			rep.Service, rep.Project, rep.Region)
+	}
+	fmt.Fprintln(w)
+}

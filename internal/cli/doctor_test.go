@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/iapguard/iapguard/internal/demo"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+)
+
+func TestDoctor(t *testing.T) {
+	t.Parallel()
+	ts := startStack(t, false)
+	ctx := t.Context()
+	// One more: labelled, behind a load balancer with only an HTTP frontend.
+	if _, err := ts.clients.CreateService(ctx, testProject, testRegion, demo.ServiceSpec{Name: "intranet", Labels: map[string]string{"iap": "enabled"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.clients.BuildLoadBalancer(ctx, testProject, testRegion, demo.LBSpec{Service: "intranet", HTTPOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	before := ts.auditEntries()
+
+	for _, svc := range []string{"storefront", "assets", "marketing", "intranet"} {
+		out := ts.mustRun(t, ExitNonCompliant, "doctor", svc, "--project", testProject, "--region", testRegion)
+		golden(t, "doctor-"+svc+".golden", out)
+	}
+	out := ts.mustRun(t, ExitNonCompliant, "doctor", "storefront", "--project", testProject, "--region", testRegion, "-o", "json")
+	golden(t, "doctor-storefront.json.golden", out)
+	var rep doctorReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	var problems []string
+	for _, f := range rep.Findings {
+		if f.Status == findingProblem {
+			problems = append(problems, f.Check)
+			if !strings.HasPrefix(f.Fix, "gcloud ") {
+				t.Errorf("problem %s has no gcloud fix: %q", f.Check, f.Fix)
+			}
+		}
+	}
+	if diff := cmp.Diff([]string{"invoker", "iam-auth", "backend-iap", "ingress"}, problems); diff != "" {
+		t.Errorf("storefront problems (-want +got):\n%s", diff)
+	}
+	if got := ts.auditEntries(); got != before {
+		t.Errorf("doctor wrote %d audit-log entries", got-before)
+	}
+
+	// After enforcement nothing is wrong: exit 0.
+	ts.mustRun(t, ExitOK, "enforce", "storefront", "--project", testProject, "--region", testRegion)
+	out = ts.mustRun(t, ExitOK, "doctor", "storefront", "--project", testProject, "--region", testRegion)
+	if !strings.Contains(out, "\n0 problem(s), ") || strings.Contains(out, "✗") {
+		t.Errorf("doctor after enforce:\n%s", out)
+	}
+}
+
+// TestDiagnoseBuiltinIAP covers a service whose built-in IAP is on while a
+// load balancer with Cloud CDN fronts it: the plan keeps it in direct mode,
+// and the only problem is CDN serving cached responses past IAP.
+func TestDiagnoseBuiltinIAP(t *testing.T) {
+	t.Parallel()
+	ref := iapsetup.ServiceRef{Project: "p", Region: "r", Name: "web"}
+	agent := "service-42@gcp-sa-iap.iam.gserviceaccount.com"
+	neg := "https://www.googleapis.com/compute/v1/projects/p/regions/r/networkEndpointGroups/web-neg"
+	be := iapsetup.BackendService{
+		SelfLink: "https://www.googleapis.com/compute/v1/projects/p/global/backendServices/web-be",
+		Ref:      iapsetup.BackendRef{Project: "p", Name: "web-be"}, ID: "7", Groups: []string{neg}, EnableCDN: true,
+	}
+	svc := &iapsetup.Service{Ref: ref, Labels: map[string]string{"iap": "enabled"}, Ingress: iapsetup.IngressAll, IAPEnabled: true,
+		Annotations: map[string]string{iapsetup.ManagedAnnotation: iapsetup.ManagedValue}}
+	obs := &iapsetup.Observed{
+		Service: svc, Agent: agent,
+		Policy:    &iapsetup.Policy{Bindings: []iapsetup.Binding{{Role: "roles/run.invoker", Members: []string{"serviceAccount:" + agent}}}},
+		NEGs:      []iapsetup.NEG{{SelfLink: neg, Name: "web-neg", Project: "p", Region: "r", Type: "SERVERLESS", CloudRun: &iapsetup.CloudRunTarget{Service: "web"}}},
+		Backends:  []iapsetup.BackendService{be},
+		Frontends: map[string]iapsetup.Frontend{iapsetup.ResourcePath(be.SelfLink): {HTTPS: true, ForwardingRules: []string{"projects/p/global/forwardingRules/web-fr"}}},
+	}
+	plan := iapsetup.PlanFor(iapsetup.DesiredFor(svc), obs)
+	in := &inspection{Ref: ref, Service: svc, Desired: iapsetup.DesiredFor(svc), Observed: obs, Plan: plan,
+		Fronting: []iapsetup.BackendService{be}, FrontendErr: map[string]error{}}
+	rep := diagnose(in)
+	got := map[string]string{}
+	for _, f := range rep.Findings {
+		if f.Status != findingNote {
+			got[f.Check] = f.Status + ": " + f.Fix
+		}
+	}
+	want := map[string]string{
+		"service": "ok: ", "agent": "ok: ", "invoker": "ok: ", "iam-auth": "ok: ", "load-balancer": "ok: ", "https": "ok: ",
+		"cdn":           "problem: gcloud compute backend-services update web-be --project=p --global --no-enable-cdn",
+		"ingress":       "ok: ",
+		"cloud-run-iap": "ok: ",
+	}
+	for k := range got {
+		if k == "access" {
+			delete(got, k) // not read here (no IAP policies observed)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("findings (-want +got):\n%s", diff)
+	}
+	if rep.Mode != "direct" || rep.Problems != 1 {
+		t.Errorf("mode %s, %d problems", rep.Mode, rep.Problems)
+	}
+}

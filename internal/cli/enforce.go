@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+)
+
+type enforceFlags struct {
+	opFlags
+	all    bool
+	dryRun bool
+}
+
+func newEnforceCmd(s *streams) *cobra.Command {
+	var f enforceFlags
+	cmd := &cobra.Command{
+		Use:   "enforce SERVICE | --all",
+		Short: "Reconcile now, with the function's reconciler; --dry-run prints the plan",
+		Long: `Reconcile one Cloud Run service (SERVICE, with --region) or every service of
+the project (--all; every region unless --region is given) right now, with
+the same reconciler the EnforceIAP function runs, using your credentials.
+Only services labelled iap=enabled are changed.
+
+--dry-run prints the plan — each rule's state and every change iapguard
+would make — and changes nothing.
+
+Exit status: 0 when every labelled service complies afterwards (with
+--dry-run: would need no change), 2 when one does not (a conflict, a
+rejected label, or with --dry-run pending changes), 1 on errors.`,
+		Example: `  iapctl enforce storefront --project my-project --region europe-west1 --dry-run
+  iapctl enforce --all --project my-project`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runEnforce(cmd.Context(), s, &f, args)
+		},
+	}
+	f.add(cmd, regionOptional, 5*time.Minute)
+	fl := cmd.Flags()
+	fl.BoolVar(&f.all, "all", false, "every service of the project (in --region, if given)")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan; change nothing")
+	return cmd
+}
+
+// enforceReport is enforce's JSON output.
+type enforceReport struct {
+	Project  string          `json:"project"`
+	Region   string          `json:"region"`
+	DryRun   bool            `json:"dryRun"`
+	Services []serviceReport `json:"services"`
+}
+
+func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string) error {
+	switch {
+	case len(args) == 1 && f.all:
+		return fail(errors.New("give a SERVICE or --all, not both"))
+	case len(args) == 0 && !f.all:
+		return fail(errors.New("give a SERVICE (with --region) or --all"))
+	}
+	ru := regionOptional
+	if len(args) == 1 {
+		ru = regionRequired
+		if !validName(args[0]) {
+			return fail(fmt.Errorf("service %q is not a Cloud Run service name", args[0]))
+		}
+	}
+	if err := f.resolve(ctx, ru, true); err != nil {
+		return fail(err)
+	}
+	ctx, cancel := withTimeout(ctx, f.timeout)
+	defer cancel()
+	ro, err := f.reconcilerOptions(iapsetup.ProjectScope(f.project), f.dryRun)
+	if err != nil {
+		return fail(err)
+	}
+	sess, err := connect(ctx, f.project, ro)
+	if err != nil {
+		return fail(err)
+	}
+	defer sess.Close()
+
+	rep := enforceReport{Project: f.project, Region: f.region, DryRun: f.dryRun}
+	if f.all {
+		prog := newProgressBar(s.err, true, "services")
+		rep.Services, err = scanServices(ctx, sess, f.region, f.dryRun, prog)
+		prog.finish()
+		if err != nil {
+			return fail(err)
+		}
+	} else {
+		ref := iapsetup.ServiceRef{Project: f.project, Region: f.region, Name: args[0]}
+		svc, err := sess.getService(ctx, ref)
+		if err != nil {
+			return fail(err)
+		}
+		res, rerr := sess.rec.Reconcile(ctx, ref, iapsetup.WithDryRun(f.dryRun), iapsetup.WithAccessCheck())
+		if rerr != nil && (errors.Is(rerr, context.DeadlineExceeded) || errors.Is(rerr, context.Canceled)) {
+			return fail(explain(rerr, sess.emulator))
+		}
+		rep.Services = []serviceReport{newServiceReport(ref, svc, viewOfResult(res), rerr)}
+	}
+	if f.output == outputJSON {
+		if err := writeJSON(s.out, rep); err != nil {
+			return fail(err)
+		}
+	} else {
+		writePlans(s.out, rep)
+	}
+	return auditExit(rep.Services)
+}
+
+// writePlans prints each service's outcome, rules and changes.
+func writePlans(w io.Writer, rep enforceReport) {
+	counts := map[string]int{}
+	var order []string
+	for i, r := range rep.Services {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		state := r.State
+		if r.DryRun && r.State == "non-compliant" {
+			state = "non-compliant: would be remediated"
+		}
+		if counts[r.State] == 0 {
+			order = append(order, r.State)
+		}
+		counts[r.State]++
+		fmt.Fprintf(w, "%s (%s)  %s", r.Service, r.Name, state)
+		if r.DryRun {
+			fmt.Fprint(w, "  [dry run: nothing changed]")
+		}
+		fmt.Fprintln(w)
+		if r.Mode != "" {
+			fmt.Fprintf(w, "  mode: %s\n", r.Mode)
+		}
+		if r.Reason != "" {
+			fmt.Fprintf(w, "  reason: %s\n", r.Reason)
+		}
+		if r.Error != "" {
+			fmt.Fprintf(w, "  error: %s\n", r.Error)
+		}
+		if len(r.Rules) > 0 {
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			for _, rr := range r.Rules {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\n", ruleCell(iapsetup.Status(rr.Status), r.DryRun), rr.Rule, rr.Message)
+			}
+			tw.Flush()
+		}
+		if len(r.Changes) > 0 {
+			verb := "changes made:"
+			if r.DryRun {
+				verb = "changes planned:"
+			}
+			fmt.Fprintf(w, "  %s\n", verb)
+			for _, c := range r.Changes {
+				fmt.Fprintf(w, "    %s  %s\n", shortResource(c.Resource), changeTextFields(c.Field, c.Before, c.After))
+			}
+		}
+		for _, warn := range r.Warnings {
+			fmt.Fprintf(w, "  warning: %s\n", warn)
+		}
+	}
+	var parts []string
+	for _, st := range order {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[st], st))
+	}
+	fmt.Fprintf(w, "\n%d service(s): %s\n", len(rep.Services), strings.Join(parts, ", "))
+}

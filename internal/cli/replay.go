@@ -1,0 +1,656 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	logging "cloud.google.com/go/logging/apiv2"
+	"cloud.google.com/go/logging/apiv2/loggingpb"
+	"cloud.google.com/go/pubsub/v2"
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/spf13/cobra"
+	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	// Registers google.cloud.audit.AuditLog, the Any in audit entries'
+	// protoPayload, so protojson can render entries read from Cloud Logging.
+	_ "google.golang.org/genproto/googleapis/cloud/audit"
+
+	"github.com/iapguard/iapguard/functions"
+	"github.com/iapguard/iapguard/internal/event"
+	"github.com/iapguard/iapguard/internal/gcperr"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/outcome"
+)
+
+// DefaultReplayTopic is the topic the replay trigger listens on
+// (eventarc/triggers.yaml, trigger "replay").
+const DefaultReplayTopic = "iapguard-replay"
+
+type replayFlags struct {
+	opFlags
+	fromLogs    bool
+	since       time.Duration
+	logFilter   string
+	viaTopic    bool
+	topic       string
+	services    []string
+	all         bool
+	dryRun      bool
+	requestedBy string
+	verbose     bool
+}
+
+func newReplayCmd(s *streams) *cobra.Command {
+	var f replayFlags
+	cmd := &cobra.Command{
+		Use:   "replay [FILE|DIR ...]",
+		Short: "Replay events by hand: CloudEvent/LogEntry files, audit entries from Cloud Logging, or replay messages",
+		Long: `Replay events through iapguard — the mission's "manual replay of events".
+
+Inputs (any mix):
+  FILE|DIR ...        JSON files (every *.json of a DIR, in name order). Each holds a
+                      CloudEvent in structured mode, a Cloud Audit Logs LogEntry (or a
+                      JSON array of them, as 'gcloud logging read --format=json' writes),
+                      or a replay message (docs/replay-message.md).
+  --from-logs         audit entries of --project read back from Cloud Logging
+                      (entries.list) for the last --since; against the emulator, its
+                      audit log.
+  --service S         a replay message for service S (with --region);
+  --all               a replay message for every service of --project (in --region).
+
+By default each input is handled here, with your credentials, by the
+EnforceIAP function's own handler (decode → reconcile), and the outcomes are
+printed (they are not published). With --via-topic the inputs are published
+to the replay topic instead, so the deployed function does the work: every
+service an input names becomes one replay message (deduplicated), and a
+Compute entry (a backend service or NEG change) is published as the
+LogEntry itself, which the function decodes on its log-sink path. (The
+function ignores log entries older than IAPGUARD_MAX_EVENT_AGE, 24h by
+default: replay old Compute entries without --via-topic.)
+
+--dry-run: locally, plan and change nothing (outcomes say dryRun); with
+--via-topic, print what would be published and publish nothing.
+
+Exit status: 0; 2 when an outcome leaves a labelled service not compliant
+(with --dry-run: would change it); 1 on errors, including an input that
+is not a valid event.`,
+		Example: `  iapctl replay ./events/ --project my-project --dry-run
+  iapctl replay --from-logs --since 2h --project my-project
+  iapctl replay --via-topic --project my-project --region europe-west1 --service billing`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runReplay(cmd.Context(), s, &f, args)
+		},
+	}
+	f.add(cmd, regionOptional, 5*time.Minute)
+	fl := cmd.Flags()
+	fl.BoolVar(&f.fromLogs, "from-logs", false, "read audit entries of --project back from Cloud Logging")
+	fl.DurationVar(&f.since, "since", time.Hour, "with --from-logs: how far back to read")
+	fl.StringVar(&f.logFilter, "log-filter", "", "with --from-logs: an extra Logging query clause, ANDed (e.g. 'resource.labels.service_name=\"billing\"')")
+	fl.BoolVar(&f.viaTopic, "via-topic", false, "publish to the replay topic so the deployed function does the work")
+	fl.StringVar(&f.topic, "topic", DefaultReplayTopic, "replay topic: an id in --project, or projects/P/topics/T")
+	fl.StringSliceVar(&f.services, "service", nil, "replay message for this service (repeatable; needs --region)")
+	fl.BoolVar(&f.all, "all", false, "replay message for every service of --project (in --region, if given)")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "change nothing (locally: plan only; --via-topic: publish nothing)")
+	fl.StringVar(&f.requestedBy, "requested-by", "iapctl", "requestedBy of replay messages (shown as the outcome's trigger principal)")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "also show skipped outcomes of events that are not about a Cloud Run service")
+	return cmd
+}
+
+// replayInput is one event to replay.
+type replayInput struct {
+	origin string // file path, "logs", "--service"
+	ev     cloudevents.Event
+}
+
+func runReplay(ctx context.Context, s *streams, f *replayFlags, args []string) error {
+	if err := f.resolve(ctx, regionOptional, f.fromLogs || len(f.services) > 0 || f.all); err != nil {
+		return fail(err)
+	}
+	switch {
+	case len(args) == 0 && !f.fromLogs && len(f.services) == 0 && !f.all:
+		return fail(errors.New("nothing to replay: give FILE|DIR arguments, --from-logs, --service or --all"))
+	case len(f.services) > 0 && f.all:
+		return fail(errors.New("give --service or --all, not both"))
+	case len(f.services) > 0 && f.region == "":
+		return fail(errors.New("--service needs --region"))
+	case f.since <= 0:
+		return fail(fmt.Errorf("--since %s: want a positive duration such as 1h", f.since))
+	case f.logFilter != "" && !f.fromLogs:
+		return fail(errors.New("--log-filter needs --from-logs"))
+	}
+	topic := ""
+	if f.viaTopic || len(f.services) > 0 || f.all {
+		var err error
+		if topic, err = topicName(f.project, f.topic); err != nil {
+			return fail(err)
+		}
+	}
+	ctx, cancel := withTimeout(ctx, f.timeout)
+	defer cancel()
+
+	var inputs []replayInput
+	for _, a := range args {
+		in, err := readEventFiles(a, topic)
+		if err != nil {
+			return fail(err)
+		}
+		inputs = append(inputs, in...)
+	}
+	if f.fromLogs {
+		in, err := readAuditLogs(ctx, f.project, f.since, f.logFilter)
+		if err != nil {
+			return fail(err)
+		}
+		inputs = append(inputs, in...)
+	}
+	msgs, err := f.replayMessages()
+	if err != nil {
+		return fail(err)
+	}
+	for i, m := range msgs {
+		ev, err := replayMessageEvent(topic, m, i+1)
+		if err != nil {
+			return fail(err)
+		}
+		inputs = append(inputs, replayInput{origin: "--service", ev: ev})
+	}
+	if len(inputs) == 0 {
+		fmt.Fprintln(s.err, "iapctl: nothing to replay (no events found)")
+		return nil
+	}
+	if f.viaTopic {
+		return replayViaTopic(ctx, s, f, topic, inputs)
+	}
+	return replayLocally(ctx, s, f, inputs)
+}
+
+// replayMessages returns the replay messages --service / --all ask for.
+func (f *replayFlags) replayMessages() ([]event.ReplayMessage, error) {
+	var targets []event.Target
+	for _, svc := range f.services {
+		targets = append(targets, event.Target{Kind: event.TargetService, Project: f.project, Region: f.region, Service: svc})
+	}
+	if f.all {
+		targets = append(targets, event.Target{Kind: event.TargetProject, Project: f.project, Region: f.region})
+	}
+	var out []event.ReplayMessage
+	for _, t := range targets {
+		m := event.ReplayMessageFor(t, f.requestedBy)
+		if err := m.Validate(); err != nil {
+			return nil, fmt.Errorf("replay message for %s: %w", t, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// replayMessageEvent wraps a replay message in the messagePublished
+// CloudEvent Eventarc would deliver for it from topic.
+func replayMessageEvent(topic string, m event.ReplayMessage, n int) (cloudevents.Event, error) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return cloudevents.Event{}, fmt.Errorf("encoding replay message: %w", err)
+	}
+	project, id := topicParts(topic)
+	return event.NewMessagePublishedEvent(project, id, "projects/"+project+"/subscriptions/iapctl-replay",
+		event.PubSubMessage{Data: data, MessageID: "iapctl-" + strconv.Itoa(n), PublishTime: time.Now().UTC()})
+}
+
+// topicParts splits projects/P/topics/T.
+func topicParts(topic string) (project, id string) {
+	parts := strings.Split(topic, "/")
+	if len(parts) == 4 {
+		return parts[1], parts[3]
+	}
+	return "", topic
+}
+
+// readEventFiles reads one file, or every *.json file of a directory in
+// name order.
+func readEventFiles(path, topic string) ([]replayInput, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading events: %w", err)
+	}
+	files := []string{path}
+	if fi.IsDir() {
+		if files, err = filepath.Glob(filepath.Join(path, "*.json")); err != nil {
+			return nil, fmt.Errorf("listing %s: %w", path, err)
+		}
+		sort.Strings(files)
+		if len(files) == 0 {
+			return nil, fmt.Errorf("directory %s has no *.json files", path)
+		}
+	}
+	var out []replayInput
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("reading events: %w", err)
+		}
+		evs, err := parseEvents(b, topic)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		for _, ev := range evs {
+			out = append(out, replayInput{origin: file, ev: ev})
+		}
+	}
+	return out, nil
+}
+
+// parseEvents reads a JSON document holding one event or an array of
+// them. Each is a structured-mode CloudEvent ("specversion"), a LogEntry
+// ("protoPayload"; wrapped as Eventarc would, event.NewAuditLogEvent) or a
+// replay message ("version"; wrapped as a messagePublished event from
+// topic).
+func parseEvents(b []byte, topic string) ([]cloudevents.Event, error) {
+	b = bytes.TrimSpace(b)
+	var raws []json.RawMessage
+	if len(b) > 0 && b[0] == '[' {
+		if err := json.Unmarshal(b, &raws); err != nil {
+			return nil, fmt.Errorf("not a JSON array of events: %w", err)
+		}
+	} else {
+		raws = []json.RawMessage{b}
+	}
+	var out []cloudevents.Event
+	for i, raw := range raws {
+		ev, err := parseEvent(raw, topic, i+1)
+		if err != nil {
+			if len(raws) > 1 {
+				return nil, fmt.Errorf("item %d: %w", i+1, err)
+			}
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+func parseEvent(raw json.RawMessage, topic string, n int) (cloudevents.Event, error) {
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return cloudevents.Event{}, fmt.Errorf("not a JSON object: %w", err)
+	}
+	switch {
+	case probe["specversion"] != nil:
+		var ev cloudevents.Event
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			return cloudevents.Event{}, fmt.Errorf("not a CloudEvent in structured mode: %w", err)
+		}
+		return ev, nil
+	case probe["protoPayload"] != nil:
+		return event.NewAuditLogEvent(raw)
+	case probe["version"] != nil:
+		m, err := event.ParseReplayMessage(raw)
+		if err != nil {
+			return cloudevents.Event{}, err
+		}
+		if topic == "" {
+			topic = "projects/" + m.Project + "/topics/" + DefaultReplayTopic
+		}
+		return replayMessageEvent(topic, m, n)
+	}
+	return cloudevents.Event{}, errors.New(`not a CloudEvent ("specversion"), a LogEntry ("protoPayload") or a replay message ("version")`)
+}
+
+// readAuditLogs reads the Admin Activity audit entries of project for the
+// last since from Cloud Logging (entries.list, oldest first) about Cloud
+// Run and Compute, and wraps each as the CloudEvent Eventarc delivers for
+// it. Needs logging.logEntries.list.
+func readAuditLogs(ctx context.Context, project string, since time.Duration, extra string) ([]replayInput, error) {
+	host, err := emulatorHost(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var opts []option.ClientOption
+	if host != "" {
+		opts = append(opts, option.WithEndpoint(host),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+			option.WithoutAuthentication(), option.WithTelemetryDisabled())
+	}
+	lc, err := logging.NewClient(ctx, opts...)
+	if err != nil {
+		return nil, explain(fmt.Errorf("creating Cloud Logging client: %w", err), host)
+	}
+	defer lc.Close()
+	filter := auditLogFilter(project, time.Now().Add(-since), extra)
+	it := lc.ListLogEntries(ctx, &loggingpb.ListLogEntriesRequest{
+		ResourceNames: []string{"projects/" + project}, Filter: filter, OrderBy: "timestamp asc", PageSize: 1000,
+	})
+	var out []replayInput
+	for {
+		e, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			if gcperr.IsPermissionDenied(err) || gcperr.IsNotFound(err) {
+				return nil, fmt.Errorf("reading audit entries of project %s (logging.logEntries.list): %s", project, grpcDesc(err))
+			}
+			return nil, explain(fmt.Errorf("reading audit entries of project %s: %w", project, err), host)
+		}
+		b, err := protojson.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("rendering log entry %s: %w", e.GetInsertId(), err)
+		}
+		ev, err := event.NewAuditLogEvent(b)
+		if err != nil {
+			return nil, fmt.Errorf("log entry %s: %w", e.GetInsertId(), err)
+		}
+		out = append(out, replayInput{origin: "logs", ev: ev})
+	}
+}
+
+// auditLogFilter selects project's Admin Activity entries from Cloud Run
+// and Compute since from; the decoder picks what it acts on.
+func auditLogFilter(project string, from time.Time, extra string) string {
+	f := fmt.Sprintf(`logName="projects/%s/logs/cloudaudit.googleapis.com%%2Factivity" AND timestamp>="%s" AND (protoPayload.serviceName="%s" OR protoPayload.serviceName="%s")`,
+		project, from.UTC().Format(time.RFC3339), event.RunServiceName, event.ComputeServiceName)
+	if extra != "" {
+		f += " AND (" + extra + ")"
+	}
+	return f
+}
+
+// ---- local replay --------------------------------------------------------------
+
+// printingPublisher is the local replay's outcome publisher: it prints
+// each outcome (as published: Marshal fills and validates it) instead of
+// sending it to Pub/Sub.
+type printingPublisher struct {
+	mu      sync.Mutex
+	w       io.Writer
+	json    bool
+	verbose bool
+	all     []*outcome.Message
+	hidden  int
+}
+
+func (p *printingPublisher) Publish(_ context.Context, m *outcome.Message) (string, error) {
+	body, err := m.Marshal()
+	if err != nil {
+		return "", err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.all = append(p.all, m)
+	switch {
+	case p.json:
+		fmt.Fprintf(p.w, "%s\n", body)
+	case !p.verbose && m.Outcome == outcome.Skipped && m.Resource.Service == "":
+		p.hidden++
+	default:
+		fmt.Fprintln(p.w, outcomeLine(m, true))
+	}
+	return strconv.Itoa(len(p.all)), nil
+}
+
+// replayLocally hands each input to the function's handler, sequentially
+// in input order.
+func replayLocally(ctx context.Context, s *streams, f *replayFlags, inputs []replayInput) error {
+	scope := iapsetup.AllProjects()
+	if f.project != "" {
+		scope = iapsetup.ProjectScope(f.project)
+	}
+	ro, err := f.reconcilerOptions(scope, f.dryRun)
+	if err != nil {
+		return fail(err)
+	}
+	sess, err := connect(ctx, f.project, ro)
+	if err != nil {
+		return fail(err)
+	}
+	defer sess.Close()
+	if f.project != "" {
+		if err := sess.checkProject(ctx, f.region); err != nil {
+			return fail(err)
+		}
+	}
+	pub := &printingPublisher{w: s.out, json: f.output == outputJSON, verbose: f.verbose}
+	cfg := functions.Config{Project: f.project, DryRun: f.dryRun, Timeout: time.Minute, AccessPolicies: ro.AccessPolicies}
+	h := functions.NewHandler(cfg, sess.rec, pub, nil)
+	var errs []string
+	for _, in := range inputs {
+		if err := h.Handle(ctx, in.ev); err != nil {
+			if ctx.Err() != nil {
+				return fail(explain(ctx.Err(), sess.emulator))
+			}
+			errs = append(errs, fmt.Sprintf("%s (event %s): %v", in.origin, in.ev.ID(), err))
+		}
+	}
+	counts := map[outcome.Kind]int{}
+	bad, malformed := 0, 0
+	for _, m := range pub.all {
+		counts[m.Outcome]++
+		if outcomeNonCompliant(m) {
+			bad++
+		}
+		if m.Outcome == outcome.Rejected && m.Resource.Service == "" {
+			malformed++
+		}
+	}
+	if f.output != outputJSON {
+		var parts []string
+		for _, k := range outcome.Kinds() {
+			if counts[k] > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
+			}
+		}
+		fmt.Fprintf(s.out, "\nreplayed %d event(s): %s", len(inputs), strings.Join(parts, ", "))
+		if pub.hidden > 0 {
+			fmt.Fprintf(s.out, " (%d skipped outcome(s) not about a Cloud Run service hidden; -v shows them)", pub.hidden)
+		}
+		if f.dryRun {
+			fmt.Fprint(s.out, "; dry run: nothing was changed")
+		}
+		fmt.Fprintln(s.out)
+	}
+	switch {
+	case len(errs) > 0:
+		return fail(fmt.Errorf("%d event(s) failed and would be redelivered by Eventarc; first: %s", len(errs), errs[0]))
+	case malformed > 0:
+		return fail(fmt.Errorf("%d event(s) were rejected as malformed (see the rejected outcomes)", malformed))
+	case bad > 0:
+		return withCode(ExitNonCompliant, nil)
+	}
+	return nil
+}
+
+// ---- replay through the topic ----------------------------------------------------
+
+// defaultMaxEventAge is EnforceIAP's default IAPGUARD_MAX_EVENT_AGE: older
+// log entries are acknowledged without work.
+const defaultMaxEventAge = 24 * time.Hour
+
+// topicRecord is one line of --via-topic output (JSON field names are
+// documented in docs/iapctl.md).
+type topicRecord struct {
+	Topic     string `json:"topic"`
+	MessageID string `json:"messageId,omitempty"`
+	// Kind: "replay-message" or "log-entry".
+	Kind string `json:"kind"`
+	// About: the replay target, or the audited method and resource.
+	About string `json:"about"`
+	// From: the event the message stands for (method, resource, principal).
+	From   string          `json:"from,omitempty"`
+	Origin string          `json:"origin"`
+	DryRun bool            `json:"dryRun"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// viaTopicMessages turns the inputs into what to publish. Every input that
+// names Cloud Run services (audit entries about services, replay
+// messages) becomes one replay message per service — deduplicated across
+// inputs, and fresh, so the function's maximum event age does not discard
+// it. A Compute entry cannot be expressed as a replay message (the
+// services behind a backend are found by reading Compute), so it is
+// published as the LogEntry itself, which the function decodes on its
+// log-sink path. Inputs the decoder rejects are returned as problems;
+// those it skips are counted.
+func viaTopicMessages(f *replayFlags, topic string, inputs []replayInput) (recs []topicRecord, old int, skipped []string, problems []string) {
+	seen := map[string]bool{}
+	for _, in := range inputs {
+		dec, err := event.Decode(in.ev)
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("%s (event %s): %v", in.origin, in.ev.ID(), err))
+			continue
+		case dec.Skip != "":
+			skipped = append(skipped, fmt.Sprintf("%s (event %s): %s", in.origin, in.ev.ID(), dec.Skip))
+			continue
+		}
+		from := ""
+		if dec.Trigger.Method != event.ReplayMethod {
+			from = dec.Trigger.Method + " " + dec.Trigger.ResourceName
+			if dec.Trigger.Principal != "" {
+				from += " by " + dec.Trigger.Principal
+			}
+		}
+		if dec.Compute != nil {
+			data, err := messageData(in.ev)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s (event %s): %v", in.origin, in.ev.ID(), err))
+				continue
+			}
+			if !dec.Trigger.Time.IsZero() && time.Since(dec.Trigger.Time) > defaultMaxEventAge {
+				old++
+			}
+			recs = append(recs, topicRecord{Topic: topic, Kind: "log-entry", About: dec.Trigger.Method + " " + dec.Trigger.ResourceName,
+				From: from, Origin: in.origin, DryRun: f.dryRun, Data: data})
+			continue
+		}
+		requestedBy := f.requestedBy
+		if dec.Trigger.Method == event.ReplayMethod && dec.Trigger.Principal != "" {
+			requestedBy = dec.Trigger.Principal // a replay message keeps who asked
+		}
+		for _, t := range dec.Targets {
+			if seen[t.ResourceName()] {
+				continue
+			}
+			seen[t.ResourceName()] = true
+			data, err := json.Marshal(event.ReplayMessageFor(t, requestedBy))
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: encoding replay message: %v", in.origin, err))
+				continue
+			}
+			recs = append(recs, topicRecord{Topic: topic, Kind: "replay-message", About: t.ResourceName(),
+				From: from, Origin: in.origin, DryRun: f.dryRun, Data: data})
+		}
+	}
+	return recs, old, skipped, problems
+}
+
+// replayViaTopic publishes the inputs to topic (see viaTopicMessages).
+// Needs pubsub.topics.publish on the topic.
+func replayViaTopic(ctx context.Context, s *streams, f *replayFlags, topic string, inputs []replayInput) error {
+	recs, old, skipped, problems := viaTopicMessages(f, topic, inputs)
+	if len(problems) > 0 {
+		return fail(fmt.Errorf("%d input(s) are not valid events, nothing was published; first: %s", len(problems), problems[0]))
+	}
+	if f.verbose {
+		for _, sk := range skipped {
+			fmt.Fprintf(s.err, "not published: %s\n", sk)
+		}
+	}
+	if !f.dryRun && len(recs) > 0 {
+		project, _ := topicParts(topic)
+		client, host, err := pubsubClient(ctx, project)
+		if err != nil {
+			return fail(err)
+		}
+		defer client.Close()
+		pub := client.Publisher(topic)
+		defer pub.Stop()
+		for i := range recs {
+			id, err := pub.Publish(ctx, &pubsub.Message{Data: recs[i].Data}).Get(ctx)
+			if err != nil {
+				if gcperr.IsNotFound(err) {
+					return fail(fmt.Errorf("topic %s not found: create it (deploy/scripts/pubsub.sh) or pass --topic", topic))
+				}
+				return fail(explain(fmt.Errorf("publishing to %s: %w", topic, err), host))
+			}
+			recs[i].MessageID = id
+		}
+	}
+	for _, r := range recs {
+		if f.output == outputJSON {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return fail(err)
+			}
+			fmt.Fprintf(s.out, "%s\n", b)
+			continue
+		}
+		verb := "published " + r.MessageID
+		if f.dryRun {
+			verb = "would publish"
+		}
+		fmt.Fprintf(s.out, "%s  %-14s %s\n", verb, r.Kind, r.About)
+		if r.From != "" && r.Kind == "replay-message" {
+			fmt.Fprintf(s.out, "    for %s\n", r.From)
+		}
+		if f.dryRun && r.Kind == "replay-message" {
+			fmt.Fprintf(s.out, "    %s\n", r.Data)
+		}
+	}
+	if f.output != outputJSON {
+		verb := "published"
+		if f.dryRun {
+			verb = "dry run: would publish"
+		}
+		fmt.Fprintf(s.out, "\n%s %d message(s) to %s", verb, len(recs), topic)
+		if len(skipped) > 0 {
+			fmt.Fprintf(s.out, "; %d event(s) not for iapguard left out", len(skipped))
+		}
+		fmt.Fprintln(s.out)
+	}
+	if old > 0 {
+		fmt.Fprintf(s.err, "iapctl: note: %d Compute log entr(ies) are older than %s; EnforceIAP acknowledges entries older than IAPGUARD_MAX_EVENT_AGE (default %s) without work: replay those without --via-topic\n",
+			old, defaultMaxEventAge, defaultMaxEventAge)
+	}
+	return nil
+}
+
+// messageData is the LogEntry an audit-log event carries (compacted), or
+// the message data of a messagePublished event.
+func messageData(ev cloudevents.Event) ([]byte, error) {
+	var raw []byte
+	switch ev.Type() {
+	case event.AuditLogWritten:
+		raw = ev.Data()
+	case event.MessagePublished:
+		var env struct {
+			Message struct {
+				Data []byte `json:"data"`
+			} `json:"message"`
+		}
+		if err := json.Unmarshal(ev.Data(), &env); err != nil {
+			return nil, fmt.Errorf("reading the Pub/Sub message: %w", err)
+		}
+		raw = env.Message.Data
+	default:
+		return nil, fmt.Errorf("event type %q cannot be published to the replay topic", ev.Type())
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, fmt.Errorf("message data is not JSON: %w", err)
+	}
+	return buf.Bytes(), nil
+}

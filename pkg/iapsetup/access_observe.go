@@ -1,0 +1,131 @@
+package iapsetup
+
+import (
+	"context"
+	"maps"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+)
+
+// observeAccess reads, concurrently, the IAM policies of the IAP resources
+// the plan names and the project-wide projects/N/iap_web policy (cached per
+// project for Options.AccessProjectTTL), into obs.IAP and obs.IAPErrs. It
+// runs only for services labelled iap=enabled, in the same round as the
+// HTTPS-frontend check. Without an IAP client (Deps.IAP nil) it reads
+// nothing.
+//
+// A failed resource read fails the access step (and the reconcile, which
+// is redelivered if the error is transient); a failed project-wide read
+// only makes the who-can-pass message say so.
+func (r *Reconciler) observeAccess(ctx context.Context, resources []string, project string, obs *Observed) {
+	if r.d.IAP == nil || (len(resources) == 0 && project == "") {
+		return
+	}
+	type result struct {
+		name string
+		pol  *Policy
+		err  error
+	}
+	out := make([]result, len(resources)+1)
+	var g errgroup.Group
+	for i, name := range resources {
+		g.Go(func() error {
+			pol, err := r.d.IAP.GetIAPPolicy(ctx, name)
+			if err != nil {
+				err = &readError{"iap.webServices.getIamPolicy", "", err}
+			}
+			out[i] = result{name, pol, err}
+			return nil
+		})
+	}
+	if project != "" {
+		g.Go(func() error {
+			pol, err := r.projectIAP.get(ctx, project)
+			if err != nil {
+				err = &readError{"iap.web.getIamPolicy", "", err}
+			}
+			out[len(resources)] = result{project, pol, err}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	obs.IAP, obs.IAPErrs = maps.Clone(obs.IAP), maps.Clone(obs.IAPErrs)
+	if obs.IAP == nil {
+		obs.IAP = map[string]*Policy{}
+	}
+	if obs.IAPErrs == nil {
+		obs.IAPErrs = map[string]error{}
+	}
+	for _, res := range out {
+		switch {
+		case res.name == "":
+		case res.err != nil:
+			obs.IAPErrs[res.name] = res.err
+		default:
+			obs.IAP[res.name] = res.pol
+		}
+	}
+}
+
+// policyCache caches IAP policies read for the who-can-pass check (the
+// project-wide one, shared by every service of a project) and collapses
+// concurrent reads of one resource into a single call. Errors are not
+// cached. Cached policies are only read, never written from.
+type policyCache struct {
+	get1 func(ctx context.Context, resource string) (*Policy, error)
+	ttl  time.Duration
+	now  func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]policyEntry
+	sf      singleflight.Group
+}
+
+type policyEntry struct {
+	p       *Policy
+	expires time.Time
+}
+
+func newPolicyCache(get func(context.Context, string) (*Policy, error), ttl time.Duration, now func() time.Time) *policyCache {
+	return &policyCache{get1: get, ttl: ttl, now: now, entries: map[string]policyEntry{}}
+}
+
+func (c *policyCache) get(ctx context.Context, resource string) (*Policy, error) {
+	c.mu.Lock()
+	e, ok := c.entries[resource]
+	c.mu.Unlock()
+	if ok && c.now().Before(e.expires) {
+		return e.p.clone(), nil
+	}
+	ch := c.sf.DoChan(resource, func() (any, error) {
+		// The shared call must not die with the first caller's context.
+		callCtx := context.WithoutCancel(ctx)
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			callCtx, cancel = context.WithDeadline(callCtx, dl)
+			defer cancel()
+		}
+		p, err := c.get1(callCtx, resource)
+		if err != nil {
+			return nil, err
+		}
+		if c.ttl > 0 {
+			c.mu.Lock()
+			c.entries[resource] = policyEntry{p: p.clone(), expires: c.now().Add(c.ttl)}
+			c.mu.Unlock()
+		}
+		return p, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*Policy).clone(), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}

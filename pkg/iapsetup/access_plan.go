@@ -1,0 +1,490 @@
+package iapsetup
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// AccessFinding is what the access step found on one IAP resource: who may
+// pass IAP there (after the step's writes, when they succeeded). iapctl
+// doctor and audit read it from Result.Access.
+type AccessFinding struct {
+	// Resource is the IAP resource name (projects/N/iap_web/...).
+	Resource string
+	// What describes the resource: "backend service web", "Cloud Run
+	// service hello".
+	What string
+	// Members hold roles/iap.httpsResourceAccessor on Resource without a
+	// condition; Conditional hold it under a condition ("member (if title)").
+	Members     []string
+	Conditional []string
+	// Project is projects/N/iap_web; ProjectMembers hold the role there
+	// (conditional ones with their condition). ProjectError is set when
+	// that policy could not be read.
+	Project        string
+	ProjectMembers []string
+	ProjectError   string
+	// Policy is the service's iap-access label value ("" without the label).
+	Policy string
+	// Granted are the members iapguard manages on this service (its
+	// access annotation after the reconcile).
+	Granted []string
+}
+
+// Anyone reports whether at least one member can pass.
+func (f AccessFinding) Anyone() bool {
+	return len(f.Members)+len(f.Conditional)+len(f.ProjectMembers) > 0
+}
+
+// accessPlan is the access half of a plan: one accessPart per IAP resource
+// that guards the service, and the access annotation to record.
+type accessPlan struct {
+	ref       ServiceRef
+	policy    string // the iap-access label value
+	labelSet  bool
+	available []string // configured policy names, for messages
+	// manage: the label names a known, valid policy; iapguard grants its
+	// members and revokes members it granted that the policy dropped.
+	manage bool
+	// reject explains why the label's policy cannot be applied (rejected
+	// step; nothing granted, nothing revoked).
+	reject  string
+	wanted  []string // the policy's members (canonical)
+	granted []string // members recorded in AccessAnnotation
+	rawAnn  string   // AccessAnnotation as read
+
+	number        string // project number, "" unknown
+	projectPolicy *Policy
+	projectErr    error
+	parts         []*accessPart
+	// noResource explains why no IAP resource is checked.
+	noResource string
+}
+
+// accessPart plans roles/iap.httpsResourceAccessor on one IAP resource.
+type accessPart struct {
+	res     IAPResource
+	before  *Policy
+	readErr error
+	// after is the policy to write (with before's etag); nil: nothing to do.
+	after   *Policy
+	added   []string
+	removed []string
+	changes []Change
+	// err is the write error; rejected is set when the API refused the
+	// write as invalid (a member it does not know): nothing was granted.
+	err      error
+	rejected error
+}
+
+// planAccess is pure: it plans the access step from the labels, the
+// configured policies and the IAP policies read into o. resources are the
+// service's IAP resources (nil: none, noResource says why).
+func planAccess(ref ServiceRef, d Desired, o *Observed, number string, resources []IAPResource, noResource string) *accessPlan {
+	ap := &accessPlan{ref: ref, policy: d.Access, labelSet: d.AccessSet, rawAnn: d.Granted, number: number, noResource: noResource}
+	ap.granted = parseGranted(d.Granted)
+	ap.available = o.AccessPolicies.Names()
+	if d.AccessSet {
+		pol, ok := o.AccessPolicies.Lookup(d.Access)
+		switch {
+		case !ok && o.AccessPolicies.Len() == 0:
+			ap.reject = fmt.Sprintf("label %s=%q names an access policy, but no access policies are configured (IAPGUARD_ACCESS_POLICIES)", AccessLabelKey, d.Access)
+		case !ok:
+			ap.reject = fmt.Sprintf("label %s=%q names no access policy; known policies: %s", AccessLabelKey, d.Access, strings.Join(ap.available, ", "))
+		default:
+			ap.wanted = pol.Members
+			ap.manage = true
+			// Policies built in code are validated by NewAccessPolicies;
+			// check again so that nothing malformed or public is granted.
+			for _, m := range pol.Members {
+				if c, err := CanonicalMember(m); err != nil || c != m {
+					ap.manage, ap.wanted = false, nil
+					ap.reject = fmt.Sprintf("access policy %s: %v", d.Access, err)
+					break
+				}
+			}
+		}
+	}
+	if number != "" {
+		proj := ProjectIAPResource(number)
+		ap.projectPolicy, ap.projectErr = o.IAP[proj], o.IAPErrs[proj]
+	}
+	for _, res := range resources {
+		part := planAccessPart(res, o.IAP[res.Name], ap)
+		part.readErr = o.IAPErrs[res.Name]
+		ap.parts = append(ap.parts, &part)
+	}
+	return ap
+}
+
+// planAccessPart is pure: grant the wanted members that lack the role
+// unconditionally, revoke the members iapguard granted that the policy no
+// longer lists, touch nothing else.
+func planAccessPart(res IAPResource, before *Policy, ap *accessPlan) accessPart {
+	part := accessPart{res: res, before: before}
+	if before == nil || !ap.manage {
+		return part
+	}
+	present := accessorMembers(before, false)
+	for _, m := range ap.wanted {
+		if !containsMember(present, m) {
+			part.added = append(part.added, m)
+		}
+	}
+	for _, m := range ap.granted {
+		if !containsMember(ap.wanted, m) && containsMember(present, m) {
+			part.removed = append(part.removed, m)
+		}
+	}
+	if len(part.added) == 0 && len(part.removed) == 0 {
+		return part
+	}
+	after := before.clone()
+	var kept []Binding
+	added := false
+	for _, b := range after.Bindings {
+		if b.Role == RoleAccessor && b.Condition == nil {
+			b.Members = slices.DeleteFunc(b.Members, func(m string) bool { return containsMember(part.removed, m) })
+			if !added && len(part.added) > 0 {
+				b.Members = append(b.Members, part.added...)
+				added = true
+			}
+			if len(b.Members) == 0 {
+				continue // an empty binding is dropped, as IAM itself does
+			}
+		}
+		kept = append(kept, b)
+	}
+	if !added && len(part.added) > 0 {
+		kept = append(kept, Binding{Role: RoleAccessor, Members: slices.Clone(part.added)})
+	}
+	after.Bindings = kept
+	part.after = after
+	field := "iamPolicy[" + RoleAccessor + "]"
+	for _, m := range part.added {
+		part.changes = append(part.changes, Change{res.Name, field, "", m})
+	}
+	for _, m := range part.removed {
+		part.changes = append(part.changes, Change{res.Name, field, m, ""})
+	}
+	return part
+}
+
+// accessorMembers returns the members holding roles/iap.httpsResourceAccessor
+// in p: unconditional ones, or (conditional) "member (if title)" entries.
+func accessorMembers(p *Policy, conditional bool) []string {
+	if p == nil {
+		return nil
+	}
+	var out []string
+	for _, b := range p.Bindings {
+		if b.Role != RoleAccessor || (b.Condition != nil) != conditional {
+			continue
+		}
+		for _, m := range b.Members {
+			if conditional {
+				m += " (if " + conditionTitle(b.Condition) + ")"
+			}
+			if !slices.Contains(out, m) {
+				out = append(out, m)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func conditionTitle(c *Condition) string {
+	if c.Title != "" {
+		return c.Title
+	}
+	return c.Expression
+}
+
+// list returns the parts (nil-safe: plans that do not enforce have no
+// access plan).
+func (ap *accessPlan) list() []*accessPart {
+	if ap == nil {
+		return nil
+	}
+	return ap.parts
+}
+
+// writes counts the IAP policy writes of the plan.
+func (ap *accessPlan) writes() int {
+	if ap == nil {
+		return 0
+	}
+	n := 0
+	for _, part := range ap.parts {
+		if part.after != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// annotation returns the AccessAnnotation value to record, or nil to leave
+// it as it is. Once applied it reflects the writes' results: members whose
+// grant failed are not recorded, members whose revocation failed stay
+// recorded. A wanted member that already held the role (granted by someone
+// else) on one of the service's IAP resources is not recorded: iapguard
+// never revokes it.
+func (ap *accessPlan) annotation() *string {
+	if ap == nil || !ap.manage {
+		return nil
+	}
+	var keep []string
+	for _, m := range ap.granted {
+		if containsMember(ap.wanted, m) {
+			keep = append(keep, m)
+			continue
+		}
+		for _, part := range ap.parts {
+			if part.before == nil || containsMember(part.removed, m) && (part.err != nil || part.rejected != nil) {
+				keep = append(keep, m) // not known to be revoked everywhere
+				break
+			}
+		}
+	}
+	for _, part := range ap.parts {
+		if part.err != nil || part.rejected != nil {
+			continue
+		}
+		for _, m := range part.added {
+			if !ap.foreign(m) && !containsMember(keep, m) {
+				keep = append(keep, m)
+			}
+		}
+	}
+	v := formatGranted(keep)
+	if v == ap.rawAnn {
+		return nil
+	}
+	return &v
+}
+
+// foreign reports whether m held the role on one of the resources before
+// iapguard recorded it: someone else granted it.
+func (ap *accessPlan) foreign(m string) bool {
+	if containsMember(ap.granted, m) {
+		return false
+	}
+	for _, part := range ap.parts {
+		if containsMember(accessorMembers(part.before, false), m) {
+			return true
+		}
+	}
+	return false
+}
+
+// finding returns who can pass on part's resource once the plan is applied.
+func (ap *accessPlan) finding(part *accessPart) AccessFinding {
+	pol := part.before
+	if part.after != nil && part.err == nil && part.rejected == nil {
+		pol = part.after // planned, or written
+	}
+	f := AccessFinding{
+		Resource: part.res.Name, What: part.res.What,
+		Members: accessorMembers(pol, false), Conditional: accessorMembers(pol, true),
+		Project: ProjectIAPResource(ap.number), Policy: ap.policy,
+	}
+	f.ProjectMembers = append(accessorMembers(ap.projectPolicy, false), accessorMembers(ap.projectPolicy, true)...)
+	if ap.projectErr != nil {
+		f.ProjectError = ap.projectErr.Error()
+	}
+	if g := ap.annotation(); g != nil {
+		f.Granted = parseGranted(*g)
+	} else {
+		f.Granted = ap.granted
+	}
+	return f
+}
+
+// whoCanPass renders a finding for step messages.
+func (f AccessFinding) whoCanPass() string {
+	var parts []string
+	if ms := append(slices.Clone(f.Members), f.Conditional...); len(ms) > 0 {
+		parts = append(parts, strings.Join(ms, ", "))
+	}
+	if len(f.ProjectMembers) > 0 {
+		parts = append(parts, "project-wide on "+f.Project+": "+strings.Join(f.ProjectMembers, ", "))
+	}
+	s := "who can pass: " + strings.Join(parts, "; ")
+	if len(parts) == 0 {
+		s = "who can pass: nobody"
+	}
+	if f.ProjectError != "" {
+		s += " (the project-wide policy " + f.Project + " could not be read: " + f.ProjectError + ")"
+	}
+	return s
+}
+
+func (f AccessFinding) public() []string {
+	var out []string
+	for _, m := range append(append(slices.Clone(f.Members), f.Conditional...), f.ProjectMembers...) {
+		base, _, _ := strings.Cut(m, " ")
+		if isPublic(base) && !slices.Contains(out, base) {
+			out = append(out, base)
+		}
+	}
+	return out
+}
+
+// steps returns the access steps (one per IAP resource) with, for planned
+// changes, the message to use once they are made.
+func (ap *accessPlan) steps(p *Plan) []Step {
+	if ap == nil {
+		return nil
+	}
+	svc := p.Ref.ResourceName()
+	if len(ap.parts) == 0 {
+		switch {
+		case ap.reject != "":
+			return []Step{{StepAccess, svc, StatusRejected, ap.reject + "; nothing granted"}}
+		case ap.labelSet && ap.noResource != "":
+			return []Step{{StepAccess, svc, StatusSkipped, ap.noResource + "; access policy " + ap.policy + " applies once IAP is on"}}
+		}
+		return nil
+	}
+	var out []Step
+	for _, part := range ap.parts {
+		out = append(out, ap.step(p, part))
+	}
+	return out
+}
+
+func (ap *accessPlan) step(p *Plan, part *accessPart) Step {
+	s := Step{Name: StepAccess, Resource: part.res.Name}
+	if part.readErr != nil {
+		s.Status = StatusFailed
+		s.Message = "reading who may pass IAP on " + part.res.What + ": " + part.readErr.Error()
+		return s
+	}
+	if part.before == nil {
+		s.Status, s.Message = StatusSkipped, "IAM policy of "+part.res.What+" not read"
+		return s
+	}
+	f := ap.finding(part)
+	who := f.whoCanPass()
+	scope := ap.scope()
+	switch {
+	case part.rejected != nil:
+		s.Status = StatusRejected
+		s.Message = fmt.Sprintf("the IAP API refused %s on %s: %v; nothing granted, fix access policy %s; %s",
+			ap.describe(part), part.res.What, part.rejected, ap.policy, who)
+		return s
+	case ap.reject != "":
+		s.Status, s.Message = StatusRejected, ap.reject+"; nothing granted or revoked; "+who
+		if !f.Anyone() {
+			s.Message += "; " + ap.nobody(part)
+		}
+		return s
+	case part.after != nil:
+		s.Status = StatusChanged
+		s.Message = ap.describe(part) + "; per " + scope + "; " + who
+		return p.step(s, ap.describeDone(part)+"; per "+scope+"; "+who, part.err, ap.fix(part), true)
+	case !f.Anyone():
+		s.Status, s.Message = StatusWarning, ap.nobody(part)
+	case len(f.public()) > 0:
+		s.Status = StatusWarning
+		s.Message = fmt.Sprintf("%s hold %s: IAP lets every Google account (or everyone) through %s; %s; remove it: gcloud iap web remove-iam-policy-binding %s --member=%s --role=%s",
+			strings.Join(f.public(), " and "), RoleAccessor, part.res.What, who, part.res.gcloud, f.public()[0], RoleAccessor)
+	default:
+		s.Status, s.Message = StatusOK, who+"; "+scope
+	}
+	return s
+}
+
+// scope says how iapguard manages access to the service.
+func (ap *accessPlan) scope() string {
+	switch {
+	case ap.manage:
+		return "access policy " + ap.policy
+	case len(ap.granted) > 0:
+		return fmt.Sprintf("no %s label: iapguard manages no access; the %d members it granted before are kept (annotation %s)", AccessLabelKey, len(ap.granted), AccessAnnotation)
+	}
+	return fmt.Sprintf("no %s label: access is not managed by iapguard", AccessLabelKey)
+}
+
+func (ap *accessPlan) describe(part *accessPart) string {
+	var what []string
+	if len(part.added) > 0 {
+		what = append(what, "grant "+RoleAccessor+" on "+part.res.What+" to "+strings.Join(part.added, ", "))
+	}
+	if len(part.removed) > 0 {
+		what = append(what, "revoke it from "+strings.Join(part.removed, ", ")+" (granted by iapguard, no longer listed)")
+	}
+	if len(what) == 0 {
+		return "update " + RoleAccessor + " on " + part.res.What
+	}
+	return strings.Join(what, "; ")
+}
+
+func (ap *accessPlan) describeDone(part *accessPart) string {
+	var what []string
+	if len(part.added) > 0 {
+		what = append(what, "granted "+RoleAccessor+" on "+part.res.What+" to "+strings.Join(part.added, ", "))
+	}
+	if len(part.removed) > 0 {
+		what = append(what, "revoked it from "+strings.Join(part.removed, ", ")+" (granted by iapguard, no longer listed)")
+	}
+	return strings.Join(what, "; ")
+}
+
+// nobody is the nobody-can-pass warning.
+func (ap *accessPlan) nobody(part *accessPart) string {
+	how := fmt.Sprintf("gcloud iap web add-iam-policy-binding %s --member=group:GROUP@DOMAIN --role=%s", part.res.gcloud, RoleAccessor)
+	label := fmt.Sprintf("gcloud run services update %s --project=%s --region=%s --update-labels=%s=POLICY",
+		ap.ref.Name, ap.ref.Project, ap.ref.Region, AccessLabelKey)
+	if len(ap.available) > 0 {
+		label += " (policies: " + strings.Join(ap.available, ", ") + ")"
+	}
+	return fmt.Sprintf("IAP is on and nobody holds %s on %s or project-wide on %s (project-level grants outside iap_web are not checked): every request is refused. Grant access: %s, or declare it: %s",
+		RoleAccessor, part.res.What, ProjectIAPResource(ap.number), how, label)
+}
+
+func (ap *accessPlan) fix(part *accessPart) string {
+	var cmds []string
+	for _, m := range part.added {
+		cmds = append(cmds, fmt.Sprintf("gcloud iap web add-iam-policy-binding %s --member=%s --role=%s", part.res.gcloud, m, RoleAccessor))
+	}
+	for _, m := range part.removed {
+		cmds = append(cmds, fmt.Sprintf("gcloud iap web remove-iam-policy-binding %s --member=%s --role=%s", part.res.gcloud, m, RoleAccessor))
+	}
+	return strings.Join(cmds, " && ")
+}
+
+// findings returns the access findings of every IAP resource read.
+func (ap *accessPlan) findings() []AccessFinding {
+	if ap == nil {
+		return nil
+	}
+	var out []AccessFinding
+	for _, part := range ap.parts {
+		if part.before == nil {
+			continue
+		}
+		out = append(out, ap.finding(part))
+	}
+	return out
+}
+
+// reads lists the IAP policies the plan needs and has not read: each IAP
+// resource, and the project-wide policy.
+func (ap *accessPlan) reads() (resources []string, project string) {
+	if ap == nil || len(ap.parts) == 0 {
+		return nil, ""
+	}
+	for _, part := range ap.parts {
+		if part.before == nil && part.readErr == nil {
+			resources = append(resources, part.res.Name)
+		}
+	}
+	if ap.projectPolicy == nil && ap.projectErr == nil && ap.number != "" {
+		project = ProjectIAPResource(ap.number)
+	}
+	return resources, project
+}
