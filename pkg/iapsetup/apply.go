@@ -241,7 +241,7 @@ func (r *Reconciler) writeService(ctx context.Context, p *Plan, sw serviceWrite)
 				// change reconciles again.
 				return false, fmt.Errorf("labels %s=%q %s=%q changed during the reconcile: %w", LabelKey, d.Label, AccessLabelKey, d.Access, errRelabelled)
 			}
-			p.service = sw.plan(s, p.Desired)
+			p.service = sw.plan(s, d)
 			return !p.service.update.empty(), nil
 		})
 	if err != nil {

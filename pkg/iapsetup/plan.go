@@ -679,7 +679,7 @@ func planService(s *Service, d Desired, lb, otherWrites bool, access *string) se
 		}
 		sp.changes = append(sp.changes, Change{name, "annotations[" + AccessAnnotation + "]", cur, *access})
 	}
-	if !d.Managed && (otherWrites || !u.empty()) {
+	if !d.Managed && s.Annotations[ManagedAnnotation] != ManagedValue && (otherWrites || !u.empty()) {
 		annotations()[ManagedAnnotation] = ManagedValue
 		sp.changes = append(sp.changes, Change{name, "annotations[" + ManagedAnnotation + "]", s.Annotations[ManagedAnnotation], ManagedValue})
 	}

@@ -126,7 +126,7 @@ const (
 )
 
 // Step is the result of one named plan step: agent-identity,
-// invoker-binding, iam-auth, ingress, backend-iap, direct-iap.
+// invoker-binding, iam-auth, ingress, backend-iap, direct-iap, access.
 type Step struct {
 	Name   string     `json:"name"`
 	Result StepResult `json:"result"`
