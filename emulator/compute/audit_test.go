@@ -12,28 +12,11 @@ import (
 	compute "google.golang.org/api/compute/v1"
 
 	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/internal/auditsamples"
 )
 
-// auditlogDir finds shared/testdata/auditlog by walking up from the package
-// directory. Its absence is a failure: the real samples are the ground truth.
-func auditlogDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("getwd: %v", err)
-	}
-	for {
-		cand := filepath.Join(dir, "shared", "testdata", "auditlog")
-		if fi, err := os.Stat(cand); err == nil && fi.IsDir() {
-			return cand
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("shared/testdata/auditlog not found above the package directory")
-		}
-		dir = parent
-	}
-}
+// auditlogDir is the real samples directory (internal/auditsamples).
+func auditlogDir(t *testing.T) string { return auditsamples.Dir(t) }
 
 func mustJSON(t *testing.T, v any) string {
 	t.Helper()

@@ -13,28 +13,12 @@ import (
 
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/emulator/delivery"
+	"github.com/iapguard/iapguard/internal/auditsamples"
 	"github.com/iapguard/iapguard/internal/event"
 )
 
-// auditlogDir finds shared/testdata/auditlog above the package directory.
-func auditlogDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		cand := filepath.Join(dir, "shared", "testdata", "auditlog")
-		if fi, err := os.Stat(cand); err == nil && fi.IsDir() {
-			return cand
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("shared/testdata/auditlog not found above the package directory")
-		}
-		dir = parent
-	}
-}
+// auditlogDir is the real samples directory (internal/auditsamples).
+func auditlogDir(t *testing.T) string { return auditsamples.Dir(t) }
 
 // attributes returns the CloudEvent attributes in h, keyed like the
 // structured-mode JSON (lower case, no "ce-" prefix; Content-Type as

@@ -26,6 +26,7 @@ import (
 
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/emulator/logging"
+	"github.com/iapguard/iapguard/internal/auditsamples"
 )
 
 var project = core.Project{ID: "demo-project", Number: 123456789012}
@@ -235,25 +236,8 @@ func TestInjectedFault(t *testing.T) {
 	}
 }
 
-// auditlogDir finds shared/testdata/auditlog above the package directory.
-func auditlogDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		cand := filepath.Join(dir, "shared", "testdata", "auditlog")
-		if fi, err := os.Stat(cand); err == nil && fi.IsDir() {
-			return cand
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("shared/testdata/auditlog not found above the package directory")
-		}
-		dir = parent
-	}
-}
+// auditlogDir is the real samples directory (internal/auditsamples).
+func auditlogDir(t *testing.T) string { return auditsamples.Dir(t) }
 
 // TestEntryProtoKeepsRealSampleFields converts real samples and checks that
 // the AuditLog proto carries the same protoPayload, except the fields the

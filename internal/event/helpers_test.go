@@ -8,29 +8,12 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/iapguard/iapguard/internal/auditsamples"
 )
 
-// auditlogDir finds shared/testdata/auditlog by walking up from the package
-// directory (CI has shared/ beside the repository). Its absence is a
-// failure, not a skip: the real samples are the ground truth.
-func auditlogDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("getwd: %v", err)
-	}
-	for {
-		cand := filepath.Join(dir, "shared", "testdata", "auditlog")
-		if fi, err := os.Stat(cand); err == nil && fi.IsDir() {
-			return cand
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("shared/testdata/auditlog not found above the package directory; it must be checked out beside the repository")
-		}
-		dir = parent
-	}
-}
+// auditlogDir is the real samples directory (internal/auditsamples).
+func auditlogDir(t testing.TB) string { return auditsamples.Dir(t) }
 
 func readSample(t testing.TB, name string) []byte {
 	t.Helper()
