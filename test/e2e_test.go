@@ -65,7 +65,8 @@ func TestLoadBalancedServiceConverges(t *testing.T) {
 		t.Errorf("backend IAP = %+v, want enabled", b.Iap)
 	}
 	golden(t, "lb-remediated", e.byUser("web"))
-	t.Logf("API calls after labelling: %v", e.calls())
+	calls, total := e.fnCalls()
+	t.Logf("function's API calls after labelling (%d): %v", total, calls)
 }
 
 func TestDirectIAPWithoutLoadBalancer(t *testing.T) {
@@ -90,7 +91,8 @@ func TestDirectIAPWithoutLoadBalancer(t *testing.T) {
 		t.Fatalf("latest outcome = %+v, want compliant in direct mode", m)
 	}
 	golden(t, "direct-remediated", e.byUser("api"))
-	t.Logf("API calls: %v", e.calls())
+	calls, total := e.fnCalls()
+	t.Logf("function's API calls after labelling (%d): %v", total, calls)
 }
 
 func TestCDNBackendIsAConflict(t *testing.T) {
@@ -214,7 +216,8 @@ func TestDuplicateEventsShareWork(t *testing.T) {
 	if kinds := e.kinds("web"); count(kinds, "remediated") < 1 || count(kinds, "remediated")+count(kinds, "compliant") != len(kinds) {
 		t.Errorf("outcomes = %v", kinds)
 	}
-	t.Logf("API calls with duplicated deliveries: %v", e.calls())
+	calls, total := e.fnCalls()
+	t.Logf("function's API calls with every event delivered twice (%d): %v", total, calls)
 }
 
 func TestBackendIAPTurnedOffIsTurnedBackOn(t *testing.T) {
@@ -237,7 +240,8 @@ func TestBackendIAPTurnedOffIsTurnedBackOn(t *testing.T) {
 	if d := cmp.Diff(map[string]int{"v1.compute.backendServices.patch": 1}, e.iapguardWrites()); d != "" {
 		t.Errorf("iapguard's writes (-want +got):\n%s", d)
 	}
-	t.Logf("API calls to repair: %v", e.calls())
+	calls, total := e.fnCalls()
+	t.Logf("function's API calls to repair (%d): %v", total, calls)
 }
 
 func TestMalformedEventIsRejectedWithout2xxRetryStorm(t *testing.T) {

@@ -41,6 +41,7 @@ type env struct {
 	// auditMark is the audit-log length at the last mark().
 	auditMark int
 	statsMark core.Snapshot
+	fnMark    map[string]int64
 }
 
 func newEnv(t *testing.T, opts stack.Options) *env {
@@ -76,6 +77,7 @@ func (e *env) mark() {
 	e.settle()
 	e.auditMark = len(e.st.Emu.Core.Audit.Entries())
 	e.statsMark = e.st.Emu.Core.Stats.Snapshot()
+	e.fnMark = e.st.Emu.Core.Stats.ByPrincipal(stack.FunctionPrincipal)
 	e.st.Outcomes.Reset()
 }
 
@@ -193,6 +195,20 @@ func (e *env) iapguardWrites() map[string]int {
 		out[p.MethodName]++
 	}
 	return out
+}
+
+// fnCalls returns the Google API calls the function made since mark()
+// (Pub/Sub publishing excluded), and their total.
+func (e *env) fnCalls() (map[string]int64, int64) {
+	out := map[string]int64{}
+	var total int64
+	for k, v := range e.st.Emu.Core.Stats.ByPrincipal(stack.FunctionPrincipal) {
+		if d := v - e.fnMark[k]; d != 0 && !strings.HasPrefix(k, "google.pubsub.") {
+			out[k] = d
+			total += d
+		}
+	}
+	return out, total
 }
 
 // calls returns the API calls made since mark(), without Pub/Sub.
