@@ -24,6 +24,7 @@ import (
 	"github.com/iapguard/iapguard/emulator/delivery"
 	"github.com/iapguard/iapguard/emulator/iapapi"
 	"github.com/iapguard/iapguard/emulator/logging"
+	"github.com/iapguard/iapguard/emulator/logsink"
 	"github.com/iapguard/iapguard/emulator/serviceusage"
 	"github.com/iapguard/iapguard/eventarc"
 )
@@ -54,6 +55,21 @@ type Options struct {
 	Delivery delivery.Options
 	// Triggers overrides the trigger definitions (default: eventarc.Load()).
 	Triggers []eventarc.Trigger
+	// TopicTriggers makes the messagePublished triggers among Triggers (the
+	// replay trigger) deliver to DeliverTo too, through a push subscription
+	// on each trigger's topic in the first project (package logsink). Off,
+	// the topics only collect messages.
+	TopicTriggers bool
+	// NoAuditLogTriggers turns the Eventarc audit-log stand-in off; topic
+	// triggers still deliver. With LogSink: the organisation-wide path alone.
+	NoAuditLogTriggers bool
+	// LogSink, when not nil, runs the aggregated log sink stand-in (package
+	// logsink). Its Topic defaults to the replay trigger's topic in the
+	// first project. It implies TopicTriggers.
+	LogSink *logsink.SinkOptions
+	// Push tunes the topic triggers' deliveries; Topic, Subscription and
+	// Targets are filled in.
+	Push logsink.PushOptions
 	// RunLRO selects how Cloud Run operations complete (see cloudrun.Options).
 	Run cloudrun.Options
 	// Logger receives the emulator's own logs (default: discarded).
@@ -77,8 +93,14 @@ type Emulator struct {
 	IAP          *iapapi.Server
 	Logging      *logging.Server
 	PubSub       *pstest.Server
-	// Delivery is the Eventarc stand-in (nil without DeliverTo).
+	// Delivery is the Eventarc stand-in (nil without DeliverTo, or with
+	// NoAuditLogTriggers).
 	Delivery *delivery.Deliverer
+	// Pushers deliver the topics of messagePublished triggers (with
+	// TopicTriggers or LogSink, and DeliverTo).
+	Pushers []*logsink.Pusher
+	// Sink is the aggregated log sink stand-in (nil without LogSink).
+	Sink *logsink.Sink
 
 	grpc    *grpc.Server
 	httpSrv *http.Server
@@ -121,20 +143,23 @@ func New(opts Options) (*Emulator, error) {
 	pubsubpb.RegisterSubscriberServer(e.grpc, &e.PubSub.GServer)
 	pubsubpb.RegisterSchemaServiceServer(e.grpc, &e.PubSub.GServer)
 
-	if len(opts.DeliverTo) > 0 {
-		triggers := opts.Triggers
-		if triggers == nil {
-			var err error
-			if triggers, err = eventarc.Load(); err != nil {
-				return nil, fmt.Errorf("loading trigger definitions: %w", err)
-			}
+	triggers := opts.Triggers
+	if triggers == nil && (len(opts.DeliverTo) > 0 || opts.LogSink != nil) {
+		var err error
+		if triggers, err = eventarc.Load(); err != nil {
+			return nil, fmt.Errorf("loading trigger definitions: %w", err)
 		}
+	}
+	if len(opts.DeliverTo) > 0 && !opts.NoAuditLogTriggers {
 		dopts := opts.Delivery
 		dopts.Targets = append([]string(nil), opts.DeliverTo...)
 		if dopts.Logger == nil {
 			dopts.Logger = c.Log
 		}
 		e.Delivery = delivery.New(c, triggers, dopts)
+	}
+	if err := e.newOrgPath(opts, triggers); err != nil {
+		return nil, err
 	}
 
 	mux := http.NewServeMux()
@@ -178,6 +203,11 @@ func (e *Emulator) Start(addr string) error {
 	if e.Delivery != nil {
 		e.Delivery.Start(ctx)
 	}
+	if err := e.startOrgPath(ctx); err != nil {
+		ln.Close()
+		e.ln = nil // nothing serves: Close must not wait for it
+		return err
+	}
 	go func() {
 		defer close(e.done)
 		if err := e.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -204,6 +234,12 @@ func (e *Emulator) Close() error {
 		}
 		if e.Delivery != nil {
 			e.Delivery.Close()
+		}
+		if e.Sink != nil {
+			e.Sink.Close()
+		}
+		for _, p := range e.Pushers {
+			p.Close()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -356,6 +392,19 @@ func (e *Emulator) controlHandler() http.Handler {
 	mux.HandleFunc("GET /auditlog", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"entries": e.Core.Audit.Entries()})
 	})
+	// The emulator's project directory (Resource Manager is not emulated):
+	// what enumerating a scope with patterns lists on Google Cloud.
+	mux.HandleFunc("GET /projects", func(w http.ResponseWriter, r *http.Request) {
+		type project struct {
+			ID     string `json:"id"`
+			Number string `json:"number"`
+		}
+		out := []project{}
+		for _, p := range e.Core.Projects.All() {
+			out = append(out, project{p.ID, p.NumberString()})
+		}
+		writeJSON(w, map[string]any{"projects": out})
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		core.Errorf(codes.NotFound, "no control endpoint %s %s", r.Method, r.URL.Path).WriteJSON(w)
 	})
@@ -365,4 +414,65 @@ func (e *Emulator) controlHandler() http.Handler {
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// startOrgPath starts the pushers, then the sink: subscriptions first, so
+// that nothing the sink routes is missed.
+func (e *Emulator) startOrgPath(ctx context.Context) error {
+	for _, p := range e.Pushers {
+		if err := p.Start(ctx); err != nil {
+			return err
+		}
+	}
+	if e.Sink != nil {
+		return e.Sink.Start(ctx)
+	}
+	return nil
+}
+
+// newOrgPath builds the log sink and the topic triggers' pushers.
+func (e *Emulator) newOrgPath(opts Options, triggers []eventarc.Trigger) error {
+	host := opts.Projects[0].ID
+	var topics []string
+	for _, t := range triggers {
+		if t.EventType == eventarc.MessagePublished {
+			topics = append(topics, "projects/"+host+"/topics/"+t.Topic)
+		}
+	}
+	if opts.LogSink != nil {
+		so := *opts.LogSink
+		if so.Topic == "" {
+			if len(topics) == 0 {
+				return errors.New("log sink: no topic given and no messagePublished trigger to take it from")
+			}
+			so.Topic = topics[0]
+		}
+		if so.Triggers == nil {
+			so.Triggers = triggers
+		}
+		if so.Logger == nil {
+			so.Logger = e.Core.Log
+		}
+		sink, err := logsink.NewSink(e.Core, &e.PubSub.GServer, so)
+		if err != nil {
+			return err
+		}
+		e.Sink = sink
+	}
+	if len(opts.DeliverTo) == 0 || !opts.TopicTriggers && opts.LogSink == nil {
+		return nil
+	}
+	for _, topic := range topics {
+		po := opts.Push
+		po.Topic, po.Subscription, po.Targets = topic, "", opts.DeliverTo
+		if po.Logger == nil {
+			po.Logger = e.Core.Log
+		}
+		p, err := logsink.NewPusher(&e.PubSub.GServer, po)
+		if err != nil {
+			return err
+		}
+		e.Pushers = append(e.Pushers, p)
+	}
+	return nil
 }

@@ -15,7 +15,7 @@ import (
 // docs/configuration.md documents them.
 const (
 	EnvProject       = "GOOGLE_CLOUD_PROJECT"    // the function's own project (set by Cloud Run functions)
-	EnvProjects      = "IAPGUARD_PROJECTS"       // comma-separated allowlist of project ids/numbers
+	EnvProjects      = "IAPGUARD_PROJECTS"       // comma-separated allowlist: project ids, numbers, patterns such as team-* (iapsetup.Scope)
 	EnvOutcomesTopic = "IAPGUARD_OUTCOMES_TOPIC" // topic id or projects/P/topics/T
 	EnvDryRun        = "IAPGUARD_DRY_RUN"        // true: plan and publish, change nothing
 	EnvLogLevel      = "IAPGUARD_LOG_LEVEL"      // debug, info, warning, error
@@ -32,7 +32,9 @@ const (
 
 // Config is the function's configuration, read once per instance.
 type Config struct {
-	Project       string
+	Project string
+	// Projects are the allowlist's entries (iapsetup.ProjectScope): ids,
+	// numbers, patterns over ids, or "*".
 	Projects      []string
 	OutcomesTopic string
 	DryRun        bool
@@ -64,9 +66,14 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if c.Project == "" {
 		return c, fmt.Errorf("%s is not set: the function needs its own project id", EnvProject)
 	}
-	for _, p := range strings.Split(getenv(EnvProjects), ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			c.Projects = append(c.Projects, p)
+	if raw := getenv(EnvProjects); strings.Trim(raw, ", \t") != "" {
+		if _, err := iapsetup.ParseScope(raw); err != nil {
+			return c, fmt.Errorf("%s: %w", EnvProjects, err)
+		}
+		for _, p := range strings.Split(raw, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				c.Projects = append(c.Projects, p)
+			}
 		}
 	}
 	if len(c.Projects) == 0 {

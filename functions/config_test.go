@@ -33,6 +33,13 @@ func TestConfigFromEnv(t *testing.T) {
 				LogLevel: slog.LevelDebug, Timeout: 10 * time.Second, MaxEventAge: time.Hour, EmulatorHost: "127.0.0.1:1", Principal: "me@example.com",
 			},
 		},
+		{
+			name: "patterns in the allowlist",
+			env:  with(base, EnvProjects, "team-*, 123456789012,legacy"),
+			want: Config{Project: "p", Projects: []string{"team-*", "123456789012", "legacy"}, OutcomesTopic: "iapguard-outcomes", LogLevel: slog.LevelInfo, Timeout: 60 * time.Second, MaxEventAge: 24 * time.Hour},
+		},
+		{name: "folder in the allowlist", env: with(base, EnvProjects, "folders/123"), wantErr: EnvProjects},
+		{name: "glob syntax other than *", env: with(base, EnvProjects, "team-?"), wantErr: "only '*' is a wildcard"},
 		{name: "no project", env: map[string]string{EnvOutcomesTopic: "t"}, wantErr: EnvProject},
 		{name: "no topic", env: map[string]string{EnvProject: "p"}, wantErr: EnvOutcomesTopic},
 		{name: "bad dry run", env: with(base, EnvDryRun, "maybe"), wantErr: EnvDryRun},

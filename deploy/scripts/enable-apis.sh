@@ -8,6 +8,7 @@
 # The caller needs roles/serviceusage.serviceUsageAdmin.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require DEPLOY_PROJECT
+resolve_allowlist
 
 log "enabling APIs in $DEPLOY_PROJECT"
 gcloud services enable --project="$DEPLOY_PROJECT" \
@@ -15,7 +16,7 @@ gcloud services enable --project="$DEPLOY_PROJECT" \
   cloudscheduler.googleapis.com artifactregistry.googleapis.com cloudbuild.googleapis.com \
   iam.googleapis.com logging.googleapis.com compute.googleapis.com \
   iap.googleapis.com serviceusage.googleapis.com
-for project in $(allowlist); do
+for project in "${ALLOWLIST[@]}"; do
   if [[ "$project" != "$DEPLOY_PROJECT" ]]; then
     log "enabling the IAP API in $project"
     gcloud services enable --project="$project" iap.googleapis.com

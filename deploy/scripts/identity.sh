@@ -4,7 +4,8 @@
 #     iapguard-trigger (identity of the Eventarc triggers), in DEPLOY_PROJECT;
 #   - the custom role iapguardEnforcer, generated from internal/iamperm into
 #     deploy/iam/iapguard-enforcer.yaml, in every allowlisted project, granted
-#     there to iapguard-enforcer;
+#     there to iapguard-enforcer (with DEPLOY_ORGANIZATION set, org.sh
+#     instead grants one organisation-level role at the sink's parent);
 #   - roles/iam.serviceAccountUser for iapguard-enforcer on each runtime
 #     service account of the labelled services, because Cloud Run checks
 #     iam.serviceAccounts.actAs on every UpdateService
@@ -19,11 +20,10 @@
 # roles/resourcemanager.projectIamAdmin (on every allowlisted project).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require DEPLOY_PROJECT
+resolve_allowlist
 
 enforcer=$(account_email "$ENFORCER_ACCOUNT")
 trigger=$(account_email "$TRIGGER_ACCOUNT")
-role_file="$REPO_ROOT/deploy/iam/iapguard-enforcer.yaml"
-[[ -f "$role_file" ]] || die "$role_file is missing"
 
 # ensure_account ID DISPLAY_NAME
 ensure_account() {
@@ -41,25 +41,14 @@ ensure_account "$ENFORCER_ACCOUNT" "iapguard enforcer (EnforceIAP function)"
 ensure_account "$TRIGGER_ACCOUNT" "iapguard Eventarc triggers"
 
 runtime_accounts=${DEPLOY_RUNTIME_SERVICE_ACCOUNTS:-}
-for project in $(allowlist); do
-  deleted=$(gcloud iam roles describe "$ENFORCER_ROLE" --project="$project" --format='value(deleted)' 2>/dev/null) || deleted=missing
-  case "$deleted" in
-    missing)
-      log "creating role $ENFORCER_ROLE in $project"
-      gcloud iam roles create "$ENFORCER_ROLE" --project="$project" --file="$role_file" --quiet >/dev/null
-      ;;
-    True)
-      log "undeleting and updating role $ENFORCER_ROLE in $project"
-      gcloud iam roles undelete "$ENFORCER_ROLE" --project="$project" >/dev/null
-      gcloud iam roles update "$ENFORCER_ROLE" --project="$project" --file="$role_file" --quiet >/dev/null
-      ;;
-    *)
-      log "updating role $ENFORCER_ROLE in $project"
-      gcloud iam roles update "$ENFORCER_ROLE" --project="$project" --file="$role_file" --quiet >/dev/null
-      ;;
-  esac
-  gcloud projects add-iam-policy-binding "$project" --member="serviceAccount:$enforcer" \
-    --role="projects/$project/roles/$ENFORCER_ROLE" --condition=None >/dev/null
+for project in "${ALLOWLIST[@]}"; do
+  # The organisation-wide path grants one organisation-level role at the
+  # sink's parent instead (org.sh).
+  if ! org_mode; then
+    ensure_enforcer_role --project="$project"
+    gcloud projects add-iam-policy-binding "$project" --member="serviceAccount:$enforcer" \
+      --role="projects/$project/roles/$ENFORCER_ROLE" --condition=None >/dev/null
+  fi
   if [[ -z "${DEPLOY_RUNTIME_SERVICE_ACCOUNTS:-}" ]]; then
     runtime_accounts+="$(project_number "$project")-compute@developer.gserviceaccount.com,"
   fi

@@ -4,9 +4,14 @@
 # against the Go constants, eventarc/triggers.yaml and the Terraform module.
 #
 # Inputs (environment):
-#   DEPLOY_PROJECT     project that runs the function (required)
-#   DEPLOY_REGION      region of the function (required by most steps)
-#   IAPGUARD_PROJECTS  allowlist, comma-separated project ids (default: DEPLOY_PROJECT)
+#   DEPLOY_PROJECT      project that runs the function (required)
+#   DEPLOY_REGION       region of the function (required by most steps)
+#   IAPGUARD_PROJECTS   allowlist, comma-separated project ids and patterns
+#                       such as team-* (default: DEPLOY_PROJECT)
+#   DEPLOY_ORGANIZATION organisation id: set, the organisation-wide path is
+#                       deployed (org.sh; docs/deploy.md) and the function's
+#                       role is granted once at the sink's parent instead of
+#                       per project
 # shellcheck disable=SC2034 # the constants are used by the scripts that source this file
 set -euo pipefail
 
@@ -20,6 +25,7 @@ readonly ENFORCER_ACCOUNT=iapguard-enforcer
 readonly TRIGGER_ACCOUNT=iapguard-trigger
 readonly ENFORCER_ROLE=iapguardEnforcer
 readonly SWEEP_JOB_PREFIX=iapguard-sweep-
+readonly SINK_NAME=iapguard-audit
 
 # REPO_ROOT is the repository root (the scripts live in deploy/scripts).
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -42,21 +48,106 @@ require() {
 # account_email ID: the email of service account ID in DEPLOY_PROJECT.
 account_email() { printf '%s@%s.iam.gserviceaccount.com\n' "$1" "$DEPLOY_PROJECT"; }
 
-# allowlist: the projects iapguard enforces in, one per line, from
-# IAPGUARD_PROJECTS (commas, spaces allowed) or DEPLOY_PROJECT alone.
-allowlist() {
-  local raw=${IAPGUARD_PROJECTS:-} p
+# scope_entries: the entries of IAPGUARD_PROJECTS (commas, spaces allowed),
+# one per line, never glob-expanded; DEPLOY_PROJECT alone when it is empty.
+scope_entries() {
+  local raw=${IAPGUARD_PROJECTS:-} entry
+  local -a entries
   if [[ -z "${raw//[, ]/}" ]]; then
     printf '%s\n' "$DEPLOY_PROJECT"
     return
   fi
-  for p in ${raw//,/ }; do
-    printf '%s\n' "$p"
+  IFS=', ' read -r -a entries <<<"$raw"
+  for entry in "${entries[@]}"; do
+    [[ -z "$entry" ]] || printf '%s\n' "$entry"
   done
 }
 
-# project_number PROJECT: the project's number.
-project_number() { gcloud projects describe "$1" --format='value(projectNumber)'; }
+# resolve_allowlist sets ALLOWLIST to the projects iapguard enforces in: the
+# listed ones, then the projects the deployer can see (gcloud projects
+# list) whose id matches a pattern ('*' matches any run of characters, as in
+# the function's scope), and PATTERNS to the patterns. Call it in the
+# script's own shell (not in $(...)): it dies on an entry the function would
+# refuse and when the projects cannot be listed. Patterns are matched when
+# the deployment runs: a project created later is reached by id at once,
+# by number and by the sweep after the next deployment.
+ALLOWLIST=()
+PATTERNS=()
+declare -A NUMBERS=() # project id → number, for the projects listed to match patterns
+resolve_allowlist() {
+  local entry pattern id number listed line
+  local -a lines
+  declare -A seen=()
+  ALLOWLIST=()
+  PATTERNS=()
+  while read -r entry; do
+    [[ -n "$entry" ]] || continue
+    [[ "$entry" =~ ^[A-Za-z0-9.:_*-]+$ ]] ||
+      die "IAPGUARD_PROJECTS: '$entry' is not a project id, number or pattern (only * is a wildcard)"
+    if [[ "$entry" == *'*'* ]]; then
+      PATTERNS+=("$entry")
+    elif [[ -z "${seen[$entry]:-}" ]]; then
+      seen[$entry]=1
+      ALLOWLIST+=("$entry")
+    fi
+  done < <(scope_entries)
+  ((${#PATTERNS[@]} > 0)) || return 0
+  listed=$(gcloud projects list --format='value(projectId,projectNumber)' --sort-by=projectId) ||
+    die "cannot list projects to match ${PATTERNS[*]} (the deployer needs resourcemanager.projects.list)"
+  mapfile -t lines <<<"$listed"
+  for line in "${lines[@]}"; do
+    read -r id number <<<"$line"
+    [[ -n "$id" ]] || continue
+    NUMBERS[$id]=$number
+    for pattern in "${PATTERNS[@]}"; do
+      # Unquoted on the right of ==, the pattern is a glob; '*' is the only
+      # wildcard it can hold (checked above).
+      # shellcheck disable=SC2053
+      if [[ "$id" == $pattern && -z "${seen[$id]:-}" ]]; then
+        seen[$id]=1
+        ALLOWLIST+=("$id")
+      fi
+    done
+  done
+  log "patterns ${PATTERNS[*]} match ${#ALLOWLIST[@]} project(s) with the listed ones"
+}
+
+# ensure_enforcer_role WHERE_FLAG: creates, undeletes or updates the custom
+# role iapguardEnforcer from deploy/iam/iapguard-enforcer.yaml in a project
+# (--project=P) or an organisation (--organization=O).
+ensure_enforcer_role() {
+  local where=$1 deleted role_file="$REPO_ROOT/deploy/iam/iapguard-enforcer.yaml"
+  [[ -f "$role_file" ]] || die "$role_file is missing"
+  deleted=$(gcloud iam roles describe "$ENFORCER_ROLE" "$where" --format='value(deleted)' 2>/dev/null) || deleted=missing
+  case "$deleted" in
+    missing)
+      log "creating role $ENFORCER_ROLE in ${where#--}"
+      gcloud iam roles create "$ENFORCER_ROLE" "$where" --file="$role_file" --quiet >/dev/null
+      ;;
+    True)
+      log "undeleting and updating role $ENFORCER_ROLE in ${where#--}"
+      gcloud iam roles undelete "$ENFORCER_ROLE" "$where" >/dev/null
+      gcloud iam roles update "$ENFORCER_ROLE" "$where" --file="$role_file" --quiet >/dev/null
+      ;;
+    *)
+      log "updating role $ENFORCER_ROLE in ${where#--}"
+      gcloud iam roles update "$ENFORCER_ROLE" "$where" --file="$role_file" --quiet >/dev/null
+      ;;
+  esac
+}
+
+# org_mode: true when the organisation-wide path is deployed.
+org_mode() { [[ -n "${DEPLOY_ORGANIZATION:-}" ]]; }
+
+# project_number PROJECT: the project's number (known without a call for
+# the projects resolve_allowlist listed).
+project_number() {
+  if [[ -n "${NUMBERS[$1]:-}" ]]; then
+    printf '%s\n' "${NUMBERS[$1]}"
+    return
+  fi
+  gcloud projects describe "$1" --format='value(projectNumber)'
+}
 
 # pubsub_agent PROJECT: the Pub/Sub service agent of PROJECT.
 pubsub_agent() { printf 'service-%s@gcp-sa-pubsub.iam.gserviceaccount.com\n' "$(project_number "$1")"; }

@@ -11,7 +11,8 @@
 #   - never labelled iap=enabled: the function must not guard itself, or
 #     Eventarc could no longer deliver to it.
 # Configuration (docs/deploy.md): IAPGUARD_PROJECTS (allowlist of project
-# ids, default DEPLOY_PROJECT; their numbers are added), IAPGUARD_DRY_RUN (default true: plan and publish outcomes,
+# ids and patterns such as team-*, default DEPLOY_PROJECT; the numbers of the
+# listed and matching projects are added, and the patterns kept), IAPGUARD_DRY_RUN (default true: plan and publish outcomes,
 # change nothing), IAPGUARD_LOG_LEVEL (default info), IAPGUARD_TIMEOUT
 # (optional, per-event deadline), DEPLOY_MAX_INSTANCES (default 10).
 #
@@ -19,6 +20,7 @@
 # iapguard-enforcer.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require DEPLOY_PROJECT DEPLOY_REGION DEPLOY_IMAGE
+resolve_allowlist
 
 service=${DEPLOY_SERVICE:-iapguard-enforcer}
 dry_run=${IAPGUARD_DRY_RUN:-true}
@@ -33,11 +35,16 @@ trigger=$(account_email "$TRIGGER_ACCOUNT")
 # Google service agents write name the project by number
 # (docs/configuration.md).
 projects=""
-for project in $(allowlist); do
+for project in "${ALLOWLIST[@]}"; do
   projects+="$project,"
   if [[ ! "$project" =~ ^[0-9]+$ ]]; then
     projects+="$(project_number "$project"),"
   fi
+done
+# Patterns go to the function as they are: a project created after this
+# deployment is in scope by id at once (docs/orgwide.md).
+for pattern in "${PATTERNS[@]}"; do
+  projects+="$pattern,"
 done
 projects=${projects%,}
 # '^|^' makes '|' the separator, so the comma-separated allowlist survives

@@ -11,6 +11,7 @@
 # The caller needs roles/cloudscheduler.admin.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require DEPLOY_PROJECT DEPLOY_REGION
+resolve_allowlist
 
 schedule=${DEPLOY_SWEEP_SCHEDULE:-17 */6 * * *}
 time_zone=${DEPLOY_SWEEP_TIME_ZONE:-Etc/UTC}
@@ -18,7 +19,7 @@ topic="projects/$DEPLOY_PROJECT/topics/$REPLAY_TOPIC"
 where=(--project="$DEPLOY_PROJECT" --location="$DEPLOY_REGION")
 
 declare -A wanted=()
-for project in $(allowlist); do
+for project in "${ALLOWLIST[@]}"; do
   job="$SWEEP_JOB_PREFIX$project"
   wanted[$job]=1
   body=$(printf '{"version":1,"project":"%s","requestedBy":"scheduler"}' "$project")

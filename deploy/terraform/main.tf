@@ -4,7 +4,20 @@ locals {
   triggers      = jsondecode(file("${path.module}/generated/triggers.json")).triggers
   enforcer_role = jsondecode(file("${path.module}/generated/enforcer-role.json"))
 
-  allowlist = length(var.projects) > 0 ? var.projects : [var.project]
+  # The scope: listed project ids, and patterns ("team-*") matched against
+  # the projects the caller can see when Terraform runs. The patterns also
+  # go to the function as they are (run.tf), so a project created later is
+  # in scope by id at once, by number and by the sweep after the next apply.
+  scope_patterns = [for p in var.projects : p if strcontains(p, "*")]
+  scope_listed   = [for p in var.projects : p if !strcontains(p, "*")]
+  pattern_regexes = [
+    for p in local.scope_patterns : "^${replace(replace(p, ".", "\\."), "*", ".*")}$"
+  ]
+  pattern_matches = length(local.scope_patterns) == 0 ? [] : [
+    for p in data.google_projects.visible[0].projects : p.project_id
+    if anytrue([for r in local.pattern_regexes : can(regex(r, p.project_id))])
+  ]
+  allowlist = length(var.projects) > 0 ? distinct(concat(local.scope_listed, local.pattern_matches)) : [var.project]
 
   # The replay trigger's topic, named in eventarc/triggers.yaml.
   replay_topic = one(distinct([for t in values(local.triggers) : t.topic if t.topic != ""]))
@@ -32,6 +45,12 @@ locals {
 
 data "google_project" "this" {
   project_id = var.project
+}
+
+# Every active project the caller can see, to match the scope's patterns.
+data "google_projects" "visible" {
+  count  = length(local.scope_patterns) > 0 ? 1 : 0
+  filter = "lifecycleState:ACTIVE"
 }
 
 data "google_project" "allowlisted" {
@@ -67,9 +86,10 @@ resource "google_service_account" "trigger" {
 }
 
 # The least-privilege role generated from internal/iamperm, in every
-# allowlisted project, granted there to the function only.
+# allowlisted project, granted there to the function only. The
+# organisation-wide path grants one organisation-level role instead (org.tf).
 resource "google_project_iam_custom_role" "enforcer" {
-  for_each    = toset(local.allowlist)
+  for_each    = local.org_mode ? toset([]) : toset(local.allowlist)
   project     = each.value
   role_id     = local.enforcer_role.role_id
   title       = local.enforcer_role.title

@@ -32,3 +32,11 @@ output "trigger_subscriptions" {
   description = "Pub/Sub subscription Eventarc created for each trigger (deploy/scripts/dead-letter.sh sets their dead-letter policy)."
   value       = { for name, t in google_eventarc_trigger.iapguard : name => t.transport[0].pubsub[0].subscription }
 }
+
+output "log_sink_writer_identity" {
+  description = "Organisation-wide path: the identity the aggregated log sink publishes as (null without var.organization_id)."
+  value = one(concat(
+    google_logging_folder_sink.audit[*].writer_identity,
+    google_logging_organization_sink.audit[*].writer_identity,
+  ))
+}

@@ -9,7 +9,7 @@ locals {
   function_env = {
     FUNCTION_TARGET         = "EnforceIAP"
     GOOGLE_CLOUD_PROJECT    = var.project
-    IAPGUARD_PROJECTS       = join(",", local.allowlist_ids_and_numbers)
+    IAPGUARD_PROJECTS       = join(",", concat(local.allowlist_ids_and_numbers, local.scope_patterns))
     IAPGUARD_OUTCOMES_TOPIC = google_pubsub_topic.outcomes.id
     IAPGUARD_DRY_RUN        = tostring(var.dry_run)
     IAPGUARD_LOG_LEVEL      = var.log_level
@@ -60,6 +60,8 @@ resource "google_cloud_run_v2_service" "enforcer" {
   depends_on = [
     google_project_service.apis,
     google_project_iam_member.enforcer,
+    google_folder_iam_member.enforcer,
+    google_organization_iam_member.enforcer,
     google_pubsub_topic_iam_member.enforcer_publishes_outcomes,
   ]
 }

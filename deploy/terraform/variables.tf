@@ -9,9 +9,36 @@ variable "region" {
 }
 
 variable "projects" {
-  description = "Allowlist: project ids iapguard may change (IAPGUARD_PROJECTS). Empty means var.project only. Other projects also need a log sink to the replay topic (docs/deploy.md)."
+  description = "Scope: project ids and patterns such as team-* iapguard may change (IAPGUARD_PROJECTS). Empty means var.project only. Patterns are matched against the projects the caller can see. Events of other projects arrive through the organisation-wide sink (var.organization_id)."
   type        = list(string)
   default     = []
+
+  validation {
+    condition     = alltrue([for p in var.projects : can(regex("^[A-Za-z0-9.:_*-]+$", p))])
+    error_message = "projects: each entry is a project id, number or pattern; only * is a wildcard."
+  }
+}
+
+variable "organization_id" {
+  description = "Organisation-wide path (docs/deploy.md): the numeric organisation id, where the function's role is defined once. Empty: the single-project deployment."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^[0-9]*$", var.organization_id))
+    error_message = "organization_id is the numeric organisation id, or empty."
+  }
+}
+
+variable "sink_parent" {
+  description = "Organisation-wide path: where the aggregated log sink lives (with its children) and the role is granted, folders/ID or organizations/ID. Empty: the organisation."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.sink_parent == "" || can(regex("^(folders|organizations)/[0-9]+$", var.sink_parent))
+    error_message = "sink_parent is folders/ID or organizations/ID."
+  }
 }
 
 variable "dry_run" {

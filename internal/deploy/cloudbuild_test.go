@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
 
 	"github.com/iapguard/iapguard/functions"
@@ -346,5 +347,53 @@ func TestCloudBuildDeploysWhatTheCodeExpects(t *testing.T) {
 		if !strings.Contains(dockerfile, want) {
 			t.Errorf("Dockerfile lacks %q", strings.TrimSpace(want))
 		}
+	}
+}
+
+// TestCloudBuildOrgPath ties the organisation-wide path together: the
+// filter is rendered from eventarc/ before org.sh reads it, org.sh gets the
+// organisation and the sink's parent, identity.sh knows not to make
+// per-project roles, and by default (no organisation) nothing of it runs.
+func TestCloudBuildOrgPath(t *testing.T) {
+	b := loadCloudBuild(t)
+	step := map[string]cbStep{}
+	for _, s := range b.Steps {
+		step[s.ID] = s
+	}
+	env := func(s cbStep) map[string]string {
+		out := map[string]string{}
+		for _, e := range s.Env {
+			k, v, _ := strings.Cut(e, "=")
+			out[k] = v
+		}
+		return out
+	}
+	render := strings.Join(step["render-triggers"].Args, " ")
+	if !strings.Contains(render, "./cmd/iapctl deploy triggers --format=log-filter") || !strings.Contains(render, "> /workspace/log-filter.txt") {
+		t.Errorf("render-triggers does not render the log sink filter to /workspace/log-filter.txt: %s", render)
+	}
+	org, ok := step["org"]
+	if !ok {
+		t.Fatal("no org step")
+	}
+	if len(org.Args) != 1 || org.Args[0] != "deploy/scripts/org.sh" {
+		t.Errorf("org step runs %v, want deploy/scripts/org.sh", org.Args)
+	}
+	for _, w := range []string{"render-triggers", "identity", "pubsub"} {
+		if !slices.Contains(org.WaitFor, w) {
+			t.Errorf("org step does not wait for %s", w)
+		}
+	}
+	if diff := cmp.Diff(map[string]string{
+		"DEPLOY_PROJECT": "${_PROJECT}", "DEPLOY_ORGANIZATION": "${_ORGANIZATION}",
+		"DEPLOY_SINK_PARENT": "${_SINK_PARENT}", "DEPLOY_LOG_FILTER_FILE": "/workspace/log-filter.txt",
+	}, env(org)); diff != "" {
+		t.Errorf("org step environment (-want +got):\n%s", diff)
+	}
+	if got := env(step["identity"])["DEPLOY_ORGANIZATION"]; got != "${_ORGANIZATION}" {
+		t.Errorf("identity step DEPLOY_ORGANIZATION = %q, want ${_ORGANIZATION}", got)
+	}
+	if b.Substitutions["_ORGANIZATION"] != "" || b.Substitutions["_SINK_PARENT"] != "" {
+		t.Error("the organisation-wide path must be off by default (_ORGANIZATION and _SINK_PARENT empty)")
 	}
 }

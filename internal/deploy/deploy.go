@@ -50,6 +50,10 @@ const (
 	// DefaultMaxDeliveryAttempts bounds redelivery before dead-lettering
 	// (Pub/Sub accepts 5..100).
 	DefaultMaxDeliveryAttempts = 10
+	// LogSinkName is the aggregated log sink of the organisation-wide path
+	// (deploy/scripts/org.sh, deploy/terraform/org.tf): it routes the
+	// entries LogSinkFilter selects to the replay topic.
+	LogSinkName = "iapguard-audit"
 )
 
 // Config is what renders project-specific trigger commands.

@@ -25,6 +25,7 @@ func TestGeneratedFilesUpToDate(t *testing.T) {
 	}{
 		{"deploy/terraform/generated/triggers.json", TerraformTriggersJSON},
 		{"deploy/terraform/generated/enforcer-role.json", func() ([]byte, error) { return TerraformRoleJSON(iamperm.WhoFunction) }},
+		{"deploy/terraform/generated/log-filter.txt", LogSinkFilterFile},
 		{"deploy/iam/iapguard-enforcer.yaml", func() ([]byte, error) { return roleYAML(iamperm.WhoFunction) }},
 		{"deploy/iam/iapguard-operator.yaml", func() ([]byte, error) { return roleYAML(iamperm.WhoOperator) }},
 	} {

@@ -174,6 +174,22 @@ var existingWorld = []string{
 	"eventarc triggers|demo-project|us-central1|someone-elses-trigger",
 }
 
+// projectsWorld holds the projects `gcloud projects list` shows.
+var projectsWorld = []string{"projects|-|-|team-a", "projects|-|-|legacy", "projects|-|-|team-b"}
+
+// orgEnv is the environment of org.sh: organisation 42, parent (empty: the
+// organisation) and a synthetic filter.
+func orgEnv(t *testing.T, parent string) map[string]string {
+	env := map[string]string{
+		"DEPLOY_ORGANIZATION":    "42",
+		"DEPLOY_LOG_FILTER_FILE": filepath.Join(repoRoot(t), "internal", "deploy", "testdata", "synthetic-log-filter.txt"),
+	}
+	if parent != "" {
+		env["DEPLOY_SINK_PARENT"] = parent
+	}
+	return env
+}
+
 func TestScriptsAgainstFakeGcloud(t *testing.T) {
 	base := map[string]string{
 		"DEPLOY_PROJECT":    "demo-project",
@@ -295,6 +311,109 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "identity.org", script: "identity.sh", env: with(map[string]string{"DEPLOY_ORGANIZATION": "42"}),
+			check: func(t *testing.T, r scriptRun) {
+				if r.hasCall("iam roles") || r.hasCall("projects add-iam-policy-binding other-project") {
+					t.Error("per-project roles made although the organisation-wide path grants one role at the sink's parent")
+				}
+				if !r.hasCall("iam service-accounts add-iam-policy-binding 123456789012-compute@developer.gserviceaccount.com", "--role=roles/iam.serviceAccountUser") {
+					t.Error("no actAs grant on the default runtime service account")
+				}
+			},
+		},
+		{
+			name: "service.patterns", script: "service.sh", seed: projectsWorld,
+			env: with(map[string]string{"DEPLOY_IMAGE": "img", "IAPGUARD_PROJECTS": "demo-project, team-*"}),
+			check: func(t *testing.T, r scriptRun) {
+				if !r.hasCall("run deploy", "IAPGUARD_PROJECTS=demo-project,123456789012,team-a,123456789012,team-b,123456789012,team-*|") {
+					t.Errorf("the function's scope is not the listed project, the matching ones with their numbers, and the pattern:\n%s", strings.Join(r.joined(), "\n"))
+				}
+				if r.hasCall("projects describe team-") {
+					t.Error("numbers of listed projects looked up one by one; projects list gave them")
+				}
+			},
+		},
+		{
+			name: "sweep.patterns", script: "sweep.sh", seed: projectsWorld,
+			env: with(map[string]string{"IAPGUARD_PROJECTS": "team-*"}),
+			check: func(t *testing.T, r scriptRun) {
+				for _, p := range []string{"team-a", "team-b"} {
+					if !r.hasCall("scheduler jobs create pubsub iapguard-sweep-"+p, `"project":"`+p+`"`) {
+						t.Errorf("no sweep job for %s, which the pattern matches", p)
+					}
+				}
+				if r.hasCall("iapguard-sweep-legacy") || r.hasCall("iapguard-sweep-team-*") {
+					t.Error("sweep job for a project the pattern does not match, or for the pattern itself")
+				}
+			},
+		},
+		{
+			name: "enable-apis.bad-entry", script: "enable-apis.sh", wantCode: 1,
+			env: with(map[string]string{"IAPGUARD_PROJECTS": "team-[ab]"}),
+			check: func(t *testing.T, r scriptRun) {
+				if !strings.Contains(r.stderr, "only * is a wildcard") || len(r.calls) != 0 {
+					t.Errorf("an entry the function refuses was not refused before any call: %s", r.stderr)
+				}
+			},
+		},
+		{
+			name: "org.single-project", script: "org.sh", env: base,
+			check: func(t *testing.T, r scriptRun) {
+				if len(r.calls) != 0 {
+					t.Errorf("single-project deployment made %d calls", len(r.calls))
+				}
+			},
+		},
+		{
+			name: "org.folder.fresh", script: "org.sh", env: with(orgEnv(t, "folders/987")),
+			check: func(t *testing.T, r scriptRun) {
+				if !r.hasCall("iam roles create "+iamperm.FunctionRoleID, "--organization=42", "deploy/iam/iapguard-enforcer.yaml") {
+					t.Error("no organisation-level role")
+				}
+				if !r.hasCall("resource-manager folders add-iam-policy-binding 987", "--role=organizations/42/roles/"+iamperm.FunctionRoleID,
+					"--member=serviceAccount:iapguard-enforcer@demo-project.iam.gserviceaccount.com") {
+					t.Error("role not granted to the enforcer on the folder")
+				}
+				if !r.hasCall("logging sinks create "+LogSinkName+" pubsub.googleapis.com/projects/demo-project/topics/iapguard-replay",
+					"--folder=987", "--include-children", `--log-filter=logName:"cloudaudit.googleapis.com%2Factivity" AND`) {
+					t.Error("no folder sink with children and the filter to the replay topic")
+				}
+				if !r.hasCall("pubsub topics add-iam-policy-binding iapguard-replay", "--member=serviceAccount:service-org-42@gcp-sa-logging", "roles/pubsub.publisher") {
+					t.Error("the sink's writer cannot publish to the replay topic")
+				}
+			},
+		},
+		{
+			name: "org.organization.existing", script: "org.sh", env: with(orgEnv(t, "")),
+			seed: []string{"iam roles|organizations/42|-|iapguardEnforcer", "logging sinks|organizations/42|-|iapguard-audit"},
+			check: func(t *testing.T, r scriptRun) {
+				if r.hasCall("create") {
+					t.Error("existing role or sink created again")
+				}
+				if !r.hasCall("logging sinks update "+LogSinkName, "--organization=42", "--log-filter=") ||
+					!r.hasCall("organizations add-iam-policy-binding 42", "--role=organizations/42/roles/"+iamperm.FunctionRoleID) {
+					t.Error("organisation sink not updated or role not granted on the organisation")
+				}
+			},
+		},
+		{
+			name: "org.bad-parent", script: "org.sh", wantCode: 1, env: with(orgEnv(t, "projects/demo-project")),
+			check: func(t *testing.T, r scriptRun) {
+				if len(r.calls) != 0 || !strings.Contains(r.stderr, "want folders/ID") {
+					t.Errorf("bad parent not refused before any call: %s", r.stderr)
+				}
+			},
+		},
+		{
+			name: "org.no-filter", script: "org.sh", wantCode: 1,
+			env: with(map[string]string{"DEPLOY_ORGANIZATION": "42", "DEPLOY_LOG_FILTER_FILE": "/nonexistent/log-filter.txt"}),
+			check: func(t *testing.T, r scriptRun) {
+				if len(r.calls) != 0 || !strings.Contains(r.stderr, "--format=log-filter") {
+					t.Errorf("missing filter not refused before any call: %s", r.stderr)
+				}
+			},
+		},
 		{name: "dead-letter.existing", script: "dead-letter.sh", env: base, seed: existingWorld},
 		{name: "dead-letter.none", script: "dead-letter.sh", env: base, wantCode: 1},
 		{
@@ -406,12 +525,13 @@ func TestScriptConstants(t *testing.T) {
 		"ENFORCER_ACCOUNT":  EnforcerAccount,
 		"TRIGGER_ACCOUNT":   TriggerAccount,
 		"ENFORCER_ROLE":     iamperm.FunctionRoleID,
+		"SINK_NAME":         LogSinkName,
 	} {
 		if line := "readonly " + name + "=" + want + "\n"; !strings.Contains(lib, line) {
 			t.Errorf("lib.sh lacks %q", strings.TrimSpace(line))
 		}
 	}
-	for _, s := range []string{"identity.sh", "pubsub.sh", "service.sh", "sweep.sh", "dead-letter.sh", "registry.sh", "enable-apis.sh", "go-test.sh"} {
+	for _, s := range []string{"identity.sh", "pubsub.sh", "service.sh", "sweep.sh", "dead-letter.sh", "registry.sh", "enable-apis.sh", "go-test.sh", "org.sh"} {
 		fi, err := os.Stat(scriptPath(t, s))
 		if err != nil {
 			t.Fatal(err)

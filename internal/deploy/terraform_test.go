@@ -272,3 +272,59 @@ func jsonTags(t reflect.Type) map[string]bool {
 	}
 	return out
 }
+
+// TestTerraformOrgPath checks the module's organisation-wide path against
+// org.sh: off by default; on, one organisation-level role granted at the
+// sink's parent (no per-project roles), an aggregated sink with its
+// children routing the generated filter to the replay topic, and the
+// writer's publish permission there; the scope's patterns reach the
+// function.
+func TestTerraformOrgPath(t *testing.T) {
+	m := loadModule(t)
+	for _, r := range []string{
+		"google_organization_iam_custom_role.enforcer", "google_folder_iam_member.enforcer", "google_organization_iam_member.enforcer",
+		"google_logging_folder_sink.audit", "google_logging_organization_sink.audit", "google_pubsub_topic_iam_member.sink_writer_publishes",
+	} {
+		b := m.resources[r]
+		if b == nil {
+			t.Errorf("resource %s missing", r)
+			continue
+		}
+		if _, ok := b.Body.Attributes["count"]; !ok {
+			t.Errorf("%s has no count: it must exist only on the organisation-wide path", r)
+		}
+	}
+	for _, v := range []string{"organization_id", "sink_parent"} {
+		b := m.variables[v]
+		if b == nil {
+			t.Fatalf("variable %s missing", v)
+		}
+		def, ok := b.Body.Attributes["default"]
+		if !ok {
+			t.Errorf("variable %s is required; the organisation-wide path must be optional", v)
+			continue
+		}
+		if val, diags := def.Expr.Value(nil); diags.HasErrors() || val.AsString() != "" {
+			t.Errorf("variable %s defaults to %v, want \"\" (off)", v, val)
+		}
+	}
+	org := string(m.files["org.tf"])
+	for _, want := range []string{
+		`name             = "` + LogSinkName + `"`, "include_children = true", `file("${path.module}/generated/log-filter.txt")`,
+		`destination      = "pubsub.googleapis.com/${google_pubsub_topic.replay.id}"`, `"roles/pubsub.publisher"`, "writer_identity",
+	} {
+		if !strings.Contains(org, want) {
+			t.Errorf("org.tf lacks %s", want)
+		}
+	}
+	if n := strings.Count(org, "include_children = true"); n != 2 {
+		t.Errorf("include_children set on %d sinks, want both", n)
+	}
+	main := string(m.files["main.tf"])
+	if !strings.Contains(main, "for_each    = local.org_mode ? toset([]) : toset(local.allowlist)") {
+		t.Error("per-project custom roles are not turned off on the organisation-wide path")
+	}
+	if !strings.Contains(string(m.files["run.tf"]), "local.scope_patterns") {
+		t.Error("the scope's patterns do not reach the function's IAPGUARD_PROJECTS")
+	}
+}

@@ -42,7 +42,10 @@ const (
 
 // Options configure a stack.
 type Options struct {
-	// Emulator options; DeliverTo is filled with the function's URL.
+	// Emulator options; DeliverTo is filled with the function's URL. For
+	// the organisation-wide path set Emulator.LogSink (with
+	// NoAuditLogTriggers: that path alone); the sink then publishes to the
+	// replay topic and its trigger delivers to the function.
 	Emulator emulator.Options
 	// EmulatorAddr is where the emulator listens (default 127.0.0.1:0).
 	EmulatorAddr string
@@ -199,18 +202,46 @@ func (s *Stack) Env() []string { return s.Emu.Env() }
 
 // Settle waits until every event has been delivered and handled, and
 // nothing new — no delivery, no outcome — has happened for quiet; or ctx ends.
+// It covers both paths to the function: the Eventarc audit-log stand-in and
+// the topic triggers (the log sink's and the replay topic's pushers).
 func (s *Stack) Settle(ctx context.Context, quiet time.Duration) error {
-	type mark struct{ attempts, outcomes int64 }
+	type mark struct{ attempts, pushed, outcomes int64 }
 	now := func() mark {
-		return mark{s.Emu.Delivery.Stats().Attempts, int64(len(s.Outcomes.All()))}
+		m := mark{outcomes: int64(len(s.Outcomes.All()))}
+		if s.Emu.Delivery != nil {
+			m.attempts = s.Emu.Delivery.Stats().Attempts
+		}
+		for _, p := range s.Emu.Pushers {
+			st := p.Stats()
+			m.pushed += st.Pulled + st.Attempts
+		}
+		return m
 	}
-	prev := mark{-1, -1}
+	idle := func() bool {
+		if s.Emu.Delivery != nil && !s.Emu.Delivery.Idle() {
+			return false
+		}
+		for _, p := range s.Emu.Pushers {
+			if p.Pending() > 0 {
+				return false
+			}
+		}
+		return true
+	}
+	prev := mark{-1, -1, -1}
 	for {
-		if err := s.Emu.Delivery.Wait(ctx); err != nil {
-			return fmt.Errorf("waiting for iapguard to settle: %w", err)
+		if s.Emu.Delivery != nil {
+			if err := s.Emu.Delivery.Wait(ctx); err != nil {
+				return fmt.Errorf("waiting for iapguard to settle: %w", err)
+			}
+		}
+		for _, p := range s.Emu.Pushers {
+			if err := p.Wait(ctx); err != nil {
+				return fmt.Errorf("waiting for iapguard to settle: %w", err)
+			}
 		}
 		cur := now()
-		if cur == prev && s.Emu.Delivery.Idle() {
+		if cur == prev && idle() {
 			return nil
 		}
 		prev = cur

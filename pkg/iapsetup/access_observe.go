@@ -3,7 +3,6 @@ package iapsetup
 import (
 	"context"
 	"maps"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -73,32 +72,24 @@ func (r *Reconciler) observeAccess(ctx context.Context, resources []string, proj
 // policyCache caches IAP policies read for the who-can-pass check (the
 // project-wide one, shared by every service of a project) and collapses
 // concurrent reads of one resource into a single call. Errors are not
-// cached. Cached policies are only read, never written from.
+// cached. Cached policies are only read, never written from. At most size
+// resources are kept, least recently used evicted first.
 type policyCache struct {
 	get1 func(ctx context.Context, resource string) (*Policy, error)
 	ttl  time.Duration
 	now  func() time.Time
 
-	mu      sync.Mutex
-	entries map[string]policyEntry
+	entries *lru[string, *Policy]
 	sf      singleflight.Group
 }
 
-type policyEntry struct {
-	p       *Policy
-	expires time.Time
-}
-
-func newPolicyCache(get func(context.Context, string) (*Policy, error), ttl time.Duration, now func() time.Time) *policyCache {
-	return &policyCache{get1: get, ttl: ttl, now: now, entries: map[string]policyEntry{}}
+func newPolicyCache(get func(context.Context, string) (*Policy, error), ttl time.Duration, size int, now func() time.Time) *policyCache {
+	return &policyCache{get1: get, ttl: ttl, now: now, entries: newLRU[string, *Policy](size)}
 }
 
 func (c *policyCache) get(ctx context.Context, resource string) (*Policy, error) {
-	c.mu.Lock()
-	e, ok := c.entries[resource]
-	c.mu.Unlock()
-	if ok && c.now().Before(e.expires) {
-		return e.p.clone(), nil
+	if p, ok := c.entries.get(resource, c.now()); ok {
+		return p.clone(), nil
 	}
 	ch := c.sf.DoChan(resource, func() (any, error) {
 		// The shared call must not die with the first caller's context.
@@ -113,9 +104,7 @@ func (c *policyCache) get(ctx context.Context, resource string) (*Policy, error)
 			return nil, err
 		}
 		if c.ttl > 0 {
-			c.mu.Lock()
-			c.entries[resource] = policyEntry{p: p.clone(), expires: c.now().Add(c.ttl)}
-			c.mu.Unlock()
+			c.entries.add(resource, p.clone(), c.now().Add(c.ttl))
 		}
 		return p, nil
 	})

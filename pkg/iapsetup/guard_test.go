@@ -428,7 +428,7 @@ func TestScope(t *testing.T) {
 	if err != nil || !all.Allows("anything") {
 		t.Errorf("ParseScope(*) = %v, %v; want a scope allowing everything", all, err)
 	}
-	for _, bad := range []string{"", " , ", "p1,projects/p2", "p*"} {
+	for _, bad := range []string{"", " , ", "p1,projects/p2", "p?"} {
 		if _, err := ParseScope(bad); err == nil {
 			t.Errorf("ParseScope(%q) = nil error, want one", bad)
 		}

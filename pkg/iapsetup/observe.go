@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -104,33 +103,25 @@ func (r *Reconciler) observe(ctx context.Context, ref ServiceRef, listed *Servic
 	return obs, nil
 }
 
-// agentCache caches IAP service agent emails per project, and collapses
-// concurrent lookups of one project into a single call.
+// agentCache caches IAP service agent emails per project (at most size
+// projects, least recently used evicted first), and collapses concurrent
+// lookups of one project into a single call.
 type agentCache struct {
 	id  AgentIdentity
 	ttl time.Duration
 	now func() time.Time
 
-	mu      sync.Mutex
-	entries map[string]agentEntry
+	entries *lru[string, string]
 	sf      singleflight.Group
 }
 
-type agentEntry struct {
-	email   string
-	expires time.Time
-}
-
-func newAgentCache(id AgentIdentity, ttl time.Duration, now func() time.Time) *agentCache {
-	return &agentCache{id: id, ttl: ttl, now: now, entries: map[string]agentEntry{}}
+func newAgentCache(id AgentIdentity, ttl time.Duration, size int, now func() time.Time) *agentCache {
+	return &agentCache{id: id, ttl: ttl, now: now, entries: newLRU[string, string](size)}
 }
 
 func (c *agentCache) get(ctx context.Context, project string) (string, error) {
-	c.mu.Lock()
-	e, ok := c.entries[project]
-	c.mu.Unlock()
-	if ok && c.now().Before(e.expires) {
-		return e.email, nil
+	if email, ok := c.entries.get(project, c.now()); ok {
+		return email, nil
 	}
 	// The shared call must not die with the first caller's context; it is
 	// bounded by the adapter's own deadlines and by ctx's deadline here.
@@ -148,9 +139,7 @@ func (c *agentCache) get(ctx context.Context, project string) (string, error) {
 		if email == "" {
 			return "", fmt.Errorf("generateServiceIdentity for project %s returned no email", project)
 		}
-		c.mu.Lock()
-		c.entries[project] = agentEntry{email: email, expires: c.now().Add(c.ttl)}
-		c.mu.Unlock()
+		c.entries.add(project, email, c.now().Add(c.ttl))
 		return email, nil
 	})
 	select {

@@ -46,6 +46,11 @@ type Options struct {
 	// (projects/N/iap_web, read for the who-can-pass check) is cached.
 	// Default 1 minute; negative: not cached.
 	AccessProjectTTL time.Duration
+	// ProjectCacheSize bounds each per-project cache (IAP service agents,
+	// which carry the project numbers; project-wide IAP policies): the
+	// least recently used project is evicted first. Default
+	// DefaultProjectCacheSize.
+	ProjectCacheSize int
 }
 
 // Reconciler makes labelled Cloud Run services comply. It is safe for
@@ -91,9 +96,12 @@ func New(d Deps, o Options) (*Reconciler, error) {
 	if o.AccessProjectTTL == 0 {
 		o.AccessProjectTTL = time.Minute
 	}
-	r := &Reconciler{d: d, o: o, agents: newAgentCache(d.Identity, o.AgentTTL, o.Now), log: o.Logger}
+	if o.ProjectCacheSize <= 0 {
+		o.ProjectCacheSize = DefaultProjectCacheSize
+	}
+	r := &Reconciler{d: d, o: o, agents: newAgentCache(d.Identity, o.AgentTTL, o.ProjectCacheSize, o.Now), log: o.Logger}
 	if d.IAP != nil {
-		r.projectIAP = newPolicyCache(d.IAP.GetIAPPolicy, o.AccessProjectTTL, o.Now)
+		r.projectIAP = newPolicyCache(d.IAP.GetIAPPolicy, o.AccessProjectTTL, o.ProjectCacheSize, o.Now)
 	}
 	return r, nil
 }

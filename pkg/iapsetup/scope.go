@@ -1,7 +1,10 @@
 package iapsetup
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -11,59 +14,295 @@ import (
 // API call. The zero Scope allows nothing; New refuses it, so a missing
 // configuration is loud rather than silently permissive.
 //
-// Projects are matched as written: iapguard cannot map ids to numbers without
-// an API call, so list both forms when events may name either.
+// A scope is written as comma-separated entries (IAPGUARD_PROJECTS,
+// ParseScope, ProjectScope):
+//
+//   - "*": every project the credentials reach, by id or number.
+//   - a project id ("team-a-prod", "example.com:legacy") or a project number
+//     ("123456789012"): that project, named exactly that way.
+//   - a pattern: a project id with one or more '*', each matching any run of
+//     characters, possibly empty ("team-*", "*-prod", "team-*-prod").
+//
+// Patterns match project ids only, never numbers: iapguard cannot map a
+// number to an id without an API call, and deciding the scope must cost
+// none. A project that events name by number (audit entries written by
+// Google service agents do) is in scope only if its number is listed; the
+// deployment lists the numbers of the projects the patterns match when it
+// runs (docs/orgwide.md). Folders are not entries: scope a folder with a
+// pattern its projects share, or list them.
 type Scope struct {
 	all      bool
 	projects map[string]bool
+	patterns []pattern // sorted by raw
+}
+
+// pattern is a scope entry with '*', split at the stars once.
+type pattern struct {
+	raw   string
+	parts []string
 }
 
 // AllProjects is a scope that allows every project the credentials reach.
 func AllProjects() Scope { return Scope{all: true} }
 
-// ProjectScope allows exactly the given project ids or numbers.
-func ProjectScope(projects ...string) Scope {
+// ProjectScope allows exactly the given entries (see Scope): project ids
+// and numbers match as written, entries with '*' are patterns over ids, and
+// "*" alone allows every project. Blank entries are ignored. Entries are
+// not validated; use ParseScope for text from a person.
+func ProjectScope(entries ...string) Scope {
 	s := Scope{projects: map[string]bool{}}
-	for _, p := range projects {
-		if p = strings.TrimSpace(p); p != "" {
-			s.projects[p] = true
+	for _, e := range entries {
+		switch e = strings.TrimSpace(e); {
+		case e == "":
+		case e == "*":
+			s.all = true
+		case strings.Contains(e, "*"):
+			if !slices.ContainsFunc(s.patterns, func(p pattern) bool { return p.raw == e }) {
+				s.patterns = append(s.patterns, pattern{raw: e, parts: strings.Split(e, "*")})
+			}
+		default:
+			s.projects[e] = true
 		}
 	}
+	slices.SortFunc(s.patterns, func(a, b pattern) int { return strings.Compare(a.raw, b.raw) })
 	return s
 }
 
-// ParseScope parses "*" (every project) or a comma-separated list of project
-// ids or numbers.
+// ParseScope parses "*" (every project) or comma-separated project ids,
+// numbers and patterns (see Scope). It rejects entries that cannot name a
+// project: resource names ("projects/p", "folders/1"), spaces, and glob
+// syntax other than '*' ("?", "[...]").
 func ParseScope(s string) (Scope, error) {
 	if strings.TrimSpace(s) == "*" {
 		return AllProjects(), nil
 	}
-	sc := ProjectScope(strings.Split(s, ",")...)
-	if sc.Empty() {
-		return Scope{}, fmt.Errorf("project scope %q: want \"*\" or a comma-separated list of project ids or numbers", s)
-	}
-	for p := range sc.projects {
-		if strings.ContainsAny(p, "/ *") {
-			return Scope{}, fmt.Errorf("project scope %q: %q is not a project id or number", s, p)
+	var entries []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e == "" {
+			continue
 		}
+		if e == "*" {
+			return Scope{}, fmt.Errorf("project scope %q: \"*\" (every project) cannot be combined with other entries", s)
+		}
+		if err := validEntry(e); err != nil {
+			return Scope{}, fmt.Errorf("project scope %q: %w", s, err)
+		}
+		entries = append(entries, e)
+	}
+	sc := ProjectScope(entries...)
+	if sc.Empty() {
+		return Scope{}, fmt.Errorf("project scope %q: want \"*\" or comma-separated project ids, numbers or patterns such as team-*", s)
 	}
 	return sc, nil
 }
 
+// validEntry accepts project ids (letters, digits, '-', and the '.' and ':'
+// of domain-scoped ids), numbers, and those with '*'.
+func validEntry(e string) error {
+	if strings.HasPrefix(e, "folders/") || strings.HasPrefix(e, "organizations/") {
+		return fmt.Errorf("%q: folders and organizations are not scope entries; use a pattern their projects share, or list the projects (docs/orgwide.md)", e)
+	}
+	if len(e) > 100 {
+		return fmt.Errorf("%q is not a project id, number or pattern (too long)", e)
+	}
+	for _, c := range e {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-.:_*", c)
+		if !ok {
+			return fmt.Errorf("%q is not a project id, number or pattern (only '*' is a wildcard)", e)
+		}
+	}
+	return nil
+}
+
 // Empty reports whether the scope allows nothing.
-func (s Scope) Empty() bool { return !s.all && len(s.projects) == 0 }
+func (s Scope) Empty() bool { return !s.all && len(s.projects) == 0 && len(s.patterns) == 0 }
 
-// Allows reports whether project is in scope.
-func (s Scope) Allows(project string) bool { return s.all || s.projects[project] }
+// Allows reports whether project (an id or a number, as an event names it)
+// is in scope. It makes no call and does not allocate.
+func (s Scope) Allows(project string) bool {
+	if s.all || s.projects[project] {
+		return true
+	}
+	if project == "" || isProjectNumber(project) {
+		return false
+	}
+	for _, p := range s.patterns {
+		if matchParts(p.parts, project) {
+			return true
+		}
+	}
+	return false
+}
 
+// All reports whether the scope allows every project.
+func (s Scope) All() bool { return s.all }
+
+// Listed returns the project ids and numbers the scope names explicitly,
+// sorted. They can be enumerated without a project directory.
+func (s Scope) Listed() []string {
+	out := make([]string, 0, len(s.projects))
+	for p := range s.projects {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Patterns returns the scope's patterns, sorted.
+func (s Scope) Patterns() []string {
+	var out []string
+	for _, p := range s.patterns {
+		out = append(out, p.raw)
+	}
+	return out
+}
+
+// NeedsDirectory reports whether enumerating the scope's projects needs a
+// list of the projects that exist ("*" or patterns).
+func (s Scope) NeedsDirectory() bool { return s.all || len(s.patterns) > 0 }
+
+// maxShown bounds the entries String renders, so that a rejected outcome's
+// reason stays short however many projects the scope lists.
+const maxShown = 8
+
+// String renders the scope for messages: "*", or the listed projects then
+// the patterns, comma-separated (what ParseScope reads back); past maxShown
+// entries the patterns come first and the rest is counted ("…and 1992
+// more").
 func (s Scope) String() string {
 	if s.all {
 		return "*"
 	}
-	ps := make([]string, 0, len(s.projects))
-	for p := range s.projects {
-		ps = append(ps, p)
+	listed, patterns := s.Listed(), s.Patterns()
+	if len(listed)+len(patterns) <= maxShown {
+		return strings.Join(append(listed, patterns...), ",")
 	}
-	sort.Strings(ps)
-	return strings.Join(ps, ",")
+	shown := append(patterns, listed...)
+	return fmt.Sprintf("%s,…and %d more", strings.Join(shown[:maxShown], ","), len(shown)-maxShown)
+}
+
+// ProjectInfo names one project. Either field may be empty when unknown.
+type ProjectInfo struct {
+	ID     string `json:"id,omitempty"`
+	Number string `json:"number,omitempty"`
+}
+
+// Name returns the id, or the number when the id is unknown.
+func (p ProjectInfo) Name() string {
+	if p.ID != "" {
+		return p.ID
+	}
+	return p.Number
+}
+
+// ProjectLister lists the projects that exist (on Google Cloud: Resource
+// Manager projects.search, which returns the projects the caller has
+// resourcemanager.projects.get on; in the emulator: its project table).
+type ProjectLister interface {
+	ListProjects(ctx context.Context) ([]ProjectInfo, error)
+}
+
+// ErrNeedDirectory is returned by Projects for a scope with "*" or
+// patterns when no ProjectLister is given.
+var ErrNeedDirectory = errors.New("the scope has patterns or is \"*\": enumerating its projects needs a project directory")
+
+// Projects enumerates the projects in the scope, for the sweep and
+// `iapctl audit --all-projects`: each project once, sorted by name.
+//
+// With a lister, a listed project is in scope when its id or its number is
+// allowed, and explicit entries the lister does not know are kept as they
+// are written (the caller may still reach them; the reconcile then says
+// what is wrong). Without one (l nil), only a scope without patterns can be
+// enumerated (else ErrNeedDirectory): its explicit entries, where a
+// project listed by id and by number appears twice.
+func (s Scope) Projects(ctx context.Context, l ProjectLister) ([]ProjectInfo, error) {
+	if l == nil {
+		if s.NeedsDirectory() {
+			return nil, ErrNeedDirectory
+		}
+		out := make([]ProjectInfo, 0, len(s.projects))
+		for _, p := range s.Listed() {
+			if isProjectNumber(p) {
+				out = append(out, ProjectInfo{Number: p})
+			} else {
+				out = append(out, ProjectInfo{ID: p})
+			}
+		}
+		return out, nil
+	}
+	all, err := l.ListProjects(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing projects to enumerate scope %s: %w", s, err)
+	}
+	return s.Select(all), nil
+}
+
+// Select returns the candidates in the scope (by id or by number), merged
+// with the explicit entries no candidate matches, each project once,
+// sorted by name.
+func (s Scope) Select(candidates []ProjectInfo) []ProjectInfo {
+	seen := map[string]bool{}
+	var out []ProjectInfo
+	known := func(k string) bool { return k != "" && seen[k] }
+	for _, c := range candidates {
+		in := c.ID != "" && s.Allows(c.ID) || c.Number != "" && s.Allows(c.Number)
+		if !in || known(c.ID) || known(c.Number) {
+			continue
+		}
+		seen[c.ID], seen[c.Number] = true, true
+		out = append(out, c)
+	}
+	for _, p := range s.Listed() {
+		if known(p) {
+			continue
+		}
+		seen[p] = true
+		if isProjectNumber(p) {
+			out = append(out, ProjectInfo{Number: p})
+		} else {
+			out = append(out, ProjectInfo{ID: p})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out
+}
+
+// isProjectNumber reports whether s is all digits (project ids start with a
+// letter).
+func isProjectNumber(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// matchPattern reports whether name matches pattern, where each '*' matches
+// any run of characters (possibly empty) and everything else matches
+// itself. Finding the parts between stars leftmost first is exact for this
+// dialect.
+func matchPattern(pattern, name string) bool { return matchParts(strings.Split(pattern, "*"), name) }
+
+// matchParts is matchPattern with the pattern split at its stars.
+func matchParts(parts []string, name string) bool {
+	if len(parts) == 1 {
+		return parts[0] == name
+	}
+	first, last := parts[0], parts[len(parts)-1]
+	if !strings.HasPrefix(name, first) {
+		return false
+	}
+	name = name[len(first):]
+	for _, mid := range parts[1 : len(parts)-1] {
+		i := strings.Index(name, mid)
+		if i < 0 {
+			return false
+		}
+		name = name[i+len(mid):]
+	}
+	return strings.HasSuffix(name, last)
 }

@@ -10,7 +10,9 @@
 #   /commit        commit and IAM bindings leave the state as it is
 #   list           prints the existing resources of the group, filtered by
 #                  --location and a --filter=name~/COLLECTION/PREFIX prefix
-# `projects describe` always answers project number 123456789012.
+# `projects describe` always answers project number 123456789012 (and
+# `projects list` gives every project that number). --organization=O and
+# --folder=F stand in for PROJECT as organizations/O and folders/F.
 set -euo pipefail
 
 {
@@ -33,6 +35,8 @@ for a in "$@"; do
     --project=*) project=${a#--project=} ;;
     --location=*) location=${a#--location=} ;;
     --region=*) location=${a#--region=} ;;
+    --organization=*) project=organizations/${a#--organization=} ;;
+    --folder=*) project=folders/${a#--folder=} ;;
     --format=*) format=${a#--format=} ;;
     --filter=*) filter=${a#--filter=} ;;
     -*) ;;
@@ -86,6 +90,7 @@ case "$verb" in
       'value(definition)') echo "syntax = \"proto3\"; message Outdated {}" ;;
       'value(deleted)') echo "" ;;
       'value(schemaSettings.schema)') echo "projects/fake/schemas/iapguard-outcome-v1" ;;
+      'value(writerIdentity)') echo "serviceAccount:service-org-42@gcp-sa-logging.iam.gserviceaccount.com" ;;
       '') echo "name: $name" ;;
       *) echo "$name" ;;
     esac
@@ -105,6 +110,8 @@ case "$verb" in
       [[ "$n" == "$prefix"* ]] || continue
       if [[ "$format" == 'value(name)' ]]; then
         echo "projects/$p/locations/$l/${group##* }/$n"
+      elif [[ "$format" == 'value(projectId,projectNumber)' ]]; then
+        printf '%s\t%s\n' "$n" 123456789012
       else
         echo "$n"
       fi

@@ -1,0 +1,551 @@
+package test
+
+// The organisation-wide path (docs/orgwide.md): an aggregated log sink
+// routes the audit entries of many projects to one Pub/Sub topic, whose
+// messagePublished trigger delivers them to one function, which enforces in
+// the projects its scope (IAPGUARD_PROJECTS, with patterns) allows.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"cloud.google.com/go/iam/apiv1/iampb"
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/iapguard/iapguard/emulator"
+	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/emulator/logsink"
+	"github.com/iapguard/iapguard/internal/demo"
+	"github.com/iapguard/iapguard/internal/gcp"
+	"github.com/iapguard/iapguard/internal/stack"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/outcome"
+)
+
+// An organisation: the function runs in team-a; team-b matches the scope's
+// pattern; legacy-c is in the organisation (its entries reach the function
+// through the sink) but outside the scope.
+var orgProjects = []core.Project{
+	{ID: "team-a", Number: 111111111111},
+	{ID: "team-b", Number: 222222222222},
+	{ID: "legacy-c", Number: 333333333333},
+}
+
+// orgScope is IAPGUARD_PROJECTS as the deployment writes it: the pattern,
+// plus the numbers of the projects it matched.
+var orgScope = []string{"team-*", "111111111111", "222222222222"}
+
+func newOrgEnv(t *testing.T, directToo bool) *env {
+	t.Helper()
+	return newEnv(t, stack.Options{
+		Emulator: emulator.Options{
+			Projects:           orgProjects,
+			LogSink:            &logsink.SinkOptions{}, // an organisation sink: every project
+			NoAuditLogTriggers: !directToo,
+		},
+		Projects: orgScope,
+	})
+}
+
+func (e *env) in(project string) *env {
+	c := *e
+	c.p = project
+	return &c
+}
+
+// outcomesOf returns the outcome kinds received since mark() for one
+// project's service, and how they arrived.
+func (e *env) outcomesOf(project, svc string) (kinds, vias []string) {
+	for _, m := range e.st.Outcomes.All() {
+		if m.Resource.Project == project && m.Resource.Service == svc {
+			kinds = append(kinds, string(m.Outcome))
+			vias = append(vias, m.Trigger.Via)
+		}
+	}
+	return kinds, vias
+}
+
+// acceptedWrites counts, since mark(), the successful mutations the
+// function made per project and method (a Compute operation counts once).
+func (e *env) acceptedWrites() map[string]int {
+	out := map[string]int{}
+	for _, en := range e.st.Emu.Core.Audit.Entries()[e.auditMark:] {
+		p := en.ProtoPayload
+		if p.AuthenticationInfo == nil || p.AuthenticationInfo.PrincipalEmail != stack.FunctionPrincipal || p.Status != nil {
+			continue
+		}
+		if en.Operation != nil && en.Operation.Last || strings.Contains(p.MethodName, "GenerateServiceIdentity") {
+			continue
+		}
+		project := strings.TrimPrefix(strings.Split(en.LogName, "/logs/")[0], "projects/")
+		out[project+" "+p.MethodName]++
+	}
+	return out
+}
+
+// functionCalls returns the API calls the function made since the counters
+// were reset, without its outcome publishes.
+func (e *env) functionCalls() map[string]int64 {
+	out := map[string]int64{}
+	for k, v := range e.st.Emu.Core.Stats.ByPrincipal(stack.FunctionPrincipal) {
+		if !strings.HasPrefix(k, "google.pubsub.") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func agentOf(p core.Project) string {
+	return "serviceAccount:service-" + p.NumberString() + "@gcp-sa-iap.iam.gserviceaccount.com"
+}
+
+func (e *env) invokers(svc string) []string {
+	e.t.Helper()
+	p, err := e.cl.Run.GetIamPolicy(e.ctx, &iampb.GetIamPolicyRequest{Resource: e.name(svc)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, b := range p.Bindings {
+		if b.Role == "roles/run.invoker" {
+			ms := slices.Clone(b.Members)
+			sort.Strings(ms)
+			return ms
+		}
+	}
+	return nil
+}
+
+// TestOrgWideSinkPathConverges is the issue's acceptance test: three
+// projects, direct Eventarc delivery off, one log sink. The two projects in
+// scope converge through the sink path alone; the third gets rejected
+// outcomes and not a single API call from the function.
+func TestOrgWideSinkPathConverges(t *testing.T) {
+	t.Parallel()
+	e := newOrgEnv(t, false)
+	if e.st.Emu.Delivery != nil {
+		t.Fatal("the Eventarc audit-log stand-in is running; this test must exercise the sink path alone")
+	}
+	a, b, c := e.in("team-a"), e.in("team-b"), e.in("legacy-c")
+	for _, x := range []*env{a, b, c} {
+		x.create(demo.ServiceSpec{Name: "web", Public: true})
+	}
+	e.mark()
+
+	// In scope: both projects converge, each write once.
+	a.label("web", enabled)
+	b.label("web", enabled)
+	e.settle()
+	for _, x := range []struct {
+		env *env
+		p   core.Project
+	}{{a, orgProjects[0]}, {b, orgProjects[1]}} {
+		kinds, vias := e.outcomesOf(x.p.ID, "web")
+		if count(kinds, "remediated") != 1 || count(kinds, "compliant") != len(kinds)-1 {
+			t.Errorf("%s/web outcomes = %v, want one remediated, the rest compliant", x.p.ID, kinds)
+		}
+		for _, v := range vias {
+			if v != "log-sink" {
+				t.Errorf("%s/web: an outcome arrived via %q; only the sink path runs", x.p.ID, v)
+			}
+		}
+		svc := x.env.service("web")
+		if !svc.IapEnabled || svc.Ingress != runpb.IngressTraffic_INGRESS_TRAFFIC_ALL {
+			t.Errorf("%s/web: iapEnabled %v, ingress %v; want Cloud Run's IAP on, ingress left as it was", x.p.ID, svc.IapEnabled, svc.Ingress)
+		}
+		if diff := cmp.Diff([]string{agentOf(x.p)}, x.env.invokers("web")); diff != "" {
+			t.Errorf("%s/web invokers (-want +got):\n%s", x.p.ID, diff)
+		}
+	}
+	wantWrites := map[string]int{
+		"team-a google.cloud.run.v2.Services.SetIamPolicy":  1,
+		"team-a google.cloud.run.v2.Services.UpdateService": 1,
+		"team-b google.cloud.run.v2.Services.SetIamPolicy":  1,
+		"team-b google.cloud.run.v2.Services.UpdateService": 1,
+	}
+	if diff := cmp.Diff(wantWrites, e.acceptedWrites()); diff != "" {
+		t.Errorf("the function's writes (-want +got):\n%s", diff)
+	}
+	if len(e.functionCalls()) == 0 {
+		t.Error("no API call is attributed to the function; the zero-call check below would prove nothing")
+	}
+	if st := e.st.Emu.Sink.Stats(); st.Failed != 0 || st.Routed == 0 {
+		t.Errorf("sink stats = %+v", st)
+	}
+
+	// A load-balanced service in scope converges through Compute events
+	// routed by the sink as well.
+	e.mark()
+	b.create(demo.ServiceSpec{Name: "shop", Public: true})
+	shopLB := b.lb(demo.LBSpec{Service: "shop"})
+	b.label("shop", enabled)
+	e.settle()
+	if bs := b.backend(shopLB.BackendService); bs.Iap == nil || !bs.Iap.Enabled {
+		t.Errorf("team-b backend %s IAP = %+v, want enabled", shopLB.BackendService, bs.Iap)
+	}
+	if svc := b.service("shop"); svc.Ingress != runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER {
+		t.Errorf("team-b/shop ingress = %v, want internal load balancer", svc.Ingress)
+	}
+
+	// Out of scope: rejected, and the function calls nothing at all.
+	e.mark()
+	e.st.Emu.Core.Stats.Reset()
+	c.label("web", enabled)
+	c.create(demo.ServiceSpec{Name: "batch", Public: true, Labels: enabled})
+	c.lb(demo.LBSpec{Service: "batch"})
+	e.settle()
+	for _, svc := range []string{"web", "batch"} {
+		kinds, vias := e.outcomesOf("legacy-c", svc)
+		if len(kinds) == 0 || count(kinds, "rejected") != len(kinds) {
+			t.Errorf("legacy-c/%s outcomes = %v, want only rejected", svc, kinds)
+		}
+		if count(vias, "log-sink") != len(vias) {
+			t.Errorf("legacy-c/%s arrived via %v, want the sink", svc, vias)
+		}
+	}
+	// Compute events: the decoder skips operations' first entries before
+	// any scope check (no call either way); the last ones are rejected.
+	var computeRejected int
+	for _, m := range e.st.Outcomes.All() {
+		if m.Resource.Project != "legacy-c" || m.Resource.Service != "" {
+			continue
+		}
+		switch {
+		case m.Outcome == outcome.Rejected:
+			computeRejected++
+		case m.Outcome == outcome.Skipped && strings.Contains(m.Reason, "last entry"):
+		default:
+			t.Errorf("legacy-c %s (%s): outcome %s (%s), want rejected", m.Resource.Name, m.Trigger.Method, m.Outcome, m.Reason)
+		}
+	}
+	if computeRejected == 0 {
+		t.Error("no rejected outcome for legacy-c's load balancer events; the sink did not route them")
+	}
+	if calls := e.functionCalls(); len(calls) != 0 {
+		t.Errorf("the function called %v for an out-of-scope project; want no call", calls)
+	}
+	if w := e.acceptedWrites(); len(w) != 0 {
+		t.Errorf("the function wrote %v", w)
+	}
+	if !slices.Contains(c.policy("web")["roles/run.invoker"], "allUsers") || c.service("web").IapEnabled {
+		t.Error("legacy-c/web was changed although it is outside the scope")
+	}
+	t.Logf("sink %+v; pushers %+v", e.st.Emu.Sink.Stats(), e.st.Emu.Pushers[0].Stats())
+}
+
+// TestOrgWideBothPaths runs the direct Eventarc path and the sink path at
+// once, as when the host project sits in the sink's folder: every entry
+// reaches the function twice, and every write still happens once.
+func TestOrgWideBothPaths(t *testing.T) {
+	t.Parallel()
+	e := newOrgEnv(t, true)
+	if e.st.Emu.Delivery == nil || e.st.Emu.Sink == nil {
+		t.Fatal("want both the Eventarc stand-in and the sink running")
+	}
+	a, b := e.in("team-a"), e.in("team-b")
+	a.create(demo.ServiceSpec{Name: "web", Public: true})
+	b.create(demo.ServiceSpec{Name: "web", Public: true})
+	lb := b.lb(demo.LBSpec{Service: "web"})
+	e.mark()
+
+	a.label("web", enabled)
+	b.label("web", enabled)
+	e.settle()
+
+	wantWrites := map[string]int{
+		"team-a google.cloud.run.v2.Services.SetIamPolicy":  1,
+		"team-a google.cloud.run.v2.Services.UpdateService": 1,
+		"team-b google.cloud.run.v2.Services.SetIamPolicy":  1,
+		"team-b google.cloud.run.v2.Services.UpdateService": 1,
+		"team-b v1.compute.backendServices.patch":           1,
+	}
+	if diff := cmp.Diff(wantWrites, e.acceptedWrites()); diff != "" {
+		t.Errorf("the function's writes with both paths on (-want +got):\n%s", diff)
+	}
+	// The user's change arrives on both paths with one event id; the two
+	// deliveries share one reconcile (functions' coalescer), so both report
+	// the same remediation, and everything after is compliant.
+	for _, p := range []string{"team-a", "team-b"} {
+		kinds, vias := e.outcomesOf(p, "web")
+		if count(kinds, "remediated")+count(kinds, "compliant") != len(kinds) {
+			t.Errorf("%s/web outcomes = %v, want remediated or compliant only", p, kinds)
+		}
+		if count(vias, "eventarc") == 0 || count(vias, "log-sink") == 0 {
+			t.Errorf("%s/web arrived via %v, want both paths", p, vias)
+		}
+		remediatedBy := map[string][]string{}
+		for _, m := range e.st.Outcomes.All() {
+			if m.Resource.Project == p && m.Resource.Service == "web" && m.Outcome == outcome.Remediated {
+				remediatedBy[m.Trigger.EventID] = append(remediatedBy[m.Trigger.EventID], m.Trigger.Via)
+			}
+		}
+		if len(remediatedBy) != 1 {
+			t.Errorf("%s/web remediated by events %v, want exactly one event (the user's change)", p, remediatedBy)
+		}
+	}
+	if bs := b.backend(lb.BackendService); bs.Iap == nil || !bs.Iap.Enabled {
+		t.Errorf("backend IAP = %+v, want enabled", bs.Iap)
+	}
+}
+
+// TestReplayTopicReachesTheFunction: with topic triggers on (the sandbox's
+// setting), a replay message published to the replay topic is delivered to
+// the function by the same push stand-in the sink path uses.
+func TestReplayTopicReachesTheFunction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{Emulator: emulator.Options{TopicTriggers: true}})
+	// A labelled service no event announced (seeded without an audit
+	// entry): only a replay reaches it.
+	if _, err := e.st.Emu.Run.Seed(e.p, region, "api", &runpb.Service{Labels: enabled,
+		Template: &runpb.RevisionTemplate{Containers: []*runpb.Container{{Image: "us-docker.pkg.dev/cloudrun/container/hello"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.mark()
+	if got := e.st.Outcomes.All(); len(got) != 0 {
+		t.Fatalf("outcomes before the replay: %d", len(got))
+	}
+	if len(e.st.Emu.Pushers) != 1 {
+		t.Fatalf("%d pushers, want 1 (the replay trigger's)", len(e.st.Emu.Pushers))
+	}
+	topic := e.st.Emu.Pushers[0].Topic()
+	body := fmt.Sprintf(`{"version":1,"project":%q,"region":%q,"service":"api","requestedBy":"test"}`, e.p, region)
+	e.st.Emu.PubSub.Publish(topic, []byte(body), nil)
+	e.settle()
+	var replayed []string
+	for _, m := range e.st.Outcomes.ForService("api") {
+		if m.Trigger.Via == "pubsub-replay" {
+			replayed = append(replayed, string(m.Outcome))
+		}
+	}
+	if diff := cmp.Diff([]string{"remediated"}, replayed); diff != "" {
+		t.Errorf("outcomes of the replay message (-want +got):\n%s", diff)
+	}
+	if !e.service("api").IapEnabled {
+		t.Error("the replayed service was not reconciled")
+	}
+}
+
+// emulatorDirectory lists the emulator's projects through its control API
+// (GET /_emulator/v1/projects), the stand-in for Resource Manager's
+// projects.search when a scope with patterns is enumerated.
+type emulatorDirectory struct{ addr string }
+
+func (d emulatorDirectory) ListProjects(ctx context.Context) ([]iapsetup.ProjectInfo, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.addr+emulator.ControlPrefix+"projects", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("listing emulated projects: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Projects []iapsetup.ProjectInfo `json:"projects"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("listing emulated projects: %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("decoding emulated projects: %w", err)
+	}
+	return body.Projects, nil
+}
+
+// TestOrgWideSweepEnumeratesTheScope: the sweep (and iapctl audit
+// --all-projects) enumerate the projects in scope from the pattern and a
+// project directory, then replay each; drift no event announced is healed
+// in every project in scope and nowhere else.
+func TestOrgWideSweepEnumeratesTheScope(t *testing.T) {
+	t.Parallel()
+	e := newOrgEnv(t, false)
+	// Drift without audit entries: labelled, public services seeded directly.
+	for _, p := range orgProjects {
+		if _, err := e.st.Emu.Run.Seed(p.ID, region, "drifted", &runpb.Service{Labels: enabled,
+			Template: &runpb.RevisionTemplate{Containers: []*runpb.Container{{Image: "us-docker.pkg.dev/cloudrun/container/hello"}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.mark()
+
+	scope, err := iapsetup.ParseScope(strings.Join(orgScope, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := scope.Projects(e.ctx, emulatorDirectory{e.st.Emu.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []iapsetup.ProjectInfo{{ID: "team-a", Number: "111111111111"}, {ID: "team-b", Number: "222222222222"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("projects in scope (-want +got):\n%s", diff)
+	}
+	topic := e.st.Emu.Pushers[0].Topic()
+	for _, p := range got {
+		e.st.Emu.PubSub.Publish(topic, fmt.Appendf(nil, `{"version":1,"project":%q,"requestedBy":"scheduler"}`, p.ID), nil)
+	}
+	e.settle()
+	for _, p := range orgProjects {
+		svc, ok := e.st.Emu.Run.Service(p.ID, region, "drifted")
+		if inScope := p.ID != "legacy-c"; !ok || svc.IapEnabled != inScope {
+			t.Errorf("%s/drifted: iapEnabled %v, want %v", p.ID, svc.GetIapEnabled(), inScope)
+		}
+	}
+}
+
+// seedCompliant stores n projects' worth of compliant labelled services
+// (Cloud Run IAP on, the agent as sole invoker) without audit entries.
+func seedCompliant(t testing.TB, em *emulator.Emulator, projects []core.Project) {
+	t.Helper()
+	for _, p := range projects {
+		if _, err := em.Run.Seed(p.ID, region, "web", &runpb.Service{Labels: enabled, IapEnabled: true,
+			Template: &runpb.RevisionTemplate{Containers: []*runpb.Container{{Image: "us-docker.pkg.dev/cloudrun/container/hello"}}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := em.Run.SeedIAMPolicy(p.ID, region, "web", &iampb.Policy{Bindings: []*iampb.Binding{
+			{Role: "roles/run.invoker", Members: []string{agentOf(p)}},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// manyProjects returns n emulated projects proj-0000… (numbers 100000000000+i).
+func manyProjects(n int) []core.Project {
+	out := make([]core.Project, n)
+	for i := range out {
+		out[i] = core.Project{ID: fmt.Sprintf("proj-%04d", i), Number: int64(100000000000 + i)}
+	}
+	return out
+}
+
+// orgReconciler is the function's reconciler over n emulated projects, the
+// whole organisation in scope by pattern.
+type orgReconciler struct {
+	em       *emulator.Emulator
+	projects []core.Project
+	rec      *iapsetup.Reconciler
+}
+
+func newOrgReconciler(t testing.TB, n, cacheSize int) *orgReconciler {
+	t.Helper()
+	ps := manyProjects(n)
+	em, err := emulator.New(emulator.Options{Projects: ps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = em.Close() })
+	seedCompliant(t, em, ps)
+	cl, err := gcp.NewClients(context.Background(), gcp.Options{EmulatorHost: em.Addr(), Principal: stack.FunctionPrincipal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Close() })
+	rec, err := iapsetup.New(cl.Deps(), iapsetup.Options{Scope: iapsetup.ProjectScope("proj-*"), ProjectCacheSize: cacheSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &orgReconciler{em: em, projects: ps, rec: rec}
+}
+
+// pass reconciles every project's service once, as one event each, and
+// returns the calls per event.
+func (o *orgReconciler) pass(t testing.TB) float64 {
+	t.Helper()
+	before := o.em.Core.Stats.Snapshot()
+	for _, p := range o.projects {
+		res, err := o.rec.Reconcile(context.Background(), iapsetup.ServiceRef{Project: p.ID, Region: region, Name: "web"})
+		if err != nil || res.Outcome != iapsetup.OutcomeCompliant {
+			t.Fatalf("%s: %v %v (%s)", p.ID, res.Outcome, err, res.Reason)
+		}
+	}
+	return float64(o.em.Core.Stats.Snapshot().Sub(before).Total()) / float64(len(o.projects))
+}
+
+// Calls per event across many projects: a project's first event costs one
+// generateServiceIdentity more than a warm one; the caches stay within
+// their bound, and a bound smaller than the organisation only costs that
+// call again. An out-of-scope project costs nothing.
+func TestOrgWideCallsPerEvent(t *testing.T) {
+	t.Parallel()
+	const n, bound = 120, 40
+	o := newOrgReconciler(t, n, bound)
+	first, cycling := o.pass(t), o.pass(t)
+	// The bound is below n and events cycle through every project, so each
+	// event finds its project evicted: the worst case for an LRU.
+	if first != cycling {
+		t.Errorf("calls per event: first %.2f, cycling with %d of %d cached %.2f; want them equal (the agent evicted each time)", first, bound, n, cycling)
+	}
+	c := o.rec.Caches()
+	if c.Agents.Len != bound || c.Agents.Evictions != 2*n-bound {
+		t.Errorf("agent cache = %+v, want %d entries after %d evictions", c.Agents, bound, 2*n-bound)
+	}
+
+	// With room for everyone, the second pass is warm: exactly one call less per event.
+	big := newOrgReconciler(t, n, 0)
+	first, warm := big.pass(t), big.pass(t)
+	if first != warm+1 {
+		t.Errorf("calls per event: first %.2f, warm %.2f; want warm = first - 1 (generateServiceIdentity)", first, warm)
+	}
+	if c := big.rec.Caches(); c.Agents.Len != n || c.Agents.Evictions != 0 {
+		t.Errorf("agent cache = %+v, want all %d projects, no eviction", c.Agents, n)
+	}
+	before := big.em.Core.Stats.Snapshot()
+	res, err := big.rec.Reconcile(context.Background(), iapsetup.ServiceRef{Project: "legacy-c", Region: region, Name: "web"})
+	if err != nil || res.Outcome != iapsetup.OutcomeRejected {
+		t.Errorf("out-of-scope reconcile = %v, %v; want rejected", res.Outcome, err)
+	}
+	if d := big.em.Core.Stats.Snapshot().Sub(before).Calls; len(d) != 0 {
+		t.Errorf("out-of-scope reconcile called %v", d)
+	}
+}
+
+// BenchmarkOrgWide1000Projects reconciles one compliant labelled service in
+// each of 1,000 projects through the real adapters and the emulator:
+// calls per event on the first pass (every project cold), on later passes
+// (warm), and when the per-project caches hold only 100 projects, with the
+// agent cache's size. docs/orgwide.md records the figures.
+func BenchmarkOrgWide1000Projects(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		bound int
+		warm  bool
+	}{
+		{"first", 0, false},
+		{"warm", 0, true},
+		{"bounded-100", 100, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			o := newOrgReconciler(b, 1000, bc.bound)
+			if bc.warm {
+				o.pass(b)
+			}
+			var calls float64
+			passes := 0
+			b.ResetTimer()
+			for b.Loop() {
+				if !bc.warm && passes > 0 {
+					b.StopTimer()
+					o = newOrgReconciler(b, 1000, bc.bound)
+					b.StartTimer()
+				}
+				calls += o.pass(b)
+				passes++
+			}
+			b.StopTimer()
+			c := o.rec.Caches()
+			b.ReportMetric(calls/float64(passes), "calls/event")
+			b.ReportMetric(float64(c.Agents.Len), "cached-agents")
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(passes*len(o.projects)), "µs/event")
+		})
+	}
+}
