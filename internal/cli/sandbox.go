@@ -14,6 +14,7 @@ import (
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/spf13/cobra"
 
+	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/internal/demo"
 	"github.com/iapguard/iapguard/internal/stack"
@@ -161,7 +162,9 @@ func shortName(n string) string {
 
 func runSandbox(ctx context.Context, s *streams, f sandboxFlags) error {
 	view := &sandboxView{out: s.out, start: time.Now(), verbose: f.verbose}
-	st, err := stack.Start(ctx, stack.Options{EmulatorAddr: f.addr, DryRun: f.dryRun, OnOutcome: view.onOutcome})
+	// TopicTriggers: replay messages published to the replay topic
+	// (iapctl replay --via-topic) reach the function, as in a deployment.
+	st, err := stack.Start(ctx, stack.Options{EmulatorAddr: f.addr, DryRun: f.dryRun, OnOutcome: view.onOutcome, Emulator: emulator.Options{TopicTriggers: true}})
 	if err != nil {
 		return withCode(ExitError, fmt.Errorf("starting the sandbox: %w", err))
 	}
