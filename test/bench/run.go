@@ -1,0 +1,164 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"time"
+)
+
+// Config sizes a benchmark run.
+type Config struct {
+	Name string
+	// Latency is injected on every Google API call in the single-event,
+	// burst and concurrency scenarios.
+	Latency time.Duration
+	// N events per single-event scenario at Latency, N0 without latency.
+	N, N0 int
+	Burst BurstConfig
+	// RSSEvents concurrent events for the peak-RSS scenario.
+	RSSEvents int
+	// Starts of each program in the start → serving scenario.
+	Starts int
+	// Only, when not empty, names the scenarios to run: warm, cold, lb,
+	// direct, burst, rss, start.
+	Only []string
+	// Progress receives one line per step (nil: none).
+	Progress io.Writer
+}
+
+func (c Config) runs(key string) bool { return len(c.Only) == 0 || slices.Contains(c.Only, key) }
+
+// Full is the committed run (about three minutes on two cores).
+func Full() Config {
+	return Config{
+		Name: "full", Latency: 50 * time.Millisecond, N: 40, N0: 10,
+		Burst:     BurstConfig{Services: 500, PerSecond: 20, Burst: 20, Concurrency: 20, Latency: 50 * time.Millisecond},
+		RSSEvents: 1000, Starts: 15,
+	}
+}
+
+// Small is the CI-sized run (well under a minute).
+func Small() Config {
+	return Config{
+		Name: "small", Latency: 50 * time.Millisecond, N: 8, N0: 4,
+		Burst:     BurstConfig{Services: 60, PerSecond: 20, Burst: 20, Concurrency: 20, Latency: 50 * time.Millisecond},
+		RSSEvents: 200, Starts: 5,
+	}
+}
+
+// Report is everything a run measured.
+type Report struct {
+	Config  Config
+	Started time.Time
+	Took    time.Duration
+	Env     string
+	Singles []*Single
+	Burst   *BurstResult
+	RSS     *RSSResult
+	Start   *StartResult
+}
+
+func (c Config) progress(format string, args ...any) {
+	if c.Progress != nil {
+		fmt.Fprintf(c.Progress, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+}
+
+// Run runs every scenario, each single-event one and the burst in an
+// environment of its own.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	r := &Report{Config: cfg, Started: time.Now()}
+	host, _ := os.Hostname()
+	r.Env = fmt.Sprintf("%s %s/%s, %d CPUs (GOMAXPROCS %d), host %s", runtime.Version(), runtime.GOOS, runtime.GOARCH,
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), host)
+	singles := []struct {
+		key, name string
+		run       func(context.Context, *Env, int, int, time.Duration) (*Single, error)
+	}{
+		{"warm", "warm compliant", WarmCompliant},
+		{"cold", "cold instance", ColdInstance},
+		{"lb", "LB non-compliant", LBNonCompliant},
+		{"direct", "direct IAP", DirectIAP},
+	}
+	for _, s := range singles {
+		if !cfg.runs(s.key) {
+			continue
+		}
+		cfg.progress("scenario %s: %d events at %s, %d at 0", s.name, cfg.N, cfg.Latency, cfg.N0)
+		res, err := withEnv(ctx, func(e *Env) (*Single, error) { return s.run(ctx, e, cfg.N, cfg.N0, cfg.Latency) })
+		if err != nil {
+			return r, err
+		}
+		r.Singles = append(r.Singles, res)
+	}
+
+	if cfg.runs("burst") {
+		cfg.progress("scenario burst: %d services, quota %.0f/s (burst %d), concurrency %d", cfg.Burst.Services, cfg.Burst.PerSecond, cfg.Burst.Burst, cfg.Burst.Concurrency)
+		b, err := withEnv(ctx, func(e *Env) (*BurstResult, error) { return Burst(ctx, e, cfg.Burst) })
+		r.Burst = b
+		if err != nil {
+			return r, err
+		}
+	}
+	if !cfg.runs("rss") && !cfg.runs("start") {
+		r.Took = time.Since(r.Started)
+		return r, nil
+	}
+
+	root, err := ModuleRoot()
+	if err != nil {
+		return r, err
+	}
+	dir, err := os.MkdirTemp("", "iapbench-")
+	if err != nil {
+		return r, fmt.Errorf("making a build directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	cfg.progress("building functions/cmd/enforcer and test/bench/hello")
+	bins, err := Build(ctx, root, dir)
+	if err != nil {
+		return r, err
+	}
+
+	if cfg.runs("rss") {
+		cfg.progress("scenario concurrent events: %d at once, peak RSS of the enforcer process", cfg.RSSEvents)
+		rss, err := withEnv(ctx, func(e *Env) (*RSSResult, error) { return ConcurrentRSS(ctx, e, bins, cfg.RSSEvents, cfg.Latency) })
+		r.RSS = rss
+		if err != nil {
+			return r, err
+		}
+	}
+	if !cfg.runs("start") {
+		r.Took = time.Since(r.Started)
+		return r, nil
+	}
+
+	cfg.progress("scenario start → serving: %d starts of each program", cfg.Starts)
+	st, err := withEnv(ctx, func(e *Env) (*StartResult, error) {
+		if err := warmUp(ctx, e); err != nil {
+			return nil, err
+		}
+		entry, err := e.Label(ctx, "warmup", map[string]string{"iap": "enabled", "rev": "start"})
+		if err != nil {
+			return nil, err
+		}
+		return StartToServing(ctx, e, bins, cfg.Starts, entry)
+	})
+	r.Start = st
+	r.Took = time.Since(r.Started)
+	return r, err
+}
+
+func withEnv[T any](ctx context.Context, f func(*Env) (T, error)) (T, error) {
+	e, err := NewEnv(ctx)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer e.Close()
+	return f(e)
+}
