@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 )
@@ -72,7 +73,15 @@ func (m ReplayMessage) Target() Target {
 
 // ParseReplayMessage parses and validates replay message JSON. Errors wrap
 // ErrMalformed.
+//
+// A member given twice, in any letter case, is rejected: encoding/json
+// matches names case-insensitively and keeps the last, so
+// {"service":"billing","service":""} would otherwise select a whole region
+// while showing a service to whoever reviewed the message.
 func ParseReplayMessage(b []byte) (ReplayMessage, error) {
+	if name, ok := duplicateMember(b); ok {
+		return ReplayMessage{}, fmt.Errorf("%w: parsing replay message: member %q is given more than once", ErrMalformed, name)
+	}
 	var m ReplayMessage
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -86,6 +95,53 @@ func ParseReplayMessage(b []byte) (ReplayMessage, error) {
 		return ReplayMessage{}, err
 	}
 	return m, nil
+}
+
+// duplicateMember reports the first member name of the top-level JSON
+// object b that occurs twice ignoring case. Anything that is not a
+// well-formed object reports false; the strict decode rejects it.
+func duplicateMember(b []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "", false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		name, ok := tok.(string)
+		if !ok {
+			return "", false
+		}
+		key := foldKey(name)
+		if seen[key] {
+			return name, true
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// foldKey maps s to a key equal for two names exactly when strings.EqualFold
+// (the folding encoding/json applies to member names) says they are equal:
+// each rune becomes the smallest rune of its simple case-folding orbit, so
+// "ſervice" (U+017F) and "SERVICE" fold to the same key as "service".
+func foldKey(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		low := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			low = min(low, f)
+		}
+		b.WriteRune(low)
+	}
+	return b.String()
 }
 
 // messagePublishedData is google.events.cloud.pubsub.v1.MessagePublishedData
