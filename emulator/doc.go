@@ -13,6 +13,7 @@
 //	gRPC  google.cloud.run.v2.Services, google.longrunning.Operations  (package cloudrun)
 //	gRPC  google.pubsub.v1 Publisher, Subscriber, SchemaService         (cloud.google.com/go/pubsub/v2/pstest)
 //	gRPC  google.logging.v2.LoggingServiceV2 (ListLogEntries)            (package logging)
+//	gRPC  google.cloud.resourcemanager.v3.Projects (Get, SearchProjects) (package resourcemanager)
 //	REST  /compute/v1/, /compute/beta/  Compute Engine subset            (package compute)
 //	REST  /v1beta1/                     Service Usage                    (package serviceusage)
 //	REST  /v1/                          IAP IAM methods                  (package iapapi)
@@ -25,7 +26,7 @@
 //
 // Official clients connect with these options (ADDR = host:port):
 //
-//	gRPC (run/apiv2, logging/logadmin, pubsub/v2):
+//	gRPC (run/apiv2, logging/logadmin, pubsub/v2, resourcemanager/apiv3):
 //	    option.WithEndpoint(ADDR),
 //	    option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
 //	    option.WithoutAuthentication()
@@ -167,6 +168,16 @@
 //     timestamp only.
 //   - authorizationInfo[].permissionType is lost in conversion (the Go
 //     AuditLog proto lacks it).
+//
+// Resource Manager v3 Projects (GetProject, SearchProjects):
+//   - Every project is ACTIVE and visible to every caller; no parent,
+//     labels or timestamps; the display name is the project id.
+//   - SearchProjects takes an empty query or one FIELD:VALUE term (id,
+//     projectId, state, lifecycleState, name, displayName; '*' only at the
+//     end of a value); anything else is INVALID_ARGUMENT. Sorted by id;
+//     page size 500 by default and at most.
+//   - GetProject of an unknown project: PERMISSION_DENIED, as Google.
+//   - Other methods (ListProjects, Create, Update, Move, IAM) UNIMPLEMENTED.
 //
 // Pub/Sub v1 (Google's in-memory fake pstest, registered on this address):
 //   - pstest's simplifications (timing, delivery order); topic and

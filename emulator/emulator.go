@@ -25,6 +25,7 @@ import (
 	"github.com/iapguard/iapguard/emulator/iapapi"
 	"github.com/iapguard/iapguard/emulator/logging"
 	"github.com/iapguard/iapguard/emulator/logsink"
+	"github.com/iapguard/iapguard/emulator/resourcemanager"
 	"github.com/iapguard/iapguard/emulator/serviceusage"
 	"github.com/iapguard/iapguard/eventarc"
 )
@@ -82,7 +83,8 @@ type Options struct {
 var DefaultProject = core.Project{ID: "demo-project", Number: 123456789012}
 
 // Emulator serves every emulated Google API on one address: gRPC (Cloud Run
-// Admin v2, long-running operations, Pub/Sub, Cloud Logging) and REST
+// Admin v2, long-running operations, Pub/Sub, Cloud Logging, Resource
+// Manager v3 Projects) and REST
 // (Compute v1, Service Usage v1beta1, IAP v1, and the control API)
 // multiplexed on one port by protocol (HTTP/2 + application/grpc → gRPC).
 type Emulator struct {
@@ -92,7 +94,10 @@ type Emulator struct {
 	ServiceUsage *serviceusage.Server
 	IAP          *iapapi.Server
 	Logging      *logging.Server
-	PubSub       *pstest.Server
+	// ResourceManager serves Resource Manager v3 Projects (GetProject,
+	// SearchProjects) over the project table.
+	ResourceManager *resourcemanager.Server
+	PubSub          *pstest.Server
 	// Delivery is the Eventarc stand-in (nil without DeliverTo, or with
 	// NoAuditLogTriggers).
 	Delivery *delivery.Deliverer
@@ -128,6 +133,7 @@ func New(opts Options) (*Emulator, error) {
 	e.ServiceUsage = serviceusage.New(c)
 	e.IAP = iapapi.New(c, e.Compute, e.Run)
 	e.Logging = logging.New(c)
+	e.ResourceManager = resourcemanager.New(c)
 
 	// pstest listens on a port of its own that nobody uses; its service
 	// implementation is registered on our server so Pub/Sub shares the one
@@ -139,6 +145,7 @@ func New(opts Options) (*Emulator, error) {
 	)
 	e.Run.Register(e.grpc)
 	e.Logging.Register(e.grpc)
+	e.ResourceManager.Register(e.grpc)
 	pubsubpb.RegisterPublisherServer(e.grpc, &e.PubSub.GServer)
 	pubsubpb.RegisterSubscriberServer(e.grpc, &e.PubSub.GServer)
 	pubsubpb.RegisterSchemaServiceServer(e.grpc, &e.PubSub.GServer)
@@ -392,8 +399,9 @@ func (e *Emulator) controlHandler() http.Handler {
 	mux.HandleFunc("GET /auditlog", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"entries": e.Core.Audit.Entries()})
 	})
-	// The emulator's project directory (Resource Manager is not emulated):
-	// what enumerating a scope with patterns lists on Google Cloud.
+	// The emulator's project table, for people and scripts. iapguard's code
+	// lists projects through the Resource Manager v3 surface instead
+	// (package resourcemanager), as it does on Google Cloud.
 	mux.HandleFunc("GET /projects", func(w http.ResponseWriter, r *http.Request) {
 		type project struct {
 			ID     string `json:"id"`

@@ -7,9 +7,7 @@ package test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -331,37 +329,12 @@ func TestReplayTopicReachesTheFunction(t *testing.T) {
 	}
 }
 
-// emulatorDirectory lists the emulator's projects through its control API
-// (GET /_emulator/v1/projects), the stand-in for Resource Manager's
-// projects.search when a scope with patterns is enumerated.
-type emulatorDirectory struct{ addr string }
-
-func (d emulatorDirectory) ListProjects(ctx context.Context) ([]iapsetup.ProjectInfo, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.addr+emulator.ControlPrefix+"projects", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("listing emulated projects: %w", err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Projects []iapsetup.ProjectInfo `json:"projects"`
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("listing emulated projects: %s", resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("decoding emulated projects: %w", err)
-	}
-	return body.Projects, nil
-}
-
 // TestOrgWideSweepEnumeratesTheScope: the sweep (and iapctl audit
-// --all-projects) enumerate the projects in scope from the pattern and a
-// project directory, then replay each; drift no event announced is healed
-// in every project in scope and nowhere else.
+// --all-projects) enumerate the projects in scope from the pattern and
+// Resource Manager's SearchProjects (the production adapter,
+// gcp.ProjectDirectory, against the emulator's Resource Manager surface),
+// then replay each; drift no event announced is healed in every project in
+// scope and nowhere else.
 func TestOrgWideSweepEnumeratesTheScope(t *testing.T) {
 	t.Parallel()
 	e := newOrgEnv(t, false)
@@ -378,7 +351,12 @@ func TestOrgWideSweepEnumeratesTheScope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := scope.Projects(e.ctx, emulatorDirectory{e.st.Emu.Addr()})
+	dir, err := gcp.NewProjectDirectory(e.ctx, gcp.Options{EmulatorHost: e.st.Emu.Addr(), Principal: "operator@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	got, err := scope.Projects(e.ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,12 +378,14 @@ func TestOrgWideSweepEnumeratesTheScope(t *testing.T) {
 }
 
 // seedCompliant stores n projects' worth of compliant labelled services
-// (Cloud Run IAP on, the agent as sole invoker) without audit entries.
+// (Cloud Run IAP on, the agent as sole invoker, marked as iapguard's)
+// without audit entries.
 func seedCompliant(t testing.TB, em *emulator.Emulator, projects []core.Project) {
 	t.Helper()
 	for _, p := range projects {
 		if _, err := em.Run.Seed(p.ID, region, "web", &runpb.Service{Labels: enabled, IapEnabled: true,
-			Template: &runpb.RevisionTemplate{Containers: []*runpb.Container{{Image: "us-docker.pkg.dev/cloudrun/container/hello"}}}}); err != nil {
+			Annotations: map[string]string{iapsetup.ManagedAnnotation: "true"},
+			Template:    &runpb.RevisionTemplate{Containers: []*runpb.Container{{Image: "us-docker.pkg.dev/cloudrun/container/hello"}}}}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := em.Run.SeedIAMPolicy(p.ID, region, "web", &iampb.Policy{Bindings: []*iampb.Binding{

@@ -19,6 +19,7 @@ import (
 
 type auditFlags struct {
 	opFlags
+	scopeFlags
 	noProgress bool
 }
 
@@ -38,23 +39,36 @@ run validates a planned Cloud Run update with validate_only, which stores
 nothing, and looks the IAP service agent up with generateServiceIdentity,
 which creates it only if it is missing (as the function does).
 
+--all-projects scans every project in --scope (default $IAPGUARD_PROJECTS,
+the function's scope: ids, numbers, patterns such as team-*, or *), found
+through Resource Manager; the table gains a PROJECT column when there is
+more than one. A project whose services cannot be listed is reported and
+the others are still scanned.
+
 Exit status: 0 when every labelled service complies, 2 when a labelled
-service does not (so CI can gate on it), 1 when the scan failed.`,
+service does not (so CI can gate on it), 1 when the scan failed (with
+--all-projects: when a project or a service could not be scanned).`,
 		Example: `  iapctl audit --project my-project
-  iapctl audit --project my-project --region europe-west1 --output json`,
+  iapctl audit --project my-project --region europe-west1 --output json
+  iapctl audit --all-projects --scope 'team-*'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runAudit(cmd.Context(), s, &f)
 		},
 	}
-	f.add(cmd, regionOptional, 5*time.Minute)
+	f.opFlags.add(cmd, regionOptional, 5*time.Minute)
+	f.scopeFlags.add(cmd, "scan")
 	cmd.Flags().BoolVar(&f.noProgress, "no-progress", false, "never draw the progress bar (it is drawn only when stderr is a terminal)")
 	return cmd
 }
 
 // auditReport is audit's JSON output.
 type auditReport struct {
-	Project  string          `json:"project"`
+	Project string `json:"project"` // "" with --all-projects
+	// Scope and Projects: with --all-projects, the scope and how each
+	// project's scan went.
+	Scope    string          `json:"scope,omitempty"`
+	Projects []projectResult `json:"projects,omitempty"`
 	Region   string          `json:"region"` // "" : every region
 	Services []serviceReport `json:"services"`
 	Summary  auditSummary    `json:"summary"`
@@ -70,7 +84,14 @@ type auditSummary struct {
 }
 
 func runAudit(ctx context.Context, s *streams, f *auditFlags) error {
-	if err := f.resolve(ctx, regionOptional, true); err != nil {
+	scope, err := f.scopeFlags.resolve(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if f.allProjects {
+		return runAuditAll(ctx, s, f, scope)
+	}
+	if err := f.opFlags.resolve(ctx, regionOptional, true); err != nil {
 		return fail(err)
 	}
 	ctx, cancel := withTimeout(ctx, f.timeout)
@@ -90,24 +111,7 @@ func runAudit(ctx context.Context, s *streams, f *auditFlags) error {
 	if err != nil {
 		return fail(err)
 	}
-	rep := auditReport{Project: f.project, Region: f.region, Services: reports}
-	for i := range reports {
-		r := &reports[i]
-		rep.Summary.Services++
-		switch {
-		case r.Error != "":
-			rep.Summary.Errors++
-		case !r.Labelled:
-			rep.Summary.Unmanaged++
-		case r.Compliant:
-			rep.Summary.Compliant++
-		default:
-			rep.Summary.NonCompliant++
-		}
-		if r.Labelled {
-			rep.Summary.Labelled++
-		}
-	}
+	rep := auditReport{Project: f.project, Region: f.region, Services: reports, Summary: summarize(reports)}
 	if f.output == outputJSON {
 		if err := writeJSON(s.out, rep); err != nil {
 			return fail(err)
@@ -116,6 +120,73 @@ func runAudit(ctx context.Context, s *streams, f *auditFlags) error {
 		writeAuditTable(s.out, rep)
 	}
 	return auditExit(reports)
+}
+
+// runAuditAll is audit --all-projects: every project in scope, with one
+// set of clients and one reconciler whose scope is the same scope.
+func runAuditAll(ctx context.Context, s *streams, f *auditFlags, scope iapsetup.Scope) error {
+	if f.project != "" {
+		return fail(errors.New("give --project or --all-projects, not both"))
+	}
+	if err := f.opFlags.resolve(ctx, regionOptional, false); err != nil {
+		return fail(err)
+	}
+	ctx, cancel := withTimeout(ctx, f.timeout)
+	defer cancel()
+	projects, err := projectsInScope(ctx, scope)
+	if err != nil {
+		return fail(err)
+	}
+	ro, err := f.reconcilerOptions(scope, true)
+	if err != nil {
+		return fail(err)
+	}
+	sess, err := connect(ctx, "", ro)
+	if err != nil {
+		return fail(err)
+	}
+	defer sess.Close()
+	prog := newProgressBar(s.err, !f.noProgress, "services")
+	reports, results := scanProjects(ctx, sess, projects, f.region, true, prog)
+	prog.finish()
+	rep := auditReport{Scope: scope.String(), Projects: results, Region: f.region, Services: reports, Summary: summarize(reports)}
+	if rep.Services == nil {
+		rep.Services = []serviceReport{}
+	}
+	if f.output == outputJSON {
+		if err := writeJSON(s.out, rep); err != nil {
+			return fail(err)
+		}
+	} else {
+		writeAuditTable(s.out, rep)
+	}
+	if err := projectFailures(results); err != nil {
+		return fail(err)
+	}
+	return auditExit(reports)
+}
+
+// summarize counts reports by state.
+func summarize(reports []serviceReport) auditSummary {
+	var sm auditSummary
+	for i := range reports {
+		r := &reports[i]
+		sm.Services++
+		switch {
+		case r.Error != "":
+			sm.Errors++
+		case !r.Labelled:
+			sm.Unmanaged++
+		case r.Compliant:
+			sm.Compliant++
+		default:
+			sm.NonCompliant++
+		}
+		if r.Labelled {
+			sm.Labelled++
+		}
+	}
+	return sm
 }
 
 // auditExit: 1 when a service could not be audited, 2 when a labelled
@@ -140,9 +211,16 @@ func auditExit(reports []serviceReport) error {
 	return nil
 }
 
+// writeAuditTable prints the table, the summary and what needs attention;
+// with --all-projects and more than one project, a PROJECT column comes
+// first and services are named PROJECT/SERVICE below the summary.
 func writeAuditTable(w io.Writer, rep auditReport) {
+	multi := len(rep.Projects) > 1
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	head := []string{"SERVICE", "REGION", "LABEL", "STATE", "MODE"}
+	if multi {
+		head = append([]string{"PROJECT"}, head...)
+	}
 	for _, c := range ruleColumns {
 		head = append(head, c.head)
 	}
@@ -154,6 +232,9 @@ func writeAuditTable(w io.Writer, rep auditReport) {
 			backends = append(backends, shortBackend(b))
 		}
 		row := []string{r.Service, r.Region, dash(r.Label), r.State, dash(r.Mode)}
+		if multi {
+			row = append([]string{r.Project}, row...)
+		}
 		row = append(row, r.ruleCells()...)
 		row = append(row, dash(strings.Join(backends, ",")), dash(strings.Join(r.Bypasses, ",")))
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
@@ -164,12 +245,24 @@ func writeAuditTable(w io.Writer, rep auditReport) {
 		where = rep.Region
 	}
 	sm := rep.Summary
-	fmt.Fprintf(w, "\nproject %s, %s: %d services, %d labelled: %d compliant, %d not compliant; %d unmanaged",
-		rep.Project, where, sm.Services, sm.Labelled, sm.Compliant, sm.NonCompliant, sm.Unmanaged)
+	what := "project " + rep.Project
+	switch {
+	case rep.Scope != "" && len(rep.Projects) == 1:
+		what = "project " + rep.Projects[0].Project
+	case rep.Scope != "":
+		what = fmt.Sprintf("%d projects in scope %s", len(rep.Projects), rep.Scope)
+	}
+	fmt.Fprintf(w, "\n%s, %s: %d services, %d labelled: %d compliant, %d not compliant; %d unmanaged",
+		what, where, sm.Services, sm.Labelled, sm.Compliant, sm.NonCompliant, sm.Unmanaged)
 	if sm.Errors > 0 {
 		fmt.Fprintf(w, "; %d could not be checked", sm.Errors)
 	}
 	fmt.Fprintln(w)
+	for _, p := range rep.Projects {
+		if p.Error != "" {
+			fmt.Fprintf(w, "  project %s: not scanned: %s\n", p.Project, p.Error)
+		}
+	}
 	for _, r := range rep.Services {
 		if r.needsAttention() {
 			why := r.Reason
@@ -185,7 +278,11 @@ func writeAuditTable(w io.Writer, rep auditReport) {
 				}
 				why = "iapguard would fix " + strings.Join(fix, ", ")
 			}
-			fmt.Fprintf(w, "  %s: %s: %s\n", r.Service, r.State, why)
+			name := r.Service
+			if multi {
+				name = r.Project + "/" + r.Service
+			}
+			fmt.Fprintf(w, "  %s: %s: %s\n", name, r.State, why)
 		}
 	}
 }

@@ -45,6 +45,7 @@ const (
 	envPrincipal    = "IAPGUARD_PRINCIPAL"    // caller named to the emulator in audit entries
 	envCredentials  = "GOOGLE_APPLICATION_CREDENTIALS"
 	envAccess       = "IAPGUARD_ACCESS_POLICIES" // default --access-policies (as the function reads it)
+	envProjects     = "IAPGUARD_PROJECTS"        // default --scope (the function's scope)
 )
 
 // Output formats.
@@ -516,9 +517,11 @@ func newProgressBar(w io.Writer, enabled bool, what string) *progressBar {
 	return &progressBar{w: w, on: enabled && isTerminal(w), what: what}
 }
 
+// start adds total to the work to do (once per project when several
+// projects are scanned).
 func (p *progressBar) start(total int) {
 	p.mu.Lock()
-	p.total = total
+	p.total += total
 	p.mu.Unlock()
 	p.draw()
 }

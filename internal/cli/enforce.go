@@ -16,6 +16,7 @@ import (
 
 type enforceFlags struct {
 	opFlags
+	scopeFlags
 	all    bool
 	dryRun bool
 }
@@ -23,12 +24,17 @@ type enforceFlags struct {
 func newEnforceCmd(s *streams) *cobra.Command {
 	var f enforceFlags
 	cmd := &cobra.Command{
-		Use:   "enforce SERVICE | --all",
+		Use:   "enforce SERVICE | --all [--all-projects]",
 		Short: "Reconcile now, with the function's reconciler; --dry-run prints the plan",
 		Long: `Reconcile one Cloud Run service (SERVICE, with --region) or every service of
 the project (--all; every region unless --region is given) right now, with
 the same reconciler the EnforceIAP function runs, using your credentials.
 Only services labelled iap=enabled are changed.
+
+--all-projects does --all in every project in --scope (default
+$IAPGUARD_PROJECTS, the function's scope), found through Resource Manager;
+--all may be left out. A project whose services cannot be listed is
+reported and the others go on (exit 1 at the end).
 
 --dry-run prints the plan — each rule's state and every change iapguard
 would make — and changes nothing.
@@ -37,13 +43,15 @@ Exit status: 0 when every labelled service complies afterwards (with
 --dry-run: would need no change), 2 when one does not (a conflict, a
 rejected label, or with --dry-run pending changes), 1 on errors.`,
 		Example: `  iapctl enforce storefront --project my-project --region europe-west1 --dry-run
-  iapctl enforce --all --project my-project`,
+  iapctl enforce --all --project my-project
+  iapctl enforce --all --all-projects --scope 'team-*' --dry-run`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runEnforce(cmd.Context(), s, &f, args)
 		},
 	}
-	f.add(cmd, regionOptional, 5*time.Minute)
+	f.opFlags.add(cmd, regionOptional, 5*time.Minute)
+	f.scopeFlags.add(cmd, "reconcile")
 	fl := cmd.Flags()
 	fl.BoolVar(&f.all, "all", false, "every service of the project (in --region, if given)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan; change nothing")
@@ -52,13 +60,27 @@ rejected label, or with --dry-run pending changes), 1 on errors.`,
 
 // enforceReport is enforce's JSON output.
 type enforceReport struct {
-	Project  string          `json:"project"`
+	Project string `json:"project"` // "" with --all-projects
+	// Scope and Projects: with --all-projects, the scope and how each
+	// project's scan went.
+	Scope    string          `json:"scope,omitempty"`
+	Projects []projectResult `json:"projects,omitempty"`
 	Region   string          `json:"region"`
 	DryRun   bool            `json:"dryRun"`
 	Services []serviceReport `json:"services"`
 }
 
 func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string) error {
+	scope, err := f.scopeFlags.resolve(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if f.allProjects {
+		if len(args) > 0 {
+			return fail(errors.New("give a SERVICE or --all-projects, not both"))
+		}
+		return runEnforceAll(ctx, s, f, scope)
+	}
 	switch {
 	case len(args) == 1 && f.all:
 		return fail(errors.New("give a SERVICE or --all, not both"))
@@ -72,7 +94,7 @@ func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string)
 			return fail(fmt.Errorf("service %q is not a Cloud Run service name", args[0]))
 		}
 	}
-	if err := f.resolve(ctx, ru, true); err != nil {
+	if err := f.opFlags.resolve(ctx, ru, true); err != nil {
 		return fail(err)
 	}
 	ctx, cancel := withTimeout(ctx, f.timeout)
@@ -113,6 +135,51 @@ func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string)
 		}
 	} else {
 		writePlans(s.out, rep)
+	}
+	return auditExit(rep.Services)
+}
+
+// runEnforceAll is enforce --all-projects: --all in every project in
+// scope, with one set of clients and one reconciler whose scope is the
+// same scope.
+func runEnforceAll(ctx context.Context, s *streams, f *enforceFlags, scope iapsetup.Scope) error {
+	if f.project != "" {
+		return fail(errors.New("give --project or --all-projects, not both"))
+	}
+	if err := f.opFlags.resolve(ctx, regionOptional, false); err != nil {
+		return fail(err)
+	}
+	ctx, cancel := withTimeout(ctx, f.timeout)
+	defer cancel()
+	projects, err := projectsInScope(ctx, scope)
+	if err != nil {
+		return fail(err)
+	}
+	ro, err := f.reconcilerOptions(scope, f.dryRun)
+	if err != nil {
+		return fail(err)
+	}
+	sess, err := connect(ctx, "", ro)
+	if err != nil {
+		return fail(err)
+	}
+	defer sess.Close()
+	prog := newProgressBar(s.err, true, "services")
+	reports, results := scanProjects(ctx, sess, projects, f.region, f.dryRun, prog)
+	prog.finish()
+	rep := enforceReport{Scope: scope.String(), Projects: results, Region: f.region, DryRun: f.dryRun, Services: reports}
+	if rep.Services == nil {
+		rep.Services = []serviceReport{}
+	}
+	if f.output == outputJSON {
+		if err := writeJSON(s.out, rep); err != nil {
+			return fail(err)
+		}
+	} else {
+		writePlans(s.out, rep)
+	}
+	if err := projectFailures(results); err != nil {
+		return fail(err)
 	}
 	return auditExit(rep.Services)
 }
@@ -173,4 +240,12 @@ func writePlans(w io.Writer, rep enforceReport) {
 		parts = append(parts, fmt.Sprintf("%d %s", counts[st], st))
 	}
 	fmt.Fprintf(w, "\n%d service(s): %s\n", len(rep.Services), strings.Join(parts, ", "))
+	if rep.Scope != "" {
+		fmt.Fprintf(w, "%d project(s) in scope %s\n", len(rep.Projects), rep.Scope)
+	}
+	for _, p := range rep.Projects {
+		if p.Error != "" {
+			fmt.Fprintf(w, "  project %s: not scanned: %s\n", p.Project, p.Error)
+		}
+	}
 }

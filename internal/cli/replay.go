@@ -43,6 +43,7 @@ const DefaultReplayTopic = "iapguard-replay"
 
 type replayFlags struct {
 	opFlags
+	scopeFlags
 	fromLogs    bool
 	since       time.Duration
 	logFilter   string
@@ -72,6 +73,10 @@ Inputs (any mix):
                       audit log.
   --service S         a replay message for service S (with --region);
   --all               a replay message for every service of --project (in --region).
+  --all-projects      a replay message for every project in --scope (default
+                      $IAPGUARD_PROJECTS, the function's scope), found through
+                      Resource Manager; with --via-topic, --project names the
+                      topic's project (the function's), not a project to replay.
 
 By default each input is handled here, with your credentials, by the
 EnforceIAP function's own handler (decode → reconcile), and the outcomes are
@@ -91,12 +96,14 @@ Exit status: 0; 2 when an outcome leaves a labelled service not compliant
 is not a valid event.`,
 		Example: `  iapctl replay ./events/ --project my-project --dry-run
   iapctl replay --from-logs --since 2h --project my-project
-  iapctl replay --via-topic --project my-project --region europe-west1 --service billing`,
+  iapctl replay --via-topic --project my-project --region europe-west1 --service billing
+  iapctl replay --via-topic --all-projects --project iapguard-host --scope 'team-*'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runReplay(cmd.Context(), s, &f, args)
 		},
 	}
-	f.add(cmd, regionOptional, 5*time.Minute)
+	f.opFlags.add(cmd, regionOptional, 5*time.Minute)
+	f.scopeFlags.add(cmd, "replay")
 	fl := cmd.Flags()
 	fl.BoolVar(&f.fromLogs, "from-logs", false, "read audit entries of --project back from Cloud Logging")
 	fl.DurationVar(&f.since, "since", time.Hour, "with --from-logs: how far back to read")
@@ -118,14 +125,23 @@ type replayInput struct {
 }
 
 func runReplay(ctx context.Context, s *streams, f *replayFlags, args []string) error {
-	if err := f.resolve(ctx, regionOptional, f.fromLogs || len(f.services) > 0 || f.all); err != nil {
+	scope, err := f.scopeFlags.resolve(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if f.allProjects {
+		f.all = false // implied: a project replay message per project in scope
+	}
+	if err := f.opFlags.resolve(ctx, regionOptional, f.fromLogs || len(f.services) > 0 || f.all); err != nil {
 		return fail(err)
 	}
 	switch {
-	case len(args) == 0 && !f.fromLogs && len(f.services) == 0 && !f.all:
-		return fail(errors.New("nothing to replay: give FILE|DIR arguments, --from-logs, --service or --all"))
-	case len(f.services) > 0 && f.all:
-		return fail(errors.New("give --service or --all, not both"))
+	case len(args) == 0 && !f.fromLogs && len(f.services) == 0 && !f.all && !f.allProjects:
+		return fail(errors.New("nothing to replay: give FILE|DIR arguments, --from-logs, --service, --all or --all-projects"))
+	case len(f.services) > 0 && (f.all || f.allProjects):
+		return fail(errors.New("give --service, --all or --all-projects, not several"))
+	case f.allProjects && f.fromLogs:
+		return fail(errors.New("--from-logs reads one project's audit log: give --project, not --all-projects"))
 	case len(f.services) > 0 && f.region == "":
 		return fail(errors.New("--service needs --region"))
 	case f.since <= 0:
@@ -135,13 +151,26 @@ func runReplay(ctx context.Context, s *streams, f *replayFlags, args []string) e
 	}
 	topic := ""
 	if f.viaTopic || len(f.services) > 0 || f.all {
-		var err error
 		if topic, err = topicName(f.project, f.topic); err != nil {
 			return fail(err)
 		}
 	}
 	ctx, cancel := withTimeout(ctx, f.timeout)
 	defer cancel()
+	var projects []string
+	if f.allProjects {
+		if projects, err = projectsInScope(ctx, scope); err != nil {
+			return fail(err)
+		}
+		if topic == "" && len(projects) > 0 {
+			// Replayed here: the messages' events name the topic of the
+			// first project, as Eventarc would name the host's; nothing is
+			// published.
+			if topic, err = topicName(projects[0], f.topic); err != nil {
+				return fail(err)
+			}
+		}
+	}
 
 	var inputs []replayInput
 	for _, a := range args {
@@ -158,7 +187,7 @@ func runReplay(ctx context.Context, s *streams, f *replayFlags, args []string) e
 		}
 		inputs = append(inputs, in...)
 	}
-	msgs, err := f.replayMessages()
+	msgs, err := f.replayMessages(projects)
 	if err != nil {
 		return fail(err)
 	}
@@ -176,17 +205,22 @@ func runReplay(ctx context.Context, s *streams, f *replayFlags, args []string) e
 	if f.viaTopic {
 		return replayViaTopic(ctx, s, f, topic, inputs)
 	}
-	return replayLocally(ctx, s, f, inputs)
+	return replayLocally(ctx, s, f, scope, inputs)
 }
 
-// replayMessages returns the replay messages --service / --all ask for.
-func (f *replayFlags) replayMessages() ([]event.ReplayMessage, error) {
+// replayMessages returns the replay messages --service / --all ask for,
+// and with --all-projects one project message per project (in --region,
+// if given).
+func (f *replayFlags) replayMessages(projects []string) ([]event.ReplayMessage, error) {
 	var targets []event.Target
 	for _, svc := range f.services {
 		targets = append(targets, event.Target{Kind: event.TargetService, Project: f.project, Region: f.region, Service: svc})
 	}
 	if f.all {
 		targets = append(targets, event.Target{Kind: event.TargetProject, Project: f.project, Region: f.region})
+	}
+	for _, p := range projects {
+		targets = append(targets, event.Target{Kind: event.TargetProject, Project: p, Region: f.region})
 	}
 	var out []event.ReplayMessage
 	for _, t := range targets {
@@ -404,9 +438,13 @@ func (p *printingPublisher) Publish(_ context.Context, m *outcome.Message) (stri
 
 // replayLocally hands each input to the function's handler, sequentially
 // in input order.
-func replayLocally(ctx context.Context, s *streams, f *replayFlags, inputs []replayInput) error {
+// With --all-projects the reconciler's scope is that scope.
+func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope iapsetup.Scope, inputs []replayInput) error {
 	scope := iapsetup.AllProjects()
-	if f.project != "" {
+	switch {
+	case f.allProjects:
+		scope = allScope
+	case f.project != "":
 		scope = iapsetup.ProjectScope(f.project)
 	}
 	ro, err := f.reconcilerOptions(scope, f.dryRun)
@@ -418,7 +456,7 @@ func replayLocally(ctx context.Context, s *streams, f *replayFlags, inputs []rep
 		return fail(err)
 	}
 	defer sess.Close()
-	if f.project != "" {
+	if f.project != "" && !f.allProjects {
 		if err := sess.checkProject(ctx, f.region); err != nil {
 			return fail(err)
 		}

@@ -191,6 +191,16 @@ var table = []Entry{
 		Note:        "finds URL maps that use a backend service",
 	},
 	{
+		Method:      "google.cloud.resourcemanager.v3.Projects.SearchProjects",
+		Permissions: []string{"resourcemanager.projects.get"},
+		Who:         WhoOperator,
+		Confidence:  Documented,
+		Note: "iapctl --all-projects lists the projects a scope with patterns or * names; SearchProjects needs no " +
+			"permission of its own and returns only the projects the caller has resourcemanager.projects.get on, " +
+			"so the operator needs it on every project in scope (it is in roles/browser and roles/viewer). " +
+			"The function never lists projects",
+	},
+	{
 		Method:      "google.cloud.run.v2.Services.GetIamPolicy",
 		Permissions: []string{"run.services.getIamPolicy"},
 		Who:         WhoFunction,

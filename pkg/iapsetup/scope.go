@@ -28,8 +28,10 @@ import (
 // none. A project that events name by number (audit entries written by
 // Google service agents do) is in scope only if its number is listed; the
 // deployment lists the numbers of the projects the patterns match when it
-// runs (docs/orgwide.md). Folders are not entries: scope a folder with a
-// pattern its projects share, or list them.
+// runs (docs/orgwide.md). Folders are not entries: deciding whether a
+// project is under a folder needs an ancestry call per event, which the
+// scope check must not make. Scope a folder with a pattern its projects
+// share, or list them.
 type Scope struct {
 	all      bool
 	projects map[string]bool
@@ -195,9 +197,10 @@ func (p ProjectInfo) Name() string {
 	return p.Number
 }
 
-// ProjectLister lists the projects that exist (on Google Cloud: Resource
-// Manager projects.search, which returns the projects the caller has
-// resourcemanager.projects.get on; in the emulator: its project table).
+// ProjectLister lists the projects that exist. internal/gcp.ProjectDirectory
+// implements it with Resource Manager v3 SearchProjects, which returns the
+// ACTIVE projects the caller has resourcemanager.projects.get on; the
+// emulator serves the same API over its project table.
 type ProjectLister interface {
 	ListProjects(ctx context.Context) ([]ProjectInfo, error)
 }
@@ -211,8 +214,10 @@ var ErrNeedDirectory = errors.New("the scope has patterns or is \"*\": enumerati
 //
 // With a lister, a listed project is in scope when its id or its number is
 // allowed, and explicit entries the lister does not know are kept as they
-// are written (the caller may still reach them; the reconcile then says
-// what is wrong). Without one (l nil), only a scope without patterns can be
+// are written, without an error: the lister returns only the projects the
+// caller may see, the caller may still reach the others, and the command
+// working on each project then says what is wrong with it (iapctl
+// --all-projects reports that project as not scanned and goes on). Without one (l nil), only a scope without patterns can be
 // enumerated (else ErrNeedDirectory): its explicit entries, where a
 // project listed by id and by number appears twice.
 func (s Scope) Projects(ctx context.Context, l ProjectLister) ([]ProjectInfo, error) {

@@ -192,6 +192,17 @@ func TestScopeProjects(t *testing.T) {
 			want: []ProjectInfo{{Number: "999"}, {ID: "hidden"}, {ID: "team-a", Number: "101"}, {ID: "team-b", Number: "102"}},
 		},
 		{
+			name: "patterns never match numbers", scope: ProjectScope("10*"), lister: list,
+		},
+		{
+			name: "an explicit id comes out with the number the directory knows", scope: ProjectScope("other"), lister: list,
+			want: []ProjectInfo{{ID: "other", Number: "103"}},
+		},
+		{
+			name: "an explicit id and the pattern matching it: once", scope: ProjectScope("team-b", "team-*"), lister: list,
+			want: []ProjectInfo{{ID: "team-a", Number: "101"}, {ID: "team-b", Number: "102"}},
+		},
+		{
 			name: "every project", scope: AllProjects(), lister: list,
 			want: []ProjectInfo{{ID: "legacy", Number: "104"}, {ID: "other", Number: "103"}, {ID: "team-a", Number: "101"}, {ID: "team-b", Number: "102"}},
 		},

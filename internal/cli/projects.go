@@ -1,0 +1,152 @@
+package cli
+
+// --all-projects: the commands that act on every project in a scope
+// (audit, enforce --all, replay) enumerate it here, with the same
+// expansion the function's scope check uses (pkg/iapsetup.Scope) and the
+// projects Resource Manager lists (internal/gcp.ProjectDirectory).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+
+	"github.com/iapguard/iapguard/internal/gcp"
+	"github.com/iapguard/iapguard/internal/gcperr"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+)
+
+// projectParallelism bounds the projects scanned at once (each scan runs
+// up to 8 reconciles at once: at most 32 in flight).
+const projectParallelism = 4
+
+// scopeFlags are --all-projects and --scope.
+type scopeFlags struct {
+	allProjects bool
+	scope       string
+}
+
+func (f *scopeFlags) add(cmd *cobra.Command, what string) {
+	fl := cmd.Flags()
+	fl.BoolVar(&f.allProjects, "all-projects", false, what+" every project in --scope (listed through Resource Manager)")
+	fl.StringVar(&f.scope, "scope", "", "with --all-projects: project ids, numbers and patterns such as team-*, comma-separated, or * (default $"+envProjects+", the function's scope; docs/orgwide.md)")
+}
+
+// resolve parses the scope of --all-projects: --scope, else
+// IAPGUARD_PROJECTS. Without --all-projects it returns the zero Scope.
+func (f *scopeFlags) resolve(ctx context.Context) (iapsetup.Scope, error) {
+	if !f.allProjects {
+		if f.scope != "" {
+			return iapsetup.Scope{}, errors.New("--scope needs --all-projects")
+		}
+		return iapsetup.Scope{}, nil
+	}
+	raw := f.scope
+	if raw == "" {
+		raw = getenv(ctx, envProjects)
+	}
+	if raw == "" {
+		return iapsetup.Scope{}, fmt.Errorf("--all-projects needs --scope or %s", envProjects)
+	}
+	sc, err := iapsetup.ParseScope(raw)
+	if err != nil {
+		return iapsetup.Scope{}, fmt.Errorf("--scope: %w", err)
+	}
+	return sc, nil
+}
+
+// projectsInScope lists the projects in scope, sorted, each once: the
+// projects Resource Manager's SearchProjects returns (state ACTIVE) whose
+// id or number the scope allows, plus the explicit entries it did not
+// return (kept as written: the caller may still reach them, and the
+// command then reports what is wrong with each). Needs
+// resourcemanager.projects.get on the projects to be found (SearchProjects
+// returns only those).
+func projectsInScope(ctx context.Context, scope iapsetup.Scope) ([]string, error) {
+	host, err := emulatorHost(ctx)
+	if err != nil {
+		return nil, err
+	}
+	principal := getenv(ctx, envPrincipal)
+	if principal == "" && host != "" {
+		principal = defaultEmulatorPrincipal
+	}
+	dir, err := gcp.NewProjectDirectory(ctx, gcp.Options{EmulatorHost: host, Principal: principal, UserAgent: "iapctl"})
+	if err != nil {
+		return nil, explain(err, host)
+	}
+	defer dir.Close()
+	ps, err := scope.Projects(ctx, dir)
+	if err != nil {
+		if gcperr.Code(err) == codes.PermissionDenied {
+			return nil, fmt.Errorf("listing the projects of scope %s through Resource Manager: %s", scope, grpcDesc(err))
+		}
+		return nil, explain(err, host)
+	}
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.Name())
+	}
+	return out, nil
+}
+
+// projectResult is how one project's scan went (JSON: the projects member
+// of audit and enforce output with --all-projects).
+type projectResult struct {
+	Project  string `json:"project"`
+	Services int    `json:"services"`
+	// Error is why the project could not be scanned (its services could not
+	// be listed); its services are then missing from the output.
+	Error string `json:"error,omitempty"`
+}
+
+// scanProjects runs scanServices in each project, at most
+// projectParallelism at once, sharing sess's clients and reconciler (both
+// safe for concurrent use; the function shares them the same way). A project
+// whose services cannot be listed is recorded in its result and the
+// others go on. Reports are in project order, then region, then name.
+func scanProjects(ctx context.Context, sess *session, projects []string, region string, dryRun bool, prog *progressBar) ([]serviceReport, []projectResult) {
+	per := make([][]serviceReport, len(projects))
+	results := make([]projectResult, len(projects))
+	var g errgroup.Group
+	g.SetLimit(projectParallelism)
+	for i, p := range projects {
+		g.Go(func() error {
+			ps := *sess
+			ps.project = p
+			reports, err := scanServices(ctx, &ps, region, dryRun, prog)
+			results[i] = projectResult{Project: p, Services: len(reports)}
+			if err != nil {
+				results[i].Error = oneLine(err).Error()
+			}
+			per[i] = reports
+			return nil
+		})
+	}
+	_ = g.Wait()
+	var all []serviceReport
+	for _, r := range per {
+		all = append(all, r...)
+	}
+	return all, results
+}
+
+// projectFailures is the error for the projects that could not be
+// scanned, or nil.
+func projectFailures(results []projectResult) error {
+	var failed []projectResult
+	for _, r := range results {
+		if r.Error != "" {
+			failed = append(failed, r)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	sort.Slice(failed, func(i, j int) bool { return failed[i].Project < failed[j].Project })
+	return fmt.Errorf("%d of %d project(s) could not be scanned; first: %s: %s", len(failed), len(results), failed[0].Project, failed[0].Error)
+}

@@ -1,0 +1,262 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/iapguard/iapguard/emulator"
+	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/internal/event"
+)
+
+// orgProjects: team-a and team-b match the scope team-*; legacy-c does not.
+var orgProjects = []core.Project{
+	{ID: "team-a", Number: 111111111111},
+	{ID: "team-b", Number: 222222222222},
+	{ID: "legacy-c", Number: 333333333333},
+}
+
+const searchProjects = "google.cloud.resourcemanager.v3.Projects.SearchProjects"
+
+// orgEmulator runs the emulator with orgProjects, each with a public
+// labelled service "web", and team-a with an unlabelled "docs" too.
+func orgEmulator(t *testing.T) *emulator.Emulator {
+	t.Helper()
+	em, err := emulator.New(emulator.Options{Projects: orgProjects})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = em.Close() })
+	tmpl := &runpb.RevisionTemplate{Containers: []*runpb.Container{{Image: "us-docker.pkg.dev/cloudrun/container/hello"}}}
+	for _, p := range orgProjects {
+		if _, err := em.Run.Seed(p.ID, testRegion, "web", &runpb.Service{Labels: map[string]string{"iap": "enabled"}, Template: tmpl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := em.Run.Seed("team-a", testRegion, "docs", &runpb.Service{Template: tmpl}); err != nil {
+		t.Fatal(err)
+	}
+	return em
+}
+
+func runOrg(t *testing.T, em *emulator.Emulator, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	m := map[string]string{envEmulatorHost: em.Addr()}
+	for k, v := range env {
+		m[k] = v
+	}
+	return runWithEnv(t, withEnv(t.Context(), m), args...)
+}
+
+func TestAuditAllProjects(t *testing.T) {
+	t.Parallel()
+	em := orgEmulator(t)
+	before := em.Core.Stats.Snapshot()
+
+	code, out, errOut := runOrg(t, em, nil, "audit", "--all-projects", "--scope", "team-*")
+	if code != ExitNonCompliant || errOut != "" {
+		t.Fatalf("exit %d, want %d; stderr %q\n%s", code, ExitNonCompliant, errOut, out)
+	}
+	golden(t, "audit-all-projects.golden", out)
+	if n := em.Core.Stats.Snapshot().Sub(before).Calls[searchProjects]; n != 1 {
+		t.Errorf("SearchProjects calls = %d, want 1", n)
+	}
+
+	// The scope defaults to the function's (IAPGUARD_PROJECTS); JSON names
+	// each project and each service's project.
+	code, out, _ = runOrg(t, em, map[string]string{envProjects: "team-*"}, "audit", "--all-projects", "-o", "json")
+	if code != ExitNonCompliant {
+		t.Fatalf("exit %d, want %d", code, ExitNonCompliant)
+	}
+	var rep auditReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("audit JSON: %v", err)
+	}
+	wantProjects := []projectResult{{Project: "team-a", Services: 2}, {Project: "team-b", Services: 1}}
+	if diff := cmp.Diff(wantProjects, rep.Projects); diff != "" {
+		t.Errorf("projects (-want +got):\n%s", diff)
+	}
+	var got []string
+	for _, s := range rep.Services {
+		got = append(got, s.Project+"/"+s.Service)
+	}
+	if diff := cmp.Diff([]string{"team-a/docs", "team-a/web", "team-b/web"}, got); diff != "" {
+		t.Errorf("services (-want +got):\n%s", diff)
+	}
+	if want := (auditSummary{Services: 3, Labelled: 2, NonCompliant: 2, Unmanaged: 1}); rep.Summary != want || rep.Scope != "team-*" {
+		t.Errorf("scope %q, summary %+v; want team-*, %+v", rep.Scope, rep.Summary, want)
+	}
+
+	// One project in scope: today's table, without a PROJECT column.
+	_, out, _ = runOrg(t, em, nil, "audit", "--all-projects", "--scope", "team-b")
+	if strings.Contains(out, "PROJECT") || !strings.Contains(out, "project team-b, all regions: 1 services") {
+		t.Errorf("audit of one project in scope:\n%s", out)
+	}
+
+	// A project that cannot be scanned is reported; the others still are:
+	// exit 1.
+	code, out, errOut = runOrg(t, em, nil, "audit", "--all-projects", "--scope", "team-*,ghost-project")
+	if code != ExitError || !strings.Contains(errOut, "1 of 3 project(s) could not be scanned; first: ghost-project") {
+		t.Errorf("exit %d, stderr %q; want 1 and the failed project", code, errOut)
+	}
+	if !strings.Contains(out, "project ghost-project: not scanned: project ghost-project not found") || !strings.Contains(out, "team-b/web: non-compliant") {
+		t.Errorf("audit with an unknown project:\n%s", out)
+	}
+}
+
+func TestAllProjectsFlags(t *testing.T) {
+	t.Parallel()
+	em := orgEmulator(t)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{name: "scope without --all-projects", args: []string{"audit", "--project", "team-a", "--scope", "team-*"}, want: "--scope needs --all-projects"},
+		{name: "no scope anywhere", args: []string{"audit", "--all-projects"}, want: "--all-projects needs --scope or IAPGUARD_PROJECTS"},
+		{name: "bad scope", args: []string{"audit", "--all-projects", "--scope", "folders/12"}, want: "folders and organizations are not scope entries"},
+		{name: "project and all projects", args: []string{"audit", "--all-projects", "--scope", "*", "--project", "team-a"}, want: "give --project or --all-projects, not both"},
+		{name: "enforce service and all projects", args: []string{"enforce", "web", "--all-projects", "--scope", "*"}, want: "give a SERVICE or --all-projects, not both"},
+		{name: "replay service and all projects", args: []string{"replay", "--all-projects", "--scope", "*", "--project", "team-a", "--service", "web", "--region", testRegion}, want: "give --service, --all or --all-projects, not several"},
+		{name: "replay from logs and all projects", args: []string{"replay", "--all-projects", "--scope", "*", "--from-logs", "--project", "team-a"}, want: "--from-logs reads one project's audit log"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := runOrg(t, em, tc.env, tc.args...)
+			checkOneLineError(t, code, stdout, stderr, tc.want)
+		})
+	}
+}
+
+func TestEnforceAllProjects(t *testing.T) {
+	t.Parallel()
+	em := orgEmulator(t)
+	code, out, _ := runOrg(t, em, nil, "enforce", "--all", "--all-projects", "--scope", "team-*", "--dry-run", "-o", "json")
+	if code != ExitNonCompliant {
+		t.Fatalf("exit %d, want %d\n%s", code, ExitNonCompliant, out)
+	}
+	var rep enforceReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	wantProjects := []projectResult{{Project: "team-a", Services: 2}, {Project: "team-b", Services: 1}}
+	if diff := cmp.Diff(wantProjects, rep.Projects); diff != "" || !rep.DryRun {
+		t.Errorf("dryRun %v, projects (-want +got):\n%s", rep.DryRun, diff)
+	}
+
+	// For real: every labelled service in scope is fixed, legacy-c's is not.
+	code, out, _ = runOrg(t, em, nil, "enforce", "--all-projects", "--scope", "team-*")
+	if code != ExitOK {
+		t.Fatalf("exit %d, want 0\n%s", code, out)
+	}
+	if !strings.Contains(out, "2 project(s) in scope team-*") {
+		t.Errorf("enforce --all-projects:\n%s", out)
+	}
+	for _, p := range orgProjects {
+		svc, _ := em.Run.Service(p.ID, testRegion, "web")
+		if inScope := p.ID != "legacy-c"; svc.GetIapEnabled() != inScope {
+			t.Errorf("%s/web: iapEnabled %v, want %v", p.ID, svc.GetIapEnabled(), inScope)
+		}
+	}
+}
+
+// TestReplayAllProjectsViaTopic: one project replay message per project in
+// scope, on the host project's replay topic.
+func TestReplayAllProjectsViaTopic(t *testing.T) {
+	t.Parallel()
+	em := orgEmulator(t)
+	ctx := t.Context()
+	ps, err := pubsub.NewClient(ctx, "team-a", option.WithEndpoint(em.Addr()),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+		option.WithoutAuthentication(), option.WithTelemetryDisabled())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	topic := "projects/team-a/topics/" + DefaultReplayTopic
+	if _, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
+		t.Fatal(err)
+	}
+	sub := "projects/team-a/subscriptions/sweep"
+	if _, err := ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: sub, Topic: topic}); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errOut := runOrg(t, em, map[string]string{envProjects: "team-*"},
+		"replay", "--via-topic", "--all-projects", "--project", "team-a", "--requested-by", "scheduler")
+	if code != ExitOK || errOut != "" {
+		t.Fatalf("exit %d, stderr %q\n%s", code, errOut, out)
+	}
+	golden(t, "replay-via-topic-all-projects.golden", out)
+
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var got []string
+	err = ps.Subscriber(sub).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+		m.Ack()
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, string(m.Data))
+		if len(got) == 2 {
+			// Wait a little for a third that must not come.
+			time.AfterFunc(200*time.Millisecond, cancel)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	sort.Strings(got)
+	var want []string
+	for _, p := range []string{"team-a", "team-b"} {
+		b, err := json.Marshal(event.ReplayMessageFor(event.Target{Kind: event.TargetProject, Project: p}, "scheduler"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, string(b))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("published messages (-want +got):\n%s", diff)
+	}
+}
+
+// TestReplayAllProjectsLocally: without --via-topic, the function's
+// handler reconciles each project in scope here (dry run: plans only).
+func TestReplayAllProjectsLocally(t *testing.T) {
+	t.Parallel()
+	em := orgEmulator(t)
+	code, out, errOut := runOrg(t, em, nil, "replay", "--all-projects", "--scope", "team-*", "--dry-run", "-o", "json")
+	if code != ExitNonCompliant || errOut != "" {
+		t.Fatalf("exit %d, stderr %q\n%s", code, errOut, out)
+	}
+	var got []string
+	for _, m := range parseOutcomes(t, out) {
+		if m.Resource.Service != "" {
+			got = append(got, m.Resource.Project+"/"+m.Resource.Service+" "+string(m.Outcome))
+		}
+	}
+	sort.Strings(got)
+	want := []string{"team-a/docs skipped", "team-a/web remediated", "team-b/web remediated"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+}

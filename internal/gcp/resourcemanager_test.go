@@ -1,0 +1,85 @@
+package gcp_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+
+	"github.com/iapguard/iapguard/emulator"
+	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/internal/gcp"
+	"github.com/iapguard/iapguard/internal/gcperr"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+)
+
+// startDirectory runs the emulator with ps and a ProjectDirectory on it.
+func startDirectory(t *testing.T, ps []core.Project, pageSize int32) (*emulator.Emulator, *gcp.ProjectDirectory) {
+	t.Helper()
+	em, err := emulator.New(emulator.Options{Projects: ps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = em.Close() })
+	d, err := gcp.NewProjectDirectory(context.Background(), gcp.Options{EmulatorHost: em.Addr(), Principal: "operator@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	d.PageSize = pageSize
+	return em, d
+}
+
+func TestProjectDirectoryPages(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		projects  int
+		pageSize  int32
+		wantCalls int64
+	}{
+		{name: "one page", projects: 3, pageSize: 0, wantCalls: 1},
+		{name: "exact pages", projects: 20, pageSize: 10, wantCalls: 2},
+		{name: "partial last page", projects: 25, pageSize: 10, wantCalls: 3},
+		{name: "1000 projects in default pages", projects: 1000, pageSize: 0, wantCalls: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var ps []core.Project
+			var want []iapsetup.ProjectInfo
+			for i := range tc.projects {
+				p := core.Project{ID: fmt.Sprintf("proj-%04d", i), Number: int64(100000000000 + i)}
+				ps = append(ps, p)
+				want = append(want, iapsetup.ProjectInfo{ID: p.ID, Number: p.NumberString()})
+			}
+			em, d := startDirectory(t, ps, tc.pageSize)
+			got, err := d.ListProjects(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("ListProjects (-want +got):\n%s", diff)
+			}
+			if n := em.Core.Stats.Snapshot().Calls["google.cloud.resourcemanager.v3.Projects.SearchProjects"]; n != tc.wantCalls {
+				t.Errorf("SearchProjects calls = %d, want %d", n, tc.wantCalls)
+			}
+		})
+	}
+}
+
+func TestProjectDirectoryError(t *testing.T) {
+	t.Parallel()
+	em, d := startDirectory(t, nil, 0)
+	if err := em.Core.Faults.FailNext("google.cloud.resourcemanager.v3.Projects.SearchProjects", 1, codes.PermissionDenied); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.ListProjects(context.Background())
+	if !gcperr.IsPermissionDenied(err) {
+		t.Errorf("ListProjects error = %v, want PERMISSION_DENIED in its chain", err)
+	}
+}
