@@ -127,8 +127,8 @@ type soakFigures struct {
 	IapguardWrites, SelfCausedWrites, HandedOverWrites, RedundantWrites int
 	SelfCaused, HandedOver, Redundant                                   []string
 	ControlsTouched                                                     []string
-	// MarkerMissing lists labelled services iapguard remediated that lack
-	// the managed annotation, so removing their label would be reported
+	// MarkerMissing lists labelled services that lack the managed
+	// annotation after the run, so removing their label would be reported
 	// "skipped" instead of "opted-out".
 	MarkerMissing []string
 
@@ -501,7 +501,7 @@ func (f *soakFigures) table() string {
 	row("writes caused by events of our own writes", fmt.Sprint(f.SelfCausedWrites), "0")
 	row("redundant writes (beyond one per part and drift)", fmt.Sprint(f.RedundantWrites), "0")
 	row("controls touched", fmt.Sprint(len(f.ControlsTouched)), "0")
-	row("remediated services without the managed marker (opt-out unreported)", fmt.Sprint(len(f.MarkerMissing)), "0")
+	row("labelled services without the managed marker (opt-out unreported)", fmt.Sprint(len(f.MarkerMissing)), "0")
 	row("credential-like log lines", fmt.Sprint(len(f.Log.secrets)), "0")
 	row("delivery retries (Eventarc stand-in)", fmt.Sprint(f.Delivery.Retried), "")
 	row("reconciler conflict retries (ABORTED/412, from its logs)", fmt.Sprint(f.ConflictRetries), "")

@@ -37,12 +37,13 @@ var (
 	soakReport   = flag.String("soak.report", "", "TestSoak: also write the report (Markdown) to this file")
 	soakLogFile  = flag.String("soak.log", "", "TestSoak: write the function's and the emulator's JSON logs to this file, and goroutine stacks to FILE.goroutines if the run does not settle")
 	soakTimeout  = flag.Duration("soak.timeout", 0, "TestSoak: bound on the whole run (default 2m plus 1s per service)")
-	// soakRequireMarker makes a remediated service without iapguard's
-	// managed annotation fail the soak. Off by default until the reconciler
-	// writes the marker even when the service update that carries it fails
-	// after the other writes succeeded (then no later reconcile has another
-	// write for it to ride on); the soak reports the count either way.
-	soakRequireMarker = flag.Bool("soak.require-marker", false, "TestSoak: fail when a remediated service lacks the managed annotation")
+	// soakRequireMarker makes a labelled service without iapguard's
+	// managed annotation fail the soak (default). The reconciler plans the
+	// marker for every enforced service that lacks it, so a service update
+	// that failed after the other writes succeeded is made up for by the
+	// redelivery (docs/security.md G-2). -soak.require-marker=false only
+	// reports the count.
+	soakRequireMarker = flag.Bool("soak.require-marker", true, "TestSoak: fail when a labelled service lacks the managed annotation (false: only report the count)")
 )
 
 func envInt(name string, def int) int {
@@ -241,12 +242,12 @@ func TestSoak(t *testing.T) {
 		t.Errorf("%d redundant writes:\n%s", fig.RedundantWrites, soakLines(soakFirst(fig.Redundant, 10)))
 	}
 	if len(fig.MarkerMissing) > 0 {
-		msg := fmt.Sprintf("%d remediated services lack the %s annotation (removing their label would be reported skipped, not opted-out): %v",
+		msg := fmt.Sprintf("%d labelled services lack the %s annotation (removing their label would be reported skipped, not opted-out): %v",
 			len(fig.MarkerMissing), iapsetup.ManagedAnnotation, fig.MarkerMissing)
 		if *soakRequireMarker {
 			t.Error(msg)
 		} else {
-			t.Log("KNOWN RECONCILER BUG: " + msg)
+			t.Log("not failing (-soak.require-marker=false): " + msg)
 		}
 	}
 	if len(fig.ControlsTouched) > 0 {

@@ -35,7 +35,8 @@ func (e *writeError) Unwrap() error { return e.err }
 
 // apply performs the plan's writes, one per resource, each a bounded
 // read-modify-write: the IAM policy first (so IAP's agent can invoke the
-// service before IAP is switched on), then the access grants on the IAP
+// service before IAP is switched on; enforce may have written it already,
+// concurrently with the second read round), then the access grants on the IAP
 // resources concurrently (so someone may pass once IAP is on; a failed
 // grant does not stop enforcement), then the backend services and the
 // service concurrently — the service update records the grants that
@@ -50,7 +51,9 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 	p.applied = true
 	defer p.compose()
 	if !p.DryRun && p.policy.after != nil {
-		r.writePolicy(ctx, p)
+		if !p.policy.attempted {
+			r.writePolicy(ctx, p)
+		}
 		if p.policy.err != nil {
 			// IAP must not be switched on before its agent may invoke the
 			// service: nothing else is written in this run.
@@ -80,14 +83,9 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 		}
 		_ = ag.Wait()
 	}
-	// Whether other writes are planned, and the access annotation to record,
-	// are decided before the writes run concurrently: writeBackend replaces
-	// its part on a conflict.
-	sw := serviceWrite{otherWrites: p.policy.after != nil || accessWrites || p.access.writes() > 0, access: p.access.annotation(),
-		lb: p.Mode == ModeLoadBalancer, fronted: len(p.fronting.backends) > 0}
-	for _, bp := range p.backends {
-		sw.otherWrites = sw.otherWrites || bp.write
-	}
+	// The access annotation to record is decided before the writes run
+	// concurrently.
+	sw := serviceWrite{access: p.access.annotation(), lb: p.Mode == ModeLoadBalancer, fronted: len(p.fronting.backends) > 0}
 	if accessWrites {
 		// Record the grants as made (a failed one is not recorded).
 		p.service = sw.plan(p.service.before, p.Desired)
@@ -117,12 +115,12 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 // serviceWrite is what the service part depends on besides the service:
 // fixed before the concurrent writes start.
 type serviceWrite struct {
-	lb, fronted, otherWrites bool
-	access                   *string
+	lb, fronted bool
+	access      *string
 }
 
 func (sw serviceWrite) plan(s *Service, d Desired) *servicePart {
-	sp := planService(s, d, sw.lb, sw.otherWrites, sw.access)
+	sp := planService(s, d, sw.lb, sw.access)
 	sp.fronted = sw.fronted
 	return &sp
 }
@@ -205,6 +203,7 @@ func (r *Reconciler) writePolicy(ctx context.Context, p *Plan) {
 			p.policy = &np
 			return np.after != nil, nil
 		})
+	p.policy.attempted = true
 	if err != nil {
 		p.policy.err = &writeError{"run.services.setIamPolicy", attempts, err}
 		return

@@ -13,10 +13,11 @@ const (
 	// LabelEnabled and LabelDisabled are the allowed values of LabelKey.
 	LabelEnabled  = "enabled"
 	LabelDisabled = "disabled"
-	// ManagedAnnotation marks a service iapguard has remediated. It is
-	// written in the same UpdateService call as the first remediation, so
-	// that removing the label later is reported as opted-out rather than
-	// silently forgotten. iapguard never removes it.
+	// ManagedAnnotation marks a service iapguard enforces, so that removing
+	// the label later is reported as opted-out rather than silently
+	// forgotten. Every reconcile of an enforced service that lacks it plans
+	// it: in the same UpdateService call as the first remediation, or alone
+	// when nothing else is to be written. iapguard never removes it.
 	ManagedAnnotation = "iapguard.dev/managed"
 	// ManagedValue is the value of ManagedAnnotation.
 	ManagedValue = "true"

@@ -39,20 +39,30 @@
 //     rejected, nothing granted (IAP is still enforced). Nobody can pass →
 //     warning. See access.go and docs/access.md.
 //
-// Label absent or iap=disabled → skipped; a service iapguard remediated
-// before (annotation iapguard.dev/managed=true, written with the first
-// remediation) that loses its label → opted-out; any other label value →
-// rejected. Nothing is ever turned off.
+// Label absent or iap=disabled → skipped; a service iapguard enforced
+// before (annotation iapguard.dev/managed=true) that loses its label →
+// opted-out; any other label value → rejected. Nothing is ever turned off.
+// The marker is planned for every enforced service that lacks it, with
+// the first remediation's service update or, when nothing else is to be
+// written (the service already complied, or the update that carried it
+// failed after the other writes succeeded), in an update of its own; the
+// outcome is then remediated with the marker as the one change. Dry runs
+// plan it like any other change.
 //
 // # Reads and writes
 //
 // Observation is one concurrent round: service, IAM policy, agent (cached),
 // the region's serverless NEGs and the project's backend services
 // (aggregatedList). A second concurrent round, only for services labelled
-// iap=enabled, reads the IAP policy of each IAP resource guarding the
-// service and the project-wide iap_web policy (cached per project), and
-// runs the HTTPS-frontend check for backend services about to change. A
-// warm compliant service behind one IAP resource costs five reads and no
+// iap=enabled and only where the first shows it is needed, reads the IAP
+// policy of each IAP resource guarding the service and the project-wide
+// iap_web policy (cached per project) — when the service declares an
+// access policy or IAP is being turned on — and runs the HTTPS-frontend
+// check for backend services about to change. It runs concurrently with
+// the IAM policy write, which depends on the first round alone, so a
+// remediation takes four sequential rounds: reads → IAM write ∥ second
+// reads → service update and backend patches → their operations. A warm
+// compliant service costs four reads (five with an access policy) and no
 // write.
 //
 // Writes are combined per resource — one SetIamPolicy, one UpdateService

@@ -265,14 +265,12 @@ func PlanFor(d Desired, o *Observed) *Plan {
 	}
 	pp := planPolicy(p.Ref, o.Policy, o.Agent)
 	p.policy = &pp
-	otherWrites := pp.after != nil
 	for _, b := range p.fronting.backends {
 		var fe *Frontend
 		if f, ok := o.Frontends[ResourcePath(b.SelfLink)]; ok {
 			fe = &f
 		}
 		bp := planBackend(b, fe, builtin)
-		otherWrites = otherWrites || bp.write
 		p.backends = append(p.backends, &bp)
 	}
 	turnsIAPOn := p.Mode == ModeDirect && !builtin
@@ -283,8 +281,7 @@ func PlanFor(d Desired, o *Observed) *Plan {
 		number, resources, noResource := p.iapResources()
 		p.access = planAccess(p.Ref, d, o, number, resources, noResource)
 	}
-	otherWrites = otherWrites || p.access.writes() > 0
-	sp := planService(o.Service, d, p.Mode == ModeLoadBalancer, otherWrites, p.access.annotation())
+	sp := planService(o.Service, d, p.Mode == ModeLoadBalancer, p.access.annotation())
 	sp.fronted = len(p.fronting.backends) > 0
 	p.service = &sp
 	p.compose()
@@ -408,6 +405,11 @@ func (p *Plan) compose() {
 			}
 		}
 	}
+	// A change no step shows (the managed marker, the access annotation)
+	// is still a write: "compliant" means nothing was written.
+	if p.Outcome == OutcomeCompliant && len(p.Changes) > 0 {
+		p.Outcome = OutcomeRemediated
+	}
 	// A write can fail without a step showing it (the managed marker rides
 	// on an UpdateService of its own; a refused write may not match its
 	// step): every part error is a failure.
@@ -495,6 +497,8 @@ type policyPart struct {
 	removed []string // public members removed, with their binding's condition
 	changes []Change
 	err     error
+	// attempted: the write was made (or failed); set by writePolicy.
+	attempted bool
 }
 
 func bindingLabel(b Binding) string {
@@ -634,11 +638,17 @@ type servicePart struct {
 	err      error
 }
 
-// planService is pure. lb reports whether the service is in load-balancer
-// mode; otherWrites whether the plan writes other resources (then the
-// managed marker rides along if it is missing); access, when not nil, is
-// the AccessAnnotation value to record ("" removes it).
-func planService(s *Service, d Desired, lb, otherWrites bool, access *string) servicePart {
+// planService is pure. It is called only for services iapguard enforces
+// (labelled iap=enabled, in scope). lb reports whether the service is in
+// load-balancer mode; access, when not nil, is the AccessAnnotation value
+// to record ("" removes it).
+//
+// A missing managed marker is itself a planned write, whatever else the
+// plan does: tying it to the other writes loses it for good when the
+// service update carrying it fails after those writes succeeded (the
+// redelivered event then finds nothing else to write). Once present it
+// plans nothing, so a compliant, marked service costs no write.
+func planService(s *Service, d Desired, lb bool, access *string) servicePart {
 	sp := servicePart{before: s, lb: lb}
 	u := &ServiceUpdate{Ref: s.Ref, Etag: s.Etag, Source: s.Source}
 	name := s.Ref.ResourceName()
@@ -679,7 +689,7 @@ func planService(s *Service, d Desired, lb, otherWrites bool, access *string) se
 		}
 		sp.changes = append(sp.changes, Change{name, "annotations[" + AccessAnnotation + "]", cur, *access})
 	}
-	if !d.Managed && s.Annotations[ManagedAnnotation] != ManagedValue && (otherWrites || !u.empty()) {
+	if !d.Managed && s.Annotations[ManagedAnnotation] != ManagedValue {
 		annotations()[ManagedAnnotation] = ManagedValue
 		sp.changes = append(sp.changes, Change{name, "annotations[" + ManagedAnnotation + "]", s.Annotations[ManagedAnnotation], ManagedValue})
 	}

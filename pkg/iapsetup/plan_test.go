@@ -354,11 +354,28 @@ func TestPlanGolden(t *testing.T) {
 			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
 		},
 		{
+			// Compliant, but without the managed marker (made compliant by
+			// hand, or by an earlier reconcile whose service update failed
+			// after its other writes succeeded): the marker alone is a
+			// write, so that removing the label later is reported
+			// opted-out. Every step is ok; the outcome is remediated
+			// because something is written.
 			name: "direct-compliant-by-hand-not-marked",
 			obs: func() *Observed {
 				return &Observed{Service: tService(iapOn), Policy: tPolicy(agentBinding), Agent: tAgent}
 			},
-			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+			want: OutcomeRemediated, mode: ModeDirect, writes: 1,
+			statusOf: map[StepName]Status{StepInvokerBinding: StatusOK, StepIAMAuth: StatusOK, StepDirectIAP: StatusOK},
+		},
+		{
+			// A dry run plans the marker too (the update is sent with
+			// validate_only and persists nothing).
+			name: "direct-compliant-not-marked-dry-run",
+			obs: func() *Observed {
+				return &Observed{Service: tService(iapOn), Policy: tPolicy(agentBinding), Agent: tAgent}
+			},
+			dryRun: true,
+			want:   OutcomeRemediated, mode: ModeDirect, writes: 1,
 		},
 		{
 			name: "direct-invoker-iam-disabled",
@@ -430,6 +447,18 @@ func TestPlanGolden(t *testing.T) {
 				}
 			},
 			want: OutcomeCompliant, mode: ModeLoadBalancer, writes: 0,
+		},
+		{
+			name: "lb-compliant-not-marked",
+			obs: func() *Observed {
+				return &Observed{
+					Service: tService(ingress(IngressInternalLoadBalancer)), Policy: tPolicy(agentBinding), Agent: tAgent,
+					NEGs:     []NEG{tNEG("hello-neg", "hello")},
+					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
+				}
+			},
+			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 1,
+			statusOf: map[StepName]Status{StepInvokerBinding: StatusOK, StepIAMAuth: StatusOK, StepIngress: StatusOK, StepBackendIAP: StatusOK},
 		},
 		{
 			name: "lb-cdn-conflict",

@@ -233,22 +233,7 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 	p := PlanFor(DesiredFor(obs.Service), obs)
 	p.DryRun = co.dryRun
 	if p.Desired.Intent == Enforce {
-		// Second round, only what the first showed is needed: the
-		// HTTPS-frontend check of backend services about to change and the
-		// IAP policies deciding who may pass.
-		need := p.needsFrontendCheck()
-		resources, project := p.access.reads()
-		if len(need) > 0 || len(resources) > 0 || project != "" {
-			var g errgroup.Group
-			if len(need) > 0 {
-				g.Go(func() error { obs.Frontends = r.checkFrontends(ctx, need, obs.Frontends); return nil })
-			}
-			g.Go(func() error { r.observeAccess(ctx, resources, project, obs); return nil })
-			_ = g.Wait()
-			p = PlanFor(p.Desired, obs)
-			p.DryRun = co.dryRun
-		}
-		err = r.apply(ctx, p)
+		p, err = r.enforce(ctx, p, obs)
 	}
 	res.fill(p)
 	switch {
@@ -261,6 +246,45 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 		log.DebugContext(ctx, "reconciled", "outcome", res.Outcome)
 	}
 	return res, nil
+}
+
+// enforce completes the observation and applies the plan. The second read
+// round — only what the first showed is needed: the HTTPS-frontend check of
+// backend services about to change and the IAP policies deciding who may
+// pass — runs concurrently with the IAM policy write, which depends on the
+// first round alone: neither the write nor whether it is made depends on
+// what the second round reads, and the second round only reads. The plan
+// is then recomputed from the complete observation, keeping the IAM part
+// as written, and apply makes the remaining writes in their order (access
+// grants, then the service and backend services), none of them before the
+// IAM write succeeded. On the critical path that is one round fewer than
+// reading first: read round → IAM write ∥ second reads → service update
+// and backend patches → their operations.
+func (r *Reconciler) enforce(ctx context.Context, p *Plan, obs *Observed) (*Plan, error) {
+	need := p.needsFrontendCheck()
+	resources, project := p.access.reads()
+	more := len(need) > 0 || len(resources) > 0 || project != ""
+	var g errgroup.Group
+	if !p.DryRun && p.policy.after != nil {
+		// writePolicy touches p.policy only; the reads below touch obs only.
+		g.Go(func() error { r.writePolicy(ctx, p); return nil })
+	}
+	if more {
+		if len(need) > 0 {
+			g.Go(func() error { obs.Frontends = r.checkFrontends(ctx, need, obs.Frontends); return nil })
+		}
+		g.Go(func() error { r.observeAccess(ctx, resources, project, obs); return nil })
+	}
+	_ = g.Wait()
+	if more {
+		np := PlanFor(p.Desired, obs)
+		np.DryRun = p.DryRun
+		// planPolicy depends on obs.Policy and the agent, which the second
+		// round does not change: keep the part as the write left it.
+		np.policy = p.policy
+		p = np
+	}
+	return p, r.apply(ctx, p)
 }
 
 func (res *Result) fill(p *Plan) {

@@ -1,0 +1,194 @@
+package iapsetup_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/googleapis/gax-go/v2"
+
+	"github.com/iapguard/iapguard/internal/gcp/gcptest"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+)
+
+// rendezvous holds the first call of each kind it waits for until every
+// kind has a call in flight. When the calls are not made concurrently the
+// first one waits out bound and is recorded as alone; the bound only ever
+// expires then, so the test cannot flake on a slow machine, it only fails
+// slowly.
+type rendezvous struct {
+	bound time.Duration
+
+	mu      sync.Mutex
+	want    []string
+	arrived []string
+	alone   []string
+	all     chan struct{}
+}
+
+func newRendezvous(bound time.Duration, kinds ...string) *rendezvous {
+	return &rendezvous{bound: bound, want: kinds, all: make(chan struct{})}
+}
+
+func (r *rendezvous) meet(ctx context.Context, kind string) {
+	r.mu.Lock()
+	if slices.Contains(r.want, kind) && !slices.Contains(r.arrived, kind) {
+		r.arrived = append(r.arrived, kind)
+		if len(r.arrived) == len(r.want) {
+			close(r.all)
+		}
+	}
+	r.mu.Unlock()
+	t := time.NewTimer(r.bound)
+	defer t.Stop()
+	select {
+	case <-r.all:
+	case <-ctx.Done():
+	case <-t.C:
+		r.mu.Lock()
+		r.alone = append(r.alone, kind)
+		r.mu.Unlock()
+	}
+}
+
+// Wrappers over the real adapters: the calls of the IAM write ∥ second
+// read round meet at the rendezvous; the writes that must follow the IAM
+// write check that it has returned.
+type (
+	meetPolicies struct {
+		iapsetup.ServicePolicies
+		rv      *rendezvous
+		iamDone *atomic.Bool
+	}
+	meetFrontends struct {
+		iapsetup.Frontends
+		rv *rendezvous
+	}
+	meetIAP struct {
+		iapsetup.IAPPolicies
+		rv *rendezvous
+	}
+	afterIAMServices struct {
+		iapsetup.Services
+		iamDone *atomic.Bool
+		early   *atomic.Int32
+	}
+	afterIAMBackends struct {
+		iapsetup.Backends
+		iamDone *atomic.Bool
+		early   *atomic.Int32
+	}
+)
+
+func (m meetPolicies) SetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef, p *iapsetup.Policy) (*iapsetup.Policy, error) {
+	m.rv.meet(ctx, "SetIAMPolicy")
+	defer m.iamDone.Store(true)
+	return m.ServicePolicies.SetIAMPolicy(ctx, ref, p)
+}
+
+func (m meetFrontends) HTTPSFrontend(ctx context.Context, b *iapsetup.BackendService) (iapsetup.Frontend, error) {
+	m.rv.meet(ctx, "HTTPSFrontend")
+	return m.Frontends.HTTPSFrontend(ctx, b)
+}
+
+func (m meetIAP) GetIAPPolicy(ctx context.Context, resource string) (*iapsetup.Policy, error) {
+	m.rv.meet(ctx, "GetIAPPolicy")
+	return m.IAPPolicies.GetIAPPolicy(ctx, resource)
+}
+
+func (a afterIAMServices) UpdateService(ctx context.Context, u *iapsetup.ServiceUpdate) (*iapsetup.Service, error) {
+	if !a.iamDone.Load() {
+		a.early.Add(1)
+	}
+	return a.Services.UpdateService(ctx, u)
+}
+
+func (a afterIAMBackends) EnableIAP(ctx context.Context, ref iapsetup.BackendRef, fingerprint string) error {
+	if !a.iamDone.Load() {
+		a.early.Add(1)
+	}
+	return a.Backends.EnableIAP(ctx, ref, fingerprint)
+}
+
+// TestReconcileIAMWriteConcurrentWithSecondReads checks the critical path
+// of a remediation (issue #10): the IAM policy write runs concurrently with
+// the second read round (the HTTPS-frontend check of the backend about to
+// change, the IAP policy reads), while the service update and the backend
+// patch still start only after the IAM write returned. The calls made are
+// those of the sequential version.
+func TestReconcileIAMWriteConcurrentWithSecondReads(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		lb    bool
+		kinds []string
+		calls map[string]int64
+	}{
+		{
+			name: "load balancer", lb: true, kinds: []string{"SetIAMPolicy", "HTTPSFrontend", "GetIAPPolicy"},
+			calls: plus(warmReads, plus(coldIAP, map[string]int64{
+				mIdentity: 1, mProxies: 1, mRules: 1,
+				mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1, mPatchBackend: 1, mWaitGlobal: 1,
+			})),
+		},
+		{
+			name: "direct", kinds: []string{"SetIAMPolicy", "GetIAPPolicy"},
+			calls: plus(warmReads, plus(coldIAP, map[string]int64{mIdentity: 1, mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1})),
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := gcptest.Start(t, gcptest.Options{})
+			e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+			e.SeedPolicy(t, "hello", publicPolicy())
+			if tc.lb {
+				addLB(t, e, gcptest.Backend{Name: "web"}, true)
+			}
+			rv := newRendezvous(5*time.Second, tc.kinds...)
+			var iamDone atomic.Bool
+			var early atomic.Int32
+			d := e.Clients.Deps()
+			d.Policies = meetPolicies{d.Policies, rv, &iamDone}
+			d.Frontends = meetFrontends{d.Frontends, rv}
+			d.IAP = meetIAP{d.IAP, rv}
+			d.Services = afterIAMServices{d.Services, &iamDone, &early}
+			d.Backends = afterIAMBackends{d.Backends, &iamDone, &early}
+			r, err := iapsetup.New(d, iapsetup.Options{
+				Scope:   iapsetup.ProjectScope(gcptest.Project),
+				Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := e.Snapshot()
+			res, err := r.Reconcile(t.Context(), ref)
+			if err != nil {
+				t.Fatalf("Reconcile: %v", err)
+			}
+			if res.Outcome != iapsetup.OutcomeRemediated {
+				t.Errorf("outcome %s (%s), want remediated", res.Outcome, res.Reason)
+			}
+			if len(rv.alone) > 0 {
+				t.Errorf("calls made alone instead of concurrently with %v: %v", tc.kinds, rv.alone)
+			}
+			if diff := cmp.Diff(tc.kinds, rv.arrived, cmpSorted); diff != "" {
+				t.Errorf("calls that met (-want +got):\n%s", diff)
+			}
+			if n := early.Load(); n != 0 {
+				t.Errorf("%d service or backend writes started before the IAM write returned", n)
+			}
+			checkCalls(t, "reconcile", e.Snapshot().Sub(before).Calls, tc.calls)
+		})
+	}
+}
+
+var cmpSorted = cmp.Transformer("sorted", func(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+})
