@@ -166,12 +166,16 @@ func TestRunIAMPolicy(t *testing.T) {
 	if _, err := a.SetIAMPolicy(ctx, helloRef, cur); !gcperr.IsConflict(err) {
 		t.Errorf("SetIAMPolicy(forced race) = %v, want a conflict", err)
 	}
-	// Injected throttling classifies as retryable.
+	// Injected throttling is retried by the adapter (ratelimit.go).
 	if err := e.Core.Faults.FailNext("google.cloud.run.v2.Services.GetIamPolicy", 1, codes.ResourceExhausted); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.GetIAMPolicy(ctx, helloRef); !gcperr.IsRetryable(err) {
-		t.Errorf("GetIAMPolicy(RESOURCE_EXHAUSTED) = %v, want retryable", err)
+	before := e.Snapshot()
+	if _, err := a.GetIAMPolicy(ctx, helloRef); err != nil {
+		t.Errorf("GetIAMPolicy(RESOURCE_EXHAUSTED once) = %v, want it retried and nil", err)
+	}
+	if n := e.Snapshot().Sub(before).Calls["google.cloud.run.v2.Services.GetIamPolicy"]; n != 2 {
+		t.Errorf("GetIAMPolicy calls = %d, want 2 (throttled, retried)", n)
 	}
 }
 

@@ -8,6 +8,9 @@
 // Build the clients once per process with NewClients and reuse them. Every
 // adapter method documents the IAM permission it needs; errors keep the
 // client error in their chain (%w) so internal/gcperr can classify them.
+// Every call is paced by a client-side limiter per API and quota class
+// that learns the quota from RESOURCE_EXHAUSTED answers, and throttled
+// calls are retried a bounded number of times (ratelimit.go).
 //
 // # Emulator
 //
@@ -53,8 +56,9 @@ const (
 )
 
 // Limiter paces calls to one API: Wait blocks until a call may be made or
-// ctx ends (*rate.Limiter from golang.org/x/time/rate satisfies it). It is
-// the seam for client-side rate limiting; nothing adapts it to 429s yet.
+// ctx ends (*rate.Limiter from golang.org/x/time/rate and *AdaptiveLimiter
+// satisfy it). A Limiter that is also an Observer is told how each call
+// ended (see ratelimit.go).
 type Limiter interface {
 	Wait(ctx context.Context) error
 }
@@ -78,8 +82,16 @@ type Options struct {
 	// Default 500 ms.
 	PollInterval time.Duration
 	// RunLimiter, ComputeLimiter, ServiceUsageLimiter and IAPLimiter
-	// optionally pace calls per API.
+	// optionally pace all calls of one API (reads and writes alike). An API
+	// without one gets two AdaptiveLimiters, one per quota (reads, writes),
+	// tuned by RateLimits.
 	RunLimiter, ComputeLimiter, ServiceUsageLimiter, IAPLimiter Limiter
+	// RateLimits tunes the default adaptive limiters (zero: defaults).
+	RateLimits AdaptiveConfig
+	// ThrottleRetries bounds the retries of a call answered
+	// RESOURCE_EXHAUSTED / 429 (default 6, pausing about 13 s at most in
+	// all; negative: none).
+	ThrottleRetries int
 	// ClientOptions are added to every client (production: credentials,
 	// quota project, ...). Not used with the emulator's REST clients, which
 	// get a plain HTTP client.
@@ -134,7 +146,12 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 		if opts.Principal != "" {
 			runOpts = append(runOpts, option.WithGRPCDialOption(grpc.WithChainUnaryInterceptor(principalInterceptor(opts.Principal))))
 		}
+		// REST calls multiplex over unencrypted HTTP/2, as they do over
+		// TLS with Google's front ends: HTTP/1.1 would open one connection
+		// per concurrent call.
 		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
 		hc := &http.Client{Transport: &principalTransport{principal: opts.Principal, base: tr}}
 		closeIdle = tr.CloseIdleConnections
 		computeOpts = append(computeOpts, option.WithEndpoint("http://"+host+"/compute/v1/"), option.WithHTTPClient(hc))
@@ -167,10 +184,14 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 		return nil, fmt.Errorf("creating IAP client: %w", err)
 	}
 	c := &Clients{Run: rc, Compute: cs, ServiceUsage: su, IAP: ic, closeIdle: closeIdle}
-	c.RunAdapter = &RunAdapter{c: rc, opTimeout: opts.OperationTimeout, limiter: opts.RunLimiter}
-	c.ComputeAdapter = &ComputeAdapter{c: cs, opTimeout: opts.OperationTimeout, limiter: opts.ComputeLimiter}
-	c.IdentityAdapter = &IdentityAdapter{c: su, opTimeout: opts.OperationTimeout, poll: opts.PollInterval, limiter: opts.ServiceUsageLimiter}
-	c.IAPAdapter = &IAPAdapter{c: ic, limiter: opts.IAPLimiter}
+	if opts.ThrottleRetries == 0 {
+		opts.ThrottleRetries = 6
+	}
+	pace := func(l Limiter) *pacer { return newPacer(l, opts.RateLimits, opts.ThrottleRetries) }
+	c.RunAdapter = &RunAdapter{c: rc, opTimeout: opts.OperationTimeout, pace: pace(opts.RunLimiter)}
+	c.ComputeAdapter = &ComputeAdapter{c: cs, opTimeout: opts.OperationTimeout, pace: pace(opts.ComputeLimiter)}
+	c.IdentityAdapter = &IdentityAdapter{c: su, opTimeout: opts.OperationTimeout, poll: opts.PollInterval, pace: pace(opts.ServiceUsageLimiter)}
+	c.IAPAdapter = &IAPAdapter{c: ic, pace: pace(opts.IAPLimiter)}
 	return c, nil
 }
 

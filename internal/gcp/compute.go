@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	compute "google.golang.org/api/compute/v1"
 	"google.golang.org/api/googleapi"
 
@@ -18,7 +19,7 @@ import (
 type ComputeAdapter struct {
 	c         *compute.Service
 	opTimeout time.Duration
-	limiter   Limiter
+	pace      *pacer
 }
 
 var (
@@ -54,10 +55,11 @@ func (a *ComputeAdapter) ListServerlessNEGs(ctx context.Context, project, region
 
 // GetNEG reads one regional NEG. Needs compute.networkEndpointGroups.get.
 func (a *ComputeAdapter) GetNEG(ctx context.Context, ref iapsetup.NEGRef) (*iapsetup.NEG, error) {
-	if err := wait(ctx, a.limiter); err != nil {
-		return nil, err
-	}
-	n, err := a.c.RegionNetworkEndpointGroups.Get(ref.Project, ref.Region, ref.Name).Context(ctx).Do()
+	var n *compute.NetworkEndpointGroup
+	err := a.pace.call(ctx, readCall, func() (err error) {
+		n, err = a.c.RegionNetworkEndpointGroups.Get(ref.Project, ref.Region, ref.Name).Context(ctx).Do()
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("getting network endpoint group %s: %w", ref, err)
 	}
@@ -95,18 +97,15 @@ func (a *ComputeAdapter) ListBackendServices(ctx context.Context, project string
 // GetBackendService reads one backend service. Needs
 // compute.backendServices.get (global) or compute.regionBackendServices.get.
 func (a *ComputeAdapter) GetBackendService(ctx context.Context, ref iapsetup.BackendRef) (*iapsetup.BackendService, error) {
-	if err := wait(ctx, a.limiter); err != nil {
-		return nil, err
-	}
-	var (
-		b   *compute.BackendService
-		err error
-	)
-	if ref.Region == "" {
-		b, err = a.c.BackendServices.Get(ref.Project, ref.Name).Context(ctx).Do()
-	} else {
-		b, err = a.c.RegionBackendServices.Get(ref.Project, ref.Region, ref.Name).Context(ctx).Do()
-	}
+	var b *compute.BackendService
+	err := a.pace.call(ctx, readCall, func() (err error) {
+		if ref.Region == "" {
+			b, err = a.c.BackendServices.Get(ref.Project, ref.Name).Context(ctx).Do()
+		} else {
+			b, err = a.c.RegionBackendServices.Get(ref.Project, ref.Region, ref.Name).Context(ctx).Do()
+		}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("getting backend service %s: %w", ref, err)
 	}
@@ -128,19 +127,16 @@ func (a *ComputeAdapter) EnableIAP(ctx context.Context, ref iapsetup.BackendRef,
 	if fingerprint == "" {
 		return fmt.Errorf("enabling IAP on backend service %s: no fingerprint", ref)
 	}
-	if err := wait(ctx, a.limiter); err != nil {
-		return err
-	}
 	patch := &compute.BackendService{Fingerprint: fingerprint, Iap: &compute.BackendServiceIAP{Enabled: true}}
-	var (
-		op  *compute.Operation
-		err error
-	)
-	if ref.Region == "" {
-		op, err = a.c.BackendServices.Patch(ref.Project, ref.Name, patch).Context(ctx).Do()
-	} else {
-		op, err = a.c.RegionBackendServices.Patch(ref.Project, ref.Region, ref.Name, patch).Context(ctx).Do()
-	}
+	var op *compute.Operation
+	err := a.pace.call(ctx, writeCall, func() (err error) {
+		if ref.Region == "" {
+			op, err = a.c.BackendServices.Patch(ref.Project, ref.Name, patch).Context(ctx).Do()
+		} else {
+			op, err = a.c.RegionBackendServices.Patch(ref.Project, ref.Region, ref.Name, patch).Context(ctx).Do()
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("patching backend service %s: %w", ref, err)
 	}
@@ -159,15 +155,15 @@ func (a *ComputeAdapter) waitOp(ctx context.Context, project, region string, op 
 	wctx, cancel := context.WithTimeout(ctx, a.opTimeout)
 	defer cancel()
 	for op.Status != "DONE" {
-		if err := wait(wctx, a.limiter); err != nil {
+		name := op.Name
+		err := a.pace.call(wctx, readCall, func() (err error) {
+			if region == "" {
+				op, err = a.c.GlobalOperations.Wait(project, name).Context(wctx).Do()
+			} else {
+				op, err = a.c.RegionOperations.Wait(project, region, name).Context(wctx).Do()
+			}
 			return err
-		}
-		var err error
-		if region == "" {
-			op, err = a.c.GlobalOperations.Wait(project, op.Name).Context(wctx).Do()
-		} else {
-			op, err = a.c.RegionOperations.Wait(project, region, op.Name).Context(wctx).Do()
-		}
+		})
 		if err != nil {
 			return fmt.Errorf("waiting for operation: %w", err)
 		}
@@ -210,7 +206,8 @@ func lowerCamel(code string) string {
 
 // HTTPSFrontend follows the backend service's usedBy URL maps to target
 // HTTPS proxies whose urlMap is one of them, and to forwarding rules whose
-// target is one of those proxies. One list call per collection and scope:
+// target is one of those proxies. One list call per collection and scope,
+// both collections of a scope listed concurrently (one round trip):
 // global maps need compute.targetHttpsProxies.list and
 // compute.globalForwardingRules.list; regional maps need
 // compute.regionTargetHttpsProxies.list and compute.forwardingRules.list.
@@ -233,18 +230,24 @@ func (a *ComputeAdapter) HTTPSFrontend(ctx context.Context, b *iapsetup.BackendS
 		fe.URLMaps = append(fe.URLMaps, p)
 	}
 	for sc, urlMaps := range maps {
-		proxies, err := a.httpsProxies(ctx, sc.project, sc.region, urlMaps)
-		if err != nil {
+		// The two lists do not depend on each other: listing them together
+		// costs one round trip instead of two (and a forwarding-rule list
+		// that turns out unneeded when no HTTPS proxy uses the map).
+		var (
+			proxies []string
+			rules   []forwardingRule
+		)
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() (err error) { proxies, err = a.httpsProxies(gctx, sc.project, sc.region, urlMaps); return err })
+		g.Go(func() (err error) { rules, err = a.forwardingRules(gctx, sc.project, sc.region); return err })
+		if err := g.Wait(); err != nil {
 			return fe, err
 		}
-		if len(proxies) == 0 {
-			continue
+		for _, r := range rules {
+			if matchesAny(r.target, proxies) {
+				fe.ForwardingRules = append(fe.ForwardingRules, r.path)
+			}
 		}
-		rules, err := a.forwardingRules(ctx, sc.project, sc.region, proxies)
-		if err != nil {
-			return fe, err
-		}
-		fe.ForwardingRules = append(fe.ForwardingRules, rules...)
 	}
 	fe.HTTPS = len(fe.ForwardingRules) > 0
 	return fe, nil
@@ -287,8 +290,10 @@ func (a *ComputeAdapter) httpsProxies(ctx context.Context, project, region strin
 	return out, nil
 }
 
-func (a *ComputeAdapter) forwardingRules(ctx context.Context, project, region string, proxies []string) ([]string, error) {
-	var out []string
+type forwardingRule struct{ path, target string }
+
+func (a *ComputeAdapter) forwardingRules(ctx context.Context, project, region string) ([]forwardingRule, error) {
+	var out []forwardingRule
 	err := a.pages(ctx, func(token string) (string, error) {
 		var (
 			l   *compute.ForwardingRuleList
@@ -303,9 +308,7 @@ func (a *ComputeAdapter) forwardingRules(ctx context.Context, project, region st
 			return "", err
 		}
 		for _, r := range l.Items {
-			if matchesAny(r.Target, proxies) {
-				out = append(out, iapsetup.ResourcePath(r.SelfLink))
-			}
+			out = append(out, forwardingRule{iapsetup.ResourcePath(r.SelfLink), r.Target})
 		}
 		return l.NextPageToken, nil
 	})
@@ -316,14 +319,15 @@ func (a *ComputeAdapter) forwardingRules(ctx context.Context, project, region st
 }
 
 // pages calls page with "" and then each next page token until there is
-// none, pacing each call with the limiter.
+// none, pacing (and, when throttled, retrying) each call as a read.
 func (a *ComputeAdapter) pages(ctx context.Context, page func(token string) (string, error)) error {
 	token := ""
 	for {
-		if err := wait(ctx, a.limiter); err != nil {
+		var next string
+		err := a.pace.call(ctx, readCall, func() (err error) {
+			next, err = page(token)
 			return err
-		}
-		next, err := page(token)
+		})
 		if err != nil {
 			return err
 		}

@@ -24,8 +24,8 @@ import (
 // NOT_FOUND for resources it does not know, and normalises bindings (see
 // emulator/iapapi).
 type IAPAdapter struct {
-	c       *iap.Service
-	limiter Limiter
+	c    *iap.Service
+	pace *pacer
 }
 
 var _ iapsetup.IAPPolicies = (*IAPAdapter)(nil)
@@ -34,12 +34,13 @@ var _ iapsetup.IAPPolicies = (*IAPAdapter)(nil)
 // so conditional bindings come back intact. Needs iap.webServices.getIamPolicy
 // (iap.web.getIamPolicy for projects/NUMBER/iap_web).
 func (a *IAPAdapter) GetIAPPolicy(ctx context.Context, resource string) (*iapsetup.Policy, error) {
-	if err := wait(ctx, a.limiter); err != nil {
-		return nil, err
-	}
-	p, err := a.c.V1.GetIamPolicy(resource, &iap.GetIamPolicyRequest{
-		Options: &iap.GetPolicyOptions{RequestedPolicyVersion: 3},
-	}).Context(ctx).Do()
+	var p *iap.Policy
+	err := a.pace.call(ctx, readCall, func() (err error) {
+		p, err = a.c.V1.GetIamPolicy(resource, &iap.GetIamPolicyRequest{
+			Options: &iap.GetPolicyOptions{RequestedPolicyVersion: 3},
+		}).Context(ctx).Do()
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("getting IAM policy of IAP resource %s: %w", resource, err)
 	}
@@ -50,10 +51,11 @@ func (a *IAPAdapter) GetIAPPolicy(ctx context.Context, resource string) (*iapset
 // precondition (a concurrent change → 409 ABORTED). Needs
 // iap.webServices.setIamPolicy.
 func (a *IAPAdapter) SetIAPPolicy(ctx context.Context, resource string, p *iapsetup.Policy) (*iapsetup.Policy, error) {
-	if err := wait(ctx, a.limiter); err != nil {
-		return nil, err
-	}
-	out, err := a.c.V1.SetIamPolicy(resource, &iap.SetIamPolicyRequest{Policy: toIAPPolicy(p)}).Context(ctx).Do()
+	var out *iap.Policy
+	err := a.pace.call(ctx, writeCall, func() (err error) {
+		out, err = a.c.V1.SetIamPolicy(resource, &iap.SetIamPolicyRequest{Policy: toIAPPolicy(p)}).Context(ctx).Do()
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("setting IAM policy of IAP resource %s: %w", resource, err)
 	}

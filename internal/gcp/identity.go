@@ -22,7 +22,7 @@ type IdentityAdapter struct {
 	c         *serviceusage.APIService
 	opTimeout time.Duration
 	poll      time.Duration
-	limiter   Limiter
+	pace      *pacer
 }
 
 var _ iapsetup.AgentIdentity = (*IdentityAdapter)(nil)
@@ -34,10 +34,11 @@ var _ iapsetup.AgentIdentity = (*IdentityAdapter)(nil)
 // on the project (and serviceusage.operations.get to poll).
 func (a *IdentityAdapter) IAPServiceAgent(ctx context.Context, project string) (string, error) {
 	parent := "projects/" + project + "/services/" + IAPService
-	if err := wait(ctx, a.limiter); err != nil {
-		return "", err
-	}
-	op, err := a.c.Services.GenerateServiceIdentity(parent).Context(ctx).Do()
+	var op *serviceusage.Operation
+	err := a.pace.call(ctx, writeCall, func() (err error) {
+		op, err = a.c.Services.GenerateServiceIdentity(parent).Context(ctx).Do()
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("generating service identity %s: %w", parent, err)
 	}
@@ -53,10 +54,11 @@ func (a *IdentityAdapter) IAPServiceAgent(ctx context.Context, project string) (
 		case <-t.C:
 		}
 		pause = min(2*pause, 10*time.Second)
-		if err := wait(wctx, a.limiter); err != nil {
-			return "", err
-		}
-		if op, err = a.c.Operations.Get(op.Name).Context(wctx).Do(); err != nil {
+		name := op.Name
+		if err := a.pace.call(wctx, readCall, func() (err error) {
+			op, err = a.c.Operations.Get(name).Context(wctx).Do()
+			return err
+		}); err != nil {
 			return "", fmt.Errorf("polling operation generating service identity %s: %w", parent, err)
 		}
 	}

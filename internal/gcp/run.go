@@ -9,6 +9,7 @@ import (
 	"cloud.google.com/go/iam/apiv1/iampb"
 	run "cloud.google.com/go/run/apiv2"
 	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/iterator"
 	"google.golang.org/genproto/googleapis/type/expr"
 	"google.golang.org/protobuf/proto"
@@ -22,7 +23,7 @@ import (
 type RunAdapter struct {
 	c         *run.ServicesClient
 	opTimeout time.Duration
-	limiter   Limiter
+	pace      *pacer
 }
 
 var (
@@ -32,10 +33,11 @@ var (
 
 // GetService reads a service. Needs run.services.get.
 func (a *RunAdapter) GetService(ctx context.Context, ref iapsetup.ServiceRef) (*iapsetup.Service, error) {
-	if err := wait(ctx, a.limiter); err != nil {
-		return nil, err
-	}
-	s, err := a.c.GetService(ctx, &runpb.GetServiceRequest{Name: ref.ResourceName()})
+	var s *runpb.Service
+	err := a.pace.call(ctx, readCall, func() (err error) {
+		s, err = a.c.GetService(ctx, &runpb.GetServiceRequest{Name: ref.ResourceName()})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("getting Cloud Run service %s: %w", ref, err)
 	}
@@ -43,19 +45,26 @@ func (a *RunAdapter) GetService(ctx context.Context, ref iapsetup.ServiceRef) (*
 }
 
 // ListServices lists the services of project in region ("-": all regions).
-// Needs run.services.list.
+// Each page waits for the read limiter, which is told how it ended; a
+// throttled page is not retried (the iterator's error is final): the
+// listing fails transiently. Needs run.services.list.
 func (a *RunAdapter) ListServices(ctx context.Context, project, region string) ([]*iapsetup.Service, error) {
 	parent := "projects/" + project + "/locations/" + region
 	it := a.c.ListServices(ctx, &runpb.ListServicesRequest{Parent: parent, PageSize: 500})
 	var out []*iapsetup.Service
 	for {
-		if it.PageInfo().Remaining() == 0 {
-			// The next Next call fetches a page.
-			if err := wait(ctx, a.limiter); err != nil {
+		fetch := it.PageInfo().Remaining() == 0 // the next Next call fetches a page
+		var sent time.Time
+		if fetch {
+			if err := wait(ctx, a.pace.limiter(readCall)); err != nil {
 				return nil, err
 			}
+			sent = a.pace.now(readCall)
 		}
 		s, err := it.Next()
+		if fetch {
+			a.pace.observe(readCall, sent, err)
+		}
 		if errors.Is(err, iterator.Done) {
 			return out, nil
 		}
@@ -102,13 +111,14 @@ func (a *RunAdapter) UpdateService(ctx context.Context, u *iapsetup.ServiceUpdat
 	if u.Annotations != nil {
 		svc.Annotations = u.Annotations
 	}
-	if err := wait(ctx, a.limiter); err != nil {
-		return nil, err
-	}
-	op, err := a.c.UpdateService(ctx, &runpb.UpdateServiceRequest{
-		Service:      svc,
-		UpdateMask:   &fieldmaskpb.FieldMask{Paths: mask},
-		ValidateOnly: u.ValidateOnly,
+	var op *run.UpdateServiceOperation
+	err := a.pace.call(ctx, writeCall, func() (err error) {
+		op, err = a.c.UpdateService(ctx, &runpb.UpdateServiceRequest{
+			Service:      svc,
+			UpdateMask:   &fieldmaskpb.FieldMask{Paths: mask},
+			ValidateOnly: u.ValidateOnly,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("updating Cloud Run service %s (mask %v): %w", u.Ref, mask, err)
@@ -122,24 +132,45 @@ func (a *RunAdapter) UpdateService(ctx context.Context, u *iapsetup.ServiceUpdat
 		}
 		return fromRunService(md)
 	}
-	wctx, cancel := context.WithTimeout(ctx, a.opTimeout)
-	defer cancel()
-	out, err := op.Wait(wctx)
+	out, err := a.waitOp(ctx, op)
 	if err != nil {
 		return nil, fmt.Errorf("waiting for operation %s updating Cloud Run service %s: %w", op.Name(), u.Ref, err)
 	}
 	return fromRunService(out)
 }
 
+// waitOp polls op (GetOperation, a read) until it is done or the operation
+// timeout passes: at once, then after 1 s, doubling up to 1 min — the
+// schedule of the client library's op.Wait, but with every poll paced.
+func (a *RunAdapter) waitOp(ctx context.Context, op *run.UpdateServiceOperation) (*runpb.Service, error) {
+	wctx, cancel := context.WithTimeout(ctx, a.opTimeout)
+	defer cancel()
+	bo := gax.Backoff{Initial: time.Second, Max: time.Minute}
+	for {
+		var out *runpb.Service
+		err := a.pace.call(wctx, readCall, func() (err error) {
+			out, err = op.Poll(wctx)
+			return err
+		})
+		if err != nil || op.Done() {
+			return out, err
+		}
+		if err := gax.Sleep(wctx, bo.Pause()); err != nil {
+			return nil, err
+		}
+	}
+}
+
 // GetIAMPolicy reads the service's IAM policy, asking for version 3 so
 // conditional bindings come back intact. Needs run.services.getIamPolicy.
 func (a *RunAdapter) GetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef) (*iapsetup.Policy, error) {
-	if err := wait(ctx, a.limiter); err != nil {
-		return nil, err
-	}
-	p, err := a.c.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{
-		Resource: ref.ResourceName(),
-		Options:  &iampb.GetPolicyOptions{RequestedPolicyVersion: 3},
+	var p *iampb.Policy
+	err := a.pace.call(ctx, readCall, func() (err error) {
+		p, err = a.c.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{
+			Resource: ref.ResourceName(),
+			Options:  &iampb.GetPolicyOptions{RequestedPolicyVersion: 3},
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("getting IAM policy of Cloud Run service %s: %w", ref, err)
@@ -151,10 +182,11 @@ func (a *RunAdapter) GetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef) 
 // precondition (a concurrent change → ABORTED). Needs
 // run.services.setIamPolicy.
 func (a *RunAdapter) SetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef, p *iapsetup.Policy) (*iapsetup.Policy, error) {
-	if err := wait(ctx, a.limiter); err != nil {
-		return nil, err
-	}
-	out, err := a.c.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: ref.ResourceName(), Policy: toIAMPolicy(p)})
+	var out *iampb.Policy
+	err := a.pace.call(ctx, writeCall, func() (err error) {
+		out, err = a.c.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: ref.ResourceName(), Policy: toIAMPolicy(p)})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("setting IAM policy of Cloud Run service %s: %w", ref, err)
 	}

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/gcp/gcptest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
@@ -85,7 +86,12 @@ type fixture struct {
 
 func newFixture(t *testing.T, mods ...func(*iapsetup.Options)) *fixture {
 	t.Helper()
-	e := gcptest.Start(t, gcptest.Options{})
+	return newFixtureWith(t, gcptest.Options{}, mods...)
+}
+
+func newFixtureWith(t *testing.T, eo gcptest.Options, mods ...func(*iapsetup.Options)) *fixture {
+	t.Helper()
+	e := gcptest.Start(t, eo)
 	o := iapsetup.Options{
 		Scope:   iapsetup.ProjectScope(gcptest.Project, "123456789012"),
 		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
@@ -312,7 +318,7 @@ func TestReconcileRegionalBackendNoHTTPSFrontend(t *testing.T) {
 		t.Errorf("warnings = %q, want one no-HTTPS-frontend warning per backend", res.Warnings)
 	}
 	checkCalls(t, "reconcile", calls, plus(warmReads, map[string]int64{
-		mIdentity: 1, mProxies: 1, // the global backend's URL map has only an HTTP proxy: no forwarding-rule list
+		mIdentity: 1, mProxies: 1, mRules: 1, // proxies and forwarding rules are listed together (one round), even when no HTTPS proxy uses the map
 		mIAPGet:       3, // both backends' IAP policies and the project-wide one
 		mPatchBackend: 1, mWaitGlobal: 1, mPatchRegional: 1, mWaitRegional: 1,
 	}))
@@ -620,7 +626,13 @@ func TestReconcileErrorsClassified(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFixture(t)
+			var eo gcptest.Options
+			if tc.code == codes.ResourceExhausted {
+				// The adapters retry throttled calls (internal/gcp,
+				// ratelimit.go); this case is about one that outlasts them.
+				eo.Client = func(o *gcp.Options) { o.ThrottleRetries = -1 }
+			}
+			f := newFixtureWith(t, eo)
 			f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
 			f.e.SeedPolicy(t, "hello", publicPolicy())
 			if err := f.e.Core.Faults.FailNext(tc.method, 1, tc.code); err != nil {

@@ -3,6 +3,7 @@ package outcome
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 )
@@ -14,10 +15,18 @@ type Publisher struct {
 	pub *pubsub.Publisher
 }
 
+// publishDelay is how long the client holds a message to batch it with
+// others (the library's default is 10 ms). The function publishes one
+// outcome per event and waits for it, so that wait is added to every
+// event → outcome latency; concurrent events still share a batch within
+// it (per ordering key).
+const publishDelay = time.Millisecond
+
 // NewPublisher publishes to topic (an id or projects/P/topics/T) through client.
 func NewPublisher(client *pubsub.Client, topic string) *Publisher {
 	p := client.Publisher(topic)
 	p.EnableMessageOrdering = true
+	p.PublishSettings.DelayThreshold = publishDelay
 	return &Publisher{pub: p}
 }
 

@@ -1,0 +1,370 @@
+package gcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/googleapis/gax-go/v2"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc/codes"
+
+	"github.com/iapguard/iapguard/internal/gcperr"
+)
+
+// Client-side rate limiting.
+//
+// Google meters each API's reads and writes against separate quotas
+// (Cloud Run: "Read requests" and "Write requests per minute per region";
+// Compute: reads and writes per project and region) and answers over-quota
+// calls with RESOURCE_EXHAUSTED / HTTP 429 (Compute: 403
+// rateLimitExceeded). NewClients therefore gives every API one adaptive
+// limiter for reads and one for writes. The quotas are not readable by the
+// function (and are shared with everything else in the project), so the
+// limiters learn them from how calls end. A throttled call is retried a
+// bounded number of times (gax backoff, then the limiter) before the error
+// is returned; the reconcile then fails transiently and Eventarc
+// redelivers the event.
+
+// Observer is implemented by limiters that adapt to how calls end: Observe
+// is told the error (nil: success) of every call the limiter let through.
+type Observer interface {
+	Observe(err error)
+}
+
+// Throttled reports whether err is a quota or rate-limit rejection:
+// RESOURCE_EXHAUSTED, HTTP 429, or Compute's 403 rateLimitExceeded /
+// userRateLimitExceeded.
+func Throttled(err error) bool {
+	return err != nil && gcperr.Code(err) == codes.ResourceExhausted
+}
+
+// AdaptiveConfig tunes an AdaptiveLimiter. Zero fields take the defaults.
+type AdaptiveConfig struct {
+	// Initial is the starting rate (calls per second); 0: unlimited until
+	// the API is seen saturated.
+	Initial rate.Limit
+	// Min and Max bound the learned rate (defaults 0.2/s — a fifth of
+	// Cloud Run's default 60 writes per minute — and rate.Inf).
+	Min, Max rate.Limit
+	// Burst is the token bucket's depth while limited (default 1: calls
+	// are spread evenly, which a token-bucket quota accepts best).
+	Burst int
+	// Window is how long the limiter counts answers before it judges them
+	// (default 1 s; a quarter of it for a saturated unlimited limiter).
+	Window time.Duration
+	// Saturated is the throttled fraction of a window, of at least
+	// MinAnswers answers, that makes an unlimited limiter start limiting
+	// (default 1/2). Random throttling of a few percent of calls
+	// practically never reaches it; an API whose quota we exceed does.
+	Saturated float64
+	// MinAnswers is the least number of answers a window needs for
+	// Saturated to be judged (default 20).
+	MinAnswers int
+	// Over is the throttled fraction of a window (of at least two
+	// throttled answers) that makes a limiting limiter lower its rate
+	// (default 1/20).
+	Over float64
+	// Backoff multiplies the rate the API accepted in a window that made
+	// the limiter lower its rate (default 0.95).
+	Backoff float64
+	// Recovery is the relative increase after a window in which the
+	// limiter held calls back and none was throttled (default 0.03).
+	Recovery float64
+}
+
+func (c *AdaptiveConfig) defaults() {
+	if c.Initial <= 0 {
+		c.Initial = rate.Inf
+	}
+	if c.Max <= 0 {
+		c.Max = rate.Inf
+	}
+	if c.Min <= 0 {
+		c.Min = 0.2
+	}
+	if c.Burst <= 0 {
+		c.Burst = 1
+	}
+	if c.Window <= 0 {
+		c.Window = time.Second
+	}
+	if c.Saturated <= 0 || c.Saturated > 1 {
+		c.Saturated = 0.5
+	}
+	if c.MinAnswers <= 0 {
+		c.MinAnswers = 20
+	}
+	if c.Over <= 0 || c.Over > 1 {
+		c.Over = 0.05
+	}
+	if c.Backoff <= 0 || c.Backoff >= 1 {
+		c.Backoff = 0.95
+	}
+	if c.Recovery <= 0 {
+		c.Recovery = 0.03
+	}
+}
+
+// AdaptiveLimiter is a token bucket (golang.org/x/time/rate) whose rate
+// follows the quota it runs into. It counts the calls the API accepted and
+// throttled in windows of Window and judges each window when it ends:
+//
+//   - Unlimited, it opens a window only at a throttled answer, and starts
+//     limiting as soon as (from a quarter of the window on) at least
+//     Saturated of the window's answers, and at least MinAnswers, were
+//     throttled. Calls are then arriving faster than the quota refills, so
+//     the rate at which the calls the API accepted were sent is the
+//     quota's: the rate becomes Backoff times that.
+//   - Limiting, a window in which at least Over of the answers (and at
+//     least two) were throttled lowers the rate the same way; a window in
+//     which none was throttled while the limiter held calls back raises it
+//     by Recovery; any other window leaves it alone.
+//
+// Sparse throttling that does not depend on our rate (a random
+// RESOURCE_EXHAUSTED now and then) thus never starts limiting, and once
+// limiting only a throttled fraction of Over or more lowers the rate. (The
+// limiter cannot tell such a fraction, sustained, from a quota shared
+// with a growing consumer: it keeps lowering the rate, down to Min.)
+// Calls sent before the current window opened are not counted in it. It
+// is safe for concurrent use.
+type AdaptiveLimiter struct {
+	cfg AdaptiveConfig
+	lim *rate.Limiter
+	now func() time.Time
+
+	mu        sync.Mutex
+	start     time.Time // the window's start (zero: no window open)
+	last      time.Time // when the last call answered in the window was sent
+	ok, thr   int       // accepted and throttled answers in the window
+	held      bool      // Wait held a call back in the window
+	decreases int64
+}
+
+var (
+	_ Limiter  = (*AdaptiveLimiter)(nil)
+	_ Observer = (*AdaptiveLimiter)(nil)
+)
+
+// NewAdaptiveLimiter returns a limiter configured by cfg.
+func NewAdaptiveLimiter(cfg AdaptiveConfig) *AdaptiveLimiter {
+	return newAdaptiveLimiter(cfg, time.Now)
+}
+
+func newAdaptiveLimiter(cfg AdaptiveConfig, now func() time.Time) *AdaptiveLimiter {
+	cfg.defaults()
+	l := &AdaptiveLimiter{cfg: cfg, lim: rate.NewLimiter(cfg.Initial, cfg.Burst), now: now}
+	if cfg.Initial != rate.Inf {
+		l.openLocked(now())
+	}
+	return l
+}
+
+// Limit is the current rate (rate.Inf: not limiting).
+func (l *AdaptiveLimiter) Limit() rate.Limit { return l.lim.Limit() }
+
+// Decreases counts the rate decreases so far.
+func (l *AdaptiveLimiter) Decreases() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.decreases
+}
+
+// Wait blocks until a call may be made. It reserves at most waitSlice
+// ahead, so a rate that rises while callers wait takes effect for them
+// too. When ctx's deadline comes before the call could be made it returns
+// at once with an error that wraps context.DeadlineExceeded (so it
+// classifies as transient).
+func (l *AdaptiveLimiter) Wait(ctx context.Context) error {
+	for {
+		now := l.now()
+		r := l.lim.ReserveN(now, 1)
+		d := r.DelayFrom(now)
+		if dl, ok := ctx.Deadline(); ok && now.Add(d).After(dl) {
+			r.CancelAt(now)
+			return fmt.Errorf("the client-side rate limiter would make the call wait %s, past the deadline: %w", d.Round(time.Millisecond), context.DeadlineExceeded)
+		}
+		if d <= 0 {
+			return nil
+		}
+		l.mu.Lock()
+		l.held = true
+		l.mu.Unlock()
+		kept := d <= waitSlice
+		if !kept {
+			r.CancelAt(now)
+			d = waitSlice
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if kept {
+				r.CancelAt(l.now())
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+		if kept {
+			return nil // the reservation made is now due
+		}
+	}
+}
+
+// waitSlice bounds how far ahead Wait reserves.
+const waitSlice = 50 * time.Millisecond
+
+// Observe adapts the rate to how a call ended.
+func (l *AdaptiveLimiter) Observe(err error) { l.observeCall(time.Time{}, err) }
+
+// observeCall is Observe for a call sent at sent (zero: unknown).
+func (l *AdaptiveLimiter) observeCall(sent time.Time, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.now()
+	throttled := Throttled(err)
+	if l.start.IsZero() {
+		if !throttled && l.lim.Limit() == rate.Inf {
+			return // nothing to learn until the API throttles
+		}
+		l.openLocked(t)
+	}
+	if !sent.IsZero() && sent.Before(l.start) {
+		return // sent before the window (and maybe the rate) began
+	}
+	if sent.IsZero() {
+		sent = t
+	}
+	if sent.After(l.last) {
+		l.last = sent
+	}
+	if throttled {
+		l.thr++
+	} else {
+		l.ok++
+	}
+	if d := t.Sub(l.start); d >= l.cfg.Window || l.lim.Limit() == rate.Inf && d >= l.cfg.Window/4 {
+		l.judgeLocked(t, d)
+	}
+}
+
+func (l *AdaptiveLimiter) openLocked(t time.Time) {
+	l.start, l.last, l.ok, l.thr, l.held = t, t, 0, 0, false
+}
+
+// judgeLocked ends the window, d long, at t.
+func (l *AdaptiveLimiter) judgeLocked(t time.Time, d time.Duration) {
+	cur := l.lim.Limit()
+	n := l.ok + l.thr
+	frac := float64(l.thr) / float64(n)
+	// The rate at which the calls it accepted were sent (answers of calls
+	// sent late in the window are still on their way).
+	accepted := rate.Limit(float64(l.ok) / max(l.last.Sub(l.start), l.cfg.Window/8).Seconds())
+	saturated := n >= l.cfg.MinAnswers && frac >= l.cfg.Saturated
+	switch {
+	case cur == rate.Inf && saturated:
+		l.setLocked(t, accepted*rate.Limit(l.cfg.Backoff))
+	case cur == rate.Inf && (d < l.cfg.Window || n < l.cfg.MinAnswers && d < 8*l.cfg.Window):
+		return // keep counting
+	case cur == rate.Inf:
+		l.start = time.Time{} // not saturated: the next window opens at a throttled answer
+		return
+	case l.thr >= 2 && frac >= l.cfg.Over:
+		l.setLocked(t, min(cur, accepted)*rate.Limit(l.cfg.Backoff))
+	case l.thr == 0 && l.held:
+		l.lim.SetLimitAt(t, min(cur*rate.Limit(1+l.cfg.Recovery), l.cfg.Max))
+	}
+	l.openLocked(t)
+}
+
+func (l *AdaptiveLimiter) setLocked(t time.Time, r rate.Limit) {
+	l.lim.SetLimitAt(t, max(l.cfg.Min, min(r, l.cfg.Max)))
+	l.decreases++
+}
+
+// callClass separates the quotas an API meters: reads and writes.
+type callClass int
+
+const (
+	readCall callClass = iota
+	writeCall
+)
+
+// pacer paces one API's calls through its read and write limiters, tells
+// adaptive limiters how each call ended, and retries throttled calls.
+type pacer struct {
+	read, write Limiter
+	retries     int
+	backoff     gax.Backoff
+	sleep       func(ctx context.Context, d time.Duration) error
+}
+
+// newPacer uses explicit for both classes when it is given, and otherwise
+// a new AdaptiveLimiter per class. retries < 0 disables retrying.
+func newPacer(explicit Limiter, cfg AdaptiveConfig, retries int) *pacer {
+	p := &pacer{read: explicit, write: explicit, retries: max(retries, 0),
+		backoff: gax.Backoff{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2}, sleep: gax.Sleep}
+	if explicit == nil {
+		p.read, p.write = NewAdaptiveLimiter(cfg), NewAdaptiveLimiter(cfg)
+	}
+	return p
+}
+
+// limiter returns the limiter of class (nil: none).
+func (p *pacer) limiter(class callClass) Limiter {
+	switch {
+	case p == nil:
+		return nil
+	case class == writeCall:
+		return p.write
+	}
+	return p.read
+}
+
+// now is the time on class's limiter's clock.
+func (p *pacer) now(class callClass) time.Time {
+	if l, ok := p.limiter(class).(*AdaptiveLimiter); ok {
+		return l.now()
+	}
+	return time.Now()
+}
+
+// observe tells class's limiter, if it adapts, how a call sent at sent
+// (zero: unknown) ended.
+func (p *pacer) observe(class callClass, sent time.Time, err error) {
+	switch l := p.limiter(class).(type) {
+	case *AdaptiveLimiter:
+		l.observeCall(sent, err)
+	case Observer:
+		l.Observe(err)
+	}
+}
+
+// call runs f, which makes exactly one API call of class, after the
+// limiter lets it. A throttled call is retried up to p.retries times, each
+// after a backoff pause and the limiter again; the last error is returned.
+// Throttled calls never reached the API's logic (they are rejected before
+// it), so retrying writes is safe; preconditions (etags, fingerprints) are
+// sent unchanged.
+func (p *pacer) call(ctx context.Context, class callClass, f func() error) error {
+	if p == nil {
+		return f()
+	}
+	bo := p.backoff
+	for attempt := 0; ; attempt++ {
+		if err := wait(ctx, p.limiter(class)); err != nil {
+			return err
+		}
+		sent := p.now(class)
+		err := f()
+		p.observe(class, sent, err)
+		if !Throttled(err) || attempt >= p.retries {
+			return err
+		}
+		if serr := p.sleep(ctx, bo.Pause()); serr != nil {
+			return errors.Join(err, serr)
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package gcp_test
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/internal/gcp/gcptest"
+)
+
+// TestAdaptiveLimitingUnderAQuota drives many concurrent reads through the
+// Run adapter against an emulated read quota: no call may fail (throttled
+// calls are retried), the quota must be used well, and once the limiter
+// has learned the quota few calls may be wasted on RESOURCE_EXHAUSTED.
+// (Retries alone, without adaptation, also lose no call here, but keep
+// wasting more calls than they make.)
+func TestAdaptiveLimitingUnderAQuota(t *testing.T) {
+	t.Parallel()
+	e := gcptest.Start(t, gcptest.Options{})
+	e.SeedService(t, gcptest.Svc{Name: "hello"})
+	const (
+		perSecond = 50.0
+		burst     = 5
+		workers   = 16
+		learn     = 1500 * time.Millisecond
+		run       = 3 * time.Second
+		m         = "google.cloud.run.v2.Services.GetIamPolicy"
+	)
+	e.Core.Faults.SetQuotaRate("run", core.Read, perSecond, burst)
+	// Calls take time, as they do against Google.
+	if err := e.Core.Faults.SetLatency("*", 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	var (
+		wg       sync.WaitGroup
+		ok, fail atomic.Int64
+		firstErr atomic.Value
+	)
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < run {
+				if _, err := e.Clients.RunAdapter.GetIAMPolicy(ctx, helloRef); err != nil {
+					fail.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	time.Sleep(learn)
+	learned := e.Snapshot()
+	wg.Wait()
+	elapsed := time.Since(start)
+	steady := e.Snapshot().Sub(learned)
+	accepted, throttled := steady.Calls[m]-steady.Faults[m], steady.Faults[m]
+	bound := burst + perSecond*elapsed.Seconds()
+	t.Logf("accepted %d in %s (quota bound %.0f); after %s: %d accepted, %d throttled",
+		ok.Load(), elapsed.Round(time.Millisecond), bound, learn, accepted, throttled)
+	if fail.Load() > 0 {
+		t.Errorf("%d calls failed, first: %v", fail.Load(), firstErr.Load())
+	}
+	if got := float64(ok.Load()); got < 0.75*bound {
+		t.Errorf("accepted %v calls, want at least 75%% of the quota bound %.0f", got, bound)
+	}
+	if float64(throttled) > 0.1*float64(accepted) {
+		t.Errorf("once learned, %d calls throttled for %d accepted: the limiter does not adapt", throttled, accepted)
+	}
+}
