@@ -46,6 +46,10 @@ type Options struct {
 	// Projects are the emulated projects. Default: one project
 	// "demo-project" = 123456789012.
 	Projects []core.Project
+	// Folders are the emulated Resource Manager folders (default none).
+	// Every folders/N that a project or folder names as its parent must be
+	// one of them; organisations are implied by the parents that name them.
+	Folders []core.Folder
 	// Principal is the caller recorded in audit entries when a request does
 	// not name one (header X-Emulator-Principal / metadata x-emulator-principal).
 	Principal string
@@ -95,7 +99,8 @@ type Emulator struct {
 	IAP          *iapapi.Server
 	Logging      *logging.Server
 	// ResourceManager serves Resource Manager v3 Projects (GetProject,
-	// SearchProjects) over the project table.
+	// SearchProjects) and Folders (GetFolder, ListFolders) over the
+	// project table.
 	ResourceManager *resourcemanager.Server
 	PubSub          *pstest.Server
 	// Delivery is the Eventarc stand-in (nil without DeliverTo, or with
@@ -121,6 +126,12 @@ func New(opts Options) (*Emulator, error) {
 		opts.Projects = []core.Project{DefaultProject}
 	}
 	c := core.New(opts.Principal, opts.Projects...)
+	if err := c.Projects.AddFolders(opts.Folders...); err != nil {
+		return nil, fmt.Errorf("emulator folders: %w", err)
+	}
+	if err := c.Projects.CheckParents(); err != nil {
+		return nil, fmt.Errorf("emulator projects: %w", err)
+	}
 	if opts.Logger != nil {
 		c.Log = opts.Logger
 	}
@@ -406,12 +417,25 @@ func (e *Emulator) controlHandler() http.Handler {
 		type project struct {
 			ID     string `json:"id"`
 			Number string `json:"number"`
+			Parent string `json:"parent,omitempty"`
 		}
 		out := []project{}
 		for _, p := range e.Core.Projects.All() {
-			out = append(out, project{p.ID, p.NumberString()})
+			out = append(out, project{p.ID, p.NumberString(), p.Parent})
 		}
 		writeJSON(w, map[string]any{"projects": out})
+	})
+	// The emulator's folders (name and parent), for people and scripts.
+	mux.HandleFunc("GET /folders", func(w http.ResponseWriter, r *http.Request) {
+		type folder struct {
+			Name   string `json:"name"`
+			Parent string `json:"parent"`
+		}
+		out := []folder{}
+		for _, f := range e.Core.Projects.Folders() {
+			out = append(out, folder{f.Name(), f.Parent})
+		}
+		writeJSON(w, map[string]any{"folders": out})
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		core.Errorf(codes.NotFound, "no control endpoint %s %s", r.Method, r.URL.Path).WriteJSON(w)

@@ -2,9 +2,12 @@ package functions
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
 // coalescer shares one reconcile among concurrent events for the same
@@ -28,7 +31,9 @@ type flight struct {
 
 // do runs fn for key, or shares a run of it that started after changedAt
 // (zero: unknown, so only a run starting now qualifies). shared reports
-// whether the result came from a run started by another caller.
+// whether the result came from a run started by another caller. If ctx ends
+// first, the error wraps ctx.Err() and iapsetup.ErrTransient: the event
+// was not reconciled and must be redelivered, not acknowledged.
 func (c *coalescer) do(ctx context.Context, key string, changedAt time.Time, fn func() (any, error)) (v any, err error, shared bool) {
 	if changedAt.IsZero() {
 		changedAt = c.now()
@@ -41,7 +46,7 @@ func (c *coalescer) do(ctx context.Context, key string, changedAt time.Time, fn 
 		})
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err(), false
+			return nil, fmt.Errorf("%w: waiting for the reconcile of %s: %w", iapsetup.ErrTransient, key, ctx.Err()), false
 		case r := <-ch:
 			f := r.Val.(*flight)
 			if !r.Shared || !f.started.Before(changedAt) {

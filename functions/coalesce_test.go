@@ -2,10 +2,13 @@ package functions
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
 func TestCoalescerSharesOnlyRunsThatSawTheChange(t *testing.T) {
@@ -61,7 +64,8 @@ func TestCoalescerHonoursContext(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
-	if _, err, _ := c.do(ctx, "k", time.Time{}, func() (any, error) { return nil, nil }); err == nil {
-		t.Fatal("do returned no error after its context ended")
+	_, err, _ := c.do(ctx, "k", time.Time{}, func() (any, error) { return nil, nil })
+	if !errors.Is(err, context.DeadlineExceeded) || !iapsetup.IsTransient(err) {
+		t.Fatalf("do after its context ended = %v, want a transient error wrapping the deadline", err)
 	}
 }

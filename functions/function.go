@@ -1,7 +1,14 @@
-// Package functions is iapguard's Cloud Run function: EnforceIAP, a
-// CloudEvent function registered with functions-framework-go. It is thin —
-// decode the event (internal/event), reconcile (pkg/iapsetup), publish the
-// outcome (pkg/outcome), classify the error — and holds no business logic.
+// Package functions is iapguard's Cloud Run function: EnforceIAP, registered
+// with functions-framework-go as an HTTP function that reads the Eventarc
+// CloudEvent itself (binary or structured content mode; HTTPHandler). It is
+// thin — decode the event (internal/event), reconcile (pkg/iapsetup),
+// publish the outcome (pkg/outcome), classify the error — and holds no
+// business logic.
+//
+// It is deliberately not a CloudEvent function (functions.CloudEvent): the
+// framework serves those through the CloudEvents SDK's HTTP receive handler,
+// which can leave a delivery stalled under concurrent requests
+// (cloudevents/sdk-go issues 1224 and 1332; docs/security.md G-3).
 //
 // Configuration comes from the environment (see Config and
 // docs/configuration.md). Clients are built once per instance, on the first
@@ -16,12 +23,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
-	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -36,19 +43,19 @@ import (
 const FunctionName = "EnforceIAP"
 
 func init() {
-	functions.CloudEvent(FunctionName, EnforceIAP)
+	functions.HTTP(FunctionName, EnforceIAP)
 }
 
 var (
 	instanceOnce    sync.Once
 	instanceHandler *Handler
 	instanceErr     error
+
+	enforceIAP = LazyHTTPHandler(instance)
 )
 
-// EnforceIAP is the CloudEvent function. The first call builds the handler
-// from the environment; a configuration error is logged and returned on
-// every event (Eventarc keeps the events until the function is fixed).
-func EnforceIAP(ctx context.Context, e cloudevents.Event) error {
+// instance builds the instance's handler from the environment, once.
+func instance() (*Handler, error) {
 	instanceOnce.Do(func() {
 		var inst *Instance
 		inst, instanceErr = NewInstance(context.Background(), os.Getenv, logx.New(os.Stdout, logx.ParseLevel(os.Getenv(EnvLogLevel))))
@@ -56,18 +63,26 @@ func EnforceIAP(ctx context.Context, e cloudevents.Event) error {
 			instanceHandler = inst.Handler
 		}
 	})
-	if instanceErr != nil {
-		slog.Error("EnforceIAP is misconfigured", "err", instanceErr)
-		return instanceErr
-	}
-	return instanceHandler.Handle(ctx, e)
+	return instanceHandler, instanceErr
+}
+
+// EnforceIAP is the function: an HTTP function receiving Eventarc's
+// CloudEvents (LazyHTTPHandler describes the answers). The first request
+// builds the handler from the environment; a configuration error is logged
+// and answered with HTTP 500 on every event (Eventarc keeps the events
+// until the function is fixed).
+func EnforceIAP(w http.ResponseWriter, r *http.Request) {
+	enforceIAP.ServeHTTP(w, r)
 }
 
 // Instance is one function instance's long-lived state: clients, the
 // reconciler, the publisher and the handler over them.
 type Instance struct {
-	Config     Config
-	Clients    *gcp.Clients
+	Config  Config
+	Clients *gcp.Clients
+	// Directory reads the ancestry of projects for the scope's folder
+	// entries (nil without folder entries).
+	Directory  *gcp.ProjectDirectory
 	Reconciler *iapsetup.Reconciler
 	PubSub     *pubsub.Client
 	Publisher  *outcome.Publisher
@@ -106,14 +121,31 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("building Google clients: %w", err)
 	}
+	scope := iapsetup.ProjectScope(cfg.Projects...)
+	var dir *gcp.ProjectDirectory
+	if scope.HasFolders() {
+		// Folder entries: the scope check reads ancestries through Resource
+		// Manager (resourcemanager.projects.get, resourcemanager.folders.get).
+		if dir, err = gcp.NewProjectDirectory(ctx, gcp.Options{EmulatorHost: cfg.EmulatorHost, Principal: principal, UserAgent: "iapguard"}); err != nil {
+			_ = clients.Close()
+			return nil, fmt.Errorf("building Resource Manager client for the scope's folders: %w", err)
+		}
+		scope = scope.WithAncestry(dir, iapsetup.AncestryOptions{})
+	}
+	closeAll := func() {
+		_ = clients.Close()
+		if dir != nil {
+			_ = dir.Close()
+		}
+	}
 	rec, err := iapsetup.New(clients.Deps(), iapsetup.Options{
-		Scope:          iapsetup.ProjectScope(cfg.Projects...),
+		Scope:          scope,
 		DryRun:         cfg.DryRun,
 		Logger:         log,
 		AccessPolicies: cfg.AccessPolicies,
 	})
 	if err != nil {
-		_ = clients.Close()
+		closeAll()
 		return nil, err
 	}
 	var psOpts []option.ClientOption
@@ -125,12 +157,12 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	}
 	ps, err := pubsub.NewClient(ctx, cfg.Project, psOpts...)
 	if err != nil {
-		_ = clients.Close()
+		closeAll()
 		return nil, fmt.Errorf("building Pub/Sub client: %w", err)
 	}
 	pub := outcome.NewPublisher(ps, cfg.OutcomesTopic)
 	return &Instance{
-		Config: cfg, Clients: clients, Reconciler: rec, PubSub: ps, Publisher: pub,
+		Config: cfg, Clients: clients, Directory: dir, Reconciler: rec, PubSub: ps, Publisher: pub,
 		Handler: NewHandler(cfg, rec, pub, log),
 	}, nil
 }
@@ -141,6 +173,11 @@ func (i *Instance) Close() error {
 	err := i.PubSub.Close()
 	if cerr := i.Clients.Close(); err == nil {
 		err = cerr
+	}
+	if i.Directory != nil {
+		if cerr := i.Directory.Close(); err == nil {
+			err = cerr
+		}
 	}
 	return err
 }

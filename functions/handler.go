@@ -9,6 +9,7 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/internal/logx"
@@ -31,8 +32,9 @@ type Publisher interface {
 
 // Handler turns one CloudEvent into reconciles and outcome messages. It is
 // the function's whole behaviour; EnforceIAP only builds it once per
-// instance. Contract with Eventarc: a nil return acknowledges the event; an
-// error makes Eventarc redeliver it (transient failures only).
+// instance and serves it over HTTP (HTTPHandler). Contract with Eventarc: a
+// nil return acknowledges the event; an error makes Eventarc redeliver it
+// (transient failures only).
 type Handler struct {
 	cfg  Config
 	rec  Reconciler
@@ -40,6 +42,9 @@ type Handler struct {
 	log  *slog.Logger
 	now  func() time.Time
 	coal coalescer
+	// slots admits at most cfg.MaxConcurrent events to reconcile at once;
+	// nil when unlimited.
+	slots *semaphore.Weighted
 }
 
 // NewHandler wires a handler. log may be nil (discard).
@@ -49,23 +54,41 @@ func NewHandler(cfg Config, rec Reconciler, pub Publisher, log *slog.Logger) *Ha
 	}
 	h := &Handler{cfg: cfg, rec: rec, pub: pub, log: log, now: time.Now}
 	h.coal.now = func() time.Time { return h.now() }
+	if cfg.MaxConcurrent > 0 {
+		h.slots = semaphore.NewWeighted(int64(cfg.MaxConcurrent))
+	}
 	return h
 }
 
-// Handle decodes e, reconciles what it names and publishes one outcome per
-// resource. Malformed or foreign events are acknowledged with a rejected or
-// skipped outcome (no retry storm); transient failures return an error.
-func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
-	defer cancel()
-	start := h.now()
+// begin starts handling e: the event's deadline (cfg.Timeout, if set) and
+// a logger naming the event, also carried by the returned context.
+func (h *Handler) begin(ctx context.Context, e cloudevents.Event) (context.Context, context.CancelFunc, *slog.Logger) {
+	cancel := context.CancelFunc(func() {})
+	if h.cfg.Timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, h.cfg.Timeout)
+	}
 	log := h.log.With("eventId", e.ID(), "eventType", e.Type())
 	if tp, ok := e.Extensions()["traceparent"].(string); ok {
 		if a := logx.Trace(h.cfg.Project, tp); a.Key != "" {
 			log = log.With(a)
 		}
 	}
-	ctx = logx.With(ctx, log)
+	return logx.With(ctx, log), cancel, log
+}
+
+// Handle decodes e, reconciles what it names and publishes one outcome per
+// resource. Malformed or foreign events are acknowledged with a rejected or
+// skipped outcome (no retry storm); transient failures return an error.
+//
+// Admission: at most cfg.MaxConcurrent events reconcile at once (decoding,
+// rejecting and skipping never wait). An event waits for a slot within its
+// deadline (cfg.Timeout, bounded by ctx); if ctx ends first, Handle returns
+// an error wrapping ctx.Err() and publishes nothing, so Eventarc redelivers
+// the event.
+func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
+	ctx, cancel, log := h.begin(ctx, e)
+	defer cancel()
+	start := h.now()
 
 	dec, err := event.Decode(e)
 	trig := toTrigger(dec.Trigger, e)
@@ -76,6 +99,15 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 		return h.publish(ctx, skipMessage(trig, dec.Skip, h.cfg.DryRun, start, h.now()))
 	case h.cfg.MaxEventAge > 0 && !dec.Trigger.Time.IsZero() && start.Sub(dec.Trigger.Time) > h.cfg.MaxEventAge:
 		return h.publish(ctx, skipMessage(trig, fmt.Sprintf("event is older than %s (%s): acknowledged without work; the sweep covers it", h.cfg.MaxEventAge, dec.Trigger.Time.Format(time.RFC3339)), h.cfg.DryRun, start, h.now()))
+	}
+
+	if h.slots != nil {
+		if err := h.slots.Acquire(ctx, 1); err != nil {
+			log.Warn("no reconcile slot free before the event's deadline; returning an error so Eventarc redelivers",
+				"maxConcurrent", h.cfg.MaxConcurrent, "err", err)
+			return fmt.Errorf("waiting for one of %d reconcile slots: %w", h.cfg.MaxConcurrent, err)
+		}
+		defer h.slots.Release(1)
 	}
 
 	results, rerr := h.reconcile(ctx, dec)

@@ -237,6 +237,96 @@ func TestOrgWideSinkPathConverges(t *testing.T) {
 	t.Logf("sink %+v; pushers %+v", e.st.Emu.Sink.Stats(), e.st.Emu.Pushers[0].Stats())
 }
 
+// TestOrgWideFolderScope: the scope is one folder, IAPGUARD_PROJECTS=
+// folders/10. team-a sits in folders/10, team-b two folders deep
+// (folders/10 → folders/20), legacy-c in the sibling folders/11; an
+// organisation sink routes all three. team-b converges through the sink;
+// legacy-c is rejected after its ancestry is read once (GetProject and
+// GetFolder), and its later events cost no call at all.
+func TestOrgWideFolderScope(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{
+		Emulator: emulator.Options{
+			Projects: []core.Project{
+				{ID: "team-a", Number: 111111111111, Parent: "folders/10"},
+				{ID: "team-b", Number: 222222222222, Parent: "folders/20"},
+				{ID: "legacy-c", Number: 333333333333, Parent: "folders/11"},
+			},
+			Folders: []core.Folder{
+				{ID: "10", Parent: "organizations/1"}, {ID: "11", Parent: "organizations/1"}, {ID: "20", Parent: "folders/10"},
+			},
+			LogSink:            &logsink.SinkOptions{},
+			NoAuditLogTriggers: true,
+		},
+		Projects: []string{"folders/10"},
+	})
+	b, c := e.in("team-b"), e.in("legacy-c")
+	e.mark()
+	e.st.Emu.Core.Stats.Reset()
+	b.create(demo.ServiceSpec{Name: "web", Public: true})
+	b.label("web", enabled)
+	e.settle()
+	kinds, _ := e.outcomesOf("team-b", "web")
+	if count(kinds, "remediated") == 0 || count(kinds, "rejected") != 0 {
+		t.Errorf("team-b/web outcomes = %v, want remediated and none rejected", kinds)
+	}
+	wantWrites := map[string]int{
+		"team-b google.cloud.run.v2.Services.SetIamPolicy":  1,
+		"team-b google.cloud.run.v2.Services.UpdateService": 1,
+	}
+	if diff := cmp.Diff(wantWrites, e.acceptedWrites()); diff != "" {
+		t.Errorf("the function's writes (-want +got):\n%s", diff)
+	}
+	if svc := b.service("web"); !svc.IapEnabled {
+		t.Error("team-b/web: IAP is off; the folder scope did not reach two folders deep")
+	}
+	rm := func() map[string]int64 {
+		out := map[string]int64{}
+		for k, v := range e.functionCalls() {
+			if strings.HasPrefix(k, "google.cloud.resourcemanager.") {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	// Every event of team-b (the create, the label) shares one ancestry
+	// lookup: GetProject, then GetFolder of folders/20 (its parent
+	// folders/10 is listed).
+	want := map[string]int64{"google.cloud.resourcemanager.v3.Projects.GetProject": 1, "google.cloud.resourcemanager.v3.Folders.GetFolder": 1}
+	if diff := cmp.Diff(want, rm()); diff != "" {
+		t.Errorf("Resource Manager calls for team-b's events (-want +got):\n%s", diff)
+	}
+	t.Logf("team-b, first events: function calls %v", e.functionCalls())
+
+	e.st.Emu.Core.Stats.Reset()
+	c.create(demo.ServiceSpec{Name: "web", Public: true})
+	c.label("web", enabled)
+	e.settle()
+	kinds, _ = e.outcomesOf("legacy-c", "web")
+	if len(kinds) == 0 || count(kinds, "rejected") != len(kinds) {
+		t.Errorf("legacy-c/web outcomes = %v, want only rejected", kinds)
+	}
+	for _, m := range e.st.Outcomes.All() {
+		if m.Resource.Project == "legacy-c" && !strings.Contains(m.Reason, "projects/legacy-c → folders/11 → organizations/1") {
+			t.Errorf("legacy-c rejected with %q, want the ancestry checked", m.Reason)
+		}
+	}
+	if diff := cmp.Diff(want, e.functionCalls()); diff != "" {
+		t.Errorf("the function's calls for legacy-c (-want +got):\n%s", diff)
+	}
+
+	// Warm: another out-of-scope event costs nothing.
+	e.st.Emu.Core.Stats.Reset()
+	c.label("web", map[string]string{"iap": "enabled", "team": "ops"})
+	e.settle()
+	if calls := e.functionCalls(); len(calls) != 0 {
+		t.Errorf("the function called %v for a cached out-of-scope project; want no call", calls)
+	}
+	if !slices.Contains(c.policy("web")["roles/run.invoker"], "allUsers") || c.service("web").IapEnabled {
+		t.Error("legacy-c/web was changed although it is outside the scope")
+	}
+}
+
 // TestOrgWideBothPaths runs the direct Eventarc path and the sink path at
 // once, as when the host project sits in the sink's folder: every entry
 // reaches the function twice, and every write still happens once.

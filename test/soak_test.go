@@ -291,10 +291,11 @@ func soakDumpGoroutines(t *testing.T) {
 	}
 	for _, g := range strings.Split(b.String(), "\n\n") {
 		if strings.Contains(g, "[chan send") && strings.Contains(g, "sdk-go/v2/protocol/http.(*Protocol).ServeHTTP") {
-			t.Error("a delivery is stuck inside the CloudEvents SDK's HTTP receive handler (cloudevents.NewHTTPReceiveHandler, " +
-				"which functions-framework-go and internal/stack use): a request's consumer goroutine exited on its request's " +
-				"cancelled context without taking a message, so a later request's message waits for a consumer that never " +
-				"comes (cloudevents/sdk-go issues 1224 and 1332)")
+			t.Error("a delivery is stuck inside the CloudEvents SDK's HTTP receive handler (cloudevents.NewHTTPReceiveHandler): " +
+				"the function must be served by functions.HTTPHandler, which decodes each request in its own goroutine, not " +
+				"as a CloudEvent function; a request's consumer goroutine exited on its request's cancelled context without " +
+				"taking a message, so a later request's message waits for a consumer that never comes (cloudevents/sdk-go " +
+				"issues 1224 and 1332; docs/security.md G-3)")
 			break
 		}
 	}

@@ -82,6 +82,10 @@ resolve_allowlist() {
   PATTERNS=()
   while read -r entry; do
     [[ -n "$entry" ]] || continue
+    # The function accepts folders/N, but the deployment cannot expand it
+    # (sweep jobs, folder-level grants): docs/orgwide.md says what to do.
+    [[ "$entry" != folders/* ]] ||
+      die "IAPGUARD_PROJECTS: '$entry': the deployment does not expand folder entries; deploy with ids and patterns and add the folder as docs/orgwide.md (Deploying with folder entries) says"
     [[ "$entry" =~ ^[A-Za-z0-9.:_*-]+$ ]] ||
       die "IAPGUARD_PROJECTS: '$entry' is not a project id, number or pattern (only * is a wildcard)"
     if [[ "$entry" == *'*'* ]]; then

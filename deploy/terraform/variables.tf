@@ -15,7 +15,7 @@ variable "projects" {
 
   validation {
     condition     = alltrue([for p in var.projects : can(regex("^[A-Za-z0-9.:_*-]+$", p))])
-    error_message = "projects: each entry is a project id, number or pattern; only * is a wildcard."
+    error_message = "projects: each entry is a project id, number or pattern; only * is a wildcard. Folder entries (folders/N) are not expanded by this module: see docs/orgwide.md, Deploying with folder entries."
   }
 }
 

@@ -12,19 +12,70 @@ import (
 type Project struct {
 	ID     string
 	Number int64
+	// Parent is "organizations/N", "folders/N", or empty for a project
+	// with no parent (Google still has a few of those).
+	Parent string
 }
 
-// ParseProject parses "ID=NUMBER" (the --project flag syntax).
+// ParseProject parses "ID=NUMBER" or "ID=NUMBER@PARENT" (the --project
+// flag syntax), PARENT being organizations/N or folders/N.
 func ParseProject(s string) (Project, error) {
-	id, num, ok := strings.Cut(s, "=")
+	id, rest, ok := strings.Cut(s, "=")
 	if !ok || id == "" {
-		return Project{}, fmt.Errorf("project %q: want ID=NUMBER", s)
+		return Project{}, fmt.Errorf("project %q: want ID=NUMBER or ID=NUMBER@PARENT", s)
 	}
+	num, parent, hasParent := strings.Cut(rest, "@")
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n <= 0 {
 		return Project{}, fmt.Errorf("project %q: NUMBER must be a positive integer", s)
 	}
-	return Project{ID: id, Number: n}, nil
+	if hasParent {
+		if err := ValidParent(parent); err != nil {
+			return Project{}, fmt.Errorf("project %q: %w", s, err)
+		}
+	}
+	return Project{ID: id, Number: n, Parent: parent}, nil
+}
+
+// Folder is one emulated Resource Manager folder: folders/ID under Parent
+// (organizations/N or folders/N).
+type Folder struct {
+	ID     string // digits, as Google's folder ids
+	Parent string
+}
+
+// Name returns folders/ID.
+func (f Folder) Name() string { return "folders/" + f.ID }
+
+// ParseFolder parses "ID=PARENT" (the --folder flag syntax): a numeric
+// folder id and organizations/N or folders/N.
+func ParseFolder(s string) (Folder, error) {
+	id, parent, ok := strings.Cut(s, "=")
+	if !ok {
+		return Folder{}, fmt.Errorf("folder %q: want ID=PARENT, PARENT being organizations/N or folders/N", s)
+	}
+	if !positiveNumber(id) {
+		return Folder{}, fmt.Errorf("folder %q: ID must be a positive integer", s)
+	}
+	if err := ValidParent(parent); err != nil {
+		return Folder{}, fmt.Errorf("folder %q: %w", s, err)
+	}
+	return Folder{ID: id, Parent: parent}, nil
+}
+
+// ValidParent checks that parent is organizations/N or folders/N.
+func ValidParent(parent string) error {
+	for _, kind := range []string{"organizations/", "folders/"} {
+		if n, ok := strings.CutPrefix(parent, kind); ok && positiveNumber(n) {
+			return nil
+		}
+	}
+	return fmt.Errorf("parent %q: want organizations/N or folders/N", parent)
+}
+
+func positiveNumber(s string) bool {
+	n, err := strconv.ParseInt(s, 10, 64)
+	return err == nil && n > 0 && strconv.FormatInt(n, 10) == s
 }
 
 // NumberString returns the project number in decimal.
@@ -33,15 +84,19 @@ func (p Project) NumberString() string { return strconv.FormatInt(p.Number, 10) 
 // Projects maps project IDs to numbers and back. Google accepts either form
 // in most resource names; surfaces resolve through Lookup and echo the form
 // the caller used.
+//
+// It also holds the folders projects may live in (the organisations above
+// them are implied by the folders' and projects' parents).
 type Projects struct {
 	mu       sync.RWMutex
 	byID     map[string]Project
 	byNumber map[int64]Project
+	folders  map[string]Folder // by id
 }
 
 // NewProjects returns a table holding ps.
 func NewProjects(ps ...Project) *Projects {
-	t := &Projects{byID: map[string]Project{}, byNumber: map[int64]Project{}}
+	t := &Projects{byID: map[string]Project{}, byNumber: map[int64]Project{}, folders: map[string]Folder{}}
 	for _, p := range ps {
 		t.Add(p)
 	}
@@ -87,5 +142,100 @@ func (t *Projects) All() []Project {
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// AddFolders registers folders, replacing any with the same id, after
+// checking the whole hierarchy: every folders/N named as a parent (of a
+// folder, or of a project already in the table) must be a folder of the
+// table or of fs, and no folder may be its own ancestor. On error nothing
+// is added.
+func (t *Projects) AddFolders(fs ...Folder) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	next := make(map[string]Folder, len(t.folders)+len(fs))
+	for id, f := range t.folders {
+		next[id] = f
+	}
+	for _, f := range fs {
+		if !positiveNumber(f.ID) {
+			return fmt.Errorf("folder %q: the id must be a positive integer", f.ID)
+		}
+		if err := ValidParent(f.Parent); err != nil {
+			return fmt.Errorf("folder %s: %w", f.Name(), err)
+		}
+		next[f.ID] = f
+	}
+	for _, f := range next {
+		seen := map[string]bool{}
+		for cur := f; ; {
+			if seen[cur.ID] {
+				return fmt.Errorf("folder %s is its own ancestor", f.Name())
+			}
+			seen[cur.ID] = true
+			pid, ok := strings.CutPrefix(cur.Parent, "folders/")
+			if !ok {
+				break
+			}
+			p, ok := next[pid]
+			if !ok {
+				return fmt.Errorf("folder %s: parent %s is not a folder of the emulator (add it with --folder)", cur.Name(), cur.Parent)
+			}
+			cur = p
+		}
+	}
+	for _, p := range t.byID {
+		if err := parentKnown(p, next); err != nil {
+			return err
+		}
+	}
+	t.folders = next
+	return nil
+}
+
+// CheckParents reports a project whose parent is a folder the table does
+// not hold.
+func (t *Projects) CheckParents() error {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, p := range t.byID {
+		if err := parentKnown(p, t.folders); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parentKnown(p Project, folders map[string]Folder) error {
+	if id, ok := strings.CutPrefix(p.Parent, "folders/"); ok {
+		if _, ok := folders[id]; !ok {
+			return fmt.Errorf("project %s: parent %s is not a folder of the emulator (add it with --folder)", p.ID, p.Parent)
+		}
+	}
+	return nil
+}
+
+// Folder returns folders/ID's folder, by id.
+func (t *Projects) Folder(id string) (Folder, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	f, ok := t.folders[id]
+	return f, ok
+}
+
+// Folders returns every folder, sorted by id (numerically).
+func (t *Projects) Folders() []Folder {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]Folder, 0, len(t.folders))
+	for _, f := range t.folders {
+		out = append(out, f)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if len(out[i].ID) != len(out[j].ID) {
+			return len(out[i].ID) < len(out[j].ID)
+		}
+		return out[i].ID < out[j].ID
+	})
 	return out
 }

@@ -1,11 +1,12 @@
 // Package resourcemanager emulates the part of Cloud Resource Manager v3
-// (google.cloud.resourcemanager.v3.Projects, gRPC) that iapguard calls to
-// enumerate the projects of a scope with patterns: SearchProjects and
-// GetProject, over the emulator's project table (core.Projects). The
-// official client cloud.google.com/go/resourcemanager/apiv3 works against
-// it unchanged.
+// (gRPC) that iapguard calls to enumerate the projects of a scope and to
+// resolve folder scopes: google.cloud.resourcemanager.v3.Projects
+// (SearchProjects, GetProject) and google.cloud.resourcemanager.v3.Folders
+// (GetFolder, ListFolders), over the emulator's project table
+// (core.Projects, which holds the folders too). The official client
+// cloud.google.com/go/resourcemanager/apiv3 works against it unchanged.
 //
-// Both methods are reads: no audit entry is written (Resource Manager
+// Every method is a read: no audit entry is written (Resource Manager
 // reads are Data Access, not Admin Activity, as for every other read the
 // emulator serves). Accounting and faults come from the emulator's gRPC
 // interceptor (core.UnaryServerInterceptor); handlers never call Begin.
@@ -15,10 +16,17 @@
 //   - Every project is ACTIVE and the caller may see every project: the
 //     emulator checks no permissions (Google returns only the projects the
 //     caller has resourcemanager.projects.get on).
-//   - Projects have no parent, display name, labels or timestamps; the
-//     display name is the project id.
+//   - Projects and folders have no labels, tags or timestamps; a project's
+//     display name is its id, a folder's is its name (folders/N). A
+//     project's parent is what --project ID=NUMBER@PARENT gave, or empty.
 //   - The query language is a subset (see parseQuery); anything else is
 //     INVALID_ARGUMENT, never silently ignored.
+//   - Organisations are not served (no Organizations surface); an
+//     organisation exists when a project or folder names it as parent.
+//   - GetFolder of an unknown folder, and ListFolders under an unknown
+//     parent, answer PERMISSION_DENIED, as Google does for a resource that
+//     does not exist or that the caller may not see. Folders sort by id;
+//     ListFolders pages like SearchProjects.
 //   - Results are sorted by project id (Google's order is unspecified).
 //     Page size defaults to and is capped at MaxPageSize.
 //   - GetProject of an unknown project answers PERMISSION_DENIED, as Google
@@ -49,13 +57,17 @@ type Server struct {
 // New returns a Projects surface over c's project table.
 func New(c *core.Core) *Server { return &Server{c: c} }
 
-// Register adds the Projects service to g.
-func (s *Server) Register(g *grpc.Server) { resourcemanagerpb.RegisterProjectsServer(g, s) }
+// Register adds the Projects and Folders services to g.
+func (s *Server) Register(g *grpc.Server) {
+	resourcemanagerpb.RegisterProjectsServer(g, s)
+	resourcemanagerpb.RegisterFoldersServer(g, &Folders{c: s.c})
+}
 
 // project renders p as Resource Manager does (name projects/NUMBER).
 func project(p core.Project) *resourcemanagerpb.Project {
 	return &resourcemanagerpb.Project{
 		Name:        "projects/" + p.NumberString(),
+		Parent:      p.Parent,
 		ProjectId:   p.ID,
 		DisplayName: p.ID,
 		State:       resourcemanagerpb.Project_ACTIVE,
@@ -116,7 +128,7 @@ func (s *Server) SearchProjects(_ context.Context, req *resourcemanagerpb.Search
 
 // query is a parsed SearchProjects query: at most one term.
 type query struct {
-	field string // "", "id", "state", "name"
+	field string // "", "id", "state", "name", "parent"
 	value string // lower case; a trailing '*' is a prefix match
 }
 
@@ -125,8 +137,10 @@ type query struct {
 // is id / projectId, state / lifecycleState, or name / displayName
 // (case-insensitive, as Google's), and VALUE is a word, optionally quoted,
 // matched case-insensitively, with one trailing '*' for a prefix match
-// ("id:team-*"). Several terms, parent, labels and every other field are
-// INVALID_ARGUMENT: Google ORs several terms, and an emulator that guessed
+// ("id:team-*"); or parent:folders/N / parent:organizations/N, the
+// projects directly under that parent (not those of its sub-folders, as
+// Google). Several terms, parent.type / parent.id, labels and every other
+// field are INVALID_ARGUMENT: Google ORs several terms, and an emulator that guessed
 // would hide a wrong query.
 func parseQuery(s string) (query, error) {
 	s = strings.TrimSpace(s)
@@ -159,8 +173,13 @@ func parseQuery(s string) (query, error) {
 		q.field = "name"
 	case "state", "lifecyclestate":
 		q.field = "state"
+	case "parent":
+		if core.ValidParent(q.value) != nil {
+			return query{}, core.Errorf(codes.InvalidArgument, "query %q: parent must be folders/N or organizations/N", s)
+		}
+		q.field = "parent"
 	default:
-		return query{}, core.Errorf(codes.InvalidArgument, "query %q: field %q is not supported by the emulator (id, projectId, state, lifecycleState, name, displayName)", s, field)
+		return query{}, core.Errorf(codes.InvalidArgument, "query %q: field %q is not supported by the emulator (id, projectId, state, lifecycleState, name, displayName, parent)", s, field)
 	}
 	return q, nil
 }
@@ -175,9 +194,108 @@ func (q query) match(p core.Project) bool {
 		have = strings.ToLower(p.ID)
 	case "state":
 		have = "active"
+	case "parent":
+		return p.Parent == q.value
 	}
 	if prefix, ok := strings.CutSuffix(q.value, "*"); ok {
 		return strings.HasPrefix(have, prefix)
 	}
 	return have == q.value
+}
+
+// Folders serves google.cloud.resourcemanager.v3.Folders (GetFolder,
+// ListFolders) over the emulator's folders.
+type Folders struct {
+	resourcemanagerpb.UnimplementedFoldersServer
+	c *core.Core
+}
+
+// folder renders f as Resource Manager does.
+func folder(f core.Folder) *resourcemanagerpb.Folder {
+	return &resourcemanagerpb.Folder{
+		Name:        f.Name(),
+		Parent:      f.Parent,
+		DisplayName: f.Name(),
+		State:       resourcemanagerpb.Folder_ACTIVE,
+	}
+}
+
+// GetFolder returns folders/N. Google needs resourcemanager.folders.get on
+// the folder (inherited from its ancestors).
+func (s *Folders) GetFolder(_ context.Context, req *resourcemanagerpb.GetFolderRequest) (*resourcemanagerpb.Folder, error) {
+	id, ok := strings.CutPrefix(req.GetName(), "folders/")
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return nil, core.Errorf(codes.InvalidArgument, "name %q: want folders/{folder_id}", req.GetName())
+	}
+	f, ok := s.c.Projects.Folder(id)
+	if !ok {
+		return nil, core.Errorf(codes.PermissionDenied, "Permission 'resourcemanager.folders.get' denied on resource '//cloudresourcemanager.googleapis.com/folders/%s' (or it may not exist).", id)
+	}
+	return folder(f), nil
+}
+
+// ListFolders returns the folders directly under parent (folders/N or
+// organizations/N), sorted by id, one page at a time. Google needs
+// resourcemanager.folders.list on the parent.
+func (s *Folders) ListFolders(_ context.Context, req *resourcemanagerpb.ListFoldersRequest) (*resourcemanagerpb.ListFoldersResponse, error) {
+	parent := req.GetParent()
+	if core.ValidParent(parent) != nil {
+		return nil, core.Errorf(codes.InvalidArgument, "parent %q: want folders/{folder_id} or organizations/{org_id}", parent)
+	}
+	if !s.knownParent(parent) {
+		return nil, core.Errorf(codes.PermissionDenied, "Permission 'resourcemanager.folders.list' denied on resource '//cloudresourcemanager.googleapis.com/%s' (or it may not exist).", parent)
+	}
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, core.Errorf(codes.InvalidArgument, "page_size %d: must not be negative", size)
+	case size == 0 || size > MaxPageSize:
+		size = MaxPageSize
+	}
+	after := ""
+	if tok := req.GetPageToken(); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || !strings.HasPrefix(string(b), "after:") {
+			return nil, core.Errorf(codes.InvalidArgument, "page_token %q is not a token this server issued", tok)
+		}
+		after = strings.TrimPrefix(string(b), "after:")
+	}
+	resp := &resourcemanagerpb.ListFoldersResponse{}
+	skipping := after != ""
+	for _, f := range s.c.Projects.Folders() { // sorted by id
+		if skipping {
+			skipping = f.ID != after
+			continue
+		}
+		if f.Parent != parent {
+			continue
+		}
+		if len(resp.Folders) == size {
+			last := strings.TrimPrefix(resp.Folders[size-1].GetName(), "folders/")
+			resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte("after:" + last))
+			break
+		}
+		resp.Folders = append(resp.Folders, folder(f))
+	}
+	return resp, nil
+}
+
+// knownParent reports whether parent is a folder of the emulator or an
+// organisation some project or folder names as its parent.
+func (s *Folders) knownParent(parent string) bool {
+	if id, ok := strings.CutPrefix(parent, "folders/"); ok {
+		_, ok := s.c.Projects.Folder(id)
+		return ok
+	}
+	for _, f := range s.c.Projects.Folders() {
+		if f.Parent == parent {
+			return true
+		}
+	}
+	for _, p := range s.c.Projects.All() {
+		if p.Parent == parent {
+			return true
+		}
+	}
+	return false
 }

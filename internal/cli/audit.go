@@ -137,7 +137,7 @@ func runAuditAll(ctx context.Context, s *streams, f *auditFlags, scope iapsetup.
 	if err != nil {
 		return fail(err)
 	}
-	ro, err := f.reconcilerOptions(scope, true)
+	ro, err := f.reconcilerOptions(scope.With(projects...), true)
 	if err != nil {
 		return fail(err)
 	}

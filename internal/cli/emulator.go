@@ -13,6 +13,7 @@ import (
 type emulatorFlags struct {
 	addr      string
 	projects  []string
+	folders   []string
 	deliverTo []string
 	principal string
 	lro       string
@@ -58,6 +59,9 @@ CloudEvents, as Eventarc does.`,
 			fmt.Fprintf(s.err, "emulator ready on %s in %s; projects:", emu.Addr(), time.Since(start).Round(10*time.Microsecond))
 			for _, p := range emu.Core.Projects.All() {
 				fmt.Fprintf(s.err, " %s=%d", p.ID, p.Number)
+				if p.Parent != "" {
+					fmt.Fprintf(s.err, "@%s", p.Parent)
+				}
 			}
 			fmt.Fprintln(s.err)
 			<-cmd.Context().Done()
@@ -66,7 +70,8 @@ CloudEvents, as Eventarc does.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.addr, "addr", "127.0.0.1:8786", "host:port to listen on (port 0 picks a free one)")
-	fl.StringArrayVar(&f.projects, "project", nil, "emulated project as ID=NUMBER (repeatable; default demo-project=123456789012)")
+	fl.StringArrayVar(&f.projects, "project", nil, "emulated project as ID=NUMBER, or ID=NUMBER@PARENT with PARENT organizations/N or folders/N (repeatable; default demo-project=123456789012)")
+	fl.StringArrayVar(&f.folders, "folder", nil, "emulated Resource Manager folder as ID=PARENT, ID a number, PARENT organizations/N or folders/N (repeatable)")
 	fl.StringArrayVar(&f.deliverTo, "deliver-to", nil, "URL that receives Eventarc CloudEvents (repeatable)")
 	fl.StringVar(&f.principal, "principal", core.DefaultPrincipal, "caller recorded in audit entries when a request names none")
 	fl.StringVar(&f.lro, "lro", "on-first-poll", "how Cloud Run operations complete: on-first-poll, immediate")
@@ -90,6 +95,21 @@ func (f *emulatorFlags) options() (emulator.Options, error) {
 		}
 		ids[pr.ID], numbers[pr.Number] = true, true
 		opts.Projects = append(opts.Projects, pr)
+	}
+	seenFolders := map[string]bool{}
+	for _, fs := range f.folders {
+		fo, err := core.ParseFolder(fs)
+		if err != nil {
+			return opts, fmt.Errorf("--folder: %w", err)
+		}
+		if seenFolders[fo.ID] {
+			return opts, fmt.Errorf("--folder %s: folder %s is already given by another --folder", fs, fo.ID)
+		}
+		seenFolders[fo.ID] = true
+		opts.Folders = append(opts.Folders, fo)
+	}
+	if err := core.NewProjects(opts.Projects...).AddFolders(opts.Folders...); err != nil {
+		return opts, fmt.Errorf("--project/--folder: %w", err)
 	}
 	for _, p := range []struct {
 		name string

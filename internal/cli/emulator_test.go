@@ -160,6 +160,12 @@ func TestEmulatorCommandBadFlags(t *testing.T) {
 	}{
 		{name: "project without number", args: []string{"--project", "x"}, want: `--project: project "x": want ID=NUMBER`},
 		{name: "project number zero", args: []string{"--project", "p=0"}, want: "NUMBER must be a positive integer"},
+		{name: "project parent not a folder or organisation", args: []string{"--project", "p=1@projects/2"}, want: `want organizations/N or folders/N`},
+		{name: "project under an unknown folder", args: []string{"--project", "p=1@folders/9"}, want: "parent folders/9 is not a folder of the emulator"},
+		{name: "folder without parent", args: []string{"--folder", "9"}, want: `--folder: folder "9": want ID=PARENT`},
+		{name: "folder under an unknown folder", args: []string{"--folder", "9=folders/8"}, want: "parent folders/8 is not a folder of the emulator"},
+		{name: "folder given twice", args: []string{"--folder", "9=organizations/1", "--folder", "9=organizations/2"}, want: "already given by another --folder"},
+		{name: "folder cycle", args: []string{"--folder", "9=folders/8", "--folder", "8=folders/9"}, want: "is its own ancestor"},
 		{name: "duplicate above one", args: []string{"--duplicate", "2"}, want: "--duplicate 2: want a probability between 0 and 1"},
 		{name: "reorder negative", args: []string{"--reorder", "-0.5"}, want: "--reorder -0.5: want a probability"},
 		{name: "duplicate not a number", args: []string{"--duplicate", "often"}, want: `invalid argument "often" for "--duplicate"`},

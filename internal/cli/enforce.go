@@ -155,7 +155,7 @@ func runEnforceAll(ctx context.Context, s *streams, f *enforceFlags, scope iapse
 	if err != nil {
 		return fail(err)
 	}
-	ro, err := f.reconcilerOptions(scope, f.dryRun)
+	ro, err := f.reconcilerOptions(scope.With(projects...), f.dryRun)
 	if err != nil {
 		return fail(err)
 	}

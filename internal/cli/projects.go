@@ -3,7 +3,13 @@ package cli
 // --all-projects: the commands that act on every project in a scope
 // (audit, enforce --all, replay) enumerate it here, with the same
 // expansion the function's scope check uses (pkg/iapsetup.Scope) and the
-// projects Resource Manager lists (internal/gcp.ProjectDirectory).
+// projects and folders Resource Manager lists (internal/gcp.ProjectDirectory).
+// Folder entries are expanded by walking each listed folder's sub-folders
+// (ListFolders) and listing each folder's projects (SearchProjects
+// "parent:folders/N"), or, when the scope has patterns too, by the one full
+// listing those need, whose projects carry their parents
+// (iapsetup.Scope.Projects). The reconciler then gets the scope With the
+// projects found, so its own check makes no Resource Manager call.
 
 import (
 	"context"
@@ -33,7 +39,7 @@ type scopeFlags struct {
 func (f *scopeFlags) add(cmd *cobra.Command, what string) {
 	fl := cmd.Flags()
 	fl.BoolVar(&f.allProjects, "all-projects", false, what+" every project in --scope (listed through Resource Manager)")
-	fl.StringVar(&f.scope, "scope", "", "with --all-projects: project ids, numbers and patterns such as team-*, comma-separated, or * (default $"+envProjects+", the function's scope; docs/orgwide.md)")
+	fl.StringVar(&f.scope, "scope", "", "with --all-projects: project ids, numbers, patterns such as team-* and folders/N (everything under the folder), comma-separated, or * (default $"+envProjects+", the function's scope; docs/orgwide.md)")
 }
 
 // resolve parses the scope of --all-projects: --scope, else
@@ -65,7 +71,8 @@ func (f *scopeFlags) resolve(ctx context.Context) (iapsetup.Scope, error) {
 // return (kept as written: the caller may still reach them, and the
 // command then reports what is wrong with each). Needs
 // resourcemanager.projects.get on the projects to be found (SearchProjects
-// returns only those).
+// returns only those), and for folder entries resourcemanager.folders.list
+// on each listed folder (roles/browser on the folder has both).
 func projectsInScope(ctx context.Context, scope iapsetup.Scope) ([]string, error) {
 	host, err := emulatorHost(ctx)
 	if err != nil {

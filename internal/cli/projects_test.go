@@ -120,6 +120,74 @@ func TestAuditAllProjects(t *testing.T) {
 	}
 }
 
+// TestAuditAllProjectsFolders: organizations/1 → folders/10 → team-a, and
+// folders/10 → folders/20 → team-b; legacy-c is in the sibling folders/11.
+// The scope folders/10 is team-a and team-b, found with one ListFolders and
+// one SearchProjects "parent:…" per folder of the tree, never a call per
+// project; the reconciler's scope check then costs nothing.
+func TestAuditAllProjectsFolders(t *testing.T) {
+	t.Parallel()
+	em, err := emulator.New(emulator.Options{
+		Projects: []core.Project{
+			{ID: "team-a", Number: 111111111111, Parent: "folders/10"},
+			{ID: "team-b", Number: 222222222222, Parent: "folders/20"},
+			{ID: "legacy-c", Number: 333333333333, Parent: "folders/11"},
+		},
+		Folders: []core.Folder{{ID: "10", Parent: "organizations/1"}, {ID: "11", Parent: "organizations/1"}, {ID: "20", Parent: "folders/10"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = em.Close() })
+	tmpl := &runpb.RevisionTemplate{Containers: []*runpb.Container{{Image: "us-docker.pkg.dev/cloudrun/container/hello"}}}
+	for _, p := range []string{"team-a", "team-b", "legacy-c"} {
+		if _, err := em.Run.Seed(p, testRegion, "web", &runpb.Service{Labels: map[string]string{"iap": "enabled"}, Template: tmpl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := em.Run.Seed("team-a", testRegion, "docs", &runpb.Service{Template: tmpl}); err != nil {
+		t.Fatal(err)
+	}
+	before := em.Core.Stats.Snapshot()
+	code, out, errOut := runOrg(t, em, nil, "audit", "--all-projects", "--scope", "folders/10")
+	if code != ExitNonCompliant || errOut != "" {
+		t.Fatalf("exit %d, want %d; stderr %q\n%s", code, ExitNonCompliant, errOut, out)
+	}
+	golden(t, "audit-all-projects-folders.golden", out)
+	calls := em.Core.Stats.Snapshot().Sub(before).Calls
+	rm := map[string]int64{}
+	for k, v := range calls {
+		if strings.HasPrefix(k, "google.cloud.resourcemanager.") {
+			rm[k] = v
+		}
+	}
+	want := map[string]int64{searchProjects: 2, "google.cloud.resourcemanager.v3.Folders.ListFolders": 2}
+	if diff := cmp.Diff(want, rm); diff != "" {
+		t.Errorf("Resource Manager calls (-want +got):\n%s", diff)
+	}
+
+	// With a pattern too: one SearchProjects of every project (with their
+	// parents) instead of one per folder.
+	before = em.Core.Stats.Snapshot()
+	_, out, _ = runOrg(t, em, nil, "audit", "--all-projects", "--scope", "folders/20,legacy-*", "-o", "json")
+	var rep auditReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("audit JSON: %v", err)
+	}
+	wantProjects := []projectResult{{Project: "legacy-c", Services: 1}, {Project: "team-b", Services: 1}}
+	if diff := cmp.Diff(wantProjects, rep.Projects); diff != "" {
+		t.Errorf("projects of folders/20,legacy-* (-want +got):\n%s", diff)
+	}
+	calls = em.Core.Stats.Snapshot().Sub(before).Calls
+	if calls[searchProjects] != 1 || calls["google.cloud.resourcemanager.v3.Folders.ListFolders"] != 1 ||
+		calls["google.cloud.resourcemanager.v3.Projects.GetProject"] != 0 || calls["google.cloud.resourcemanager.v3.Folders.GetFolder"] != 0 {
+		t.Errorf("calls with a pattern: %v; want 1 SearchProjects, 1 ListFolders, no GetProject or GetFolder", calls)
+	}
+}
+
 func TestAllProjectsFlags(t *testing.T) {
 	t.Parallel()
 	em := orgEmulator(t)
@@ -131,7 +199,8 @@ func TestAllProjectsFlags(t *testing.T) {
 	}{
 		{name: "scope without --all-projects", args: []string{"audit", "--project", "team-a", "--scope", "team-*"}, want: "--scope needs --all-projects"},
 		{name: "no scope anywhere", args: []string{"audit", "--all-projects"}, want: "--all-projects needs --scope or IAPGUARD_PROJECTS"},
-		{name: "bad scope", args: []string{"audit", "--all-projects", "--scope", "folders/12"}, want: "folders and organizations are not scope entries"},
+		{name: "bad scope", args: []string{"audit", "--all-projects", "--scope", "organizations/12"}, want: "organizations are not scope entries"},
+		{name: "bad folder", args: []string{"audit", "--all-projects", "--scope", "folders/x"}, want: "a folder entry is folders/ followed by the folder's number"},
 		{name: "project and all projects", args: []string{"audit", "--all-projects", "--scope", "*", "--project", "team-a"}, want: "give --project or --all-projects, not both"},
 		{name: "enforce service and all projects", args: []string{"enforce", "web", "--all-projects", "--scope", "*"}, want: "give a SERVICE or --all-projects, not both"},
 		{name: "replay service and all projects", args: []string{"replay", "--all-projects", "--scope", "*", "--project", "team-a", "--service", "web", "--region", testRegion}, want: "give --service, --all or --all-projects, not several"},

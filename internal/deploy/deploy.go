@@ -30,7 +30,8 @@ import (
 // the docs. Tests check those files against these constants.
 const (
 	// EntryPoint is the function name registered with functions-framework-go
-	// (functions.CloudEvent) and served at "/" when FUNCTION_TARGET names it.
+	// (functions.HTTP: an HTTP function that decodes Eventarc's CloudEvents
+	// itself) and served at "/" when FUNCTION_TARGET names it.
 	EntryPoint = "EnforceIAP"
 	// DefaultService is the Cloud Run service that runs the function.
 	DefaultService = "iapguard-enforcer"

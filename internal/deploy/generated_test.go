@@ -123,7 +123,10 @@ func TestTerraformRoleJSON(t *testing.T) {
 	if diff := cmp.Diff(r.IncludedPermissions, got.Permissions); diff != "" {
 		t.Errorf("permissions (-role +json):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"iam.serviceAccounts.actAs", "pubsub.topics.publish"}, got.Resource); diff != "" {
+	// The Resource Manager reads of folder scopes are granted on the listed
+	// folders, never in the role.
+	want := []string{"iam.serviceAccounts.actAs", "pubsub.topics.publish", "resourcemanager.folders.get", "resourcemanager.projects.get"}
+	if diff := cmp.Diff(want, got.Resource); diff != "" {
 		t.Errorf("resource-scoped permissions (-want +got):\n%s", diff)
 	}
 	if _, err := TerraformRoleJSON("root"); err == nil {

@@ -349,6 +349,15 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 			},
 		},
 		{
+			name: "sweep.folder-entry", script: "sweep.sh", wantCode: 1,
+			env: with(map[string]string{"IAPGUARD_PROJECTS": "team-*,folders/123"}),
+			check: func(t *testing.T, r scriptRun) {
+				if !strings.Contains(r.stderr, "does not expand folder entries") || len(r.calls) != 0 {
+					t.Errorf("a folder entry was not refused, with the way out, before any call: %s", r.stderr)
+				}
+			},
+		},
+		{
 			name: "enable-apis.bad-entry", script: "enable-apis.sh", wantCode: 1,
 			env: with(map[string]string{"IAPGUARD_PROJECTS": "team-[ab]"}),
 			check: func(t *testing.T, r scriptRun) {

@@ -22,16 +22,20 @@ import (
 // SearchProjects for.
 const DefaultProjectPageSize = 500
 
-// ProjectDirectory lists projects through Cloud Resource Manager v3
-// (gRPC, cloud.google.com/go/resourcemanager/apiv3): the same code against
-// Google and the emulator, which serves the same API. It implements
-// iapsetup.ProjectLister, for enumerating a scope with patterns or "*".
+// ProjectDirectory reads projects and folders through Cloud Resource
+// Manager v3 (gRPC, cloud.google.com/go/resourcemanager/apiv3): the same
+// code against Google and the emulator, which serves the same API. It
+// implements iapsetup.ProjectLister and iapsetup.FolderDirectory, for
+// enumerating a scope with patterns, folders or "*" (iapctl
+// audit/enforce/replay --all-projects), and iapsetup.AncestryReader, for
+// deciding folder entries of the function's scope per event.
 //
-// Only the operator tool uses it (iapctl audit/enforce/replay
-// --all-projects); the function never lists projects, so its custom role
-// does not need Resource Manager permissions.
+// The function uses it only when its scope has folder entries; only then
+// does its role need resourcemanager.projects.get and
+// resourcemanager.folders.get (internal/iamperm).
 type ProjectDirectory struct {
 	c *resourcemanager.ProjectsClient
+	f *resourcemanager.FoldersClient
 	// PageSize is the page size asked of SearchProjects (default
 	// DefaultProjectPageSize).
 	PageSize int32
@@ -70,12 +74,21 @@ func NewProjectDirectory(ctx context.Context, opts Options) (*ProjectDirectory, 
 	if err != nil {
 		return nil, fmt.Errorf("creating Resource Manager client: %w", err)
 	}
-	return &ProjectDirectory{c: c, PageSize: DefaultProjectPageSize}, nil
+	f, err := resourcemanager.NewFoldersClient(ctx, co...)
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("creating Resource Manager folders client: %w", err)
+	}
+	return &ProjectDirectory{c: c, f: f, PageSize: DefaultProjectPageSize}, nil
 }
 
-// Close releases the client's connection.
+// Close releases the clients' connections.
 func (d *ProjectDirectory) Close() error {
-	if err := d.c.Close(); err != nil && !errors.Is(err, context.Canceled) {
+	err := d.c.Close()
+	if ferr := d.f.Close(); err == nil {
+		err = ferr
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("closing Resource Manager client: %w", err)
 	}
 	return nil
@@ -89,11 +102,25 @@ func (d *ProjectDirectory) Close() error {
 // Needs resourcemanager.projects.get on each project to be listed (no
 // permission of its own).
 func (d *ProjectDirectory) ListProjects(ctx context.Context) ([]iapsetup.ProjectInfo, error) {
+	return d.search(ctx, "state:ACTIVE")
+}
+
+// ListProjectsIn returns the ACTIVE projects directly under parent
+// (folders/N or organizations/N), not those of its sub-folders: every page
+// of SearchProjects with the query "parent:PARENT" (one term, which the
+// emulator supports too), keeping the ACTIVE ones. Needs
+// resourcemanager.projects.get on each project listed.
+func (d *ProjectDirectory) ListProjectsIn(ctx context.Context, parent string) ([]iapsetup.ProjectInfo, error) {
+	return d.search(ctx, "parent:"+parent)
+}
+
+// search follows every page of SearchProjects for query.
+func (d *ProjectDirectory) search(ctx context.Context, query string) ([]iapsetup.ProjectInfo, error) {
 	size := d.PageSize
 	if size <= 0 {
 		size = DefaultProjectPageSize
 	}
-	it := d.c.SearchProjects(ctx, &resourcemanagerpb.SearchProjectsRequest{Query: "state:ACTIVE", PageSize: size})
+	it := d.c.SearchProjects(ctx, &resourcemanagerpb.SearchProjectsRequest{Query: query, PageSize: size})
 	var out []iapsetup.ProjectInfo
 	for {
 		p, err := it.Next()
@@ -101,12 +128,61 @@ func (d *ProjectDirectory) ListProjects(ctx context.Context) ([]iapsetup.Project
 			return out, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("searching projects (resourcemanager.projects.search): %w", err)
+			return nil, fmt.Errorf("searching projects %q (resourcemanager.projects.search): %w", query, err)
+		}
+		if p.GetState() != resourcemanagerpb.Project_ACTIVE {
+			continue
 		}
 		num, ok := strings.CutPrefix(p.GetName(), "projects/")
 		if _, perr := strconv.ParseInt(num, 10, 64); !ok || perr != nil {
 			num = "" // not projects/NUMBER: keep the id alone
 		}
-		out = append(out, iapsetup.ProjectInfo{ID: p.GetProjectId(), Number: num})
+		out = append(out, iapsetup.ProjectInfo{ID: p.GetProjectId(), Number: num, Parent: p.GetParent()})
 	}
+}
+
+// ListFolders returns the names of the folders directly under parent
+// (folders/N or organizations/N), following every page of ListFolders.
+// Needs resourcemanager.folders.list on parent.
+func (d *ProjectDirectory) ListFolders(ctx context.Context, parent string) ([]string, error) {
+	size := d.PageSize
+	if size <= 0 {
+		size = DefaultProjectPageSize
+	}
+	it := d.f.ListFolders(ctx, &resourcemanagerpb.ListFoldersRequest{Parent: parent, PageSize: size})
+	var out []string
+	for {
+		f, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing the folders under %s (resourcemanager.folders.list): %w", parent, err)
+		}
+		if f.GetState() == resourcemanagerpb.Folder_ACTIVE {
+			out = append(out, f.GetName())
+		}
+	}
+}
+
+// ProjectParent returns the parent of project (an id or a number):
+// organizations/N, folders/N, or "" (one GetProject). Needs
+// resourcemanager.projects.get on the project; Google answers
+// PERMISSION_DENIED for a project that does not exist too.
+func (d *ProjectDirectory) ProjectParent(ctx context.Context, project string) (string, error) {
+	p, err := d.c.GetProject(ctx, &resourcemanagerpb.GetProjectRequest{Name: "projects/" + project})
+	if err != nil {
+		return "", fmt.Errorf("reading project %s (resourcemanager.projects.get): %w", project, err)
+	}
+	return p.GetParent(), nil
+}
+
+// FolderParent returns the parent of folders/ID (one GetFolder). Needs
+// resourcemanager.folders.get on the folder.
+func (d *ProjectDirectory) FolderParent(ctx context.Context, id string) (string, error) {
+	f, err := d.f.GetFolder(ctx, &resourcemanagerpb.GetFolderRequest{Name: "folders/" + id})
+	if err != nil {
+		return "", fmt.Errorf("reading folder %s (resourcemanager.folders.get): %w", id, err)
+	}
+	return f.GetParent(), nil
 }

@@ -83,3 +83,78 @@ func TestProjectDirectoryError(t *testing.T) {
 		t.Errorf("ListProjects error = %v, want PERMISSION_DENIED in its chain", err)
 	}
 }
+
+// TestProjectDirectoryFolders: the hierarchy reads behind folder scopes.
+// organizations/1 → folders/10 → {folders/20 → deep, mid}; sibling under
+// folders/11.
+func TestProjectDirectoryFolders(t *testing.T) {
+	t.Parallel()
+	em, err := emulator.New(emulator.Options{
+		Projects: []core.Project{
+			{ID: "deep", Number: 100000000001, Parent: "folders/20"},
+			{ID: "mid", Number: 100000000002, Parent: "folders/10"},
+			{ID: "sibling", Number: 100000000003, Parent: "folders/11"},
+		},
+		Folders: []core.Folder{{ID: "10", Parent: "organizations/1"}, {ID: "11", Parent: "organizations/1"}, {ID: "20", Parent: "folders/10"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = em.Close() })
+	d, err := gcp.NewProjectDirectory(context.Background(), gcp.Options{EmulatorHost: em.Addr(), Principal: "iapguard@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	d.PageSize = 1 // every list follows pages
+	ctx := context.Background()
+
+	for _, p := range []string{"deep", "100000000001"} {
+		if got, err := d.ProjectParent(ctx, p); err != nil || got != "folders/20" {
+			t.Errorf("ProjectParent(%s) = %q, %v; want folders/20", p, got, err)
+		}
+	}
+	if got, err := d.FolderParent(ctx, "20"); err != nil || got != "folders/10" {
+		t.Errorf("FolderParent(20) = %q, %v; want folders/10", got, err)
+	}
+	if _, err := d.ProjectParent(ctx, "nope"); !gcperr.IsPermissionDenied(err) {
+		t.Errorf("ProjectParent(nope) error = %v, want PERMISSION_DENIED in its chain", err)
+	}
+	if _, err := d.FolderParent(ctx, "99"); !gcperr.IsPermissionDenied(err) {
+		t.Errorf("FolderParent(99) error = %v, want PERMISSION_DENIED in its chain", err)
+	}
+	folders, err := d.ListFolders(ctx, "organizations/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"folders/10", "folders/11"}, folders); diff != "" {
+		t.Errorf("ListFolders(organizations/1) (-want +got):\n%s", diff)
+	}
+	in, err := d.ListProjectsIn(ctx, "folders/10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]iapsetup.ProjectInfo{{ID: "mid", Number: "100000000002", Parent: "folders/10"}}, in); diff != "" {
+		t.Errorf("ListProjectsIn(folders/10) (-want +got):\n%s", diff)
+	}
+	calls := em.Core.Stats.Snapshot().Calls
+	if calls["google.cloud.resourcemanager.v3.Folders.ListFolders"] != 2 {
+		t.Errorf("ListFolders calls for 2 folders in pages of 1 = %d, want 2 (no empty last page)", calls["google.cloud.resourcemanager.v3.Folders.ListFolders"])
+	}
+
+	// The directory enumerates a folder scope end to end.
+	ps, err := iapsetup.ProjectScope("folders/10").Projects(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range ps {
+		names = append(names, p.Name())
+	}
+	if diff := cmp.Diff([]string{"deep", "mid"}, names); diff != "" {
+		t.Errorf("projects of folders/10 (-want +got):\n%s", diff)
+	}
+}

@@ -191,6 +191,43 @@ var table = []Entry{
 		Note:        "finds URL maps that use a backend service",
 	},
 	{
+		Method:      "google.cloud.resourcemanager.v3.Folders.GetFolder",
+		Permissions: []string{"resourcemanager.folders.get"},
+		OnResource: map[string]string{
+			"resourcemanager.folders.get": "each folder listed in IAPGUARD_PROJECTS, only when the scope has folder entries (roles/browser on the folder)",
+		},
+		Who:        WhoFunction,
+		Confidence: Documented,
+		Note: "only with folders/N entries in the scope: walks a project's ancestry up to a listed folder, one call per " +
+			"folder not yet cached (Resource Manager v3 folders.get reference: resourcemanager.folders.get on the folder). " +
+			"Granted on the listed folders, it reaches their sub-folders and nothing else; a refusal puts the project " +
+			"out of scope. Not in the custom role, whose project-level grant could not give it",
+	},
+	{
+		Method:      "google.cloud.resourcemanager.v3.Folders.ListFolders",
+		Permissions: []string{"resourcemanager.folders.list"},
+		OnResource: map[string]string{
+			"resourcemanager.folders.list": "each folder listed in --scope (roles/browser on the folder)",
+		},
+		Who:        WhoOperator,
+		Confidence: Documented,
+		Note: "iapctl --all-projects with folders/N in the scope walks each listed folder's sub-folders " +
+			"(Resource Manager v3 folders.list reference: resourcemanager.folders.list on the parent)",
+	},
+	{
+		Method:      "google.cloud.resourcemanager.v3.Projects.GetProject",
+		Permissions: []string{"resourcemanager.projects.get"},
+		OnResource: map[string]string{
+			"resourcemanager.projects.get": "each folder listed in IAPGUARD_PROJECTS, only when the scope has folder entries (roles/browser on the folder, inherited by its projects)",
+		},
+		Who:        WhoFunction,
+		Confidence: Documented,
+		Note: "only with folders/N entries in the scope: reads the parent of an event's project that no id or pattern " +
+			"entry allows, then cached (Resource Manager v3 projects.get reference). Google answers PERMISSION_DENIED for " +
+			"a project the caller may not see, which puts it out of scope. The function's role does not include it: " +
+			"without folder entries the function never calls Resource Manager",
+	},
+	{
 		Method:      "google.cloud.resourcemanager.v3.Projects.SearchProjects",
 		Permissions: []string{"resourcemanager.projects.get"},
 		Who:         WhoOperator,

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -254,12 +255,27 @@ func TestCustomRoleContents(t *testing.T) {
 
 func TestResourceGrants(t *testing.T) {
 	fn := ResourceGrants(WhoFunction)
-	for _, p := range []string{"iam.serviceAccounts.actAs", "pubsub.topics.publish"} {
+	want := []string{"iam.serviceAccounts.actAs", "pubsub.topics.publish", "resourcemanager.folders.get", "resourcemanager.projects.get"}
+	for _, p := range want {
 		if fn[p] == "" {
 			t.Errorf("ResourceGrants(function) lacks %q", p)
 		}
 	}
-	if len(fn) != 2 {
-		t.Errorf("ResourceGrants(function) = %v, want exactly actAs and publish", fn)
+	if len(fn) != len(want) {
+		t.Errorf("ResourceGrants(function) = %v, want exactly %v", fn, want)
+	}
+	// The function's Resource Manager reads are granted on folders only
+	// when the scope lists folders: never in its project-level role.
+	fr, err := CustomRole(WhoFunction)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range fr.IncludedPermissions {
+		if strings.HasPrefix(p, "resourcemanager.") {
+			t.Errorf("function role includes %q; it is granted on the scope's folders only", p)
+		}
+	}
+	if op := ResourceGrants(WhoOperator); op["resourcemanager.folders.list"] == "" {
+		t.Errorf("ResourceGrants(operator) lacks resourcemanager.folders.list (granted on the folders of --scope)")
 	}
 }

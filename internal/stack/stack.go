@@ -1,7 +1,7 @@
 // Package stack runs the whole of iapguard locally: the emulator, the
-// EnforceIAP function served over HTTP exactly as functions-framework-go
-// serves it (the CloudEvents SDK's HTTP receive handler), the Eventarc
-// stand-in delivering to it, and a Pub/Sub subscriber collecting outcomes.
+// EnforceIAP function served over HTTP by the handler production serves
+// (functions.HTTPHandler), the Eventarc stand-in delivering to it, and a
+// Pub/Sub subscriber collecting outcomes.
 // The sandbox, the end-to-end tests and the benchmarks all start it.
 package stack
 
@@ -18,7 +18,6 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -158,7 +157,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		Project: s.Project.ID, Projects: projects, OutcomesTopic: OutcomesTopic, DryRun: opts.DryRun,
 		LogLevel: opts.LogLevel, Timeout: 30 * time.Second, MaxEventAge: 24 * time.Hour,
 		EmulatorHost: s.Emu.Addr(), Principal: FunctionPrincipal,
-		AccessPoliciesFile: opts.AccessPolicies,
+		AccessPoliciesFile: opts.AccessPolicies, MaxConcurrent: functions.DefaultMaxConcurrent,
 	}
 	if s.Fn, err = functions.NewInstanceFromConfig(ctx, cfg, logx.New(logw, opts.LogLevel)); err != nil {
 		return fail(err)
@@ -167,11 +166,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		ln.Close()
 		return s, nil
 	}
-	h, err := FunctionHandler(rctx, s.Fn.Handler.Handle)
-	if err != nil {
-		return fail(err)
-	}
-	s.fnSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	s.fnSrv = &http.Server{Handler: functions.HTTPHandler(s.Fn.Handler), ReadHeaderTimeout: 10 * time.Second}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -180,21 +175,6 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		}
 	}()
 	return s, nil
-}
-
-// FunctionHandler serves fn the way functions-framework-go serves a
-// CloudEvent function (funcframework wrapCloudEventFunction: the CloudEvents
-// SDK's HTTP receive handler; a returned error becomes HTTP 500).
-func FunctionHandler(ctx context.Context, fn func(context.Context, cloudevents.Event) error) (http.Handler, error) {
-	p, err := cloudevents.NewHTTP()
-	if err != nil {
-		return nil, fmt.Errorf("creating CloudEvents protocol: %w", err)
-	}
-	h, err := cloudevents.NewHTTPReceiveHandler(ctx, p, fn)
-	if err != nil {
-		return nil, fmt.Errorf("creating CloudEvents handler: %w", err)
-	}
-	return h, nil
 }
 
 // Env returns the environment for iapctl and other clients.

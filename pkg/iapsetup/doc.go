@@ -94,5 +94,7 @@
 // is worthwhile, ErrPermanent (permission denied, invalid, refused unsafe
 // writes) means a person must act — Result.Reason and the failed step say
 // what, usually with a gcloud command. A missing service is skipped with no
-// error; a project outside the Scope is rejected with no API call at all.
+// error; a project outside the Scope is rejected with no API call at all
+// (when the Scope has folder entries and no id or pattern matches: after
+// reading the project's ancestry through Resource Manager, cached).
 package iapsetup

@@ -212,8 +212,11 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 		res.Outcome, res.Reason = OutcomeRejected, verr.Error()
 		return res, nil
 	}
-	if !r.o.Scope.Allows(ref.Project) {
-		res.Outcome, res.Reason = OutcomeRejected, fmt.Sprintf("project %s is outside iapguard's scope (%s)", ref.Project, r.o.Scope)
+	if in, reason, serr := r.o.Scope.Check(ctx, ref.Project); serr != nil {
+		res.Outcome, res.Reason = OutcomeFailed, serr.Error()
+		return res, newError(res.Resource, serr)
+	} else if !in {
+		res.Outcome, res.Reason = OutcomeRejected, reason
 		return res, nil
 	}
 	log := r.log.With("project", ref.Project, "region", ref.Region, "service", ref.Name)
@@ -332,8 +335,8 @@ func (r *Reconciler) checkFrontends(ctx context.Context, bs []*BackendService, k
 func (r *Reconciler) ReconcileRegion(ctx context.Context, project, region string, opts ...CallOption) ([]*Result, error) {
 	co := r.callOptions(opts)
 	where := "projects/" + project + "/locations/" + region
-	if rej := r.rejectScope(project, where, co); rej != nil {
-		return []*Result{rej}, nil
+	if rej, serr := r.rejectScope(ctx, project, where, co); rej != nil {
+		return []*Result{rej}, serr
 	}
 	svcs, err := r.d.Services.ListServices(ctx, project, region)
 	if err != nil {
@@ -346,8 +349,8 @@ func (r *Reconciler) ReconcileRegion(ctx context.Context, project, region string
 	for i, s := range svcs {
 		if d := DesiredFor(s); d.Intent != Enforce {
 			// Skipped, opted-out or rejected from the listed copy alone.
-			if !r.o.Scope.Allows(s.Ref.Project) {
-				results[i] = r.rejectScope(s.Ref.Project, s.Ref.ResourceName(), co)
+			if rej, serr := r.rejectScope(ctx, s.Ref.Project, s.Ref.ResourceName(), co); rej != nil {
+				results[i], errs[i] = rej, serr
 				continue
 			}
 			results[i] = &Result{Ref: s.Ref, Resource: s.Ref.ResourceName(), DryRun: co.dryRun}
@@ -363,12 +366,20 @@ func (r *Reconciler) ReconcileRegion(ctx context.Context, project, region string
 	return results, errors.Join(errs...)
 }
 
-func (r *Reconciler) rejectScope(project, resource string, co callOptions) *Result {
-	if r.o.Scope.Allows(project) {
-		return nil
+// rejectScope returns nil when project is in scope (Scope.Check), else the
+// rejected result, or a failed one with the error when the check could not
+// decide.
+func (r *Reconciler) rejectScope(ctx context.Context, project, resource string, co callOptions) (*Result, error) {
+	in, reason, err := r.o.Scope.Check(ctx, project)
+	switch {
+	case err != nil:
+		return &Result{Resource: resource, Ref: ServiceRef{Project: project}, Outcome: OutcomeFailed, DryRun: co.dryRun,
+			Reason: err.Error()}, newError(resource, err)
+	case in:
+		return nil, nil
 	}
 	return &Result{Resource: resource, Ref: ServiceRef{Project: project}, Outcome: OutcomeRejected, DryRun: co.dryRun,
-		Reason: fmt.Sprintf("project %s is outside iapguard's scope (%s)", project, r.o.Scope)}
+		Reason: reason}, nil
 }
 
 // ReconcileBackend reconciles the Cloud Run services behind a backend
@@ -379,8 +390,8 @@ func (r *Reconciler) rejectScope(project, resource string, co callOptions) *Resu
 // candidate. A missing backend service yields no results and no error.
 func (r *Reconciler) ReconcileBackend(ctx context.Context, ref BackendRef, opts ...CallOption) ([]*Result, error) {
 	co := r.callOptions(opts)
-	if rej := r.rejectScope(ref.Project, ref.Path(), co); rej != nil {
-		return []*Result{rej}, nil
+	if rej, serr := r.rejectScope(ctx, ref.Project, ref.Path(), co); rej != nil {
+		return []*Result{rej}, serr
 	}
 	b, err := r.d.Backends.GetBackendService(ctx, ref)
 	if err != nil {
@@ -414,8 +425,8 @@ func (r *Reconciler) ReconcileBackend(ctx context.Context, ref BackendRef, opts 
 // (for NEG insert events). A missing NEG yields no results and no error.
 func (r *Reconciler) ReconcileNEG(ctx context.Context, ref NEGRef, opts ...CallOption) ([]*Result, error) {
 	co := r.callOptions(opts)
-	if rej := r.rejectScope(ref.Project, ref.Path(), co); rej != nil {
-		return []*Result{rej}, nil
+	if rej, serr := r.rejectScope(ctx, ref.Project, ref.Path(), co); rej != nil {
+		return []*Result{rej}, serr
 	}
 	n, err := r.d.NEGs.GetNEG(ctx, ref)
 	if err != nil {

@@ -22,20 +22,28 @@ import (
 //     ("123456789012"): that project, named exactly that way.
 //   - a pattern: a project id with one or more '*', each matching any run of
 //     characters, possibly empty ("team-*", "*-prod", "team-*-prod").
+//   - a folder, "folders/123": every project under that folder, however
+//     deep (in its sub-folders too).
 //
 // Patterns match project ids only, never numbers: iapguard cannot map a
-// number to an id without an API call, and deciding the scope must cost
-// none. A project that events name by number (audit entries written by
-// Google service agents do) is in scope only if its number is listed; the
-// deployment lists the numbers of the projects the patterns match when it
-// runs (docs/orgwide.md). Folders are not entries: deciding whether a
-// project is under a folder needs an ancestry call per event, which the
-// scope check must not make. Scope a folder with a pattern its projects
-// share, or list them.
+// number to an id without an API call, and Allows must cost none. A
+// project that events name by number (audit entries written by Google
+// service agents do) is matched by an id entry only if its number is
+// listed; the deployment lists the numbers of the projects the patterns
+// match when it runs (docs/orgwide.md).
+//
+// Folder entries need the project's ancestry, which costs Resource Manager
+// calls: Allows ignores them, and Check, given an AncestryReader
+// (WithAncestry), reads the ancestry of a project no id or pattern entry
+// allows — GetProject, then GetFolder up the chain until a listed folder or
+// the organisation — and caches every link (folders.go). A project named
+// by number resolves the same way, so folder entries cover numbers too.
 type Scope struct {
 	all      bool
 	projects map[string]bool
-	patterns []pattern // sorted by raw
+	patterns []pattern       // sorted by raw
+	folders  map[string]bool // folder ids, without "folders/"
+	anc      *ancestry       // nil: folder entries cannot be resolved
 }
 
 // pattern is a scope entry with '*', split at the stars once.
@@ -48,16 +56,19 @@ type pattern struct {
 func AllProjects() Scope { return Scope{all: true} }
 
 // ProjectScope allows exactly the given entries (see Scope): project ids
-// and numbers match as written, entries with '*' are patterns over ids, and
-// "*" alone allows every project. Blank entries are ignored. Entries are
-// not validated; use ParseScope for text from a person.
+// and numbers match as written, entries with '*' are patterns over ids,
+// "folders/N" entries are folders, and "*" alone allows every project.
+// Blank entries are ignored. Entries are not validated; use ParseScope for
+// text from a person.
 func ProjectScope(entries ...string) Scope {
-	s := Scope{projects: map[string]bool{}}
+	s := Scope{projects: map[string]bool{}, folders: map[string]bool{}}
 	for _, e := range entries {
 		switch e = strings.TrimSpace(e); {
 		case e == "":
 		case e == "*":
 			s.all = true
+		case strings.HasPrefix(e, "folders/"):
+			s.folders[strings.TrimPrefix(e, "folders/")] = true
 		case strings.Contains(e, "*"):
 			if !slices.ContainsFunc(s.patterns, func(p pattern) bool { return p.raw == e }) {
 				s.patterns = append(s.patterns, pattern{raw: e, parts: strings.Split(e, "*")})
@@ -71,9 +82,10 @@ func ProjectScope(entries ...string) Scope {
 }
 
 // ParseScope parses "*" (every project) or comma-separated project ids,
-// numbers and patterns (see Scope). It rejects entries that cannot name a
-// project: resource names ("projects/p", "folders/1"), spaces, and glob
-// syntax other than '*' ("?", "[...]").
+// numbers, patterns and folders/N (see Scope). It rejects entries that
+// cannot name a project or a folder: other resource names ("projects/p",
+// "organizations/1"), spaces, and glob syntax other than '*' ("?",
+// "[...]").
 func ParseScope(s string) (Scope, error) {
 	if strings.TrimSpace(s) == "*" {
 		return AllProjects(), nil
@@ -93,16 +105,25 @@ func ParseScope(s string) (Scope, error) {
 	}
 	sc := ProjectScope(entries...)
 	if sc.Empty() {
-		return Scope{}, fmt.Errorf("project scope %q: want \"*\" or comma-separated project ids, numbers or patterns such as team-*", s)
+		return Scope{}, fmt.Errorf("project scope %q: want \"*\" or comma-separated project ids, numbers, patterns such as team-* or folders/N", s)
 	}
 	return sc, nil
 }
 
 // validEntry accepts project ids (letters, digits, '-', and the '.' and ':'
-// of domain-scoped ids), numbers, and those with '*'.
+// of domain-scoped ids), numbers, those with '*', and folders/N.
 func validEntry(e string) error {
-	if strings.HasPrefix(e, "folders/") || strings.HasPrefix(e, "organizations/") {
-		return fmt.Errorf("%q: folders and organizations are not scope entries; use a pattern their projects share, or list the projects (docs/orgwide.md)", e)
+	if id, ok := strings.CutPrefix(e, "folders/"); ok {
+		if !isProjectNumber(id) || id[0] == '0' || len(id) > 20 {
+			return fmt.Errorf("%q: a folder entry is folders/ followed by the folder's number, such as folders/123456789012", e)
+		}
+		return nil
+	}
+	if strings.HasPrefix(e, "organizations/") {
+		return fmt.Errorf("%q: organizations are not scope entries; use \"*\", list the folders (folders/N), or a pattern their projects share (docs/orgwide.md)", e)
+	}
+	if strings.Contains(e, "/") {
+		return fmt.Errorf("%q is not a project id, number, pattern or folders/N", e)
 	}
 	if len(e) > 100 {
 		return fmt.Errorf("%q is not a project id, number or pattern (too long)", e)
@@ -117,10 +138,14 @@ func validEntry(e string) error {
 }
 
 // Empty reports whether the scope allows nothing.
-func (s Scope) Empty() bool { return !s.all && len(s.projects) == 0 && len(s.patterns) == 0 }
+func (s Scope) Empty() bool {
+	return !s.all && len(s.projects) == 0 && len(s.patterns) == 0 && len(s.folders) == 0
+}
 
 // Allows reports whether project (an id or a number, as an event names it)
-// is in scope. It makes no call and does not allocate.
+// is allowed by the scope's "*", id, number or pattern entries. It makes no
+// call and does not allocate. It ignores folder entries: Check decides
+// with them.
 func (s Scope) Allows(project string) bool {
 	if s.all || s.projects[project] {
 		return true
@@ -134,6 +159,25 @@ func (s Scope) Allows(project string) bool {
 		}
 	}
 	return false
+}
+
+// With returns a copy of s that also allows the given project ids and
+// numbers (blank ones ignored); s is unchanged. iapctl --all-projects gives
+// its reconciler the scope With the projects it enumerated, so that
+// projects found under a folder entry pass the reconciler's check with no
+// further call.
+func (s Scope) With(projects ...string) Scope {
+	out := s
+	out.projects = make(map[string]bool, len(s.projects)+len(projects))
+	for p := range s.projects {
+		out.projects[p] = true
+	}
+	for _, p := range projects {
+		if p = strings.TrimSpace(p); p != "" {
+			out.projects[p] = true
+		}
+	}
+	return out
 }
 
 // All reports whether the scope allows every project.
@@ -160,33 +204,37 @@ func (s Scope) Patterns() []string {
 }
 
 // NeedsDirectory reports whether enumerating the scope's projects needs a
-// list of the projects that exist ("*" or patterns).
-func (s Scope) NeedsDirectory() bool { return s.all || len(s.patterns) > 0 }
+// directory: a list of the projects that exist ("*" or patterns), or the
+// folder tree (folder entries; then a FolderDirectory).
+func (s Scope) NeedsDirectory() bool { return s.all || len(s.patterns) > 0 || len(s.folders) > 0 }
 
 // maxShown bounds the entries String renders, so that a rejected outcome's
 // reason stays short however many projects the scope lists.
 const maxShown = 8
 
-// String renders the scope for messages: "*", or the listed projects then
-// the patterns, comma-separated (what ParseScope reads back); past maxShown
-// entries the patterns come first and the rest is counted ("…and 1992
-// more").
+// String renders the scope for messages: "*", or the listed projects, the
+// patterns, then the folders, comma-separated (what ParseScope reads back);
+// past maxShown entries the folders and patterns come first and the rest
+// is counted ("…and 1992 more").
 func (s Scope) String() string {
 	if s.all {
 		return "*"
 	}
-	listed, patterns := s.Listed(), s.Patterns()
-	if len(listed)+len(patterns) <= maxShown {
-		return strings.Join(append(listed, patterns...), ",")
+	listed, patterns, folders := s.Listed(), s.Patterns(), s.Folders()
+	if len(listed)+len(patterns)+len(folders) <= maxShown {
+		return strings.Join(append(append(listed, patterns...), folders...), ",")
 	}
-	shown := append(patterns, listed...)
+	shown := append(append(folders, patterns...), listed...)
 	return fmt.Sprintf("%s,…and %d more", strings.Join(shown[:maxShown], ","), len(shown)-maxShown)
 }
 
-// ProjectInfo names one project. Either field may be empty when unknown.
+// ProjectInfo names one project. Any field may be empty when unknown.
 type ProjectInfo struct {
 	ID     string `json:"id,omitempty"`
 	Number string `json:"number,omitempty"`
+	// Parent is organizations/N or folders/N, as Resource Manager returns
+	// it; empty when unknown or when the project has no parent.
+	Parent string `json:"parent,omitempty"`
 }
 
 // Name returns the id, or the number when the id is unknown.
@@ -205,9 +253,10 @@ type ProjectLister interface {
 	ListProjects(ctx context.Context) ([]ProjectInfo, error)
 }
 
-// ErrNeedDirectory is returned by Projects for a scope with "*" or
-// patterns when no ProjectLister is given.
-var ErrNeedDirectory = errors.New("the scope has patterns or is \"*\": enumerating its projects needs a project directory")
+// ErrNeedDirectory is returned by Projects for a scope with "*", patterns
+// or folders when no ProjectLister is given, or with folders when the
+// lister is not a FolderDirectory.
+var ErrNeedDirectory = errors.New("the scope has patterns or folders or is \"*\": enumerating its projects needs a project directory")
 
 // Projects enumerates the projects in the scope, for the sweep and
 // `iapctl audit --all-projects`: each project once, sorted by name.
@@ -220,7 +269,13 @@ var ErrNeedDirectory = errors.New("the scope has patterns or is \"*\": enumerati
 // --all-projects reports that project as not scanned and goes on). Without one (l nil), only a scope without patterns can be
 // enumerated (else ErrNeedDirectory): its explicit entries, where a
 // project listed by id and by number appears twice.
+//
+// Folder entries need l to be a FolderDirectory: see projectsWithFolders
+// (folders.go) for how, and at what cost, they are expanded.
 func (s Scope) Projects(ctx context.Context, l ProjectLister) ([]ProjectInfo, error) {
+	if len(s.folders) > 0 {
+		return s.projectsWithFolders(ctx, l)
+	}
 	if l == nil {
 		if s.NeedsDirectory() {
 			return nil, ErrNeedDirectory
@@ -244,13 +299,19 @@ func (s Scope) Projects(ctx context.Context, l ProjectLister) ([]ProjectInfo, er
 
 // Select returns the candidates in the scope (by id or by number), merged
 // with the explicit entries no candidate matches, each project once,
-// sorted by name.
+// sorted by name. It does not look at folder entries (Projects does).
 func (s Scope) Select(candidates []ProjectInfo) []ProjectInfo {
+	return s.selectIn(candidates, func(ProjectInfo) bool { return false })
+}
+
+// selectIn is Select where a candidate for which under returns true is in
+// scope too.
+func (s Scope) selectIn(candidates []ProjectInfo, under func(ProjectInfo) bool) []ProjectInfo {
 	seen := map[string]bool{}
 	var out []ProjectInfo
 	known := func(k string) bool { return k != "" && seen[k] }
 	for _, c := range candidates {
-		in := c.ID != "" && s.Allows(c.ID) || c.Number != "" && s.Allows(c.Number)
+		in := c.ID != "" && s.Allows(c.ID) || c.Number != "" && s.Allows(c.Number) || under(c)
 		if !in || known(c.ID) || known(c.Number) {
 			continue
 		}

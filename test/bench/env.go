@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	cloudevents "github.com/cloudevents/sdk-go/v2"
-
 	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/emulator/delivery"
@@ -80,12 +78,7 @@ func NewEnv(ctx context.Context) (*Env, error) {
 		return fail(fmt.Errorf("listening for the function: %w", err))
 	}
 	e.fnURL = "http://" + ln.Addr().String() + "/"
-	h, err := stack.FunctionHandler(context.Background(), e.handle)
-	if err != nil {
-		ln.Close()
-		return fail(err)
-	}
-	e.fnSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	e.fnSrv = &http.Server{Handler: functions.LazyHTTPHandler(e.handler), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = e.fnSrv.Serve(ln) }()
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 1024
@@ -93,14 +86,15 @@ func NewEnv(ctx context.Context) (*Env, error) {
 	return e, nil
 }
 
-// handle is EnforceIAP: the instance is built on the first event it
-// handles, as functions.EnforceIAP does on Cloud Run.
-func (e *Env) handle(ctx context.Context, ev cloudevents.Event) error {
+// handler is EnforceIAP's handler, served by functions.LazyHTTPHandler as
+// functions.EnforceIAP serves it: the instance is built on the first event
+// it handles, as on Cloud Run.
+func (e *Env) handler() (*functions.Handler, error) {
 	inst, err := e.instance()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return inst.Handler.Handle(ctx, ev)
+	return inst.Handler, nil
 }
 
 func (e *Env) instance() (*functions.Instance, error) {
@@ -238,6 +232,10 @@ type Measured struct {
 	Outcome outcome.Kind
 	Calls   Calls
 	Rounds  int // counted from the recorder's timestamps
+	// BeforePublish is the time from the last Google API answer (or the
+	// delivery, without calls) to the outcome's publish request; Publish
+	// is that request's round trip.
+	BeforePublish, Publish time.Duration
 }
 
 // Measure delivers entry with latency injected and returns what it cost.
@@ -254,7 +252,22 @@ func (e *Env) Measure(ctx context.Context, entry *core.LogEntry, service string,
 	}
 	end := time.Now()
 	m := Measured{Fired: f, Calls: CallsOf(e.Core().Stats.Snapshot().Sub(before))}
-	m.Rounds = Rounds(e.rec.Between(f.Start, end))
+	api, ps := e.rec.Between(f.Start, end)
+	m.Rounds = Rounds(api)
+	// The outcome publish: from the last Google API answer to the publish
+	// request (the Pub/Sub client batches for up to DelayThreshold), and
+	// the publish itself.
+	for _, c := range ps {
+		if c.Method == "google.pubsub.v1.Publisher.Publish" {
+			last := f.Start
+			for _, a := range api {
+				if a.End.After(last) {
+					last = a.End
+				}
+			}
+			m.BeforePublish, m.Publish = c.Start.Sub(last), c.End.Sub(c.Start)
+		}
+	}
 	if f.Status/100 != 2 {
 		return m, fmt.Errorf("event %s answered %d", f.EventID, f.Status)
 	}

@@ -42,16 +42,21 @@ func ModuleRoot() (string, error) {
 	}
 }
 
-// Binaries are the two programs the process scenarios start.
+// Binaries are the programs the process scenarios start.
 type Binaries struct {
 	Enforcer string // functions/cmd/enforcer: EnforceIAP through functions-framework-go
 	Hello    string // test/bench/hello: a hello-world functions-framework-go function
+	// Limited is the enforcer with a per-instance limit on events handled
+	// at once (test/bench/limited), a change proposed for functions/.
+	Limited string
 }
 
-// Build compiles both programs into dir (build time is not measured).
+// Build compiles the programs into dir (build time is not measured).
 func Build(ctx context.Context, root, dir string) (Binaries, error) {
-	b := Binaries{Enforcer: filepath.Join(dir, "enforcer"), Hello: filepath.Join(dir, "hello")}
-	for _, x := range []struct{ out, pkg string }{{b.Enforcer, "./functions/cmd/enforcer"}, {b.Hello, "./test/bench/hello"}} {
+	b := Binaries{Enforcer: filepath.Join(dir, "enforcer"), Hello: filepath.Join(dir, "hello"), Limited: filepath.Join(dir, "limited")}
+	for _, x := range []struct{ out, pkg string }{
+		{b.Enforcer, "./functions/cmd/enforcer"}, {b.Hello, "./test/bench/hello"}, {b.Limited, "./test/bench/limited"},
+	} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", x.out, x.pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -87,6 +92,9 @@ func startProc(bin string, env []string) (*proc, error) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(append(os.Environ(), env...), "PORT="+port, "HOST=127.0.0.1")
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if os.Getenv("IAPGUARD_BENCH_LOG") != "" {
+		cmd.Stderr = os.Stderr // e.g. GODEBUG=gctrace=1 output
+	}
 	p := &proc{cmd: cmd, url: "http://127.0.0.1:" + port + "/", done: make(chan struct{})}
 	p.t0 = time.Now()
 	if err := cmd.Start(); err != nil {
@@ -222,8 +230,9 @@ func StartToServing(ctx context.Context, e *Env, bins Binaries, n int, entry *co
 	return res, nil
 }
 
-// RSSResult is the enforcer's memory under many concurrent events.
+// RSSResult is a function process's memory under many concurrent events.
 type RSSResult struct {
+	Program   string
 	Events    int
 	Latency   time.Duration
 	IdleRSS   int64 // after start, before any event
@@ -235,16 +244,17 @@ type RSSResult struct {
 	Outcomes  map[outcome.Kind]int
 }
 
-// ConcurrentRSS starts the enforcer as its own process (so its resident
-// set is its own), delivers n events about n different labelled public
-// services all at once with latency injected, and reads its peak RSS.
-func ConcurrentRSS(ctx context.Context, e *Env, bins Binaries, n int, latency time.Duration) (*RSSResult, error) {
-	res := &RSSResult{Events: n, Latency: latency, Min: MinBurst(n), Outcomes: map[outcome.Kind]int{}}
+// ConcurrentRSS starts program (the enforcer, or a variant of it) as its
+// own process (so its resident set is its own), delivers n events about n
+// different labelled public services all at once with latency injected,
+// and reads its peak RSS.
+func ConcurrentRSS(ctx context.Context, e *Env, name, program string, n int, latency time.Duration) (*RSSResult, error) {
+	res := &RSSResult{Program: name, Events: n, Latency: latency, Min: MinBurst(n), Outcomes: map[outcome.Kind]int{}}
 	_, entries, err := labelled(ctx, e, "rss", n)
 	if err != nil {
 		return nil, fmt.Errorf("concurrent events: %w", err)
 	}
-	p, err := startProc(bins.Enforcer, enforcerEnv(e))
+	p, err := startProc(program, enforcerEnv(e))
 	if err != nil {
 		return nil, err
 	}

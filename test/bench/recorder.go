@@ -95,18 +95,21 @@ func methodOf(r *http.Request) string {
 // Addr is where the function should send its calls.
 func (r *recorder) Addr() string { return r.ln.Addr().String() }
 
-// Between returns the calls that started in [from, to], without Pub/Sub.
-func (r *recorder) Between(from, to time.Time) []Call {
+// Between returns the calls that started in [from, to]: Google API calls
+// and, separately, Pub/Sub calls.
+func (r *recorder) Between(from, to time.Time) (api, pubsub []Call) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []Call
 	for _, c := range r.calls {
-		if c.Start.Before(from) || c.Start.After(to) || strings.HasPrefix(c.Method, "google.pubsub.") {
-			continue
+		switch {
+		case c.Start.Before(from) || c.Start.After(to):
+		case strings.HasPrefix(c.Method, "google.pubsub."):
+			pubsub = append(pubsub, c)
+		default:
+			api = append(api, c)
 		}
-		out = append(out, c)
 	}
-	return out
+	return api, pubsub
 }
 
 // Reset forgets every recorded call.

@@ -58,8 +58,9 @@ type Report struct {
 	Env     string
 	Singles []*Single
 	Burst   *BurstResult
-	RSS     *RSSResult
-	Start   *StartResult
+	// RSS holds the enforcer's figures, then the proposed variant's.
+	RSS   []*RSSResult
+	Start *StartResult
 }
 
 func (c Config) progress(format string, args ...any) {
@@ -125,11 +126,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	if cfg.runs("rss") {
-		cfg.progress("scenario concurrent events: %d at once, peak RSS of the enforcer process", cfg.RSSEvents)
-		rss, err := withEnv(ctx, func(e *Env) (*RSSResult, error) { return ConcurrentRSS(ctx, e, bins, cfg.RSSEvents, cfg.Latency) })
-		r.RSS = rss
-		if err != nil {
-			return r, err
+		for _, p := range []struct{ name, bin string }{
+			{"functions/cmd/enforcer", bins.Enforcer},
+			{"test/bench/limited (proposed: ≤ 100 events at once)", bins.Limited},
+		} {
+			cfg.progress("scenario concurrent events: %d at once, peak RSS of %s", cfg.RSSEvents, p.name)
+			rss, err := withEnv(ctx, func(e *Env) (*RSSResult, error) {
+				return ConcurrentRSS(ctx, e, p.name, p.bin, cfg.RSSEvents, cfg.Latency)
+			})
+			if rss != nil {
+				r.RSS = append(r.RSS, rss)
+			}
+			if err != nil {
+				return r, err
+			}
 		}
 	}
 	if !cfg.runs("start") {

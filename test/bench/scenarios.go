@@ -42,6 +42,16 @@ func (s *Single) P99() time.Duration { return Percentile(latencies(s.AtL), 99) }
 // P50Zero is the median event → outcome without injected latency.
 func (s *Single) P50Zero() time.Duration { return Percentile(latencies(s.AtZero), 50) }
 
+// PublishP50 is the median time from the last Google API answer to the
+// outcome's publish request, and the median publish round trip.
+func (s *Single) PublishP50() (before, publish time.Duration) {
+	b, p := make([]time.Duration, len(s.AtL)), make([]time.Duration, len(s.AtL))
+	for i, m := range s.AtL {
+		b[i], p[i] = m.BeforePublish, m.Publish
+	}
+	return Percentile(b, 50), Percentile(p, 50)
+}
+
 // RoundsByLatency estimates the sequential round trips as
 // (p50 at L − p50 at 0) / L.
 func (s *Single) RoundsByLatency() float64 {

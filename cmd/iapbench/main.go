@@ -1,0 +1,86 @@
+// Command iapbench runs iapguard's performance benchmark (test/bench) and
+// writes its report: every scenario's event → outcome latency, round trips,
+// API calls by method and quota use, each against its computed minimum.
+// Run it from the module root (it builds functions/cmd/enforcer and the
+// reference programs with `go build`):
+//
+//	go run ./cmd/iapbench                      # full run → bench/results/full.txt
+//	go run ./cmd/iapbench -config small -out -  # CI-sized run to stdout
+//	go run ./cmd/iapbench -only burst,rss      # some scenarios only
+//
+// It exits 2 when a target is missed, 1 when the run fails.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+
+	"github.com/iapguard/iapguard/test/bench"
+)
+
+func main() {
+	config := flag.String("config", "full", "full or small")
+	only := flag.String("only", "", "comma-separated scenarios: warm, cold, lb, direct, burst, rss, start (default: all)")
+	out := flag.String("out", "", `report file ("-": stdout; default bench/results/CONFIG.txt under the module root)`)
+	quiet := flag.Bool("q", false, "no progress lines on stderr")
+	flag.Parse()
+
+	var cfg bench.Config
+	switch *config {
+	case "full":
+		cfg = bench.Full()
+	case "small":
+		cfg = bench.Small()
+	default:
+		fmt.Fprintf(os.Stderr, "iapbench: -config %q: want full or small\n", *config)
+		os.Exit(1)
+	}
+	if *only != "" {
+		cfg.Only = strings.Split(*only, ",")
+		cfg.Name += "-" + strings.ReplaceAll(*only, ",", "-")
+	}
+	if !*quiet {
+		cfg.Progress = os.Stderr
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	r, err := bench.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "iapbench:", err)
+		os.Exit(1)
+	}
+	switch *out {
+	case "-":
+		r.Format(os.Stdout)
+	default:
+		path := *out
+		if path == "" {
+			root, err := bench.ModuleRoot()
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "iapbench:", err)
+				os.Exit(1)
+			}
+			path = filepath.Join(root, "bench", "results", cfg.Name+".txt")
+		}
+		if err := bench.WriteReport(r, path); err != nil {
+			fmt.Fprintln(os.Stderr, "iapbench:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "iapbench: report written to", path)
+	}
+	missed := 0
+	for _, t := range r.Targets() {
+		if !t.Met {
+			fmt.Fprintf(os.Stderr, "iapbench: target missed: %s: %s\n", t.What, t.Measured)
+			missed++
+		}
+	}
+	if missed > 0 {
+		os.Exit(2)
+	}
+}

@@ -1,0 +1,311 @@
+package iapsetup
+
+// Folder entries of a Scope ("folders/123"): deciding them per event
+// (Check, through an AncestryReader with bounded, expiring caches and
+// singleflight) and expanding them for enumeration (Projects, through a
+// FolderDirectory).
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"google.golang.org/grpc/codes"
+
+	"github.com/iapguard/iapguard/internal/gcperr"
+)
+
+// AncestryReader reads one link of the resource hierarchy at a time.
+// internal/gcp.ProjectDirectory implements it with Resource Manager v3
+// GetProject and GetFolder; the emulator serves both.
+type AncestryReader interface {
+	// ProjectParent returns the parent of project (an id or a number):
+	// organizations/N, folders/N, or "" for a project without a parent.
+	// Needs resourcemanager.projects.get on the project.
+	ProjectParent(ctx context.Context, project string) (string, error)
+	// FolderParent returns the parent of folders/ID (organizations/N or
+	// folders/N). Needs resourcemanager.folders.get on the folder.
+	FolderParent(ctx context.Context, id string) (string, error)
+}
+
+// AncestryOptions tune the ancestry caches of WithAncestry.
+type AncestryOptions struct {
+	// TTL is how long a project's or a folder's parent is cached. A
+	// project moved to another folder is judged by its old place for up
+	// to TTL. Default 10 minutes.
+	TTL time.Duration
+	// DeniedTTL is how long a link that could not be read (PERMISSION_DENIED
+	// or NOT_FOUND: out of scope) is cached. Default 1 minute, so a fixed
+	// grant takes effect soon.
+	DeniedTTL time.Duration
+	// Size bounds each cache (projects; folders); the least recently used
+	// entry is evicted first. Default DefaultProjectCacheSize.
+	Size int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// maxAncestry bounds the links Check follows: Google nests folders at most
+// 10 deep under the organisation.
+const maxAncestry = 16
+
+// ancestry resolves and caches the links from projects up to their
+// organisation. Shared by every copy of the Scope it was attached to.
+type ancestry struct {
+	r        AncestryReader
+	o        AncestryOptions
+	projects *lru[string, link] // by project id or number, as named
+	folders  *lru[string, link] // by folder id
+	flight   singleflight.Group
+}
+
+// link is one cached parent, or why it could not be read.
+type link struct {
+	parent string
+	denied string // non-empty: the read was refused (out of scope)
+}
+
+// WithAncestry returns a copy of s whose Check resolves folder entries
+// through r, with caches bounded and expiring as o says. Without folder
+// entries, Check never calls r.
+func (s Scope) WithAncestry(r AncestryReader, o AncestryOptions) Scope {
+	if o.TTL <= 0 {
+		o.TTL = 10 * time.Minute
+	}
+	if o.DeniedTTL <= 0 {
+		o.DeniedTTL = time.Minute
+	}
+	if o.Size <= 0 {
+		o.Size = DefaultProjectCacheSize
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s.anc = &ancestry{r: r, o: o, projects: newLRU[string, link](o.Size), folders: newLRU[string, link](o.Size)}
+	return s
+}
+
+// HasFolders reports whether the scope has folder entries.
+func (s Scope) HasFolders() bool { return len(s.folders) > 0 }
+
+// Folders returns the scope's folder entries ("folders/N"), sorted.
+func (s Scope) Folders() []string {
+	out := make([]string, 0, len(s.folders))
+	for id := range s.folders {
+		out = append(out, "folders/"+id)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if len(out[i]) != len(out[j]) {
+			return len(out[i]) < len(out[j])
+		}
+		return out[i] < out[j]
+	})
+	return out
+}
+
+// AncestryCaches are the sizes and counters of the ancestry caches.
+type AncestryCaches struct {
+	Projects CacheStats // parent of each project
+	Folders  CacheStats // parent of each folder
+}
+
+// AncestryCaches returns the ancestry caches' counters (zero without
+// WithAncestry).
+func (s Scope) AncestryCaches() AncestryCaches {
+	if s.anc == nil {
+		return AncestryCaches{}
+	}
+	return AncestryCaches{Projects: s.anc.projects.snapshot(), Folders: s.anc.folders.snapshot()}
+}
+
+// Check decides whether project (an id or a number, as an event names it)
+// is in scope. in is true, or reason says why not (for a rejected
+// outcome). It costs no call when Allows decides (an id, number or pattern
+// entry matches) or the scope has no folder entries; otherwise it walks the
+// project's ancestry — GetProject, then GetFolder for each folder that is
+// not listed, until a listed folder (in) or an organisation or a project
+// without parent (out) — through the cache, with concurrent checks of one
+// project or folder sharing one call.
+//
+// A link Resource Manager refuses to read (PERMISSION_DENIED, NOT_FOUND)
+// puts the project out of scope, with the reason: with the function's
+// Resource Manager role granted on each listed folder, it can read every
+// project and folder below them and nothing else. Any other error is
+// returned (classified as the reconciler classifies API errors: UNAVAILABLE
+// and the like are transient, the event is redelivered).
+//
+// A scope with folder entries but no AncestryReader answers out of scope
+// for projects Allows does not allow, saying so.
+func (s Scope) Check(ctx context.Context, project string) (in bool, reason string, err error) {
+	if s.Allows(project) {
+		return true, "", nil
+	}
+	out := fmt.Sprintf("project %s is outside iapguard's scope (%s)", project, s)
+	if len(s.folders) == 0 || project == "" {
+		return false, out, nil
+	}
+	if s.anc == nil {
+		return false, out + "; its folders were not checked: no Resource Manager client is configured", nil
+	}
+	chain := []string{"projects/" + project}
+	l, err := s.anc.projectParent(ctx, project)
+	for range maxAncestry {
+		switch {
+		case err != nil:
+			return false, "", fmt.Errorf("resolving the ancestry of project %s (%s) for the scope: %w", project, strings.Join(chain, " → "), err)
+		case l.denied != "":
+			return false, fmt.Sprintf("%s; its ancestry could not be read past %s: %s", out, chain[len(chain)-1], l.denied), nil
+		case l.parent == "":
+			return false, fmt.Sprintf("%s; ancestry checked: %s (no parent)", out, strings.Join(chain, " → ")), nil
+		}
+		chain = append(chain, l.parent)
+		id, isFolder := strings.CutPrefix(l.parent, "folders/")
+		if !isFolder {
+			return false, fmt.Sprintf("%s; ancestry checked: %s", out, strings.Join(chain, " → ")), nil
+		}
+		if s.folders[id] {
+			return true, "", nil
+		}
+		l, err = s.anc.folderParent(ctx, id)
+	}
+	return false, "", fmt.Errorf("resolving the ancestry of project %s: more than %d levels (%s)", project, maxAncestry, strings.Join(chain, " → "))
+}
+
+func (a *ancestry) projectParent(ctx context.Context, project string) (link, error) {
+	return a.cached(ctx, a.projects, "p/"+project, project, "resourcemanager.projects.get on projects/"+project,
+		func(ctx context.Context) (string, error) { return a.r.ProjectParent(ctx, project) })
+}
+
+func (a *ancestry) folderParent(ctx context.Context, id string) (link, error) {
+	return a.cached(ctx, a.folders, "f/"+id, id, "resourcemanager.folders.get on folders/"+id,
+		func(ctx context.Context) (string, error) { return a.r.FolderParent(ctx, id) })
+}
+
+// cached answers from c, or reads once for every concurrent caller
+// (singleflight on flightKey; the first caller's ctx is the call's) and
+// caches the answer: a parent for TTL, a
+// refusal for DeniedTTL; other errors are not cached.
+func (a *ancestry) cached(ctx context.Context, c *lru[string, link], flightKey, key, perm string, read func(context.Context) (string, error)) (link, error) {
+	if l, ok := c.get(key, a.o.Now()); ok {
+		return l, nil
+	}
+	v, err, _ := a.flight.Do(flightKey, func() (any, error) {
+		if l, ok := c.peek(key, a.o.Now()); ok { // filled while this caller waited for the lock
+			return l, nil
+		}
+		parent, err := read(ctx)
+		switch {
+		case err == nil:
+			l := link{parent: parent}
+			c.add(key, l, a.o.Now().Add(a.o.TTL))
+			return l, nil
+		case gcperr.Code(err) == codes.PermissionDenied || gcperr.Code(err) == codes.NotFound:
+			l := link{denied: fmt.Sprintf("%s (the function needs %s; granted on the listed folders, it reaches everything below them)", oneLineErr(err), perm)}
+			c.add(key, l, a.o.Now().Add(a.o.DeniedTTL))
+			return l, nil
+		default:
+			return link{}, err
+		}
+	})
+	if err != nil {
+		return link{}, err
+	}
+	return v.(link), nil
+}
+
+// oneLineErr shortens err to its first line.
+func oneLineErr(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
+
+// FolderDirectory is what enumerating a scope with folder entries needs
+// besides the full project list. internal/gcp.ProjectDirectory implements
+// it with Resource Manager v3 Folders.ListFolders and
+// Projects.SearchProjects "parent:…".
+type FolderDirectory interface {
+	ProjectLister
+	// ListFolders returns the names (folders/N) of the folders directly
+	// under parent (folders/N). Needs resourcemanager.folders.list on
+	// parent.
+	ListFolders(ctx context.Context, parent string) ([]string, error)
+	// ListProjectsIn returns the ACTIVE projects directly under parent
+	// (folders/N), not those of its sub-folders. Needs
+	// resourcemanager.projects.get on each project returned.
+	ListProjectsIn(ctx context.Context, parent string) ([]ProjectInfo, error)
+}
+
+// projectsWithFolders is Projects for a scope with folder entries. It
+// first walks the folder tree below each listed folder (one ListFolders
+// per folder in the tree, more for trees wider than a page). Then:
+//
+//   - with patterns (which need the full project list anyway): one
+//     ListProjects (every project, with its parent; a call per 500), a
+//     project being in scope when allowed by id, number or pattern, or
+//     when its parent is in the tree; no per-project call;
+//   - without: one ListProjectsIn per folder in the tree.
+//
+// So a folder tree of F folders costs F + ceil(N/500) calls with patterns,
+// 2F without, never a call per project. Listing every project and reading
+// each one's ancestry would cost ceil(N/500) plus a GetFolder per distinct
+// folder on the way up — more as soon as the organisation has more folders
+// than the listed trees, which is the usual case.
+func (s Scope) projectsWithFolders(ctx context.Context, l ProjectLister) ([]ProjectInfo, error) {
+	fd, ok := l.(FolderDirectory)
+	if !ok {
+		return nil, ErrNeedDirectory
+	}
+	tree := map[string]bool{}
+	queue := s.Folders()
+	for len(queue) > 0 {
+		f := queue[0]
+		queue = queue[1:]
+		if tree[f] {
+			continue
+		}
+		tree[f] = true
+		kids, err := fd.ListFolders(ctx, f)
+		if err != nil {
+			return nil, fmt.Errorf("listing the folders under %s to enumerate scope %s: %w", f, s, err)
+		}
+		queue = append(queue, kids...)
+	}
+	if s.all || len(s.patterns) > 0 {
+		all, err := fd.ListProjects(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing projects to enumerate scope %s: %w", s, err)
+		}
+		return s.selectIn(all, func(p ProjectInfo) bool { return tree[p.Parent] }), nil
+	}
+	folders := make([]string, 0, len(tree))
+	for f := range tree {
+		folders = append(folders, f)
+	}
+	sort.Strings(folders)
+	var under []ProjectInfo
+	for _, f := range folders {
+		ps, err := fd.ListProjectsIn(ctx, f)
+		if err != nil {
+			return nil, fmt.Errorf("listing the projects in %s to enumerate scope %s: %w", f, s, err)
+		}
+		under = append(under, ps...)
+	}
+	return s.selectIn(under, func(ProjectInfo) bool { return true }), nil
+}
+
+// peek is get without counting a lookup: the check a singleflight leader
+// makes in case the entry was added since its caller missed.
+func (c *lru[K, V]) peek(k K, now time.Time) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[k]; ok {
+		if it := el.Value.(*lruItem[K, V]); now.Before(it.expires) {
+			return it.val, true
+		}
+	}
+	var zero V
+	return zero, false
+}
