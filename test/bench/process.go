@@ -46,16 +46,13 @@ func ModuleRoot() (string, error) {
 type Binaries struct {
 	Enforcer string // functions/cmd/enforcer: EnforceIAP through functions-framework-go
 	Hello    string // test/bench/hello: a hello-world functions-framework-go function
-	// Limited is the enforcer with a per-instance limit on events handled
-	// at once (test/bench/limited), a change proposed for functions/.
-	Limited string
 }
 
 // Build compiles the programs into dir (build time is not measured).
 func Build(ctx context.Context, root, dir string) (Binaries, error) {
-	b := Binaries{Enforcer: filepath.Join(dir, "enforcer"), Hello: filepath.Join(dir, "hello"), Limited: filepath.Join(dir, "limited")}
+	b := Binaries{Enforcer: filepath.Join(dir, "enforcer"), Hello: filepath.Join(dir, "hello")}
 	for _, x := range []struct{ out, pkg string }{
-		{b.Enforcer, "./functions/cmd/enforcer"}, {b.Hello, "./test/bench/hello"}, {b.Limited, "./test/bench/limited"},
+		{b.Enforcer, "./functions/cmd/enforcer"}, {b.Hello, "./test/bench/hello"},
 	} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", x.out, x.pkg)
 		cmd.Dir = root
@@ -244,17 +241,17 @@ type RSSResult struct {
 	Outcomes  map[outcome.Kind]int
 }
 
-// ConcurrentRSS starts program (the enforcer, or a variant of it) as its
+// ConcurrentRSS starts program (the enforcer, extraEnv added to its environment) as its
 // own process (so its resident set is its own), delivers n events about n
 // different labelled public services all at once with latency injected,
 // and reads its peak RSS.
-func ConcurrentRSS(ctx context.Context, e *Env, name, program string, n int, latency time.Duration) (*RSSResult, error) {
+func ConcurrentRSS(ctx context.Context, e *Env, name, program string, extraEnv []string, n int, latency time.Duration) (*RSSResult, error) {
 	res := &RSSResult{Program: name, Events: n, Latency: latency, Min: MinBurst(n), Outcomes: map[outcome.Kind]int{}}
 	_, entries, err := labelled(ctx, e, "rss", n)
 	if err != nil {
 		return nil, fmt.Errorf("concurrent events: %w", err)
 	}
-	p, err := startProc(program, enforcerEnv(e))
+	p, err := startProc(program, append(enforcerEnv(e), extraEnv...))
 	if err != nil {
 		return nil, err
 	}

@@ -58,7 +58,8 @@ type Report struct {
 	Env     string
 	Singles []*Single
 	Burst   *BurstResult
-	// RSS holds the enforcer's figures, then the proposed variant's.
+	// RSS holds the enforcer's figures as deployed (the target applies to
+	// them), then uncapped for comparison.
 	RSS   []*RSSResult
 	Start *StartResult
 }
@@ -126,13 +127,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	if cfg.runs("rss") {
-		for _, p := range []struct{ name, bin string }{
-			{"functions/cmd/enforcer", bins.Enforcer},
-			{"test/bench/limited (proposed: ≤ 100 events at once)", bins.Limited},
+		for _, p := range []struct {
+			name, bin string
+			env       []string
+		}{
+			{"functions/cmd/enforcer (IAPGUARD_MAX_CONCURRENT default: 100)", bins.Enforcer, nil},
+			{"functions/cmd/enforcer uncapped (IAPGUARD_MAX_CONCURRENT=0), for comparison", bins.Enforcer, []string{"IAPGUARD_MAX_CONCURRENT=0"}},
 		} {
 			cfg.progress("scenario concurrent events: %d at once, peak RSS of %s", cfg.RSSEvents, p.name)
 			rss, err := withEnv(ctx, func(e *Env) (*RSSResult, error) {
-				return ConcurrentRSS(ctx, e, p.name, p.bin, cfg.RSSEvents, cfg.Latency)
+				return ConcurrentRSS(ctx, e, p.name, p.bin, p.env, cfg.RSSEvents, cfg.Latency)
 			})
 			if rss != nil {
 				r.RSS = append(r.RSS, rss)
