@@ -86,10 +86,11 @@
 //   - Unknown projects: NOT_FOUND from Cloud Run, Compute (404) and IAP
 //     (404); PERMISSION_DENIED from Service Usage (403) and Logging. Google
 //     mostly answers PERMISSION_DENIED.
-//   - Quotas are token buckets refilled continuously (Google: per minute)
-//     and fail with RESOURCE_EXHAUSTED (REST: 429, reason
-//     rateLimitExceeded) on every API; Compute documents 403
-//     rateLimitExceeded. Injected errors carry fixed messages.
+//   - Quotas are token buckets refilled continuously (Google: per minute).
+//     An exhausted one fails with 403 rateLimitExceeded on Compute (as
+//     Google documents; 429 with Faults.SetComputeQuotaStatus) and with
+//     RESOURCE_EXHAUSTED (REST: 429, reason rateLimitExceeded) on the other
+//     APIs. Injected errors carry fixed messages.
 //   - Audit log: Admin Activity entries only (no Data Access entries for
 //     reads, no System Event entries); callerIp is always 127.0.0.1 and the
 //     user agent is the client's own (no ",gzip(gfe)"); rejected calls write

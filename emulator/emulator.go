@@ -301,6 +301,10 @@ type FaultConfig struct {
 		Class     string `json:"class"`
 		PerMinute int    `json:"perMinute"`
 	} `json:"quotas,omitempty"`
+	// ComputeQuotaStatus is the HTTP status of an exhausted Compute quota:
+	// 403 (Google's documented rateLimitExceeded answer; the default) or
+	// 429 (RESOURCE_EXHAUSTED). 0 leaves it as it is.
+	ComputeQuotaStatus int `json:"computeQuotaStatus,omitempty"`
 }
 
 // Apply installs the configuration on f. It is all or nothing: every rule
@@ -362,6 +366,12 @@ func (fc *FaultConfig) Apply(f *core.Faults) error {
 			return fmt.Errorf("quota class %q: want read or write", q.Class)
 		}
 		actions = append(actions, func() error { f.SetQuota(q.API, class, q.PerMinute); return nil })
+	}
+	if st := fc.ComputeQuotaStatus; st != 0 {
+		if st != 403 && st != 429 {
+			return fmt.Errorf("computeQuotaStatus %d: want 403 or 429", st)
+		}
+		actions = append(actions, func() error { return f.SetComputeQuotaStatus(st) })
 	}
 	for _, a := range actions {
 		if err := a(); err != nil {

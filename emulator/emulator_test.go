@@ -158,7 +158,7 @@ func TestEnvAndControlAPI(t *testing.T) {
 	}
 	base := "http://" + emu.Addr() + emulator.ControlPrefix
 
-	body := `{"latency":[{"method":"compute.*","duration":"1ms"}],"quotas":[{"api":"run","class":"write","perMinute":60}],"failNext":[{"method":"compute.backendServices.get","count":1,"code":"UNAVAILABLE"}]}`
+	body := `{"latency":[{"method":"compute.*","duration":"1ms"}],"quotas":[{"api":"run","class":"write","perMinute":60}],"failNext":[{"method":"compute.backendServices.get","count":1,"code":"UNAVAILABLE"}],"computeQuotaStatus":429}`
 	resp, err := http.Post(base+"faults", "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +167,7 @@ func TestEnvAndControlAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusNoContent {
 		t.Errorf("POST faults = %d, want 204", resp.StatusCode)
 	}
-	for _, bad := range []string{`{`, `{"errors":[{"method":"*","rate":2,"code":"UNAVAILABLE"}]}`, `{"failNext":[{"method":"*","count":1,"code":"NOPE"}]}`, `{"quotas":[{"api":"run","class":"sideways","perMinute":1}]}`} {
+	for _, bad := range []string{`{`, `{"errors":[{"method":"*","rate":2,"code":"UNAVAILABLE"}]}`, `{"failNext":[{"method":"*","count":1,"code":"NOPE"}]}`, `{"quotas":[{"api":"run","class":"sideways","perMinute":1}]}`, `{"computeQuotaStatus":500}`} {
 		resp, err := http.Post(base+"faults", "application/json", strings.NewReader(bad))
 		if err != nil {
 			t.Fatal(err)

@@ -13,8 +13,10 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	compute "google.golang.org/api/compute/v1"
 	"google.golang.org/api/googleapi"
+	"google.golang.org/grpc/codes"
 
 	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/internal/gcperr"
 )
 
 var ignoreClientFields = cmpopts.IgnoreFields(compute.BackendService{}, "ServerResponse", "ForceSendFields", "NullFields")
@@ -850,7 +852,13 @@ func TestQuota(t *testing.T) {
 		t.Fatalf("first write: %v", err)
 	}
 	_, err := e.svc.BackendServices.Insert(projID, &compute.BackendService{Name: "q2"}).Do()
-	apiErr(t, err, 429, "rateLimitExceeded")
+	apiErr(t, err, 403, "rateLimitExceeded") // as Google documents for Compute
+	if got := gcperr.Code(err); got != codes.ResourceExhausted {
+		t.Errorf("classified as %v, want ResourceExhausted (throttling)", got)
+	}
+	if !gcperr.IsTransient(err) {
+		t.Errorf("403 rateLimitExceeded is not transient: %v", err)
+	}
 	if _, err := e.svc.BackendServices.Get(projID, "q1").Do(); err != nil {
 		t.Errorf("read under an exhausted write quota: %v", err)
 	}

@@ -69,6 +69,9 @@ type Faults struct {
 	races    []failRule
 	quotas   map[string]*quota // key api/class
 	rnd      *rand.Rand
+	// compute429 answers an exhausted Compute quota with 429
+	// RESOURCE_EXHAUSTED instead of Google's documented 403.
+	compute429 bool
 }
 
 type latencyRule struct {
@@ -110,7 +113,23 @@ func (f *Faults) Reset() {
 	f.mu.Lock()
 	f.latency, f.errors, f.failNext, f.races = nil, nil, nil, nil
 	f.quotas = map[string]*quota{}
+	f.compute429 = false
 	f.mu.Unlock()
+}
+
+// SetComputeQuotaStatus chooses the HTTP status of an exhausted Compute
+// quota: 403 (the default, as Google documents for Compute rate quotas:
+// 403 PERMISSION_DENIED with reason rateLimitExceeded) or 429 (RESOURCE_
+// EXHAUSTED, the form other Google REST APIs use; clients must treat both
+// as throttling). Other APIs always answer 429 / RESOURCE_EXHAUSTED.
+func (f *Faults) SetComputeQuotaStatus(status int) error {
+	if status != 403 && status != 429 {
+		return fmt.Errorf("compute quota status %d: want 403 or 429", status)
+	}
+	f.mu.Lock()
+	f.compute429 = status == 429
+	f.mu.Unlock()
+	return nil
 }
 
 // ValidPattern reports whether p is a valid method pattern (a path.Match glob).
@@ -259,8 +278,14 @@ func (f *Faults) check(method string) (time.Duration, *Error) {
 		if class == Write {
 			what = "Write requests"
 		}
+		code := codes.ResourceExhausted
+		if api == "compute" && !f.compute429 {
+			// Compute: "If your project exceeds a rate quota, you receive
+			// a 403 error with the reason rateLimitExceeded".
+			code = codes.PermissionDenied
+		}
 		return delay, &Error{
-			Code:     codes.ResourceExhausted,
+			Code:     code,
 			Reason:   "rateLimitExceeded",
 			Injected: true,
 			Message: fmt.Sprintf("Quota exceeded for quota metric '%s' and limit '%s per minute' of service '%s.googleapis.com'.",

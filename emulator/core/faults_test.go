@@ -322,9 +322,20 @@ func TestQuota(t *testing.T) {
 	if !errors.As(err, &e) {
 		t.Fatalf("4th read = %v, want quota error", err)
 	}
-	if e.Code != codes.ResourceExhausted || e.Reason != "rateLimitExceeded" || !e.Injected ||
+	// Compute answers a rate quota with 403 rateLimitExceeded, as Google
+	// documents; 429 RESOURCE_EXHAUSTED on request.
+	if e.Code != codes.PermissionDenied || e.Status() != 403 || e.Reason != "rateLimitExceeded" || !e.Injected ||
 		!strings.Contains(e.Message, "'Read requests per minute'") || !strings.Contains(e.Message, "compute.googleapis.com") {
 		t.Errorf("quota error = %+v", e)
+	}
+	if err := c.Faults.SetComputeQuotaStatus(429); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Begin(context.Background(), read); !errors.As(err, &e) || e.Code != codes.ResourceExhausted || e.Status() != 429 || e.Reason != "rateLimitExceeded" {
+		t.Errorf("quota error with status 429 = %v", err)
+	}
+	if err := c.Faults.SetComputeQuotaStatus(500); err == nil {
+		t.Error("SetComputeQuotaStatus(500) accepted")
 	}
 	// Other classes and APIs have their own (absent) quotas.
 	for _, m := range []string{write, "google.cloud.run.v2.Services.GetService", "iap.getIamPolicy"} {

@@ -1,6 +1,7 @@
 package gcp_test
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,14 +11,37 @@ import (
 	"github.com/iapguard/iapguard/internal/gcp/gcptest"
 )
 
-// TestAdaptiveLimitingUnderAQuota drives many concurrent reads through the
-// Run adapter against an emulated read quota: no call may fail (throttled
-// calls are retried), the quota must be used well, and once the limiter
-// has learned the quota few calls may be wasted on RESOURCE_EXHAUSTED.
-// (Retries alone, without adaptation, also lose no call here, but keep
-// wasting more calls than they make.)
+// TestAdaptiveLimitingUnderAQuota drives many concurrent reads through an
+// adapter against an emulated read quota — Cloud Run's, answered with
+// RESOURCE_EXHAUSTED, and Compute's, answered with 403 rateLimitExceeded as
+// Google documents: no call may fail (throttled calls are retried), the
+// quota must be used well, and once the limiter has learned the quota few
+// calls may be wasted on throttling. (Retries alone, without adaptation,
+// also lose no call here, but keep wasting more calls than they make.)
 func TestAdaptiveLimitingUnderAQuota(t *testing.T) {
 	t.Parallel()
+	tests := []struct {
+		name, api, method string
+		call              func(context.Context, *gcptest.Env) error
+	}{
+		{"cloud run, RESOURCE_EXHAUSTED", "run", "google.cloud.run.v2.Services.GetIamPolicy", func(ctx context.Context, e *gcptest.Env) error {
+			_, err := e.Clients.RunAdapter.GetIAMPolicy(ctx, helloRef)
+			return err
+		}},
+		{"compute, 403 rateLimitExceeded", "compute", "compute.regionNetworkEndpointGroups.list", func(ctx context.Context, e *gcptest.Env) error {
+			_, err := e.Clients.ComputeAdapter.ListServerlessNEGs(ctx, gcptest.Project, gcptest.Region)
+			return err
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testLimitingUnderQuota(t, tc.api, tc.method, tc.call)
+		})
+	}
+}
+
+func testLimitingUnderQuota(t *testing.T, api, m string, call func(context.Context, *gcptest.Env) error) {
 	e := gcptest.Start(t, gcptest.Options{})
 	e.SeedService(t, gcptest.Svc{Name: "hello"})
 	const (
@@ -26,9 +50,8 @@ func TestAdaptiveLimitingUnderAQuota(t *testing.T) {
 		workers   = 16
 		learn     = 1500 * time.Millisecond
 		run       = 3 * time.Second
-		m         = "google.cloud.run.v2.Services.GetIamPolicy"
 	)
-	e.Core.Faults.SetQuotaRate("run", core.Read, perSecond, burst)
+	e.Core.Faults.SetQuotaRate(api, core.Read, perSecond, burst)
 	// Calls take time, as they do against Google.
 	if err := e.Core.Faults.SetLatency("*", 10*time.Millisecond); err != nil {
 		t.Fatal(err)
@@ -45,7 +68,7 @@ func TestAdaptiveLimitingUnderAQuota(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for time.Since(start) < run {
-				if _, err := e.Clients.RunAdapter.GetIAMPolicy(ctx, helloRef); err != nil {
+				if err := call(ctx, e); err != nil {
 					fail.Add(1)
 					firstErr.CompareAndSwap(nil, err)
 					continue
@@ -63,6 +86,9 @@ func TestAdaptiveLimitingUnderAQuota(t *testing.T) {
 	bound := burst + perSecond*elapsed.Seconds()
 	t.Logf("accepted %d in %s (quota bound %.0f); after %s: %d accepted, %d throttled",
 		ok.Load(), elapsed.Round(time.Millisecond), bound, learn, accepted, throttled)
+	if accepted == 0 {
+		t.Fatalf("no %s call counted after learning: wrong method key?", m)
+	}
 	if fail.Load() > 0 {
 		t.Errorf("%d calls failed, first: %v", fail.Load(), firstErr.Load())
 	}
