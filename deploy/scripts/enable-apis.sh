@@ -3,12 +3,15 @@
 # (Cloud Run, Eventarc, Pub/Sub, Cloud Scheduler, Artifact Registry, Cloud
 # Build, IAM) and those the function calls, whose quota is charged to the
 # function's own project; in every allowlisted project the IAP API, which
-# the IAP service agent and the IAP toggle need.
+# the IAP service agent and the IAP toggle need (projects under the scope's
+# folder entries included: lib.sh expand_folders).
 #
-# The caller needs roles/serviceusage.serviceUsageAdmin.
+# The caller needs roles/serviceusage.serviceUsageAdmin, and with folder
+# entries roles/browser on each listed folder (to find its projects).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require DEPLOY_PROJECT
 resolve_allowlist
+expand_folders
 
 log "enabling APIs in $DEPLOY_PROJECT"
 gcloud services enable --project="$DEPLOY_PROJECT" \
@@ -16,7 +19,7 @@ gcloud services enable --project="$DEPLOY_PROJECT" \
   cloudscheduler.googleapis.com artifactregistry.googleapis.com cloudbuild.googleapis.com \
   iam.googleapis.com logging.googleapis.com compute.googleapis.com \
   iap.googleapis.com serviceusage.googleapis.com
-for project in "${ALLOWLIST[@]}"; do
+for project in "${ALLOWLIST[@]}" "${FOLDER_PROJECTS[@]}"; do
   if [[ "$project" != "$DEPLOY_PROJECT" ]]; then
     log "enabling the IAP API in $project"
     gcloud services enable --project="$project" iap.googleapis.com

@@ -11,16 +11,20 @@
 #     iam.serviceAccounts.actAs on every UpdateService
 #     (DEPLOY_RUNTIME_SERVICE_ACCOUNTS, comma-separated; default: the Compute
 #     default service account of each allowlisted project, which Cloud Run
-#     uses when a service names none);
+#     uses when a service names none, including the projects under the
+#     scope's folder entries as the deployment finds them);
 #   - roles/eventarc.eventReceiver for iapguard-trigger on DEPLOY_PROJECT.
 # Nothing is granted project-wide beyond the custom role and the event
 # receiver role.
 #
 # The caller needs roles/iam.serviceAccountAdmin, roles/iam.roleAdmin and
-# roles/resourcemanager.projectIamAdmin (on every allowlisted project).
+# roles/resourcemanager.projectIamAdmin (on every allowlisted project), and
+# with folder entries roles/browser on each listed folder (to find its
+# projects). The folder-level grants themselves are org.sh's.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require DEPLOY_PROJECT
 resolve_allowlist
+expand_folders
 
 enforcer=$(account_email "$ENFORCER_ACCOUNT")
 trigger=$(account_email "$TRIGGER_ACCOUNT")
@@ -41,9 +45,10 @@ ensure_account "$ENFORCER_ACCOUNT" "iapguard enforcer (EnforceIAP function)"
 ensure_account "$TRIGGER_ACCOUNT" "iapguard Eventarc triggers"
 
 runtime_accounts=${DEPLOY_RUNTIME_SERVICE_ACCOUNTS:-}
-for project in "${ALLOWLIST[@]}"; do
+for project in "${ALLOWLIST[@]}" "${FOLDER_PROJECTS[@]}"; do
   # The organisation-wide path grants one organisation-level role at the
-  # sink's parent instead (org.sh).
+  # sink's parent and on the folder entries instead (org.sh); folder
+  # entries exist only there (lib.sh parse_scope).
   if ! org_mode; then
     ensure_enforcer_role --project="$project"
     gcloud projects add-iam-policy-binding "$project" --member="serviceAccount:$enforcer" \

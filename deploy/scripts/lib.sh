@@ -6,12 +6,13 @@
 # Inputs (environment):
 #   DEPLOY_PROJECT      project that runs the function (required)
 #   DEPLOY_REGION       region of the function (required by most steps)
-#   IAPGUARD_PROJECTS   allowlist, comma-separated project ids and patterns
-#                       such as team-* (default: DEPLOY_PROJECT)
+#   IAPGUARD_PROJECTS   allowlist, comma-separated project ids, patterns
+#                       such as team-* and, on the organisation-wide path,
+#                       folders/N (default: DEPLOY_PROJECT)
 #   DEPLOY_ORGANIZATION organisation id: set, the organisation-wide path is
 #                       deployed (org.sh; docs/deploy.md) and the function's
-#                       role is granted once at the sink's parent instead of
-#                       per project
+#                       role is granted once at the sink's parent (and on
+#                       each folder entry) instead of per project
 # shellcheck disable=SC2034 # the constants are used by the scripts that source this file
 set -euo pipefail
 
@@ -63,38 +64,64 @@ scope_entries() {
   done
 }
 
-# resolve_allowlist sets ALLOWLIST to the projects iapguard enforces in: the
-# listed ones, then the projects the deployer can see (gcloud projects
-# list) whose id matches a pattern ('*' matches any run of characters, as in
-# the function's scope), and PATTERNS to the patterns. Call it in the
-# script's own shell (not in $(...)): it dies on an entry the function would
-# refuse and when the projects cannot be listed. Patterns are matched when
-# the deployment runs: a project created later is reached by id at once,
-# by number and by the sweep after the next deployment.
-ALLOWLIST=()
+# parse_scope reads IAPGUARD_PROJECTS without a call: LISTED gets the
+# project ids and numbers, PATTERNS the patterns, FOLDERS the numeric ids of
+# the folders/N entries (each once, in order). It dies on an entry the
+# function would refuse, and on a folder entry outside the
+# organisation-wide path: the function's role is granted on the folder, and
+# only an organisation-level role can be. Call it in the script's own shell.
+LISTED=()
 PATTERNS=()
-declare -A NUMBERS=() # project id → number, for the projects listed to match patterns
+FOLDERS=()
+parse_scope() {
+  local entry
+  declare -A seen=()
+  LISTED=()
+  PATTERNS=()
+  FOLDERS=()
+  while read -r entry; do
+    [[ -n "$entry" && -z "${seen[$entry]:-}" ]] || continue
+    seen[$entry]=1
+    if [[ "$entry" == folders/* ]]; then
+      [[ "$entry" =~ ^folders/[0-9]+$ ]] ||
+        die "IAPGUARD_PROJECTS: '$entry' is not a folder entry (want folders/NUMERIC_ID)"
+      org_mode ||
+        die "IAPGUARD_PROJECTS: '$entry': folder entries need the organisation-wide path (DEPLOY_ORGANIZATION, the _ORGANIZATION substitution): the function's role is granted on the folder, which only an organisation-level role can be (docs/orgwide.md, Deploying with folder entries)"
+      FOLDERS+=("${entry#folders/}")
+      continue
+    fi
+    [[ "$entry" =~ ^[A-Za-z0-9.:_*-]+$ ]] ||
+      die "IAPGUARD_PROJECTS: '$entry' is not a project id, number, pattern or folders/N (only * is a wildcard)"
+    if [[ "$entry" == *'*'* ]]; then
+      PATTERNS+=("$entry")
+    else
+      LISTED+=("$entry")
+    fi
+  done < <(scope_entries)
+}
+
+# resolve_allowlist sets ALLOWLIST to the projects the function is given by
+# id and number: the listed ones, then the projects the deployer can see
+# (gcloud projects list) whose id matches a pattern ('*' matches any run of
+# characters, as in the function's scope); PATTERNS and FOLDERS as
+# parse_scope does. Folder entries are not expanded here (expand_folders).
+# Call it in the script's own shell (not in $(...)): it dies on an entry the
+# function would refuse and when the projects cannot be listed. Patterns are
+# matched when the deployment runs: a project created later is reached by
+# id at once, by number and by the sweep after the next deployment.
+ALLOWLIST=()
+declare -A NUMBERS=() # project id → number, for the projects listed to match patterns or folders
+declare -A IN_ALLOWLIST=()
 resolve_allowlist() {
   local entry pattern id number listed line
   local -a lines
-  declare -A seen=()
+  parse_scope
   ALLOWLIST=()
-  PATTERNS=()
-  while read -r entry; do
-    [[ -n "$entry" ]] || continue
-    # The function accepts folders/N, but the deployment cannot expand it
-    # (sweep jobs, folder-level grants): docs/orgwide.md says what to do.
-    [[ "$entry" != folders/* ]] ||
-      die "IAPGUARD_PROJECTS: '$entry': the deployment does not expand folder entries; deploy with ids and patterns and add the folder as docs/orgwide.md (Deploying with folder entries) says"
-    [[ "$entry" =~ ^[A-Za-z0-9.:_*-]+$ ]] ||
-      die "IAPGUARD_PROJECTS: '$entry' is not a project id, number or pattern (only * is a wildcard)"
-    if [[ "$entry" == *'*'* ]]; then
-      PATTERNS+=("$entry")
-    elif [[ -z "${seen[$entry]:-}" ]]; then
-      seen[$entry]=1
-      ALLOWLIST+=("$entry")
-    fi
-  done < <(scope_entries)
+  IN_ALLOWLIST=()
+  for entry in "${LISTED[@]}"; do
+    IN_ALLOWLIST[$entry]=1
+    ALLOWLIST+=("$entry")
+  done
   ((${#PATTERNS[@]} > 0)) || return 0
   listed=$(gcloud projects list --format='value(projectId,projectNumber)' --sort-by=projectId) ||
     die "cannot list projects to match ${PATTERNS[*]} (the deployer needs resourcemanager.projects.list)"
@@ -107,13 +134,60 @@ resolve_allowlist() {
       # Unquoted on the right of ==, the pattern is a glob; '*' is the only
       # wildcard it can hold (checked above).
       # shellcheck disable=SC2053
-      if [[ "$id" == $pattern && -z "${seen[$id]:-}" ]]; then
-        seen[$id]=1
+      if [[ "$id" == $pattern && -z "${IN_ALLOWLIST[$id]:-}" ]]; then
+        IN_ALLOWLIST[$id]=1
         ALLOWLIST+=("$id")
       fi
     done
   done
   log "patterns ${PATTERNS[*]} match ${#ALLOWLIST[@]} project(s) with the listed ones"
+}
+
+# expand_folders sets FOLDER_PROJECTS to the active projects under the
+# folder entries (after resolve_allowlist), however deep: for each folder
+# of the tree, `gcloud resource-manager folders list --folder=F` gives its
+# sub-folders and `gcloud projects list` with the filter parent.id:F its
+# direct child projects (two calls per folder; a folder listed inside
+# another listed folder is walked once). Projects already in ALLOWLIST, by
+# id or by a listed number, are left out, so each project gets one sweep
+# job. A project created under a folder later is in scope at once (the
+# function resolves folders itself) but has no sweep job, IAP API or actAs
+# grant until the next deployment. The deployer needs
+# resourcemanager.folders.list and resourcemanager.projects.list on each
+# listed folder (roles/browser). Call it in the script's own shell.
+FOLDER_PROJECTS=()
+expand_folders() {
+  local folder child id number listed line
+  local -a queue lines
+  declare -A walked=()
+  FOLDER_PROJECTS=()
+  ((${#FOLDERS[@]} > 0)) || return 0
+  queue=("${FOLDERS[@]}")
+  while ((${#queue[@]} > 0)); do
+    folder=${queue[0]}
+    queue=("${queue[@]:1}")
+    [[ -z "${walked[$folder]:-}" ]] || continue
+    walked[$folder]=1
+    listed=$(gcloud resource-manager folders list --folder="$folder" --format='value(name.basename())') ||
+      die "cannot list the sub-folders of folders/$folder (the deployer needs resourcemanager.folders.list there, e.g. roles/browser)"
+    for child in $listed; do
+      queue+=("$child")
+    done
+    listed=$(gcloud projects list --filter="parent.type:folder parent.id:$folder lifecycleState:ACTIVE" \
+      --format='value(projectId,projectNumber)' --sort-by=projectId) ||
+      die "cannot list the projects of folders/$folder (the deployer needs resourcemanager.projects.list there, e.g. roles/browser)"
+    mapfile -t lines <<<"$listed"
+    for line in "${lines[@]}"; do
+      read -r id number <<<"$line"
+      [[ -n "$id" ]] || continue
+      NUMBERS[$id]=$number
+      [[ -z "${IN_ALLOWLIST[$id]:-}" ]] || continue
+      [[ -z "$number" || -z "${IN_ALLOWLIST[$number]:-}" ]] || continue
+      IN_ALLOWLIST[$id]=1
+      FOLDER_PROJECTS+=("$id")
+    done
+  done
+  log "folders ${FOLDERS[*]/#/folders/} hold ${#FOLDER_PROJECTS[@]} more project(s) in ${#walked[@]} folder(s)"
 }
 
 # ensure_enforcer_role WHERE_FLAG: creates, undeletes or updates the custom

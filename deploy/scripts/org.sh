@@ -12,17 +12,25 @@
 #     eventarc/triggers.yaml (the filter in DEPLOY_LOG_FILTER_FILE, rendered
 #     by `iapctl deploy triggers --format=log-filter`) to the replay topic in
 #     DEPLOY_PROJECT, whose trigger delivers them to the function;
-#   - roles/pubsub.publisher on that topic for the sink's writer identity.
-# The scope (IAPGUARD_PROJECTS, with patterns) still decides where the
-# function acts: entries of other projects under the parent are answered
-# "rejected" without an API call. Without DEPLOY_ORGANIZATION this is the
-# single-project deployment and the script does nothing.
+#   - roles/pubsub.publisher on that topic for the sink's writer identity;
+#   - for each folder entry folders/N of IAPGUARD_PROJECTS: that role (unless
+#     N is the sink's parent, granted above) and roles/browser for
+#     iapguard-enforcer on the folder. The function reads the ancestry of an
+#     event's project with them (resourcemanager.projects.get and
+#     resourcemanager.folders.get, not in its custom role) and acts in every
+#     project below. Grants on folders later removed from the scope are not
+#     revoked (docs/orgwide.md says how).
+# The scope (IAPGUARD_PROJECTS, with patterns and folder entries) still
+# decides where the function acts: entries of other projects under the
+# parent are answered "rejected" (without an API call unless the scope has
+# folder entries). Without DEPLOY_ORGANIZATION this is the single-project
+# deployment and the script does nothing.
 #
 # The caller needs roles/iam.organizationRoleAdmin on the organisation,
-# roles/resourcemanager.folderIamAdmin on a folder parent (or
-# roles/resourcemanager.organizationAdmin on an organisation parent),
-# roles/logging.configWriter on the parent, and roles/pubsub.admin in
-# DEPLOY_PROJECT.
+# roles/resourcemanager.folderIamAdmin on a folder parent and on each
+# folder entry (or roles/resourcemanager.organizationAdmin on an
+# organisation parent), roles/logging.configWriter on the parent, and
+# roles/pubsub.admin in DEPLOY_PROJECT.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require DEPLOY_PROJECT
 
@@ -49,13 +57,25 @@ filter_file=${DEPLOY_LOG_FILTER_FILE:-}
 [[ -n "$filter_file" && -s "$filter_file" ]] ||
   die "DEPLOY_LOG_FILTER_FILE='$filter_file' is missing or empty (render it with: go run ./cmd/iapctl deploy triggers --format=log-filter)"
 filter=$(<"$filter_file")
+parse_scope
 enforcer=$(account_email "$ENFORCER_ACCOUNT")
+role="organizations/$DEPLOY_ORGANIZATION/roles/$ENFORCER_ROLE"
 destination="pubsub.googleapis.com/projects/$DEPLOY_PROJECT/topics/$REPLAY_TOPIC"
 
 ensure_enforcer_role --organization="$DEPLOY_ORGANIZATION"
 log "granting $ENFORCER_ROLE to $enforcer on $parent"
-"${grant[@]}" --member="serviceAccount:$enforcer" \
-  --role="organizations/$DEPLOY_ORGANIZATION/roles/$ENFORCER_ROLE" --condition=None >/dev/null
+"${grant[@]}" --member="serviceAccount:$enforcer" --role="$role" --condition=None >/dev/null
+
+for folder in "${FOLDERS[@]}"; do
+  if [[ "$parent" != "folders/$folder" ]]; then
+    log "granting $ENFORCER_ROLE to $enforcer on folders/$folder (folder entry)"
+    gcloud resource-manager folders add-iam-policy-binding "$folder" --member="serviceAccount:$enforcer" \
+      --role="$role" --condition=None >/dev/null
+  fi
+  log "granting roles/browser to $enforcer on folders/$folder (it reads the ancestry of the projects below)"
+  gcloud resource-manager folders add-iam-policy-binding "$folder" --member="serviceAccount:$enforcer" \
+    --role=roles/browser --condition=None >/dev/null
+done
 
 if gcloud logging sinks describe "$SINK_NAME" "${where[@]}" >/dev/null 2>&1; then
   log "updating log sink $SINK_NAME on $parent"

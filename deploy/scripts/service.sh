@@ -11,9 +11,10 @@
 #   - never labelled iap=enabled: the function must not guard itself, or
 #     Eventarc could no longer deliver to it.
 # Configuration (docs/deploy.md): IAPGUARD_PROJECTS (allowlist of project
-# ids and patterns such as team-*, default DEPLOY_PROJECT; the numbers of the
-# listed and matching projects are added, and the patterns kept), IAPGUARD_DRY_RUN (default true: plan and publish outcomes,
-# change nothing), IAPGUARD_LOG_LEVEL (default info), IAPGUARD_TIMEOUT
+# ids, patterns such as team-* and, on the organisation-wide path,
+# folders/N; default DEPLOY_PROJECT; the numbers of the listed and matching
+# projects are added, the patterns and folder entries kept as they are),
+# IAPGUARD_DRY_RUN (default true: plan and publish outcomes, change nothing), IAPGUARD_LOG_LEVEL (default info), IAPGUARD_TIMEOUT
 # (optional, per-event deadline), DEPLOY_MAX_INSTANCES (default 10).
 #
 # The caller needs roles/run.admin and roles/iam.serviceAccountUser on
@@ -42,9 +43,16 @@ for project in "${ALLOWLIST[@]}"; do
   fi
 done
 # Patterns go to the function as they are: a project created after this
-# deployment is in scope by id at once (docs/orgwide.md).
+# deployment is in scope by id at once (docs/orgwide.md). So do folder
+# entries, unexpanded: the function resolves a project's folders itself
+# (by id or number, however deep), so a project created or moved under a
+# listed folder later is in scope at once; org.sh grants what it needs on
+# each folder.
 for pattern in "${PATTERNS[@]}"; do
   projects+="$pattern,"
+done
+for folder in "${FOLDERS[@]}"; do
+  projects+="folders/$folder,"
 done
 projects=${projects%,}
 # '^|^' makes '|' the separator, so the comma-separated allowlist survives

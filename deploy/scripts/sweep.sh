@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Creates or updates one Cloud Scheduler job per allowlisted project that
+# Creates or updates one Cloud Scheduler job per allowlisted project (the
+# listed ones, those the patterns match and those under the folder entries,
+# found when this runs; lib.sh resolve_allowlist, expand_folders) that
 # publishes a replay message for the whole project to the replay topic, so
 # drift that produced no audit entry (or whose event was lost) is still
 # reconciled:
@@ -8,10 +10,15 @@
 # deleted. DEPLOY_SWEEP_SCHEDULE (cron, default every 6 hours) and
 # DEPLOY_SWEEP_TIME_ZONE (default Etc/UTC) set the cadence.
 #
-# The caller needs roles/cloudscheduler.admin.
+# A project created later under a listed folder, or matching a pattern, is
+# enforced through its events at once and swept after the next deployment.
+#
+# The caller needs roles/cloudscheduler.admin, and with folder entries
+# roles/browser on each listed folder (to find its projects).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require DEPLOY_PROJECT DEPLOY_REGION
 resolve_allowlist
+expand_folders
 
 schedule=${DEPLOY_SWEEP_SCHEDULE:-17 */6 * * *}
 time_zone=${DEPLOY_SWEEP_TIME_ZONE:-Etc/UTC}
@@ -19,7 +26,7 @@ topic="projects/$DEPLOY_PROJECT/topics/$REPLAY_TOPIC"
 where=(--project="$DEPLOY_PROJECT" --location="$DEPLOY_REGION")
 
 declare -A wanted=()
-for project in "${ALLOWLIST[@]}"; do
+for project in "${ALLOWLIST[@]}" "${FOLDER_PROJECTS[@]}"; do
   job="$SWEEP_JOB_PREFIX$project"
   wanted[$job]=1
   body=$(printf '{"version":1,"project":"%s","requestedBy":"scheduler"}' "$project")

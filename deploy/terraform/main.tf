@@ -4,12 +4,16 @@ locals {
   triggers      = jsondecode(file("${path.module}/generated/triggers.json")).triggers
   enforcer_role = jsondecode(file("${path.module}/generated/enforcer-role.json"))
 
-  # The scope: listed project ids, and patterns ("team-*") matched against
-  # the projects the caller can see when Terraform runs. The patterns also
-  # go to the function as they are (run.tf), so a project created later is
-  # in scope by id at once, by number and by the sweep after the next apply.
-  scope_patterns = [for p in var.projects : p if strcontains(p, "*")]
-  scope_listed   = [for p in var.projects : p if !strcontains(p, "*")]
+  # The scope: listed project ids, patterns ("team-*") matched against
+  # the projects the caller can see when Terraform runs, and folder entries
+  # ("folders/N", organisation-wide path only). The patterns and folder
+  # entries also go to the function as they are (run.tf), so a project
+  # created later is in scope by id at once (under a folder: by id and
+  # number), and swept after the next apply.
+  scope_folder_entries = distinct([for p in var.projects : p if startswith(p, "folders/")])
+  scope_folders        = [for f in local.scope_folder_entries : trimprefix(f, "folders/")]
+  scope_patterns       = [for p in var.projects : p if strcontains(p, "*")]
+  scope_listed         = [for p in var.projects : p if !strcontains(p, "*") && !startswith(p, "folders/")]
   pattern_regexes = [
     for p in local.scope_patterns : "^${replace(replace(p, ".", "\\."), "*", ".*")}$"
   ]
@@ -19,12 +23,40 @@ locals {
   ]
   allowlist = length(var.projects) > 0 ? distinct(concat(local.scope_listed, local.pattern_matches)) : [var.project]
 
+  # The projects under the folder entries, for the sweep jobs, the IAP API
+  # and the default actAs grants: the projects directly in each listed
+  # folder and in its direct sub-folders. google_projects (filter
+  # parent.id) and google_folders list direct children only, and plain
+  # Terraform cannot recurse to a depth it does not know: projects deeper
+  # down are enforced through their events (the function resolves any
+  # depth) but get no sweep job unless their folder is listed too
+  # (docs/orgwide.md). Projects of the allowlist, by id or by a listed
+  # number, are left out.
+  scope_subfolders = distinct(flatten([
+    for f in local.scope_folders : [
+      for sub in data.google_folders.scope[f].folders : trimprefix(sub.name, "folders/")
+      if sub.state == "ACTIVE" && !contains(local.scope_folders, trimprefix(sub.name, "folders/"))
+    ]
+  ]))
+  folder_projects_found = flatten([for f, d in data.google_projects.in_folder : d.projects])
+  folder_project_numbers = {
+    for p in local.folder_projects_found : p.project_id => tostring(p.number)
+  }
+  folder_projects = distinct([
+    for p in local.folder_projects_found : p.project_id
+    if !contains(local.allowlist, p.project_id) && !contains(local.allowlist, tostring(p.number))
+  ])
+
+  # Every project the deployment knows to be in scope.
+  scope_projects = concat(local.allowlist, local.folder_projects)
+
   # The replay trigger's topic, named in eventarc/triggers.yaml.
   replay_topic = one(distinct([for t in values(local.triggers) : t.topic if t.topic != ""]))
 
-  runtime_service_accounts = length(var.runtime_service_accounts) > 0 ? var.runtime_service_accounts : [
-    for p in local.allowlist : "${data.google_project.allowlisted[p].number}-compute@developer.gserviceaccount.com"
-  ]
+  runtime_service_accounts = length(var.runtime_service_accounts) > 0 ? var.runtime_service_accounts : concat(
+    [for p in local.allowlist : "${data.google_project.allowlisted[p].number}-compute@developer.gserviceaccount.com"],
+    [for p in local.folder_projects : "${local.folder_project_numbers[p]}-compute@developer.gserviceaccount.com"],
+  )
 
   pubsub_agent = "service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
@@ -53,6 +85,19 @@ data "google_projects" "visible" {
   filter = "lifecycleState:ACTIVE"
 }
 
+# The direct sub-folders of each folder entry.
+data "google_folders" "scope" {
+  for_each  = toset(local.scope_folders)
+  parent_id = "folders/${each.value}"
+}
+
+# The active projects directly in each folder entry and each of its direct
+# sub-folders.
+data "google_projects" "in_folder" {
+  for_each = toset(concat(local.scope_folders, local.scope_subfolders))
+  filter   = "parent.type:folder parent.id:${each.value} lifecycleState:ACTIVE"
+}
+
 data "google_project" "allowlisted" {
   for_each   = toset(local.allowlist)
   project_id = each.value
@@ -67,7 +112,7 @@ resource "google_project_service" "apis" {
 
 # IAP's service agent and toggle need the IAP API in every allowlisted project.
 resource "google_project_service" "iap" {
-  for_each           = var.enable_apis ? toset([for p in local.allowlist : p if p != var.project]) : toset([])
+  for_each           = var.enable_apis ? toset([for p in local.scope_projects : p if p != var.project]) : toset([])
   project            = each.value
   service            = "iap.googleapis.com"
   disable_on_destroy = false

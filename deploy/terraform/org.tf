@@ -41,6 +41,26 @@ resource "google_organization_iam_member" "enforcer" {
   member = "serviceAccount:${google_service_account.enforcer.email}"
 }
 
+# Folder entries of the scope (var.projects "folders/N"): the function's
+# role on each listed folder, unless it is the sink's parent (bound above;
+# two resources must not manage one binding), and roles/browser
+# (resourcemanager.projects.get and resourcemanager.folders.get, which the
+# function needs to read a project's ancestry and its custom role cannot
+# hold). Both hold in every project and folder below.
+resource "google_folder_iam_member" "enforcer_on_scope_folders" {
+  for_each = local.org_mode ? toset([for f in local.scope_folder_entries : f if f != local.sink_parent]) : toset([])
+  folder   = each.value
+  role     = google_organization_iam_custom_role.enforcer[0].name
+  member   = "serviceAccount:${google_service_account.enforcer.email}"
+}
+
+resource "google_folder_iam_member" "browser_on_scope_folders" {
+  for_each = local.org_mode ? toset(local.scope_folder_entries) : toset([])
+  folder   = each.value
+  role     = "roles/browser"
+  member   = "serviceAccount:${google_service_account.enforcer.email}"
+}
+
 # The aggregated sink: the parent's and its children's audit entries that
 # the triggers select go to the replay topic, whose trigger delivers them.
 resource "google_logging_folder_sink" "audit" {

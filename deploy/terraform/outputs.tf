@@ -33,6 +33,11 @@ output "trigger_subscriptions" {
   value       = { for name, t in google_eventarc_trigger.iapguard : name => t.transport[0].pubsub[0].subscription }
 }
 
+output "scope_folder_projects" {
+  description = "Projects found under the folder entries of var.projects (directly in each listed folder or one sub-folder below it) that get a sweep job, the IAP API and, by default, an actAs grant; deeper projects are enforced through their events only (docs/orgwide.md)."
+  value       = local.folder_projects
+}
+
 output "log_sink_writer_identity" {
   description = "Organisation-wide path: the identity the aggregated log sink publishes as (null without var.organization_id)."
   value = one(concat(

@@ -9,7 +9,7 @@ locals {
   function_env = {
     FUNCTION_TARGET         = "EnforceIAP"
     GOOGLE_CLOUD_PROJECT    = var.project
-    IAPGUARD_PROJECTS       = join(",", concat(local.allowlist_ids_and_numbers, local.scope_patterns))
+    IAPGUARD_PROJECTS       = join(",", concat(local.allowlist_ids_and_numbers, local.scope_patterns, local.scope_folder_entries))
     IAPGUARD_OUTCOMES_TOPIC = google_pubsub_topic.outcomes.id
     IAPGUARD_DRY_RUN        = tostring(var.dry_run)
     IAPGUARD_LOG_LEVEL      = var.log_level
@@ -62,8 +62,19 @@ resource "google_cloud_run_v2_service" "enforcer" {
     google_project_iam_member.enforcer,
     google_folder_iam_member.enforcer,
     google_organization_iam_member.enforcer,
+    google_folder_iam_member.enforcer_on_scope_folders,
+    google_folder_iam_member.browser_on_scope_folders,
     google_pubsub_topic_iam_member.enforcer_publishes_outcomes,
   ]
+
+  lifecycle {
+    # Folder entries need the function's role granted on the folder, which
+    # only the organisation-level role of the organisation-wide path can be.
+    precondition {
+      condition     = local.org_mode || length(local.scope_folder_entries) == 0
+      error_message = "projects: folder entries (folders/N) need the organisation-wide path (organization_id): the function's role is granted on each listed folder, which only an organisation-level role can be."
+    }
+  }
 }
 
 resource "google_cloud_run_v2_service_iam_member" "trigger_invokes" {

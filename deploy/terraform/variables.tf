@@ -9,13 +9,13 @@ variable "region" {
 }
 
 variable "projects" {
-  description = "Scope: project ids and patterns such as team-* iapguard may change (IAPGUARD_PROJECTS). Empty means var.project only. Patterns are matched against the projects the caller can see. Events of other projects arrive through the organisation-wide sink (var.organization_id)."
+  description = "Scope: project ids, numbers, patterns such as team-* and, with var.organization_id only, folders (folders/N: every project below the folder, however deep) iapguard may change (IAPGUARD_PROJECTS). Empty means var.project only. Patterns are matched against the projects the caller can see; sweep jobs are made for the projects directly in each folder entry and one level of sub-folders below it (docs/orgwide.md). Events of other projects arrive through the organisation-wide sink (var.organization_id)."
   type        = list(string)
   default     = []
 
   validation {
-    condition     = alltrue([for p in var.projects : can(regex("^[A-Za-z0-9.:_*-]+$", p))])
-    error_message = "projects: each entry is a project id, number or pattern; only * is a wildcard. Folder entries (folders/N) are not expanded by this module: see docs/orgwide.md, Deploying with folder entries."
+    condition     = alltrue([for p in var.projects : can(regex("^([A-Za-z0-9.:_*-]+|folders/[0-9]+)$", p))])
+    error_message = "projects: each entry is a project id, number, pattern (only * is a wildcard) or folders/NUMERIC_ID."
   }
 }
 

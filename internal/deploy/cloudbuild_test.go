@@ -385,10 +385,24 @@ func TestCloudBuildOrgPath(t *testing.T) {
 		}
 	}
 	if diff := cmp.Diff(map[string]string{
-		"DEPLOY_PROJECT": "${_PROJECT}", "DEPLOY_ORGANIZATION": "${_ORGANIZATION}",
+		"DEPLOY_PROJECT": "${_PROJECT}", "DEPLOY_ORGANIZATION": "${_ORGANIZATION}", "IAPGUARD_PROJECTS": "${_PROJECTS}",
 		"DEPLOY_SINK_PARENT": "${_SINK_PARENT}", "DEPLOY_LOG_FILTER_FILE": "/workspace/log-filter.txt",
 	}, env(org)); diff != "" {
 		t.Errorf("org step environment (-want +got):\n%s", diff)
+	}
+	// Folder entries in _PROJECTS are accepted only on the organisation-wide
+	// path (lib.sh parse_scope): every step that reads the scope must know
+	// whether it is on.
+	for _, s := range b.Steps {
+		e := env(s)
+		if _, ok := e["IAPGUARD_PROJECTS"]; ok && e["DEPLOY_ORGANIZATION"] != "${_ORGANIZATION}" {
+			t.Errorf("step %s reads IAPGUARD_PROJECTS without DEPLOY_ORGANIZATION=${_ORGANIZATION}: it would refuse folder entries on the organisation-wide path", s.ID)
+		}
+	}
+	// The function is deployed after org.sh has granted what folder entries
+	// need on the folders.
+	if !slices.Contains(step["service"].WaitFor, "org") {
+		t.Error("service step does not wait for the org step (the folder grants)")
 	}
 	if got := env(step["identity"])["DEPLOY_ORGANIZATION"]; got != "${_ORGANIZATION}" {
 		t.Errorf("identity step DEPLOY_ORGANIZATION = %q, want ${_ORGANIZATION}", got)

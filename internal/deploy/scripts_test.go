@@ -8,9 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/iapguard/iapguard/eventarc"
 	"github.com/iapguard/iapguard/internal/iamperm"
@@ -177,6 +180,31 @@ var existingWorld = []string{
 // projectsWorld holds the projects `gcloud projects list` shows.
 var projectsWorld = []string{"projects|-|-|team-a", "projects|-|-|legacy", "projects|-|-|team-b"}
 
+// folderWorld is a folder tree for the scope's folder entries, with the
+// projects `gcloud projects list` shows (their parent, their number):
+//
+//	folders/10: team-a, ops-tools; sub-folder 20
+//	folders/20: deep-one, numbered; sub-folder 30
+//	folders/30: deeper-two
+//	folders/11 (not in scope): sub-folder 21 with outside
+//	legacy (no folder)
+var folderWorld = []string{
+	"resource-manager folders|folders/10|-|20",
+	"resource-manager folders|folders/20|-|30",
+	"resource-manager folders|folders/11|-|21",
+	"projects|folders/10|100000000001|team-a",
+	"projects|folders/10|100000000002|ops-tools",
+	"projects|folders/20|100000000003|deep-one",
+	"projects|folders/20|100000000006|numbered",
+	"projects|folders/30|100000000004|deeper-two",
+	"projects|folders/21|100000000005|outside",
+	"projects|-|-|legacy",
+}
+
+// folderScope lists a project, a pattern, a project by number (numbered,
+// under folders/20) and two folder entries, the second inside the first.
+const folderScope = "demo-project, team-*, 100000000006, folders/10, folders/20"
+
 // orgEnv is the environment of org.sh: organisation 42, parent (empty: the
 // organisation) and a synthetic filter.
 func orgEnv(t *testing.T, parent string) map[string]string {
@@ -195,6 +223,16 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 		"DEPLOY_PROJECT":    "demo-project",
 		"DEPLOY_REGION":     "us-central1",
 		"IAPGUARD_PROJECTS": "demo-project, other-project",
+	}
+	merge := func(a, b map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range a {
+			m[k] = v
+		}
+		for k, v := range b {
+			m[k] = v
+		}
+		return m
 	}
 	with := func(extra map[string]string) map[string]string {
 		m := map[string]string{}
@@ -349,11 +387,81 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 			},
 		},
 		{
-			name: "sweep.folder-entry", script: "sweep.sh", wantCode: 1,
-			env: with(map[string]string{"IAPGUARD_PROJECTS": "team-*,folders/123"}),
+			name: "sweep.folder-entry", script: "sweep.sh", seed: folderWorld,
+			env: with(map[string]string{"IAPGUARD_PROJECTS": folderScope, "DEPLOY_ORGANIZATION": "42"}),
 			check: func(t *testing.T, r scriptRun) {
-				if !strings.Contains(r.stderr, "does not expand folder entries") || len(r.calls) != 0 {
-					t.Errorf("a folder entry was not refused, with the way out, before any call: %s", r.stderr)
+				var jobs []string
+				for _, c := range r.calls {
+					if len(c) > 4 && c[0] == "scheduler" && c[2] == "create" {
+						jobs = append(jobs, strings.TrimPrefix(c[4], "iapguard-sweep-"))
+					}
+				}
+				// The listed project and number, the pattern's match, then the
+				// folders' projects however deep; team-a (pattern) and numbered
+				// (listed by number) once.
+				want := []string{"demo-project", "100000000006", "team-a", "ops-tools", "deep-one", "deeper-two"}
+				if diff := cmp.Diff(want, jobs); diff != "" {
+					t.Errorf("sweep jobs (-want +got):\n%s", diff)
+				}
+				for _, f := range []string{"10", "20", "30"} {
+					if n := strings.Count(strings.Join(r.joined(), "\n"), "resource-manager folders list --folder="+f+" "); n != 1 {
+						t.Errorf("folders/%s walked %d times, want once", f, n)
+					}
+					if !r.hasCall("projects list", "--filter=parent.type:folder parent.id:"+f+" lifecycleState:ACTIVE") {
+						t.Errorf("projects of folders/%s not listed", f)
+					}
+				}
+				if r.hasCall("--folder=11") || r.hasCall("--folder=21") || r.hasCall("iapguard-sweep-folders") {
+					t.Error("walked a folder outside the scope, or made a job for a folder entry")
+				}
+			},
+		},
+		{
+			name: "sweep.folder-entry.single-project", script: "sweep.sh", wantCode: 1, seed: folderWorld,
+			env: with(map[string]string{"IAPGUARD_PROJECTS": "team-*,folders/10"}),
+			check: func(t *testing.T, r scriptRun) {
+				if !strings.Contains(r.stderr, "'folders/10': folder entries need the organisation-wide path (DEPLOY_ORGANIZATION") || len(r.calls) != 0 {
+					t.Errorf("a folder entry was not refused on the single-project path, with the way out, before any call: %s", r.stderr)
+				}
+			},
+		},
+		{
+			name: "service.folder-entry", script: "service.sh", seed: folderWorld,
+			env: with(map[string]string{"DEPLOY_IMAGE": "img", "IAPGUARD_PROJECTS": folderScope, "DEPLOY_ORGANIZATION": "42"}),
+			check: func(t *testing.T, r scriptRun) {
+				if !r.hasCall("run deploy", "|IAPGUARD_PROJECTS=demo-project,123456789012,100000000006,team-a,100000000001,team-*,folders/10,folders/20|") {
+					t.Errorf("the function's scope is not the listed entries with numbers, the pattern and the folder entries as written:\n%s", strings.Join(r.joined(), "\n"))
+				}
+				if r.hasCall("resource-manager folders list") || r.hasCall("parent.id:") {
+					t.Error("the function's deployment expanded the folders; the function resolves them itself")
+				}
+			},
+		},
+		{
+			name: "identity.folder-entry", script: "identity.sh", seed: folderWorld,
+			env: with(map[string]string{"IAPGUARD_PROJECTS": folderScope, "DEPLOY_ORGANIZATION": "42"}),
+			check: func(t *testing.T, r scriptRun) {
+				for _, n := range []string{"100000000002", "100000000003", "100000000004"} {
+					if !r.hasCall("iam service-accounts add-iam-policy-binding "+n+"-compute@developer.gserviceaccount.com", "--role=roles/iam.serviceAccountUser") {
+						t.Errorf("no actAs grant on the default runtime account of the folder project numbered %s", n)
+					}
+				}
+				if r.hasCall("100000000005-compute") || r.hasCall("iam roles") {
+					t.Error("actAs on a project outside the folders, or a per-project role on the organisation-wide path")
+				}
+			},
+		},
+		{
+			name: "enable-apis.folder-entry", script: "enable-apis.sh", seed: folderWorld,
+			env: with(map[string]string{"IAPGUARD_PROJECTS": "folders/20", "DEPLOY_ORGANIZATION": "42"}),
+			check: func(t *testing.T, r scriptRun) {
+				for _, p := range []string{"deep-one", "numbered", "deeper-two"} {
+					if !r.hasCall("services enable --project=" + p + " iap.googleapis.com") {
+						t.Errorf("IAP API not enabled in %s, under folders/20", p)
+					}
+				}
+				if r.hasCall("--project=team-a") {
+					t.Error("IAP API enabled in a project above the folder entry")
 				}
 			},
 		},
@@ -390,6 +498,56 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 				}
 				if !r.hasCall("pubsub topics add-iam-policy-binding iapguard-replay", "--member=serviceAccount:service-org-42@gcp-sa-logging", "roles/pubsub.publisher") {
 					t.Error("the sink's writer cannot publish to the replay topic")
+				}
+			},
+		},
+		{
+			name: "org.folder-entries", script: "org.sh", seed: folderWorld,
+			env: with(merge(orgEnv(t, "folders/10"), map[string]string{"IAPGUARD_PROJECTS": "team-*, folders/10, folders/20"})),
+			check: func(t *testing.T, r scriptRun) {
+				type grant struct{ Folder, Role string }
+				var got []grant
+				for _, c := range r.calls {
+					if strings.HasPrefix(strings.Join(c, " "), "resource-manager folders add-iam-policy-binding ") {
+						if !slices.Contains(c, "--member=serviceAccount:iapguard-enforcer@demo-project.iam.gserviceaccount.com") || !slices.Contains(c, "--condition=None") {
+							t.Errorf("folder grant not to the enforcer, or not unconditional: %v", c)
+						}
+						for _, a := range c {
+							if role, ok := strings.CutPrefix(a, "--role="); ok {
+								got = append(got, grant{c[3], role})
+							}
+						}
+					}
+				}
+				role := "organizations/42/roles/" + iamperm.FunctionRoleID
+				// The sink's parent gets the role once; each folder entry
+				// roles/browser, and the role unless it is the parent.
+				want := []grant{{"10", role}, {"10", "roles/browser"}, {"20", role}, {"20", "roles/browser"}}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("folder grants (-want +got):\n%s", diff)
+				}
+				if r.hasCall(" list") {
+					t.Error("org.sh listed folders or projects; it grants on the folder entries as written")
+				}
+			},
+		},
+		{
+			name: "org.organization.folder-entry", script: "org.sh",
+			env: with(merge(orgEnv(t, ""), map[string]string{"IAPGUARD_PROJECTS": "folders/20"})),
+			check: func(t *testing.T, r scriptRun) {
+				if !r.hasCall("organizations add-iam-policy-binding 42", "--role=organizations/42/roles/"+iamperm.FunctionRoleID) ||
+					!r.hasCall("resource-manager folders add-iam-policy-binding 20", "--role=organizations/42/roles/"+iamperm.FunctionRoleID) ||
+					!r.hasCall("resource-manager folders add-iam-policy-binding 20", "--role=roles/browser") {
+					t.Errorf("role not granted on the organisation and on the folder entry, or no roles/browser there:\n%s", strings.Join(r.joined(), "\n"))
+				}
+			},
+		},
+		{
+			name: "org.bad-folder-entry", script: "org.sh", wantCode: 1,
+			env: with(merge(orgEnv(t, ""), map[string]string{"IAPGUARD_PROJECTS": "folders/team"})),
+			check: func(t *testing.T, r scriptRun) {
+				if len(r.calls) != 0 || !strings.Contains(r.stderr, "'folders/team' is not a folder entry (want folders/NUMERIC_ID)") {
+					t.Errorf("bad folder entry not refused before any call: %s", r.stderr)
 				}
 			},
 		},

@@ -328,3 +328,104 @@ func TestTerraformOrgPath(t *testing.T) {
 		t.Error("the scope's patterns do not reach the function's IAPGUARD_PROJECTS")
 	}
 }
+
+// TestTerraformFolderEntries checks the module's handling of folders/N in
+// var.projects against org.sh and sweep.sh: accepted by the validation,
+// refused outside the organisation-wide path, the role and roles/browser
+// granted on each folder entry (the role not twice on the sink's parent),
+// the folder entries passed to the function as written, and sweep jobs for
+// the projects found under them.
+func TestTerraformFolderEntries(t *testing.T) {
+	m := loadModule(t)
+	src := func(b *hclsyntax.Block) string {
+		return string(m.files[filepath.Base(b.Range().Filename)][b.Range().Start.Byte:b.Range().End.Byte])
+	}
+
+	// The validation's regular expression, run with Go's regexp (the engine
+	// Terraform's regex function uses).
+	v := m.variables["projects"]
+	var pattern string
+	for _, b := range v.Body.Blocks {
+		if b.Type != "validation" {
+			continue
+		}
+		_ = hclsyntax.VisitAll(b.Body.Attributes["condition"].Expr, func(n hclsyntax.Node) hcl.Diagnostics {
+			if call, ok := n.(*hclsyntax.FunctionCallExpr); ok && call.Name == "regex" && len(call.Args) == 2 {
+				if val, diags := call.Args[0].Value(nil); !diags.HasErrors() {
+					pattern = val.AsString()
+				}
+			}
+			return nil
+		})
+	}
+	re, err := regexp.Compile(pattern)
+	if pattern == "" || err != nil {
+		t.Fatalf("no usable regex in the validation of var.projects (%q, %v)", pattern, err)
+	}
+	for entry, want := range map[string]bool{
+		"team-a-prod": true, "example.com:legacy": true, "123456789012": true, "team-*": true, "folders/123456789012": true,
+		"folders/team": false, "organizations/1": false, "team-[ab]": false, "folders/": false, "projects/p": false,
+	} {
+		if got := re.MatchString(entry); got != want {
+			t.Errorf("var.projects validation accepts %q = %v, want %v", entry, got, want)
+		}
+	}
+
+	// Outside the organisation-wide path folder entries are refused.
+	svc := src(m.resources["google_cloud_run_v2_service.enforcer"])
+	if !strings.Contains(svc, "condition     = local.org_mode || length(local.scope_folder_entries) == 0") {
+		t.Error("no precondition refusing folder entries without organization_id on the function's service")
+	}
+	if !strings.Contains(string(m.files["run.tf"]), "local.scope_patterns, local.scope_folder_entries))") {
+		t.Error("the folder entries do not reach the function's IAPGUARD_PROJECTS as written")
+	}
+
+	for key, want := range map[string][]string{
+		"google_folder_iam_member.enforcer_on_scope_folders": {
+			"for_each = local.org_mode ? toset([for f in local.scope_folder_entries : f if f != local.sink_parent]) : toset([])",
+			"role     = google_organization_iam_custom_role.enforcer[0].name",
+		},
+		"google_folder_iam_member.browser_on_scope_folders": {
+			"for_each = local.org_mode ? toset(local.scope_folder_entries) : toset([])", `role     = "roles/browser"`,
+		},
+	} {
+		b := m.resources[key]
+		if b == nil {
+			t.Errorf("resource %s missing", key)
+			continue
+		}
+		for _, w := range append(want, `member   = "serviceAccount:${google_service_account.enforcer.email}"`) {
+			if !strings.Contains(src(b), w) {
+				t.Errorf("%s lacks %s", key, w)
+			}
+		}
+		if !strings.Contains(svc, key) {
+			t.Errorf("the function's service does not depend on %s", key)
+		}
+	}
+
+	// Sweep jobs, the IAP API and the default actAs grants cover the
+	// projects found under the folders.
+	for key, want := range map[string]string{
+		"data.google_folders.scope":        `parent_id = "folders/${each.value}"`,
+		"data.google_projects.in_folder":   `filter   = "parent.type:folder parent.id:${each.value} lifecycleState:ACTIVE"`,
+		"google_cloud_scheduler_job.sweep": "for_each  = toset(local.scope_projects)",
+		"google_project_service.iap":       "local.scope_projects",
+	} {
+		typ, name, _ := strings.Cut(key, ".")
+		var b *hclsyntax.Block
+		if typ == "data" {
+			b = m.data[name]
+		} else {
+			b = m.resources[key]
+		}
+		if b == nil {
+			t.Errorf("%s missing", key)
+		} else if !strings.Contains(src(b), want) {
+			t.Errorf("%s lacks %s", key, want)
+		}
+	}
+	if !strings.Contains(string(m.files["main.tf"]), "local.folder_project_numbers[p]}-compute@developer.gserviceaccount.com") {
+		t.Error("the Compute default accounts of the folders' projects get no actAs grant by default")
+	}
+}

@@ -9,10 +9,15 @@
 #   create/deploy  add the resource; delete removes it; undelete, update,
 #   /commit        commit and IAM bindings leave the state as it is
 #   list           prints the existing resources of the group, filtered by
-#                  --location and a --filter=name~/COLLECTION/PREFIX prefix
-# `projects describe` always answers project number 123456789012 (and
-# `projects list` gives every project that number). --organization=O and
-# --folder=F stand in for PROJECT as organizations/O and folders/F.
+#                  --location, a --filter=name~/COLLECTION/PREFIX prefix and
+#                  a parent.id:N term of the filter (PROJECT = folders/N)
+# `projects describe` always answers project number 123456789012. `projects
+# list` gives each project the number in its LOCATION field, 123456789012
+# when that is "-"; its PROJECT field is the parent (folders/N) or "-".
+# Folders are "resource-manager folders|folders/PARENT|-|ID" lines, so
+# `resource-manager folders list --folder=PARENT` lists the sub-folders.
+# --organization=O and --folder=F stand in for PROJECT as organizations/O
+# and folders/F.
 set -euo pipefail
 
 {
@@ -103,7 +108,13 @@ case "$verb" in
     mv "$FAKE_GCLOUD_STATE.tmp" "$FAKE_GCLOUD_STATE"
     ;;
   list)
-    prefix=${filter##*/}
+    prefix=
+    if [[ "$filter" == name~* ]]; then
+      prefix=${filter##*/}
+    fi
+    if [[ " $filter " =~ [[:space:]]parent\.id:([0-9]+)[[:space:]] ]]; then
+      project=folders/${BASH_REMATCH[1]}
+    fi
     while IFS='|' read -r g p l n; do
       [[ "$g" == "$group" && ("$project" == - || "$project" == "$p") ]] || continue
       [[ "$location" == - || "$location" == "$l" ]] || continue
@@ -111,7 +122,8 @@ case "$verb" in
       if [[ "$format" == 'value(name)' ]]; then
         echo "projects/$p/locations/$l/${group##* }/$n"
       elif [[ "$format" == 'value(projectId,projectNumber)' ]]; then
-        printf '%s\t%s\n' "$n" 123456789012
+        if [[ "$l" == - ]]; then l=123456789012; fi
+        printf '%s\t%s\n' "$n" "$l"
       else
         echo "$n"
       fi
