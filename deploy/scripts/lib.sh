@@ -134,7 +134,9 @@ resolve_allowlist() {
       # Unquoted on the right of ==, the pattern is a glob; '*' is the only
       # wildcard it can hold (checked above).
       # shellcheck disable=SC2053
-      if [[ "$id" == $pattern && -z "${IN_ALLOWLIST[$id]:-}" ]]; then
+      # A project listed by number is not added again by id: one sweep
+      # job per project (the pattern itself keeps its id in the scope).
+      if [[ "$id" == $pattern && -z "${IN_ALLOWLIST[$id]:-}" && (-z "$number" || -z "${IN_ALLOWLIST[$number]:-}") ]]; then
         IN_ALLOWLIST[$id]=1
         ALLOWLIST+=("$id")
       fi

@@ -387,6 +387,20 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 			},
 		},
 		{
+			// A project listed by number whose id a pattern also matches is
+			// one project: one sweep job, under the listed number.
+			name: "sweep.pattern-and-number", script: "sweep.sh", seed: folderWorld,
+			env: with(map[string]string{"IAPGUARD_PROJECTS": "team-*, 100000000001"}),
+			check: func(t *testing.T, r scriptRun) {
+				if !r.hasCall("scheduler jobs create pubsub iapguard-sweep-100000000001", `"project":"100000000001"`) {
+					t.Errorf("no sweep job for the listed number:\n%s", strings.Join(r.joined(), "\n"))
+				}
+				if r.hasCall("iapguard-sweep-team-a") {
+					t.Error("a second sweep job for team-a, which is listed by its number 100000000001")
+				}
+			},
+		},
+		{
 			name: "sweep.folder-entry", script: "sweep.sh", seed: folderWorld,
 			env: with(map[string]string{"IAPGUARD_PROJECTS": folderScope, "DEPLOY_ORGANIZATION": "42"}),
 			check: func(t *testing.T, r scriptRun) {
