@@ -20,10 +20,8 @@
 package delivery
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -32,6 +30,7 @@ import (
 	"time"
 
 	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/emulator/internal/pushretry"
 	"github.com/iapguard/iapguard/eventarc"
 )
 
@@ -87,13 +86,6 @@ func (o *Options) defaults() {
 		}
 	}
 	def(&o.ReorderWindow, time.Second)
-	def(&o.BackoffBase, 100*time.Millisecond)
-	def(&o.BackoffMax, 5*time.Second)
-	def(&o.Retention, 24*time.Hour)
-	def(&o.Timeout, 30*time.Second)
-	if o.BackoffMax < o.BackoffBase {
-		o.BackoffMax = o.BackoffBase
-	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 8
 	}
@@ -122,6 +114,7 @@ type Deliverer struct {
 	triggers []eventarc.Trigger
 	opts     Options
 	log      *slog.Logger
+	retry    *pushretry.Retrier // attempts, backoff, give-ups and their counts
 
 	mu        sync.Mutex
 	cond      *sync.Cond // signals ready work and closing
@@ -133,7 +126,7 @@ type Deliverer struct {
 	timers    map[*time.Timer]*job
 	pending   int
 	idle      chan struct{} // closed while pending == 0
-	stats     Stats
+	stats     Stats         // Duplicated, Reordered and the drops at Close; retry counts the rest
 	started   bool
 	closed    bool
 
@@ -171,10 +164,14 @@ func New(c *core.Core, triggers []eventarc.Trigger, opts Options) *Deliverer {
 		triggers: eventarc.AuditLogTriggers(triggers),
 		opts:     opts,
 		log:      opts.Logger,
-		rnd:      rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)),
-		timers:   map[*time.Timer]*job{},
-		idle:     idle,
-		done:     make(chan struct{}),
+		retry: pushretry.New(pushretry.Policy{
+			BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax,
+			MaxAttempts: opts.MaxAttempts, Retention: opts.Retention, Timeout: opts.Timeout,
+		}, seed^0x9e3779b97f4a7c15),
+		rnd:    rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)),
+		timers: map[*time.Timer]*job{},
+		idle:   idle,
+		done:   make(chan struct{}),
 	}
 	d.cond = sync.NewCond(&d.mu)
 	return d
@@ -217,7 +214,7 @@ func (d *Deliverer) Close() {
 		d.closed = true
 		for t, j := range d.timers {
 			if t.Stop() { // its callback will not run
-				d.dropLocked(j, "closed")
+				d.dropLocked(j, "closed", false)
 			}
 			delete(d.timers, t)
 		}
@@ -225,7 +222,7 @@ func (d *Deliverer) Close() {
 			d.holdTimer.Stop()
 		}
 		for _, j := range append(d.ready, d.held...) {
-			d.dropLocked(j, "closed")
+			d.dropLocked(j, "closed", false)
 		}
 		d.ready, d.held = nil, nil
 		d.cond.Broadcast()
@@ -247,7 +244,10 @@ func (d *Deliverer) Close() {
 func (d *Deliverer) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.stats
+	s, rc := d.stats, d.retry.Counts()
+	s.Attempts, s.Delivered, s.Retried = rc.Attempts, rc.Delivered, rc.Retried
+	s.Dropped += rc.Dropped
+	return s
 }
 
 // Pending returns the number of deliveries not yet finished (queued,
@@ -371,7 +371,7 @@ func (d *Deliverer) scheduleLocked(j *job, delay time.Duration) {
 		defer d.mu.Unlock()
 		delete(d.timers, t)
 		if d.closed {
-			d.dropLocked(j, "closed")
+			d.dropLocked(j, "closed", false)
 			return
 		}
 		d.ready = append(d.ready, j)
@@ -394,8 +394,12 @@ func (d *Deliverer) finishLocked() {
 	}
 }
 
-func (d *Deliverer) dropLocked(j *job, why string) {
-	d.stats.Dropped++
+// dropLocked gives j up; drops by the retry policy are counted by d.retry,
+// the others (Close) here.
+func (d *Deliverer) dropLocked(j *job, why string, byPolicy bool) {
+	if !byPolicy {
+		d.stats.Dropped++
+	}
 	d.log.Warn("eventarc stand-in: delivery dropped", "id", j.id, "target", j.target, "trigger", j.trigger, "attempts", j.attempts, "reason", why)
 	d.finishLocked()
 }
@@ -414,67 +418,33 @@ func (d *Deliverer) worker() {
 		j := d.ready[0]
 		d.ready = d.ready[1:]
 		j.attempts++
-		d.stats.Attempts++
 		d.mu.Unlock()
 
-		err := d.attempt(j)
+		// A 2xx answer is the target's acknowledgement.
+		err := d.retry.Attempt(d.ctx, func(ctx context.Context) error {
+			return pushretry.Post(ctx, d.opts.HTTPClient, j.target, j.header, j.body)
+		})
 
 		d.mu.Lock()
-		switch {
-		case err == nil:
-			d.stats.Delivered++
+		if d.closed && err != nil {
+			d.dropLocked(j, "closed", false)
+			d.mu.Unlock()
+			continue
+		}
+		switch dec := d.retry.After(d.ctx, j.attempts, j.enqueued, err); dec.Verdict {
+		case pushretry.Delivered:
 			d.log.Debug("eventarc stand-in: delivered", "id", j.id, "target", j.target, "trigger", j.trigger, "attempts", j.attempts)
 			d.finishLocked()
-		case d.closed:
-			d.dropLocked(j, "closed")
-		case d.opts.MaxAttempts > 0 && j.attempts >= d.opts.MaxAttempts:
-			d.dropLocked(j, fmt.Sprintf("max attempts: %v", err))
+		case pushretry.Retry:
+			d.log.Debug("eventarc stand-in: retrying", "id", j.id, "target", j.target, "attempts", j.attempts, "in", dec.Wait, "err", err)
+			d.scheduleLocked(j, dec.Wait)
+		case pushretry.Canceled: // d.ctx ended before Close got to run
+			d.dropLocked(j, "closed", false)
 		default:
-			wait := d.backoffLocked(j.attempts)
-			if time.Since(j.enqueued)+wait > d.opts.Retention {
-				d.dropLocked(j, fmt.Sprintf("retention: %v", err))
-				break
-			}
-			d.stats.Retried++
-			d.log.Debug("eventarc stand-in: retrying", "id", j.id, "target", j.target, "attempts", j.attempts, "in", wait, "err", err)
-			d.scheduleLocked(j, wait)
+			d.dropLocked(j, fmt.Sprintf("%v: %v", dec.Verdict, err), true)
 		}
 		d.mu.Unlock()
 	}
-}
-
-// backoffLocked is the wait after the n-th failed attempt.
-func (d *Deliverer) backoffLocked(n int) time.Duration {
-	w := d.opts.BackoffBase
-	for i := 1; i < n && w < d.opts.BackoffMax; i++ {
-		w *= 2
-	}
-	w = min(w, d.opts.BackoffMax)
-	half := w / 2
-	return w - half + time.Duration(d.rnd.Int64N(int64(half)+1))
-}
-
-// attempt POSTs j once; nil means the target acknowledged it (2xx).
-func (d *Deliverer) attempt(j *job) error {
-	ctx, cancel := context.WithTimeout(d.ctx, d.opts.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.target, bytes.NewReader(j.body))
-	if err != nil {
-		return fmt.Errorf("building request for %s: %w", j.target, err)
-	}
-	for k, v := range j.header {
-		req.Header[k] = append([]string(nil), v...)
-	}
-	resp, err := d.opts.HTTPClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("posting to %s: %w", j.target, err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("posting to %s: status %s", j.target, resp.Status)
-	}
-	return nil
 }
 
 // locationMatches applies trigger locations when Options.Region is set.

@@ -1,12 +1,10 @@
 package logsink
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,6 +14,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/binding"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
+	"github.com/iapguard/iapguard/emulator/internal/pushretry"
 	"github.com/iapguard/iapguard/internal/event"
 )
 
@@ -57,12 +56,8 @@ func (o *PushOptions) defaults() {
 			*d = v
 		}
 	}
-	def(&o.BackoffBase, 100*time.Millisecond)
-	def(&o.BackoffMax, 5*time.Second)
-	def(&o.Retention, 10*time.Minute)
-	def(&o.Timeout, 30*time.Second)
+	def(&o.Retention, 10*time.Minute) // the other retry defaults are pushretry's
 	def(&o.PollInterval, 10*time.Millisecond)
-	o.BackoffMax = max(o.BackoffMax, o.BackoffBase)
 	if o.Concurrency <= 0 {
 		o.Concurrency = 8
 	}
@@ -91,15 +86,15 @@ type PushStats struct {
 
 // Pusher is the Eventarc messagePublished trigger stand-in.
 type Pusher struct {
-	ps   PubSub
-	opts PushOptions
-	log  *slog.Logger
+	ps    PubSub
+	opts  PushOptions
+	log   *slog.Logger
+	retry *pushretry.Retrier // attempts, backoff, give-ups and their counts
 
 	mu        sync.Mutex
-	rnd       *rand.Rand
 	inflight  map[string]*pushed // by message id
-	stats     PushStats
-	lastEmpty time.Time // start of the last pull that found nothing while nothing was in flight
+	stats     PushStats          // Pulled, Acked and undeliverable messages; retry counts the rest
+	lastEmpty time.Time          // start of the last pull that found nothing while nothing was in flight
 	started   bool
 
 	sem    chan struct{}
@@ -125,10 +120,12 @@ func NewPusher(ps PubSub, opts PushOptions) (*Pusher, error) {
 		return nil, fmt.Errorf("push stand-in for %s: no targets", opts.Topic)
 	}
 	opts.defaults()
-	seed := rand.Uint64()
 	return &Pusher{
 		ps: ps, opts: opts, log: opts.Logger,
-		rnd:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		retry: pushretry.New(pushretry.Policy{
+			BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax,
+			MaxAttempts: opts.MaxAttempts, Retention: opts.Retention, Timeout: opts.Timeout,
+		}, 0),
 		inflight: map[string]*pushed{},
 		sem:      make(chan struct{}, opts.Concurrency),
 		done:     make(chan struct{}),
@@ -185,7 +182,10 @@ func (p *Pusher) Close() {
 func (p *Pusher) Stats() PushStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.stats
+	s, rc := p.stats, p.retry.Counts()
+	s.Attempts, s.Delivered, s.Retried = rc.Attempts, rc.Delivered, rc.Retried
+	s.Dropped += rc.Dropped
+	return s
 }
 
 // Pending is the number of messages pulled and not yet acked or given up.
@@ -332,40 +332,17 @@ func (p *Pusher) render(m *pubsubpb.PubsubMessage) (http.Header, []byte, error) 
 func (p *Pusher) deliver(ctx context.Context, id string, job *pushed) {
 	pulled := time.Now()
 	for _, target := range p.opts.Targets {
-		for attempt := 1; ; attempt++ {
-			err := p.attempt(ctx, target, job)
-			p.mu.Lock()
-			p.stats.Attempts++
-			if err == nil {
-				p.stats.Delivered++
-				p.mu.Unlock()
-				break
-			}
-			wait := p.backoffLocked(attempt)
-			give := ""
-			switch {
-			case ctx.Err() != nil:
-				p.mu.Unlock()
-				return // closing: the message stays unacked
-			case p.opts.MaxAttempts > 0 && attempt >= p.opts.MaxAttempts:
-				give = "max attempts"
-			case time.Since(pulled)+wait > p.opts.Retention:
-				give = "retention"
-			}
-			if give != "" {
-				p.stats.Dropped++
-				p.mu.Unlock()
-				p.log.Warn("push stand-in: delivery given up", "messageId", id, "target", target, "attempts", attempt, "reason", give, "err", err)
-				break
-			}
-			p.stats.Retried++
-			p.mu.Unlock()
+		// A 2xx answer is the target's acknowledgement.
+		res := p.retry.Do(ctx, pulled, func(actx context.Context) error {
+			return pushretry.Post(actx, p.opts.HTTPClient, target, job.header, job.body)
+		}, func(attempt int, wait time.Duration, err error) {
 			p.log.Debug("push stand-in: retrying", "messageId", id, "target", target, "attempt", attempt, "in", wait, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
+		})
+		switch {
+		case res.Verdict == pushretry.Canceled:
+			return // closing: the message stays unacked
+		case res.Verdict.GaveUp():
+			p.log.Warn("push stand-in: delivery given up", "messageId", id, "target", target, "attempts", res.Attempts, "reason", res.Verdict.String(), "err", res.Err)
 		}
 	}
 	p.mu.Lock()
@@ -387,38 +364,4 @@ func (p *Pusher) ack(ackID string) {
 	p.mu.Lock()
 	p.stats.Acked++
 	p.mu.Unlock()
-}
-
-// backoffLocked is the wait after the n-th failed attempt.
-func (p *Pusher) backoffLocked(n int) time.Duration {
-	w := p.opts.BackoffBase
-	for i := 1; i < n && w < p.opts.BackoffMax; i++ {
-		w *= 2
-	}
-	w = min(w, p.opts.BackoffMax)
-	half := w / 2
-	return w - half + time.Duration(p.rnd.Int64N(int64(half)+1))
-}
-
-// attempt POSTs job to target once; nil means a 2xx answer.
-func (p *Pusher) attempt(ctx context.Context, target string, job *pushed) error {
-	actx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, target, bytes.NewReader(job.body))
-	if err != nil {
-		return fmt.Errorf("building request for %s: %w", target, err)
-	}
-	for k, v := range job.header {
-		req.Header[k] = append([]string(nil), v...)
-	}
-	resp, err := p.opts.HTTPClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("posting to %s: %w", target, err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("posting to %s: status %s", target, resp.Status)
-	}
-	return nil
 }
