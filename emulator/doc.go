@@ -65,10 +65,12 @@
 // [{method, rate, code}] (rate 0..1), failNext [{method, count, code}],
 // races [{method, count}] (the next count precondition-checked writes lose
 // an etag/fingerprint race) and quotas [{api, class, perMinute}] (api run,
-// compute, serviceusage, iap, pubsub or logging; class read or write; 0
-// removes). method is a path.Match glob over method keys; code a gRPC code
-// name such as UNAVAILABLE (OK is rejected). Rules accumulate across POSTs.
-// A rejected body leaves the rules before the offending one installed.
+// compute, serviceusage, iap, pubsub, logging or cloudresourcemanager;
+// class read or write; 0 removes), then computeQuotaStatus (403 or 429:
+// the status of an exhausted Compute quota; 0 leaves it). method is a
+// path.Match glob over method keys; code a gRPC code name such as
+// UNAVAILABLE (OK is rejected). Rules accumulate across POSTs. A rejected
+// body installs nothing.
 //
 // # Differences from Google
 //

@@ -307,54 +307,41 @@ type FaultConfig struct {
 	ComputeQuotaStatus int `json:"computeQuotaStatus,omitempty"`
 }
 
-// Apply installs the configuration on f. It is all or nothing: every rule
-// is validated before any is installed.
+// Apply installs the configuration on f. It is all or nothing: the rules
+// are installed on a scratch core.Faults first, so a rule its setter
+// rejects leaves f untouched.
 func (fc *FaultConfig) Apply(f *core.Faults) error {
-	var actions []func() error
+	var actions []func(*core.Faults) error
+	add := func(a func(*core.Faults) error) { actions = append(actions, a) }
 	if fc.Reset {
-		actions = append(actions, func() error { f.Reset(); return nil })
+		add(func(f *core.Faults) error { f.Reset(); return nil })
 	}
 	if fc.Seed != 0 {
-		actions = append(actions, func() error { f.Seed(fc.Seed); return nil })
+		add(func(f *core.Faults) error { f.Seed(fc.Seed); return nil })
 	}
 	for _, l := range fc.Latency {
 		d, err := time.ParseDuration(l.Duration)
 		if err != nil {
 			return fmt.Errorf("latency %q: %w", l.Method, err)
 		}
-		if err := core.ValidPattern(l.Method); err != nil {
-			return err
-		}
-		actions = append(actions, func() error { return f.SetLatency(l.Method, d) })
+		add(func(f *core.Faults) error { return f.SetLatency(l.Method, d) })
 	}
 	for _, x := range fc.Errors {
 		code, err := ParseCode(x.Code)
 		if err != nil {
 			return err
 		}
-		if err := core.ValidPattern(x.Method); err != nil {
-			return err
-		}
-		if x.Rate < 0 || x.Rate > 1 {
-			return fmt.Errorf("error rate %v for %q: want 0..1", x.Rate, x.Method)
-		}
-		actions = append(actions, func() error { return f.SetErrorRate(x.Method, x.Rate, code) })
+		add(func(f *core.Faults) error { return f.SetErrorRate(x.Method, x.Rate, code) })
 	}
 	for _, x := range fc.FailNext {
 		code, err := ParseCode(x.Code)
 		if err != nil {
 			return err
 		}
-		if err := core.ValidPattern(x.Method); err != nil {
-			return err
-		}
-		actions = append(actions, func() error { return f.FailNext(x.Method, x.Count, code) })
+		add(func(f *core.Faults) error { return f.FailNext(x.Method, x.Count, code) })
 	}
 	for _, x := range fc.Races {
-		if err := core.ValidPattern(x.Method); err != nil {
-			return err
-		}
-		actions = append(actions, func() error { return f.ForceRaces(x.Method, x.Count) })
+		add(func(f *core.Faults) error { return f.ForceRaces(x.Method, x.Count) })
 	}
 	for _, q := range fc.Quotas {
 		class := core.Read
@@ -365,17 +352,16 @@ func (fc *FaultConfig) Apply(f *core.Faults) error {
 		default:
 			return fmt.Errorf("quota class %q: want read or write", q.Class)
 		}
-		actions = append(actions, func() error { f.SetQuota(q.API, class, q.PerMinute); return nil })
+		add(func(f *core.Faults) error { f.SetQuota(q.API, class, q.PerMinute); return nil })
 	}
 	if st := fc.ComputeQuotaStatus; st != 0 {
-		if st != 403 && st != 429 {
-			return fmt.Errorf("computeQuotaStatus %d: want 403 or 429", st)
-		}
-		actions = append(actions, func() error { return f.SetComputeQuotaStatus(st) })
+		add(func(f *core.Faults) error { return f.SetComputeQuotaStatus(st) })
 	}
-	for _, a := range actions {
-		if err := a(); err != nil {
-			return err
+	for _, target := range []*core.Faults{core.NewFaults(), f} {
+		for _, a := range actions {
+			if err := a(target); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/iapguard/iapguard/emulator"
@@ -269,5 +270,39 @@ func TestPubSubSharesTheAddress(t *testing.T) {
 	}
 	if n := emu.Core.Stats.Snapshot().Calls["google.pubsub.v1.Publisher.Publish"]; n != 1 {
 		t.Errorf("Publish calls counted = %d, want 1", n)
+	}
+}
+
+// TestFaultConfigAllOrNothing: a body with one rule its setter rejects
+// installs none of its rules: its reset (applied first) does not happen.
+func TestFaultConfigAllOrNothing(t *testing.T) {
+	const method = "compute.backendServices.get"
+	for _, tc := range []struct {
+		name, body string
+		wantErr    bool
+	}{
+		{name: "valid", body: `{"reset":true}`},
+		{name: "bad error rate", body: `{"reset":true,"errors":[{"method":"*","rate":2,"code":"INTERNAL"}]}`, wantErr: true},
+		{name: "bad pattern", body: `{"reset":true,"races":[{"method":"[","count":1}]}`, wantErr: true},
+		{name: "bad compute quota status", body: `{"reset":true,"computeQuotaStatus":500}`, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var fc emulator.FaultConfig
+			if err := json.Unmarshal([]byte(tc.body), &fc); err != nil {
+				t.Fatal(err)
+			}
+			c := core.New("")
+			if err := c.Faults.FailNext(method, 1, codes.Unavailable); err != nil {
+				t.Fatal(err)
+			}
+			err := fc.Apply(c.Faults)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Apply(%s) error = %v, want error %v", tc.body, err, tc.wantErr)
+			}
+			// The earlier rule survives exactly when the body is rejected.
+			if failed := c.Begin(context.Background(), method) != nil; failed != tc.wantErr {
+				t.Errorf("after Apply(%s): call failed = %v, want %v", tc.body, failed, tc.wantErr)
+			}
+		})
 	}
 }

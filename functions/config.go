@@ -15,7 +15,7 @@ import (
 // docs/configuration.md documents them.
 const (
 	EnvProject       = "GOOGLE_CLOUD_PROJECT"    // the function's own project (set by Cloud Run functions)
-	EnvProjects      = "IAPGUARD_PROJECTS"       // comma-separated allowlist: project ids, numbers, patterns such as team-* (iapsetup.Scope)
+	EnvProjects      = "IAPGUARD_PROJECTS"       // comma-separated allowlist: project ids, numbers, patterns such as team-*, folders/N (iapsetup.Scope)
 	EnvOutcomesTopic = "IAPGUARD_OUTCOMES_TOPIC" // topic id or projects/P/topics/T
 	EnvDryRun        = "IAPGUARD_DRY_RUN"        // true: plan and publish, change nothing
 	EnvLogLevel      = "IAPGUARD_LOG_LEVEL"      // debug, info, warning, error
@@ -43,7 +43,7 @@ const DefaultMaxConcurrent = 100
 type Config struct {
 	Project string
 	// Projects are the allowlist's entries (iapsetup.ProjectScope): ids,
-	// numbers, patterns over ids, or "*".
+	// numbers, patterns over ids, folders/N, or "*".
 	Projects      []string
 	OutcomesTopic string
 	DryRun        bool

@@ -46,25 +46,15 @@ func init() {
 	functions.HTTP(FunctionName, EnforceIAP)
 }
 
-var (
-	instanceOnce    sync.Once
-	instanceHandler *Handler
-	instanceErr     error
-
-	enforceIAP = LazyHTTPHandler(instance)
-)
-
-// instance builds the instance's handler from the environment, once.
-func instance() (*Handler, error) {
-	instanceOnce.Do(func() {
-		var inst *Instance
-		inst, instanceErr = NewInstance(context.Background(), os.Getenv, logx.New(os.Stdout, logx.ParseLevel(os.Getenv(EnvLogLevel))))
-		if instanceErr == nil {
-			instanceHandler = inst.Handler
-		}
-	})
-	return instanceHandler, instanceErr
-}
+// enforceIAP serves the instance's handler, built from the environment on
+// the first request, once.
+var enforceIAP = LazyHTTPHandler(sync.OnceValues(func() (*Handler, error) {
+	inst, err := NewInstance(context.Background(), os.Getenv, logx.New(os.Stdout, logx.ParseLevel(os.Getenv(EnvLogLevel))))
+	if err != nil {
+		return nil, err
+	}
+	return inst.Handler, nil
+}))
 
 // EnforceIAP is the function: an HTTP function receiving Eventarc's
 // CloudEvents (LazyHTTPHandler describes the answers). The first request
@@ -117,7 +107,8 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	if principal == "" {
 		principal = "iapguard@" + cfg.Project + ".iam.gserviceaccount.com"
 	}
-	clients, err := gcp.NewClients(ctx, gcp.Options{EmulatorHost: cfg.EmulatorHost, Principal: principal, UserAgent: "iapguard"})
+	gopts := gcp.Options{EmulatorHost: cfg.EmulatorHost, Principal: principal, UserAgent: "iapguard"}
+	clients, err := gcp.NewClients(ctx, gopts)
 	if err != nil {
 		return nil, fmt.Errorf("building Google clients: %w", err)
 	}
@@ -126,7 +117,7 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	if scope.HasFolders() {
 		// Folder entries: the scope check reads ancestries through Resource
 		// Manager (resourcemanager.projects.get, resourcemanager.folders.get).
-		if dir, err = gcp.NewProjectDirectory(ctx, gcp.Options{EmulatorHost: cfg.EmulatorHost, Principal: principal, UserAgent: "iapguard"}); err != nil {
+		if dir, err = gcp.NewProjectDirectory(ctx, gopts); err != nil {
 			_ = clients.Close()
 			return nil, fmt.Errorf("building Resource Manager client for the scope's folders: %w", err)
 		}

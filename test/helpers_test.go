@@ -48,6 +48,13 @@ func newEnv(t *testing.T, opts stack.Options) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	t.Cleanup(cancel)
+	return newEnvWithin(t, ctx, opts)
+}
+
+// newEnvWithin is newEnv bounded by ctx instead of a minute (the soak's own
+// deadline).
+func newEnvWithin(t *testing.T, ctx context.Context, opts stack.Options) *env {
+	t.Helper()
 	st, err := stack.Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
@@ -104,22 +103,6 @@ func agentOf(p core.Project) string {
 	return "serviceAccount:service-" + p.NumberString() + "@gcp-sa-iap.iam.gserviceaccount.com"
 }
 
-func (e *env) invokers(svc string) []string {
-	e.t.Helper()
-	p, err := e.cl.Run.GetIamPolicy(e.ctx, &iampb.GetIamPolicyRequest{Resource: e.name(svc)})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, b := range p.Bindings {
-		if b.Role == "roles/run.invoker" {
-			ms := slices.Clone(b.Members)
-			sort.Strings(ms)
-			return ms
-		}
-	}
-	return nil
-}
-
 // TestOrgWideSinkPathConverges is the acceptance test: three
 // projects, direct Eventarc delivery off, one log sink. The two projects in
 // scope converge through the sink path alone; the third gets rejected
@@ -157,7 +140,7 @@ func TestOrgWideSinkPathConverges(t *testing.T) {
 		if !svc.IapEnabled || svc.Ingress != runpb.IngressTraffic_INGRESS_TRAFFIC_ALL {
 			t.Errorf("%s/web: iapEnabled %v, ingress %v; want Cloud Run's IAP on, ingress left as it was", x.p.ID, svc.IapEnabled, svc.Ingress)
 		}
-		if diff := cmp.Diff([]string{agentOf(x.p)}, x.env.invokers("web")); diff != "" {
+		if diff := cmp.Diff([]string{agentOf(x.p)}, x.env.policy("web")["roles/run.invoker"]); diff != "" {
 			t.Errorf("%s/web invokers (-want +got):\n%s", x.p.ID, diff)
 		}
 	}

@@ -69,6 +69,17 @@ func (l *soakLog) Write(p []byte) (int, error) {
 }
 
 func (l *soakLog) line(b []byte) {
+	// Every line is scanned, JSON or not: a stray print must not escape.
+	s := string(b)
+	if strings.Contains(s, "currently unavailable") {
+		l.unavailable++
+	}
+	if strings.Contains(s, "Quota exceeded") {
+		l.exhausted++
+	}
+	if credentialLike.MatchString(s) && len(l.secrets) < 5 {
+		l.secrets = append(l.secrets, s)
+	}
 	var rec struct {
 		Message  string `json:"message"`
 		Attempts int    `json:"attempts"`
@@ -87,16 +98,6 @@ func (l *soakLog) line(b []byte) {
 		}
 	case "transient failure; returning an error so Eventarc redelivers":
 		l.transient++
-	}
-	s := string(b)
-	if strings.Contains(s, "currently unavailable") {
-		l.unavailable++
-	}
-	if strings.Contains(s, "Quota exceeded") {
-		l.exhausted++
-	}
-	if credentialLike.MatchString(s) && len(l.secrets) < 5 {
-		l.secrets = append(l.secrets, s)
 	}
 }
 

@@ -20,7 +20,6 @@ import (
 	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/emulator/delivery"
-	"github.com/iapguard/iapguard/internal/demo"
 	"github.com/iapguard/iapguard/internal/stack"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
@@ -57,6 +56,11 @@ func envInt(name string, def int) int {
 // (503) and half RESOURCE_EXHAUSTED (429). The rules are drawn in order, so
 // the second rate is taken of the calls the first let through.
 const soakErrorRate = 0.2
+
+// soakMaxAttempts bounds the stand-in's deliveries of one event: far more
+// than the 20 % error rate needs, so a dropped delivery (an event without an
+// outcome) means iapguard kept failing it.
+const soakMaxAttempts = 100
 
 var soakFaultPatterns = []string{"google.cloud.run.*", "google.longrunning.*", "compute.*"}
 
@@ -103,7 +107,7 @@ func TestSoak(t *testing.T) {
 		fnLog = io.MultiWriter(logs, lf)
 		emuLog = slog.New(slog.NewJSONHandler(lf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	e := newSoakEnv(t, ctx, stack.Options{
+	e := newEnvWithin(t, ctx, stack.Options{
 		Emulator: emulator.Options{
 			Logger:    emuLog,
 			Projects:  projects,
@@ -111,9 +115,7 @@ func TestSoak(t *testing.T) {
 			Delivery: delivery.Options{
 				Duplicate: 0.1, Reorder: 0.1, ReorderWindow: 300 * time.Millisecond,
 				BackoffBase: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
-				// Bounded, and far more than the 20 % error rate needs:
-				// a dropped delivery shows as an event without an outcome.
-				MaxAttempts: 100,
+				MaxAttempts: soakMaxAttempts,
 				Seed:        seed,
 			},
 		},
@@ -276,7 +278,7 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	if fig.Delivery.Dropped > 0 {
-		t.Errorf("%d deliveries were dropped after %d attempts", fig.Delivery.Dropped, 100)
+		t.Errorf("%d deliveries were dropped after %d attempts", fig.Delivery.Dropped, soakMaxAttempts)
 	}
 }
 
@@ -305,22 +307,6 @@ func soakDumpGoroutines(t *testing.T) {
 	if err := os.WriteFile(*soakLogFile+".goroutines", b.Bytes(), 0o644); err != nil {
 		t.Error(err)
 	}
-}
-
-// newSoakEnv is newEnv bounded by the soak's own deadline.
-func newSoakEnv(t *testing.T, ctx context.Context, opts stack.Options) *env {
-	t.Helper()
-	st, err := stack.Start(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	cl, err := demo.Dial(ctx, st.Emu.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	return &env{t: t, ctx: ctx, st: st, cl: cl, p: st.Project.ID}
 }
 
 func soakClientFaults(w *soakWorld) int {

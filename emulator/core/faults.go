@@ -30,10 +30,11 @@ func (c Class) String() string {
 }
 
 // ClassOf guesses a method's class from its last name segment: Get*, List*,
-// aggregatedList, wait, Wait*, Test* and testIamPermissions are reads.
+// Search*, aggregatedList, wait, Wait*, Test* and testIamPermissions, and
+// Pub/Sub's Pull, StreamingPull, Acknowledge and ModifyAckDeadline are reads.
 func ClassOf(method string) Class {
 	last := strings.ToLower(method[strings.LastIndex(method, ".")+1:])
-	for _, p := range []string{"get", "list", "aggregatedlist", "wait", "test", "pull", "streamingpull", "acknowledge", "modifyackdeadline"} {
+	for _, p := range []string{"get", "list", "search", "aggregatedlist", "wait", "test", "pull", "streamingpull", "acknowledge", "modifyackdeadline"} {
 		if strings.HasPrefix(last, p) {
 			return Read
 		}
@@ -42,12 +43,15 @@ func ClassOf(method string) Class {
 }
 
 // APIOf names the API a method key belongs to, for quotas: "run", "compute",
-// "serviceusage", "iap", "pubsub", "logging" (long-running operations count
-// as "run": only Cloud Run uses google.longrunning here).
+// "serviceusage", "iap", "pubsub", "logging", "cloudresourcemanager"
+// (long-running operations count as "run": only Cloud Run uses
+// google.longrunning here).
 func APIOf(method string) string {
 	switch {
 	case strings.HasPrefix(method, "google.cloud.run."), strings.HasPrefix(method, "google.longrunning."):
 		return "run"
+	case strings.HasPrefix(method, "google.cloud.resourcemanager."):
+		return "cloudresourcemanager"
 	case strings.HasPrefix(method, "google.pubsub."):
 		return "pubsub"
 	case strings.HasPrefix(method, "google.logging."):
@@ -132,8 +136,8 @@ func (f *Faults) SetComputeQuotaStatus(status int) error {
 	return nil
 }
 
-// ValidPattern reports whether p is a valid method pattern (a path.Match glob).
-func ValidPattern(p string) error {
+// validPattern reports whether p is a valid method pattern (a path.Match glob).
+func validPattern(p string) error {
 	if _, err := path.Match(p, ""); err != nil {
 		return fmt.Errorf("pattern %q: %w", p, err)
 	}
@@ -143,7 +147,7 @@ func ValidPattern(p string) error {
 // SetLatency delays every call matching pattern by d (0 removes the rule).
 // The last matching rule wins.
 func (f *Faults) SetLatency(pattern string, d time.Duration) error {
-	if err := ValidPattern(pattern); err != nil {
+	if err := validPattern(pattern); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -165,7 +169,7 @@ func validCode(c codes.Code) error {
 // SetErrorRate fails a fraction rate (0..1) of calls matching pattern with
 // code (not OK).
 func (f *Faults) SetErrorRate(pattern string, rate float64, code codes.Code) error {
-	if err := ValidPattern(pattern); err != nil {
+	if err := validPattern(pattern); err != nil {
 		return err
 	}
 	if err := validCode(code); err != nil {
@@ -182,7 +186,7 @@ func (f *Faults) SetErrorRate(pattern string, rate float64, code codes.Code) err
 
 // FailNext fails the next n calls matching pattern with code (not OK).
 func (f *Faults) FailNext(pattern string, n int, code codes.Code) error {
-	if err := ValidPattern(pattern); err != nil {
+	if err := validPattern(pattern); err != nil {
 		return err
 	}
 	if err := validCode(code); err != nil {
@@ -199,7 +203,7 @@ func (f *Faults) FailNext(pattern string, n int, code codes.Code) error {
 // concurrent writer would) just before checking the caller's precondition, so
 // a caller that sent one gets ABORTED / 412.
 func (f *Faults) ForceRaces(pattern string, n int) error {
-	if err := ValidPattern(pattern); err != nil {
+	if err := validPattern(pattern); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -318,8 +322,7 @@ func injected(code codes.Code, method string) *Error {
 // injected *Error or nil. Every surface calls it exactly once per
 // request, before doing anything else.
 func (c *Core) Begin(ctx context.Context, method string) error {
-	c.Stats.Inc(method)
-	c.Stats.incBy(c.PrincipalFrom(ctx), method)
+	c.Stats.incCall(c.PrincipalFrom(ctx), method)
 	delay, err := c.Faults.check(method)
 	if delay > 0 {
 		t := time.NewTimer(delay)

@@ -474,6 +474,8 @@ func TestClassOf(t *testing.T) {
 		{"serviceusage.operations.get", core.Read},
 		{"iap.getIamPolicy", core.Read},
 		{"iap.setIamPolicy", core.Write},
+		{"google.cloud.resourcemanager.v3.Projects.SearchProjects", core.Read},
+		{"google.cloud.resourcemanager.v3.Folders.ListFolders", core.Read},
 		{"iap.testIamPermissions", core.Read},
 		{"google.pubsub.v1.Publisher.Publish", core.Write},
 		{"google.pubsub.v1.Publisher.CreateTopic", core.Write},
@@ -510,6 +512,8 @@ func TestAPIOf(t *testing.T) {
 		{"google.pubsub.v1.Publisher.Publish", "pubsub"},
 		{"google.pubsub.v1.SchemaService.GetSchema", "pubsub"},
 		{"google.logging.v2.LoggingServiceV2.ListLogEntries", "logging"},
+		{"google.cloud.resourcemanager.v3.Projects.SearchProjects", "cloudresourcemanager"},
+		{"google.cloud.resourcemanager.v3.Folders.GetFolder", "cloudresourcemanager"},
 		{"nodots", "nodots"},
 	}
 	for _, tt := range tests {

@@ -1,8 +1,10 @@
 package core
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -137,12 +139,7 @@ func (t *Projects) Lookup(idOrNumber string) (Project, bool) {
 func (t *Projects) All() []Project {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	out := make([]Project, 0, len(t.byID))
-	for _, p := range t.byID {
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	return slices.SortedFunc(maps.Values(t.byID), func(a, b Project) int { return strings.Compare(a.ID, b.ID) })
 }
 
 // AddFolders registers folders, replacing any with the same id, after
@@ -153,10 +150,7 @@ func (t *Projects) All() []Project {
 func (t *Projects) AddFolders(fs ...Folder) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	next := make(map[string]Folder, len(t.folders)+len(fs))
-	for id, f := range t.folders {
-		next[id] = f
-	}
+	next := maps.Clone(t.folders)
 	for _, f := range fs {
 		if !positiveNumber(f.ID) {
 			return fmt.Errorf("folder %q: the id must be a positive integer", f.ID)
@@ -227,15 +221,9 @@ func (t *Projects) Folder(id string) (Folder, bool) {
 func (t *Projects) Folders() []Folder {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	out := make([]Folder, 0, len(t.folders))
-	for _, f := range t.folders {
-		out = append(out, f)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if len(out[i].ID) != len(out[j].ID) {
-			return len(out[i].ID) < len(out[j].ID)
-		}
-		return out[i].ID < out[j].ID
+	// Ids are canonical positive integers (no leading zeros): the shorter
+	// is the smaller.
+	return slices.SortedFunc(maps.Values(t.folders), func(a, b Folder) int {
+		return cmp.Or(cmp.Compare(len(a.ID), len(b.ID)), strings.Compare(a.ID, b.ID))
 	})
-	return out
 }

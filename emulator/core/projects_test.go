@@ -126,3 +126,17 @@ func TestProjectsAddReplaces(t *testing.T) {
 		})
 	}
 }
+
+// TestFoldersSortedNumerically: Folders orders ids as numbers (9 < 20 <
+// 100), not as strings.
+func TestFoldersSortedNumerically(t *testing.T) {
+	ps := core.NewProjects()
+	fs := []core.Folder{{ID: "100", Parent: "organizations/1"}, {ID: "9", Parent: "organizations/1"}, {ID: "20", Parent: "folders/100"}}
+	if err := ps.AddFolders(fs...); err != nil {
+		t.Fatal(err)
+	}
+	want := []core.Folder{fs[1], fs[2], fs[0]}
+	if diff := cmp.Diff(want, ps.Folders()); diff != "" {
+		t.Errorf("Folders (-want +got):\n%s", diff)
+	}
+}

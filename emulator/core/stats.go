@@ -24,9 +24,11 @@ func NewStats() *Stats {
 	return &Stats{calls: map[string]int64{}, faults: map[string]int64{}, by: map[string]map[string]int64{}}
 }
 
-// incBy counts one call of method by principal.
-func (s *Stats) incBy(principal, method string) {
+// incCall counts one call of method by principal, under one lock (Begin
+// runs it for every call).
+func (s *Stats) incCall(principal, method string) {
 	s.mu.Lock()
+	s.calls[method]++
 	m := s.by[principal]
 	if m == nil {
 		m = map[string]int64{}

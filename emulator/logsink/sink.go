@@ -26,10 +26,11 @@
 //     we understand Cloud Logging marks routed entries; not verified against
 //     Google Cloud.
 //   - The pusher pulls, each pull waiting at most 10 ms
-//     (PushOptions.PollInterval), instead of being pushed to; backoff defaults to 100 ms–5 s (Pub/Sub push with Eventarc:
-//     10 s–600 s); attempts time out after 30 s; a message is given up (and
-//     acked) after 10 minutes, pstest's own retention. Deliveries carry no
-//     OIDC token. One subscription serves every target.
+//     (PushOptions.PollInterval), instead of being pushed to; backoff
+//     defaults to 100 ms–5 s (Pub/Sub push with Eventarc: 10 s–600 s);
+//     attempts time out after 30 s; a message is given up (and acked)
+//     after 10 minutes, pstest's own retention. Deliveries carry no OIDC
+//     token. One subscription serves every target.
 //   - Topics are created when missing (the deployment creates them on
 //     Google Cloud).
 package logsink

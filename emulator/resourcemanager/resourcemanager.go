@@ -77,9 +77,9 @@ func project(p core.Project) *resourcemanagerpb.Project {
 // GetProject returns projects/ID_OR_NUMBER. Google needs
 // resourcemanager.projects.get on the project.
 func (s *Server) GetProject(_ context.Context, req *resourcemanagerpb.GetProjectRequest) (*resourcemanagerpb.Project, error) {
-	seg, ok := strings.CutPrefix(req.GetName(), "projects/")
-	if !ok || seg == "" || strings.Contains(seg, "/") {
-		return nil, core.Errorf(codes.InvalidArgument, "name %q: want projects/{project_id_or_number}", req.GetName())
+	seg, err := nameID(req.GetName(), "projects/", "{project_id_or_number}")
+	if err != nil {
+		return nil, err
 	}
 	p, ok := s.c.Projects.Lookup(seg)
 	if !ok {
@@ -96,20 +96,9 @@ func (s *Server) SearchProjects(_ context.Context, req *resourcemanagerpb.Search
 	if err != nil {
 		return nil, err
 	}
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, core.Errorf(codes.InvalidArgument, "page_size %d: must not be negative", size)
-	case size == 0 || size > MaxPageSize:
-		size = MaxPageSize
-	}
-	after := ""
-	if tok := req.GetPageToken(); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || !strings.HasPrefix(string(b), "after:") {
-			return nil, core.Errorf(codes.InvalidArgument, "page_token %q is not a token this server issued", tok)
-		}
-		after = strings.TrimPrefix(string(b), "after:")
+	size, after, err := pageArgs(req)
+	if err != nil {
+		return nil, err
 	}
 	resp := &resourcemanagerpb.SearchProjectsResponse{}
 	for _, p := range s.c.Projects.All() { // sorted by id
@@ -117,13 +106,57 @@ func (s *Server) SearchProjects(_ context.Context, req *resourcemanagerpb.Search
 			continue
 		}
 		if len(resp.Projects) == size {
-			last := resp.Projects[size-1].GetProjectId()
-			resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte("after:" + last))
+			resp.NextPageToken = pageToken(resp.Projects[size-1].GetProjectId())
 			break
 		}
 		resp.Projects = append(resp.Projects, project(p))
 	}
 	return resp, nil
+}
+
+// nameID returns the id in name = prefix+ID (one non-empty segment), or
+// INVALID_ARGUMENT naming the form wanted (prefix+want).
+func nameID(name, prefix, want string) (string, error) {
+	id, ok := strings.CutPrefix(name, prefix)
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return "", core.Errorf(codes.InvalidArgument, "name %q: want %s%s", name, prefix, want)
+	}
+	return id, nil
+}
+
+// pagedRequest is SearchProjectsRequest and ListFoldersRequest.
+type pagedRequest interface {
+	GetPageSize() int32
+	GetPageToken() string
+}
+
+// pageArgs reads a request's page size (0 or above MaxPageSize:
+// MaxPageSize; negative: INVALID_ARGUMENT) and page token: the key of the
+// last item of the previous page (see pageToken), "" for the first page.
+func pageArgs(req pagedRequest) (size int, after string, err error) {
+	size = int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return 0, "", core.Errorf(codes.InvalidArgument, "page_size %d: must not be negative", size)
+	case size == 0 || size > MaxPageSize:
+		size = MaxPageSize
+	}
+	tok := req.GetPageToken()
+	if tok == "" {
+		return size, "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	after, ok := strings.CutPrefix(string(b), "after:")
+	if err != nil || !ok {
+		return 0, "", core.Errorf(codes.InvalidArgument, "page_token %q is not a token this server issued", tok)
+	}
+	return size, after, nil
+}
+
+// pageToken is the opaque token of the page that follows the item whose
+// key (project id, folder id) is last.
+func pageToken(last string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("after:" + last))
 }
 
 // query is a parsed SearchProjects query: at most one term.
@@ -223,9 +256,9 @@ func folder(f core.Folder) *resourcemanagerpb.Folder {
 // GetFolder returns folders/N. Google needs resourcemanager.folders.get on
 // the folder (inherited from its ancestors).
 func (s *Folders) GetFolder(_ context.Context, req *resourcemanagerpb.GetFolderRequest) (*resourcemanagerpb.Folder, error) {
-	id, ok := strings.CutPrefix(req.GetName(), "folders/")
-	if !ok || id == "" || strings.Contains(id, "/") {
-		return nil, core.Errorf(codes.InvalidArgument, "name %q: want folders/{folder_id}", req.GetName())
+	id, err := nameID(req.GetName(), "folders/", "{folder_id}")
+	if err != nil {
+		return nil, err
 	}
 	f, ok := s.c.Projects.Folder(id)
 	if !ok {
@@ -245,20 +278,9 @@ func (s *Folders) ListFolders(_ context.Context, req *resourcemanagerpb.ListFold
 	if !s.knownParent(parent) {
 		return nil, core.Errorf(codes.PermissionDenied, "Permission 'resourcemanager.folders.list' denied on resource '//cloudresourcemanager.googleapis.com/%s' (or it may not exist).", parent)
 	}
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, core.Errorf(codes.InvalidArgument, "page_size %d: must not be negative", size)
-	case size == 0 || size > MaxPageSize:
-		size = MaxPageSize
-	}
-	after := ""
-	if tok := req.GetPageToken(); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || !strings.HasPrefix(string(b), "after:") {
-			return nil, core.Errorf(codes.InvalidArgument, "page_token %q is not a token this server issued", tok)
-		}
-		after = strings.TrimPrefix(string(b), "after:")
+	size, after, err := pageArgs(req)
+	if err != nil {
+		return nil, err
 	}
 	resp := &resourcemanagerpb.ListFoldersResponse{}
 	skipping := after != ""
@@ -271,8 +293,7 @@ func (s *Folders) ListFolders(_ context.Context, req *resourcemanagerpb.ListFold
 			continue
 		}
 		if len(resp.Folders) == size {
-			last := strings.TrimPrefix(resp.Folders[size-1].GetName(), "folders/")
-			resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte("after:" + last))
+			resp.NextPageToken = pageToken(strings.TrimPrefix(resp.Folders[size-1].GetName(), "folders/"))
 			break
 		}
 		resp.Folders = append(resp.Folders, folder(f))

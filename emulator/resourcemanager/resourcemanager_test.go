@@ -31,9 +31,9 @@ var projects = []core.Project{
 	{ID: "legacy-c", Number: 333333333333},
 }
 
-// newClient serves the surface on 127.0.0.1:0 with the emulator's Begin
-// interceptor and returns the official client connected to it.
-func newClient(t *testing.T, c *core.Core) *resourcemanager.ProjectsClient {
+// serve serves the surface on 127.0.0.1:0 with the emulator's Begin
+// interceptor and returns the options that connect an official client to it.
+func serve(t *testing.T, c *core.Core) []option.ClientOption {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -43,10 +43,17 @@ func newClient(t *testing.T, c *core.Core) *resourcemanager.ProjectsClient {
 	rm.New(c).Register(g)
 	go func() { _ = g.Serve(ln) }()
 	t.Cleanup(g.Stop)
-	cl, err := resourcemanager.NewProjectsClient(context.Background(),
+	return []option.ClientOption{
 		option.WithEndpoint(ln.Addr().String()),
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		option.WithoutAuthentication(), option.WithTelemetryDisabled())
+		option.WithoutAuthentication(), option.WithTelemetryDisabled(),
+	}
+}
+
+// newClient returns the official Projects client connected to a surface over c.
+func newClient(t *testing.T, c *core.Core) *resourcemanager.ProjectsClient {
+	t.Helper()
+	cl, err := resourcemanager.NewProjectsClient(context.Background(), serve(t, c)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,19 +61,36 @@ func newClient(t *testing.T, c *core.Core) *resourcemanager.ProjectsClient {
 	return cl
 }
 
-func search(ctx context.Context, cl *resourcemanager.ProjectsClient, req *resourcemanagerpb.SearchProjectsRequest) ([]string, error) {
-	var ids []string
-	it := cl.SearchProjects(ctx, req)
+// newFoldersClient returns the official Folders client connected to a
+// surface over c.
+func newFoldersClient(t *testing.T, c *core.Core) *resourcemanager.FoldersClient {
+	t.Helper()
+	cl, err := resourcemanager.NewFoldersClient(context.Background(), serve(t, c)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
+// collect follows an iterator's every page, keeping key(item) of each item,
+// until it is done or fails.
+func collect[T any, K any](next func() (T, error), key func(T) K) ([]K, error) {
+	var out []K
 	for {
-		p, err := it.Next()
+		v, err := next()
 		if errors.Is(err, iterator.Done) {
-			return ids, nil
+			return out, nil
 		}
 		if err != nil {
-			return ids, err
+			return out, err
 		}
-		ids = append(ids, p.GetProjectId())
+		out = append(out, key(v))
 	}
+}
+
+func search(ctx context.Context, cl *resourcemanager.ProjectsClient, req *resourcemanagerpb.SearchProjectsRequest) ([]string, error) {
+	return collect(cl.SearchProjects(ctx, req).Next, (*resourcemanagerpb.Project).GetProjectId)
 }
 
 func TestSearchProjects(t *testing.T) {
@@ -229,16 +253,13 @@ func TestSearchProjectsByParent(t *testing.T) {
 		})
 	}
 	// Every project carries its parent.
-	it := cl.SearchProjects(context.Background(), &resourcemanagerpb.SearchProjectsRequest{})
+	all, err := collect(cl.SearchProjects(context.Background(), &resourcemanagerpb.SearchProjectsRequest{}).Next,
+		func(p *resourcemanagerpb.Project) *resourcemanagerpb.Project { return p })
+	if err != nil {
+		t.Fatal(err)
+	}
 	parents := map[string]string{}
-	for {
-		p, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, p := range all {
 		parents[p.GetProjectId()] = p.GetParent()
 	}
 	want := map[string]string{"deep": "folders/20", "mid": "folders/10", "sibling": "folders/11", "top": "organizations/1", "orphan": ""}
@@ -257,27 +278,6 @@ func TestGetProjectParent(t *testing.T) {
 	if p.GetParent() != "folders/20" || p.GetName() != "projects/100000000001" {
 		t.Errorf("GetProject(deep) = %s parent %q, want projects/100000000001 parent folders/20", p.GetName(), p.GetParent())
 	}
-}
-
-func newFoldersClient(t *testing.T, c *core.Core) *resourcemanager.FoldersClient {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer(grpc.ChainUnaryInterceptor(core.UnaryServerInterceptor(c)))
-	rm.New(c).Register(g)
-	go func() { _ = g.Serve(ln) }()
-	t.Cleanup(g.Stop)
-	cl, err := resourcemanager.NewFoldersClient(context.Background(),
-		option.WithEndpoint(ln.Addr().String()),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		option.WithoutAuthentication(), option.WithTelemetryDisabled())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cl.Close() })
-	return cl
 }
 
 func TestGetFolder(t *testing.T) {
@@ -324,18 +324,8 @@ func TestListFolders(t *testing.T) {
 	}
 	cl := newFoldersClient(t, c)
 	list := func(parent string, size int32) ([]string, error) {
-		var out []string
 		it := cl.ListFolders(context.Background(), &resourcemanagerpb.ListFoldersRequest{Parent: parent, PageSize: size})
-		for {
-			f, err := it.Next()
-			if errors.Is(err, iterator.Done) {
-				return out, nil
-			}
-			if err != nil {
-				return out, err
-			}
-			out = append(out, f.GetName())
-		}
+		return collect(it.Next, (*resourcemanagerpb.Folder).GetName)
 	}
 	for _, tc := range []struct {
 		name, parent string

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/iapguard/iapguard/pkg/iapauth"
-	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
 func newAudienceCmd(s *streams) *cobra.Command {
@@ -66,20 +65,7 @@ type audienceItem struct {
 }
 
 func runAudience(ctx context.Context, s *streams, f *opFlags, service string) error {
-	if !validName(service) {
-		return fail(fmt.Errorf("service %q is not a Cloud Run service name", service))
-	}
-	if err := f.resolve(ctx, regionRequired, true); err != nil {
-		return fail(err)
-	}
-	ctx, cancel := withTimeout(ctx, f.timeout)
-	defer cancel()
-	sess, err := connect(ctx, f.project, iapsetup.Options{Scope: iapsetup.ProjectScope(f.project)})
-	if err != nil {
-		return fail(err)
-	}
-	defer sess.Close()
-	in, err := sess.inspect(ctx, iapsetup.ServiceRef{Project: f.project, Region: f.region, Name: service}, nil)
+	in, err := f.inspectService(ctx, service, false)
 	if err != nil {
 		return fail(err)
 	}
@@ -87,13 +73,9 @@ func runAudience(ctx context.Context, s *streams, f *opFlags, service string) er
 	if err != nil {
 		return fail(err)
 	}
-	if f.output == outputJSON {
-		if err := writeJSON(s.out, rep); err != nil {
-			return fail(err)
-		}
-		return nil
+	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writeAudiences(w, rep) }); err != nil {
+		return fail(err)
 	}
-	writeAudiences(s.out, rep)
 	return nil
 }
 
@@ -135,14 +117,7 @@ func writeAudiences(w io.Writer, rep audienceReport) {
 		if !a.IAPEnabled {
 			on = "off (no tokens until IAP is on)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Audience, a.Kind, dash(shortBackendOrEmpty(a.BackendService)), on)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Audience, a.Kind, dash(shortBackend(a.BackendService)), on)
 	}
 	tw.Flush()
-}
-
-func shortBackendOrEmpty(p string) string {
-	if p == "" {
-		return ""
-	}
-	return shortBackend(p)
 }

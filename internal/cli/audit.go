@@ -96,11 +96,7 @@ func runAudit(ctx context.Context, s *streams, f *auditFlags) error {
 	}
 	ctx, cancel := withTimeout(ctx, f.timeout)
 	defer cancel()
-	ro, err := f.reconcilerOptions(iapsetup.ProjectScope(f.project), true)
-	if err != nil {
-		return fail(err)
-	}
-	sess, err := connect(ctx, f.project, ro)
+	sess, err := f.connect(ctx, iapsetup.ProjectScope(f.project), true)
 	if err != nil {
 		return fail(err)
 	}
@@ -112,53 +108,21 @@ func runAudit(ctx context.Context, s *streams, f *auditFlags) error {
 		return fail(err)
 	}
 	rep := auditReport{Project: f.project, Region: f.region, Services: reports, Summary: summarize(reports)}
-	if f.output == outputJSON {
-		if err := writeJSON(s.out, rep); err != nil {
-			return fail(err)
-		}
-	} else {
-		writeAuditTable(s.out, rep)
+	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writeAuditTable(w, rep) }); err != nil {
+		return fail(err)
 	}
 	return auditExit(reports)
 }
 
-// runAuditAll is audit --all-projects: every project in scope, with one
-// set of clients and one reconciler whose scope is the same scope.
+// runAuditAll is audit --all-projects: every project in scope (scanScope).
 func runAuditAll(ctx context.Context, s *streams, f *auditFlags, scope iapsetup.Scope) error {
-	if f.project != "" {
-		return fail(errors.New("give --project or --all-projects, not both"))
-	}
-	if err := f.opFlags.resolve(ctx, regionOptional, false); err != nil {
-		return fail(err)
-	}
-	ctx, cancel := withTimeout(ctx, f.timeout)
-	defer cancel()
-	projects, err := projectsInScope(ctx, scope)
+	reports, results, err := scanScope(ctx, &f.opFlags, scope, true, newProgressBar(s.err, !f.noProgress, "services"))
 	if err != nil {
 		return fail(err)
 	}
-	ro, err := f.reconcilerOptions(scope.With(projects...), true)
-	if err != nil {
-		return fail(err)
-	}
-	sess, err := connect(ctx, "", ro)
-	if err != nil {
-		return fail(err)
-	}
-	defer sess.Close()
-	prog := newProgressBar(s.err, !f.noProgress, "services")
-	reports, results := scanProjects(ctx, sess, projects, f.region, true, prog)
-	prog.finish()
 	rep := auditReport{Scope: scope.String(), Projects: results, Region: f.region, Services: reports, Summary: summarize(reports)}
-	if rep.Services == nil {
-		rep.Services = []serviceReport{}
-	}
-	if f.output == outputJSON {
-		if err := writeJSON(s.out, rep); err != nil {
-			return fail(err)
-		}
-	} else {
-		writeAuditTable(s.out, rep)
+	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writeAuditTable(w, rep) }); err != nil {
+		return fail(err)
 	}
 	if err := projectFailures(results); err != nil {
 		return fail(err)
@@ -289,8 +253,9 @@ func writeAuditTable(w io.Writer, rep auditReport) {
 
 // scanServices lists the services of the session's project in region
 // ("" every region) and reconciles each labelled one with the function's
-// reconciler (dryRun: plan only); the others are planned from the listed
-// copy alone, as ReconcileRegion does. prog counts services. Reports are
+// reconciler from its listed copy (dryRun: plan only; one service read
+// each, the listing); the others are planned from the listed copy alone, as
+// ReconcileRegion does. prog counts services. Reports are
 // sorted by region, then name. A failed reconcile is recorded in its
 // report; the error is for a failed listing.
 func scanServices(ctx context.Context, sess *session, region string, dryRun bool, prog *progressBar) ([]serviceReport, error) {
@@ -328,7 +293,7 @@ func scanServices(ctx context.Context, sess *session, region string, dryRun bool
 			continue
 		}
 		g.Go(func() error {
-			res, err := sess.rec.Reconcile(gctx, svc.Ref, iapsetup.WithDryRun(dryRun), iapsetup.WithAccessCheck())
+			res, err := sess.rec.ReconcileListed(gctx, svc, iapsetup.WithDryRun(dryRun), iapsetup.WithAccessCheck())
 			if err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 				mu.Lock()
 				ctxErr = err

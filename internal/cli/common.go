@@ -119,14 +119,21 @@ func (f *opFlags) reconcilerOptions(scope iapsetup.Scope, dryRun bool) (iapsetup
 	return o, nil
 }
 
+// defaultProject returns project, else $GOOGLE_CLOUD_PROJECT, else
+// $CLOUDSDK_CORE_PROJECT.
+func defaultProject(ctx context.Context, project string) string {
+	if project == "" {
+		project = getenv(ctx, envProject)
+	}
+	if project == "" {
+		project = getenv(ctx, envGcloudProj)
+	}
+	return project
+}
+
 // resolve fills defaults from the environment and validates the flags.
 func (f *opFlags) resolve(ctx context.Context, ru regionUse, needProject bool) error {
-	if f.project == "" {
-		f.project = getenv(ctx, envProject)
-	}
-	if f.project == "" {
-		f.project = getenv(ctx, envGcloudProj)
-	}
+	f.project = defaultProject(ctx, f.project)
 	if f.accessFile == "" {
 		f.accessFile = getenv(ctx, envAccess)
 	}
@@ -167,6 +174,8 @@ type session struct {
 	emulator string // host:port, or "" for Google Cloud
 	clients  *gcp.Clients
 	rec      *iapsetup.Reconciler
+	// access are the reconciler's access policies (--access-policies).
+	access *iapsetup.AccessPolicies
 }
 
 // defaultEmulatorPrincipal is who iapctl's writes are attributed to in the
@@ -198,27 +207,56 @@ func emulatorHost(ctx context.Context) (string, error) {
 	return host, nil
 }
 
-// connect builds the clients and a reconciler with ro (its Scope is
-// required). Against Google Cloud it uses Application Default Credentials.
-func connect(ctx context.Context, project string, ro iapsetup.Options) (*session, error) {
+// clientOptions are the internal/gcp options of iapctl's clients: the
+// emulator of the environment (checked to be reachable) and the caller
+// named to it, or Google Cloud with Application Default Credentials.
+func clientOptions(ctx context.Context) (gcp.Options, error) {
 	host, err := emulatorHost(ctx)
 	if err != nil {
-		return nil, err
+		return gcp.Options{}, err
 	}
 	principal := getenv(ctx, envPrincipal)
 	if principal == "" && host != "" {
 		principal = defaultEmulatorPrincipal
 	}
-	clients, err := gcp.NewClients(ctx, gcp.Options{EmulatorHost: host, Principal: principal, UserAgent: "iapctl"})
+	return gcp.Options{EmulatorHost: host, Principal: principal, UserAgent: "iapctl"}, nil
+}
+
+// emulatorClientOptions point a Google client library at the emulator at
+// host (gRPC, no TLS, no credentials).
+func emulatorClientOptions(host string) []option.ClientOption {
+	return []option.ClientOption{option.WithEndpoint(host),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+		option.WithoutAuthentication(), option.WithTelemetryDisabled()}
+}
+
+// connect builds the clients and a reconciler with ro (its Scope is
+// required). Against Google Cloud it uses Application Default Credentials.
+func connect(ctx context.Context, project string, ro iapsetup.Options) (*session, error) {
+	opts, err := clientOptions(ctx)
 	if err != nil {
-		return nil, explain(err, host)
+		return nil, err
+	}
+	clients, err := gcp.NewClients(ctx, opts)
+	if err != nil {
+		return nil, explain(err, opts.EmulatorHost)
 	}
 	rec, err := iapsetup.New(clients.Deps(), ro)
 	if err != nil {
 		_ = clients.Close()
 		return nil, err
 	}
-	return &session{project: project, emulator: host, clients: clients, rec: rec}, nil
+	return &session{project: project, emulator: opts.EmulatorHost, clients: clients, rec: rec, access: ro.AccessPolicies}, nil
+}
+
+// connect connects for --project with a reconciler of scope, dry run
+// (plan only) or not, and the access policies of --access-policies.
+func (f *opFlags) connect(ctx context.Context, scope iapsetup.Scope, dryRun bool) (*session, error) {
+	ro, err := f.reconcilerOptions(scope, dryRun)
+	if err != nil {
+		return nil, err
+	}
+	return connect(ctx, f.project, ro)
 }
 
 func (s *session) Close() {
@@ -228,9 +266,12 @@ func (s *session) Close() {
 }
 
 // where names the API endpoint for error messages.
-func (s *session) where() string {
-	if s.emulator != "" {
-		return "the emulator at " + s.emulator
+func (s *session) where() string { return endpointName(s.emulator) }
+
+// endpointName names the emulator at host, or Google Cloud (host "").
+func endpointName(host string) string {
+	if host != "" {
+		return "the emulator at " + host
 	}
 	return "Google Cloud"
 }
@@ -295,11 +336,7 @@ func explain(err error, emulator string) error {
 		return fmt.Errorf("no Google Cloud credentials: run `gcloud auth application-default login` or set %s to a key file (to use the local emulator instead, set %s)",
 			envCredentials, envEmulatorHost)
 	case errors.Is(err, context.DeadlineExceeded) || gcperr.Code(err) == codes.DeadlineExceeded:
-		where := "Google Cloud"
-		if emulator != "" {
-			where = "the emulator at " + emulator
-		}
-		return fmt.Errorf("timed out waiting for %s (raise --timeout?): %v", where, err)
+		return fmt.Errorf("timed out waiting for %s (raise --timeout?): %v", endpointName(emulator), err)
 	case gcperr.Code(err) == codes.Unavailable && emulator != "":
 		return fmt.Errorf("cannot reach the emulator at %s (%s): %v; is `iapctl sandbox` still running?", emulator, envEmulatorHost, err)
 	case gcperr.Code(err) == codes.Unauthenticated:
@@ -333,9 +370,7 @@ func pubsubClient(ctx context.Context, project string) (*pubsub.Client, string, 
 	}
 	var opts []option.ClientOption
 	if host != "" {
-		opts = append(opts, option.WithEndpoint(host),
-			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-			option.WithoutAuthentication(), option.WithTelemetryDisabled())
+		opts = emulatorClientOptions(host)
 	}
 	c, err := pubsub.NewClient(ctx, project, opts...)
 	if err != nil {
@@ -363,6 +398,15 @@ func topicName(project, topic string) (string, error) {
 }
 
 // ---- output ------------------------------------------------------------------
+
+// writeOutput writes v as JSON when format is json, else calls table.
+func writeOutput(w io.Writer, format string, v any, table func(io.Writer)) error {
+	if format == outputJSON {
+		return writeJSON(w, v)
+	}
+	table(w)
+	return nil
+}
 
 // writeJSON writes v as indented JSON and a newline.
 func writeJSON(w io.Writer, v any) error {
@@ -790,6 +834,32 @@ type inspection struct {
 	Fronting []iapsetup.BackendService
 	// FrontendErr holds failed HTTPS-frontend checks by backend path.
 	FrontendErr map[string]error
+}
+
+// inspectService resolves the flags (--region is required) and inspects
+// service of --project (session.inspect); withAccess: with the access
+// policies of --access-policies, else none (and the file is not read).
+func (f *opFlags) inspectService(ctx context.Context, service string, withAccess bool) (*inspection, error) {
+	if !validName(service) {
+		return nil, fmt.Errorf("service %q is not a Cloud Run service name", service)
+	}
+	if err := f.resolve(ctx, regionRequired, true); err != nil {
+		return nil, err
+	}
+	ctx, cancel := withTimeout(ctx, f.timeout)
+	defer cancel()
+	var sess *session
+	var err error
+	if withAccess {
+		sess, err = f.connect(ctx, iapsetup.ProjectScope(f.project), true)
+	} else {
+		sess, err = connect(ctx, f.project, iapsetup.Options{Scope: iapsetup.ProjectScope(f.project)})
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer sess.Close()
+	return sess.inspect(ctx, iapsetup.ServiceRef{Project: f.project, Region: f.region, Name: service}, sess.access)
 }
 
 // inspect reads what a plan needs through the same adapters the reconciler

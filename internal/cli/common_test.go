@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -393,5 +395,28 @@ func TestSmallHelpers(t *testing.T) {
 		Changes: []outcome.Change{{Field: "iamPolicy[roles/run.invoker]", Before: "allUsers"}}}
 	if got, want := outcomeLine(m, false), "-  remediated (dry run)  r/s                          SetIamPolicy by dev@example.com          iamPolicy[roles/run.invoker] - allUsers"; got != want {
 		t.Errorf("outcomeLine =\n%q\nwant\n%q", got, want)
+	}
+}
+
+// testPubSub is a Pub/Sub client of project on the emulator at addr,
+// closed when the test ends.
+func testPubSub(t *testing.T, addr, project string) *pubsub.Client {
+	t.Helper()
+	ps, err := pubsub.NewClient(t.Context(), project, emulatorClientOptions(addr)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ps.Close() })
+	return ps
+}
+
+// createTopicSubscription creates topic and a subscription sub on it.
+func createTopicSubscription(t *testing.T, ps *pubsub.Client, topic, sub string) {
+	t.Helper()
+	if _, err := ps.TopicAdminClient.CreateTopic(t.Context(), &pubsubpb.Topic{Name: topic}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps.SubscriptionAdminClient.CreateSubscription(t.Context(), &pubsubpb.Subscription{Name: sub, Topic: topic}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -82,34 +82,13 @@ type doctorReport struct {
 }
 
 func runDoctor(ctx context.Context, s *streams, f *opFlags, service string) error {
-	if !validName(service) {
-		return fail(fmt.Errorf("service %q is not a Cloud Run service name", service))
-	}
-	if err := f.resolve(ctx, regionRequired, true); err != nil {
-		return fail(err)
-	}
-	ctx, cancel := withTimeout(ctx, f.timeout)
-	defer cancel()
-	ro, err := f.reconcilerOptions(iapsetup.ProjectScope(f.project), true)
-	if err != nil {
-		return fail(err)
-	}
-	sess, err := connect(ctx, f.project, ro)
-	if err != nil {
-		return fail(err)
-	}
-	defer sess.Close()
-	in, err := sess.inspect(ctx, iapsetup.ServiceRef{Project: f.project, Region: f.region, Name: service}, ro.AccessPolicies)
+	in, err := f.inspectService(ctx, service, true)
 	if err != nil {
 		return fail(err)
 	}
 	rep := diagnose(in)
-	if f.output == outputJSON {
-		if err := writeJSON(s.out, rep); err != nil {
-			return fail(err)
-		}
-	} else {
-		writeDoctor(s.out, rep)
+	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writeDoctor(w, rep) }); err != nil {
+		return fail(err)
 	}
 	if rep.Problems > 0 {
 		return withCode(ExitNonCompliant, nil)

@@ -99,11 +99,7 @@ func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string)
 	}
 	ctx, cancel := withTimeout(ctx, f.timeout)
 	defer cancel()
-	ro, err := f.reconcilerOptions(iapsetup.ProjectScope(f.project), f.dryRun)
-	if err != nil {
-		return fail(err)
-	}
-	sess, err := connect(ctx, f.project, ro)
+	sess, err := f.connect(ctx, iapsetup.ProjectScope(f.project), f.dryRun)
 	if err != nil {
 		return fail(err)
 	}
@@ -129,54 +125,22 @@ func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string)
 		}
 		rep.Services = []serviceReport{newServiceReport(ref, svc, viewOfResult(res), rerr)}
 	}
-	if f.output == outputJSON {
-		if err := writeJSON(s.out, rep); err != nil {
-			return fail(err)
-		}
-	} else {
-		writePlans(s.out, rep)
+	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writePlans(w, rep) }); err != nil {
+		return fail(err)
 	}
 	return auditExit(rep.Services)
 }
 
 // runEnforceAll is enforce --all-projects: --all in every project in
-// scope, with one set of clients and one reconciler whose scope is the
-// same scope.
+// scope (scanScope).
 func runEnforceAll(ctx context.Context, s *streams, f *enforceFlags, scope iapsetup.Scope) error {
-	if f.project != "" {
-		return fail(errors.New("give --project or --all-projects, not both"))
-	}
-	if err := f.opFlags.resolve(ctx, regionOptional, false); err != nil {
-		return fail(err)
-	}
-	ctx, cancel := withTimeout(ctx, f.timeout)
-	defer cancel()
-	projects, err := projectsInScope(ctx, scope)
+	reports, results, err := scanScope(ctx, &f.opFlags, scope, f.dryRun, newProgressBar(s.err, true, "services"))
 	if err != nil {
 		return fail(err)
 	}
-	ro, err := f.reconcilerOptions(scope.With(projects...), f.dryRun)
-	if err != nil {
-		return fail(err)
-	}
-	sess, err := connect(ctx, "", ro)
-	if err != nil {
-		return fail(err)
-	}
-	defer sess.Close()
-	prog := newProgressBar(s.err, true, "services")
-	reports, results := scanProjects(ctx, sess, projects, f.region, f.dryRun, prog)
-	prog.finish()
 	rep := enforceReport{Scope: scope.String(), Projects: results, Region: f.region, DryRun: f.dryRun, Services: reports}
-	if rep.Services == nil {
-		rep.Services = []serviceReport{}
-	}
-	if f.output == outputJSON {
-		if err := writeJSON(s.out, rep); err != nil {
-			return fail(err)
-		}
-	} else {
-		writePlans(s.out, rep)
+	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writePlans(w, rep) }); err != nil {
+		return fail(err)
 	}
 	if err := projectFailures(results); err != nil {
 		return fail(err)

@@ -9,7 +9,8 @@ package cli
 // "parent:folders/N"), or, when the scope has patterns too, by the one full
 // listing those need, whose projects carry their parents
 // (iapsetup.Scope.Projects). The reconciler then gets the scope With the
-// projects found, so its own check makes no Resource Manager call.
+// projects found (projectsInScope returns it), so its own check makes no
+// Resource Manager call.
 
 import (
 	"context"
@@ -69,36 +70,64 @@ func (f *scopeFlags) resolve(ctx context.Context) (iapsetup.Scope, error) {
 // projects Resource Manager's SearchProjects returns (state ACTIVE) whose
 // id or number the scope allows, plus the explicit entries it did not
 // return (kept as written: the caller may still reach them, and the
-// command then reports what is wrong with each). Needs
+// command then reports what is wrong with each). It also returns the scope
+// to give the reconciler: scope With those projects, so that projects
+// found under folder entries pass its check with no Resource Manager call
+// (the reconciler has no Resource Manager client). Needs
 // resourcemanager.projects.get on the projects to be found (SearchProjects
 // returns only those), and for folder entries resourcemanager.folders.list
 // on each listed folder (roles/browser on the folder has both).
-func projectsInScope(ctx context.Context, scope iapsetup.Scope) ([]string, error) {
-	host, err := emulatorHost(ctx)
+func projectsInScope(ctx context.Context, scope iapsetup.Scope) ([]string, iapsetup.Scope, error) {
+	opts, err := clientOptions(ctx)
 	if err != nil {
-		return nil, err
+		return nil, scope, err
 	}
-	principal := getenv(ctx, envPrincipal)
-	if principal == "" && host != "" {
-		principal = defaultEmulatorPrincipal
-	}
-	dir, err := gcp.NewProjectDirectory(ctx, gcp.Options{EmulatorHost: host, Principal: principal, UserAgent: "iapctl"})
+	dir, err := gcp.NewProjectDirectory(ctx, opts)
 	if err != nil {
-		return nil, explain(err, host)
+		return nil, scope, explain(err, opts.EmulatorHost)
 	}
 	defer dir.Close()
 	ps, err := scope.Projects(ctx, dir)
 	if err != nil {
 		if gcperr.Code(err) == codes.PermissionDenied {
-			return nil, fmt.Errorf("listing the projects of scope %s through Resource Manager: %s", scope, grpcDesc(err))
+			return nil, scope, fmt.Errorf("listing the projects of scope %s through Resource Manager: %s", scope, grpcDesc(err))
 		}
-		return nil, explain(err, host)
+		return nil, scope, explain(err, opts.EmulatorHost)
 	}
 	out := make([]string, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, p.Name())
 	}
-	return out, nil
+	return out, scope.With(out...), nil
+}
+
+// scanScope is audit's and enforce's --all-projects: it lists the projects
+// in scope and scans each (scanProjects) with one set of clients and one
+// reconciler whose scope is the same scope. prog counts services.
+func scanScope(ctx context.Context, f *opFlags, scope iapsetup.Scope, dryRun bool, prog *progressBar) ([]serviceReport, []projectResult, error) {
+	if f.project != "" {
+		return nil, nil, errors.New("give --project or --all-projects, not both")
+	}
+	if err := f.resolve(ctx, regionOptional, false); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := withTimeout(ctx, f.timeout)
+	defer cancel()
+	projects, recScope, err := projectsInScope(ctx, scope)
+	if err != nil {
+		return nil, nil, err
+	}
+	sess, err := f.connect(ctx, recScope, dryRun)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer sess.Close()
+	reports, results := scanProjects(ctx, sess, projects, f.region, dryRun, prog)
+	prog.finish()
+	if reports == nil {
+		reports = []serviceReport{}
+	}
+	return reports, results, nil
 }
 
 // projectResult is how one project's scan went (JSON: the projects member

@@ -10,12 +10,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/emulator/core"
@@ -35,22 +31,31 @@ const searchProjects = "google.cloud.resourcemanager.v3.Projects.SearchProjects"
 // labelled service "web", and team-a with an unlabelled "docs" too.
 func orgEmulator(t *testing.T) *emulator.Emulator {
 	t.Helper()
-	em, err := emulator.New(emulator.Options{Projects: orgProjects})
-	if err != nil {
+	em := webEmulator(t, orgProjects)
+	if _, err := em.Run.Seed("team-a", testRegion, "docs", &runpb.Service{Template: helloTemplate}); err != nil {
 		t.Fatal(err)
+	}
+	return em
+}
+
+var helloTemplate = &runpb.RevisionTemplate{Containers: []*runpb.Container{{Image: "us-docker.pkg.dev/cloudrun/container/hello"}}}
+
+// webEmulator runs the emulator with projects, each with a public labelled
+// service "web" in testRegion.
+func webEmulator(tb testing.TB, projects []core.Project) *emulator.Emulator {
+	tb.Helper()
+	em, err := emulator.New(emulator.Options{Projects: projects})
+	if err != nil {
+		tb.Fatal(err)
 	}
 	if err := em.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { _ = em.Close() })
-	tmpl := &runpb.RevisionTemplate{Containers: []*runpb.Container{{Image: "us-docker.pkg.dev/cloudrun/container/hello"}}}
-	for _, p := range orgProjects {
-		if _, err := em.Run.Seed(p.ID, testRegion, "web", &runpb.Service{Labels: map[string]string{"iap": "enabled"}, Template: tmpl}); err != nil {
-			t.Fatal(err)
+	tb.Cleanup(func() { _ = em.Close() })
+	for _, p := range projects {
+		if _, err := em.Run.Seed(p.ID, testRegion, "web", &runpb.Service{Labels: map[string]string{"iap": "enabled"}, Template: helloTemplate}); err != nil {
+			tb.Fatal(err)
 		}
-	}
-	if _, err := em.Run.Seed("team-a", testRegion, "docs", &runpb.Service{Template: tmpl}); err != nil {
-		t.Fatal(err)
 	}
 	return em
 }
@@ -74,8 +79,14 @@ func TestAuditAllProjects(t *testing.T) {
 		t.Fatalf("exit %d, want %d; stderr %q\n%s", code, ExitNonCompliant, errOut, out)
 	}
 	golden(t, "audit-all-projects.golden", out)
-	if n := em.Core.Stats.Snapshot().Sub(before).Calls[searchProjects]; n != 1 {
+	calls := em.Core.Stats.Snapshot().Sub(before).Calls
+	if n := calls[searchProjects]; n != 1 {
 		t.Errorf("SearchProjects calls = %d, want 1", n)
+	}
+	// Each labelled service is reconciled from its listed copy: the
+	// listing is its only read.
+	if n := calls["google.cloud.run.v2.Services.GetService"]; n != 0 {
+		t.Errorf("GetService calls = %d, want 0 (the listing already read every service)", n)
 	}
 
 	// The scope defaults to the function's (IAPGUARD_PROJECTS); JSON names
@@ -120,13 +131,12 @@ func TestAuditAllProjects(t *testing.T) {
 	}
 }
 
-// TestAuditAllProjectsFolders: organizations/1 → folders/10 → team-a, and
-// folders/10 → folders/20 → team-b; legacy-c is in the sibling folders/11.
-// The scope folders/10 is team-a and team-b, found with one ListFolders and
-// one SearchProjects "parent:…" per folder of the tree, never a call per
-// project; the reconciler's scope check then costs nothing.
-func TestAuditAllProjectsFolders(t *testing.T) {
-	t.Parallel()
+// folderEmulator runs the emulator with organizations/1 → folders/10 →
+// team-a, folders/10 → folders/20 → team-b and legacy-c in the sibling
+// folders/11; each project has a public labelled service "web", and team-a
+// an unlabelled "docs" too.
+func folderEmulator(t *testing.T) *emulator.Emulator {
+	t.Helper()
 	em, err := emulator.New(emulator.Options{
 		Projects: []core.Project{
 			{ID: "team-a", Number: 111111111111, Parent: "folders/10"},
@@ -151,6 +161,16 @@ func TestAuditAllProjectsFolders(t *testing.T) {
 	if _, err := em.Run.Seed("team-a", testRegion, "docs", &runpb.Service{Template: tmpl}); err != nil {
 		t.Fatal(err)
 	}
+	return em
+}
+
+// TestAuditAllProjectsFolders: the scope folders/10 is team-a and team-b
+// (folderEmulator), found with one ListFolders and one SearchProjects
+// "parent:…" per folder of the tree, never a call per project; the
+// reconciler's scope check then costs nothing.
+func TestAuditAllProjectsFolders(t *testing.T) {
+	t.Parallel()
+	em := folderEmulator(t)
 	before := em.Core.Stats.Snapshot()
 	code, out, errOut := runOrg(t, em, nil, "audit", "--all-projects", "--scope", "folders/10")
 	if code != ExitNonCompliant || errOut != "" {
@@ -252,21 +272,9 @@ func TestReplayAllProjectsViaTopic(t *testing.T) {
 	t.Parallel()
 	em := orgEmulator(t)
 	ctx := t.Context()
-	ps, err := pubsub.NewClient(ctx, "team-a", option.WithEndpoint(em.Addr()),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		option.WithoutAuthentication(), option.WithTelemetryDisabled())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ps.Close()
-	topic := "projects/team-a/topics/" + DefaultReplayTopic
-	if _, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
-		t.Fatal(err)
-	}
+	ps := testPubSub(t, em.Addr(), "team-a")
 	sub := "projects/team-a/subscriptions/sweep"
-	if _, err := ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: sub, Topic: topic}); err != nil {
-		t.Fatal(err)
-	}
+	createTopicSubscription(t, ps, "projects/team-a/topics/"+DefaultReplayTopic, sub)
 
 	code, out, errOut := runOrg(t, em, map[string]string{envProjects: "team-*"},
 		"replay", "--via-topic", "--all-projects", "--project", "team-a", "--requested-by", "scheduler")
@@ -279,7 +287,7 @@ func TestReplayAllProjectsViaTopic(t *testing.T) {
 	defer cancel()
 	var mu sync.Mutex
 	var got []string
-	err = ps.Subscriber(sub).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+	err := ps.Subscriber(sub).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
 		m.Ack()
 		mu.Lock()
 		defer mu.Unlock()
@@ -327,5 +335,32 @@ func TestReplayAllProjectsLocally(t *testing.T) {
 	want := []string{"team-a/docs skipped", "team-a/web remediated", "team-b/web remediated"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+}
+
+// TestReplayAllProjectsLocallyFolders: the projects found under a folder
+// entry pass the local reconciler's scope check (it is given the scope
+// With them, as audit's and enforce's are), with no GetProject or
+// GetFolder call; legacy-c, outside folders/10, is not replayed.
+func TestReplayAllProjectsLocallyFolders(t *testing.T) {
+	t.Parallel()
+	em := folderEmulator(t)
+	before := em.Core.Stats.Snapshot()
+	code, out, errOut := runOrg(t, em, nil, "replay", "--all-projects", "--scope", "folders/10", "--dry-run", "-o", "json")
+	if code != ExitNonCompliant || errOut != "" {
+		t.Fatalf("exit %d, stderr %q\n%s", code, errOut, out)
+	}
+	var got []string
+	for _, m := range parseOutcomes(t, out) {
+		got = append(got, m.Resource.Project+"/"+m.Resource.Service+" "+string(m.Outcome))
+	}
+	sort.Strings(got)
+	want := []string{"team-a/docs skipped", "team-a/web remediated", "team-b/web remediated"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+	calls := em.Core.Stats.Snapshot().Sub(before).Calls
+	if n := calls["google.cloud.resourcemanager.v3.Projects.GetProject"] + calls["google.cloud.resourcemanager.v3.Folders.GetFolder"]; n != 0 {
+		t.Errorf("GetProject + GetFolder calls = %d, want 0", n)
 	}
 }

@@ -22,8 +22,6 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	// Registers google.cloud.audit.AuditLog, the Any in audit entries'
@@ -159,7 +157,7 @@ func runReplay(ctx context.Context, s *streams, f *replayFlags, args []string) e
 	defer cancel()
 	var projects []string
 	if f.allProjects {
-		if projects, err = projectsInScope(ctx, scope); err != nil {
+		if projects, scope, err = projectsInScope(ctx, scope); err != nil {
 			return fail(err)
 		}
 		if topic == "" && len(projects) > 0 {
@@ -355,9 +353,7 @@ func readAuditLogs(ctx context.Context, project string, since time.Duration, ext
 	}
 	var opts []option.ClientOption
 	if host != "" {
-		opts = append(opts, option.WithEndpoint(host),
-			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-			option.WithoutAuthentication(), option.WithTelemetryDisabled())
+		opts = emulatorClientOptions(host)
 	}
 	lc, err := logging.NewClient(ctx, opts...)
 	if err != nil {
@@ -437,8 +433,8 @@ func (p *printingPublisher) Publish(_ context.Context, m *outcome.Message) (stri
 }
 
 // replayLocally hands each input to the function's handler, sequentially
-// in input order.
-// With --all-projects the reconciler's scope is that scope.
+// in input order. With --all-projects the reconciler's scope is allScope
+// (that scope With the projects found in it).
 func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope iapsetup.Scope, inputs []replayInput) error {
 	scope := iapsetup.AllProjects()
 	switch {
@@ -447,11 +443,7 @@ func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope iap
 	case f.project != "":
 		scope = iapsetup.ProjectScope(f.project)
 	}
-	ro, err := f.reconcilerOptions(scope, f.dryRun)
-	if err != nil {
-		return fail(err)
-	}
-	sess, err := connect(ctx, f.project, ro)
+	sess, err := f.connect(ctx, scope, f.dryRun)
 	if err != nil {
 		return fail(err)
 	}
@@ -462,7 +454,7 @@ func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope iap
 		}
 	}
 	pub := &printingPublisher{w: s.out, json: f.output == outputJSON, verbose: f.verbose}
-	cfg := functions.Config{Project: f.project, DryRun: f.dryRun, Timeout: time.Minute, AccessPolicies: ro.AccessPolicies}
+	cfg := functions.Config{Project: f.project, DryRun: f.dryRun, Timeout: time.Minute, AccessPolicies: sess.access}
 	h := functions.NewHandler(cfg, sess.rec, pub, nil)
 	var errs []string
 	for _, in := range inputs {

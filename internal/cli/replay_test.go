@@ -11,11 +11,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/pkg/outcome"
@@ -168,21 +164,10 @@ func TestReplayViaTopic(t *testing.T) {
 	code, stdout, stderr := ts.run(t, "replay", "--via-topic", "--project", testProject, "--region", testRegion, "--service", "reports")
 	checkOneLineError(t, code, stdout, stderr, "topic projects/demo-project/topics/iapguard-replay not found")
 
-	ps, err := pubsub.NewClient(ctx, testProject, option.WithEndpoint(ts.st.Emu.Addr()),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		option.WithoutAuthentication(), option.WithTelemetryDisabled())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ps.Close()
+	ps := testPubSub(t, ts.st.Emu.Addr(), testProject)
 	topic := "projects/demo-project/topics/" + DefaultReplayTopic
-	if _, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
-		t.Fatal(err)
-	}
 	sub := "projects/demo-project/subscriptions/eventarc-replay"
-	if _, err := ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: sub, Topic: topic}); err != nil {
-		t.Fatal(err)
-	}
+	createTopicSubscription(t, ps, topic, sub)
 
 	// Files: the service events become replay messages; the Compute
 	// entry stays a log entry, and being old, draws a note.
@@ -222,7 +207,7 @@ func TestReplayViaTopic(t *testing.T) {
 	defer cancel()
 	var mu sync.Mutex
 	var datas []string
-	err = ps.Subscriber(sub).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+	err := ps.Subscriber(sub).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
 		m.Ack()
 		ev, err := event.NewMessagePublishedEvent(testProject, DefaultReplayTopic, sub,
 			event.PubSubMessage{Data: m.Data, MessageID: m.ID, PublishTime: m.PublishTime})

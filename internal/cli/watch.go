@@ -73,12 +73,7 @@ roles/pubsub.subscriber plus a custom grant).`,
 }
 
 func runWatch(ctx context.Context, s *streams, f *watchFlags) error {
-	if f.project == "" {
-		f.project = getenv(ctx, envProject)
-	}
-	if f.project == "" {
-		f.project = getenv(ctx, envGcloudProj)
-	}
+	f.project = defaultProject(ctx, f.project)
 	switch {
 	case f.output != outputTable && f.output != outputJSON:
 		return fail(fmt.Errorf("--output %q: want table or json", f.output))

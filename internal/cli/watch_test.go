@@ -6,12 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"google.golang.org/api/iterator"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
@@ -61,13 +57,7 @@ func waitWatch(t *testing.T, done <-chan watchRun) watchRun {
 // watchSubscriptions lists the project's iapctl-watch-* subscriptions.
 func (ts *testStack) watchSubscriptions(t *testing.T) []string {
 	t.Helper()
-	ps, err := pubsub.NewClient(t.Context(), testProject, option.WithEndpoint(ts.st.Emu.Addr()),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		option.WithoutAuthentication(), option.WithTelemetryDisabled())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ps.Close()
+	ps := testPubSub(t, ts.st.Emu.Addr(), testProject)
 	var out []string
 	it := ps.SubscriptionAdminClient.ListSubscriptions(t.Context(), &pubsubpb.ListSubscriptionsRequest{Project: "projects/" + testProject})
 	for {

@@ -43,8 +43,6 @@ func TestDocsPermissionTable(t *testing.T) {
 // TestDocsCommands checks that the deployment docs use the names the code
 // uses.
 func TestDocsCommands(t *testing.T) {
-	deployDoc := string(readRepoFile(t, "docs/deploy.md"))
-	opsDoc := string(readRepoFile(t, "docs/operations.md"))
 	for doc, wants := range map[string][]string{
 		"docs/deploy.md": {
 			"https://cloud.google.com/functions/docs/writing", "_DRY_RUN=true", "_DRY_RUN=false",
@@ -56,10 +54,7 @@ func TestDocsCommands(t *testing.T) {
 			"gcloud scheduler jobs run", "gcloud pubsub topics publish iapguard-replay",
 		},
 	} {
-		text := deployDoc
-		if doc == "docs/operations.md" {
-			text = opsDoc
-		}
+		text := string(readRepoFile(t, doc))
 		for _, w := range wants {
 			if !strings.Contains(text, w) {
 				t.Errorf("%s does not mention %q", doc, w)

@@ -82,6 +82,9 @@ func TestTerraformTriggers(t *testing.T) {
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}
+	if len(doc.Triggers) != len(want) {
+		t.Errorf("the JSON has %d triggers, want %d", len(doc.Triggers), len(want))
+	}
 	for name, attrs := range doc.Triggers {
 		for _, k := range []string{"location", "event_type", "service_name", "method_name", "resource_name_pattern", "topic", "description"} {
 			if _, ok := attrs[k]; !ok {

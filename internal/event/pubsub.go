@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
-	"unicode"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 )
@@ -79,9 +79,6 @@ func (m ReplayMessage) Target() Target {
 // {"service":"billing","service":""} would otherwise select a whole region
 // while showing a service to whoever reviewed the message.
 func ParseReplayMessage(b []byte) (ReplayMessage, error) {
-	if name, ok := duplicateMember(b); ok {
-		return ReplayMessage{}, fmt.Errorf("%w: parsing replay message: member %q is given more than once", ErrMalformed, name)
-	}
 	var m ReplayMessage
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -91,57 +88,41 @@ func ParseReplayMessage(b []byte) (ReplayMessage, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return ReplayMessage{}, fmt.Errorf("%w: parsing replay message: data after the JSON object", ErrMalformed)
 	}
+	if name, ok := duplicateMember(b); ok {
+		return ReplayMessage{}, fmt.Errorf("%w: parsing replay message: member %q is given more than once", ErrMalformed, name)
+	}
 	if err := m.Validate(); err != nil {
 		return ReplayMessage{}, err
 	}
 	return m, nil
 }
 
-// duplicateMember reports the first member name of the top-level JSON
-// object b that occurs twice ignoring case. Anything that is not a
-// well-formed object reports false; the strict decode rejects it.
+// duplicateMember reports the first member name of the JSON object b that
+// repeats an earlier one ignoring case, compared as encoding/json matches
+// names (strings.EqualFold). b must be an object the strict decode
+// accepted: every name then folds to one of ReplayMessage's few fields, so
+// a repeat comes within the first few names.
 func duplicateMember(b []byte) (string, bool) {
 	dec := json.NewDecoder(bytes.NewReader(b))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+	if _, err := dec.Token(); err != nil { // the '{'
 		return "", false
 	}
-	seen := map[string]bool{}
+	var seen []string
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
 			return "", false
 		}
-		name, ok := tok.(string)
-		if !ok {
-			return "", false
-		}
-		key := foldKey(name)
-		if seen[key] {
+		name, _ := tok.(string)
+		if slices.ContainsFunc(seen, func(s string) bool { return strings.EqualFold(s, name) }) {
 			return name, true
 		}
-		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
+		seen = append(seen, name)
+		if err := dec.Decode(new(json.RawMessage)); err != nil {
 			return "", false
 		}
 	}
 	return "", false
-}
-
-// foldKey maps s to a key equal for two names exactly when strings.EqualFold
-// (the folding encoding/json applies to member names) says they are equal:
-// each rune becomes the smallest rune of its simple case-folding orbit, so
-// "ſervice" (U+017F) and "SERVICE" fold to the same key as "service".
-func foldKey(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		low := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			low = min(low, f)
-		}
-		b.WriteRune(low)
-	}
-	return b.String()
 }
 
 // messagePublishedData is google.events.cloud.pubsub.v1.MessagePublishedData

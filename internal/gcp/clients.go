@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -93,8 +94,7 @@ type Options struct {
 	// all; negative: none).
 	ThrottleRetries int
 	// ClientOptions are added to every client (production: credentials,
-	// quota project, ...). Not used with the emulator's REST clients, which
-	// get a plain HTTP client.
+	// quota project, ...). Not used with the emulator.
 	ClientOptions []option.ClientOption
 }
 
@@ -125,19 +125,22 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 500 * time.Millisecond
 	}
-	var runOpts, computeOpts, suOpts, iapOpts []option.ClientOption
-	closeIdle := func() {}
-	if opts.UserAgent != "" {
-		runOpts = append(runOpts, option.WithUserAgent(opts.UserAgent))
-		computeOpts = append(computeOpts, option.WithUserAgent(opts.UserAgent))
-		suOpts = append(suOpts, option.WithUserAgent(opts.UserAgent))
-		iapOpts = append(iapOpts, option.WithUserAgent(opts.UserAgent))
+	if opts.ThrottleRetries == 0 {
+		opts.ThrottleRetries = 6
 	}
+	// Service Usage and IAP are both served at the endpoint's root: they
+	// share rootOpts. Against Google all three lists are the same.
+	var common []option.ClientOption
+	if opts.UserAgent != "" {
+		common = append(common, option.WithUserAgent(opts.UserAgent))
+	}
+	var runOpts, computeOpts, rootOpts []option.ClientOption
+	var closeIdle func()
 	if host := opts.EmulatorHost; host != "" {
 		if strings.Contains(host, "://") || strings.Contains(host, "/") {
 			return nil, fmt.Errorf("emulator host %q: want host:port", host)
 		}
-		runOpts = append(runOpts,
+		runOpts = append(slices.Clip(common),
 			option.WithEndpoint(host),
 			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
 			option.WithoutAuthentication(),
@@ -154,14 +157,11 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 		tr.Protocols.SetUnencryptedHTTP2(true)
 		hc := &http.Client{Transport: &principalTransport{principal: opts.Principal, base: tr}}
 		closeIdle = tr.CloseIdleConnections
-		computeOpts = append(computeOpts, option.WithEndpoint("http://"+host+"/compute/v1/"), option.WithHTTPClient(hc))
-		suOpts = append(suOpts, option.WithEndpoint("http://"+host+"/"), option.WithHTTPClient(hc))
-		iapOpts = append(iapOpts, option.WithEndpoint("http://"+host+"/"), option.WithHTTPClient(hc))
+		computeOpts = append(slices.Clip(common), option.WithEndpoint("http://"+host+"/compute/v1/"), option.WithHTTPClient(hc))
+		rootOpts = append(slices.Clip(common), option.WithEndpoint("http://"+host+"/"), option.WithHTTPClient(hc))
 	} else {
-		runOpts = append(runOpts, opts.ClientOptions...)
-		computeOpts = append(computeOpts, opts.ClientOptions...)
-		suOpts = append(suOpts, opts.ClientOptions...)
-		iapOpts = append(iapOpts, opts.ClientOptions...)
+		runOpts = append(common, opts.ClientOptions...)
+		computeOpts, rootOpts = runOpts, runOpts
 	}
 
 	rc, err := run.NewServicesClient(ctx, runOpts...)
@@ -173,20 +173,17 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 		_ = rc.Close()
 		return nil, fmt.Errorf("creating Compute client: %w", err)
 	}
-	su, err := serviceusage.NewService(ctx, suOpts...)
+	su, err := serviceusage.NewService(ctx, rootOpts...)
 	if err != nil {
 		_ = rc.Close()
 		return nil, fmt.Errorf("creating Service Usage client: %w", err)
 	}
-	ic, err := iap.NewService(ctx, iapOpts...)
+	ic, err := iap.NewService(ctx, rootOpts...)
 	if err != nil {
 		_ = rc.Close()
 		return nil, fmt.Errorf("creating IAP client: %w", err)
 	}
 	c := &Clients{Run: rc, Compute: cs, ServiceUsage: su, IAP: ic, closeIdle: closeIdle}
-	if opts.ThrottleRetries == 0 {
-		opts.ThrottleRetries = 6
-	}
 	pace := func(l Limiter) *pacer { return newPacer(l, opts.RateLimits, opts.ThrottleRetries) }
 	c.RunAdapter = &RunAdapter{c: rc, opTimeout: opts.OperationTimeout, pace: pace(opts.RunLimiter)}
 	c.ComputeAdapter = &ComputeAdapter{c: cs, opTimeout: opts.OperationTimeout, pace: pace(opts.ComputeLimiter)}

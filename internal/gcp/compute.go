@@ -55,10 +55,8 @@ func (a *ComputeAdapter) ListServerlessNEGs(ctx context.Context, project, region
 
 // GetNEG reads one regional NEG. Needs compute.networkEndpointGroups.get.
 func (a *ComputeAdapter) GetNEG(ctx context.Context, ref iapsetup.NEGRef) (*iapsetup.NEG, error) {
-	var n *compute.NetworkEndpointGroup
-	err := a.pace.call(ctx, readCall, func() (err error) {
-		n, err = a.c.RegionNetworkEndpointGroups.Get(ref.Project, ref.Region, ref.Name).Context(ctx).Do()
-		return err
+	n, err := paced(ctx, a.pace, readCall, func() (*compute.NetworkEndpointGroup, error) {
+		return a.c.RegionNetworkEndpointGroups.Get(ref.Project, ref.Region, ref.Name).Context(ctx).Do()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("getting network endpoint group %s: %w", ref, err)
@@ -97,14 +95,11 @@ func (a *ComputeAdapter) ListBackendServices(ctx context.Context, project string
 // GetBackendService reads one backend service. Needs
 // compute.backendServices.get (global) or compute.regionBackendServices.get.
 func (a *ComputeAdapter) GetBackendService(ctx context.Context, ref iapsetup.BackendRef) (*iapsetup.BackendService, error) {
-	var b *compute.BackendService
-	err := a.pace.call(ctx, readCall, func() (err error) {
+	b, err := paced(ctx, a.pace, readCall, func() (*compute.BackendService, error) {
 		if ref.Region == "" {
-			b, err = a.c.BackendServices.Get(ref.Project, ref.Name).Context(ctx).Do()
-		} else {
-			b, err = a.c.RegionBackendServices.Get(ref.Project, ref.Region, ref.Name).Context(ctx).Do()
+			return a.c.BackendServices.Get(ref.Project, ref.Name).Context(ctx).Do()
 		}
-		return err
+		return a.c.RegionBackendServices.Get(ref.Project, ref.Region, ref.Name).Context(ctx).Do()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("getting backend service %s: %w", ref, err)
@@ -128,14 +123,11 @@ func (a *ComputeAdapter) EnableIAP(ctx context.Context, ref iapsetup.BackendRef,
 		return fmt.Errorf("enabling IAP on backend service %s: no fingerprint", ref)
 	}
 	patch := &compute.BackendService{Fingerprint: fingerprint, Iap: &compute.BackendServiceIAP{Enabled: true}}
-	var op *compute.Operation
-	err := a.pace.call(ctx, writeCall, func() (err error) {
+	op, err := paced(ctx, a.pace, writeCall, func() (*compute.Operation, error) {
 		if ref.Region == "" {
-			op, err = a.c.BackendServices.Patch(ref.Project, ref.Name, patch).Context(ctx).Do()
-		} else {
-			op, err = a.c.RegionBackendServices.Patch(ref.Project, ref.Region, ref.Name, patch).Context(ctx).Do()
+			return a.c.BackendServices.Patch(ref.Project, ref.Name, patch).Context(ctx).Do()
 		}
-		return err
+		return a.c.RegionBackendServices.Patch(ref.Project, ref.Region, ref.Name, patch).Context(ctx).Do()
 	})
 	if err != nil {
 		return fmt.Errorf("patching backend service %s: %w", ref, err)
@@ -156,13 +148,12 @@ func (a *ComputeAdapter) waitOp(ctx context.Context, project, region string, op 
 	defer cancel()
 	for op.Status != "DONE" {
 		name := op.Name
-		err := a.pace.call(wctx, readCall, func() (err error) {
+		var err error
+		op, err = paced(wctx, a.pace, readCall, func() (*compute.Operation, error) {
 			if region == "" {
-				op, err = a.c.GlobalOperations.Wait(project, name).Context(wctx).Do()
-			} else {
-				op, err = a.c.RegionOperations.Wait(project, region, name).Context(wctx).Do()
+				return a.c.GlobalOperations.Wait(project, name).Context(wctx).Do()
 			}
-			return err
+			return a.c.RegionOperations.Wait(project, region, name).Context(wctx).Do()
 		})
 		if err != nil {
 			return fmt.Errorf("waiting for operation: %w", err)
@@ -323,11 +314,7 @@ func (a *ComputeAdapter) forwardingRules(ctx context.Context, project, region st
 func (a *ComputeAdapter) pages(ctx context.Context, page func(token string) (string, error)) error {
 	token := ""
 	for {
-		var next string
-		err := a.pace.call(ctx, readCall, func() (err error) {
-			next, err = page(token)
-			return err
-		})
+		next, err := paced(ctx, a.pace, readCall, func() (string, error) { return page(token) })
 		if err != nil {
 			return err
 		}

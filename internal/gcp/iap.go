@@ -34,12 +34,10 @@ var _ iapsetup.IAPPolicies = (*IAPAdapter)(nil)
 // so conditional bindings come back intact. Needs iap.webServices.getIamPolicy
 // (iap.web.getIamPolicy for projects/NUMBER/iap_web).
 func (a *IAPAdapter) GetIAPPolicy(ctx context.Context, resource string) (*iapsetup.Policy, error) {
-	var p *iap.Policy
-	err := a.pace.call(ctx, readCall, func() (err error) {
-		p, err = a.c.V1.GetIamPolicy(resource, &iap.GetIamPolicyRequest{
+	p, err := paced(ctx, a.pace, readCall, func() (*iap.Policy, error) {
+		return a.c.V1.GetIamPolicy(resource, &iap.GetIamPolicyRequest{
 			Options: &iap.GetPolicyOptions{RequestedPolicyVersion: 3},
 		}).Context(ctx).Do()
-		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("getting IAM policy of IAP resource %s: %w", resource, err)
@@ -51,10 +49,8 @@ func (a *IAPAdapter) GetIAPPolicy(ctx context.Context, resource string) (*iapset
 // precondition (a concurrent change → 409 ABORTED). Needs
 // iap.webServices.setIamPolicy.
 func (a *IAPAdapter) SetIAPPolicy(ctx context.Context, resource string, p *iapsetup.Policy) (*iapsetup.Policy, error) {
-	var out *iap.Policy
-	err := a.pace.call(ctx, writeCall, func() (err error) {
-		out, err = a.c.V1.SetIamPolicy(resource, &iap.SetIamPolicyRequest{Policy: toIAPPolicy(p)}).Context(ctx).Do()
-		return err
+	out, err := paced(ctx, a.pace, writeCall, func() (*iap.Policy, error) {
+		return a.c.V1.SetIamPolicy(resource, &iap.SetIamPolicyRequest{Policy: toIAPPolicy(p)}).Context(ctx).Do()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setting IAM policy of IAP resource %s: %w", resource, err)

@@ -34,10 +34,8 @@ var _ iapsetup.AgentIdentity = (*IdentityAdapter)(nil)
 // on the project (and serviceusage.operations.get to poll).
 func (a *IdentityAdapter) IAPServiceAgent(ctx context.Context, project string) (string, error) {
 	parent := "projects/" + project + "/services/" + IAPService
-	var op *serviceusage.Operation
-	err := a.pace.call(ctx, writeCall, func() (err error) {
-		op, err = a.c.Services.GenerateServiceIdentity(parent).Context(ctx).Do()
-		return err
+	op, err := paced(ctx, a.pace, writeCall, func() (*serviceusage.Operation, error) {
+		return a.c.Services.GenerateServiceIdentity(parent).Context(ctx).Do()
 	})
 	if err != nil {
 		return "", fmt.Errorf("generating service identity %s: %w", parent, err)
@@ -55,9 +53,8 @@ func (a *IdentityAdapter) IAPServiceAgent(ctx context.Context, project string) (
 		}
 		pause = min(2*pause, 10*time.Second)
 		name := op.Name
-		if err := a.pace.call(wctx, readCall, func() (err error) {
-			op, err = a.c.Operations.Get(name).Context(wctx).Do()
-			return err
+		if op, err = paced(wctx, a.pace, readCall, func() (*serviceusage.Operation, error) {
+			return a.c.Operations.Get(name).Context(wctx).Do()
 		}); err != nil {
 			return "", fmt.Errorf("polling operation generating service identity %s: %w", parent, err)
 		}

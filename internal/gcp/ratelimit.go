@@ -49,30 +49,6 @@ type AdaptiveConfig struct {
 	// Min and Max bound the learned rate (defaults 0.2/s — a fifth of
 	// Cloud Run's default 60 writes per minute — and rate.Inf).
 	Min, Max rate.Limit
-	// Burst is the token bucket's depth while limited (default 1: calls
-	// are spread evenly, which a token-bucket quota accepts best).
-	Burst int
-	// Window is how long the limiter counts answers before it judges them
-	// (default 1 s; a quarter of it for a saturated unlimited limiter).
-	Window time.Duration
-	// Saturated is the throttled fraction of a window, of at least
-	// MinAnswers answers, that makes an unlimited limiter start limiting
-	// (default 1/2). Random throttling of a few percent of calls
-	// practically never reaches it; an API whose quota we exceed does.
-	Saturated float64
-	// MinAnswers is the least number of answers a window needs for
-	// Saturated to be judged (default 20).
-	MinAnswers int
-	// Over is the throttled fraction of a window (of at least two
-	// throttled answers) that makes a limiting limiter lower its rate
-	// (default 1/20).
-	Over float64
-	// Backoff multiplies the rate the API accepted in a window that made
-	// the limiter lower its rate (default 0.95).
-	Backoff float64
-	// Recovery is the relative increase after a window in which the
-	// limiter held calls back and none was throttled (default 0.03).
-	Recovery float64
 }
 
 func (c *AdaptiveConfig) defaults() {
@@ -85,47 +61,52 @@ func (c *AdaptiveConfig) defaults() {
 	if c.Min <= 0 {
 		c.Min = 0.2
 	}
-	if c.Burst <= 0 {
-		c.Burst = 1
-	}
-	if c.Window <= 0 {
-		c.Window = time.Second
-	}
-	if c.Saturated <= 0 || c.Saturated > 1 {
-		c.Saturated = 0.5
-	}
-	if c.MinAnswers <= 0 {
-		c.MinAnswers = 20
-	}
-	if c.Over <= 0 || c.Over > 1 {
-		c.Over = 0.05
-	}
-	if c.Backoff <= 0 || c.Backoff >= 1 {
-		c.Backoff = 0.95
-	}
-	if c.Recovery <= 0 {
-		c.Recovery = 0.03
-	}
 }
+
+// How an AdaptiveLimiter judges the answers it counts.
+const (
+	// adaptWindow is how long the limiter counts answers before it judges
+	// them (a quarter of it for a saturated unlimited limiter).
+	adaptWindow = time.Second
+	// saturatedFrac is the throttled fraction of a window, of at least
+	// minAnswers answers, that makes an unlimited limiter start limiting.
+	// Random throttling of a few percent of calls practically never
+	// reaches it; an API whose quota we exceed does.
+	saturatedFrac = 0.5
+	minAnswers    = 20 // the least answers a window needs for saturatedFrac to be judged
+	// overFrac is the throttled fraction of a window (of at least two
+	// throttled answers) that makes a limiting limiter lower its rate.
+	overFrac = 0.05
+	// backoffFactor multiplies the rate the API accepted in a window that
+	// made the limiter lower its rate.
+	backoffFactor = 0.95
+	// recovery is the relative increase after a window in which the
+	// limiter held calls back and none was throttled.
+	recovery = 0.03
+	// limitedBurst is the token bucket's depth while limiting: calls are
+	// spread evenly, which a token-bucket quota accepts best.
+	limitedBurst = 1
+)
 
 // AdaptiveLimiter is a token bucket (golang.org/x/time/rate) whose rate
 // follows the quota it runs into. It counts the calls the API accepted and
-// throttled in windows of Window and judges each window when it ends:
+// throttled in windows of adaptWindow (1 s) and judges each window when it
+// ends:
 //
 //   - Unlimited, it opens a window only at a throttled answer, and starts
-//     limiting as soon as (from a quarter of the window on) at least
-//     Saturated of the window's answers, and at least MinAnswers, were
-//     throttled. Calls are then arriving faster than the quota refills, so
-//     the rate at which the calls the API accepted were sent is the
-//     quota's: the rate becomes Backoff times that.
-//   - Limiting, a window in which at least Over of the answers (and at
+//     limiting as soon as (from a quarter of the window on) at least half
+//     of the window's answers, and at least 20, were throttled. Calls are
+//     then arriving faster than the quota refills, so the rate at which
+//     the calls the API accepted were sent is the quota's: the rate
+//     becomes 95 % of that.
+//   - Limiting, a window in which at least 5 % of the answers (and at
 //     least two) were throttled lowers the rate the same way; a window in
 //     which none was throttled while the limiter held calls back raises it
-//     by Recovery; any other window leaves it alone.
+//     by 3 %; any other window leaves it alone.
 //
 // Sparse throttling that does not depend on our rate (a random
 // RESOURCE_EXHAUSTED now and then) thus never starts limiting, and once
-// limiting only a throttled fraction of Over or more lowers the rate. (The
+// limiting only a throttled fraction of 5 % or more lowers the rate. (The
 // limiter cannot tell such a fraction, sustained, from a quota shared
 // with a growing consumer: it keeps lowering the rate, down to Min.)
 // Calls sent before the current window opened are not counted in it. It
@@ -155,7 +136,7 @@ func NewAdaptiveLimiter(cfg AdaptiveConfig) *AdaptiveLimiter {
 
 func newAdaptiveLimiter(cfg AdaptiveConfig, now func() time.Time) *AdaptiveLimiter {
 	cfg.defaults()
-	l := &AdaptiveLimiter{cfg: cfg, lim: rate.NewLimiter(cfg.Initial, cfg.Burst), now: now}
+	l := &AdaptiveLimiter{cfg: cfg, lim: rate.NewLimiter(cfg.Initial, limitedBurst), now: now}
 	if cfg.Initial != rate.Inf {
 		l.openLocked(now())
 	}
@@ -221,14 +202,14 @@ func (l *AdaptiveLimiter) Observe(err error) { l.observeCall(time.Time{}, err) }
 
 // observeCall is Observe for a call sent at sent (zero: unknown).
 func (l *AdaptiveLimiter) observeCall(sent time.Time, err error) {
+	throttled := Throttled(err)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.start.IsZero() && !throttled && l.lim.Limit() == rate.Inf {
+		return // nothing to learn until the API throttles
+	}
 	t := l.now()
-	throttled := Throttled(err)
 	if l.start.IsZero() {
-		if !throttled && l.lim.Limit() == rate.Inf {
-			return // nothing to learn until the API throttles
-		}
 		l.openLocked(t)
 	}
 	if !sent.IsZero() && sent.Before(l.start) {
@@ -245,7 +226,7 @@ func (l *AdaptiveLimiter) observeCall(sent time.Time, err error) {
 	} else {
 		l.ok++
 	}
-	if d := t.Sub(l.start); d >= l.cfg.Window || l.lim.Limit() == rate.Inf && d >= l.cfg.Window/4 {
+	if d := t.Sub(l.start); d >= adaptWindow || l.lim.Limit() == rate.Inf && d >= adaptWindow/4 {
 		l.judgeLocked(t, d)
 	}
 }
@@ -261,20 +242,20 @@ func (l *AdaptiveLimiter) judgeLocked(t time.Time, d time.Duration) {
 	frac := float64(l.thr) / float64(n)
 	// The rate at which the calls it accepted were sent (answers of calls
 	// sent late in the window are still on their way).
-	accepted := rate.Limit(float64(l.ok) / max(l.last.Sub(l.start), l.cfg.Window/8).Seconds())
-	saturated := n >= l.cfg.MinAnswers && frac >= l.cfg.Saturated
+	accepted := rate.Limit(float64(l.ok) / max(l.last.Sub(l.start), adaptWindow/8).Seconds())
+	saturated := n >= minAnswers && frac >= saturatedFrac
 	switch {
 	case cur == rate.Inf && saturated:
-		l.setLocked(t, accepted*rate.Limit(l.cfg.Backoff))
-	case cur == rate.Inf && (d < l.cfg.Window || n < l.cfg.MinAnswers && d < 8*l.cfg.Window):
+		l.setLocked(t, accepted*backoffFactor)
+	case cur == rate.Inf && (d < adaptWindow || n < minAnswers && d < 8*adaptWindow):
 		return // keep counting
 	case cur == rate.Inf:
 		l.start = time.Time{} // not saturated: the next window opens at a throttled answer
 		return
-	case l.thr >= 2 && frac >= l.cfg.Over:
-		l.setLocked(t, min(cur, accepted)*rate.Limit(l.cfg.Backoff))
+	case l.thr >= 2 && frac >= overFrac:
+		l.setLocked(t, min(cur, accepted)*backoffFactor)
 	case l.thr == 0 && l.held:
-		l.lim.SetLimitAt(t, min(cur*rate.Limit(1+l.cfg.Recovery), l.cfg.Max))
+		l.lim.SetLimitAt(t, min(cur*(1+recovery), l.cfg.Max))
 	}
 	l.openLocked(t)
 }
@@ -312,12 +293,9 @@ func newPacer(explicit Limiter, cfg AdaptiveConfig, retries int) *pacer {
 	return p
 }
 
-// limiter returns the limiter of class (nil: none).
+// limiter returns the limiter of class.
 func (p *pacer) limiter(class callClass) Limiter {
-	switch {
-	case p == nil:
-		return nil
-	case class == writeCall:
+	if class == writeCall {
 		return p.write
 	}
 	return p.read
@@ -342,29 +320,27 @@ func (p *pacer) observe(class callClass, sent time.Time, err error) {
 	}
 }
 
-// call runs f, which makes exactly one API call of class, after the
-// limiter lets it. A throttled call is retried up to p.retries times, each
-// after a backoff pause and the limiter again; the last error is returned.
-// Throttled calls never reached the API's logic (they are rejected before
-// it), so retrying writes is safe; preconditions (etags, fingerprints) are
-// sent unchanged.
-func (p *pacer) call(ctx context.Context, class callClass, f func() error) error {
-	if p == nil {
-		return f()
-	}
+// paced runs f, which makes exactly one API call of class, after p's
+// limiter lets it, and returns what f returned. A throttled call is
+// retried up to p.retries times, each after a backoff pause and the
+// limiter again; the last answer is returned. Throttled calls never
+// reached the API's logic (they are rejected before it), so retrying
+// writes is safe; preconditions (etags, fingerprints) are sent unchanged.
+func paced[T any](ctx context.Context, p *pacer, class callClass, f func() (T, error)) (T, error) {
 	bo := p.backoff
 	for attempt := 0; ; attempt++ {
 		if err := wait(ctx, p.limiter(class)); err != nil {
-			return err
+			var zero T
+			return zero, err
 		}
 		sent := p.now(class)
-		err := f()
+		v, err := f()
 		p.observe(class, sent, err)
 		if !Throttled(err) || attempt >= p.retries {
-			return err
+			return v, err
 		}
 		if serr := p.sleep(ctx, bo.Pause()); serr != nil {
-			return errors.Join(err, serr)
+			return v, errors.Join(err, serr)
 		}
 	}
 }

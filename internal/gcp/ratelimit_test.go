@@ -110,7 +110,7 @@ func TestAdaptiveLimiterWhileLimiting(t *testing.T) {
 		{"throttled while the limiter does not hold calls back (shared quota)", AdaptiveConfig{}, 200 * time.Millisecond, 100 * time.Millisecond, false, 5 * 0.95},
 		{"one throttled answer is no evidence", AdaptiveConfig{}, 100 * time.Millisecond, 600 * time.Millisecond, true, 10},
 		{"a few throttled (under a twentieth): held", AdaptiveConfig{}, 20 * time.Millisecond, 400 * time.Millisecond, true, 10},
-		{"none throttled, calls held back: raised by Recovery", AdaptiveConfig{}, 100 * time.Millisecond, 0, true, 10 * 1.03},
+		{"none throttled, calls held back: raised by recovery", AdaptiveConfig{}, 100 * time.Millisecond, 0, true, 10 * 1.03},
 		{"none throttled, calls not held back: held", AdaptiveConfig{}, 100 * time.Millisecond, 0, false, 10},
 		{"raised at most to Max", AdaptiveConfig{Max: 10.1}, 100 * time.Millisecond, 0, true, 10.1},
 		{"lowered at least to Min", AdaptiveConfig{Min: 8}, 200 * time.Millisecond, 100 * time.Millisecond, true, 8},
@@ -256,13 +256,16 @@ func TestPacerRetriesThrottledCalls(t *testing.T) {
 			var sleeps int
 			p.sleep = func(context.Context, time.Duration) error { sleeps++; return nil }
 			calls := 0
-			err := p.call(t.Context(), writeCall, func() error {
+			got, err := paced(t.Context(), p, writeCall, func() (int, error) {
 				r := tt.results[min(calls, len(tt.results)-1)]
 				calls++
-				return r
+				return calls, r
 			})
 			if !errors.Is(err, tt.wantErr) {
 				t.Errorf("err = %v, want %v", err, tt.wantErr)
+			}
+			if got != tt.wantCalls {
+				t.Errorf("returned the answer of call %d, want the last (%d)", got, tt.wantCalls)
 			}
 			if calls != tt.wantCalls || sleeps != tt.wantCalls-1 {
 				t.Errorf("calls, sleeps = %d, %d, want %d, %d", calls, sleeps, tt.wantCalls, tt.wantCalls-1)
@@ -279,7 +282,7 @@ func TestPacerRetriesThrottledCalls(t *testing.T) {
 		if i%5 == 0 {
 			err = nil
 		}
-		_ = p.call(t.Context(), writeCall, func() error { return err })
+		_, _ = paced(t.Context(), p, writeCall, func() (struct{}, error) { return struct{}{}, err })
 	}
 	if w, r := p.write.(*AdaptiveLimiter).Limit(), p.read.(*AdaptiveLimiter).Limit(); w == rate.Inf || r != rate.Inf {
 		t.Errorf("limits after a throttled write: write %v, read %v; want write limited, read not", w, r)
@@ -295,8 +298,9 @@ func (c *countingLimiter) Observe(error)              { c.observed++ }
 func TestPacerUsesAnExplicitLimiterForBothClasses(t *testing.T) {
 	l := &countingLimiter{}
 	p := newPacer(l, AdaptiveConfig{}, 0)
-	_ = p.call(t.Context(), readCall, func() error { return nil })
-	_ = p.call(t.Context(), writeCall, func() error { return nil })
+	ok := func() (struct{}, error) { return struct{}{}, nil }
+	_, _ = paced(t.Context(), p, readCall, ok)
+	_, _ = paced(t.Context(), p, writeCall, ok)
 	if l.waits != 2 || l.observed != 2 {
 		t.Errorf("waits, observed = %d, %d, want 2, 2", l.waits, l.observed)
 	}

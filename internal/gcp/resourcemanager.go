@@ -36,8 +36,8 @@ const DefaultProjectPageSize = 500
 type ProjectDirectory struct {
 	c *resourcemanager.ProjectsClient
 	f *resourcemanager.FoldersClient
-	// PageSize is the page size asked of SearchProjects (default
-	// DefaultProjectPageSize).
+	// PageSize is the page size asked of SearchProjects and ListFolders
+	// (default DefaultProjectPageSize).
 	PageSize int32
 }
 
@@ -114,13 +114,17 @@ func (d *ProjectDirectory) ListProjectsIn(ctx context.Context, parent string) ([
 	return d.search(ctx, "parent:"+parent)
 }
 
+// pageSize is PageSize, or DefaultProjectPageSize when not positive.
+func (d *ProjectDirectory) pageSize() int32 {
+	if d.PageSize <= 0 {
+		return DefaultProjectPageSize
+	}
+	return d.PageSize
+}
+
 // search follows every page of SearchProjects for query.
 func (d *ProjectDirectory) search(ctx context.Context, query string) ([]iapsetup.ProjectInfo, error) {
-	size := d.PageSize
-	if size <= 0 {
-		size = DefaultProjectPageSize
-	}
-	it := d.c.SearchProjects(ctx, &resourcemanagerpb.SearchProjectsRequest{Query: query, PageSize: size})
+	it := d.c.SearchProjects(ctx, &resourcemanagerpb.SearchProjectsRequest{Query: query, PageSize: d.pageSize()})
 	var out []iapsetup.ProjectInfo
 	for {
 		p, err := it.Next()
@@ -145,11 +149,7 @@ func (d *ProjectDirectory) search(ctx context.Context, query string) ([]iapsetup
 // (folders/N or organizations/N), following every page of ListFolders.
 // Needs resourcemanager.folders.list on parent.
 func (d *ProjectDirectory) ListFolders(ctx context.Context, parent string) ([]string, error) {
-	size := d.PageSize
-	if size <= 0 {
-		size = DefaultProjectPageSize
-	}
-	it := d.f.ListFolders(ctx, &resourcemanagerpb.ListFoldersRequest{Parent: parent, PageSize: size})
+	it := d.f.ListFolders(ctx, &resourcemanagerpb.ListFoldersRequest{Parent: parent, PageSize: d.pageSize()})
 	var out []string
 	for {
 		f, err := it.Next()

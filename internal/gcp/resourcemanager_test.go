@@ -15,10 +15,10 @@ import (
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
-// startDirectory runs the emulator with ps and a ProjectDirectory on it.
-func startDirectory(t *testing.T, ps []core.Project, pageSize int32) (*emulator.Emulator, *gcp.ProjectDirectory) {
+// startDirectory runs an emulator with opts and a ProjectDirectory on it.
+func startDirectory(t *testing.T, opts emulator.Options, pageSize int32) (*emulator.Emulator, *gcp.ProjectDirectory) {
 	t.Helper()
-	em, err := emulator.New(emulator.Options{Projects: ps})
+	em, err := emulator.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestProjectDirectoryPages(t *testing.T) {
 				ps = append(ps, p)
 				want = append(want, iapsetup.ProjectInfo{ID: p.ID, Number: p.NumberString()})
 			}
-			em, d := startDirectory(t, ps, tc.pageSize)
+			em, d := startDirectory(t, emulator.Options{Projects: ps}, tc.pageSize)
 			got, err := d.ListProjects(context.Background())
 			if err != nil {
 				t.Fatal(err)
@@ -74,7 +74,7 @@ func TestProjectDirectoryPages(t *testing.T) {
 
 func TestProjectDirectoryError(t *testing.T) {
 	t.Parallel()
-	em, d := startDirectory(t, nil, 0)
+	em, d := startDirectory(t, emulator.Options{}, 0)
 	if err := em.Core.Faults.FailNext("google.cloud.resourcemanager.v3.Projects.SearchProjects", 1, codes.PermissionDenied); err != nil {
 		t.Fatal(err)
 	}
@@ -89,27 +89,14 @@ func TestProjectDirectoryError(t *testing.T) {
 // folders/11.
 func TestProjectDirectoryFolders(t *testing.T) {
 	t.Parallel()
-	em, err := emulator.New(emulator.Options{
+	em, d := startDirectory(t, emulator.Options{
 		Projects: []core.Project{
 			{ID: "deep", Number: 100000000001, Parent: "folders/20"},
 			{ID: "mid", Number: 100000000002, Parent: "folders/10"},
 			{ID: "sibling", Number: 100000000003, Parent: "folders/11"},
 		},
 		Folders: []core.Folder{{ID: "10", Parent: "organizations/1"}, {ID: "11", Parent: "organizations/1"}, {ID: "20", Parent: "folders/10"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := em.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = em.Close() })
-	d, err := gcp.NewProjectDirectory(context.Background(), gcp.Options{EmulatorHost: em.Addr(), Principal: "iapguard@example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
-	d.PageSize = 1 // every list follows pages
+	}, 1) // every list follows pages
 	ctx := context.Background()
 
 	for _, p := range []string{"deep", "100000000001"} {

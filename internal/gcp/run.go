@@ -33,10 +33,8 @@ var (
 
 // GetService reads a service. Needs run.services.get.
 func (a *RunAdapter) GetService(ctx context.Context, ref iapsetup.ServiceRef) (*iapsetup.Service, error) {
-	var s *runpb.Service
-	err := a.pace.call(ctx, readCall, func() (err error) {
-		s, err = a.c.GetService(ctx, &runpb.GetServiceRequest{Name: ref.ResourceName()})
-		return err
+	s, err := paced(ctx, a.pace, readCall, func() (*runpb.Service, error) {
+		return a.c.GetService(ctx, &runpb.GetServiceRequest{Name: ref.ResourceName()})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("getting Cloud Run service %s: %w", ref, err)
@@ -111,14 +109,12 @@ func (a *RunAdapter) UpdateService(ctx context.Context, u *iapsetup.ServiceUpdat
 	if u.Annotations != nil {
 		svc.Annotations = u.Annotations
 	}
-	var op *run.UpdateServiceOperation
-	err := a.pace.call(ctx, writeCall, func() (err error) {
-		op, err = a.c.UpdateService(ctx, &runpb.UpdateServiceRequest{
+	op, err := paced(ctx, a.pace, writeCall, func() (*run.UpdateServiceOperation, error) {
+		return a.c.UpdateService(ctx, &runpb.UpdateServiceRequest{
 			Service:      svc,
 			UpdateMask:   &fieldmaskpb.FieldMask{Paths: mask},
 			ValidateOnly: u.ValidateOnly,
 		})
-		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("updating Cloud Run service %s (mask %v): %w", u.Ref, mask, err)
@@ -147,11 +143,7 @@ func (a *RunAdapter) waitOp(ctx context.Context, op *run.UpdateServiceOperation)
 	defer cancel()
 	bo := gax.Backoff{Initial: time.Second, Max: time.Minute}
 	for {
-		var out *runpb.Service
-		err := a.pace.call(wctx, readCall, func() (err error) {
-			out, err = op.Poll(wctx)
-			return err
-		})
+		out, err := paced(wctx, a.pace, readCall, func() (*runpb.Service, error) { return op.Poll(wctx) })
 		if err != nil || op.Done() {
 			return out, err
 		}
@@ -164,13 +156,11 @@ func (a *RunAdapter) waitOp(ctx context.Context, op *run.UpdateServiceOperation)
 // GetIAMPolicy reads the service's IAM policy, asking for version 3 so
 // conditional bindings come back intact. Needs run.services.getIamPolicy.
 func (a *RunAdapter) GetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef) (*iapsetup.Policy, error) {
-	var p *iampb.Policy
-	err := a.pace.call(ctx, readCall, func() (err error) {
-		p, err = a.c.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{
+	p, err := paced(ctx, a.pace, readCall, func() (*iampb.Policy, error) {
+		return a.c.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{
 			Resource: ref.ResourceName(),
 			Options:  &iampb.GetPolicyOptions{RequestedPolicyVersion: 3},
 		})
-		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("getting IAM policy of Cloud Run service %s: %w", ref, err)
@@ -182,10 +172,8 @@ func (a *RunAdapter) GetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef) 
 // precondition (a concurrent change → ABORTED). Needs
 // run.services.setIamPolicy.
 func (a *RunAdapter) SetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef, p *iapsetup.Policy) (*iapsetup.Policy, error) {
-	var out *iampb.Policy
-	err := a.pace.call(ctx, writeCall, func() (err error) {
-		out, err = a.c.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: ref.ResourceName(), Policy: toIAMPolicy(p)})
-		return err
+	out, err := paced(ctx, a.pace, writeCall, func() (*iampb.Policy, error) {
+		return a.c.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: ref.ResourceName(), Policy: toIAMPolicy(p)})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setting IAM policy of Cloud Run service %s: %w", ref, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -105,15 +106,18 @@ var policyNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 // It is what ParseAccessPolicies uses; callers building policies in code get
 // the same checks.
 func NewAccessPolicies(source string, policies map[string][]string) (*AccessPolicies, error) {
-	out := &AccessPolicies{Source: source, policies: map[string]AccessPolicy{}}
+	return buildAccessPolicies(source, policies, func(members []string) (string, []string) { return "", members })
+}
+
+// buildAccessPolicies validates each definition in defs (def gives its
+// description and members), in name order, and returns the set or every
+// error, joined.
+func buildAccessPolicies[T any](source string, defs map[string]T, def func(T) (description string, members []string)) (*AccessPolicies, error) {
+	out := &AccessPolicies{Source: source, policies: make(map[string]AccessPolicy, len(defs))}
 	var errs []error
-	names := make([]string, 0, len(policies))
-	for n := range policies {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		p, err := newAccessPolicy(n, "", policies[n])
+	for _, n := range slices.Sorted(maps.Keys(defs)) {
+		description, members := def(defs[n])
+		p, err := newAccessPolicy(n, description, members)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -195,26 +199,7 @@ func ParseAccessPolicies(source string, data []byte) (*AccessPolicies, error) {
 	if len(f.Policies) == 0 {
 		return nil, accessFileError(source, errors.New("no policies defined; want a top-level \"policies\" map of name → {members: [...]}"))
 	}
-	out := &AccessPolicies{Source: source, policies: map[string]AccessPolicy{}}
-	var errs []error
-	names := make([]string, 0, len(f.Policies))
-	for n := range f.Policies {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fp := f.Policies[n]
-		p, err := newAccessPolicy(n, fp.Description, fp.Members)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out.policies[n] = p
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, accessFileError(source, err)
-	}
-	return out, nil
+	return buildAccessPolicies(source, f.Policies, func(fp accessFilePolicy) (string, []string) { return fp.Description, fp.Members })
 }
 
 // LoadAccessPolicies reads and parses the access policy file at path.

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/singleflight"
 )
 
 // observeAccess reads, concurrently, the IAM policies of the IAP resources
@@ -72,49 +71,18 @@ func (r *Reconciler) observeAccess(ctx context.Context, resources []string, proj
 // policyCache caches IAP policies read for the who-can-pass check (the
 // project-wide one, shared by every service of a project) and collapses
 // concurrent reads of one resource into a single call. Errors are not
-// cached. Cached policies are only read, never written from. At most size
-// resources are kept, least recently used evicted first.
-type policyCache struct {
-	get1 func(ctx context.Context, resource string) (*Policy, error)
-	ttl  time.Duration
-	now  func() time.Time
-
-	entries *lru[string, *Policy]
-	sf      singleflight.Group
-}
+// cached; ttl <= 0 caches nothing. Every caller gets its own copy. At most
+// size resources are kept, least recently used evicted first.
+type policyCache struct{ *loadingCache[*Policy] }
 
 func newPolicyCache(get func(context.Context, string) (*Policy, error), ttl time.Duration, size int, now func() time.Time) *policyCache {
-	return &policyCache{get1: get, ttl: ttl, now: now, entries: newLRU[string, *Policy](size)}
+	return &policyCache{newLoadingCache(size, now, func(ctx context.Context, resource string) (*Policy, time.Duration, error) {
+		p, err := get(ctx, resource)
+		return p, ttl, err
+	})}
 }
 
 func (c *policyCache) get(ctx context.Context, resource string) (*Policy, error) {
-	if p, ok := c.entries.get(resource, c.now()); ok {
-		return p.clone(), nil
-	}
-	ch := c.sf.DoChan(resource, func() (any, error) {
-		// The shared call must not die with the first caller's context.
-		callCtx := context.WithoutCancel(ctx)
-		if dl, ok := ctx.Deadline(); ok {
-			var cancel context.CancelFunc
-			callCtx, cancel = context.WithDeadline(callCtx, dl)
-			defer cancel()
-		}
-		p, err := c.get1(callCtx, resource)
-		if err != nil {
-			return nil, err
-		}
-		if c.ttl > 0 {
-			c.entries.add(resource, p.clone(), c.now().Add(c.ttl))
-		}
-		return p, nil
-	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*Policy).clone(), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	p, err := c.loadingCache.get(ctx, resource)
+	return p.clone(), err
 }

@@ -374,7 +374,7 @@ func (ap *accessPlan) step(p *Plan, part *accessPart) Step {
 	case part.rejected != nil:
 		s.Status = StatusRejected
 		s.Message = fmt.Sprintf("the IAP API refused %s on %s: %v; nothing granted, fix access policy %s; %s",
-			ap.describe(part), part.res.What, part.rejected, ap.policy, who)
+			ap.describe(part, false), part.res.What, part.rejected, ap.policy, who)
 		return s
 	case ap.reject != "":
 		s.Status, s.Message = StatusRejected, ap.reject+"; nothing granted or revoked; "+who
@@ -384,8 +384,8 @@ func (ap *accessPlan) step(p *Plan, part *accessPart) Step {
 		return s
 	case part.after != nil:
 		s.Status = StatusChanged
-		s.Message = ap.describe(part) + "; per " + scope + "; " + who
-		return p.step(s, ap.describeDone(part)+"; per "+scope+"; "+who, part.err, ap.fix(part), true)
+		s.Message = ap.describe(part, false) + "; per " + scope + "; " + who
+		return p.step(s, ap.describe(part, true)+"; per "+scope+"; "+who, part.err, ap.fix(part), true)
 	case !f.Anyone():
 		s.Status, s.Message = StatusWarning, ap.nobody(part)
 	case len(f.public()) > 0:
@@ -409,27 +409,21 @@ func (ap *accessPlan) scope() string {
 	return fmt.Sprintf("no %s label: access is not managed by iapguard", AccessLabelKey)
 }
 
-func (ap *accessPlan) describe(part *accessPart) string {
+// describe says what part will change or, done, what it changed.
+func (ap *accessPlan) describe(part *accessPart, done bool) string {
+	grant, revoke := "grant ", "revoke"
+	if done {
+		grant, revoke = "granted ", "revoked"
+	}
 	var what []string
 	if len(part.added) > 0 {
-		what = append(what, "grant "+RoleAccessor+" on "+part.res.What+" to "+strings.Join(part.added, ", "))
+		what = append(what, grant+RoleAccessor+" on "+part.res.What+" to "+strings.Join(part.added, ", "))
 	}
 	if len(part.removed) > 0 {
-		what = append(what, "revoke it from "+strings.Join(part.removed, ", ")+" (granted by iapguard, no longer listed)")
+		what = append(what, revoke+" it from "+strings.Join(part.removed, ", ")+" (granted by iapguard, no longer listed)")
 	}
-	if len(what) == 0 {
+	if len(what) == 0 && !done {
 		return "update " + RoleAccessor + " on " + part.res.What
-	}
-	return strings.Join(what, "; ")
-}
-
-func (ap *accessPlan) describeDone(part *accessPart) string {
-	var what []string
-	if len(part.added) > 0 {
-		what = append(what, "granted "+RoleAccessor+" on "+part.res.What+" to "+strings.Join(part.added, ", "))
-	}
-	if len(part.removed) > 0 {
-		what = append(what, "revoked it from "+strings.Join(part.removed, ", ")+" (granted by iapguard, no longer listed)")
 	}
 	return strings.Join(what, "; ")
 }

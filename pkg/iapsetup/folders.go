@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc/codes"
 
 	"github.com/iapguard/iapguard/internal/gcperr"
@@ -55,17 +54,32 @@ const maxAncestry = 16
 // ancestry resolves and caches the links from projects up to their
 // organisation. Shared by every copy of the Scope it was attached to.
 type ancestry struct {
-	r        AncestryReader
-	o        AncestryOptions
-	projects *lru[string, link] // by project id or number, as named
-	folders  *lru[string, link] // by folder id
-	flight   singleflight.Group
+	projects *loadingCache[link] // by project id or number, as named
+	folders  *loadingCache[link] // by folder id
 }
 
 // link is one cached parent, or why it could not be read.
 type link struct {
 	parent string
 	denied string // non-empty: the read was refused (out of scope)
+}
+
+// linkLoader reads one link with read and says how long to cache it: a
+// parent for o.TTL, a refusal (PERMISSION_DENIED, NOT_FOUND) for
+// o.DeniedTTL; other errors are returned and not cached. perm names the
+// permission the read needs, for the refusal's reason.
+func linkLoader(o AncestryOptions, perm func(key string) string, read func(ctx context.Context, key string) (string, error)) func(context.Context, string) (link, time.Duration, error) {
+	return func(ctx context.Context, key string) (link, time.Duration, error) {
+		parent, err := read(ctx, key)
+		switch {
+		case err == nil:
+			return link{parent: parent}, o.TTL, nil
+		case gcperr.Code(err) == codes.PermissionDenied || gcperr.Code(err) == codes.NotFound:
+			return link{denied: fmt.Sprintf("%s (the function needs %s; granted on the listed folders, it reaches everything below them)", oneLineErr(err), perm(key))}, o.DeniedTTL, nil
+		default:
+			return link{}, 0, err
+		}
+	}
 }
 
 // WithAncestry returns a copy of s whose Check resolves folder entries
@@ -84,7 +98,12 @@ func (s Scope) WithAncestry(r AncestryReader, o AncestryOptions) Scope {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s.anc = &ancestry{r: r, o: o, projects: newLRU[string, link](o.Size), folders: newLRU[string, link](o.Size)}
+	s.anc = &ancestry{
+		projects: newLoadingCache(o.Size, o.Now, linkLoader(o,
+			func(p string) string { return "resourcemanager.projects.get on projects/" + p }, r.ProjectParent)),
+		folders: newLoadingCache(o.Size, o.Now, linkLoader(o,
+			func(id string) string { return "resourcemanager.folders.get on folders/" + id }, r.FolderParent)),
+	}
 	return s
 }
 
@@ -118,7 +137,7 @@ func (s Scope) AncestryCaches() AncestryCaches {
 	if s.anc == nil {
 		return AncestryCaches{}
 	}
-	return AncestryCaches{Projects: s.anc.projects.snapshot(), Folders: s.anc.folders.snapshot()}
+	return AncestryCaches{Projects: s.anc.projects.entries.snapshot(), Folders: s.anc.folders.entries.snapshot()}
 }
 
 // Check decides whether project (an id or a number, as an event names it)
@@ -143,77 +162,49 @@ func (s Scope) Check(ctx context.Context, project string) (in bool, reason strin
 	if s.Allows(project) {
 		return true, "", nil
 	}
-	out := fmt.Sprintf("project %s is outside iapguard's scope (%s)", project, s)
+	// The reasons are rendered only for a project out of scope: rendering
+	// the scope sorts its entries.
+	outside := func(why string) string {
+		return fmt.Sprintf("project %s is outside iapguard's scope (%s)%s", project, s, why)
+	}
 	if len(s.folders) == 0 || project == "" {
-		return false, out, nil
+		return false, outside(""), nil
 	}
 	if s.anc == nil {
-		return false, out + "; its folders were not checked: no Resource Manager client is configured", nil
+		return false, outside("; its folders were not checked: no Resource Manager client is configured"), nil
 	}
-	chain := []string{"projects/" + project}
-	l, err := s.anc.projectParent(ctx, project)
-	for range maxAncestry {
+	var parents [maxAncestry]string // the links read so far, above the project
+	chain := func(n int) string { return ancestryChain(project, parents[:n]) }
+	l, err := s.anc.projects.get(ctx, project)
+	for n := range maxAncestry {
 		switch {
 		case err != nil:
-			return false, "", fmt.Errorf("resolving the ancestry of project %s (%s) for the scope: %w", project, strings.Join(chain, " → "), err)
+			return false, "", fmt.Errorf("resolving the ancestry of project %s (%s) for the scope: %w", project, chain(n), err)
 		case l.denied != "":
-			return false, fmt.Sprintf("%s; its ancestry could not be read past %s: %s", out, chain[len(chain)-1], l.denied), nil
+			last := "projects/" + project
+			if n > 0 {
+				last = parents[n-1]
+			}
+			return false, outside(fmt.Sprintf("; its ancestry could not be read past %s: %s", last, l.denied)), nil
 		case l.parent == "":
-			return false, fmt.Sprintf("%s; ancestry checked: %s (no parent)", out, strings.Join(chain, " → ")), nil
+			return false, outside(fmt.Sprintf("; ancestry checked: %s (no parent)", chain(n))), nil
 		}
-		chain = append(chain, l.parent)
+		parents[n] = l.parent
 		id, isFolder := strings.CutPrefix(l.parent, "folders/")
 		if !isFolder {
-			return false, fmt.Sprintf("%s; ancestry checked: %s", out, strings.Join(chain, " → ")), nil
+			return false, outside("; ancestry checked: " + chain(n+1)), nil
 		}
 		if s.folders[id] {
 			return true, "", nil
 		}
-		l, err = s.anc.folderParent(ctx, id)
+		l, err = s.anc.folders.get(ctx, id)
 	}
-	return false, "", fmt.Errorf("resolving the ancestry of project %s: more than %d levels (%s)", project, maxAncestry, strings.Join(chain, " → "))
+	return false, "", fmt.Errorf("resolving the ancestry of project %s: more than %d levels (%s)", project, maxAncestry, chain(maxAncestry))
 }
 
-func (a *ancestry) projectParent(ctx context.Context, project string) (link, error) {
-	return a.cached(ctx, a.projects, "p/"+project, project, "resourcemanager.projects.get on projects/"+project,
-		func(ctx context.Context) (string, error) { return a.r.ProjectParent(ctx, project) })
-}
-
-func (a *ancestry) folderParent(ctx context.Context, id string) (link, error) {
-	return a.cached(ctx, a.folders, "f/"+id, id, "resourcemanager.folders.get on folders/"+id,
-		func(ctx context.Context) (string, error) { return a.r.FolderParent(ctx, id) })
-}
-
-// cached answers from c, or reads once for every concurrent caller
-// (singleflight on flightKey; the first caller's ctx is the call's) and
-// caches the answer: a parent for TTL, a
-// refusal for DeniedTTL; other errors are not cached.
-func (a *ancestry) cached(ctx context.Context, c *lru[string, link], flightKey, key, perm string, read func(context.Context) (string, error)) (link, error) {
-	if l, ok := c.get(key, a.o.Now()); ok {
-		return l, nil
-	}
-	v, err, _ := a.flight.Do(flightKey, func() (any, error) {
-		if l, ok := c.peek(key, a.o.Now()); ok { // filled while this caller waited for the lock
-			return l, nil
-		}
-		parent, err := read(ctx)
-		switch {
-		case err == nil:
-			l := link{parent: parent}
-			c.add(key, l, a.o.Now().Add(a.o.TTL))
-			return l, nil
-		case gcperr.Code(err) == codes.PermissionDenied || gcperr.Code(err) == codes.NotFound:
-			l := link{denied: fmt.Sprintf("%s (the function needs %s; granted on the listed folders, it reaches everything below them)", oneLineErr(err), perm)}
-			c.add(key, l, a.o.Now().Add(a.o.DeniedTTL))
-			return l, nil
-		default:
-			return link{}, err
-		}
-	})
-	if err != nil {
-		return link{}, err
-	}
-	return v.(link), nil
+// ancestryChain renders projects/project → parents[0] → … for messages.
+func ancestryChain(project string, parents []string) string {
+	return strings.Join(append([]string{"projects/" + project}, parents...), " → ")
 }
 
 // oneLineErr shortens err to its first line.
@@ -294,18 +285,4 @@ func (s Scope) projectsWithFolders(ctx context.Context, l ProjectLister) ([]Proj
 		under = append(under, ps...)
 	}
 	return s.selectIn(under, func(ProjectInfo) bool { return true }), nil
-}
-
-// peek is get without counting a lookup: the check a singleflight leader
-// makes in case the entry was added since its caller missed.
-func (c *lru[K, V]) peek(k K, now time.Time) (V, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[k]; ok {
-		if it := el.Value.(*lruItem[K, V]); now.Before(it.expires) {
-			return it.val, true
-		}
-	}
-	var zero V
-	return zero, false
 }

@@ -305,6 +305,7 @@ func TestScopeCheckErrors(t *testing.T) {
 	cancel()
 	gated := newFakeTree()
 	gated.gate = make(chan struct{})
+	defer close(gated.gate) // the shared read outlives the cancelled caller
 	_, _, err = ProjectScope("folders/10").WithAncestry(gated, AncestryOptions{}).Check(ctx, "deep")
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: error %v, want context.Canceled", err)
@@ -403,3 +404,23 @@ func TestScopeProjectsFolders(t *testing.T) {
 type lister []ProjectInfo
 
 func (l lister) ListProjects(context.Context) ([]ProjectInfo, error) { return l, nil }
+
+// BenchmarkScopeCheckFolderWarm measures the scope decision for an event of
+// a project that is in scope through a folder entry, its ancestry cached,
+// in a scope that also lists 1,000 projects: no call, and the cost must not
+// grow with the listed entries.
+func BenchmarkScopeCheckFolderWarm(b *testing.B) {
+	s, _ := scopeOf1000()
+	s = ProjectScope(append(s.Listed(), "folders/10")...).WithAncestry(newFakeTree(), AncestryOptions{})
+	ctx := context.Background()
+	if in, _, err := s.Check(ctx, "deep"); !in || err != nil {
+		b.Fatalf("Check(deep) = %v, %v", in, err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if in, _, err := s.Check(ctx, "deep"); !in || err != nil {
+			b.Fatalf("Check(deep) = %v, %v", in, err)
+		}
+	}
+}

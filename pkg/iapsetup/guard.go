@@ -96,14 +96,8 @@ func checkGrantedAnnotation(v string) error {
 // granted (granted) that the policy no longer lists. It must carry the
 // read's etag and never add allUsers or allAuthenticatedUsers.
 func checkAccessWrite(before, after *Policy, wanted, granted []string) error {
-	if before == nil || after == nil {
-		return unsafeWrite("IAP policy write without the policy it was computed from")
-	}
-	if len(after.Etag) == 0 || string(after.Etag) != string(before.Etag) {
-		return unsafeWrite("IAP policy write without the etag of the read it was computed from")
-	}
-	if after.Version < before.Version {
-		return unsafeWrite("IAP policy version lowered from %d to %d", before.Version, after.Version)
+	if err := checkPolicyBase("IAP policy", before, after); err != nil {
+		return err
 	}
 	bg, ag := grants(before), grants(after)
 	for g := range bg {
@@ -134,9 +128,31 @@ func checkAccessWrite(before, after *Policy, wanted, granted []string) error {
 			return unsafeWrite("IAP policy write adds %s, which the access policy does not list", g.member)
 		}
 	}
-	for _, b := range after.Bindings {
-		if b.Condition != nil && after.Version < 3 {
-			return unsafeWrite("conditional binding in a version %d policy", after.Version)
+	return checkBindings(after)
+}
+
+// checkPolicyBase refuses a write of after (what: "policy" or "IAP
+// policy") unless both policies are there, after carries before's etag and
+// does not lower its version.
+func checkPolicyBase(what string, before, after *Policy) error {
+	if before == nil || after == nil {
+		return unsafeWrite("%s write without the policy it was computed from", what)
+	}
+	if len(after.Etag) == 0 || string(after.Etag) != string(before.Etag) {
+		return unsafeWrite("%s write without the etag of the read it was computed from", what)
+	}
+	if after.Version < before.Version {
+		return unsafeWrite("%s version lowered from %d to %d", what, before.Version, after.Version)
+	}
+	return nil
+}
+
+// checkBindings refuses a policy with a conditional binding below version
+// 3 or a binding without a role.
+func checkBindings(p *Policy) error {
+	for _, b := range p.Bindings {
+		if b.Condition != nil && p.Version < 3 {
+			return unsafeWrite("conditional binding in a version %d policy", p.Version)
 		}
 		if strings.TrimSpace(b.Role) == "" {
 			return unsafeWrite("binding without a role")
@@ -169,14 +185,8 @@ func grants(p *Policy) map[grant]bool {
 // binding and removes allUsers/allAuthenticatedUsers from roles/run.invoker
 // bindings; it must carry the read's etag, and leave no public invoker.
 func checkPolicyWrite(before, after *Policy, agent string) error {
-	if before == nil || after == nil {
-		return unsafeWrite("policy write without the policy it was computed from")
-	}
-	if len(after.Etag) == 0 || string(after.Etag) != string(before.Etag) {
-		return unsafeWrite("policy write without the etag of the read it was computed from")
-	}
-	if after.Version < before.Version {
-		return unsafeWrite("policy version lowered from %d to %d", before.Version, after.Version)
+	if err := checkPolicyBase("policy", before, after); err != nil {
+		return err
 	}
 	bg, ag := grants(before), grants(after)
 	for g := range bg {
@@ -200,15 +210,7 @@ func checkPolicyWrite(before, after *Policy, agent string) error {
 		}
 		return unsafeWrite("policy write adds %s to %s", g.member, g.role)
 	}
-	for _, b := range after.Bindings {
-		if b.Condition != nil && after.Version < 3 {
-			return unsafeWrite("conditional binding in a version %d policy", after.Version)
-		}
-		if strings.TrimSpace(b.Role) == "" {
-			return unsafeWrite("binding without a role")
-		}
-	}
-	return nil
+	return checkBindings(after)
 }
 
 // checkBackendWrite refuses to enable IAP on a backend service with Cloud

@@ -2,8 +2,11 @@ package iapsetup
 
 import (
 	"container/list"
+	"context"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // DefaultProjectCacheSize bounds each per-project cache when
@@ -80,6 +83,21 @@ func (c *lru[K, V]) add(k K, v V, expires time.Time) {
 	c.items[k] = c.order.PushFront(&lruItem[K, V]{key: k, val: v, expires: expires})
 }
 
+// peek is get without counting a lookup or reordering: the check a
+// singleflight leader makes in case the entry was added since its caller
+// missed.
+func (c *lru[K, V]) peek(k K, now time.Time) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[k]; ok {
+		if it := el.Value.(*lruItem[K, V]); now.Before(it.expires) {
+			return it.val, true
+		}
+	}
+	var zero V
+	return zero, false
+}
+
 // snapshot returns the counters with the current size.
 func (c *lru[K, V]) snapshot() CacheStats {
 	c.mu.Lock()
@@ -87,6 +105,60 @@ func (c *lru[K, V]) snapshot() CacheStats {
 	s := c.stats
 	s.Len, s.Max = c.order.Len(), c.max
 	return s
+}
+
+// loadingCache is an lru filled on a miss by load, which also says how
+// long to keep what it read (ttl <= 0: not kept); errors are not kept.
+// Concurrent misses of one key share one load (singleflight). The shared
+// load must not die with the first caller's context: it runs without its
+// cancellation but with its deadline, and each caller waits for it at most
+// until its own ctx ends. The per-project caches (IAP service agents,
+// project-wide IAP policies) and the scope's ancestry caches use it.
+type loadingCache[V any] struct {
+	entries *lru[string, V]
+	load    func(ctx context.Context, key string) (v V, ttl time.Duration, err error)
+	now     func() time.Time
+	flight  singleflight.Group
+}
+
+func newLoadingCache[V any](size int, now func() time.Time, load func(context.Context, string) (V, time.Duration, error)) *loadingCache[V] {
+	return &loadingCache[V]{entries: newLRU[string, V](size), load: load, now: now}
+}
+
+// get returns the value of key from the cache, or loads it.
+func (c *loadingCache[V]) get(ctx context.Context, key string) (V, error) {
+	if v, ok := c.entries.get(key, c.now()); ok {
+		return v, nil
+	}
+	ch := c.flight.DoChan(key, func() (any, error) {
+		if v, ok := c.entries.peek(key, c.now()); ok { // filled since this caller missed
+			return v, nil
+		}
+		callCtx := context.WithoutCancel(ctx)
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			callCtx, cancel = context.WithDeadline(callCtx, dl)
+			defer cancel()
+		}
+		v, ttl, err := c.load(callCtx, key)
+		if err != nil {
+			return nil, err
+		}
+		if ttl > 0 {
+			c.entries.add(key, v, c.now().Add(ttl))
+		}
+		return v, nil
+	})
+	var zero V
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return zero, res.Err
+		}
+		return res.Val.(V), nil
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
 }
 
 // CacheStats describes one bounded cache.

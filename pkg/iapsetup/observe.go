@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/iapguard/iapguard/internal/gcperr"
 )
@@ -104,51 +103,19 @@ func (r *Reconciler) observe(ctx context.Context, ref ServiceRef, listed *Servic
 }
 
 // agentCache caches IAP service agent emails per project (at most size
-// projects, least recently used evicted first), and collapses concurrent
-// lookups of one project into a single call.
-type agentCache struct {
-	id  AgentIdentity
-	ttl time.Duration
-	now func() time.Time
-
-	entries *lru[string, string]
-	sf      singleflight.Group
-}
+// projects, least recently used evicted first, each for ttl), and collapses
+// concurrent lookups of one project into a single call.
+type agentCache = loadingCache[string]
 
 func newAgentCache(id AgentIdentity, ttl time.Duration, size int, now func() time.Time) *agentCache {
-	return &agentCache{id: id, ttl: ttl, now: now, entries: newLRU[string, string](size)}
-}
-
-func (c *agentCache) get(ctx context.Context, project string) (string, error) {
-	if email, ok := c.entries.get(project, c.now()); ok {
-		return email, nil
-	}
-	// The shared call must not die with the first caller's context; it is
-	// bounded by the adapter's own deadlines and by ctx's deadline here.
-	ch := c.sf.DoChan(project, func() (any, error) {
-		callCtx := context.WithoutCancel(ctx)
-		if dl, ok := ctx.Deadline(); ok {
-			var cancel context.CancelFunc
-			callCtx, cancel = context.WithDeadline(callCtx, dl)
-			defer cancel()
-		}
-		email, err := c.id.IAPServiceAgent(callCtx, project)
+	return newLoadingCache(size, now, func(ctx context.Context, project string) (string, time.Duration, error) {
+		email, err := id.IAPServiceAgent(ctx, project)
 		if err != nil {
-			return "", err
+			return "", 0, err
 		}
 		if email == "" {
-			return "", fmt.Errorf("generateServiceIdentity for project %s returned no email", project)
+			return "", 0, fmt.Errorf("generateServiceIdentity for project %s returned no email", project)
 		}
-		c.entries.add(project, email, c.now().Add(c.ttl))
-		return email, nil
+		return email, ttl, nil
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return "", res.Err
-		}
-		return res.Val.(string), nil
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
 }

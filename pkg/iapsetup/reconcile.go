@@ -204,6 +204,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, ref ServiceRef, opts ...Call
 	return r.reconcile(ctx, ref, nil, r.callOptions(opts))
 }
 
+// ReconcileListed is Reconcile for a service just listed (ListServices):
+// it starts from that copy instead of reading the service again, as
+// ReconcileRegion does, so a caller that lists and then reconciles each
+// service pays one read per service, not two. svc must be a fresh listing:
+// its etag guards the writes, and a stale one makes them retry.
+func (r *Reconciler) ReconcileListed(ctx context.Context, svc *Service, opts ...CallOption) (*Result, error) {
+	return r.reconcile(ctx, svc.Ref, svc, r.callOptions(opts))
+}
+
 func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Service, co callOptions) (res *Result, err error) {
 	start := r.o.Now()
 	res = &Result{Ref: ref, Resource: ref.ResourceName(), DryRun: co.dryRun}
@@ -272,10 +281,10 @@ func (r *Reconciler) enforce(ctx context.Context, p *Plan, obs *Observed) (*Plan
 		// writePolicy touches p.policy only; the reads below touch obs only.
 		g.Go(func() error { r.writePolicy(ctx, p); return nil })
 	}
-	if more {
-		if len(need) > 0 {
-			g.Go(func() error { obs.Frontends = r.checkFrontends(ctx, need, obs.Frontends); return nil })
-		}
+	if len(need) > 0 {
+		g.Go(func() error { obs.Frontends = r.checkFrontends(ctx, need, obs.Frontends); return nil })
+	}
+	if len(resources) > 0 || project != "" {
 		g.Go(func() error { r.observeAccess(ctx, resources, project, obs); return nil })
 	}
 	_ = g.Wait()
@@ -333,7 +342,10 @@ func (r *Reconciler) checkFrontends(ctx context.Context, bs []*BackendService, k
 // further calls. A failure
 // on one service does not stop the others; errors are joined.
 func (r *Reconciler) ReconcileRegion(ctx context.Context, project, region string, opts ...CallOption) ([]*Result, error) {
-	co := r.callOptions(opts)
+	return r.reconcileRegion(ctx, project, region, r.callOptions(opts))
+}
+
+func (r *Reconciler) reconcileRegion(ctx context.Context, project, region string, co callOptions) ([]*Result, error) {
 	where := "projects/" + project + "/locations/" + region
 	if rej, serr := r.rejectScope(ctx, project, where, co); rej != nil {
 		return []*Result{rej}, serr
@@ -471,7 +483,7 @@ func (r *Reconciler) reconcileNEGs(ctx context.Context, negs []NEG, co callOptio
 		swept   = map[ServiceRef]bool{}
 	)
 	for _, sw := range sweeps {
-		rs, err := r.ReconcileRegion(ctx, sw.project, sw.region, WithDryRun(co.dryRun))
+		rs, err := r.reconcileRegion(ctx, sw.project, sw.region, co)
 		for _, res := range rs {
 			swept[res.Ref] = true
 		}

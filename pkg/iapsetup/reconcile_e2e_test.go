@@ -765,6 +765,17 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 	if diff := cmp.Diff(map[string]iapsetup.Outcome{"hello": iapsetup.OutcomeCompliant, "masked": iapsetup.OutcomeRemediated, "unlabelled": iapsetup.OutcomeSkipped}, outcomes(rs)); diff != "" {
 		t.Errorf("ReconcileBackend(masked) outcomes (-want +got):\n%s", diff)
 	}
+	// The region sweep keeps the call's options: an access check asked for
+	// covers every labelled service swept.
+	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: gcptest.Project, Region: gcptest.Region, Name: "masked"}, iapsetup.WithAccessCheck())
+	if err != nil {
+		t.Fatalf("ReconcileBackend(masked) with the access check: %v", err)
+	}
+	for _, res := range rs {
+		if res.Outcome != iapsetup.OutcomeSkipped && stepOf(res, iapsetup.StepAccess).Name == "" {
+			t.Errorf("ReconcileBackend(masked) with the access check: %s has no access step: %+v", res.Ref.Name, res.Steps)
+		}
+	}
 	// Gone resources yield nothing.
 	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: gcptest.Project, Name: "gone"})
 	if err != nil || len(rs) != 0 {

@@ -242,15 +242,8 @@ func labelled(ctx context.Context, e *Env, prefix string, n int) ([]string, []*c
 	g.SetLimit(16)
 	for i := range names {
 		names[i] = fmt.Sprintf("%s-%04d", prefix, i)
-		g.Go(func() error {
-			if _, err := e.Users.CreateService(gctx, e.Project, Region, demo.ServiceSpec{Name: names[i], Public: true}); err != nil {
-				return err
-			}
-			if err := e.Users.SetLabels(gctx, e.Project, Region, names[i], enabled); err != nil {
-				return err
-			}
-			var err error
-			entries[i], err = e.LastEntry(e.Service(names[i]), "Services.UpdateService")
+		g.Go(func() (err error) {
+			entries[i], err = createLabelled(gctx, e, demo.ServiceSpec{Name: names[i], Public: true}, false)
 			return err
 		})
 	}

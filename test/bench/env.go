@@ -257,14 +257,14 @@ func (e *Env) Measure(ctx context.Context, entry *core.LogEntry, service string,
 	// The outcome publish: from the last Google API answer to the publish
 	// request (the Pub/Sub client batches for up to DelayThreshold), and
 	// the publish itself.
+	last := f.Start
+	for _, a := range api {
+		if a.End.After(last) {
+			last = a.End
+		}
+	}
 	for _, c := range ps {
 		if c.Method == "google.pubsub.v1.Publisher.Publish" {
-			last := f.Start
-			for _, a := range api {
-				if a.End.After(last) {
-					last = a.End
-				}
-			}
 			m.BeforePublish, m.Publish = c.Start.Sub(last), c.End.Sub(c.Start)
 		}
 	}

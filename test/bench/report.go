@@ -67,7 +67,7 @@ func (r *Report) Format(w io.Writer) {
 	c := r.Config
 	p("iapguard performance — run %q — %s (took %s)", c.Name, r.Started.UTC().Format(time.RFC3339), r.Took.Round(time.Second))
 	p("%s", r.Env)
-	p("Injected latency L = %s before every Google API call (Cloud Run, operations, Compute, Service Usage); none on Pub/Sub.", c.Latency)
+	p("Injected latency L = %s before every Google API call (Cloud Run, operations, Compute, Service Usage, IAP); none on Pub/Sub.", c.Latency)
 	p("Event → outcome: POST of the CloudEvent to the function → its answer, which comes after Pub/Sub accepted the outcome.")
 	p("")
 

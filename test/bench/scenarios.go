@@ -166,15 +166,7 @@ func runSingle(ctx context.Context, e *Env, sp singleSpec, n, n0 int, latency ti
 // remediate labels a new service and lets iapguard make it compliant
 // (no latency), so later events find it compliant.
 func remediate(ctx context.Context, e *Env, spec demo.ServiceSpec, lb bool) error {
-	if _, err := e.Users.CreateService(ctx, e.Project, Region, spec); err != nil {
-		return err
-	}
-	if lb {
-		if _, err := e.Users.BuildLoadBalancer(ctx, e.Project, Region, demo.LBSpec{Service: spec.Name}); err != nil {
-			return err
-		}
-	}
-	entry, err := e.Label(ctx, spec.Name, enabled)
+	entry, err := createLabelled(ctx, e, spec, lb)
 	if err != nil {
 		return err
 	}
@@ -186,6 +178,20 @@ func remediate(ctx context.Context, e *Env, spec demo.ServiceSpec, lb bool) erro
 		return fmt.Errorf("setting up %s: outcome %s, want remediated: %w", spec.Name, m.Outcome, errUnexpected)
 	}
 	return nil
+}
+
+// createLabelled creates a service (behind an HTTPS load balancer when lb)
+// and labels it iap=enabled; it returns the audit entry of the labelling.
+func createLabelled(ctx context.Context, e *Env, spec demo.ServiceSpec, lb bool) (*core.LogEntry, error) {
+	if _, err := e.Users.CreateService(ctx, e.Project, Region, spec); err != nil {
+		return nil, err
+	}
+	if lb {
+		if _, err := e.Users.BuildLoadBalancer(ctx, e.Project, Region, demo.LBSpec{Service: spec.Name}); err != nil {
+			return nil, err
+		}
+	}
+	return e.Label(ctx, spec.Name, enabled)
 }
 
 // relabel makes a harmless user change to a compliant service (a label
@@ -239,13 +245,7 @@ func LBNonCompliant(ctx context.Context, e *Env, n, n0 int, latency time.Duratio
 		min: MinLBNonCompliant(), want: outcome.Remediated,
 		prepare: func(ctx context.Context, e *Env, i int) (*core.LogEntry, string, error) {
 			name := fmt.Sprintf("lb-%d", i)
-			if _, err := e.Users.CreateService(ctx, e.Project, Region, demo.ServiceSpec{Name: name, Public: true}); err != nil {
-				return nil, "", err
-			}
-			if _, err := e.Users.BuildLoadBalancer(ctx, e.Project, Region, demo.LBSpec{Service: name}); err != nil {
-				return nil, "", err
-			}
-			entry, err := e.Label(ctx, name, enabled)
+			entry, err := createLabelled(ctx, e, demo.ServiceSpec{Name: name, Public: true}, true)
 			return entry, name, err
 		},
 	}, n, n0, latency)
@@ -261,10 +261,7 @@ func DirectIAP(ctx context.Context, e *Env, n, n0 int, latency time.Duration) (*
 		min: MinDirect(), want: outcome.Remediated,
 		prepare: func(ctx context.Context, e *Env, i int) (*core.LogEntry, string, error) {
 			name := fmt.Sprintf("direct-%d", i)
-			if _, err := e.Users.CreateService(ctx, e.Project, Region, demo.ServiceSpec{Name: name, Public: true}); err != nil {
-				return nil, "", err
-			}
-			entry, err := e.Label(ctx, name, enabled)
+			entry, err := createLabelled(ctx, e, demo.ServiceSpec{Name: name, Public: true}, false)
 			return entry, name, err
 		},
 	}, n, n0, latency)
