@@ -137,7 +137,7 @@ func TestAuditEntries(t *testing.T) {
 	})
 
 	// The JSON field set matches the real Cloud Run sample
-	// (shared/testdata/auditlog/run-v1-create-service.json).
+	// (internal/auditsamples/testdata/run-v1-create-service.json).
 	t.Run("field set", func(t *testing.T) {
 		b, err := json.Marshal(entries[0])
 		if err != nil {

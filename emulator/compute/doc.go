@@ -82,7 +82,7 @@
 //     producer compute.googleapis.com and a fresh
 //     compute.googleapis.com/root_trigger_id. methodName is
 //     "v1.compute.<collection>.<method>" ("beta." under /compute/beta/).
-//     Field sets match shared/testdata/auditlog/compute-lb-target-https-proxy-insert-*.json.
+//     Field sets match internal/auditsamples/testdata/compute-lb-target-https-proxy-insert-*.json.
 //
 // # Known deviations from Google
 //

@@ -18,7 +18,7 @@ import (
 // LogEntry is a Cloud Audit Logs entry in the JSON shape Cloud Logging
 // returns and Eventarc delivers as CloudEvent data
 // (google.events.cloud.audit.v1.LogEntryData). Field order and names follow
-// the real samples in shared/testdata/auditlog.
+// the real samples in internal/auditsamples/testdata.
 type LogEntry struct {
 	ProtoPayload     *AuditPayload     `json:"protoPayload"`
 	InsertID         string            `json:"insertId"`

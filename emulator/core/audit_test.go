@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -21,31 +19,19 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/internal/auditsamples"
 )
 
-// sample reads a real audit-log entry (shared/testdata/auditlog, found by
-// walking up from the package directory) as generic JSON.
+// sample reads a real audit-log entry (internal/auditsamples/testdata) as
+// generic JSON.
 func sample(t *testing.T, name string) map[string]any {
 	t.Helper()
-	dir, err := filepath.Abs(".")
-	if err != nil {
-		t.Fatal(err)
+	b := auditsamples.Read(t, name)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", name, err)
 	}
-	for {
-		path := filepath.Join(dir, "shared", "testdata", "auditlog", name)
-		if b, err := os.ReadFile(path); err == nil {
-			var m map[string]any
-			if err := json.Unmarshal(b, &m); err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
-			return m
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("shared/testdata/auditlog/%s not found above the package directory", name)
-		}
-		dir = parent
-	}
+	return m
 }
 
 // asJSON renders v through encoding/json as generic JSON.

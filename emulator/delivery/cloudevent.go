@@ -25,7 +25,7 @@ const (
 
 // CloudEventFor renders e as the binary-mode CloudEvent Eventarc POSTs for
 // it (shared/reference/audit-events.md §1, checked against the real
-// delivery in shared/testdata/auditlog/cloudevent-structured-audit-storage-objects-create.json):
+// delivery in internal/auditsamples/testdata/cloudevent-structured-audit-storage-objects-create.json):
 //
 //	ce-specversion  1.0
 //	ce-type         google.cloud.audit.log.v1.written

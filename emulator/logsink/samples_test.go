@@ -30,7 +30,7 @@ func decodeHTTP(t *testing.T, header http.Header, body []byte) (event.Decision, 
 	return event.Decode(ev)
 }
 
-// Every real audit-log sample (shared/testdata/auditlog) gives the same
+// Every real audit-log sample (internal/auditsamples/testdata) gives the same
 // Decision whether Eventarc delivers it directly or a log sink routes it
 // through Pub/Sub and the push stand-in: same targets or skip reason, and
 // the same trigger (event id, source, type, method, principal, resource,

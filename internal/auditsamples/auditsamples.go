@@ -1,34 +1,30 @@
 // Package auditsamples locates the real Cloud Audit Logs samples that tests
-// compare against: shared/testdata/auditlog, checked out beside the
-// repository (CI lays ../shared next to its clone). Their absence is a test
-// failure, never a skip: the real samples are the ground truth.
+// compare against. They live in this package's testdata folder, copied
+// byte-for-byte from public repositories; testdata/SOURCES.md names each
+// file's origin, commit and licence. A plain clone of the repository is all a
+// test needs: nothing is read from outside it.
 package auditsamples
 
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
-// Dir returns the samples directory, found by walking up from the working
-// directory (a package directory under go test).
+// Dir returns the samples directory (this package's testdata), located from
+// this source file so it works from any package directory under go test.
 func Dir(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("getwd: %v", err)
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("auditsamples: cannot locate the package source")
 	}
-	for {
-		cand := filepath.Join(dir, "shared", "testdata", "auditlog")
-		if fi, err := os.Stat(cand); err == nil && fi.IsDir() {
-			return cand
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("shared/testdata/auditlog not found above the package directory; check shared/ out beside the repository")
-		}
-		dir = parent
+	dir := filepath.Join(filepath.Dir(file), "testdata")
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("audit-log samples not found at %s: %v", dir, err)
 	}
+	return dir
 }
 
 // Read returns one sample file's bytes.

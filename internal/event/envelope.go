@@ -18,7 +18,7 @@ const jsonUTF8 = "application/json; charset=utf-8"
 
 // NewAuditLogEvent wraps LogEntry JSON in the CloudEvent Eventarc delivers
 // for it, with the attribute values observed on a real delivery
-// (shared/testdata/auditlog/cloudevent-structured-audit-storage-objects-create.json):
+// (internal/auditsamples/testdata/cloudevent-structured-audit-storage-objects-create.json):
 // id = logName+insertId+timestamp in unix µs, source
 // //cloudaudit.googleapis.com/<parent>/logs/<log>, subject
 // serviceName/resourceName, time = receiveTimestamp, extensions servicename,

@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// realSamples is what every real sample in shared/testdata/auditlog must
+// realSamples is what every real sample in internal/auditsamples/testdata must
 // decode to. A sample added there without an entry here fails the test.
 var realSamples = map[string]want{
 	"run-v1-create-service.json":                                  {targets: svc("some-project", "us-west1", "cloudrun-exfil")},
