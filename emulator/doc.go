@@ -35,6 +35,20 @@
 //	Service Usage v1beta1, IAP v1:
 //	    option.WithEndpoint("http://ADDR/"), option.WithoutAuthentication()
 //
+// # Built apart from the product
+//
+// No emulator package links an iapguard product package: the emulator
+// renders what Google sends itself (package delivery the audit-log
+// CloudEvents, package logsink the messagePublished ones) and reads only
+// the trigger definitions (package eventarc), as Eventarc reads the
+// deployed triggers. Test support lives beside it (package emulatortest);
+// tests build the product's clients against Env.Addr themselves. In the
+// other direction only iapctl's sandbox and emulator commands and the
+// local stack they run (internal/cli, internal/stack, internal/demo, and
+// cmd/iapctl, cmd/iapbench) link the emulator; the deployed function and
+// the libraries do not. Test files may cross-check the two.
+// TestEmulatorAndProductImportRule holds the rule.
+//
 // The caller recorded in audit entries is Options.Principal unless a request
 // names one in the X-Emulator-Principal header or the x-emulator-principal
 // gRPC metadata key.

@@ -15,7 +15,10 @@ import (
 
 	pubsubpb "cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/eventarc"
@@ -385,5 +388,49 @@ func TestPusherOptions(t *testing.T) {
 	}
 	if got, want := p.Subscription(), "projects/host/subscriptions/eventarc-iapguard-replay-push"; got != want {
 		t.Errorf("Subscription() = %q, want %q", got, want)
+	}
+}
+
+// The pusher renders its envelope itself, as Eventarc sends it; it must be
+// byte for byte what the product's envelope builder
+// (internal/event.NewMessagePublishedEvent, what iapctl replay sends and the
+// decoder is tested against) writes through the CloudEvents SDK.
+func TestPusherRenderMatchesEventarcEnvelope(t *testing.T) {
+	t.Parallel()
+	p, err := NewPusher(&newPubSub(t).GServer, PushOptions{Topic: topic, Targets: []string{"http://127.0.0.1:1/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := time.Date(2026, 12, 7, 3, 4, 5, 123456789, time.UTC)
+	for _, m := range []*pubsubpb.PubsubMessage{
+		{Data: []byte(`{"version":1}`), MessageId: "17", PublishTime: timestamppb.New(published)},
+		{Data: []byte("x"), Attributes: map[string]string{"a": "b"}, MessageId: "18", OrderingKey: "k", PublishTime: timestamppb.New(published.Truncate(time.Second))},
+	} {
+		header, body, err := p.render(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		segs := strings.Split(topic, "/")
+		ev, err := event.NewMessagePublishedEvent(segs[1], segs[3], p.Subscription(), event.PubSubMessage{
+			Data: m.GetData(), Attributes: m.GetAttributes(), MessageID: m.GetMessageId(),
+			PublishTime: m.GetPublishTime().AsTime(), OrderingKey: m.GetOrderingKey(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := httptest.NewRequest(http.MethodPost, "/", nil)
+		if err := cehttp.WriteRequest(t.Context(), binding.ToMessage(&ev), req); err != nil {
+			t.Fatal(err)
+		}
+		want, err := io.ReadAll(req.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(body) != string(want) {
+			t.Errorf("message %s: body\n%s\nwant\n%s", m.GetMessageId(), body, want)
+		}
+		if diff := cmp.Diff(req.Header, header); diff != "" {
+			t.Errorf("message %s: headers (-want +got):\n%s", m.GetMessageId(), diff)
+		}
 	}
 }

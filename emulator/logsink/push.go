@@ -2,8 +2,8 @@ package logsink
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -11,11 +11,8 @@ import (
 	"time"
 
 	pubsubpb "cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"github.com/cloudevents/sdk-go/v2/binding"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/iapguard/iapguard/emulator/internal/pushretry"
-	"github.com/iapguard/iapguard/internal/event"
 )
 
 // PushOptions configure a Pusher. The zero value of every tuning field
@@ -303,28 +300,55 @@ func (p *Pusher) admit(ctx context.Context, rm *pubsubpb.ReceivedMessage) bool {
 	return true
 }
 
-// render builds the binary-mode messagePublished CloudEvent for m.
+// CloudEvent attribute values Eventarc uses for messagePublished events.
+const (
+	MessagePublished           = "google.cloud.pubsub.topic.v1.messagePublished"
+	MessagePublishedDataSchema = "https://googleapis.github.io/google-cloudevents/jsonschema/google/events/cloud/pubsub/v1/MessagePublishedData.json"
+)
+
+// render builds the binary-mode messagePublished CloudEvent Eventarc POSTs
+// for m, published on Topic and pulled through Subscription:
+//
+//	ce-specversion  1.0
+//	ce-type         google.cloud.pubsub.topic.v1.messagePublished
+//	ce-source       //pubsub.googleapis.com/projects/<project>/topics/<topic>
+//	ce-id           the message id
+//	ce-time         the publish time
+//	ce-dataschema   .../google/events/cloud/pubsub/v1/MessagePublishedData.json
+//	Content-Type    application/json
+//
+// and the body {"message":{…},"subscription":…}, the message carrying
+// messageId and publishTime also in snake case, as Eventarc writes them.
 func (p *Pusher) render(m *pubsubpb.PubsubMessage) (http.Header, []byte, error) {
-	segs := strings.Split(p.opts.Topic, "/")
-	ev, err := event.NewMessagePublishedEvent(segs[1], segs[3], p.opts.Subscription, event.PubSubMessage{
-		Data: m.GetData(), Attributes: m.GetAttributes(), MessageID: m.GetMessageId(),
-		PublishTime: m.GetPublishTime().AsTime(), OrderingKey: m.GetOrderingKey(),
-	})
+	type message struct {
+		Data             []byte            `json:"data,omitempty"`
+		Attributes       map[string]string `json:"attributes,omitempty"`
+		MessageID        string            `json:"messageId"`
+		PublishTime      time.Time         `json:"publishTime"`
+		OrderingKey      string            `json:"orderingKey,omitempty"`
+		MessageIDSnake   string            `json:"message_id"`
+		PublishTimeSnake time.Time         `json:"publish_time"`
+	}
+	published := m.GetPublishTime().AsTime()
+	body, err := json.Marshal(struct {
+		Message      message `json:"message"`
+		Subscription string  `json:"subscription"`
+	}{message{
+		Data: m.GetData(), Attributes: m.GetAttributes(), MessageID: m.GetMessageId(), PublishTime: published,
+		OrderingKey: m.GetOrderingKey(), MessageIDSnake: m.GetMessageId(), PublishTimeSnake: published,
+	}, p.opts.Subscription})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("rendering CloudEvent %s: %w", m.GetMessageId(), err)
 	}
-	req, err := http.NewRequest(http.MethodPost, "http://render.invalid/", nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := cehttp.WriteRequest(context.Background(), binding.ToMessage(&ev), req); err != nil {
-		return nil, nil, fmt.Errorf("rendering CloudEvent %s: %w", ev.ID(), err)
-	}
-	body, err := io.ReadAll(req.Body)
-	if err != nil {
-		return nil, nil, err
-	}
-	return req.Header, body, nil
+	h := http.Header{}
+	h.Set("Ce-Specversion", "1.0")
+	h.Set("Ce-Type", MessagePublished)
+	h.Set("Ce-Source", "//pubsub.googleapis.com/"+p.opts.Topic)
+	h.Set("Ce-Id", m.GetMessageId())
+	h.Set("Ce-Time", published.UTC().Format(time.RFC3339Nano))
+	h.Set("Ce-Dataschema", MessagePublishedDataSchema)
+	h.Set("Content-Type", "application/json")
+	return h, body, nil
 }
 
 // deliver sends job to every target, each retried until it succeeds or is

@@ -11,7 +11,7 @@
 // Eventarc messagePublished trigger on a topic: it pulls the topic through
 // a subscription of its own and POSTs each message to its targets as a
 // binary-mode google.cloud.pubsub.topic.v1.messagePublished CloudEvent
-// (internal/event.NewMessagePublishedEvent builds the envelope), retrying
+// (rendered here, as Eventarc sends it), retrying
 // non-2xx answers and transport errors with exponential backoff, and acks
 // the message once every target took it.
 //

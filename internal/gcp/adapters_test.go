@@ -11,20 +11,20 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/iapguard/iapguard/emulator/cloudrun"
+	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/internal/gcp"
-	"github.com/iapguard/iapguard/internal/gcp/gcptest"
 	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
-var helloRef = iapsetup.ServiceRef{Project: gcptest.Project, Region: gcptest.Region, Name: "hello"}
+var helloRef = iapsetup.ServiceRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "hello"}
 
 func TestRunServices(t *testing.T) {
 	t.Parallel()
-	e := gcptest.Start(t, gcptest.Options{})
-	e.SeedService(t, gcptest.Svc{Name: "hello", Labels: map[string]string{"iap": "enabled", "team": "web"},
+	e := startEnv(t, envOptions{})
+	e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: map[string]string{"iap": "enabled", "team": "web"},
 		Annotations: map[string]string{"owner": "web"}, NoInvokerIAM: true})
-	e.SeedService(t, gcptest.Svc{Name: "other", Ingress: runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_ONLY})
+	e.SeedService(t, emulatortest.Svc{Name: "other", Ingress: runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_ONLY})
 	a := e.Clients.RunAdapter
 	ctx := t.Context()
 
@@ -41,7 +41,7 @@ func TestRunServices(t *testing.T) {
 		t.Error("GetService: empty etag")
 	}
 
-	list, err := a.ListServices(ctx, gcptest.Project, gcptest.Region)
+	list, err := a.ListServices(ctx, emulatortest.Project, emulatortest.Region)
 	if err != nil {
 		t.Fatalf("ListServices: %v", err)
 	}
@@ -54,7 +54,7 @@ func TestRunServices(t *testing.T) {
 		t.Errorf("ListServices (-want +got):\n%s", diff)
 	}
 
-	if _, err := a.GetService(ctx, iapsetup.ServiceRef{Project: gcptest.Project, Region: gcptest.Region, Name: "missing"}); !gcperr.IsNotFound(err) {
+	if _, err := a.GetService(ctx, iapsetup.ServiceRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "missing"}); !gcperr.IsNotFound(err) {
 		t.Errorf("GetService(missing) = %v, want NOT_FOUND", err)
 	}
 
@@ -104,15 +104,15 @@ func TestRunServices(t *testing.T) {
 	for _, en := range e.Core.Audit.Entries() {
 		principals = append(principals, en.ProtoPayload.AuthenticationInfo.PrincipalEmail)
 	}
-	if len(principals) != 1 || principals[0] != gcptest.Principal {
-		t.Errorf("audit principals = %v, want [%s]", principals, gcptest.Principal)
+	if len(principals) != 1 || principals[0] != emulatortest.Principal {
+		t.Errorf("audit principals = %v, want [%s]", principals, emulatortest.Principal)
 	}
 }
 
 func TestRunIAMPolicy(t *testing.T) {
 	t.Parallel()
-	e := gcptest.Start(t, gcptest.Options{Run: cloudrun.Options{LRO: cloudrun.LROImmediate}})
-	e.SeedService(t, gcptest.Svc{Name: "hello"})
+	e := startEnv(t, envOptions{Run: cloudrun.Options{LRO: cloudrun.LROImmediate}})
+	e.SeedService(t, emulatortest.Svc{Name: "hello"})
 	e.SeedPolicy(t, "hello", &iampb.Policy{Version: 3, Bindings: []*iampb.Binding{
 		{Role: "roles/run.invoker", Members: []string{"allUsers", "user:a@example.com"}},
 		{Role: "roles/run.invoker", Members: []string{"group:g@example.com"}, Condition: &expr.Expr{Title: "t", Expression: "request.time < timestamp('2030-01-01T00:00:00Z')"}},
@@ -133,7 +133,7 @@ func TestRunIAMPolicy(t *testing.T) {
 	next := *p
 	next.Bindings = slices.Clone(p.Bindings)
 	plain := 1 - cond
-	next.Bindings[plain] = iapsetup.Binding{Role: "roles/run.invoker", Members: []string{"user:a@example.com", "serviceAccount:" + gcptest.Agent}}
+	next.Bindings[plain] = iapsetup.Binding{Role: "roles/run.invoker", Members: []string{"user:a@example.com", "serviceAccount:" + emulatortest.Agent}}
 	np, err := a.SetIAMPolicy(ctx, helloRef, &next)
 	if err != nil {
 		t.Fatalf("SetIAMPolicy: %v", err)
@@ -148,7 +148,7 @@ func TestRunIAMPolicy(t *testing.T) {
 			members = b.GetMembers()
 		}
 	}
-	if diff := cmp.Diff([]string{"serviceAccount:" + gcptest.Agent, "user:a@example.com"}, members); diff != "" {
+	if diff := cmp.Diff([]string{"serviceAccount:" + emulatortest.Agent, "user:a@example.com"}, members); diff != "" {
 		t.Errorf("stored invoker members (-want +got):\n%s", diff)
 	}
 	// Stale etag → ABORTED.
@@ -181,39 +181,39 @@ func TestRunIAMPolicy(t *testing.T) {
 
 func TestComputeAdapter(t *testing.T) {
 	t.Parallel()
-	e := gcptest.Start(t, gcptest.Options{})
+	e := startEnv(t, envOptions{})
 	neg := e.AddNEG(t, "hello-neg", "hello", "")
 	mask := e.AddNEG(t, "mask-neg", "", "<service>.example.com")
-	web := gcptest.Backend{Name: "web", Groups: []string{neg}}
-	internal := gcptest.Backend{Name: "internal", Region: gcptest.Region, Groups: []string{neg}}
-	cdn := gcptest.Backend{Name: "cdn", Groups: []string{mask}, CDN: true}
-	plainHTTP := gcptest.Backend{Name: "plain", Groups: []string{neg}}
+	web := emulatortest.Backend{Name: "web", Groups: []string{neg}}
+	internal := emulatortest.Backend{Name: "internal", Region: emulatortest.Region, Groups: []string{neg}}
+	cdn := emulatortest.Backend{Name: "cdn", Groups: []string{mask}, CDN: true}
+	plainHTTP := emulatortest.Backend{Name: "plain", Groups: []string{neg}}
 	e.AddBackend(t, web)
 	e.AddBackend(t, internal)
 	e.AddBackend(t, cdn)
 	e.AddBackend(t, plainHTTP)
-	e.AddFrontend(t, "web", gcptest.Link(web.Path()), true)
-	e.AddFrontend(t, "plain", gcptest.Link(plainHTTP.Path()), false)
+	e.AddFrontend(t, "web", emulatortest.Link(web.Path()), true)
+	e.AddFrontend(t, "plain", emulatortest.Link(plainHTTP.Path()), false)
 	a := e.Clients.ComputeAdapter
 	ctx := t.Context()
 
-	negs, err := a.ListServerlessNEGs(ctx, gcptest.Project, gcptest.Region)
+	negs, err := a.ListServerlessNEGs(ctx, emulatortest.Project, emulatortest.Region)
 	if err != nil {
 		t.Fatalf("ListServerlessNEGs: %v", err)
 	}
 	wantNEGs := []iapsetup.NEG{
-		{SelfLink: neg, Name: "hello-neg", Project: gcptest.Project, Region: gcptest.Region, Type: "SERVERLESS", CloudRun: &iapsetup.CloudRunTarget{Service: "hello"}},
-		{SelfLink: mask, Name: "mask-neg", Project: gcptest.Project, Region: gcptest.Region, Type: "SERVERLESS", CloudRun: &iapsetup.CloudRunTarget{URLMask: "<service>.example.com"}},
+		{SelfLink: neg, Name: "hello-neg", Project: emulatortest.Project, Region: emulatortest.Region, Type: "SERVERLESS", CloudRun: &iapsetup.CloudRunTarget{Service: "hello"}},
+		{SelfLink: mask, Name: "mask-neg", Project: emulatortest.Project, Region: emulatortest.Region, Type: "SERVERLESS", CloudRun: &iapsetup.CloudRunTarget{URLMask: "<service>.example.com"}},
 	}
 	slices.SortFunc(negs, func(a, b iapsetup.NEG) int { return cmpString(a.Name, b.Name) })
 	if diff := cmp.Diff(wantNEGs, negs); diff != "" {
 		t.Errorf("ListServerlessNEGs (-want +got):\n%s", diff)
 	}
-	if n, err := a.GetNEG(ctx, iapsetup.NEGRef{Project: gcptest.Project, Region: gcptest.Region, Name: "hello-neg"}); err != nil || n.CloudRun.Service != "hello" {
+	if n, err := a.GetNEG(ctx, iapsetup.NEGRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "hello-neg"}); err != nil || n.CloudRun.Service != "hello" {
 		t.Errorf("GetNEG = %+v, %v", n, err)
 	}
 
-	bss, err := a.ListBackendServices(ctx, gcptest.Project)
+	bss, err := a.ListBackendServices(ctx, emulatortest.Project)
 	if err != nil {
 		t.Fatalf("ListBackendServices: %v", err)
 	}
@@ -234,10 +234,10 @@ func TestComputeAdapter(t *testing.T) {
 
 	// Frontends.
 	for _, tc := range []struct {
-		b     gcptest.Backend
+		b     emulatortest.Backend
 		https bool
 	}{{web, true}, {plainHTTP, false}, {internal, false}} {
-		got, err := a.GetBackendService(ctx, iapsetup.BackendRef{Project: gcptest.Project, Region: tc.b.Region, Name: tc.b.Name})
+		got, err := a.GetBackendService(ctx, iapsetup.BackendRef{Project: emulatortest.Project, Region: tc.b.Region, Name: tc.b.Name})
 		if err != nil {
 			t.Fatalf("GetBackendService(%s): %v", tc.b.Name, err)
 		}
@@ -251,8 +251,8 @@ func TestComputeAdapter(t *testing.T) {
 	}
 
 	// EnableIAP with the current fingerprint, then with a stale one.
-	for _, b := range []gcptest.Backend{web, internal} {
-		ref := iapsetup.BackendRef{Project: gcptest.Project, Region: b.Region, Name: b.Name}
+	for _, b := range []emulatortest.Backend{web, internal} {
+		ref := iapsetup.BackendRef{Project: emulatortest.Project, Region: b.Region, Name: b.Name}
 		cur, err := a.GetBackendService(ctx, ref)
 		if err != nil {
 			t.Fatalf("GetBackendService: %v", err)
@@ -274,7 +274,7 @@ func TestComputeAdapter(t *testing.T) {
 			t.Errorf("EnableIAP(%s, stale fingerprint) = %v, want a conflict (412)", b.Name, err)
 		}
 	}
-	if _, err := a.GetBackendService(ctx, iapsetup.BackendRef{Project: gcptest.Project, Name: "missing"}); !gcperr.IsNotFound(err) {
+	if _, err := a.GetBackendService(ctx, iapsetup.BackendRef{Project: emulatortest.Project, Name: "missing"}); !gcperr.IsNotFound(err) {
 		t.Errorf("GetBackendService(missing) = %v, want NOT_FOUND", err)
 	}
 	if _, err := a.ListBackendServices(ctx, "no-such-project"); !gcperr.IsPermanent(err) {
@@ -301,16 +301,16 @@ func TestIdentityAdapter(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := gcptest.Start(t, gcptest.Options{})
+			e := startEnv(t, envOptions{})
 			if tc.polls > 0 {
 				e.ServiceUsage.SetOperationPolls(tc.polls)
 			}
-			got, err := e.Clients.IdentityAdapter.IAPServiceAgent(t.Context(), gcptest.Project)
+			got, err := e.Clients.IdentityAdapter.IAPServiceAgent(t.Context(), emulatortest.Project)
 			if err != nil {
 				t.Fatalf("IAPServiceAgent: %v", err)
 			}
-			if got != gcptest.Agent {
-				t.Errorf("IAPServiceAgent = %q, want %q", got, gcptest.Agent)
+			if got != emulatortest.Agent {
+				t.Errorf("IAPServiceAgent = %q, want %q", got, emulatortest.Agent)
 			}
 			snap := e.Snapshot()
 			if n := snap.Calls["serviceusage.operations.get"]; n != int64(tc.polls) {
@@ -326,8 +326,8 @@ func TestIdentityAdapter(t *testing.T) {
 
 func TestEmulatorHostFromEnv(t *testing.T) {
 	// Not parallel: sets an environment variable.
-	e := gcptest.Start(t, gcptest.Options{})
-	e.SeedService(t, gcptest.Svc{Name: "hello"})
+	e := startEnv(t, envOptions{})
+	e.SeedService(t, emulatortest.Svc{Name: "hello"})
 	t.Setenv("IAPGUARD_EMULATOR_HOST", e.Addr)
 	cl, err := newClientsFromEnv(t)
 	if err != nil {
@@ -336,7 +336,7 @@ func TestEmulatorHostFromEnv(t *testing.T) {
 	if _, err := cl.RunAdapter.GetService(t.Context(), helloRef); err != nil {
 		t.Errorf("GetService through env-configured client: %v", err)
 	}
-	if _, err := cl.ComputeAdapter.ListBackendServices(t.Context(), gcptest.Project); err != nil {
+	if _, err := cl.ComputeAdapter.ListBackendServices(t.Context(), emulatortest.Project); err != nil {
 		t.Errorf("ListBackendServices through env-configured client: %v", err)
 	}
 }

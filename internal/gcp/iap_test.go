@@ -7,7 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
 
-	"github.com/iapguard/iapguard/internal/gcp/gcptest"
+	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
@@ -16,10 +16,10 @@ import (
 // against the emulated IAP API, on every kind of resource iapguard uses.
 func TestIAPAdapter(t *testing.T) {
 	t.Parallel()
-	e := gcptest.Start(t, gcptest.Options{})
-	e.SeedService(t, gcptest.Svc{Name: "hello"})
-	e.AddBackend(t, gcptest.Backend{Name: "web"})
-	bs, err := e.Clients.ComputeAdapter.GetBackendService(t.Context(), iapsetup.BackendRef{Project: gcptest.Project, Name: "web"})
+	e := startEnv(t, envOptions{})
+	e.SeedService(t, emulatortest.Svc{Name: "hello"})
+	e.AddBackend(t, emulatortest.Backend{Name: "web"})
+	bs, err := e.Clients.ComputeAdapter.GetBackendService(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Name: "web"})
 	if err != nil {
 		t.Fatalf("GetBackendService: %v", err)
 	}
@@ -82,7 +82,7 @@ func TestIAPAdapter(t *testing.T) {
 	}
 
 	for _, bad := range []string{
-		"projects/" + number + "/iap_web/cloud_run-" + gcptest.Region + "/services/missing",
+		"projects/" + number + "/iap_web/cloud_run-" + emulatortest.Region + "/services/missing",
 		"projects/" + number + "/iap_web/compute/services/missing",
 	} {
 		if _, err := a.GetIAPPolicy(ctx, bad); !gcperr.IsNotFound(err) {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/iapguard/iapguard/emulator/core"
-	"github.com/iapguard/iapguard/internal/gcp/gcptest"
+	"github.com/iapguard/iapguard/emulator/emulatortest"
 )
 
 // TestAdaptiveLimitingUnderAQuota drives many concurrent reads through an
@@ -22,14 +22,14 @@ func TestAdaptiveLimitingUnderAQuota(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name, api, method string
-		call              func(context.Context, *gcptest.Env) error
+		call              func(context.Context, *testEnv) error
 	}{
-		{"cloud run, RESOURCE_EXHAUSTED", "run", "google.cloud.run.v2.Services.GetIamPolicy", func(ctx context.Context, e *gcptest.Env) error {
+		{"cloud run, RESOURCE_EXHAUSTED", "run", "google.cloud.run.v2.Services.GetIamPolicy", func(ctx context.Context, e *testEnv) error {
 			_, err := e.Clients.RunAdapter.GetIAMPolicy(ctx, helloRef)
 			return err
 		}},
-		{"compute, 403 rateLimitExceeded", "compute", "compute.regionNetworkEndpointGroups.list", func(ctx context.Context, e *gcptest.Env) error {
-			_, err := e.Clients.ComputeAdapter.ListServerlessNEGs(ctx, gcptest.Project, gcptest.Region)
+		{"compute, 403 rateLimitExceeded", "compute", "compute.regionNetworkEndpointGroups.list", func(ctx context.Context, e *testEnv) error {
+			_, err := e.Clients.ComputeAdapter.ListServerlessNEGs(ctx, emulatortest.Project, emulatortest.Region)
 			return err
 		}},
 	}
@@ -41,9 +41,9 @@ func TestAdaptiveLimitingUnderAQuota(t *testing.T) {
 	}
 }
 
-func testLimitingUnderQuota(t *testing.T, api, m string, call func(context.Context, *gcptest.Env) error) {
-	e := gcptest.Start(t, gcptest.Options{})
-	e.SeedService(t, gcptest.Svc{Name: "hello"})
+func testLimitingUnderQuota(t *testing.T, api, m string, call func(context.Context, *testEnv) error) {
+	e := startEnv(t, envOptions{})
+	e.SeedService(t, emulatortest.Svc{Name: "hello"})
 	const (
 		perSecond = 50.0
 		burst     = 5

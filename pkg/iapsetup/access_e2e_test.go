@@ -14,7 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
 
-	"github.com/iapguard/iapguard/internal/gcp/gcptest"
+	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
@@ -83,7 +83,7 @@ func TestReconcileAccessGrantsAndPolicyChange(t *testing.T) {
 	t.Parallel()
 	v1 := policies(t, map[string][]string{"web-users": {"group:web@example.com", "user:a@example.com"}})
 	f := newFixture(t, withPolicies(v1))
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: accessLabels("web-users"), NoInvokerIAM: true})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: accessLabels("web-users"), NoInvokerIAM: true})
 
 	res, err, calls := f.reconcile(t, ref)
 	if err != nil {
@@ -160,7 +160,7 @@ func TestReconcileAccessGrantsAndPolicyChange(t *testing.T) {
 func TestReconcileAccessNobodyCanPass(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 	res, err, _ := f.reconcile(t, ref)
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
@@ -196,7 +196,7 @@ func TestReconcileAccessNobodyCanPass(t *testing.T) {
 func TestReconcileAccessUnknownPolicyRejected(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, withPolicies(policies(t, map[string][]string{"web-users": {"group:web@example.com"}})))
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: accessLabels("webusers")})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: accessLabels("webusers")})
 	res, err, calls := f.reconcile(t, ref)
 	if err != nil {
 		t.Fatalf("Reconcile = %v; a rejected access policy is acknowledged, not retried", err)
@@ -215,7 +215,7 @@ func TestReconcileAccessUnknownPolicyRejected(t *testing.T) {
 func TestReconcileAccessWriteRejectedByAPI(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, withPolicies(policies(t, map[string][]string{"web-users": {"user:gone@example.com"}})))
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: accessLabels("web-users")})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: accessLabels("web-users")})
 	if err := f.e.Core.Faults.FailNext(mIAPSet, 1, codes.InvalidArgument); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestReconcileAccessWriteRejectedByAPI(t *testing.T) {
 func TestReconcileAccessEtagRaces(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, withPolicies(policies(t, map[string][]string{"web-users": {"group:web@example.com"}})))
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: accessLabels("web-users"), IAP: true,
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: accessLabels("web-users"), IAP: true,
 		Annotations: map[string]string{iapsetup.ManagedAnnotation: "true"}})
 	f.e.SeedPolicy(t, "hello", publicPolicy())
 	if err := f.e.Core.Faults.ForceRaces(mIAPSet, 2); err != nil {
@@ -267,8 +267,8 @@ func TestReconcileAccessEtagRaces(t *testing.T) {
 func TestReconcileAccessLoadBalancer(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, withPolicies(policies(t, map[string][]string{"admins": {"group:admins@example.com"}})))
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: accessLabels("admins")})
-	l := addLB(t, f.e, gcptest.Backend{Name: "web"}, true)
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: accessLabels("admins")})
+	l := addLB(t, f.e, emulatortest.Backend{Name: "web"}, true)
 	res, err, _ := f.reconcile(t, ref)
 	if err != nil || res.Outcome != iapsetup.OutcomeRemediated || res.Mode != iapsetup.ModeLoadBalancer {
 		t.Fatalf("Reconcile: %s %s (%s), %v", res.Outcome, res.Mode, res.Reason, err)
@@ -294,11 +294,11 @@ func TestReconcileAccessLoadBalancer(t *testing.T) {
 func TestReconcileDirectServiceLaterBehindLoadBalancer(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 	if res, err, _ := f.reconcile(t, ref); err != nil || res.Mode != iapsetup.ModeDirect || !f.e.Service(t, "hello").GetIapEnabled() {
 		t.Fatalf("first reconcile: %s %s, %v", res.Outcome, res.Mode, err)
 	}
-	l := addLB(t, f.e, gcptest.Backend{Name: "web"}, true)
+	l := addLB(t, f.e, emulatortest.Backend{Name: "web"}, true)
 	res, err, calls := f.reconcile(t, ref)
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)

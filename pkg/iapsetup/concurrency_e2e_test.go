@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/googleapis/gax-go/v2"
 
-	"github.com/iapguard/iapguard/internal/gcp/gcptest"
+	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
@@ -143,11 +143,11 @@ func TestReconcileIAMWriteConcurrentWithSecondReads(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := gcptest.Start(t, gcptest.Options{})
-			e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+			e := startEnv(t, envOptions{})
+			e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 			e.SeedPolicy(t, "hello", publicPolicy())
 			if tc.lb {
-				addLB(t, e, gcptest.Backend{Name: "web"}, true)
+				addLB(t, e, emulatortest.Backend{Name: "web"}, true)
 			}
 			rv := newRendezvous(5*time.Second, tc.kinds...)
 			var iamDone atomic.Bool
@@ -159,7 +159,7 @@ func TestReconcileIAMWriteConcurrentWithSecondReads(t *testing.T) {
 			d.Services = afterIAMServices{d.Services, &iamDone, &early}
 			d.Backends = afterIAMBackends{d.Backends, &iamDone, &early}
 			r, err := iapsetup.New(d, iapsetup.Options{
-				Scope:   iapsetup.ProjectScope(gcptest.Project),
+				Scope:   iapsetup.ProjectScope(emulatortest.Project),
 				Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
 			})
 			if err != nil {

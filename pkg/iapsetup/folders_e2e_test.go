@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/internal/gcp"
-	"github.com/iapguard/iapguard/internal/gcp/gcptest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
@@ -26,10 +26,10 @@ const (
 
 // TestReconcileFolderScope: organizations/1 → folders/10 → folders/20 →
 // team-deep; organizations/1 → folders/11 → team-sibling. The scope is
-// gcptest.Project and folders/10.
+// emulatortest.Project and folders/10.
 func TestReconcileFolderScope(t *testing.T) {
 	t.Parallel()
-	e := gcptest.Start(t, gcptest.Options{})
+	e := startEnv(t, envOptions{})
 	e.Core.Projects.Add(core.Project{ID: "team-deep", Number: 700000000001, Parent: "folders/20"})
 	e.Core.Projects.Add(core.Project{ID: "team-sibling", Number: 700000000002, Parent: "folders/11"})
 	if err := e.Core.Projects.AddFolders(
@@ -39,12 +39,12 @@ func TestReconcileFolderScope(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	dir, err := gcp.NewProjectDirectory(t.Context(), gcp.Options{EmulatorHost: e.Addr, Principal: gcptest.Principal})
+	dir, err := gcp.NewProjectDirectory(t.Context(), gcp.Options{EmulatorHost: e.Addr, Principal: emulatortest.Principal})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = dir.Close() })
-	scope := iapsetup.ProjectScope(gcptest.Project, "folders/10").WithAncestry(dir, iapsetup.AncestryOptions{})
+	scope := iapsetup.ProjectScope(emulatortest.Project, "folders/10").WithAncestry(dir, iapsetup.AncestryOptions{})
 	r, err := iapsetup.New(e.Clients.Deps(), iapsetup.Options{
 		Scope:   scope,
 		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
@@ -52,19 +52,19 @@ func TestReconcileFolderScope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"team-deep", "team-sibling", gcptest.Project} {
+	for _, p := range []string{"team-deep", "team-sibling", emulatortest.Project} {
 		svc := &runpb.Service{
 			Labels:   map[string]string{"iap": "enabled"},
 			Template: &runpb.RevisionTemplate{Containers: []*runpb.Container{{Image: "us-docker.pkg.dev/cloudrun/container/hello"}}},
 		}
-		if _, err := e.Run.Seed(p, gcptest.Region, "hello", svc); err != nil {
+		if _, err := e.Run.Seed(p, emulatortest.Region, "hello", svc); err != nil {
 			t.Fatal(err)
 		}
 	}
 	reconcile := func(project string) (*iapsetup.Result, map[string]int64) {
 		t.Helper()
 		before := e.Snapshot()
-		res, err := r.Reconcile(t.Context(), iapsetup.ServiceRef{Project: project, Region: gcptest.Region, Name: "hello"})
+		res, err := r.Reconcile(t.Context(), iapsetup.ServiceRef{Project: project, Region: emulatortest.Region, Name: "hello"})
 		if err != nil {
 			t.Fatalf("Reconcile in %s: %v", project, err)
 		}
@@ -111,7 +111,7 @@ func TestReconcileFolderScope(t *testing.T) {
 	checkCalls(t, "team-sibling, warm", calls, map[string]int64{})
 
 	// A listed project: no Resource Manager call at all.
-	_, calls = reconcile(gcptest.Project)
+	_, calls = reconcile(emulatortest.Project)
 	checkCalls(t, "listed project: Resource Manager", rm(calls), map[string]int64{})
 
 	// An unknown project: PERMISSION_DENIED from GetProject → rejected.
@@ -127,7 +127,7 @@ func TestReconcileFolderScope(t *testing.T) {
 	if err := e.Core.Faults.FailNext(mGetProject, 1, codes.ResourceExhausted); err != nil {
 		t.Fatal(err)
 	}
-	newRef := iapsetup.ServiceRef{Project: "team-new", Region: gcptest.Region, Name: "hello"}
+	newRef := iapsetup.ServiceRef{Project: "team-new", Region: emulatortest.Region, Name: "hello"}
 	res, err = r.Reconcile(t.Context(), newRef)
 	if res.Outcome != iapsetup.OutcomeFailed || !iapsetup.IsTransient(err) {
 		t.Errorf("GetProject RESOURCE_EXHAUSTED: outcome %s, error %v; want failed, transient", res.Outcome, err)
@@ -139,7 +139,7 @@ func TestReconcileFolderScope(t *testing.T) {
 	// ReconcileRegion in the deep project: the listed copies' scope checks
 	// are cached too.
 	before := e.Snapshot()
-	if _, err := r.ReconcileRegion(t.Context(), "team-deep", gcptest.Region); err != nil {
+	if _, err := r.ReconcileRegion(t.Context(), "team-deep", emulatortest.Region); err != nil {
 		t.Fatal(err)
 	}
 	checkCalls(t, "ReconcileRegion: Resource Manager", rm(e.Snapshot().Sub(before).Calls), map[string]int64{})

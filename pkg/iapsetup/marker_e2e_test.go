@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/iapguard/iapguard/emulator/core"
-	"github.com/iapguard/iapguard/internal/gcp/gcptest"
+	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
@@ -19,7 +19,7 @@ import (
 var markerChange = []string{"annotations[" + iapsetup.ManagedAnnotation + "]:  → true"}
 
 // removeLabel drops the iap label as gcloud would (an update of labels).
-func removeLabel(t *testing.T, e *gcptest.Env) {
+func removeLabel(t *testing.T, e *testEnv) {
 	t.Helper()
 	op, err := e.Clients.Run.UpdateService(t.Context(), &runpb.UpdateServiceRequest{
 		Service:    &runpb.Service{Name: ref.ResourceName(), Labels: map[string]string{"team": "web"}},
@@ -44,9 +44,9 @@ func removeLabel(t *testing.T, e *gcptest.Env) {
 func TestReconcileMarkerAfterFailedServiceUpdate(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled(), Ingress: runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled(), Ingress: runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER})
 	f.e.SeedPolicy(t, "hello", publicPolicy())
-	l := addLB(t, f.e, gcptest.Backend{Name: "web"}, true)
+	l := addLB(t, f.e, emulatortest.Backend{Name: "web"}, true)
 	if err := f.e.Core.Faults.FailNext(mUpdateService, 1, codes.Unavailable); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestReconcileMarkerAfterFailedServiceUpdate(t *testing.T) {
 		mIdentity: 1, mProxies: 1, mRules: 1,
 		mSetPolicy: 1, mPatchBackend: 1, mWaitGlobal: 1, mUpdateService: 1, // the update failed: no operation to poll
 	})))
-	checkPolicy(t, f.e.Policy(t, "hello"), map[string][]string{"roles/run.invoker": {"serviceAccount:" + gcptest.Agent}})
+	checkPolicy(t, f.e.Policy(t, "hello"), map[string][]string{"roles/run.invoker": {"serviceAccount:" + emulatortest.Agent}})
 	if b := f.e.GetBackend(t, l.backend); b.Iap == nil || !b.Iap.Enabled {
 		t.Fatalf("backend IAP = %+v after the first delivery, want enabled", b.Iap)
 	}
@@ -105,7 +105,7 @@ func TestReconcileMarkerAfterFailedServiceUpdate(t *testing.T) {
 	if res.Outcome != iapsetup.OutcomeOptedOut {
 		t.Errorf("after the label was removed: outcome %s (%s), want opted-out", res.Outcome, res.Reason)
 	}
-	if n := gcptest.Writes(core.Snapshot{Calls: calls}); n != 0 {
+	if n := emulatortest.Writes(core.Snapshot{Calls: calls}); n != 0 {
 		t.Errorf("%d writes after the opt-out, want 0: %v", n, calls)
 	}
 }
@@ -135,8 +135,8 @@ func TestReconcileMarkerOnCompliantService(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
-			f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: tc.labels, IAP: true})
-			f.e.SeedPolicy(t, "hello", &iampb.Policy{Bindings: []*iampb.Binding{{Role: "roles/run.invoker", Members: []string{"serviceAccount:" + gcptest.Agent}}}})
+			f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: tc.labels, IAP: true})
+			f.e.SeedPolicy(t, "hello", &iampb.Policy{Bindings: []*iampb.Binding{{Role: "roles/run.invoker", Members: []string{"serviceAccount:" + emulatortest.Agent}}}})
 			etag := f.e.Service(t, "hello").GetEtag()
 
 			res, err, calls := f.reconcile(t, ref, iapsetup.WithDryRun(tc.dryRun))
@@ -156,7 +156,7 @@ func TestReconcileMarkerOnCompliantService(t *testing.T) {
 			if got, want := calls[mUpdateService], map[bool]int64{true: 1}[tc.update]; got != want {
 				t.Errorf("%d UpdateService calls, want %d: %v", got, want, calls)
 			}
-			if n := gcptest.Writes(core.Snapshot{Calls: calls}) - calls[mUpdateService]; n != 0 {
+			if n := emulatortest.Writes(core.Snapshot{Calls: calls}) - calls[mUpdateService]; n != 0 {
 				t.Errorf("%d writes besides UpdateService, want 0: %v", n, calls)
 			}
 			svc := f.e.Service(t, "hello")

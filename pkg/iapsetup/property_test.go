@@ -31,7 +31,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/iapguard/iapguard/internal/gcp/gcptest"
+	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
@@ -42,10 +42,10 @@ var (
 )
 
 const (
-	propProject = gcptest.Project
-	propRegion  = gcptest.Region
+	propProject = emulatortest.Project
+	propRegion  = emulatortest.Region
 	propOther   = "europe-west1"
-	propAgent   = gcptest.Agent
+	propAgent   = emulatortest.Agent
 )
 
 // ---- random starting states -------------------------------------------------
@@ -194,11 +194,11 @@ func propGenCase(r *rand.Rand, name string, emulable bool) *propCase {
 func propIsPublic(m string) bool { return m == "allUsers" || m == "allAuthenticatedUsers" }
 
 func propNEGLink(n propNEG) string {
-	return gcptest.Link("projects/" + propProject + "/regions/" + n.region + "/networkEndpointGroups/" + n.name)
+	return emulatortest.Link("projects/" + propProject + "/regions/" + n.region + "/networkEndpointGroups/" + n.name)
 }
 
 func propBackendPath(be propBackend) string {
-	return gcptest.Backend{Name: be.name, Region: be.region}.Path()
+	return emulatortest.Backend{Name: be.name, Region: be.region}.Path()
 }
 
 // ---- the posture, before and after -----------------------------------------
@@ -419,14 +419,14 @@ func newPropCloud(c *propCase, rnd *rand.Rand, faultRate, raceRate float64) *pro
 	}
 	for _, be := range c.backends {
 		b := &iapsetup.BackendService{
-			SelfLink: gcptest.Link(propBackendPath(be)), Ref: iapsetup.BackendRef{Project: propProject, Region: be.region, Name: be.name},
+			SelfLink: emulatortest.Link(propBackendPath(be)), Ref: iapsetup.BackendRef{Project: propProject, Region: be.region, Name: be.name},
 			IAPEnabled: be.iap, EnableCDN: be.cdn, Fingerprint: m.etag(), LoadBalancingScheme: "EXTERNAL_MANAGED", Protocol: "HTTPS",
 		}
 		for _, j := range be.negs {
 			b.Groups = append(b.Groups, propNEGLink(c.negs[j]))
 		}
 		if be.instances {
-			b.Groups = append(b.Groups, gcptest.Link("projects/"+propProject+"/zones/"+propRegion+"-a/instanceGroups/"+be.name+"-ig"))
+			b.Groups = append(b.Groups, emulatortest.Link("projects/"+propProject+"/zones/"+propRegion+"-a/instanceGroups/"+be.name+"-ig"))
 		}
 		m.backends[b.Ref.Path()] = b
 		m.fronts[b.Ref.Path()] = iapsetup.Frontend{HTTPS: be.https}
@@ -815,7 +815,7 @@ func propCheckPlan(t *testing.T, c *propCase, m *propCloud) {
 // read back through the API.
 func TestNeverWeakenPropertyEmulated(t *testing.T) {
 	t.Parallel()
-	e := gcptest.Start(t, gcptest.Options{})
+	e := startEnv(t, envOptions{})
 	r, err := iapsetup.New(e.Clients.Deps(), propOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -829,7 +829,7 @@ func TestNeverWeakenPropertyEmulated(t *testing.T) {
 		snap := e.Snapshot()
 		ref := iapsetup.ServiceRef{Project: propProject, Region: propRegion, Name: c.name}
 		res, err := r.Reconcile(t.Context(), ref)
-		writes := int(gcptest.Writes(e.Snapshot().Sub(snap)))
+		writes := int(emulatortest.Writes(e.Snapshot().Sub(snap)))
 		after := propEmulatedPosture(t, e, c)
 		if bad := propCheckNeverWeaker(c, before, after, nil, writes); len(bad) > 0 {
 			t.Fatalf("case %s\nweakened the posture (%v):\n  %s", c, err, strings.Join(bad, "\n  "))
@@ -842,16 +842,16 @@ func TestNeverWeakenPropertyEmulated(t *testing.T) {
 		}
 		outcomes[res.Outcome]++
 		snap = e.Snapshot()
-		if res2, err := r.Reconcile(t.Context(), ref); err != nil || gcptest.Writes(e.Snapshot().Sub(snap)) != 0 || len(res2.Changes) != 0 {
+		if res2, err := r.Reconcile(t.Context(), ref); err != nil || emulatortest.Writes(e.Snapshot().Sub(snap)) != 0 || len(res2.Changes) != 0 {
 			t.Fatalf("case %s\nsecond reconcile: %v, changes %+v", c, err, res2.Changes)
 		}
 	}
 	t.Logf("%d emulated cases; outcomes %v", *propEmulated, outcomes)
 }
 
-func propSeedCase(t *testing.T, e *gcptest.Env, c *propCase) {
+func propSeedCase(t *testing.T, e *testEnv, c *propCase) {
 	t.Helper()
-	e.SeedService(t, gcptest.Svc{
+	e.SeedService(t, emulatortest.Svc{
 		Name: c.name, Labels: c.labels, Annotations: c.annotations,
 		Ingress: runpb.IngressTraffic(runpb.IngressTraffic_value[string(c.ingress)]), IAP: c.iapOn, NoInvokerIAM: c.invokerOff,
 	})
@@ -878,14 +878,14 @@ func propSeedCase(t *testing.T, e *gcptest.Env, c *propCase) {
 		for _, j := range be.negs {
 			groups = append(groups, propNEGLink(c.negs[j]))
 		}
-		link := e.AddBackend(t, gcptest.Backend{Name: be.name, Region: be.region, Groups: groups, CDN: be.cdn, IAP: be.iap})
+		link := e.AddBackend(t, emulatortest.Backend{Name: be.name, Region: be.region, Groups: groups, CDN: be.cdn, IAP: be.iap})
 		if be.frontend {
 			e.AddFrontend(t, be.name+"-fe", link, be.https)
 		}
 	}
 }
 
-func propEmulatedPosture(t *testing.T, e *gcptest.Env, c *propCase) propPosture {
+func propEmulatedPosture(t *testing.T, e *testEnv, c *propCase) propPosture {
 	t.Helper()
 	s := e.Service(t, c.name)
 	p := propPosture{
@@ -898,7 +898,7 @@ func propEmulatedPosture(t *testing.T, e *gcptest.Env, c *propCase) propPosture 
 		}
 	}
 	for _, be := range c.backends {
-		b := e.GetBackend(t, gcptest.Backend{Name: be.name, Region: be.region})
+		b := e.GetBackend(t, emulatortest.Backend{Name: be.name, Region: be.region})
 		p.backends[propBackendPath(be)] = [2]bool{b.Iap != nil && b.Iap.Enabled, b.EnableCDN}
 	}
 	return p

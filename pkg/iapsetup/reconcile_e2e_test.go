@@ -22,8 +22,8 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/internal/gcp"
-	"github.com/iapguard/iapguard/internal/gcp/gcptest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
@@ -77,23 +77,23 @@ func plus(base map[string]int64, more map[string]int64) map[string]int64 {
 	return out
 }
 
-var ref = iapsetup.ServiceRef{Project: gcptest.Project, Region: gcptest.Region, Name: "hello"}
+var ref = iapsetup.ServiceRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "hello"}
 
 type fixture struct {
-	e *gcptest.Env
+	e *testEnv
 	r *iapsetup.Reconciler
 }
 
 func newFixture(t *testing.T, mods ...func(*iapsetup.Options)) *fixture {
 	t.Helper()
-	return newFixtureWith(t, gcptest.Options{}, mods...)
+	return newFixtureWith(t, envOptions{}, mods...)
 }
 
-func newFixtureWith(t *testing.T, eo gcptest.Options, mods ...func(*iapsetup.Options)) *fixture {
+func newFixtureWith(t *testing.T, eo envOptions, mods ...func(*iapsetup.Options)) *fixture {
 	t.Helper()
-	e := gcptest.Start(t, eo)
+	e := startEnv(t, eo)
 	o := iapsetup.Options{
-		Scope:   iapsetup.ProjectScope(gcptest.Project, "123456789012"),
+		Scope:   iapsetup.ProjectScope(emulatortest.Project, "123456789012"),
 		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
 	}
 	for _, m := range mods {
@@ -166,7 +166,7 @@ func labelled() map[string]string { return map[string]string{"iap": "enabled", "
 func TestReconcileDirectNoLoadBalancer(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled(), NoInvokerIAM: true})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled(), NoInvokerIAM: true})
 	f.e.SeedPolicy(t, "hello", publicPolicy())
 
 	res, err, calls := f.reconcile(t, ref)
@@ -196,16 +196,16 @@ func TestReconcileDirectNoLoadBalancer(t *testing.T) {
 	if svc.GetAnnotations()[iapsetup.ManagedAnnotation] != "true" {
 		t.Errorf("managed annotation missing: %v", svc.GetAnnotations())
 	}
-	checkPolicy(t, f.e.Policy(t, "hello"), map[string][]string{"roles/run.invoker": {"serviceAccount:" + gcptest.Agent}})
+	checkPolicy(t, f.e.Policy(t, "hello"), map[string][]string{"roles/run.invoker": {"serviceAccount:" + emulatortest.Agent}})
 	// iapguard's writes are attributed to it.
 	for _, en := range f.e.Core.Audit.Entries() {
-		if got := en.ProtoPayload.AuthenticationInfo.PrincipalEmail; got != gcptest.Principal && en.ProtoPayload.ServiceName == "run.googleapis.com" {
-			t.Errorf("audit entry %s by %s, want %s", en.ProtoPayload.MethodName, got, gcptest.Principal)
+		if got := en.ProtoPayload.AuthenticationInfo.PrincipalEmail; got != emulatortest.Principal && en.ProtoPayload.ServiceName == "run.googleapis.com" {
+			t.Errorf("audit entry %s by %s, want %s", en.ProtoPayload.MethodName, got, emulatortest.Principal)
 		}
 	}
 	wantChanges := []string{
 		"annotations[iapguard.dev/managed]:  → true",
-		"iamPolicy[roles/run.invoker]:  → serviceAccount:" + gcptest.Agent,
+		"iamPolicy[roles/run.invoker]:  → serviceAccount:" + emulatortest.Agent,
 		"iamPolicy[roles/run.invoker]: allUsers → ",
 		"iapEnabled: false → true",
 		"invokerIamDisabled: true → false",
@@ -244,11 +244,11 @@ func checkPolicy(t *testing.T, p *iampb.Policy, want map[string][]string) {
 
 type lb struct {
 	neg     string
-	backend gcptest.Backend
+	backend emulatortest.Backend
 }
 
 // addLB creates a serverless NEG for hello and a global backend service using it.
-func addLB(t *testing.T, e *gcptest.Env, b gcptest.Backend, https bool) lb {
+func addLB(t *testing.T, e *testEnv, b emulatortest.Backend, https bool) lb {
 	t.Helper()
 	neg := e.AddNEG(t, "hello-neg", "hello", "")
 	b.Groups = append(b.Groups, neg)
@@ -260,9 +260,9 @@ func addLB(t *testing.T, e *gcptest.Env, b gcptest.Backend, https bool) lb {
 func TestReconcileLoadBalancerIAPOff(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 	f.e.SeedPolicy(t, "hello", publicPolicy())
-	l := addLB(t, f.e, gcptest.Backend{Name: "web"}, true)
+	l := addLB(t, f.e, emulatortest.Backend{Name: "web"}, true)
 	before := f.e.GetBackend(t, l.backend)
 
 	res, err, calls := f.reconcile(t, ref)
@@ -298,12 +298,12 @@ func TestReconcileLoadBalancerIAPOff(t *testing.T) {
 func TestReconcileRegionalBackendNoHTTPSFrontend(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled(), Ingress: runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER,
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled(), Ingress: runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER,
 		Annotations: map[string]string{iapsetup.ManagedAnnotation: "true"}})
-	f.e.SeedPolicy(t, "hello", &iampb.Policy{Bindings: []*iampb.Binding{{Role: "roles/run.invoker", Members: []string{"serviceAccount:" + gcptest.Agent}}}})
+	f.e.SeedPolicy(t, "hello", &iampb.Policy{Bindings: []*iampb.Binding{{Role: "roles/run.invoker", Members: []string{"serviceAccount:" + emulatortest.Agent}}}})
 	neg := f.e.AddNEG(t, "hello-neg", "hello", "")
-	regional := gcptest.Backend{Name: "internal", Region: gcptest.Region, Groups: []string{neg}}
-	global := gcptest.Backend{Name: "web", Groups: []string{neg}}
+	regional := emulatortest.Backend{Name: "internal", Region: emulatortest.Region, Groups: []string{neg}}
+	global := emulatortest.Backend{Name: "web", Groups: []string{neg}}
 	f.e.AddBackend(t, regional)
 	f.e.AddFrontend(t, "web", f.e.AddBackend(t, global), false) // HTTP only
 
@@ -322,7 +322,7 @@ func TestReconcileRegionalBackendNoHTTPSFrontend(t *testing.T) {
 		mIAPGet:       3, // both backends' IAP policies and the project-wide one
 		mPatchBackend: 1, mWaitGlobal: 1, mPatchRegional: 1, mWaitRegional: 1,
 	}))
-	for _, b := range []gcptest.Backend{regional, global} {
+	for _, b := range []emulatortest.Backend{regional, global} {
 		if got := f.e.GetBackend(t, b); got.Iap == nil || !got.Iap.Enabled {
 			t.Errorf("%s: IAP not enabled", b.Name)
 		}
@@ -333,8 +333,8 @@ func TestReconcileRegionalBackendNoHTTPSFrontend(t *testing.T) {
 func TestReconcileCDNConflict(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
-	l := addLB(t, f.e, gcptest.Backend{Name: "web", CDN: true}, true)
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
+	l := addLB(t, f.e, emulatortest.Backend{Name: "web", CDN: true}, true)
 
 	res, err, calls := f.reconcile(t, ref)
 	if err != nil {
@@ -364,13 +364,13 @@ func TestReconcileLabelStates(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
-		svc    gcptest.Svc
+		svc    emulatortest.Svc
 		want   iapsetup.Outcome
 		reason string
 	}{
-		{"label absent", gcptest.Svc{Name: "hello", Labels: map[string]string{"team": "web"}}, iapsetup.OutcomeSkipped, "no iap label"},
-		{"label disabled", gcptest.Svc{Name: "hello", Labels: map[string]string{"iap": "disabled"}}, iapsetup.OutcomeSkipped, "iap=disabled"},
-		{"label invalid", gcptest.Svc{Name: "hello", Labels: map[string]string{"iap": "true"}}, iapsetup.OutcomeRejected, `allowed values are "enabled"`},
+		{"label absent", emulatortest.Svc{Name: "hello", Labels: map[string]string{"team": "web"}}, iapsetup.OutcomeSkipped, "no iap label"},
+		{"label disabled", emulatortest.Svc{Name: "hello", Labels: map[string]string{"iap": "disabled"}}, iapsetup.OutcomeSkipped, "iap=disabled"},
+		{"label invalid", emulatortest.Svc{Name: "hello", Labels: map[string]string{"iap": "true"}}, iapsetup.OutcomeRejected, `allowed values are "enabled"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -385,7 +385,7 @@ func TestReconcileLabelStates(t *testing.T) {
 			if res.Outcome != tc.want || !strings.Contains(res.Reason, tc.reason) {
 				t.Errorf("outcome %s reason %q, want %s containing %q", res.Outcome, res.Reason, tc.want, tc.reason)
 			}
-			if n := gcptest.Writes(core.Snapshot{Calls: calls}); n != 0 {
+			if n := emulatortest.Writes(core.Snapshot{Calls: calls}); n != 0 {
 				t.Errorf("%d writes, want 0: %v", n, calls)
 			}
 			checkPolicy(t, f.e.Policy(t, "hello"), map[string][]string{"roles/run.invoker": {"allUsers"}})
@@ -396,7 +396,7 @@ func TestReconcileLabelStates(t *testing.T) {
 func TestReconcileOptedOut(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 	f.e.SeedPolicy(t, "hello", publicPolicy())
 	if res, err, _ := f.reconcile(t, ref); err != nil || res.Outcome != iapsetup.OutcomeRemediated {
 		t.Fatalf("enforcing: %v %v", res.Outcome, err)
@@ -419,14 +419,14 @@ func TestReconcileOptedOut(t *testing.T) {
 	if res.Outcome != iapsetup.OutcomeOptedOut {
 		t.Errorf("outcome %s (%s), want opted-out", res.Outcome, res.Reason)
 	}
-	if n := gcptest.Writes(core.Snapshot{Calls: calls}); n != 0 {
+	if n := emulatortest.Writes(core.Snapshot{Calls: calls}); n != 0 {
 		t.Errorf("%d writes after opt-out, want 0", n)
 	}
 	after := f.e.Service(t, "hello")
 	if !after.GetIapEnabled() || after.GetAnnotations()[iapsetup.ManagedAnnotation] != "true" {
 		t.Errorf("opt-out turned something off: iap %v annotations %v", after.GetIapEnabled(), after.GetAnnotations())
 	}
-	checkPolicy(t, f.e.Policy(t, "hello"), map[string][]string{"roles/run.invoker": {"serviceAccount:" + gcptest.Agent}})
+	checkPolicy(t, f.e.Policy(t, "hello"), map[string][]string{"roles/run.invoker": {"serviceAccount:" + emulatortest.Agent}})
 }
 
 func TestReconcileStricterIngressKept(t *testing.T) {
@@ -435,8 +435,8 @@ func TestReconcileStricterIngressKept(t *testing.T) {
 		t.Run(in.String(), func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
-			f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled(), Ingress: in})
-			addLB(t, f.e, gcptest.Backend{Name: "web"}, true)
+			f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled(), Ingress: in})
+			addLB(t, f.e, emulatortest.Backend{Name: "web"}, true)
 			res, err, _ := f.reconcile(t, ref)
 			if err != nil {
 				t.Fatalf("Reconcile: %v", err)
@@ -455,7 +455,7 @@ func TestReconcileStricterIngressKept(t *testing.T) {
 func TestReconcilePreservesForeignBindings(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled(), IAP: true})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled(), IAP: true})
 	cond := &expr.Expr{Title: "office-hours", Expression: "request.time.getHours('Europe/Berlin') >= 9"}
 	f.e.SeedPolicy(t, "hello", &iampb.Policy{Version: 3, Bindings: []*iampb.Binding{
 		{Role: "roles/run.admin", Members: []string{"user:owner@example.com", "group:ops@example.com"}},
@@ -473,7 +473,7 @@ func TestReconcilePreservesForeignBindings(t *testing.T) {
 	p := f.e.Policy(t, "hello")
 	checkPolicy(t, p, map[string][]string{
 		"roles/run.admin":   {"group:ops@example.com", "user:owner@example.com"},
-		"roles/run.invoker": {"serviceAccount:" + gcptest.Agent, "user:alice@example.com"},
+		"roles/run.invoker": {"serviceAccount:" + emulatortest.Agent, "user:alice@example.com"},
 		"roles/run.viewer":  {"allUsers"},
 	})
 	var condMembers []string
@@ -494,9 +494,9 @@ func TestReconcilePreservesForeignBindings(t *testing.T) {
 func TestReconcileForcedEtagRaces(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 	f.e.SeedPolicy(t, "hello", publicPolicy())
-	l := addLB(t, f.e, gcptest.Backend{Name: "web"}, true)
+	l := addLB(t, f.e, emulatortest.Backend{Name: "web"}, true)
 	for _, m := range []string{mSetPolicy, mUpdateService, mPatchBackend} {
 		if err := f.e.Core.Faults.ForceRaces(m, 2); err != nil {
 			t.Fatal(err)
@@ -526,7 +526,7 @@ func TestReconcileForcedEtagRaces(t *testing.T) {
 func TestReconcileRacesExhaustAttempts(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, func(o *iapsetup.Options) { o.MaxAttempts = 3 })
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled(), IAP: true, Annotations: map[string]string{iapsetup.ManagedAnnotation: "true"}})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled(), IAP: true, Annotations: map[string]string{iapsetup.ManagedAnnotation: "true"}})
 	f.e.SeedPolicy(t, "hello", publicPolicy())
 	if err := f.e.Core.Faults.ForceRaces(mSetPolicy, 100); err != nil {
 		t.Fatal(err)
@@ -546,9 +546,9 @@ func TestReconcileRacesExhaustAttempts(t *testing.T) {
 func TestReconcileDryRun(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 	f.e.SeedPolicy(t, "hello", publicPolicy())
-	l := addLB(t, f.e, gcptest.Backend{Name: "web"}, true)
+	l := addLB(t, f.e, emulatortest.Backend{Name: "web"}, true)
 	svcBefore, polBefore := f.e.Service(t, "hello"), f.e.Policy(t, "hello")
 
 	res, err, calls := f.reconcile(t, ref, iapsetup.WithDryRun(true))
@@ -580,11 +580,11 @@ func TestReconcileScopeAndMissing(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	before := f.e.Snapshot()
-	res, err := f.r.Reconcile(t.Context(), iapsetup.ServiceRef{Project: "other-project", Region: gcptest.Region, Name: "hello"})
+	res, err := f.r.Reconcile(t.Context(), iapsetup.ServiceRef{Project: "other-project", Region: emulatortest.Region, Name: "hello"})
 	if err != nil || res.Outcome != iapsetup.OutcomeRejected || !strings.Contains(res.Reason, "outside") {
 		t.Errorf("out-of-scope reconcile = %+v, %v; want rejected", res, err)
 	}
-	rs, err := f.r.ReconcileRegion(t.Context(), "other-project", gcptest.Region)
+	rs, err := f.r.ReconcileRegion(t.Context(), "other-project", emulatortest.Region)
 	if err != nil || len(rs) != 1 || rs[0].Outcome != iapsetup.OutcomeRejected {
 		t.Errorf("out-of-scope ReconcileRegion = %+v, %v; want one rejected result", rs, err)
 	}
@@ -595,7 +595,7 @@ func TestReconcileScopeAndMissing(t *testing.T) {
 	if d := f.e.Snapshot().Sub(before); d.Total() != 0 {
 		t.Errorf("out-of-scope reconciles made calls: %v", d.Calls)
 	}
-	if res, err := f.r.Reconcile(t.Context(), iapsetup.ServiceRef{Project: gcptest.Project, Region: gcptest.Region, Name: "bad/name"}); err != nil || res.Outcome != iapsetup.OutcomeRejected {
+	if res, err := f.r.Reconcile(t.Context(), iapsetup.ServiceRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "bad/name"}); err != nil || res.Outcome != iapsetup.OutcomeRejected {
 		t.Errorf("malformed ref = %s, %v; want rejected", res.Outcome, err)
 	}
 
@@ -603,7 +603,7 @@ func TestReconcileScopeAndMissing(t *testing.T) {
 	if err != nil || res.Outcome != iapsetup.OutcomeSkipped {
 		t.Errorf("missing service = %s (%s), %v; want skipped", res.Outcome, res.Reason, err)
 	}
-	if n := gcptest.Writes(core.Snapshot{Calls: calls}); n != 0 {
+	if n := emulatortest.Writes(core.Snapshot{Calls: calls}); n != 0 {
 		t.Errorf("missing service: %d writes", n)
 	}
 }
@@ -626,14 +626,14 @@ func TestReconcileErrorsClassified(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var eo gcptest.Options
+			var eo envOptions
 			if tc.code == codes.ResourceExhausted {
 				// The adapters retry throttled calls (internal/gcp,
 				// ratelimit.go); this case is about one that outlasts them.
 				eo.Client = func(o *gcp.Options) { o.ThrottleRetries = -1 }
 			}
 			f := newFixtureWith(t, eo)
-			f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+			f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 			f.e.SeedPolicy(t, "hello", publicPolicy())
 			if err := f.e.Core.Faults.FailNext(tc.method, 1, tc.code); err != nil {
 				t.Fatal(err)
@@ -673,15 +673,15 @@ func TestReconcileErrorsClassified(t *testing.T) {
 func TestReconcileRegion(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
-	f.e.SeedService(t, gcptest.Svc{Name: "second", Labels: labelled()})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedService(t, emulatortest.Svc{Name: "second", Labels: labelled()})
 	for _, n := range []string{"plain-1", "plain-2", "plain-3"} {
-		f.e.SeedService(t, gcptest.Svc{Name: n})
+		f.e.SeedService(t, emulatortest.Svc{Name: n})
 	}
-	f.e.SeedService(t, gcptest.Svc{Name: "bad-label", Labels: map[string]string{"iap": "on"}})
+	f.e.SeedService(t, emulatortest.Svc{Name: "bad-label", Labels: map[string]string{"iap": "on"}})
 
 	before := f.e.Snapshot()
-	results, err := f.r.ReconcileRegion(t.Context(), gcptest.Project, gcptest.Region)
+	results, err := f.r.ReconcileRegion(t.Context(), emulatortest.Project, emulatortest.Region)
 	if err != nil {
 		t.Fatalf("ReconcileRegion: %v", err)
 	}
@@ -711,15 +711,15 @@ func TestReconcileRegion(t *testing.T) {
 func TestReconcileFromComputeEvents(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
-	f.e.SeedService(t, gcptest.Svc{Name: "unlabelled"})
-	f.e.SeedService(t, gcptest.Svc{Name: "masked", Labels: labelled()})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedService(t, emulatortest.Svc{Name: "unlabelled"})
+	f.e.SeedService(t, emulatortest.Svc{Name: "masked", Labels: labelled()})
 	neg := f.e.AddNEG(t, "hello-neg", "hello", "")
 	other := f.e.AddNEG(t, "unlabelled-neg", "unlabelled", "")
 	mask := f.e.AddNEG(t, "mask-neg", "", "<service>.example.com")
-	web := gcptest.Backend{Name: "web", Groups: []string{neg, other}}
+	web := emulatortest.Backend{Name: "web", Groups: []string{neg, other}}
 	f.e.AddBackend(t, web)
-	masked := gcptest.Backend{Name: "masked", Region: gcptest.Region, Groups: []string{mask}}
+	masked := emulatortest.Backend{Name: "masked", Region: emulatortest.Region, Groups: []string{mask}}
 	f.e.AddBackend(t, masked)
 
 	outcomes := func(rs []*iapsetup.Result) map[string]iapsetup.Outcome {
@@ -729,7 +729,7 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 		}
 		return out
 	}
-	rs, err := f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: gcptest.Project, Name: "web"})
+	rs, err := f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Name: "web"})
 	if err != nil {
 		t.Fatalf("ReconcileBackend: %v", err)
 	}
@@ -741,24 +741,24 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 	}
 	// Our own patch causes a backend-service event: it must be a no-op.
 	before := f.e.Snapshot()
-	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: gcptest.Project, Name: "web"})
+	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Name: "web"})
 	if err != nil {
 		t.Fatalf("ReconcileBackend again: %v", err)
 	}
 	if diff := cmp.Diff(map[string]iapsetup.Outcome{"hello": iapsetup.OutcomeCompliant, "unlabelled": iapsetup.OutcomeSkipped}, outcomes(rs)); diff != "" {
 		t.Errorf("second ReconcileBackend outcomes (-want +got):\n%s", diff)
 	}
-	if n := gcptest.Writes(f.e.Snapshot().Sub(before)); n != 0 {
+	if n := emulatortest.Writes(f.e.Snapshot().Sub(before)); n != 0 {
 		t.Errorf("second ReconcileBackend made %d writes", n)
 	}
 
 	// A NEG event.
-	rs, err = f.r.ReconcileNEG(t.Context(), iapsetup.NEGRef{Project: gcptest.Project, Region: gcptest.Region, Name: "hello-neg"})
+	rs, err = f.r.ReconcileNEG(t.Context(), iapsetup.NEGRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "hello-neg"})
 	if err != nil || len(rs) != 1 || rs[0].Outcome != iapsetup.OutcomeCompliant {
 		t.Errorf("ReconcileNEG = %v, %v; want hello compliant", outcomes(rs), err)
 	}
 	// A URL-mask NEG behind a backend makes the whole region a candidate.
-	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: gcptest.Project, Region: gcptest.Region, Name: "masked"})
+	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "masked"})
 	if err != nil {
 		t.Fatalf("ReconcileBackend(masked): %v", err)
 	}
@@ -767,7 +767,7 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 	}
 	// The region sweep keeps the call's options: an access check asked for
 	// covers every labelled service swept.
-	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: gcptest.Project, Region: gcptest.Region, Name: "masked"}, iapsetup.WithAccessCheck())
+	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "masked"}, iapsetup.WithAccessCheck())
 	if err != nil {
 		t.Fatalf("ReconcileBackend(masked) with the access check: %v", err)
 	}
@@ -777,11 +777,11 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 		}
 	}
 	// Gone resources yield nothing.
-	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: gcptest.Project, Name: "gone"})
+	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Name: "gone"})
 	if err != nil || len(rs) != 0 {
 		t.Errorf("ReconcileBackend(gone) = %v, %v; want nothing", rs, err)
 	}
-	rs, err = f.r.ReconcileNEG(t.Context(), iapsetup.NEGRef{Project: gcptest.Project, Region: gcptest.Region, Name: "gone"})
+	rs, err = f.r.ReconcileNEG(t.Context(), iapsetup.NEGRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "gone"})
 	if err != nil || len(rs) != 0 {
 		t.Errorf("ReconcileNEG(gone) = %v, %v; want nothing", rs, err)
 	}
@@ -793,7 +793,7 @@ func TestAgentIdentityCached(t *testing.T) {
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	f := newFixture(t, func(o *iapsetup.Options) { o.Now = clock; o.AgentTTL = time.Hour })
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled(), IAP: true})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled(), IAP: true})
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {

@@ -1,29 +1,34 @@
-// Package gcptest starts the emulated Google APIs iapguard's adapters talk
-// to (Cloud Run Admin v2 with long-running operations, Compute v1, Service
-// Usage v1beta1) on one 127.0.0.1 address, gRPC and REST multiplexed as the
-// full emulator does, and builds internal/gcp clients pointed at it. It also
-// seeds fixtures (services, IAM policies, serverless NEGs, backend services,
-// HTTPS frontends) for tests.
+// Package emulatortest is test support beside the emulator: it starts the
+// emulated Google APIs iapguard's adapters talk to (Cloud Run Admin v2 with
+// long-running operations, Compute v1, Service Usage v1beta1, ...) on one
+// 127.0.0.1 address, gRPC and REST multiplexed as the full emulator does,
+// and seeds fixtures (services, IAM policies, serverless NEGs, backend
+// services, HTTPS frontends) for tests.
 //
 // It runs the assembled emulator (package emulator), so the tests also
-// check that the surfaces work together on one address.
-package gcptest
+// check that the surfaces work together on one address. Like the rest of
+// the emulator it imports no iapguard product package: tests build their
+// own clients against Env.Addr (internal/gcp.NewClients with
+// Options.EmulatorHost), the way the product is pointed at the emulator.
+// Fixtures are written through the official Compute client, with
+// Principal as the caller.
+package emulatortest
 
 import (
 	"context"
+	"net/http"
 	"testing"
-	"time"
 
 	"cloud.google.com/go/iam/apiv1/iampb"
 	"cloud.google.com/go/run/apiv2/runpb"
 	computeapi "google.golang.org/api/compute/v1"
+	"google.golang.org/api/option"
 
 	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/emulator/cloudrun"
 	"github.com/iapguard/iapguard/emulator/compute"
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/emulator/serviceusage"
-	"github.com/iapguard/iapguard/internal/gcp"
 )
 
 // The emulated project and the region fixtures live in.
@@ -38,22 +43,23 @@ const (
 	Agent = "service-123456789012@gcp-sa-iap.iam.gserviceaccount.com"
 )
 
-// Env is a running emulator with clients pointed at it.
+// Env is a running emulator.
 type Env struct {
 	Core         *core.Core
 	Run          *cloudrun.Server
 	Compute      *compute.Server
 	ServiceUsage *serviceusage.Server
-	Addr         string
-	Clients      *gcp.Clients
+	// Addr is the emulator's host:port (IAPGUARD_EMULATOR_HOST).
+	Addr string
+
+	// fixtures is the Compute client that writes fixtures.
+	fixtures *computeapi.Service
 }
 
 // Options adjust Start.
 type Options struct {
 	// Run configures the Cloud Run surface (LRO mode).
 	Run cloudrun.Options
-	// Client adjusts the client options before NewClients.
-	Client func(*gcp.Options)
 }
 
 // Start serves the surfaces until the test ends.
@@ -74,17 +80,25 @@ func Start(t testing.TB, opts Options) *Env {
 	t.Cleanup(func() { _ = em.Close() })
 	e := &Env{Core: em.Core, Run: em.Run, Compute: em.Compute, ServiceUsage: em.ServiceUsage, Addr: em.Addr()}
 
-	co := gcp.Options{EmulatorHost: e.Addr, Principal: Principal, OperationTimeout: 10 * time.Second, PollInterval: time.Millisecond}
-	if opts.Client != nil {
-		opts.Client(&co)
-	}
-	cl, err := gcp.NewClients(context.Background(), co)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: principalTransport{tr}}
+	cs, err := computeapi.NewService(context.Background(), option.WithEndpoint("http://"+e.Addr+"/compute/v1/"), option.WithHTTPClient(hc))
 	if err != nil {
-		t.Fatalf("gcp.NewClients: %v", err)
+		t.Fatalf("creating the fixtures' Compute client: %v", err)
 	}
-	t.Cleanup(func() { _ = cl.Close() })
-	e.Clients = cl
+	e.fixtures = cs
 	return e
+}
+
+// principalTransport names Principal as the caller of fixture writes
+// (header X-Emulator-Principal).
+type principalTransport struct{ base http.RoundTripper }
+
+func (p principalTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Emulator-Principal", Principal)
+	return p.base.RoundTrip(r)
 }
 
 // Link returns the canonical URL of a Compute resource path.
@@ -149,7 +163,7 @@ func (e *Env) Policy(t testing.TB, name string) *iampb.Policy {
 }
 
 // compute returns the Compute client used for fixtures.
-func (e *Env) compute() *computeapi.Service { return e.Clients.Compute }
+func (e *Env) compute() *computeapi.Service { return e.fixtures }
 
 func insertDone(t testing.TB, what string, op *computeapi.Operation, err error) {
 	t.Helper()
