@@ -39,7 +39,7 @@ func TestConfigAccessPolicies(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			env := map[string]string{EnvProject: "p", EnvOutcomesTopic: "t", EnvAccessPolicies: tc.file}
+			env := map[string]string{EnvProject: "p", EnvOutcomesTopic: "iapguard-outcomes", EnvAccessPolicies: tc.file}
 			cfg, err := ConfigFromEnv(func(k string) string { return env[k] })
 			if len(tc.wantErr) > 0 {
 				for _, w := range tc.wantErr {

@@ -3,11 +3,12 @@ package functions
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/iapguard/iapguard/internal/logx"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
@@ -62,46 +63,78 @@ type Config struct {
 	AccessPolicies     *iapsetup.AccessPolicies
 }
 
+// ConfigError is every problem ConfigFromEnv found, in the order of the
+// variables: the function reports them all at once (one log entry at
+// start and on every event while they last), not one per deployment.
+type ConfigError struct {
+	Problems []string
+}
+
+func (e *ConfigError) Error() string {
+	if len(e.Problems) == 1 {
+		return "invalid configuration: " + e.Problems[0]
+	}
+	return fmt.Sprintf("invalid configuration, %d problems: %s", len(e.Problems), strings.Join(e.Problems, "; "))
+}
+
 // ConfigFromEnv reads and validates the configuration, including the access
 // policy file when IAPGUARD_ACCESS_POLICIES names one: a file that cannot be
 // read or is invalid is a configuration error (the function does not
-// start).
+// start). Every variable is checked; the error is a *ConfigError listing
+// every problem found.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
 		Project:       strings.TrimSpace(getenv(EnvProject)),
 		OutcomesTopic: strings.TrimSpace(getenv(EnvOutcomesTopic)),
-		LogLevel:      logx.ParseLevel(getenv(EnvLogLevel)),
+		LogLevel:      slog.LevelInfo,
 		EmulatorHost:  strings.TrimSpace(getenv(EnvEmulatorHost)),
 		Principal:     strings.TrimSpace(getenv(EnvPrincipal)),
 		Timeout:       60 * time.Second,
 		MaxEventAge:   24 * time.Hour,
 		MaxConcurrent: DefaultMaxConcurrent,
 	}
-	if c.Project == "" {
-		return c, fmt.Errorf("%s is not set: the function needs its own project id", EnvProject)
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	switch {
+	case c.Project == "":
+		bad("%s is not set: the function needs its own project id", EnvProject)
+	case !validProjectID(c.Project):
+		bad("%s=%q: want a project id such as my-project", EnvProject, c.Project)
 	}
-	if raw := getenv(EnvProjects); strings.Trim(raw, ", \t") != "" {
-		if _, err := iapsetup.ParseScope(raw); err != nil {
-			return c, fmt.Errorf("%s: %w", EnvProjects, err)
-		}
+	if raw, set := lookup(getenv, EnvProjects); set {
 		for _, p := range strings.Split(raw, ",") {
 			if p = strings.TrimSpace(p); p != "" {
 				c.Projects = append(c.Projects, p)
 			}
 		}
+		if len(c.Projects) == 0 {
+			bad("%s=%q names no project: list project ids, numbers, patterns such as team-* or folders/N, or unset it for the function's own project", EnvProjects, raw)
+		} else if _, err := iapsetup.ParseScope(raw); err != nil {
+			bad("%s: %v", EnvProjects, err)
+		}
 	}
-	if len(c.Projects) == 0 {
+	if len(c.Projects) == 0 && c.Project != "" {
 		c.Projects = []string{c.Project}
 	}
-	if c.OutcomesTopic == "" {
-		return c, fmt.Errorf("%s is not set: outcomes must go somewhere", EnvOutcomesTopic)
+	switch {
+	case c.OutcomesTopic == "":
+		bad("%s is not set: outcomes must go somewhere (a topic id, or projects/P/topics/T)", EnvOutcomesTopic)
+	case !validTopic(c.OutcomesTopic):
+		bad("%s=%q: want a topic id (letters, digits and - _ . ~ + %%, starting with a letter, 3 to 255 characters) or projects/P/topics/T", EnvOutcomesTopic, c.OutcomesTopic)
 	}
 	if v := strings.TrimSpace(getenv(EnvDryRun)); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return c, fmt.Errorf("%s=%q: want true or false", EnvDryRun, v)
+			bad("%s=%q: want true or false", EnvDryRun, v)
 		}
 		c.DryRun = b
+	}
+	if v := strings.TrimSpace(getenv(EnvLogLevel)); v != "" {
+		l, ok := parseLogLevel(v)
+		if !ok {
+			bad("%s=%q: want debug, info, warning or error", EnvLogLevel, v)
+		}
+		c.LogLevel = l
 	}
 	for _, d := range []struct {
 		name string
@@ -113,23 +146,83 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 		x, err := time.ParseDuration(v)
 		if err != nil || x <= 0 {
-			return c, fmt.Errorf("%s=%q: want a positive Go duration such as 60s", d.name, v)
+			bad("%s=%q: want a positive Go duration such as 60s", d.name, v)
+			continue
 		}
 		*d.dst = x
 	}
 	if v := strings.TrimSpace(getenv(EnvMaxConcurrent)); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return c, fmt.Errorf("%s=%q: want a whole number of events, 0 for no cap", EnvMaxConcurrent, v)
+			bad("%s=%q: want a whole number of events, 0 for no cap", EnvMaxConcurrent, v)
+		} else {
+			c.MaxConcurrent = n
 		}
-		c.MaxConcurrent = n
+	}
+	if c.EmulatorHost != "" {
+		if _, port, err := net.SplitHostPort(c.EmulatorHost); err != nil || port == "" || strings.Contains(c.EmulatorHost, "/") {
+			bad("%s=%q: want host:port of the emulator, such as 127.0.0.1:8786", EnvEmulatorHost, c.EmulatorHost)
+		}
 	}
 	if c.AccessPoliciesFile = strings.TrimSpace(getenv(EnvAccessPolicies)); c.AccessPoliciesFile != "" {
 		a, err := iapsetup.LoadAccessPolicies(c.AccessPoliciesFile)
 		if err != nil {
-			return c, fmt.Errorf("%s: %w", EnvAccessPolicies, err)
+			bad("%s: %v", EnvAccessPolicies, err)
 		}
 		c.AccessPolicies = a
 	}
+	if len(problems) > 0 {
+		return c, &ConfigError{Problems: problems}
+	}
 	return c, nil
+}
+
+// lookup returns the trimmed value of an environment variable and whether
+// it is set to something other than blanks.
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := strings.TrimSpace(getenv(name))
+	return v, v != ""
+}
+
+// parseLogLevel parses IAPGUARD_LOG_LEVEL: debug, info, warning (or warn),
+// error, in any case.
+func parseLogLevel(s string) (slog.Level, bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "debug":
+		return slog.LevelDebug, true
+	case "info":
+		return slog.LevelInfo, true
+	case "warn", "warning":
+		return slog.LevelWarn, true
+	case "error":
+		return slog.LevelError, true
+	}
+	return slog.LevelInfo, false
+}
+
+// projectIDRE is a project id or number: lower-case letters, digits and
+// hyphens (at most 30), optionally with a domain prefix
+// (example.com:my-project). It is looser than Resource Manager (6 to 30
+// characters starting with a letter) so that the emulator's short test
+// projects pass; it refuses what could never name a project (slashes,
+// spaces, upper case).
+var projectIDRE = regexp.MustCompile(`^([a-z0-9.-]+:)?[a-z0-9][a-z0-9-]{0,29}$`)
+
+func validProjectID(s string) bool { return projectIDRE.MatchString(s) }
+
+// topicIDRE is a Pub/Sub topic id: 3 to 255 characters, letters, digits
+// and - _ . ~ + %, starting with a letter.
+var topicIDRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$`)
+
+// validTopic accepts a topic id or projects/P/topics/T.
+func validTopic(s string) bool {
+	parts := strings.Split(s, "/")
+	switch len(parts) {
+	case 1:
+		return topicIDRE.MatchString(s) && !strings.HasPrefix(strings.ToLower(s), "goog")
+	case 4:
+		return parts[0] == "projects" && parts[2] == "topics" && validProjectID(parts[1]) &&
+			topicIDRE.MatchString(parts[3]) && !strings.HasPrefix(strings.ToLower(parts[3]), "goog")
+	}
+	return false
 }

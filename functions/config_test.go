@@ -1,12 +1,17 @@
 package functions
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/iapguard/iapguard/internal/logx"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -25,12 +30,12 @@ func TestConfigFromEnv(t *testing.T) {
 		{
 			name: "everything set",
 			env: map[string]string{
-				EnvProject: "p", EnvOutcomesTopic: "projects/p/topics/o", EnvProjects: " a, b ,,123 ", EnvDryRun: "true",
+				EnvProject: "p", EnvOutcomesTopic: "projects/p/topics/outcomes", EnvProjects: " a, b ,,123 ", EnvDryRun: "true",
 				EnvLogLevel: "debug", EnvTimeout: "10s", EnvMaxEventAge: "1h", EnvEmulatorHost: "127.0.0.1:1", EnvPrincipal: "me@example.com",
 				EnvMaxConcurrent: " 7 ",
 			},
 			want: Config{
-				Project: "p", Projects: []string{"a", "b", "123"}, OutcomesTopic: "projects/p/topics/o", DryRun: true,
+				Project: "p", Projects: []string{"a", "b", "123"}, OutcomesTopic: "projects/p/topics/outcomes", DryRun: true,
 				LogLevel: slog.LevelDebug, Timeout: 10 * time.Second, MaxEventAge: time.Hour, EmulatorHost: "127.0.0.1:1", Principal: "me@example.com",
 				MaxConcurrent: 7,
 			},
@@ -48,7 +53,13 @@ func TestConfigFromEnv(t *testing.T) {
 		{name: "organization in the allowlist", env: with(base, EnvProjects, "organizations/123"), wantErr: EnvProjects},
 		{name: "malformed folder in the allowlist", env: with(base, EnvProjects, "folders/abc"), wantErr: EnvProjects},
 		{name: "glob syntax other than *", env: with(base, EnvProjects, "team-?"), wantErr: "only '*' is a wildcard"},
-		{name: "no project", env: map[string]string{EnvOutcomesTopic: "t"}, wantErr: EnvProject},
+		{name: "no project", env: map[string]string{EnvOutcomesTopic: "iapguard-outcomes"}, wantErr: EnvProject},
+		{name: "log level not a level", env: with(base, EnvLogLevel, "loud"), wantErr: EnvLogLevel + `="loud": want debug, info, warning or error`},
+		{name: "allowlist of commas", env: with(base, EnvProjects, ","), wantErr: EnvProjects + `="," names no project`},
+		{name: "topic path of the wrong shape", env: with(base, EnvOutcomesTopic, "projects/x/y"), wantErr: EnvOutcomesTopic + `="projects/x/y"`},
+		{name: "topic id with a space", env: with(base, EnvOutcomesTopic, "my topic"), wantErr: EnvOutcomesTopic},
+		{name: "project with a slash", env: with(base, EnvProject, "projects/p"), wantErr: EnvProject + `="projects/p"`},
+		{name: "emulator host without a port", env: with(base, EnvEmulatorHost, "localhost"), wantErr: EnvEmulatorHost},
 		{name: "no topic", env: map[string]string{EnvProject: "p"}, wantErr: EnvOutcomesTopic},
 		{name: "bad dry run", env: with(base, EnvDryRun, "maybe"), wantErr: EnvDryRun},
 		{name: "bad timeout", env: with(base, EnvTimeout, "soon"), wantErr: EnvTimeout},
@@ -75,6 +86,32 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 }
 
+// TestConfigFromEnvReportsEveryProblem: a deployment with several mistakes
+// learns all of them from one start, not one per redeploy.
+func TestConfigFromEnvReportsEveryProblem(t *testing.T) {
+	env := map[string]string{
+		EnvLogLevel: "loud", EnvProjects: ",", EnvDryRun: "maybe", EnvTimeout: "soon",
+		EnvMaxConcurrent: "lots", EnvAccessPolicies: "/nonexistent/policies.yaml",
+	}
+	_, err := ConfigFromEnv(func(k string) string { return env[k] })
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("ConfigFromEnv() error = %v, want a *ConfigError", err)
+	}
+	want := []string{EnvProject, EnvProjects, EnvOutcomesTopic, EnvDryRun, EnvLogLevel, EnvTimeout, EnvMaxConcurrent, EnvAccessPolicies}
+	if len(ce.Problems) != len(want) {
+		t.Fatalf("got %d problems, want %d (one per variable):\n%s", len(ce.Problems), len(want), strings.Join(ce.Problems, "\n"))
+	}
+	for i, name := range want {
+		if !strings.HasPrefix(ce.Problems[i], name) {
+			t.Errorf("problem %d = %q, want one about %s", i, ce.Problems[i], name)
+		}
+	}
+	if !strings.Contains(err.Error(), "8 problems") {
+		t.Errorf("error = %q, want it to count the problems", err)
+	}
+}
+
 func with(m map[string]string, k, v string) map[string]string {
 	out := map[string]string{k: v}
 	for kk, vv := range m {
@@ -83,4 +120,49 @@ func with(m map[string]string, k, v string) map[string]string {
 		}
 	}
 	return out
+}
+
+// TestCheckConfigLogsOneJSONEntry: the start-up check writes exactly one
+// JSON entry with Cloud Logging's field names: ERROR with every problem, or
+// INFO with the settings.
+func TestCheckConfigLogsOneJSONEntry(t *testing.T) {
+	tests := []struct {
+		name         string
+		env          map[string]string
+		wantSeverity string
+		wantProblems int
+	}{
+		{"nothing set", map[string]string{}, "ERROR", 2},
+		{"three mistakes", map[string]string{EnvProject: "p", EnvOutcomesTopic: "projects/x/y", EnvLogLevel: "loud", EnvProjects: ","}, "ERROR", 3},
+		{"valid", map[string]string{EnvProject: "p", EnvOutcomesTopic: "iapguard-outcomes"}, "INFO", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			err := CheckConfig(func(k string) string { return tt.env[k] }, logx.New(&buf, slog.LevelDebug))
+			if (err != nil) != (tt.wantProblems > 0) {
+				t.Fatalf("CheckConfig() error = %v", err)
+			}
+			lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+			if len(lines) != 1 {
+				t.Fatalf("got %d log lines, want 1:\n%s", len(lines), buf.String())
+			}
+			var entry struct {
+				Severity string   `json:"severity"`
+				Message  string   `json:"message"`
+				Problems []string `json:"problems"`
+			}
+			if err := json.Unmarshal([]byte(lines[0]), &entry); err != nil {
+				t.Fatalf("log line is not JSON: %v: %s", err, lines[0])
+			}
+			if entry.Severity != tt.wantSeverity || len(entry.Problems) != tt.wantProblems {
+				t.Errorf("severity %q with %d problems, want %q with %d: %s", entry.Severity, len(entry.Problems), tt.wantSeverity, tt.wantProblems, lines[0])
+			}
+			for _, p := range entry.Problems {
+				if !strings.Contains(entry.Message, p) {
+					t.Errorf("message %q does not name problem %q", entry.Message, p)
+				}
+			}
+		})
+	}
 }

@@ -21,10 +21,12 @@ package functions
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -44,6 +46,54 @@ const FunctionName = "EnforceIAP"
 
 func init() {
 	functions.HTTP(FunctionName, EnforceIAP)
+	if os.Getenv("K_SERVICE") != "" || os.Getenv("FUNCTION_TARGET") != "" {
+		// Serving on Cloud Run (functions): say at start whether the
+		// configuration is usable, not on the first event.
+		_ = ReportConfig()
+	}
+}
+
+// misconfigLog is where configuration errors are logged: JSON with Cloud
+// Logging's field names on stdout, whatever IAPGUARD_LOG_LEVEL says (the
+// level may be the mistake).
+var misconfigLog = logx.New(os.Stdout, slog.LevelDebug)
+
+var reportConfig = sync.OnceValue(func() error {
+	return CheckConfig(os.Getenv, misconfigLog)
+})
+
+// ReportConfig validates the environment once per process and logs the
+// result as one JSON entry on stdout (CheckConfig). The function calls it
+// at start when it runs on Cloud Run (K_SERVICE or FUNCTION_TARGET is set);
+// functions/cmd/enforcer calls it before serving. A misconfigured function
+// still serves: every event is answered 500, so Eventarc keeps it until the
+// configuration is fixed.
+func ReportConfig() error { return reportConfig() }
+
+// CheckConfig validates the configuration in getenv and logs one entry to
+// log: INFO "EnforceIAP configured" with the settings that matter, or one
+// ERROR entry naming every problem (field "problems"). It builds no client.
+func CheckConfig(getenv func(string) string, log *slog.Logger) error {
+	cfg, err := ConfigFromEnv(getenv)
+	if err != nil {
+		logConfigError(log, err, "EnforceIAP is misconfigured; every event will be answered 500 (and kept by Eventarc) until it is fixed")
+		return err
+	}
+	log.Info("EnforceIAP configured", "project", cfg.Project, "projects", cfg.Projects, "outcomesTopic", cfg.OutcomesTopic,
+		"dryRun", cfg.DryRun, "timeout", cfg.Timeout.String(), "maxEventAge", cfg.MaxEventAge.String(),
+		"maxConcurrent", cfg.MaxConcurrent, "emulator", cfg.EmulatorHost != "")
+	return nil
+}
+
+// logConfigError logs err as one ERROR entry: msg, then every problem of a
+// *ConfigError (or the error) in "problems".
+func logConfigError(log *slog.Logger, err error, msg string) {
+	problems := []string{err.Error()}
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		problems = ce.Problems
+	}
+	log.Error(msg+": "+strings.Join(problems, "; "), "problems", problems)
 }
 
 // enforceIAP serves the instance's handler, built from the environment on

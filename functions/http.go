@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
@@ -75,7 +74,7 @@ func serveEvent(w http.ResponseWriter, r *http.Request, get func() (*Handler, er
 	}
 	h, err := get()
 	if err != nil {
-		slog.Error("EnforceIAP is misconfigured", "err", err)
+		logConfigError(misconfigLog, err, "EnforceIAP is misconfigured; answered 500 so Eventarc keeps the event until it is fixed")
 		http.Error(w, "the function is misconfigured; see its logs", http.StatusInternalServerError)
 		return
 	}

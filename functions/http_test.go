@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/iapguard/iapguard/internal/auditsamples"
 	"github.com/iapguard/iapguard/internal/event"
+	"github.com/iapguard/iapguard/internal/logx"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
@@ -319,5 +321,32 @@ func TestHTTPHandlerOverTCP(t *testing.T) {
 	}
 	if got := len(pub.all()); got != n {
 		t.Errorf("%d outcomes, want %d", got, n)
+	}
+}
+
+// TestMisconfiguredEventLogsJSON: while the configuration is invalid every
+// event is answered 500 (Eventarc keeps it) and logged as one JSON ERROR
+// entry naming every problem, not a plain-text line.
+func TestMisconfiguredEventLogsJSON(t *testing.T) {
+	var buf bytes.Buffer
+	old := misconfigLog
+	misconfigLog = logx.New(&buf, slog.LevelDebug)
+	defer func() { misconfigLog = old }()
+	_, cfgErr := ConfigFromEnv(func(string) string { return "" })
+	srv := LazyHTTPHandler(func() (*Handler, error) { return nil, cfgErr })
+	w := httptest.NewRecorder()
+	srv.ServeHTTP(w, binaryRequest(t, runEvent(t, "web", "synthetic-good")))
+	if w.Code != http.StatusInternalServerError {
+		t.Errorf("status = %d, want 500", w.Code)
+	}
+	var entry struct {
+		Severity string   `json:"severity"`
+		Problems []string `json:"problems"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &entry); err != nil {
+		t.Fatalf("log is not one JSON entry: %v: %q", err, buf.String())
+	}
+	if entry.Severity != "ERROR" || len(entry.Problems) != 2 {
+		t.Errorf("entry = %+v, want ERROR with 2 problems: %s", entry, buf.String())
 	}
 }

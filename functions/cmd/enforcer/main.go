@@ -7,7 +7,8 @@
 //
 // It listens on $PORT (default 8080) on every interface, like the
 // framework; set HOST (e.g. 127.0.0.1) to restrict it. Configuration is the
-// function's own (docs/configuration.md).
+// function's own (docs/configuration.md); it is checked at start and
+// logged as one JSON entry on stdout (every problem at once, as an ERROR).
 package main
 
 import (
@@ -28,6 +29,10 @@ func main() {
 		// Serve EnforceIAP at "/", as Cloud Run functions does.
 		os.Setenv("FUNCTION_TARGET", functions.FunctionName)
 	}
+	// One JSON log entry now: the configuration, or every problem with it.
+	// A misconfigured function still serves, answering every event 500 so
+	// Eventarc keeps it until the configuration is fixed.
+	_ = functions.ReportConfig()
 	if err := funcframework.StartHostPort(os.Getenv("HOST"), port); err != nil {
 		fmt.Fprintln(os.Stderr, "enforcer:", err)
 		os.Exit(1)

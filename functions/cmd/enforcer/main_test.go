@@ -36,11 +36,7 @@ func TestEnforcerBinary(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "enforcer")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildEnforcer(t)
 
 	// A free port for the function, known before the emulator starts.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -155,3 +151,126 @@ func TestEnforcerBinary(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+	buildOut  []byte
+)
+
+// buildEnforcer builds the enforcer once for the tests of this package.
+func buildEnforcer(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "enforcer-test"); buildErr != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		buildOut, buildErr = exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(buildDir, "enforcer"), ".").CombinedOutput()
+	})
+	if buildErr != nil {
+		t.Fatalf("go build: %v\n%s", buildErr, buildOut)
+	}
+	return filepath.Join(buildDir, "enforcer")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// TestEnforcerMisconfigured starts the enforcer with no configuration: it
+// logs every problem at once, at start, as one JSON ERROR entry with Cloud
+// Logging's field names, and still serves, answering events 500 so
+// Eventarc keeps them.
+func TestEnforcerMisconfigured(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a binary; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	bin := buildEnforcer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = []string{"PORT=" + itoa(port), "HOST=127.0.0.1", "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+		"IAPGUARD_LOG_LEVEL=loud", "IAPGUARD_PROJECTS=,", "IAPGUARD_OUTCOMES_TOPIC=projects/x/y"}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var first string
+	select {
+	case first = <-lines:
+	case <-ctx.Done():
+		t.Fatal("the enforcer logged nothing at start")
+	}
+	var entry struct {
+		Severity string   `json:"severity"`
+		Message  string   `json:"message"`
+		Problems []string `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(first), &entry); err != nil {
+		t.Fatalf("first log line is not JSON: %v: %s", err, first)
+	}
+	wantAbout := []string{"GOOGLE_CLOUD_PROJECT", "IAPGUARD_PROJECTS", "IAPGUARD_OUTCOMES_TOPIC", "IAPGUARD_LOG_LEVEL"}
+	if entry.Severity != "ERROR" || len(entry.Problems) != len(wantAbout) {
+		t.Fatalf("start-up entry = %s, want ERROR with %d problems", first, len(wantAbout))
+	}
+	for i, name := range wantAbout {
+		if !strings.HasPrefix(entry.Problems[i], name) {
+			t.Errorf("problem %d = %q, want one about %s", i, entry.Problems[i], name)
+		}
+	}
+	url := "http://127.0.0.1:" + itoa(port) + "/"
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(`{}`))
+		req.Header.Set("ce-specversion", "1.0")
+		req.Header.Set("ce-id", "e1")
+		req.Header.Set("ce-source", "//cloudaudit.googleapis.com/projects/p/logs/activity")
+		req.Header.Set("ce-type", "google.cloud.audit.log.v1.written")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusInternalServerError {
+				t.Errorf("event answered %d, want 500 (so Eventarc keeps it)", resp.StatusCode)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the enforcer never started serving")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	select {
+	case l := <-lines:
+		if err := json.Unmarshal([]byte(l), &entry); err != nil || entry.Severity != "ERROR" || len(entry.Problems) != len(wantAbout) {
+			t.Errorf("per-event log line = %s, want one JSON ERROR entry with every problem", l)
+		}
+	case <-ctx.Done():
+		t.Fatal("no log line for the event")
+	}
+}
