@@ -66,7 +66,9 @@
 //     already being used by '...'".
 //   - requestId makes a mutation idempotent: a retry returns the original
 //     operation (kept for the emulator's lifetime, not 60 minutes).
-//   - Lists: filter (syntax in filter.go), orderBy "name" (default) or
+//   - Lists: filter, only FIELD = VALUE and FIELD != VALUE terms joined by
+//     AND (filter.go; other forms → 400 "not supported by the emulator"),
+//     orderBy "name" (default) or
 //     "creationTimestamp desc", maxResults ≤ 500, opaque pageToken.
 //     aggregatedList spans "global" and every known region (SetRegions,
 //     default DefaultRegions); scopes without items on the page carry
