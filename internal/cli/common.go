@@ -183,12 +183,10 @@ type session struct {
 // Google the credentials decide).
 const defaultEmulatorPrincipal = "operator@example.com"
 
-// dialTimeout bounds the reachability probe of the emulator.
-const dialTimeout = 2 * time.Second
-
 // emulatorHost returns the emulator address from the environment, checked
-// to be reachable: an emulator that is not running is reported at once, not
-// after the client libraries' retries.
+// by probeEmulator to be the emulator: an address where nothing listens, or
+// something else does, is reported at once, not after the client
+// libraries' retries.
 func emulatorHost(ctx context.Context) (string, error) {
 	host := getenv(ctx, envEmulatorHost)
 	if host == "" {
@@ -197,13 +195,9 @@ func emulatorHost(ctx context.Context) (string, error) {
 	if _, _, err := net.SplitHostPort(host); err != nil || strings.Contains(host, "/") {
 		return "", fmt.Errorf("%s=%q: want host:port, as `iapctl sandbox` prints it", envEmulatorHost, host)
 	}
-	d := net.Dialer{Timeout: dialTimeout}
-	c, err := d.DialContext(ctx, "tcp", host)
-	if err != nil {
-		return "", fmt.Errorf("the emulator is not running at %s (%s): %v; start it with `iapctl sandbox` or `iapctl emulator`, or unset %s to use Google Cloud",
-			host, envEmulatorHost, errors.Unwrap(err), envEmulatorHost)
+	if err := probeEmulator(ctx, host, envEmulatorHost); err != nil {
+		return "", err
 	}
-	_ = c.Close()
 	return host, nil
 }
 
@@ -362,9 +356,19 @@ func fail(err error) error { return withCode(ExitError, oneLine(err)) }
 // Google Cloud with Application Default Credentials otherwise.
 func pubsubClient(ctx context.Context, project string) (*pubsub.Client, string, error) {
 	host := getenv(ctx, envPubSubHost)
-	if host == "" {
+	if host == "" || host == getenv(ctx, envEmulatorHost) {
 		var err error
 		if host, err = emulatorHost(ctx); err != nil {
+			return nil, "", err
+		}
+	} else {
+		// A Pub/Sub emulator of its own (gcloud's, say): it must at least
+		// be a gRPC server in plain text.
+		if _, _, err := net.SplitHostPort(host); err != nil || strings.Contains(host, "/") {
+			return nil, "", fmt.Errorf("%s=%q: want host:port, as `iapctl sandbox` prints it", envPubSubHost, host)
+		}
+		if err := probeGRPC(ctx, host, envPubSubHost, "a Pub/Sub emulator",
+			"point it at the emulator (`iapctl sandbox` prints the address) or unset it"); err != nil {
 			return nil, "", err
 		}
 	}
