@@ -4,6 +4,9 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/iapguard/iapguard/emulator"
+	"github.com/iapguard/iapguard/internal/gcp"
 )
 
 const module = "github.com/iapguard/iapguard"
@@ -82,5 +85,19 @@ func TestEmulatorAndProductImportRule(t *testing.T) {
 	}
 	if checked < 20 {
 		t.Fatalf("go list listed %d packages; the check saw too few to mean anything", checked)
+	}
+}
+
+// The emulator declares the environment variables it prints itself (it
+// links no product package); they must be the names the product reads
+// (internal/gcp, the one place the product declares them).
+func TestEnvironmentNamesAgreeWithTheProduct(t *testing.T) {
+	for _, c := range []struct{ emulator, product string }{
+		{emulator.EnvEmulatorHost, gcp.EnvEmulatorHost},
+		{emulator.EnvPubSubHost, gcp.EnvPubSubEmulatorHost},
+	} {
+		if c.emulator != c.product {
+			t.Errorf("emulator prints %s, the product reads %s", c.emulator, c.product)
+		}
 	}
 }

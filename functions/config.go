@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
@@ -21,10 +22,10 @@ const (
 	EnvDryRun        = "IAPGUARD_DRY_RUN"        // true: plan and publish, change nothing
 	EnvLogLevel      = "IAPGUARD_LOG_LEVEL"      // debug, info, warning, error
 	EnvTimeout       = "IAPGUARD_TIMEOUT"        // per-event deadline, Go duration (default 60s)
-	EnvEmulatorHost  = "IAPGUARD_EMULATOR_HOST"  // host:port of the local emulator (no auth, plain text)
+	EnvEmulatorHost  = gcp.EnvEmulatorHost       // IAPGUARD_EMULATOR_HOST: host:port of the local emulator (no auth, plain text)
 	EnvPrincipal     = "IAPGUARD_PRINCIPAL"      // identity named to the emulator in audit entries
 	EnvMaxEventAge   = "IAPGUARD_MAX_EVENT_AGE"  // events older than this are acknowledged without work (default 24h)
-	EnvPubSubHost    = "PUBSUB_EMULATOR_HOST"    // honoured by the Pub/Sub library itself
+	EnvPubSubHost    = gcp.EnvPubSubEmulatorHost // PUBSUB_EMULATOR_HOST: honoured by the Pub/Sub library itself
 	// EnvMaxConcurrent caps the events one instance reconciles at once
 	// (default DefaultMaxConcurrent; 0: no cap). Events beyond it wait for a
 	// slot within their deadline, then are redelivered.

@@ -32,8 +32,6 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/logx"
@@ -192,9 +190,7 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	var psOpts []option.ClientOption
 	if cfg.EmulatorHost != "" && os.Getenv(EnvPubSubHost) == "" {
 		// Outcomes go to the same emulator unless Pub/Sub's own variable says otherwise.
-		psOpts = append(psOpts, option.WithEndpoint(cfg.EmulatorHost),
-			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-			option.WithoutAuthentication(), option.WithTelemetryDisabled())
+		psOpts = gcp.EmulatorGRPCOptions(cfg.EmulatorHost, "")
 	}
 	ps, err := pubsub.NewClient(ctx, cfg.Project, psOpts...)
 	if err != nil {

@@ -26,9 +26,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/gcperr"
@@ -38,11 +36,11 @@ import (
 
 // Environment variables the operator commands read.
 const (
-	envEmulatorHost = gcp.EnvEmulatorHost     // every Google client → the emulator
-	envPubSubHost   = "PUBSUB_EMULATOR_HOST"  // Pub/Sub only (defaults to the emulator host)
-	envProject      = "GOOGLE_CLOUD_PROJECT"  // default --project
-	envGcloudProj   = "CLOUDSDK_CORE_PROJECT" // default --project (gcloud's)
-	envPrincipal    = "IAPGUARD_PRINCIPAL"    // caller named to the emulator in audit entries
+	envEmulatorHost = gcp.EnvEmulatorHost       // every Google client → the emulator
+	envPubSubHost   = gcp.EnvPubSubEmulatorHost // Pub/Sub only (defaults to the emulator host)
+	envProject      = "GOOGLE_CLOUD_PROJECT"    // default --project
+	envGcloudProj   = "CLOUDSDK_CORE_PROJECT"   // default --project (gcloud's)
+	envPrincipal    = "IAPGUARD_PRINCIPAL"      // caller named to the emulator in audit entries
 	envCredentials  = "GOOGLE_APPLICATION_CREDENTIALS"
 	envAccess       = "IAPGUARD_ACCESS_POLICIES" // default --access-policies (as the function reads it)
 	envProjects     = "IAPGUARD_PROJECTS"        // default --scope (the function's scope)
@@ -216,14 +214,6 @@ func clientOptions(ctx context.Context) (gcp.Options, error) {
 	return gcp.Options{EmulatorHost: host, Principal: principal, UserAgent: "iapctl"}, nil
 }
 
-// emulatorClientOptions point a Google client library at the emulator at
-// host (gRPC, no TLS, no credentials).
-func emulatorClientOptions(host string) []option.ClientOption {
-	return []option.ClientOption{option.WithEndpoint(host),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		option.WithoutAuthentication(), option.WithTelemetryDisabled()}
-}
-
 // connect builds the clients and a reconciler with ro (its Scope is
 // required). Against Google Cloud it uses Application Default Credentials.
 func connect(ctx context.Context, project string, ro iapsetup.Options) (*session, error) {
@@ -374,7 +364,7 @@ func pubsubClient(ctx context.Context, project string) (*pubsub.Client, string, 
 	}
 	var opts []option.ClientOption
 	if host != "" {
-		opts = emulatorClientOptions(host)
+		opts = gcp.EmulatorGRPCOptions(host, "")
 	}
 	c, err := pubsub.NewClient(ctx, project, opts...)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/iapguard/iapguard/internal/demo"
+	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/stack"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/outcome"
@@ -402,7 +403,7 @@ func TestSmallHelpers(t *testing.T) {
 // closed when the test ends.
 func testPubSub(t *testing.T, addr, project string) *pubsub.Client {
 	t.Helper()
-	ps, err := pubsub.NewClient(t.Context(), project, emulatorClientOptions(addr)...)
+	ps, err := pubsub.NewClient(t.Context(), project, gcp.EmulatorGRPCOptions(addr, "")...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/iapguard/iapguard/functions"
 	"github.com/iapguard/iapguard/internal/event"
+	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/outcome"
@@ -353,7 +354,7 @@ func readAuditLogs(ctx context.Context, project string, since time.Duration, ext
 	}
 	var opts []option.ClientOption
 	if host != "" {
-		opts = emulatorClientOptions(host)
+		opts = gcp.EmulatorGRPCOptions(host, "")
 	}
 	lc, err := logging.NewClient(ctx, opts...)
 	if err != nil {

@@ -12,10 +12,9 @@ import (
 	run "cloud.google.com/go/run/apiv2"
 	"cloud.google.com/go/run/apiv2/runpb"
 	"google.golang.org/api/compute/v1"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	"github.com/iapguard/iapguard/internal/gcp"
 )
 
 // Clients are official clients pointed at one endpoint.
@@ -27,16 +26,11 @@ type Clients struct {
 // Dial connects official clients to an emulator at addr (host:port), with
 // no credentials, as IAPGUARD_EMULATOR_HOST users do.
 func Dial(ctx context.Context, addr string) (*Clients, error) {
-	rc, err := run.NewServicesClient(ctx,
-		option.WithEndpoint(addr),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		option.WithoutAuthentication(),
-		option.WithTelemetryDisabled(),
-	)
+	rc, err := run.NewServicesClient(ctx, gcp.EmulatorGRPCOptions(addr, "")...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting Cloud Run client to %s: %w", addr, err)
 	}
-	cs, err := compute.NewService(ctx, option.WithEndpoint("http://"+addr+"/compute/v1/"), option.WithoutAuthentication())
+	cs, err := compute.NewService(ctx, gcp.EmulatorRESTOptions(addr, "compute/v1/", nil)...)
 	if err != nil {
 		rc.Close()
 		return nil, fmt.Errorf("connecting Compute client to %s: %w", addr, err)

@@ -29,9 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
-	"strings"
 	"time"
 
 	run "cloud.google.com/go/run/apiv2"
@@ -39,21 +37,8 @@ import (
 	iap "google.golang.org/api/iap/v1"
 	"google.golang.org/api/option"
 	serviceusage "google.golang.org/api/serviceusage/v1beta1"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/iapguard/iapguard/pkg/iapsetup"
-)
-
-// EnvEmulatorHost names the environment variable that points every client
-// at the local emulator (host:port).
-const EnvEmulatorHost = "IAPGUARD_EMULATOR_HOST"
-
-// Emulator caller-identity header and gRPC metadata key.
-const (
-	principalHeader   = "X-Emulator-Principal"
-	principalMetadata = "x-emulator-principal"
 )
 
 // Limiter paces calls to one API: Wait blocks until a call may be made or
@@ -116,8 +101,9 @@ type Clients struct {
 
 // NewClients builds every client once.
 func NewClients(ctx context.Context, opts Options) (*Clients, error) {
-	if opts.EmulatorHost == "" {
-		opts.EmulatorHost = strings.TrimSpace(os.Getenv(EnvEmulatorHost))
+	host, err := resolveEmulatorHost(opts.EmulatorHost)
+	if err != nil {
+		return nil, err
 	}
 	if opts.OperationTimeout <= 0 {
 		opts.OperationTimeout = 2 * time.Minute
@@ -136,29 +122,12 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 	}
 	var runOpts, computeOpts, rootOpts []option.ClientOption
 	var closeIdle func()
-	if host := opts.EmulatorHost; host != "" {
-		if strings.Contains(host, "://") || strings.Contains(host, "/") {
-			return nil, fmt.Errorf("emulator host %q: want host:port", host)
-		}
-		runOpts = append(slices.Clip(common),
-			option.WithEndpoint(host),
-			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-			option.WithoutAuthentication(),
-			option.WithTelemetryDisabled(),
-		)
-		if opts.Principal != "" {
-			runOpts = append(runOpts, option.WithGRPCDialOption(grpc.WithChainUnaryInterceptor(principalInterceptor(opts.Principal))))
-		}
-		// REST calls multiplex over unencrypted HTTP/2, as they do over
-		// TLS with Google's front ends: HTTP/1.1 would open one connection
-		// per concurrent call.
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.Protocols = new(http.Protocols)
-		tr.Protocols.SetUnencryptedHTTP2(true)
-		hc := &http.Client{Transport: &principalTransport{principal: opts.Principal, base: tr}}
-		closeIdle = tr.CloseIdleConnections
-		computeOpts = append(slices.Clip(common), option.WithEndpoint("http://"+host+"/compute/v1/"), option.WithHTTPClient(hc))
-		rootOpts = append(slices.Clip(common), option.WithEndpoint("http://"+host+"/"), option.WithHTTPClient(hc))
+	if host != "" {
+		var hc *http.Client
+		hc, closeIdle = emulatorHTTPClient(opts.Principal)
+		runOpts = append(slices.Clip(common), EmulatorGRPCOptions(host, opts.Principal)...)
+		computeOpts = append(slices.Clip(common), EmulatorRESTOptions(host, "compute/v1/", hc)...)
+		rootOpts = append(slices.Clip(common), EmulatorRESTOptions(host, "", hc)...)
 	} else {
 		runOpts = append(common, opts.ClientOptions...)
 		computeOpts, rootOpts = runOpts, runOpts
@@ -218,27 +187,6 @@ func (c *Clients) Close() error {
 		return fmt.Errorf("closing Cloud Run client: %w", err)
 	}
 	return nil
-}
-
-func principalInterceptor(principal string) grpc.UnaryClientInterceptor {
-	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		ctx = metadata.AppendToOutgoingContext(ctx, principalMetadata, principal)
-		return invoker(ctx, method, req, reply, cc, opts...)
-	}
-}
-
-// principalTransport adds the emulator's caller-identity header.
-type principalTransport struct {
-	principal string
-	base      http.RoundTripper
-}
-
-func (t *principalTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if t.principal != "" {
-		r = r.Clone(r.Context())
-		r.Header.Set(principalHeader, t.principal)
-	}
-	return t.base.RoundTrip(r)
 }
 
 func wait(ctx context.Context, l Limiter) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -12,8 +11,6 @@ import (
 	"cloud.google.com/go/resourcemanager/apiv3/resourcemanagerpb"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
@@ -47,26 +44,16 @@ type ProjectDirectory struct {
 // otherwise Google Cloud with Application Default Credentials and
 // ClientOptions. Close it when done.
 func NewProjectDirectory(ctx context.Context, opts Options) (*ProjectDirectory, error) {
-	if opts.EmulatorHost == "" {
-		opts.EmulatorHost = strings.TrimSpace(os.Getenv(EnvEmulatorHost))
+	host, err := resolveEmulatorHost(opts.EmulatorHost)
+	if err != nil {
+		return nil, err
 	}
 	var co []option.ClientOption
 	if opts.UserAgent != "" {
 		co = append(co, option.WithUserAgent(opts.UserAgent))
 	}
-	if host := opts.EmulatorHost; host != "" {
-		if strings.Contains(host, "://") || strings.Contains(host, "/") {
-			return nil, fmt.Errorf("emulator host %q: want host:port", host)
-		}
-		co = append(co,
-			option.WithEndpoint(host),
-			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-			option.WithoutAuthentication(),
-			option.WithTelemetryDisabled(),
-		)
-		if opts.Principal != "" {
-			co = append(co, option.WithGRPCDialOption(grpc.WithChainUnaryInterceptor(principalInterceptor(opts.Principal))))
-		}
+	if host != "" {
+		co = append(co, EmulatorGRPCOptions(host, opts.Principal)...)
 	} else {
 		co = append(co, opts.ClientOptions...)
 	}

@@ -18,13 +18,11 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/functions"
+	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/logx"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
@@ -117,9 +115,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		return nil, err
 	}
 
-	s.ps, err = pubsub.NewClient(ctx, s.Project.ID, option.WithEndpoint(s.Emu.Addr()),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		option.WithoutAuthentication(), option.WithTelemetryDisabled())
+	s.ps, err = pubsub.NewClient(ctx, s.Project.ID, gcp.EmulatorGRPCOptions(s.Emu.Addr(), "")...)
 	if err != nil {
 		return fail(fmt.Errorf("connecting to Pub/Sub: %w", err))
 	}
