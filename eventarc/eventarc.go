@@ -29,10 +29,14 @@ const (
 // number). Pub/Sub triggers name a topic.
 type Trigger struct {
 	Name string `yaml:"name"`
-	// Location is "global" or "region" (the function's region): Eventarc
-	// audit-log triggers must live where the source resource lives, so
-	// global resources (global backend services) need a global trigger.
-	Location    string `yaml:"location"`
+	// Location is "global" or "region" (the function's region). A Cloud
+	// Audit Logs trigger receives the events of resources in its own
+	// location, and a "global" one those of every location (Receives).
+	Location string `yaml:"location"`
+	// Optional marks a trigger whose method is not in Eventarc's published
+	// audit-log catalog: deployment creates it after the required ones and
+	// tolerates a refusal (docs/deploy.md).
+	Optional    bool   `yaml:"optional,omitempty"`
 	EventType   string `yaml:"eventType"`
 	ServiceName string `yaml:"serviceName,omitempty"`
 	MethodName  string `yaml:"methodName,omitempty"`
@@ -75,11 +79,23 @@ func Parse(b []byte) ([]Trigger, error) {
 		default:
 			return nil, fmt.Errorf("trigger %q: unsupported eventType %q", t.Name, t.EventType)
 		}
+		if t.Optional && t.EventType != AuditLogWritten {
+			return nil, fmt.Errorf("trigger %q: only audit-log triggers can be optional", t.Name)
+		}
 		if t.Location != "global" && t.Location != "region" {
 			return nil, fmt.Errorf("trigger %q: location must be \"global\" or \"region\", got %q", t.Name, t.Location)
 		}
 	}
 	return doc.Triggers, nil
+}
+
+// Receives states Eventarc's location rule for Cloud Audit Logs triggers
+// ("Eventarc locations"): a trigger in location triggerLoc receives the
+// audit entries of a resource in resourceLoc when the two are the same or
+// the trigger is in "global", which receives matching events from every
+// location. Locations are "global" or a region name.
+func Receives(triggerLoc, resourceLoc string) bool {
+	return triggerLoc == "global" || triggerLoc == resourceLoc
 }
 
 // MatchesAuditLog reports whether an audit entry with these attributes would

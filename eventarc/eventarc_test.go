@@ -54,41 +54,72 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-// requiredLocation states the location rule from the method name alone: a
-// Cloud Audit Logs trigger must live where the source resource lives, so
-// global Compute collections (backendServices) need a global trigger, and
-// regional ones (region*) and Cloud Run services a regional one.
-func requiredLocation(service, method string) string {
-	if service == "compute.googleapis.com" {
-		parts := strings.Split(method, ".")
-		if len(parts) == 4 && !strings.HasPrefix(parts[2], "region") {
-			return "global"
-		}
-	}
-	return "region"
-}
-
+// TestTriggerLocations checks every audit-log trigger against Eventarc's
+// location rule (Receives): iapguard guards Cloud Run services and load
+// balancers in every region and global ones, so each trigger, deployed once,
+// must receive the entries of resources in any location. Only "global" does:
+// a trigger in the function's region would leave services in every other
+// region to the sweep.
 func TestTriggerLocations(t *testing.T) {
 	ts, err := Load()
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The function's region as deployed, another region, and global
+	// resources (global backend services).
+	const functionRegion = "us-central1"
+	resourceLocs := []string{"global", functionRegion, "europe-west1", "asia-northeast1"}
 	for _, tr := range AuditLogTriggers(ts) {
-		if want := requiredLocation(tr.ServiceName, tr.MethodName); tr.Location != want {
-			t.Errorf("trigger %q (%s) has location %q, want %q", tr.Name, tr.MethodName, tr.Location, want)
+		loc := tr.Location
+		if loc == "region" {
+			loc = functionRegion
+		}
+		for _, rl := range resourceLocs {
+			if !Receives(loc, rl) {
+				t.Errorf("trigger %q (%s) in location %q does not receive the entries of resources in %s", tr.Name, tr.MethodName, tr.Location, rl)
+			}
 		}
 	}
 	// The rule itself.
-	tests := []struct{ service, method, want string }{
-		{"compute.googleapis.com", "v1.compute.backendServices.patch", "global"},
-		{"compute.googleapis.com", "beta.compute.regionBackendServices.patch", "region"},
-		{"compute.googleapis.com", "v1.compute.regionNetworkEndpointGroups.insert", "region"},
-		{"run.googleapis.com", "google.cloud.run.v2.Services.UpdateService", "region"},
-	}
-	for _, tc := range tests {
-		if got := requiredLocation(tc.service, tc.method); got != tc.want {
-			t.Errorf("requiredLocation(%s) = %q, want %q", tc.method, got, tc.want)
+	for _, tc := range []struct {
+		trigger, resource string
+		want              bool
+	}{
+		{"global", "global", true},
+		{"global", "europe-west1", true},
+		{"us-central1", "us-central1", true},
+		{"us-central1", "europe-west1", false},
+		{"us-central1", "global", false},
+	} {
+		if got := Receives(tc.trigger, tc.resource); got != tc.want {
+			t.Errorf("Receives(%q, %q) = %v, want %v", tc.trigger, tc.resource, got, tc.want)
 		}
+	}
+}
+
+// TestOptionalTriggers: the triggers for methods outside Eventarc's
+// published audit-log catalog (alpha Compute methods) are optional, and
+// only those.
+func TestOptionalTriggers(t *testing.T) {
+	ts, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, tr := range ts {
+		alpha := strings.HasPrefix(tr.MethodName, "alpha.")
+		if alpha != tr.Optional {
+			t.Errorf("trigger %q (%s): optional = %v, want %v (only methods outside the catalog are optional)", tr.Name, tr.MethodName, tr.Optional, alpha)
+		}
+		if tr.Optional {
+			n++
+		}
+	}
+	if n != 9 {
+		t.Errorf("%d optional triggers, want the 9 alpha Compute ones", n)
+	}
+	if _, err := Parse([]byte("triggers:\n  - name: r\n    location: region\n    optional: true\n    eventType: " + MessagePublished + "\n    topic: t\n")); err == nil {
+		t.Error("an optional Pub/Sub trigger was accepted")
 	}
 }
 

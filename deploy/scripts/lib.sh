@@ -229,5 +229,26 @@ project_number() {
   gcloud projects describe "$1" --format='value(projectNumber)'
 }
 
+# sweep_job_id PROJECT: the id of PROJECT's sweep job. Cloud Scheduler job
+# ids allow letters, digits, hyphens and underscores only, and a
+# domain-scoped project id (example.com:p) has '.' and ':'; project ids
+# never hold '_', so it is the escape: '_' → _u, ':' → _c, '.' → _d (in that
+# order), reversed by sweep_job_project. deploy/terraform/scheduler.tf
+# encodes the same way.
+sweep_job_id() {
+  local id=${1//_/_u}
+  id=${id//:/_c}
+  printf '%s%s\n' "$SWEEP_JOB_PREFIX" "${id//./_d}"
+}
+
+# sweep_job_project JOB: the project whose sweep job JOB is (the inverse of
+# sweep_job_id).
+sweep_job_project() {
+  local id=${1#"$SWEEP_JOB_PREFIX"}
+  id=${id//_d/.}
+  id=${id//_c/:}
+  printf '%s\n' "${id//_u/_}"
+}
+
 # pubsub_agent PROJECT: the Pub/Sub service agent of PROJECT.
 pubsub_agent() { printf 'service-%s@gcp-sa-pubsub.iam.gserviceaccount.com\n' "$(project_number "$1")"; }

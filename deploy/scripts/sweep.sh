@@ -8,7 +8,9 @@
 #   {"version":1,"project":"PROJECT","requestedBy":"scheduler"}
 # (docs/replay-message.md). Jobs of projects no longer on the allowlist are
 # deleted. DEPLOY_SWEEP_SCHEDULE (cron, default every 6 hours) and
-# DEPLOY_SWEEP_TIME_ZONE (default Etc/UTC) set the cadence.
+# DEPLOY_SWEEP_TIME_ZONE (default Etc/UTC) set the cadence. A job's id is
+# iapguard-sweep- and the project id with '_', ':' and '.' escaped
+# reversibly (lib.sh sweep_job_id: example.com:p → iapguard-sweep-example_dcom_cp).
 #
 # A project created later under a listed folder, or matching a pattern, is
 # enforced through its events at once and swept after the next deployment.
@@ -27,7 +29,7 @@ where=(--project="$DEPLOY_PROJECT" --location="$DEPLOY_REGION")
 
 declare -A wanted=()
 for project in "${ALLOWLIST[@]}" "${FOLDER_PROJECTS[@]}"; do
-  job="$SWEEP_JOB_PREFIX$project"
+  job=$(sweep_job_id "$project")
   wanted[$job]=1
   body=$(printf '{"version":1,"project":"%s","requestedBy":"scheduler"}' "$project")
   if gcloud scheduler jobs describe "$job" "${where[@]}" >/dev/null 2>&1; then
@@ -43,7 +45,7 @@ done
 for job in $(gcloud scheduler jobs list "${where[@]}" --filter="name~/jobs/$SWEEP_JOB_PREFIX" \
   --format='value(name.basename())'); do
   if [[ -z "${wanted[$job]:-}" ]]; then
-    log "deleting sweep job $job (project no longer allowlisted)"
+    log "deleting sweep job $job (project $(sweep_job_project "$job") no longer allowlisted)"
     gcloud scheduler jobs delete "$job" "${where[@]}" --quiet
   fi
 done

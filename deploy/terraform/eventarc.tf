@@ -1,8 +1,15 @@
 locals {
+  # The triggers this apply creates: every required one, and those whose
+  # method is outside Eventarc's published audit-log catalog (optional) only
+  # with var.optional_triggers: a refusal would fail the apply
+  # (docs/deploy.md).
+  enabled_triggers = {
+    for name, t in local.triggers : name => t if !t.optional || var.optional_triggers
+  }
   # Event filters per trigger: type always, serviceName and methodName for
   # audit-log triggers.
   trigger_filters = {
-    for name, t in local.triggers : name => {
+    for name, t in local.enabled_triggers : name => {
       for attribute, value in {
         type        = t.event_type
         serviceName = t.service_name
@@ -13,10 +20,12 @@ locals {
 }
 
 # One trigger per definition in eventarc/triggers.yaml. Audit-log triggers
-# live where the audited resource lives ("global" for global backend
-# services, var.region otherwise); all deliver to the function in var.region.
+# are "global", which receives the entries of every location (Eventarc
+# locations), so services and load balancers in any region are seen; the
+# replay trigger lives in var.region. All deliver to the function in
+# var.region.
 resource "google_eventarc_trigger" "iapguard" {
-  for_each        = local.triggers
+  for_each        = local.enabled_triggers
   project         = var.project
   name            = "${var.trigger_prefix}${each.key}"
   location        = each.value.location == "global" ? "global" : var.region

@@ -110,3 +110,9 @@ variable "deletion_protection" {
   type        = bool
   default     = true
 }
+
+variable "optional_triggers" {
+  description = "Also create the Eventarc triggers whose methods are outside Eventarc's published audit-log catalog (the alpha Compute methods; eventarc/triggers.yaml optional). Whether Eventarc accepts them is known only on a real project, and a refusal fails the apply; without them the scheduled sweep reconciles alpha-API changes."
+  type        = bool
+  default     = false
+}

@@ -292,7 +292,7 @@ func diagnose(in *inspection) doctorReport {
 			add("cloud-run-iap", findingOK, "Cloud Run's built-in IAP is on", "")
 		case iapsetup.StatusChanged:
 			add("cloud-run-iap", findingProblem, "no load balancer fronts the service and Cloud Run's built-in IAP is off",
-				fmt.Sprintf("gcloud beta run services update %s --project=%s --region=%s --iap", ref.Name, ref.Project, ref.Region))
+				fmt.Sprintf("gcloud run services update %s --project=%s --region=%s --iap", ref.Name, ref.Project, ref.Region))
 		default:
 			add("cloud-run-iap", findingWarning, dash(st.Message), "")
 		}

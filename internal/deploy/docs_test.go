@@ -1,6 +1,10 @@
 package deploy
 
 import (
+	"bytes"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -60,5 +64,39 @@ func TestDocsCommands(t *testing.T) {
 				t.Errorf("%s does not mention %q", doc, w)
 			}
 		}
+	}
+}
+
+// TestNoBetaIAPFlag: Cloud Run's --iap flag is GA, so no fix hint, doc or
+// golden tells users to use the beta command group for it.
+func TestNoBetaIAPFlag(t *testing.T) {
+	root := repoRoot(t)
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if d.Name() == ".git" || d.Name() == "node_modules" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch filepath.Ext(path) {
+		case ".go", ".md", ".golden", ".json", ".sh", ".tf", ".yaml", ".txt":
+		default:
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte("gcloud "+"beta run ")) { // split, so this file does not match itself
+			rel, _ := filepath.Rel(root, path)
+			t.Errorf("%s says `gcloud beta run`; the IAP flag of gcloud run services update is GA", rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

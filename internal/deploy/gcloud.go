@@ -74,18 +74,27 @@ func shellQuote(s string) string {
 func gflag(name, value string) string { return "--" + name + "=" + shellQuote(value) }
 
 // GcloudTriggerCommands renders one idempotent shell command per trigger in
-// eventarc/triggers.yaml: it creates the trigger, or, when a trigger of that
-// name exists, updates its destination and identity. Event filters cannot
-// be changed in place, so a trigger whose filters change must get a new name
-// in triggers.yaml; GcloudTriggerScript prunes the old one.
+// eventarc/triggers.yaml, required triggers first and optional ones (methods
+// outside Eventarc's published audit-log catalog) last: it creates the
+// trigger, or, when a trigger of that name exists, updates its destination,
+// identity and event filters in place (gcloud eventarc triggers update
+// accepts --event-filters; only the transport topic of a Pub/Sub trigger
+// cannot change, and its topic is fixed by the definition).
 //
 // Audit-log triggers filter on type, serviceName and methodName (plus a
-// resourceName path pattern when the definition has one) and live where the
-// audited resource lives: "global" for global backend services, the
-// function's region otherwise; they all deliver to the function's region.
-// The replay trigger uses the existing replay topic as its transport, so
-// messages published there (by iapctl, the sweep or a log sink) reach the
-// function.
+// resourceName path pattern when the definition has one) and live in their
+// definition's location ("global" receives the entries of every location;
+// eventarc.Receives); they all deliver to the function's region. The replay
+// trigger uses the existing replay topic as its transport, so messages
+// published there (by iapctl, the sweep or a log sink) reach the function.
+//
+// A required trigger's create is retried (the script's retry function): on
+// a fresh project Eventarc's service agent is created, and granted its role,
+// on first use, and the first creations can be refused until that has
+// propagated (terraform-provider-google issue 14584). An optional trigger is
+// tried once and a refusal is a warning: whether Eventarc accepts its
+// method is known only on a real project, and the sweep covers it either
+// way.
 //
 // Running the commands needs roles/eventarc.admin and, on the trigger
 // identity, roles/iam.serviceAccountUser.
@@ -97,8 +106,24 @@ func GcloudTriggerCommands(cfg Config) ([]string, error) {
 	return gcloudTriggerCommands(cfg, ts)
 }
 
+// requiredFirst orders the triggers required first, optional last, each
+// group in definition order.
+func requiredFirst(ts []eventarc.Trigger) []eventarc.Trigger {
+	out := slices.Clone(ts)
+	slices.SortStableFunc(out, func(a, b eventarc.Trigger) int {
+		switch {
+		case a.Optional == b.Optional:
+			return 0
+		case b.Optional:
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
 func gcloudTriggerCommands(cfg Config, ts []eventarc.Trigger) ([]string, error) {
-	rs, err := resolve(cfg, ts)
+	rs, err := resolve(cfg, requiredFirst(ts))
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +137,7 @@ func gcloudTriggerCommands(cfg Config, ts []eventarc.Trigger) ([]string, error) 
 			gflag("service-account", cfg.ServiceAccount),
 		}
 		filters := []string{gflag("event-filters", "type="+r.EventType)}
+		var transport []string
 		switch r.EventType {
 		case eventarc.AuditLogWritten:
 			filters = append(filters,
@@ -121,16 +147,33 @@ func gcloudTriggerCommands(cfg Config, ts []eventarc.Trigger) ([]string, error) 
 				filters = append(filters, gflag("event-filters-path-pattern", "resourceName="+r.ResourceNamePattern))
 			}
 		case eventarc.MessagePublished:
-			filters = append(filters, gflag("transport-topic", "projects/"+cfg.Project+"/topics/"+r.Topic))
+			transport = append(transport, gflag("transport-topic", "projects/"+cfg.Project+"/topics/"+r.Topic))
 		}
+		update := fmt.Sprintf("gcloud eventarc triggers update %s %s \\\n    %s \\\n    %s", r.ID, strings.Join(where, " "),
+			strings.Join(dest, " \\\n    "), strings.Join(filters, " \\\n    "))
+		create := fmt.Sprintf("gcloud eventarc triggers create %s %s \\\n    %s \\\n    %s", r.ID, strings.Join(where, " "),
+			strings.Join(dest, " \\\n    "), strings.Join(append(filters, transport...), " \\\n    "))
+		dl := fmt.Sprintf("dead_letter %s %s", r.ID, shellQuote(r.Loc))
 		var b strings.Builder
 		fmt.Fprintf(&b, "# %s: %s\n", r.ID, strings.Join(strings.Fields(r.Description), " "))
-		fmt.Fprintf(&b, "if gcloud eventarc triggers describe %s %s >/dev/null 2>&1; then\n", r.ID, strings.Join(where, " "))
-		fmt.Fprintf(&b, "  gcloud eventarc triggers update %s %s \\\n    %s\n", r.ID, strings.Join(where, " "), strings.Join(dest, " \\\n    "))
-		b.WriteString("else\n")
-		fmt.Fprintf(&b, "  gcloud eventarc triggers create %s %s \\\n    %s \\\n    %s\n", r.ID, strings.Join(where, " "),
-			strings.Join(dest, " \\\n    "), strings.Join(filters, " \\\n    "))
-		b.WriteString("fi")
+		if !r.Optional {
+			fmt.Fprintf(&b, "if gcloud eventarc triggers describe %s %s >/dev/null 2>&1; then\n", r.ID, strings.Join(where, " "))
+			fmt.Fprintf(&b, "  %s\n", update)
+			b.WriteString("else\n")
+			fmt.Fprintf(&b, "  retry %s\n", create)
+			b.WriteString("fi\n")
+			b.WriteString(dl)
+		} else {
+			b.WriteString("# Optional: the method is not in Eventarc's published audit-log catalog; a refusal is a warning.\n")
+			fmt.Fprintf(&b, "if gcloud eventarc triggers describe %s %s >/dev/null 2>&1; then\n", r.ID, strings.Join(where, " "))
+			fmt.Fprintf(&b, "  verb=update\nelse\n  verb=create\nfi\n")
+			fmt.Fprintf(&b, "if gcloud eventarc triggers \"$verb\" %s %s \\\n    %s \\\n    %s; then\n", r.ID, strings.Join(where, " "),
+				strings.Join(dest, " \\\n    "), strings.Join(filters, " \\\n    "))
+			fmt.Fprintf(&b, "  %s\n", dl)
+			b.WriteString("else\n")
+			fmt.Fprintf(&b, "  optional_refused %s %s\n", r.ID, shellQuote(r.MethodName))
+			b.WriteString("fi")
+		}
 		cmds = append(cmds, b.String())
 	}
 	return cmds, nil
@@ -159,6 +202,30 @@ func GcloudTriggerScript(cfg Config) (string, error) {
 	return gcloudTriggerScript(cfg, ts)
 }
 
+// retryFunc is the script's retry function: a fresh project's Eventarc
+// service agent may refuse the first trigger creations until its role has
+// propagated (terraform-provider-google issue 14584), so a required
+// trigger's create is tried DEPLOY_RETRY_ATTEMPTS times (default 5), waiting
+// DEPLOY_RETRY_DELAY seconds (default 20) times the attempt number between
+// tries: about 3 minutes in all.
+const retryFunc = `# retry CMD...: runs CMD until it succeeds, at most DEPLOY_RETRY_ATTEMPTS
+# times (a fresh project's Eventarc service agent may refuse the first
+# trigger creations; terraform-provider-google issue 14584).
+retry() {
+  local attempt=1 attempts=${DEPLOY_RETRY_ATTEMPTS:-5} delay=${DEPLOY_RETRY_DELAY:-20}
+  until "$@"; do
+    if ((attempt >= attempts)); then
+      printf 'error: failed %d times: %s\n' "$attempt" "$*" >&2
+      return 1
+    fi
+    printf '==> attempt %d of %d failed; retrying in %ds (a fresh project'"'"'s Eventarc service agent may still be getting its role)\n' \
+      "$attempt" "$attempts" $((delay * attempt)) >&2
+    sleep $((delay * attempt))
+    attempt=$((attempt + 1))
+  done
+}
+`
+
 func gcloudTriggerScript(cfg Config, ts []eventarc.Trigger) (string, error) {
 	cmds, err := gcloudTriggerCommands(cfg, ts)
 	if err != nil {
@@ -185,11 +252,17 @@ func gcloudTriggerScript(cfg Config, ts []eventarc.Trigger) (string, error) {
 		gflag("dead-letter-topic", "projects/"+cfg.Project+"/topics/"+cfg.DeadLetterTopic),
 		gflag("max-delivery-attempts", fmt.Sprint(cfg.MaxDeliveryAttempts)))
 	fmt.Fprintf(&b, "  gcloud pubsub subscriptions add-iam-policy-binding \"$sub\" %s \\\n    --member=\"serviceAccount:${pubsub_agent}\" --role=roles/pubsub.subscriber >/dev/null\n", gflag("project", cfg.Project))
+	b.WriteString("}\n\n")
+	b.WriteString(retryFunc)
+	b.WriteString("\n")
+	b.WriteString("# optional_refused TRIGGER METHOD: warns that an optional trigger was not made.\n")
+	b.WriteString("optional_refused() {\n")
+	b.WriteString("  printf 'warning: Eventarc refused optional trigger %s (%s is not in its published audit-log catalog); the scheduled sweep covers it\\n' \"$1\" \"$2\" >&2\n")
 	b.WriteString("}\n")
-	for i, c := range cmds {
+	for _, c := range cmds {
 		b.WriteString("\n")
 		b.WriteString(c)
-		fmt.Fprintf(&b, "\ndead_letter %s %s\n", rs[i].ID, shellQuote(rs[i].Loc))
+		b.WriteString("\n")
 	}
 	var locs, names []string
 	for _, r := range rs {

@@ -83,8 +83,12 @@ func TestGcloudTriggerCommandsMatchDefinitions(t *testing.T) {
 	if len(cmds) != len(ts) {
 		t.Fatalf("%d commands for %d triggers", len(cmds), len(ts))
 	}
-	for i, tr := range ts {
+	ordered := requiredFirst(ts)
+	for i, tr := range ordered {
 		c := cmds[i]
+		if i > 0 && ordered[i-1].Optional && !tr.Optional {
+			t.Errorf("required trigger %s rendered after an optional one: a refusal must not stop a required trigger", tr.Name)
+		}
 		loc := "--location=" + testConfig.Region
 		if tr.Location == "global" {
 			loc = "--location=global"
@@ -94,6 +98,15 @@ func TestGcloudTriggerCommandsMatchDefinitions(t *testing.T) {
 			"gcloud eventarc triggers update iapguard-" + tr.Name + " --project=demo-project " + loc + " ",
 			"--destination-run-region=us-central1",
 			"--event-filters=type=" + tr.EventType,
+		}
+		if tr.Optional {
+			want = []string{
+				"gcloud eventarc triggers describe iapguard-" + tr.Name + " --project=demo-project " + loc + " ",
+				"gcloud eventarc triggers \"$verb\" iapguard-" + tr.Name + " --project=demo-project " + loc + " ",
+				"optional_refused iapguard-" + tr.Name,
+				"--destination-run-region=us-central1",
+				"--event-filters=type=" + tr.EventType,
+			}
 		}
 		switch tr.EventType {
 		case eventarc.AuditLogWritten:
@@ -112,10 +125,17 @@ func TestGcloudTriggerCommandsMatchDefinitions(t *testing.T) {
 				t.Errorf("command for %s lacks %q:\n%s", tr.Name, w, c)
 			}
 		}
-		// Filters are set on create only: update cannot change them.
+		if tr.Optional {
+			continue
+		}
+		// Filters are updated in place (gcloud eventarc triggers update
+		// takes --event-filters); the transport topic cannot be.
 		upd := c[strings.Index(c, "triggers update"):strings.Index(c, "else")]
-		if strings.Contains(upd, "--event-filters") {
-			t.Errorf("%s: update passes event filters:\n%s", tr.Name, upd)
+		if !strings.Contains(upd, "--event-filters=type="+tr.EventType) || strings.Contains(upd, "--transport-topic") {
+			t.Errorf("%s: update does not set the event filters in place, or passes a transport topic:\n%s", tr.Name, upd)
+		}
+		if !strings.Contains(c, "retry gcloud eventarc triggers create") {
+			t.Errorf("%s: a required trigger's create is not retried:\n%s", tr.Name, c)
 		}
 	}
 	script, err := gcloudTriggerScript(testConfig, ts)

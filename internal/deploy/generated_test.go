@@ -65,6 +65,8 @@ func TestTerraformTriggers(t *testing.T) {
 		"lb-patch": {Location: "global", EventType: eventarc.AuditLogWritten, ServiceName: "compute.googleapis.com",
 			MethodName: "v1.compute.backendServices.patch", ResourceNamePattern: "projects/*/global/backendServices/*",
 			Description: "global backend service patch (path pattern)"},
+		"alpha-patch": {Location: "global", Optional: true, EventType: eventarc.AuditLogWritten, ServiceName: "compute.googleapis.com",
+			MethodName: "alpha.compute.backendServices.patch", Description: "global backend service patch (alpha API, optional)"},
 		"replay": {Location: "region", EventType: eventarc.MessagePublished, Topic: "iapguard-replay", Description: "replay messages"},
 	}
 	if diff := cmp.Diff(want, m); diff != "" {
@@ -86,7 +88,7 @@ func TestTerraformTriggers(t *testing.T) {
 		t.Errorf("the JSON has %d triggers, want %d", len(doc.Triggers), len(want))
 	}
 	for name, attrs := range doc.Triggers {
-		for _, k := range []string{"location", "event_type", "service_name", "method_name", "resource_name_pattern", "topic", "description"} {
+		for _, k := range []string{"location", "optional", "event_type", "service_name", "method_name", "resource_name_pattern", "topic", "description"} {
 			if _, ok := attrs[k]; !ok {
 				t.Errorf("trigger %s lacks %q in the JSON", name, k)
 			}
@@ -143,7 +145,7 @@ func TestLogSinkFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `logName:"cloudaudit.googleapis.com%2Factivity" AND (` +
-		`(protoPayload.serviceName="compute.googleapis.com" AND protoPayload.methodName=("v1.compute.backendServices.patch")) OR ` +
+		`(protoPayload.serviceName="compute.googleapis.com" AND protoPayload.methodName=("alpha.compute.backendServices.patch" OR "v1.compute.backendServices.patch")) OR ` +
 		`(protoPayload.serviceName="run.googleapis.com" AND protoPayload.methodName=("google.cloud.run.v2.Services.UpdateService")))`
 	if got != want {
 		t.Errorf("logSinkFilter =\n%s\nwant\n%s", got, want)

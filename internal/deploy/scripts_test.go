@@ -331,6 +331,21 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 			},
 		},
 		{
+			// Domain-scoped project ids hold '.' and ':', which job ids
+			// do not allow: escaped reversibly (lib.sh sweep_job_id).
+			name: "sweep.domain-scoped", script: "sweep.sh",
+			env:  with(map[string]string{"IAPGUARD_PROJECTS": "example.com:p, demo-project"}),
+			seed: []string{"scheduler jobs|demo-project|us-central1|iapguard-sweep-example_dcom_cold"},
+			check: func(t *testing.T, r scriptRun) {
+				if !r.hasCall("scheduler jobs create pubsub iapguard-sweep-example_dcom_cp ", `"project":"example.com:p"`) {
+					t.Errorf("no sweep job with a valid id for example.com:p:\n%s", strings.Join(r.joined(), "\n"))
+				}
+				if !r.hasCall("scheduler jobs delete iapguard-sweep-example_dcom_cold") || !strings.Contains(r.stderr, "project example.com:old no longer allowlisted") {
+					t.Errorf("the job of a domain-scoped project left the scope is not pruned by its decoded id: %s", r.stderr)
+				}
+			},
+		},
+		{
 			name: "sweep.existing", script: "sweep.sh", env: base, seed: existingWorld,
 			check: func(t *testing.T, r scriptRun) {
 				if !r.hasCall("scheduler jobs delete iapguard-sweep-retired-project") || r.hasCall("scheduler jobs delete iapguard-sweep-demo-project") {
@@ -597,16 +612,61 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 		{
 			name: "triggers.fresh", script: "-", stdin: triggerScript, env: base,
 			check: func(t *testing.T, r scriptRun) {
-				if n := strings.Count(strings.Join(r.joined(), "\n"), "eventarc triggers create"); n != 3 {
-					t.Errorf("%d triggers created, want 3", n)
+				if n := strings.Count(strings.Join(r.joined(), "\n"), "eventarc triggers create"); n != 4 {
+					t.Errorf("%d triggers created, want 4", n)
+				}
+			},
+		},
+		{
+			// A fresh project's Eventarc service agent refuses the first
+			// creations (terraform-provider-google issue 14584): retried.
+			name: "triggers.agent-race", script: "-", stdin: triggerScript,
+			env: with(map[string]string{"DEPLOY_RETRY_DELAY": "0", "FAKE_GCLOUD_FAIL": "eventarc triggers create iapguard-run-v2-update=2"}),
+			check: func(t *testing.T, r scriptRun) {
+				if n := strings.Count(strings.Join(r.joined(), "\n"), "eventarc triggers create iapguard-run-v2-update "); n != 3 {
+					t.Errorf("the refused trigger was tried %d times, want 3 (two refusals, then success)", n)
+				}
+				if !slices.Contains(r.state, "eventarc triggers|demo-project|us-central1|iapguard-run-v2-update") {
+					t.Error("trigger not created after the retries")
+				}
+			},
+		},
+		{
+			name: "triggers.agent-race.gives-up", script: "-", stdin: triggerScript, wantCode: 1,
+			env: with(map[string]string{"DEPLOY_RETRY_DELAY": "0", "DEPLOY_RETRY_ATTEMPTS": "2", "FAKE_GCLOUD_FAIL": "eventarc triggers create iapguard-run-v2-update=always"}),
+			check: func(t *testing.T, r scriptRun) {
+				if !strings.Contains(r.stderr, "failed 2 times") || r.hasCall("eventarc triggers create iapguard-lb-patch") {
+					t.Errorf("a required trigger that keeps failing did not stop the script after 2 attempts: %s", r.stderr)
+				}
+			},
+		},
+		{
+			// Eventarc refuses a method outside its catalog: a warning, and
+			// every required trigger (the replay one included) exists.
+			name: "triggers.optional-refused", script: "-", stdin: triggerScript,
+			env: with(map[string]string{"FAKE_GCLOUD_FAIL": "alpha.compute=always"}),
+			check: func(t *testing.T, r scriptRun) {
+				for _, want := range []string{"us-central1|iapguard-run-v2-update", "global|iapguard-lb-patch", "us-central1|iapguard-replay"} {
+					if !slices.Contains(r.state, "eventarc triggers|demo-project|"+want) {
+						t.Errorf("required trigger %s missing after an optional one was refused", want)
+					}
+				}
+				if !strings.Contains(r.stderr, "warning: Eventarc refused optional trigger iapguard-alpha-patch") {
+					t.Errorf("no warning for the refused optional trigger: %s", r.stderr)
+				}
+				if r.hasCall("describe iapguard-alpha-patch", "transport.pubsub.subscription") {
+					t.Error("dead-letter policy looked up for a trigger that was not created")
 				}
 			},
 		},
 		{
 			name: "triggers.existing", script: "-", stdin: triggerScript, env: base, seed: existingWorld,
 			check: func(t *testing.T, r scriptRun) {
-				if r.hasCall("eventarc triggers create") {
+				if r.hasCall("eventarc triggers create iapguard-run-v2-update") || r.hasCall("eventarc triggers create iapguard-replay") {
 					t.Error("existing triggers created again")
+				}
+				if !r.hasCall("eventarc triggers update iapguard-run-v2-update", "--event-filters=methodName=google.cloud.run.v2.Services.UpdateService") {
+					t.Error("an existing trigger's filters are not updated in place")
 				}
 				if !r.hasCall("eventarc triggers delete iapguard-retired-trigger", "--location=global") {
 					t.Error("retired trigger not pruned")

@@ -15,7 +15,11 @@ import (
 // present (Terraform object types need them); empty means "not used".
 type TerraformTrigger struct {
 	// Location is "global" or "region" (the module's var.region).
-	Location            string `json:"location"`
+	Location string `json:"location"`
+	// Optional marks a trigger whose method is outside Eventarc's published
+	// audit-log catalog: the module creates it only with
+	// var.optional_triggers (eventarc.Trigger.Optional).
+	Optional            bool   `json:"optional"`
 	EventType           string `json:"event_type"`
 	ServiceName         string `json:"service_name"`
 	MethodName          string `json:"method_name"`
@@ -40,6 +44,7 @@ func TerraformTriggers(ts []eventarc.Trigger) (map[string]TerraformTrigger, erro
 		}
 		out[t.Name] = TerraformTrigger{
 			Location:            t.Location,
+			Optional:            t.Optional,
 			EventType:           t.EventType,
 			ServiceName:         t.ServiceName,
 			MethodName:          t.MethodName,

@@ -69,18 +69,26 @@ func TestEveryTriggerIsDecoded(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Decode: %v", err)
 			}
+			// Eventarc's location rule (eventarc.Receives): the trigger,
+			// deployed once beside a function in another region, must
+			// receive the entry of this resource wherever it lives.
+			trigLoc := tr.Location
+			if trigLoc == "region" {
+				trigLoc = "europe-west4" // the function's region, not the resource's
+			}
+			var resLoc string
 			switch {
 			case len(d.Targets) == 1:
-				if tr.Location != "region" {
-					t.Errorf("Cloud Run trigger has location %q, want \"region\"", tr.Location)
-				}
+				resLoc = d.Targets[0].Region
 			case d.Compute != nil && d.Compute.Region == "":
-				if tr.Location != "global" {
-					t.Errorf("trigger for global %s has location %q, want \"global\"", d.Compute.Kind, tr.Location)
-				}
+				resLoc = "global"
 			case d.Compute != nil:
-				if tr.Location != "region" {
-					t.Errorf("trigger for regional %s has location %q, want \"region\"", d.Compute.Kind, tr.Location)
+				resLoc = d.Compute.Region
+			}
+			switch {
+			case resLoc != "":
+				if !eventarc.Receives(trigLoc, resLoc) {
+					t.Errorf("trigger in location %q does not receive the entries of a resource in %q", tr.Location, resLoc)
 				}
 			default:
 				t.Errorf("decision %+v: the decoder ignores what this trigger delivers", d)

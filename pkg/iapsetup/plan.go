@@ -382,7 +382,7 @@ func (p *Plan) compose() {
 	if sp.before.IAPEnabled {
 		for _, b := range p.backends {
 			if b.backend.IAPEnabled {
-				p.Warnings = append(p.Warnings, fmt.Sprintf("Cloud Run's built-in IAP (iapEnabled) and IAP on backend service %s are both on; Google does not support IAP on both, and iapguard turns neither off. To keep load-balancer IAP only: gcloud beta run services update %s --project=%s --region=%s --no-iap",
+				p.Warnings = append(p.Warnings, fmt.Sprintf("Cloud Run's built-in IAP (iapEnabled) and IAP on backend service %s are both on; Google does not support IAP on both, and iapguard turns neither off. To keep load-balancer IAP only: gcloud run services update %s --project=%s --region=%s --no-iap",
 					b.backend.Ref.Path(), p.Ref.Name, p.Ref.Project, p.Ref.Region))
 			}
 		}
@@ -813,7 +813,7 @@ func (bp *backendPart) stepFor(svc ServiceRef) (Step, string) {
 			b.Ref.Name, b.Ref.Name, b.Ref.Project, b.Ref.gcloudScope())
 	case bp.builtin:
 		s.Status = StatusOK
-		s.Message = fmt.Sprintf("Cloud Run's built-in IAP (iapEnabled=true) guards every path to the service, including through backend service %s; IAP is not enabled on the backend because Google does not support IAP on both the load balancer and the Cloud Run service. To move to load-balancer IAP: gcloud compute backend-services update %s --project=%s %s --iap=enabled, then gcloud beta run services update %s --project=%s --region=%s --no-iap (iapguard never turns IAP off itself)",
+		s.Message = fmt.Sprintf("Cloud Run's built-in IAP (iapEnabled=true) guards every path to the service, including through backend service %s; IAP is not enabled on the backend because Google does not support IAP on both the load balancer and the Cloud Run service. To move to load-balancer IAP: gcloud compute backend-services update %s --project=%s %s --iap=enabled, then gcloud run services update %s --project=%s --region=%s --no-iap (iapguard never turns IAP off itself)",
 			b.Ref.Name, b.Ref.Name, b.Ref.Project, b.Ref.gcloudScope(), svc.Name, svc.Project, svc.Region)
 	case b.EnableCDN:
 		s.Status = StatusConflict

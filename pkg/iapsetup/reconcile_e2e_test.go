@@ -621,7 +621,7 @@ func TestReconcileErrorsClassified(t *testing.T) {
 		{"unavailable on GetIamPolicy", mGetPolicy, codes.Unavailable, true, ""},
 		{"quota on UpdateService", mUpdateService, codes.ResourceExhausted, true, ""},
 		{"permission denied on generateServiceIdentity", mIdentity, codes.PermissionDenied, false, "gcloud beta services identity create"},
-		{"invalid argument on UpdateService", mUpdateService, codes.InvalidArgument, false, "gcloud beta run services update hello"},
+		{"invalid argument on UpdateService", mUpdateService, codes.InvalidArgument, false, "gcloud run services update hello"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

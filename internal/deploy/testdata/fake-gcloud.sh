@@ -18,6 +18,10 @@
 # `resource-manager folders list --folder=PARENT` lists the sub-folders.
 # --organization=O and --folder=F stand in for PROJECT as organizations/O
 # and folders/F.
+# FAKE_GCLOUD_FAIL holds failure rules, one "SUBSTRING=COUNT" a line: an
+# invocation whose space-joined arguments contain SUBSTRING fails (exit 1,
+# after it is recorded) COUNT times, every time when COUNT is "always".
+# FAKE_GCLOUD_ACCOUNT is what `config get-value account` prints.
 set -euo pipefail
 
 {
@@ -29,6 +33,30 @@ set -euo pipefail
   printf '\x1e'
 } >>"$FAKE_GCLOUD_LOG"
 touch "$FAKE_GCLOUD_STATE"
+
+if [[ -n "${FAKE_GCLOUD_FAIL:-}" ]]; then
+  joined="$*"
+  rule_index=0
+  while IFS= read -r rule; do
+    [[ -n "$rule" ]] || continue
+    rule_index=$((rule_index + 1))
+    substring=${rule%=*}
+    count=${rule##*=}
+    [[ "$joined" == *"$substring"* ]] || continue
+    counter="$FAKE_GCLOUD_STATE.fail$rule_index"
+    failed=$(cat "$counter" 2>/dev/null || echo 0)
+    if [[ "$count" == always ]] || ((failed < count)); then
+      echo $((failed + 1)) >"$counter"
+      echo "ERROR: (gcloud) fake failure $((failed + 1)) for rule '$rule'" >&2
+      exit 1
+    fi
+  done <<<"$FAKE_GCLOUD_FAIL"
+fi
+
+if [[ "$1" == config && "${2:-}" == get-value ]]; then
+  echo "${FAKE_GCLOUD_ACCOUNT:-deployer@example.com}"
+  exit 0
+fi
 
 positional=()
 project=-
