@@ -447,20 +447,23 @@ func (d *Deliverer) worker() {
 	}
 }
 
-// locationMatches applies trigger locations when Options.Region is set.
+// locationMatches applies trigger locations when Options.Region is set, by
+// Eventarc's rule (eventarc.Receives): a trigger receives the entries of
+// resources in its own location ("region" is Options.Region), and a
+// "global" trigger those of every location.
 func (d *Deliverer) locationMatches(t eventarc.Trigger, e *core.LogEntry) bool {
 	if d.opts.Region == "" {
 		return true
 	}
 	loc := entryLocation(e)
-	switch {
-	case loc == "":
+	if loc == "" {
 		return true
-	case t.Location == "global":
-		return loc == "global"
-	default:
-		return loc == d.opts.Region
 	}
+	tl := t.Location
+	if tl == "region" {
+		tl = d.opts.Region
+	}
+	return eventarc.Receives(tl, loc)
 }
 
 // entryLocation tells where the entry's resource lives: "global", a region,

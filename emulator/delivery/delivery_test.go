@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,6 +95,12 @@ func triggers(t *testing.T) []eventarc.Trigger {
 // start builds a Deliverer over a fresh core and starts it.
 func start(t *testing.T, opts delivery.Options) (*core.Core, *delivery.Deliverer) {
 	t.Helper()
+	return startWith(t, triggers(t), opts)
+}
+
+// startWith is start with the given trigger definitions.
+func startWith(t *testing.T, ts []eventarc.Trigger, opts delivery.Options) (*core.Core, *delivery.Deliverer) {
+	t.Helper()
 	c := core.New("", project)
 	if opts.BackoffBase == 0 {
 		opts.BackoffBase, opts.BackoffMax = time.Millisecond, 5*time.Millisecond
@@ -101,7 +108,7 @@ func start(t *testing.T, opts delivery.Options) (*core.Core, *delivery.Deliverer
 	if opts.Seed == 0 {
 		opts.Seed = 42
 	}
-	d := delivery.New(c, triggers(t), opts)
+	d := delivery.New(c, ts, opts)
 	d.Start(context.Background())
 	t.Cleanup(d.Close)
 	return c, d
@@ -341,6 +348,18 @@ func TestNotStartedDeliversNothing(t *testing.T) {
 }
 
 func TestRegion(t *testing.T) {
+	// Regional triggers: the definitions with every audit-log trigger in
+	// the function's region, except the global Compute collections in
+	// "global". Each receives only the entries of its own location.
+	regional := triggers(t)
+	for i, tr := range regional {
+		if tr.EventType == eventarc.AuditLogWritten {
+			regional[i].Location = "region"
+			if strings.Contains(tr.MethodName, "compute.backendServices.") {
+				regional[i].Location = "global"
+			}
+		}
+	}
 	tests := []struct {
 		name string
 		rec  core.Record
@@ -362,12 +381,21 @@ func TestRegion(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := newReceiver(t)
-			c, d := start(t, delivery.Options{Targets: []string{rc.srv.URL}, Region: "us-central1"})
+			c, d := startWith(t, regional, delivery.Options{Targets: []string{rc.srv.URL}, Region: "us-central1"})
 			tt.rec.Project = project
 			c.Audit.Record(tt.rec)
 			wait(t, d)
 			if got := len(rc.requests(t)) == 1; got != tt.want {
-				t.Errorf("delivered = %v, want %v", got, tt.want)
+				t.Errorf("regional triggers: delivered = %v, want %v", got, tt.want)
+			}
+			// The deployed definitions: every audit-log trigger is
+			// "global", which receives the entries of every location.
+			rc2 := newReceiver(t)
+			c2, d2 := start(t, delivery.Options{Targets: []string{rc2.srv.URL}, Region: "us-central1"})
+			c2.Audit.Record(tt.rec)
+			wait(t, d2)
+			if got := len(rc2.requests(t)); got != 1 {
+				t.Errorf("deployed (global) triggers: %d deliveries, want 1", got)
 			}
 		})
 	}
