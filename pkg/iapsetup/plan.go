@@ -764,11 +764,8 @@ func (sp *servicePart) fix() string {
 	if len(flags) == 0 {
 		return ""
 	}
-	beta := ""
-	if u.EnableIAP {
-		beta = "beta "
-	}
-	return fmt.Sprintf("gcloud %srun services update %s --project=%s --region=%s %s", beta, ref.Name, ref.Project, ref.Region, strings.Join(flags, " "))
+	// --iap is GA in gcloud run services update (no beta command group).
+	return fmt.Sprintf("gcloud run services update %s --project=%s --region=%s %s", ref.Name, ref.Project, ref.Region, strings.Join(flags, " "))
 }
 
 // ---- backend services -------------------------------------------------------
