@@ -72,6 +72,16 @@ type auditReport struct {
 	Region   string          `json:"region"` // "" : every region
 	Services []serviceReport `json:"services"`
 	Summary  auditSummary    `json:"summary"`
+	// Interrupted: the scan was interrupted; Services are those done.
+	Interrupted bool `json:"interrupted,omitempty"`
+}
+
+// orEmpty makes a nil list an empty one (JSON [] rather than null).
+func orEmpty(r []serviceReport) []serviceReport {
+	if r == nil {
+		return []serviceReport{}
+	}
+	return r
 }
 
 type auditSummary struct {
@@ -104,12 +114,16 @@ func runAudit(ctx context.Context, s *streams, f *auditFlags) error {
 	prog := newProgressBar(s.err, !f.noProgress, "services")
 	reports, err := scanServices(ctx, sess, f.region, true, prog)
 	prog.finish()
-	if err != nil {
+	var ie *interruptedError
+	if err != nil && !errors.As(err, &ie) {
 		return fail(err)
 	}
-	rep := auditReport{Project: f.project, Region: f.region, Services: reports, Summary: summarize(reports)}
+	rep := auditReport{Project: f.project, Region: f.region, Services: orEmpty(reports), Summary: summarize(reports), Interrupted: ie != nil}
 	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writeAuditTable(w, rep) }); err != nil {
 		return fail(err)
+	}
+	if ie != nil {
+		return withCode(ExitInterrupted, ie)
 	}
 	return auditExit(reports)
 }
@@ -117,12 +131,16 @@ func runAudit(ctx context.Context, s *streams, f *auditFlags) error {
 // runAuditAll is audit --all-projects: every project in scope (scanScope).
 func runAuditAll(ctx context.Context, s *streams, f *auditFlags, scope iapsetup.Scope) error {
 	reports, results, err := scanScope(ctx, &f.opFlags, scope, true, newProgressBar(s.err, !f.noProgress, "services"))
-	if err != nil {
+	var ie *interruptedError
+	if err != nil && !errors.As(err, &ie) {
 		return fail(err)
 	}
-	rep := auditReport{Scope: scope.String(), Projects: results, Region: f.region, Services: reports, Summary: summarize(reports)}
+	rep := auditReport{Scope: scope.String(), Projects: results, Region: f.region, Services: orEmpty(reports), Summary: summarize(reports), Interrupted: ie != nil}
 	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writeAuditTable(w, rep) }); err != nil {
 		return fail(err)
+	}
+	if ie != nil {
+		return withCode(ExitInterrupted, ie)
 	}
 	if err := projectFailures(results); err != nil {
 		return fail(err)
@@ -216,6 +234,9 @@ func writeAuditTable(w io.Writer, rep auditReport) {
 	case rep.Scope != "":
 		what = fmt.Sprintf("%d projects in scope %s", len(rep.Projects), rep.Scope)
 	}
+	if rep.Interrupted {
+		where += " (interrupted: only the services done are counted)"
+	}
 	fmt.Fprintf(w, "\n%s, %s: %d services, %d labelled: %d compliant, %d not compliant; %d unmanaged",
 		what, where, sm.Services, sm.Labelled, sm.Compliant, sm.NonCompliant, sm.Unmanaged)
 	if sm.Errors > 0 {
@@ -251,13 +272,19 @@ func writeAuditTable(w io.Writer, rep auditReport) {
 	}
 }
 
+// serviceParallelism bounds the reconciles one scan runs at once.
+const serviceParallelism = 8
+
 // scanServices lists the services of the session's project in region
 // ("" every region) and reconciles each labelled one with the function's
 // reconciler from its listed copy (dryRun: plan only; one service read
 // each, the listing); the others are planned from the listed copy alone, as
 // ReconcileRegion does. prog counts services. Reports are
 // sorted by region, then name. A failed reconcile is recorded in its
-// report; the error is for a failed listing.
+// report; the error is for a failed listing, the deadline, or an interrupt:
+// then no new reconcile starts, those under way finish (finishContext),
+// and the error is an *interruptedError with the reports of the services
+// done.
 func scanServices(ctx context.Context, sess *session, region string, dryRun bool, prog *progressBar) ([]serviceReport, error) {
 	listRegion := region
 	if listRegion == "" {
@@ -265,6 +292,9 @@ func scanServices(ctx context.Context, sess *session, region string, dryRun bool
 	}
 	svcs, err := sess.clients.RunAdapter.ListServices(ctx, sess.project, listRegion)
 	if err != nil {
+		if interrupted(ctx) {
+			return nil, &interruptedError{unit: "service(s)", more: " (interrupted while listing the services of project " + sess.project + ")"}
+		}
 		if perr := sess.checkProject(ctx, region); perr != nil {
 			return nil, perr
 		}
@@ -278,35 +308,70 @@ func scanServices(ctx context.Context, sess *session, region string, dryRun bool
 		return a.Name < b.Name
 	})
 	prog.start(len(svcs))
+	hooks := hooksOf(ctx)
+	limit := serviceParallelism
+	if hooks.parallelism > 0 {
+		limit = hooks.parallelism
+	}
+	work, stopWork := finishContext(ctx)
+	defer stopWork()
 	reports := make([]serviceReport, len(svcs))
+	done := make([]bool, len(svcs))
 	var mu sync.Mutex
 	var ctxErr error
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	abandoned := 0
+	var g errgroup.Group
+	g.SetLimit(limit)
 	for i, svc := range svcs {
+		if ctx.Err() != nil {
+			break // interrupted or out of time: start nothing more
+		}
 		d := iapsetup.DesiredFor(svc)
 		if d.Intent != iapsetup.Enforce {
 			p := iapsetup.PlanFor(d, &iapsetup.Observed{Service: svc})
 			p.DryRun = dryRun
-			reports[i] = newServiceReport(svc.Ref, svc, viewOfPlan(p), nil)
+			reports[i], done[i] = newServiceReport(svc.Ref, svc, viewOfPlan(p), nil), true
 			prog.add(1)
 			continue
 		}
 		g.Go(func() error {
-			res, err := sess.rec.ReconcileListed(gctx, svc, iapsetup.WithDryRun(dryRun), iapsetup.WithAccessCheck())
-			if err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
-				mu.Lock()
-				ctxErr = err
-				mu.Unlock()
+			if ctx.Err() != nil {
+				return nil // interrupted while waiting for a slot: not started
 			}
-			reports[i] = newServiceReport(svc.Ref, svc, viewOfResult(res), err)
+			if hooks.starting != nil {
+				hooks.starting(svc.Ref)
+			}
+			res, err := sess.rec.ReconcileListed(work, svc, iapsetup.WithDryRun(dryRun), iapsetup.WithAccessCheck())
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && isCtxErr(err) {
+				if interrupted(ctx) {
+					abandoned++
+				} else {
+					ctxErr = err
+				}
+				return nil
+			}
+			reports[i], done[i] = newServiceReport(svc.Ref, svc, viewOfResult(res), err), true
 			prog.add(1)
 			return nil
 		})
 	}
 	_ = g.Wait()
-	if ctxErr != nil {
+	if ctxErr != nil || (ctx.Err() != nil && !interrupted(ctx)) {
+		if ctxErr == nil {
+			ctxErr = ctx.Err()
+		}
 		return nil, explain(ctxErr, sess.emulator)
+	}
+	if interrupted(ctx) {
+		var out []serviceReport
+		for i := range reports {
+			if done[i] {
+				out = append(out, reports[i])
+			}
+		}
+		return out, &interruptedError{unit: "service(s)", done: len(out), abandoned: abandoned, notStarted: len(svcs) - len(out) - abandoned}
 	}
 	return reports, nil
 }

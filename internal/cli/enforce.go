@@ -68,6 +68,8 @@ type enforceReport struct {
 	Region   string          `json:"region"`
 	DryRun   bool            `json:"dryRun"`
 	Services []serviceReport `json:"services"`
+	// Interrupted: the run was interrupted; Services are those done.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string) error {
@@ -106,27 +108,43 @@ func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string)
 	defer sess.Close()
 
 	rep := enforceReport{Project: f.project, Region: f.region, DryRun: f.dryRun}
+	var ie *interruptedError
 	if f.all {
 		prog := newProgressBar(s.err, true, "services")
 		rep.Services, err = scanServices(ctx, sess, f.region, f.dryRun, prog)
 		prog.finish()
-		if err != nil {
+		if err != nil && !errors.As(err, &ie) {
 			return fail(err)
 		}
+		rep.Services = orEmpty(rep.Services)
 	} else {
 		ref := iapsetup.ServiceRef{Project: f.project, Region: f.region, Name: args[0]}
 		svc, err := sess.getService(ctx, ref)
 		if err != nil {
+			if interrupted(ctx) {
+				return withCode(ExitInterrupted, &interruptedError{unit: "service(s)", notStarted: 1})
+			}
 			return fail(err)
 		}
-		res, rerr := sess.rec.Reconcile(ctx, ref, iapsetup.WithDryRun(f.dryRun), iapsetup.WithAccessCheck())
-		if rerr != nil && (errors.Is(rerr, context.DeadlineExceeded) || errors.Is(rerr, context.Canceled)) {
+		// Once started, the reconcile finishes despite an interrupt
+		// (finishContext), so the service is not left partly changed.
+		work, stopWork := finishContext(ctx)
+		res, rerr := sess.rec.Reconcile(work, ref, iapsetup.WithDryRun(f.dryRun), iapsetup.WithAccessCheck())
+		stopWork()
+		if rerr != nil && isCtxErr(rerr) {
+			if interrupted(ctx) {
+				return withCode(ExitInterrupted, &interruptedError{unit: "service(s)", abandoned: 1})
+			}
 			return fail(explain(rerr, sess.emulator))
 		}
 		rep.Services = []serviceReport{newServiceReport(ref, svc, viewOfResult(res), rerr)}
 	}
+	rep.Interrupted = ie != nil
 	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writePlans(w, rep) }); err != nil {
 		return fail(err)
+	}
+	if ie != nil {
+		return withCode(ExitInterrupted, ie)
 	}
 	return auditExit(rep.Services)
 }
@@ -135,12 +153,16 @@ func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string)
 // scope (scanScope).
 func runEnforceAll(ctx context.Context, s *streams, f *enforceFlags, scope iapsetup.Scope) error {
 	reports, results, err := scanScope(ctx, &f.opFlags, scope, f.dryRun, newProgressBar(s.err, true, "services"))
-	if err != nil {
+	var ie *interruptedError
+	if err != nil && !errors.As(err, &ie) {
 		return fail(err)
 	}
-	rep := enforceReport{Scope: scope.String(), Projects: results, Region: f.region, DryRun: f.dryRun, Services: reports}
+	rep := enforceReport{Scope: scope.String(), Projects: results, Region: f.region, DryRun: f.dryRun, Services: orEmpty(reports), Interrupted: ie != nil}
 	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writePlans(w, rep) }); err != nil {
 		return fail(err)
+	}
+	if ie != nil {
+		return withCode(ExitInterrupted, ie)
 	}
 	if err := projectFailures(results); err != nil {
 		return fail(err)
@@ -202,6 +224,9 @@ func writePlans(w io.Writer, rep enforceReport) {
 	var parts []string
 	for _, st := range order {
 		parts = append(parts, fmt.Sprintf("%d %s", counts[st], st))
+	}
+	if rep.Interrupted {
+		parts = append(parts, "interrupted: only the services done are listed")
 	}
 	fmt.Fprintf(w, "\n%d service(s): %s\n", len(rep.Services), strings.Join(parts, ", "))
 	if rep.Scope != "" {

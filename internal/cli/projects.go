@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -122,10 +123,16 @@ func scanScope(ctx context.Context, f *opFlags, scope iapsetup.Scope, dryRun boo
 		return nil, nil, err
 	}
 	defer sess.Close()
-	reports, results := scanProjects(ctx, sess, projects, f.region, dryRun, prog)
+	reports, results, ie := scanProjects(ctx, sess, projects, f.region, dryRun, prog)
 	prog.finish()
 	if reports == nil {
 		reports = []serviceReport{}
+	}
+	if ie != nil {
+		return reports, results, ie
+	}
+	if ctx.Err() != nil {
+		return nil, nil, explain(ctx.Err(), sess.emulator)
 	}
 	return reports, results, nil
 }
@@ -144,19 +151,42 @@ type projectResult struct {
 // projectParallelism at once, sharing sess's clients and reconciler (both
 // safe for concurrent use; the function shares them the same way). A project
 // whose services cannot be listed is recorded in its result and the
-// others go on. Reports are in project order, then region, then name.
-func scanProjects(ctx context.Context, sess *session, projects []string, region string, dryRun bool, prog *progressBar) ([]serviceReport, []projectResult) {
+// others go on. Reports are in project order, then region, then name. On
+// an interrupt no further project is started and the projects' counts are
+// summed into one *interruptedError (the results then list only the
+// projects started).
+func scanProjects(ctx context.Context, sess *session, projects []string, region string, dryRun bool, prog *progressBar) ([]serviceReport, []projectResult, *interruptedError) {
 	per := make([][]serviceReport, len(projects))
 	results := make([]projectResult, len(projects))
+	started := make([]bool, len(projects))
+	var mu sync.Mutex
+	var sum *interruptedError
 	var g errgroup.Group
 	g.SetLimit(projectParallelism)
 	for i, p := range projects {
 		g.Go(func() error {
+			if ctx.Err() != nil {
+				return nil
+			}
+			started[i] = true
 			ps := *sess
 			ps.project = p
 			reports, err := scanServices(ctx, &ps, region, dryRun, prog)
 			results[i] = projectResult{Project: p, Services: len(reports)}
-			if err != nil {
+			var ie *interruptedError
+			switch {
+			case errors.As(err, &ie):
+				mu.Lock()
+				if sum == nil {
+					sum = &interruptedError{unit: ie.unit}
+				}
+				sum.done += ie.done
+				sum.notStarted += ie.notStarted
+				sum.abandoned += ie.abandoned
+				mu.Unlock()
+			case err != nil && isCtxErr(err) && ctx.Err() != nil:
+				// out of time: reported by the caller
+			case err != nil:
 				results[i].Error = oneLine(err).Error()
 			}
 			per[i] = reports
@@ -165,10 +195,25 @@ func scanProjects(ctx context.Context, sess *session, projects []string, region 
 	}
 	_ = g.Wait()
 	var all []serviceReport
-	for _, r := range per {
+	var res []projectResult
+	notStarted := 0
+	for i, r := range per {
+		if !started[i] {
+			notStarted++
+			continue
+		}
 		all = append(all, r...)
+		res = append(res, results[i])
 	}
-	return all, results
+	if interrupted(ctx) {
+		if sum == nil {
+			sum = &interruptedError{unit: "service(s)"}
+		}
+		sum.done = len(all) // with the projects finished before the interrupt
+		sum.projectsNotStarted = notStarted
+		return all, res, sum
+	}
+	return all, res, nil
 }
 
 // projectFailures is the error for the projects that could not be

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -19,6 +20,7 @@ const (
 	// ExitNonCompliant: the command worked and found (or left) a labelled
 	// service that is not compliant.
 	ExitNonCompliant = 2
+	// ExitInterrupted (130): see interrupt.go.
 )
 
 // exitError carries an exit code through cobra.
@@ -48,7 +50,17 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return ExitOK
 	}
 	var ee *exitError
-	if errors.As(err, &ee) {
+	var ie *interruptedError
+	switch {
+	case errors.As(err, &ie):
+		fmt.Fprintln(stderr, "iapctl:", ie)
+		return ExitInterrupted
+	case errors.Is(ctx.Err(), context.Canceled) && causedByCancel(err):
+		// Interrupted (Ctrl-C) in a command that has nothing to count: the
+		// cancellation, not the errors it caused, is the news.
+		fmt.Fprintln(stderr, "iapctl: interrupted")
+		return ExitInterrupted
+	case errors.As(err, &ee):
 		if ee.err != nil {
 			fmt.Fprintln(stderr, "iapctl:", ee.err)
 		}
@@ -56,6 +68,13 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	fmt.Fprintln(stderr, "iapctl:", err)
 	return ExitError
+}
+
+// causedByCancel reports whether err comes from a cancelled context (often
+// flattened to text on its way up, hence the text checks).
+func causedByCancel(err error) bool {
+	msg := err.Error()
+	return errors.Is(err, context.Canceled) || strings.Contains(msg, "context canceled") || strings.Contains(msg, "code = Canceled")
 }
 
 type streams struct {
