@@ -51,7 +51,8 @@ func TestPermanentFailureIsReportedOnce(t *testing.T) {
 	e := newEnv(t, stack.Options{Emulator: fastRetries})
 	e.create(demo.ServiceSpec{Name: "api", Public: true})
 	e.mark()
-	if err := e.st.Emu.Core.Faults.FailNext("google.cloud.run.v2.Services.SetIamPolicy", 1, codes.PermissionDenied); err != nil {
+	// Two: the write adding the agent, then the one removing allUsers alone.
+	if err := e.st.Emu.Core.Faults.FailNext("google.cloud.run.v2.Services.SetIamPolicy", 2, codes.PermissionDenied); err != nil {
 		t.Fatal(err)
 	}
 	e.label("api", enabled)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -44,6 +45,9 @@ type soakLog struct {
 	unavailable, exhausted int
 	// secrets: lines that look like they carry a credential.
 	secrets []string
+	// doors: per service, the public invokers removed in a write of their
+	// own after the write that also adds the agent failed (closeDoor).
+	doors map[string]int
 }
 
 var (
@@ -83,6 +87,7 @@ func (l *soakLog) line(b []byte) {
 	var rec struct {
 		Message  string `json:"message"`
 		Attempts int    `json:"attempts"`
+		Service  string `json:"service"`
 	}
 	if json.Unmarshal(b, &rec) != nil {
 		return
@@ -98,6 +103,11 @@ func (l *soakLog) line(b []byte) {
 		}
 	case "transient failure; returning an error so Eventarc redelivers":
 		l.transient++
+	case "removed public invokers":
+		if l.doors == nil {
+			l.doors = map[string]int{}
+		}
+		l.doors[iapsetup.ResourcePath(rec.Service)]++
 	}
 }
 
@@ -105,7 +115,7 @@ func (l *soakLog) snapshot() soakLog {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return soakLog{conflictRetries: l.conflictRetries, transient: l.transient, unavailable: l.unavailable,
-		exhausted: l.exhausted, secrets: slices.Clone(l.secrets)}
+		exhausted: l.exhausted, secrets: slices.Clone(l.secrets), doors: maps.Clone(l.doors)}
 }
 
 // soakFigures are the soak's results.
@@ -320,9 +330,11 @@ func soakDescribeWrite(m *outcome.Message) string {
 // accountWrites counts iapguard's writes per resource from the audit log (a
 // Compute operation once, by its first entry; provisioning the IAP agent
 // not at all) and bounds them: per labelled service one IAM policy write
-// plus one per public member a foreign principal added, one service
-// update, one patch of its backend service; nothing on a control.
-func (f *soakFigures) accountWrites(entries []*core.LogEntry, w *soakWorld) {
+// plus one per public member a foreign principal added and one per removal
+// of public invokers in a write of their own after a failed policy write
+// (doors, from the function's logs), one service update, one patch of its
+// backend service; nothing on a control.
+func (f *soakFigures) accountWrites(entries []*core.LogEntry, w *soakWorld, doors map[string]int) {
 	writes := map[string]int{} // kind + " " + resource → count
 	for _, e := range entries {
 		p := e.ProtoPayload
@@ -341,7 +353,7 @@ func (f *soakFigures) accountWrites(entries []*core.LogEntry, w *soakWorld) {
 		if s.control {
 			continue
 		}
-		allowed["SetIamPolicy "+s.resource()] = 1 + w.drifts[s.resource()]
+		allowed["SetIamPolicy "+s.resource()] = 1 + w.drifts[s.resource()] + doors[s.resource()]
 		allowed["UpdateService "+s.resource()] = 1
 		if s.kind.lb() {
 			allowed["patch "+s.backendPath()] = 1

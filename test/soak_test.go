@@ -191,7 +191,7 @@ func TestSoak(t *testing.T) {
 	msgs := e.st.Outcomes.All()
 	fig.accountEvents(events, msgs)
 	fig.accountSelfWrites(msgs)
-	fig.accountWrites(entries, w)
+	fig.accountWrites(entries, w, logs.snapshot().doors)
 	if err := fig.checkFinal(ctx, e, w); err != nil {
 		t.Fatal(err)
 	}

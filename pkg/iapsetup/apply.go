@@ -55,6 +55,20 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 			r.writePolicy(ctx, p)
 		}
 		if p.policy.err != nil {
+			if err := p.policy.err; len(p.policy.removed) > 0 && p.door == nil && !gcperr.IsConflict(err) && !errors.Is(err, ErrUnsafeWrite) {
+				// Public access must end whatever else fails (a brand-new
+				// agent IAM refuses, a permission to add it missing): the
+				// public invokers go in a write of their own. (Not after
+				// lost races, which a redelivery retries, nor after a
+				// refused unsafe write, which is a bug.)
+				// When it fails too, the failed policy write already says
+				// what to do (its fix removes the public members).
+				if d := r.closeDoor(ctx, p.Ref, p.policy.before); d != nil && d.err == nil {
+					p.door = d
+				} else if d != nil {
+					r.log.WarnContext(ctx, "removing public invokers failed", "service", p.Ref.ResourceName(), "error", d.err)
+				}
+			}
 			// IAP must not be switched on before its agent may invoke the
 			// service: nothing else is written in this run.
 			if !p.service.update.empty() {
@@ -103,6 +117,9 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 	}
 	_ = g.Wait()
 	errs := []error{p.policy.err, p.service.err}
+	if p.door != nil {
+		errs = append(errs, p.door.err)
+	}
 	for _, bp := range p.backends {
 		errs = append(errs, bp.err)
 	}
@@ -211,6 +228,56 @@ func (r *Reconciler) writePolicy(ctx context.Context, p *Plan) {
 	if p.policy.after != nil {
 		r.log.InfoContext(ctx, "updated IAM policy", "service", p.Ref.ResourceName(), "changes", len(p.policy.changes), "attempts", attempts)
 	}
+}
+
+// doorNote marks the removal of public invokers made by closeDoor.
+const doorNote = " in a write of its own"
+
+// closeDoor removes allUsers and allAuthenticatedUsers from
+// roles/run.invoker in a write of its own (guarded by checkPolicyWrite with
+// no agent: it may only remove public invokers), so that public access ends
+// whatever else fails: the IAP service agent lookup or a Compute read
+// (reconcile calls it when the observation failed), or the write that also
+// adds the agent (apply calls it when that write failed, e.g. IAM refusing
+// a brand-new agent it does not know yet). It needs
+// run.services.getIamPolicy and run.services.setIamPolicy only. pol is the
+// policy as read; a conflict re-reads it. It returns nil when there was
+// nothing to remove.
+//
+// Everything else going well, the public invokers are removed in the
+// policy write that adds the agent — the first write of a reconcile — and
+// closeDoor is not needed: one write, not two.
+func (r *Reconciler) closeDoor(ctx context.Context, ref ServiceRef, pol *Policy) *policyPart {
+	pp := planPolicy(ref, pol, "")
+	if pp.after == nil {
+		return nil
+	}
+	attempts, err := r.retry(ctx,
+		func() error {
+			if err := checkPolicyWrite(pp.before, pp.after, ""); err != nil {
+				return err
+			}
+			_, err := r.d.Policies.SetIAMPolicy(ctx, ref, pp.after)
+			return err
+		},
+		func() (bool, error) {
+			pol, err := r.d.Policies.GetIAMPolicy(ctx, ref)
+			if err != nil {
+				return false, fmt.Errorf("re-reading IAM policy after a conflict: %w", err)
+			}
+			pp = planPolicy(ref, pol, "")
+			return pp.after != nil, nil
+		})
+	pp.attempted = true
+	if err != nil {
+		pp.err = &writeError{"run.services.setIamPolicy", attempts, err}
+		return &pp
+	}
+	if pp.after == nil {
+		return nil // someone else removed them meanwhile
+	}
+	r.log.InfoContext(ctx, "removed public invokers", "service", ref.ResourceName(), "removed", pp.removed, "attempts", attempts)
+	return &pp
 }
 
 func (r *Reconciler) writeService(ctx context.Context, p *Plan, sw serviceWrite) {

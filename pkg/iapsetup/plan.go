@@ -162,6 +162,10 @@ type Plan struct {
 	service  *servicePart
 	backends []*backendPart
 	access   *accessPlan
+	// door is the removal of public invokers apply made in a write of its
+	// own after the policy write that also adds the agent failed; nil:
+	// none was made.
+	door *policyPart
 }
 
 // Writes reports how many write calls applying the plan takes.
@@ -331,6 +335,11 @@ func (p *Plan) compose() {
 	p.Steps = append(p.Steps, p.step(st, done, pol.err, pol.fix(p.Ref, p.agent), pol.after != nil && pol.added))
 	st, done = pol.authStep(svc)
 	authIAM := p.step(st, done, pol.err, pol.fix(p.Ref, p.agent), pol.after != nil && len(pol.removed) > 0)
+	if p.door != nil && p.door.err == nil {
+		authIAM = p.door.doorStep(p.Ref) // the write that also adds the agent failed
+	} else if p.door != nil {
+		authIAM = mergeSteps(p.door.doorStep(p.Ref), authIAM)
+	}
 	st, done = sp.authStep(svc)
 	authSvc := p.step(st, done, sp.err, sp.fix(), sp.update != nil && sp.update.RequireInvokerIAM)
 	p.Steps = append(p.Steps, mergeSteps(authIAM, authSvc))
@@ -353,6 +362,9 @@ func (p *Plan) compose() {
 	p.Steps = append(p.Steps, p.access.steps(p)...)
 
 	// changes: planned (dry run) or made; none for a part whose write failed.
+	if p.door != nil && p.door.err == nil {
+		p.Changes = append(p.Changes, p.door.changes...)
+	}
 	if pol.err == nil {
 		p.Changes = append(p.Changes, pol.changes...)
 	}
@@ -414,6 +426,9 @@ func (p *Plan) compose() {
 	// on an UpdateService of its own; a refused write may not match its
 	// step): every part error is a failure.
 	partErrs := []error{pol.err, sp.err}
+	if p.door != nil {
+		partErrs = append(partErrs, p.door.err)
+	}
 	for _, b := range p.backends {
 		partErrs = append(partErrs, b.err)
 	}
@@ -425,6 +440,11 @@ func (p *Plan) compose() {
 			failures = append(failures, err.Error())
 		}
 	}
+	if p.door != nil && p.door.err == nil && len(failures)+len(conflicts)+len(rejections) > 0 {
+		// Say that the door is closed even though the rest is not done.
+		note := p.door.doorStep(p.Ref).Message
+		failures, conflicts, rejections = appendNote(failures, note), appendNote(conflicts, note), appendNote(rejections, note)
+	}
 	switch {
 	case len(failures) > 0:
 		p.Outcome, p.Reason = OutcomeFailed, strings.Join(failures, "; ")
@@ -435,6 +455,13 @@ func (p *Plan) compose() {
 		// access could not be honoured and needs a person.
 		p.Outcome, p.Reason = OutcomeRejected, strings.Join(rejections, "; ")
 	}
+}
+
+func appendNote(list []string, note string) []string {
+	if len(list) == 0 {
+		return list
+	}
+	return append(list, note)
 }
 
 // step finalises a planned step. A planned change's message is imperative
@@ -604,6 +631,19 @@ func (pp *policyPart) authStep(svc string) (Step, string) {
 		s.Status, s.Message = StatusOK, "no public members in "+roleInvoker
 	}
 	return s, "removed " + what
+}
+
+// doorStep is the iam-auth step of the public-invoker removal closeDoor
+// made (or failed to make) before the plan.
+func (pp *policyPart) doorStep(ref ServiceRef) Step {
+	s, _ := pp.authStep(ref.ResourceName())
+	if pp.err != nil {
+		s.Status = StatusFailed
+		s.Message += ": " + pp.err.Error() + "; fix: " + pp.fix(ref, "")
+		return s
+	}
+	s.Message = "removed " + strings.Join(pp.removed, ", ") + " from " + roleInvoker + doorNote + ", whatever else fails (the run.app URL is no longer public)"
+	return s
 }
 
 func (pp *policyPart) fix(ref ServiceRef, agent string) string {

@@ -231,6 +231,13 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 	log := r.log.With("project", ref.Project, "region", ref.Region, "service", ref.Name)
 
 	obs, err := r.observe(ctx, ref, listed)
+	var door *policyPart
+	if err != nil && !co.dryRun && obs != nil && obs.Service != nil && obs.Policy != nil && DesiredFor(obs.Service).Intent == Enforce {
+		// Close the door whatever else failed: public members leave
+		// roles/run.invoker in a write of their own, which needs only the
+		// policy just read (the agent lookup or a Compute read failed).
+		door = r.closeDoor(ctx, ref, obs.Policy)
+	}
 	if err != nil {
 		if gcperr.IsNotFound(err) && obs.Service == nil || errors.Is(err, errGone) {
 			res.Outcome, res.Reason = OutcomeSkipped, "service not found (deleted?)"
@@ -238,6 +245,15 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 			return res, nil
 		}
 		res.Outcome, res.Reason = OutcomeFailed, err.Error()
+		if d := door; d != nil {
+			res.Steps = []Step{d.doorStep(ref)}
+			if d.err == nil {
+				res.Changes = d.changes
+				res.Reason += "; " + res.Steps[0].Message
+			} else {
+				res.Reason += "; removing public access failed too: " + d.err.Error()
+			}
+		}
 		return res, newError(res.Resource, err)
 	}
 	obs.AccessPolicies = r.o.AccessPolicies
