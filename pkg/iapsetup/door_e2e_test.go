@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/iapguard/iapguard/internal/gcp/gcptest"
+	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
@@ -25,8 +25,8 @@ type agentRefused struct {
 
 func (a agentRefused) SetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef, p *iapsetup.Policy) (*iapsetup.Policy, error) {
 	for _, b := range p.Bindings {
-		if slices.Contains(b.Members, "serviceAccount:"+gcptest.Agent) {
-			return nil, status.Error(codes.InvalidArgument, "Service account "+gcptest.Agent+" does not exist.")
+		if slices.Contains(b.Members, "serviceAccount:"+emulatortest.Agent) {
+			return nil, status.Error(codes.InvalidArgument, "Service account "+emulatortest.Agent+" does not exist.")
 		}
 	}
 	return a.ServicePolicies.SetIAMPolicy(ctx, ref, p)
@@ -50,8 +50,8 @@ func TestReconcileClosesTheDoorFirst(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := gcptest.Start(t, gcptest.Options{})
-			e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+			e := startEnv(t, envOptions{})
+			e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 			e.SeedPolicy(t, "hello", &iampb.Policy{Bindings: []*iampb.Binding{
 				{Role: "roles/run.invoker", Members: []string{"allUsers", "user:alice@example.com", "allAuthenticatedUsers"}},
 				{Role: "roles/run.admin", Members: []string{"user:owner@example.com"}},
@@ -63,7 +63,7 @@ func TestReconcileClosesTheDoorFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 			r, err := iapsetup.New(d, iapsetup.Options{
-				Scope:   iapsetup.ProjectScope(gcptest.Project),
+				Scope:   iapsetup.ProjectScope(emulatortest.Project),
 				Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
 			})
 			if err != nil {
@@ -103,7 +103,7 @@ func TestReconcileClosesTheDoorFirst(t *testing.T) {
 func TestReconcileDoorDryRun(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.e.SeedService(t, gcptest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 	f.e.SeedPolicy(t, "hello", publicPolicy())
 	if err := f.e.Core.Faults.FailNext(mIdentity, 1, codes.PermissionDenied); err != nil {
 		t.Fatal(err)
