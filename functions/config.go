@@ -201,29 +201,36 @@ func parseLogLevel(s string) (slog.Level, bool) {
 	return slog.LevelInfo, false
 }
 
-// projectIDRE is a project id or number: lower-case letters, digits and
-// hyphens (at most 30), optionally with a domain prefix
+// validProjectID accepts a project id or number: lower-case letters,
+// digits and hyphens (at most 30), optionally with a domain prefix
 // (example.com:my-project). It is looser than Resource Manager (6 to 30
 // characters starting with a letter) so that the emulator's short test
 // projects pass; it refuses what could never name a project (slashes,
-// spaces, upper case).
-var projectIDRE = regexp.MustCompile(`^([a-z0-9.-]+:)?[a-z0-9][a-z0-9-]{0,29}$`)
+// spaces, upper case). The lengths are checked apart from the expressions:
+// a counted repetition such as {0,29} compiles into a program that many
+// times larger, which every process start would pay for.
+func validProjectID(s string) bool {
+	return projectIDRE.MatchString(s) && len(s)-strings.LastIndexByte(s, ':')-1 <= 30
+}
 
-func validProjectID(s string) bool { return projectIDRE.MatchString(s) }
+var projectIDRE = regexp.MustCompile(`^([a-z0-9.-]+:)?[a-z0-9][a-z0-9-]*$`)
 
-// topicIDRE is a Pub/Sub topic id: 3 to 255 characters, letters, digits
-// and - _ . ~ + %, starting with a letter.
-var topicIDRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$`)
+// validTopicID accepts a Pub/Sub topic id: 3 to 255 characters, letters,
+// digits and - _ . ~ + %, starting with a letter, not starting with goog.
+func validTopicID(s string) bool {
+	return len(s) >= 3 && len(s) <= 255 && topicIDRE.MatchString(s) && !strings.HasPrefix(strings.ToLower(s), "goog")
+}
+
+var topicIDRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._~+%-]*$`)
 
 // validTopic accepts a topic id or projects/P/topics/T.
 func validTopic(s string) bool {
 	parts := strings.Split(s, "/")
 	switch len(parts) {
 	case 1:
-		return topicIDRE.MatchString(s) && !strings.HasPrefix(strings.ToLower(s), "goog")
+		return validTopicID(s)
 	case 4:
-		return parts[0] == "projects" && parts[2] == "topics" && validProjectID(parts[1]) &&
-			topicIDRE.MatchString(parts[3]) && !strings.HasPrefix(strings.ToLower(parts[3]), "goog")
+		return parts[0] == "projects" && parts[2] == "topics" && validProjectID(parts[1]) && validTopicID(parts[3])
 	}
 	return false
 }

@@ -166,3 +166,49 @@ func TestCheckConfigLogsOneJSONEntry(t *testing.T) {
 		})
 	}
 }
+
+// The validators' length limits, checked apart from their expressions.
+func TestValidProjectAndTopicLimits(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		s    string
+		want bool
+	}{
+		{strings.Repeat("p", 30), true},
+		{strings.Repeat("p", 31), false},
+		{"example.com:" + strings.Repeat("p", 30), true},
+		{"example.com:" + strings.Repeat("p", 31), false},
+		{"123456789012", true},
+		{"-p", false},
+		{"p-", true},
+		{"p", true},
+		{"", false},
+		{":p", false},
+		{"Pp", false},
+		{"a:b:c", false},
+	} {
+		if got := validProjectID(tc.s); got != tc.want {
+			t.Errorf("validProjectID(%q) = %v, want %v", tc.s, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		s    string
+		want bool
+	}{
+		{"abc", true},
+		{"ab", false},
+		{"a" + strings.Repeat("b", 254), true},
+		{"a" + strings.Repeat("b", 255), false},
+		{"projects/p/topics/a" + strings.Repeat("b", 254), true},
+		{"projects/p/topics/a" + strings.Repeat("b", 255), false},
+		{"projects/p/topics/ab", false},
+		{"1abc", false},
+		{"goog-x", false},
+		{"a-._~+%b", true},
+		{"a/b", false},
+	} {
+		if got := validTopic(tc.s); got != tc.want {
+			t.Errorf("validTopic(%q) = %v, want %v", tc.s, got, tc.want)
+		}
+	}
+}
