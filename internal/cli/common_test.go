@@ -225,7 +225,7 @@ func TestErrorsAreOneClearLine(t *testing.T) {
 		{"unknown service", nil, []string{"doctor", "nope", "--project", testProject, "--region", testRegion}, "service nope not found in project demo-project, region us-central1"},
 		{"unknown service to enforce", nil, []string{"enforce", "nope", "--project", testProject, "--region", testRegion}, "service nope not found in project demo-project"},
 		{"unknown project for a service", nil, []string{"audience", "storefront", "--project", "no-such-project", "--region", testRegion}, "project no-such-project not found"},
-		{"unknown project in Cloud Logging", nil, []string{"replay", "--from-logs", "--project", "no-such-project"}, "reading audit entries of project no-such-project"},
+		{"unknown project in Cloud Logging", nil, []string{"replay", "--from-logs", "--project", "no-such-project"}, "project no-such-project not found"},
 		{"unknown topic", nil, []string{"watch", "--project", testProject, "--topic", "nope"}, "topic projects/demo-project/topics/nope not found"},
 		{"bad watch filter", nil, []string{"watch", "--project", testProject, "--filter", "outcome is bad"}, `--filter "outcome is bad"`},
 		{"emulator not running: audit", closed, []string{"audit", "--project", testProject}, "the emulator is not running at 127.0.0.1:"},
@@ -243,7 +243,7 @@ func TestErrorsAreOneClearLine(t *testing.T) {
 		{"replay nothing", nil, []string{"replay"}, "nothing to replay"},
 		{"replay service without region", nil, []string{"replay", "--service", "x", "--project", testProject}, "--service needs --region"},
 		{"replay missing file", nil, []string{"replay", "testdata/events/no-such-file.json"}, "no-such-file.json"},
-		{"replay not an event", nil, []string{"replay", "testdata/events/README.md"}, "not a JSON object"},
+		{"replay not an event", nil, []string{"replay", "testdata/events/README.md"}, "testdata/events/README.md: not valid JSON at byte 1"},
 		{"replay bad since", nil, []string{"replay", "--from-logs", "--project", testProject, "--since", "-1h"}, "--since -1h0m0s"},
 		{"watch negative count", nil, []string{"watch", "--project", testProject, "--count", "-1"}, "--count -1"},
 	} {

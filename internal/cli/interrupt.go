@@ -100,6 +100,7 @@ func finishContext(ctx context.Context) (context.Context, context.CancelFunc) {
 type scanHooks struct {
 	parallelism int                           // reconciles at once (0: serviceParallelism)
 	starting    func(ref iapsetup.ServiceRef) // called as a reconcile starts
+	replaying   func(n int)                   // called as replay hands its nth input to the handler
 }
 
 type scanHooksKey struct{}

@@ -7,9 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,40 +168,74 @@ func runReplay(ctx context.Context, s *streams, f *replayFlags, args []string) e
 		}
 	}
 
-	var inputs []replayInput
-	for _, a := range args {
-		in, err := readEventFiles(a, topic)
-		if err != nil {
-			return fail(err)
-		}
-		inputs = append(inputs, in...)
-	}
-	if f.fromLogs {
-		in, err := readAuditLogs(ctx, f.project, f.since, f.logFilter)
-		if err != nil {
-			return fail(err)
-		}
-		inputs = append(inputs, in...)
+	files, err := eventFiles(args)
+	if err != nil {
+		return fail(err)
 	}
 	msgs, err := f.replayMessages(projects)
 	if err != nil {
 		return fail(err)
 	}
-	for i, m := range msgs {
-		ev, err := replayMessageEvent(topic, m, i+1)
-		if err != nil {
+	// Every file is checked (JSON, per-event cap, event kinds) and counted
+	// before anything is replayed or published.
+	total := len(msgs)
+	for _, file := range files {
+		if err := streamEvents(file, topic, func(int, cloudevents.Event) error { total++; return nil }); err != nil {
 			return fail(err)
 		}
-		inputs = append(inputs, replayInput{origin: "--service", ev: ev})
 	}
-	if len(inputs) == 0 {
-		fmt.Fprintln(s.err, "iapctl: nothing to replay (no events found)")
-		return nil
-	}
+	in := &replayInputs{files: files, topic: topic, msgs: msgs, total: total, fromLogs: f.fromLogs, project: f.project, since: f.since, logFilter: f.logFilter}
 	if f.viaTopic {
-		return replayViaTopic(ctx, s, f, topic, inputs)
+		return replayViaTopic(ctx, s, f, topic, in)
 	}
-	return replayLocally(ctx, s, f, scope, inputs)
+	return replayLocally(ctx, s, f, scope, in)
+}
+
+// replayInputs are the inputs of one replay, read in order as a stream:
+// files, then audit entries from Cloud Logging, then replay messages.
+type replayInputs struct {
+	files    []string
+	topic    string
+	msgs     []event.ReplayMessage
+	fromLogs bool
+	// project, since and logFilter: --from-logs.
+	project   string
+	since     time.Duration
+	logFilter string
+	// total counts the events of the files and messages (log entries are
+	// not known before they are read).
+	total int
+}
+
+// errStopInputs ends each early (interrupt).
+var errStopInputs = errors.New("stop reading inputs")
+
+// each calls fn with every input in order; fn's error (errStopInputs to
+// stop quietly) ends the walk.
+func (r *replayInputs) each(ctx context.Context, fn func(replayInput) error) error {
+	for _, file := range r.files {
+		err := streamEvents(file, r.topic, func(_ int, ev cloudevents.Event) error {
+			return fn(replayInput{origin: file, ev: ev})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if r.fromLogs {
+		if err := streamAuditLogs(ctx, r.project, r.since, r.logFilter, fn); err != nil {
+			return err
+		}
+	}
+	for i, m := range r.msgs {
+		ev, err := replayMessageEvent(r.topic, m, i+1)
+		if err != nil {
+			return err
+		}
+		if err := fn(replayInput{origin: "--service", ev: ev}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // replayMessages returns the replay messages --service / --all ask for,
@@ -253,73 +284,14 @@ func topicParts(topic string) (project, id string) {
 	return "", topic
 }
 
-// readEventFiles reads one file, or every *.json file of a directory in
-// name order.
-func readEventFiles(path, topic string) ([]replayInput, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading events: %w", err)
-	}
-	files := []string{path}
-	if fi.IsDir() {
-		if files, err = filepath.Glob(filepath.Join(path, "*.json")); err != nil {
-			return nil, fmt.Errorf("listing %s: %w", path, err)
-		}
-		sort.Strings(files)
-		if len(files) == 0 {
-			return nil, fmt.Errorf("directory %s has no *.json files", path)
-		}
-	}
-	var out []replayInput
-	for _, file := range files {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("reading events: %w", err)
-		}
-		evs, err := parseEvents(b, topic)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		for _, ev := range evs {
-			out = append(out, replayInput{origin: file, ev: ev})
-		}
-	}
-	return out, nil
-}
-
-// parseEvents reads a JSON document holding one event or an array of
-// them. Each is a structured-mode CloudEvent ("specversion"), a LogEntry
-// ("protoPayload"; wrapped as Eventarc would, event.NewAuditLogEvent) or a
-// replay message ("version"; wrapped as a messagePublished event from
-// topic).
-func parseEvents(b []byte, topic string) ([]cloudevents.Event, error) {
-	b = bytes.TrimSpace(b)
-	var raws []json.RawMessage
-	if len(b) > 0 && b[0] == '[' {
-		if err := json.Unmarshal(b, &raws); err != nil {
-			return nil, fmt.Errorf("not a JSON array of events: %w", err)
-		}
-	} else {
-		raws = []json.RawMessage{b}
-	}
-	var out []cloudevents.Event
-	for i, raw := range raws {
-		ev, err := parseEvent(raw, topic, i+1)
-		if err != nil {
-			if len(raws) > 1 {
-				return nil, fmt.Errorf("item %d: %w", i+1, err)
-			}
-			return nil, err
-		}
-		out = append(out, ev)
-	}
-	return out, nil
-}
-
+// parseEvent reads one event: a structured-mode CloudEvent
+// ("specversion"), a LogEntry ("protoPayload"; wrapped as Eventarc would,
+// event.NewAuditLogEvent) or a replay message ("version"; wrapped as a
+// messagePublished event from topic, n numbering it).
 func parseEvent(raw json.RawMessage, topic string, n int) (cloudevents.Event, error) {
 	var probe map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &probe); err != nil {
-		return cloudevents.Event{}, fmt.Errorf("not a JSON object: %w", err)
+		return cloudevents.Event{}, fmt.Errorf("%s, not a JSON object: want a CloudEvent, a LogEntry or a replay message", jsonKind(raw))
 	}
 	switch {
 	case probe["specversion"] != nil:
@@ -343,14 +315,14 @@ func parseEvent(raw json.RawMessage, topic string, n int) (cloudevents.Event, er
 	return cloudevents.Event{}, errors.New(`not a CloudEvent ("specversion"), a LogEntry ("protoPayload") or a replay message ("version")`)
 }
 
-// readAuditLogs reads the Admin Activity audit entries of project for the
-// last since from Cloud Logging (entries.list, oldest first) about Cloud
-// Run and Compute, and wraps each as the CloudEvent Eventarc delivers for
-// it. Needs logging.logEntries.list.
-func readAuditLogs(ctx context.Context, project string, since time.Duration, extra string) ([]replayInput, error) {
+// streamAuditLogs reads the Admin Activity audit entries of project for
+// the last since from Cloud Logging (entries.list, oldest first, a page at
+// a time) about Cloud Run and Compute, and calls fn with each, wrapped as
+// the CloudEvent Eventarc delivers for it. Needs logging.logEntries.list.
+func streamAuditLogs(ctx context.Context, project string, since time.Duration, extra string, fn func(replayInput) error) error {
 	host, err := emulatorHost(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var opts []option.ClientOption
 	if host != "" {
@@ -358,34 +330,41 @@ func readAuditLogs(ctx context.Context, project string, since time.Duration, ext
 	}
 	lc, err := logging.NewClient(ctx, opts...)
 	if err != nil {
-		return nil, explain(fmt.Errorf("creating Cloud Logging client: %w", err), host)
+		return explain(fmt.Errorf("creating Cloud Logging client: %w", err), host)
 	}
 	defer lc.Close()
 	filter := auditLogFilter(project, time.Now().Add(-since), extra)
 	it := lc.ListLogEntries(ctx, &loggingpb.ListLogEntriesRequest{
 		ResourceNames: []string{"projects/" + project}, Filter: filter, OrderBy: "timestamp asc", PageSize: 1000,
 	})
-	var out []replayInput
 	for {
 		e, err := it.Next()
 		if errors.Is(err, iterator.Done) {
-			return out, nil
+			return nil
 		}
 		if err != nil {
-			if gcperr.IsPermissionDenied(err) || gcperr.IsNotFound(err) {
-				return nil, fmt.Errorf("reading audit entries of project %s (logging.logEntries.list): %s", project, grpcDesc(err))
+			if interrupted(ctx) {
+				return errStopInputs
 			}
-			return nil, explain(fmt.Errorf("reading audit entries of project %s: %w", project, err), host)
+			if gcperr.IsPermissionDenied(err) || gcperr.IsNotFound(err) {
+				return fmt.Errorf("reading audit entries of project %s (logging.logEntries.list): %s", project, grpcDesc(err))
+			}
+			return explain(fmt.Errorf("reading audit entries of project %s: %w", project, err), host)
 		}
 		b, err := protojson.Marshal(e)
 		if err != nil {
-			return nil, fmt.Errorf("rendering log entry %s: %w", e.GetInsertId(), err)
+			return fmt.Errorf("rendering log entry %s: %w", e.GetInsertId(), err)
+		}
+		if len(b) > maxEventBytes {
+			return fmt.Errorf("log entry %s is %d bytes, over the %d MiB the function accepts for one event", e.GetInsertId(), len(b), maxEventBytes>>20)
 		}
 		ev, err := event.NewAuditLogEvent(b)
 		if err != nil {
-			return nil, fmt.Errorf("log entry %s: %w", e.GetInsertId(), err)
+			return fmt.Errorf("log entry %s: %w", e.GetInsertId(), err)
 		}
-		out = append(out, replayInput{origin: "logs", ev: ev})
+		if err := fn(replayInput{origin: "logs", ev: ev}); err != nil {
+			return err
+		}
 	}
 }
 
@@ -404,14 +383,21 @@ func auditLogFilter(project string, from time.Time, extra string) string {
 
 // printingPublisher is the local replay's outcome publisher: it prints
 // each outcome (as published: Marshal fills and validates it) instead of
-// sending it to Pub/Sub.
+// sending it to Pub/Sub, and counts them (it keeps none: a replay of many
+// events holds no more than one at a time).
 type printingPublisher struct {
 	mu      sync.Mutex
 	w       io.Writer
 	json    bool
 	verbose bool
-	all     []*outcome.Message
-	hidden  int
+	// before is called before an outcome is printed (clears the progress
+	// line).
+	before func()
+	n      int
+	counts map[outcome.Kind]int
+	// bad: outcomes leaving a labelled service non-compliant; malformed:
+	// rejected events about no service.
+	bad, malformed, hidden int
 }
 
 func (p *printingPublisher) Publish(_ context.Context, m *outcome.Message) (string, error) {
@@ -421,7 +407,20 @@ func (p *printingPublisher) Publish(_ context.Context, m *outcome.Message) (stri
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.all = append(p.all, m)
+	p.n++
+	if p.counts == nil {
+		p.counts = map[outcome.Kind]int{}
+	}
+	p.counts[m.Outcome]++
+	if outcomeNonCompliant(m) {
+		p.bad++
+	}
+	if m.Outcome == outcome.Rejected && m.Resource.Service == "" {
+		p.malformed++
+	}
+	if p.before != nil {
+		p.before()
+	}
 	switch {
 	case p.json:
 		fmt.Fprintf(p.w, "%s\n", body)
@@ -430,13 +429,35 @@ func (p *printingPublisher) Publish(_ context.Context, m *outcome.Message) (stri
 	default:
 		fmt.Fprintln(p.w, outcomeLine(m, true))
 	}
-	return strconv.Itoa(len(p.all)), nil
+	return strconv.Itoa(p.n), nil
 }
 
-// replayLocally hands each input to the function's handler, sequentially
-// in input order. With --all-projects the reconciler's scope is allScope
-// (that scope With the projects found in it).
-func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope iapsetup.Scope, inputs []replayInput) error {
+// replayKey is what makes two inputs the same replay: the Cloud Run
+// services an event names, or the Compute resource of a Compute entry.
+// Inputs the decoder rejects or skips have none (each goes through).
+func replayKey(ev cloudevents.Event) []string {
+	dec, err := event.Decode(ev)
+	if err != nil || dec.Skip != "" {
+		return nil
+	}
+	if dec.Compute != nil {
+		return []string{"compute " + dec.Trigger.ResourceName}
+	}
+	keys := make([]string, 0, len(dec.Targets))
+	for _, t := range dec.Targets {
+		keys = append(keys, t.ResourceName())
+	}
+	return keys
+}
+
+// replayLocally hands each input to the function's handler, one at a time
+// in input order, leaving out inputs about resources already replayed in
+// this run (the reconcile reads live state, so once is enough). With
+// --all-projects the reconciler's scope is allScope (that scope With the
+// projects found in it). On an interrupt it starts no further input, lets
+// the one under way finish (finishContext), prints the summary and ends
+// with "interrupted: N event(s) done, M not started".
+func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope iapsetup.Scope, in *replayInputs) error {
 	scope := iapsetup.AllProjects()
 	switch {
 	case f.allProjects:
@@ -454,37 +475,83 @@ func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope iap
 			return fail(err)
 		}
 	}
-	pub := &printingPublisher{w: s.out, json: f.output == outputJSON, verbose: f.verbose}
+	prog := newReplayProgress(s.err, in.total, !in.fromLogs)
+	pub := &printingPublisher{w: s.out, json: f.output == outputJSON, verbose: f.verbose, before: prog.clear}
 	cfg := functions.Config{Project: f.project, DryRun: f.dryRun, Timeout: time.Minute, AccessPolicies: sess.access}
 	h := functions.NewHandler(cfg, sess.rec, pub, nil)
-	var errs []string
-	for _, in := range inputs {
-		if err := h.Handle(ctx, in.ev); err != nil {
-			if ctx.Err() != nil {
-				return fail(explain(ctx.Err(), sess.emulator))
+	work, stopWork := finishContext(ctx)
+	defer stopWork()
+	var (
+		read, handled, dups, abandoned, failed int
+		firstErr                               string
+		timedOut                               error
+	)
+	seen := map[string]bool{}
+	hooks := hooksOf(ctx)
+	werr := in.each(ctx, func(inp replayInput) error {
+		if ctx.Err() != nil {
+			return errStopInputs
+		}
+		read++
+		if keys := replayKey(inp.ev); len(keys) > 0 {
+			fresh := false
+			for _, k := range keys {
+				if !seen[k] {
+					fresh, seen[k] = true, true
+				}
 			}
-			errs = append(errs, fmt.Sprintf("%s (event %s): %v", in.origin, in.ev.ID(), err))
+			if !fresh {
+				dups++
+				prog.update(read, handled, dups)
+				return nil
+			}
 		}
+		if hooks.replaying != nil {
+			hooks.replaying(read)
+		}
+		if err := h.Handle(work, inp.ev); err != nil {
+			switch {
+			case work.Err() != nil && interrupted(ctx):
+				abandoned++
+				return errStopInputs
+			case work.Err() != nil:
+				timedOut = work.Err()
+				return errStopInputs
+			}
+			failed++
+			if firstErr == "" {
+				firstErr = fmt.Sprintf("%s (event %s): %v", inp.origin, inp.ev.ID(), err)
+			}
+		}
+		handled++
+		prog.update(read, handled, dups)
+		return nil
+	})
+	prog.clear()
+	switch {
+	case timedOut != nil || (ctx.Err() != nil && !interrupted(ctx)):
+		if timedOut == nil {
+			timedOut = ctx.Err()
+		}
+		return fail(explain(timedOut, sess.emulator))
+	case werr != nil && !errors.Is(werr, errStopInputs):
+		return fail(werr)
 	}
-	counts := map[outcome.Kind]int{}
-	bad, malformed := 0, 0
-	for _, m := range pub.all {
-		counts[m.Outcome]++
-		if outcomeNonCompliant(m) {
-			bad++
-		}
-		if m.Outcome == outcome.Rejected && m.Resource.Service == "" {
-			malformed++
-		}
+	if read == 0 && !interrupted(ctx) {
+		fmt.Fprintln(s.err, "iapctl: nothing to replay (no events found)")
+		return nil
 	}
 	if f.output != outputJSON {
 		var parts []string
 		for _, k := range outcome.Kinds() {
-			if counts[k] > 0 {
-				parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
+			if pub.counts[k] > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", pub.counts[k], k))
 			}
 		}
-		fmt.Fprintf(s.out, "\nreplayed %d event(s): %s", len(inputs), strings.Join(parts, ", "))
+		fmt.Fprintf(s.out, "\nreplayed %d event(s): %s", handled, strings.Join(parts, ", "))
+		if dups > 0 {
+			fmt.Fprintf(s.out, "; %d more about resources already replayed were left out", dups)
+		}
 		if pub.hidden > 0 {
 			fmt.Fprintf(s.out, " (%d skipped outcome(s) not about a Cloud Run service hidden; -v shows them)", pub.hidden)
 		}
@@ -493,15 +560,67 @@ func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope iap
 		}
 		fmt.Fprintln(s.out)
 	}
+	if interrupted(ctx) {
+		ie := &interruptedError{unit: "event(s)", done: handled + dups, abandoned: abandoned}
+		if in.fromLogs {
+			ie.more = "; log entries not yet read are not counted"
+			ie.notStarted = max(read-handled-dups-abandoned, 0)
+		} else {
+			ie.notStarted = in.total - handled - dups - abandoned
+		}
+		return withCode(ExitInterrupted, ie)
+	}
 	switch {
-	case len(errs) > 0:
-		return fail(fmt.Errorf("%d event(s) failed and would be redelivered by Eventarc; first: %s", len(errs), errs[0]))
-	case malformed > 0:
-		return fail(fmt.Errorf("%d event(s) were rejected as malformed (see the rejected outcomes)", malformed))
-	case bad > 0:
+	case failed > 0:
+		return fail(fmt.Errorf("%d event(s) failed and would be redelivered by Eventarc; first: %s", failed, firstErr))
+	case pub.malformed > 0:
+		return fail(fmt.Errorf("%d event(s) were rejected as malformed (see the rejected outcomes)", pub.malformed))
+	case pub.bad > 0:
 		return withCode(ExitNonCompliant, nil)
 	}
 	return nil
+}
+
+// replayProgress draws "replaying: 1200/477000 event(s), 40 reconciled,
+// 1160 left out as already replayed" in place on a terminal, at most ten
+// times a second; it draws nothing elsewhere.
+type replayProgress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	on    bool
+	total int
+	known bool
+	last  time.Time
+	shown bool
+}
+
+func newReplayProgress(w io.Writer, total int, known bool) *replayProgress {
+	return &replayProgress{w: w, on: isTerminal(w), total: total, known: known}
+}
+
+func (p *replayProgress) update(read, handled, dups int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.on || time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	of := ""
+	if p.known {
+		of = "/" + strconv.Itoa(p.total)
+	}
+	fmt.Fprintf(p.w, "\r\033[Kreplaying: %d%s event(s), %d replayed, %d left out as already replayed", read, of, handled, dups)
+	p.shown = true
+}
+
+// clear removes the line (before other output, and at the end).
+func (p *replayProgress) clear() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shown {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.shown = false
+	}
 }
 
 // ---- replay through the topic ----------------------------------------------------
@@ -526,72 +645,108 @@ type topicRecord struct {
 	Data   json.RawMessage `json:"data"`
 }
 
-// viaTopicMessages turns the inputs into what to publish. Every input that
-// names Cloud Run services (audit entries about services, replay
-// messages) becomes one replay message per service — deduplicated across
-// inputs, and fresh, so the function's maximum event age does not discard
-// it. A Compute entry cannot be expressed as a replay message (the
-// services behind a backend are found by reading Compute), so it is
-// published as the LogEntry itself, which the function decodes on its
-// log-sink path. Inputs the decoder rejects are returned as problems;
-// those it skips are counted.
-func viaTopicMessages(f *replayFlags, topic string, inputs []replayInput) (recs []topicRecord, old int, skipped []string, problems []string) {
-	seen := map[string]bool{}
-	for _, in := range inputs {
-		dec, err := event.Decode(in.ev)
-		switch {
-		case err != nil:
-			problems = append(problems, fmt.Sprintf("%s (event %s): %v", in.origin, in.ev.ID(), err))
-			continue
-		case dec.Skip != "":
-			skipped = append(skipped, fmt.Sprintf("%s (event %s): %s", in.origin, in.ev.ID(), dec.Skip))
-			continue
-		}
-		from := ""
-		if dec.Trigger.Method != event.ReplayMethod {
-			from = dec.Trigger.Method + " " + dec.Trigger.ResourceName
-			if dec.Trigger.Principal != "" {
-				from += " by " + dec.Trigger.Principal
-			}
-		}
-		if dec.Compute != nil {
-			data, err := messageData(in.ev)
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s (event %s): %v", in.origin, in.ev.ID(), err))
-				continue
-			}
-			if !dec.Trigger.Time.IsZero() && time.Since(dec.Trigger.Time) > defaultMaxEventAge {
-				old++
-			}
-			recs = append(recs, topicRecord{Topic: topic, Kind: "log-entry", About: dec.Trigger.Method + " " + dec.Trigger.ResourceName,
-				From: from, Origin: in.origin, DryRun: f.dryRun, Data: data})
-			continue
-		}
-		requestedBy := f.requestedBy
-		if dec.Trigger.Method == event.ReplayMethod && dec.Trigger.Principal != "" {
-			requestedBy = dec.Trigger.Principal // a replay message keeps who asked
-		}
-		for _, t := range dec.Targets {
-			if seen[t.ResourceName()] {
-				continue
-			}
-			seen[t.ResourceName()] = true
-			data, err := json.Marshal(event.ReplayMessageFor(t, requestedBy))
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s: encoding replay message: %v", in.origin, err))
-				continue
-			}
-			recs = append(recs, topicRecord{Topic: topic, Kind: "replay-message", About: t.ResourceName(),
-				From: from, Origin: in.origin, DryRun: f.dryRun, Data: data})
+// topicBatch turns the inputs into what to publish, one input at a time
+// (add). Every input that names Cloud Run services (audit entries about
+// services, replay messages) becomes one replay message per service —
+// deduplicated across inputs, and fresh, so the function's maximum event
+// age does not discard it. A Compute entry cannot be expressed as a replay
+// message (the services behind a backend are found by reading Compute), so
+// it is published as the LogEntry itself, which the function decodes on
+// its log-sink path; entries about the same Compute resource are published
+// once. Inputs the decoder rejects are kept as problems; those it skips are
+// counted.
+type topicBatch struct {
+	f        *replayFlags
+	topic    string
+	seen     map[string]bool
+	recs     []topicRecord
+	old      int
+	skipped  []string
+	problems []string
+}
+
+func newTopicBatch(f *replayFlags, topic string) *topicBatch {
+	return &topicBatch{f: f, topic: topic, seen: map[string]bool{}}
+}
+
+func (b *topicBatch) add(in replayInput) {
+	f, topic := b.f, b.topic
+	dec, err := event.Decode(in.ev)
+	switch {
+	case err != nil:
+		b.problems = append(b.problems, fmt.Sprintf("%s (event %s): %v", in.origin, in.ev.ID(), err))
+		return
+	case dec.Skip != "":
+		b.skipped = append(b.skipped, fmt.Sprintf("%s (event %s): %s", in.origin, in.ev.ID(), dec.Skip))
+		return
+	}
+	from := ""
+	if dec.Trigger.Method != event.ReplayMethod {
+		from = dec.Trigger.Method + " " + dec.Trigger.ResourceName
+		if dec.Trigger.Principal != "" {
+			from += " by " + dec.Trigger.Principal
 		}
 	}
-	return recs, old, skipped, problems
+	if dec.Compute != nil {
+		key := "compute " + dec.Trigger.ResourceName
+		if b.seen[key] {
+			return
+		}
+		data, err := messageData(in.ev)
+		if err != nil {
+			b.problems = append(b.problems, fmt.Sprintf("%s (event %s): %v", in.origin, in.ev.ID(), err))
+			return
+		}
+		b.seen[key] = true
+		if !dec.Trigger.Time.IsZero() && time.Since(dec.Trigger.Time) > defaultMaxEventAge {
+			b.old++
+		}
+		b.recs = append(b.recs, topicRecord{Topic: topic, Kind: "log-entry", About: dec.Trigger.Method + " " + dec.Trigger.ResourceName,
+			From: from, Origin: in.origin, DryRun: f.dryRun, Data: data})
+		return
+	}
+	requestedBy := f.requestedBy
+	if dec.Trigger.Method == event.ReplayMethod && dec.Trigger.Principal != "" {
+		requestedBy = dec.Trigger.Principal // a replay message keeps who asked
+	}
+	for _, t := range dec.Targets {
+		if b.seen[t.ResourceName()] {
+			continue
+		}
+		b.seen[t.ResourceName()] = true
+		data, err := json.Marshal(event.ReplayMessageFor(t, requestedBy))
+		if err != nil {
+			b.problems = append(b.problems, fmt.Sprintf("%s: encoding replay message: %v", in.origin, err))
+			continue
+		}
+		b.recs = append(b.recs, topicRecord{Topic: topic, Kind: "replay-message", About: t.ResourceName(),
+			From: from, Origin: in.origin, DryRun: f.dryRun, Data: data})
+	}
 }
 
 // replayViaTopic publishes the inputs to topic (see viaTopicMessages).
 // Needs pubsub.topics.publish on the topic.
-func replayViaTopic(ctx context.Context, s *streams, f *replayFlags, topic string, inputs []replayInput) error {
-	recs, old, skipped, problems := viaTopicMessages(f, topic, inputs)
+func replayViaTopic(ctx context.Context, s *streams, f *replayFlags, topic string, in *replayInputs) error {
+	b := newTopicBatch(f, topic)
+	read := 0
+	if err := in.each(ctx, func(inp replayInput) error {
+		if ctx.Err() != nil {
+			return errStopInputs
+		}
+		read++
+		b.add(inp)
+		return nil
+	}); err != nil && !errors.Is(err, errStopInputs) {
+		return fail(err)
+	}
+	if interrupted(ctx) {
+		return withCode(ExitInterrupted, &interruptedError{unit: "event(s)", notStarted: max(in.total, read), more: " (interrupted while reading the inputs: nothing was published)"})
+	}
+	if read == 0 {
+		fmt.Fprintln(s.err, "iapctl: nothing to replay (no events found)")
+		return nil
+	}
+	recs, old, skipped, problems := b.recs, b.old, b.skipped, b.problems
 	if len(problems) > 0 {
 		return fail(fmt.Errorf("%d input(s) are not valid events, nothing was published; first: %s", len(problems), problems[0]))
 	}
@@ -609,8 +764,14 @@ func replayViaTopic(ctx context.Context, s *streams, f *replayFlags, topic strin
 		defer client.Close()
 		pub := client.Publisher(topic)
 		defer pub.Stop()
+		work, stopWork := finishContext(ctx)
+		defer stopWork()
 		for i := range recs {
-			id, err := pub.Publish(ctx, &pubsub.Message{Data: recs[i].Data}).Get(ctx)
+			if interrupted(ctx) {
+				printTopicRecords(s, f, recs[:i])
+				return withCode(ExitInterrupted, &interruptedError{unit: "message(s)", done: i, notStarted: len(recs) - i})
+			}
+			id, err := pub.Publish(work, &pubsub.Message{Data: recs[i].Data}).Get(work)
 			if err != nil {
 				if gcperr.IsNotFound(err) {
 					return fail(fmt.Errorf("topic %s not found: create it (deploy/scripts/pubsub.sh) or pass --topic", topic))
@@ -620,27 +781,7 @@ func replayViaTopic(ctx context.Context, s *streams, f *replayFlags, topic strin
 			recs[i].MessageID = id
 		}
 	}
-	for _, r := range recs {
-		if f.output == outputJSON {
-			b, err := json.Marshal(r)
-			if err != nil {
-				return fail(err)
-			}
-			fmt.Fprintf(s.out, "%s\n", b)
-			continue
-		}
-		verb := "published " + r.MessageID
-		if f.dryRun {
-			verb = "would publish"
-		}
-		fmt.Fprintf(s.out, "%s  %-14s %s\n", verb, r.Kind, r.About)
-		if r.From != "" && r.Kind == "replay-message" {
-			fmt.Fprintf(s.out, "    for %s\n", r.From)
-		}
-		if f.dryRun && r.Kind == "replay-message" {
-			fmt.Fprintf(s.out, "    %s\n", r.Data)
-		}
-	}
+	printTopicRecords(s, f, recs)
 	if f.output != outputJSON {
 		verb := "published"
 		if f.dryRun {
@@ -684,4 +825,30 @@ func messageData(ev cloudevents.Event) ([]byte, error) {
 		return nil, fmt.Errorf("message data is not JSON: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// printTopicRecords prints what was (or, in a dry run, would be) published.
+func printTopicRecords(s *streams, f *replayFlags, recs []topicRecord) {
+	for _, r := range recs {
+		if f.output == outputJSON {
+			b, err := json.Marshal(r)
+			if err != nil {
+				fmt.Fprintf(s.err, "iapctl: %v\n", err)
+				return
+			}
+			fmt.Fprintf(s.out, "%s\n", b)
+			continue
+		}
+		verb := "published " + r.MessageID
+		if f.dryRun {
+			verb = "would publish"
+		}
+		fmt.Fprintf(s.out, "%s  %-14s %s\n", verb, r.Kind, r.About)
+		if r.From != "" && r.Kind == "replay-message" {
+			fmt.Fprintf(s.out, "    for %s\n", r.From)
+		}
+		if f.dryRun && r.Kind == "replay-message" {
+			fmt.Fprintf(s.out, "    %s\n", r.Data)
+		}
+	}
 }
