@@ -2,12 +2,15 @@ package functions
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
@@ -34,7 +37,18 @@ const (
 	// JSON; docs/access.md): on Cloud Run functions a Secret Manager secret
 	// mounted as a volume, or a file shipped with the source.
 	EnvAccessPolicies = "IAPGUARD_ACCESS_POLICIES"
+	// EnvProjectsFile is the path of a file holding the scope instead of
+	// IAPGUARD_PROJECTS (entries separated by commas, blanks or new lines;
+	// lines starting with # are comments): a Secret Manager secret mounted
+	// as a volume, for scopes longer than the 32,768 bytes Cloud Run allows
+	// an environment variable (docs/configuration.md). Setting both is an
+	// error.
+	EnvProjectsFile = "IAPGUARD_PROJECTS_FILE"
 )
+
+// maxScopeFile bounds what the function reads of IAPGUARD_PROJECTS_FILE
+// (Secret Manager holds at most 64 KiB per version).
+const maxScopeFile = 1 << 20
 
 // DefaultMaxConcurrent is the default admission cap per instance: at 1,000
 // concurrent events an uncapped instance peaked at 193–213 MiB RSS, a cap of
@@ -102,16 +116,30 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	case !validProjectID(c.Project):
 		bad("%s=%q: want a project id such as my-project", EnvProject, c.Project)
 	}
-	if raw, set := lookup(getenv, EnvProjects); set {
+	raw, set := lookup(getenv, EnvProjects)
+	scopeFrom := EnvProjects
+	if path := strings.TrimSpace(getenv(EnvProjectsFile)); path != "" {
+		scopeFrom = EnvProjectsFile + " " + path
+		switch fromFile, err := readScopeFile(path); {
+		case set:
+			bad("%s and %s are both set: give the scope in one of them", EnvProjects, EnvProjectsFile)
+			set = false
+		case err != nil:
+			bad("%s: %v", EnvProjectsFile, err)
+		default:
+			raw, set = fromFile, true
+		}
+	}
+	if set {
 		for _, p := range strings.Split(raw, ",") {
 			if p = strings.TrimSpace(p); p != "" {
 				c.Projects = append(c.Projects, p)
 			}
 		}
 		if len(c.Projects) == 0 {
-			bad("%s=%q names no project: list project ids, numbers, patterns such as team-* or folders/N, or unset it for the function's own project", EnvProjects, raw)
+			bad("%s=%q names no project: list project ids, numbers, patterns such as team-* or folders/N, or unset it for the function's own project", scopeFrom, raw)
 		} else if _, err := iapsetup.ParseScope(raw); err != nil {
-			bad("%s: %v", EnvProjects, err)
+			bad("%s: %v", scopeFrom, err)
 		}
 	}
 	if len(c.Projects) == 0 && c.Project != "" {
@@ -176,6 +204,33 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		return c, &ConfigError{Problems: problems}
 	}
 	return c, nil
+}
+
+// readScopeFile reads the scope file of IAPGUARD_PROJECTS_FILE and returns
+// its entries joined by commas, as IAPGUARD_PROJECTS would hold them:
+// entries are separated by commas, blanks or new lines, and a line whose
+// first non-blank character is # is a comment.
+func readScopeFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the scope: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxScopeFile+1))
+	if err != nil {
+		return "", fmt.Errorf("reading the scope from %s: %w", path, err)
+	}
+	if len(b) > maxScopeFile {
+		return "", fmt.Errorf("%s is larger than %d bytes", path, maxScopeFile)
+	}
+	var entries []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		entries = append(entries, strings.FieldsFunc(line, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })...)
+	}
+	return strings.Join(entries, ","), nil
 }
 
 // lookup returns the trimmed value of an environment variable and whether

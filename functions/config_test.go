@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -210,5 +213,58 @@ func TestValidProjectAndTopicLimits(t *testing.T) {
 		if got := validTopic(tc.s); got != tc.want {
 			t.Errorf("validTopic(%q) = %v, want %v", tc.s, got, tc.want)
 		}
+	}
+}
+
+// TestConfigScopeFile: the scope can come from a file (a mounted secret),
+// for scopes longer than Cloud Run allows an environment variable.
+func TestConfigScopeFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Over the Cloud Run limit as a variable: 1,500 projects.
+	var long strings.Builder
+	long.WriteString("# the scope\n")
+	for i := range 1500 {
+		fmt.Fprintf(&long, "team-%04d-production-project, %d\n", i, 100000000000+i)
+	}
+	good := write("projects", long.String())
+	base := map[string]string{"GOOGLE_CLOUD_PROJECT": "host", "IAPGUARD_OUTCOMES_TOPIC": "outcomes"}
+	env := func(extra map[string]string) func(string) string {
+		return func(k string) string {
+			if v, ok := extra[k]; ok {
+				return v
+			}
+			return base[k]
+		}
+	}
+	c, err := ConfigFromEnv(env(map[string]string{EnvProjectsFile: good}))
+	if err != nil {
+		t.Fatalf("scope file refused: %v", err)
+	}
+	if len(long.String()) <= 32768 || len(c.Projects) != 3000 || c.Projects[0] != "team-0000-production-project" || c.Projects[1] != "100000000000" {
+		t.Errorf("scope from a %d-byte file: %d entries, first %v", len(long.String()), len(c.Projects), c.Projects[:2])
+	}
+	for _, tc := range []struct {
+		name  string
+		extra map[string]string
+		want  string
+	}{
+		{"both", map[string]string{EnvProjectsFile: good, EnvProjects: "a"}, "IAPGUARD_PROJECTS and IAPGUARD_PROJECTS_FILE are both set"},
+		{"missing", map[string]string{EnvProjectsFile: filepath.Join(dir, "nope")}, "IAPGUARD_PROJECTS_FILE: reading the scope"},
+		{"bad entry", map[string]string{EnvProjectsFile: write("bad", "team-[ab]\n")}, "IAPGUARD_PROJECTS_FILE " + filepath.Join(dir, "bad")},
+		{"empty", map[string]string{EnvProjectsFile: write("empty", "# nothing\n")}, "names no project"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ConfigFromEnv(env(tc.extra))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want one containing %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -72,7 +72,9 @@ type Entry struct {
 	Note string
 }
 
-// table is the single source of truth. Keep it sorted by Method.
+// table is the single source of truth. Keep it sorted by Method: one entry
+// per method the code calls (TestTableDerivedFromCalls reads the call sites
+// and checks the table both ways), so a new call is one new entry.
 var table = []Entry{
 	{
 		Method:      "compute.backendServices.aggregatedList",
@@ -98,25 +100,25 @@ var table = []Entry{
 			"permissions for turning IAP on (the clientauthconfig ones cover the Google-managed OAuth client)",
 	},
 	{
+		Method:      "compute.forwardingRules.list",
+		Permissions: []string{"compute.forwardingRules.list"},
+		Who:         WhoFunction,
+		Confidence:  NameOnly,
+		Note:        "checks that a regional HTTPS frontend exists (regional external/internal ALB; warning only)",
+	}, {
 		Method:      "compute.globalForwardingRules.list",
 		Permissions: []string{"compute.globalForwardingRules.list"},
 		Who:         WhoFunction,
 		Confidence:  NameOnly,
 		Note:        "checks that an HTTPS frontend exists (warning only)",
 	},
-	{
-		Method:      "compute.globalOperations.get",
-		Permissions: []string{"compute.globalOperations.get"},
-		Who:         WhoFunction,
-		Confidence:  NameOnly,
-		Note:        "polls the operation a global backend service patch returns",
-	},
+
 	{
 		Method:      "compute.globalOperations.wait",
 		Permissions: []string{"compute.globalOperations.get"},
 		Who:         WhoFunction,
 		Confidence:  NameOnly,
-		Note:        "waits for a global operation; Compute has no separate wait permission",
+		Note:        "waits for the operation a global backend service patch returns; Compute has no separate wait permission",
 	},
 	{
 		Method:      "compute.regionBackendServices.get",
@@ -148,48 +150,30 @@ var table = []Entry{
 		Confidence:  NameOnly,
 		Note:        "finds the serverless NEGs pointing at a Cloud Run service",
 	},
-	{
-		Method:      "compute.regionOperations.get",
-		Permissions: []string{"compute.regionOperations.get"},
-		Who:         WhoFunction,
-		Confidence:  NameOnly,
-		Note:        "polls the operation a regional backend service patch returns",
-	},
+
 	{
 		Method:      "compute.regionOperations.wait",
 		Permissions: []string{"compute.regionOperations.get"},
 		Who:         WhoFunction,
 		Confidence:  NameOnly,
-		Note:        "waits for a regional operation; Compute has no separate wait permission",
+		Note:        "waits for the operation a regional backend service patch returns; Compute has no separate wait permission",
 	},
 	{
-		Method:      "compute.targetHttpProxies.list",
-		Permissions: []string{"compute.targetHttpProxies.list"},
+		Method:      "compute.regionTargetHttpsProxies.list",
+		Permissions: []string{"compute.regionTargetHttpsProxies.list"},
 		Who:         WhoFunction,
 		Confidence:  NameOnly,
-		Note:        "follows URL map → target proxy to report HTTP-only frontends",
+		Note:        "follows a regional URL map to its target HTTPS proxy (IAP needs an HTTPS frontend)",
 	},
+
 	{
 		Method:      "compute.targetHttpsProxies.list",
 		Permissions: []string{"compute.targetHttpsProxies.list"},
 		Who:         WhoFunction,
 		Confidence:  NameOnly,
-		Note:        "follows URL map → target HTTPS proxy (IAP needs an HTTPS frontend)",
+		Note:        "follows a global URL map (named in the backend service's usedBy) to its target HTTPS proxy (IAP needs an HTTPS frontend)",
 	},
-	{
-		Method:      "compute.urlMaps.get",
-		Permissions: []string{"compute.urlMaps.get"},
-		Who:         WhoFunction,
-		Confidence:  NameOnly,
-		Note:        "reads the URL map named in a backend service's usedBy",
-	},
-	{
-		Method:      "compute.urlMaps.list",
-		Permissions: []string{"compute.urlMaps.list"},
-		Who:         WhoFunction,
-		Confidence:  NameOnly,
-		Note:        "finds URL maps that use a backend service",
-	},
+
 	{
 		Method:      "google.cloud.resourcemanager.v3.Folders.GetFolder",
 		Permissions: []string{"resourcemanager.folders.get"},
@@ -291,13 +275,7 @@ var table = []Entry{
 		Confidence:  Documented,
 		Note:        "polls the Cloud Run operation an UpdateService returns",
 	},
-	{
-		Method:      "google.longrunning.Operations.WaitOperation",
-		Permissions: []string{"run.operations.get"},
-		Who:         WhoFunction,
-		Confidence:  NameOnly,
-		Note:        "waits on a Cloud Run operation; no separate wait permission exists",
-	},
+
 	{
 		Method:      "google.pubsub.v1.Publisher.Publish",
 		Permissions: []string{"pubsub.topics.publish"},
