@@ -4,7 +4,8 @@
 # Build, IAM) and those the function calls, whose quota is charged to the
 # function's own project; in every allowlisted project the IAP API, which
 # the IAP service agent and the IAP toggle need (projects under the scope's
-# folder entries included: lib.sh expand_folders).
+# folder entries included: lib.sh expand_folders); with DEPLOY_SCOPE_SECRET
+# Secret Manager in DEPLOY_PROJECT.
 #
 # The caller needs roles/serviceusage.serviceUsageAdmin, and with folder
 # entries roles/browser on each listed folder (to find its projects).
@@ -19,6 +20,10 @@ gcloud services enable --project="$DEPLOY_PROJECT" \
   cloudscheduler.googleapis.com artifactregistry.googleapis.com cloudbuild.googleapis.com \
   iam.googleapis.com logging.googleapis.com compute.googleapis.com \
   iap.googleapis.com serviceusage.googleapis.com
+if [[ -n "${DEPLOY_SCOPE_SECRET:-}" ]]; then
+  # The scope in a secret (service.sh).
+  gcloud services enable --project="$DEPLOY_PROJECT" secretmanager.googleapis.com
+fi
 for project in "${ALLOWLIST[@]}" "${FOLDER_PROJECTS[@]}"; do
   if [[ "$project" != "$DEPLOY_PROJECT" ]]; then
     log "enabling the IAP API in $project"

@@ -13,14 +13,30 @@
 #     default service account of each allowlisted project, which Cloud Run
 #     uses when a service names none, including the projects under the
 #     scope's folder entries as the deployment finds them);
-#   - roles/eventarc.eventReceiver for iapguard-trigger on DEPLOY_PROJECT.
+#   - roles/eventarc.eventReceiver for iapguard-trigger on DEPLOY_PROJECT;
+#   - roles/iam.serviceAccountUser for the deployer itself on exactly
+#     iapguard-enforcer and iapguard-trigger: `gcloud run deploy
+#     --service-account` and `gcloud eventarc triggers create
+#     --service-account` check iam.serviceAccounts.actAs on them, which
+#     roles/iam.serviceAccountAdmin does not hold. The deployer is
+#     DEPLOY_DEPLOYER (a member: user:…, serviceAccount:…, group:…), by
+#     default gcloud's active account (the build's service account in Cloud
+#     Build);
+#   - roles/iam.serviceAccountTokenCreator for the project's Pub/Sub service
+#     agent on iapguard-trigger: push deliveries carry a token minted for the
+#     trigger identity, which agents created before 2021-04-08 may not do
+#     without it (harmless for newer ones).
 # Nothing is granted project-wide beyond the custom role and the event
 # receiver role.
 #
-# The caller needs roles/iam.serviceAccountAdmin, roles/iam.roleAdmin and
+# The caller needs roles/iam.serviceAccountAdmin (creating the accounts and
+# granting on them; in every other allowlisted project too, for the grants
+# on its Compute default service account), roles/iam.roleAdmin and
 # roles/resourcemanager.projectIamAdmin (on every allowlisted project), and
 # with folder entries roles/browser on each listed folder (to find its
-# projects). The folder-level grants themselves are org.sh's.
+# projects) and roles/iam.serviceAccountAdmin on them (the actAs grants on
+# their projects' Compute default service accounts). The folder-level role
+# grants themselves are org.sh's.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require DEPLOY_PROJECT
 resolve_allowlist
@@ -43,6 +59,28 @@ ensure_account() {
 
 ensure_account "$ENFORCER_ACCOUNT" "iapguard enforcer (EnforceIAP function)"
 ensure_account "$TRIGGER_ACCOUNT" "iapguard Eventarc triggers"
+
+deployer=${DEPLOY_DEPLOYER:-}
+if [[ -z "$deployer" ]]; then
+  active=$(gcloud config get-value account 2>/dev/null) || active=""
+  [[ -n "$active" ]] || die "no active gcloud account: set DEPLOY_DEPLOYER to the deployer (user:EMAIL or serviceAccount:EMAIL)"
+  case "$active" in
+    *.gserviceaccount.com) deployer="serviceAccount:$active" ;;
+    *) deployer="user:$active" ;;
+  esac
+fi
+[[ "$deployer" =~ ^(user|serviceAccount|group|principal|principalSet):.+ ]] ||
+  die "DEPLOY_DEPLOYER=$deployer: want a member such as user:EMAIL or serviceAccount:EMAIL"
+for email in "$enforcer" "$trigger"; do
+  log "letting the deployer $deployer act as $email (run deploy and triggers create need actAs on it)"
+  gcloud iam service-accounts add-iam-policy-binding "$email" --project="$DEPLOY_PROJECT" \
+    --member="$deployer" --role=roles/iam.serviceAccountUser >/dev/null
+done
+
+agent=$(pubsub_agent "$DEPLOY_PROJECT")
+log "letting the Pub/Sub service agent $agent mint tokens for $trigger (authenticated push)"
+gcloud iam service-accounts add-iam-policy-binding "$trigger" --project="$DEPLOY_PROJECT" \
+  --member="serviceAccount:$agent" --role=roles/iam.serviceAccountTokenCreator >/dev/null
 
 runtime_accounts=${DEPLOY_RUNTIME_SERVICE_ACCOUNTS:-}
 for project in "${ALLOWLIST[@]}" "${FOLDER_PROJECTS[@]}"; do

@@ -27,6 +27,8 @@ readonly TRIGGER_ACCOUNT=iapguard-trigger
 readonly ENFORCER_ROLE=iapguardEnforcer
 readonly SWEEP_JOB_PREFIX=iapguard-sweep-
 readonly SINK_NAME=iapguard-audit
+# MAX_ENV_VALUE is the most bytes Cloud Run allows one environment variable.
+readonly MAX_ENV_VALUE=32768
 
 # REPO_ROOT is the repository root (the scripts live in deploy/scripts).
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

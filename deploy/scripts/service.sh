@@ -17,8 +17,16 @@
 # IAPGUARD_DRY_RUN (default true: plan and publish outcomes, change nothing), IAPGUARD_LOG_LEVEL (default info), IAPGUARD_TIMEOUT
 # (optional, per-event deadline), DEPLOY_MAX_INSTANCES (default 10).
 #
+# The scope goes to the function as IAPGUARD_PROJECTS. Cloud Run allows an
+# environment variable at most 32,768 bytes: a longer scope is refused
+# before anything changes, unless DEPLOY_SCOPE_SECRET names a Secret
+# Manager secret, which then holds the scope (a new version each run,
+# 64 KiB at most), readable by iapguard-enforcer only, mounted at
+# /etc/iapguard/scope/projects and named by IAPGUARD_PROJECTS_FILE.
+#
 # The caller needs roles/run.admin and roles/iam.serviceAccountUser on
-# iapguard-enforcer.
+# iapguard-enforcer (identity.sh grants it), and with DEPLOY_SCOPE_SECRET
+# roles/secretmanager.admin.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require DEPLOY_PROJECT DEPLOY_REGION DEPLOY_IMAGE
 resolve_allowlist
@@ -59,7 +67,25 @@ projects=${projects%,}
 # (gcloud topic escaping).
 env_vars="^|^FUNCTION_TARGET=$ENTRY_POINT"
 env_vars+="|GOOGLE_CLOUD_PROJECT=$DEPLOY_PROJECT"
-env_vars+="|IAPGUARD_PROJECTS=$projects"
+scope_flags=()
+if [[ -n "${DEPLOY_SCOPE_SECRET:-}" ]]; then
+  secret=$DEPLOY_SCOPE_SECRET
+  ((${#projects} <= 65536)) ||
+    die "the scope is ${#projects} bytes; a Secret Manager version holds at most 65536: shorten it with patterns (team-*) or folder entries (folders/N)"
+  if ! gcloud secrets describe "$secret" --project="$DEPLOY_PROJECT" >/dev/null 2>&1; then
+    log "creating secret $secret for the scope"
+    gcloud secrets create "$secret" --project="$DEPLOY_PROJECT" --replication-policy=automatic >/dev/null
+  fi
+  printf '%s\n' "$projects" | gcloud secrets versions add "$secret" --project="$DEPLOY_PROJECT" --data-file=- >/dev/null
+  gcloud secrets add-iam-policy-binding "$secret" --project="$DEPLOY_PROJECT" \
+    --member="serviceAccount:$enforcer" --role=roles/secretmanager.secretAccessor >/dev/null
+  env_vars+="|IAPGUARD_PROJECTS_FILE=/etc/iapguard/scope/projects"
+  scope_flags=(--set-secrets="/etc/iapguard/scope/projects=$secret:latest")
+else
+  ((${#projects} <= MAX_ENV_VALUE)) ||
+    die "IAPGUARD_PROJECTS would be ${#projects} bytes; Cloud Run allows an environment variable at most $MAX_ENV_VALUE. Put the scope in a Secret Manager secret mounted as a file (DEPLOY_SCOPE_SECRET=NAME, the _SCOPE_SECRET substitution; docs/deploy.md), or shorten it with patterns (team-*) or folder entries"
+  env_vars+="|IAPGUARD_PROJECTS=$projects"
+fi
 env_vars+="|IAPGUARD_OUTCOMES_TOPIC=projects/$DEPLOY_PROJECT/topics/$OUTCOMES_TOPIC"
 env_vars+="|IAPGUARD_DRY_RUN=$dry_run"
 env_vars+="|IAPGUARD_LOG_LEVEL=${IAPGUARD_LOG_LEVEL:-info}"
@@ -67,13 +93,13 @@ if [[ -n "${IAPGUARD_TIMEOUT:-}" ]]; then
   env_vars+="|IAPGUARD_TIMEOUT=$IAPGUARD_TIMEOUT"
 fi
 
-log "deploying $service (dry run: $dry_run, allowlist: $projects)"
+log "deploying $service (dry run: $dry_run, scope of ${#projects} bytes${DEPLOY_SCOPE_SECRET:+ in secret $DEPLOY_SCOPE_SECRET})"
 gcloud run deploy "$service" --project="$DEPLOY_PROJECT" --region="$DEPLOY_REGION" \
   --image="$DEPLOY_IMAGE" --service-account="$enforcer" \
   --no-allow-unauthenticated --ingress=internal \
   --set-env-vars="$env_vars" \
   --timeout=120s --concurrency=20 --max-instances="${DEPLOY_MAX_INSTANCES:-10}" \
-  --cpu=1 --memory=512Mi --labels=app=iapguard --quiet
+  --cpu=1 --memory=512Mi --labels=app=iapguard "${scope_flags[@]}" --quiet
 
 gcloud run services add-iam-policy-binding "$service" --project="$DEPLOY_PROJECT" --region="$DEPLOY_REGION" \
   --member="serviceAccount:$trigger" --role=roles/run.invoker >/dev/null

@@ -69,5 +69,7 @@ resource "google_eventarc_trigger" "iapguard" {
     google_project_iam_member.trigger_receives_events,
     google_cloud_run_v2_service_iam_member.trigger_invokes,
     google_pubsub_topic.replay,
+    google_service_account_iam_member.deployer_acts_as,
+    google_service_account_iam_member.pubsub_agent_mints_trigger_tokens,
   ]
 }

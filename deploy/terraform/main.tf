@@ -73,6 +73,8 @@ locals {
     "run.googleapis.com",
     "serviceusage.googleapis.com",
   ]
+  # The scope in a secret (var.scope_in_secret) needs Secret Manager.
+  apis_enabled = concat(local.apis, var.scope_in_secret ? ["secretmanager.googleapis.com"] : [])
 }
 
 data "google_project" "this" {
@@ -104,7 +106,7 @@ data "google_project" "allowlisted" {
 }
 
 resource "google_project_service" "apis" {
-  for_each           = var.enable_apis ? toset(local.apis) : toset([])
+  for_each           = var.enable_apis ? toset(local.apis_enabled) : toset([])
   project            = var.project
   service            = each.value
   disable_on_destroy = false
@@ -157,6 +159,41 @@ resource "google_service_account_iam_member" "enforcer_acts_as_runtime" {
   service_account_id = "projects/-/serviceAccounts/${each.value}"
   role               = "roles/iam.serviceAccountUser"
   member             = "serviceAccount:${google_service_account.enforcer.email}"
+}
+
+# The deployer acts as exactly the two accounts it deploys with: creating
+# the Cloud Run service (template.service_account) and the Eventarc triggers
+# (service_account) checks iam.serviceAccounts.actAs on them, which
+# roles/iam.serviceAccountAdmin does not hold. Never project-wide.
+data "google_client_openid_userinfo" "deployer" {
+  count = var.deployer == "" ? 1 : 0
+}
+
+locals {
+  deployer_email = var.deployer == "" ? data.google_client_openid_userinfo.deployer[0].email : ""
+  deployer = var.deployer != "" ? var.deployer : (
+    endswith(local.deployer_email, ".gserviceaccount.com") ? "serviceAccount:${local.deployer_email}" : "user:${local.deployer_email}"
+  )
+}
+
+resource "google_service_account_iam_member" "deployer_acts_as" {
+  for_each = {
+    enforcer = google_service_account.enforcer.name
+    trigger  = google_service_account.trigger.name
+  }
+  service_account_id = each.value
+  role               = "roles/iam.serviceAccountUser"
+  member             = local.deployer
+}
+
+# Push deliveries to the function carry a token minted for the trigger
+# identity; Pub/Sub service agents created before 2021-04-08 need this role
+# for that (harmless for newer ones). Granted on that account only.
+resource "google_service_account_iam_member" "pubsub_agent_mints_trigger_tokens" {
+  service_account_id = google_service_account.trigger.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${local.pubsub_agent}"
+  depends_on         = [google_project_service.apis]
 }
 
 resource "google_project_iam_member" "trigger_receives_events" {

@@ -116,3 +116,19 @@ variable "optional_triggers" {
   type        = bool
   default     = false
 }
+
+variable "deployer" {
+  description = "The member that runs terraform apply (user:EMAIL, serviceAccount:EMAIL or group:EMAIL); it is granted roles/iam.serviceAccountUser on exactly iapguard-enforcer and iapguard-trigger, which deploying the function and the triggers needs. Empty: the provider's credentials (google_client_openid_userinfo, which needs the userinfo.email scope)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.deployer == "" || can(regex("^(user|serviceAccount|group|principal|principalSet):.+$", var.deployer))
+    error_message = "deployer is a member such as user:EMAIL or serviceAccount:EMAIL, or empty."
+  }
+}
+
+variable "scope_in_secret" {
+  description = "Give the function its scope as a Secret Manager secret (iapguard-scope) mounted as a file (IAPGUARD_PROJECTS_FILE) instead of the IAPGUARD_PROJECTS variable, which Cloud Run caps at 32,768 bytes (about 1,100 projects by id and number). A secret version holds at most 64 KiB."
+  type        = bool
+  default     = false
+}

@@ -219,6 +219,15 @@ func orgEnv(t *testing.T, parent string) map[string]string {
 	return env
 }
 
+// numbers returns n distinct project numbers, comma-separated.
+func numbers(n int) string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = strconv.Itoa(100000000000 + i)
+	}
+	return strings.Join(out, ",")
+}
+
 func TestScriptsAgainstFakeGcloud(t *testing.T) {
 	base := map[string]string{
 		"DEPLOY_PROJECT":    "demo-project",
@@ -261,6 +270,27 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 				}
 				if !r.hasCall("iam service-accounts add-iam-policy-binding 123456789012-compute@developer.gserviceaccount.com", "--role=roles/iam.serviceAccountUser") {
 					t.Error("no actAs grant on the default runtime service account")
+				}
+				// The deployer (gcloud's active account) acts as exactly
+				// the two accounts it deploys with.
+				for _, sa := range []string{"iapguard-enforcer", "iapguard-trigger"} {
+					if !r.hasCall("iam service-accounts add-iam-policy-binding "+sa+"@demo-project.iam.gserviceaccount.com",
+						"--member=user:deployer@example.com", "--role=roles/iam.serviceAccountUser") {
+						t.Errorf("the deployer cannot act as %s: run deploy / triggers create --service-account would be refused", sa)
+					}
+				}
+				if !r.hasCall("iam service-accounts add-iam-policy-binding iapguard-trigger@demo-project.iam.gserviceaccount.com",
+					"--member=serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com", "--role=roles/iam.serviceAccountTokenCreator") {
+					t.Error("the Pub/Sub service agent cannot mint tokens for the trigger identity (agents created before 2021-04-08)")
+				}
+			},
+		},
+		{
+			name: "identity.build-account", script: "identity.sh",
+			env: with(map[string]string{"FAKE_GCLOUD_ACCOUNT": "123-compute@developer.gserviceaccount.com"}),
+			check: func(t *testing.T, r scriptRun) {
+				if !r.hasCall("iam service-accounts add-iam-policy-binding iapguard-enforcer@", "--member=serviceAccount:123-compute@developer.gserviceaccount.com", "--role=roles/iam.serviceAccountUser") {
+					t.Error("a service-account deployer (Cloud Build) is not granted as serviceAccount:")
 				}
 			},
 		},
@@ -307,6 +337,32 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 				}
 				if !r.hasCall("run services add-iam-policy-binding iapguard-enforcer", "serviceAccount:iapguard-trigger@", "roles/run.invoker") {
 					t.Error("trigger identity cannot invoke the function")
+				}
+			},
+		},
+		{
+			// 2,600 projects by number: 33,800 bytes, over Cloud Run's
+			// 32,768 for one variable. Refused before the deploy.
+			name: "service.scope-too-long", script: "service.sh", wantCode: 1,
+			env: with(map[string]string{"DEPLOY_IMAGE": "img", "IAPGUARD_PROJECTS": numbers(2600)}),
+			check: func(t *testing.T, r scriptRun) {
+				if r.hasCall("run deploy") || !strings.Contains(r.stderr, "IAPGUARD_PROJECTS would be 33799 bytes; Cloud Run allows an environment variable at most 32768") ||
+					!strings.Contains(r.stderr, "DEPLOY_SCOPE_SECRET") {
+					t.Errorf("a scope too long for an environment variable was not refused with the way out: %s", r.stderr)
+				}
+			},
+		},
+		{
+			name: "service.scope-secret", script: "service.sh",
+			env: with(map[string]string{"DEPLOY_IMAGE": "img", "IAPGUARD_PROJECTS": numbers(2600), "DEPLOY_SCOPE_SECRET": "iapguard-scope"}),
+			check: func(t *testing.T, r scriptRun) {
+				if !r.hasCall("secrets create iapguard-scope") || !r.hasCall("secrets versions add iapguard-scope", "--data-file=-") ||
+					!r.hasCall("secrets add-iam-policy-binding iapguard-scope", "--member=serviceAccount:iapguard-enforcer@demo-project.iam.gserviceaccount.com", "--role=roles/secretmanager.secretAccessor") {
+					t.Errorf("the scope is not written to the secret, readable by the enforcer:\n%s", strings.Join(r.joined(), "\n"))
+				}
+				if !r.hasCall("run deploy", "--set-secrets=/etc/iapguard/scope/projects=iapguard-scope:latest", "|IAPGUARD_PROJECTS_FILE=/etc/iapguard/scope/projects") ||
+					r.hasCall("run deploy", "IAPGUARD_PROJECTS=") {
+					t.Error("the function does not read its scope from the mounted secret")
 				}
 			},
 		},

@@ -4,6 +4,7 @@
 # invocations terminated by \x1e) and keeps the resources that exist in
 # $FAKE_GCLOUD_STATE, one "GROUP|PROJECT|LOCATION|NAME" line each (PROJECT
 # and LOCATION are "-" when the command names none):
+#   (secrets versions add records only)
 #   describe       exits 1 (NOT_FOUND) unless the resource exists, else
 #                  prints what the requested --format=value(...) asks for
 #   create/deploy  add the resource; delete removes it; undelete, update,
@@ -80,7 +81,7 @@ done
 verb_index=-1
 for i in "${!positional[@]}"; do
   case "${positional[$i]}" in
-    describe | create | delete | list | update | undelete | deploy | enable | commit | validate-message | add-iam-policy-binding)
+    describe | create | delete | list | update | undelete | deploy | enable | commit | validate-message | add-iam-policy-binding | add)
       verb_index=$i
       break
       ;;
