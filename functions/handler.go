@@ -94,7 +94,7 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 	trig := toTrigger(dec.Trigger, e)
 	switch {
 	case err != nil:
-		return h.publish(ctx, rejectedMessage(trig, fmt.Sprintf("malformed event: %v", err), h.cfg.DryRun, start, h.now()))
+		return h.publish(ctx, rejectedMessage(trig, malformedReason(err), h.cfg.DryRun, start, h.now()))
 	case dec.Skip != "":
 		return h.publish(ctx, skipMessage(trig, dec.Skip, h.cfg.DryRun, start, h.now()))
 	case h.cfg.MaxEventAge > 0 && !dec.Trigger.Time.IsZero() && start.Sub(dec.Trigger.Time) > h.cfg.MaxEventAge:
@@ -280,4 +280,15 @@ func resultMessage(res *iapsetup.Result, t outcome.Trigger, now time.Time) *outc
 		m.Changes = append(m.Changes, outcome.Change{Resource: c.Resource, Field: c.Field, Before: c.Before, After: c.After})
 	}
 	return m
+}
+
+// malformedReason is the reason of a rejected outcome for a malformed
+// event: "malformed event: WHY", once (the decoder's errors usually start
+// with it already).
+func malformedReason(err error) string {
+	msg := err.Error()
+	if strings.HasPrefix(msg, event.ErrMalformed.Error()) {
+		return msg
+	}
+	return event.ErrMalformed.Error() + ": " + msg
 }

@@ -350,3 +350,27 @@ func TestMisconfiguredEventLogsJSON(t *testing.T) {
 		t.Errorf("entry = %+v, want ERROR with 2 problems: %s", entry, buf.String())
 	}
 }
+
+// TestMalformedReasonSaysItOnce: a malformed event's rejected outcome says
+// "malformed event:" once, not "malformed event: malformed event: …".
+func TestMalformedReasonSaysItOnce(t *testing.T) {
+	e := cloudevents.New()
+	e.SetID("bad-1")
+	e.SetSource("//cloudaudit.googleapis.com/projects/p1/logs/activity")
+	e.SetType(event.AuditLogWritten)
+	if err := e.SetData("application/json", []byte(`{"protoPayload": 7}`)); err != nil {
+		t.Fatal(err)
+	}
+	pub := &fakePublisher{}
+	h := NewHandler(testConfig(DefaultMaxConcurrent), &fakeReconciler{}, pub, nil)
+	if err := h.Handle(t.Context(), e); err != nil {
+		t.Fatal(err)
+	}
+	ms := pub.all()
+	if len(ms) != 1 || ms[0].Outcome != outcome.Rejected {
+		t.Fatalf("outcomes = %v, want one rejected", ms)
+	}
+	if r := ms[0].Reason; !strings.HasPrefix(r, "malformed event: ") || strings.Count(r, "malformed event") != 1 {
+		t.Errorf("reason = %q, want \"malformed event: …\" once", r)
+	}
+}

@@ -276,6 +276,10 @@ func (s *session) checkProject(ctx context.Context, region string) error {
 	case codes.NotFound, codes.PermissionDenied:
 		return fmt.Errorf("project %s not found, or you may not list its Cloud Run services (run.services.list) in %s: %s",
 			s.project, s.where(), grpcDesc(err))
+	case codes.InvalidArgument:
+		if region != "-" {
+			return badRegion(region, s.where(), err)
+		}
 	}
 	return explain(fmt.Errorf("listing Cloud Run services in %s: %w", parent, err), s.emulator)
 }
@@ -287,7 +291,7 @@ func (s *session) getService(ctx context.Context, ref iapsetup.ServiceRef) (*iap
 	if err == nil {
 		return svc, nil
 	}
-	if gcperr.IsNotFound(err) || gcperr.IsPermissionDenied(err) {
+	if gcperr.IsNotFound(err) || gcperr.IsPermissionDenied(err) || gcperr.Code(err) == codes.InvalidArgument {
 		if perr := s.checkProject(ctx, ref.Region); perr != nil {
 			return nil, perr
 		}
@@ -296,6 +300,34 @@ func (s *session) getService(ctx context.Context, ref iapsetup.ServiceRef) (*iap
 		}
 	}
 	return nil, explain(err, s.emulator)
+}
+
+// badRegion is the error for a --region the API refused.
+func badRegion(region, where string, err error) error {
+	return fmt.Errorf("--region %s is not a Cloud Run region %s accepts (want one such as us-central1 or europe-west1; it said: %s)", region, where, grpcDesc(err))
+}
+
+// rpcPrefix is how gRPC errors print their code; people get the words of
+// codeWords instead.
+var rpcPrefix = regexp.MustCompile(`rpc error: code = (\w+) desc = `)
+
+var codeWords = map[string]string{
+	"InvalidArgument": "refused as invalid: ", "NotFound": "not found: ", "PermissionDenied": "permission denied: ",
+	"Unauthenticated": "not authenticated: ", "ResourceExhausted": "quota exhausted: ", "Unavailable": "unavailable: ",
+	"DeadlineExceeded": "deadline exceeded: ", "FailedPrecondition": "failed precondition: ", "Aborted": "aborted: ",
+	"AlreadyExists": "already exists: ", "Internal": "internal error: ", "Unknown": "", "Canceled": "cancelled: ",
+	"Unimplemented": "not implemented: ", "OutOfRange": "out of range: ", "DataLoss": "data loss: ",
+}
+
+// plainRPC rewrites "rpc error: code = X desc = M" as words and M.
+func plainRPC(msg string) string {
+	return rpcPrefix.ReplaceAllStringFunc(msg, func(m string) string {
+		code := rpcPrefix.FindStringSubmatch(m)[1]
+		if w, ok := codeWords[code]; ok {
+			return w
+		}
+		return code + ": "
+	})
 }
 
 // grpcDesc returns the server's message of a gRPC or REST error without
@@ -334,7 +366,7 @@ func oneLine(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := strings.Join(strings.Fields(err.Error()), " ")
+	msg := plainRPC(strings.Join(strings.Fields(err.Error()), " "))
 	return errors.New(msg)
 }
 

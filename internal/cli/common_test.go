@@ -203,6 +203,9 @@ func checkOneLineError(t *testing.T, code int, stdout, stderr, want string) {
 	if !strings.HasPrefix(stderr, "iapctl: ") || strings.Count(stderr, "\n") != 1 || !strings.HasSuffix(stderr, "\n") {
 		t.Errorf("stderr = %q, want exactly one line starting with \"iapctl: \"", stderr)
 	}
+	if strings.Contains(stderr, "rpc error:") || strings.Contains(stderr, "Go value") {
+		t.Errorf("stderr shows client-library internals: %q", stderr)
+	}
 	if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic") {
 		t.Errorf("stderr has a stack trace: %q", stderr)
 	}
@@ -227,7 +230,10 @@ func TestErrorsAreOneClearLine(t *testing.T) {
 		{"unknown project for a service", nil, []string{"audience", "storefront", "--project", "no-such-project", "--region", testRegion}, "project no-such-project not found"},
 		{"unknown project in Cloud Logging", nil, []string{"replay", "--from-logs", "--project", "no-such-project"}, "project no-such-project not found"},
 		{"unknown topic", nil, []string{"watch", "--project", testProject, "--topic", "nope"}, "topic projects/demo-project/topics/nope not found"},
-		{"bad watch filter", nil, []string{"watch", "--project", testProject, "--filter", "outcome is bad"}, `--filter "outcome is bad"`},
+		{"bad watch filter", nil, []string{"watch", "--project", testProject, "--filter", "outcome is bad"}, `--filter "outcome is bad" is not a filter Pub/Sub accepts: want conditions on the outcome attributes such as attributes.outcome = "failed"`},
+		{"unknown region", nil, []string{"audit", "--project", testProject, "--region", "mars-1"}, "--region mars-1 is not a Cloud Run region the emulator at 127.0.0.1:"},
+		{"unknown region for a service", nil, []string{"doctor", "storefront", "--project", testProject, "--region", "mars-1"}, "--region mars-1 is not a Cloud Run region"},
+		{"unknown region to enforce", nil, []string{"enforce", "storefront", "--project", testProject, "--region", "mars-1"}, "--region mars-1 is not a Cloud Run region"},
 		{"emulator not running: audit", closed, []string{"audit", "--project", testProject}, "the emulator is not running at 127.0.0.1:"},
 		{"emulator not running: watch", closed, []string{"watch", "--project", testProject}, "start it with `iapctl sandbox`"},
 		{"emulator not running: replay from logs", closed, []string{"replay", "--from-logs", "--project", testProject}, "the emulator is not running"},

@@ -79,6 +79,9 @@ type doctorReport struct {
 	Findings []finding `json:"findings"`
 	Problems int       `json:"problems"`
 	Warnings int       `json:"warnings"`
+	// labelled: the service is labelled iap=enabled (iapguard already
+	// keeps it compliant), for the footer.
+	labelled bool
 }
 
 func runDoctor(ctx context.Context, s *streams, f *opFlags, service string) error {
@@ -143,6 +146,7 @@ func diagnose(in *inspection) doctorReport {
 	label := gcloudRunService(ref, "update", "--update-labels=iap=enabled")
 	switch d := in.Desired; {
 	case d.Intent == iapsetup.Enforce:
+		rep.labelled = true
 		add("service", findingOK, fmt.Sprintf("Cloud Run service %s exists and is labelled iap=enabled: iapguard keeps it compliant", ref.Name), "")
 	case d.Intent == iapsetup.Invalid:
 		add("service", findingProblem, fmt.Sprintf("label iap=%q is not valid (iapguard rejects it): use iap=enabled or iap=disabled", d.Label), label)
@@ -298,8 +302,17 @@ func diagnose(in *inspection) doctorReport {
 		}
 	}
 
-	// access: who may pass IAP, per IAP resource (the plan's access steps)
+	// access: who may pass IAP, per IAP resource (the plan's access steps).
+	// The plan speaks of the state after its changes; where IAP is still
+	// off now, say so rather than "IAP is on".
+	iapOffNow := step(iapsetup.StepDirectIAP).Status == iapsetup.StatusChanged
+	for _, st := range steps[iapsetup.StepBackendIAP] {
+		iapOffNow = iapOffNow || st.Status == iapsetup.StatusChanged
+	}
 	for _, st := range steps[iapsetup.StepAccess] {
+		if iapOffNow {
+			st.Message = accessWhenIAPOff(st.Message)
+		}
 		switch st.Status {
 		case iapsetup.StatusOK:
 			add("access", findingOK, st.Message, "")
@@ -327,6 +340,16 @@ func diagnose(in *inspection) doctorReport {
 	add("x-serverless-authorization", findingNote, "IAP calls Cloud Run with an X-Serverless-Authorization header; if "+ref.Name+
 		" forwards requests to another IAM-protected Cloud Run service, strip that header first (Go: pkg/iapauth.StripServerlessAuthorization)", "")
 	return rep
+}
+
+// accessWhenIAPOff rewords the plan's access message, which describes the
+// state once IAP is on, for a service whose IAP is still off.
+func accessWhenIAPOff(msg string) string {
+	if rest, ok := strings.CutPrefix(msg, "IAP is on and nobody holds "); ok {
+		msg = "once IAP is on (it is off now, see above), nobody holds " + rest
+		msg = strings.Replace(msg, ": every request is refused.", ": every request will be refused.", 1)
+	}
+	return msg
 }
 
 func ingressName(i iapsetup.Ingress) string {
@@ -362,7 +385,11 @@ func writeDoctor(w io.Writer, rep doctorReport) {
 		fmt.Fprintf(w, "! %s: %s\n", fd.Check, fd.Message)
 	}
 	fmt.Fprintf(w, "\n%d problem(s), %d warning(s).", rep.Problems, rep.Warnings)
-	if rep.Problems > 0 {
+	switch {
+	case rep.Problems > 0 && rep.labelled:
+		fmt.Fprintf(w, " Apply the fixes above, or let iapguard fix what it can now: iapctl enforce %s --project=%s --region=%s (add --dry-run to preview).",
+			rep.Service, rep.Project, rep.Region)
+	case rep.Problems > 0:
 		fmt.Fprintf(w, " Apply the fixes above, or label the service iap=enabled and let iapguard fix what it can (preview: iapctl enforce %s --project=%s --region=%s --dry-run).",
 			rep.Service, rep.Project, rep.Region)
 	}

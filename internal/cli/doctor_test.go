@@ -27,6 +27,14 @@ func TestDoctor(t *testing.T) {
 	for _, svc := range []string{"storefront", "assets", "marketing", "intranet"} {
 		out := ts.mustRun(t, ExitNonCompliant, "doctor", svc, "--project", testProject, "--region", testRegion)
 		golden(t, "doctor-"+svc+".golden", out)
+		// No contradictions: IAP is not "on" in one line and "off" in
+		// another, and a labelled service is not told to get the label.
+		if strings.Contains(out, "IAP is off for") && strings.Contains(out, "IAP is on and") {
+			t.Errorf("doctor %s says IAP is both off and on:\n%s", svc, out)
+		}
+		if svc != "marketing" && strings.Contains(out, "label the service iap=enabled") {
+			t.Errorf("doctor %s tells a labelled service to get the label:\n%s", svc, out)
+		}
 	}
 	out := ts.mustRun(t, ExitNonCompliant, "doctor", "storefront", "--project", testProject, "--region", testRegion, "-o", "json")
 	golden(t, "doctor-storefront.json.golden", out)

@@ -182,7 +182,8 @@ func createWatchSubscription(ctx context.Context, client *pubsub.Client, project
 	case gcperr.Code(err) == codes.NotFound:
 		return "", fmt.Errorf("topic %s not found: %s", topic, grpcDesc(err))
 	case gcperr.Code(err) == codes.InvalidArgument && filter != "":
-		return "", fmt.Errorf("--filter %q: %s", filter, grpcDesc(err))
+		return "", fmt.Errorf(`--filter %q is not a filter Pub/Sub accepts: want conditions on the outcome attributes such as attributes.outcome = "failed" OR attributes.service = "billing" (docs/iapctl.md#watch; Pub/Sub said: %s)`,
+			filter, grpcDesc(err))
 	}
 	return "", fmt.Errorf("creating subscription on %s: %w", topic, err)
 }
