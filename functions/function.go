@@ -151,11 +151,7 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	if cfg.AccessPolicies != nil {
 		log.Info("access policies loaded", "file", cfg.AccessPolicies.Source, "policies", cfg.AccessPolicies.Names())
 	}
-	principal := cfg.Principal
-	if principal == "" {
-		principal = "iapguard@" + cfg.Project + ".iam.gserviceaccount.com"
-	}
-	gopts := gcp.Options{EmulatorHost: cfg.EmulatorHost, Principal: principal, UserAgent: "iapguard"}
+	gopts := gcp.Options{EmulatorHost: cfg.EmulatorHost, Principal: emulatorPrincipal(cfg), UserAgent: "iapguard"}
 	clients, err := gcp.NewClients(ctx, gopts)
 	if err != nil {
 		return nil, fmt.Errorf("building Google clients: %w", err)

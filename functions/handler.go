@@ -91,6 +91,9 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 	start := h.now()
 
 	dec, err := event.Decode(e)
+	// In dry run, the entries of the function's own validate-only calls
+	// are ignored (internal/event: no self-triggering loop).
+	dec = event.SkipOwnDryRun(dec, h.cfg.DryRun, selfPrincipals(h.cfg)...)
 	trig := toTrigger(dec.Trigger, e)
 	switch {
 	case err != nil:
@@ -291,4 +294,20 @@ func malformedReason(err error) string {
 		return msg
 	}
 	return event.ErrMalformed.Error() + ": " + msg
+}
+
+// selfPrincipals are the identities the function's own calls are logged
+// under: the account the deployment runs it as (iapguard-enforcer in its
+// project, deploy/) and the principal it names to the emulator.
+func selfPrincipals(cfg Config) []string {
+	return []string{"iapguard-enforcer@" + cfg.Project + ".iam.gserviceaccount.com", emulatorPrincipal(cfg)}
+}
+
+// emulatorPrincipal is the identity the function names to the emulator in
+// audit entries: IAPGUARD_PRINCIPAL, or iapguard@PROJECT.
+func emulatorPrincipal(cfg Config) string {
+	if cfg.Principal != "" {
+		return cfg.Principal
+	}
+	return "iapguard@" + cfg.Project + ".iam.gserviceaccount.com"
 }

@@ -176,6 +176,9 @@ func decideRun(le *logEntry, d Decision) (Decision, error) {
 	case failed(p.Status):
 		d.Skip = fmt.Sprintf("call failed (%s): nothing changed", statusText(p.Status))
 		return d, nil
+	case validateOnly(p.Request):
+		d.Skip = ValidateOnlySkip
+		return d, nil
 	case p.ResourceName == "":
 		return d, fmt.Errorf("%w: %s entry has no resourceName", ErrMalformed, p.MethodName)
 	}
@@ -185,6 +188,44 @@ func decideRun(le *logEntry, d Decision) (Decision, error) {
 	}
 	d.Targets = []Target{t}
 	return d, nil
+}
+
+// ValidateOnlySkip is the skip reason of an entry for a validate-only
+// request.
+const ValidateOnlySkip = "validate-only request (a dry run): nothing changed"
+
+// validateOnly reports whether an audit entry's request asked only for
+// validation: Cloud Run v2's validateOnly (what iapguard's dry run sends
+// with UpdateService) or v1's dryRun. Nothing changed, so such an entry is
+// never acted on — were Google to log it, a dry-running function would
+// otherwise trigger itself once per event, forever. Whether Google logs
+// validate-only calls is not known; the rule holds either way.
+func validateOnly(request json.RawMessage) bool {
+	req := rawObject(request)
+	for _, k := range []string{"validateOnly", "validate_only"} {
+		var b bool
+		if v, ok := req[k]; ok && json.Unmarshal(v, &b) == nil && b {
+			return true
+		}
+	}
+	// Cloud Run Admin API v1 (Knative): dryRun=all.
+	return rawString(req, "dryRun") != "" || rawString(req, "dry_run") != ""
+}
+
+// SkipOwnDryRun marks d skipped when it reports a call the function itself
+// made while dry-running: a function in dry-run mode changes nothing, so
+// every audit entry naming one of its own identities (self: its service
+// account, and the principal it names to the emulator) comes from one of
+// its validate-only calls, whatever Google logs of the request. Acting on
+// it would loop: each dry-run reconcile would cause the next. Outside dry
+// run, or for another principal, d is returned as it is.
+func SkipOwnDryRun(d Decision, dryRun bool, self ...string) Decision {
+	if !dryRun || d.Skip != "" || d.Trigger.Principal == "" || !slices.Contains(self, d.Trigger.Principal) {
+		return d
+	}
+	d.Targets, d.Compute = nil, nil
+	d.Skip = "caused by iapguard's own dry-run call (" + d.Trigger.Principal + "): nothing changed"
+	return d
 }
 
 // runTarget reads the service from resourceName, in either shape:
