@@ -485,9 +485,27 @@ func shortResource(name string) string {
 // changeText renders one change for a person.
 func changeText(c outcome.Change) string { return changeTextFields(c.Field, c.Before, c.After) }
 
+// ingressWords spells Cloud Run's ingress values as gcloud does
+// (--ingress=all|internal|internal-and-cloud-load-balancing): text output
+// uses these; JSON output keeps the API's values, as the outcome schema
+// does.
+var ingressWords = strings.NewReplacer(
+	"INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", "internal-and-cloud-load-balancing",
+	"INGRESS_TRAFFIC_INTERNAL_ONLY", "internal",
+	"INGRESS_TRAFFIC_ALL", "all",
+	"INGRESS_TRAFFIC_NONE", "none",
+	"INGRESS_TRAFFIC_UNSPECIFIED", "unspecified",
+)
+
+// gcloudIngress rewrites the API's ingress values in s in gcloud's words.
+func gcloudIngress(s string) string { return ingressWords.Replace(s) }
+
 // changeTextFields renders a change: "F + ADDED", "F - REMOVED" or
-// "F: BEFORE → AFTER".
+// "F: BEFORE → AFTER" (ingress values in gcloud's words).
 func changeTextFields(field, before, after string) string {
+	if field == "ingress" {
+		before, after = gcloudIngress(before), gcloudIngress(after)
+	}
 	switch {
 	case before == "":
 		return field + " + " + after

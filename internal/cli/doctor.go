@@ -118,7 +118,7 @@ func diagnose(in *inspection) doctorReport {
 	ref, plan, obs := in.Ref, in.Plan, in.Observed
 	rep := doctorReport{Name: ref.ResourceName(), Project: ref.Project, Region: ref.Region, Service: ref.Name, Mode: string(plan.Mode)}
 	add := func(check, status, msg, fix string) {
-		rep.Findings = append(rep.Findings, finding{Check: check, Status: status, Message: msg, Fix: fix})
+		rep.Findings = append(rep.Findings, finding{Check: check, Status: status, Message: gcloudIngress(msg), Fix: fix})
 		switch status {
 		case findingProblem:
 			rep.Problems++
@@ -352,19 +352,7 @@ func accessWhenIAPOff(msg string) string {
 	return msg
 }
 
-func ingressName(i iapsetup.Ingress) string {
-	switch i {
-	case iapsetup.IngressAll:
-		return "all"
-	case iapsetup.IngressInternalLoadBalancer:
-		return "internal-and-cloud-load-balancing"
-	case iapsetup.IngressInternalOnly:
-		return "internal"
-	case iapsetup.IngressNone:
-		return "none"
-	}
-	return string(i)
-}
+func ingressName(i iapsetup.Ingress) string { return gcloudIngress(string(i)) }
 
 func writeDoctor(w io.Writer, rep doctorReport) {
 	fmt.Fprintf(w, "doctor: %s\n\n", rep.Name)

@@ -169,6 +169,8 @@ func TestEmulatorCommandBadFlags(t *testing.T) {
 		{name: "duplicate above one", args: []string{"--duplicate", "2"}, want: "--duplicate 2: want a probability between 0 and 1"},
 		{name: "reorder negative", args: []string{"--reorder", "-0.5"}, want: "--reorder -0.5: want a probability"},
 		{name: "duplicate not a number", args: []string{"--duplicate", "often"}, want: `invalid argument "often" for "--duplicate"`},
+		{name: "lro not a mode", args: []string{"--lro", "bogus"}, want: `--lro: lro mode "bogus": want on-first-poll, immediate`},
+		{name: "lro negative", args: []string{"--lro", "-3s"}, want: `--lro: lro mode "-3s"`},
 		{name: "unknown flag", args: []string{"--nope"}, want: "unknown flag: --nope"},
 		{name: "positional argument", args: []string{"extra"}, want: `"extra"`},
 		{name: "address not listenable", args: []string{"--addr", "256.0.0.1:0"}, want: "listening on 256.0.0.1:0"},

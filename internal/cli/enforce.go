@@ -195,7 +195,7 @@ func writePlans(w io.Writer, rep enforceReport) {
 			fmt.Fprintf(w, "  mode: %s\n", r.Mode)
 		}
 		if r.Reason != "" {
-			fmt.Fprintf(w, "  reason: %s\n", r.Reason)
+			fmt.Fprintf(w, "  reason: %s\n", gcloudIngress(r.Reason))
 		}
 		if r.Error != "" {
 			fmt.Fprintf(w, "  error: %s\n", r.Error)
@@ -203,7 +203,7 @@ func writePlans(w io.Writer, rep enforceReport) {
 		if len(r.Rules) > 0 {
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			for _, rr := range r.Rules {
-				fmt.Fprintf(tw, "  %s\t%s\t%s\n", ruleCell(iapsetup.Status(rr.Status), r.DryRun), rr.Rule, rr.Message)
+				fmt.Fprintf(tw, "  %s\t%s\t%s\n", ruleCell(iapsetup.Status(rr.Status), r.DryRun), rr.Rule, gcloudIngress(rr.Message))
 			}
 			tw.Flush()
 		}
@@ -218,7 +218,7 @@ func writePlans(w io.Writer, rep enforceReport) {
 			}
 		}
 		for _, warn := range r.Warnings {
-			fmt.Fprintf(w, "  warning: %s\n", warn)
+			fmt.Fprintf(w, "  warning: %s\n", gcloudIngress(warn))
 		}
 	}
 	var parts []string

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -76,6 +77,10 @@ type sandboxView struct {
 	out     io.Writer
 	start   time.Time
 	verbose bool
+	// creates reports whether a service is one the demo is still building;
+	// notYetHidden counts the "not found" outcomes hidden for such.
+	creates      func(service string) bool
+	notYetHidden int
 }
 
 func (v *sandboxView) printf(format string, args ...any) {
@@ -109,22 +114,59 @@ func (v *sandboxView) onOutcome(m *outcome.Message) {
 	if !v.verbose && m.Outcome == outcome.Skipped && m.Resource.Service == "" {
 		return
 	}
-	detail := m.Reason
+	if !v.verbose && m.Outcome == outcome.Skipped && v.notYet(m) {
+		// An event about a demo service the build has not finished
+		// creating yet: the function finds nothing, and its event for the
+		// creation follows.
+		v.mu.Lock()
+		v.notYetHidden++
+		v.mu.Unlock()
+		return
+	}
+	detail := gcloudIngress(m.Reason)
 	if len(m.Changes) > 0 {
 		var cs []string
 		for _, c := range m.Changes {
+			if strings.HasPrefix(c.Field, "annotations[") {
+				continue // iapguard's own bookkeeping
+			}
 			cs = append(cs, changeShort(c))
 		}
 		detail = strings.Join(cs, ", ")
-	}
-	if len(detail) > 110 {
-		detail = detail[:107] + "..."
 	}
 	name := m.Resource.Service
 	if name == "" {
 		name = shortName(m.Resource.Name)
 	}
-	v.printf("outcome  %-11s %-12s %s", m.Outcome, name, detail)
+	kind := string(m.Outcome)
+	if m.DryRun {
+		kind += " (dry run)"
+	}
+	v.printf("outcome  %-21s %-12s %s", kind, name, cutAtWord(detail, 110))
+}
+
+// notYet reports whether m says "not found" about a demo service while the
+// demo is still being built (the demo deletes nothing, so the service is
+// one not created yet).
+func (v *sandboxView) notYet(m *outcome.Message) bool {
+	if v.creates == nil || !strings.Contains(m.Reason, "not found") {
+		return false
+	}
+	return v.creates(m.Resource.Service)
+}
+
+// cutAtWord shortens s to at most n runes, at a word boundary, marking the
+// cut with "…".
+func cutAtWord(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	cut := string(r[:n-1])
+	if i := strings.LastIndexAny(cut, " ,;"); i > n/2 {
+		cut = strings.TrimRight(cut[:i], " ,;")
+	}
+	return cut + " …"
 }
 
 // changeShort renders a change for one terminal line.
@@ -137,7 +179,7 @@ func changeShort(c outcome.Change) string {
 		}
 		return role + " +" + memberShort(c.After)
 	}
-	return c.Field + "=" + strings.TrimPrefix(c.After, "INGRESS_TRAFFIC_")
+	return c.Field + "=" + gcloudIngress(c.After)
 }
 
 func memberShort(m string) string {
@@ -182,6 +224,13 @@ func runSandbox(ctx context.Context, s *streams, f sandboxFlags) error {
 	}
 	defer clients.Close()
 	sc := demo.DefaultScenario()
+	demoServices := map[string]bool{}
+	for _, e := range sc.Expect {
+		demoServices[e.Service] = true
+	}
+	var building atomic.Bool // until the build's events have settled
+	building.Store(true)
+	view.creates = func(svc string) bool { return building.Load() && demoServices[svc] }
 	fmt.Fprintln(s.out, "— building the demo project as developer@example.com —")
 	if err := clients.Build(cctx, st.Project.ID, f.region, sc); err != nil {
 		return withCode(ExitError, fmt.Errorf("building the demo project: %w", err))
@@ -189,6 +238,7 @@ func runSandbox(ctx context.Context, s *streams, f sandboxFlags) error {
 	if err := st.Settle(cctx, 400*time.Millisecond); err != nil {
 		return withCode(ExitError, err)
 	}
+	building.Store(false)
 	if f.drift && !f.dryRun {
 		fmt.Fprintln(s.out, "\n— drift: a teammate turns storefront's backend IAP off and makes reports public again —")
 		if err := clients.SetBackendIAP(cctx, st.Project.ID, "storefront-backend", false); err != nil {
@@ -208,6 +258,9 @@ func runSandbox(ctx context.Context, s *streams, f sandboxFlags) error {
 		return withCode(ExitError, err)
 	}
 	printSandboxStats(s.out, st)
+	if view.notYetHidden > 0 {
+		fmt.Fprintf(s.out, "(%d skipped outcome(s) for demo services not created yet when their event was handled are hidden; -v shows them)\n", view.notYetHidden)
+	}
 	if f.once {
 		if !ok {
 			return withCode(ExitNonCompliant, fmt.Errorf("the demo did not converge to its expected state"))
@@ -218,6 +271,7 @@ func runSandbox(ctx context.Context, s *streams, f sandboxFlags) error {
 	for _, l := range st.Env() {
 		fmt.Fprintln(s.out, "  export "+l)
 	}
+	fmt.Fprintln(s.out, "  export GOOGLE_CLOUD_PROJECT="+st.Project.ID)
 	fmt.Fprintln(s.out, "Press Ctrl-C to stop.")
 	<-ctx.Done()
 	return nil
@@ -251,7 +305,11 @@ func makePublic(ctx context.Context, c *demo.Clients, project, region, service s
 // dry-run reconcile of each service, and reports whether every service is
 // where the scenario expects it.
 func sandboxTable(ctx context.Context, w io.Writer, st *stack.Stack, c *demo.Clients, f sandboxFlags, sc demo.Scenario) (bool, error) {
-	fmt.Fprintln(w, "\n— compliance (live state; a dry-run reconcile must plan no change) —")
+	if f.dryRun {
+		fmt.Fprintln(w, "\n— compliance (live state; the function ran in dry-run mode and changed nothing, so PLAN NOW, a dry-run reconcile now, still shows what a real run would do) —")
+	} else {
+		fmt.Fprintln(w, "\n— compliance (live state; PLAN NOW is a dry-run reconcile now, which must plan no change) —")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tLABEL\tLAST OUTCOME\tPLAN NOW\tMODE\tINGRESS\tIAP\tPUBLIC\tEXPECTED\t")
 	all := true
@@ -270,9 +328,12 @@ func sandboxTable(ctx context.Context, w io.Writer, st *stack.Stack, c *demo.Cli
 		if err != nil {
 			return false, fmt.Errorf("planning %s: %w", e.Service, err)
 		}
-		last := "-"
+		last, lastShown := "-", "-"
 		if m := st.Outcomes.Latest(e.Service); m != nil {
-			last = string(m.Outcome)
+			last, lastShown = string(m.Outcome), string(m.Outcome)
+			if m.DryRun {
+				lastShown += " (dry run)"
+			}
 		}
 		want := e.Outcome
 		if f.dryRun && want == "compliant" {
@@ -291,7 +352,7 @@ func sandboxTable(ctx context.Context, w io.Writer, st *stack.Stack, c *demo.Cli
 		if label == "" {
 			label = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", e.Service, label, last, planNow, orDash0(string(plan.Mode)),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", e.Service, label, lastShown, planNow, orDash0(string(plan.Mode)),
 			ingressShort(svc.GetIngress()), iapState(ctx, c, st.Project.ID, svc, plan), yesNo(isPublic(pol)), mark)
 	}
 	tw.Flush()
@@ -305,9 +366,7 @@ func orDash0(s string) string {
 	return s
 }
 
-func ingressShort(i runpb.IngressTraffic) string {
-	return strings.ToLower(strings.TrimPrefix(i.String(), "INGRESS_TRAFFIC_"))
-}
+func ingressShort(i runpb.IngressTraffic) string { return gcloudIngress(i.String()) }
 
 func isPublic(p *iampb.Policy) bool {
 	for _, b := range p.GetBindings() {
