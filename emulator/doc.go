@@ -116,8 +116,17 @@
 //   - Services only: no Revisions, Jobs, Executions or Tasks services.
 //     Revisions exist only as names, are never garbage-collected, and
 //     traffic targets naming one are not checked.
-//   - ListServices accepts location "-"; show_deleted is ignored (no
-//     tombstones); page size 100 by default, at most 1000.
+//   - ListServices refuses location "-" with INVALID_ARGUMENT, as the v2
+//     parent comment documents ("cannot be the "-" wildcard"; the exact
+//     status is inferred); show_deleted is ignored (no tombstones); page
+//     size 100 by default, at most 1000. Run v1 projects.locations.list
+//     (REST, GET /v1/projects/P/locations) lists the regions: a fixed set
+//     (cloudrun.DefaultRegions or Options.Regions) plus every region
+//     holding one of the project's services.
+//
+// Cloud Asset Inventory v1 (package cloudasset): SearchAllResources for
+// run.googleapis.com/Service only, the query forms iapguard sends, an
+// index lag, and Google's documented quotas; see that package.
 //   - UpdateService without update_mask (or "*") replaces the whole writable
 //     spec; masks may name map entries and nested fields; output-only paths
 //     are ignored; request fields outside the mask are not validated.

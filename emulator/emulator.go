@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
+	"github.com/iapguard/iapguard/emulator/cloudasset"
 	"github.com/iapguard/iapguard/emulator/cloudrun"
 	"github.com/iapguard/iapguard/emulator/compute"
 	"github.com/iapguard/iapguard/emulator/core"
@@ -77,6 +78,8 @@ type Options struct {
 	Push logsink.PushOptions
 	// RunLRO selects how Cloud Run operations complete (see cloudrun.Options).
 	Run cloudrun.Options
+	// Asset tunes Cloud Asset Inventory (index lag, quotas).
+	Asset cloudasset.Options
 	// Logger receives the emulator's own logs (default: discarded).
 	Logger *slog.Logger
 	// FaultSeed seeds injected error draws (0: a fixed default seed).
@@ -88,12 +91,16 @@ var DefaultProject = core.Project{ID: "demo-project", Number: 123456789012}
 
 // Emulator serves every emulated Google API on one address: gRPC (Cloud Run
 // Admin v2, long-running operations, Pub/Sub, Cloud Logging, Resource
-// Manager v3 Projects) and REST
-// (Compute v1, Service Usage v1beta1, IAP v1, and the control API)
+// Manager v3 Projects, Cloud Asset Inventory v1 SearchAllResources) and REST
+// (Compute v1, Service Usage v1beta1, IAP v1, Cloud Run v1
+// projects.locations.list, and the control API)
 // multiplexed on one port by protocol (HTTP/2 + application/grpc → gRPC).
 type Emulator struct {
-	Core         *core.Core
-	Run          *cloudrun.Server
+	Core *core.Core
+	Run  *cloudrun.Server
+	// Asset serves Cloud Asset Inventory SearchAllResources over the Cloud
+	// Run services (package cloudasset).
+	Asset        *cloudasset.Server
 	Compute      *compute.Server
 	ServiceUsage *serviceusage.Server
 	IAP          *iapapi.Server
@@ -140,6 +147,7 @@ func New(opts Options) (*Emulator, error) {
 	}
 	e := &Emulator{Core: c, done: make(chan struct{})}
 	e.Run = cloudrun.New(c, opts.Run)
+	e.Asset = cloudasset.New(c, e.Run, opts.Asset)
 	e.Compute = compute.New(c)
 	e.ServiceUsage = serviceusage.New(c)
 	e.IAP = iapapi.New(c, e.Compute, e.Run)
@@ -155,6 +163,7 @@ func New(opts Options) (*Emulator, error) {
 		grpc.ChainStreamInterceptor(core.StreamServerInterceptor(c)),
 	)
 	e.Run.Register(e.grpc)
+	e.Asset.Register(e.grpc)
 	e.Logging.Register(e.grpc)
 	e.ResourceManager.Register(e.grpc)
 	pubsubpb.RegisterPublisherServer(e.grpc, &e.PubSub.GServer)
@@ -185,6 +194,7 @@ func New(opts Options) (*Emulator, error) {
 	mux.Handle("/compute/beta/", e.Compute)
 	mux.Handle("/v1beta1/", e.ServiceUsage)
 	mux.Handle("/v1/", e.IAP)
+	mux.HandleFunc(cloudrun.LocationsPath, e.Run.ServeLocations) // Cloud Run v1 projects.locations.list
 	mux.Handle(ControlPrefix, http.StripPrefix(strings.TrimSuffix(ControlPrefix, "/"), e.controlHandler()))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		core.Errorf(codes.NotFound, "The requested URL %s was not found on this server.", r.URL.Path).WriteJSON(w)

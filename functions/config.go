@@ -22,13 +22,21 @@ const (
 	EnvProject       = "GOOGLE_CLOUD_PROJECT"    // the function's own project (set by Cloud Run functions)
 	EnvProjects      = "IAPGUARD_PROJECTS"       // comma-separated allowlist: project ids, numbers, patterns such as team-*, folders/N (iapsetup.Scope)
 	EnvOutcomesTopic = "IAPGUARD_OUTCOMES_TOPIC" // topic id or projects/P/topics/T
-	EnvDryRun        = "IAPGUARD_DRY_RUN"        // true: plan and publish, change nothing
-	EnvLogLevel      = "IAPGUARD_LOG_LEVEL"      // debug, info, warning, error
-	EnvTimeout       = "IAPGUARD_TIMEOUT"        // per-event deadline, Go duration (default 60s)
-	EnvEmulatorHost  = gcp.EnvEmulatorHost       // IAPGUARD_EMULATOR_HOST: host:port of the local emulator (no auth, plain text)
-	EnvPrincipal     = "IAPGUARD_PRINCIPAL"      // identity named to the emulator in audit entries
-	EnvMaxEventAge   = "IAPGUARD_MAX_EVENT_AGE"  // events older than this are acknowledged without work (default 24h)
-	EnvPubSubHost    = gcp.EnvPubSubEmulatorHost // PUBSUB_EMULATOR_HOST: honoured by the Pub/Sub library itself
+	// EnvReplayTopic is the replay topic (id or projects/P/topics/T) a sweep
+	// publishes its per-service replay messages on (default
+	// DefaultReplayTopic in the function's project).
+	EnvReplayTopic = "IAPGUARD_REPLAY_TOPIC"
+	// EnvDiscovery selects how sweeps and whole-project replays find
+	// services: auto (Cloud Asset Inventory, falling back to the per-region
+	// listing when it is off or not permitted; default), asset, regions.
+	EnvDiscovery    = "IAPGUARD_DISCOVERY"
+	EnvDryRun       = "IAPGUARD_DRY_RUN"        // true: plan and publish, change nothing
+	EnvLogLevel     = "IAPGUARD_LOG_LEVEL"      // debug, info, warning, error
+	EnvTimeout      = "IAPGUARD_TIMEOUT"        // per-event deadline, Go duration (default 60s)
+	EnvEmulatorHost = gcp.EnvEmulatorHost       // IAPGUARD_EMULATOR_HOST: host:port of the local emulator (no auth, plain text)
+	EnvPrincipal    = "IAPGUARD_PRINCIPAL"      // identity named to the emulator in audit entries
+	EnvMaxEventAge  = "IAPGUARD_MAX_EVENT_AGE"  // events older than this are acknowledged without work (default 24h)
+	EnvPubSubHost   = gcp.EnvPubSubEmulatorHost // PUBSUB_EMULATOR_HOST: honoured by the Pub/Sub library itself
 	// EnvMaxConcurrent caps the events one instance reconciles at once
 	// (default DefaultMaxConcurrent; 0: no cap). Events beyond it wait for a
 	// slot within their deadline, then are redelivered.
@@ -50,6 +58,9 @@ const (
 // (Secret Manager holds at most 64 KiB per version).
 const maxScopeFile = 1 << 20
 
+// DefaultReplayTopic is the replay topic's id (eventarc/triggers.yaml).
+const DefaultReplayTopic = "iapguard-replay"
+
 // DefaultMaxConcurrent is the default admission cap per instance: at 1,000
 // concurrent events an uncapped instance peaked at 193–213 MiB RSS, a cap of
 // about 100 kept it at 102–110 MiB (issue #10; target 128 MiB).
@@ -58,6 +69,10 @@ const DefaultMaxConcurrent = 100
 // Config is the function's configuration, read once per instance.
 type Config struct {
 	Project string
+	// ReplayTopic is where sweeps publish replay messages; Discovery is the
+	// discovery mode (gcp.ModeAuto, ModeAsset, ModeRegions).
+	ReplayTopic string
+	Discovery   string
 	// Projects are the allowlist's entries (iapsetup.ProjectScope): ids,
 	// numbers, patterns over ids, folders/N, or "*".
 	Projects      []string
@@ -107,9 +122,21 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Timeout:       60 * time.Second,
 		MaxEventAge:   24 * time.Hour,
 		MaxConcurrent: DefaultMaxConcurrent,
+		ReplayTopic:   strings.TrimSpace(getenv(EnvReplayTopic)),
+		Discovery:     strings.TrimSpace(getenv(EnvDiscovery)),
+	}
+	if c.ReplayTopic == "" {
+		c.ReplayTopic = DefaultReplayTopic
 	}
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	switch c.Discovery {
+	case "":
+		c.Discovery = gcp.ModeAuto
+	case gcp.ModeAuto, gcp.ModeAsset, gcp.ModeRegions:
+	default:
+		bad("%s=%q: want %s, %s or %s", EnvDiscovery, c.Discovery, gcp.ModeAuto, gcp.ModeAsset, gcp.ModeRegions)
+	}
 	switch {
 	case c.Project == "":
 		bad("%s is not set: the function needs its own project id", EnvProject)

@@ -28,17 +28,17 @@ func TestConfigFromEnv(t *testing.T) {
 		{
 			name: "defaults",
 			env:  base,
-			want: Config{Project: "p", Projects: []string{"p"}, OutcomesTopic: "iapguard-outcomes", LogLevel: slog.LevelInfo, Timeout: 60 * time.Second, MaxEventAge: 24 * time.Hour, MaxConcurrent: DefaultMaxConcurrent},
+			want: Config{Project: "p", ReplayTopic: DefaultReplayTopic, Discovery: "auto", Projects: []string{"p"}, OutcomesTopic: "iapguard-outcomes", LogLevel: slog.LevelInfo, Timeout: 60 * time.Second, MaxEventAge: 24 * time.Hour, MaxConcurrent: DefaultMaxConcurrent},
 		},
 		{
 			name: "everything set",
 			env: map[string]string{
 				EnvProject: "p", EnvOutcomesTopic: "projects/p/topics/outcomes", EnvProjects: " a, b ,,123 ", EnvDryRun: "true",
 				EnvLogLevel: "debug", EnvTimeout: "10s", EnvMaxEventAge: "1h", EnvEmulatorHost: "127.0.0.1:1", EnvPrincipal: "me@example.com",
-				EnvMaxConcurrent: " 7 ",
+				EnvMaxConcurrent: " 7 ", EnvReplayTopic: "projects/p/topics/r", EnvDiscovery: "regions",
 			},
 			want: Config{
-				Project: "p", Projects: []string{"a", "b", "123"}, OutcomesTopic: "projects/p/topics/outcomes", DryRun: true,
+				Project: "p", ReplayTopic: "projects/p/topics/r", Discovery: "regions", Projects: []string{"a", "b", "123"}, OutcomesTopic: "projects/p/topics/outcomes", DryRun: true,
 				LogLevel: slog.LevelDebug, Timeout: 10 * time.Second, MaxEventAge: time.Hour, EmulatorHost: "127.0.0.1:1", Principal: "me@example.com",
 				MaxConcurrent: 7,
 			},
@@ -46,12 +46,12 @@ func TestConfigFromEnv(t *testing.T) {
 		{
 			name: "patterns in the allowlist",
 			env:  with(base, EnvProjects, "team-*, 123456789012,legacy"),
-			want: Config{Project: "p", Projects: []string{"team-*", "123456789012", "legacy"}, OutcomesTopic: "iapguard-outcomes", LogLevel: slog.LevelInfo, Timeout: 60 * time.Second, MaxEventAge: 24 * time.Hour, MaxConcurrent: DefaultMaxConcurrent},
+			want: Config{Project: "p", ReplayTopic: DefaultReplayTopic, Discovery: "auto", Projects: []string{"team-*", "123456789012", "legacy"}, OutcomesTopic: "iapguard-outcomes", LogLevel: slog.LevelInfo, Timeout: 60 * time.Second, MaxEventAge: 24 * time.Hour, MaxConcurrent: DefaultMaxConcurrent},
 		},
 		{
 			name: "no admission cap",
 			env:  with(base, EnvMaxConcurrent, "0"),
-			want: Config{Project: "p", Projects: []string{"p"}, OutcomesTopic: "iapguard-outcomes", LogLevel: slog.LevelInfo, Timeout: 60 * time.Second, MaxEventAge: 24 * time.Hour},
+			want: Config{Project: "p", ReplayTopic: DefaultReplayTopic, Discovery: "auto", Projects: []string{"p"}, OutcomesTopic: "iapguard-outcomes", LogLevel: slog.LevelInfo, Timeout: 60 * time.Second, MaxEventAge: 24 * time.Hour},
 		},
 		{name: "organization in the allowlist", env: with(base, EnvProjects, "organizations/123"), wantErr: EnvProjects},
 		{name: "malformed folder in the allowlist", env: with(base, EnvProjects, "folders/abc"), wantErr: EnvProjects},
@@ -68,6 +68,7 @@ func TestConfigFromEnv(t *testing.T) {
 		{name: "bad timeout", env: with(base, EnvTimeout, "soon"), wantErr: EnvTimeout},
 		{name: "negative age", env: with(base, EnvMaxEventAge, "-1h"), wantErr: EnvMaxEventAge},
 		{name: "negative cap", env: with(base, EnvMaxConcurrent, "-1"), wantErr: EnvMaxConcurrent},
+		{name: "unknown discovery mode", env: with(base, EnvDiscovery, "guess"), wantErr: EnvDiscovery},
 		{name: "cap not a number", env: with(base, EnvMaxConcurrent, "lots"), wantErr: EnvMaxConcurrent},
 	}
 	for _, tt := range tests {

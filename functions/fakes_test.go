@@ -74,6 +74,10 @@ func (f *fakeReconciler) ReconcileRegion(context.Context, string, string, ...iap
 	return nil, fmt.Errorf("fake: ReconcileRegion not expected: %w", iapsetup.ErrPermanent)
 }
 
+func (f *fakeReconciler) ReconcileCandidates(context.Context, []iapsetup.Candidate, ...iapsetup.CallOption) ([]*iapsetup.Result, error) {
+	return nil, fmt.Errorf("fake: ReconcileCandidates not expected: %w", iapsetup.ErrPermanent)
+}
+
 func (f *fakeReconciler) ReconcileBackend(context.Context, iapsetup.BackendRef, ...iapsetup.CallOption) ([]*iapsetup.Result, error) {
 	return nil, fmt.Errorf("fake: ReconcileBackend not expected: %w", iapsetup.ErrPermanent)
 }

@@ -124,7 +124,9 @@ type Instance struct {
 	Reconciler *iapsetup.Reconciler
 	PubSub     *pubsub.Client
 	Publisher  *outcome.Publisher
-	Handler    *Handler
+	// Replays publishes a sweep's per-service replay messages.
+	Replays *TopicReplayPublisher
+	Handler *Handler
 }
 
 // NewInstance builds everything from the environment (getenv).
@@ -158,15 +160,25 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	}
 	scope := iapsetup.ProjectScope(cfg.Projects...)
 	var dir *gcp.ProjectDirectory
-	if scope.HasFolders() {
+	if scope.HasFolders() || scope.All() {
 		// Folder entries: the scope check reads ancestries through Resource
 		// Manager (resourcemanager.projects.get, resourcemanager.folders.get).
 		if dir, err = gcp.NewProjectDirectory(ctx, gopts); err != nil {
 			_ = clients.Close()
 			return nil, fmt.Errorf("building Resource Manager client for the scope's folders: %w", err)
 		}
-		scope = scope.WithAncestry(dir, iapsetup.AncestryOptions{})
+		if scope.HasFolders() {
+			scope = scope.WithAncestry(dir, iapsetup.AncestryOptions{})
+		}
 	}
+	// Sweeps and whole-project replays: Cloud Asset search, per-region
+	// listing as the fallback (folders and organisations enumerated through
+	// Resource Manager when the directory exists).
+	dopts := gcp.DiscoveryOptions{Mode: cfg.Discovery}
+	if dir != nil {
+		dopts.Projects = gcp.NewProjectsUnder(dir)
+	}
+	clients.Discovery.SetOptions(dopts)
 	closeAll := func() {
 		_ = clients.Close()
 		if dir != nil {
@@ -194,15 +206,21 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 		return nil, fmt.Errorf("building Pub/Sub client: %w", err)
 	}
 	pub := outcome.NewPublisher(ps, cfg.OutcomesTopic)
+	replays := NewTopicReplayPublisher(ps, cfg.ReplayTopic)
+	h := NewHandler(cfg, rec, pub, log)
+	h.SetDiscovery(clients.Discovery, replays)
 	return &Instance{
 		Config: cfg, Clients: clients, Directory: dir, Reconciler: rec, PubSub: ps, Publisher: pub,
-		Handler: NewHandler(cfg, rec, pub, log),
+		Replays: replays, Handler: h,
 	}, nil
 }
 
 // Close flushes the publisher and closes the clients.
 func (i *Instance) Close() error {
 	i.Publisher.Stop()
+	if i.Replays != nil {
+		i.Replays.Stop()
+	}
 	err := i.PubSub.Close()
 	if cerr := i.Clients.Close(); err == nil {
 		err = cerr

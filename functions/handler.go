@@ -21,6 +21,7 @@ import (
 type Reconciler interface {
 	Reconcile(ctx context.Context, ref iapsetup.ServiceRef, opts ...iapsetup.CallOption) (*iapsetup.Result, error)
 	ReconcileRegion(ctx context.Context, project, region string, opts ...iapsetup.CallOption) ([]*iapsetup.Result, error)
+	ReconcileCandidates(ctx context.Context, cs []iapsetup.Candidate, opts ...iapsetup.CallOption) ([]*iapsetup.Result, error)
 	ReconcileBackend(ctx context.Context, ref iapsetup.BackendRef, opts ...iapsetup.CallOption) ([]*iapsetup.Result, error)
 	ReconcileNEG(ctx context.Context, ref iapsetup.NEGRef, opts ...iapsetup.CallOption) ([]*iapsetup.Result, error)
 }
@@ -45,6 +46,9 @@ type Handler struct {
 	// slots admits at most cfg.MaxConcurrent events to reconcile at once;
 	// nil when unlimited.
 	slots *semaphore.Weighted
+	// disc and replays serve whole-project replays and sweeps (sweep.go).
+	disc    Discoverer
+	replays ReplayPublisher
 }
 
 // NewHandler wires a handler. log may be nil (discard).
@@ -113,10 +117,17 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 		defer h.slots.Release(1)
 	}
 
-	results, rerr := h.reconcile(ctx, dec)
+	if len(dec.Targets) == 1 && dec.Targets[0].Kind == event.TargetSweep {
+		return h.handleSweep(ctx, dec.Targets[0].Scope, trig, start)
+	}
+	results, note, rerr := h.reconcile(ctx, dec)
 	if len(results) == 0 && rerr == nil {
 		what := trig.ResourceName
-		return h.publish(ctx, skipMessage(trig, "no Cloud Run service behind "+what, h.cfg.DryRun, start, h.now()))
+		reason := "no Cloud Run service behind " + what
+		if note != "" {
+			reason = "no labelled Cloud Run service in " + what + " (" + note + ")"
+		}
+		return h.publish(ctx, skipMessage(trig, reason, h.cfg.DryRun, start, h.now()))
 	}
 	var errs []error
 	transient := rerr != nil && iapsetup.IsTransient(rerr)
@@ -144,16 +155,19 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 	return errors.Join(errs...)
 }
 
-// reconcile dispatches a decision to the reconciler.
-func (h *Handler) reconcile(ctx context.Context, dec event.Decision) ([]*iapsetup.Result, error) {
+// reconcile dispatches a decision to the reconciler. note says how a
+// whole-project replay discovered its services ("" otherwise).
+func (h *Handler) reconcile(ctx context.Context, dec event.Decision) (results []*iapsetup.Result, note string, err error) {
 	if c := dec.Compute; c != nil {
 		switch c.Kind {
 		case event.ComputeBackendService:
-			return h.rec.ReconcileBackend(ctx, iapsetup.BackendRef{Project: c.Project, Region: c.Region, Name: c.Name})
+			results, err = h.rec.ReconcileBackend(ctx, iapsetup.BackendRef{Project: c.Project, Region: c.Region, Name: c.Name})
+			return results, "", err
 		case event.ComputeNetworkEndpointGroup:
-			return h.rec.ReconcileNEG(ctx, iapsetup.NEGRef{Project: c.Project, Region: c.Region, Name: c.Name})
+			results, err = h.rec.ReconcileNEG(ctx, iapsetup.NEGRef{Project: c.Project, Region: c.Region, Name: c.Name})
+			return results, "", err
 		}
-		return nil, fmt.Errorf("compute resource kind %q: %w", c.Kind, iapsetup.ErrPermanent)
+		return nil, "", fmt.Errorf("compute resource kind %q: %w", c.Kind, iapsetup.ErrPermanent)
 	}
 	var all []*iapsetup.Result
 	var errs []error
@@ -171,18 +185,21 @@ func (h *Handler) reconcile(ctx context.Context, dec event.Decision) ([]*iapsetu
 				errs = append(errs, err)
 			}
 		case event.TargetProject:
-			region := t.Region
-			if region == "" {
-				region = "-"
+			var rs []*iapsetup.Result
+			var err error
+			if t.Region != "" {
+				rs, err = h.rec.ReconcileRegion(ctx, t.Project, t.Region)
+			} else {
+				// Every region: Cloud Run v2 refuses "-"; discover instead.
+				rs, note, err = h.reconcileProject(ctx, t.Project)
 			}
-			rs, err := h.rec.ReconcileRegion(ctx, t.Project, region)
 			all = append(all, rs...)
 			if err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
-	return all, errors.Join(errs...)
+	return all, note, errors.Join(errs...)
 }
 
 // publish sends m and logs the outcome once. A failed publish is returned

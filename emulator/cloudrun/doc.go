@@ -38,8 +38,9 @@
 //   - No IAM enforcement: every caller may do everything. TestIamPermissions
 //     returns every requested permission that starts with "run." (wildcards →
 //     INVALID_ARGUMENT); it answers NOT_FOUND for a missing service [INFER].
-//   - ListServices accepts location "-" (every region of the project) although
-//     the v2 proto comment says the wildcard is not allowed. show_deleted is
+//   - ListServices refuses location "-" with INVALID_ARGUMENT: the v2 proto
+//     comment says the wildcard is not allowed (the status is inferred; no
+//     recorded answer). show_deleted is
 //     ignored: deleted services are forgotten at once (no tombstones until
 //     expire_time). Page size defaults to 100 and is capped at 1000.
 //   - UpdateService without update_mask (or with "*") replaces the whole

@@ -79,6 +79,11 @@ func (s *Server) parseProjectLocation(field, v, project, region string, wildcard
 	if !projectSegRE.MatchString(project) {
 		return locRef{}, invalid("%s: %q has an invalid project %q", field, v, project)
 	}
+	if region == "-" && !wildcard {
+		// [DOC runpb ListServicesRequest.parent]: "Location must be a valid
+		// Google Cloud region, and cannot be the "-" wildcard".
+		return locRef{}, invalid("%s: %q: location must be a valid Google Cloud region, and cannot be the \"-\" wildcard", field, v)
+	}
 	if !regionRE.MatchString(region) && !(wildcard && region == "-") {
 		return locRef{}, invalid("%s: %q has an invalid location %q; want a region such as us-central1", field, v, region)
 	}

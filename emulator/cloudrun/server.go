@@ -35,6 +35,9 @@ type Options struct {
 	// the service shows reconciling=true meanwhile).
 	LRO   string
 	Delay time.Duration
+	// Regions are the regions projects.locations.list offers every project
+	// (default DefaultRegions); regions holding a service are always added.
+	Regions []string
 }
 
 // mode resolves LRO/Delay into a mode and delay.
@@ -80,6 +83,8 @@ type Server struct {
 	opOrder  []string              // canonical op names, oldest first
 	opsDue   map[string]*operation // delay mode: operations not yet done
 	seq      uint64                // creation order tie-break
+	watchers []func(Change)        // see Watch
+	regions  []string              // Options.Regions
 }
 
 // entry is one stored service with its IAM policy and revisions.
@@ -115,6 +120,7 @@ func New(c *core.Core, opts Options) *Server {
 		c:        c,
 		mode:     mode,
 		delay:    delay,
+		regions:  opts.Regions,
 		services: map[string]*entry{},
 		pending:  map[string]bool{},
 		ops:      map[string]*operation{},
@@ -192,6 +198,7 @@ func (s *Server) Seed(project, region, id string, svc *runpb.Service) (*runpb.Se
 	}
 	settle(e.svc, now)
 	s.services[e.key()] = e
+	s.notifyLocked(e, false, now)
 	return proto.CloneOf(e.svc), nil
 }
 

@@ -149,10 +149,17 @@ func (t pageToken) after(e *entry) bool {
 	return e.seq < t.seq
 }
 
-// ListServices lists services, newest first. parent may name location "-"
-// for every region. Permission: run.services.list.
+// ListServices lists services, newest first. Permission: run.services.list.
+//
+// parent must name one region: the v2 ListServicesRequest.parent comment
+// says "Location must be a valid Google Cloud region, and cannot be the "-"
+// wildcard" [DOC runpb]. The emulator answers "-" with INVALID_ARGUMENT, as
+// it does every other location that is not a region; the exact status and
+// message Google sends are not recorded in our reference [INFER]. Callers
+// that need every region enumerate them (Run v1 projects.locations.list,
+// ServeLocations) or search Cloud Asset Inventory.
 func (s *Server) ListServices(_ context.Context, req *runpb.ListServicesRequest) (*runpb.ListServicesResponse, error) {
-	loc, err := s.parseLocation("parent", req.GetParent(), true)
+	loc, err := s.parseLocation("parent", req.GetParent(), false)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +187,7 @@ func (s *Server) ListServices(_ context.Context, req *runpb.ListServicesRequest)
 	s.settleLocked()
 	var es []*entry
 	for _, e := range s.services {
-		if e.project.ID == loc.project.ID && (loc.region == "-" || e.region == loc.region) {
+		if e.project.ID == loc.project.ID && e.region == loc.region {
 			if cursor == nil || cursor.after(e) {
 				es = append(es, e)
 			}
@@ -361,6 +368,7 @@ func (s *Server) DeleteService(ctx context.Context, req *runpb.DeleteServiceRequ
 	}
 	delete(s.services, e.key())
 	delete(s.pending, e.key())
+	s.notifyLocked(e, true, now)
 	op := s.newOperationLocked(ref.locRef, gone, true, now)
 	out, err := op.render(ref.form)
 	resp := view(gone, ref.project, ref.form)

@@ -309,7 +309,7 @@ func TestListServices(t *testing.T) {
 	}{
 		{"one region newest first", parent(testProject), 0, []string{"s5", "s4", "s3", "s2", "s1"}, 1},
 		{"paged by two", parent(testProject), 2, []string{"s5", "s4", "s3", "s2", "s1"}, 3},
-		{"every region", "projects/" + testProject + "/locations/-", 0, []string{"eu1", "s5", "s4", "s3", "s2", "s1"}, 1},
+		{"other region", "projects/" + testProject + "/locations/europe-west1", 0, []string{"eu1"}, 1},
 		{"project number echoed", parent(testNumberStr), 5, []string{"s5", "s4", "s3", "s2", "s1"}, 1},
 		{"empty region", "projects/" + testProject + "/locations/asia-east1", 0, nil, 1},
 	}
@@ -347,6 +347,9 @@ func TestListServices(t *testing.T) {
 		{"negative page size", &runpb.ListServicesRequest{Parent: parent(testProject), PageSize: -1}, codes.InvalidArgument},
 		{"unknown project", &runpb.ListServicesRequest{Parent: parent("ghost-project")}, codes.NotFound},
 		{"malformed parent", &runpb.ListServicesRequest{Parent: "projects/" + testProject}, codes.InvalidArgument},
+		// The v2 parent comment: "cannot be the "-" wildcard" (issue #18).
+		{"location wildcard", &runpb.ListServicesRequest{Parent: "projects/" + testProject + "/locations/-"}, codes.InvalidArgument},
+		{"location wildcard by number", &runpb.ListServicesRequest{Parent: "projects/" + testNumberStr + "/locations/-", PageSize: 1}, codes.InvalidArgument},
 	}
 	for _, tt := range errs {
 		t.Run(tt.name, func(t *testing.T) {

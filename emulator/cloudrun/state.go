@@ -111,6 +111,7 @@ func reconcile(svc *runpb.Service, t time.Time) {
 
 // startRolloutLocked applies the LRO mode to a freshly written entry.
 func (s *Server) startRolloutLocked(e *entry, now time.Time) {
+	s.notifyLocked(e, false, now)
 	if s.mode != LRODelay {
 		settle(e.svc, now)
 		e.settleAt = time.Time{}

@@ -50,6 +50,8 @@ func APIOf(method string) string {
 	switch {
 	case strings.HasPrefix(method, "google.cloud.run."), strings.HasPrefix(method, "google.longrunning."):
 		return "run"
+	case strings.HasPrefix(method, "google.cloud.asset."):
+		return "cloudasset"
 	case strings.HasPrefix(method, "google.cloud.resourcemanager."):
 		return "cloudresourcemanager"
 	case strings.HasPrefix(method, "google.pubsub."):

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
@@ -276,21 +277,42 @@ func writeAuditTable(w io.Writer, rep auditReport) {
 const serviceParallelism = 8
 
 // scanServices lists the services of the session's project in region
-// ("" every region) and reconciles each labelled one with the function's
-// reconciler from its listed copy (dryRun: plan only; one service read
-// each, the listing); the others are planned from the listed copy alone, as
-// ReconcileRegion does. prog counts services. Reports are
-// sorted by region, then name. A failed reconcile is recorded in its
-// report; the error is for a failed listing, the deadline, or an interrupt:
-// then no new reconcile starts, those under way finish (finishContext),
-// and the error is an *interruptedError with the reports of the services
-// done.
+// ("" every region: discovered through Cloud Asset Inventory, or per region
+// when Cloud Asset is off or not permitted — Cloud Run v2 refuses the "-"
+// wildcard) and reconciles each labelled one with the function's
+// reconciler: from its listed copy when Cloud Run listed it (one service
+// read each, the listing), else from a fresh read (Cloud Asset's index lags
+// behind changes; its labels only select what to read). The others are
+// planned from the copy alone, as ReconcileRegion does. prog counts
+// services. Reports are sorted by region, then name. A failed reconcile is
+// recorded in its report; the error is for a failed listing, the deadline,
+// or an interrupt: then no new reconcile starts, those under way finish
+// (finishContext), and the error is an *interruptedError with the reports
+// of the services done.
 func scanServices(ctx context.Context, sess *session, region string, dryRun bool, prog *progressBar) ([]serviceReport, error) {
-	listRegion := region
-	if listRegion == "" {
-		listRegion = "-"
+	var svcs []*iapsetup.Service
+	listed := map[*iapsetup.Service]bool{}
+	var err error
+	if region != "" {
+		svcs, err = sess.clients.RunAdapter.ListServices(ctx, sess.project, region)
+		for _, s := range svcs {
+			listed[s] = true
+		}
+	} else {
+		var d *gcp.Discovered
+		d, err = sess.clients.Discovery.Discover(ctx, "projects/"+sess.project, false)
+		if d != nil {
+			sess.discovery = append(sess.discovery, d)
+			for _, f := range d.Services {
+				if f.Listed != nil {
+					svcs = append(svcs, f.Listed)
+					listed[f.Listed] = true
+					continue
+				}
+				svcs = append(svcs, &iapsetup.Service{Ref: f.Ref, Labels: f.Labels})
+			}
+		}
 	}
-	svcs, err := sess.clients.RunAdapter.ListServices(ctx, sess.project, listRegion)
 	if err != nil {
 		if interrupted(ctx) {
 			return nil, &interruptedError{unit: "service(s)", more: " (interrupted while listing the services of project " + sess.project + ")"}
@@ -341,7 +363,13 @@ func scanServices(ctx context.Context, sess *session, region string, dryRun bool
 			if hooks.starting != nil {
 				hooks.starting(svc.Ref)
 			}
-			res, err := sess.rec.ReconcileListed(work, svc, iapsetup.WithDryRun(dryRun), iapsetup.WithAccessCheck())
+			var res *iapsetup.Result
+			var err error
+			if listed[svc] {
+				res, err = sess.rec.ReconcileListed(work, svc, iapsetup.WithDryRun(dryRun), iapsetup.WithAccessCheck())
+			} else {
+				res, err = sess.rec.Reconcile(work, svc.Ref, iapsetup.WithDryRun(dryRun), iapsetup.WithAccessCheck())
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && isCtxErr(err) {

@@ -44,6 +44,9 @@ const (
 	envCredentials  = "GOOGLE_APPLICATION_CREDENTIALS"
 	envAccess       = "IAPGUARD_ACCESS_POLICIES" // default --access-policies (as the function reads it)
 	envProjects     = "IAPGUARD_PROJECTS"        // default --scope (the function's scope)
+	// envDiscovery: how every-region scans find services, as the function
+	// reads it: auto (Cloud Asset, per-region fallback), asset, regions.
+	envDiscovery = "IAPGUARD_DISCOVERY"
 )
 
 // Output formats.
@@ -174,6 +177,8 @@ type session struct {
 	rec      *iapsetup.Reconciler
 	// access are the reconciler's access policies (--access-policies).
 	access *iapsetup.AccessPolicies
+	// discovery records how each every-region scan found its services.
+	discovery []*gcp.Discovered
 }
 
 // defaultEmulatorPrincipal is who iapctl's writes are attributed to in the
@@ -221,10 +226,17 @@ func connect(ctx context.Context, project string, ro iapsetup.Options) (*session
 	if err != nil {
 		return nil, err
 	}
+	mode := getenv(ctx, envDiscovery)
+	switch mode {
+	case "", gcp.ModeAuto, gcp.ModeAsset, gcp.ModeRegions:
+	default:
+		return nil, fmt.Errorf("%s=%q: want %s, %s or %s", envDiscovery, mode, gcp.ModeAuto, gcp.ModeAsset, gcp.ModeRegions)
+	}
 	clients, err := gcp.NewClients(ctx, opts)
 	if err != nil {
 		return nil, explain(err, opts.EmulatorHost)
 	}
+	clients.Discovery.SetOptions(gcp.DiscoveryOptions{Mode: mode})
 	rec, err := iapsetup.New(clients.Deps(), ro)
 	if err != nil {
 		_ = clients.Close()
@@ -260,28 +272,35 @@ func endpointName(host string) string {
 	return "Google Cloud"
 }
 
-// checkProject makes one cheap call (a one-item ListServices) so that an
-// unknown project, missing permission or unreachable endpoint is reported
-// as such before any work. Needs run.services.list.
+// checkProject makes one cheap call so that an unknown project, missing
+// permission or unreachable endpoint is reported as such before any work:
+// a one-item ListServices in region (needs run.services.list), or, for
+// every region, Cloud Run v1 projects.locations.list (needs
+// run.locations.list) — Cloud Run v2 refuses the "-" location wildcard.
 func (s *session) checkProject(ctx context.Context, region string) error {
+	var err error
+	var what, perm string
 	if region == "" {
-		region = "-"
+		what, perm = "projects/"+s.project+"/locations", "run.locations.list"
+		var calls int64
+		_, err = s.clients.Discovery.Regions(ctx, s.project, &calls)
+	} else {
+		what, perm = "projects/"+s.project+"/locations/"+region, "run.services.list"
+		_, err = s.clients.Run.ListServices(ctx, &runpb.ListServicesRequest{Parent: what, PageSize: 1}).Next()
 	}
-	parent := "projects/" + s.project + "/locations/" + region
-	_, err := s.clients.Run.ListServices(ctx, &runpb.ListServicesRequest{Parent: parent, PageSize: 1}).Next()
 	if err == nil || errors.Is(err, iterator.Done) {
 		return nil
 	}
 	switch gcperr.Code(err) {
 	case codes.NotFound, codes.PermissionDenied:
-		return fmt.Errorf("project %s not found, or you may not list its Cloud Run services (run.services.list) in %s: %s",
-			s.project, s.where(), grpcDesc(err))
+		return fmt.Errorf("project %s not found, or you may not list its Cloud Run services (%s) in %s: %s",
+			s.project, perm, s.where(), grpcDesc(err))
 	case codes.InvalidArgument:
-		if region != "-" {
+		if region != "" {
 			return badRegion(region, s.where(), err)
 		}
 	}
-	return explain(fmt.Errorf("listing Cloud Run services in %s: %w", parent, err), s.emulator)
+	return explain(fmt.Errorf("listing %s: %w", what, err), s.emulator)
 }
 
 // getService reads a service and words "not found" for people: an unknown

@@ -479,6 +479,10 @@ func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope iap
 	pub := &printingPublisher{w: s.out, json: f.output == outputJSON, verbose: f.verbose, before: prog.clear}
 	cfg := functions.Config{Project: f.project, DryRun: f.dryRun, Timeout: time.Minute, AccessPolicies: sess.access}
 	h := functions.NewHandler(cfg, sess.rec, pub, nil)
+	// Whole-project replays discover their services as the function does
+	// (Cloud Asset, else per region). Sweep requests need the deployed
+	// function's replay topic: locally they fail with a message saying so.
+	h.SetDiscovery(sess.clients.Discovery, nil)
 	work, stopWork := finishContext(ctx)
 	defer stopWork()
 	var (

@@ -39,6 +39,10 @@ const (
 	// TargetProject is every Cloud Run service of Project, restricted to
 	// Region when Region is set.
 	TargetProject TargetKind = "project"
+	// TargetSweep is every Cloud Run service labelled iap in Scope (a
+	// project, folder or organisation): the function discovers them and
+	// publishes one replay message per service (the scheduled sweep).
+	TargetSweep TargetKind = "sweep"
 )
 
 // Target is one thing to reconcile.
@@ -52,12 +56,17 @@ type Target struct {
 	Region string
 	// Service is the short service name; empty for Project targets.
 	Service string
+	// Scope is projects/P, folders/N or organizations/N; Sweep targets only.
+	Scope string
 }
 
 // ResourceName returns the Cloud Run v2 resource name of t
 // ("projects/P/locations/R/services/S"), or its parent for Project targets
 // ("projects/P/locations/R", or "projects/P" when Region is empty).
 func (t Target) ResourceName() string {
+	if t.Kind == TargetSweep {
+		return t.Scope
+	}
 	s := "projects/" + t.Project
 	if t.Region == "" {
 		return s

@@ -26,8 +26,12 @@ const ReplayVersion = 1
 // rejected, so that a misspelt "service" cannot widen a replay to a whole
 // project.
 type ReplayMessage struct {
-	Version int    `json:"version"`
-	Project string `json:"project"`
+	Version int `json:"version"`
+	// Scope (projects/P, folders/N or organizations/N) makes the message a
+	// sweep request: discover the labelled services of the scope and replay
+	// each. It excludes Project, Region and Service.
+	Scope   string `json:"scope,omitempty"`
+	Project string `json:"project,omitempty"`
 	Region  string `json:"region,omitempty"`
 	Service string `json:"service,omitempty"`
 	// RequestedBy names who asked (a person or "scheduler"); informational,
@@ -37,6 +41,9 @@ type ReplayMessage struct {
 
 // ReplayMessageFor returns the replay message that asks to reconcile t.
 func ReplayMessageFor(t Target, requestedBy string) ReplayMessage {
+	if t.Kind == TargetSweep {
+		return ReplayMessage{Version: ReplayVersion, Scope: t.Scope, RequestedBy: requestedBy}
+	}
 	m := ReplayMessage{Version: ReplayVersion, Project: t.Project, Region: t.Region, RequestedBy: requestedBy}
 	if t.Kind == TargetService {
 		m.Service = t.Service
@@ -51,6 +58,13 @@ func (m ReplayMessage) Validate() error {
 		return fmt.Errorf("%w: replay message has no version", ErrMalformed)
 	case m.Version != ReplayVersion:
 		return fmt.Errorf("%w: replay message version %d is not supported (want %d)", ErrMalformed, m.Version, ReplayVersion)
+	case m.Scope != "" && (m.Project != "" || m.Region != "" || m.Service != ""):
+		return fmt.Errorf("%w: replay message names scope %q together with a project, region or service", ErrMalformed, m.Scope)
+	case m.Scope != "":
+		if !ValidSweepScope(m.Scope) {
+			return fmt.Errorf("%w: replay message scope %q is not projects/P, folders/N or organizations/N", ErrMalformed, m.Scope)
+		}
+		return nil
 	case !validSegment(m.Project):
 		return fmt.Errorf("%w: replay message project %q is not a project id or number", ErrMalformed, m.Project)
 	case m.Region != "" && !validSegment(m.Region):
@@ -63,8 +77,34 @@ func (m ReplayMessage) Validate() error {
 	return nil
 }
 
+// ValidSweepScope reports whether s is projects/P (a concrete project id
+// or number), folders/N or organizations/N (N digits).
+func ValidSweepScope(s string) bool {
+	kind, id, ok := strings.Cut(s, "/")
+	switch {
+	case !ok:
+		return false
+	case kind == "projects":
+		return validSegment(id)
+	case kind == "folders", kind == "organizations":
+		if id == "" || len(id) > 20 {
+			return false
+		}
+		for _, c := range id {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
 // Target returns what a valid m asks to reconcile.
 func (m ReplayMessage) Target() Target {
+	if m.Scope != "" {
+		return Target{Kind: TargetSweep, Scope: m.Scope}
+	}
 	if m.Service != "" {
 		return Target{Kind: TargetService, Project: m.Project, Region: m.Region, Service: m.Service}
 	}

@@ -32,10 +32,13 @@ import (
 	"slices"
 	"time"
 
+	asset "cloud.google.com/go/asset/apiv1"
 	run "cloud.google.com/go/run/apiv2"
+	"golang.org/x/time/rate"
 	compute "google.golang.org/api/compute/v1"
 	iap "google.golang.org/api/iap/v1"
 	"google.golang.org/api/option"
+	runv1 "google.golang.org/api/run/v1"
 	serviceusage "google.golang.org/api/serviceusage/v1beta1"
 
 	"github.com/iapguard/iapguard/pkg/iapsetup"
@@ -72,6 +75,10 @@ type Options struct {
 	// without one gets two AdaptiveLimiters, one per quota (reads, writes),
 	// tuned by RateLimits.
 	RunLimiter, ComputeLimiter, ServiceUsageLimiter, IAPLimiter Limiter
+	// AssetLimiter paces Cloud Asset Inventory searches (default: Google's
+	// documented 400 SearchAllResources per minute per consumer project,
+	// cloud.google.com/asset-inventory/docs/quota, with a burst of 10).
+	AssetLimiter Limiter
 	// RateLimits tunes the default adaptive limiters (zero: defaults).
 	RateLimits AdaptiveConfig
 	// ThrottleRetries bounds the retries of a call answered
@@ -95,6 +102,12 @@ type Clients struct {
 	ComputeAdapter  *ComputeAdapter
 	IdentityAdapter *IdentityAdapter
 	IAPAdapter      *IAPAdapter
+
+	// Asset is the Cloud Asset Inventory client and RunV1 the Cloud Run
+	// Admin API v1 REST client (locations only); Discovery uses both.
+	Asset     *asset.Client
+	RunV1     *runv1.APIService
+	Discovery *Discovery
 
 	closeIdle func()
 }
@@ -152,12 +165,30 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 		_ = rc.Close()
 		return nil, fmt.Errorf("creating IAP client: %w", err)
 	}
-	c := &Clients{Run: rc, Compute: cs, ServiceUsage: su, IAP: ic, closeIdle: closeIdle}
+	ac, err := asset.NewClient(ctx, runOpts...)
+	if err != nil {
+		_ = rc.Close()
+		return nil, fmt.Errorf("creating Cloud Asset Inventory client: %w", err)
+	}
+	// Run v1 is REST on run.googleapis.com (the client's default endpoint);
+	// the emulator serves it at its root.
+	r1, err := runv1.NewService(ctx, rootOpts...)
+	if err != nil {
+		_ = rc.Close()
+		_ = ac.Close()
+		return nil, fmt.Errorf("creating Cloud Run v1 client: %w", err)
+	}
+	c := &Clients{Run: rc, Compute: cs, ServiceUsage: su, IAP: ic, Asset: ac, RunV1: r1, closeIdle: closeIdle}
 	pace := func(l Limiter) *pacer { return newPacer(l, opts.RateLimits, opts.ThrottleRetries) }
 	c.RunAdapter = &RunAdapter{c: rc, opTimeout: opts.OperationTimeout, pace: pace(opts.RunLimiter)}
 	c.ComputeAdapter = &ComputeAdapter{c: cs, opTimeout: opts.OperationTimeout, pace: pace(opts.ComputeLimiter)}
 	c.IdentityAdapter = &IdentityAdapter{c: su, opTimeout: opts.OperationTimeout, poll: opts.PollInterval, pace: pace(opts.ServiceUsageLimiter)}
 	c.IAPAdapter = &IAPAdapter{c: ic, pace: pace(opts.IAPLimiter)}
+	al := opts.AssetLimiter
+	if al == nil {
+		al = rate.NewLimiter(rate.Limit(400.0/60), 10)
+	}
+	c.Discovery = &Discovery{asset: ac, v1: r1, run: c.RunAdapter, pace: pace(al), runP: c.RunAdapter.pace}
 	return c, nil
 }
 
@@ -182,6 +213,11 @@ func (c *Clients) Close() error {
 	}
 	if c.closeIdle != nil {
 		c.closeIdle()
+	}
+	if c.Asset != nil {
+		if err := c.Asset.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("closing Cloud Asset Inventory client: %w", err)
+		}
 	}
 	if err := c.Run.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("closing Cloud Run client: %w", err)

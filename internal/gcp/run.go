@@ -42,22 +42,37 @@ func (a *RunAdapter) GetService(ctx context.Context, ref iapsetup.ServiceRef) (*
 	return fromRunService(s)
 }
 
-// ListServices lists the services of project in region ("-": all regions).
-// Each page waits for the read limiter, which is told how it ended; a
-// throttled page is not retried (the iterator's error is final): the
-// listing fails transiently. Needs run.services.list.
+// ListServices lists the services of project in region, which must be a
+// region: Cloud Run Admin API v2 refuses the "-" wildcard
+// (runpb.ListServicesRequest.parent: "cannot be the "-" wildcard"), and so
+// does this method, without a call; Discovery finds services across
+// regions. Each page waits for the read limiter, which is told how it
+// ended; a throttled page is not retried (the iterator's error is final):
+// the listing fails transiently. Needs run.services.list.
 func (a *RunAdapter) ListServices(ctx context.Context, project, region string) ([]*iapsetup.Service, error) {
+	var calls int64
+	return a.listServices(ctx, project, region, &calls)
+}
+
+// listServices is ListServices counting the pages fetched in *calls.
+func (a *RunAdapter) listServices(ctx context.Context, project, region string, calls *int64) ([]*iapsetup.Service, error) {
 	parent := "projects/" + project + "/locations/" + region
+	if region == "-" || region == "" {
+		return nil, fmt.Errorf("listing Cloud Run services in %s: %w (%w)", parent, errNoWildcard, iapsetup.ErrPermanent)
+	}
 	it := a.c.ListServices(ctx, &runpb.ListServicesRequest{Parent: parent, PageSize: 500})
 	var out []*iapsetup.Service
 	for {
-		fetch := it.PageInfo().Remaining() == 0 // the next Next call fetches a page
+		// The next Next call fetches a page when the buffer is empty and
+		// either nothing was fetched yet or the last page had a token.
+		fetch := it.PageInfo().Remaining() == 0 && (it.Response == nil || it.PageInfo().Token != "")
 		var sent time.Time
 		if fetch {
 			if err := wait(ctx, a.pace.limiter(readCall)); err != nil {
 				return nil, err
 			}
 			sent = a.pace.now(readCall)
+			*calls++
 		}
 		s, err := it.Next()
 		if fetch {

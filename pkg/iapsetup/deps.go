@@ -14,8 +14,8 @@ import (
 type Services interface {
 	// GetService returns the service; a missing service is a NOT_FOUND error.
 	GetService(ctx context.Context, ref ServiceRef) (*Service, error)
-	// ListServices returns every service in project and region (region "-"
-	// lists every region).
+	// ListServices returns every service in project and region. region is
+	// a region: Cloud Run v2 refuses the "-" wildcard.
 	ListServices(ctx context.Context, project, region string) ([]*Service, error)
 	// UpdateService applies u with an update mask naming exactly the fields
 	// u sets and u.Etag as precondition, and waits for the operation. With

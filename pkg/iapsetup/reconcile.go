@@ -351,12 +351,13 @@ func (r *Reconciler) checkFrontends(ctx context.Context, bs []*BackendService, k
 	return out
 }
 
-// ReconcileRegion reconciles every service of project in region (region "-"
-// means every region): one ListServices call, then a full reconcile, with
-// bounded concurrency, of each service labelled iap=enabled; the others are
-// reported skipped, opted-out or rejected from the listed copy without
-// further calls. A failure
-// on one service does not stop the others; errors are joined.
+// ReconcileRegion reconciles every service of project in region (a region:
+// Cloud Run v2 refuses the "-" wildcard; ReconcileCandidates takes what a
+// discovery across regions found): one ListServices call, then a full
+// reconcile, with bounded concurrency, of each service labelled
+// iap=enabled; the others are reported skipped, opted-out or rejected from
+// the listed copy without further calls. A failure on one service does not
+// stop the others; errors are joined.
 func (r *Reconciler) ReconcileRegion(ctx context.Context, project, region string, opts ...CallOption) ([]*Result, error) {
 	return r.reconcileRegion(ctx, project, region, r.callOptions(opts))
 }
@@ -370,23 +371,52 @@ func (r *Reconciler) reconcileRegion(ctx context.Context, project, region string
 	if err != nil {
 		return nil, newError(where, fmt.Errorf("listing services: %w", err))
 	}
-	results := make([]*Result, len(svcs))
-	errs := make([]error, len(svcs))
+	cs := make([]Candidate, len(svcs))
+	for i, s := range svcs {
+		cs[i] = Candidate{Ref: s.Ref, Listed: s}
+	}
+	return r.reconcileCandidates(ctx, cs, co)
+}
+
+// Candidate is a service a discovery found: Listed is the copy Cloud Run
+// just listed, or nil when the service was found elsewhere (Cloud Asset
+// Inventory's index, which lags behind changes) and must be read.
+type Candidate struct {
+	Ref    ServiceRef
+	Listed *Service
+}
+
+// ReconcileCandidates reconciles what a discovery found, with bounded
+// concurrency (Options.Parallelism). A listed copy not labelled
+// iap=enabled is reported skipped, opted-out or rejected from that copy
+// without calls, as ReconcileRegion does; a candidate without a copy is
+// read first and decided on what the read shows, never on the index's
+// labels. Every candidate's project is checked against the scope. A
+// failure on one service does not stop the others; errors are joined.
+func (r *Reconciler) ReconcileCandidates(ctx context.Context, cs []Candidate, opts ...CallOption) ([]*Result, error) {
+	return r.reconcileCandidates(ctx, cs, r.callOptions(opts))
+}
+
+func (r *Reconciler) reconcileCandidates(ctx context.Context, cs []Candidate, co callOptions) ([]*Result, error) {
+	results := make([]*Result, len(cs))
+	errs := make([]error, len(cs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.o.Parallelism)
-	for i, s := range svcs {
-		if d := DesiredFor(s); d.Intent != Enforce {
-			// Skipped, opted-out or rejected from the listed copy alone.
-			if rej, serr := r.rejectScope(ctx, s.Ref.Project, s.Ref.ResourceName(), co); rej != nil {
-				results[i], errs[i] = rej, serr
+	for i, c := range cs {
+		if s := c.Listed; s != nil {
+			if d := DesiredFor(s); d.Intent != Enforce {
+				// Skipped, opted-out or rejected from the listed copy alone.
+				if rej, serr := r.rejectScope(ctx, s.Ref.Project, s.Ref.ResourceName(), co); rej != nil {
+					results[i], errs[i] = rej, serr
+					continue
+				}
+				results[i] = &Result{Ref: s.Ref, Resource: s.Ref.ResourceName(), DryRun: co.dryRun}
+				results[i].fill(PlanFor(d, &Observed{Service: s}))
 				continue
 			}
-			results[i] = &Result{Ref: s.Ref, Resource: s.Ref.ResourceName(), DryRun: co.dryRun}
-			results[i].fill(PlanFor(d, &Observed{Service: s}))
-			continue
 		}
 		g.Go(func() error {
-			results[i], errs[i] = r.reconcile(gctx, s.Ref, s, co)
+			results[i], errs[i] = r.reconcile(gctx, c.Ref, c.Listed, co)
 			return nil
 		})
 	}

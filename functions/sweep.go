@@ -1,0 +1,231 @@
+package functions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+
+	"github.com/iapguard/iapguard/internal/event"
+	"github.com/iapguard/iapguard/internal/gcp"
+	"github.com/iapguard/iapguard/internal/gcperr"
+	"github.com/iapguard/iapguard/internal/logx"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/outcome"
+)
+
+// Discoverer finds the Cloud Run services of a scope without the "-"
+// location wildcard (*gcp.Discovery: Cloud Asset Inventory search, with a
+// per-region fallback).
+type Discoverer interface {
+	Discover(ctx context.Context, scope string, labelled bool) (*gcp.Discovered, error)
+}
+
+// ReplayPublisher publishes replay messages on the replay topic and
+// returns once Pub/Sub accepted all of them (or the first error).
+type ReplayPublisher interface {
+	PublishReplays(ctx context.Context, ms []event.ReplayMessage) error
+}
+
+// SweepRequester is the requestedBy of the replay messages a sweep
+// publishes.
+const SweepRequester = "sweep"
+
+// SetDiscovery gives the handler what project-wide replays and sweeps need:
+// d finds the services (a whole-project replay without a region, and a
+// sweep request), rp publishes a sweep's per-service replay messages. A
+// handler without them rejects such messages with a permanent failure.
+func (h *Handler) SetDiscovery(d Discoverer, rp ReplayPublisher) {
+	h.disc, h.replays = d, rp
+}
+
+// reconcileProject reconciles the labelled services of a whole project:
+// one discovery (Cloud Asset search, or the per-region listing when Cloud
+// Asset is off or not permitted), then each service found. Which path ran
+// is logged; with nothing found, the skip reason names it.
+func (h *Handler) reconcileProject(ctx context.Context, project string) ([]*iapsetup.Result, string, error) {
+	if h.disc == nil {
+		return nil, "", fmt.Errorf("replaying every service of project %s: no discovery configured (%w)", project, iapsetup.ErrPermanent)
+	}
+	d, err := h.disc.Discover(ctx, "projects/"+project, true)
+	how := discoveryNote(d)
+	logDiscovery(ctx, "projects/"+project, d, err)
+	if err != nil {
+		return nil, how, fmt.Errorf("discovering the services of project %s: %w", project, classify(err))
+	}
+	cs := make([]iapsetup.Candidate, 0, len(d.Services))
+	for _, f := range d.Services {
+		cs = append(cs, iapsetup.Candidate{Ref: f.Ref, Listed: f.Listed})
+	}
+	rs, err := h.rec.ReconcileCandidates(ctx, cs)
+	return rs, how, err
+}
+
+// sweep answers a sweep request: it discovers the labelled services of
+// scope and publishes one replay message per service on the replay topic,
+// so Eventarc delivers each to whichever instance Cloud Run scales out, and
+// each reconcile is paced there as any event is. The scope must lie within
+// the function's allowlist: projects/P for a project it allows, folders/N
+// for a folder entry of the allowlist, organizations/N only for "*".
+// Returns the skip/reject reason for the sweep's own outcome when it ends
+// without replays, else "".
+func (h *Handler) sweep(ctx context.Context, scope string) (string, error) {
+	log := logx.From(ctx)
+	if !h.sweepAllowed(scope) {
+		return "", fmt.Errorf("sweep scope %s is outside the function's scope %s (%s): %w",
+			scope, strings.Join(h.cfg.Projects, ","), EnvProjects, errOutOfScope)
+	}
+	if h.disc == nil || h.replays == nil {
+		return "", fmt.Errorf("sweep of %s: no discovery or replay topic configured (%s): %w", scope, EnvReplayTopic, iapsetup.ErrPermanent)
+	}
+	d, err := h.disc.Discover(ctx, scope, true)
+	logDiscovery(ctx, scope, d, err)
+	if err != nil {
+		return "", fmt.Errorf("discovering the services of %s: %w", scope, classify(err))
+	}
+	ms := make([]event.ReplayMessage, 0, len(d.Services))
+	for _, f := range d.Services {
+		m := event.ReplayMessageFor(event.Target{Kind: event.TargetService, Project: f.Ref.Project, Region: f.Ref.Region, Service: f.Ref.Name}, SweepRequester)
+		if m.Validate() != nil {
+			continue // a name the replay decoder would refuse: nothing to replay
+		}
+		ms = append(ms, m)
+	}
+	if len(ms) == 0 {
+		return "sweep of " + scope + ": no labelled Cloud Run service found (" + discoveryNote(d) + ")", nil
+	}
+	if err := h.replays.PublishReplays(ctx, ms); err != nil {
+		return "", fmt.Errorf("publishing %d replay messages for the sweep of %s: %w", len(ms), scope, errors.Join(err, iapsetup.ErrTransient))
+	}
+	log.Info("sweep published replay messages", "scope", scope, "replays", len(ms), "discovery", d.Path, "discoveryCalls", d.Calls)
+	return "", nil
+}
+
+// errOutOfScope marks a sweep request outside the allowlist (rejected).
+var errOutOfScope = errors.New("out of scope")
+
+// sweepAllowed reports whether the allowlist covers scope as a whole.
+func (h *Handler) sweepAllowed(scope string) bool {
+	if slices.Contains(h.cfg.Projects, "*") {
+		return true
+	}
+	if p, ok := strings.CutPrefix(scope, "projects/"); ok {
+		s, err := iapsetup.ParseScope(strings.Join(h.cfg.Projects, ","))
+		return err == nil && s.Allows(p)
+	}
+	if strings.HasPrefix(scope, "folders/") {
+		return slices.Contains(h.cfg.Projects, scope)
+	}
+	return false
+}
+
+// classify marks a discovery error transient or permanent for the handler.
+func classify(err error) error {
+	if errors.Is(err, iapsetup.ErrPermanent) || errors.Is(err, iapsetup.ErrTransient) {
+		return err
+	}
+	if gcperr.IsTransient(err) || errors.Is(err, context.DeadlineExceeded) {
+		return errors.Join(err, iapsetup.ErrTransient)
+	}
+	return errors.Join(err, iapsetup.ErrPermanent)
+}
+
+func discoveryNote(d *gcp.Discovered) string {
+	if d == nil {
+		return "discovery did not run"
+	}
+	s := fmt.Sprintf("discovery: %s, %d calls", d.Path, d.Calls)
+	if d.Path == gcp.PathAsset {
+		s += "; Cloud Asset's index lags behind changes by minutes"
+	}
+	if d.Fallback != "" {
+		s += "; " + d.Fallback
+	}
+	return s
+}
+
+func logDiscovery(ctx context.Context, scope string, d *gcp.Discovered, err error) {
+	log := logx.From(ctx)
+	if d == nil {
+		log.Error("discovery failed", "scope", scope, "err", err)
+		return
+	}
+	attrs := []any{"scope", scope, "discovery", d.Path, "discoveryCalls", d.Calls, "found", len(d.Services)}
+	if d.Fallback != "" {
+		attrs = append(attrs, "fallback", d.Fallback)
+	}
+	if err != nil {
+		log.Error("discovery failed", append(attrs, "err", err)...)
+		return
+	}
+	log.Info("discovered Cloud Run services", attrs...)
+}
+
+// handleSweep runs a sweep request and acknowledges it: out of scope →
+// rejected outcome; nothing found → skipped outcome naming the discovery
+// path; transient failures → an error (Eventarc redelivers); permanent
+// ones → failed outcome. A sweep that published its replays publishes no
+// outcome of its own: each replayed service gets one.
+func (h *Handler) handleSweep(ctx context.Context, scope string, trig outcomeTrigger, start time.Time) error {
+	reason, err := h.sweep(ctx, scope)
+	switch {
+	case errors.Is(err, errOutOfScope):
+		return h.publish(ctx, rejectedMessage(trig, err.Error(), h.cfg.DryRun, start, h.now()))
+	case err != nil && iapsetup.IsTransient(err):
+		logx.From(ctx).Warn("transient failure of a sweep; returning an error so Eventarc redelivers", "err", err)
+		return err
+	case err != nil:
+		m := skipMessage(trig, err.Error(), h.cfg.DryRun, start, h.now())
+		m.Outcome = outcome.Failed
+		return h.publish(ctx, m)
+	case reason != "":
+		return h.publish(ctx, skipMessage(trig, reason, h.cfg.DryRun, start, h.now()))
+	}
+	return nil
+}
+
+type outcomeTrigger = outcome.Trigger
+
+// TopicReplayPublisher publishes replay messages on a Pub/Sub topic (no
+// ordering keys: each message names one service and may be reconciled
+// anywhere). Required IAM: pubsub.topics.publish on the replay topic.
+type TopicReplayPublisher struct {
+	pub *pubsub.Publisher
+}
+
+// NewTopicReplayPublisher publishes to topic (an id or projects/P/topics/T).
+func NewTopicReplayPublisher(client *pubsub.Client, topic string) *TopicReplayPublisher {
+	return &TopicReplayPublisher{pub: client.Publisher(topic)}
+}
+
+// PublishReplays publishes ms (the client batches them) and waits until
+// Pub/Sub accepted each; the first failure is returned. Publishing a
+// message twice is harmless: reconciles are idempotent.
+func (p *TopicReplayPublisher) PublishReplays(ctx context.Context, ms []event.ReplayMessage) error {
+	results := make([]*pubsub.PublishResult, 0, len(ms))
+	for _, m := range ms {
+		body, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("encoding replay message: %w", err)
+		}
+		results = append(results, p.pub.Publish(ctx, &pubsub.Message{Data: body}))
+	}
+	var errs []error
+	for _, r := range results {
+		if _, err := r.Get(ctx); err != nil {
+			errs = append(errs, err)
+			if len(errs) >= 3 {
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Stop flushes and stops the publisher.
+func (p *TopicReplayPublisher) Stop() { p.pub.Stop() }
