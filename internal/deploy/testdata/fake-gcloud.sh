@@ -112,17 +112,21 @@ fi
 
 key="$group|$project|$location|$name"
 exists() { grep -qxF "$key" "$FAKE_GCLOUD_STATE"; }
+# A "KEY|deleted" line is a deleted resource (a custom role): describe
+# finds it and says deleted=True; undelete brings it back.
+deleted=
+if grep -qxF "$key|deleted" "$FAKE_GCLOUD_STATE"; then deleted=True; fi
 
 case "$verb" in
   describe)
-    exists || {
+    exists || [[ -n "$deleted" ]] || {
       echo "ERROR: (gcloud.$group.describe) NOT_FOUND: $name" >&2
       exit 1
     }
     case "$format" in
       'value(transport.pubsub.subscription)') echo "projects/fake/subscriptions/eventarc-$location-$name-sub-000" ;;
       'value(definition)') echo "syntax = \"proto3\"; message Outdated {}" ;;
-      'value(deleted)') echo "" ;;
+      'value(deleted)') echo "$deleted" ;;
       'value(schemaSettings.schema)') echo "projects/fake/schemas/iapguard-outcome-v1" ;;
       'value(writerIdentity)') echo "serviceAccount:service-org-42@gcp-sa-logging.iam.gserviceaccount.com" ;;
       '') echo "name: $name" ;;
@@ -131,6 +135,10 @@ case "$verb" in
     ;;
   create | deploy)
     exists || echo "$key" >>"$FAKE_GCLOUD_STATE"
+    ;;
+  undelete)
+    awk -v k="$key" '$0 == k "|deleted" { print k; next } { print }' "$FAKE_GCLOUD_STATE" >"$FAKE_GCLOUD_STATE.tmp"
+    mv "$FAKE_GCLOUD_STATE.tmp" "$FAKE_GCLOUD_STATE"
     ;;
   delete)
     grep -vxF "$key" "$FAKE_GCLOUD_STATE" >"$FAKE_GCLOUD_STATE.tmp" || true
