@@ -190,10 +190,10 @@ func TestDeployerTableMatchesTerraform(t *testing.T) {
 // deployerRoleRows maps the first column of docs/deploy.md's deployer role
 // table to the places of the deployer table.
 var deployerRoleRows = map[string]string{
-	"host project":                      InHost,
-	"host project, with a scope secret": InHostSecret,
-	"each other project in scope":       InProject,
-	"the organisation":                  InOrganization,
+	"host project":                                         InHost,
+	"host project, with a scope secret":                    InHostSecret,
+	"each other project in scope":                          InProject,
+	"the organisation":                                     InOrganization,
 	"each folder: the sink's parent and each folder entry": InFolder,
 }
 
