@@ -84,6 +84,14 @@ type Options struct {
 	Logger *slog.Logger
 	// FaultSeed seeds injected error draws (0: a fixed default seed).
 	FaultSeed uint64
+	// ServiceAccounts exist from the start: IAM policy writes may name them
+	// (core.Accounts lists the accounts that exist without being named).
+	ServiceAccounts []string
+	// IdentityPropagation is how long a service agent that
+	// generateServiceIdentity created stays unknown to IAM policy writes
+	// (400 "Service account ... does not exist."), as IAM's eventual
+	// consistency makes it on Google. 0: visible at once.
+	IdentityPropagation time.Duration
 }
 
 // DefaultProject is the project an emulator has when none is configured.
@@ -142,6 +150,8 @@ func New(opts Options) (*Emulator, error) {
 	if opts.Logger != nil {
 		c.Log = opts.Logger
 	}
+	c.Accounts.Add(opts.ServiceAccounts...)
+	c.Accounts.SetPropagation(opts.IdentityPropagation)
 	if opts.FaultSeed != 0 {
 		c.Faults.Seed(opts.FaultSeed)
 	}

@@ -16,6 +16,7 @@ import (
 	iap "google.golang.org/api/iap/v1"
 	"google.golang.org/api/option"
 
+	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/internal/demo"
 	"github.com/iapguard/iapguard/internal/stack"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
@@ -50,7 +51,9 @@ func newAccessEnv(t *testing.T) *env {
 	if err := os.WriteFile(path, []byte(accessPolicyFile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return newEnv(t, stack.Options{AccessPolicies: path})
+	// prober exists: IAM rejects policies naming unknown service accounts.
+	return newEnv(t, stack.Options{AccessPolicies: path,
+		Emulator: emulator.Options{ServiceAccounts: []string{"prober@demo-project.iam.gserviceaccount.com"}}})
 }
 
 func runIAPResource(svc string) string {

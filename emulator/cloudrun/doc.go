@@ -33,8 +33,9 @@
 //
 // # Known deviations from Google
 //
-//   - Unknown projects yield NOT_FOUND ("project "x" not found"); Google
-//     usually answers PERMISSION_DENIED for projects the caller cannot see.
+//   - Unknown projects yield 403 PERMISSION_DENIED "Permission denied on
+//     resource project X." as on Google, but without Google's ErrorInfo
+//     detail (reason CONSUMER_INVALID).
 //   - No IAM enforcement: every caller may do everything. TestIamPermissions
 //     returns every requested permission that starts with "run." (wildcards →
 //     INVALID_ARGUMENT); it answers NOT_FOUND for a missing service [INFER].

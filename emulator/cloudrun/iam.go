@@ -31,6 +31,15 @@ var (
 		`|project(Owner|Editor|Viewer):[a-z0-9][a-z0-9.:-]*)$`)
 )
 
+// grantable are the predefined roles that carry Cloud Run service
+// permissions (run.services.*, run.routes.invoke): the ones IAM lets a
+// service's policy grant (cloud.google.com/run/docs/reference/iam/roles).
+var grantable = core.NewGrantable(
+	"roles/run.admin", "roles/run.developer", "roles/run.viewer", "roles/run.invoker",
+	"roles/run.servicesInvoker", "roles/run.sourceViewer", "roles/run.sourceDeveloper",
+	"roles/iam.securityAdmin", "roles/iam.securityReviewer",
+)
+
 // normalisePolicy validates p and returns it the way IAM stores it: bindings
 // with the same role and condition merged, members deduplicated and sorted,
 // bindings sorted by role, empty bindings dropped, version 3 when a binding
@@ -54,6 +63,9 @@ func normalisePolicy(p *iampb.Policy) (*iampb.Policy, error) {
 	for i, b := range p.GetBindings() {
 		if !roleRE.MatchString(b.GetRole()) {
 			return nil, invalid("policy.bindings[%d].role: %q is not a valid role; want roles/{role}, projects/{project}/roles/{role} or organizations/{org}/roles/{role}", i, b.GetRole())
+		}
+		if err := grantable.Check(b.GetRole()); err != nil {
+			return nil, err
 		}
 		for j, m := range b.GetMembers() {
 			if !memberRE.MatchString(m) {
@@ -138,6 +150,11 @@ func (s *Server) SetIamPolicy(ctx context.Context, req *iampb.SetIamPolicyReques
 	np, err := normalisePolicy(req.GetPolicy())
 	if err != nil {
 		return nil, err
+	}
+	for _, b := range np.GetBindings() {
+		if err := s.c.Accounts.CheckMembers(b.GetMembers()...); err != nil {
+			return nil, err
+		}
 	}
 
 	s.mu.Lock()

@@ -2,6 +2,7 @@ package cloudrun
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"cloud.google.com/go/iam/apiv1/iampb"
@@ -29,6 +30,7 @@ func TestIAMPolicyReadModifyWrite(t *testing.T) {
 	}
 
 	agent := "serviceAccount:service-" + testNumberStr + "@gcp-sa-iap.iam.gserviceaccount.com"
+	h.c.Accounts.Add(strings.TrimPrefix(agent, "serviceAccount:"))
 	set, err := h.client.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: res, Policy: &iampb.Policy{
 		Etag: empty.GetEtag(),
 		Bindings: []*iampb.Binding{

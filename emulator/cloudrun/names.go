@@ -56,11 +56,12 @@ func notFound(r serviceRef) error {
 	return core.Errorf(codes.NotFound, "service %q not found", r.name())
 }
 
-// lookupProject resolves the project segment; an unknown project is NOT_FOUND.
+// lookupProject resolves the project segment; an unknown project is 403
+// PERMISSION_DENIED, as on Google (core.UnknownProject).
 func (s *Server) lookupProject(seg string) (core.Project, error) {
 	p, ok := s.c.Projects.Lookup(seg)
 	if !ok {
-		return core.Project{}, core.Errorf(codes.NotFound, "project %q not found", seg)
+		return core.Project{}, core.UnknownProject(seg)
 	}
 	return p, nil
 }

@@ -246,7 +246,7 @@ func TestOperationsAPI(t *testing.T) {
 		{"get unknown project", func() error {
 			_, err := h.client.GetOperation(ctx, &longrunningpb.GetOperationRequest{Name: parent("ghost-project") + "/operations/x"})
 			return err
-		}, codes.NotFound},
+		}, codes.PermissionDenied},
 		{"wait unknown", func() error {
 			_, err := h.client.WaitOperation(ctx, &longrunningpb.WaitOperationRequest{Name: parent(testProject) + "/operations/0000"})
 			return err

@@ -124,7 +124,7 @@ func TestCreateServiceErrors(t *testing.T) {
 	}{
 		{"already exists", &runpb.CreateServiceRequest{Parent: parent(testProject), ServiceId: "taken", Service: minimalService()}, codes.AlreadyExists, []string{"taken", "already exists"}},
 		{"already exists by project number", &runpb.CreateServiceRequest{Parent: parent(testNumberStr), ServiceId: "taken", Service: minimalService()}, codes.AlreadyExists, []string{"projects/" + testNumberStr}},
-		{"unknown project", &runpb.CreateServiceRequest{Parent: parent("nope-project"), ServiceId: "a", Service: minimalService()}, codes.NotFound, []string{"nope-project"}},
+		{"unknown project", &runpb.CreateServiceRequest{Parent: parent("nope-project"), ServiceId: "a", Service: minimalService()}, codes.PermissionDenied, []string{"Permission denied on resource project nope-project."}},
 		{"malformed parent", &runpb.CreateServiceRequest{Parent: "projects/" + testProject, ServiceId: "a", Service: minimalService()}, codes.InvalidArgument, []string{"parent"}},
 		{"bad region", &runpb.CreateServiceRequest{Parent: "projects/" + testProject + "/locations/global", ServiceId: "a", Service: minimalService()}, codes.InvalidArgument, []string{"parent", "global"}},
 		{"service id uppercase", &runpb.CreateServiceRequest{Parent: parent(testProject), ServiceId: "Hello", Service: minimalService()}, codes.InvalidArgument, []string{"service_id"}},
@@ -221,7 +221,7 @@ func TestGetService(t *testing.T) {
 			strings.Replace(created.GetLatestReadyRevision(), testProject, testNumberStr, 1)},
 		{"missing", svcName(testProject, "nope"), codes.NotFound, "", ""},
 		{"other region", "projects/" + testProject + "/locations/europe-west1/services/hello", codes.NotFound, "", ""},
-		{"unknown project", svcName("ghost-project", "hello"), codes.NotFound, "", ""},
+		{"unknown project", svcName("ghost-project", "hello"), codes.PermissionDenied, "", ""},
 		{"malformed name", "projects/" + testProject + "/services/hello", codes.InvalidArgument, "", ""},
 		{"bad service id", svcName(testProject, "Hello"), codes.InvalidArgument, "", ""},
 	}
@@ -345,7 +345,7 @@ func TestListServices(t *testing.T) {
 		{"bad page token", &runpb.ListServicesRequest{Parent: parent(testProject), PageToken: "garbage"}, codes.InvalidArgument},
 		{"token of another parent", &runpb.ListServicesRequest{Parent: parent(testProject), PageToken: pageToken{parent: "projects/other-project/locations/us-central1"}.encode()}, codes.InvalidArgument},
 		{"negative page size", &runpb.ListServicesRequest{Parent: parent(testProject), PageSize: -1}, codes.InvalidArgument},
-		{"unknown project", &runpb.ListServicesRequest{Parent: parent("ghost-project")}, codes.NotFound},
+		{"unknown project", &runpb.ListServicesRequest{Parent: parent("ghost-project")}, codes.PermissionDenied},
 		{"malformed parent", &runpb.ListServicesRequest{Parent: "projects/" + testProject}, codes.InvalidArgument},
 		// The v2 parent comment: "cannot be the "-" wildcard" (issue #18).
 		{"location wildcard", &runpb.ListServicesRequest{Parent: "projects/" + testProject + "/locations/-"}, codes.InvalidArgument},

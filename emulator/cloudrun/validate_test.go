@@ -163,8 +163,8 @@ func TestSeedHelpers(t *testing.T) {
 	if _, err := s.Seed(testProject, testRegion, "bad", &runpb.Service{}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("Seed without template: %v, want INVALID_ARGUMENT", err)
 	}
-	if _, err := s.Seed("ghost", testRegion, "x", minimalService()); status.Code(err) != codes.NotFound {
-		t.Errorf("Seed in unknown project: %v, want NOT_FOUND", err)
+	if _, err := s.Seed("ghost", testRegion, "x", minimalService()); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("Seed in unknown project: %v, want PERMISSION_DENIED", err)
 	}
 	p, err := s.SeedIAMPolicy(testProject, testRegion, "seeded", &iampb.Policy{Bindings: []*iampb.Binding{{Role: invoker, Members: []string{"allUsers"}}}})
 	if err != nil {

@@ -22,6 +22,9 @@ type Core struct {
 	Stats    *Stats
 	Faults   *Faults
 	Audit    *AuditLog
+	// Accounts is the directory of service accounts IAM policy writes
+	// check members against.
+	Accounts *Accounts
 	// DefaultPrincipal is the caller identity recorded in audit entries when
 	// the request does not name one (see PrincipalHeader).
 	DefaultPrincipal string
@@ -43,6 +46,7 @@ func New(principal string, projects ...Project) *Core {
 		now:              time.Now,
 	}
 	c.Audit = newAuditLog(c)
+	c.Accounts = newAccounts(c)
 	return c
 }
 

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"google.golang.org/grpc/codes"
 )
 
 // Project is one emulated Google Cloud project.
@@ -226,4 +228,15 @@ func (t *Projects) Folders() []Folder {
 	return slices.SortedFunc(maps.Values(t.folders), func(a, b Folder) int {
 		return cmp.Or(cmp.Compare(len(a.ID), len(b.ID)), strings.Compare(a.ID, b.ID))
 	})
+}
+
+// UnknownProject is Google's answer to a request naming a project that does
+// not exist (or that the caller may not see: Google does not tell the two
+// apart): 403 PERMISSION_DENIED "Permission denied on resource project X."
+// (the API front end's answer, with ErrorInfo reason CONSUMER_INVALID:
+// cloudquery issue 5385 records it for Cloud Run v2). Compute differs: it
+// answers 404 "The resource 'projects/X' was not found" (package compute).
+func UnknownProject(project string) *Error {
+	return &Error{Code: codes.PermissionDenied, Reason: "forbidden",
+		Message: "Permission denied on resource project " + project + "."}
 }

@@ -38,13 +38,12 @@
 // Conditional bindings need policy version 3.
 //
 // Where the emulator differs from Google:
-//   - Unknown resources (including unknown projects and App Engine
-//     iap_web/appengine-* names) answer 404 NOT_FOUND.
+//   - Unknown resources (including App Engine iap_web/appengine-* names)
+//     answer 404 NOT_FOUND. Unknown projects answer 403 PERMISSION_DENIED
+//     "Permission denied on resource project X.", as Google does.
 //   - Bindings are normalised (members de-duplicated and sorted, bindings
 //     without members dropped, bindings sorted by role); Google normalises
 //     similarly but not necessarily identically.
-//   - getIamPolicy returns the stored version whatever requestedPolicyVersion
-//     asks for (0, 1 or 3; other values are rejected).
 //   - testIamPermissions grants every iap.* permission unless a filter is
 //     installed with SetPermissionFilter; other permissions are never granted.
 //   - The setIamPolicy audit entry uses serviceName iap.googleapis.com and
@@ -217,7 +216,7 @@ func (s *Server) resolve(name string) (resource, error) {
 	}
 	p, ok := s.c.Projects.Lookup(parts[1])
 	if !ok {
-		return resource{}, notFound
+		return resource{}, core.UnknownProject(parts[1])
 	}
 	base := "projects/" + p.NumberString() + "/iap_web"
 	res := resource{name: name, project: p}
@@ -360,6 +359,11 @@ func (s *Server) setIamPolicy(w http.ResponseWriter, r *http.Request, res resour
 	if err != nil {
 		return err
 	}
+	for _, b := range bindings {
+		if err := s.c.Accounts.CheckMembers(b.Members...); err != nil {
+			return err
+		}
+	}
 	var sent []byte
 	if req.Policy.Etag != "" {
 		if sent, err = base64.StdEncoding.DecodeString(req.Policy.Etag); err != nil {
@@ -467,6 +471,14 @@ func validMember(m string) bool {
 	return false
 }
 
+// grantable are the predefined roles that carry iap.web* permissions, the
+// ones IAM lets an iap_web resource's policy grant
+// (cloud.google.com/iap/docs/managing-access#roles).
+var grantable = core.NewGrantable(
+	"roles/iap.httpsResourceAccessor", "roles/iap.admin", "roles/iap.settingsAdmin",
+	"roles/iam.securityAdmin", "roles/iam.securityReviewer",
+)
+
 var roleRe = regexp.MustCompile(`^(roles/[A-Za-z0-9_.]+|(projects|organizations)/[^/]+/roles/[A-Za-z0-9_.]+)$`)
 
 // normalise validates p's bindings and returns them normalised, with the
@@ -482,6 +494,9 @@ func normalise(p Policy) ([]Binding, int64, error) {
 	for _, b := range p.Bindings {
 		if !roleRe.MatchString(b.Role) {
 			return nil, 0, core.Errorf(codes.InvalidArgument, "Role %q is not a valid role name.", b.Role)
+		}
+		if err := grantable.Check(b.Role); err != nil {
+			return nil, 0, err
 		}
 		var members []string
 		for _, m := range b.Members {

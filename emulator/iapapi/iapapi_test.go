@@ -271,7 +271,7 @@ func TestErrors(t *testing.T) {
 		{"unknown project", func(cl *iap.Service) error {
 			_, err := get(cl, "projects/nope/iap_web")
 			return err
-		}, 404, "NOT_FOUND"},
+		}, 403, "PERMISSION_DENIED"}, // as Google: core.UnknownProject
 		{"member without prefix", func(cl *iap.Service) error {
 			_, err := set(cl, res, accessorPolicy("", "a@example.com"))
 			return err

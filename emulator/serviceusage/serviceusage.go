@@ -120,6 +120,15 @@ func (s *Server) Identity(project, service string) (email string, created bool) 
 	return agentEmail(p, service), created
 }
 
+// createAgent tells IAM that the service agent now exists; policy writes
+// naming it fail until the propagation window (core.Accounts) has passed,
+// as on Google.
+func (s *Server) createAgent(p core.Project, service string) {
+	if email := agentEmail(p, service); email != "" {
+		s.c.Accounts.Create(email)
+	}
+}
+
 func identityKey(p core.Project, service string) string { return p.NumberString() + "/" + service }
 
 func agentEmail(p core.Project, service string) string {
@@ -207,6 +216,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, parent string)
 	op.remaining = s.polls
 	if op.remaining == 0 {
 		s.identities[key] = true
+		s.createAgent(p, service)
 	} else {
 		s.pending[key] = true
 	}
@@ -243,6 +253,9 @@ func (s *Server) getOperation(w http.ResponseWriter, name string) {
 			if op.remaining == 0 {
 				s.identities[op.key] = true
 				delete(s.pending, op.key)
+				if email, _ := op.response["email"].(string); email != "" {
+					s.c.Accounts.Create(email)
+				}
 			}
 		}
 		body = op.render()

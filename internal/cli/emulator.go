@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,9 @@ type emulatorFlags struct {
 	reorder   float64
 	delay     time.Duration
 	seed      uint64
+
+	serviceAccounts     []string
+	identityPropagation time.Duration
 }
 
 func newEmulatorCmd(s *streams) *cobra.Command {
@@ -78,6 +82,8 @@ CloudEvents, as Eventarc does.`,
 	fl.Float64Var(&f.duplicate, "duplicate", 0, "probability (0..1) that an event is delivered twice")
 	fl.Float64Var(&f.reorder, "reorder", 0, "probability (0..1) that an event is held back behind the next one")
 	fl.DurationVar(&f.delay, "delay", 0, "extra delay before each delivery")
+	fl.StringArrayVar(&f.serviceAccounts, "service-account", nil, "a service account that exists (IAM policy writes naming an unknown one get 400 INVALID_ARGUMENT, as on Google); repeatable")
+	fl.DurationVar(&f.identityPropagation, "identity-propagation", 0, "how long a service agent created by generateServiceIdentity stays unknown to IAM policy writes (IAM's eventual consistency)")
 	fl.Uint64Var(&f.seed, "seed", 0, "random seed for delivery quirks and injected error draws (0: delivery random, faults a fixed default)")
 	return cmd
 }
@@ -126,6 +132,16 @@ func (f *emulatorFlags) options() (emulator.Options, error) {
 		return opts, fmt.Errorf("--lro: %w", err)
 	}
 	opts.FaultSeed = f.seed
+	for _, sa := range f.serviceAccounts {
+		if local, domain, ok := strings.Cut(sa, "@"); !ok || local == "" || !strings.HasSuffix(domain, "gserviceaccount.com") {
+			return opts, fmt.Errorf("--service-account %q: want an email ending in gserviceaccount.com", sa)
+		}
+	}
+	opts.ServiceAccounts = f.serviceAccounts
+	if f.identityPropagation < 0 {
+		return opts, fmt.Errorf("--identity-propagation %s: must not be negative", f.identityPropagation)
+	}
+	opts.IdentityPropagation = f.identityPropagation
 	opts.Delivery.Duplicate = f.duplicate
 	opts.Delivery.Reorder = f.reorder
 	opts.Delivery.Delay = f.delay

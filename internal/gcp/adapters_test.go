@@ -134,6 +134,7 @@ func TestRunIAMPolicy(t *testing.T) {
 	next.Bindings = slices.Clone(p.Bindings)
 	plain := 1 - cond
 	next.Bindings[plain] = iapsetup.Binding{Role: "roles/run.invoker", Members: []string{"user:a@example.com", "serviceAccount:" + emulatortest.Agent}}
+	e.Core.Accounts.Add(emulatortest.Agent) // IAM rejects unknown service accounts
 	np, err := a.SetIAMPolicy(ctx, helloRef, &next)
 	if err != nil {
 		t.Fatalf("SetIAMPolicy: %v", err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/googleapis/gax-go/v2"
 	"golang.org/x/sync/errgroup"
@@ -208,8 +210,7 @@ func (r *Reconciler) writePolicy(ctx context.Context, p *Plan) {
 			if err := checkPolicyWrite(pp.before, pp.after, p.agent); err != nil {
 				return err
 			}
-			_, err := r.d.Policies.SetIAMPolicy(ctx, p.Ref, pp.after)
-			return err
+			return r.setPolicyAwaitingAgent(ctx, p.Ref, pp.after, p.agent)
 		},
 		func() (bool, error) {
 			pol, err := r.d.Policies.GetIAMPolicy(ctx, p.Ref)
@@ -278,6 +279,34 @@ func (r *Reconciler) closeDoor(ctx context.Context, ref ServiceRef, pol *Policy)
 	}
 	r.log.InfoContext(ctx, "removed public invokers", "service", ref.ResourceName(), "removed", pp.removed, "attempts", attempts)
 	return &pp
+}
+
+// setPolicyAwaitingAgent writes the service's IAM policy. IAM refuses a
+// policy naming a service account it does not see yet with 400 "Service
+// account ... does not exist." — for a while after generateServiceIdentity
+// created the IAP service agent, IAM being eventually consistent. That
+// refusal, for the agent, is retried with Backoff for at most AgentWait
+// (and not past the context's deadline), then returned as a transient error
+// so the event is redelivered; it never ends the reconcile as failed.
+func (r *Reconciler) setPolicyAwaitingAgent(ctx context.Context, ref ServiceRef, pol *Policy, agent string) error {
+	bo := gax.Backoff{Initial: r.o.Backoff.Initial, Max: r.o.Backoff.Max, Multiplier: r.o.Backoff.Multiplier}
+	var waited time.Duration
+	for {
+		_, err := r.d.Policies.SetIAMPolicy(ctx, ref, pol)
+		missing, ok := gcperr.MissingServiceAccount(err)
+		if !ok || agent == "" || !strings.EqualFold(missing, agent) {
+			return err
+		}
+		pause := bo.Pause()
+		dl, hasDeadline := ctx.Deadline()
+		if waited+pause > r.o.AgentWait || hasDeadline && r.o.Now().Add(pause).After(dl) {
+			return classifiedError{fmt.Errorf("IAM does not see the IAP service agent %s yet (it is eventually consistent after generateServiceIdentity created it; waited %s): %w", agent, waited, err), true}
+		}
+		if serr := r.o.Sleep(ctx, pause); serr != nil {
+			return fmt.Errorf("%w (while waiting for IAM to see the IAP service agent, after: %w)", serr, err)
+		}
+		waited += pause
+	}
 }
 
 func (r *Reconciler) writeService(ctx context.Context, p *Plan, sw serviceWrite) {

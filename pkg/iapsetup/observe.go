@@ -25,7 +25,9 @@ type readError struct {
 func (e *readError) Error() string {
 	msg := e.err.Error()
 	if e.permission != "" && gcperr.IsPermissionDenied(e.err) {
-		msg += "; iapguard's service account needs " + e.permission
+		// Google answers a project that does not exist with the same 403
+		// as one the caller may not read (it does not reveal which).
+		msg += "; iapguard's service account needs " + e.permission + " (or the project does not exist)"
 	}
 	if e.fix != "" {
 		msg += "; fix: " + e.fix

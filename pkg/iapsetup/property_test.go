@@ -816,6 +816,9 @@ func propCheckPlan(t *testing.T, c *propCase, m *propCloud) {
 func TestNeverWeakenPropertyEmulated(t *testing.T) {
 	t.Parallel()
 	e := startEnv(t, envOptions{})
+	// The members the generated policies name exist (IAM rejects a policy
+	// naming an unknown service account).
+	e.Core.Accounts.Add("ci@"+propProject+".iam.gserviceaccount.com", propAgent)
 	r, err := iapsetup.New(e.Clients.Deps(), propOptions())
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,13 @@ type Options struct {
 	Backoff gax.Backoff
 	// Sleep waits d or until ctx ends (tests replace it). Default: a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// AgentWait bounds how long one reconcile keeps retrying (with Backoff)
+	// an IAM policy write that IAM refuses because the IAP service agent it
+	// names "does not exist" yet: generateServiceIdentity has just created
+	// it and IAM is eventually consistent. After that — or sooner, when the
+	// context's deadline would pass — the reconcile ends in a transient
+	// error, so Eventarc redelivers the event. Default 20 s.
+	AgentWait time.Duration
 	// AgentTTL is how long a project's IAP service agent email is cached.
 	// Default 1 h.
 	AgentTTL time.Duration
@@ -80,6 +87,9 @@ func New(d Deps, o Options) (*Reconciler, error) {
 	}
 	if o.Sleep == nil {
 		o.Sleep = sleepCtx
+	}
+	if o.AgentWait <= 0 {
+		o.AgentWait = 20 * time.Second
 	}
 	if o.AgentTTL <= 0 {
 		o.AgentTTL = time.Hour

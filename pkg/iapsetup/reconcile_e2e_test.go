@@ -816,3 +816,53 @@ func TestAgentIdentityCached(t *testing.T) {
 		t.Errorf("generateServiceIdentity calls after the TTL = %d, want 2", n)
 	}
 }
+
+// IAM still refusing the just-created IAP service agent ("Service account
+// ... does not exist.", eventual consistency) after AgentWait ends the
+// reconcile in a transient error — Eventarc redelivers — never a permanent
+// failure; once IAM sees the agent, the redelivery converges. On the code
+// before #14 the first reconcile was permanent (failed).
+func TestReconcileAgentNotYetVisibleIsTransient(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(o *iapsetup.Options) { o.AgentWait = 10 * time.Millisecond })
+	f.e.Core.Accounts.SetPropagation(time.Hour)
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled(), NoInvokerIAM: true})
+	f.e.SeedPolicy(t, "hello", publicPolicy())
+
+	res, err, calls := f.reconcile(t, ref)
+	if err == nil || !iapsetup.IsTransient(err) || errors.Is(err, iapsetup.ErrPermanent) {
+		t.Fatalf("Reconcile = %v (outcome %s), want a transient error", err, res.Outcome)
+	}
+	if !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "eventually consistent") {
+		t.Errorf("error %q does not say why", err)
+	}
+	if calls[mSetPolicy] < 2 {
+		t.Errorf("SetIamPolicy calls = %d, want retries within AgentWait", calls[mSetPolicy])
+	}
+
+	f.e.Core.Accounts.Add(emulatortest.Agent) // IAM caught up
+	res, err, _ = f.reconcile(t, ref)
+	if err != nil || res.Outcome != iapsetup.OutcomeRemediated {
+		t.Fatalf("redelivered Reconcile = %v, %s (%s); want remediated", err, res.Outcome, res.Reason)
+	}
+}
+
+// A project that does not exist answers 403 PERMISSION_DENIED, as on
+// Google (which does not tell it from a project iapguard may not read): the
+// failure is permanent and says both.
+func TestReconcileUnknownProjectIsClear(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(o *iapsetup.Options) { o.Scope = iapsetup.ProjectScope(emulatortest.Project, "ghost-project") })
+	res, err, _ := f.reconcile(t, iapsetup.ServiceRef{Project: "ghost-project", Region: emulatortest.Region, Name: "hello"})
+	if err == nil || iapsetup.IsTransient(err) {
+		t.Fatalf("Reconcile = %v, want a permanent error", err)
+	}
+	for _, want := range []string{"PermissionDenied", "Permission denied on resource project ghost-project.", "needs run.services.get (or the project does not exist)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if res.Outcome != iapsetup.OutcomeFailed {
+		t.Errorf("outcome = %s, want failed", res.Outcome)
+	}
+}

@@ -1,0 +1,172 @@
+package emulator_test
+
+// Contract tests for the places where the emulator is as strict as Google
+// (issue #14), with the official clients over real loopback connections.
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/iam/apiv1/iampb"
+	"google.golang.org/api/googleapi"
+	iap "google.golang.org/api/iap/v1"
+	"google.golang.org/api/option"
+	serviceusage "google.golang.org/api/serviceusage/v1beta1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/iapguard/iapguard/emulator"
+	"github.com/iapguard/iapguard/internal/demo"
+)
+
+const (
+	strictProject = "demo-project"
+	strictRegion  = "us-central1"
+	strictAgent   = "service-123456789012@gcp-sa-iap.iam.gserviceaccount.com"
+)
+
+type strictEnv struct {
+	emu *emulator.Emulator
+	cl  *demo.Clients
+	iap *iap.Service
+	su  *serviceusage.APIService
+}
+
+func newStrictEnv(t *testing.T, opts emulator.Options) *strictEnv {
+	t.Helper()
+	emu, err := emulator.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emu.Close() })
+	ctx := t.Context()
+	cl, err := demo.Dial(ctx, emu.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	ic, err := iap.NewService(ctx, option.WithEndpoint("http://"+emu.Addr()+"/"), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	su, err := serviceusage.NewService(ctx, option.WithEndpoint("http://"+emu.Addr()+"/"), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &strictEnv{emu: emu, cl: cl, iap: ic, su: su}
+}
+
+func (e *strictEnv) service(t *testing.T, name string) string {
+	t.Helper()
+	if _, err := e.cl.CreateService(t.Context(), strictProject, strictRegion, demo.ServiceSpec{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	return "projects/" + strictProject + "/locations/" + strictRegion + "/services/" + name
+}
+
+func (e *strictEnv) setRun(ctx context.Context, res, role string, members ...string) error {
+	_, err := e.cl.Run.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: res, Policy: &iampb.Policy{
+		Bindings: []*iampb.Binding{{Role: role, Members: members}}}})
+	return err
+}
+
+func (e *strictEnv) setIAP(ctx context.Context, res, role string, members ...string) error {
+	_, err := e.iap.V1.SetIamPolicy(res, &iap.SetIamPolicyRequest{Policy: &iap.Policy{
+		Bindings: []*iap.Binding{{Role: role, Members: members}}}}).Context(ctx).Do()
+	return err
+}
+
+// wantGRPC checks a gRPC error's code and exact message.
+func wantGRPC(t *testing.T, err error, code codes.Code, msg string) {
+	t.Helper()
+	if st, _ := status.FromError(err); st.Code() != code || st.Message() != msg {
+		t.Errorf("error = %v, want %s %q", err, code, msg)
+	}
+}
+
+// wantREST checks a REST error's HTTP status, status name and exact message.
+func wantREST(t *testing.T, err error, httpCode int, statusName, msg string) {
+	t.Helper()
+	var ge *googleapi.Error
+	if !errors.As(err, &ge) {
+		t.Fatalf("error = %v, want a googleapi.Error", err)
+	}
+	if ge.Code != httpCode || ge.Message != msg || !strings.Contains(string(ge.Body), `"status": "`+statusName+`"`) && !strings.Contains(string(ge.Body), `"status":"`+statusName+`"`) {
+		t.Errorf("error = %d %q (body %s), want %d %s %q", ge.Code, ge.Message, ge.Body, httpCode, statusName, msg)
+	}
+}
+
+// Item 1: IAM rejects members that do not exist, on Cloud Run and IAP.
+func TestStrictUnknownServiceAccountMember(t *testing.T) {
+	t.Parallel()
+	e := newStrictEnv(t, emulator.Options{ServiceAccounts: []string{"ci@demo-project.iam.gserviceaccount.com"}})
+	ctx := t.Context()
+	res := e.service(t, "hello")
+	const ghost = "ghost@demo-project.iam.gserviceaccount.com"
+	wantGRPC(t, e.setRun(ctx, res, "roles/run.invoker", "serviceAccount:"+ghost), codes.InvalidArgument,
+		"Service account "+ghost+" does not exist.")
+	iapRes := "projects/123456789012/iap_web/cloud_run-" + strictRegion + "/services/hello"
+	wantREST(t, e.setIAP(ctx, iapRes, "roles/iap.httpsResourceAccessor", "serviceAccount:"+ghost), 400, "INVALID_ARGUMENT",
+		"Service account "+ghost+" does not exist.")
+	// Known accounts, the Compute default account and users pass.
+	for _, m := range []string{"serviceAccount:ci@demo-project.iam.gserviceaccount.com",
+		"serviceAccount:123456789012-compute@developer.gserviceaccount.com", "user:a@example.com"} {
+		if err := e.setRun(ctx, res, "roles/run.invoker", m); err != nil {
+			t.Errorf("SetIamPolicy with %s: %v", m, err)
+		}
+	}
+}
+
+// Item 1: a service agent generateServiceIdentity just created stays
+// unknown to IAM for the propagation window, then binds.
+func TestStrictNewAgentPropagationWindow(t *testing.T) {
+	t.Parallel()
+	e := newStrictEnv(t, emulator.Options{IdentityPropagation: time.Hour})
+	var mu sync.Mutex
+	now := time.Now()
+	e.emu.Core.SetNow(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	ctx := t.Context()
+	res := e.service(t, "hello")
+	agent := "serviceAccount:" + strictAgent
+	// Before it was ever generated, the agent does not exist either.
+	wantGRPC(t, e.setRun(ctx, res, "roles/run.invoker", agent), codes.InvalidArgument, "Service account "+strictAgent+" does not exist.")
+	if _, err := e.su.Services.GenerateServiceIdentity("projects/"+strictProject+"/services/iap.googleapis.com").Context(ctx).Do(); err != nil {
+		t.Fatal(err)
+	}
+	wantGRPC(t, e.setRun(ctx, res, "roles/run.invoker", agent), codes.InvalidArgument, "Service account "+strictAgent+" does not exist.")
+	mu.Lock()
+	now = now.Add(time.Hour)
+	mu.Unlock()
+	if err := e.setRun(ctx, res, "roles/run.invoker", agent); err != nil {
+		t.Errorf("SetIamPolicy after the propagation window: %v", err)
+	}
+}
+
+// Item 2: roles that do not apply to the resource are refused.
+func TestStrictRolesOnTheWrongResource(t *testing.T) {
+	t.Parallel()
+	e := newStrictEnv(t, emulator.Options{})
+	ctx := t.Context()
+	res := e.service(t, "hello")
+	for _, role := range []string{"roles/does.notExist", "roles/iap.httpsResourceAccessor"} {
+		wantGRPC(t, e.setRun(ctx, res, role, "user:a@example.com"), codes.InvalidArgument, "Role "+role+" is not supported for this resource.")
+	}
+	iapRes := "projects/123456789012/iap_web/cloud_run-" + strictRegion + "/services/hello"
+	wantREST(t, e.setIAP(ctx, iapRes, "roles/run.invoker", "user:a@example.com"), 400, "INVALID_ARGUMENT",
+		"Role roles/run.invoker is not supported for this resource.")
+	for _, role := range []string{"roles/run.invoker", "roles/run.developer", "roles/owner", "projects/demo-project/roles/custom"} {
+		if err := e.setRun(ctx, res, role, "user:a@example.com"); err != nil {
+			t.Errorf("SetIamPolicy with %s: %v", role, err)
+		}
+	}
+	if err := e.setIAP(ctx, iapRes, "roles/iap.httpsResourceAccessor", "user:a@example.com"); err != nil {
+		t.Errorf("IAP SetIamPolicy with the accessor role: %v", err)
+	}
+}
