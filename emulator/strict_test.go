@@ -137,7 +137,7 @@ func TestStrictNewAgentPropagationWindow(t *testing.T) {
 	agent := "serviceAccount:" + strictAgent
 	// Before it was ever generated, the agent does not exist either.
 	wantGRPC(t, e.setRun(ctx, res, "roles/run.invoker", agent), codes.InvalidArgument, "Service account "+strictAgent+" does not exist.")
-	if _, err := e.su.Services.GenerateServiceIdentity("projects/"+strictProject+"/services/iap.googleapis.com").Context(ctx).Do(); err != nil {
+	if _, err := e.su.Services.GenerateServiceIdentity("projects/" + strictProject + "/services/iap.googleapis.com").Context(ctx).Do(); err != nil {
 		t.Fatal(err)
 	}
 	wantGRPC(t, e.setRun(ctx, res, "roles/run.invoker", agent), codes.InvalidArgument, "Service account "+strictAgent+" does not exist.")
