@@ -33,7 +33,7 @@ type LogEntry struct {
 
 // AuditPayload is protoPayload (type.googleapis.com/google.cloud.audit.AuditLog).
 type AuditPayload struct {
-	Type               string              `json:"@type"`
+	Type               string              `json:"@type,omitempty"` // empty in Eventarc's delivered data
 	Status             *RPCStatus          `json:"status,omitempty"`
 	AuthenticationInfo *AuthenticationInfo `json:"authenticationInfo,omitempty"`
 	RequestMetadata    *RequestMetadata    `json:"requestMetadata,omitempty"`

@@ -38,7 +38,8 @@ const (
 //	ce-recordedtime timestamp
 //	Content-Type    application/json; charset=utf-8
 //
-// and the body is the LogEntry JSON. Header names are returned in Go's
+// and the body is the LogEntry JSON, without protoPayload's "@type" as
+// Eventarc delivers it. Header names are returned in Go's
 // canonical form (Ce-Id); HTTP header names are case-insensitive. It fails
 // for entries without protoPayload or whose logName is not an audit log.
 func CloudEventFor(e *core.LogEntry) (headers http.Header, body []byte, err error) {
@@ -57,7 +58,17 @@ func CloudEventFor(e *core.LogEntry) (headers http.Header, body []byte, err erro
 	if !ok || kind == "" {
 		return nil, nil, fmt.Errorf("building CloudEvent: logName %q is not a Cloud Audit Logs log", e.LogName)
 	}
-	body, err = json.Marshal(e)
+	// Eventarc delivers the LogEntry as google.events.cloud.audit.v1.LogEntryData,
+	// whose protoPayload is a typed AuditLog message: it carries no
+	// "@type" (internal/auditsamples/testdata/compute-instances-insert-beta-last.json,
+	// Eventarc's own test payload, and the delivered storage CloudEvent
+	// cloudevent-structured-audit-storage-objects-create.json). Cloud
+	// Logging's view of the same entry (GET /auditlog, ListLogEntries) keeps it.
+	data := *e
+	pp := *e.ProtoPayload
+	pp.Type = ""
+	data.ProtoPayload = &pp
+	body, err = json.Marshal(&data)
 	if err != nil {
 		return nil, nil, fmt.Errorf("building CloudEvent: encoding entry: %w", err)
 	}

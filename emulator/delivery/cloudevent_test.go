@@ -148,3 +148,49 @@ func TestCloudEventForRejects(t *testing.T) {
 		t.Errorf("valid entry: %v", err)
 	}
 }
+
+// Eventarc's delivered data is google.events.cloud.audit.v1.LogEntryData:
+// protoPayload is a typed AuditLog, so it has no "@type" — like the real
+// delivered payloads in internal/auditsamples/testdata
+// (compute-instances-insert-beta-last.json, the storage CloudEvent) — while
+// Cloud Logging's view of the same entry keeps it (#14 item 8).
+func TestDeliveredDataHasNoProtoPayloadType(t *testing.T) {
+	for _, sample := range []string{"compute-instances-insert-beta-last.json"} {
+		b, err := os.ReadFile(filepath.Join(auditlogDir(t), sample))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var real struct{ ProtoPayload map[string]any }
+		if err := json.Unmarshal(b, &real); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := real.ProtoPayload["@type"]; ok {
+			t.Fatalf("%s: the real delivered payload has protoPayload.@type; this test's premise is wrong", sample)
+		}
+	}
+	c := core.New("", core.Project{ID: "demo-project", Number: 123456789012})
+	e := c.Audit.Record(core.Record{
+		Project: c.Projects.All()[0], ServiceName: "run.googleapis.com",
+		MethodName:   "google.cloud.run.v2.Services.UpdateService",
+		ResourceName: "projects/demo-project/locations/us-central1/services/hello",
+		Location:     "us-central1", ResourceType: "cloud_run_revision",
+		Request: map[string]any{"@type": "type.googleapis.com/google.cloud.run.v2.UpdateServiceRequest"},
+	})
+	_, body, err := delivery.CloudEventFor(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ ProtoPayload map[string]any }
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if typ, ok := got.ProtoPayload["@type"]; ok {
+		t.Errorf("delivered protoPayload.@type = %v, want none", typ)
+	}
+	if req, _ := got.ProtoPayload["request"].(map[string]any); req["@type"] == nil {
+		t.Errorf("delivered request lost its @type: %v", req)
+	}
+	if logged := c.Audit.Entries()[0].ProtoPayload.Type; logged != "type.googleapis.com/google.cloud.audit.AuditLog" {
+		t.Errorf("Cloud Logging's entry @type = %q, want the AuditLog type", logged)
+	}
+}

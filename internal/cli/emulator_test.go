@@ -131,8 +131,8 @@ func TestEmulatorCommand(t *testing.T) {
 		t.Errorf("service name = %q", svc.GetName())
 	}
 	_, err = client.GetService(cctx, &runpb.GetServiceRequest{Name: "projects/demo-project/locations/us-central1/services/hello"})
-	if status.Code(err) != codes.NotFound {
-		t.Errorf("GetService in the default project (not configured) = %v, want NOT_FOUND", err)
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("GetService in the default project (not configured) = %v, want PERMISSION_DENIED (an unknown project, as on Google)", err)
 	}
 
 	// Ctrl-C with the client still connected.
