@@ -37,6 +37,9 @@ const (
 	UserPrincipal = "developer@example.com"
 )
 
+// FunctionRegion is the function's region, where its "region" triggers are.
+const FunctionRegion = "us-central1"
+
 // Options configure a stack.
 type Options struct {
 	// Emulator options; DeliverTo is filled with the function's URL. For
@@ -93,6 +96,12 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	}
 	if len(eopts.Projects) == 0 {
 		eopts.Projects = []core.Project{emulator.DefaultProject}
+	}
+	if eopts.Delivery.Region == "" {
+		// The "region" triggers live in the function's region, and the
+		// Eventarc stand-in applies trigger locations as Eventarc does, so
+		// a wrong location in eventarc/triggers.yaml fails the tests.
+		eopts.Delivery.Region = FunctionRegion
 	}
 	s.Project = eopts.Projects[0]
 	if s.Emu, err = emulator.New(eopts); err != nil {
