@@ -4,7 +4,7 @@ variable "project" {
 }
 
 variable "region" {
-  description = "Region of the function, its regional triggers and the sweep jobs, e.g. us-central1."
+  description = "Region of the function, the replay trigger and the sweep jobs, e.g. us-central1."
   type        = string
 }
 

@@ -187,7 +187,9 @@ func gcloudTriggerCommands(cfg Config, ts []eventarc.Trigger) ([]string, error) 
 //     cfg.MaxDeliveryAttempts attempts) and lets the Pub/Sub service agent
 //     forward from it;
 //  3. deletes triggers whose names carry the prefix but that triggers.yaml
-//     no longer defines.
+//     no longer defines in their location (an upgrade that moves a trigger
+//     to "global" deletes its old regional copy, which would otherwise
+//     deliver every regional event a second time).
 //
 // Step 2 changes a resource Eventarc manages; Eventarc keeps it across
 // trigger updates as far as we know, which is why the script reapplies it on
@@ -269,14 +271,15 @@ func gcloudTriggerScript(cfg Config, ts []eventarc.Trigger) (string, error) {
 		if !slices.Contains(locs, r.Loc) {
 			locs = append(locs, r.Loc)
 		}
-		names = append(names, r.ID)
+		names = append(names, r.Loc+"/"+r.ID)
 	}
 	slices.Sort(locs)
-	b.WriteString("\n# Prune: triggers named with the prefix that triggers.yaml no longer defines.\n")
+	b.WriteString("\n# Prune: triggers named with the prefix that triggers.yaml no longer defines\n")
+	b.WriteString("# in that location (a trigger moved to another location leaves its old copy).\n")
 	fmt.Fprintf(&b, "for location in %s; do\n", strings.Join(locs, " "))
 	fmt.Fprintf(&b, "  for name in $(gcloud eventarc triggers list %s --location=\"$location\" \\\n", gflag("project", cfg.Project))
 	fmt.Fprintf(&b, "      --filter=%s --format='value(name.basename())'); do\n", shellQuote("name~/triggers/"+cfg.TriggerPrefix))
-	b.WriteString("    case \"$name\" in\n")
+	b.WriteString("    case \"$location/$name\" in\n")
 	fmt.Fprintf(&b, "      %s) ;;\n", strings.Join(names, " | \\\n      "))
 	fmt.Fprintf(&b, "      *) gcloud eventarc triggers delete \"$name\" %s --location=\"$location\" --quiet ;;\n", gflag("project", cfg.Project))
 	b.WriteString("    esac\n")

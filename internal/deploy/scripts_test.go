@@ -173,6 +173,7 @@ var existingWorld = []string{
 	"artifacts repositories|demo-project|us-central1|iapguard",
 	"eventarc triggers|demo-project|us-central1|iapguard-run-v2-update",
 	"eventarc triggers|demo-project|global|iapguard-lb-patch",
+	"eventarc triggers|demo-project|us-central1|iapguard-lb-patch", // its copy from before it moved to global
 	"eventarc triggers|demo-project|us-central1|iapguard-replay",
 	"eventarc triggers|demo-project|global|iapguard-retired-trigger",
 	"eventarc triggers|demo-project|us-central1|someone-elses-trigger",
@@ -726,6 +727,11 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 				}
 				if !r.hasCall("eventarc triggers delete iapguard-retired-trigger", "--location=global") {
 					t.Error("retired trigger not pruned")
+				}
+				// Moved from the region to global: the regional copy goes.
+				if !r.hasCall("eventarc triggers delete iapguard-lb-patch", "--location=us-central1") ||
+					r.hasCall("eventarc triggers delete iapguard-run-v2-update") {
+					t.Errorf("the old location's copy of a moved trigger is not pruned, or a current trigger was:\n%s", strings.Join(r.joined(), "\n"))
 				}
 				if r.hasCall("delete someone-elses-trigger") {
 					t.Error("pruned a trigger iapguard does not own")
