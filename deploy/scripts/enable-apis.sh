@@ -2,7 +2,8 @@
 # Enables the APIs iapguard uses: in DEPLOY_PROJECT those of the deployment
 # (Cloud Run, Eventarc, Pub/Sub, Cloud Scheduler, Artifact Registry, Cloud
 # Build, IAM) and those the function calls, whose quota is charged to the
-# function's own project; in every allowlisted project the IAP API, which
+# function's own project (Cloud Asset Inventory included: sweeps and
+# whole-project replays search it, docs/orgwide.md); in every allowlisted project the IAP API, which
 # the IAP service agent and the IAP toggle need (projects under the scope's
 # folder entries included: lib.sh expand_folders); with DEPLOY_SCOPE_SECRET
 # Secret Manager in DEPLOY_PROJECT.
@@ -19,7 +20,7 @@ gcloud services enable --project="$DEPLOY_PROJECT" \
   run.googleapis.com eventarc.googleapis.com pubsub.googleapis.com \
   cloudscheduler.googleapis.com artifactregistry.googleapis.com cloudbuild.googleapis.com \
   iam.googleapis.com logging.googleapis.com compute.googleapis.com \
-  iap.googleapis.com serviceusage.googleapis.com
+  iap.googleapis.com serviceusage.googleapis.com cloudasset.googleapis.com
 if [[ -n "${DEPLOY_SCOPE_SECRET:-}" ]]; then
   # The scope in a secret (service.sh).
   gcloud services enable --project="$DEPLOY_PROJECT" secretmanager.googleapis.com

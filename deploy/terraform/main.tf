@@ -63,6 +63,7 @@ locals {
   # The function's own project is charged for every API it calls.
   apis = [
     "artifactregistry.googleapis.com",
+    "cloudasset.googleapis.com", # sweeps and whole-project replays search Cloud Asset Inventory
     "cloudscheduler.googleapis.com",
     "compute.googleapis.com",
     "eventarc.googleapis.com",

@@ -175,6 +175,17 @@ var table = []Entry{
 	},
 
 	{
+		Method:      "google.cloud.asset.v1.AssetService.SearchAllResources",
+		Permissions: []string{"cloudasset.assets.searchAllResources"},
+		Who:         WhoFunction,
+		Confidence:  Documented,
+		Note: "sweeps, whole-project replays and iapctl's every-region scans find the Cloud Run services of a project, " +
+			"folder or organisation in one paged search (assetpb SearchAllResourcesRequest.scope: \"The caller must be " +
+			"granted the cloudasset.assets.searchAllResources permission on the desired scope\"); the API " +
+			"cloudasset.googleapis.com must be enabled in the function's project. A sweep over a folder or organisation " +
+			"needs the permission there (roles/cloudasset.viewer on it); without it the per-region listing runs instead",
+	},
+	{
 		Method:      "google.cloud.resourcemanager.v3.Folders.GetFolder",
 		Permissions: []string{"resourcemanager.folders.get"},
 		OnResource: map[string]string{
@@ -240,7 +251,7 @@ var table = []Entry{
 		Permissions: []string{"run.services.list"},
 		Who:         WhoFunction,
 		Confidence:  Documented,
-		Note:        "project-wide replays and the scheduled sweep",
+		Note:        "region replays, and the per-region discovery when Cloud Asset is off or denied (never the \"-\" location: Cloud Run v2 refuses it)",
 	},
 	{
 		Method:      "google.cloud.run.v2.Services.SetIamPolicy",
@@ -280,7 +291,7 @@ var table = []Entry{
 		Method:      "google.pubsub.v1.Publisher.Publish",
 		Permissions: []string{"pubsub.topics.publish"},
 		OnResource: map[string]string{
-			"pubsub.topics.publish": "the outcomes topic (function) and the replay topic (operator), roles/pubsub.publisher on the topic",
+			"pubsub.topics.publish": "the outcomes topic (function), the replay topic (function: a sweep publishes one replay per labelled service; operator: replay --via-topic), roles/pubsub.publisher on the topic",
 		},
 		Who:        WhoFunction,
 		Confidence: Documented,
@@ -302,6 +313,16 @@ var table = []Entry{
 		Confidence:  NameOnly,
 		Note: "grants and revokes roles/iap.httpsResourceAccessor for members of a declared iap-access policy " +
 			"(never members iapguard did not add); only on webServices resources, never project-wide",
+	},
+	{
+		Method:      "run.projects.locations.list",
+		Permissions: []string{"run.locations.list"},
+		Who:         WhoFunction,
+		Confidence:  NameOnly,
+		Note: "the per-region discovery (Cloud Asset off or denied) lists the regions where Cloud Run is available to a " +
+			"project (Cloud Run Admin API v1 projects.locations.list), then ListServices in each: Cloud Run v2 refuses " +
+			"the \"-\" location. run.locations.list is in roles/run.viewer; the method-to-permission mapping follows " +
+			"the API's convention",
 	},
 	{
 		Method:      "serviceusage.operations.get",
