@@ -98,7 +98,11 @@ func runWatch(ctx context.Context, s *streams, f *watchFlags) error {
 	}
 	defer client.Close()
 
-	sub, err := createWatchSubscription(ctx, client, subProject, topic, f.filter)
+	setupTimeout := 30 * time.Second
+	if f.timeout > 0 && f.timeout < setupTimeout {
+		setupTimeout = f.timeout // --timeout bounds the whole command
+	}
+	sub, err := createWatchSubscription(ctx, client, subProject, topic, f.filter, setupTimeout)
 	if err != nil {
 		return fail(explain(err, host))
 	}
@@ -164,12 +168,13 @@ func runWatch(ctx context.Context, s *streams, f *watchFlags) error {
 }
 
 // createWatchSubscription creates projects/P/subscriptions/iapctl-watch-<hex>
-// on topic with filter, ordered delivery and a one-day expiry.
-func createWatchSubscription(ctx context.Context, client *pubsub.Client, project, topic, filter string) (string, error) {
+// on topic with filter, ordered delivery and a one-day expiry, giving up
+// after timeout.
+func createWatchSubscription(ctx context.Context, client *pubsub.Client, project, topic, filter string, timeout time.Duration) (string, error) {
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	name := "projects/" + project + "/subscriptions/iapctl-watch-" + hex.EncodeToString(rnd[:])
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	_, err := client.SubscriptionAdminClient.CreateSubscription(cctx, &pubsubpb.Subscription{
 		Name: name, Topic: topic, Filter: filter, AckDeadlineSeconds: 10, EnableMessageOrdering: true,
