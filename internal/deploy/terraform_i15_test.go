@@ -65,7 +65,7 @@ func TestTerraformOptionalTriggers(t *testing.T) {
 			"local": cty.ObjectVal(map[string]cty.Value{"triggers": cty.ObjectVal(triggers)}),
 			"var":   cty.ObjectVal(map[string]cty.Value{"optional_triggers": cty.BoolVal(tc.optional)}),
 		}}
-		v, diags := expr.(hclsyntax.Expression).Value(ctx)
+		v, diags := expr.Value(ctx)
 		if diags.HasErrors() {
 			t.Fatalf("evaluating local.enabled_triggers: %s", diags.Error())
 		}
