@@ -29,7 +29,7 @@ import (
 	"strings"
 	"sync"
 
-	"cloud.google.com/go/pubsub/v2"
+	pubsubapi "cloud.google.com/go/pubsub/v2/apiv1"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	"google.golang.org/api/option"
 
@@ -122,7 +122,7 @@ type Instance struct {
 	// entries (nil without folder entries).
 	Directory  *gcp.ProjectDirectory
 	Reconciler *iapsetup.Reconciler
-	PubSub     *pubsub.Client
+	PubSub     *pubsubapi.TopicAdminClient
 	Publisher  *outcome.Publisher
 	// Replays publishes a sweep's per-service replay messages.
 	Replays *TopicReplayPublisher
@@ -200,13 +200,13 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 		// Outcomes go to the same emulator unless Pub/Sub's own variable says otherwise.
 		psOpts = gcp.EmulatorGRPCOptions(cfg.EmulatorHost, "")
 	}
-	ps, err := pubsub.NewClient(ctx, cfg.Project, psOpts...)
+	ps, err := pubsubapi.NewTopicAdminClient(ctx, psOpts...)
 	if err != nil {
 		closeAll()
 		return nil, fmt.Errorf("building Pub/Sub client: %w", err)
 	}
-	pub := outcome.NewPublisher(ps, cfg.OutcomesTopic)
-	replays := NewTopicReplayPublisher(ps, cfg.ReplayTopic)
+	pub := outcome.NewPublisher(ps, cfg.Project, cfg.OutcomesTopic)
+	replays := NewTopicReplayPublisher(ps, cfg.Project, cfg.ReplayTopic)
 	h := NewHandler(cfg, rec, pub, log)
 	h.SetDiscovery(clients.Discovery, replays)
 	return &Instance{
@@ -215,12 +215,8 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	}, nil
 }
 
-// Close flushes the publisher and closes the clients.
+// Close closes the clients (the publisher holds nothing back).
 func (i *Instance) Close() error {
-	i.Publisher.Stop()
-	if i.Replays != nil {
-		i.Replays.Stop()
-	}
 	err := i.PubSub.Close()
 	if cerr := i.Clients.Close(); err == nil {
 		err = cerr

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
+	pubsubapi "cloud.google.com/go/pubsub/v2/apiv1"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 
 	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/internal/gcp"
@@ -193,39 +195,60 @@ type outcomeTrigger = outcome.Trigger
 
 // TopicReplayPublisher publishes replay messages on a Pub/Sub topic (no
 // ordering keys: each message names one service and may be reconciled
-// anywhere). Required IAM: pubsub.topics.publish on the replay topic.
+// anywhere), through the generated Pub/Sub client (as pkg/outcome does, to
+// keep the batching publisher's package out of the function's start-up).
+// Required IAM: pubsub.topics.publish on the replay topic.
 type TopicReplayPublisher struct {
-	pub *pubsub.Publisher
+	c     *pubsubapi.TopicAdminClient
+	topic string
 }
 
-// NewTopicReplayPublisher publishes to topic (an id or projects/P/topics/T).
-func NewTopicReplayPublisher(client *pubsub.Client, topic string) *TopicReplayPublisher {
-	return &TopicReplayPublisher{pub: client.Publisher(topic)}
+// NewTopicReplayPublisher publishes to topic (an id in project or
+// projects/P/topics/T).
+func NewTopicReplayPublisher(c *pubsubapi.TopicAdminClient, project, topic string) *TopicReplayPublisher {
+	if !strings.HasPrefix(topic, "projects/") {
+		topic = "projects/" + project + "/topics/" + topic
+	}
+	return &TopicReplayPublisher{c: c, topic: topic}
 }
 
-// PublishReplays publishes ms (the client batches them) and waits until
-// Pub/Sub accepted each; the first failure is returned. Publishing a
-// message twice is harmless: reconciles are idempotent.
+// maxPublishBatch is the most messages one Publish request carries
+// (Pub/Sub's limit is 1,000 messages and 10 MB; a replay message is about
+// 100 bytes).
+const maxPublishBatch = 1000
+
+// PublishReplays publishes ms, up to maxPublishBatch a request, the
+// requests concurrently, and waits until Pub/Sub accepted each; at most
+// three failures are returned. Publishing a message twice is harmless:
+// reconciles are idempotent.
 func (p *TopicReplayPublisher) PublishReplays(ctx context.Context, ms []event.ReplayMessage) error {
-	results := make([]*pubsub.PublishResult, 0, len(ms))
-	for _, m := range ms {
+	var reqs []*pubsubpb.PublishRequest
+	for i, m := range ms {
 		body, err := json.Marshal(m)
 		if err != nil {
 			return fmt.Errorf("encoding replay message: %w", err)
 		}
-		results = append(results, p.pub.Publish(ctx, &pubsub.Message{Data: body}))
+		if i%maxPublishBatch == 0 {
+			reqs = append(reqs, &pubsubpb.PublishRequest{Topic: p.topic})
+		}
+		r := reqs[len(reqs)-1]
+		r.Messages = append(r.Messages, &pubsubpb.PubsubMessage{Data: body})
 	}
-	var errs []error
-	for _, r := range results {
-		if _, err := r.Get(ctx); err != nil {
-			errs = append(errs, err)
-			if len(errs) >= 3 {
-				break
+	errs := make([]error, len(reqs))
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Go(func() {
+			if _, err := p.c.Publish(ctx, r); err != nil {
+				errs[i] = fmt.Errorf("publishing %d replay messages to %s: %w", len(r.Messages), p.topic, err)
 			}
+		})
+	}
+	wg.Wait()
+	var failed []error
+	for _, err := range errs {
+		if err != nil && len(failed) < 3 {
+			failed = append(failed, err)
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(failed...)
 }
-
-// Stop flushes and stops the publisher.
-func (p *TopicReplayPublisher) Stop() { p.pub.Stop() }

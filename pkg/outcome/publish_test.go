@@ -1,17 +1,19 @@
 package outcome
 
 import (
+	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"cloud.google.com/go/pubsub/v2"
+	pubsubapi "cloud.google.com/go/pubsub/v2/apiv1"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // TestPublisherKeepsOrderPerResource publishes outcomes for two services
@@ -26,18 +28,17 @@ func TestPublisherKeepsOrderPerResource(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	client, err := pubsub.NewClient(ctx, "demo-project", option.WithGRPCConn(conn))
+	client, err := pubsubapi.NewTopicAdminClient(ctx, option.WithGRPCConn(conn))
 	if err != nil {
 		t.Fatal(err)
 	}
 	const topic = "projects/demo-project/topics/iapguard-outcomes"
-	if _, err := client.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
+	if _, err := client.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
 		t.Fatal(err)
 	}
-	p := NewPublisher(client, topic)
-	t.Cleanup(p.Stop)
-	if d := p.pub.PublishSettings.DelayThreshold; d != time.Millisecond {
-		t.Errorf("DelayThreshold = %v, want 1ms", d)
+	p := NewPublisher(client, "demo-project", "iapguard-outcomes")
+	if p.Topic() != topic {
+		t.Errorf("Topic() = %q, want %q", p.Topic(), topic)
 	}
 
 	services := []string{"hello", "world"}
@@ -80,4 +81,26 @@ func TestPublisherKeepsOrderPerResource(t *testing.T) {
 		t.Errorf("messages per ordering key (-want +got):\n%s", diff)
 	}
 
+}
+
+// A publish the server refuses is an error naming the topic, with the
+// gRPC status in its chain.
+func TestPublisherReportsFailure(t *testing.T) {
+	ctx := t.Context()
+	srv := pstest.NewServer()
+	t.Cleanup(func() { srv.Close() })
+	conn, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	client, err := pubsubapi.NewTopicAdminClient(ctx, option.WithGRPCConn(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPublisher(client, "demo-project", "projects/other/topics/missing")
+	_, err = p.Publish(ctx, example())
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "projects/other/topics/missing") {
+		t.Errorf("Publish to a missing topic = %v; want NotFound naming the topic", err)
+	}
 }
