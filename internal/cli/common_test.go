@@ -203,7 +203,7 @@ func checkOneLineError(t *testing.T, code int, stdout, stderr, want string) {
 	if !strings.HasPrefix(stderr, "iapctl: ") || strings.Count(stderr, "\n") != 1 || !strings.HasSuffix(stderr, "\n") {
 		t.Errorf("stderr = %q, want exactly one line starting with \"iapctl: \"", stderr)
 	}
-	if strings.Contains(stderr, "rpc error:") || strings.Contains(stderr, "Go value") {
+	if strings.Contains(stderr, "rpc error:") || strings.Contains(stderr, "Go value") || strings.Contains(stderr, "trailing tokens: {") {
 		t.Errorf("stderr shows client-library internals: %q", stderr)
 	}
 	if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic") {

@@ -102,7 +102,7 @@ func runWatch(ctx context.Context, s *streams, f *watchFlags) error {
 	if f.timeout > 0 && f.timeout < setupTimeout {
 		setupTimeout = f.timeout // --timeout bounds the whole command
 	}
-	sub, err := createWatchSubscription(ctx, client, subProject, topic, f.filter, setupTimeout)
+	sub, err := createWatchSubscription(ctx, client, subProject, topic, f.filter, setupTimeout, host != "")
 	if err != nil {
 		return fail(explain(err, host))
 	}
@@ -169,8 +169,8 @@ func runWatch(ctx context.Context, s *streams, f *watchFlags) error {
 
 // createWatchSubscription creates projects/P/subscriptions/iapctl-watch-<hex>
 // on topic with filter, ordered delivery and a one-day expiry, giving up
-// after timeout.
-func createWatchSubscription(ctx context.Context, client *pubsub.Client, project, topic, filter string, timeout time.Duration) (string, error) {
+// after timeout; emulated: against an emulator.
+func createWatchSubscription(ctx context.Context, client *pubsub.Client, project, topic, filter string, timeout time.Duration, emulated bool) (string, error) {
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	name := "projects/" + project + "/subscriptions/iapctl-watch-" + hex.EncodeToString(rnd[:])
@@ -187,8 +187,12 @@ func createWatchSubscription(ctx context.Context, client *pubsub.Client, project
 	case gcperr.Code(err) == codes.NotFound:
 		return "", fmt.Errorf("topic %s not found: %s", topic, grpcDesc(err))
 	case gcperr.Code(err) == codes.InvalidArgument && filter != "":
-		return "", fmt.Errorf(`--filter %q is not a filter Pub/Sub accepts: want conditions on the outcome attributes such as attributes.outcome = "failed" OR attributes.service = "billing" (docs/iapctl.md#watch; Pub/Sub said: %s)`,
-			filter, grpcDesc(err))
+		why := "; Pub/Sub said: " + grpcDesc(err)
+		if emulated {
+			why = "" // the emulator's parser speaks in its own internals
+		}
+		return "", fmt.Errorf(`--filter %q is not a filter Pub/Sub accepts: want conditions on the outcome attributes such as attributes.outcome = "failed" OR attributes.service = "billing" (docs/iapctl.md#watch%s)`,
+			filter, why)
 	}
 	return "", fmt.Errorf("creating subscription on %s: %w", topic, err)
 }
