@@ -27,6 +27,7 @@ import (
 	"github.com/iapguard/iapguard/emulator/logging"
 	"github.com/iapguard/iapguard/emulator/logsink"
 	"github.com/iapguard/iapguard/emulator/resourcemanager"
+	"github.com/iapguard/iapguard/emulator/secretmanager"
 	"github.com/iapguard/iapguard/emulator/serviceusage"
 	"github.com/iapguard/iapguard/eventarc"
 )
@@ -117,7 +118,10 @@ type Emulator struct {
 	// SearchProjects) and Folders (GetFolder, ListFolders) over the
 	// project table.
 	ResourceManager *resourcemanager.Server
-	PubSub          *pstest.Server
+	// SecretManager serves the Secret Manager v1 calls iapguard makes
+	// (AccessSecretVersion: the access-record key) and those that seed it.
+	SecretManager *secretmanager.Server
+	PubSub        *pstest.Server
 	// Delivery is the Eventarc stand-in (nil without DeliverTo, or with
 	// NoAuditLogTriggers).
 	Delivery *delivery.Deliverer
@@ -163,6 +167,7 @@ func New(opts Options) (*Emulator, error) {
 	e.IAP = iapapi.New(c, e.Compute, e.Run)
 	e.Logging = logging.New(c)
 	e.ResourceManager = resourcemanager.New(c)
+	e.SecretManager = secretmanager.New(c)
 
 	// pstest listens on a port of its own that nobody uses; its service
 	// implementation is registered on our server so Pub/Sub shares the one
@@ -176,6 +181,7 @@ func New(opts Options) (*Emulator, error) {
 	e.Asset.Register(e.grpc)
 	e.Logging.Register(e.grpc)
 	e.ResourceManager.Register(e.grpc)
+	e.SecretManager.Register(e.grpc)
 	pubsubpb.RegisterPublisherServer(e.grpc, &e.PubSub.GServer)
 	pubsubpb.RegisterSubscriberServer(e.grpc, &e.PubSub.GServer)
 	pubsubpb.RegisterSchemaServiceServer(e.grpc, &e.PubSub.GServer)

@@ -52,6 +52,12 @@ const (
 	// an environment variable (docs/configuration.md). Setting both is an
 	// error.
 	EnvProjectsFile = "IAPGUARD_PROJECTS_FILE"
+	// EnvRecordKey is the Secret Manager secret version whose payload (32
+	// random bytes or more) signs iapguard's access records:
+	// projects/P/secrets/S/versions/V, V a number or latest. The function
+	// needs secretmanager.versions.access on it. Unset: records are
+	// unsigned and iapguard never revokes an access grant.
+	EnvRecordKey = "IAPGUARD_RECORD_KEY"
 )
 
 // maxScopeFile bounds what the function reads of IAPGUARD_PROJECTS_FILE
@@ -60,6 +66,8 @@ const maxScopeFile = 1 << 20
 
 // DefaultReplayTopic is the replay topic's id (eventarc/triggers.yaml).
 const DefaultReplayTopic = "iapguard-replay"
+
+var recordKeyRE = regexp.MustCompile(`^projects/[a-z0-9-]{1,63}/secrets/[a-zA-Z0-9_-]{1,255}/versions/([1-9][0-9]{0,19}|latest)$`)
 
 // DefaultMaxConcurrent is the default admission cap per instance: at 1,000
 // concurrent events an uncapped instance peaked at 193–213 MiB RSS, a cap of
@@ -91,6 +99,9 @@ type Config struct {
 	// AccessPolicies are its validated contents, loaded once per instance.
 	AccessPoliciesFile string
 	AccessPolicies     *iapsetup.AccessPolicies
+	// RecordKey is the secret version signing the access records (empty:
+	// unsigned records, no revocation).
+	RecordKey string
 }
 
 // ConfigError is every problem ConfigFromEnv found, in the order of the
@@ -219,6 +230,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		if _, port, err := net.SplitHostPort(c.EmulatorHost); err != nil || port == "" || strings.Contains(c.EmulatorHost, "/") {
 			bad("%s=%q: want host:port of the emulator, such as 127.0.0.1:8786", EnvEmulatorHost, c.EmulatorHost)
 		}
+	}
+	if c.RecordKey = strings.TrimSpace(getenv(EnvRecordKey)); c.RecordKey != "" && !recordKeyRE.MatchString(c.RecordKey) {
+		bad("%s=%q: want a Secret Manager secret version, projects/PROJECT/secrets/SECRET/versions/VERSION (a number or latest)", EnvRecordKey, c.RecordKey)
 	}
 	if c.AccessPoliciesFile = strings.TrimSpace(getenv(EnvAccessPolicies)); c.AccessPoliciesFile != "" {
 		a, err := iapsetup.LoadAccessPolicies(c.AccessPoliciesFile)

@@ -153,7 +153,7 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	if cfg.AccessPolicies != nil {
 		log.Info("access policies loaded", "file", cfg.AccessPolicies.Source, "policies", cfg.AccessPolicies.Names())
 	}
-	gopts := gcp.Options{EmulatorHost: cfg.EmulatorHost, Principal: emulatorPrincipal(cfg), UserAgent: "iapguard"}
+	gopts := gcp.Options{EmulatorHost: cfg.EmulatorHost, Principal: emulatorPrincipal(cfg), UserAgent: "iapguard", RecordKey: cfg.RecordKey}
 	clients, err := gcp.NewClients(ctx, gopts)
 	if err != nil {
 		return nil, fmt.Errorf("building Google clients: %w", err)

@@ -4,6 +4,7 @@ package test
 // and a policy file loaded by the function (docs/access.md).
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -138,7 +139,7 @@ func TestAccessGrantedFromPolicy(t *testing.T) {
 	if !svc.IapEnabled {
 		t.Error("IAP not on")
 	}
-	if got := svc.Annotations[iapsetup.AccessAnnotation]; got != strings.Join(want, ",") {
+	if got := recordedMembers(t, svc.Annotations[iapsetup.AccessAnnotation]); got != strings.Join(want, ",") {
 		t.Errorf("access annotation = %q, want the members iapguard granted", got)
 	}
 	// One IAP write, next to the usual IAM write and service update (which
@@ -180,7 +181,7 @@ func TestAccessPolicyChange(t *testing.T) {
 	if d := cmp.Diff(want, e.accessors(res)); d != "" {
 		t.Errorf("who may pass after the policy change (-want +got):\n%s", d)
 	}
-	if got := e.service("shop").Annotations[iapsetup.AccessAnnotation]; got != "group:admins@example.com,group:web-team@example.com" {
+	if got := recordedMembers(t, e.service("shop").Annotations[iapsetup.AccessAnnotation]); got != "group:admins@example.com,group:web-team@example.com" {
 		t.Errorf("access annotation = %q", got)
 	}
 	m := e.byUser("shop")
@@ -209,7 +210,7 @@ func TestAccessForeignMembersKept(t *testing.T) {
 	e.label("shop", map[string]string{"iap": "enabled", "iap-access": "web-users"})
 	e.settle()
 	// alice held the role already: iapguard does not record her as its own.
-	if got := e.service("shop").Annotations[iapsetup.AccessAnnotation]; got != "group:web-team@example.com,serviceAccount:prober@demo-project.iam.gserviceaccount.com" {
+	if got := recordedMembers(t, e.service("shop").Annotations[iapsetup.AccessAnnotation]); got != "group:web-team@example.com,serviceAccount:prober@demo-project.iam.gserviceaccount.com" {
 		t.Errorf("access annotation = %q", got)
 	}
 	e.mark()
@@ -321,4 +322,30 @@ func TestBuiltInIAPKeptWhenALoadBalancerAppears(t *testing.T) {
 			t.Errorf("outcome %s mode %s after the load balancer appeared, want compliant direct: %s", m.Outcome, m.Mode, m.Reason)
 		}
 	}
+}
+
+// recordedMembers returns the members a signed access record lists (every
+// IAP resource), sorted and joined with commas.
+func recordedMembers(t *testing.T, v string) string {
+	t.Helper()
+	if v == "" {
+		return ""
+	}
+	var rec struct {
+		Granted map[string][]string `json:"granted"`
+		MAC     string              `json:"mac"`
+	}
+	if err := json.Unmarshal([]byte(v), &rec); err != nil || rec.MAC == "" {
+		t.Errorf("access record %q is not a signed record (%v)", v, err)
+	}
+	var all []string
+	for _, ms := range rec.Granted {
+		for _, m := range ms {
+			if !slices.Contains(all, m) {
+				all = append(all, m)
+			}
+		}
+	}
+	slices.Sort(all)
+	return strings.Join(all, ",")
 }

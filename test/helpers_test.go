@@ -55,6 +55,10 @@ func newEnv(t *testing.T, opts stack.Options) *env {
 // deadline).
 func newEnvWithin(t *testing.T, ctx context.Context, opts stack.Options) *env {
 	t.Helper()
+	if opts.RecordKeyData == nil {
+		// A fixed key: signed access records in golden outcomes are stable.
+		opts.RecordKeyData = []byte("iapguard test access-record key!")
+	}
 	st, err := stack.Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -31,10 +31,11 @@ func (c Class) String() string {
 
 // ClassOf guesses a method's class from its last name segment: Get*, List*,
 // Search*, aggregatedList, wait, Wait*, Test* and testIamPermissions, and
-// Pub/Sub's Pull, StreamingPull, Acknowledge and ModifyAckDeadline are reads.
+// Pub/Sub's Pull, StreamingPull, Acknowledge and ModifyAckDeadline, and
+// Secret Manager's AccessSecretVersion are reads.
 func ClassOf(method string) Class {
 	last := strings.ToLower(method[strings.LastIndex(method, ".")+1:])
-	for _, p := range []string{"get", "list", "search", "aggregatedlist", "wait", "test", "pull", "streamingpull", "acknowledge", "modifyackdeadline"} {
+	for _, p := range []string{"get", "list", "search", "aggregatedlist", "wait", "test", "pull", "streamingpull", "acknowledge", "modifyackdeadline", "accesssecretversion"} {
 		if strings.HasPrefix(last, p) {
 			return Read
 		}
@@ -58,6 +59,8 @@ func APIOf(method string) string {
 		return "pubsub"
 	case strings.HasPrefix(method, "google.logging."):
 		return "logging"
+	case strings.HasPrefix(method, "google.cloud.secretmanager."):
+		return "secretmanager"
 	}
 	api, _, _ := strings.Cut(method, ".")
 	return api

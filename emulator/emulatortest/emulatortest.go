@@ -16,6 +16,7 @@ package emulatortest
 
 import (
 	"context"
+	"crypto/rand"
 	"net/http"
 	"testing"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/iapguard/iapguard/emulator/cloudrun"
 	"github.com/iapguard/iapguard/emulator/compute"
 	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/emulator/secretmanager"
 	"github.com/iapguard/iapguard/emulator/serviceusage"
 )
 
@@ -41,6 +43,9 @@ const (
 	Principal = "iapguard@demo-project.iam.gserviceaccount.com"
 	// Agent is the IAP service agent of Project.
 	Agent = "service-123456789012@gcp-sa-iap.iam.gserviceaccount.com"
+	// RecordKey is the Secret Manager secret version, seeded with a random
+	// key, that signs iapguard's access records (gcp.Options.RecordKey).
+	RecordKey = "projects/123456789012/secrets/iapguard-record-key/versions/latest"
 )
 
 // Env is a running emulator.
@@ -49,6 +54,8 @@ type Env struct {
 	Run          *cloudrun.Server
 	Compute      *compute.Server
 	ServiceUsage *serviceusage.Server
+	// SecretManager holds RecordKey.
+	SecretManager *secretmanager.Server
 	// Addr is the emulator's host:port (IAPGUARD_EMULATOR_HOST).
 	Addr string
 
@@ -74,11 +81,16 @@ func Start(t testing.TB, opts Options) *Env {
 		t.Fatalf("emulator.New: %v", err)
 	}
 	em.Compute.SetRegions(Region, "europe-west1")
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	if _, err := em.SecretManager.Put(Project, "iapguard-record-key", key); err != nil {
+		t.Fatalf("seeding the access-record key: %v", err)
+	}
 	if err := em.Start("127.0.0.1:0"); err != nil {
 		t.Fatalf("starting the emulator: %v", err)
 	}
 	t.Cleanup(func() { _ = em.Close() })
-	e := &Env{Core: em.Core, Run: em.Run, Compute: em.Compute, ServiceUsage: em.ServiceUsage, Addr: em.Addr()}
+	e := &Env{Core: em.Core, Run: em.Run, Compute: em.Compute, ServiceUsage: em.ServiceUsage, SecretManager: em.SecretManager, Addr: em.Addr()}
 
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(tr.CloseIdleConnections)

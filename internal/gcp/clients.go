@@ -34,6 +34,7 @@ import (
 
 	asset "cloud.google.com/go/asset/apiv1"
 	run "cloud.google.com/go/run/apiv2"
+	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"golang.org/x/time/rate"
 	compute "google.golang.org/api/compute/v1"
 	iap "google.golang.org/api/iap/v1"
@@ -85,6 +86,10 @@ type Options struct {
 	// RESOURCE_EXHAUSTED / 429 (default 6, pausing about 13 s at most in
 	// all; negative: none).
 	ThrottleRetries int
+	// RecordKey is the Secret Manager secret version whose payload signs
+	// the access records (projects/P/secrets/S/versions/V, V a number or
+	// latest); empty: no Secret Manager client, records unsigned.
+	RecordKey string
 	// ClientOptions are added to every client (production: credentials,
 	// quota project, ...). Not used with the emulator.
 	ClientOptions []option.ClientOption
@@ -102,6 +107,9 @@ type Clients struct {
 	ComputeAdapter  *ComputeAdapter
 	IdentityAdapter *IdentityAdapter
 	IAPAdapter      *IAPAdapter
+	// RecordKeyAdapter is nil without Options.RecordKey.
+	RecordKeyAdapter *RecordKeyAdapter
+	secrets          *secretmanager.Client
 
 	// Asset is the Cloud Asset Inventory client and RunV1 the Cloud Run
 	// Admin API v1 REST client (locations only); Discovery uses both.
@@ -189,6 +197,16 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 		al = rate.NewLimiter(rate.Limit(400.0/60), 10)
 	}
 	c.Discovery = &Discovery{asset: ac, v1: r1, run: c.RunAdapter, pace: pace(al), runP: c.RunAdapter.pace}
+	if opts.RecordKey != "" {
+		sc, err := secretmanager.NewClient(ctx, runOpts...)
+		if err != nil {
+			_ = rc.Close()
+			_ = ac.Close()
+			return nil, fmt.Errorf("creating Secret Manager client: %w", err)
+		}
+		c.secrets = sc
+		c.RecordKeyAdapter = &RecordKeyAdapter{c: sc, version: opts.RecordKey, pace: pace(nil)}
+	}
 	return c, nil
 }
 
@@ -202,7 +220,16 @@ func (c *Clients) Deps() iapsetup.Deps {
 		Frontends: c.ComputeAdapter,
 		Identity:  c.IdentityAdapter,
 		IAP:       c.IAPAdapter,
+		// A typed nil would not compare equal to nil in iapsetup.
+		RecordKeys: recordKeys(c.RecordKeyAdapter),
 	}
+}
+
+func recordKeys(a *RecordKeyAdapter) iapsetup.RecordKeys {
+	if a == nil {
+		return nil
+	}
+	return a
 }
 
 // Close releases the gRPC connections and, for the emulator, the REST
@@ -218,6 +245,9 @@ func (c *Clients) Close() error {
 		if err := c.Asset.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("closing Cloud Asset Inventory client: %w", err)
 		}
+	}
+	if c.secrets != nil {
+		_ = c.secrets.Close()
 	}
 	if err := c.Run.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("closing Cloud Run client: %w", err)

@@ -272,6 +272,14 @@ var table = []Entry{
 			"service account for every update, so it is granted per account, never project-wide",
 	},
 	{
+		Method:      "google.cloud.secretmanager.v1.SecretManagerService.AccessSecretVersion",
+		Permissions: []string{"secretmanager.versions.access"},
+		Who:         WhoFunction,
+		Confidence:  Documented,
+		Note: "reads the key that signs the access-grant records (IAPGUARD_RECORD_KEY; roles/secretmanager.secretAccessor " +
+			"on that one secret only: whoever reads the key can forge records)",
+	},
+	{
 		Method:      "google.logging.v2.LoggingServiceV2.ListLogEntries",
 		Permissions: []string{"logging.logEntries.list"},
 		Who:         WhoOperator,

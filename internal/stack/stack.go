@@ -7,6 +7,7 @@ package stack
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -66,7 +67,19 @@ type Options struct {
 	// AccessPolicies is the function's access policy file
 	// (IAPGUARD_ACCESS_POLICIES; empty: none).
 	AccessPolicies string
+	// NoRecordKey starts the function without an access-record key
+	// (IAPGUARD_RECORD_KEY unset). By default the emulator's Secret
+	// Manager holds a random key, RecordKey, and the function signs with
+	// it.
+	NoRecordKey bool
+	// RecordKeyData is the key to seed (nil: 32 random bytes); tests fix
+	// it so that signed records in golden outcomes are stable.
+	RecordKeyData []byte
 }
+
+// RecordKey is the secret version the stack's function signs access
+// records with (unless Options.NoRecordKey).
+const RecordKey = "projects/%s/secrets/iapguard-record-key/versions/latest"
 
 // Stack is a running local iapguard.
 type Stack struct {
@@ -163,6 +176,17 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		LogLevel: opts.LogLevel, Timeout: 30 * time.Second, MaxEventAge: 24 * time.Hour,
 		EmulatorHost: s.Emu.Addr(), Principal: FunctionPrincipal,
 		AccessPoliciesFile: opts.AccessPolicies, MaxConcurrent: functions.DefaultMaxConcurrent,
+	}
+	if !opts.NoRecordKey {
+		key := opts.RecordKeyData
+		if key == nil {
+			key = make([]byte, 32)
+			_, _ = rand.Read(key)
+		}
+		if _, err := s.Emu.SecretManager.Put(s.Project.ID, "iapguard-record-key", key); err != nil {
+			return fail(fmt.Errorf("seeding the access-record key: %w", err))
+		}
+		cfg.RecordKey = fmt.Sprintf(RecordKey, s.Project.ID)
 	}
 	if s.Fn, err = functions.NewInstanceFromConfig(ctx, cfg, logx.New(logw, opts.LogLevel)); err != nil {
 		return fail(err)

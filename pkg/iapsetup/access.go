@@ -311,13 +311,6 @@ func parseGranted(v string) []string {
 	return out
 }
 
-// formatGranted renders AccessAnnotation's value.
-func formatGranted(ms []string) string {
-	c := slices.Clone(ms)
-	sort.Strings(c)
-	return strings.Join(slices.Compact(c), ",")
-}
-
 // projectNumberFromAgent reads the project number from the IAP service
 // agent's email (service-NUMBER@gcp-sa-iap.iam.gserviceaccount.com). The IAP
 // API names resources by project number; this avoids a Resource Manager

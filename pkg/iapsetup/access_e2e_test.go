@@ -5,6 +5,7 @@ package iapsetup_test
 // Usage and IAP APIs.
 
 import (
+	"encoding/json"
 	"slices"
 	"sort"
 	"strconv"
@@ -66,6 +67,41 @@ func (f *fixture) grantForeign(t *testing.T, res, member string) {
 	}
 }
 
+// mSecret is the access-record key read (once per key version per
+// reconciler and TTL).
+const mSecret = "google.cloud.secretmanager.v1.SecretManagerService.AccessSecretVersion"
+
+// recorded returns the members the service's access record lists, joined
+// with commas (every IAP resource), after checking it is signed.
+func (f *fixture) recorded(t *testing.T, service string) string {
+	t.Helper()
+	v := f.e.Service(t, service).GetAnnotations()[iapsetup.AccessAnnotation]
+	if v == "" {
+		return ""
+	}
+	var rec struct {
+		Granted map[string][]string `json:"granted"`
+		Key     string              `json:"key"`
+		MAC     string              `json:"mac"`
+	}
+	if err := json.Unmarshal([]byte(v), &rec); err != nil {
+		t.Fatalf("access record %q: %v", v, err)
+	}
+	if rec.Key == "" || rec.MAC == "" {
+		t.Errorf("access record %q is not signed", v)
+	}
+	var all []string
+	for _, ms := range rec.Granted {
+		for _, m := range ms {
+			if !slices.Contains(all, m) {
+				all = append(all, m)
+			}
+		}
+	}
+	slices.Sort(all)
+	return strings.Join(all, ",")
+}
+
 func accessLabels(policy string) map[string]string {
 	return map[string]string{"iap": "enabled", "iap-access": policy}
 }
@@ -97,14 +133,14 @@ func TestReconcileAccessGrantsAndPolicyChange(t *testing.T) {
 		t.Errorf("access step = %+v, want changed on %s listing who can pass", s, runIAP)
 	}
 	// The grant is one IAP write; it rides on the same reconcile as the
-	// rest (one UpdateService records it).
+	// rest (one UpdateService records it, signed with the key read once).
 	checkCalls(t, "first reconcile", calls, plus(warmReads, plus(coldIAP, map[string]int64{
-		mIdentity: 1, mSetPolicy: 1, mIAPSet: 1, mUpdateService: 1, mGetOperation: 1,
+		mIdentity: 1, mSetPolicy: 1, mIAPSet: 1, mUpdateService: 1, mGetOperation: 1, mSecret: 1,
 	})))
 	if diff := cmp.Diff([]string{"group:web@example.com", "user:a@example.com"}, f.accessors(t, runIAP)); diff != "" {
 		t.Errorf("accessors (-want +got):\n%s", diff)
 	}
-	if got := f.e.Service(t, "hello").GetAnnotations()[iapsetup.AccessAnnotation]; got != "group:web@example.com,user:a@example.com" {
+	if got := f.recorded(t, "hello"); got != "group:web@example.com,user:a@example.com" {
 		t.Errorf("access annotation = %q", got)
 	}
 	if len(res.Access) != 1 || res.Access[0].Resource != runIAP || !res.Access[0].Anyone() {
@@ -128,11 +164,11 @@ func TestReconcileAccessGrantsAndPolicyChange(t *testing.T) {
 	if diff := cmp.Diff([]string{"group:web@example.com", "user:boss@example.com", "user:c@example.com"}, f.accessors(t, runIAP)); diff != "" {
 		t.Errorf("accessors after the policy change (-want +got):\n%s", diff)
 	}
-	if got := f.e.Service(t, "hello").GetAnnotations()[iapsetup.AccessAnnotation]; got != "group:web@example.com,user:c@example.com" {
+	if got := f.recorded(t, "hello"); got != "group:web@example.com,user:c@example.com" {
 		t.Errorf("access annotation = %q", got)
 	}
 	checkCalls(t, "policy change", calls, plus(warmReads, plus(coldIAP, map[string]int64{
-		mIdentity: 1, mIAPSet: 1, mUpdateService: 1, mGetOperation: 1,
+		mIdentity: 1, mIAPSet: 1, mUpdateService: 1, mGetOperation: 1, mSecret: 1, // a new reconciler reads the key once
 	})))
 	f.checkSecondRunCompliant(t, ref, accessReads)
 

@@ -50,10 +50,14 @@ type accessPlan struct {
 	manage bool
 	// reject explains why the label's policy cannot be applied (rejected
 	// step; nothing granted, nothing revoked).
-	reject  string
-	wanted  []string // the policy's members (canonical)
-	granted []string // members recorded in AccessAnnotation
-	rawAnn  string   // AccessAnnotation as read
+	reject string
+	wanted []string // the policy's members (canonical)
+	// rec is the verified record (AccessAnnotation) and the signing key.
+	rec    *recordState
+	rawAnn string // AccessAnnotation as read
+	// keyErr: the record key could not be read; nothing is granted or
+	// revoked (a grant could not be recorded).
+	keyErr error
 
 	number        string // project number, "" unknown
 	projectPolicy *Policy
@@ -84,7 +88,14 @@ type accessPart struct {
 // service's IAP resources (nil: none, noResource says why).
 func planAccess(ref ServiceRef, d Desired, o *Observed, number string, resources []IAPResource, noResource string) *accessPlan {
 	ap := &accessPlan{ref: ref, policy: d.Access, labelSet: d.AccessSet, rawAnn: d.Granted, number: number, noResource: noResource}
-	ap.granted = parseGranted(d.Granted)
+	ap.rec = o.record
+	if ap.rec == nil {
+		ap.rec = &recordState{granted: map[string][]string{}}
+		if d.Granted != "" {
+			ap.rec.unverified = map[string][]string{"(not read)": parseGranted(d.Granted)}
+			ap.rec.why = "the record was not verified"
+		}
+	}
 	ap.available = o.AccessPolicies.Names()
 	if d.AccessSet {
 		pol, ok := o.AccessPolicies.Lookup(d.Access)
@@ -107,6 +118,9 @@ func planAccess(ref ServiceRef, d Desired, o *Observed, number string, resources
 			}
 		}
 	}
+	if ap.manage && ap.rec.signErr != nil {
+		ap.keyErr = ap.rec.signErr
+	}
 	if number != "" {
 		proj := ProjectIAPResource(number)
 		ap.projectPolicy, ap.projectErr = o.IAP[proj], o.IAPErrs[proj]
@@ -120,11 +134,12 @@ func planAccess(ref ServiceRef, d Desired, o *Observed, number string, resources
 }
 
 // planAccessPart is pure: grant the wanted members that lack the role
-// unconditionally, revoke the members iapguard granted that the policy no
-// longer lists, touch nothing else.
+// unconditionally, revoke the members a verified record says iapguard
+// granted on this resource that the policy no longer lists, touch nothing
+// else.
 func planAccessPart(res IAPResource, before *Policy, ap *accessPlan) accessPart {
 	part := accessPart{res: res, before: before}
-	if before == nil || !ap.manage {
+	if before == nil || !ap.manage || ap.keyErr != nil {
 		return part
 	}
 	present := accessorMembers(before, false)
@@ -133,7 +148,7 @@ func planAccessPart(res IAPResource, before *Policy, ap *accessPlan) accessPart 
 			part.added = append(part.added, m)
 		}
 	}
-	for _, m := range ap.granted {
+	for _, m := range ap.rec.granted[res.Name] {
 		if !containsMember(ap.wanted, m) && containsMember(present, m) {
 			part.removed = append(part.removed, m)
 		}
@@ -227,57 +242,87 @@ func (ap *accessPlan) writes() int {
 }
 
 // annotation returns the AccessAnnotation value to record, or nil to leave
-// it as it is. Once applied it reflects the writes' results: members whose
-// grant failed are not recorded, members whose revocation failed stay
-// recorded. A wanted member that already held the role (granted by someone
-// else) on one of the service's IAP resources is not recorded: iapguard
-// never revokes it.
+// it as it is. Once applied it reflects the writes' results, per IAP
+// resource: members whose grant failed are not recorded, members whose
+// revocation failed stay recorded; a wanted member that already held the
+// role on a resource (granted by someone else) is not recorded there, so
+// iapguard never revokes it. Entries of resources the plan does not cover
+// are kept as verified; a record that did not verify is dropped (it was
+// reported). The record is signed with the configured key.
 func (ap *accessPlan) annotation() *string {
-	if ap == nil || !ap.manage {
+	if ap == nil || !ap.manage || ap.keyErr != nil {
 		return nil
 	}
-	var keep []string
-	for _, m := range ap.granted {
-		if containsMember(ap.wanted, m) {
-			keep = append(keep, m)
-			continue
+	if ap.rec.sign == nil && ap.rawAnn != "" && !ap.rec.unsigned {
+		// No key here (e.g. iapctl without IAPGUARD_RECORD_KEY): a record
+		// signed elsewhere is left as it is, not replaced by an unsigned one.
+		return nil
+	}
+	next := map[string][]string{}
+	for res, ms := range ap.rec.granted {
+		if !slices.ContainsFunc(ap.parts, func(p *accessPart) bool { return p.res.Name == res }) {
+			next[res] = ms
 		}
-		for _, part := range ap.parts {
-			if part.before == nil || containsMember(part.removed, m) && (part.err != nil || part.rejected != nil) {
-				keep = append(keep, m) // not known to be revoked everywhere
-				break
-			}
-		}
+	}
+	prior := ap.rec.granted
+	if ap.rec.sign == nil && ap.rec.unsigned {
+		// No key: the unsigned record is carried on (never trusted for a
+		// revocation; nothing here revokes without a verified record).
+		prior = ap.rec.unverified
 	}
 	for _, part := range ap.parts {
-		if part.err != nil || part.rejected != nil {
-			continue
-		}
-		for _, m := range part.added {
-			if !ap.foreign(m) && !containsMember(keep, m) {
-				keep = append(keep, m)
+		var keep []string
+		for _, m := range prior[part.res.Name] {
+			if containsMember(ap.wanted, m) || part.before == nil || containsMember(part.removed, m) && (part.err != nil || part.rejected != nil) {
+				keep = append(keep, m) // still wanted, or not known to be revoked
 			}
 		}
+		if part.err == nil && part.rejected == nil {
+			for _, m := range part.added {
+				if !containsMember(keep, m) {
+					keep = append(keep, m)
+				}
+			}
+		}
+		next[part.res.Name] = keep
 	}
-	v := formatGranted(keep)
+	v := formatRecord(ap.ref.ResourceName(), next, ap.rec.sign)
 	if v == ap.rawAnn {
 		return nil
 	}
 	return &v
 }
 
-// foreign reports whether m held the role on one of the resources before
-// iapguard recorded it: someone else granted it.
-func (ap *accessPlan) foreign(m string) bool {
-	if containsMember(ap.granted, m) {
-		return false
-	}
-	for _, part := range ap.parts {
-		if containsMember(accessorMembers(part.before, false), m) {
-			return true
+// recorded returns the members the record (after the plan) lists on res.
+func (ap *accessPlan) recorded(res string) []string {
+	if a := ap.annotation(); a != nil {
+		if r, err := parseRecord(*a); err == nil {
+			return r.Granted[res]
 		}
+		return nil
 	}
-	return false
+	return ap.rec.granted[res]
+}
+
+// warnings report a record that did not verify, and revocation being off
+// for want of a key.
+func (ap *accessPlan) warnings() []string {
+	if ap == nil {
+		return nil
+	}
+	var w []string
+	if (len(ap.rec.unverified) > 0 || ap.rec.why != "") && !(ap.rec.unsigned && ap.rec.sign == nil) {
+		what := describeEntries(ap.rec.unverified)
+		if what == "" {
+			what = "no member iapguard can read"
+		}
+		w = append(w, fmt.Sprintf("the access record (annotation %s) does not verify: %s. It lists %s; iapguard revokes none of them and replaces the record with a signed one of what it grants from now on. Check who granted them: gcloud iap web get-iam-policy",
+			AccessAnnotation, ap.rec.why, what))
+	}
+	if ap.manage && ap.rec.sign == nil && ap.rec.signErr == nil {
+		w = append(w, "no access-record key is configured (IAPGUARD_RECORD_KEY): iapguard records its grants unsigned and never revokes a member (the record cannot be trusted)")
+	}
+	return w
 }
 
 // finding returns who can pass on part's resource once the plan is applied.
@@ -295,11 +340,7 @@ func (ap *accessPlan) finding(part *accessPart) AccessFinding {
 	if ap.projectErr != nil {
 		f.ProjectError = ap.projectErr.Error()
 	}
-	if g := ap.annotation(); g != nil {
-		f.Granted = parseGranted(*g)
-	} else {
-		f.Granted = ap.granted
-	}
+	f.Granted = ap.recorded(part.res.Name)
 	return f
 }
 
@@ -371,6 +412,10 @@ func (ap *accessPlan) step(p *Plan, part *accessPart) Step {
 	who := f.whoCanPass()
 	scope := ap.scope()
 	switch {
+	case ap.keyErr != nil:
+		s.Status = StatusFailed
+		s.Message = fmt.Sprintf("%v; iapguard needs secretmanager.versions.access on the record key to record what it grants, so nothing was granted or revoked; %s", ap.keyErr, who)
+		return s
 	case part.rejected != nil:
 		s.Status = StatusRejected
 		s.Message = fmt.Sprintf("the IAP API refused %s on %s: %v; nothing granted, fix access policy %s; %s",
@@ -403,8 +448,9 @@ func (ap *accessPlan) scope() string {
 	switch {
 	case ap.manage:
 		return "access policy " + ap.policy
-	case len(ap.granted) > 0:
-		return fmt.Sprintf("no %s label: iapguard manages no access; the %d members it granted before are kept (annotation %s)", AccessLabelKey, len(ap.granted), AccessAnnotation)
+	case len(ap.rec.granted) > 0:
+		n := len(recordMembers(ap.rec.granted))
+		return fmt.Sprintf("no %s label: iapguard manages no access; the %d members it granted before are kept (annotation %s)", AccessLabelKey, n, AccessAnnotation)
 	}
 	return fmt.Sprintf("no %s label: access is not managed by iapguard", AccessLabelKey)
 }

@@ -158,8 +158,8 @@ func TestGrantedAnnotationRoundTrip(t *testing.T) {
 		if diff := cmp.Diff(tc.want, got); diff != "" {
 			t.Errorf("parseGranted(%q) (-want +got):\n%s", tc.in, diff)
 		}
-		if v := formatGranted(got); len(got) > 0 && checkGrantedAnnotation(v) != nil {
-			t.Errorf("formatGranted(%v) = %q fails the guard: %v", got, v, checkGrantedAnnotation(v))
+		if v := formatRecord("s", map[string][]string{"projects/1/iap_web/compute/services/web": got}, nil); len(got) > 0 && checkGrantedAnnotation(v) != nil {
+			t.Errorf("formatRecord(%v) = %q fails the guard: %v", got, v, checkGrantedAnnotation(v))
 		}
 	}
 }

@@ -128,6 +128,9 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 	for _, part := range p.access.list() {
 		errs = append(errs, part.err, part.readErr)
 	}
+	if p.access != nil {
+		errs = append(errs, p.access.keyErr)
+	}
 	return joinPreferTransient(errs...)
 }
 
@@ -373,7 +376,7 @@ func (r *Reconciler) writeAccess(ctx context.Context, p *Plan, part *accessPart)
 	ap := p.access
 	attempts, err := r.retry(ctx,
 		func() error {
-			if err := checkAccessWrite(part.before, part.after, ap.wanted, ap.granted); err != nil {
+			if err := checkAccessWrite(part.before, part.after, ap.wanted, ap.rec.granted[part.res.Name]); err != nil {
 				return err
 			}
 			_, err := r.d.IAP.SetIAPPolicy(ctx, part.res.Name, part.after)

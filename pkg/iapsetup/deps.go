@@ -92,6 +92,10 @@ type Deps struct {
 	// read"), nothing is granted and nobody-can-pass is not detected.
 	// internal/gcp always provides it.
 	IAP IAPPolicies
+	// RecordKeys is optional: it reads the key that signs access records
+	// (access_record.go). Without it records are written unsigned, never
+	// trusted, and iapguard revokes nobody.
+	RecordKeys RecordKeys
 }
 
 func (d Deps) validate() error {

@@ -29,7 +29,7 @@ type envOptions struct {
 func startEnv(t testing.TB, o envOptions) *testEnv {
 	t.Helper()
 	e := emulatortest.Start(t, emulatortest.Options{Run: o.Run})
-	co := gcp.Options{EmulatorHost: e.Addr, Principal: emulatortest.Principal, OperationTimeout: 10 * time.Second, PollInterval: time.Millisecond}
+	co := gcp.Options{EmulatorHost: e.Addr, Principal: emulatortest.Principal, OperationTimeout: 10 * time.Second, PollInterval: time.Millisecond, RecordKey: emulatortest.RecordKey}
 	if o.Client != nil {
 		o.Client(&co)
 	}

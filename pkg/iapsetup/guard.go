@@ -64,8 +64,10 @@ func checkServiceUpdate(before *Service, u *ServiceUpdate) error {
 	return nil
 }
 
-// checkGrantedAnnotation accepts exactly what formatGranted renders: sorted,
-// distinct, canonical, non-public members, bounded in size.
+// checkGrantedAnnotation accepts exactly what formatRecord renders: a
+// record of canonical, non-public members sorted per known IAP resource,
+// bounded in size, signed or not (the signature itself is checked when the
+// record is read, not here: the guard holds no key).
 func checkGrantedAnnotation(v string) error {
 	if len(v) > maxAccessAnnotation {
 		return fmt.Errorf("value of %d bytes exceeds %d", len(v), maxAccessAnnotation)
@@ -73,18 +75,19 @@ func checkGrantedAnnotation(v string) error {
 	if v == "" {
 		return errors.New("empty value (the annotation is removed instead)")
 	}
-	ms := strings.Split(v, ",")
-	for _, m := range ms {
-		c, err := CanonicalMember(m)
-		if err != nil {
-			return err
-		}
-		if c != m {
-			return fmt.Errorf("member %q is not in canonical form", m)
-		}
+	r, err := parseRecord(v)
+	if err != nil {
+		return err
 	}
-	if formatGranted(ms) != v {
-		return errors.New("members not sorted or not distinct")
+	if len(r.Granted) == 0 {
+		return errors.New("a record with no entry (the annotation is removed instead)")
+	}
+	var k *recordKey
+	if r.Key != "" {
+		k = &recordKey{name: r.Key} // the MAC is not recomputed: compare the rest
+	}
+	if want := formatRecord("", r.Granted, k); r.Key == "" && want != v {
+		return errors.New("record not in canonical form")
 	}
 	return nil
 }

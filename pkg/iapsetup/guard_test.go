@@ -9,6 +9,12 @@ import (
 	"testing"
 )
 
+// testRecord is a signed access record of members on the test service's
+// Cloud Run IAP resource.
+func testRecord(members ...string) string {
+	return formatRecord(tService().Ref.ResourceName(), map[string][]string{"projects/123456/iap_web/cloud_run-us-central1/services/hello": members}, &testRecordKey)
+}
+
 func TestCheckServiceUpdate(t *testing.T) {
 	t.Parallel()
 	before := tService(ingress(IngressInternalOnly), func(s *Service) { s.Annotations = map[string]string{"owner": "web"} })
@@ -44,11 +50,11 @@ func TestCheckServiceUpdate(t *testing.T) {
 			u.Annotations = map[string]string{"owner": "web", ManagedAnnotation: "false"}
 		}), true},
 		{"record access grants", before, ok(func(u *ServiceUpdate) {
-			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: "group:web@example.com,user:a@example.com"}
+			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: testRecord("group:web@example.com", "user:a@example.com")}
 		}), false},
 		{"change recorded grants", tService(grantedAnn("user:a@example.com")), ok(func(u *ServiceUpdate) {
 			u.Etag = tService().Etag
-			u.Annotations = map[string]string{AccessAnnotation: "group:web@example.com"}
+			u.Annotations = map[string]string{AccessAnnotation: testRecord("group:web@example.com")}
 		}), false},
 		{"remove recorded grants", tService(grantedAnn("user:a@example.com")), ok(func(u *ServiceUpdate) {
 			u.Etag = tService().Etag
@@ -61,7 +67,13 @@ func TestCheckServiceUpdate(t *testing.T) {
 			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: "user:a@example.com,bob"}
 		}), true},
 		{"record unsorted members", before, ok(func(u *ServiceUpdate) {
-			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: "user:b@example.com,user:a@example.com"}
+			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: `{"granted":{"projects/1/iap_web/compute/services/web":["user:b@example.com","user:a@example.com"]}}`}
+		}), true},
+		{"record a plain member list", before, ok(func(u *ServiceUpdate) {
+			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: "user:a@example.com"}
+		}), true},
+		{"record on a resource that is not IAP", before, ok(func(u *ServiceUpdate) {
+			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: `{"granted":{"projects/1/iap_web":["user:a@example.com"]}}`}
 		}), true},
 		{"record an empty value", before, ok(func(u *ServiceUpdate) {
 			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: ""}
@@ -293,7 +305,7 @@ func (r *recorder) SetIAPPolicy(context.Context, string, *Policy) (*Policy, erro
 func newRecorderReconciler(t *testing.T) (*Reconciler, *recorder) {
 	t.Helper()
 	rec := &recorder{}
-	r, err := New(Deps{rec, rec, rec, rec, rec, rec, rec}, Options{Scope: AllProjects()})
+	r, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{Scope: AllProjects()})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -437,7 +449,7 @@ func TestScope(t *testing.T) {
 		t.Error("New(no deps) = nil error")
 	}
 	rec := &recorder{}
-	if _, err := New(Deps{rec, rec, rec, rec, rec, rec, rec}, Options{}); err == nil {
+	if _, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{}); err == nil {
 		t.Error("New(empty scope) = nil error")
 	}
 }

@@ -136,6 +136,11 @@ type Observed struct {
 	// failed. A name in neither was not read.
 	IAP     map[string]*Policy
 	IAPErrs map[string]error
+
+	// record is the service's access record, verified, with the signing
+	// key (Reconciler.readRecord); nil: not read (the record is then
+	// treated as unverified).
+	record *recordState
 }
 
 // Plan is what must happen for a service to comply. It is computed by
@@ -388,6 +393,7 @@ func (p *Plan) compose() {
 			ResourcePath(n.SelfLink), n.CloudRun.URLMask, n.CloudRun.Tag, p.Ref.Name))
 	}
 	p.Warnings = append(p.Warnings, sp.warnings...)
+	p.Warnings = append(p.Warnings, p.access.warnings()...)
 	for _, b := range p.backends {
 		p.Warnings = append(p.Warnings, b.warnings()...)
 	}
@@ -434,6 +440,9 @@ func (p *Plan) compose() {
 	}
 	for _, part := range p.access.list() {
 		partErrs = append(partErrs, part.err, part.readErr)
+	}
+	if p.access != nil && p.access.keyErr != nil && len(p.access.parts) == 0 {
+		partErrs = append(partErrs, p.access.keyErr)
 	}
 	for _, err := range partErrs {
 		if err != nil && !slices.ContainsFunc(failures, func(f string) bool { return strings.Contains(f, err.Error()) }) {

@@ -126,6 +126,40 @@ func accessLabel(v string) func(*Service) {
 	return func(s *Service) { s.Labels[AccessLabelKey] = v }
 }
 
+// testRecordKey signs the access records of plan tests.
+var testRecordKey = recordKey{name: "projects/123456789012/secrets/iapguard-record-key/versions/1", key: []byte("0123456789abcdef0123456789abcdef")}
+
+// withRecord reads obs's access record as the reconciler does, with
+// testRecordKey. A plain member list in the annotation is test shorthand
+// for a record, signed with testRecordKey, of those members on each of the
+// IAP resources the plan covers; the annotation is rewritten to it.
+func withRecord(obs *Observed) *Observed {
+	if obs.Service == nil {
+		return obs
+	}
+	lookup := func(v string) (recordKey, error) {
+		if v != testRecordKey.name {
+			return recordKey{}, fmt.Errorf("secret version %s not found", v)
+		}
+		return testRecordKey, nil
+	}
+	raw := obs.Service.Annotations[AccessAnnotation]
+	if raw != "" && !strings.HasPrefix(raw, "{") {
+		probe := *obs
+		p := PlanFor(DesiredFor(obs.Service), &probe)
+		entries := map[string][]string{}
+		for _, part := range p.access.list() {
+			entries[part.res.Name] = parseGranted(raw)
+		}
+		obs.Service = obs.Service.clone()
+		obs.Service.Annotations[AccessAnnotation] = formatRecord(obs.Service.Ref.ResourceName(), entries, &testRecordKey)
+		raw = obs.Service.Annotations[AccessAnnotation]
+	}
+	k := testRecordKey
+	obs.record = verifyRecord(obs.Service.Ref.ResourceName(), raw, lookup, &k, nil)
+	return obs
+}
+
 func grantedAnn(v string) func(*Service) {
 	return func(s *Service) {
 		if s.Annotations == nil {
@@ -838,10 +872,11 @@ func TestPlanGolden(t *testing.T) {
 					IAP:            iapOf(backendIAP(web), iapPolicy("group:admins@example.com"), backendIAP(internal), iapPolicy(), tProjIAP, iapPolicy()),
 				}
 			},
-			// Grant on the backend that lacks it, enable IAP there; the
-			// member held the role on the other backend already, so it is
-			// not recorded (iapguard never revokes it).
-			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 2,
+			// Grant on the backend that lacks it, enable IAP there, and
+			// record the grant on that backend only: the member held the
+			// role on the other backend already, where iapguard never
+			// revokes it (the record is per IAP resource).
+			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 3,
 		},
 		{
 			name: "access-lb-cdn-only-skipped",
@@ -922,7 +957,7 @@ func TestPlanGolden(t *testing.T) {
 		seen[tc.name] = true
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			obs := tc.obs()
+			obs := withRecord(tc.obs())
 			before := renderObserved(obs)
 			p := PlanFor(DesiredFor(obs.Service), obs)
 			if tc.dryRun {
@@ -964,7 +999,7 @@ func TestPlanGolden(t *testing.T) {
 			}
 			for _, part := range p.access.list() {
 				if part.after != nil {
-					if err := checkAccessWrite(part.before, part.after, p.access.wanted, p.access.granted); err != nil {
+					if err := checkAccessWrite(part.before, part.after, p.access.wanted, p.access.rec.granted[part.res.Name]); err != nil {
 						t.Errorf("planned IAP policy write fails the guard: %v", err)
 					}
 				}
@@ -1014,6 +1049,7 @@ func TestPlanIdempotent(t *testing.T) {
 	for name, obs := range starts {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
+			obs = withRecord(obs)
 			p := PlanFor(DesiredFor(obs.Service), obs)
 			if p.Writes() == 0 {
 				t.Fatalf("start state %s needs no writes; the test needs one that does", name)
@@ -1051,7 +1087,7 @@ func TestPlanIdempotent(t *testing.T) {
 					}
 				}
 			}
-			p2 := PlanFor(DesiredFor(next.Service), next)
+			p2 := PlanFor(DesiredFor(next.Service), withRecord(next))
 			if n := p2.Writes(); n != 0 {
 				t.Errorf("after applying the plan, PlanFor wants %d more writes:\n%s", n, renderPlan(p2))
 			}

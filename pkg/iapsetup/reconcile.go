@@ -68,7 +68,9 @@ type Reconciler struct {
 	o          Options
 	agents     *agentCache
 	projectIAP *policyCache
-	log        *slog.Logger
+	// keys caches access-record keys (nil without Deps.RecordKeys).
+	keys *loadingCache[recordKey]
+	log  *slog.Logger
 }
 
 // New returns a Reconciler over d.
@@ -110,6 +112,9 @@ func New(d Deps, o Options) (*Reconciler, error) {
 		o.ProjectCacheSize = DefaultProjectCacheSize
 	}
 	r := &Reconciler{d: d, o: o, agents: newAgentCache(d.Identity, o.AgentTTL, o.ProjectCacheSize, o.Now), log: o.Logger}
+	if d.RecordKeys != nil {
+		r.keys = newKeyCache(d.RecordKeys, o.Now)
+	}
 	if d.IAP != nil {
 		r.projectIAP = newPolicyCache(d.IAP.GetIAPPolicy, o.AccessProjectTTL, o.ProjectCacheSize, o.Now)
 	}
@@ -268,7 +273,11 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 	}
 	obs.AccessPolicies = r.o.AccessPolicies
 	obs.CheckAccess = co.checkAccess
-	p := PlanFor(DesiredFor(obs.Service), obs)
+	d := DesiredFor(obs.Service)
+	if d.Intent == Enforce && (d.AccessSet || d.Granted != "") {
+		obs.record = r.readRecord(ctx, ref.ResourceName(), d.Granted)
+	}
+	p := PlanFor(d, obs)
 	p.DryRun = co.dryRun
 	if p.Desired.Intent == Enforce {
 		p, err = r.enforce(ctx, p, obs)

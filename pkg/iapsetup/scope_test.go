@@ -244,7 +244,7 @@ func TestScopeProjects(t *testing.T) {
 func TestPatternScopeRejectsWithoutCalls(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
-	r, err := New(Deps{rec, rec, rec, rec, rec, rec, rec}, Options{Scope: ProjectScope("team-*")})
+	r, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{Scope: ProjectScope("team-*")})
 	if err != nil {
 		t.Fatal(err)
 	}

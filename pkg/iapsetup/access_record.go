@@ -1,0 +1,280 @@
+package iapsetup
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// The access record (AccessAnnotation) says which members iapguard granted
+// roles/iap.httpsResourceAccessor on which IAP resource. Anyone who may
+// update the service (run.services.update) can write the annotation, so a
+// record is trusted only when it carries a valid HMAC-SHA256 over the
+// service's resource name and its entries, with a key only iapguard reads:
+// a Secret Manager secret version (RecordKeys). iapguard revokes a member
+// only where a verified record says it granted it, on that IAP resource. A
+// record that does not verify (no signature, a signature that does not
+// match, a key version that cannot be read) is reported, never acted on,
+// and replaced by a signed record of what iapguard grants from then on.
+//
+// Residual risk: an editor can put back an earlier record of the same
+// service that iapguard itself signed; it lists only members iapguard once
+// granted on the resources named in it.
+//
+// The value is JSON: {"granted":{RESOURCE:[MEMBER...]},"key":VERSION,
+// "mac":BASE64URL}. An unsigned record (no key configured) has neither key
+// nor mac and is never trusted.
+
+// RecordKeys reads the key that signs access records: the payload of a
+// Secret Manager secret version (needs secretmanager.versions.access on
+// the secret). internal/gcp implements it over the official client.
+type RecordKeys interface {
+	// RecordKey returns the key of version, a full secret version name;
+	// version "" means the configured signing version (which may end in
+	// versions/latest). name is the version resolved to its number.
+	RecordKey(ctx context.Context, version string) (name string, key []byte, err error)
+}
+
+// recordKey is one key version.
+type recordKey struct {
+	name string
+	key  []byte
+}
+
+// MinRecordKeyBytes is the shortest record key accepted (HMAC-SHA256: 32
+// bytes of randomness; e.g. head -c 32 /dev/urandom).
+const MinRecordKeyBytes = 32
+
+// recordKeyTTL is how long a key version is cached. The signing version
+// ("latest") is re-read after it, so a rotation takes effect within it.
+const recordKeyTTL = 10 * time.Minute
+
+// secretVersionRE matches the version names records may cite.
+var secretVersionRE = regexp.MustCompile(`^projects/[a-z0-9-]{1,63}/secrets/[a-zA-Z0-9_-]{1,255}/versions/[0-9]{1,20}$`)
+
+// iapResourceRE matches the IAP resource names records may cite.
+var iapResourceRE = regexp.MustCompile(`^projects/[0-9]{1,20}/iap_web/(cloud_run-[a-z0-9-]{1,40}|compute|compute-[a-z0-9-]{1,40})/services/[a-zA-Z0-9_-]{1,63}$`)
+
+// accessRecord is the decoded annotation.
+type accessRecord struct {
+	Granted map[string][]string `json:"granted"`
+	Key     string              `json:"key,omitempty"`
+	MAC     string              `json:"mac,omitempty"`
+}
+
+// recordState is what the reconcile learned about the service's record.
+type recordState struct {
+	// granted: IAP resource → members, from a verified record (empty
+	// without a record).
+	granted map[string][]string
+	// unverified holds the entries of a record found but not verified,
+	// and why; iapguard does not act on them.
+	unverified map[string][]string
+	why        string
+	// unsigned: the record is well formed but carries no signature (as
+	// iapguard writes it when no key is configured).
+	unsigned bool
+	// sign is the key to sign the new record with; nil: none configured
+	// (the record is written unsigned and never trusted); signErr: the key
+	// could not be read (access writes are not made).
+	sign    *recordKey
+	signErr error
+}
+
+// members returns every member of m, sorted and distinct.
+func recordMembers(m map[string][]string) []string {
+	var out []string
+	for _, ms := range m {
+		for _, x := range ms {
+			if !containsMember(out, x) {
+				out = append(out, x)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// parseRecord decodes an annotation value strictly: canonical members,
+// known IAP resource names, a cited key version of the right form.
+func parseRecord(v string) (*accessRecord, error) {
+	if !strings.HasPrefix(v, "{") {
+		return nil, errors.New("not a signed record (a plain member list, written by an older iapguard or by hand)")
+	}
+	if len(v) > maxAccessAnnotation {
+		return nil, fmt.Errorf("record of %d bytes exceeds %d", len(v), maxAccessAnnotation)
+	}
+	dec := json.NewDecoder(strings.NewReader(v))
+	dec.DisallowUnknownFields()
+	var r accessRecord
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("malformed record: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("malformed record: trailing data")
+	}
+	for res, ms := range r.Granted {
+		if !iapResourceRE.MatchString(res) {
+			return nil, fmt.Errorf("record names %q, which is not an IAP resource iapguard grants on", res)
+		}
+		if len(ms) == 0 || len(ms) > MaxAccessMembers {
+			return nil, fmt.Errorf("record lists %d members on %s", len(ms), res)
+		}
+		for i, m := range ms {
+			c, err := CanonicalMember(m)
+			if err != nil || c != m {
+				return nil, fmt.Errorf("record member %q is not canonical", m)
+			}
+			if i > 0 && ms[i-1] >= m {
+				return nil, errors.New("record members not sorted or not distinct")
+			}
+		}
+	}
+	if (r.Key == "") != (r.MAC == "") || r.Key != "" && !secretVersionRE.MatchString(r.Key) {
+		return nil, errors.New("record key or signature malformed")
+	}
+	return &r, nil
+}
+
+// recordMAC is HMAC-SHA256 over the service name and the canonical entries.
+func recordMAC(key []byte, service string, granted map[string][]string) string {
+	entries, _ := json.Marshal(canonicalEntries(granted)) // maps marshal in key order
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte("iapguard.dev/access-granted v1\n" + service + "\n"))
+	h.Write(entries)
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}
+
+// canonicalEntries drops empty entries and sorts members.
+func canonicalEntries(m map[string][]string) map[string][]string {
+	out := map[string][]string{}
+	for res, ms := range m {
+		if len(ms) == 0 {
+			continue
+		}
+		c := slices.Clone(ms)
+		sort.Strings(c)
+		out[res] = slices.Compact(c)
+	}
+	return out
+}
+
+// formatRecord renders the annotation value for granted, signed with k
+// (unsigned with k nil); "" when nothing is recorded.
+func formatRecord(service string, granted map[string][]string, k *recordKey) string {
+	g := canonicalEntries(granted)
+	if len(g) == 0 {
+		return ""
+	}
+	r := accessRecord{Granted: g}
+	if k != nil {
+		r.Key, r.MAC = k.name, recordMAC(k.key, service, g)
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(r)
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// errNoRecordKey: no RecordKeys dependency is configured.
+var errNoRecordKey = errors.New("no access-record key is configured (IAPGUARD_RECORD_KEY)")
+
+// readRecord verifies the service's record and fetches the signing key.
+// Keys come from the cache (one AccessSecretVersion per version per
+// recordKeyTTL).
+func (r *Reconciler) readRecord(ctx context.Context, service string, raw string) *recordState {
+	var sign *recordKey
+	var signErr error
+	if r.keys != nil {
+		k, err := r.keys.get(ctx, "")
+		if err != nil {
+			signErr = fmt.Errorf("reading the access-record key: %w", err)
+		} else {
+			sign = &k
+		}
+	}
+	lookup := func(version string) (recordKey, error) {
+		if r.keys == nil {
+			return recordKey{}, errNoRecordKey
+		}
+		if sign != nil && version == sign.name {
+			return *sign, nil
+		}
+		return r.keys.get(ctx, version)
+	}
+	return verifyRecord(service, raw, lookup, sign, signErr)
+}
+
+// verifyRecord is pure but for lookup, which returns a key version: it
+// decides which entries of the record raw of service are trusted.
+func verifyRecord(service, raw string, lookup func(version string) (recordKey, error), sign *recordKey, signErr error) *recordState {
+	st := &recordState{granted: map[string][]string{}, sign: sign, signErr: signErr}
+	if raw == "" {
+		return st
+	}
+	unverified := func(entries map[string][]string, why string) *recordState {
+		st.unverified, st.why = entries, why
+		return st
+	}
+	rec, err := parseRecord(raw)
+	switch {
+	case err != nil:
+		legacy := map[string][]string{}
+		if ms := parseGranted(raw); len(ms) > 0 && !strings.HasPrefix(raw, "{") {
+			legacy["(resource not recorded)"] = ms
+		}
+		return unverified(legacy, err.Error())
+	case rec.MAC == "":
+		st.unsigned = true
+		return unverified(rec.Granted, "the record is not signed (no access-record key was configured when it was written)")
+	}
+	k, err := lookup(rec.Key)
+	switch {
+	case errors.Is(err, errNoRecordKey):
+		return unverified(rec.Granted, err.Error()+", so the record cannot be verified")
+	case err != nil:
+		return unverified(rec.Granted, fmt.Sprintf("its key %s cannot be read: %v", rec.Key, err))
+	case !hmac.Equal([]byte(recordMAC(k.key, service, rec.Granted)), []byte(rec.MAC)):
+		return unverified(rec.Granted, "its signature does not match (edited by hand, or copied from another service)")
+	}
+	st.granted = canonicalEntries(rec.Granted)
+	return st
+}
+
+// newKeyCache caches record keys per version name ("" the signing one).
+func newKeyCache(k RecordKeys, now func() time.Time) *loadingCache[recordKey] {
+	return newLoadingCache(64, now, func(ctx context.Context, version string) (recordKey, time.Duration, error) {
+		name, key, err := k.RecordKey(ctx, version)
+		if err != nil {
+			return recordKey{}, 0, err
+		}
+		if len(key) < MinRecordKeyBytes {
+			return recordKey{}, 0, fmt.Errorf("access-record key %s has %d bytes, want at least %d", name, len(key), MinRecordKeyBytes)
+		}
+		if !secretVersionRE.MatchString(name) {
+			return recordKey{}, 0, fmt.Errorf("access-record key version %q is not projects/P/secrets/S/versions/N", name)
+		}
+		return recordKey{name: name, key: key}, recordKeyTTL, nil
+	})
+}
+
+// describeEntries renders record entries for messages.
+func describeEntries(m map[string][]string) string {
+	var parts []string
+	for _, res := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, strings.Join(m[res], ", ")+" on "+res)
+	}
+	return strings.Join(parts, "; ")
+}
