@@ -48,9 +48,9 @@ var callSites = []callSite{
 	{"internal/gcp/resourcemanager.go", "d.f.", 1, func(n []string) string { return "google.cloud.resourcemanager.v3.Folders." + n[0] }},
 	{"internal/gcp/discovery.go", "d.asset.", 1, func(n []string) string { return "google.cloud.asset.v1.AssetService." + n[0] }},
 	{"internal/gcp/discovery.go", "d.v1.Projects.Locations.", 1, func(n []string) string { return "run.projects.locations." + lowerFirst(n[0]) }},
-	{"functions/sweep.go", "p.pub.", 1, func(n []string) string { return "google.pubsub.v1.Publisher." + n[0] }},
+	{"functions/sweep.go", "p.c.", 1, func(n []string) string { return "google.pubsub.v1.Publisher." + n[0] }},
 	{"internal/gcp/secrets.go", "a.c.", 1, func(n []string) string { return "google.cloud.secretmanager.v1.SecretManagerService." + n[0] }},
-	{"pkg/outcome/publish.go", "p.pub.", 1, func(n []string) string { return "google.pubsub.v1.Publisher." + n[0] }},
+	{"pkg/outcome/publish.go", "p.c.", 1, func(n []string) string { return "google.pubsub.v1.Publisher." + n[0] }},
 	{"internal/cli/replay.go", "pub.", 1, func(n []string) string { return "google.pubsub.v1.Publisher." + n[0] }},
 	{"internal/cli/replay.go", "lc.", 1, func(n []string) string { return "google.logging.v2.LoggingServiceV2." + n[0] }},
 }
