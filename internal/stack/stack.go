@@ -19,6 +19,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/pubsub/v2/pstest"
 
 	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/emulator/core"
@@ -89,10 +90,12 @@ type Stack struct {
 	Outcomes    *Collector
 	Project     core.Project
 
-	fnSrv  *http.Server
-	ps     *pubsub.Client
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	fnSrv *http.Server
+	// outcomesTopic is the full name of the outcomes topic.
+	outcomesTopic string
+	ps            *pubsub.Client
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
 }
 
 // Start starts a stack. Close it when done.
@@ -142,6 +145,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		return fail(fmt.Errorf("connecting to Pub/Sub: %w", err))
 	}
 	topic := "projects/" + s.Project.ID + "/topics/" + OutcomesTopic
+	s.outcomesTopic = topic
 	if _, err := s.ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
 		return fail(fmt.Errorf("creating the outcomes topic: %w", err))
 	}
@@ -157,7 +161,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		defer s.wg.Done()
 		_ = s.ps.Subscriber(OutcomesSubscription).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
 			m.Ack()
-			s.Outcomes.add(m.Data, m.Attributes)
+			s.Outcomes.add(m.ID, m.Data, m.Attributes)
 		})
 	}()
 
@@ -235,7 +239,10 @@ func (s *Stack) Settle(ctx context.Context, quiet time.Duration) error {
 				return false
 			}
 		}
-		return true
+		// Every outcome Pub/Sub accepted has reached the subscriber: a
+		// quiet spell alone can end before a slow delivery arrives (seen
+		// under load), and the outcome then leaks past the next mark().
+		return !s.Outcomes.missing(s.Emu.PubSub.Messages(), s.outcomesTopic)
 	}
 	prev := mark{-1, -1, -1}
 	for {
@@ -289,6 +296,7 @@ func (s *Stack) Close() {
 // Collector keeps every outcome message received.
 type Collector struct {
 	mu     sync.Mutex
+	seen   map[string]bool // ids of every message received, kept across Reset
 	msgs   []*outcome.Message
 	bad    []string
 	lastAt time.Time
@@ -296,13 +304,14 @@ type Collector struct {
 }
 
 func newCollector(on func(*outcome.Message)) *Collector {
-	return &Collector{on: on, lastAt: time.Now()}
+	return &Collector{on: on, lastAt: time.Now(), seen: map[string]bool{}}
 }
 
-func (c *Collector) add(data []byte, attrs map[string]string) {
+func (c *Collector) add(id string, data []byte, attrs map[string]string) {
 	m, err := outcome.Unmarshal(data)
 	c.mu.Lock()
 	c.lastAt = time.Now()
+	c.seen[id] = true
 	if err != nil {
 		c.bad = append(c.bad, err.Error())
 		c.mu.Unlock()
@@ -358,6 +367,19 @@ func (c *Collector) LastAt() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lastAt
+}
+
+// missing reports whether a message published on the outcomes topic has not
+// reached the collector yet.
+func (c *Collector) missing(published []*pstest.Message, topic string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range published {
+		if m.Topic == topic && !c.seen[m.ID] {
+			return true
+		}
+	}
+	return false
 }
 
 // Reset forgets every message.
