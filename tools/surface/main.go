@@ -10,7 +10,7 @@
 // ships or is operated: pkg/, functions/, internal/, cmd/, eventarc/,
 // examples/), emulator (emulator/), test and benchmark harness (test/) and
 // tools (tools/). The surface counts the package's exported top-level
-// identifiers (types, functions, methods on any receiver, consts, vars) and
+// identifiers (types, functions, methods of exported types, consts, vars) and
 // the exported fields of its struct types (named fields of any struct type
 // declared in the package, including nested struct literals).
 package main
@@ -161,7 +161,10 @@ func surface(dir string, verbose bool) error {
 					add("func", d.Name.Name)
 					continue
 				}
-				add("method", recvName(d.Recv.List[0].Type)+"."+d.Name.Name)
+				// Methods of unexported types are not part of the surface.
+				if recv := recvName(d.Recv.List[0].Type); ast.IsExported(recv) {
+					add("method", recv+"."+d.Name.Name)
+				}
 			case *ast.GenDecl:
 				for _, spec := range d.Specs {
 					switch s := spec.(type) {
