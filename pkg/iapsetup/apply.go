@@ -193,7 +193,7 @@ func (r *Reconciler) retry(ctx context.Context, write func() error, reread func(
 		if err == nil || !gcperr.IsConflict(err) || attempts >= r.o.MaxAttempts {
 			return attempts, err
 		}
-		if serr := r.o.Sleep(ctx, bo.Pause()); serr != nil {
+		if serr := r.o.sleep(ctx, bo.Pause()); serr != nil {
 			return attempts, fmt.Errorf("%w (while backing off after: %w)", serr, err)
 		}
 		again, rerr := reread()
@@ -302,10 +302,10 @@ func (r *Reconciler) setPolicyAwaitingAgent(ctx context.Context, ref ServiceRef,
 		}
 		pause := bo.Pause()
 		dl, hasDeadline := ctx.Deadline()
-		if waited+pause > r.o.AgentWait || hasDeadline && r.o.Now().Add(pause).After(dl) {
+		if waited+pause > r.o.AgentWait || hasDeadline && r.o.now().Add(pause).After(dl) {
 			return classifiedError{fmt.Errorf("IAM does not see the IAP service agent %s yet (it is eventually consistent after generateServiceIdentity created it; waited %s): %w", agent, waited, err), true}
 		}
-		if serr := r.o.Sleep(ctx, pause); serr != nil {
+		if serr := r.o.sleep(ctx, pause); serr != nil {
 			return fmt.Errorf("%w (while waiting for IAM to see the IAP service agent, after: %w)", serr, err)
 		}
 		waited += pause

@@ -43,8 +43,8 @@ type AncestryOptions struct {
 	// Size bounds each cache (projects; folders); the least recently used
 	// entry is evicted first. Default DefaultProjectCacheSize.
 	Size int
-	// Now is the clock. Default time.Now.
-	Now func() time.Time
+	// now is the clock (tests set it). Default time.Now.
+	now func() time.Time
 }
 
 // maxAncestry bounds the links Check follows: Google nests folders at most
@@ -95,13 +95,13 @@ func (s Scope) WithAncestry(r AncestryReader, o AncestryOptions) Scope {
 	if o.Size <= 0 {
 		o.Size = DefaultProjectCacheSize
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.now == nil {
+		o.now = time.Now
 	}
 	s.anc = &ancestry{
-		projects: newLoadingCache(o.Size, o.Now, linkLoader(o,
+		projects: newLoadingCache(o.Size, o.now, linkLoader(o,
 			func(p string) string { return "resourcemanager.projects.get on projects/" + p }, r.ProjectParent)),
-		folders: newLoadingCache(o.Size, o.Now, linkLoader(o,
+		folders: newLoadingCache(o.Size, o.now, linkLoader(o,
 			func(id string) string { return "resourcemanager.folders.get on folders/" + id }, r.FolderParent)),
 	}
 	return s
@@ -125,19 +125,19 @@ func (s Scope) Folders() []string {
 	return out
 }
 
-// AncestryCaches are the sizes and counters of the ancestry caches.
-type AncestryCaches struct {
-	Projects CacheStats // parent of each project
-	Folders  CacheStats // parent of each folder
+// ancestryCaches are the sizes and counters of the ancestry caches.
+type ancestryCaches struct {
+	projects CacheStats // parent of each project
+	folders  CacheStats // parent of each folder
 }
 
-// AncestryCaches returns the ancestry caches' counters (zero without
+// ancestryCaches returns the ancestry caches' counters (zero without
 // WithAncestry).
-func (s Scope) AncestryCaches() AncestryCaches {
+func (s Scope) ancestryCaches() ancestryCaches {
 	if s.anc == nil {
-		return AncestryCaches{}
+		return ancestryCaches{}
 	}
-	return AncestryCaches{Projects: s.anc.projects.entries.snapshot(), Folders: s.anc.folders.entries.snapshot()}
+	return ancestryCaches{projects: s.anc.projects.entries.snapshot(), folders: s.anc.folders.entries.snapshot()}
 }
 
 // Check decides whether project (an id or a number, as an event names it)

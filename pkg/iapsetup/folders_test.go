@@ -179,9 +179,9 @@ func TestScopeCheckSharesFolders(t *testing.T) {
 	if diff := cmp.Diff(want, tree.snapshot()); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
-	c := sc.AncestryCaches()
-	if c.Projects.Len != 2 || c.Folders.Len != 2 || c.Projects.Max != DefaultProjectCacheSize {
-		t.Errorf("AncestryCaches = %+v, want 2 projects, 2 folders, bound %d", c, DefaultProjectCacheSize)
+	c := sc.ancestryCaches()
+	if c.projects.Len != 2 || c.folders.Len != 2 || c.projects.Max != DefaultProjectCacheSize {
+		t.Errorf("ancestryCaches = %+v, want 2 projects, 2 folders, bound %d", c, DefaultProjectCacheSize)
 	}
 }
 
@@ -192,7 +192,7 @@ func TestScopeCheckExpiry(t *testing.T) {
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	sc := ProjectScope("folders/10").WithAncestry(tree, AncestryOptions{TTL: 10 * time.Minute, DeniedTTL: time.Minute, Now: clock})
+	sc := ProjectScope("folders/10").WithAncestry(tree, AncestryOptions{TTL: 10 * time.Minute, DeniedTTL: time.Minute, now: clock})
 	ctx := context.Background()
 	check := func(p string) {
 		t.Helper()
@@ -229,7 +229,7 @@ func TestScopeCheckBounded(t *testing.T) {
 			t.Fatalf("Check(p%d) = %v, %v", i, in, err)
 		}
 	}
-	if c := sc.AncestryCaches().Projects; c.Len != 4 || c.Evictions != 6 {
+	if c := sc.ancestryCaches().projects; c.Len != 4 || c.Evictions != 6 {
 		t.Errorf("project cache = %+v, want 4 entries after 6 evictions", c)
 	}
 }

@@ -668,11 +668,12 @@ func (m *propCloud) deps() iapsetup.Deps {
 }
 
 func propOptions() iapsetup.Options {
-	return iapsetup.Options{
+	o := iapsetup.Options{
 		Scope:   iapsetup.ProjectScope(propProject),
 		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond, Multiplier: 2},
-		Sleep:   func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
 	}
+	iapsetup.SetTestHooks(&o, nil, func(ctx context.Context, _ time.Duration) error { return ctx.Err() })
+	return o
 }
 
 // ---- the tests ---------------------------------------------------------------

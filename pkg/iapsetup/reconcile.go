@@ -26,8 +26,6 @@ type Options struct {
 	MaxAttempts int
 	// Backoff paces those retries. Default: 100 ms initial, 2 s max, ×2.
 	Backoff gax.Backoff
-	// Sleep waits d or until ctx ends (tests replace it). Default: a timer.
-	Sleep func(ctx context.Context, d time.Duration) error
 	// AgentWait bounds how long one reconcile keeps retrying (with Backoff)
 	// an IAM policy write that IAM refuses because the IAP service agent it
 	// names "does not exist" yet: generateServiceIdentity has just created
@@ -41,8 +39,6 @@ type Options struct {
 	// Parallelism bounds concurrent service reconciles in project-wide and
 	// compute-triggered reconciles. Default 8.
 	Parallelism int
-	// Now is the clock (durations, cache expiry). Default time.Now.
-	Now func() time.Time
 	// Logger receives one line per mutation (Info) and no-op (Debug).
 	// Default: discard.
 	Logger *slog.Logger
@@ -58,6 +54,12 @@ type Options struct {
 	// least recently used project is evicted first. Default
 	// DefaultProjectCacheSize.
 	ProjectCacheSize int
+
+	// Test hooks (export_test.go sets them): sleep waits d or until ctx
+	// ends (default: a timer); now is the clock of durations and cache
+	// expiry (default time.Now).
+	sleep func(ctx context.Context, d time.Duration) error
+	now   func() time.Time
 }
 
 // Reconciler makes labelled Cloud Run services comply. It is safe for
@@ -87,8 +89,8 @@ func New(d Deps, o Options) (*Reconciler, error) {
 	if o.Backoff.Initial == 0 {
 		o.Backoff = gax.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2}
 	}
-	if o.Sleep == nil {
-		o.Sleep = sleepCtx
+	if o.sleep == nil {
+		o.sleep = sleepCtx
 	}
 	if o.AgentWait <= 0 {
 		o.AgentWait = 20 * time.Second
@@ -99,8 +101,8 @@ func New(d Deps, o Options) (*Reconciler, error) {
 	if o.Parallelism <= 0 {
 		o.Parallelism = 8
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.now == nil {
+		o.now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -111,12 +113,12 @@ func New(d Deps, o Options) (*Reconciler, error) {
 	if o.ProjectCacheSize <= 0 {
 		o.ProjectCacheSize = DefaultProjectCacheSize
 	}
-	r := &Reconciler{d: d, o: o, agents: newAgentCache(d.Identity, o.AgentTTL, o.ProjectCacheSize, o.Now), log: o.Logger}
+	r := &Reconciler{d: d, o: o, agents: newAgentCache(d.Identity, o.AgentTTL, o.ProjectCacheSize, o.now), log: o.Logger}
 	if d.RecordKeys != nil {
-		r.keys = newKeyCache(d.RecordKeys, o.Now)
+		r.keys = newKeyCache(d.RecordKeys, o.now)
 	}
 	if d.IAP != nil {
-		r.projectIAP = newPolicyCache(d.IAP.GetIAPPolicy, o.AccessProjectTTL, o.ProjectCacheSize, o.Now)
+		r.projectIAP = newPolicyCache(d.IAP.GetIAPPolicy, o.AccessProjectTTL, o.ProjectCacheSize, o.now)
 	}
 	return r, nil
 }
@@ -229,9 +231,9 @@ func (r *Reconciler) ReconcileListed(ctx context.Context, svc *Service, opts ...
 }
 
 func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Service, co callOptions) (res *Result, err error) {
-	start := r.o.Now()
+	start := r.o.now()
 	res = &Result{Ref: ref, Resource: ref.ResourceName(), DryRun: co.dryRun}
-	defer func() { res.Duration = r.o.Now().Sub(start) }()
+	defer func() { res.Duration = r.o.now().Sub(start) }()
 	if verr := ref.Validate(); verr != nil {
 		res.Outcome, res.Reason = OutcomeRejected, verr.Error()
 		return res, nil

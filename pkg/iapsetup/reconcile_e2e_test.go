@@ -792,7 +792,7 @@ func TestAgentIdentityCached(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	f := newFixture(t, func(o *iapsetup.Options) { o.Now = clock; o.AgentTTL = time.Hour })
+	f := newFixture(t, func(o *iapsetup.Options) { iapsetup.SetTestHooks(o, clock, nil); o.AgentTTL = time.Hour })
 	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled(), IAP: true})
 	var wg sync.WaitGroup
 	for range 8 {
