@@ -13,6 +13,7 @@ import (
 
 	"cloud.google.com/go/iam/apiv1/iampb"
 	"google.golang.org/api/googleapi"
+	"google.golang.org/genproto/googleapis/type/expr"
 	iap "google.golang.org/api/iap/v1"
 	"google.golang.org/api/option"
 	serviceusage "google.golang.org/api/serviceusage/v1beta1"
@@ -168,5 +169,61 @@ func TestStrictRolesOnTheWrongResource(t *testing.T) {
 	}
 	if err := e.setIAP(ctx, iapRes, "roles/iap.httpsResourceAccessor", "user:a@example.com"); err != nil {
 		t.Errorf("IAP SetIamPolicy with the accessor role: %v", err)
+	}
+}
+
+// Item 7: requested policy versions are honoured, and a version-1 write
+// that carries an etag cannot clobber conditional bindings.
+func TestStrictPolicyVersions(t *testing.T) {
+	t.Parallel()
+	e := newStrictEnv(t, emulator.Options{})
+	ctx := t.Context()
+	res := e.service(t, "hello")
+	cond := &expr.Expr{Expression: `request.time < timestamp("2030-01-01T00:00:00Z")`, Title: "until 2030"}
+	set, err := e.cl.Run.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: res, Policy: &iampb.Policy{Version: 3,
+		Bindings: []*iampb.Binding{
+			{Role: "roles/run.invoker", Members: []string{"user:a@example.com"}, Condition: cond},
+			{Role: "roles/run.viewer", Members: []string{"user:b@example.com"}},
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []int32{0, 1} {
+		got, err := e.cl.Run.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: res, Options: &iampb.GetPolicyOptions{RequestedPolicyVersion: v}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.GetVersion() != 1 || len(got.GetBindings()) != 2 || got.GetBindings()[0].GetCondition() != nil ||
+			!strings.HasPrefix(got.GetBindings()[0].GetRole(), "roles/run.invoker_withcond_") {
+			t.Errorf("GetIamPolicy(requested %d) = %v, want version 1 with roles/run.invoker_withcond_… and no condition", v, got)
+		}
+	}
+	got, err := e.cl.Run.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: res, Options: &iampb.GetPolicyOptions{RequestedPolicyVersion: 3}})
+	if err != nil || got.GetVersion() != 3 || got.GetBindings()[0].GetCondition().GetTitle() != "until 2030" {
+		t.Errorf("GetIamPolicy(requested 3) = %v, %v; want the conditional binding", got, err)
+	}
+	// A version-1 read-modify-write (with the etag) would drop the condition: refused.
+	_, err = e.cl.Run.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: res, Policy: &iampb.Policy{Version: 1, Etag: set.GetEtag(),
+		Bindings: []*iampb.Binding{{Role: "roles/run.viewer", Members: []string{"user:b@example.com"}}}}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("version-1 write with etag over a conditional policy = %v, want INVALID_ARGUMENT", err)
+	}
+	// A blind write (no etag) may overwrite it, as the Policy docs warn.
+	if _, err := e.cl.Run.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: res, Policy: &iampb.Policy{
+		Bindings: []*iampb.Binding{{Role: "roles/run.viewer", Members: []string{"user:b@example.com"}}}}}); err != nil {
+		t.Errorf("blind version-1 write: %v", err)
+	}
+
+	// IAP: the same reading rule.
+	iapRes := "projects/123456789012/iap_web/cloud_run-" + strictRegion + "/services/hello"
+	if _, err := e.iap.V1.SetIamPolicy(iapRes, &iap.SetIamPolicyRequest{Policy: &iap.Policy{Version: 3, Bindings: []*iap.Binding{{
+		Role: "roles/iap.httpsResourceAccessor", Members: []string{"user:a@example.com"},
+		Condition: &iap.Expr{Expression: cond.Expression, Title: cond.Title}}}}}).Context(ctx).Do(); err != nil {
+		t.Fatal(err)
+	}
+	ip, err := e.iap.V1.GetIamPolicy(iapRes, &iap.GetIamPolicyRequest{}).Context(ctx).Do()
+	if err != nil || ip.Version != 1 || len(ip.Bindings) != 1 || ip.Bindings[0].Condition != nil ||
+		!strings.HasPrefix(ip.Bindings[0].Role, "roles/iap.httpsResourceAccessor_withcond_") {
+		t.Errorf("IAP getIamPolicy without a requested version = %+v, %v; want version 1 with a _withcond_ role", ip, err)
 	}
 }

@@ -46,7 +46,8 @@
 //     expire_time). Page size defaults to 100 and is capped at 1000.
 //   - UpdateService without update_mask (or with "*") replaces the whole
 //     writable spec, as Terraform relies on; AIP-134 would merge only the
-//     populated fields. Mask paths may be snake_case or lowerCamelCase, may
+//     populated fields. Mask paths are proto field names (snake_case; a
+//     lowerCamelCase path is INVALID_ARGUMENT over gRPC, as on Google), may
 //     descend into singular messages (template.timeout,
 //     scaling.min_instance_count) and may name one map entry (labels.team,
 //     annotations.`iapguard.dev/managed`). Paths naming output-only fields,

@@ -128,7 +128,36 @@ func (s *Server) GetIamPolicy(_ context.Context, req *iampb.GetIamPolicyRequest)
 	if e == nil {
 		return nil, notFound(ref)
 	}
-	return proto.CloneOf(e.policy), nil
+	return formatPolicy(e.policy, req.GetOptions().GetRequestedPolicyVersion()), nil
+}
+
+// formatPolicy returns p as a reader asking for requested sees it: a
+// policy with conditional bindings read below version 3 comes back as
+// version 1 with each condition dropped and its role renamed
+// ROLE_withcond_HASH (core.WithCondRole); the response may use a lower
+// version than requested (GetPolicyOptions.requested_policy_version).
+func formatPolicy(p *iampb.Policy, requested int32) *iampb.Policy {
+	out := proto.CloneOf(p)
+	if requested == 3 {
+		return out
+	}
+	for _, b := range out.GetBindings() {
+		if c := b.GetCondition(); c != nil {
+			b.Role = core.WithCondRole(b.GetRole(), c.GetExpression(), c.GetTitle(), c.GetDescription())
+			b.Condition = nil
+			out.Version = 1
+		}
+	}
+	return out
+}
+
+func hasConditions(p *iampb.Policy) bool {
+	for _, b := range p.GetBindings() {
+		if b.GetCondition() != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // SetIamPolicy replaces the service's IAM policy. A policy etag that is not
@@ -142,7 +171,7 @@ func (s *Server) SetIamPolicy(ctx context.Context, req *iampb.SetIamPolicyReques
 	}
 	for _, p := range req.GetUpdateMask().GetPaths() {
 		switch p {
-		case "bindings", "etag", "version", "audit_configs", "auditConfigs":
+		case "bindings", "etag", "version", "audit_configs": // proto names only (see fieldByName)
 		default:
 			return nil, invalid("update_mask: unknown or unsupported policy field path %q", p)
 		}
@@ -170,6 +199,10 @@ func (s *Server) SetIamPolicy(ctx context.Context, req *iampb.SetIamPolicyReques
 		if !bytes.Equal(etag, e.policy.GetEtag()) {
 			s.mu.Unlock()
 			return nil, core.Errorf(codes.Aborted, concurrentPolicyChange)
+		}
+		if req.GetPolicy().GetVersion() < 3 && hasConditions(e.policy) {
+			s.mu.Unlock()
+			return nil, core.ErrV1OverConditions()
 		}
 	}
 	if paths := req.GetUpdateMask().GetPaths(); len(paths) > 0 && !slices.Contains(paths, "bindings") {

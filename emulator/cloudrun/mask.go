@@ -72,11 +72,13 @@ func splitPath(p string) ([]string, bool) {
 	return segs, true
 }
 
+// fieldByName resolves a field-mask segment. Over gRPC a FieldMask path is
+// made of proto field names (snake_case); lowerCamelCase is only the JSON
+// spelling, which the REST front end converts before the service sees it
+// (google/protobuf/field_mask.proto, "JSON Encoding of Field Masks"). A
+// camelCase segment therefore names no field here, as on Google.
 func fieldByName(md protoreflect.MessageDescriptor, seg string) protoreflect.FieldDescriptor {
-	if fd := md.Fields().ByName(protoreflect.Name(seg)); fd != nil {
-		return fd
-	}
-	return md.Fields().ByJSONName(seg)
+	return md.Fields().ByName(protoreflect.Name(seg))
 }
 
 // checkMask validates update_mask paths against the Service message before

@@ -407,7 +407,7 @@ func TestUpdateServiceMask(t *testing.T) {
 			return r
 		}},
 		{"iap_enabled only", []string{"iap_enabled"}, func(r result) result { r.iap = true; return r }},
-		{"camelCase path", []string{"iapEnabled", "invokerIamDisabled"}, func(r result) result { r.iap, r.invokerOff = true, true; return r }},
+		{"two paths", []string{"iap_enabled", "invoker_iam_disabled"}, func(r result) result { r.iap, r.invokerOff = true, true; return r }},
 		{"one label entry", []string{"labels.iap"}, func(r result) result {
 			r.labels = map[string]string{"iap": "disabled", "team": "a"}
 			return r
@@ -482,6 +482,9 @@ func TestUpdateServiceMask(t *testing.T) {
 		h.create(t, "masked", base())
 		for _, m := range []struct{ name, path, fragment string }{
 			{"unknown field", "bogus", "bogus"},
+			// gRPC masks name proto fields; camelCase is the JSON spelling
+			// only (field_mask.proto), so Google refuses it here (#14 item 7).
+			{"camelCase path", "iapEnabled", "iapEnabled"},
 			{"unknown nested field", "template.bogus", "template.bogus"},
 			{"through a repeated field", "traffic.percent", "traffic.percent"},
 			{"unterminated quote", "annotations.`x", "annotations"},

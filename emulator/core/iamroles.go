@@ -1,6 +1,8 @@
 package core
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -40,4 +42,27 @@ func (g Grantable) Check(roles ...string) *Error {
 			Message: "Role " + r + " is not supported for this resource."}
 	}
 	return nil
+}
+
+// WithCondRole is the role name IAM shows for a conditional binding in a
+// policy read with a requested version below 3: the condition is dropped
+// and the role becomes ROLE_withcond_HASH (cloud.google.com/iam/docs/
+// policies#versions, "Policy versions": version-1 readers see the
+// conditional bindings under a modified role name). Where the emulator
+// differs: the hash is the first 20 hex digits of SHA-256 over the
+// condition's expression, title and description; Google's is opaque.
+func WithCondRole(role, expression, title, description string) string {
+	h := sha256.Sum256([]byte(expression + "\x00" + title + "\x00" + description))
+	return role + "_withcond_" + hex.EncodeToString(h[:])[:20]
+}
+
+// ErrV1OverConditions is IAM's refusal of a version-1 (or unversioned) write
+// that carries an etag onto a policy holding conditional bindings: "any
+// operation that ... removes any role binding ... from a policy that
+// includes conditions must specify version 3"; only a blind write (no etag)
+// may overwrite it (google.iam.v1.Policy.version). The wording is the
+// emulator's: no recorded answer was found.
+func ErrV1OverConditions() *Error {
+	return &Error{Code: codes.InvalidArgument, Reason: "badRequest",
+		Message: "The policy has conditional role bindings: a write that carries the etag must use policy version 3."}
 }

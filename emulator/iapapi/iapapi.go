@@ -341,6 +341,18 @@ func (s *Server) getIamPolicy(w http.ResponseWriter, _ *http.Request, res resour
 	s.mu.Lock()
 	out := s.policyLocked(res.key).wire()
 	s.mu.Unlock()
+	if req.Options == nil || req.Options.RequestedPolicyVersion != 3 {
+		// Below version 3 a conditional binding is shown without its
+		// condition under ROLE_withcond_HASH, in a version 1 policy
+		// (core.WithCondRole).
+		for i, b := range out.Bindings {
+			if c := b.Condition; c != nil {
+				out.Bindings[i].Role = core.WithCondRole(b.Role, c.Expression, c.Title, c.Description)
+				out.Bindings[i].Condition = nil
+				out.Version = 1
+			}
+		}
+	}
 	writeJSON(w, out)
 	return nil
 }
@@ -383,6 +395,10 @@ func (s *Server) setIamPolicy(w http.ResponseWriter, r *http.Request, res resour
 		if !bytes.Equal(sent, have) {
 			s.mu.Unlock()
 			return core.Errorf(codes.Aborted, "%s", ConcurrentChangeMessage)
+		}
+		if req.Policy.Version < 3 && slices.ContainsFunc(cur.bindings, func(b Binding) bool { return b.Condition != nil }) {
+			s.mu.Unlock()
+			return core.ErrV1OverConditions()
 		}
 	}
 	next := &policy{version: version, bindings: bindings, etag: newEtag()}
