@@ -13,10 +13,10 @@ import (
 
 	"cloud.google.com/go/iam/apiv1/iampb"
 	"google.golang.org/api/googleapi"
-	"google.golang.org/genproto/googleapis/type/expr"
 	iap "google.golang.org/api/iap/v1"
 	"google.golang.org/api/option"
 	serviceusage "google.golang.org/api/serviceusage/v1beta1"
+	"google.golang.org/genproto/googleapis/type/expr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
