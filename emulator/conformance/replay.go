@@ -1,0 +1,427 @@
+package conformance
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/iapguard/iapguard/emulator"
+	"github.com/iapguard/iapguard/emulator/core"
+)
+
+// Volatile are the JSON member names whose values differ between any two
+// runs against Google itself (ids, times, fingerprints, etags, progress and
+// the caller): only their presence is compared. An operation's status is
+// volatile too (RUNNING or DONE depends on when it was read).
+var Volatile = []string{
+	"id", "creationTimestamp", "insertTime", "startTime", "endTime", "progress", "user",
+	"fingerprint", "labelFingerprint", "etag", "createTime", "updateTime", "uid",
+}
+
+// Project is the emulated project ${projectId} and ${projectNumber} stand for.
+var Project = core.Project{ID: "conformance-project", Number: 918273645012}
+
+// Deviation is one exchange the emulator answered differently.
+type Deviation struct {
+	File   string
+	Line   int
+	API    string
+	Key    string // the emulator's method key
+	Method string
+	URL    string
+	Diffs  []string
+}
+
+// Counts are one API's (or method's) tallies.
+type Counts struct {
+	Replayed, Matched, Deviating int
+	// Mock counts exchanges the recording project regenerated against its
+	// own mocks (skipped); Unserved those of methods the emulator does not
+	// serve (skipped).
+	Mock, Unserved int
+}
+
+// Report is the outcome of replaying a corpus.
+type Report struct {
+	Files      int
+	ByAPI      map[string]*Counts
+	ByMethod   map[string]*Counts
+	Deviations []Deviation
+}
+
+// Rate is matched / replayed over the methods keep selects (nil: all).
+func (r *Report) Rate(keep func(key string) bool) (matched, replayed int) {
+	for k, c := range r.ByMethod {
+		if keep == nil || keep(k) {
+			matched += c.Matched
+			replayed += c.Replayed
+		}
+	}
+	return matched, replayed
+}
+
+// IapguardUses reports whether the emulator method key is one iapguard (or
+// iapctl) calls: the set the ≥ 95 % target of issue #14 is measured on.
+func IapguardUses(key string) bool {
+	for _, p := range []string{
+		"compute.backendServices.", "compute.regionBackendServices.",
+		"compute.regionNetworkEndpointGroups.", "compute.targetHttpsProxies.", "compute.regionTargetHttpsProxies.",
+		"compute.globalForwardingRules.", "compute.forwardingRules.", "compute.urlMaps.", "compute.regionUrlMaps.",
+		"compute.globalOperations.", "compute.regionOperations.",
+		"serviceusage.", "iap.", "google.cloud.run.v2.", "run.",
+	} {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// route maps a recorded URL to the API and the emulator path, or ok=false
+// for an API the emulator does not serve at all.
+func route(u *url.URL) (api string, ok bool) {
+	switch {
+	case (u.Host == "compute.googleapis.com" || u.Host == "www.googleapis.com") && strings.HasPrefix(u.Path, "/compute/"):
+		return "compute", true
+	case u.Host == "iap.googleapis.com" && strings.HasPrefix(u.Path, "/v1/"):
+		return "iap", true
+	case u.Host == "serviceusage.googleapis.com" && strings.HasPrefix(u.Path, "/v1beta1/"):
+		return "serviceusage", true
+	case u.Host == "run.googleapis.com" && strings.HasPrefix(u.Path, "/v2/"):
+		return "run", true
+	}
+	return strings.TrimSuffix(u.Host, ".googleapis.com"), false
+}
+
+var placeholder = regexp.MustCompile(`\$\{([A-Za-z0-9_]+)\}`)
+
+// bindings give placeholders values: the project's, ones learnt from the
+// emulator's answers (server-generated names such as ${operationID}), or a
+// stable slug of the placeholder's name.
+type bindings struct {
+	vals      map[string]string
+	requested map[string]bool // placeholders a request has used
+	// opServed is false while the latest recorded operation came from an
+	// exchange that was not replayed: polling it is not replayed either.
+	opServed bool
+}
+
+func (b *bindings) value(name string) string {
+	if v, ok := b.vals[name]; ok {
+		return v
+	}
+	switch name {
+	case "projectId":
+		return Project.ID
+	case "projectNumber":
+		return Project.NumberString()
+	}
+	var sb strings.Builder
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			sb.WriteRune(r)
+		}
+	}
+	s := sb.String()
+	if s == "" || s[0] >= '0' && s[0] <= '9' {
+		s = "x" + s
+	}
+	return s
+}
+
+func (b *bindings) subst(s string, request bool) string {
+	return placeholder.ReplaceAllStringFunc(s, func(m string) string {
+		name := m[2 : len(m)-1]
+		if request {
+			b.requested[name] = true
+		}
+		return b.value(name)
+	})
+}
+
+// Run replays every _http.log named in files (each against a fresh
+// emulator) and returns the report. display names files in the report.
+func Run(files map[string]io.Reader) (*Report, error) {
+	rep := &Report{ByAPI: map[string]*Counts{}, ByMethod: map[string]*Counts{}}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		exs, err := Parse(files[name])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		rep.Files++
+		if err := replayFile(rep, name, exs); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	sort.SliceStable(rep.Deviations, func(i, j int) bool {
+		return rep.Deviations[i].File < rep.Deviations[j].File ||
+			rep.Deviations[i].File == rep.Deviations[j].File && rep.Deviations[i].Line < rep.Deviations[j].Line
+	})
+	return rep, nil
+}
+
+func counts(m map[string]*Counts, k string) *Counts {
+	if m[k] == nil {
+		m[k] = &Counts{}
+	}
+	return m[k]
+}
+
+func replayFile(rep *Report, file string, exs []Exchange) error {
+	emu, err := emulator.New(emulator.Options{Projects: []core.Project{Project}})
+	if err != nil {
+		return err
+	}
+	if err := emu.Start("127.0.0.1:0"); err != nil {
+		return err
+	}
+	defer emu.Close()
+	hc := &http.Client{Timeout: 30 * time.Second}
+	b := &bindings{vals: map[string]string{}, requested: map[string]bool{}}
+	for _, ex := range exs {
+		u, err := url.Parse(ex.URL)
+		if err != nil {
+			return fmt.Errorf("line %d: %w", ex.Line, err)
+		}
+		api, served := route(u)
+		ac := counts(rep.ByAPI, api)
+		if strings.Contains(ex.RespBody, "mockgcp") || strings.Contains(ex.ReqBody, "mockgcp") {
+			ac.Mock++
+			continue
+		}
+		if !served {
+			ac.Unserved++
+			if isOperation(ex.RespBody) {
+				b.opServed = false
+			}
+			continue
+		}
+		if strings.Contains(ex.URL, "/operations/${") && !b.opServed {
+			ac.Unserved++ // polls an operation of a method that was not replayed
+			continue
+		}
+		// The path and query as written (url.URL would escape the
+		// placeholders' "${}").
+		rest := ex.URL[strings.Index(ex.URL, u.Host)+len(u.Host):]
+		target := "http://" + emu.Addr() + b.subst(rest, true)
+		var body io.Reader
+		if ex.ReqBody != "" {
+			body = strings.NewReader(b.subst(ex.ReqBody, true))
+		}
+		req, err := http.NewRequest(ex.Method, target, body)
+		if err != nil {
+			return fmt.Errorf("line %d: %w", ex.Line, err)
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		before := emu.Core.Stats.Snapshot()
+		resp, err := hc.Do(req)
+		if err != nil {
+			return fmt.Errorf("line %d: %s %s: %w", ex.Line, ex.Method, target, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		key := ""
+		for k := range emu.Core.Stats.Snapshot().Sub(before).Calls {
+			key = k
+		}
+		if key == "" {
+			// No method of the emulator answered: a route it does not serve.
+			ac.Unserved++
+			if isOperation(ex.RespBody) {
+				b.opServed = false
+			}
+			continue
+		}
+		mc := counts(rep.ByMethod, key)
+		ac.Replayed++
+		mc.Replayed++
+		diffs := compareExchange(b, ex, resp.StatusCode, got)
+		if len(diffs) == 0 {
+			ac.Matched++
+			mc.Matched++
+			continue
+		}
+		ac.Deviating++
+		mc.Deviating++
+		rep.Deviations = append(rep.Deviations, Deviation{File: file, Line: ex.Line, API: api, Key: key,
+			Method: ex.Method, URL: ex.URL, Diffs: diffs})
+	}
+	return nil
+}
+
+func isOperation(body string) bool {
+	return strings.Contains(body, `"kind": "compute#operation"`) || strings.Contains(body, `"name": "operations/`)
+}
+
+func compareExchange(b *bindings, ex Exchange, status int, got []byte) []string {
+	if status != ex.Status {
+		d := []string{fmt.Sprintf("status %d, recorded %d", status, ex.Status)}
+		if len(got) > 0 {
+			d = append(d, "answer: "+strings.Join(strings.Fields(string(got)), " "))
+		}
+		return d
+	}
+	if ex.RespBody == "" {
+		return nil
+	}
+	var want, have any
+	if err := json.Unmarshal([]byte(ex.RespBody), &want); err != nil {
+		return nil // not JSON (rare): the status decides
+	}
+	if err := json.Unmarshal(got, &have); err != nil {
+		return []string{fmt.Sprintf("answer is not JSON: %.200s", got)}
+	}
+	if status >= 400 {
+		return compareError(want, have)
+	}
+	c := &comparer{b: b}
+	c.walk("", want, have) // binds server-generated placeholders
+	c.diffs, c.collect = nil, true
+	c.walk("", want, have)
+	return c.diffs
+}
+
+func compareError(want, have any) []string {
+	field := func(v any, path ...string) string {
+		for _, p := range path {
+			switch t := v.(type) {
+			case map[string]any:
+				v = t[p]
+			case []any:
+				if len(t) == 0 {
+					return ""
+				}
+				v = t[0].(map[string]any)[p]
+			default:
+				return ""
+			}
+		}
+		s, _ := v.(string)
+		return s
+	}
+	var diffs []string
+	for _, p := range [][]string{{"error", "status"}, {"error", "errors", "reason"}} {
+		if w := field(want, p...); w != "" && field(have, p...) != w {
+			diffs = append(diffs, fmt.Sprintf("%s = %q, recorded %q", strings.Join(p, "."), field(have, p...), w))
+		}
+	}
+	return diffs
+}
+
+type comparer struct {
+	b       *bindings
+	collect bool
+	diffs   []string
+}
+
+func (c *comparer) add(format string, args ...any) {
+	if c.collect {
+		c.diffs = append(c.diffs, fmt.Sprintf(format, args...))
+	}
+}
+
+func isVolatile(k string) bool { return slices.Contains(Volatile, k) }
+
+func (c *comparer) walk(path string, want, have any) {
+	switch w := want.(type) {
+	case map[string]any:
+		h, ok := have.(map[string]any)
+		if !ok {
+			c.add("%s: an object was recorded, got %T", path, have)
+			return
+		}
+		operation := w["kind"] == "compute#operation" || w["done"] != nil
+		if n, ok := w["name"].(string); ok && operation {
+			// Every operation the recorder saw is ${operationID}: the name
+			// stands for the latest one, so it is learnt from each answer.
+			if m := placeholder.FindStringSubmatch(n); m != nil && m[0] == n {
+				if hs, ok := h["name"].(string); ok && !c.collect {
+					c.b.vals[m[1]] = hs
+					c.b.opServed = true
+				}
+			}
+		}
+		for k, wv := range w {
+			hv, present := h[k]
+			if !present {
+				c.add("%s.%s: missing", path, k)
+				continue
+			}
+			if isVolatile(k) || operation && k == "status" {
+				continue
+			}
+			c.walk(path+"."+k, wv, hv)
+		}
+		for k := range h {
+			if _, ok := w[k]; !ok {
+				c.add("%s.%s: not recorded, got %s", path, k, short(h[k]))
+			}
+		}
+	case []any:
+		h, ok := have.([]any)
+		if !ok || len(h) != len(w) {
+			c.add("%s: %d items recorded, got %s", path, len(w), short(have))
+			return
+		}
+		for i := range w {
+			c.walk(fmt.Sprintf("%s[%d]", path, i), w[i], h[i])
+		}
+	case string:
+		if m := placeholder.FindStringSubmatch(w); m != nil && m[0] == w {
+			// A value the recorder replaced by a placeholder: presence only;
+			// a server-generated one (never sent) is learnt.
+			if !c.b.requested[m[1]] {
+				if _, bound := c.b.vals[m[1]]; !bound {
+					if hs, ok := have.(string); ok {
+						c.b.vals[m[1]] = hs
+					}
+				}
+			}
+			return
+		}
+		if want := c.b.subst(w, false); fmt.Sprint(have) != want {
+			c.add("%s = %s, recorded %q", path, short(have), want)
+		}
+	default:
+		if fmt.Sprint(want) != fmt.Sprint(have) {
+			c.add("%s = %s, recorded %v", path, short(have), want)
+		}
+	}
+}
+
+func short(v any) string {
+	b, _ := json.Marshal(v)
+	if len(b) > 120 {
+		return string(b[:120]) + "…"
+	}
+	return string(b)
+}
+
+// Format renders the report: per API replayed / matched / deviating and the
+// skipped exchanges, then the rate over the methods iapguard uses.
+func (r *Report) Format(w io.Writer) {
+	fmt.Fprintf(w, "%d files\n%-14s %9s %8s %10s %9s %9s\n", r.Files, "API", "replayed", "matched", "deviating", "unserved", "mock")
+	for _, api := range slices.Sorted(maps.Keys(r.ByAPI)) {
+		c := r.ByAPI[api]
+		fmt.Fprintf(w, "%-14s %9d %8d %10d %9d %9d\n", api, c.Replayed, c.Matched, c.Deviating, c.Unserved, c.Mock)
+	}
+	fmt.Fprintln(w, "by method:")
+	for _, k := range slices.Sorted(maps.Keys(r.ByMethod)) {
+		c := r.ByMethod[k]
+		fmt.Fprintf(w, "  %-52s %5d replayed %5d matched %5d deviating\n", k, c.Replayed, c.Matched, c.Deviating)
+	}
+	m, n := r.Rate(IapguardUses)
+	if n > 0 {
+		fmt.Fprintf(w, "methods iapguard uses: %d of %d matched (%.1f %%)\n", m, n, 100*float64(m)/float64(n))
+	}
+}
