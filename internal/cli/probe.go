@@ -1,8 +1,9 @@
 package cli
 
-// The emulator probe: before any client is built, iapctl checks once, within
-// probeTimeout, that IAPGUARD_EMULATOR_HOST (and PUBSUB_EMULATOR_HOST) name
-// something that can serve the clients, and says what is wrong when not.
+// The emulator probe: before any client is built, iapctl checks once, in
+// two steps of at most probeTimeout each, that IAPGUARD_EMULATOR_HOST (and
+// PUBSUB_EMULATOR_HOST) name something that can serve the clients, and says
+// what is wrong when not.
 // Without it, the Google client libraries retry a wrong address (a plain
 // HTTP server, a TLS port, a stale Pub/Sub emulator) until the command's
 // timeout — minutes — and then report only a deadline.
@@ -21,7 +22,7 @@ import (
 	"time"
 )
 
-// probeTimeout bounds the whole probe of one address.
+// probeTimeout bounds each of the probe's two steps (gRPC preface, health).
 const probeTimeout = 3 * time.Second
 
 // http2Preface is what an HTTP/2 client sends first (RFC 9113 §3.4): the
