@@ -182,7 +182,7 @@ func New(opts Options) (*Emulator, error) {
 	e.Logging.Register(e.grpc)
 	e.ResourceManager.Register(e.grpc)
 	e.SecretManager.Register(e.grpc)
-	pubsubpb.RegisterPublisherServer(e.grpc, &e.PubSub.GServer)
+	pubsubpb.RegisterPublisherServer(e.grpc, limitedPublisher{&e.PubSub.GServer})
 	pubsubpb.RegisterSubscriberServer(e.grpc, &e.PubSub.GServer)
 	pubsubpb.RegisterSchemaServiceServer(e.grpc, &e.PubSub.GServer)
 

@@ -23,6 +23,10 @@ type coalescer struct {
 	now func() time.Time
 }
 
+// maxRejoins bounds how often one event waits for a run that started
+// before its change and goes again.
+const maxRejoins = 4
+
 type flight struct {
 	started time.Time
 	v       any
@@ -34,11 +38,21 @@ type flight struct {
 // whether the result came from a run started by another caller. If ctx ends
 // first, the error wraps ctx.Err() and iapsetup.ErrTransient: the event
 // was not reconciled and must be redelivered, not acknowledged.
+//
+// A change time later than now (a sender's clock, or a forged timestamp)
+// counts as now, the event's arrival: otherwise no run could ever start
+// after it and the event would rejoin run after run. Rejoins are bounded
+// too (maxRejoins); past them the event runs on its own.
 func (c *coalescer) do(ctx context.Context, key string, changedAt time.Time, fn func() (any, error)) (v any, err error, shared bool) {
-	if changedAt.IsZero() {
-		changedAt = c.now()
+	if now := c.now(); changedAt.IsZero() || changedAt.After(now) {
+		changedAt = now
 	}
-	for {
+	for rejoins := 0; ; rejoins++ {
+		if rejoins >= maxRejoins {
+			f := &flight{started: c.now()}
+			f.v, f.err = fn()
+			return f.v, f.err, false
+		}
 		ch := c.g.DoChan(key, func() (any, error) {
 			f := &flight{started: c.now()}
 			f.v, f.err = fn()

@@ -67,6 +67,12 @@ const maxScopeFile = 1 << 20
 // DefaultReplayTopic is the replay topic's id (eventarc/triggers.yaml).
 const DefaultReplayTopic = "iapguard-replay"
 
+// MaxFutureSkew is how far in the future an event may be dated: audit log
+// entries are stamped by Google when the change is made; one dated further
+// ahead is forged or broken and is skipped, as IAPGUARD_MAX_EVENT_AGE skips
+// old ones (a sweep covers the resource).
+const MaxFutureSkew = 10 * time.Minute
+
 var recordKeyRE = regexp.MustCompile(`^projects/[a-z0-9-]{1,63}/secrets/[a-zA-Z0-9_-]{1,255}/versions/([1-9][0-9]{0,19}|latest)$`)
 
 // DefaultMaxConcurrent is the default admission cap per instance: at 1,000

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
@@ -43,6 +44,8 @@ type Handler struct {
 	log  *slog.Logger
 	now  func() time.Time
 	coal coalescer
+	// scope is cfg.Projects, for the call-free check of skipped events.
+	scope iapsetup.Scope
 	// slots admits at most cfg.MaxConcurrent events to reconcile at once;
 	// nil when unlimited.
 	slots *semaphore.Weighted
@@ -56,7 +59,7 @@ func NewHandler(cfg Config, rec Reconciler, pub Publisher, log *slog.Logger) *Ha
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{cfg: cfg, rec: rec, pub: pub, log: log, now: time.Now}
+	h := &Handler{cfg: cfg, rec: rec, pub: pub, log: log, now: time.Now, scope: iapsetup.ProjectScope(cfg.Projects...)}
 	h.coal.now = func() time.Time { return h.now() }
 	if cfg.MaxConcurrent > 0 {
 		h.slots = semaphore.NewWeighted(int64(cfg.MaxConcurrent))
@@ -101,11 +104,15 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 	trig := toTrigger(dec.Trigger, e)
 	switch {
 	case err != nil:
-		return h.publish(ctx, rejectedMessage(trig, malformedReason(err), h.cfg.DryRun, start, h.now()))
+		return h.publish(ctx, h.rejectedMessage(trig, malformedReason(err), start))
 	case dec.Skip != "":
-		return h.publish(ctx, skipMessage(trig, dec.Skip, h.cfg.DryRun, start, h.now()))
+		return h.publish(ctx, h.skipMessage(trig, dec.Skip, start))
 	case h.cfg.MaxEventAge > 0 && !dec.Trigger.Time.IsZero() && start.Sub(dec.Trigger.Time) > h.cfg.MaxEventAge:
-		return h.publish(ctx, skipMessage(trig, fmt.Sprintf("event is older than %s (%s): acknowledged without work; the sweep covers it", h.cfg.MaxEventAge, dec.Trigger.Time.Format(time.RFC3339)), h.cfg.DryRun, start, h.now()))
+		return h.publish(ctx, h.skipMessage(trig, fmt.Sprintf("event is older than %s (%s): acknowledged without work; the sweep covers it", h.cfg.MaxEventAge, dec.Trigger.Time.Format(time.RFC3339)), start))
+	case !dec.Trigger.Time.IsZero() && dec.Trigger.Time.Sub(start) > MaxFutureSkew:
+		// Audit log entries are stamped by Google when the change is
+		// made; one dated far ahead is forged or broken.
+		return h.publish(ctx, h.skipMessage(trig, fmt.Sprintf("event is dated %s, more than %s in the future: acknowledged without work; the sweep covers the resource", dec.Trigger.Time.Format(time.RFC3339), MaxFutureSkew), start))
 	}
 
 	if h.slots != nil {
@@ -127,7 +134,7 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 		if note != "" {
 			reason = "no labelled Cloud Run service in " + what + " (" + note + ")"
 		}
-		return h.publish(ctx, skipMessage(trig, reason, h.cfg.DryRun, start, h.now()))
+		return h.publish(ctx, h.skipMessage(trig, reason, start))
 	}
 	var errs []error
 	transient := rerr != nil && iapsetup.IsTransient(rerr)
@@ -185,15 +192,28 @@ func (h *Handler) reconcile(ctx context.Context, dec event.Decision) (results []
 				errs = append(errs, err)
 			}
 		case event.TargetProject:
-			var rs []*iapsetup.Result
-			var err error
-			if t.Region != "" {
-				rs, err = h.rec.ReconcileRegion(ctx, t.Project, t.Region)
-			} else {
-				// Every region: Cloud Run v2 refuses "-"; discover instead.
-				rs, note, err = h.reconcileProject(ctx, t.Project)
+			// Concurrent replays of one project share a run that started
+			// after their change, as service events do.
+			type projectRun struct {
+				rs   []*iapsetup.Result
+				note string
 			}
-			all = append(all, rs...)
+			v, err, _ := h.coal.do(ctx, "replay:projects/"+t.Project+"/locations/"+t.Region, dec.Trigger.Time, func() (any, error) {
+				var pr projectRun
+				var err error
+				if t.Region != "" {
+					pr.rs, err = h.rec.ReconcileRegion(ctx, t.Project, t.Region)
+				} else {
+					// Every region: Cloud Run v2 refuses "-"; discover instead.
+					pr.rs, pr.note, err = h.reconcileProject(ctx, t.Project)
+				}
+				return pr, err
+			})
+			pr, _ := v.(projectRun)
+			if pr.note != "" {
+				note = pr.note
+			}
+			all = append(all, pr.rs...)
 			if err != nil {
 				errs = append(errs, err)
 			}
@@ -222,10 +242,14 @@ func (h *Handler) publish(ctx context.Context, m *outcome.Message) error {
 	case outcome.Compliant, outcome.Skipped:
 		level = slog.LevelDebug
 	}
-	log.Log(ctx, level, "outcome "+string(m.Outcome), attrs...)
 	if _, err := h.pub.Publish(ctx, m); err != nil {
+		// Every failure at ERROR, with what was not reported: the event is
+		// redelivered, but a remediation it made is then no longer seen.
+		log.Error("publishing the outcome failed; returning an error so Eventarc redelivers",
+			append(attrs, "error", err.Error())...)
 		return fmt.Errorf("publishing outcome for %s: %w", m.Resource.Name, err)
 	}
+	log.Log(ctx, level, "outcome "+string(m.Outcome), attrs...)
 	return nil
 }
 
@@ -260,6 +284,15 @@ func resourceOf(name string) outcome.Resource {
 			r.Service = parts[i+1]
 		}
 	}
+	if !validProjectID(r.Project) && !projectNumberRE.MatchString(r.Project) {
+		r.Project = ""
+	}
+	if r.Region != "" && !regionRE.MatchString(r.Region) {
+		r.Region = ""
+	}
+	if r.Service != "" && !serviceNameRE.MatchString(r.Service) {
+		r.Service = ""
+	}
 	if r.Name == "" {
 		r.Name = "unknown"
 	}
@@ -269,17 +302,48 @@ func resourceOf(name string) outcome.Resource {
 	return r
 }
 
-func skipMessage(t outcome.Trigger, reason string, dryRun bool, start, now time.Time) *outcome.Message {
+// Name rules of the fields resourceOf reads from a sender's resource name.
+var (
+	projectNumberRE = regexp.MustCompile(`^[1-9][0-9]{0,19}$`)
+	regionRE        = regexp.MustCompile(`^[a-z][a-z0-9-]{0,39}$`)
+	// serviceNameRE: Cloud Run service names (RFC 1035 label, at most 49).
+	serviceNameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$`)
+)
+
+// skipMessage is the outcome of an event acknowledged without a reconcile.
+// Its resource comes from the sender: fields that are not valid names, or a
+// project outside the scope, are reported as "unknown" (subscribers filter
+// on those attributes), and outcome.Message bounds the rest.
+func (h *Handler) skipMessage(t outcome.Trigger, reason string, start time.Time) *outcome.Message {
+	now := h.now()
+	r := resourceOf(t.ResourceName)
+	switch {
+	case r.Project == "unknown":
+		r = outcome.Resource{Name: "unknown", Project: "unknown"}
+	case !h.inScope(r.Project):
+		reason += " (the resource named is outside the project scope: not shown)"
+		r = outcome.Resource{Name: "unknown", Project: "unknown"}
+	}
 	return &outcome.Message{
-		Outcome: outcome.Skipped, Resource: resourceOf(t.ResourceName), Trigger: t, Reason: reason,
-		DryRun: dryRun, DurationMs: now.Sub(start).Milliseconds(), Time: now,
+		Outcome: outcome.Skipped, Resource: r, Trigger: t, Reason: reason,
+		DryRun: h.cfg.DryRun, DurationMs: now.Sub(start).Milliseconds(), Time: now,
 	}
 }
 
-func rejectedMessage(t outcome.Trigger, reason string, dryRun bool, start, now time.Time) *outcome.Message {
-	m := skipMessage(t, reason, dryRun, start, now)
+func (h *Handler) rejectedMessage(t outcome.Trigger, reason string, start time.Time) *outcome.Message {
+	m := h.skipMessage(t, reason, start)
 	m.Outcome = outcome.Rejected
 	return m
+}
+
+// inScope is the scope check without calls: ids, numbers and patterns;
+// with folder entries a well-formed project id is let through (the
+// reconciler's check, which reads ancestries, decides for writes).
+func (h *Handler) inScope(project string) bool {
+	if h.scope.Allows(project) {
+		return true
+	}
+	return h.scope.HasFolders() && validProjectID(project)
 }
 
 // resultMessage converts a reconcile result into an outcome message.

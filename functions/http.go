@@ -181,5 +181,5 @@ func (h *Handler) Reject(ctx context.Context, e cloudevents.Event, cause error) 
 	start := h.now()
 	trig := toTrigger(event.Trigger{Via: event.ViaEventarc}, e)
 	log.Warn("undecodable CloudEvent request; acknowledged with a rejected outcome", "err", cause)
-	return h.publish(ctx, rejectedMessage(trig, malformedReason(cause), h.cfg.DryRun, start, h.now()))
+	return h.publish(ctx, h.rejectedMessage(trig, malformedReason(cause), start))
 }

@@ -177,16 +177,16 @@ func (h *Handler) handleSweep(ctx context.Context, scope string, trig outcomeTri
 	reason, err := h.sweep(ctx, scope)
 	switch {
 	case errors.Is(err, errOutOfScope):
-		return h.publish(ctx, rejectedMessage(trig, err.Error(), h.cfg.DryRun, start, h.now()))
+		return h.publish(ctx, h.rejectedMessage(trig, err.Error(), start))
 	case err != nil && iapsetup.IsTransient(err):
 		logx.From(ctx).Warn("transient failure of a sweep; returning an error so Eventarc redelivers", "err", err)
 		return err
 	case err != nil:
-		m := skipMessage(trig, err.Error(), h.cfg.DryRun, start, h.now())
+		m := h.skipMessage(trig, err.Error(), start)
 		m.Outcome = outcome.Failed
 		return h.publish(ctx, m)
 	case reason != "":
-		return h.publish(ctx, skipMessage(trig, reason, h.cfg.DryRun, start, h.now()))
+		return h.publish(ctx, h.skipMessage(trig, reason, start))
 	}
 	return nil
 }

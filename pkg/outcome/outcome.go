@@ -6,10 +6,13 @@
 package outcome
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // SchemaVersion is the version of the message schema. It is also sent as the
@@ -155,20 +158,47 @@ const (
 )
 
 // Attributes returns the Pub/Sub attributes for m.
+//
+// Every value is bounded to MaxAttributeValue bytes (Pub/Sub refuses a
+// longer one and the publish would fail on every redelivery): a longer
+// value is cut and ends in a digest of the whole, so distinct values stay
+// distinct.
 func (m *Message) Attributes() map[string]string {
 	return map[string]string{
-		AttrOutcome:       string(m.Outcome),
-		AttrProject:       m.Resource.Project,
-		AttrRegion:        m.Resource.Region,
-		AttrService:       m.Resource.Service,
+		AttrOutcome:       bounded(string(m.Outcome), MaxAttributeValue),
+		AttrProject:       bounded(m.Resource.Project, MaxAttributeValue),
+		AttrRegion:        bounded(m.Resource.Region, MaxAttributeValue),
+		AttrService:       bounded(m.Resource.Service, MaxAttributeValue),
 		AttrDryRun:        strconv.FormatBool(m.DryRun),
 		AttrSchemaVersion: SchemaVersion,
 	}
 }
 
+// Pub/Sub's documented limits on what a message carries besides its data.
+const (
+	MaxAttributeValue = 1024
+	MaxOrderingKey    = 1024
+)
+
 // OrderingKey is the resource name, so one subscriber sees a service's
-// outcomes in publish order.
-func (m *Message) OrderingKey() string { return m.Resource.Name }
+// outcomes in publish order; bounded to MaxOrderingKey bytes like the
+// attributes.
+func (m *Message) OrderingKey() string { return bounded(m.Resource.Name, MaxOrderingKey) }
+
+// bounded returns s if it fits in limit bytes, else its longest valid UTF-8
+// prefix that leaves room for "…#" and 16 hex digits of its SHA-256.
+func bounded(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	tail := "…#" + hex.EncodeToString(sum[:8])
+	cut := limit - len(tail)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + tail
+}
 
 // Validate checks the invariants subscribers rely on.
 func (m *Message) Validate() error {

@@ -6,8 +6,10 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -117,5 +119,31 @@ func TestValidate(t *testing.T) {
 	}
 	if _, err := Unmarshal([]byte(`{`)); err == nil {
 		t.Error("Unmarshal accepted truncated JSON")
+	}
+}
+
+// Issue #19 item 7: a sender-chosen 8 KB resource name gave a 5,000-byte
+// project attribute and an 8,041-byte ordering key; Pub/Sub refuses more
+// than 1,024 bytes for each.
+func TestAttributesAndOrderingKeyBounded(t *testing.T) {
+	long := "projects/" + strings.Repeat("é", 4000) + "/locations/r/services/s"
+	m := &Message{Outcome: Skipped, Resource: Resource{Name: long, Project: strings.Repeat("p", 5000), Region: "r", Service: strings.Repeat("s", 2000)}}
+	for k, v := range m.Attributes() {
+		if len(v) > MaxAttributeValue || !utf8.ValidString(v) {
+			t.Errorf("attribute %s: %d bytes (valid UTF-8: %v), want at most %d", k, len(v), utf8.ValidString(v), MaxAttributeValue)
+		}
+	}
+	k := m.OrderingKey()
+	if len(k) > MaxOrderingKey || !utf8.ValidString(k) {
+		t.Errorf("ordering key: %d bytes, want at most %d", len(k), MaxOrderingKey)
+	}
+	other := *m
+	other.Resource.Name = long + "x"
+	if other.OrderingKey() == k {
+		t.Error("two long resource names share an ordering key")
+	}
+	short := &Message{Resource: Resource{Name: "projects/p/locations/r/services/s", Project: "p"}}
+	if short.OrderingKey() != "projects/p/locations/r/services/s" || short.Attributes()[AttrProject] != "p" {
+		t.Error("short values changed")
 	}
 }

@@ -1,0 +1,63 @@
+package emulator
+
+import (
+	"context"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"google.golang.org/grpc/codes"
+
+	"github.com/iapguard/iapguard/emulator/core"
+)
+
+// Pub/Sub's documented resource limits on a published message (pstest
+// enforces none of them; Google answers INVALID_ARGUMENT).
+const (
+	PubSubMaxMessagesPerRequest = 1000
+	PubSubMaxRequestBytes       = 10_000_000
+	PubSubMaxAttributes         = 100
+	PubSubMaxAttributeKey       = 256
+	PubSubMaxAttributeValue     = 1024
+	PubSubMaxOrderingKey        = 1024
+)
+
+// limitedPublisher is pstest's Publisher with Google's limits enforced
+// before the message reaches it.
+type limitedPublisher struct {
+	pubsubpb.PublisherServer
+}
+
+func (l limitedPublisher) Publish(ctx context.Context, req *pubsubpb.PublishRequest) (*pubsubpb.PublishResponse, error) {
+	if err := checkPublish(req); err != nil {
+		return nil, err
+	}
+	return l.PublisherServer.Publish(ctx, req)
+}
+
+func checkPublish(req *pubsubpb.PublishRequest) error {
+	if n := len(req.GetMessages()); n > PubSubMaxMessagesPerRequest {
+		return core.Errorf(codes.InvalidArgument, "The value for message_count is too large. You passed %d in the request, but the maximum value is %d.", n, PubSubMaxMessagesPerRequest)
+	}
+	total := 0
+	for _, m := range req.GetMessages() {
+		total += len(m.GetData()) + len(m.GetOrderingKey())
+		if len(m.GetAttributes()) > PubSubMaxAttributes {
+			return core.Errorf(codes.InvalidArgument, "Too many message attributes: %d, the maximum is %d.", len(m.GetAttributes()), PubSubMaxAttributes)
+		}
+		for k, v := range m.GetAttributes() {
+			total += len(k) + len(v)
+			if len(k) > PubSubMaxAttributeKey {
+				return core.Errorf(codes.InvalidArgument, "The attribute key %.40q... is too long: %d bytes, the maximum is %d.", k, len(k), PubSubMaxAttributeKey)
+			}
+			if len(v) > PubSubMaxAttributeValue {
+				return core.Errorf(codes.InvalidArgument, "The value of attribute %.40q is too long: %d bytes, the maximum is %d.", k, len(v), PubSubMaxAttributeValue)
+			}
+		}
+		if len(m.GetOrderingKey()) > PubSubMaxOrderingKey {
+			return core.Errorf(codes.InvalidArgument, "The ordering key is too long: %d bytes, the maximum is %d.", len(m.GetOrderingKey()), PubSubMaxOrderingKey)
+		}
+	}
+	if total > PubSubMaxRequestBytes {
+		return core.Errorf(codes.InvalidArgument, "The request is too large: %d bytes, the maximum is %d.", total, PubSubMaxRequestBytes)
+	}
+	return nil
+}

@@ -1,0 +1,144 @@
+package functions
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+
+	"github.com/iapguard/iapguard/internal/event"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/outcome"
+)
+
+// Issue #19 item 5: a change time later than now counts as arrival. Two
+// concurrent events dated an hour ahead used to rejoin run after run until
+// their deadline (3,446 reconciles in 6.5 s in the attack); now they share
+// at most a couple of runs.
+func TestCoalescerFutureChangeCountsAsArrival(t *testing.T) {
+	c := &coalescer{now: time.Now}
+	var runs atomic.Int32
+	fn := func() (any, error) { runs.Add(1); time.Sleep(time.Millisecond); return nil, nil }
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	future := time.Now().Add(time.Hour)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err, _ := c.do(ctx, "k", future, fn); err != nil {
+				t.Errorf("do: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := runs.Load(); n > 3 {
+		t.Errorf("%d runs for two events dated in the future, want at most 3", n)
+	}
+}
+
+// Item 5: an event dated far in the future is skipped without work, as one
+// older than MAX_EVENT_AGE is.
+func TestHandleSkipsFarFutureEvents(t *testing.T) {
+	rec := &fakeReconciler{}
+	pub := &fakePublisher{}
+	h := NewHandler(testConfig(0), rec, pub, nil)
+	h.now = func() time.Time { return time.Now().Add(-24 * time.Hour) } // the event is a day ahead
+	if err := h.Handle(context.Background(), runEvent(t, "hello", "future-1")); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if got := rec.services(); len(got) != 0 {
+		t.Errorf("reconciled %v for an event dated a day ahead", got)
+	}
+	ms := pub.all()
+	if len(ms) != 1 || ms[0].Outcome != "skipped" || !strings.Contains(ms[0].Reason, "in the future") {
+		t.Fatalf("outcomes %+v, want one skipped (dated in the future)", ms)
+	}
+}
+
+// countingRegions counts whole-project replays (ReconcileRegion).
+type countingRegions struct {
+	fakeReconciler
+	regions atomic.Int32
+}
+
+func (c *countingRegions) ReconcileRegion(ctx context.Context, project, region string, _ ...iapsetup.CallOption) ([]*iapsetup.Result, error) {
+	c.regions.Add(1)
+	time.Sleep(20 * time.Millisecond)
+	return []*iapsetup.Result{{Ref: iapsetup.ServiceRef{Project: project, Region: region, Name: "hello"}, Outcome: iapsetup.OutcomeCompliant}}, nil
+}
+
+func replayEventID(t *testing.T, m event.ReplayMessage, id string) cloudevents.Event {
+	t.Helper()
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := event.NewMessagePublishedEvent("p1", "iapguard-replay", "projects/p1/subscriptions/s",
+		event.PubSubMessage{Data: data, MessageID: "m-" + id, PublishTime: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// Item 6: concurrent whole-project replays share runs (50 made 50 sweeps
+// of the project before).
+func TestHandleCoalescesProjectReplays(t *testing.T) {
+	rec := &countingRegions{}
+	pub := &fakePublisher{}
+	h := NewHandler(testConfig(0), rec, pub, nil)
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := replayEventID(t, event.ReplayMessage{Version: event.ReplayVersion, Project: "p1", Region: "us-central1"}, fmt.Sprint(i))
+			if err := h.Handle(context.Background(), e); err != nil {
+				t.Errorf("Handle: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := rec.regions.Load(); n > 5 {
+		t.Errorf("%d project reconciles for 50 concurrent replays, want a few", n)
+	}
+	if n := len(pub.all()); n != 50 {
+		t.Errorf("%d outcomes, want one per replay (50)", n)
+	}
+}
+
+// Item 7: skipped and rejected outcomes carry resource fields the sender
+// chose. A project outside the scope, or fields that are not valid names,
+// are reported as "unknown"; every attribute and the ordering key stay
+// within Pub/Sub's limits.
+func TestSkipMessageScopedAndBounded(t *testing.T) {
+	h := NewHandler(testConfig(0), &fakeReconciler{}, &fakePublisher{}, nil)
+	start := time.Now()
+	for _, tc := range []struct{ name, resource, project, service string }{
+		{"in scope", "projects/p1/locations/us-central1/services/hello", "p1", "hello"},
+		{"another project", "projects/other-project/locations/us-central1/services/hello", "unknown", ""},
+		{"8 KB name", "projects/" + strings.Repeat("a", 8000) + "/locations/r/services/s", "unknown", ""},
+		{"bad service name", "projects/p1/locations/us-central1/services/a..b", "p1", ""},
+	} {
+		m := h.skipMessage(outcome.Trigger{ResourceName: tc.resource}, "why", start)
+		if m.Resource.Project != tc.project || m.Resource.Service != tc.service {
+			t.Errorf("%s: resource %+v, want project %q service %q", tc.name, m.Resource, tc.project, tc.service)
+		}
+		for k, v := range m.Attributes() {
+			if len(v) > outcome.MaxAttributeValue {
+				t.Errorf("%s: attribute %s has %d bytes", tc.name, k, len(v))
+			}
+		}
+		if len(m.OrderingKey()) > outcome.MaxOrderingKey {
+			t.Errorf("%s: ordering key has %d bytes", tc.name, len(m.OrderingKey()))
+		}
+	}
+}
