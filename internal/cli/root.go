@@ -83,7 +83,8 @@ type streams struct {
 }
 
 func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
-	s := &streams{in: stdin, out: stdout, err: stderr}
+	// Human output carries text others wrote: control characters are escaped.
+	s := &streams{in: stdin, out: newEscaper(stdout), err: newEscaper(stderr)}
 	root := &cobra.Command{
 		Use:   "iapctl",
 		Short: "Keep Cloud Run services labelled iap=enabled behind Identity-Aware Proxy",
