@@ -130,19 +130,28 @@ func TestEnforcerBinary(t *testing.T) {
 		select {
 		case m := <-got:
 			if m.Resource.Service == "hello" && m.Outcome == outcome.Remediated {
-				mu.Lock()
-				defer mu.Unlock()
-				for _, l := range lines {
-					var entry map[string]any
-					if json.Unmarshal([]byte(l), &entry) == nil && entry["message"] == "outcome remediated" {
-						if entry["severity"] != "INFO" {
-							t.Errorf("log line severity = %v, want INFO: %s", entry["severity"], l)
+				// The outcome is logged once Pub/Sub has accepted it, so
+				// the line may follow the message by a moment: wait for it.
+				for {
+					mu.Lock()
+					for _, l := range lines {
+						var entry map[string]any
+						if json.Unmarshal([]byte(l), &entry) == nil && entry["message"] == "outcome remediated" {
+							if entry["severity"] != "INFO" {
+								t.Errorf("log line severity = %v, want INFO: %s", entry["severity"], l)
+							}
+							mu.Unlock()
+							return
 						}
-						return
+					}
+					all := strings.Join(lines, "\n")
+					mu.Unlock()
+					select {
+					case <-ctx.Done():
+						t.Fatalf("no JSON log line for the outcome in stdout:\n%s", all)
+					case <-time.After(20 * time.Millisecond):
 					}
 				}
-				t.Errorf("no JSON log line for the outcome in stdout:\n%s", strings.Join(lines, "\n"))
-				return
 			}
 		case <-ctx.Done():
 			t.Fatal("no remediated outcome from the enforcer process")
