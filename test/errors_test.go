@@ -2,6 +2,7 @@ package test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,5 +136,56 @@ func TestNewIAPAgentNotYetVisibleToIAMConverges(t *testing.T) {
 	}
 	if n := e.calls()["google.cloud.run.v2.Services.SetIamPolicy"]; n < 2 {
 		t.Errorf("SetIamPolicy calls = %d, want a refused one before the one that passed", n)
+	}
+}
+
+// iapguard's own refused write (a lost etag race on the backend service:
+// 412 conditionNotMet) is logged as a failed call (severity ERROR, status,
+// response of @type type.googleapis.com/error), as on Google; the audit-log
+// trigger fires for it, and the function skips the event as a call that
+// changed nothing, while the retried write converges (#14 item 5).
+func TestRejectedWriteComesBackAsSkippedEvent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{Emulator: fastRetries})
+	e.create(demo.ServiceSpec{Name: "web", Public: true})
+	e.lb(demo.LBSpec{Service: "web"})
+	e.mark()
+	if err := e.st.Emu.Core.Faults.ForceRaces("compute.backendServices.patch", 1); err != nil {
+		t.Fatal(err)
+	}
+	e.label("web", enabled)
+	e.settle()
+	var rejected int
+	for _, en := range e.st.Emu.Core.Audit.Entries()[e.auditMark:] {
+		p := en.ProtoPayload
+		if p.MethodName != "v1.compute.backendServices.patch" || en.Severity != "ERROR" {
+			continue
+		}
+		rejected++
+		if p.AuthenticationInfo.PrincipalEmail != stack.FunctionPrincipal || p.Status == nil || p.Status.Code == 0 ||
+			p.Response["@type"] != "type.googleapis.com/error" || en.Operation != nil {
+			t.Errorf("entry for the refused patch: principal %s, status %+v, response %v, operation %+v",
+				p.AuthenticationInfo.PrincipalEmail, p.Status, p.Response, en.Operation)
+		}
+	}
+	if rejected != 1 {
+		t.Fatalf("failed backendServices.patch entries = %d, want 1", rejected)
+	}
+	var skipped bool
+	var seen []string
+	for _, m := range e.st.Outcomes.All() {
+		if m.Outcome == "failed" {
+			t.Errorf("failed outcome: %s", m.Reason)
+		}
+		seen = append(seen, m.Trigger.Method+" "+string(m.Outcome)+": "+m.Reason)
+		if m.Trigger.Principal == stack.FunctionPrincipal && m.Outcome == "skipped" && strings.Contains(m.Reason, "nothing changed") {
+			skipped = true
+		}
+	}
+	if !skipped {
+		t.Errorf("no skipped outcome for the event of iapguard's refused write; outcomes:\n%s", strings.Join(seen, "\n"))
+	}
+	if !e.backend("web-backend").Iap.Enabled {
+		t.Error("the backend service did not converge after the race")
 	}
 }

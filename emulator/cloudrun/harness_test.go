@@ -130,3 +130,20 @@ func wantCode(t *testing.T, err error, code codes.Code, fragments ...string) {
 
 // auditCount is the number of audit entries written so far.
 func (h *harness) auditCount() int { return len(h.c.Audit.Entries()) }
+
+// checkRejectedEntries checks the audit entries rejected calls wrote since
+// before: each one failed (severity ERROR, a status, no response), as
+// Google logs refused writes (#14 item 5); want is how many there must be.
+func checkRejectedEntries(t *testing.T, h *harness, before, want int) {
+	t.Helper()
+	entries := h.c.Audit.Entries()[before:]
+	if len(entries) != want {
+		t.Errorf("rejected calls wrote %d audit entries, want %d", len(entries), want)
+	}
+	for _, e := range entries {
+		if e.Severity != "ERROR" || e.ProtoPayload.Status == nil || e.ProtoPayload.Status.Code == 0 || e.ProtoPayload.Response != nil {
+			t.Errorf("entry for a rejected %s: severity %s, status %+v, response %v; want ERROR, a status, no response",
+				e.ProtoPayload.MethodName, e.Severity, e.ProtoPayload.Status, e.ProtoPayload.Response)
+		}
+	}
+}

@@ -164,7 +164,10 @@ func hasConditions(p *iampb.Policy) bool {
 // the current one → ABORTED; no etag → blind overwrite. update_mask may name
 // bindings, etag and version (default: bindings, etag). Permission:
 // run.services.setIamPolicy.
-func (s *Server) SetIamPolicy(ctx context.Context, req *iampb.SetIamPolicyRequest) (*iampb.Policy, error) {
+func (s *Server) SetIamPolicy(ctx context.Context, req *iampb.SetIamPolicyRequest) (_ *iampb.Policy, err error) {
+	defer func() {
+		s.auditRejected(ctx, methodSetIAM, "run.services.setIamPolicy", req.GetResource(), req, "google.iam.v1.SetIamPolicyRequest", err)
+	}()
 	ref, err := s.parseServiceName("resource", req.GetResource())
 	if err != nil {
 		return nil, err

@@ -44,7 +44,10 @@ func sortedKeys(m map[string]string) []string {
 
 // CreateService creates a service and returns its long-running operation.
 // Permission: run.services.create.
-func (s *Server) CreateService(ctx context.Context, req *runpb.CreateServiceRequest) (*longrunningpb.Operation, error) {
+func (s *Server) CreateService(ctx context.Context, req *runpb.CreateServiceRequest) (_ *longrunningpb.Operation, err error) {
+	defer func() {
+		s.auditRejected(ctx, methodCreate, "run.services.create", req.GetParent()+"/services/"+req.GetServiceId(), req, "google.cloud.run.v2.CreateServiceRequest", err)
+	}()
 	loc, err := s.parseLocation("parent", req.GetParent(), false)
 	if err != nil {
 		return nil, err
@@ -215,7 +218,10 @@ func (s *Server) ListServices(_ context.Context, req *runpb.ListServicesRequest)
 // With update_mask only the masked paths are applied; without one the
 // writable spec is replaced. Permission: run.services.update
 // (run.services.create when allow_missing creates it).
-func (s *Server) UpdateService(ctx context.Context, req *runpb.UpdateServiceRequest) (*longrunningpb.Operation, error) {
+func (s *Server) UpdateService(ctx context.Context, req *runpb.UpdateServiceRequest) (_ *longrunningpb.Operation, err error) {
+	defer func() {
+		s.auditRejected(ctx, methodUpdate, "run.services.update", req.GetService().GetName(), req, "google.cloud.run.v2.UpdateServiceRequest", err)
+	}()
 	if req.GetService() == nil {
 		return nil, invalid("service: required field is not set")
 	}
@@ -342,7 +348,10 @@ func (s *Server) checkEtagLocked(method string, e *entry, etag string) error {
 
 // DeleteService deletes a service with its revisions and IAM policy and
 // returns its long-running operation. Permission: run.services.delete.
-func (s *Server) DeleteService(ctx context.Context, req *runpb.DeleteServiceRequest) (*longrunningpb.Operation, error) {
+func (s *Server) DeleteService(ctx context.Context, req *runpb.DeleteServiceRequest) (_ *longrunningpb.Operation, err error) {
+	defer func() {
+		s.auditRejected(ctx, methodDelete, "run.services.delete", req.GetName(), req, "google.cloud.run.v2.DeleteServiceRequest", err)
+	}()
 	ref, err := s.parseServiceName("name", req.GetName())
 	if err != nil {
 		return nil, err
@@ -403,6 +412,42 @@ func (s *Server) audit(ctx context.Context, method, permission string, ref servi
 			"configuration_name": "",
 			"revision_name":      "",
 		},
+	})
+}
+
+// auditRejected writes the Admin Activity entry of a write Cloud Run
+// refused for what it asked (core.AuditableRejection: invalid, conflicting,
+// a lost etag race, a missing service): severity ERROR and the status, with
+// the request and no response. Nothing is written for a name that does not
+// resolve to an emulated project (there is no project to log in).
+func (s *Server) auditRejected(ctx context.Context, method, permission, name string, req proto.Message, reqType string, err error) {
+	ce, ok := core.AuditableRejection(err)
+	if !ok {
+		return
+	}
+	if v, isV := req.(interface{ GetValidateOnly() bool }); isV && v.GetValidateOnly() {
+		return // validate_only changes nothing and is not logged
+	}
+	parts := strings.Split(name, "/")
+	if len(parts) != 6 || parts[0] != "projects" || parts[2] != "locations" || parts[4] != "services" {
+		return
+	}
+	p, found := s.c.Projects.Lookup(parts[1])
+	if !found {
+		return
+	}
+	region, id := parts[3], parts[5]
+	s.c.Audit.Record(core.Record{
+		Ctx: ctx, Project: p, ServiceName: "run.googleapis.com", MethodName: method,
+		ResourceName: "projects/" + p.ID + "/locations/" + region + "/services/" + id,
+		Location:     region, Permission: permission,
+		Request:      core.ProtoMap(req, "type.googleapis.com/"+reqType),
+		ResourceType: "cloud_run_revision",
+		ResourceLabels: map[string]string{
+			"service_name": id, "location": region, "project_id": p.ID,
+			"configuration_name": "", "revision_name": "",
+		},
+		Err: ce,
 	})
 }
 

@@ -301,6 +301,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out, err = req.aggregatedList()
 	case "insert", "patch", "update", "delete":
 		out, err = req.mutate()
+		if err != nil {
+			req.auditRejected(err)
+		}
 	}
 	if err != nil {
 		var ce *core.Error
@@ -341,6 +344,44 @@ type request struct {
 
 // relName is "projects/P/global/backendServices/N" with P as the caller
 // wrote it (Compute echoes the caller's form in messages and audit entries).
+// auditRejected writes the Admin Activity entry of a mutation Compute
+// refused (a stale fingerprint, an invalid or conflicting request): severity
+// ERROR, status, and a response of @type type.googleapis.com/error holding
+// the error envelope, with no operation member since none started (as
+// Compute logs rejected calls; the failed-operation sample in
+// internal/auditsamples/testdata shows the status shape). The caller's
+// request body is not logged, only its @type.
+func (q *request) auditRejected(err error) {
+	ce, ok := core.AuditableRejection(err)
+	if !ok || q.rt.spec == nil {
+		return
+	}
+	sp, rt := q.rt.spec, q.rt
+	name := rt.name
+	if rt.action == "insert" {
+		var b struct {
+			Name string `json:"name"`
+		}
+		_ = json.Unmarshal(q.body, &b)
+		name = b.Name
+	}
+	location := rt.region
+	if location == "" {
+		location = "global"
+	}
+	q.s.c.Audit.Record(core.Record{
+		Ctx: q.r.Context(), Project: q.p, ServiceName: "compute.googleapis.com",
+		MethodName:   rt.version + ".compute." + sp.collection + "." + rt.action,
+		ResourceName: q.relName(name), Location: location,
+		Permission: sp.perm + "." + permVerb(rt.action), PermissionResourceType: sp.perm,
+		Request:        map[string]any{"@type": "type.googleapis.com/compute." + sp.collection + "." + rt.action},
+		Response:       map[string]any{"@type": "type.googleapis.com/error", "error": ce.Envelope()},
+		ResourceType:   sp.auditType,
+		ResourceLabels: map[string]string{"project_id": q.p.ID},
+		Err:            ce,
+	})
+}
+
 func (q *request) relName(name string) string {
 	return "projects/" + q.rt.project + "/" + scopePath(q.rt.region) + "/" + q.rt.spec.segment + "/" + name
 }

@@ -100,7 +100,11 @@ func parseExchange(lines []string, start int) (Exchange, error) {
 	}
 	ex.Line = start + i
 	method, url, ok := strings.Cut(lines[i], " ")
-	if !ok || method == "" || !strings.HasPrefix(url, "http") {
+	if ok && method == "GRPC" && strings.HasPrefix(url, "/") {
+		// A recorded gRPC call: kept (and counted as an unserved API).
+		url = "grpc://grpc" + url
+	}
+	if !ok || method == "" || !strings.HasPrefix(url, "http") && !strings.HasPrefix(url, "grpc://") {
 		return ex, fmt.Errorf("line %d: %q is not METHOD URL", ex.Line, lines[i])
 	}
 	ex.Method, ex.URL = method, url

@@ -102,6 +102,14 @@ func defaultReason(c codes.Code) string {
 //
 //	{"error":{"code":404,"message":"...","errors":[{"domain":"global","reason":"notFound","message":"..."}],"status":"NOT_FOUND"}}
 func (e *Error) WriteJSON(w http.ResponseWriter) {
+	body := e.Envelope()
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.WriteHeader(e.Status())
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": body})
+}
+
+// Envelope returns the "error" member of Google's JSON error envelope.
+func (e *Error) Envelope() map[string]any {
 	reason := e.Reason
 	if reason == "" {
 		reason = defaultReason(e.Code)
@@ -113,14 +121,31 @@ func (e *Error) WriteJSON(w http.ResponseWriter) {
 	body := map[string]any{
 		"code":    e.Status(),
 		"message": e.Message,
-		"errors":  []map[string]string{{"domain": domain, "reason": reason, "message": e.Message}},
+		"errors":  []map[string]any{{"domain": domain, "reason": reason, "message": e.Message}},
 	}
 	if !e.OmitStatus {
 		body["status"] = codeName(e.Code)
 	}
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	w.WriteHeader(e.Status())
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": body})
+	return body
+}
+
+// AuditableRejection reports whether err is a refusal that Google records in
+// the Admin Activity audit log as a failed call (severity ERROR, with its
+// status): the request reached the service and was refused for what it
+// asked — invalid, conflicting, a failed precondition or a lost etag race.
+// Refusals before that are not: denied permissions (Policy Denied logs, not
+// Admin Activity), unknown projects, quota, injected faults and server
+// trouble.
+func AuditableRejection(err error) (*Error, bool) {
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Injected {
+		return nil, false
+	}
+	switch ce.Code {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.AlreadyExists, codes.Aborted, codes.NotFound, codes.OutOfRange:
+		return ce, true
+	}
+	return nil, false
 }
 
 // codeName is the canonical upper-snake name ("NOT_FOUND").

@@ -297,7 +297,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		return serve(w, r, res, body)
+		err = serve(w, r, res, body)
+		if ce, ok := core.AuditableRejection(err); ok && key == KeySetIamPolicy {
+			// A refused setIamPolicy is logged as a failed call: severity
+			// ERROR and its status, no response.
+			s.c.Audit.Record(core.Record{
+				Ctx: r.Context(), Project: res.project, ServiceName: ServiceName, MethodName: MethodSetIamPolicy,
+				ResourceName: res.name, Permission: "iap." + res.kind + ".setIamPolicy",
+				Request:      map[string]any{"@type": "type.googleapis.com/google.iam.v1.SetIamPolicyRequest", "resource": res.name},
+				ResourceType: "audited_resource",
+				ResourceLabels: map[string]string{
+					"service": ServiceName, "method": MethodSetIamPolicy, "project_id": res.project.ID,
+				},
+				Err: ce,
+			})
+		}
+		return err
 	}()
 	if err != nil {
 		core.WriteHTTPError(w, err)
