@@ -303,3 +303,37 @@ func TestOutOfScopeProjectIsRejectedWithZeroCalls(t *testing.T) {
 		t.Errorf("API calls (-only the user's +got): iapguard made calls for an out-of-scope project:\n%s", d)
 	}
 }
+
+// A service behind a regional external Application Load Balancer (regional
+// backend service, URL map, target HTTPS proxy and forwarding rule): the
+// regional branch of the HTTPS-frontend check runs against the emulator's
+// regional collections, and iapguard turns IAP on at the regional backend
+// service (#14 item 6).
+func TestRegionalLoadBalancedServiceConverges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{})
+	e.create(demo.ServiceSpec{Name: "shop", Public: true})
+	lb := e.lb(demo.LBSpec{Service: "shop", Regional: true})
+	e.mark()
+	e.label("shop", enabled)
+	e.settle()
+	if m := e.byUser("shop"); m.Outcome != "remediated" {
+		t.Fatalf("outcome = %s (%s), want remediated", m.Outcome, m.Reason)
+	}
+	bs, err := e.cl.Compute.RegionBackendServices.Get(e.p, region, lb.BackendService).Context(e.ctx).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bs.Iap == nil || !bs.Iap.Enabled {
+		t.Errorf("regional backend service IAP = %+v, want enabled", bs.Iap)
+	}
+	if got := e.service("shop").Ingress; got != runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER {
+		t.Errorf("ingress = %s, want internal-and-cloud-load-balancing (an HTTPS load balancer fronts the service)", got)
+	}
+	calls := e.calls()
+	for _, m := range []string{"compute.regionTargetHttpsProxies.list", "compute.forwardingRules.list"} {
+		if calls[m] == 0 {
+			t.Errorf("%s was not called: the regional HTTPS-frontend check did not run", m)
+		}
+	}
+}

@@ -203,6 +203,9 @@ func (e *env) iapguardWrites() map[string]int {
 		if en.Operation != nil && en.Operation.Last || strings.Contains(p.MethodName, "GenerateServiceIdentity") {
 			continue
 		}
+		if p.Status != nil && p.Status.Code != 0 {
+			continue // a refused call, logged as failed: it changed nothing
+		}
 		out[p.MethodName]++
 	}
 	return out

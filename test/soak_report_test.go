@@ -344,6 +344,9 @@ func (f *soakFigures) accountWrites(entries []*core.LogEntry, w *soakWorld, door
 		if e.Operation != nil && e.Operation.Last || strings.Contains(p.MethodName, "GenerateServiceIdentity") {
 			continue
 		}
+		if p.Status != nil && p.Status.Code != 0 {
+			continue // a refused call, logged as failed: it changed nothing
+		}
 		kind := p.MethodName[strings.LastIndex(p.MethodName, ".")+1:]
 		writes[kind+" "+iapsetup.ResourcePath(p.ResourceName)]++
 		f.IapguardWrites++

@@ -75,7 +75,10 @@ func TestExternalHTTPSLoadBalancer(t *testing.T) {
 		{"proxy.urlMap", tp.UrlMap, um.SelfLink},
 		{"proxy.sslCertificates[0]", tp.SslCertificates[0], cert.SelfLink},
 		{"proxy.quicOverride", tp.QuicOverride, "NONE"},
-		{"forwardingRule.target", fr.Target, tp.SelfLink},
+		// Given as a beta URL (by project number): stored with the project
+		// id, and as a beta URL, as Compute keeps the version it was given
+		// (recorded traffic, see keepVersion).
+		{"forwardingRule.target", fr.Target, strings.Replace(tp.SelfLink, "/compute/v1/", "/compute/beta/", 1)},
 		{"forwardingRule.portRange", fr.PortRange, "443-443"},
 		{"forwardingRule.IPProtocol", fr.IPProtocol, "TCP"},
 		{"cert.type", cert.Type, "SELF_MANAGED"},

@@ -114,8 +114,43 @@ var (
 		newObj:  func() any { return &compute.ForwardingRule{} },
 		refs:    forwardingRuleRefs,
 	}
+	// The regional external Application Load Balancer's front end: a
+	// regional URL map, target HTTPS proxy, SSL certificate and forwarding
+	// rule (cloud.google.com/load-balancing/docs/https/setting-up-reg-ext-https-serverless).
+	specRegionURLMaps = &spec{
+		collection: "regionUrlMaps", segment: "urlMaps", regional: true,
+		kind: "compute#urlMap", listKind: "compute#urlMapList", snake: "url_map",
+		auditType: "gce_url_map", idLabel: "url_map_id", perm: "compute.regionUrlMaps",
+		fingerprint: true, methods: methods("get", "list", "insert", "patch", "update", "delete"),
+		newObj: func() any { return &compute.UrlMap{} },
+		refs:   urlMapRefs,
+	}
+	specRegionTargetHTTPSProxies = &spec{
+		collection: "regionTargetHttpsProxies", segment: "targetHttpsProxies", regional: true,
+		kind: "compute#targetHttpsProxy", listKind: "compute#targetHttpsProxyList", snake: "target_https_proxy",
+		auditType: "gce_target_https_proxy", idLabel: "target_https_proxy_id", perm: "compute.regionTargetHttpsProxies",
+		fingerprint: true, methods: methods("get", "list", "insert", "patch", "delete"),
+		newObj: func() any { return &compute.TargetHttpsProxy{} },
+		refs:   targetHTTPSProxyRefs,
+	}
+	specRegionSSLCertificates = &spec{
+		collection: "regionSslCertificates", segment: "sslCertificates", regional: true,
+		kind: "compute#sslCertificate", listKind: "compute#sslCertificateList", snake: "ssl_certificate",
+		auditType: "gce_ssl_certificate", idLabel: "ssl_certificate_id", perm: "compute.regionSslCertificates",
+		methods: methods("get", "list", "insert", "delete"),
+		newObj:  func() any { return &compute.SslCertificate{} },
+	}
+	specForwardingRules = &spec{
+		collection: "forwardingRules", segment: "forwardingRules", regional: true,
+		kind: "compute#forwardingRule", listKind: "compute#forwardingRuleList", snake: "forwarding_rule",
+		auditType: "gce_forwarding_rule", idLabel: "forwarding_rule_id", perm: "compute.forwardingRules",
+		methods: methods("get", "list", "insert", "delete"),
+		newObj:  func() any { return &compute.ForwardingRule{} },
+		refs:    forwardingRuleRefs,
+	}
 	allSpecs = []*spec{specBackendServices, specRegionBackendServices, specRegionNEGs, specURLMaps,
-		specTargetHTTPSProxies, specTargetHTTPProxies, specSSLCertificates, specGlobalForwardingRules}
+		specTargetHTTPSProxies, specTargetHTTPProxies, specSSLCertificates, specGlobalForwardingRules,
+		specRegionURLMaps, specRegionTargetHTTPSProxies, specRegionSSLCertificates, specForwardingRules}
 )
 
 // The prepare functions refer back to the specs (references name the
@@ -130,6 +165,33 @@ func init() {
 	specTargetHTTPProxies.prepare = prepareTargetHTTPProxy
 	specSSLCertificates.prepare = prepareSSLCertificate
 	specGlobalForwardingRules.prepare = prepareForwardingRule
+	specRegionURLMaps.prepare = prepareURLMap
+	specRegionTargetHTTPSProxies.prepare = prepareTargetHTTPSProxy
+	specRegionSSLCertificates.prepare = prepareRegionSSLCertificate
+	specForwardingRules.prepare = prepareForwardingRule
+}
+
+// sameRegion checks that a regional resource references resources of its
+// own region, as Compute requires of a regional load balancer's parts.
+func sameRegion(m *mutation, field, link string) error {
+	if m.region == "" {
+		return nil
+	}
+	if !strings.Contains(link, "/regions/"+m.region+"/") {
+		return invalidField(field, link, "The resource must be in region '"+m.region+"'.")
+	}
+	return nil
+}
+
+// prepareRegionSSLCertificate is prepareSSLCertificate for a regional
+// certificate, which can only be self-managed: Google-managed certificates
+// are global (cloud.google.com/load-balancing/docs/ssl-certificates).
+func prepareRegionSSLCertificate(m *mutation, obj, prev any) error {
+	c := obj.(*compute.SslCertificate)
+	if c.Type == "MANAGED" || c.Managed != nil {
+		return invalidField("type", "MANAGED", "Google-managed SSL certificates are global only; a regional certificate must be self-managed.")
+	}
+	return prepareSSLCertificate(m, obj, prev)
 }
 
 func specFor(segment string, regional bool) *spec {
@@ -233,10 +295,10 @@ func prepareBackendService(m *mutation, obj, prevObj any) error {
 		if err != nil {
 			return err
 		}
-		if seen[link] {
+		if seen[neg.selfLink()] {
 			return invalidField(field, b.Group, "Duplicate backend group.")
 		}
-		seen[link] = true
+		seen[neg.selfLink()] = true
 		if m.region != "" && neg.region != m.region {
 			return invalidField(field, b.Group, fmt.Sprintf("The network endpoint group must be in region '%s'.", m.region))
 		}
@@ -279,7 +341,9 @@ func decorateBackendService(obj any) {
 		bs.ConnectionDraining.ForceSendFields = []string{"DrainingTimeoutSec"}
 	}
 	if bs.Iap != nil {
-		bs.Iap.ForceSendFields = []string{"Enabled"}
+		// Google prints the client id even when empty (recorded traffic:
+		// k8s-config-connector's backend service fixtures).
+		bs.Iap.ForceSendFields = []string{"Enabled", "Oauth2ClientId"}
 	}
 }
 
@@ -399,7 +463,15 @@ func prepareURLMap(m *mutation, obj, _ any) error {
 		if err != nil {
 			return
 		}
-		link, _, e := m.resolve(field, *ref, false, specBackendServices)
+		link, _, e := m.resolve(field, *ref, false, specBackendServices, specRegionBackendServices)
+		if e == nil && (m.region == "") != strings.Contains(link, "/global/") {
+			// A global map names global backend services; a regional one,
+			// backend services of its region.
+			e = invalidField(field, *ref, "Unexpected resource collection 'backendServices' for this URL map's scope.")
+		}
+		if e == nil {
+			e = sameRegion(m, field, link)
+		}
 		if e != nil {
 			err = e
 			return
@@ -444,7 +516,14 @@ func prepareTargetHTTPSProxy(m *mutation, obj, _ any) error {
 	if tp.UrlMap == "" {
 		return requiredField("urlMap")
 	}
-	link, _, err := m.resolve("urlMap", tp.UrlMap, false, specURLMaps)
+	urlMaps, certs := specURLMaps, specSSLCertificates
+	if m.region != "" {
+		urlMaps, certs = specRegionURLMaps, specRegionSSLCertificates
+	}
+	link, _, err := m.resolve("urlMap", tp.UrlMap, false, urlMaps)
+	if err == nil {
+		err = sameRegion(m, "urlMap", link)
+	}
 	if err != nil {
 		return err
 	}
@@ -456,7 +535,10 @@ func prepareTargetHTTPSProxy(m *mutation, obj, _ any) error {
 		return invalidField("sslCertificates", fmt.Sprint(len(tp.SslCertificates)), "At most 15 SSL certificates may be specified.")
 	}
 	for i, c := range tp.SslCertificates {
-		link, _, err := m.resolve(fmt.Sprintf("sslCertificates[%d]", i), c, false, specSSLCertificates)
+		link, _, err := m.resolve(fmt.Sprintf("sslCertificates[%d]", i), c, false, certs)
+		if err == nil {
+			err = sameRegion(m, fmt.Sprintf("sslCertificates[%d]", i), link)
+		}
 		if err != nil {
 			return err
 		}
@@ -467,6 +549,9 @@ func prepareTargetHTTPSProxy(m *mutation, obj, _ any) error {
 	}
 	if tp.QuicOverride == "" {
 		tp.QuicOverride = "NONE"
+	}
+	if tp.TlsEarlyData == "" {
+		tp.TlsEarlyData = "DISABLED" // Google's default, as recorded traffic shows
 	}
 	return nil
 }
@@ -552,6 +637,9 @@ func prepareSSLCertificate(_ *mutation, obj, _ any) error {
 	c.ExpireTime = timestamp(leaf.NotAfter)
 	c.SubjectAlternativeNames = leaf.DNSNames
 	c.PrivateKey = "" // never returned
+	// Google also returns the certificate under selfManaged (without the
+	// key), as recorded traffic shows.
+	c.SelfManaged = &compute.SslCertificateSelfManagedSslCertificate{Certificate: c.Certificate}
 	return nil
 }
 
@@ -564,7 +652,16 @@ func prepareForwardingRule(m *mutation, obj, _ any) error {
 	if fr.Target == "" {
 		return requiredField("target")
 	}
-	link, t, err := m.resolve("target", fr.Target, false, specTargetHTTPSProxies, specTargetHTTPProxies)
+	targets := []*spec{specTargetHTTPSProxies, specTargetHTTPProxies}
+	if m.region != "" {
+		// Regional target HTTP proxies are not modelled: a reference to one
+		// answers 404.
+		targets = []*spec{specRegionTargetHTTPSProxies}
+	}
+	link, t, err := m.resolve("target", fr.Target, false, targets...)
+	if err == nil {
+		err = sameRegion(m, "target", link)
+	}
 	if err != nil {
 		return err
 	}
@@ -581,6 +678,11 @@ func prepareForwardingRule(m *mutation, obj, _ any) error {
 	if err := checkEnum("loadBalancingScheme", fr.LoadBalancingScheme, "EXTERNAL", "EXTERNAL_MANAGED", "INTERNAL_SELF_MANAGED"); err != nil {
 		return err
 	}
+	if m.region != "" && fr.LoadBalancingScheme != "EXTERNAL_MANAGED" {
+		// The regional external Application Load Balancer is
+		// EXTERNAL_MANAGED; other regional schemes are not modelled.
+		return invalidField("loadBalancingScheme", fr.LoadBalancingScheme, "A regional forwarding rule to a target HTTPS proxy must use loadBalancingScheme EXTERNAL_MANAGED.")
+	}
 	if fr.LoadBalancingScheme == "" {
 		fr.LoadBalancingScheme = "EXTERNAL"
 	}
@@ -593,7 +695,7 @@ func prepareForwardingRule(m *mutation, obj, _ any) error {
 	if fr.PortRange == "" {
 		// Inferred default: the proxy's conventional port.
 		fr.PortRange = "80-80"
-		if t.spec == specTargetHTTPSProxies {
+		if t.spec == specTargetHTTPSProxies || t.spec == specRegionTargetHTTPSProxies {
 			fr.PortRange = "443-443"
 		}
 	}

@@ -114,7 +114,21 @@ func (m *mutation) resolve(field, raw string, fullOnly bool, specs ...*spec) (st
 	if r == nil {
 		return "", nil, notFound(rel)
 	}
-	return r.selfLink(), r, nil
+	return keepVersion(raw, r.selfLink()), r, nil
+}
+
+// keepVersion gives link the API version of raw: Compute stores a full
+// reference made under /compute/beta/ as a beta URL and echoes it so, where
+// partial references and v1 URLs become v1 URLs (recorded traffic:
+// k8s-config-connector's backend service and URL map fixtures).
+func keepVersion(raw, link string) string {
+	const beta = "https://www.googleapis.com/compute/beta/"
+	if strings.HasPrefix(raw, beta) {
+		if rest, ok := strings.CutPrefix(link, linkBase); ok {
+			return beta + rest
+		}
+	}
+	return link
 }
 
 // canonical canonicalises a reference to something the emulator does not
@@ -128,7 +142,7 @@ func (m *mutation) canonical(field, raw string) (string, error) {
 	if !found {
 		return "", notFound("projects/" + pr.projectArg)
 	}
-	return linkBase + "projects/" + p.ID + "/" + scopePath(pr.region) + "/" + pr.segment + "/" + pr.name, nil
+	return keepVersion(raw, linkBase+"projects/"+p.ID+"/"+scopePath(pr.region)+"/"+pr.segment+"/"+pr.name), nil
 }
 
 // mutation is the context validation and canonicalisation run in (s.mu

@@ -23,7 +23,7 @@ import (
 // volatile too (RUNNING or DONE depends on when it was read).
 var Volatile = []string{
 	"id", "creationTimestamp", "insertTime", "startTime", "endTime", "progress", "user",
-	"fingerprint", "labelFingerprint", "etag", "createTime", "updateTime", "uid",
+	"fingerprint", "labelFingerprint", "etag", "createTime", "updateTime", "uid", "expireTime",
 }
 
 // Project is the emulated project ${projectId} and ${projectNumber} stand for.

@@ -5,7 +5,14 @@ package demo
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"time"
 
 	"cloud.google.com/go/iam/apiv1/iampb"
@@ -108,6 +115,10 @@ type LBSpec struct {
 	IAP     bool   // iap.enabled on the backend service
 	// HTTPOnly builds an HTTP frontend (target HTTP proxy) instead of HTTPS.
 	HTTPOnly bool
+	// Regional builds a regional external Application Load Balancer:
+	// regional backend service, URL map, self-managed certificate, target
+	// HTTPS proxy and forwarding rule (HTTPOnly and CDN do not apply).
+	Regional bool
 }
 
 // LB names the resources of a built load balancer.
@@ -126,6 +137,9 @@ func (c *Clients) BuildLoadBalancer(ctx context.Context, project, region string,
 	lb := LB{NEG: p + "-neg", BackendService: p + "-backend", URLMap: p + "-urlmap",
 		Certificate: p + "-cert", Proxy: p + "-proxy", ForwardingRule: p + "-fr"}
 	cs := c.Compute
+	if s.Regional {
+		return lb, c.buildRegional(ctx, project, region, s, lb)
+	}
 
 	op, err := cs.RegionNetworkEndpointGroups.Insert(project, region, &compute.NetworkEndpointGroup{
 		Name: lb.NEG, NetworkEndpointType: "SERVERLESS",
@@ -210,6 +224,85 @@ func (c *Clients) BuildLoadBalancer(ctx context.Context, project, region string,
 		return lb, err
 	}
 	return lb, nil
+}
+
+// buildRegional builds the regional external Application Load Balancer in
+// front of s.Service (cloud.google.com/load-balancing/docs/https/setting-up-reg-ext-https-serverless).
+func (c *Clients) buildRegional(ctx context.Context, project, region string, s LBSpec, lb LB) error {
+	cs := c.Compute
+	wait := func(op *compute.Operation, err error, what string) error {
+		return c.waitRegion(ctx, project, region, op, err, what)
+	}
+	link := func(collection, name string) string {
+		return "https://www.googleapis.com/compute/v1/projects/" + project + "/regions/" + region + "/" + collection + "/" + name
+	}
+	op, err := cs.RegionNetworkEndpointGroups.Insert(project, region, &compute.NetworkEndpointGroup{
+		Name: lb.NEG, NetworkEndpointType: "SERVERLESS",
+		CloudRun: &compute.NetworkEndpointGroupCloudRun{Service: s.Service},
+	}).Context(ctx).Do()
+	if err := wait(op, err, "inserting NEG "+lb.NEG); err != nil {
+		return err
+	}
+	be := &compute.BackendService{
+		Name: lb.BackendService, LoadBalancingScheme: "EXTERNAL_MANAGED", Protocol: "HTTPS",
+		Backends: []*compute.Backend{{Group: link("networkEndpointGroups", lb.NEG)}},
+	}
+	if s.IAP {
+		be.Iap = &compute.BackendServiceIAP{Enabled: true}
+	}
+	op, err = cs.RegionBackendServices.Insert(project, region, be).Context(ctx).Do()
+	if err := wait(op, err, "inserting regional backend service "+lb.BackendService); err != nil {
+		return err
+	}
+	op, err = cs.RegionUrlMaps.Insert(project, region, &compute.UrlMap{Name: lb.URLMap,
+		DefaultService: link("backendServices", lb.BackendService)}).Context(ctx).Do()
+	if err := wait(op, err, "inserting regional URL map "+lb.URLMap); err != nil {
+		return err
+	}
+	certPEM, keyPEM, err := selfSigned(s.Service + ".example.com")
+	if err != nil {
+		return err
+	}
+	op, err = cs.RegionSslCertificates.Insert(project, region, &compute.SslCertificate{
+		Name: lb.Certificate, Certificate: certPEM, PrivateKey: keyPEM,
+	}).Context(ctx).Do()
+	if err := wait(op, err, "inserting regional certificate "+lb.Certificate); err != nil {
+		return err
+	}
+	op, err = cs.RegionTargetHttpsProxies.Insert(project, region, &compute.TargetHttpsProxy{
+		Name: lb.Proxy, UrlMap: link("urlMaps", lb.URLMap), SslCertificates: []string{link("sslCertificates", lb.Certificate)},
+	}).Context(ctx).Do()
+	if err := wait(op, err, "inserting regional target HTTPS proxy "+lb.Proxy); err != nil {
+		return err
+	}
+	op, err = cs.ForwardingRules.Insert(project, region, &compute.ForwardingRule{
+		Name: lb.ForwardingRule, Target: link("targetHttpsProxies", lb.Proxy), PortRange: "443",
+		IPProtocol: "TCP", LoadBalancingScheme: "EXTERNAL_MANAGED",
+	}).Context(ctx).Do()
+	return wait(op, err, "inserting regional forwarding rule "+lb.ForwardingRule)
+}
+
+// selfSigned returns a throwaway self-signed certificate and key for host,
+// PEM-encoded (regional certificates are self-managed).
+func selfSigned(host string) (certPEM, keyPEM string, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", "", err
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return "", "", err
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})), nil
 }
 
 // SetBackendIAP patches iap.enabled on a global backend service with its

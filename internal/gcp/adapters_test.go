@@ -99,13 +99,18 @@ func TestRunServices(t *testing.T) {
 		t.Errorf("UpdateService(stale etag) = %v, want a conflict", err)
 	}
 
-	// The writes are attributed to iapguard's principal.
+	// The writes — the accepted one and the refused stale one, which Google
+	// logs as a failed call — are attributed to iapguard's principal.
 	var principals []string
+	var failed int
 	for _, en := range e.Core.Audit.Entries() {
 		principals = append(principals, en.ProtoPayload.AuthenticationInfo.PrincipalEmail)
+		if en.ProtoPayload.Status != nil {
+			failed++
+		}
 	}
-	if len(principals) != 1 || principals[0] != emulatortest.Principal {
-		t.Errorf("audit principals = %v, want [%s]", principals, emulatortest.Principal)
+	if len(principals) != 2 || principals[0] != emulatortest.Principal || principals[1] != emulatortest.Principal || failed != 1 {
+		t.Errorf("audit principals = %v (%d failed), want [%s %[3]s], the second failed", principals, failed, emulatortest.Principal)
 	}
 }
 

@@ -202,7 +202,6 @@ func lowerCamel(code string) string {
 // global maps need compute.targetHttpsProxies.list and
 // compute.globalForwardingRules.list; regional maps need
 // compute.regionTargetHttpsProxies.list and compute.forwardingRules.list.
-// (The emulator serves the global collections only.)
 func (a *ComputeAdapter) HTTPSFrontend(ctx context.Context, b *iapsetup.BackendService) (iapsetup.Frontend, error) {
 	var fe iapsetup.Frontend
 	type scope struct{ project, region string }
