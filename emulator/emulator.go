@@ -210,6 +210,7 @@ func New(opts Options) (*Emulator, error) {
 	mux.Handle("/compute/beta/", e.Compute)
 	mux.Handle("/v1beta1/", e.ServiceUsage)
 	mux.Handle("/v1/", e.IAP)
+	mux.HandleFunc(cloudrun.RESTPrefix, e.Run.ServeREST)         // Cloud Run Admin API v2 over REST
 	mux.HandleFunc(cloudrun.LocationsPath, e.Run.ServeLocations) // Cloud Run v1 projects.locations.list
 	mux.Handle(ControlPrefix, http.StripPrefix(strings.TrimSuffix(ControlPrefix, "/"), e.controlHandler()))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

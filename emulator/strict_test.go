@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/iam/apiv1/iampb"
+	run "cloud.google.com/go/run/apiv2"
+	"cloud.google.com/go/run/apiv2/runpb"
 	"google.golang.org/api/googleapi"
 	iap "google.golang.org/api/iap/v1"
 	"google.golang.org/api/option"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/genproto/googleapis/type/expr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/internal/demo"
@@ -225,5 +228,62 @@ func TestStrictPolicyVersions(t *testing.T) {
 	if err != nil || ip.Version != 1 || len(ip.Bindings) != 1 || ip.Bindings[0].Condition != nil ||
 		!strings.HasPrefix(ip.Bindings[0].Role, "roles/iap.httpsResourceAccessor_withcond_") {
 		t.Errorf("IAP getIamPolicy without a requested version = %+v, %v; want version 1 with a _withcond_ role", ip, err)
+	}
+}
+
+// Cloud Run Admin API v2 is served over REST too, as Google does: the
+// official client's REST transport works against the emulator, update
+// masks travel in their JSON (camelCase) form, and errors keep their codes.
+func TestRunOverREST(t *testing.T) {
+	t.Parallel()
+	e := newStrictEnv(t, emulator.Options{})
+	ctx := t.Context()
+	rc, err := run.NewServicesRESTClient(ctx, option.WithEndpoint("http://"+e.emu.Addr()), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	parent := "projects/" + strictProject + "/locations/" + strictRegion
+	op, err := rc.CreateService(ctx, &runpb.CreateServiceRequest{Parent: parent, ServiceId: "rest",
+		Service: &runpb.Service{Labels: map[string]string{"team": "web"},
+			Template: &runpb.RevisionTemplate{Containers: []*runpb.Container{{Image: "us-docker.pkg.dev/cloudrun/container/hello"}}}}})
+	if err != nil {
+		t.Fatalf("CreateService over REST: %v", err)
+	}
+	svc, err := op.Wait(ctx)
+	if err != nil {
+		t.Fatalf("waiting over REST: %v", err)
+	}
+	if svc.GetName() != parent+"/services/rest" || svc.GetIngress() != runpb.IngressTraffic_INGRESS_TRAFFIC_ALL {
+		t.Errorf("created service = %s ingress %s", svc.GetName(), svc.GetIngress())
+	}
+	uop, err := rc.UpdateService(ctx, &runpb.UpdateServiceRequest{
+		Service:    &runpb.Service{Name: svc.GetName(), IapEnabled: true, Labels: map[string]string{"iap": "enabled"}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"iap_enabled", "labels.iap"}}})
+	if err != nil {
+		t.Fatalf("UpdateService over REST: %v", err)
+	}
+	if _, err := uop.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := rc.GetService(ctx, &runpb.GetServiceRequest{Name: svc.GetName()})
+	if err != nil || !got.GetIapEnabled() || got.GetLabels()["iap"] != "enabled" || got.GetLabels()["team"] != "web" {
+		t.Errorf("GetService over REST = %v, %v; want iapEnabled and both labels", got, err)
+	}
+	// The same emulator, over gRPC, sees the same service.
+	if g, err := e.cl.Run.GetService(ctx, &runpb.GetServiceRequest{Name: svc.GetName()}); err != nil || !g.GetIapEnabled() {
+		t.Errorf("GetService over gRPC = %v, %v", g, err)
+	}
+	wantGRPC(t, func() error {
+		_, err := rc.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: svc.GetName(), Policy: &iampb.Policy{
+			Bindings: []*iampb.Binding{{Role: "roles/run.invoker", Members: []string{"serviceAccount:ghost@demo-project.iam.gserviceaccount.com"}}}}})
+		return err
+	}(), codes.InvalidArgument, "Service account ghost@demo-project.iam.gserviceaccount.com does not exist.")
+	if _, err := rc.GetService(ctx, &runpb.GetServiceRequest{Name: parent + "/services/missing"}); status.Code(err) != codes.NotFound {
+		t.Errorf("GetService of a missing service over REST = %v, want NOT_FOUND", err)
+	}
+	it := rc.ListServices(ctx, &runpb.ListServicesRequest{Parent: parent})
+	if s, err := it.Next(); err != nil || s.GetName() != svc.GetName() {
+		t.Errorf("ListServices over REST = %v, %v", s, err)
 	}
 }

@@ -4,8 +4,9 @@
 // TestIamPermissions) and the google.longrunning.Operations mixin
 // (GetOperation, WaitOperation, ListOperations, DeleteOperation), so that the
 // official client cloud.google.com/go/run/apiv2 works unchanged, op.Wait
-// included. Behaviour follows shared/reference/gcp-api-behaviour.md §0.1 and
-// §1.
+// included. The same methods are served over REST/JSON under /v2/ (ServeREST,
+// rest.go), for run.NewServicesRESTClient and recorded REST traffic.
+// Behaviour follows shared/reference/gcp-api-behaviour.md §0.1 and §1.
 //
 // # Contract
 //

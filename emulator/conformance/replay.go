@@ -24,6 +24,7 @@ import (
 var Volatile = []string{
 	"id", "creationTimestamp", "insertTime", "startTime", "endTime", "progress", "user",
 	"fingerprint", "labelFingerprint", "etag", "createTime", "updateTime", "uid", "expireTime",
+	"creator", "lastModifier", "lastTransitionTime", // Cloud Run: the caller and times
 }
 
 // Project is the emulated project ${projectId} and ${projectNumber} stand for.
