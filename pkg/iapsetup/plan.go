@@ -1,7 +1,9 @@
 package iapsetup
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -137,6 +139,11 @@ type Observed struct {
 	IAP     map[string]*Policy
 	IAPErrs map[string]error
 
+	// Neighbours are the other Cloud Run services of the service's region
+	// that share one of its backend services, by name, as read (nil: not
+	// found, or the read failed); a name that is missing was not read.
+	Neighbours map[string]*Service
+
 	// record is the service's access record, verified, with the signing
 	// key (Reconciler.readRecord); nil: not read (the record is then
 	// treated as unverified).
@@ -188,6 +195,22 @@ func (p *Plan) Writes() int {
 		}
 	}
 	return n + p.access.writes()
+}
+
+// needsNeighbours lists the other services behind shared backend services
+// that will change (IAP or access grants) and that were not read.
+func (p *Plan) needsNeighbours() []string {
+	var out []string
+	for _, b := range p.backends {
+		if b.share.shared() && (b.write || p.Desired.AccessSet || !b.backend.IAPEnabled) {
+			for _, n := range b.share.unread() {
+				if !slices.Contains(out, n) {
+					out = append(out, n)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // needsFrontendCheck lists backend services that will be changed and whose
@@ -280,6 +303,12 @@ func PlanFor(d Desired, o *Observed) *Plan {
 			fe = &f
 		}
 		bp := planBackend(b, fe, builtin)
+		bp.share = shareOf(p.Ref, d, b, o)
+		bp.access = d.AccessSet
+		if bp.share.conflict(bp.write || d.AccessSet) != "" {
+			bp.write, bp.changes = false, nil
+			bp.err = bp.share.err
+		}
 		p.backends = append(p.backends, &bp)
 	}
 	turnsIAPOn := p.Mode == ModeDirect && !builtin
@@ -311,6 +340,9 @@ func (p *Plan) iapResources() (number string, resources []IAPResource, reason st
 		return number, []IAPResource{CloudRunIAPResource(number, p.Ref)}, ""
 	}
 	for _, bp := range p.backends {
+		if bp.share.conflict(true) != "" {
+			continue // shared, and not all its services agree: no grant there
+		}
 		if bp.backend.IAPEnabled || bp.write {
 			resources = append(resources, BackendIAPResource(number, bp.backend))
 		}
@@ -819,8 +851,99 @@ func (sp *servicePart) fix() string {
 
 // ---- backend services -------------------------------------------------------
 
+// sharing is what else a backend service fronts besides the service.
+type sharing struct {
+	// others are the other Cloud Run services behind it (names in the
+	// service's region), with why each one does not agree ("" agrees).
+	others map[string]string
+	// unknown are backends iapguard cannot resolve to a labelled Cloud Run
+	// service: instance groups, URL-mask NEGs, NEGs of another region.
+	unknown []string
+	// err: reading one of the others failed (the backend is not changed;
+	// the reconcile fails with it).
+	err error
+}
+
+// shareOf finds what else b fronts and whether each such service agrees:
+// labelled iap=enabled with the same iap-access policy as d.
+func shareOf(ref ServiceRef, d Desired, b BackendService, o *Observed) sharing {
+	var sh sharing
+	for _, g := range b.Groups {
+		i := slices.IndexFunc(o.NEGs, func(n NEG) bool { return SameResource(g, n.SelfLink) })
+		switch {
+		case i < 0:
+			sh.unknown = append(sh.unknown, ResourcePath(g))
+		case o.NEGs[i].CloudRun == nil || o.NEGs[i].CloudRun.Service == "":
+			sh.unknown = append(sh.unknown, ResourcePath(g)+" (selects services by URL mask)")
+		case o.NEGs[i].CloudRun.Service != ref.Name:
+			name := o.NEGs[i].CloudRun.Service
+			if sh.others == nil {
+				sh.others = map[string]string{}
+			}
+			s, read := o.Neighbours[name]
+			switch nd := DesiredFor(s); {
+			case !read:
+				sh.others[name] = "not read"
+			case s == nil:
+				sh.others[name] = "could not be read"
+			case s.readErr != nil:
+				sh.others[name] = "could not be read: " + s.readErr.Error()
+				sh.err = errors.Join(sh.err, fmt.Errorf("reading service %s, which shares backend service %s: %w", name, b.Ref.Name, s.readErr))
+			case s.Ref.Name == "":
+				sh.others[name] = "" // does not exist: its NEG routes nowhere
+			case nd.Intent != Enforce:
+				sh.others[name] = "not labelled " + LabelKey + "=" + LabelEnabled
+			case nd.AccessSet != d.AccessSet || nd.Access != d.Access:
+				sh.others[name] = fmt.Sprintf("%s=%q", AccessLabelKey, nd.Access)
+			default:
+				sh.others[name] = ""
+			}
+		}
+	}
+	return sh
+}
+
+// shared reports whether the backend fronts anything besides the service.
+func (sh sharing) shared() bool { return len(sh.others)+len(sh.unknown) > 0 }
+
+// unread lists the other services not read yet.
+func (sh sharing) unread() []string {
+	var out []string
+	for n, why := range sh.others {
+		if why == "not read" {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// conflict explains why a change (changing: one is needed) may not be made
+// on one service's say-so; "" when it may.
+func (sh sharing) conflict(changing bool) string {
+	if !changing || !sh.shared() {
+		return ""
+	}
+	var why []string
+	for _, n := range slices.Sorted(maps.Keys(sh.others)) {
+		if w := sh.others[n]; w != "" {
+			why = append(why, "service "+n+": "+w)
+		}
+	}
+	for _, u := range sh.unknown {
+		why = append(why, u+": not a labelled Cloud Run service")
+	}
+	if len(why) == 0 {
+		return ""
+	}
+	return strings.Join(why, "; ")
+}
+
 // backendPart turns IAP on for one fronting backend service.
 type backendPart struct {
+	// share is what else the backend fronts; a shared backend is changed
+	// (IAP, access grants) only when every service behind it agrees.
+	share   sharing
 	backend BackendService
 	// frontend is the HTTPS-frontend check; nil: not checked.
 	frontend *Frontend
@@ -830,6 +953,9 @@ type backendPart struct {
 	write   bool
 	changes []Change
 	err     error
+	// access: the service declares an access policy (grants on the
+	// backend's IAP resource would follow).
+	access bool
 }
 
 // planBackend is pure. builtin reports whether the service has Cloud Run's
@@ -849,6 +975,16 @@ func (bp *backendPart) stepFor(svc ServiceRef) (Step, string) {
 	what := "IAP on backend service " + b.Ref.Name + " (Google-managed OAuth client)"
 	if bp.frontend != nil && !bp.frontend.HTTPS {
 		what += "; warning: no HTTPS frontend reaches it, and IAP needs one"
+	}
+	if c := bp.share.conflict(true); c != "" && (!b.IAPEnabled || bp.access) && bp.share.err != nil {
+		s.Status, s.Message = StatusFailed, "deciding whether backend service "+b.Ref.Name+" may change (it is shared): "+bp.share.err.Error()
+		return s, ""
+	} else if c != "" && (!b.IAPEnabled || bp.access) {
+		names := append([]string{svc.Name}, slices.Sorted(maps.Keys(bp.share.others))...)
+		s.Status = StatusConflict
+		s.Message = fmt.Sprintf("backend service %s fronts several Cloud Run services or backends (%s); iapguard changes it (IAP, access grants) only when every service behind it is labelled %s=%s with the same %s policy: %s. Label them alike, or give the service a backend service of its own",
+			b.Ref.Name, strings.Join(append(names, bp.share.unknown...), ", "), LabelKey, LabelEnabled, AccessLabelKey, c)
+		return s, ""
 	}
 	switch {
 	case b.IAPEnabled:

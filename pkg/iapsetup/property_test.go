@@ -221,6 +221,28 @@ func propIsAgent(m string) bool { return strings.EqualFold(m, "serviceAccount:"+
 
 // fronting lists the backend services that front c's service: global or
 // in its region, with a backend naming a NEG of its region that names it.
+// sharedWithOthers reports whether the backend at path fronts anything
+// besides the service that cannot agree (issue #19 item 2): an instance
+// group, a URL-mask NEG, or a NEG of another region. (NEGs naming other
+// services: those services do not exist in the in-memory cloud, so they
+// agree.)
+func (c *propCase) sharedWithOthers(path string) bool {
+	for _, be := range c.backends {
+		if propBackendPath(be) != path {
+			continue
+		}
+		if be.instances {
+			return true
+		}
+		for _, j := range be.negs {
+			if n := c.negs[j]; n.region != propRegion || n.service == "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (c *propCase) fronting() []string {
 	var out []string
 	for _, be := range c.backends {
@@ -344,7 +366,17 @@ func propCheckComplies(c *propCase, res *iapsetup.Result, before, after propPost
 		}
 		for _, p := range front {
 			if b := after.backends[p]; !b[0] && !b[1] {
+				// A backend shared with something that is not a labelled
+				// Cloud Run service (here: an instance group, a URL-mask
+				// NEG) must not be changed on this service's say-so: it
+				// stays as it is, and the outcome is a conflict naming it.
+				if c.sharedWithOthers(p) && res.Outcome == iapsetup.OutcomeConflict && strings.Contains(res.Reason, "fronts several") {
+					continue
+				}
 				bad = append(bad, "IAP off on fronting backend "+p)
+			}
+			if b, a := before.backends[p], after.backends[p]; c.sharedWithOthers(p) && !b[0] && a[0] {
+				bad = append(bad, "IAP turned on on backend "+p+", which it shares with something iapguard cannot see agree")
 			}
 		}
 		want := before.ingress

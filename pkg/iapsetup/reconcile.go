@@ -312,7 +312,8 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 func (r *Reconciler) enforce(ctx context.Context, p *Plan, obs *Observed) (*Plan, error) {
 	need := p.needsFrontendCheck()
 	resources, project := p.access.reads()
-	more := len(need) > 0 || len(resources) > 0 || project != ""
+	neighbours := p.needsNeighbours()
+	more := len(need) > 0 || len(resources) > 0 || project != "" || len(neighbours) > 0
 	var g errgroup.Group
 	if !p.DryRun && p.policy.after != nil {
 		// writePolicy touches p.policy only; the reads below touch obs only.
@@ -324,9 +325,21 @@ func (r *Reconciler) enforce(ctx context.Context, p *Plan, obs *Observed) (*Plan
 	if len(resources) > 0 || project != "" {
 		g.Go(func() error { r.observeAccess(ctx, resources, project, obs); return nil })
 	}
+	if len(neighbours) > 0 {
+		g.Go(func() error { obs.Neighbours = r.readNeighbours(ctx, p.Ref, neighbours, obs.Neighbours); return nil })
+	}
 	_ = g.Wait()
 	if more {
 		np := PlanFor(p.Desired, obs)
+		if n := np.needsNeighbours(); len(n) > 0 {
+			// Grants now planned on a shared backend: its services decide.
+			obs.Neighbours = r.readNeighbours(ctx, p.Ref, n, obs.Neighbours)
+			np = PlanFor(p.Desired, obs)
+		}
+		if res, proj := np.access.reads(); len(res) > 0 || proj != "" {
+			r.observeAccess(ctx, res, proj, obs)
+			np = PlanFor(p.Desired, obs)
+		}
 		np.DryRun = p.DryRun
 		// planPolicy depends on obs.Policy and the agent, which the second
 		// round does not change: keep the part as the write left it.
@@ -340,6 +353,40 @@ func (res *Result) fill(p *Plan) {
 	res.Outcome, res.Mode, res.Reason = p.Outcome, p.Mode, p.Reason
 	res.Steps, res.Changes, res.Warnings = p.Steps, p.Changes, p.Warnings
 	res.Access = p.access.findings()
+}
+
+// readNeighbours reads the services named (in ref's project and region)
+// that share a backend service with ref's: an empty Service for one not
+// found, one carrying readErr for a failed read (the shared backend then
+// fails with that error, transient or not).
+func (r *Reconciler) readNeighbours(ctx context.Context, ref ServiceRef, names []string, known map[string]*Service) map[string]*Service {
+	out := make(map[string]*Service, len(known)+len(names))
+	for k, v := range known {
+		out[k] = v
+	}
+	found := make([]*Service, len(names))
+	var g errgroup.Group
+	for i, n := range names {
+		g.Go(func() error {
+			s, err := r.d.Services.GetService(ctx, ServiceRef{Project: ref.Project, Region: ref.Region, Name: n})
+			if gcperr.IsNotFound(err) {
+				found[i] = &Service{} // no such service: nothing behind that NEG to protect
+				return nil
+			}
+			if err != nil {
+				r.log.WarnContext(ctx, "reading a service that shares a backend service", "service", n, "error", err)
+				found[i] = &Service{Ref: ServiceRef{Name: n}, readErr: &readError{"run.services.get", "", err}}
+				return nil
+			}
+			found[i] = s
+			return nil
+		})
+	}
+	_ = g.Wait()
+	for i, n := range names {
+		out[n] = found[i]
+	}
+	return out
 }
 
 // checkFrontends runs the HTTPS-frontend check for each backend, concurrently.

@@ -98,6 +98,9 @@ func (i Ingress) gcloudFlag() string {
 
 // Service is the part of a Cloud Run service iapguard observes and owns.
 type Service struct {
+	// readErr is set on a placeholder for a service whose read failed
+	// (readNeighbours); such a Service carries nothing else.
+	readErr     error
 	Ref         ServiceRef
 	Labels      map[string]string
 	Annotations map[string]string
