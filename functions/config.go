@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/iapguard/iapguard/internal/boundedre"
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
@@ -73,7 +74,9 @@ const DefaultReplayTopic = "iapguard-replay"
 // old ones (a sweep covers the resource).
 const MaxFutureSkew = 10 * time.Minute
 
-var recordKeyRE = regexp.MustCompile(`^projects/[a-z0-9-]{1,63}/secrets/[a-zA-Z0-9_-]{1,255}/versions/([1-9][0-9]{0,19}|latest)$`)
+// recordKeyRE is projects/P/secrets/S/versions/V: P at most 63 characters,
+// S at most 255, V latest or a number of at most 20 digits.
+var recordKeyRE = boundedre.MustCompile(`^projects/([a-z0-9-]+)/secrets/([a-zA-Z0-9_-]+)/versions/([1-9][0-9]*|latest)$`, 0, 63, 255, 20)
 
 // DefaultMaxConcurrent is the default admission cap per instance: at 1,000
 // concurrent events an uncapped instance peaked at 193–213 MiB RSS, a cap of

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/iapguard/iapguard/internal/boundedre"
 	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/internal/logx"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
@@ -304,10 +304,10 @@ func resourceOf(name string) outcome.Resource {
 
 // Name rules of the fields resourceOf reads from a sender's resource name.
 var (
-	projectNumberRE = regexp.MustCompile(`^[1-9][0-9]{0,19}$`)
-	regionRE        = regexp.MustCompile(`^[a-z][a-z0-9-]{0,39}$`)
+	projectNumberRE = boundedre.MustCompile(`^[1-9][0-9]*$`, 20)
+	regionRE        = boundedre.MustCompile(`^[a-z][a-z0-9-]*$`, 40)
 	// serviceNameRE: Cloud Run service names (RFC 1035 label, at most 49).
-	serviceNameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$`)
+	serviceNameRE = boundedre.MustCompile(`^[a-z]([a-z0-9-]*[a-z0-9])?$`, 49)
 )
 
 // skipMessage is the outcome of an event acknowledged without a reconcile.

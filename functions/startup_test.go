@@ -1,0 +1,86 @@
+package functions
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os/exec"
+	"path/filepath"
+	"regexp/syntax"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// maxInitRegexpInsts bounds the compiled size of a regular expression
+// compiled at package initialisation in code the function links: Go runs
+// it at every process start, before the first request can be answered. A
+// counted repetition such as {1,255} multiplies the program (and its
+// compile time) by its bound; check lengths apart (internal/boundedre).
+const maxInitRegexpInsts = 120
+
+// Package-level regexp.MustCompile (and boundedre.MustCompile) calls in
+// iapguard's packages linked into the function compile small programs.
+func TestNoHeavyRegexpAtPackageInit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	out, err := exec.Command("go", "list", "-deps", "-f", `{{if not .Standard}}{{.ImportPath}} {{.Dir}} {{join .GoFiles ","}}{{end}}`, "./cmd/enforcer").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	checked := 0
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		if len(f) != 3 || !strings.HasPrefix(f[0], "github.com/iapguard/iapguard") {
+			continue
+		}
+		for _, name := range strings.Split(f[2], ",") {
+			file, err := parser.ParseFile(token.NewFileSet(), filepath.Join(f[1], name), nil, parser.SkipObjectResolution)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range file.Decls {
+				g, ok := d.(*ast.GenDecl)
+				if !ok || g.Tok != token.VAR {
+					continue
+				}
+				ast.Inspect(g, func(n ast.Node) bool {
+					call, ok := n.(*ast.CallExpr)
+					if !ok || len(call.Args) == 0 {
+						return true
+					}
+					sel, ok := call.Fun.(*ast.SelectorExpr)
+					if !ok || sel.Sel.Name != "MustCompile" {
+						return true
+					}
+					lit, ok := call.Args[0].(*ast.BasicLit)
+					if !ok || lit.Kind != token.STRING {
+						return true
+					}
+					expr, err := strconv.Unquote(lit.Value)
+					if err != nil {
+						t.Fatal(err)
+					}
+					re, err := syntax.Parse(expr, syntax.Perl)
+					if err != nil {
+						t.Fatalf("%s/%s: %v", f[0], name, err)
+					}
+					prog, err := syntax.Compile(re.Simplify())
+					if err != nil {
+						t.Fatal(err)
+					}
+					checked++
+					if len(prog.Inst) > maxInitRegexpInsts {
+						t.Errorf("%s/%s: %s compiles to %d instructions at every process start (at most %d): write the counted repetition as + or * and check the length apart (internal/boundedre)",
+							f[0], name, expr, len(prog.Inst), maxInitRegexpInsts)
+					}
+					return true
+				})
+			}
+		}
+	}
+	if checked < 5 {
+		t.Fatalf("found %d package-level expressions; the scan is not seeing the code", checked)
+	}
+}
