@@ -10,11 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/iapguard/iapguard/internal/boundedre"
 )
 
 // The access record (AccessAnnotation) says which members iapguard granted
@@ -61,10 +62,12 @@ const MinRecordKeyBytes = 32
 const recordKeyTTL = 10 * time.Minute
 
 // secretVersionRE matches the version names records may cite.
-var secretVersionRE = regexp.MustCompile(`^projects/[a-z0-9-]{1,63}/secrets/[a-zA-Z0-9_-]{1,255}/versions/[0-9]{1,20}$`)
+// (project at most 63 characters, secret 255, version 20 digits).
+var secretVersionRE = boundedre.MustCompile(`^projects/([a-z0-9-]+)/secrets/([a-zA-Z0-9_-]+)/versions/([0-9]+)$`, 0, 63, 255, 20)
 
 // iapResourceRE matches the IAP resource names records may cite.
-var iapResourceRE = regexp.MustCompile(`^projects/[0-9]{1,20}/iap_web/(cloud_run-[a-z0-9-]{1,40}|compute|compute-[a-z0-9-]{1,40})/services/[a-zA-Z0-9_-]{1,63}$`)
+// (project number at most 20 digits, region 40 characters, service 63).
+var iapResourceRE = boundedre.MustCompile(`^projects/([0-9]+)/iap_web/(?:cloud_run-([a-z0-9-]+)|compute|compute-([a-z0-9-]+))/services/([a-zA-Z0-9_-]+)$`, 0, 20, 40, 40, 63)
 
 // accessRecord is the decoded annotation.
 type accessRecord struct {
