@@ -2,6 +2,7 @@ package gcp_test
 
 import (
 	"context"
+	"flag"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,17 @@ import (
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 )
+
+// quotaTiming turns on the wall-clock figures of
+// TestAdaptiveLimitingUnderAQuota (share of the quota used, calls wasted on
+// throttling once learned). They depend on the machine having CPU to spare,
+// so they are a measurement, not a unit-test assertion: run them with
+//
+//	go test ./internal/gcp -run TestAdaptiveLimitingUnderAQuota -quota.timing -v
+//
+// The limiter's logic is asserted on a fake clock in ratelimit_test.go; the
+// figures at scale are in docs/performance.md (burst scenario).
+var quotaTiming = flag.Bool("quota.timing", false, "also assert the wall-clock quota figures (needs an idle machine)")
 
 // TestAdaptiveLimitingUnderAQuota drives many concurrent reads through an
 // adapter against an emulated read quota — Cloud Run's, answered with
@@ -91,6 +103,9 @@ func testLimitingUnderQuota(t *testing.T, api, m string, call func(context.Conte
 	}
 	if fail.Load() > 0 {
 		t.Errorf("%d calls failed, first: %v", fail.Load(), firstErr.Load())
+	}
+	if !*quotaTiming {
+		return
 	}
 	if got := float64(ok.Load()); got < 0.75*bound {
 		t.Errorf("accepted %v calls, want at least 75%% of the quota bound %.0f", got, bound)
