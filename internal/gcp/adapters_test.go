@@ -7,6 +7,7 @@ import (
 	"cloud.google.com/go/iam/apiv1/iampb"
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/genproto/googleapis/type/expr"
 	"google.golang.org/grpc/codes"
 
@@ -34,7 +35,8 @@ func TestRunServices(t *testing.T) {
 	}
 	want := &iapsetup.Service{Ref: helloRef, Labels: map[string]string{"iap": "enabled", "team": "web"},
 		Annotations: map[string]string{"owner": "web"}, Ingress: iapsetup.IngressAll, InvokerIAMDisabled: true, Etag: got.Etag}
-	if diff := cmp.Diff(want, got, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Source" }, cmp.Ignore())); diff != "" {
+	if diff := cmp.Diff(want, got, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Source" }, cmp.Ignore()),
+		cmpopts.IgnoreUnexported(iapsetup.Service{})); diff != "" {
 		t.Errorf("GetService (-want +got):\n%s", diff)
 	}
 	if got.Etag == "" {
