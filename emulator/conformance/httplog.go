@@ -40,6 +40,9 @@ type Exchange struct {
 	RespBody string
 	// Line is the 1-based line of the request line in the file.
 	Line int
+	// Err is set when the exchange could not be parsed (it is counted,
+	// not replayed).
+	Err error
 }
 
 var statusLine = regexp.MustCompile(`^([1-5][0-9][0-9]) `)
@@ -60,7 +63,9 @@ func Parse(r io.Reader) ([]Exchange, error) {
 		}
 		ex, err := parseExchange(lines, start)
 		if err != nil {
-			return err
+			// Recordings of other shapes (gRPC calls logged without a
+			// status line, for example) are kept as unparsed, not fatal.
+			ex = Exchange{Line: start, Err: err}
 		}
 		out = append(out, ex)
 		return nil

@@ -53,6 +53,7 @@ type Counts struct {
 // Report is the outcome of replaying a corpus.
 type Report struct {
 	Files      int
+	Unparsed   int // exchanges that could not be parsed (not replayed)
 	ByAPI      map[string]*Counts
 	ByMethod   map[string]*Counts
 	Deviations []Deviation
@@ -188,6 +189,10 @@ func replayFile(rep *Report, file string, exs []Exchange) error {
 	hc := &http.Client{Timeout: 30 * time.Second}
 	b := &bindings{vals: map[string]string{}, requested: map[string]bool{}}
 	for _, ex := range exs {
+		if ex.Err != nil {
+			rep.Unparsed++
+			continue
+		}
 		u, err := url.Parse(ex.URL)
 		if err != nil {
 			return fmt.Errorf("line %d: %w", ex.Line, err)
@@ -411,7 +416,7 @@ func short(v any) string {
 // Format renders the report: per API replayed / matched / deviating and the
 // skipped exchanges, then the rate over the methods iapguard uses.
 func (r *Report) Format(w io.Writer) {
-	fmt.Fprintf(w, "%d files\n%-14s %9s %8s %10s %9s %9s\n", r.Files, "API", "replayed", "matched", "deviating", "unserved", "mock")
+	fmt.Fprintf(w, "%d files, %d unparsed exchanges\n%-14s %9s %8s %10s %9s %9s\n", r.Files, r.Unparsed, "API", "replayed", "matched", "deviating", "unserved", "mock")
 	for _, api := range slices.Sorted(maps.Keys(r.ByAPI)) {
 		c := r.ByAPI[api]
 		fmt.Fprintf(w, "%-14s %9d %8d %10d %9d %9d\n", api, c.Replayed, c.Matched, c.Deviating, c.Unserved, c.Mock)
