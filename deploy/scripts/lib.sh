@@ -231,13 +231,18 @@ project_number() {
   gcloud projects describe "$1" --format='value(projectNumber)'
 }
 
-# sweep_job_id PROJECT: the id of PROJECT's sweep job. Cloud Scheduler job
+# sweep_job_id PROJECT|folders/N: the id of the sweep job of a project, or
+# of a folder entry (iapguard-sweep-_fN: no project id escapes to "_f"). Cloud Scheduler job
 # ids allow letters, digits, hyphens and underscores only, and a
 # domain-scoped project id (example.com:p) has '.' and ':'; project ids
 # never hold '_', so it is the escape: '_' → _u, ':' → _c, '.' → _d (in that
 # order), reversed by sweep_job_project. deploy/terraform/scheduler.tf
 # encodes the same way.
 sweep_job_id() {
+  if [[ "$1" == folders/* ]]; then
+    printf '%s_f%s\n' "$SWEEP_JOB_PREFIX" "${1#folders/}"
+    return
+  fi
   local id=${1//_/_u}
   id=${id//:/_c}
   printf '%s%s\n' "$SWEEP_JOB_PREFIX" "${id//./_d}"
@@ -250,6 +255,17 @@ sweep_job_project() {
   id=${id//_d/.}
   id=${id//_c/:}
   printf '%s\n' "${id//_u/_}"
+}
+
+# sweep_job_scope JOB: the scope whose sweep job JOB is (folders/N or
+# projects/P).
+sweep_job_scope() {
+  local id=${1#"$SWEEP_JOB_PREFIX"}
+  if [[ "$id" == _f* ]]; then
+    printf 'folders/%s\n' "${id#_f}"
+    return
+  fi
+  printf 'projects/%s\n' "$(sweep_job_project "$1")"
 }
 
 # pubsub_agent PROJECT: the Pub/Sub service agent of PROJECT.

@@ -8,8 +8,10 @@
 #   - topic iapguard-dead-letter and subscription iapguard-dead-letter-hold,
 #     which keeps undeliverable events for 7 days (messages published to a
 #     topic without subscriptions are lost);
-#   - roles/pubsub.publisher for iapguard-enforcer on the outcomes topic only,
-#     and for the Pub/Sub service agent on the dead-letter topic.
+#   - roles/pubsub.publisher for iapguard-enforcer on the outcomes topic and
+#     on the replay topic (a sweep request fans out as one replay message per
+#     labelled service, docs/orgwide.md), and for the Pub/Sub service agent on
+#     the dead-letter topic.
 #
 # The caller needs roles/pubsub.admin.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -66,6 +68,8 @@ else
 fi
 
 gcloud pubsub topics add-iam-policy-binding "$OUTCOMES_TOPIC" --project="$DEPLOY_PROJECT" \
+  --member="serviceAccount:$enforcer" --role=roles/pubsub.publisher >/dev/null
+gcloud pubsub topics add-iam-policy-binding "$REPLAY_TOPIC" --project="$DEPLOY_PROJECT" \
   --member="serviceAccount:$enforcer" --role=roles/pubsub.publisher >/dev/null
 gcloud pubsub topics add-iam-policy-binding "$DEAD_LETTER_TOPIC" --project="$DEPLOY_PROJECT" \
   --member="serviceAccount:$(pubsub_agent "$DEPLOY_PROJECT")" --role=roles/pubsub.publisher >/dev/null

@@ -53,6 +53,15 @@ resource "google_pubsub_topic_iam_member" "enforcer_publishes_outcomes" {
   member  = "serviceAccount:${google_service_account.enforcer.email}"
 }
 
+# A sweep request fans out: the function publishes one replay message per
+# labelled service it found (docs/orgwide.md).
+resource "google_pubsub_topic_iam_member" "enforcer_publishes_replays" {
+  project = var.project
+  topic   = google_pubsub_topic.replay.name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_service_account.enforcer.email}"
+}
+
 resource "google_pubsub_topic_iam_member" "agent_publishes_dead_letters" {
   project = var.project
   topic   = google_pubsub_topic.dead_letter.name

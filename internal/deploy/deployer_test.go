@@ -112,6 +112,7 @@ func TestDeployerTableMatchesScripts(t *testing.T) {
 		{script: "identity.sh", env: base},
 		{script: "identity.sh", env: base, seed: existingWorld},
 		{script: "identity.sh", env: base, seed: deletedRole},
+		{script: "enable-apis.sh", env: with(map[string]string{"IAPGUARD_PROJECTS": folderScope, "DEPLOY_ORGANIZATION": "42"}), seed: folderWorld},
 		{script: "pubsub.sh", env: base},
 		{script: "pubsub.sh", env: base, seed: existingWorld},
 		{script: "service.sh", env: base},

@@ -381,7 +381,7 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 			check: func(t *testing.T, r scriptRun) {
 				for _, p := range []string{"demo-project", "other-project"} {
 					if !r.hasCall("scheduler jobs create pubsub iapguard-sweep-"+p, "--topic=projects/demo-project/topics/iapguard-replay",
-						`--message-body={"version":1,"project":"`+p+`","requestedBy":"scheduler"}`) {
+						`--message-body={"version":1,"scope":"projects/`+p+`","requestedBy":"scheduler"}`) {
 						t.Errorf("no sweep job for %s", p)
 					}
 				}
@@ -394,10 +394,10 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 			env:  with(map[string]string{"IAPGUARD_PROJECTS": "example.com:p, demo-project"}),
 			seed: []string{"scheduler jobs|demo-project|us-central1|iapguard-sweep-example_dcom_cold"},
 			check: func(t *testing.T, r scriptRun) {
-				if !r.hasCall("scheduler jobs create pubsub iapguard-sweep-example_dcom_cp ", `"project":"example.com:p"`) {
+				if !r.hasCall("scheduler jobs create pubsub iapguard-sweep-example_dcom_cp ", `"scope":"projects/example.com:p"`) {
 					t.Errorf("no sweep job with a valid id for example.com:p:\n%s", strings.Join(r.joined(), "\n"))
 				}
-				if !r.hasCall("scheduler jobs delete iapguard-sweep-example_dcom_cold") || !strings.Contains(r.stderr, "project example.com:old no longer allowlisted") {
+				if !r.hasCall("scheduler jobs delete iapguard-sweep-example_dcom_cold") || !strings.Contains(r.stderr, "projects/example.com:old no longer in scope") {
 					t.Errorf("the job of a domain-scoped project left the scope is not pruned by its decoded id: %s", r.stderr)
 				}
 			},
@@ -438,7 +438,7 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 			env: with(map[string]string{"IAPGUARD_PROJECTS": "team-*"}),
 			check: func(t *testing.T, r scriptRun) {
 				for _, p := range []string{"team-a", "team-b"} {
-					if !r.hasCall("scheduler jobs create pubsub iapguard-sweep-"+p, `"project":"`+p+`"`) {
+					if !r.hasCall("scheduler jobs create pubsub iapguard-sweep-"+p, `"scope":"projects/`+p+`"`) {
 						t.Errorf("no sweep job for %s, which the pattern matches", p)
 					}
 				}
@@ -453,7 +453,7 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 			name: "sweep.pattern-and-number", script: "sweep.sh", seed: folderWorld,
 			env: with(map[string]string{"IAPGUARD_PROJECTS": "team-*, 100000000001"}),
 			check: func(t *testing.T, r scriptRun) {
-				if !r.hasCall("scheduler jobs create pubsub iapguard-sweep-100000000001", `"project":"100000000001"`) {
+				if !r.hasCall("scheduler jobs create pubsub iapguard-sweep-100000000001", `"scope":"projects/100000000001"`) {
 					t.Errorf("no sweep job for the listed number:\n%s", strings.Join(r.joined(), "\n"))
 				}
 				if r.hasCall("iapguard-sweep-team-a") {
@@ -471,23 +471,20 @@ func TestScriptsAgainstFakeGcloud(t *testing.T) {
 						jobs = append(jobs, strings.TrimPrefix(c[4], "iapguard-sweep-"))
 					}
 				}
-				// The listed project and number, the pattern's match, then the
-				// folders' projects however deep; team-a (pattern) and numbered
-				// (listed by number) once.
-				want := []string{"demo-project", "100000000006", "team-a", "ops-tools", "deep-one", "deeper-two"}
+				// One job per scope (issue #18): each folder entry (its
+				// projects, however deep, are found by the function's Cloud
+				// Asset search, so the folders are not walked here), then the
+				// listed project and number and the pattern's match; team-a
+				// (pattern) and numbered (listed by number) once.
+				want := []string{"_f10", "_f20", "demo-project", "100000000006", "team-a"}
 				if diff := cmp.Diff(want, jobs); diff != "" {
 					t.Errorf("sweep jobs (-want +got):\n%s", diff)
 				}
-				for _, f := range []string{"10", "20", "30"} {
-					if n := strings.Count(strings.Join(r.joined(), "\n"), "resource-manager folders list --folder="+f+" "); n != 1 {
-						t.Errorf("folders/%s walked %d times, want once", f, n)
-					}
-					if !r.hasCall("projects list", "--filter=parent.type:folder parent.id:"+f+" lifecycleState:ACTIVE") {
-						t.Errorf("projects of folders/%s not listed", f)
-					}
+				if !r.hasCall("scheduler jobs create pubsub iapguard-sweep-_f10", `"scope":"folders/10"`) {
+					t.Error("the folder's job does not publish a sweep request for folders/10")
 				}
-				if r.hasCall("--folder=11") || r.hasCall("--folder=21") || r.hasCall("iapguard-sweep-folders") {
-					t.Error("walked a folder outside the scope, or made a job for a folder entry")
+				if r.hasCall("resource-manager folders list") || r.hasCall("iapguard-sweep-ops-tools") || r.hasCall("iapguard-sweep-deep-one") {
+					t.Error("walked the folders, or made a job for a project under a folder entry")
 				}
 			},
 		},

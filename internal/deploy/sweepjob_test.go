@@ -71,6 +71,25 @@ func TestSweepJobIDs(t *testing.T) {
 			t.Errorf("Terraform names the sweep job of %q %q; the script %q", p, got, id)
 		}
 	}
+	// A folder entry's job (issue #18: one sweep job per scope): no
+	// project id escapes to "_f", and sweep_job_scope reads both kinds.
+	for scope, want := range map[string]string{"folders/10": "iapguard-sweep-_f10", "projects/example.com:p": "iapguard-sweep-example_dcom_cp"} {
+		arg := strings.TrimPrefix(scope, "projects/")
+		out, err := exec.CommandContext(t.Context(), "bash", "-c",
+			`set -euo pipefail; source "$1"; id=$(sweep_job_id "$2"); printf '%s\n' "$id"; sweep_job_scope "$id"`,
+			"-", lib, arg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("sweep_job_id %q: %v\n%s", arg, err, out)
+		}
+		if got := strings.Fields(string(out)); len(got) != 2 || got[0] != want || got[1] != scope {
+			t.Errorf("sweep_job_id/sweep_job_scope of %s = %q, want [%s %s]", scope, got, want, scope)
+		}
+		if strings.HasPrefix(scope, "folders/") {
+			if other, dup := seen[want]; dup {
+				t.Errorf("folder job %s collides with project %q", want, other)
+			}
+		}
+	}
 	if id := "iapguard-sweep-example_dcom_cp"; seen[id] != "example.com:p" {
 		t.Errorf("example.com:p's job is not %s (ids: %v)", id, seen)
 	}

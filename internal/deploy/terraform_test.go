@@ -404,13 +404,14 @@ func TestTerraformFolderEntries(t *testing.T) {
 		}
 	}
 
-	// Sweep jobs, the IAP API and the default actAs grants cover the
-	// projects found under the folders.
+	// The IAP API and the default actAs grants cover the projects found
+	// under the folders; the sweep has one job per folder entry (issue #18).
 	for key, want := range map[string]string{
-		"data.google_folders.scope":        `parent_id = "folders/${each.value}"`,
-		"data.google_projects.in_folder":   `filter   = "parent.type:folder parent.id:${each.value} lifecycleState:ACTIVE"`,
-		"google_cloud_scheduler_job.sweep": "for_each  = toset(local.scope_projects)",
-		"google_project_service.iap":       "local.scope_projects",
+		"data.google_folders.scope":               `parent_id = "folders/${each.value}"`,
+		"data.google_projects.in_folder":          `filter   = "parent.type:folder parent.id:${each.value} lifecycleState:ACTIVE"`,
+		"google_cloud_scheduler_job.sweep":        "for_each  = toset(local.allowlist)",
+		"google_cloud_scheduler_job.sweep_folder": "for_each  = toset(local.scope_folders)",
+		"google_project_service.iap":              "local.scope_projects",
 	} {
 		typ, name, _ := strings.Cut(key, ".")
 		var b *hclsyntax.Block

@@ -276,7 +276,7 @@ func (d *Discovery) listRegions(ctx context.Context, scope string, labelled bool
 			}
 			for _, r := range regions {
 				var c int64
-				svcs, err := d.run.listServices(gctx, p, r, &c)
+				svcs, err := d.listRegion(gctx, p, r, &c)
 				var fs []Found
 				for _, s := range svcs {
 					if labelled {
@@ -297,6 +297,22 @@ func (d *Discovery) listRegions(ctx context.Context, scope string, labelled bool
 	err := g.Wait()
 	out.Calls = calls
 	return out, err
+}
+
+// listRegion lists one region, again after a pause when a page was
+// throttled (the Run adapter's listing does not retry pages), up to the
+// pacer's retry budget.
+func (d *Discovery) listRegion(ctx context.Context, project, region string, calls *int64) ([]*iapsetup.Service, error) {
+	bo := d.runP.backoff
+	for attempt := 0; ; attempt++ {
+		svcs, err := d.run.listServices(ctx, project, region, calls)
+		if !Throttled(err) || attempt >= d.runP.retries {
+			return svcs, err
+		}
+		if serr := d.runP.sleep(ctx, bo.Pause()); serr != nil {
+			return nil, errors.Join(err, serr)
+		}
+	}
 }
 
 // NewProjectsUnder enumerates folder and organisation scopes through
