@@ -300,9 +300,15 @@ func scanServices(ctx context.Context, sess *session, region string, dryRun bool
 		}
 	} else {
 		var d *gcp.Discovered
-		d, err = sess.clients.Discovery.Discover(ctx, "projects/"+sess.project, false)
+		if fs, ok := sess.prefound[sess.project]; ok {
+			d = &gcp.Discovered{Services: fs, Path: gcp.PathAsset}
+		} else {
+			d, err = sess.clients.Discovery.Discover(ctx, "projects/"+sess.project, false)
+			if d != nil {
+				sess.discovery = append(sess.discovery, d)
+			}
+		}
 		if d != nil {
-			sess.discovery = append(sess.discovery, d)
 			for _, f := range d.Services {
 				if f.Listed != nil {
 					svcs = append(svcs, f.Listed)

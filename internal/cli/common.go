@@ -179,6 +179,9 @@ type session struct {
 	access *iapsetup.AccessPolicies
 	// discovery records how each every-region scan found its services.
 	discovery []*gcp.Discovered
+	// prefound, when not nil, holds the services of projects found by one
+	// search over their parent (--all-projects: discoverByParent).
+	prefound map[string][]gcp.Found
 }
 
 // defaultEmulatorPrincipal is who iapctl's writes are attributed to in the

@@ -79,27 +79,34 @@ func (f *scopeFlags) resolve(ctx context.Context) (iapsetup.Scope, error) {
 // returns only those), and for folder entries resourcemanager.folders.list
 // on each listed folder (roles/browser on the folder has both).
 func projectsInScope(ctx context.Context, scope iapsetup.Scope) ([]string, iapsetup.Scope, error) {
+	names, recScope, _, err := projectInfosInScope(ctx, scope)
+	return names, recScope, err
+}
+
+// projectInfosInScope is projectsInScope that also returns what Resource
+// Manager said of each project (its parent, when known).
+func projectInfosInScope(ctx context.Context, scope iapsetup.Scope) ([]string, iapsetup.Scope, []iapsetup.ProjectInfo, error) {
 	opts, err := clientOptions(ctx)
 	if err != nil {
-		return nil, scope, err
+		return nil, scope, nil, err
 	}
 	dir, err := gcp.NewProjectDirectory(ctx, opts)
 	if err != nil {
-		return nil, scope, explain(err, opts.EmulatorHost)
+		return nil, scope, nil, explain(err, opts.EmulatorHost)
 	}
 	defer dir.Close()
 	ps, err := scope.Projects(ctx, dir)
 	if err != nil {
 		if gcperr.Code(err) == codes.PermissionDenied {
-			return nil, scope, fmt.Errorf("listing the projects of scope %s through Resource Manager: %s", scope, grpcDesc(err))
+			return nil, scope, nil, fmt.Errorf("listing the projects of scope %s through Resource Manager: %s", scope, grpcDesc(err))
 		}
-		return nil, scope, explain(err, opts.EmulatorHost)
+		return nil, scope, nil, explain(err, opts.EmulatorHost)
 	}
 	out := make([]string, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, p.Name())
 	}
-	return out, scope.With(out...), nil
+	return out, scope.With(out...), ps, nil
 }
 
 // scanScope is audit's and enforce's --all-projects: it lists the projects
@@ -114,7 +121,7 @@ func scanScope(ctx context.Context, f *opFlags, scope iapsetup.Scope, dryRun boo
 	}
 	ctx, cancel := withTimeout(ctx, f.timeout)
 	defer cancel()
-	projects, recScope, err := projectsInScope(ctx, scope)
+	projects, recScope, infos, err := projectInfosInScope(ctx, scope)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -123,6 +130,9 @@ func scanScope(ctx context.Context, f *opFlags, scope iapsetup.Scope, dryRun boo
 		return nil, nil, err
 	}
 	defer sess.Close()
+	if f.region == "" {
+		sess.prefound = discoverByParent(ctx, sess, infos)
+	}
 	reports, results, ie := scanProjects(ctx, sess, projects, f.region, dryRun, prog)
 	prog.finish()
 	if reports == nil {
@@ -230,4 +240,51 @@ func projectFailures(results []projectResult) error {
 	}
 	sort.Slice(failed, func(i, j int) bool { return failed[i].Project < failed[j].Project })
 	return fmt.Errorf("%d of %d project(s) could not be scanned; first: %s: %s", len(failed), len(results), failed[0].Project, failed[0].Error)
+}
+
+// discoverByParent finds the services of many projects with few Cloud
+// Asset searches (issue #18): one search per parent (folder or
+// organisation) that holds at least two of the projects, one per project
+// otherwise. It returns the services found per project id, for
+// scanServices to use instead of a search of its own; nil when Cloud Asset
+// is not used (IAPGUARD_DISCOVERY=regions) or a search failed, and then
+// each project is discovered on its own (with the per-region fallback).
+// A parent's search may return services of projects outside the scope:
+// they are ignored.
+func discoverByParent(ctx context.Context, sess *session, infos []iapsetup.ProjectInfo) map[string][]gcp.Found {
+	if sess.clients.Discovery.Mode() == gcp.ModeRegions {
+		return nil
+	}
+	byParent := map[string][]string{}
+	for _, p := range infos {
+		if p.ID == "" {
+			continue
+		}
+		parent := p.Parent
+		if parent == "" {
+			parent = "projects/" + p.ID
+		}
+		byParent[parent] = append(byParent[parent], p.ID)
+	}
+	out := map[string][]gcp.Found{}
+	for parent, ids := range byParent {
+		scope := parent
+		if len(ids) == 1 {
+			scope = "projects/" + ids[0]
+		}
+		d, err := sess.clients.Discovery.Discover(ctx, scope, false)
+		if err != nil || d.Path != gcp.PathAsset {
+			return nil
+		}
+		sess.discovery = append(sess.discovery, d)
+		for _, id := range ids {
+			out[id] = []gcp.Found{}
+		}
+		for _, f := range d.Services {
+			if fs, ok := out[f.Ref.Project]; ok {
+				out[f.Ref.Project] = append(fs, f)
+			}
+		}
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -393,5 +394,51 @@ func TestReplayAllProjectsLocallyFolders(t *testing.T) {
 	calls := em.Core.Stats.Snapshot().Sub(before).Calls
 	if n := calls["google.cloud.resourcemanager.v3.Projects.GetProject"] + calls["google.cloud.resourcemanager.v3.Folders.GetFolder"]; n != 0 {
 		t.Errorf("GetProject + GetFolder calls = %d, want 0", n)
+	}
+}
+
+// TestAuditAllProjectsOneSearchPerParent (issue #18): the projects of
+// --all-projects that share a parent are discovered by one Cloud Asset
+// search of that parent, not one search (or 1 + regions listings) each;
+// a project alone under its parent is searched by itself.
+func TestAuditAllProjectsOneSearchPerParent(t *testing.T) {
+	t.Parallel()
+	var projects []core.Project
+	for i := range 5 {
+		projects = append(projects, core.Project{ID: fmt.Sprintf("team-%d", i), Number: int64(700000000000 + i), Parent: "folders/10"})
+	}
+	projects = append(projects, core.Project{ID: "solo", Number: 700000000099, Parent: "folders/11"})
+	em, err := emulator.New(emulator.Options{Projects: projects,
+		Folders: []core.Folder{{ID: "10", Parent: "organizations/1"}, {ID: "11", Parent: "organizations/1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = em.Close() })
+	for _, p := range projects {
+		if _, err := em.Run.Seed(p.ID, testRegion, "web", &runpb.Service{Labels: map[string]string{"iap": "enabled"}, Template: helloTemplate}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const search = "google.cloud.asset.v1.AssetService.SearchAllResources"
+	for _, tt := range []struct {
+		mode     string
+		searches int64
+	}{{"", 2}, {"regions", 0}} {
+		before := em.Core.Stats.Snapshot()
+		_, out, errOut := runOrg(t, em, map[string]string{envDiscovery: tt.mode}, "audit", "--all-projects", "--scope", "folders/10,folders/11", "-o", "json")
+		var rep auditReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("mode %q: audit JSON: %v (stderr %s)", tt.mode, err, errOut)
+		}
+		if len(rep.Projects) != 6 || rep.Summary.Labelled != 6 {
+			t.Errorf("mode %q: %d projects, %d labelled services; want 6 and 6", tt.mode, len(rep.Projects), rep.Summary.Labelled)
+		}
+		calls := em.Core.Stats.Snapshot().Sub(before).Calls
+		if calls[search] != tt.searches {
+			t.Errorf("mode %q: %d searches, want %d (one per parent holding several projects, one per lone project)", tt.mode, calls[search], tt.searches)
+		}
 	}
 }

@@ -191,6 +191,7 @@ func TestReplayMessageDocExamples(t *testing.T) {
 		{Kind: TargetService, Project: "my-project", Region: "europe-west1", Service: "billing"},
 		{Kind: TargetProject, Project: "my-project", Region: "europe-west1"},
 		{Kind: TargetProject, Project: "my-project"},
+		{Kind: TargetSweep, Scope: "folders/1234"},
 	}
 	if len(examples) != len(want) {
 		t.Fatalf("docs/replay-message.md has %d json examples, want %d", len(examples), len(want))
@@ -203,6 +204,44 @@ func TestReplayMessageDocExamples(t *testing.T) {
 		}
 		if diff := cmp.Diff(want[i], m.Target()); diff != "" {
 			t.Errorf("example %d (-want +got):\n%s", i+1, diff)
+		}
+	}
+}
+
+// TestSweepRequest: the scope member (issue #18) makes a sweep request; it
+// excludes project, region and service, and names a concrete project,
+// folder or organisation.
+func TestSweepRequest(t *testing.T) {
+	tests := []struct {
+		data string
+		want Target
+		ok   bool
+	}{
+		{`{"version":1,"scope":"folders/1234","requestedBy":"scheduler"}`, Target{Kind: TargetSweep, Scope: "folders/1234"}, true},
+		{`{"version":1,"scope":"organizations/42"}`, Target{Kind: TargetSweep, Scope: "organizations/42"}, true},
+		{`{"version":1,"scope":"projects/example.com:p"}`, Target{Kind: TargetSweep, Scope: "projects/example.com:p"}, true},
+		{`{"version":1,"scope":"folders/10","project":"p"}`, Target{}, false},
+		{`{"version":1,"scope":"folders/10","region":"us-central1"}`, Target{}, false},
+		{`{"version":1,"scope":"folders/abc"}`, Target{}, false},
+		{`{"version":1,"scope":"projects/-"}`, Target{}, false},
+		{`{"version":1,"scope":"organizations/"}`, Target{}, false},
+		{`{"version":1,"scope":"billingAccounts/1"}`, Target{}, false},
+		{`{"version":1,"scope":"folders/1","scope":"folders/2"}`, Target{}, false},
+		{`{"version":1}`, Target{}, false},
+	}
+	for _, tt := range tests {
+		m, err := ParseReplayMessage([]byte(tt.data))
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: err = %v, want ok=%v", tt.data, err, tt.ok)
+			continue
+		}
+		if tt.ok {
+			if got := m.Target(); got != tt.want {
+				t.Errorf("%s: target %+v, want %+v", tt.data, got, tt.want)
+			}
+			if got := ReplayMessageFor(m.Target(), m.RequestedBy); got != m {
+				t.Errorf("%s: ReplayMessageFor round trip = %+v", tt.data, got)
+			}
 		}
 	}
 }

@@ -78,7 +78,7 @@ type Options struct {
 	RunLimiter, ComputeLimiter, ServiceUsageLimiter, IAPLimiter Limiter
 	// AssetLimiter paces Cloud Asset Inventory searches (default: Google's
 	// documented 400 SearchAllResources per minute per consumer project,
-	// cloud.google.com/asset-inventory/docs/quota, with a burst of 10).
+	// cloud.google.com/asset-inventory/docs/quota, with a burst of 400).
 	AssetLimiter Limiter
 	// RateLimits tunes the default adaptive limiters (zero: defaults).
 	RateLimits AdaptiveConfig
@@ -194,7 +194,9 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 	c.IAPAdapter = &IAPAdapter{c: ic, pace: pace(opts.IAPLimiter)}
 	al := opts.AssetLimiter
 	if al == nil {
-		al = rate.NewLimiter(rate.Limit(400.0/60), 10)
+		// 400 per minute: the bucket holds a minute's worth, as the quota
+		// allows them within any minute.
+		al = rate.NewLimiter(rate.Limit(400.0/60), 400)
 	}
 	c.Discovery = &Discovery{asset: ac, v1: r1, run: c.RunAdapter, pace: pace(al), runP: c.RunAdapter.pace}
 	if opts.RecordKey != "" {

@@ -125,6 +125,14 @@ type Discovery struct {
 // SetOptions replaces the discovery options (mode, project enumeration).
 func (d *Discovery) SetOptions(o DiscoveryOptions) { d.opts = o }
 
+// Mode returns the discovery mode (ModeAuto when unset).
+func (d *Discovery) Mode() string {
+	if d.opts.Mode == "" {
+		return ModeAuto
+	}
+	return d.opts.Mode
+}
+
 // Discover finds the services of scope (projects/P, folders/N or
 // organizations/N; a bare project id means projects/ID). labelled limits
 // it to services carrying the iap label (LabelledQuery) on the Cloud Asset
