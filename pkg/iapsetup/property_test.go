@@ -82,6 +82,7 @@ type propCase struct {
 	bindings    []propBinding
 	negs        []propNEG
 	backends    []propBackend
+	access      propAccess
 }
 
 func (c *propCase) String() string {
@@ -188,6 +189,9 @@ func propGenCase(r *rand.Rand, name string, emulable bool) *propCase {
 		}
 		c.backends = append(c.backends, be)
 	}
+	if !emulable {
+		propGenAccess(r, c)
+	}
 	return c
 }
 
@@ -272,12 +276,14 @@ func propCheckNeverWeaker(c *propCase, before, after propPosture, foreign []prop
 		bad = append(bad, fmt.Sprintf("labels changed: %v → %v", before.labels, after.labels))
 	}
 	for k, v := range before.annotations {
-		if after.annotations[k] != v {
+		// The access record is iapguard's own (an unverifiable one is
+		// replaced): what it may do with it is checked by propCheckAccess.
+		if k != iapsetup.AccessAnnotation && after.annotations[k] != v {
 			bad = append(bad, fmt.Sprintf("annotation %s=%q changed to %q", k, v, after.annotations[k]))
 		}
 	}
 	for k, v := range after.annotations {
-		if _, ok := before.annotations[k]; !ok && !(k == iapsetup.ManagedAnnotation && v == iapsetup.ManagedValue) && !strings.HasPrefix(k, "racer/") {
+		if _, ok := before.annotations[k]; !ok && !(k == iapsetup.ManagedAnnotation && v == iapsetup.ManagedValue) && !strings.HasPrefix(k, "racer/") && k != iapsetup.AccessAnnotation {
 			bad = append(bad, fmt.Sprintf("annotation %s=%q added", k, v))
 		}
 	}
@@ -414,6 +420,11 @@ type propCloud struct {
 	gen      int
 	writes   int
 	foreign  []propGrant
+	// IAP resource policies; the accessor grants iapguard made and the
+	// revocations it made (role holds the resource).
+	iap        map[string]*iapsetup.Policy
+	iapGranted map[string][]string
+	iapRevoked []propGrant
 }
 
 var propErrInjected = status.Error(codes.Unavailable, "The service is currently unavailable (injected).")
@@ -430,7 +441,15 @@ func (m *propCloud) race() bool { return m.rnd.Float64() < m.raceRate }
 func (m *propCloud) etag() string { m.gen++; return fmt.Sprintf("etag-%d", m.gen) }
 
 func newPropCloud(c *propCase, rnd *rand.Rand, faultRate, raceRate float64) *propCloud {
-	m := &propCloud{rnd: rnd, faultRate: faultRate, raceRate: raceRate, backends: map[string]*iapsetup.BackendService{}, fronts: map[string]iapsetup.Frontend{}}
+	m := &propCloud{rnd: rnd, faultRate: faultRate, raceRate: raceRate, backends: map[string]*iapsetup.BackendService{}, fronts: map[string]iapsetup.Frontend{},
+		iap: map[string]*iapsetup.Policy{}, iapGranted: map[string][]string{}}
+	for res, ms := range c.access.accessors {
+		p := &iapsetup.Policy{Version: 1, Etag: []byte(m.etag())}
+		if len(ms) > 0 {
+			p.Bindings = []iapsetup.Binding{{Role: iapsetup.RoleAccessor, Members: slices.Clone(ms)}}
+		}
+		m.iap[res] = p
+	}
 	m.svc = &iapsetup.Service{
 		Ref:    iapsetup.ServiceRef{Project: propProject, Region: propRegion, Name: c.name},
 		Labels: maps.Clone(c.labels), Annotations: maps.Clone(c.annotations),
@@ -696,7 +715,7 @@ func (m *propCloud) posture() propPosture {
 }
 
 func (m *propCloud) deps() iapsetup.Deps {
-	return iapsetup.Deps{Services: m, Policies: m, NEGs: m, Backends: m, Frontends: m, Identity: m}
+	return iapsetup.Deps{Services: m, Policies: m, NEGs: m, Backends: m, Frontends: m, Identity: m, IAP: m, RecordKeys: m}
 }
 
 func propOptions() iapsetup.Options {
@@ -705,6 +724,11 @@ func propOptions() iapsetup.Options {
 		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond, Multiplier: 2},
 	}
 	iapsetup.SetTestHooks(&o, nil, func(ctx context.Context, _ time.Duration) error { return ctx.Err() })
+	a, err := iapsetup.NewAccessPolicies("property", propPolicies)
+	if err != nil {
+		panic(err)
+	}
+	o.AccessPolicies = a
 	return o
 }
 
@@ -720,7 +744,7 @@ func propOptions() iapsetup.Options {
 func TestNeverWeakenProperty(t *testing.T) {
 	t.Parallel()
 	rnd := rand.New(rand.NewPCG(*propSeed, 0x1ea4))
-	var stats struct{ enforce, writes, attempts, races, failedFirst int }
+	var stats struct{ enforce, writes, attempts, races, failedFirst, grants, revocations int }
 	outcomes := map[iapsetup.Outcome]int{}
 	for i := range *propCases {
 		c := propGenCase(rnd, fmt.Sprintf("svc%04d", i), false)
@@ -737,7 +761,9 @@ func TestNeverWeakenProperty(t *testing.T) {
 		for attempt := 1; ; attempt++ {
 			stats.attempts++
 			res, err = r.Reconcile(t.Context(), ref)
-			if bad := propCheckNeverWeaker(c, before, m.posture(), m.foreign, m.writes); len(bad) > 0 {
+			bad := propCheckNeverWeaker(c, before, m.posture(), m.foreign, m.writes)
+			bad = append(bad, propCheckAccess(c, m)...)
+			if len(bad) > 0 {
 				t.Fatalf("case %s\nattempt %d (%v) weakened the posture:\n  %s", c, attempt, err, strings.Join(bad, "\n  "))
 			}
 			if err == nil {
@@ -766,6 +792,10 @@ func TestNeverWeakenProperty(t *testing.T) {
 		}
 		stats.writes += m.writes
 		stats.races += len(m.foreign)
+		for _, ms := range m.iapGranted {
+			stats.grants += len(ms)
+		}
+		stats.revocations += len(m.iapRevoked)
 		// Settled: a quiet cloud, and a second reconcile writes nothing.
 		m.mu.Lock()
 		m.faultRate, m.raceRate, m.writes = 0, 0, 0
@@ -777,7 +807,8 @@ func TestNeverWeakenProperty(t *testing.T) {
 	}
 	t.Logf("%d cases (%d labelled iap=enabled): %d reconcile attempts (%d cases needed more than one), %d writes, %d foreign races survived; outcomes %v",
 		*propCases, stats.enforce, stats.attempts, stats.failedFirst, stats.writes, stats.races, outcomes)
-	if stats.failedFirst == 0 || stats.races == 0 || stats.enforce < *propCases/3 {
+	t.Logf("access: %d grants, %d revocations (each of a member iapguard granted)", stats.grants, stats.revocations)
+	if stats.failedFirst == 0 || stats.races == 0 || stats.enforce < *propCases/3 || stats.grants == 0 || stats.revocations == 0 {
 		t.Errorf("the cases exercised too little: %+v", stats)
 	}
 }
