@@ -198,6 +198,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	case !validTopic(c.OutcomesTopic):
 		bad("%s=%q: want a topic id (letters, digits and - _ . ~ + %%, starting with a letter, 3 to 255 characters) or projects/P/topics/T", EnvOutcomesTopic, c.OutcomesTopic)
 	}
+	if !validTopic(c.ReplayTopic) {
+		bad("%s=%q: want a topic id (letters, digits and - _ . ~ + %%, starting with a letter, 3 to 255 characters) or projects/P/topics/T", EnvReplayTopic, c.ReplayTopic)
+	}
 	if v := strings.TrimSpace(getenv(EnvDryRun)); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {

@@ -69,6 +69,7 @@ func TestConfigFromEnv(t *testing.T) {
 		{name: "negative age", env: with(base, EnvMaxEventAge, "-1h"), wantErr: EnvMaxEventAge},
 		{name: "negative cap", env: with(base, EnvMaxConcurrent, "-1"), wantErr: EnvMaxConcurrent},
 		{name: "unknown discovery mode", env: with(base, EnvDiscovery, "guess"), wantErr: EnvDiscovery},
+		{name: "bad replay topic", env: with(base, EnvReplayTopic, "projects/x/y"), wantErr: EnvReplayTopic},
 		{name: "cap not a number", env: with(base, EnvMaxConcurrent, "lots"), wantErr: EnvMaxConcurrent},
 	}
 	for _, tt := range tests {
