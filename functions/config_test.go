@@ -35,10 +35,10 @@ func TestConfigFromEnv(t *testing.T) {
 			env: map[string]string{
 				EnvProject: "p", EnvOutcomesTopic: "projects/p/topics/outcomes", EnvProjects: " a, b ,,123 ", EnvDryRun: "true",
 				EnvLogLevel: "debug", EnvTimeout: "10s", EnvMaxEventAge: "1h", EnvEmulatorHost: "127.0.0.1:1", EnvPrincipal: "me@example.com",
-				EnvMaxConcurrent: " 7 ", EnvReplayTopic: "projects/p/topics/r", EnvDiscovery: "regions",
+				EnvMaxConcurrent: " 7 ", EnvReplayTopic: "projects/p/topics/replays", EnvDiscovery: "regions",
 			},
 			want: Config{
-				Project: "p", ReplayTopic: "projects/p/topics/r", Discovery: "regions", Projects: []string{"a", "b", "123"}, OutcomesTopic: "projects/p/topics/outcomes", DryRun: true,
+				Project: "p", ReplayTopic: "projects/p/topics/replays", Discovery: "regions", Projects: []string{"a", "b", "123"}, OutcomesTopic: "projects/p/topics/outcomes", DryRun: true,
 				LogLevel: slog.LevelDebug, Timeout: 10 * time.Second, MaxEventAge: time.Hour, EmulatorHost: "127.0.0.1:1", Principal: "me@example.com",
 				MaxConcurrent: 7,
 			},
