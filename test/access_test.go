@@ -143,10 +143,11 @@ func TestAccessGrantedFromPolicy(t *testing.T) {
 		t.Errorf("access annotation = %q, want the members iapguard granted", got)
 	}
 	// One IAP write, next to the usual IAM write and service update (which
-	// records the grants); iapguard's own events then find it compliant.
+	// confirms the grants), and one service update before it recording the
+	// grants as intended; iapguard's own events then find it compliant.
 	wantWrites := map[string]int{
 		"google.cloud.run.v2.Services.SetIamPolicy":  1,
-		"google.cloud.run.v2.Services.UpdateService": 1,
+		"google.cloud.run.v2.Services.UpdateService": 2,
 		iapSetMethod: 1,
 	}
 	if d := cmp.Diff(wantWrites, e.iapguardWrites()); d != "" {

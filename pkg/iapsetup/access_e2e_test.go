@@ -133,9 +133,10 @@ func TestReconcileAccessGrantsAndPolicyChange(t *testing.T) {
 		t.Errorf("access step = %+v, want changed on %s listing who can pass", s, runIAP)
 	}
 	// The grant is one IAP write; it rides on the same reconcile as the
-	// rest (one UpdateService records it, signed with the key read once).
+	// rest: one UpdateService records it as intended before it is made,
+	// one confirms it with the rest (signed with the key read once).
 	checkCalls(t, "first reconcile", calls, plus(warmReads, plus(coldIAP, map[string]int64{
-		mIdentity: 1, mSetPolicy: 1, mIAPSet: 1, mUpdateService: 1, mGetOperation: 1, mSecret: 1,
+		mIdentity: 1, mSetPolicy: 1, mIAPSet: 1, mUpdateService: 2, mGetOperation: 2, mSecret: 1,
 	})))
 	if diff := cmp.Diff([]string{"group:web@example.com", "user:a@example.com"}, f.accessors(t, runIAP)); diff != "" {
 		t.Errorf("accessors (-want +got):\n%s", diff)
@@ -168,7 +169,7 @@ func TestReconcileAccessGrantsAndPolicyChange(t *testing.T) {
 		t.Errorf("access annotation = %q", got)
 	}
 	checkCalls(t, "policy change", calls, plus(warmReads, plus(coldIAP, map[string]int64{
-		mIdentity: 1, mIAPSet: 1, mUpdateService: 1, mGetOperation: 1, mSecret: 1, // a new reconciler reads the key once
+		mIdentity: 1, mIAPSet: 1, mUpdateService: 2, mGetOperation: 2, mSecret: 1, // intent, then confirmation; a new reconciler reads the key once
 	})))
 	f.checkSecondRunCompliant(t, ref, accessReads)
 

@@ -55,6 +55,8 @@ type accessPlan struct {
 	// rec is the verified record (AccessAnnotation) and the signing key.
 	rec    *recordState
 	rawAnn string // AccessAnnotation as read
+	// intent: apply recorded the grants as pending before making them.
+	intent bool
 	// keyErr: the record key could not be read; nothing is granted or
 	// revoked (a grant could not be recorded).
 	keyErr error
@@ -133,6 +135,62 @@ func planAccess(ref ServiceRef, d Desired, o *Observed, number string, resources
 	return ap
 }
 
+// own returns the members iapguard granted on res by the verified record:
+// its granted entries, and its pending ones (grants recorded as intended)
+// that hold the role in before — iapguard's own grants whose confirmation
+// was lost.
+func (ap *accessPlan) own(res string, before *Policy) []string {
+	out := slices.Clone(ap.rec.granted[res])
+	present := accessorMembers(before, false)
+	for _, m := range ap.rec.pending[res] {
+		if containsMember(present, m) && !containsMember(out, m) {
+			out = append(out, m)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// recovered lists, per resource, pending grants found in place.
+func (ap *accessPlan) recovered() map[string][]string {
+	out := map[string][]string{}
+	for _, part := range ap.parts {
+		present := accessorMembers(part.before, false)
+		for _, m := range ap.rec.pending[part.res.Name] {
+			if containsMember(present, m) {
+				out[part.res.Name] = append(out[part.res.Name], m)
+			}
+		}
+	}
+	return out
+}
+
+// intentAnnotation is the record to write before the grants: what the
+// record holds now (granted entries and recovered pending ones) with the
+// members about to be granted as pending. nil: nothing to grant, or no key
+// to sign with (an unsigned record is not trusted anyway).
+func (ap *accessPlan) intentAnnotation() *string {
+	if ap == nil || !ap.manage || ap.keyErr != nil || ap.rec.sign == nil {
+		return nil
+	}
+	granted := map[string][]string{}
+	for res, ms := range ap.rec.granted {
+		granted[res] = slices.Clone(ms)
+	}
+	pending := map[string][]string{}
+	for _, part := range ap.parts {
+		granted[part.res.Name] = ap.own(part.res.Name, part.before)
+		if part.after != nil && len(part.added) > 0 {
+			pending[part.res.Name] = slices.Clone(part.added)
+		}
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	v := formatRecordPending(ap.ref.ResourceName(), granted, pending, ap.rec.sign)
+	return &v
+}
+
 // planAccessPart is pure: grant the wanted members that lack the role
 // unconditionally, revoke the members a verified record says iapguard
 // granted on this resource that the policy no longer lists, touch nothing
@@ -148,7 +206,7 @@ func planAccessPart(res IAPResource, before *Policy, ap *accessPlan) accessPart 
 			part.added = append(part.added, m)
 		}
 	}
-	for _, m := range ap.rec.granted[res.Name] {
+	for _, m := range ap.own(res.Name, before) {
 		if !containsMember(ap.wanted, m) && containsMember(present, m) {
 			part.removed = append(part.removed, m)
 		}
@@ -270,24 +328,40 @@ func (ap *accessPlan) annotation() *string {
 		// revocation; nothing here revokes without a verified record).
 		prior = ap.rec.unverified
 	}
+	pending := map[string][]string{}
+	for res, ms := range ap.rec.pending {
+		if !slices.ContainsFunc(ap.parts, func(p *accessPart) bool { return p.res.Name == res }) {
+			pending[res] = ms // not read this time: still undecided
+		}
+	}
 	for _, part := range ap.parts {
 		var keep []string
-		for _, m := range prior[part.res.Name] {
+		own := prior[part.res.Name]
+		if ap.rec.sign != nil {
+			own = ap.own(part.res.Name, part.before)
+		}
+		for _, m := range own {
 			if containsMember(ap.wanted, m) || part.before == nil || containsMember(part.removed, m) && (part.err != nil || part.rejected != nil) {
 				keep = append(keep, m) // still wanted, or not known to be revoked
 			}
 		}
-		if part.err == nil && part.rejected == nil {
+		switch {
+		case part.err == nil && part.rejected == nil:
 			for _, m := range part.added {
 				if !containsMember(keep, m) {
 					keep = append(keep, m)
 				}
 			}
+		case part.err != nil && ap.intent:
+			// The grant may have happened (a timeout after the write):
+			// it stays recorded as intended; the next reconcile decides
+			// from the policy.
+			pending[part.res.Name] = slices.Clone(part.added)
 		}
 		next[part.res.Name] = keep
 	}
-	v := formatRecord(ap.ref.ResourceName(), next, ap.rec.sign)
-	if v == ap.rawAnn {
+	v := formatRecordPending(ap.ref.ResourceName(), next, pending, ap.rec.sign)
+	if v == ap.rawAnn && !ap.intent {
 		return nil
 	}
 	return &v
@@ -318,6 +392,9 @@ func (ap *accessPlan) warnings() []string {
 		}
 		w = append(w, fmt.Sprintf("the access record (annotation %s) does not verify: %s. It lists %s; iapguard revokes none of them and replaces the record with a signed one of what it grants from now on. Check who granted them: gcloud iap web get-iam-policy",
 			AccessAnnotation, ap.rec.why, what))
+	}
+	if r := ap.recovered(); len(r) > 0 {
+		w = append(w, "found grants iapguard recorded as intended but never confirmed (the process stopped, or the service update failed, after granting): "+describeEntries(r)+"; they are recorded as iapguard's now")
 	}
 	if ap.manage && ap.rec.sign == nil && ap.rec.signErr == nil {
 		w = append(w, "no access-record key is configured (IAPGUARD_RECORD_KEY): iapguard records its grants unsigned and never revokes a member (the record cannot be trusted)")

@@ -72,6 +72,11 @@ var iapResourceRE = boundedre.MustCompile(`^projects/([0-9]+)/iap_web/(?:cloud_r
 // accessRecord is the decoded annotation.
 type accessRecord struct {
 	Granted map[string][]string `json:"granted"`
+	// Pending are grants iapguard is about to make: written (signed)
+	// before the IAP write, confirmed (moved to Granted) after it. A
+	// pending member found holding the role is iapguard's own grant whose
+	// confirmation was lost (a crash, a failed service update).
+	Pending map[string][]string `json:"pending,omitempty"`
 	Key     string              `json:"key,omitempty"`
 	MAC     string              `json:"mac,omitempty"`
 }
@@ -79,8 +84,9 @@ type accessRecord struct {
 // recordState is what the reconcile learned about the service's record.
 type recordState struct {
 	// granted: IAP resource → members, from a verified record (empty
-	// without a record).
+	// without a record); pending: its grants recorded as intended.
 	granted map[string][]string
+	pending map[string][]string
 	// unverified holds the entries of a record found but not verified,
 	// and why; iapguard does not act on them.
 	unverified map[string][]string
@@ -127,20 +133,22 @@ func parseRecord(v string) (*accessRecord, error) {
 	if dec.More() {
 		return nil, errors.New("malformed record: trailing data")
 	}
-	for res, ms := range r.Granted {
-		if !iapResourceRE.MatchString(res) {
-			return nil, fmt.Errorf("record names %q, which is not an IAP resource iapguard grants on", res)
-		}
-		if len(ms) == 0 || len(ms) > MaxAccessMembers {
-			return nil, fmt.Errorf("record lists %d members on %s", len(ms), res)
-		}
-		for i, m := range ms {
-			c, err := CanonicalMember(m)
-			if err != nil || c != m {
-				return nil, fmt.Errorf("record member %q is not canonical", m)
+	for _, entries := range []map[string][]string{r.Granted, r.Pending} {
+		for res, ms := range entries {
+			if !iapResourceRE.MatchString(res) {
+				return nil, fmt.Errorf("record names %q, which is not an IAP resource iapguard grants on", res)
 			}
-			if i > 0 && ms[i-1] >= m {
-				return nil, errors.New("record members not sorted or not distinct")
+			if len(ms) == 0 || len(ms) > MaxAccessMembers {
+				return nil, fmt.Errorf("record lists %d members on %s", len(ms), res)
+			}
+			for i, m := range ms {
+				c, err := CanonicalMember(m)
+				if err != nil || c != m {
+					return nil, fmt.Errorf("record member %q is not canonical", m)
+				}
+				if i > 0 && ms[i-1] >= m {
+					return nil, errors.New("record members not sorted or not distinct")
+				}
 			}
 		}
 	}
@@ -150,13 +158,34 @@ func parseRecord(v string) (*accessRecord, error) {
 	return &r, nil
 }
 
-// recordMAC is HMAC-SHA256 over the service name and the canonical entries.
-func recordMAC(key []byte, service string, granted map[string][]string) string {
+// recordMAC is HMAC-SHA256 over the service name and the canonical entries
+// (the pending ones, when there are any, after a separator).
+func recordMAC(key []byte, service string, granted, pending map[string][]string) string {
 	entries, _ := json.Marshal(canonicalEntries(granted)) // maps marshal in key order
 	h := hmac.New(sha256.New, key)
 	h.Write([]byte("iapguard.dev/access-granted v1\n" + service + "\n"))
 	h.Write(entries)
+	if p := canonicalEntries(pending); len(p) > 0 {
+		pe, _ := json.Marshal(p)
+		h.Write([]byte("\npending\n"))
+		h.Write(pe)
+	}
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}
+
+// mergeEntries returns the union of two record entry maps.
+func mergeEntries(a, b map[string][]string) map[string][]string {
+	out := map[string][]string{}
+	for _, m := range []map[string][]string{a, b} {
+		for res, ms := range m {
+			for _, x := range ms {
+				if !containsMember(out[res], x) {
+					out[res] = append(out[res], x)
+				}
+			}
+		}
+	}
+	return canonicalEntries(out)
 }
 
 // canonicalEntries drops empty entries and sorts members.
@@ -176,13 +205,21 @@ func canonicalEntries(m map[string][]string) map[string][]string {
 // formatRecord renders the annotation value for granted, signed with k
 // (unsigned with k nil); "" when nothing is recorded.
 func formatRecord(service string, granted map[string][]string, k *recordKey) string {
-	g := canonicalEntries(granted)
-	if len(g) == 0 {
+	return formatRecordPending(service, granted, nil, k)
+}
+
+// formatRecordPending is formatRecord with grants recorded as intended.
+func formatRecordPending(service string, granted, pending map[string][]string, k *recordKey) string {
+	g, pd := canonicalEntries(granted), canonicalEntries(pending)
+	if len(g)+len(pd) == 0 {
 		return ""
 	}
 	r := accessRecord{Granted: g}
+	if len(pd) > 0 {
+		r.Pending = pd
+	}
 	if k != nil {
-		r.Key, r.MAC = k.name, recordMAC(k.key, service, g)
+		r.Key, r.MAC = k.name, recordMAC(k.key, service, g, pd)
 	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -241,18 +278,19 @@ func verifyRecord(service, raw string, lookup func(version string) (recordKey, e
 		return unverified(legacy, err.Error())
 	case rec.MAC == "":
 		st.unsigned = true
-		return unverified(rec.Granted, "the record is not signed (no access-record key was configured when it was written)")
+		return unverified(mergeEntries(rec.Granted, rec.Pending), "the record is not signed (no access-record key was configured when it was written)")
 	}
 	k, err := lookup(rec.Key)
 	switch {
 	case errors.Is(err, errNoRecordKey):
-		return unverified(rec.Granted, err.Error()+", so the record cannot be verified")
+		return unverified(mergeEntries(rec.Granted, rec.Pending), err.Error()+", so the record cannot be verified")
 	case err != nil:
-		return unverified(rec.Granted, fmt.Sprintf("its key %s cannot be read: %v", rec.Key, err))
-	case !hmac.Equal([]byte(recordMAC(k.key, service, rec.Granted)), []byte(rec.MAC)):
-		return unverified(rec.Granted, "its signature does not match (edited by hand, or copied from another service)")
+		return unverified(mergeEntries(rec.Granted, rec.Pending), fmt.Sprintf("its key %s cannot be read: %v", rec.Key, err))
+	case !hmac.Equal([]byte(recordMAC(k.key, service, rec.Granted, rec.Pending)), []byte(rec.MAC)):
+		return unverified(mergeEntries(rec.Granted, rec.Pending), "its signature does not match (edited by hand, or copied from another service)")
 	}
 	st.granted = canonicalEntries(rec.Granted)
+	st.pending = canonicalEntries(rec.Pending)
 	return st
 }
 

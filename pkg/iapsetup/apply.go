@@ -91,6 +91,17 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 	}
 	accessWrites := !p.DryRun && p.access.writes() > 0
 	if accessWrites {
+		if err := r.recordIntent(ctx, p); err != nil {
+			// Nothing is granted that could not be recorded first.
+			for _, part := range p.access.list() {
+				if part.after != nil {
+					part.err = err
+				}
+			}
+			accessWrites = false
+		}
+	}
+	if accessWrites {
 		var ag errgroup.Group
 		for _, part := range p.access.list() {
 			if part.after != nil {
@@ -132,6 +143,42 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 		errs = append(errs, p.access.keyErr)
 	}
 	return joinPreferTransient(errs...)
+}
+
+// recordIntent writes the access record with the grants about to be made
+// as pending (one UpdateService carrying the annotation alone), so that a
+// redelivery after a crash or a failed confirmation recognises them as
+// iapguard's. The service read is replaced by the update's result, whose
+// etag guards the confirming update. Without a signing key nothing is
+// written (an unsigned record is never trusted).
+func (r *Reconciler) recordIntent(ctx context.Context, p *Plan) error {
+	v := p.access.intentAnnotation()
+	if v == nil {
+		return nil
+	}
+	before := p.service.before
+	ann := cloneMap(before.Annotations)
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[AccessAnnotation] = *v
+	u := &ServiceUpdate{Ref: before.Ref, Etag: before.Etag, Source: before.Source, Annotations: ann}
+	if err := checkServiceUpdate(before, u); err != nil {
+		return fmt.Errorf("recording the grants as intended: %w", err)
+	}
+	s, err := r.d.Services.UpdateService(ctx, u)
+	if err != nil {
+		return &writeError{"run.services.update", 1, fmt.Errorf("recording the grants as intended before making them: %w", err)}
+	}
+	if s == nil || s.Etag == "" {
+		if s, err = r.d.Services.GetService(ctx, p.Ref); err != nil {
+			return fmt.Errorf("re-reading the service after recording the grants as intended: %w", err)
+		}
+	}
+	p.access.intent = true
+	p.service = &servicePart{before: s, lb: p.service.lb, fronted: p.service.fronted}
+	r.log.InfoContext(ctx, "recorded access grants as intended", "service", p.Ref.ResourceName())
+	return nil
 }
 
 // serviceWrite is what the service part depends on besides the service:
@@ -376,7 +423,7 @@ func (r *Reconciler) writeAccess(ctx context.Context, p *Plan, part *accessPart)
 	ap := p.access
 	attempts, err := r.retry(ctx,
 		func() error {
-			if err := checkAccessWrite(part.before, part.after, ap.wanted, ap.rec.granted[part.res.Name]); err != nil {
+			if err := checkAccessWrite(part.before, part.after, ap.wanted, ap.own(part.res.Name, part.before)); err != nil {
 				return err
 			}
 			_, err := r.d.IAP.SetIAPPolicy(ctx, part.res.Name, part.after)

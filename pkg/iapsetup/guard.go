@@ -82,14 +82,14 @@ func checkGrantedAnnotation(v string) error {
 	if err != nil {
 		return err
 	}
-	if len(r.Granted) == 0 {
+	if len(r.Granted)+len(r.Pending) == 0 {
 		return errors.New("a record with no entry (the annotation is removed instead)")
 	}
 	var k *recordKey
 	if r.Key != "" {
 		k = &recordKey{name: r.Key} // the MAC is not recomputed: compare the rest
 	}
-	if want := formatRecord("", r.Granted, k); r.Key == "" && want != v {
+	if want := formatRecordPending("", r.Granted, r.Pending, k); r.Key == "" && want != v {
 		return errors.New("record not in canonical form")
 	}
 	return nil

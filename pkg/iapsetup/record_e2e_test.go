@@ -1,11 +1,14 @@
 package iapsetup_test
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
@@ -72,4 +75,72 @@ func TestReconcileForgedRecordRevokesNobody(t *testing.T) {
 			f.checkSecondRunCompliant(t, ref, accessReads)
 		})
 	}
+}
+
+// TestReconcileRecognisesItsUnconfirmedGrant (issue #19 item 3): the
+// service update that confirms a grant fails (UNAVAILABLE) after the grant
+// was made. The grant was recorded as intended before it was made, so the
+// redelivery recognises it as iapguard's own, reports it, and can revoke it
+// later; before the fix it was never recorded, never reported, never
+// revoked.
+func TestReconcileRecognisesItsUnconfirmedGrant(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, withPolicies(policies(t, map[string][]string{"web-users": {"user:a@example.com"}})))
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: accessLabels("web-users"), IAP: true,
+		Annotations: map[string]string{iapsetup.ManagedAnnotation: "true"}})
+	// The first UpdateService (the intent) succeeds; the second (the
+	// confirmation) fails.
+	failSecond := &nthUpdateFails{Services: f.e.Clients.Deps().Services, n: 2}
+	d := f.e.Clients.Deps()
+	d.Services = failSecond
+	r, err := iapsetup.New(d, iapsetup.Options{Scope: iapsetup.AllProjects(), AccessPolicies: policies(t, map[string][]string{"web-users": {"user:a@example.com"}})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.r = r
+	if _, err, _ := f.reconcile(t, ref); err == nil {
+		t.Fatal("first reconcile: want the confirming update's error")
+	}
+	if diff := cmp.Diff([]string{"user:a@example.com"}, f.accessors(t, runIAP)); diff != "" {
+		t.Errorf("accessors after the first reconcile (-want +got):\n%s", diff)
+	}
+	res, err, _ := f.reconcile(t, ref)
+	if err != nil {
+		t.Fatalf("redelivery: %v", err)
+	}
+	if !slices.ContainsFunc(res.Warnings, func(w string) bool {
+		return strings.Contains(w, "recorded as intended") && strings.Contains(w, "user:a@example.com")
+	}) {
+		t.Errorf("redelivery warnings %q do not report the recovered grant", res.Warnings)
+	}
+	if got := f.recorded(t, "hello"); got != "user:a@example.com" {
+		t.Errorf("record after the redelivery lists %q, want user:a@example.com", got)
+	}
+	// The policy drops a@: iapguard revokes its own grant.
+	r2, err := iapsetup.New(f.e.Clients.Deps(), iapsetup.Options{Scope: iapsetup.AllProjects(), AccessPolicies: policies(t, map[string][]string{"web-users": {"user:b@example.com"}})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.r = r2
+	if _, err, _ := f.reconcile(t, ref); err != nil {
+		t.Fatalf("after the policy change: %v", err)
+	}
+	if diff := cmp.Diff([]string{"user:b@example.com"}, f.accessors(t, runIAP)); diff != "" {
+		t.Errorf("accessors after the policy change (-want +got):\n%s", diff)
+	}
+}
+
+// nthUpdateFails fails the n-th UpdateService with UNAVAILABLE.
+type nthUpdateFails struct {
+	iapsetup.Services
+	n     int
+	calls int
+}
+
+func (s *nthUpdateFails) UpdateService(ctx context.Context, u *iapsetup.ServiceUpdate) (*iapsetup.Service, error) {
+	s.calls++
+	if s.calls == s.n {
+		return nil, status.Error(codes.Unavailable, "The service is currently unavailable (injected).")
+	}
+	return s.Services.UpdateService(ctx, u)
 }
