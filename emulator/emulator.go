@@ -323,6 +323,13 @@ type FaultConfig struct {
 		Method string `json:"method"`
 		Count  int    `json:"count"`
 	} `json:"races,omitempty"`
+	// FailOperations make the next Count Compute mutations matching Method
+	// start and then fail (core.Faults.FailOperations).
+	FailOperations []struct {
+		Method string `json:"method"`
+		Count  int    `json:"count"`
+		Code   string `json:"code"`
+	} `json:"failOperations,omitempty"`
 	Quotas []struct {
 		API       string `json:"api"`
 		Class     string `json:"class"`
@@ -369,6 +376,13 @@ func (fc *FaultConfig) Apply(f *core.Faults) error {
 	}
 	for _, x := range fc.Races {
 		add(func(f *core.Faults) error { return f.ForceRaces(x.Method, x.Count) })
+	}
+	for _, x := range fc.FailOperations {
+		code, err := ParseCode(x.Code)
+		if err != nil {
+			return err
+		}
+		add(func(f *core.Faults) error { return f.FailOperations(x.Method, x.Count, code) })
 	}
 	for _, q := range fc.Quotas {
 		class := core.Read

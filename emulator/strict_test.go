@@ -287,3 +287,51 @@ func TestRunOverREST(t *testing.T) {
 		t.Errorf("ListServices over REST = %v, %v", s, err)
 	}
 }
+
+// Item 5: a Compute operation that fails after it started ends DONE with
+// an error, changes nothing, and its "last" audit entry carries the error
+// (severity ERROR and status), as on Google.
+func TestStrictFailedComputeOperation(t *testing.T) {
+	t.Parallel()
+	e := newStrictEnv(t, emulator.Options{})
+	ctx := t.Context()
+	if _, err := e.cl.CreateService(ctx, strictProject, strictRegion, demo.ServiceSpec{Name: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	lb, err := e.cl.BuildLoadBalancer(ctx, strictProject, strictRegion, demo.LBSpec{Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.emu.Core.Faults.FailOperations("compute.backendServices.patch", 1, codes.ResourceExhausted); err != nil {
+		t.Fatal(err)
+	}
+	before := len(e.emu.Core.Audit.Entries())
+	err = e.cl.SetBackendIAP(ctx, strictProject, lb.BackendService, true)
+	if err == nil || !strings.Contains(err.Error(), "operation failed") {
+		t.Errorf("patch whose operation fails = %v, want the operation's error", err)
+	}
+	bs, err := e.cl.Compute.BackendServices.Get(strictProject, lb.BackendService).Context(ctx).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bs.Iap != nil && bs.Iap.Enabled {
+		t.Error("the failed operation changed the backend service")
+	}
+	var last int
+	for _, en := range e.emu.Core.Audit.Entries()[before:] {
+		if en.Operation == nil || !en.Operation.Last {
+			continue
+		}
+		last++
+		if en.Severity != "ERROR" || en.ProtoPayload.Status == nil || en.ProtoPayload.Status.Code != int32(codes.ResourceExhausted) {
+			t.Errorf("last entry of the failed operation: severity %s status %+v, want ERROR and code 8", en.Severity, en.ProtoPayload.Status)
+		}
+	}
+	if last != 1 {
+		t.Errorf("last entries = %d, want 1", last)
+	}
+	// The next patch goes through.
+	if err := e.cl.SetBackendIAP(ctx, strictProject, lb.BackendService, true); err != nil {
+		t.Errorf("patch after the failed operation: %v", err)
+	}
+}

@@ -189,3 +189,45 @@ func TestRejectedWriteComesBackAsSkippedEvent(t *testing.T) {
 		t.Error("the backend service did not converge after the race")
 	}
 }
+
+// iapguard's backend-service patch whose Compute operation fails after it
+// started (RESOURCE_EXHAUSTED) changes nothing; the operation's "last"
+// audit entry carries the error and comes back as an event the function
+// skips, and the reconcile is retried until the backend converges (#14
+// item 5).
+func TestFailedComputeOperationIsRetried(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{Emulator: fastRetries})
+	e.create(demo.ServiceSpec{Name: "web", Public: true})
+	e.lb(demo.LBSpec{Service: "web"})
+	e.mark()
+	if err := e.st.Emu.Core.Faults.FailOperations("compute.backendServices.patch", 1, codes.ResourceExhausted); err != nil {
+		t.Fatal(err)
+	}
+	e.label("web", enabled)
+	e.settle()
+	var failedLast int
+	for _, en := range e.st.Emu.Core.Audit.Entries()[e.auditMark:] {
+		if en.Operation != nil && en.Operation.Last && en.Severity == "ERROR" && en.ProtoPayload.Status != nil {
+			failedLast++
+		}
+	}
+	if failedLast != 1 {
+		t.Errorf("failed operation last entries = %d, want 1", failedLast)
+	}
+	var skipped bool
+	for _, m := range e.st.Outcomes.All() {
+		if m.Outcome == "failed" {
+			t.Errorf("failed outcome: %s", m.Reason)
+		}
+		if m.Outcome == "skipped" && strings.Contains(m.Reason, "operation failed") {
+			skipped = true
+		}
+	}
+	if !skipped {
+		t.Error("no skipped outcome for the failed operation's event")
+	}
+	if !e.backend("web-backend").Iap.Enabled {
+		t.Error("the backend service did not converge after the failed operation")
+	}
+}

@@ -1,7 +1,9 @@
 package compute
 
 import (
+	"net/http"
 	"regexp"
+	"strings"
 	"time"
 
 	compute "google.golang.org/api/compute/v1"
@@ -22,6 +24,9 @@ type operation struct {
 	completing bool
 	done       bool
 	recorded   chan struct{}
+	// fail, when set, is the error the operation ends with (a
+	// core.Faults.FailOperations rule): the change was undone at once.
+	fail *core.Error
 }
 
 var requestIDRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -67,6 +72,13 @@ func (q *request) mutate() (any, error) {
 			return &snap, nil
 		}
 	}
+	// A FailOperations rule: the mutation is validated and answered as
+	// usual, then undone, and its operation ends with an error.
+	failCode, failOp := s.c.Faults.TakeOperationFailure(rt.methodKey)
+	var undo func()
+	if failOp {
+		undo = q.snapshot(obj)
+	}
 	var o *operation
 	var err error
 	switch rt.action {
@@ -83,6 +95,12 @@ func (q *request) mutate() (any, error) {
 		s.mu.Unlock()
 		return nil, err
 	}
+	if failOp {
+		undo()
+		msg := "The operation failed (injected)."
+		o.fail = &core.Error{Code: failCode, Message: msg, Injected: true}
+		o.last.Err = o.fail
+	}
 	if reqID != "" {
 		s.reqIDs[q.p.ID+"/"+reqID] = o
 	}
@@ -97,6 +115,35 @@ func (q *request) mutate() (any, error) {
 	}
 	return &resp, nil
 }
+
+// snapshot returns a function that puts back the state a mutation of the
+// request's resource changes (s.mu held throughout).
+func (q *request) snapshot(obj any) func() {
+	s, sp := q.s, q.rt.spec
+	name := q.rt.name
+	if q.rt.action == "insert" {
+		name = getString(obj, "Name")
+	}
+	r := s.find(sp, q.p.ID, q.rt.region, name)
+	if r == nil {
+		key := resKey{sp.collection, q.p.ID, q.rt.region, name}
+		return func() { delete(s.res, key) }
+	}
+	key := resKey{sp.collection, r.project.ID, r.region, r.name}
+	prev := r.obj
+	return func() {
+		r.obj = prev
+		s.res[key] = r
+	}
+}
+
+// codeName is the Compute operation error code for e (UPPER_SNAKE of its
+// gRPC code, e.g. RESOURCE_EXHAUSTED; Compute's own codes are finer).
+func codeName(e *core.Error) string {
+	return strings.ToUpper(camelBoundary.ReplaceAllString(e.Code.String(), "${1}_${2}"))
+}
+
+var camelBoundary = regexp.MustCompile(`([a-z])([A-Z])`)
 
 func (q *request) mutation() *mutation {
 	return &mutation{s: q.s, project: q.p, region: q.rt.region}
@@ -323,6 +370,12 @@ func (s *Server) complete(o *operation) {
 	o.op.Status = "DONE"
 	o.op.Progress = 100
 	o.op.EndTime = timestamp(s.c.Now())
+	if o.fail != nil {
+		o.op.Error = &compute.OperationError{Errors: []*compute.OperationErrorErrors{{
+			Code: codeName(o.fail), Message: o.fail.Message}}}
+		o.op.HttpErrorStatusCode = int64(o.fail.Status())
+		o.op.HttpErrorMessage = http.StatusText(o.fail.Status())
+	}
 	s.mu.Unlock()
 	close(o.recorded)
 }

@@ -76,6 +76,7 @@ type Faults struct {
 	errors   []errorRule
 	failNext []failRule
 	races    []failRule
+	opFails  []failRule
 	quotas   map[string]*quota // key api/class
 	rnd      *rand.Rand
 	// compute429 answers an exhausted Compute quota with 429
@@ -120,7 +121,7 @@ func (f *Faults) Seed(seed uint64) {
 // Reset removes every rule and quota.
 func (f *Faults) Reset() {
 	f.mu.Lock()
-	f.latency, f.errors, f.failNext, f.races = nil, nil, nil, nil
+	f.latency, f.errors, f.failNext, f.races, f.opFails = nil, nil, nil, nil, nil
 	f.quotas = map[string]*quota{}
 	f.compute429 = false
 	f.mu.Unlock()
@@ -251,6 +252,39 @@ func (f *Faults) TakeRace(method string) bool {
 		}
 	}
 	return false
+}
+
+// FailOperations makes the next n Compute mutations matching pattern
+// accepted but failed: the call answers a RUNNING operation (and writes its
+// "first" audit entry), nothing changes, and the operation ends DONE with
+// an error of code, its "last" audit entry carrying the error (severity
+// ERROR, status), as a Compute operation that fails after it started does
+// (internal/auditsamples/testdata/compute-instances-insert-last-error-ip-space-exhausted.json).
+func (f *Faults) FailOperations(pattern string, n int, code codes.Code) error {
+	if err := validPattern(pattern); err != nil {
+		return err
+	}
+	if err := validCode(code); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.opFails = append(f.opFails, failRule{pattern: pattern, n: n, code: code})
+	return nil
+}
+
+// TakeOperationFailure consumes one FailOperations rule matching method.
+func (f *Faults) TakeOperationFailure(method string) (codes.Code, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.opFails {
+		r := &f.opFails[i]
+		if r.n > 0 && match(r.pattern, method) {
+			r.n--
+			return r.code, true
+		}
+	}
+	return codes.OK, false
 }
 
 func match(pattern, method string) bool {
