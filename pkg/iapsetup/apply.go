@@ -116,6 +116,15 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 	if accessWrites {
 		// Record the grants as made (a failed one is not recorded).
 		p.service = sw.plan(p.service.before, p.Desired)
+		if p.access.intent {
+			// Report the record's change from what it was before the
+			// intent was written.
+			for i, c := range p.service.changes {
+				if c.Field == "annotations["+AccessAnnotation+"]" {
+					p.service.changes[i].Before = p.access.rawAnn
+				}
+			}
+		}
 	}
 	var g errgroup.Group
 	if !p.DryRun {
