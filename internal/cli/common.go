@@ -868,25 +868,12 @@ func (r *serviceReport) ruleCells() []string {
 	return cells
 }
 
-// projectNumberFromAgent reads the project number out of an IAP service
-// agent email (service-NUMBER@gcp-sa-iap.iam.gserviceaccount.com).
-func projectNumberFromAgent(email string) (int64, bool) {
-	num, ok := strings.CutPrefix(email, "service-")
-	if !ok {
-		return 0, false
-	}
-	num, _, ok = strings.Cut(num, "@")
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	return n, err == nil && n > 0
-}
-
 // ---- live state for doctor and audience ------------------------------------------
 
 // inspection is a service's live state and the plan iapguard would follow
-// if the service were labelled iap=enabled.
+// if the service were labelled iap=enabled: the reconciler's own dry run
+// (iapsetup.Reconciler.Diagnose), so doctor and audience cannot drift from
+// what the function does.
 type inspection struct {
 	Ref      iapsetup.ServiceRef
 	Service  *iapsetup.Service
@@ -900,6 +887,8 @@ type inspection struct {
 	Fronting []iapsetup.BackendService
 	// FrontendErr holds failed HTTPS-frontend checks by backend path.
 	FrontendErr map[string]error
+	// ProjectNumber is read from the IAP service agent ("" unknown).
+	ProjectNumber string
 }
 
 // inspectService resolves the flags (--region is required) and inspects
@@ -919,135 +908,45 @@ func (f *opFlags) inspectService(ctx context.Context, service string, withAccess
 	if withAccess {
 		sess, err = f.connect(ctx, iapsetup.ProjectScope(f.project), true)
 	} else {
-		sess, err = connect(ctx, f.project, iapsetup.Options{Scope: iapsetup.ProjectScope(f.project)})
+		sess, err = connect(ctx, f.project, iapsetup.Options{Scope: iapsetup.ProjectScope(f.project), DryRun: true})
 	}
 	if err != nil {
 		return nil, err
 	}
 	defer sess.Close()
-	return sess.inspect(ctx, iapsetup.ServiceRef{Project: f.project, Region: f.region, Name: service}, sess.access)
+	return sess.inspect(ctx, iapsetup.ServiceRef{Project: f.project, Region: f.region, Name: service})
 }
 
-// inspect reads what a plan needs through the same adapters the reconciler
-// uses (service, IAM policy, IAP service agent, serverless NEGs of the
-// region, the project's backend services), checks the HTTPS frontend of
-// every fronting backend service, and plans with iapsetup.PlanFor as if the
-// service were labelled iap=enabled, so unlabelled services can be
-// diagnosed too. It makes no write except the one the reconciler also
-// makes: Service Usage generateServiceIdentity, which creates the IAP
-// service agent if it is missing (idempotent). Needs run.services.get,
+// inspect diagnoses ref with the reconciler's dry run (Diagnose: its own
+// observation, as if the service were labelled iap=enabled, with the
+// who-can-pass check) and words the failed reads for people. It makes no
+// write except the one the reconciler also makes: Service Usage
+// generateServiceIdentity, which creates the IAP service agent if it is
+// missing (idempotent). Needs run.services.get,
 // run.services.getIamPolicy, serviceusage.services.use,
 // compute.networkEndpointGroups.list, compute.backendServices.list,
-// compute.targetHttpsProxies.list and compute.globalForwardingRules.list.
-func (s *session) inspect(ctx context.Context, ref iapsetup.ServiceRef, access *iapsetup.AccessPolicies) (*inspection, error) {
-	svc, err := s.getService(ctx, ref)
+// compute.targetHttpsProxies.list, compute.globalForwardingRules.list and
+// iap.webServices.getIamPolicy.
+func (s *session) inspect(ctx context.Context, ref iapsetup.ServiceRef) (*inspection, error) {
+	dg, err := s.rec.Diagnose(ctx, ref)
 	if err != nil {
-		return nil, err
-	}
-	in := &inspection{Ref: ref, Service: svc, Desired: iapsetup.DesiredFor(svc), FrontendErr: map[string]error{}}
-	obs := &iapsetup.Observed{Service: svc, AccessPolicies: access, CheckAccess: true}
-	var polErr, negErr, bsErr error
-	var wg sync.WaitGroup
-	wg.Add(4)
-	go func() { defer wg.Done(); obs.Policy, polErr = s.clients.RunAdapter.GetIAMPolicy(ctx, ref) }()
-	go func() {
-		defer wg.Done()
-		obs.Agent, in.AgentErr = s.clients.IdentityAdapter.IAPServiceAgent(ctx, ref.Project)
-	}()
-	go func() {
-		defer wg.Done()
-		obs.NEGs, negErr = s.clients.ComputeAdapter.ListServerlessNEGs(ctx, ref.Project, ref.Region)
-	}()
-	go func() {
-		defer wg.Done()
-		obs.Backends, bsErr = s.clients.ComputeAdapter.ListBackendServices(ctx, ref.Project)
-	}()
-	wg.Wait()
-	for _, e := range []struct {
-		what string
-		err  error
-	}{
-		{"reading the IAM policy of " + ref.Name + " (run.services.getIamPolicy)", polErr},
-		{"listing serverless network endpoint groups (compute.networkEndpointGroups.list)", negErr},
-		{"listing backend services (compute.backendServices.list)", bsErr},
-	} {
-		if e.err != nil {
-			return nil, explain(fmt.Errorf("%s: %w", e.what, e.err), s.emulator)
-		}
-	}
-	if in.AgentErr != nil && (errors.Is(in.AgentErr, context.DeadlineExceeded) || errors.Is(in.AgentErr, context.Canceled)) {
-		return nil, explain(in.AgentErr, s.emulator)
-	}
-	want := iapsetup.Desired{Intent: iapsetup.Enforce, Label: iapsetup.LabelEnabled, LabelSet: true, Managed: in.Desired.Managed}
-	plan := iapsetup.PlanFor(want, obs)
-	for _, st := range plan.Steps {
-		if st.Name != iapsetup.StepBackendIAP {
-			continue
-		}
-		for _, b := range obs.Backends {
-			if b.Ref.Path() == st.Resource {
-				in.Fronting = append(in.Fronting, b)
+		if gcperr.IsNotFound(err) || gcperr.IsPermissionDenied(err) || gcperr.Code(err) == codes.InvalidArgument {
+			if perr := s.checkProject(ctx, ref.Region); perr != nil {
+				return nil, perr
+			}
+			if gcperr.IsNotFound(err) {
+				return nil, fmt.Errorf("service %s not found in project %s, region %s", ref.Name, ref.Project, ref.Region)
 			}
 		}
+		return nil, explain(err, s.emulator)
 	}
-	obs.Frontends = map[string]iapsetup.Frontend{}
-	var mu sync.Mutex
-	wg.Add(len(in.Fronting))
-	for _, b := range in.Fronting {
-		go func() {
-			defer wg.Done()
-			fe, err := s.clients.ComputeAdapter.HTTPSFrontend(ctx, &b)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				in.FrontendErr[b.Ref.Path()] = err
-				return
-			}
-			obs.Frontends[iapsetup.ResourcePath(b.SelfLink)] = fe
-		}()
+	if dg.AgentErr != nil && (errors.Is(dg.AgentErr, context.DeadlineExceeded) || errors.Is(dg.AgentErr, context.Canceled)) {
+		return nil, explain(dg.AgentErr, s.emulator)
 	}
-	wg.Wait()
-	s.readAccess(ctx, iapsetup.PlanFor(want, obs), obs)
-	in.Observed = obs
-	in.Plan = iapsetup.PlanFor(want, obs)
-	return in, nil
-}
-
-// readAccess reads the IAM policies of the IAP resources the plan's access
-// steps name, and the project-wide projects/NUMBER/iap_web, into obs (as
-// the reconciler does). Needs iap.webServices.getIamPolicy (and
-// iap.web.getIamPolicy for the project-wide policy).
-func (s *session) readAccess(ctx context.Context, plan *iapsetup.Plan, obs *iapsetup.Observed) {
-	iap := s.clients.Deps().IAP
-	num, ok := projectNumberFromAgent(obs.Agent)
-	if iap == nil || !ok {
-		return
-	}
-	project := iapsetup.ProjectIAPResource(strconv.FormatInt(num, 10))
-	names := []string{project}
-	for _, st := range plan.Steps {
-		if st.Name == iapsetup.StepAccess && strings.HasPrefix(st.Resource, project+"/") && !slices.Contains(names, st.Resource) {
-			names = append(names, st.Resource)
-		}
-	}
-	obs.IAP, obs.IAPErrs = map[string]*iapsetup.Policy{}, map[string]error{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, name := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p, err := iap.GetIAPPolicy(ctx, name)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				obs.IAPErrs[name] = err
-				return
-			}
-			obs.IAP[name] = p
-		}()
-	}
-	wg.Wait()
+	return &inspection{
+		Ref: ref, Service: dg.Observed.Service, Desired: dg.Desired, Observed: dg.Observed, Plan: dg.Plan,
+		AgentErr: dg.AgentErr, Fronting: dg.Fronting, FrontendErr: dg.FrontendErrs, ProjectNumber: dg.ProjectNumber,
+	}, nil
 }
 
 // projectNumber returns the project number: the project itself when it is
@@ -1056,7 +955,7 @@ func (in *inspection) projectNumber() (int64, error) {
 	if n, err := strconv.ParseInt(in.Ref.Project, 10, 64); err == nil && n > 0 {
 		return n, nil
 	}
-	if n, ok := projectNumberFromAgent(in.Observed.Agent); ok {
+	if n, err := strconv.ParseInt(in.ProjectNumber, 10, 64); err == nil && n > 0 {
 		return n, nil
 	}
 	if in.AgentErr != nil {

@@ -359,14 +359,6 @@ func TestProgressBar(t *testing.T) {
 
 func TestSmallHelpers(t *testing.T) {
 	t.Parallel()
-	if n, ok := projectNumberFromAgent("service-123456789012@gcp-sa-iap.iam.gserviceaccount.com"); !ok || n != 123456789012 {
-		t.Errorf("projectNumberFromAgent = %d, %v", n, ok)
-	}
-	for _, bad := range []string{"", "service-@x", "service-abc@x", "other-1@x", "service-12"} {
-		if _, ok := projectNumberFromAgent(bad); ok {
-			t.Errorf("projectNumberFromAgent(%q) ok", bad)
-		}
-	}
 	for _, tc := range []struct{ project, topic, want, err string }{
 		{"p", "t", "projects/p/topics/t", ""},
 		{"", "projects/q/topics/t", "projects/q/topics/t", ""},

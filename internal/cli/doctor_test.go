@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -113,5 +114,110 @@ func TestDiagnoseBuiltinIAP(t *testing.T) {
 	}
 	if rep.Mode != "direct" || rep.Problems != 1 {
 		t.Errorf("mode %s, %d problems", rep.Mode, rep.Problems)
+	}
+}
+
+// TestDoctorAgreesWithDryRun holds doctor to the function: for a set of
+// states of the demo project, doctor's verdict on each rule of each
+// labelled service (ok / problem / warning, per resource) is what the
+// reconciler's dry run (Reconcile, WithDryRun, WithAccessCheck — what
+// `enforce --dry-run` runs) plans for it. A diagnosis that observed or
+// planned on its own would drift from these steps.
+func TestDoctorAgreesWithDryRun(t *testing.T) {
+	t.Parallel()
+	ts := startStack(t, false)
+	ctx := withEnv(t.Context(), ts.env())
+	sess, err := connect(ctx, testProject, iapsetup.Options{Scope: iapsetup.ProjectScope(testProject), DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	// doctor's check name for each step, and its verdict for each status.
+	checks := map[iapsetup.StepName]string{
+		iapsetup.StepInvokerBinding: "invoker", iapsetup.StepIngress: "ingress", iapsetup.StepBackendIAP: "backend-iap",
+		iapsetup.StepDirectIAP: "cloud-run-iap", iapsetup.StepAccess: "access",
+	}
+	// verdict is doctor's documented reading of a step (docs/iapctl.md).
+	verdict := func(st iapsetup.Step) string {
+		switch {
+		case st.Status == iapsetup.StatusOK:
+			return findingOK
+		case st.Status == iapsetup.StatusChanged, st.Status == iapsetup.StatusConflict,
+			st.Name == iapsetup.StepAccess && (st.Status == iapsetup.StatusRejected || st.Status == iapsetup.StatusFailed):
+			return findingProblem
+		case st.Name == iapsetup.StepIngress && st.Status != iapsetup.StatusWarning:
+			return findingOK // ingress that needs nothing (no load balancer) is fine
+		}
+		return findingWarning
+	}
+	states := []struct {
+		name  string
+		setup func(t *testing.T)
+	}{
+		{"as built", func(*testing.T) {}},
+		{"marketing labelled", func(t *testing.T) {
+			if err := ts.clients.SetLabels(t.Context(), testProject, testRegion, "marketing", map[string]string{"iap": "enabled"}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"storefront backend IAP on by hand", func(t *testing.T) {
+			if err := ts.clients.SetBackendIAP(t.Context(), testProject, "storefront-backend", true); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"storefront enforced", func(t *testing.T) {
+			ts.mustRun(t, ExitOK, "enforce", "storefront", "--project", testProject, "--region", testRegion)
+		}},
+		// A declared access policy the function has not been given: the
+		// function refuses it; a diagnosis that planned without the
+		// service's own labels would not.
+		{"storefront declares iap-access", func(t *testing.T) {
+			if err := ts.clients.SetLabels(t.Context(), testProject, testRegion, "storefront", map[string]string{"iap": "enabled", "iap-access": "web-team"}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	compared := 0
+	for _, state := range states {
+		state.setup(t)
+		for _, svc := range []string{"storefront", "assets", "marketing"} {
+			res, err := sess.rec.Reconcile(ctx, iapsetup.ServiceRef{Project: testProject, Region: testRegion, Name: svc},
+				iapsetup.WithDryRun(true), iapsetup.WithAccessCheck())
+			if err != nil {
+				t.Fatalf("%s: dry run of %s: %v", state.name, svc, err)
+			}
+			if res.Outcome == iapsetup.OutcomeSkipped {
+				continue // unlabelled: the function plans nothing to compare with
+			}
+			var want []string
+			for _, st := range res.Steps {
+				if c, ok := checks[st.Name]; ok && (st.Name != iapsetup.StepBackendIAP || st.Status != iapsetup.StatusConflict || res.Mode != iapsetup.ModeDirect) {
+					want = append(want, c+" "+verdict(st))
+				}
+			}
+			_, out, _ := ts.run(t, "doctor", svc, "--project", testProject, "--region", testRegion, "-o", "json")
+			var rep doctorReport
+			if err := json.Unmarshal([]byte(out), &rep); err != nil {
+				t.Fatalf("%s: doctor %s: %v\n%s", state.name, svc, err, out)
+			}
+			var got []string
+			for _, f := range rep.Findings {
+				if slices.Contains([]string{"invoker", "ingress", "backend-iap", "cloud-run-iap", "access"}, f.Check) {
+					got = append(got, f.Check+" "+f.Status)
+				}
+			}
+			slices.Sort(want)
+			slices.Sort(got)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("%s: doctor %s disagrees with the dry run (-dry run +doctor):\n%s", state.name, svc, diff)
+			}
+			if rep.Mode != string(res.Mode) {
+				t.Errorf("%s: doctor %s: mode %s, dry run %s", state.name, svc, rep.Mode, res.Mode)
+			}
+			compared++
+		}
+	}
+	if compared < 8 {
+		t.Errorf("compared %d diagnoses, want at least 8", compared)
 	}
 }

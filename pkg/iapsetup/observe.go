@@ -45,63 +45,72 @@ func (e *readError) Unwrap() error { return e.err }
 // not matter and are dropped. A returned error leaves obs.Service set when
 // the service itself was read.
 func (r *Reconciler) observe(ctx context.Context, ref ServiceRef, listed *Service) (*Observed, error) {
-	obs := &Observed{Service: listed.clone()}
-	var svcErr, polErr, agentErr, negErr, bsErr error
-	g, gctx := errgroup.WithContext(ctx)
-	if listed == nil {
-		g.Go(func() error {
-			obs.Service, svcErr = r.d.Services.GetService(gctx, ref)
-			if svcErr != nil {
-				svcErr = &readError{"run.services.get", "", svcErr}
-			}
-			return svcErr // nothing else matters without the service
-		})
-	}
-	g.Go(func() error {
-		obs.Policy, polErr = r.d.Policies.GetIAMPolicy(gctx, ref)
-		if polErr != nil {
-			polErr = &readError{"run.services.getIamPolicy", "", polErr}
-		}
-		return nil
-	})
-	g.Go(func() error {
-		obs.Agent, agentErr = r.agents.get(gctx, ref.Project)
-		if agentErr != nil {
-			agentErr = &readError{"serviceusage.services.use", gcloudAgent(ref.Project), agentErr}
-		}
-		return nil
-	})
-	g.Go(func() error {
-		obs.NEGs, negErr = r.d.NEGs.ListServerlessNEGs(gctx, ref.Project, ref.Region)
-		if negErr != nil {
-			negErr = &readError{"compute.networkEndpointGroups.list", "", negErr}
-		}
-		return nil
-	})
-	g.Go(func() error {
-		obs.Backends, bsErr = r.d.Backends.ListBackendServices(gctx, ref.Project)
-		if bsErr != nil {
-			bsErr = &readError{"compute.backendServices.list", "", bsErr}
-		}
-		return nil
-	})
-	_ = g.Wait()
-	if svcErr != nil {
-		return obs, svcErr
+	obs, e := r.read(ctx, ref, listed)
+	if e.svc != nil {
+		return obs, e.svc
 	}
 	if d := DesiredFor(obs.Service); d.Intent != Enforce {
 		return obs, nil
 	}
-	if polErr != nil && gcperr.IsNotFound(polErr) {
+	if e.pol != nil && gcperr.IsNotFound(e.pol) {
 		return obs, errGone
 	}
-	if err := joinPreferTransient(polErr, agentErr, negErr, bsErr); err != nil {
+	if err := joinPreferTransient(e.pol, e.agent, e.neg, e.bs); err != nil {
 		return obs, err
 	}
 	if obs.Agent == "" {
 		return obs, fmt.Errorf("the IAP service agent of project %s has no email", ref.Project)
 	}
 	return obs, nil
+}
+
+// readErrs are the errors of the first read round, one per read.
+type readErrs struct{ svc, pol, agent, neg, bs error }
+
+// read is observe's read round; it keeps every read's error apart.
+func (r *Reconciler) read(ctx context.Context, ref ServiceRef, listed *Service) (*Observed, readErrs) {
+	obs := &Observed{Service: listed.clone()}
+	var e readErrs
+	g, gctx := errgroup.WithContext(ctx)
+	if listed == nil {
+		g.Go(func() error {
+			obs.Service, e.svc = r.d.Services.GetService(gctx, ref)
+			if e.svc != nil {
+				e.svc = &readError{"run.services.get", "", e.svc}
+			}
+			return e.svc // nothing else matters without the service
+		})
+	}
+	g.Go(func() error {
+		obs.Policy, e.pol = r.d.Policies.GetIAMPolicy(gctx, ref)
+		if e.pol != nil {
+			e.pol = &readError{"run.services.getIamPolicy", "", e.pol}
+		}
+		return nil
+	})
+	g.Go(func() error {
+		obs.Agent, e.agent = r.agents.get(gctx, ref.Project)
+		if e.agent != nil {
+			e.agent = &readError{"serviceusage.services.use", gcloudAgent(ref.Project), e.agent}
+		}
+		return nil
+	})
+	g.Go(func() error {
+		obs.NEGs, e.neg = r.d.NEGs.ListServerlessNEGs(gctx, ref.Project, ref.Region)
+		if e.neg != nil {
+			e.neg = &readError{"compute.networkEndpointGroups.list", "", e.neg}
+		}
+		return nil
+	})
+	g.Go(func() error {
+		obs.Backends, e.bs = r.d.Backends.ListBackendServices(gctx, ref.Project)
+		if e.bs != nil {
+			e.bs = &readError{"compute.backendServices.list", "", e.bs}
+		}
+		return nil
+	})
+	_ = g.Wait()
+	return obs, e
 }
 
 // agentCache caches IAP service agent emails per project (at most size

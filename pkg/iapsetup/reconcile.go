@@ -310,17 +310,50 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 // reading first: read round → IAM write ∥ second reads → service update
 // and backend patches → their operations.
 func (r *Reconciler) enforce(ctx context.Context, p *Plan, obs *Observed) (*Plan, error) {
+	var write func()
+	if !p.DryRun && p.policy.after != nil {
+		// writePolicy touches p.policy only; the reads of complete touch
+		// obs only.
+		write = func() { r.writePolicy(ctx, p) }
+	}
+	np, _ := r.complete(ctx, p, obs, nil, write)
+	if np != p {
+		// planPolicy depends on obs.Policy and the agent, which the second
+		// round does not change: keep the part as the write left it.
+		np.policy = p.policy
+		p = np
+	}
+	return p, r.apply(ctx, p)
+}
+
+// complete is the second read round of a reconcile (and of Diagnose): the
+// HTTPS-frontend check of the backend services p is about to change (and of
+// extra), the IAP policies deciding who may pass and the services sharing a
+// backend service; then p is planned again from the complete observation
+// (p itself when nothing more was read). during, if not nil, runs
+// concurrently with the reads and ends before the new plan is made (the
+// IAM policy write). It returns the frontend checks that failed, by
+// backend path (a failed check never fails the reconcile).
+func (r *Reconciler) complete(ctx context.Context, p *Plan, obs *Observed, extra []*BackendService, during func()) (*Plan, map[string]error) {
 	need := p.needsFrontendCheck()
+	for _, b := range extra {
+		if !slices.ContainsFunc(need, func(n *BackendService) bool { return n.SelfLink == b.SelfLink }) {
+			need = append(need, b)
+		}
+	}
 	resources, project := p.access.reads()
 	neighbours := p.needsNeighbours()
-	more := len(need) > 0 || len(resources) > 0 || project != "" || len(neighbours) > 0
+	var feErrs map[string]error
 	var g errgroup.Group
-	if !p.DryRun && p.policy.after != nil {
-		// writePolicy touches p.policy only; the reads below touch obs only.
-		g.Go(func() error { r.writePolicy(ctx, p); return nil })
+	if during != nil {
+		g.Go(func() error { during(); return nil })
+	}
+	if len(need) == 0 && len(resources) == 0 && project == "" && len(neighbours) == 0 {
+		_ = g.Wait()
+		return p, nil
 	}
 	if len(need) > 0 {
-		g.Go(func() error { obs.Frontends = r.checkFrontends(ctx, need, obs.Frontends); return nil })
+		g.Go(func() error { obs.Frontends, feErrs = r.checkFrontends(ctx, need, obs.Frontends); return nil })
 	}
 	if len(resources) > 0 || project != "" {
 		g.Go(func() error { r.observeAccess(ctx, resources, project, obs); return nil })
@@ -329,24 +362,18 @@ func (r *Reconciler) enforce(ctx context.Context, p *Plan, obs *Observed) (*Plan
 		g.Go(func() error { obs.Neighbours = r.readNeighbours(ctx, p.Ref, neighbours, obs.Neighbours); return nil })
 	}
 	_ = g.Wait()
-	if more {
-		np := PlanFor(p.Desired, obs)
-		if n := np.needsNeighbours(); len(n) > 0 {
-			// Grants now planned on a shared backend: its services decide.
-			obs.Neighbours = r.readNeighbours(ctx, p.Ref, n, obs.Neighbours)
-			np = PlanFor(p.Desired, obs)
-		}
-		if res, proj := np.access.reads(); len(res) > 0 || proj != "" {
-			r.observeAccess(ctx, res, proj, obs)
-			np = PlanFor(p.Desired, obs)
-		}
-		np.DryRun = p.DryRun
-		// planPolicy depends on obs.Policy and the agent, which the second
-		// round does not change: keep the part as the write left it.
-		np.policy = p.policy
-		p = np
+	np := PlanFor(p.Desired, obs)
+	if n := np.needsNeighbours(); len(n) > 0 {
+		// Grants now planned on a shared backend: its services decide.
+		obs.Neighbours = r.readNeighbours(ctx, p.Ref, n, obs.Neighbours)
+		np = PlanFor(p.Desired, obs)
 	}
-	return p, r.apply(ctx, p)
+	if res, proj := np.access.reads(); len(res) > 0 || proj != "" {
+		r.observeAccess(ctx, res, proj, obs)
+		np = PlanFor(p.Desired, obs)
+	}
+	np.DryRun = p.DryRun
+	return np, feErrs
 }
 
 func (res *Result) fill(p *Plan) {
@@ -392,18 +419,20 @@ func (r *Reconciler) readNeighbours(ctx context.Context, ref ServiceRef, names [
 // checkFrontends runs the HTTPS-frontend check for each backend, concurrently.
 // A failed check is recorded as "not checked" (the backend step then carries
 // no frontend warning); it never fails the reconcile.
-func (r *Reconciler) checkFrontends(ctx context.Context, bs []*BackendService, known map[string]Frontend) map[string]Frontend {
+func (r *Reconciler) checkFrontends(ctx context.Context, bs []*BackendService, known map[string]Frontend) (map[string]Frontend, map[string]error) {
 	out := make(map[string]Frontend, len(known)+len(bs))
 	for k, v := range known {
 		out[k] = v
 	}
 	found := make([]*Frontend, len(bs))
+	errs := make([]error, len(bs))
 	var g errgroup.Group
 	for i, b := range bs {
 		g.Go(func() error {
 			fe, err := r.d.Frontends.HTTPSFrontend(ctx, b)
 			if err != nil {
 				r.log.WarnContext(ctx, "checking HTTPS frontend", "backendService", b.Ref.Path(), "error", err)
+				errs[i] = err
 				return nil
 			}
 			found[i] = &fe
@@ -411,12 +440,15 @@ func (r *Reconciler) checkFrontends(ctx context.Context, bs []*BackendService, k
 		})
 	}
 	_ = g.Wait()
+	failed := map[string]error{}
 	for i, b := range bs {
 		if found[i] != nil {
 			out[ResourcePath(b.SelfLink)] = *found[i]
+		} else {
+			failed[b.Ref.Path()] = errs[i]
 		}
 	}
-	return out
+	return out, failed
 }
 
 // ReconcileRegion reconciles every service of project in region (a region:
