@@ -25,6 +25,7 @@ type emulatorFlags struct {
 
 	serviceAccounts     []string
 	identityPropagation time.Duration
+	assetIndexLag       time.Duration
 }
 
 func newEmulatorCmd(s *streams) *cobra.Command {
@@ -84,6 +85,7 @@ CloudEvents, as Eventarc does.`,
 	fl.DurationVar(&f.delay, "delay", 0, "extra delay before each delivery")
 	fl.StringArrayVar(&f.serviceAccounts, "service-account", nil, "a service account that exists (IAM policy writes naming an unknown one get 400 INVALID_ARGUMENT, as on Google); repeatable")
 	fl.DurationVar(&f.identityPropagation, "identity-propagation", 0, "how long a service agent created by generateServiceIdentity stays unknown to IAM policy writes (IAM's eventual consistency)")
+	fl.DurationVar(&f.assetIndexLag, "asset-index-lag", 0, "how long a Cloud Run change takes to show in Cloud Asset Inventory searches (Google: minutes)")
 	fl.Uint64Var(&f.seed, "seed", 0, "random seed for delivery quirks and injected error draws (0: delivery random, faults a fixed default)")
 	return cmd
 }
@@ -142,6 +144,10 @@ func (f *emulatorFlags) options() (emulator.Options, error) {
 		return opts, fmt.Errorf("--identity-propagation %s: must not be negative", f.identityPropagation)
 	}
 	opts.IdentityPropagation = f.identityPropagation
+	if f.assetIndexLag < 0 {
+		return opts, fmt.Errorf("--asset-index-lag %s: must not be negative", f.assetIndexLag)
+	}
+	opts.Asset.IndexLag = f.assetIndexLag
 	opts.Delivery.Duplicate = f.duplicate
 	opts.Delivery.Reorder = f.reorder
 	opts.Delivery.Delay = f.delay

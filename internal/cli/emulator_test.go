@@ -171,6 +171,7 @@ func TestEmulatorCommandBadFlags(t *testing.T) {
 		{name: "duplicate not a number", args: []string{"--duplicate", "often"}, want: `invalid argument "often" for "--duplicate"`},
 		{name: "lro not a mode", args: []string{"--lro", "bogus"}, want: `--lro: lro mode "bogus": want on-first-poll, immediate`},
 		{name: "lro negative", args: []string{"--lro", "-3s"}, want: `--lro: lro mode "-3s"`},
+		{name: "asset index lag negative", args: []string{"--asset-index-lag", "-1m"}, want: "--asset-index-lag -1m0s: must not be negative"},
 		{name: "unknown flag", args: []string{"--nope"}, want: "unknown flag: --nope"},
 		{name: "positional argument", args: []string{"extra"}, want: `"extra"`},
 		{name: "address not listenable", args: []string{"--addr", "256.0.0.1:0"}, want: "listening on 256.0.0.1:0"},
