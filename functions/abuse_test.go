@@ -142,3 +142,65 @@ func TestSkipMessageScopedAndBounded(t *testing.T) {
 		}
 	}
 }
+
+// Item 8: an event that keeps failing transiently is redelivered in
+// silence only for a while; after StillRetryingAfter each attempt also
+// publishes a failed "still retrying" outcome.
+func TestHandleStillRetryingOutcome(t *testing.T) {
+	rec := &fakeReconciler{err: fmt.Errorf("%w: injected UNAVAILABLE", iapsetup.ErrTransient)}
+	pub := &fakePublisher{}
+	h := NewHandler(testConfig(0), rec, pub, nil)
+	if err := h.Handle(context.Background(), runEvent(t, "hello", "retry-1")); err == nil {
+		t.Fatal("Handle = nil, want the transient error (redelivery)")
+	}
+	if n := len(pub.all()); n != 0 {
+		t.Fatalf("%d outcomes for a fresh transient failure, want none", n)
+	}
+	h.now = func() time.Time { return time.Now().Add(StillRetryingAfter + time.Minute) }
+	if err := h.Handle(context.Background(), runEvent(t, "hello", "retry-2")); err == nil {
+		t.Fatal("Handle = nil, want the transient error (redelivery goes on)")
+	}
+	ms := pub.all()
+	if len(ms) != 1 || ms[0].Outcome != "failed" || !strings.HasPrefix(ms[0].Reason, "still retrying") {
+		t.Fatalf("outcomes %+v, want one failed \"still retrying\"", ms)
+	}
+}
+
+// remediatingOnce remediates on the first reconcile, then finds the
+// service compliant.
+type remediatingOnce struct {
+	fakeReconciler
+	n atomic.Int32
+}
+
+func (r *remediatingOnce) Reconcile(ctx context.Context, ref iapsetup.ServiceRef, _ ...iapsetup.CallOption) (*iapsetup.Result, error) {
+	if r.n.Add(1) == 1 {
+		return &iapsetup.Result{Ref: ref, Outcome: iapsetup.OutcomeRemediated, Changes: []iapsetup.Change{{Resource: ref.ResourceName(), Field: "iapEnabled", Before: "false", After: "true"}}}, nil
+	}
+	return &iapsetup.Result{Ref: ref, Outcome: iapsetup.OutcomeCompliant}, nil
+}
+
+// Item 8: when publishing fails, the redelivery finds the service
+// compliant; the remediation is kept and published first, not lost.
+func TestHandleKeepsChangesUntilReported(t *testing.T) {
+	rec := &remediatingOnce{}
+	pub := &fakePublisher{err: fmt.Errorf("injected: publish failed")}
+	h := NewHandler(testConfig(0), rec, pub, nil)
+	e := runEvent(t, "hello", "lost-1")
+	if err := h.Handle(context.Background(), e); err == nil {
+		t.Fatal("Handle = nil with a failing publisher, want an error (redelivery)")
+	}
+	pub.mu.Lock()
+	pub.err = nil
+	pub.mu.Unlock()
+	if err := h.Handle(context.Background(), e); err != nil {
+		t.Fatalf("redelivery: %v", err)
+	}
+	var kinds []string
+	for _, m := range pub.all() {
+		kinds = append(kinds, string(m.Outcome))
+	}
+	if strings.Join(kinds, ",") != "remediated,compliant" {
+		t.Errorf("outcomes %v, want the kept remediated one, then compliant", kinds)
+	}
+}

@@ -68,6 +68,11 @@ const maxScopeFile = 1 << 20
 // DefaultReplayTopic is the replay topic's id (eventarc/triggers.yaml).
 const DefaultReplayTopic = "iapguard-replay"
 
+// StillRetryingAfter is how long an event may fail transiently (and be
+// redelivered) in silence: after it, each failed attempt also publishes a
+// failed outcome whose reason starts "still retrying".
+const StillRetryingAfter = 15 * time.Minute
+
 // MaxFutureSkew is how far in the future an event may be dated: audit log
 // entries are stamped by Google when the change is made; one dated further
 // ahead is forged or broken and is skipped, as IAPGUARD_MAX_EVENT_AGE skips

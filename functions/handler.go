@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
@@ -46,6 +48,8 @@ type Handler struct {
 	coal coalescer
 	// scope is cfg.Projects, for the call-free check of skipped events.
 	scope iapsetup.Scope
+	// unreported keeps outcomes with changes until they are published.
+	unreported unreported
 	// slots admits at most cfg.MaxConcurrent events to reconcile at once;
 	// nil when unlimited.
 	slots *semaphore.Weighted
@@ -144,7 +148,18 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 		}
 		if transient && res.Outcome == iapsetup.OutcomeFailed {
 			// Redelivery will produce this resource's outcome; a "failed"
-			// now would be a false alarm for subscribers.
+			// now would be a false alarm for subscribers — unless the event
+			// has been failing for a while: then say so rather than stay
+			// silent (it is still redelivered).
+			if age := start.Sub(dec.Trigger.Time); dec.Trigger.Time.IsZero() || age < StillRetryingAfter {
+				continue
+			}
+			m := resultMessage(res, trig, h.now())
+			m.Reason = fmt.Sprintf("still retrying: the event of %s has failed transiently for %s; the latest failure: %s",
+				dec.Trigger.Time.Format(time.RFC3339), start.Sub(dec.Trigger.Time).Round(time.Second), res.Reason)
+			if err := h.publish(ctx, m); err != nil {
+				errs = append(errs, err)
+			}
 			continue
 		}
 		if err := h.publish(ctx, resultMessage(res, trig, h.now())); err != nil {
@@ -242,15 +257,75 @@ func (h *Handler) publish(ctx context.Context, m *outcome.Message) error {
 	case outcome.Compliant, outcome.Skipped:
 		level = slog.LevelDebug
 	}
+	// An outcome with changes that could not be published before is
+	// published first: the redelivery finds nothing left to change and
+	// would report compliant, losing the remediation.
+	if kept := h.unreported.take(m.Resource.Name); kept != nil {
+		if _, err := h.pub.Publish(ctx, kept); err != nil {
+			h.unreported.keep(kept)
+			log.Error("publishing a kept outcome failed; returning an error so Eventarc redelivers", "resource", kept.Resource.Name, "changes", len(kept.Changes), "error", err.Error())
+			return fmt.Errorf("publishing the kept outcome for %s: %w", kept.Resource.Name, err)
+		}
+		log.Info("outcome "+string(kept.Outcome)+" (kept until published)", "resource", kept.Resource.Name, "changes", len(kept.Changes))
+	}
 	if _, err := h.pub.Publish(ctx, m); err != nil {
 		// Every failure at ERROR, with what was not reported: the event is
-		// redelivered, but a remediation it made is then no longer seen.
+		// redelivered; an outcome with changes is kept until published.
+		if len(m.Changes) > 0 {
+			h.unreported.keep(m)
+		}
 		log.Error("publishing the outcome failed; returning an error so Eventarc redelivers",
 			append(attrs, "error", err.Error())...)
 		return fmt.Errorf("publishing outcome for %s: %w", m.Resource.Name, err)
 	}
 	log.Log(ctx, level, "outcome "+string(m.Outcome), attrs...)
 	return nil
+}
+
+// maxUnreported bounds the outcomes kept until published, per instance.
+const maxUnreported = 1000
+
+// unreported keeps outcomes with changes whose publish failed, by
+// resource (the latest one per resource), until a later publish for the
+// resource succeeds. It lives in one instance: another instance handling
+// the redelivery does not see it (the ERROR log line still does).
+type unreported struct {
+	mu    sync.Mutex
+	byRes map[string]*outcome.Message
+	order []string
+}
+
+func (u *unreported) keep(m *outcome.Message) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.byRes == nil {
+		u.byRes = map[string]*outcome.Message{}
+	}
+	if old, ok := u.byRes[m.Resource.Name]; ok {
+		// Keep every change: the earlier ones first.
+		merged := *m
+		merged.Changes = append(slices.Clone(old.Changes), m.Changes...)
+		m = &merged
+	} else {
+		u.order = append(u.order, m.Resource.Name)
+	}
+	u.byRes[m.Resource.Name] = m
+	for len(u.order) > maxUnreported {
+		delete(u.byRes, u.order[0])
+		u.order = u.order[1:]
+	}
+}
+
+func (u *unreported) take(resource string) *outcome.Message {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	m, ok := u.byRes[resource]
+	if !ok {
+		return nil
+	}
+	delete(u.byRes, resource)
+	u.order = slices.DeleteFunc(u.order, func(r string) bool { return r == resource })
+	return m
 }
 
 func toTrigger(t event.Trigger, e cloudevents.Event) outcome.Trigger {
