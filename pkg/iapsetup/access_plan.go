@@ -501,7 +501,7 @@ func (ap *accessPlan) step(p *Plan, part *accessPart) Step {
 	case ap.reject != "":
 		s.Status, s.Message = StatusRejected, ap.reject+"; nothing granted or revoked; "+who
 		if !f.Anyone() {
-			s.Message += "; " + ap.nobody(part)
+			s.Message += "; " + ap.nobody(part, iapOnFor(p, part))
 		}
 		return s
 	case part.after != nil:
@@ -509,7 +509,7 @@ func (ap *accessPlan) step(p *Plan, part *accessPart) Step {
 		s.Message = ap.describe(part, false) + "; per " + scope + "; " + who
 		return p.step(s, ap.describe(part, true)+"; per "+scope+"; "+who, part.err, ap.fix(part), true)
 	case !f.Anyone():
-		s.Status, s.Message = StatusWarning, ap.nobody(part)
+		s.Status, s.Message = StatusWarning, ap.nobody(part, iapOnFor(p, part))
 	case len(f.public()) > 0:
 		s.Status = StatusWarning
 		s.Message = fmt.Sprintf("%s hold %s: IAP lets every Google account (or everyone) through %s; %s; remove it: gcloud iap web remove-iam-policy-binding %s --member=%s --role=%s",
@@ -552,15 +552,41 @@ func (ap *accessPlan) describe(part *accessPart, done bool) string {
 }
 
 // nobody is the nobody-can-pass warning.
-func (ap *accessPlan) nobody(part *accessPart) string {
+// iapOnFor reports whether IAP is on (or, planned, will be) for part's
+// resource: false when the write turning it on failed.
+func iapOnFor(p *Plan, part *accessPart) bool {
+	if sp := p.service; sp != nil && sp.err != nil && sp.update != nil && sp.update.EnableIAP && p.Mode == ModeDirect {
+		return false
+	}
+	for _, b := range p.backends {
+		if b.write && b.err != nil && BackendIAPResource(planNumber(p), b.backend).Name == part.res.Name {
+			return false
+		}
+	}
+	return true
+}
+
+// planNumber is the plan's project number ("" unknown).
+func planNumber(p *Plan) string {
+	if p.access == nil {
+		return ""
+	}
+	return p.access.number
+}
+
+func (ap *accessPlan) nobody(part *accessPart, on bool) string {
 	how := fmt.Sprintf("gcloud iap web add-iam-policy-binding %s --member=group:GROUP@DOMAIN --role=%s", part.res.gcloud, RoleAccessor)
 	label := fmt.Sprintf("gcloud run services update %s --project=%s --region=%s --update-labels=%s=POLICY",
 		ap.ref.Name, ap.ref.Project, ap.ref.Region, AccessLabelKey)
 	if len(ap.available) > 0 {
 		label += " (policies: " + strings.Join(ap.available, ", ") + ")"
 	}
-	return fmt.Sprintf("IAP is on and nobody holds %s on %s or project-wide on %s (project-level grants outside iap_web are not checked): every request is refused. Grant access: %s, or declare it: %s",
-		RoleAccessor, part.res.What, ProjectIAPResource(ap.number), how, label)
+	state := "IAP is on and"
+	if !on {
+		state = "turning IAP on failed (see its step); once it is on,"
+	}
+	return fmt.Sprintf("%s nobody holds %s on %s or project-wide on %s (project-level grants outside iap_web are not checked): every request is refused. Grant access: %s, or declare it: %s",
+		state, RoleAccessor, part.res.What, ProjectIAPResource(ap.number), how, label)
 }
 
 func (ap *accessPlan) fix(part *accessPart) string {

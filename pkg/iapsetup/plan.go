@@ -283,6 +283,9 @@ func PlanFor(d Desired, o *Observed) *Plan {
 		if d.Managed {
 			p.Outcome = OutcomeOptedOut
 		}
+		if k := lookalikeLabel(o.Service.Labels); k != "" && !d.LabelSet {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("label %q looks like %q but is not it (%+q): the service is not enforced; use the key %s", k, LabelKey, k, LabelKey))
+		}
 		return p
 	}
 	p.agent = o.Agent
@@ -324,6 +327,33 @@ func PlanFor(d Desired, o *Observed) *Plan {
 	p.service = &sp
 	p.compose()
 	return p
+}
+
+// confusables maps letters that look like those of "iap" to them.
+var confusables = map[rune]rune{'і': 'i', 'ı': 'i', 'ɪ': 'i', 'Ι': 'i', 'І': 'i', 'а': 'a', 'ɑ': 'a', 'α': 'a', 'А': 'a', 'р': 'p', 'ρ': 'p', 'Р': 'p'}
+
+// lookalikeLabel returns a label key that is not LabelKey but reads like
+// it (other scripts' letters, case, separators); "" when there is none.
+func lookalikeLabel(labels map[string]string) string {
+	for k := range labels {
+		if k == LabelKey {
+			continue
+		}
+		var b strings.Builder
+		for _, r := range strings.ToLower(k) {
+			if c, ok := confusables[r]; ok {
+				r = c
+			}
+			if r == '-' || r == '_' || r == ' ' || r == '.' {
+				continue
+			}
+			b.WriteRune(r)
+		}
+		if b.String() == LabelKey {
+			return k
+		}
+	}
+	return ""
 }
 
 // iapResources returns the project number and the IAP resources whose IAM

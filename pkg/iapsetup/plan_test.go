@@ -1123,3 +1123,23 @@ func TestDesiredFor(t *testing.T) {
 		})
 	}
 }
+
+// Issue #19 item 10: a label key that only looks like iap (Cyrillic і,
+// upper case) leaves the service unenforced; the outcome warns.
+func TestLookalikeLabelWarns(t *testing.T) {
+	for _, k := range []string{"іap", "IAP", "i-ap", "іар"} {
+		s := tService()
+		delete(s.Labels, LabelKey)
+		s.Labels[k] = LabelEnabled
+		p := PlanFor(DesiredFor(s), &Observed{Service: s})
+		if p.Outcome != OutcomeSkipped || len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "looks like") {
+			t.Errorf("label %q: outcome %s warnings %q, want skipped with a look-alike warning", k, p.Outcome, p.Warnings)
+		}
+	}
+	s := tService()
+	delete(s.Labels, LabelKey)
+	s.Labels["team"] = "web"
+	if p := PlanFor(DesiredFor(s), &Observed{Service: s}); len(p.Warnings) != 0 {
+		t.Errorf("ordinary labels warned: %q", p.Warnings)
+	}
+}

@@ -285,12 +285,23 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 		p, err = r.enforce(ctx, p, obs)
 	}
 	res.fill(p)
+	if err != nil && gcperr.IsNotFound(err) {
+		// A write found the service gone: deleted during the reconcile.
+		// Nothing is left to protect or to fix.
+		if _, gerr := r.d.Services.GetService(ctx, ref); gcperr.IsNotFound(gerr) {
+			res.Outcome, res.Reason = OutcomeSkipped, "service deleted during the reconcile"
+			log.InfoContext(ctx, "service deleted during the reconcile", "error", err)
+			return res, nil
+		}
+	}
 	switch {
 	case err != nil:
 		log.WarnContext(ctx, "reconcile failed", "outcome", res.Outcome, "error", err)
 		return res, newError(res.Resource, err)
 	case len(res.Changes) > 0:
 		log.InfoContext(ctx, "reconciled", "outcome", res.Outcome, "changes", len(res.Changes), "dryRun", res.DryRun)
+	case res.Outcome == OutcomeSkipped && len(res.Warnings) > 0:
+		log.WarnContext(ctx, "reconciled", "outcome", res.Outcome, "warnings", res.Warnings)
 	default:
 		log.DebugContext(ctx, "reconciled", "outcome", res.Outcome)
 	}

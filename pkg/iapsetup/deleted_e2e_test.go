@@ -1,0 +1,75 @@
+package iapsetup_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/grpc/codes"
+
+	"github.com/iapguard/iapguard/emulator/emulatortest"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
+)
+
+// deleteBeforeUpdate deletes the service just before iapguard's update of
+// it reaches the API, as its owner might.
+type deleteBeforeUpdate struct {
+	iapsetup.Services
+	del func(ctx context.Context) error
+}
+
+func (d deleteBeforeUpdate) UpdateService(ctx context.Context, u *iapsetup.ServiceUpdate) (*iapsetup.Service, error) {
+	if err := d.del(ctx); err != nil {
+		return nil, err
+	}
+	return d.Services.UpdateService(ctx, u)
+}
+
+// Issue #19 item 10: a service deleted while iapguard writes to it ends
+// skipped, not failed with a gcloud fix for a service that no longer
+// exists.
+func TestReconcileServiceDeletedDuringWrite(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, envOptions{})
+	e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
+	d := e.Clients.Deps()
+	d.Services = deleteBeforeUpdate{Services: d.Services, del: func(ctx context.Context) error {
+		op, err := e.Clients.Run.DeleteService(ctx, &runpb.DeleteServiceRequest{Name: ref.ResourceName()})
+		if err != nil {
+			return err
+		}
+		_, err = op.Wait(ctx)
+		return err
+	}}
+	r, err := iapsetup.New(d, iapsetup.Options{Scope: iapsetup.ProjectScope(emulatortest.Project),
+		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Reconcile(t.Context(), ref)
+	if err != nil || res.Outcome != iapsetup.OutcomeSkipped {
+		t.Fatalf("Reconcile = %s (%s), %v; want skipped with no error", res.Outcome, res.Reason, err)
+	}
+}
+
+// Issue #19 item 10: when turning IAP on fails, the access step must not
+// claim "IAP is on".
+func TestReconcileAccessStepWhenIAPFailed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
+	if err := f.e.Core.Faults.FailNext(mUpdateService, 1, codes.PermissionDenied); err != nil {
+		t.Fatal(err)
+	}
+	res, err, _ := f.reconcile(t, ref)
+	if err == nil || res.Outcome != iapsetup.OutcomeFailed {
+		t.Fatalf("Reconcile = %s, %v; want failed", res.Outcome, err)
+	}
+	s := stepOf(res, iapsetup.StepAccess)
+	if strings.Contains(s.Message, "IAP is on") || !strings.Contains(s.Message, "turning IAP on failed") {
+		t.Errorf("access step %q, want it to say turning IAP on failed", s.Message)
+	}
+}
