@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"google.golang.org/grpc/codes"
-
-	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
@@ -72,15 +69,7 @@ func (f *opFlags) inspectService(ctx context.Context, service string, withAccess
 func (s *session) inspect(ctx context.Context, ref iapsetup.ServiceRef) (*inspection, error) {
 	dg, err := s.rec.Diagnose(ctx, ref)
 	if err != nil {
-		if gcperr.IsNotFound(err) || gcperr.IsPermissionDenied(err) || gcperr.Code(err) == codes.InvalidArgument {
-			if perr := s.checkProject(ctx, ref.Region); perr != nil {
-				return nil, perr
-			}
-			if gcperr.IsNotFound(err) {
-				return nil, fmt.Errorf("service %s not found in project %s, region %s", ref.Name, ref.Project, ref.Region)
-			}
-		}
-		return nil, explain(err, s.emulator)
+		return nil, s.serviceError(ctx, ref, err)
 	}
 	if dg.AgentErr != nil && (errors.Is(dg.AgentErr, context.DeadlineExceeded) || errors.Is(dg.AgentErr, context.Canceled)) {
 		return nil, explain(dg.AgentErr, s.emulator)

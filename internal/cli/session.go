@@ -309,15 +309,21 @@ func (s *session) getService(ctx context.Context, ref iapsetup.ServiceRef) (*iap
 	if err == nil {
 		return svc, nil
 	}
+	return nil, s.serviceError(ctx, ref, err)
+}
+
+// serviceError words a failed read of the service ref for people: an
+// unknown project and an unknown service are told apart with one more call.
+func (s *session) serviceError(ctx context.Context, ref iapsetup.ServiceRef, err error) error {
 	if gcperr.IsNotFound(err) || gcperr.IsPermissionDenied(err) || gcperr.Code(err) == codes.InvalidArgument {
 		if perr := s.checkProject(ctx, ref.Region); perr != nil {
-			return nil, perr
+			return perr
 		}
 		if gcperr.IsNotFound(err) {
-			return nil, fmt.Errorf("service %s not found in project %s, region %s", ref.Name, ref.Project, ref.Region)
+			return fmt.Errorf("service %s not found in project %s, region %s", ref.Name, ref.Project, ref.Region)
 		}
 	}
-	return nil, explain(err, s.emulator)
+	return explain(err, s.emulator)
 }
 
 // pubsubClient returns a Pub/Sub client for project: the emulator when
