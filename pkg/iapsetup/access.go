@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path"
 	"regexp"
 	"slices"
 	"sort"
@@ -58,6 +59,9 @@ type AccessPolicy struct {
 	// Members are canonical (kind prefix as written, the rest lower case),
 	// sorted and free of duplicates.
 	Members []string
+	// Allowed are the projects or services that may use the policy (see
+	// accessFilePolicy); empty: any.
+	Allowed []string
 }
 
 // AccessPolicies is a validated set of access policies. The zero value and
@@ -177,6 +181,10 @@ type accessFile struct {
 type accessFilePolicy struct {
 	Description string   `yaml:"description"`
 	Members     []string `yaml:"members"`
+	// Allowed names the projects or services that may use the policy:
+	// "PROJECT" or "PROJECT/SERVICE", '*' matching any run of characters
+	// ("team-a-*", "shop/*"). Empty: any service in scope.
+	Allowed []string `yaml:"allowed"`
 }
 
 // ParseAccessPolicies parses and validates an access policy file (YAML, or
@@ -201,7 +209,61 @@ func ParseAccessPolicies(source string, data []byte) (*AccessPolicies, error) {
 	if len(f.Policies) == 0 {
 		return nil, accessFileError(source, errors.New("no policies defined; want a top-level \"policies\" map of name → {members: [...]}"))
 	}
-	return buildAccessPolicies(source, f.Policies, func(fp accessFilePolicy) (string, []string) { return fp.Description, fp.Members })
+	a, err := buildAccessPolicies(source, f.Policies, func(fp accessFilePolicy) (string, []string) { return fp.Description, fp.Members })
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for name, fp := range f.Policies {
+		if len(fp.Allowed) > maxAllowed {
+			errs = append(errs, fmt.Errorf("policy %s: %d allowed entries, at most %d", name, len(fp.Allowed), maxAllowed))
+			continue
+		}
+		for _, e := range fp.Allowed {
+			if err := checkAllowed(e); err != nil {
+				errs = append(errs, fmt.Errorf("policy %s: allowed entry %q: %w", name, e, err))
+			}
+		}
+		p := a.policies[name]
+		p.Allowed = slices.Clone(fp.Allowed)
+		a.policies[name] = p
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, accessFileError(source, err)
+	}
+	return a, nil
+}
+
+// maxAllowed bounds the allowed entries of one policy.
+const maxAllowed = 100
+
+var allowedRE = regexp.MustCompile(`^[a-z0-9*][a-z0-9.:*-]{0,62}(/[a-z0-9*][a-z0-9*-]{0,62})?$`)
+
+func checkAllowed(e string) error {
+	if !allowedRE.MatchString(e) {
+		return errors.New(`want PROJECT or PROJECT/SERVICE, lower case, '*' matching any run of characters`)
+	}
+	return nil
+}
+
+// Allows reports whether ref may use the policy (Allowed empty: any).
+func (p AccessPolicy) Allows(ref ServiceRef) bool {
+	if len(p.Allowed) == 0 {
+		return true
+	}
+	for _, e := range p.Allowed {
+		proj, svc, hasSvc := strings.Cut(e, "/")
+		if ok, _ := path.Match(proj, ref.Project); !ok {
+			continue
+		}
+		if !hasSvc {
+			return true
+		}
+		if ok, _ := path.Match(svc, ref.Name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // LoadAccessPolicies reads and parses the access policy file at path.

@@ -106,6 +106,8 @@ func planAccess(ref ServiceRef, d Desired, o *Observed, number string, resources
 			ap.reject = fmt.Sprintf("label %s=%q names an access policy, but no access policies are configured (IAPGUARD_ACCESS_POLICIES)", AccessLabelKey, d.Access)
 		case !ok:
 			ap.reject = fmt.Sprintf("label %s=%q names no access policy; known policies: %s", AccessLabelKey, d.Access, strings.Join(ap.available, ", "))
+		case !pol.Allows(ref):
+			ap.reject = fmt.Sprintf("access policy %s may be used only by %s; %s/%s is not among them", d.Access, strings.Join(pol.Allowed, ", "), ref.Project, ref.Name)
 		default:
 			ap.wanted = pol.Members
 			ap.manage = true

@@ -192,3 +192,44 @@ func TestIAPResourceNames(t *testing.T) {
 		t.Errorf("IAP resource names (-want +got):\n%s", diff)
 	}
 }
+
+// Issue #19 item 2: a policy in the access file may name the projects or
+// services allowed to use it; any other service naming it is rejected and
+// nothing is granted.
+func TestAccessPolicyAllowed(t *testing.T) {
+	a, err := ParseAccessPolicies("f.yaml", []byte(`policies:
+  shop-users:
+    members: [domain:example.com]
+    allowed: ["team-shop-*", "shared/shop"]
+  anyone:
+    members: [group:all@example.com]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shop, _ := a.Lookup("shop-users")
+	for ref, want := range map[ServiceRef]bool{
+		{Project: "team-shop-prod", Region: "r", Name: "x"}:  true,
+		{Project: "shared", Region: "r", Name: "shop"}:       true,
+		{Project: "shared", Region: "r", Name: "billing"}:    false,
+		{Project: "team-billing", Region: "r", Name: "shop"}: false,
+	} {
+		if got := shop.Allows(ref); got != want {
+			t.Errorf("shop-users.Allows(%s/%s) = %v, want %v", ref.Project, ref.Name, got, want)
+		}
+	}
+	if anyone, _ := a.Lookup("anyone"); !anyone.Allows(ServiceRef{Project: "p", Name: "s"}) {
+		t.Error("a policy without allowed entries refused a service")
+	}
+	// The plan rejects a service the policy does not allow.
+	s := tService(accessLabel("shop-users"))
+	obs := &Observed{Service: s, Policy: tPolicy(agentBinding), Agent: tAgent, AccessPolicies: a, IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy())}
+	s.IAPEnabled = true
+	p := PlanFor(DesiredFor(s), withRecord(obs))
+	if p.Outcome != OutcomeRejected || !strings.Contains(p.Reason, "may be used only by") || p.access.writes() != 0 {
+		t.Errorf("plan for a service the policy does not allow: %s (%s), %d access writes", p.Outcome, p.Reason, p.access.writes())
+	}
+	if _, err := ParseAccessPolicies("f.yaml", []byte("policies:\n  p:\n    members: [domain:example.com]\n    allowed: [\"Bad Entry\"]\n")); err == nil {
+		t.Error("an invalid allowed entry was accepted")
+	}
+}
