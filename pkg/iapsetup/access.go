@@ -237,11 +237,25 @@ func ParseAccessPolicies(source string, data []byte) (*AccessPolicies, error) {
 // maxAllowed bounds the allowed entries of one policy.
 const maxAllowed = 100
 
-var allowedRE = regexp.MustCompile(`^[a-z0-9*][a-z0-9.:*-]{0,62}(/[a-z0-9*][a-z0-9*-]{0,62})?$`)
-
+// checkAllowed accepts PROJECT or PROJECT/SERVICE: each part 1-63
+// characters of lower-case letters, digits, '-' and '*' (a project also
+// '.' and ':', as domain-scoped ids have).
 func checkAllowed(e string) error {
-	if !allowedRE.MatchString(e) {
-		return errors.New(`want PROJECT or PROJECT/SERVICE, lower case, '*' matching any run of characters`)
+	bad := errors.New(`want PROJECT or PROJECT/SERVICE, lower case, '*' matching any run of characters`)
+	parts := strings.Split(e, "/")
+	if len(parts) > 2 {
+		return bad
+	}
+	for i, part := range parts {
+		if part == "" || len(part) > 63 || part[0] == '-' {
+			return bad
+		}
+		for _, r := range part {
+			ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '*' || i == 0 && (r == '.' || r == ':')
+			if !ok {
+				return bad
+			}
+		}
 	}
 	return nil
 }
