@@ -48,6 +48,9 @@ type soakLog struct {
 	// doors: per service, the public invokers removed in a write of their
 	// own after the write that also adds the agent failed (closeDoor).
 	doors map[string]int
+	// intents: per service, the access grants recorded as intended (one
+	// UpdateService each, before an IAP write).
+	intents map[string]int
 }
 
 var (
@@ -108,6 +111,11 @@ func (l *soakLog) line(b []byte) {
 			l.doors = map[string]int{}
 		}
 		l.doors[iapsetup.ResourcePath(rec.Service)]++
+	case "recorded access grants as intended":
+		if l.intents == nil {
+			l.intents = map[string]int{}
+		}
+		l.intents[iapsetup.ResourcePath(rec.Service)]++
 	}
 }
 
@@ -115,7 +123,7 @@ func (l *soakLog) snapshot() soakLog {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return soakLog{conflictRetries: l.conflictRetries, transient: l.transient, unavailable: l.unavailable,
-		exhausted: l.exhausted, secrets: slices.Clone(l.secrets), doors: maps.Clone(l.doors)}
+		exhausted: l.exhausted, secrets: slices.Clone(l.secrets), doors: maps.Clone(l.doors), intents: maps.Clone(l.intents)}
 }
 
 // soakFigures are the soak's results.
@@ -127,9 +135,13 @@ type soakFigures struct {
 	NotConverged []string
 
 	ForeignGrants, ForeignLost int
-	Lost                       []string
-	ForeignEdits, Drifts       int64
-	ForeignConflicts           int64
+	// Access policies (issue #19): services with iap-access, foreign
+	// accessors revoked, policy members present but not recorded.
+	AccessServices, ForeignAccessLost, AccessUnrecorded int
+	AccessProblems                                      []string
+	Lost                                                []string
+	ForeignEdits, Drifts                                int64
+	ForeignConflicts                                    int64
 
 	Events, EventsWithoutOutcome, EventsOnlyFailed, UnknownEventOutcomes int
 	Missing                                                              []string
@@ -276,7 +288,13 @@ func (f *soakFigures) accountSelfWrites(msgs []*outcome.Message) {
 				break
 			}
 		}
-		if why == "" {
+		// Confirming grants recorded as intended is legitimate whichever
+		// reconcile sees them first: the one that made them, or one that
+		// iapguard's own concurrent write triggered.
+		confirms := !slices.ContainsFunc(m.Changes, func(c outcome.Change) bool {
+			return c.Field != "annotations["+iapsetup.AccessAnnotation+"]" || !strings.Contains(c.Before, `"pending"`)
+		})
+		if why == "" && !confirms {
 			why = "no event by anyone else about the service was pending"
 			for _, w := range others[m.Resource.Name] {
 				if !w.from.After(m.Time) && !w.to.Before(m.Trigger.Time) {
@@ -335,6 +353,9 @@ func soakDescribeWrite(m *outcome.Message) string {
 // (doors, from the function's logs), one service update, one patch of its
 // backend service; nothing on a control.
 func (f *soakFigures) accountWrites(entries []*core.LogEntry, w *soakWorld, doors map[string]int) {
+	if w.intents == nil {
+		w.intents = map[string]int{}
+	}
 	writes := map[string]int{} // kind + " " + resource → count
 	for _, e := range entries {
 		p := e.ProtoPayload
@@ -358,6 +379,15 @@ func (f *soakFigures) accountWrites(entries []*core.LogEntry, w *soakWorld, door
 		}
 		allowed["SetIamPolicy "+s.resource()] = 1 + w.drifts[s.resource()] + doors[s.resource()]
 		allowed["UpdateService "+s.resource()] = 1
+		if s.access {
+			// Each time grants are recorded as intended (one service
+			// update, from the function's logs), one IAP write follows and
+			// one service update confirms it — with the service's own
+			// fields, or alone when a fault split them.
+			n := max(1, w.intents[s.resource()])
+			allowed["SetIamPolicy "+iapsetup.ResourcePath(s.iapResource())] = n
+			allowed["UpdateService "+s.resource()] = 1 + 2*n
+		}
 		if s.kind.lb() {
 			allowed["patch "+s.backendPath()] = 1
 		}
@@ -425,6 +455,9 @@ func (f *soakFigures) checkFinal(ctx context.Context, e *env, w *soakWorld) erro
 		}
 		problems := soakPosture(s, svc, pol, be)
 		res, err := e.st.Fn.Reconciler.Reconcile(ctx, s.ref(), iapsetup.WithDryRun(true))
+		if err == nil && s.access {
+			f.accountAccess(s, res)
+		}
 		switch {
 		case err != nil:
 			problems = append(problems, "dry-run reconcile: "+err.Error())
@@ -512,6 +545,7 @@ func (f *soakFigures) table() string {
 	b.WriteString("| metric | value | goal |\n|---|---|---|\n")
 	row("converged (dry-run plans nothing, posture checked)", fmt.Sprintf("%d/%d = %s", f.Converged, f.Services, soakPct(f.Converged, f.Services)), "100 %")
 	row("foreign bindings lost", fmt.Sprintf("%d of %d", f.ForeignLost, f.ForeignGrants), "0")
+	row("access services: foreign accessors revoked / policy grants unrecorded", fmt.Sprintf("%d / %d of %d", f.ForeignAccessLost, f.AccessUnrecorded, f.AccessServices), "0 / 0")
 	row("events without an outcome", fmt.Sprint(f.EventsWithoutOutcome), "0")
 	row("events whose every outcome is failed", fmt.Sprint(f.EventsOnlyFailed), "0")
 	row("writes caused by events of our own writes", fmt.Sprint(f.SelfCausedWrites), "0")
@@ -532,4 +566,32 @@ func (f *soakFigures) table() string {
 	row("foreign IAM edits / of them public (drift) / ABORTED and redone", fmt.Sprintf("%d / %d / %d", f.ForeignEdits, f.Drifts, f.ForeignConflicts), "")
 	row("iapguard writes / handed over (self-triggered, other event pending)", fmt.Sprintf("%d / %d", f.IapguardWrites, f.HandedOverWrites), "")
 	return b.String()
+}
+
+// accountAccess checks an access service's IAP resource: the accessor an
+// administrator granted by hand is still there, and every policy member
+// holding the role is in iapguard's (verified) record.
+func (f *soakFigures) accountAccess(s *soakSvc, res *iapsetup.Result) {
+	f.AccessServices++
+	i := slices.IndexFunc(res.Access, func(a iapsetup.AccessFinding) bool { return a.Resource == s.iapResource() })
+	if i < 0 {
+		f.ForeignAccessLost++
+		f.AccessProblems = append(f.AccessProblems, s.name+": no access finding for "+s.iapResource())
+		return
+	}
+	a := res.Access[i]
+	if !slices.Contains(a.Members, soakForeignAccessor(s)) {
+		f.ForeignAccessLost++
+		f.AccessProblems = append(f.AccessProblems, s.name+": "+soakForeignAccessor(s)+" revoked")
+	}
+	for _, m := range soakAccessMembers {
+		if slices.Contains(a.Members, m) && !slices.Contains(a.Granted, m) {
+			f.AccessUnrecorded++
+			f.AccessProblems = append(f.AccessProblems, s.name+": "+m+" holds the role but is not recorded")
+		}
+		if !slices.Contains(a.Members, m) {
+			f.AccessProblems = append(f.AccessProblems, s.name+": "+m+" was not granted")
+			f.AccessUnrecorded++
+		}
+	}
 }

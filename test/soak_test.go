@@ -20,6 +20,7 @@ import (
 	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/emulator/delivery"
+	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/stack"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
@@ -119,7 +120,8 @@ func TestSoak(t *testing.T) {
 				Seed:        seed,
 			},
 		},
-		FunctionLog: fnLog,
+		FunctionLog:    fnLog,
+		AccessPolicies: soakWriteAccessPolicies(t),
 	})
 	foreign, err := dialForeign(ctx, e.st.Emu.Addr())
 	if err != nil {
@@ -139,6 +141,14 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("built %d services and their load balancers in %s", len(w.svcs), time.Since(start).Round(time.Millisecond))
+	iapAdmin, err := gcp.NewClients(ctx, gcp.Options{EmulatorHost: e.st.Emu.Addr(), Principal: foreignPrincipal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iapAdmin.Close()
+	if err := w.grantForeignAccess(ctx, iapAdmin.IAPAdapter); err != nil {
+		t.Fatalf("granting foreign accessors: %v", err)
+	}
 
 	// 2. Faults on; label and edit concurrently.
 	f := e.st.Emu.Core.Faults
@@ -191,7 +201,9 @@ func TestSoak(t *testing.T) {
 	msgs := e.st.Outcomes.All()
 	fig.accountEvents(events, msgs)
 	fig.accountSelfWrites(msgs)
-	fig.accountWrites(entries, w, logs.snapshot().doors)
+	snap := logs.snapshot()
+	w.intents = snap.intents
+	fig.accountWrites(entries, w, snap.doors)
 	if err := fig.checkFinal(ctx, e, w); err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +236,10 @@ func TestSoak(t *testing.T) {
 	// 4. Goals.
 	if fig.Converged != n {
 		t.Errorf("converged %d of %d labelled services; first problems:\n%s", fig.Converged, n, soakLines(fig.NotConverged))
+	}
+	if fig.ForeignAccessLost+fig.AccessUnrecorded > 0 || fig.AccessServices == 0 {
+		t.Errorf("access policies (%d services): %d foreign accessors revoked, %d policy grants unrecorded or missing:\n%s",
+			fig.AccessServices, fig.ForeignAccessLost, fig.AccessUnrecorded, soakLines(fig.AccessProblems))
 	}
 	if fig.ForeignLost > 0 {
 		t.Errorf("%d foreign bindings lost:\n%s", fig.ForeignLost, soakLines(fig.Lost))

@@ -9,9 +9,12 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"cloud.google.com/go/iam/apiv1/iampb"
@@ -28,6 +31,7 @@ import (
 
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/internal/demo"
+	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
@@ -72,6 +76,27 @@ type soakSvc struct {
 	// control services are never labelled: iapguard must not touch them.
 	control bool
 	lb      demo.LB
+	// access: labelled iap-access=soak-users too (direct services only);
+	// an IAP administrator granted soakForeignAccessor(s) by hand first.
+	access bool
+}
+
+// soakAccessPolicy is the soak's access policy file.
+const soakAccessPolicy = `policies:
+  soak-users:
+    members: [group:soak-users@example.com, user:soak-a@example.com]
+`
+
+// soakAccessMembers are soak-users' members.
+var soakAccessMembers = []string{"group:soak-users@example.com", "user:soak-a@example.com"}
+
+// soakForeignAccessor is the member an IAP administrator granted on s's
+// IAP resource by hand: iapguard must never revoke it.
+func soakForeignAccessor(s *soakSvc) string { return "user:boss-" + s.name + "@example.com" }
+
+// iapResource is s's Cloud Run IAP resource.
+func (s *soakSvc) iapResource() string {
+	return iapsetup.CloudRunIAPResource(s.project.NumberString(), s.ref()).Name
 }
 
 func (s *soakSvc) resource() string {
@@ -116,6 +141,9 @@ type soakWorld struct {
 	mu     sync.Mutex
 	grants []soakGrant
 	drifts map[string]int // service resource → public members added
+	// intents: service resource → access grants recorded as intended
+	// (from the function's logs, for the write accounting).
+	intents map[string]int
 	// clientFaults counts the faults the soak's own clients met, by code.
 	clientFaults map[codes.Code]int
 
@@ -145,7 +173,9 @@ func dialForeign(ctx context.Context, addr string) (*run.ServicesClient, error) 
 // controls (never labelled) alternate between load-balanced and direct.
 func (w *soakWorld) plan(projects []core.Project, labelled, controls int) {
 	for i := range labelled {
-		w.svcs = append(w.svcs, &soakSvc{project: projects[i%len(projects)], name: fmt.Sprintf("s%04d", i), kind: soakKindCycle[i%len(soakKindCycle)]})
+		s := &soakSvc{project: projects[i%len(projects)], name: fmt.Sprintf("s%04d", i), kind: soakKindCycle[i%len(soakKindCycle)]}
+		s.access = !s.kind.lb() && i%3 == 0
+		w.svcs = append(w.svcs, s)
 	}
 	for i := range controls {
 		k := kindLB
@@ -288,7 +318,7 @@ func (w *soakWorld) label(ctx context.Context, s *soakSvc) error {
 	err := w.retry(ctx, "labelling "+s.name, func() error {
 		var err error
 		op, err = w.user.Run.UpdateService(ctx, &runpb.UpdateServiceRequest{
-			Service:    &runpb.Service{Name: s.resource(), Labels: map[string]string{"iap": "enabled", "team": "soak"}},
+			Service:    &runpb.Service{Name: s.resource(), Labels: soakLabels(s)},
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"labels"}},
 		})
 		return err
@@ -300,6 +330,14 @@ func (w *soakWorld) label(ctx context.Context, s *soakSvc) error {
 		_, err := op.Wait(ctx)
 		return err
 	})
+}
+
+func soakLabels(s *soakSvc) map[string]string {
+	l := map[string]string{"iap": "enabled", "team": "soak"}
+	if s.access {
+		l[iapsetup.AccessLabelKey] = "soak-users"
+	}
+	return l
 }
 
 // edit is the foreign administrator's read-modify-write of s's IAM policy
@@ -406,4 +444,32 @@ func soakSleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// grantForeignAccess has an IAP administrator grant each access service's
+// soakForeignAccessor on its IAP resource, before iapguard manages access.
+func (w *soakWorld) grantForeignAccess(ctx context.Context, a *gcp.IAPAdapter) error {
+	for _, s := range w.svcs {
+		if !s.access {
+			continue
+		}
+		p, err := a.GetIAPPolicy(ctx, s.iapResource())
+		if err != nil {
+			return err
+		}
+		p.Bindings = append(p.Bindings, iapsetup.Binding{Role: iapsetup.RoleAccessor, Members: []string{soakForeignAccessor(s)}})
+		if _, err := a.SetIAPPolicy(ctx, s.iapResource(), p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func soakWriteAccessPolicies(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "access.yaml")
+	if err := os.WriteFile(p, []byte(soakAccessPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
