@@ -13,7 +13,6 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"golang.org/x/sync/semaphore"
 
-	"github.com/iapguard/iapguard/internal/boundedre"
 	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/internal/logx"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
@@ -345,7 +344,8 @@ func toTrigger(t event.Trigger, e cloudevents.Event) outcome.Trigger {
 	return ot
 }
 
-// resourceOf splits what an event named into outcome resource fields.
+// resourceOf splits what an event named into outcome resource fields; a
+// field that breaks its name rule (event.Valid*) is dropped.
 func resourceOf(name string) outcome.Resource {
 	r := outcome.Resource{Name: name}
 	parts := strings.Split(name, "/")
@@ -359,13 +359,13 @@ func resourceOf(name string) outcome.Resource {
 			r.Service = parts[i+1]
 		}
 	}
-	if !validProjectID(r.Project) && !projectNumberRE.MatchString(r.Project) {
+	if !event.ValidProject(r.Project) {
 		r.Project = ""
 	}
-	if r.Region != "" && !regionRE.MatchString(r.Region) {
+	if r.Region != "" && !event.ValidRegion(r.Region) {
 		r.Region = ""
 	}
-	if r.Service != "" && !serviceNameRE.MatchString(r.Service) {
+	if r.Service != "" && !event.ValidServiceName(r.Service) {
 		r.Service = ""
 	}
 	if r.Name == "" {
@@ -376,14 +376,6 @@ func resourceOf(name string) outcome.Resource {
 	}
 	return r
 }
-
-// Name rules of the fields resourceOf reads from a sender's resource name.
-var (
-	projectNumberRE = boundedre.MustCompile(`^[1-9][0-9]*$`, 20)
-	regionRE        = boundedre.MustCompile(`^[a-z][a-z0-9-]*$`, 40)
-	// serviceNameRE: Cloud Run service names (RFC 1035 label, at most 49).
-	serviceNameRE = boundedre.MustCompile(`^[a-z]([a-z0-9-]*[a-z0-9])?$`, 49)
-)
 
 // skipMessage is the outcome of an event acknowledged without a reconcile.
 // Its resource comes from the sender: fields that are not valid names, or a

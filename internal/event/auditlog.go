@@ -251,8 +251,8 @@ func runTarget(le *logEntry) (Target, error) {
 	default:
 		return Target{}, fmt.Errorf("%w: %q is not a Cloud Run service name", ErrMalformed, p.ResourceName)
 	}
-	if !validSegment(t.Project) || !validSegment(t.Region) || !validSegment(t.Service) {
-		return Target{}, fmt.Errorf("%w: %q (region %q) is not a concrete Cloud Run service", ErrMalformed, p.ResourceName, t.Region)
+	if err := checkServiceTarget(t); err != nil {
+		return Target{}, fmt.Errorf("%w: %q: %w", ErrMalformed, p.ResourceName, err)
 	}
 	return t, nil
 }
@@ -303,23 +303,18 @@ func rawString(m map[string]json.RawMessage, k string) string {
 	return s
 }
 
-// validSegment accepts a concrete resource-name segment: project ids (also
-// domain-scoped "example.com:p"), project numbers, regions, and resource
-// names. It rejects empty segments and wildcards ("-", "_", "*").
-func validSegment(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
+// checkServiceTarget says which name of a service target Google would
+// never have accepted, and the rule it breaks.
+func checkServiceTarget(t Target) error {
+	switch {
+	case !ValidProject(t.Project):
+		return fmt.Errorf("project %q is not a project (%s)", t.Project, ProjectRule)
+	case !ValidRegion(t.Region):
+		return fmt.Errorf("region %q is not a region (%s)", t.Region, RegionRule)
+	case !ValidServiceName(t.Service):
+		return fmt.Errorf("service %q is not a Cloud Run service name (%s)", t.Service, ServiceNameRule)
 	}
-	for i, c := range s {
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if i == 0 && !alnum {
-			return false
-		}
-		if !alnum && c != '-' && c != '_' && c != '.' && c != ':' {
-			return false
-		}
-	}
-	return true
+	return nil
 }
 
 // computeMethod is a parsed Compute audit methodName such as
@@ -422,14 +417,17 @@ func computeRef(cm computeMethod, name string) (ComputeRef, error) {
 		ref = ComputeRef{Project: segs[1], Kind: kind, Name: segs[4]}
 	case regional && len(segs) == 6 && segs[0] == "projects" && segs[2] == "regions" && segs[4] == coll:
 		ref = ComputeRef{Project: segs[1], Region: segs[3], Kind: kind, Name: segs[5]}
-		if !validSegment(ref.Region) {
-			return ComputeRef{}, fmt.Errorf("%w: %q has no concrete region", ErrMalformed, name)
+		if !ValidRegion(ref.Region) {
+			return ComputeRef{}, fmt.Errorf("%w: %q: region %q is not a region (%s)", ErrMalformed, name, ref.Region, RegionRule)
 		}
 	default:
 		return ComputeRef{}, fmt.Errorf("%w: resourceName %q does not fit method collection %s", ErrMalformed, name, cm.Collection)
 	}
-	if !validSegment(ref.Project) || !validSegment(ref.Name) {
-		return ComputeRef{}, fmt.Errorf("%w: %q is not a concrete Compute resource", ErrMalformed, name)
+	switch {
+	case !ValidProject(ref.Project):
+		return ComputeRef{}, fmt.Errorf("%w: %q: project %q is not a project (%s)", ErrMalformed, name, ref.Project, ProjectRule)
+	case !ValidComputeName(ref.Name):
+		return ComputeRef{}, fmt.Errorf("%w: %q: %q is not a Compute resource name (%s)", ErrMalformed, name, ref.Name, ComputeNameRule)
 	}
 	return ref, nil
 }

@@ -543,7 +543,7 @@ func TestDecodeTrigger(t *testing.T) {
 		}
 	})
 	t.Run("principalSubject when there is no email", func(t *testing.T) {
-		e := synthEntry(RunServiceName, RunV2UpdateService, "projects/p1/locations/r1/services/s",
+		e := synthEntry(RunServiceName, RunV2UpdateService, "projects/p1/locations/us-central1/services/s",
 			withPayload("authenticationInfo", obj{"principalSubject": "principal://iam.googleapis.com/x"}))
 		d, err := DecodeLogEntry(mustJSON(t, e))
 		if err != nil {

@@ -65,14 +65,14 @@ func (m ReplayMessage) Validate() error {
 			return fmt.Errorf("%w: replay message scope %q is not projects/P, folders/N or organizations/N", ErrMalformed, m.Scope)
 		}
 		return nil
-	case !validSegment(m.Project):
-		return fmt.Errorf("%w: replay message project %q is not a project id or number", ErrMalformed, m.Project)
-	case m.Region != "" && !validSegment(m.Region):
-		return fmt.Errorf("%w: replay message region %q is not a region", ErrMalformed, m.Region)
+	case !ValidProject(m.Project):
+		return fmt.Errorf("%w: replay message project %q is not a project id or number (%s)", ErrMalformed, m.Project, ProjectRule)
+	case m.Region != "" && !ValidRegion(m.Region):
+		return fmt.Errorf("%w: replay message region %q is not a region (%s)", ErrMalformed, m.Region, RegionRule)
 	case m.Service != "" && m.Region == "":
 		return fmt.Errorf("%w: replay message names service %q without its region", ErrMalformed, m.Service)
-	case m.Service != "" && !validSegment(m.Service):
-		return fmt.Errorf("%w: replay message service %q is not a service name", ErrMalformed, m.Service)
+	case m.Service != "" && !ValidServiceName(m.Service):
+		return fmt.Errorf("%w: replay message service %q is not a service name (%s)", ErrMalformed, m.Service, ServiceNameRule)
 	}
 	return nil
 }
@@ -85,7 +85,7 @@ func ValidSweepScope(s string) bool {
 	case !ok:
 		return false
 	case kind == "projects":
-		return validSegment(id)
+		return ValidProject(id)
 	case kind == "folders", kind == "organizations":
 		if id == "" || len(id) > 20 {
 			return false
