@@ -450,7 +450,7 @@ func (f *soakFigures) checkFinal(ctx context.Context, e *env, w *soakWorld) erro
 			}
 			continue
 		}
-		if svc.Annotations[iapsetup.ManagedAnnotation] != iapsetup.ManagedValue {
+		if !iapsetup.IsManagedMarker(svc.Annotations[iapsetup.ManagedAnnotation]) {
 			f.MarkerMissing = append(f.MarkerMissing, s.name+" ("+s.kind.String()+")")
 		}
 		problems := soakPosture(s, svc, pol, be)

@@ -112,7 +112,7 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 	}
 	// The access annotation to record is decided before the writes run
 	// concurrently.
-	sw := serviceWrite{access: p.access.annotation(), lb: p.Mode == ModeLoadBalancer, fronted: len(p.fronting.backends) > 0}
+	sw := serviceWrite{access: p.access.annotation(), marker: p.marker, lb: p.Mode == ModeLoadBalancer, fronted: len(p.fronting.backends) > 0}
 	if accessWrites {
 		// Record the grants as made (a failed one is not recorded).
 		p.service = sw.plan(p.service.before, p.Desired)
@@ -195,10 +195,11 @@ func (r *Reconciler) recordIntent(ctx context.Context, p *Plan) error {
 type serviceWrite struct {
 	lb, fronted bool
 	access      *string
+	marker      *markerState
 }
 
 func (sw serviceWrite) plan(s *Service, d Desired) *servicePart {
-	sp := planService(s, d, sw.lb, sw.access)
+	sp := planService(s, d, sw.lb, sw.access, sw.marker)
 	sp.fronted = sw.fronted
 	return &sp
 }

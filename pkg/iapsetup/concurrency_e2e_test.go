@@ -130,14 +130,14 @@ func TestReconcileIAMWriteConcurrentWithSecondReads(t *testing.T) {
 	}{
 		{
 			name: "load balancer", lb: true, kinds: []string{"SetIAMPolicy", "HTTPSFrontend", "GetIAPPolicy"},
-			calls: plus(warmReads, plus(coldIAP, map[string]int64{
+			calls: plus(warmReads, plus(coldIAP, map[string]int64{mSecret: 1, // the signing key of the managed marker
 				mIdentity: 1, mProxies: 1, mRules: 1,
 				mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1, mPatchBackend: 1, mWaitGlobal: 1,
 			})),
 		},
 		{
 			name: "direct", kinds: []string{"SetIAMPolicy", "GetIAPPolicy"},
-			calls: plus(warmReads, plus(coldIAP, map[string]int64{mIdentity: 1, mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1})),
+			calls: plus(warmReads, plus(coldIAP, map[string]int64{mSecret: 1, mIdentity: 1, mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1})),
 		},
 	}
 	for _, tc := range tests {

@@ -19,7 +19,10 @@ const (
 	// it: in the same UpdateService call as the first remediation, or alone
 	// when nothing else is to be written. iapguard never removes it.
 	ManagedAnnotation = "iapguard.dev/managed"
-	// ManagedValue is the value of ManagedAnnotation.
+	// ManagedValue is the value of ManagedAnnotation written without an
+	// access-record key (and before markers were signed); with a key the
+	// value is signed (see marker.go) and only a verified marker makes a
+	// lost label opted-out.
 	ManagedValue = "true"
 )
 
@@ -52,8 +55,9 @@ type Desired struct {
 	// label is present at all.
 	Label    string
 	LabelSet bool
-	// Managed reports whether iapguard has remediated this service before
-	// (ManagedAnnotation is set).
+	// Managed reports whether the service carries ManagedAnnotation with a
+	// value iapguard writes (IsManagedMarker); whether iapguard can verify
+	// it wrote it is decided by the reconciler (Observed.marker).
 	Managed bool
 	// Access is the value of the iap-access label (the access policy name);
 	// AccessSet reports whether the label is present.
@@ -69,7 +73,7 @@ func DesiredFor(s *Service) Desired {
 	if s == nil {
 		return Desired{}
 	}
-	d := Desired{Managed: s.Annotations[ManagedAnnotation] == ManagedValue, Granted: s.Annotations[AccessAnnotation]}
+	d := Desired{Managed: IsManagedMarker(s.Annotations[ManagedAnnotation]), Granted: s.Annotations[AccessAnnotation]}
 	d.Label, d.LabelSet = s.Labels[LabelKey]
 	d.Access, d.AccessSet = s.Labels[AccessLabelKey]
 	switch {
@@ -84,7 +88,7 @@ func DesiredFor(s *Service) Desired {
 }
 
 // reason explains a non-enforcing intent.
-func (d Desired) reason(ref ServiceRef) string {
+func (d Desired) reason(ref ServiceRef, marker *markerState) string {
 	switch d.Intent {
 	case Invalid:
 		return fmt.Sprintf("label %s=%q is not valid: allowed values are %q (enforce IAP) and %q (leave alone); fix: gcloud run services update %s --project=%s --region=%s --update-labels=%s=%s",
@@ -94,9 +98,18 @@ func (d Desired) reason(ref ServiceRef) string {
 		if d.LabelSet {
 			what = "is labelled " + LabelKey + "=" + strings.TrimSpace(d.Label)
 		}
-		if d.Managed {
+		if d.Managed && marker != nil && marker.verified {
 			return "service " + what + " but iapguard managed it before (annotation " + ManagedAnnotation +
 				"): iapguard no longer enforces IAP on it and turned nothing off; IAP, ingress and IAM stay as they are"
+		}
+		if d.Managed {
+			why := "it was not verified"
+			if marker != nil && marker.why != "" {
+				why = marker.why
+			}
+			return "service " + what + "; iapguard enforces IAP only on services labelled " + LabelKey + "=" + LabelEnabled +
+				". It carries the annotation " + ManagedAnnotation + ", but iapguard cannot verify that it wrote it (" + why +
+				"), so this is not reported as opted-out; if iapguard did enforce IAP here, IAP, ingress and IAM stay as they are"
 		}
 		return "service " + what + "; iapguard enforces IAP only on services labelled " + LabelKey + "=" + LabelEnabled
 	}

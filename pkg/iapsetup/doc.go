@@ -40,8 +40,9 @@
 //     warning. See access.go and docs/access.md.
 //
 // Label absent or iap=disabled → skipped; a service iapguard enforced
-// before (annotation iapguard.dev/managed=true) that loses its label →
-// opted-out; any other label value → rejected. Nothing is ever turned off.
+// before (annotation iapguard.dev/managed, signed by iapguard: marker.go)
+// that loses its label → opted-out (a marker iapguard cannot verify →
+// skipped, saying so); any other label value → rejected. Nothing is ever turned off.
 // The marker is planned for every enforced service that lacks it, with
 // the first remediation's service update or, when nothing else is to be
 // written (the service already complied, or the update that carried it

@@ -45,7 +45,9 @@ func checkServiceUpdate(before *Service, u *ServiceUpdate) error {
 			if k == AccessAnnotation {
 				continue
 			}
-			if got, ok := u.Annotations[k]; !ok || got != v {
+			if got, ok := u.Annotations[k]; k == ManagedAnnotation && ok && IsManagedMarker(got) {
+				continue // an unsigned or stale marker replaced by a signed one
+			} else if !ok || got != v {
 				return unsafeWrite("annotation %q of %s changed or removed", k, u.Ref)
 			}
 		}
@@ -59,7 +61,7 @@ func checkServiceUpdate(before *Service, u *ServiceUpdate) error {
 				}
 				continue
 			}
-			if _, ok := before.Annotations[k]; !ok && (k != ManagedAnnotation || v != ManagedValue) {
+			if _, ok := before.Annotations[k]; !ok && (k != ManagedAnnotation || !IsManagedMarker(v)) {
 				return unsafeWrite("annotation %q=%q added to %s", k, v, u.Ref)
 			}
 		}

@@ -1,6 +1,7 @@
 package iapsetup_test
 
 import (
+	"strings"
 	"testing"
 
 	"cloud.google.com/go/iam/apiv1/iampb"
@@ -16,7 +17,8 @@ import (
 
 // markerChange is the one change of a reconcile that only adds the managed
 // marker.
-var markerChange = []string{"annotations[" + iapsetup.ManagedAnnotation + "]:  → true"}
+// With an access-record key (every test environment has one) it is signed.
+var markerChange = []string{"annotations[" + iapsetup.ManagedAnnotation + "]:  → (signed)"}
 
 // removeLabel drops the iap label as gcloud would (an update of labels).
 func removeLabel(t *testing.T, e *testEnv) {
@@ -59,6 +61,7 @@ func TestReconcileMarkerAfterFailedServiceUpdate(t *testing.T) {
 	checkCalls(t, "first delivery", calls, plus(warmReads, plus(coldIAP, map[string]int64{
 		mIdentity: 1, mProxies: 1, mRules: 1,
 		mSetPolicy: 1, mPatchBackend: 1, mWaitGlobal: 1, mUpdateService: 1, // the update failed: no operation to poll
+		mSecret: 1, // the key that signs the marker
 	})))
 	checkPolicy(t, f.e.Policy(t, "hello"), map[string][]string{"roles/run.invoker": {"serviceAccount:" + emulatortest.Agent}})
 	if b := f.e.GetBackend(t, l.backend); b.Iap == nil || !b.Iap.Enabled {
@@ -86,7 +89,7 @@ func TestReconcileMarkerAfterFailedServiceUpdate(t *testing.T) {
 	}
 	checkCalls(t, "redelivery", calls, plus(warmReads, map[string]int64{mUpdateService: 1, mGetOperation: 1}))
 	svc := f.e.Service(t, "hello")
-	if svc.GetAnnotations()[iapsetup.ManagedAnnotation] != iapsetup.ManagedValue {
+	if !iapsetup.IsManagedMarker(svc.GetAnnotations()[iapsetup.ManagedAnnotation]) {
 		t.Fatalf("marker missing after the redelivery: %v", svc.GetAnnotations())
 	}
 	if svc.GetIngress() != runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER {
@@ -160,7 +163,7 @@ func TestReconcileMarkerOnCompliantService(t *testing.T) {
 				t.Errorf("%d writes besides UpdateService, want 0: %v", n, calls)
 			}
 			svc := f.e.Service(t, "hello")
-			if got := svc.GetAnnotations()[iapsetup.ManagedAnnotation] == iapsetup.ManagedValue; got != tc.marked {
+			if got := iapsetup.IsManagedMarker(svc.GetAnnotations()[iapsetup.ManagedAnnotation]); got != tc.marked {
 				t.Errorf("marked = %v, want %v (annotations %v)", got, tc.marked, svc.GetAnnotations())
 			}
 			if !tc.marked && svc.GetEtag() != etag {
@@ -170,5 +173,53 @@ func TestReconcileMarkerOnCompliantService(t *testing.T) {
 				f.checkSecondRunCompliant(t, ref)
 			}
 		})
+	}
+}
+
+// TestReconcileForgedMarkerNotOptedOut: anyone who may update a service can
+// add the managed annotation to a service iapguard never touched. Only a
+// marker iapguard signed for that service makes a missing label opted-out;
+// a hand-written "true" (what iapguard wrote before markers were signed)
+// or a signed marker copied from another service is skipped, with a reason
+// saying the marker cannot be verified, and nothing is written. Before the
+// signature, the "true" case was reported opted-out.
+func TestReconcileForgedMarkerNotOptedOut(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	// iapguard enforces "hello", which gets a signed marker.
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
+	f.e.SeedPolicy(t, "hello", publicPolicy())
+	if res, err, _ := f.reconcile(t, ref); err != nil || res.Outcome != iapsetup.OutcomeRemediated {
+		t.Fatalf("enforcing hello: %v %v", res.Outcome, err)
+	}
+	signed := f.e.Service(t, "hello").GetAnnotations()[iapsetup.ManagedAnnotation]
+	if signed == iapsetup.ManagedValue || !iapsetup.IsManagedMarker(signed) {
+		t.Fatalf("marker of hello = %q, want a signed marker", signed)
+	}
+	for _, tc := range []struct{ name, marker string }{
+		{"hand-written true", iapsetup.ManagedValue},
+		{"copied from another service", signed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := "never-touched-" + map[bool]string{true: "a", false: "b"}[tc.marker == iapsetup.ManagedValue]
+			f.e.SeedService(t, emulatortest.Svc{Name: name, Labels: map[string]string{"team": "web"},
+				Annotations: map[string]string{iapsetup.ManagedAnnotation: tc.marker}})
+			r := iapsetup.ServiceRef{Project: ref.Project, Region: ref.Region, Name: name}
+			res, err, calls := f.reconcile(t, r)
+			if err != nil {
+				t.Fatalf("Reconcile: %v", err)
+			}
+			if res.Outcome != iapsetup.OutcomeSkipped || !strings.Contains(res.Reason, "cannot verify") {
+				t.Errorf("outcome %s (%s), want skipped saying the marker cannot be verified", res.Outcome, res.Reason)
+			}
+			if n := emulatortest.Writes(core.Snapshot{Calls: calls}); n != 0 {
+				t.Errorf("%d writes, want 0", n)
+			}
+		})
+	}
+	// iapguard's own marker still makes the opt-out of hello opted-out.
+	removeLabel(t, f.e)
+	if res, err, _ := f.reconcile(t, ref); err != nil || res.Outcome != iapsetup.OutcomeOptedOut {
+		t.Errorf("hello after its label was removed: %s (%v), want opted-out", res.Outcome, err)
 	}
 }

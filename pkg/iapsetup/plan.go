@@ -148,6 +148,11 @@ type Observed struct {
 	// key (Reconciler.readRecord); nil: not read (the record is then
 	// treated as unverified).
 	record *recordState
+
+	// marker is the managed marker as the reconciler read it
+	// (Reconciler.readMarker); nil: not read (a marker is then not
+	// verified, and an enforced service keeps or gets ManagedValue).
+	marker *markerState
 }
 
 // Plan is what must happen for a service to comply. It is computed by
@@ -174,6 +179,7 @@ type Plan struct {
 	service  *servicePart
 	backends []*backendPart
 	access   *accessPlan
+	marker   *markerState // Observed.marker: the managed marker to write
 	// door is the removal of public invokers apply made in a write of its
 	// own after the policy write that also adds the agent failed; nil:
 	// none was made.
@@ -274,13 +280,14 @@ func PlanFor(d Desired, o *Observed) *Plan {
 		return p
 	}
 	p.Ref = o.Service.Ref
+	p.marker = o.marker
 	switch d.Intent {
 	case Invalid:
-		p.Outcome, p.Reason = OutcomeRejected, d.reason(p.Ref)
+		p.Outcome, p.Reason = OutcomeRejected, d.reason(p.Ref, nil)
 		return p
 	case Unmanaged:
-		p.Outcome, p.Reason = OutcomeSkipped, d.reason(p.Ref)
-		if d.Managed {
+		p.Outcome, p.Reason = OutcomeSkipped, d.reason(p.Ref, o.marker)
+		if d.Managed && o.marker != nil && o.marker.verified {
 			p.Outcome = OutcomeOptedOut
 		}
 		if k := lookalikeLabel(o.Service.Labels); k != "" && !d.LabelSet {
@@ -322,7 +329,7 @@ func PlanFor(d Desired, o *Observed) *Plan {
 		number, resources, noResource := p.iapResources()
 		p.access = planAccess(p.Ref, d, o, number, resources, noResource)
 	}
-	sp := planService(o.Service, d, p.Mode == ModeLoadBalancer, p.access.annotation())
+	sp := planService(o.Service, d, p.Mode == ModeLoadBalancer, p.access.annotation(), o.marker)
 	sp.fronted = len(p.fronting.backends) > 0
 	p.service = &sp
 	p.compose()
@@ -759,7 +766,7 @@ type servicePart struct {
 // service update carrying it fails after those writes succeeded (the
 // redelivered event then finds nothing else to write). Once present it
 // plans nothing, so a compliant, marked service costs no write.
-func planService(s *Service, d Desired, lb bool, access *string) servicePart {
+func planService(s *Service, d Desired, lb bool, access *string, marker *markerState) servicePart {
 	sp := servicePart{before: s, lb: lb}
 	u := &ServiceUpdate{Ref: s.Ref, Etag: s.Etag, Source: s.Source}
 	name := s.Ref.ResourceName()
@@ -800,9 +807,17 @@ func planService(s *Service, d Desired, lb bool, access *string) servicePart {
 		}
 		sp.changes = append(sp.changes, Change{name, "annotations[" + AccessAnnotation + "]", cur, *access})
 	}
-	if !d.Managed && s.Annotations[ManagedAnnotation] != ManagedValue {
-		annotations()[ManagedAnnotation] = ManagedValue
-		sp.changes = append(sp.changes, Change{name, "annotations[" + ManagedAnnotation + "]", s.Annotations[ManagedAnnotation], ManagedValue})
+	cur := s.Annotations[ManagedAnnotation]
+	want := cur
+	switch {
+	case marker != nil && marker.want != "":
+		want = marker.want // signed, replacing an unsigned marker
+	case !d.Managed:
+		want = ManagedValue
+	}
+	if want != cur {
+		annotations()[ManagedAnnotation] = want
+		sp.changes = append(sp.changes, Change{name, "annotations[" + ManagedAnnotation + "]", cur, want})
 	}
 	if !u.empty() {
 		sp.update = u

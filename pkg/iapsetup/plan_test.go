@@ -343,14 +343,26 @@ func TestPlanGolden(t *testing.T) {
 		{
 			name: "label-removed-after-enforcement-opted-out",
 			obs: func() *Observed {
-				return &Observed{Service: tService(noLabel, managed, iapOn), Policy: tPolicy(agentBinding)}
+				return &Observed{Service: tService(noLabel, managed, iapOn), Policy: tPolicy(agentBinding), marker: &markerState{verified: true}}
 			},
 			want: OutcomeOptedOut,
 		},
 		{
 			name: "label-disabled-after-enforcement-opted-out",
-			obs:  func() *Observed { return &Observed{Service: tService(label(LabelDisabled), managed, iapOn)} },
+			obs: func() *Observed {
+				return &Observed{Service: tService(label(LabelDisabled), managed, iapOn), marker: &markerState{verified: true}}
+			},
 			want: OutcomeOptedOut,
+		},
+		{
+			// A marker iapguard cannot verify (written by a service
+			// editor, say) is no evidence that iapguard managed it.
+			name: "label-removed-unverified-marker-skipped",
+			obs: func() *Observed {
+				return &Observed{Service: tService(noLabel, managed, iapOn), Policy: tPolicy(agentBinding),
+					marker: &markerState{why: "its signature does not match (edited by hand, or copied from another service)"}}
+			},
+			want: OutcomeSkipped,
 		},
 		{
 			name: "service-missing-skipped",

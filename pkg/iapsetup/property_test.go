@@ -278,12 +278,15 @@ func propCheckNeverWeaker(c *propCase, before, after propPosture, foreign []prop
 	for k, v := range before.annotations {
 		// The access record is iapguard's own (an unverifiable one is
 		// replaced): what it may do with it is checked by propCheckAccess.
+		if k == iapsetup.ManagedAnnotation && iapsetup.IsManagedMarker(after.annotations[k]) {
+			continue // an unsigned marker replaced by a signed one
+		}
 		if k != iapsetup.AccessAnnotation && after.annotations[k] != v {
 			bad = append(bad, fmt.Sprintf("annotation %s=%q changed to %q", k, v, after.annotations[k]))
 		}
 	}
 	for k, v := range after.annotations {
-		if _, ok := before.annotations[k]; !ok && !(k == iapsetup.ManagedAnnotation && v == iapsetup.ManagedValue) && !strings.HasPrefix(k, "racer/") && k != iapsetup.AccessAnnotation {
+		if _, ok := before.annotations[k]; !ok && !(k == iapsetup.ManagedAnnotation && iapsetup.IsManagedMarker(v)) && !strings.HasPrefix(k, "racer/") && k != iapsetup.AccessAnnotation {
 			bad = append(bad, fmt.Sprintf("annotation %s=%q added", k, v))
 		}
 	}
@@ -786,7 +789,7 @@ func TestNeverWeakenProperty(t *testing.T) {
 			// Whatever the faults did to earlier attempts, an enforced
 			// service ends marked, so that removing its label is reported
 			// opted-out.
-			if after.annotations[iapsetup.ManagedAnnotation] != iapsetup.ManagedValue {
+			if !iapsetup.IsManagedMarker(after.annotations[iapsetup.ManagedAnnotation]) {
 				t.Fatalf("case %s\nreconciled (%s) but the service lacks the %s annotation", c, res.Outcome, iapsetup.ManagedAnnotation)
 			}
 		}
@@ -858,7 +861,7 @@ func propCheckPlan(t *testing.T, c *propCase, m *propCloud) {
 				bad = "invoker IAM check disabled"
 			}
 		case ch.Field == "annotations["+iapsetup.ManagedAnnotation+"]":
-			if ch.After != iapsetup.ManagedValue {
+			if !iapsetup.IsManagedMarker(ch.After) {
 				bad = "managed marker changed"
 			}
 		default:

@@ -279,6 +279,9 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 	if d.Intent == Enforce && (d.AccessSet || d.Granted != "") {
 		obs.record = r.readRecord(ctx, ref.ResourceName(), d.Granted)
 	}
+	if d.Intent == Enforce || d.Intent == Unmanaged && d.Managed {
+		obs.marker = r.readMarker(ctx, ref.ResourceName(), obs.Service.Annotations[ManagedAnnotation], d.Intent == Enforce)
+	}
 	p := PlanFor(d, obs)
 	p.DryRun = co.dryRun
 	if p.Desired.Intent == Enforce {

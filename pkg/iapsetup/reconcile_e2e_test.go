@@ -186,14 +186,14 @@ func TestReconcileDirectNoLoadBalancer(t *testing.T) {
 	}
 	// Cold: one read round including the agent identity; one policy write;
 	// one service update and one poll of its operation.
-	checkCalls(t, "first reconcile", calls, plus(warmReads, plus(coldIAP, map[string]int64{mIdentity: 1, mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1})))
+	checkCalls(t, "first reconcile", calls, plus(warmReads, plus(coldIAP, map[string]int64{mSecret: 1, mIdentity: 1, mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1})))
 
 	svc := f.e.Service(t, "hello")
 	if !svc.GetIapEnabled() || svc.GetInvokerIamDisabled() || svc.GetIngress() != runpb.IngressTraffic_INGRESS_TRAFFIC_ALL {
 		t.Errorf("service after reconcile: iap %v invokerIamDisabled %v ingress %v; want iap on, IAM check on, ingress untouched",
 			svc.GetIapEnabled(), svc.GetInvokerIamDisabled(), svc.GetIngress())
 	}
-	if svc.GetAnnotations()[iapsetup.ManagedAnnotation] != "true" {
+	if !iapsetup.IsManagedMarker(svc.GetAnnotations()[iapsetup.ManagedAnnotation]) {
 		t.Errorf("managed annotation missing: %v", svc.GetAnnotations())
 	}
 	checkPolicy(t, f.e.Policy(t, "hello"), map[string][]string{"roles/run.invoker": {"serviceAccount:" + emulatortest.Agent}})
@@ -204,7 +204,7 @@ func TestReconcileDirectNoLoadBalancer(t *testing.T) {
 		}
 	}
 	wantChanges := []string{
-		"annotations[iapguard.dev/managed]:  → true",
+		"annotations[iapguard.dev/managed]:  → (signed)",
 		"iamPolicy[roles/run.invoker]:  → serviceAccount:" + emulatortest.Agent,
 		"iamPolicy[roles/run.invoker]: allUsers → ",
 		"iapEnabled: false → true",
@@ -216,10 +216,19 @@ func TestReconcileDirectNoLoadBalancer(t *testing.T) {
 	f.checkSecondRunCompliant(t, ref)
 }
 
+// signedAs shows a signed managed marker as "(signed)": its MAC depends on
+// the run's random key.
+func signedAs(v string) string {
+	if v != iapsetup.ManagedValue && iapsetup.IsManagedMarker(v) {
+		return "(signed)"
+	}
+	return v
+}
+
 func changeLines(res *iapsetup.Result) []string {
 	var out []string
 	for _, c := range res.Changes {
-		out = append(out, c.Field+": "+c.Before+" → "+c.After)
+		out = append(out, c.Field+": "+signedAs(c.Before)+" → "+signedAs(c.After))
 	}
 	sort.Strings(out)
 	return out
@@ -278,6 +287,7 @@ func TestReconcileLoadBalancerIAPOff(t *testing.T) {
 	// Read round + HTTPS-frontend check for the backend that changes + three
 	// writes (policy, service, backend patch) and their operation polls.
 	checkCalls(t, "first reconcile", calls, plus(warmReads, map[string]int64{
+		mSecret:   1,                                     // the managed marker is signed: the key is read once per reconciler
 		mIdentity: 1, mProxies: 1, mRules: 1, mIAPGet: 2, // the backend's IAP policy and the project-wide one
 		mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1, mPatchBackend: 1, mWaitGlobal: 1,
 	}))
@@ -318,6 +328,7 @@ func TestReconcileRegionalBackendNoHTTPSFrontend(t *testing.T) {
 		t.Errorf("warnings = %q, want one no-HTTPS-frontend warning per backend", res.Warnings)
 	}
 	checkCalls(t, "reconcile", calls, plus(warmReads, map[string]int64{
+		mSecret: 1, mUpdateService: 1, mGetOperation: 1, // the unsigned marker it had is rewritten signed (one update; the key read once)
 		mIdentity: 1, mProxies: 1, mRules: 1, // proxies and forwarding rules are listed together (one round), even when no HTTPS proxy uses the map
 		mIAPGet:       3, // both backends' IAP policies and the project-wide one
 		mPatchBackend: 1, mWaitGlobal: 1, mPatchRegional: 1, mWaitRegional: 1,
@@ -348,7 +359,7 @@ func TestReconcileCDNConflict(t *testing.T) {
 	}
 	// IAM and ingress are still fixed; the backend is not touched.
 	// No IAP policy is read: IAP is on nowhere.
-	checkCalls(t, "reconcile", calls, plus(baseReads, map[string]int64{mIdentity: 1, mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1}))
+	checkCalls(t, "reconcile", calls, plus(baseReads, map[string]int64{mSecret: 1, mIdentity: 1, mSetPolicy: 1, mUpdateService: 1, mGetOperation: 1}))
 	if got := f.e.GetBackend(t, l.backend); got.Iap != nil && got.Iap.Enabled {
 		t.Error("IAP enabled on a CDN backend")
 	}
@@ -423,7 +434,7 @@ func TestReconcileOptedOut(t *testing.T) {
 		t.Errorf("%d writes after opt-out, want 0", n)
 	}
 	after := f.e.Service(t, "hello")
-	if !after.GetIapEnabled() || after.GetAnnotations()[iapsetup.ManagedAnnotation] != "true" {
+	if !after.GetIapEnabled() || !iapsetup.IsManagedMarker(after.GetAnnotations()[iapsetup.ManagedAnnotation]) {
 		t.Errorf("opt-out turned something off: iap %v annotations %v", after.GetIapEnabled(), after.GetAnnotations())
 	}
 	checkPolicy(t, f.e.Policy(t, "hello"), map[string][]string{"roles/run.invoker": {"serviceAccount:" + emulatortest.Agent}})
@@ -512,6 +523,7 @@ func TestReconcileForcedEtagRaces(t *testing.T) {
 	// Each write loses two races: three attempts, and two re-reads of the
 	// resource before the second and third.
 	checkCalls(t, "racing reconcile", calls, plus(warmReads, map[string]int64{
+		mSecret:   1,                                     // the managed marker is signed: the key is read once per reconciler
 		mIdentity: 1, mProxies: 1, mRules: 1, mIAPGet: 2, // the backend's IAP policy and the project-wide one
 		mSetPolicy: 3, mGetPolicy: 2,
 		mUpdateService: 3, mGetService: 2, mGetOperation: 1,
@@ -564,7 +576,7 @@ func TestReconcileDryRun(t *testing.T) {
 		}
 	}
 	// Only the validate-only UpdateService is sent; no IAM or Compute writes.
-	checkCalls(t, "dry run", calls, plus(warmReads, plus(coldIAP, map[string]int64{mIdentity: 1, mProxies: 1, mRules: 1, mUpdateService: 1})))
+	checkCalls(t, "dry run", calls, plus(warmReads, plus(coldIAP, map[string]int64{mSecret: 1, mIdentity: 1, mProxies: 1, mRules: 1, mUpdateService: 1})))
 	if got := f.e.Service(t, "hello"); got.GetEtag() != svcBefore.GetEtag() {
 		t.Error("dry run changed the service")
 	}
@@ -701,6 +713,7 @@ func TestReconcileRegion(t *testing.T) {
 	// concurrent reconciles share one generateServiceIdentity.
 	calls := f.e.Snapshot().Sub(before).Calls
 	checkCalls(t, "ReconcileRegion", calls, map[string]int64{
+		mSecret:       1, // the managed marker is signed: the key is read once per reconciler
 		mListServices: 1, mIdentity: 1,
 		mIAPGet:    3, // each service's Cloud Run IAP resource; the project-wide policy once
 		mGetPolicy: 2, mListNEGs: 2, mAggBackends: 2,
