@@ -155,6 +155,10 @@ type soakFigures struct {
 	// "skipped" instead of "opted-out".
 	MarkerMissing []string
 
+	// Function restarts mid-burst and the requests they abandoned.
+	Restarts  int
+	Abandoned int64
+
 	Delivery        delivery.Stats
 	InjectedFaults  int64
 	ConflictRetries int
@@ -553,6 +557,7 @@ func (f *soakFigures) table() string {
 	row("controls touched", fmt.Sprint(len(f.ControlsTouched)), "0")
 	row("labelled services without the managed marker (opt-out unreported)", fmt.Sprint(len(f.MarkerMissing)), "0")
 	row("credential-like log lines", fmt.Sprint(len(f.Log.secrets)), "0")
+	row("function restarts mid-burst / requests abandoned in flight", fmt.Sprintf("%d / %d", f.Restarts, f.Abandoned), "abandoned > 0")
 	row("delivery retries (Eventarc stand-in)", fmt.Sprint(f.Delivery.Retried), "")
 	row("reconciler conflict retries (ABORTED/412, from its logs)", fmt.Sprint(f.ConflictRetries), "")
 	row("events answered with an error (redelivered)", fmt.Sprint(f.TransientEvents), "")

@@ -163,9 +163,22 @@ func TestSoak(t *testing.T) {
 	}
 	spread := max(time.Second, time.Duration(n)*20*time.Millisecond)
 	tasks := w.schedule(rnd, *soakEdits, spread)
+	// Partway through the burst the function instance is killed (requests
+	// in flight get no answer and their work is abandoned) and a fresh one
+	// starts on the same URL: the redeliveries must find each earlier
+	// grant by its intent record (#19 item 3).
+	restarted := make(chan soakRestart, 1)
+	go func() {
+		restarted <- soakRestartMidBurst(ctx, e.st, spread)
+	}()
 	if err := w.run(ctx, tasks, 8); err != nil {
 		t.Fatalf("running the workload: %v", err)
 	}
+	restart := <-restarted
+	if restart.err != nil {
+		t.Fatalf("restarting the function mid-burst: %v", restart.err)
+	}
+	t.Logf("function killed and restarted at %s with %d requests in flight", restart.at.Sub(start).Round(time.Millisecond), restart.abandoned)
 	t.Logf("workload of %d tasks done at %s", len(tasks), time.Since(start).Round(time.Millisecond))
 	// Every delivery finishes (acknowledged, or dropped after MaxAttempts)
 	// under faults; then the faults go and the final state is read.
@@ -213,6 +226,7 @@ func TestSoak(t *testing.T) {
 	}
 	fig.Log = logs.snapshot()
 	fig.ConflictRetries, fig.TransientEvents = fig.Log.conflictRetries, fig.Log.transient
+	fig.Restarts, fig.Abandoned = 1, restart.abandoned
 	fig.ForeignEdits, fig.ForeignConflicts = w.foreignEdits.Load(), w.foreignConflicts.Load()
 	for _, d := range w.drifts {
 		fig.Drifts += int64(d)
@@ -287,6 +301,9 @@ func TestSoak(t *testing.T) {
 		"injected faults met by iapguard": fig.InjectedFaults > int64(soakClientFaults(w)) && fig.Log.unavailable+fig.Log.exhausted > 0,
 		"foreign edits":                   fig.ForeignEdits >= int64(*soakEdits*len(w.svcs)),
 		"public members added (drift)":    fig.Drifts > 0,
+		// The restart abandoned requests mid-handling (not an idle
+		// instance), and the stand-in redelivered them.
+		"a restart with requests in flight": fig.Abandoned > 0,
 	}
 	for what, ok := range exercised {
 		if !ok {
@@ -323,6 +340,30 @@ func soakDumpGoroutines(t *testing.T) {
 	if err := os.WriteFile(*soakLogFile+".goroutines", b.Bytes(), 0o644); err != nil {
 		t.Error(err)
 	}
+}
+
+// soakRestart is what the mid-burst restart did.
+type soakRestart struct {
+	at        time.Time
+	abandoned int64
+	err       error
+}
+
+// soakRestartMidBurst waits until half the burst's spread has passed, then
+// until the function is handling at least one request (bounded by the
+// spread again), and restarts it.
+func soakRestartMidBurst(ctx context.Context, st *stack.Stack, spread time.Duration) soakRestart {
+	select {
+	case <-ctx.Done():
+		return soakRestart{err: ctx.Err()}
+	case <-time.After(spread / 2):
+	}
+	deadline := time.Now().Add(spread)
+	for st.InFlight() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	n, err := st.RestartFunction(ctx)
+	return soakRestart{at: time.Now(), abandoned: n, err: err}
 }
 
 func soakClientFaults(w *soakWorld) int {

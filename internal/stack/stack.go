@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -90,7 +91,16 @@ type Stack struct {
 	Outcomes    *Collector
 	Project     core.Project
 
-	fnSrv *http.Server
+	// fnMu guards fnSrv and the restart state below; Fn is replaced by
+	// RestartFunction (read it only while no restart can run).
+	fnMu   sync.Mutex
+	fnSrv  *http.Server
+	fnCfg  functions.Config
+	fnLog  *slog.Logger
+	fnAddr string
+	crash  context.Context // cancelled when the current instance is killed
+	kill   context.CancelFunc
+	active *atomic.Int64 // requests the current instance is handling
 	// outcomesTopic is the full name of the outcomes topic.
 	outcomesTopic string
 	ps            *pubsub.Client
@@ -192,22 +202,106 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		}
 		cfg.RecordKey = fmt.Sprintf(RecordKey, s.Project.ID)
 	}
-	if s.Fn, err = functions.NewInstanceFromConfig(ctx, cfg, logx.New(logw, opts.LogLevel)); err != nil {
+	s.fnCfg, s.fnLog, s.fnAddr = cfg, logx.New(logw, opts.LogLevel), ln.Addr().String()
+	if s.Fn, err = functions.NewInstanceFromConfig(ctx, cfg, s.fnLog); err != nil {
 		return fail(err)
 	}
 	if opts.NoFunction {
 		ln.Close()
 		return s, nil
 	}
-	s.fnSrv = &http.Server{Handler: functions.HTTPHandler(s.Fn.Handler), ReadHeaderTimeout: 10 * time.Second}
+	s.serveFunction(ln)
+	return s, nil
+}
+
+// serveFunction serves s.Fn on ln. Each request's context is also
+// cancelled when the instance is killed (RestartFunction). Callers hold
+// fnMu or own s exclusively.
+func (s *Stack) serveFunction(ln net.Listener) {
+	s.crash, s.kill = context.WithCancel(context.Background())
+	crash, h := s.crash, functions.HTTPHandler(s.Fn.Handler)
+	active := new(atomic.Int64)
+	s.active = active
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		active.Add(1)
+		defer active.Add(-1)
+		if crash.Err() != nil {
+			// Accepted just as the instance died: no answer.
+			panic(http.ErrAbortHandler)
+		}
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		defer context.AfterFunc(crash, cancel)()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})}
+	s.fnSrv = srv
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.fnSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("function server stopped", "err", err)
 		}
 	}()
-	return s, nil
+}
+
+// InFlight is the number of requests the function is handling now.
+func (s *Stack) InFlight() int64 {
+	s.fnMu.Lock()
+	defer s.fnMu.Unlock()
+	if s.active == nil {
+		return 0
+	}
+	return s.active.Load()
+}
+
+// RestartFunction kills the function instance abruptly and starts a fresh
+// one on the same URL, as a crashed Cloud Run instance is replaced: every
+// connection is closed at once, so requests in flight get no answer (the
+// Eventarc stand-in sees a transport error and redelivers), their handlers'
+// contexts are cancelled so whatever calls they are making are abandoned
+// mid-way, and nothing the old instance held in memory (coalescer, caches)
+// reaches the new one. It returns how many requests were abandoned.
+//
+// Unlike a real kill -9, a call the old instance had already sent may still
+// be applied by the emulator after the crash (so may Google's); the old
+// handlers are waited for (bounded by ctx) before the new instance serves,
+// so the old process does nothing more once the new one runs.
+func (s *Stack) RestartFunction(ctx context.Context) (abandoned int64, err error) {
+	s.fnMu.Lock()
+	defer s.fnMu.Unlock()
+	if s.fnSrv == nil {
+		return 0, errors.New("the stack runs no function")
+	}
+	abandoned = s.active.Load()
+	// Close first, so no handler gets to answer; then cancel its work.
+	_ = s.fnSrv.Close()
+	s.kill()
+	for s.active.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return abandoned, fmt.Errorf("waiting for the killed function's handlers: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	_ = s.Fn.Close()
+	if s.Fn, err = functions.NewInstanceFromConfig(ctx, s.fnCfg, s.fnLog); err != nil {
+		s.Fn, s.fnSrv = nil, nil
+		return abandoned, fmt.Errorf("starting a fresh function instance: %w", err)
+	}
+	var ln net.Listener
+	for {
+		if ln, err = net.Listen("tcp", s.fnAddr); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			s.fnSrv = nil
+			return abandoned, fmt.Errorf("listening again on %s: %w", s.fnAddr, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	s.serveFunction(ln)
+	return abandoned, nil
 }
 
 // Env returns the environment for iapctl and other clients.
@@ -271,6 +365,8 @@ func (s *Stack) Settle(ctx context.Context, quiet time.Duration) error {
 
 // Close stops everything.
 func (s *Stack) Close() {
+	s.fnMu.Lock()
+	defer s.fnMu.Unlock()
 	if s.fnSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.fnSrv.Shutdown(ctx)
