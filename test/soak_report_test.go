@@ -155,6 +155,14 @@ type soakFigures struct {
 	// "skipped" instead of "opted-out".
 	MarkerMissing []string
 
+	// Shared backends: services behind an agreeing group's backend and
+	// how many converged; services behind a disagreeing group's backend
+	// and how many ended conflict untouched; members found granted on a
+	// disagreeing group's backend IAP resource.
+	SharedServices, SharedConverged                        int
+	SharedConflictServices, SharedConflicts, SharedGranted int
+	SharedProblems                                         []string
+
 	// Function restarts mid-burst and the requests they abandoned.
 	Restarts  int
 	Abandoned int64
@@ -392,7 +400,8 @@ func (f *soakFigures) accountWrites(entries []*core.LogEntry, w *soakWorld, door
 			allowed["SetIamPolicy "+iapsetup.ResourcePath(s.iapResource())] = n
 			allowed["UpdateService "+s.resource()] = 1 + 2*n
 		}
-		if s.kind.lb() {
+		if s.kind.lb() && (s.group == nil || s.group.agree) {
+			// A disagreeing group's shared backend is never patched.
 			allowed["patch "+s.backendPath()] = 1
 		}
 	}
@@ -457,6 +466,12 @@ func (f *soakFigures) checkFinal(ctx context.Context, e *env, w *soakWorld) erro
 		if !iapsetup.IsManagedMarker(svc.Annotations[iapsetup.ManagedAnnotation]) {
 			f.MarkerMissing = append(f.MarkerMissing, s.name+" ("+s.kind.String()+")")
 		}
+		if s.group != nil && !s.group.agree {
+			if err := f.accountConflict(ctx, e, s, svc, be); err != nil {
+				return err
+			}
+			continue
+		}
 		problems := soakPosture(s, svc, pol, be)
 		res, err := e.st.Fn.Reconciler.Reconcile(ctx, s.ref(), iapsetup.WithDryRun(true))
 		if err == nil && s.access {
@@ -468,11 +483,60 @@ func (f *soakFigures) checkFinal(ctx context.Context, e *env, w *soakWorld) erro
 		case res.Outcome != iapsetup.OutcomeCompliant || len(res.Changes) > 0:
 			problems = append(problems, fmt.Sprintf("dry-run reconcile: %s with %d planned changes", res.Outcome, len(res.Changes)))
 		}
-		if len(problems) == 0 {
+		switch {
+		case s.group != nil:
+			f.SharedServices++
+			if len(problems) == 0 {
+				f.SharedConverged++
+			} else {
+				f.SharedProblems = append(f.SharedProblems, s.name+" (shared backend "+s.lb.BackendService+", policies agree): "+strings.Join(problems, "; "))
+			}
+		case len(problems) == 0:
 			f.Converged++
-		} else if len(f.NotConverged) < 10 {
+		case len(f.NotConverged) < 10:
 			f.NotConverged = append(f.NotConverged, s.name+" ("+s.kind.String()+"): "+strings.Join(problems, "; "))
 		}
+	}
+	return nil
+}
+
+// accountConflict checks a service of a disagreeing shared-backend group:
+// iapguard reports conflict (a dry run still says so), and neither turned
+// IAP on anywhere for it nor granted anything on the backend's IAP
+// resource.
+func (f *soakFigures) accountConflict(ctx context.Context, e *env, s *soakSvc, svc *runpb.Service, be *compute.BackendService) error {
+	f.SharedConflictServices++
+	var problems []string
+	res, err := e.st.Fn.Reconciler.Reconcile(ctx, s.ref(), iapsetup.WithDryRun(true))
+	switch {
+	case err != nil:
+		problems = append(problems, "dry-run reconcile: "+err.Error())
+	case res.Outcome != iapsetup.OutcomeConflict:
+		problems = append(problems, fmt.Sprintf("dry-run reconcile: %s, want %s", res.Outcome, iapsetup.OutcomeConflict))
+	}
+	if be.Iap != nil && be.Iap.Enabled {
+		problems = append(problems, "IAP turned on on the shared backend")
+	}
+	if svc.IapEnabled {
+		problems = append(problems, "Cloud Run IAP turned on")
+	}
+	res2 := iapsetup.BackendIAPResource(s.project.NumberString(), iapsetup.BackendService{
+		Ref: iapsetup.BackendRef{Project: s.project.ID, Name: be.Name}, ID: fmt.Sprint(be.Id),
+	})
+	p, err := e.st.Fn.Clients.IAPAdapter.GetIAPPolicy(ctx, res2.Name)
+	if err != nil {
+		return fmt.Errorf("reading the IAP policy of %s: %w", res2.Name, err)
+	}
+	for _, b := range p.Bindings {
+		if len(b.Members) > 0 {
+			f.SharedGranted += len(b.Members)
+			problems = append(problems, fmt.Sprintf("%s granted on %s", strings.Join(b.Members, ", "), res2.Name))
+		}
+	}
+	if len(problems) == 0 {
+		f.SharedConflicts++
+	} else {
+		f.SharedProblems = append(f.SharedProblems, s.name+" (shared backend "+be.Name+", policies disagree): "+strings.Join(problems, "; "))
 	}
 	return nil
 }
@@ -550,6 +614,8 @@ func (f *soakFigures) table() string {
 	row("converged (dry-run plans nothing, posture checked)", fmt.Sprintf("%d/%d = %s", f.Converged, f.Services, soakPct(f.Converged, f.Services)), "100 %")
 	row("foreign bindings lost", fmt.Sprintf("%d of %d", f.ForeignLost, f.ForeignGrants), "0")
 	row("access services: foreign accessors revoked / policy grants unrecorded", fmt.Sprintf("%d / %d of %d", f.ForeignAccessLost, f.AccessUnrecorded, f.AccessServices), "0 / 0")
+	row("shared backends: agreeing services converged / disagreeing services ended conflict untouched", fmt.Sprintf("%d/%d / %d/%d", f.SharedConverged, f.SharedServices, f.SharedConflicts, f.SharedConflictServices), "all / all")
+	row("members granted on a disagreeing shared backend", fmt.Sprint(f.SharedGranted), "0")
 	row("events without an outcome", fmt.Sprint(f.EventsWithoutOutcome), "0")
 	row("events whose every outcome is failed", fmt.Sprint(f.EventsOnlyFailed), "0")
 	row("writes caused by events of our own writes", fmt.Sprint(f.SelfCausedWrites), "0")

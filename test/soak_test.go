@@ -255,6 +255,11 @@ func TestSoak(t *testing.T) {
 		t.Errorf("access policies (%d services): %d foreign accessors revoked, %d policy grants unrecorded or missing:\n%s",
 			fig.AccessServices, fig.ForeignAccessLost, fig.AccessUnrecorded, soakLines(fig.AccessProblems))
 	}
+	if fig.SharedServices == 0 || fig.SharedConverged != fig.SharedServices || fig.SharedConflictServices == 0 ||
+		fig.SharedConflicts != fig.SharedConflictServices || fig.SharedGranted > 0 {
+		t.Errorf("shared backends: %d of %d services behind an agreeing backend converged, %d of %d behind a disagreeing one ended conflict untouched (%d members granted there):\n%s",
+			fig.SharedConverged, fig.SharedServices, fig.SharedConflicts, fig.SharedConflictServices, fig.SharedGranted, soakLines(fig.SharedProblems))
+	}
 	if fig.ForeignLost > 0 {
 		t.Errorf("%d foreign bindings lost:\n%s", fig.ForeignLost, soakLines(fig.Lost))
 	}

@@ -79,6 +79,39 @@ type soakSvc struct {
 	// access: labelled iap-access=soak-users too (direct services only);
 	// an IAP administrator granted soakForeignAccessor(s) by hand first.
 	access bool
+	// group: s is one of several services behind one shared backend
+	// service (nil: the backend, if any, is s's own).
+	group *soakGroup
+	// groupAccess labels a grouped service iap-access=soak-users.
+	groupAccess bool
+}
+
+// soakGroup is a backend service fronting several labelled Cloud Run
+// services, each through its own serverless NEG. iapguard changes a shared
+// backend only when every service behind it is labelled with the same
+// access policy (#19 item 2): an agreeing group must converge with IAP on;
+// a disagreeing one must end conflict with the backend untouched and
+// nothing granted on its IAP resource.
+type soakGroup struct {
+	name    string
+	agree   bool
+	members []*soakSvc
+}
+
+// soakGroups lays out the shared backends: one agreeing group of three
+// (no access policy on any) and one disagreeing group of two (one names
+// soak-users, the other no policy).
+func soakGroups(p core.Project) []*soakGroup {
+	mk := func(name string, agree bool, access ...bool) *soakGroup {
+		g := &soakGroup{name: name, agree: agree}
+		for i, a := range access {
+			s := &soakSvc{project: p, name: fmt.Sprintf("%s%c", name, 'a'+i), kind: kindLB, group: g, groupAccess: a}
+			s.lb = demo.LB{BackendService: name + "-backend"}
+			g.members = append(g.members, s)
+		}
+		return g
+	}
+	return []*soakGroup{mk("g0", true, false, false, false), mk("g1", false, true, false)}
 }
 
 // soakAccessPolicy is the soak's access policy file.
@@ -137,6 +170,7 @@ type soakWorld struct {
 	user    *demo.Clients
 	foreign *run.ServicesClient
 	svcs    []*soakSvc
+	groups  []*soakGroup
 
 	mu     sync.Mutex
 	grants []soakGrant
@@ -176,6 +210,10 @@ func (w *soakWorld) plan(projects []core.Project, labelled, controls int) {
 		s := &soakSvc{project: projects[i%len(projects)], name: fmt.Sprintf("s%04d", i), kind: soakKindCycle[i%len(soakKindCycle)]}
 		s.access = !s.kind.lb() && i%3 == 0
 		w.svcs = append(w.svcs, s)
+	}
+	for _, g := range soakGroups(projects[0]) {
+		w.groups = append(w.groups, g)
+		w.svcs = append(w.svcs, g.members...)
 	}
 	for i := range controls {
 		k := kindLB
@@ -226,6 +264,22 @@ func (w *soakWorld) buildOne(ctx context.Context, s *soakSvc) error {
 		if _, err := op.Wait(ctx); err != nil {
 			return fmt.Errorf("waiting to disable the invoker IAM check of %s: %w", s.name, err)
 		}
+	}
+	if g := s.group; g != nil {
+		if s != g.members[0] {
+			return nil // the first member builds the shared load balancer
+		}
+		lb, err := w.user.BuildLoadBalancer(ctx, s.project.ID, region, demo.LBSpec{Service: s.name, Prefix: g.name})
+		if err != nil {
+			return err
+		}
+		s.lb = lb
+		for _, o := range g.members[1:] {
+			if err := w.user.AddServiceToBackend(ctx, s.project.ID, region, lb.BackendService, o.name, g.name+"-"+o.name+"-neg"); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	if s.kind.lb() {
 		lb, err := w.user.BuildLoadBalancer(ctx, s.project.ID, region, demo.LBSpec{
@@ -334,7 +388,7 @@ func (w *soakWorld) label(ctx context.Context, s *soakSvc) error {
 
 func soakLabels(s *soakSvc) map[string]string {
 	l := map[string]string{"iap": "enabled", "team": "soak"}
-	if s.access {
+	if s.access || s.groupAccess {
 		l[iapsetup.AccessLabelKey] = "soak-users"
 	}
 	return l

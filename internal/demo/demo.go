@@ -319,6 +319,34 @@ func (c *Clients) SetBackendIAP(ctx context.Context, project, name string, enabl
 	return c.waitGlobal(ctx, project, op, err, "patching backend service "+name)
 }
 
+// AddServiceToBackend makes a global backend service front one more Cloud
+// Run service: a serverless NEG named neg for service, added to the
+// backend's backends with its current fingerprint (a shared backend, as
+// `gcloud compute backend-services add-backend` builds one).
+func (c *Clients) AddServiceToBackend(ctx context.Context, project, region, backend, service, neg string) error {
+	cs := c.Compute
+	op, err := cs.RegionNetworkEndpointGroups.Insert(project, region, &compute.NetworkEndpointGroup{
+		Name: neg, NetworkEndpointType: "SERVERLESS",
+		CloudRun: &compute.NetworkEndpointGroupCloudRun{Service: service},
+	}).Context(ctx).Do()
+	if err := c.waitRegion(ctx, project, region, op, err, "inserting NEG "+neg); err != nil {
+		return err
+	}
+	n, err := cs.RegionNetworkEndpointGroups.Get(project, region, neg).Context(ctx).Do()
+	if err != nil {
+		return fmt.Errorf("getting NEG %s: %w", neg, err)
+	}
+	bs, err := cs.BackendServices.Get(project, backend).Context(ctx).Do()
+	if err != nil {
+		return fmt.Errorf("getting backend service %s: %w", backend, err)
+	}
+	op, err = cs.BackendServices.Patch(project, backend, &compute.BackendService{
+		Fingerprint: bs.Fingerprint,
+		Backends:    append(bs.Backends, &compute.Backend{Group: n.SelfLink}),
+	}).Context(ctx).Do()
+	return c.waitGlobal(ctx, project, op, err, "adding NEG "+neg+" to backend service "+backend)
+}
+
 func (c *Clients) waitGlobal(ctx context.Context, project string, op *compute.Operation, err error, what string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
