@@ -358,3 +358,34 @@ func TestReconcileDirectServiceLaterBehindLoadBalancer(t *testing.T) {
 		t.Errorf("service iapEnabled %v ingress %v; want built-in IAP kept, ingress left", svc.GetIapEnabled(), svc.GetIngress())
 	}
 }
+
+// TestReconcileAccessIntentFailsRecordsNothing (#19 item 3, found by the
+// soak): when the update recording the grants as intended fails, nothing
+// is granted, and the service update that still runs (IAP, marker) must
+// not carry a record of grants that were never made; before the fix it
+// wrote them as granted.
+func TestReconcileAccessIntentFailsRecordsNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, withPolicies(policies(t, map[string][]string{"web-users": {"user:a@example.com"}})))
+	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: accessLabels("web-users"), NoInvokerIAM: true})
+	if err := f.e.Core.Faults.FailNext(mUpdateService, 1, codes.Unavailable); err != nil {
+		t.Fatal(err)
+	}
+	if _, err, _ := f.reconcile(t, ref); err == nil {
+		t.Fatal("Reconcile: nil error, want the intent write's UNAVAILABLE")
+	}
+	if got := f.accessors(t, runIAP); len(got) > 0 {
+		t.Errorf("granted without a record of intent: %v", got)
+	}
+	if got := f.recorded(t, "hello"); got != "" {
+		t.Errorf("access annotation = %q, want nothing recorded (nothing was granted)", got)
+	}
+	res, err, _ := f.reconcile(t, ref)
+	if err != nil || res.Outcome != iapsetup.OutcomeRemediated {
+		t.Fatalf("redelivery: %s (%s), %v", res.Outcome, res.Reason, err)
+	}
+	if got := f.recorded(t, "hello"); got != "user:a@example.com" {
+		t.Errorf("after the redelivery: access annotation = %q", got)
+	}
+	f.checkSecondRunCompliant(t, ref, accessReads)
+}

@@ -90,8 +90,10 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 		}
 	}
 	accessWrites := !p.DryRun && p.access.writes() > 0
+	intentFailed := false
 	if accessWrites {
 		if err := r.recordIntent(ctx, p); err != nil {
+			intentFailed = true
 			// Nothing is granted that could not be recorded first.
 			for _, part := range p.access.list() {
 				if part.after != nil {
@@ -113,8 +115,11 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 	// The access annotation to record is decided before the writes run
 	// concurrently.
 	sw := serviceWrite{access: p.access.annotation(), marker: p.marker, lb: p.Mode == ModeLoadBalancer, fronted: len(p.fronting.backends) > 0}
-	if accessWrites {
-		// Record the grants as made (a failed one is not recorded).
+	if accessWrites || intentFailed {
+		// Record the grants as made (a failed one is not recorded). When
+		// the intent could not be recorded nothing was granted, and the
+		// service update still made (IAP, marker) must not carry the
+		// planned record of grants that never happened.
 		p.service = sw.plan(p.service.before, p.Desired)
 		if p.access.intent {
 			// Report the record's change from what it was before the
