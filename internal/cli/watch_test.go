@@ -80,10 +80,12 @@ func TestWatch(t *testing.T) {
 	ctx := t.Context()
 
 	// A teammate turns storefront's backend IAP off; the function puts it
-	// back. With a server-side filter on the service, the first outcome
-	// watch sees is storefront's remediation (the backend's own
-	// "waiting for the last entry" outcome names no service).
-	done := ts.startWatch(t, ctx, "--project", testProject, "--filter", `attributes.service = "storefront"`, "--count", "1", "--timeout", "15s")
+	// back. The server-side filter names the service and the outcome: the
+	// event of the function's own backend patch can be reconciled, and its
+	// `compliant` published, before the remediating event's outcome (the
+	// two are handled concurrently), so "the first outcome for storefront"
+	// is not always the remediation.
+	done := ts.startWatch(t, ctx, "--project", testProject, "--filter", `attributes.service = "storefront" AND attributes.outcome = "remediated"`, "--count", "1", "--timeout", "15s")
 	if err := ts.clients.SetBackendIAP(ctx, testProject, "storefront-backend", false); err != nil {
 		t.Fatal(err)
 	}
