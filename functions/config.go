@@ -13,6 +13,7 @@ import (
 	"unicode"
 
 	"github.com/iapguard/iapguard/internal/boundedre"
+	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
@@ -165,7 +166,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	switch {
 	case c.Project == "":
 		bad("%s is not set: the function needs its own project id", EnvProject)
-	case !validProjectID(c.Project):
+	case !event.ValidProject(c.Project):
 		bad("%s=%q: want a project id such as my-project", EnvProject, c.Project)
 	}
 	raw, set := lookup(getenv, EnvProjects)
@@ -314,20 +315,6 @@ func parseLogLevel(s string) (slog.Level, bool) {
 	return slog.LevelInfo, false
 }
 
-// validProjectID accepts a project id or number: lower-case letters,
-// digits and hyphens (at most 30), optionally with a domain prefix
-// (example.com:my-project). It is looser than Resource Manager (6 to 30
-// characters starting with a letter) so that the emulator's short test
-// projects pass; it refuses what could never name a project (slashes,
-// spaces, upper case). The lengths are checked apart from the expressions:
-// a counted repetition such as {0,29} compiles into a program that many
-// times larger, which every process start would pay for.
-func validProjectID(s string) bool {
-	return projectIDRE.MatchString(s) && len(s)-strings.LastIndexByte(s, ':')-1 <= 30
-}
-
-var projectIDRE = regexp.MustCompile(`^([a-z0-9.-]+:)?[a-z0-9][a-z0-9-]*$`)
-
 // validTopicID accepts a Pub/Sub topic id: 3 to 255 characters, letters,
 // digits and - _ . ~ + %, starting with a letter, not starting with goog.
 func validTopicID(s string) bool {
@@ -343,7 +330,7 @@ func validTopic(s string) bool {
 	case 1:
 		return validTopicID(s)
 	case 4:
-		return parts[0] == "projects" && parts[2] == "topics" && validProjectID(parts[1]) && validTopicID(parts[3])
+		return parts[0] == "projects" && parts[2] == "topics" && event.ValidProject(parts[1]) && validTopicID(parts[3])
 	}
 	return false
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/iapguard/iapguard/internal/event"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -185,15 +186,15 @@ func TestValidProjectAndTopicLimits(t *testing.T) {
 		{"example.com:" + strings.Repeat("p", 31), false},
 		{"123456789012", true},
 		{"-p", false},
-		{"p-", true},
+		{"p-", false}, // Google refuses a trailing hyphen (event.ValidProject)
 		{"p", true},
 		{"", false},
 		{":p", false},
 		{"Pp", false},
 		{"a:b:c", false},
 	} {
-		if got := validProjectID(tc.s); got != tc.want {
-			t.Errorf("validProjectID(%q) = %v, want %v", tc.s, got, tc.want)
+		if got := event.ValidProject(tc.s); got != tc.want {
+			t.Errorf("event.ValidProject(%q) = %v, want %v", tc.s, got, tc.want)
 		}
 	}
 	for _, tc := range []struct {

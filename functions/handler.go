@@ -410,7 +410,7 @@ func (h *Handler) inScope(project string) bool {
 	if h.scope.Allows(project) {
 		return true
 	}
-	return h.scope.HasFolders() && validProjectID(project)
+	return h.scope.HasFolders() && event.ValidProject(project)
 }
 
 // resultMessage converts a reconcile result into an outcome message.

@@ -117,8 +117,7 @@ func (h *Handler) sweepAllowed(scope string) bool {
 		return true
 	}
 	if p, ok := strings.CutPrefix(scope, "projects/"); ok {
-		s, err := iapsetup.ParseScope(strings.Join(h.cfg.Projects, ","))
-		return err == nil && s.Allows(p)
+		return h.scope.Allows(p)
 	}
 	if strings.HasPrefix(scope, "folders/") {
 		return slices.Contains(h.cfg.Projects, scope)

@@ -8,8 +8,8 @@ import (
 )
 
 // escaper writes what it is given with every control character other than
-// new line and tab escaped as \u00XX (and bytes that are not UTF-8 as
-// \xXX): outcome reasons, principals, annotations and labels come from
+// new line and tab escaped as \u00XX (and each byte that is not UTF-8 as
+// \ufffd, the replacement character, valid in text and in JSON): outcome reasons, principals, annotations and labels come from
 // whoever can edit a service or publish an event, and ESC, BEL, CSI or a
 // carriage return in them could erase or forge lines of iapctl's output or
 // retitle the terminal. \u00XX is also a valid escape inside JSON strings,
@@ -36,7 +36,7 @@ func (e *escaper) Write(p []byte) (int, error) {
 		r, size := utf8.DecodeRune(b)
 		switch {
 		case r == utf8.RuneError && size == 1:
-			out = fmt.Appendf(out, `\x%02x`, b[0])
+			out = append(out, `\ufffd`...)
 		case r != '\n' && r != '\t' && unicode.IsControl(r):
 			out = fmt.Appendf(out, `\u%04x`, r)
 		default:

@@ -54,3 +54,32 @@ func TestWatchLineAndJSONEscaped(t *testing.T) {
 		t.Errorf("escaped JSON %q: %v (principal %q)", b.String(), err, back.Trigger.Principal)
 	}
 }
+
+// TestEscaperKeepsJSONValid: a byte that is not UTF-8 (a replay file can
+// carry one into --json output) becomes U+FFFD, never an escape JSON
+// does not have.
+func TestEscaperKeepsJSONValid(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := newEscaper(&buf).Write([]byte("{\"reason\":\"a\xffb\x1b[2K\"}\n")); err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]string
+	if err := json.Unmarshal(buf.Bytes(), &v); err != nil {
+		t.Fatalf("escaped output %q is not JSON: %v", buf.String(), err)
+	}
+	if want := "a\ufffdb\x1b[2K"; v["reason"] != want {
+		t.Errorf("reason = %q, want %q", v["reason"], want)
+	}
+}
+
+// TestProgressSeesTheTerminalUnderTheEscaper: progress writes to the stream
+// the escaper wraps (on a terminal it would otherwise never draw).
+func TestProgressSeesTheTerminalUnderTheEscaper(t *testing.T) {
+	var buf bytes.Buffer
+	if got := rawWriter(newEscaper(&buf)); got != &buf {
+		t.Errorf("rawWriter(escaper) = %T, want the wrapped writer", got)
+	}
+	if p := newProgressBar(newEscaper(&buf), true, "services"); p.w != &buf {
+		t.Errorf("progress bar writes to %T, want the wrapped writer", p.w)
+	}
+}

@@ -190,7 +190,19 @@ type progressBar struct {
 }
 
 func newProgressBar(w io.Writer, enabled bool, what string) *progressBar {
+	w = rawWriter(w)
 	return &progressBar{w: w, on: enabled && isTerminal(w), what: what}
+}
+
+// rawWriter is the terminal under iapctl's escaper: progress lines are
+// iapctl's own numbers and words and need their carriage return and
+// erase-line sequence, which the escaper would print as text (and hide
+// the terminal behind, so no progress showed at all).
+func rawWriter(w io.Writer) io.Writer {
+	if e, ok := w.(*escaper); ok {
+		return e.w
+	}
+	return w
 }
 
 // start adds total to the work to do (once per project when several

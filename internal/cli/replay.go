@@ -599,6 +599,7 @@ type replayProgress struct {
 }
 
 func newReplayProgress(w io.Writer, total int, known bool) *replayProgress {
+	w = rawWriter(w)
 	return &replayProgress{w: w, on: isTerminal(w), total: total, known: known}
 }
 

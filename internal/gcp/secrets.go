@@ -5,9 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
+	"strings"
+	"sync"
 
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
+
+	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
 // RecordKeyAdapter reads the key that signs iapguard's access records
@@ -22,13 +27,30 @@ type RecordKeyAdapter struct {
 	// (V a number or latest).
 	version string
 	pace    *pacer
+
+	mu sync.Mutex
+	// secrets are the name prefixes ("projects/P/secrets/S/versions/") of
+	// the configured signing secret: as configured, and as Secret Manager
+	// names it (with the project number), learnt from the first read.
+	secrets []string
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // RecordKey implements iapsetup.RecordKeys: the payload of version ("" the
 // configured signing version) and the version's resolved name.
+//
+// A version named by a record or marker is read only if it belongs to the
+// configured signing secret: a service editor writes those annotations and
+// could otherwise name a secret of their own that iapguard may read, and
+// sign a forged record with it. Any other version is refused without a
+// call (iapsetup.ErrPermanent).
 func (a *RecordKeyAdapter) RecordKey(ctx context.Context, version string) (string, []byte, error) {
+	if version != "" && version != a.version {
+		if err := a.checkOwnSecret(ctx, version); err != nil {
+			return "", nil, err
+		}
+	}
 	if version == "" {
 		version = a.version
 	}
@@ -42,5 +64,57 @@ func (a *RecordKeyAdapter) RecordKey(ctx context.Context, version string) (strin
 	if c := resp.GetPayload().DataCrc32C; c != nil && *c != int64(crc32.Checksum(data, castagnoli)) {
 		return "", nil, fmt.Errorf("accessing secret version %s: %w", version, errors.New("payload checksum mismatch (data corrupted in transit)"))
 	}
+	a.learn(resp.GetName())
 	return resp.GetName(), data, nil
+}
+
+// secretPrefix is "projects/P/secrets/S/versions/" of a version name.
+func secretPrefix(version string) string {
+	if i := strings.LastIndex(version, "/versions/"); i >= 0 {
+		return version[:i+len("/versions/")]
+	}
+	return version + "/versions/"
+}
+
+// learn remembers the prefix of a version Secret Manager named.
+func (a *RecordKeyAdapter) learn(name string) {
+	if name == "" {
+		return
+	}
+	p := secretPrefix(name)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !slices.Contains(a.secrets, p) {
+		a.secrets = append(a.secrets, p)
+	}
+}
+
+// checkOwnSecret refuses a version outside the configured signing secret;
+// it reads the signing version once first if Secret Manager's own name of
+// that secret (project number form) is not known yet.
+func (a *RecordKeyAdapter) checkOwnSecret(ctx context.Context, version string) error {
+	a.mu.Lock()
+	learnt := len(a.secrets) > 0
+	a.mu.Unlock()
+	if !learnt {
+		if _, _, err := a.RecordKey(ctx, ""); err != nil {
+			return err
+		}
+	}
+	if a.isOwn(version) {
+		return nil
+	}
+	return fmt.Errorf("secret version %s is not a version of the configured access-record key %s: %w", version, a.version, iapsetup.ErrPermanent)
+}
+
+// isOwn reports whether version is a version of the signing secret.
+func (a *RecordKeyAdapter) isOwn(version string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range append([]string{secretPrefix(a.version)}, a.secrets...) {
+		if strings.HasPrefix(version, p) && !strings.Contains(version[len(p):], "/") {
+			return true
+		}
+	}
+	return false
 }
