@@ -34,6 +34,17 @@ func (l limitedPublisher) Publish(ctx context.Context, req *pubsubpb.PublishRequ
 }
 
 func checkPublish(req *pubsubpb.PublishRequest) error {
+	// Both refusals follow the PublishRequest/PubsubMessage field comments
+	// (messages: required; a message needs data or an attribute); pstest
+	// accepts them.
+	if len(req.GetMessages()) == 0 {
+		return core.Errorf(codes.InvalidArgument, "The publish request must contain at least one message.")
+	}
+	for _, m := range req.GetMessages() {
+		if len(m.GetData()) == 0 && len(m.GetAttributes()) == 0 {
+			return core.Errorf(codes.InvalidArgument, "One or more messages in the publish request is empty. Each message must contain either non-empty data, or at least one attribute.")
+		}
+	}
 	if n := len(req.GetMessages()); n > PubSubMaxMessagesPerRequest {
 		return core.Errorf(codes.InvalidArgument, "The value for message_count is too large. You passed %d in the request, but the maximum value is %d.", n, PubSubMaxMessagesPerRequest)
 	}

@@ -49,6 +49,11 @@ func TestPublishLimits(t *testing.T) {
 		{"attribute value too long", &pubsubpb.PubsubMessage{Data: []byte("d"), Attributes: map[string]string{"project": long}}, codes.InvalidArgument},
 		{"attribute key too long", &pubsubpb.PubsubMessage{Data: []byte("d"), Attributes: map[string]string{long[:257]: "v"}}, codes.InvalidArgument},
 		{"ordering key too long", &pubsubpb.PubsubMessage{Data: []byte("d"), OrderingKey: long}, codes.InvalidArgument},
+		{"empty message", &pubsubpb.PubsubMessage{}, codes.InvalidArgument},
+		{"attributes only", &pubsubpb.PubsubMessage{Attributes: map[string]string{"k": "v"}}, codes.OK},
+	}
+	if _, err := c.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("no messages: Publish = %v, want InvalidArgument", err)
 	}
 	for _, tc := range tests {
 		_, err := c.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: []*pubsubpb.PubsubMessage{tc.m}})

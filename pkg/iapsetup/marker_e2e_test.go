@@ -222,4 +222,19 @@ func TestReconcileForgedMarkerNotOptedOut(t *testing.T) {
 	if res, err, _ := f.reconcile(t, ref); err != nil || res.Outcome != iapsetup.OutcomeOptedOut {
 		t.Errorf("hello after its label was removed: %s (%v), want opted-out", res.Outcome, err)
 	}
+	// A region sweep plans from the listed copies and must judge the
+	// markers the same way.
+	results, err := f.r.ReconcileRegion(t.Context(), ref.Project, ref.Region)
+	if err != nil {
+		t.Fatalf("ReconcileRegion: %v", err)
+	}
+	for _, res := range results {
+		want := iapsetup.OutcomeSkipped
+		if res.Ref.Name == "hello" {
+			want = iapsetup.OutcomeOptedOut
+		}
+		if res.Outcome != want {
+			t.Errorf("region sweep: %s is %s (%s), want %s", res.Ref.Name, res.Outcome, res.Reason, want)
+		}
+	}
 }

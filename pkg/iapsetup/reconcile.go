@@ -525,7 +525,13 @@ func (r *Reconciler) reconcileCandidates(ctx context.Context, cs []Candidate, co
 					continue
 				}
 				results[i] = &Result{Ref: s.Ref, Resource: s.Ref.ResourceName(), DryRun: co.dryRun}
-				results[i].fill(PlanFor(d, &Observed{Service: s}))
+				obs := &Observed{Service: s}
+				if d.Intent == Unmanaged && d.Managed {
+					// As a single reconcile does: only a verified marker
+					// makes the lost label opted-out.
+					obs.marker = r.readMarker(ctx, s.Ref.ResourceName(), s.Annotations[ManagedAnnotation], false)
+				}
+				results[i].fill(PlanFor(d, obs))
 				continue
 			}
 		}
