@@ -39,7 +39,10 @@ import (
 // against it with option.WithEndpoint("http://ADDR") and no credentials.
 // Each call is counted, faulted and audited under the same method key as
 // its gRPC twin. Update masks given in JSON (lowerCamelCase) are converted
-// to proto names, as Google's front end does.
+// to proto names, as Google's front end does. Query parameters bind as
+// Google's transcoding binds them (query.go): a value that does not parse
+// as its field's type, or a parameter that names no field of the request,
+// is 400 INVALID_ARGUMENT, never read as false, 0 or nothing.
 const RESTPrefix = "/v2/"
 
 // ServeREST serves Cloud Run v2 over REST/JSON.
@@ -69,36 +72,70 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 	case kind == "services" && len(segs) == 6 && verb == "" && r.Method == http.MethodGet:
 		method = "google.cloud.run.v2.Services.GetService"
 		call = func(ctx context.Context) (proto.Message, error) {
+			if _, err := bindQuery(q); err != nil {
+				return nil, err
+			}
 			return s.GetService(ctx, &runpb.GetServiceRequest{Name: name})
 		}
 	case kind == "services" && len(segs) == 5 && verb == "" && r.Method == http.MethodGet:
 		method = "google.cloud.run.v2.Services.ListServices"
 		call = func(ctx context.Context) (proto.Message, error) {
-			size, _ := strconv.Atoi(q.Get("pageSize"))
+			rq, err := bindQuery(q, "page_size", "page_token", "show_deleted")
+			if err != nil {
+				return nil, err
+			}
+			size, err := rq.int32("page_size")
+			if err != nil {
+				return nil, err
+			}
+			deleted, err := rq.bool("show_deleted")
+			if err != nil {
+				return nil, err
+			}
 			return s.ListServices(ctx, &runpb.ListServicesRequest{Parent: strings.Join(segs[:4], "/"),
-				PageSize: int32(size), PageToken: q.Get("pageToken"), ShowDeleted: q.Get("showDeleted") == "true"})
+				PageSize: size, PageToken: rq.str("page_token"), ShowDeleted: deleted})
 		}
 	case kind == "services" && len(segs) == 5 && verb == "" && r.Method == http.MethodPost:
 		method = "google.cloud.run.v2.Services.CreateService"
 		call = func(ctx context.Context) (proto.Message, error) {
+			rq, err := bindQuery(q, "service_id", "validate_only")
+			if err != nil {
+				return nil, err
+			}
+			validate, err := rq.bool("validate_only")
+			if err != nil {
+				return nil, err
+			}
 			svc := &runpb.Service{}
 			if err := unmarshal(body, svc); err != nil {
 				return nil, err
 			}
 			return s.CreateService(ctx, &runpb.CreateServiceRequest{Parent: strings.Join(segs[:4], "/"),
-				Service: svc, ServiceId: q.Get("serviceId"), ValidateOnly: q.Get("validateOnly") == "true"})
+				Service: svc, ServiceId: rq.str("service_id"), ValidateOnly: validate})
 		}
 	case kind == "services" && len(segs) == 6 && verb == "" && r.Method == http.MethodPatch:
 		method = "google.cloud.run.v2.Services.UpdateService"
 		call = func(ctx context.Context) (proto.Message, error) {
+			rq, err := bindQuery(q, "update_mask", "validate_only", "allow_missing", "force_new_revision")
+			if err != nil {
+				return nil, err
+			}
+			req := &runpb.UpdateServiceRequest{}
+			for _, f := range []struct {
+				name string
+				dst  *bool
+			}{{"validate_only", &req.ValidateOnly}, {"allow_missing", &req.AllowMissing}, {"force_new_revision", &req.ForceNewRevision}} {
+				if *f.dst, err = rq.bool(f.name); err != nil {
+					return nil, err
+				}
+			}
 			svc := &runpb.Service{}
 			if err := unmarshal(body, svc); err != nil {
 				return nil, err
 			}
 			svc.Name = name
-			req := &runpb.UpdateServiceRequest{Service: svc, ValidateOnly: q.Get("validateOnly") == "true",
-				AllowMissing: q.Get("allowMissing") == "true", ForceNewRevision: q.Get("forceNewRevision") == "true"}
-			if m := q.Get("updateMask"); m != "" {
+			req.Service = svc
+			if m := rq.str("update_mask"); m != "" {
 				fm := &fieldmaskpb.FieldMask{}
 				// FieldMask's JSON form: comma-separated lowerCamelCase
 				// paths, converted to proto names (field_mask.proto).
@@ -112,19 +149,37 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 	case kind == "services" && len(segs) == 6 && verb == "" && r.Method == http.MethodDelete:
 		method = "google.cloud.run.v2.Services.DeleteService"
 		call = func(ctx context.Context) (proto.Message, error) {
-			return s.DeleteService(ctx, &runpb.DeleteServiceRequest{Name: name, Etag: q.Get("etag"),
-				ValidateOnly: q.Get("validateOnly") == "true"})
+			rq, err := bindQuery(q, "etag", "validate_only")
+			if err != nil {
+				return nil, err
+			}
+			validate, err := rq.bool("validate_only")
+			if err != nil {
+				return nil, err
+			}
+			return s.DeleteService(ctx, &runpb.DeleteServiceRequest{Name: name, Etag: rq.str("etag"),
+				ValidateOnly: validate})
 		}
 	case kind == "services" && len(segs) == 6 && verb == "getIamPolicy" && r.Method == http.MethodGet:
 		method = "google.cloud.run.v2.Services.GetIamPolicy"
 		call = func(ctx context.Context) (proto.Message, error) {
-			v, _ := strconv.Atoi(q.Get("options.requestedPolicyVersion"))
+			rq, err := bindQuery(q, "options.requested_policy_version")
+			if err != nil {
+				return nil, err
+			}
+			v, err := rq.int32("options.requested_policy_version")
+			if err != nil {
+				return nil, err
+			}
 			return s.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: name,
-				Options: &iampb.GetPolicyOptions{RequestedPolicyVersion: int32(v)}})
+				Options: &iampb.GetPolicyOptions{RequestedPolicyVersion: v}})
 		}
 	case kind == "services" && len(segs) == 6 && verb == "setIamPolicy" && r.Method == http.MethodPost:
 		method = "google.cloud.run.v2.Services.SetIamPolicy"
 		call = func(ctx context.Context) (proto.Message, error) {
+			if _, err := bindQuery(q); err != nil {
+				return nil, err
+			}
 			req := &iampb.SetIamPolicyRequest{}
 			if err := unmarshal(body, req); err != nil {
 				return nil, err
@@ -135,6 +190,9 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 	case kind == "services" && len(segs) == 6 && verb == "testIamPermissions" && r.Method == http.MethodPost:
 		method = "google.cloud.run.v2.Services.TestIamPermissions"
 		call = func(ctx context.Context) (proto.Message, error) {
+			if _, err := bindQuery(q); err != nil {
+				return nil, err
+			}
 			req := &iampb.TestIamPermissionsRequest{}
 			if err := unmarshal(body, req); err != nil {
 				return nil, err
@@ -145,11 +203,17 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 	case kind == "operations" && len(segs) == 6 && verb == "" && r.Method == http.MethodGet:
 		method = "google.longrunning.Operations.GetOperation"
 		call = func(ctx context.Context) (proto.Message, error) {
+			if _, err := bindQuery(q); err != nil {
+				return nil, err
+			}
 			return ops.GetOperation(ctx, &longrunningpb.GetOperationRequest{Name: name})
 		}
 	case kind == "operations" && len(segs) == 6 && verb == "wait" && r.Method == http.MethodPost:
 		method = "google.longrunning.Operations.WaitOperation"
 		call = func(ctx context.Context) (proto.Message, error) {
+			if _, err := bindQuery(q); err != nil {
+				return nil, err
+			}
 			req := &longrunningpb.WaitOperationRequest{}
 			if err := unmarshal(body, req); err != nil {
 				return nil, err
@@ -160,9 +224,20 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 	case kind == "operations" && len(segs) == 5 && verb == "" && r.Method == http.MethodGet:
 		method = "google.longrunning.Operations.ListOperations"
 		call = func(ctx context.Context) (proto.Message, error) {
-			size, _ := strconv.Atoi(q.Get("pageSize"))
+			rq, err := bindQuery(q, "filter", "page_size", "page_token", "return_partial_success")
+			if err != nil {
+				return nil, err
+			}
+			size, err := rq.int32("page_size")
+			if err != nil {
+				return nil, err
+			}
+			partial, err := rq.bool("return_partial_success")
+			if err != nil {
+				return nil, err
+			}
 			return ops.ListOperations(ctx, &longrunningpb.ListOperationsRequest{Name: strings.Join(segs[:4], "/"),
-				Filter: q.Get("filter"), PageSize: int32(size), PageToken: q.Get("pageToken")})
+				Filter: rq.str("filter"), PageSize: size, PageToken: rq.str("page_token"), ReturnPartialSuccess: partial})
 		}
 	default:
 		core.Errorf(codes.NotFound, "The requested URL %s was not found on this server.", r.URL.Path).WriteJSON(w)

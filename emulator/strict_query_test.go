@@ -1,0 +1,120 @@
+package emulator_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"cloud.google.com/go/iam/apiv1/iampb"
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
+	run "cloud.google.com/go/run/apiv2"
+	"cloud.google.com/go/run/apiv2/runpb"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/option"
+
+	"github.com/iapguard/iapguard/emulator"
+)
+
+// Cloud Run v2 REST binds query parameters as Google's HTTP transcoding
+// does: a value that does not parse as the field's type is 400
+// INVALID_ARGUMENT "Invalid value at 'FIELD' (TYPE_...), "V"" (never
+// read as false or 0: a "validateOnly=1" delete must not delete), a
+// parameter that names no field of the request is 400 "Cannot bind query
+// parameter", and the proto spelling of a field binds like the JSON one.
+// The official REST client's own parameters all bind.
+func TestRunRESTQueryParameters(t *testing.T) {
+	t.Parallel()
+	e := newStrictEnv(t, emulator.Options{})
+	ctx := t.Context()
+	svc := e.service(t, "web")
+	base := "http://" + e.emu.Addr() + "/v2/"
+	parent := "projects/" + strictProject + "/locations/" + strictRegion
+	do := func(method, path, body string) error {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return googleapi.CheckResponse(resp)
+	}
+	const newSvc = `{"template":{"containers":[{"image":"us-docker.pkg.dev/cloudrun/container/hello"}]}}`
+	for _, tc := range []struct {
+		name, method, path, body, msg string
+	}{
+		{"create validateOnly not a bool", "POST", parent + "/services?serviceId=maybe&validateOnly=maybe", newSvc,
+			`Invalid value at 'validate_only' (TYPE_BOOL), "maybe"`},
+		{"delete validateOnly=1", "DELETE", svc + "?validateOnly=1", "",
+			`Invalid value at 'validate_only' (TYPE_BOOL), "1"`},
+		{"update allowMissing not a bool", "PATCH", svc + "?allowMissing=yes", `{"labels":{"a":"b"}}`,
+			`Invalid value at 'allow_missing' (TYPE_BOOL), "yes"`},
+		{"list pageSize not a number", "GET", parent + "/services?pageSize=ten", "",
+			`Invalid value at 'page_size' (TYPE_INT32), "ten"`},
+		{"list showDeleted not a bool", "GET", parent + "/services?showDeleted=TRUE!", "",
+			`Invalid value at 'show_deleted' (TYPE_BOOL), "TRUE!"`},
+		{"getIamPolicy version not a number", "GET", svc + ":getIamPolicy?options.requestedPolicyVersion=three", "",
+			`Invalid value at 'options.requested_policy_version' (TYPE_INT32), "three"`},
+		{"list operations pageSize out of range", "GET", parent + "/operations?pageSize=99999999999", "",
+			`Invalid value at 'page_size' (TYPE_INT32), "99999999999"`},
+		{"unknown parameter on get", "GET", svc + "?showDeleted=true", "",
+			`Invalid JSON payload received. Unknown name "showDeleted": Cannot bind query parameter. Field 'showDeleted' could not be found in request message.`},
+		{"unknown parameter on create", "POST", parent + "/services?serviceId=x&validate=true", newSvc,
+			`Invalid JSON payload received. Unknown name "validate": Cannot bind query parameter. Field 'validate' could not be found in request message.`},
+		{"unknown parameter on delete", "DELETE", svc + "?force=true", "",
+			`Invalid JSON payload received. Unknown name "force": Cannot bind query parameter. Field 'force' could not be found in request message.`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantREST(t, do(tc.method, tc.path, tc.body), 400, "INVALID_ARGUMENT", tc.msg)
+		})
+	}
+	// None of the refused calls changed anything.
+	rc, err := run.NewServicesRESTClient(ctx, option.WithEndpoint("http://"+e.emu.Addr()), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	got, err := rc.GetService(ctx, &runpb.GetServiceRequest{Name: svc})
+	if err != nil || len(got.GetLabels()) != 0 {
+		t.Fatalf("service after refused calls = %v, %v; want it unchanged", got, err)
+	}
+	for _, id := range []string{"maybe", "x"} {
+		if _, err := rc.GetService(ctx, &runpb.GetServiceRequest{Name: parent + "/services/" + id}); err == nil {
+			t.Errorf("a refused create made service %s", id)
+		}
+	}
+	// The proto spelling binds: validate_only=true validates only.
+	if err := do("POST", parent+"/services?service_id=snake&validate_only=true", newSvc); err != nil {
+		t.Fatalf("create with validate_only=true: %v", err)
+	}
+	if _, err := rc.GetService(ctx, &runpb.GetServiceRequest{Name: parent + "/services/snake"}); err == nil {
+		t.Error("validate_only=true (proto spelling) created the service")
+	}
+	// System parameters are not the method's and are accepted.
+	if err := do("GET", svc+"?alt=json&prettyPrint=false&$.xgafv=2&fields=name", ""); err != nil {
+		t.Errorf("get with system parameters: %v", err)
+	}
+	// Every parameter the official REST client sends binds.
+	it := rc.ListServices(ctx, &runpb.ListServicesRequest{Parent: parent, PageSize: 5, ShowDeleted: true})
+	if _, err := it.Next(); err != nil {
+		t.Errorf("ListServices with pageSize and showDeleted: %v", err)
+	}
+	oit := rc.ListOperations(ctx, &longrunningpb.ListOperationsRequest{Name: parent, PageSize: 5, Filter: "done=true", ReturnPartialSuccess: true})
+	if _, err := oit.Next(); err != nil {
+		t.Errorf("ListOperations with every parameter: %v", err)
+	}
+	if _, err := rc.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: svc, Options: &iampb.GetPolicyOptions{RequestedPolicyVersion: 3}}); err != nil {
+		t.Errorf("GetIamPolicy with a requested version: %v", err)
+	}
+	dop, err := rc.DeleteService(ctx, &runpb.DeleteServiceRequest{Name: svc, ValidateOnly: true, Etag: got.GetEtag()})
+	if err != nil {
+		t.Fatalf("DeleteService validateOnly with etag: %v", err)
+	}
+	if _, err := rc.GetService(ctx, &runpb.GetServiceRequest{Name: svc}); err != nil {
+		t.Errorf("validate-only delete (%s) deleted the service: %v", dop.Name(), err)
+	}
+}
