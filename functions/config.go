@@ -16,13 +16,14 @@ import (
 	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 // Environment variables the function reads. They are a public interface:
 // docs/configuration.md documents them.
 const (
 	EnvProject       = "GOOGLE_CLOUD_PROJECT"    // the function's own project (set by Cloud Run functions)
-	EnvProjects      = "IAPGUARD_PROJECTS"       // comma-separated allowlist: project ids, numbers, patterns such as team-*, folders/N (iapsetup.Scope)
+	EnvProjects      = "IAPGUARD_PROJECTS"       // comma-separated allowlist: project ids, numbers, patterns such as team-*, folders/N (scope.Scope)
 	EnvOutcomesTopic = "IAPGUARD_OUTCOMES_TOPIC" // topic id or projects/P/topics/T
 	// EnvReplayTopic is the replay topic (id or projects/P/topics/T) a sweep
 	// publishes its per-service replay messages on (default
@@ -96,7 +97,7 @@ type Config struct {
 	// discovery mode (gcp.ModeAuto, ModeAsset, ModeRegions).
 	ReplayTopic string
 	Discovery   string
-	// Projects are the allowlist's entries (iapsetup.ProjectScope): ids,
+	// Projects are the allowlist's entries (pkg/iapsetup/scope.New): ids,
 	// numbers, patterns over ids, folders/N, or "*".
 	Projects      []string
 	OutcomesTopic string
@@ -191,7 +192,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 		if len(c.Projects) == 0 {
 			bad("%s=%q names no project: list project ids, numbers, patterns such as team-* or folders/N, or unset it for the function's own project", scopeFrom, raw)
-		} else if _, err := iapsetup.ParseScope(raw); err != nil {
+		} else if _, err := scope.Parse(raw); err != nil {
 			bad("%s: %v", scopeFrom, err)
 		}
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/logx"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -158,17 +159,17 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("building Google clients: %w", err)
 	}
-	scope := iapsetup.ProjectScope(cfg.Projects...)
+	sc := scope.New(cfg.Projects...)
 	var dir *gcp.ProjectDirectory
-	if scope.HasFolders() || scope.All() {
+	if sc.HasFolders() || sc.All() {
 		// Folder entries: the scope check reads ancestries through Resource
 		// Manager (resourcemanager.projects.get, resourcemanager.folders.get).
 		if dir, err = gcp.NewProjectDirectory(ctx, gopts); err != nil {
 			_ = clients.Close()
 			return nil, fmt.Errorf("building Resource Manager client for the scope's folders: %w", err)
 		}
-		if scope.HasFolders() {
-			scope = scope.WithAncestry(dir, iapsetup.AncestryOptions{})
+		if sc.HasFolders() {
+			sc = sc.WithAncestry(dir, scope.AncestryOptions{})
 		}
 	}
 	// Sweeps and whole-project replays: Cloud Asset search, per-region
@@ -186,7 +187,7 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 		}
 	}
 	rec, err := iapsetup.New(clients.Deps(), iapsetup.Options{
-		Scope:          scope,
+		Scope:          sc,
 		DryRun:         cfg.DryRun,
 		Logger:         log,
 		AccessPolicies: cfg.AccessPolicies,

@@ -16,6 +16,7 @@ import (
 	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/internal/logx"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -46,7 +47,7 @@ type Handler struct {
 	now  func() time.Time
 	coal coalescer
 	// scope is cfg.Projects, for the call-free check of skipped events.
-	scope iapsetup.Scope
+	scope scope.Scope
 	// unreported keeps outcomes with changes until they are published.
 	unreported unreported
 	// slots admits at most cfg.MaxConcurrent events to reconcile at once;
@@ -62,7 +63,7 @@ func NewHandler(cfg Config, rec Reconciler, pub Publisher, log *slog.Logger) *Ha
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{cfg: cfg, rec: rec, pub: pub, log: log, now: time.Now, scope: iapsetup.ProjectScope(cfg.Projects...)}
+	h := &Handler{cfg: cfg, rec: rec, pub: pub, log: log, now: time.Now, scope: scope.New(cfg.Projects...)}
 	h.coal.now = func() time.Time { return h.now() }
 	if cfg.MaxConcurrent > 0 {
 		h.slots = semaphore.NewWeighted(int64(cfg.MaxConcurrent))

@@ -19,6 +19,7 @@ import (
 	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -91,7 +92,7 @@ func sweepEnv(t *testing.T, allow []string, mode string) (*emulator.Emulator, *H
 	}
 	t.Cleanup(func() { _ = dir.Close() })
 	clients.Discovery.SetOptions(gcp.DiscoveryOptions{Mode: mode, Projects: gcp.NewProjectsUnder(dir)})
-	rec, err := iapsetup.New(clients.Deps(), iapsetup.Options{Scope: iapsetup.ProjectScope(allow...), DryRun: true})
+	rec, err := iapsetup.New(clients.Deps(), iapsetup.Options{Scope: scope.New(allow...), DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}

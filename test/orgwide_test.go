@@ -23,6 +23,7 @@ import (
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/stack"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -420,7 +421,7 @@ func TestOrgWideSweepEnumeratesTheScope(t *testing.T) {
 	}
 	e.mark()
 
-	scope, err := iapsetup.ParseScope(strings.Join(orgScope, ","))
+	sc, err := scope.Parse(strings.Join(orgScope, ","))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,11 +430,11 @@ func TestOrgWideSweepEnumeratesTheScope(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dir.Close()
-	got, err := scope.Projects(e.ctx, dir)
+	got, err := sc.Projects(e.ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []iapsetup.ProjectInfo{{ID: "team-a", Number: "111111111111"}, {ID: "team-b", Number: "222222222222"}}
+	want := []scope.ProjectInfo{{ID: "team-a", Number: "111111111111"}, {ID: "team-b", Number: "222222222222"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("projects in scope (-want +got):\n%s", diff)
 	}
@@ -503,7 +504,7 @@ func newOrgReconciler(t testing.TB, n, cacheSize int) *orgReconciler {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cl.Close() })
-	rec, err := iapsetup.New(cl.Deps(), iapsetup.Options{Scope: iapsetup.ProjectScope("proj-*"), ProjectCacheSize: cacheSize})
+	rec, err := iapsetup.New(cl.Deps(), iapsetup.Options{Scope: scope.New("proj-*"), ProjectCacheSize: cacheSize})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 type auditFlags struct {
@@ -95,19 +96,19 @@ type auditSummary struct {
 }
 
 func runAudit(ctx context.Context, s *streams, f *auditFlags) error {
-	scope, err := f.scopeFlags.resolve(ctx)
+	sc, err := f.scopeFlags.resolve(ctx)
 	if err != nil {
 		return fail(err)
 	}
 	if f.allProjects {
-		return runAuditAll(ctx, s, f, scope)
+		return runAuditAll(ctx, s, f, sc)
 	}
 	if err := f.opFlags.resolve(ctx, regionOptional, true); err != nil {
 		return fail(err)
 	}
 	ctx, cancel := withTimeout(ctx, f.timeout)
 	defer cancel()
-	sess, err := f.connect(ctx, iapsetup.ProjectScope(f.project), true)
+	sess, err := f.connect(ctx, scope.New(f.project), true)
 	if err != nil {
 		return fail(err)
 	}
@@ -130,13 +131,13 @@ func runAudit(ctx context.Context, s *streams, f *auditFlags) error {
 }
 
 // runAuditAll is audit --all-projects: every project in scope (scanScope).
-func runAuditAll(ctx context.Context, s *streams, f *auditFlags, scope iapsetup.Scope) error {
-	reports, results, err := scanScope(ctx, &f.opFlags, scope, true, newProgressBar(s.err, !f.noProgress, "services"))
+func runAuditAll(ctx context.Context, s *streams, f *auditFlags, sc scope.Scope) error {
+	reports, results, err := scanScope(ctx, &f.opFlags, sc, true, newProgressBar(s.err, !f.noProgress, "services"))
 	var ie *interruptedError
 	if err != nil && !errors.As(err, &ie) {
 		return fail(err)
 	}
-	rep := auditReport{Scope: scope.String(), Projects: results, Region: f.region, Services: orEmpty(reports), Summary: summarize(reports), Interrupted: ie != nil}
+	rep := auditReport{Scope: sc.String(), Projects: results, Region: f.region, Services: orEmpty(reports), Summary: summarize(reports), Interrupted: ie != nil}
 	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writeAuditTable(w, rep) }); err != nil {
 		return fail(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/iapguard/iapguard/internal/demo"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 func TestDoctor(t *testing.T) {
@@ -127,7 +128,7 @@ func TestDoctorAgreesWithDryRun(t *testing.T) {
 	t.Parallel()
 	ts := startStack(t, false)
 	ctx := withEnv(t.Context(), ts.env())
-	sess, err := connect(ctx, testProject, iapsetup.Options{Scope: iapsetup.ProjectScope(testProject), DryRun: true})
+	sess, err := connect(ctx, testProject, iapsetup.Options{Scope: scope.New(testProject), DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}

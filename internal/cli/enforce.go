@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 type enforceFlags struct {
@@ -73,7 +74,7 @@ type enforceReport struct {
 }
 
 func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string) error {
-	scope, err := f.scopeFlags.resolve(ctx)
+	sc, err := f.scopeFlags.resolve(ctx)
 	if err != nil {
 		return fail(err)
 	}
@@ -81,7 +82,7 @@ func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string)
 		if len(args) > 0 {
 			return fail(errors.New("give a SERVICE or --all-projects, not both"))
 		}
-		return runEnforceAll(ctx, s, f, scope)
+		return runEnforceAll(ctx, s, f, sc)
 	}
 	switch {
 	case len(args) == 1 && f.all:
@@ -101,7 +102,7 @@ func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string)
 	}
 	ctx, cancel := withTimeout(ctx, f.timeout)
 	defer cancel()
-	sess, err := f.connect(ctx, iapsetup.ProjectScope(f.project), f.dryRun)
+	sess, err := f.connect(ctx, scope.New(f.project), f.dryRun)
 	if err != nil {
 		return fail(err)
 	}
@@ -151,13 +152,13 @@ func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string)
 
 // runEnforceAll is enforce --all-projects: --all in every project in
 // scope (scanScope).
-func runEnforceAll(ctx context.Context, s *streams, f *enforceFlags, scope iapsetup.Scope) error {
-	reports, results, err := scanScope(ctx, &f.opFlags, scope, f.dryRun, newProgressBar(s.err, true, "services"))
+func runEnforceAll(ctx context.Context, s *streams, f *enforceFlags, sc scope.Scope) error {
+	reports, results, err := scanScope(ctx, &f.opFlags, sc, f.dryRun, newProgressBar(s.err, true, "services"))
 	var ie *interruptedError
 	if err != nil && !errors.As(err, &ie) {
 		return fail(err)
 	}
-	rep := enforceReport{Scope: scope.String(), Projects: results, Region: f.region, DryRun: f.dryRun, Services: orEmpty(reports), Interrupted: ie != nil}
+	rep := enforceReport{Scope: sc.String(), Projects: results, Region: f.region, DryRun: f.dryRun, Services: orEmpty(reports), Interrupted: ie != nil}
 	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writePlans(w, rep) }); err != nil {
 		return fail(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 // inspection is a service's live state and the plan iapguard would follow
@@ -45,9 +46,9 @@ func (f *opFlags) inspectService(ctx context.Context, service string, withAccess
 	var sess *session
 	var err error
 	if withAccess {
-		sess, err = f.connect(ctx, iapsetup.ProjectScope(f.project), true)
+		sess, err = f.connect(ctx, scope.New(f.project), true)
 	} else {
-		sess, err = connect(ctx, f.project, iapsetup.Options{Scope: iapsetup.ProjectScope(f.project), DryRun: true})
+		sess, err = connect(ctx, f.project, iapsetup.Options{Scope: scope.New(f.project), DryRun: true})
 	}
 	if err != nil {
 		return nil, err

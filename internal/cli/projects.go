@@ -2,13 +2,13 @@ package cli
 
 // --all-projects: the commands that act on every project in a scope
 // (audit, enforce --all, replay) enumerate it here, with the same
-// expansion the function's scope check uses (pkg/iapsetup.Scope) and the
+// expansion the function's scope check uses (pkg/iapsetup/scope.Scope) and the
 // projects and folders Resource Manager lists (internal/gcp.ProjectDirectory).
 // Folder entries are expanded by walking each listed folder's sub-folders
 // (ListFolders) and listing each folder's projects (SearchProjects
 // "parent:folders/N"), or, when the scope has patterns too, by the one full
 // listing those need, whose projects carry their parents
-// (iapsetup.Scope.Projects). The reconciler then gets the scope With the
+// (scope.Scope.Projects). The reconciler then gets the scope With the
 // projects found (projectsInScope returns it), so its own check makes no
 // Resource Manager call.
 
@@ -25,7 +25,7 @@ import (
 
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/gcperr"
-	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 // projectParallelism bounds the projects scanned at once (each scan runs
@@ -46,23 +46,23 @@ func (f *scopeFlags) add(cmd *cobra.Command, what string) {
 
 // resolve parses the scope of --all-projects: --scope, else
 // IAPGUARD_PROJECTS. Without --all-projects it returns the zero Scope.
-func (f *scopeFlags) resolve(ctx context.Context) (iapsetup.Scope, error) {
+func (f *scopeFlags) resolve(ctx context.Context) (scope.Scope, error) {
 	if !f.allProjects {
 		if f.scope != "" {
-			return iapsetup.Scope{}, errors.New("--scope needs --all-projects")
+			return scope.Scope{}, errors.New("--scope needs --all-projects")
 		}
-		return iapsetup.Scope{}, nil
+		return scope.Scope{}, nil
 	}
 	raw := f.scope
 	if raw == "" {
 		raw = getenv(ctx, envProjects)
 	}
 	if raw == "" {
-		return iapsetup.Scope{}, fmt.Errorf("--all-projects needs --scope or %s", envProjects)
+		return scope.Scope{}, fmt.Errorf("--all-projects needs --scope or %s", envProjects)
 	}
-	sc, err := iapsetup.ParseScope(raw)
+	sc, err := scope.Parse(raw)
 	if err != nil {
-		return iapsetup.Scope{}, fmt.Errorf("--scope: %w", err)
+		return scope.Scope{}, fmt.Errorf("--scope: %w", err)
 	}
 	return sc, nil
 }
@@ -78,41 +78,41 @@ func (f *scopeFlags) resolve(ctx context.Context) (iapsetup.Scope, error) {
 // resourcemanager.projects.get on the projects to be found (SearchProjects
 // returns only those), and for folder entries resourcemanager.folders.list
 // on each listed folder (roles/browser on the folder has both).
-func projectsInScope(ctx context.Context, scope iapsetup.Scope) ([]string, iapsetup.Scope, error) {
-	names, recScope, _, err := projectInfosInScope(ctx, scope)
+func projectsInScope(ctx context.Context, sc scope.Scope) ([]string, scope.Scope, error) {
+	names, recScope, _, err := projectInfosInScope(ctx, sc)
 	return names, recScope, err
 }
 
 // projectInfosInScope is projectsInScope that also returns what Resource
 // Manager said of each project (its parent, when known).
-func projectInfosInScope(ctx context.Context, scope iapsetup.Scope) ([]string, iapsetup.Scope, []iapsetup.ProjectInfo, error) {
+func projectInfosInScope(ctx context.Context, sc scope.Scope) ([]string, scope.Scope, []scope.ProjectInfo, error) {
 	opts, err := clientOptions(ctx)
 	if err != nil {
-		return nil, scope, nil, err
+		return nil, sc, nil, err
 	}
 	dir, err := gcp.NewProjectDirectory(ctx, opts)
 	if err != nil {
-		return nil, scope, nil, explain(err, opts.EmulatorHost)
+		return nil, sc, nil, explain(err, opts.EmulatorHost)
 	}
 	defer dir.Close()
-	ps, err := scope.Projects(ctx, dir)
+	ps, err := sc.Projects(ctx, dir)
 	if err != nil {
 		if gcperr.Code(err) == codes.PermissionDenied {
-			return nil, scope, nil, fmt.Errorf("listing the projects of scope %s through Resource Manager: %s", scope, grpcDesc(err))
+			return nil, sc, nil, fmt.Errorf("listing the projects of scope %s through Resource Manager: %s", sc, grpcDesc(err))
 		}
-		return nil, scope, nil, explain(err, opts.EmulatorHost)
+		return nil, sc, nil, explain(err, opts.EmulatorHost)
 	}
 	out := make([]string, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, p.Name())
 	}
-	return out, scope.With(out...), ps, nil
+	return out, sc.With(out...), ps, nil
 }
 
 // scanScope is audit's and enforce's --all-projects: it lists the projects
 // in scope and scans each (scanProjects) with one set of clients and one
 // reconciler whose scope is the same scope. prog counts services.
-func scanScope(ctx context.Context, f *opFlags, scope iapsetup.Scope, dryRun bool, prog *progressBar) ([]serviceReport, []projectResult, error) {
+func scanScope(ctx context.Context, f *opFlags, sc scope.Scope, dryRun bool, prog *progressBar) ([]serviceReport, []projectResult, error) {
 	if f.project != "" {
 		return nil, nil, errors.New("give --project or --all-projects, not both")
 	}
@@ -121,7 +121,7 @@ func scanScope(ctx context.Context, f *opFlags, scope iapsetup.Scope, dryRun boo
 	}
 	ctx, cancel := withTimeout(ctx, f.timeout)
 	defer cancel()
-	projects, recScope, infos, err := projectInfosInScope(ctx, scope)
+	projects, recScope, infos, err := projectInfosInScope(ctx, sc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -251,7 +251,7 @@ func projectFailures(results []projectResult) error {
 // each project is discovered on its own (with the per-region fallback).
 // A parent's search may return services of projects outside the scope:
 // they are ignored.
-func discoverByParent(ctx context.Context, sess *session, infos []iapsetup.ProjectInfo) map[string][]gcp.Found {
+func discoverByParent(ctx context.Context, sess *session, infos []scope.ProjectInfo) map[string][]gcp.Found {
 	if sess.clients.Discovery.Mode() == gcp.ModeRegions {
 		return nil
 	}
@@ -268,11 +268,11 @@ func discoverByParent(ctx context.Context, sess *session, infos []iapsetup.Proje
 	}
 	out := map[string][]gcp.Found{}
 	for parent, ids := range byParent {
-		scope := parent
+		sc := parent
 		if len(ids) == 1 {
-			scope = "projects/" + ids[0]
+			sc = "projects/" + ids[0]
 		}
-		d, err := sess.clients.Discovery.Discover(ctx, scope, false)
+		d, err := sess.clients.Discovery.Discover(ctx, sc, false)
 		if err != nil || d.Path != gcp.PathAsset {
 			return nil
 		}

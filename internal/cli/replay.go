@@ -29,7 +29,7 @@ import (
 	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/gcperr"
-	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -121,7 +121,7 @@ type replayInput struct {
 }
 
 func runReplay(ctx context.Context, s *streams, f *replayFlags, args []string) error {
-	scope, err := f.scopeFlags.resolve(ctx)
+	sc, err := f.scopeFlags.resolve(ctx)
 	if err != nil {
 		return fail(err)
 	}
@@ -155,7 +155,7 @@ func runReplay(ctx context.Context, s *streams, f *replayFlags, args []string) e
 	defer cancel()
 	var projects []string
 	if f.allProjects {
-		if projects, scope, err = projectsInScope(ctx, scope); err != nil {
+		if projects, sc, err = projectsInScope(ctx, sc); err != nil {
 			return fail(err)
 		}
 		if topic == "" && len(projects) > 0 {
@@ -188,7 +188,7 @@ func runReplay(ctx context.Context, s *streams, f *replayFlags, args []string) e
 	if f.viaTopic {
 		return replayViaTopic(ctx, s, f, topic, in)
 	}
-	return replayLocally(ctx, s, f, scope, in)
+	return replayLocally(ctx, s, f, sc, in)
 }
 
 // replayInputs are the inputs of one replay, read in order as a stream:
@@ -457,15 +457,15 @@ func replayKey(ev cloudevents.Event) []string {
 // projects found in it). On an interrupt it starts no further input, lets
 // the one under way finish (finishContext), prints the summary and ends
 // with "interrupted: N event(s) done, M not started".
-func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope iapsetup.Scope, in *replayInputs) error {
-	scope := iapsetup.AllProjects()
+func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope scope.Scope, in *replayInputs) error {
+	sc := scope.AllProjects()
 	switch {
 	case f.allProjects:
-		scope = allScope
+		sc = allScope
 	case f.project != "":
-		scope = iapsetup.ProjectScope(f.project)
+		sc = scope.New(f.project)
 	}
-	sess, err := f.connect(ctx, scope, f.dryRun)
+	sess, err := f.connect(ctx, sc, f.dryRun)
 	if err != nil {
 		return fail(err)
 	}

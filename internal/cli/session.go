@@ -28,6 +28,7 @@ import (
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 // Environment variables the operator commands read.
@@ -104,8 +105,8 @@ func (f *opFlags) add(cmd *cobra.Command, ru regionUse, timeout time.Duration) {
 
 // reconcilerOptions returns the reconciler options for the session: scope,
 // dry run and the access policies of --access-policies.
-func (f *opFlags) reconcilerOptions(scope iapsetup.Scope, dryRun bool) (iapsetup.Options, error) {
-	o := iapsetup.Options{Scope: scope, DryRun: dryRun}
+func (f *opFlags) reconcilerOptions(sc scope.Scope, dryRun bool) (iapsetup.Options, error) {
+	o := iapsetup.Options{Scope: sc, DryRun: dryRun}
 	if f.accessFile != "" {
 		a, err := iapsetup.LoadAccessPolicies(f.accessFile)
 		if err != nil {
@@ -246,8 +247,8 @@ func connect(ctx context.Context, project string, ro iapsetup.Options) (*session
 
 // connect connects for --project with a reconciler of scope, dry run
 // (plan only) or not, and the access policies of --access-policies.
-func (f *opFlags) connect(ctx context.Context, scope iapsetup.Scope, dryRun bool) (*session, error) {
-	ro, err := f.reconcilerOptions(scope, dryRun)
+func (f *opFlags) connect(ctx context.Context, sc scope.Scope, dryRun bool) (*session, error) {
+	ro, err := f.reconcilerOptions(sc, dryRun)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 // Discovery paths, as outcomes and logs name them.
@@ -327,7 +328,7 @@ func (d *Discovery) listRegion(ctx context.Context, project, region string, call
 // Resource Manager: the folders below the scope (ListFolders, level by
 // level) and the projects directly in each (SearchProjects "parent:…").
 // Needs resourcemanager.folders.list and resourcemanager.projects.get.
-func NewProjectsUnder(dir iapsetup.FolderDirectory) ProjectsUnder {
+func NewProjectsUnder(dir scope.FolderDirectory) ProjectsUnder {
 	return func(ctx context.Context, scope string) ([]string, error) {
 		queue := []string{scope}
 		seen := map[string]bool{scope: true}

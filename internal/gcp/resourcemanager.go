@@ -12,7 +12,7 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 
-	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 // DefaultProjectPageSize is the page size ProjectDirectory asks
@@ -22,9 +22,9 @@ const DefaultProjectPageSize = 500
 // ProjectDirectory reads projects and folders through Cloud Resource
 // Manager v3 (gRPC, cloud.google.com/go/resourcemanager/apiv3): the same
 // code against Google and the emulator, which serves the same API. It
-// implements iapsetup.ProjectLister and iapsetup.FolderDirectory, for
+// implements scope.ProjectLister and scope.FolderDirectory, for
 // enumerating a scope with patterns, folders or "*" (iapctl
-// audit/enforce/replay --all-projects), and iapsetup.AncestryReader, for
+// audit/enforce/replay --all-projects), and scope.AncestryReader, for
 // deciding folder entries of the function's scope per event.
 //
 // The function uses it only when its scope has folder entries; only then
@@ -85,10 +85,10 @@ func (d *ProjectDirectory) Close() error {
 // every page of SearchProjects (query "state:ACTIVE"; ceil(N/PageSize)
 // calls). Google returns only the projects the caller has
 // resourcemanager.projects.get on, so a project missing here may still
-// exist: iapsetup.Scope.Projects keeps explicit entries it does not find.
+// exist: scope.Scope.Projects keeps explicit entries it does not find.
 // Needs resourcemanager.projects.get on each project to be listed (no
 // permission of its own).
-func (d *ProjectDirectory) ListProjects(ctx context.Context) ([]iapsetup.ProjectInfo, error) {
+func (d *ProjectDirectory) ListProjects(ctx context.Context) ([]scope.ProjectInfo, error) {
 	return d.search(ctx, "state:ACTIVE")
 }
 
@@ -97,7 +97,7 @@ func (d *ProjectDirectory) ListProjects(ctx context.Context) ([]iapsetup.Project
 // of SearchProjects with the query "parent:PARENT" (one term, which the
 // emulator supports too), keeping the ACTIVE ones. Needs
 // resourcemanager.projects.get on each project listed.
-func (d *ProjectDirectory) ListProjectsIn(ctx context.Context, parent string) ([]iapsetup.ProjectInfo, error) {
+func (d *ProjectDirectory) ListProjectsIn(ctx context.Context, parent string) ([]scope.ProjectInfo, error) {
 	return d.search(ctx, "parent:"+parent)
 }
 
@@ -110,9 +110,9 @@ func (d *ProjectDirectory) pageSize() int32 {
 }
 
 // search follows every page of SearchProjects for query.
-func (d *ProjectDirectory) search(ctx context.Context, query string) ([]iapsetup.ProjectInfo, error) {
+func (d *ProjectDirectory) search(ctx context.Context, query string) ([]scope.ProjectInfo, error) {
 	it := d.c.SearchProjects(ctx, &resourcemanagerpb.SearchProjectsRequest{Query: query, PageSize: d.pageSize()})
-	var out []iapsetup.ProjectInfo
+	var out []scope.ProjectInfo
 	for {
 		p, err := it.Next()
 		if errors.Is(err, iterator.Done) {
@@ -128,7 +128,7 @@ func (d *ProjectDirectory) search(ctx context.Context, query string) ([]iapsetup
 		if _, perr := strconv.ParseInt(num, 10, 64); !ok || perr != nil {
 			num = "" // not projects/NUMBER: keep the id alone
 		}
-		out = append(out, iapsetup.ProjectInfo{ID: p.GetProjectId(), Number: num, Parent: p.GetParent()})
+		out = append(out, scope.ProjectInfo{ID: p.GetProjectId(), Number: num, Parent: p.GetParent()})
 	}
 }
 

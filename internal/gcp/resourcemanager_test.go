@@ -12,7 +12,7 @@ import (
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/gcperr"
-	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 // startDirectory runs an emulator with opts and a ProjectDirectory on it.
@@ -51,11 +51,11 @@ func TestProjectDirectoryPages(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var ps []core.Project
-			var want []iapsetup.ProjectInfo
+			var want []scope.ProjectInfo
 			for i := range tc.projects {
 				p := core.Project{ID: fmt.Sprintf("proj-%04d", i), Number: int64(100000000000 + i)}
 				ps = append(ps, p)
-				want = append(want, iapsetup.ProjectInfo{ID: p.ID, Number: p.NumberString()})
+				want = append(want, scope.ProjectInfo{ID: p.ID, Number: p.NumberString()})
 			}
 			em, d := startDirectory(t, emulator.Options{Projects: ps}, tc.pageSize)
 			got, err := d.ListProjects(context.Background())
@@ -124,7 +124,7 @@ func TestProjectDirectoryFolders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]iapsetup.ProjectInfo{{ID: "mid", Number: "100000000002", Parent: "folders/10"}}, in); diff != "" {
+	if diff := cmp.Diff([]scope.ProjectInfo{{ID: "mid", Number: "100000000002", Parent: "folders/10"}}, in); diff != "" {
 		t.Errorf("ListProjectsIn(folders/10) (-want +got):\n%s", diff)
 	}
 	calls := em.Core.Stats.Snapshot().Calls
@@ -133,7 +133,7 @@ func TestProjectDirectoryFolders(t *testing.T) {
 	}
 
 	// The directory enumerates a folder scope end to end.
-	ps, err := iapsetup.ProjectScope("folders/10").Projects(ctx, d)
+	ps, err := scope.New("folders/10").Projects(ctx, d)
 	if err != nil {
 		t.Fatal(err)
 	}

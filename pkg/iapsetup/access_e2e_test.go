@@ -17,6 +17,7 @@ import (
 
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 const projectNumber = "123456789012"
@@ -153,7 +154,7 @@ func TestReconcileAccessGrantsAndPolicyChange(t *testing.T) {
 	// function instance): a@ is dropped, c@ added.
 	f.grantForeign(t, runIAP, "user:boss@example.com")
 	v2 := policies(t, map[string][]string{"web-users": {"group:web@example.com", "user:c@example.com"}})
-	r2, err := iapsetup.New(f.e.Clients.Deps(), iapsetup.Options{Scope: iapsetup.AllProjects(), AccessPolicies: v2})
+	r2, err := iapsetup.New(f.e.Clients.Deps(), iapsetup.Options{Scope: scope.AllProjects(), AccessPolicies: v2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +176,7 @@ func TestReconcileAccessGrantsAndPolicyChange(t *testing.T) {
 
 	// Dropping boss@ from nothing: boss@ is never revoked, even by a policy
 	// with no members.
-	r3, err := iapsetup.New(f.e.Clients.Deps(), iapsetup.Options{Scope: iapsetup.AllProjects(),
+	r3, err := iapsetup.New(f.e.Clients.Deps(), iapsetup.Options{Scope: scope.AllProjects(),
 		AccessPolicies: policies(t, map[string][]string{"web-users": nil})})
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +215,7 @@ func TestReconcileAccessNobodyCanPass(t *testing.T) {
 	// A project-wide grant lets someone pass (after the cache expires:
 	// use a fresh reconciler).
 	f.grantForeign(t, iapsetup.ProjectIAPResource(projectNumber), "domain:example.com")
-	r2, err := iapsetup.New(f.e.Clients.Deps(), iapsetup.Options{Scope: iapsetup.AllProjects()})
+	r2, err := iapsetup.New(f.e.Clients.Deps(), iapsetup.Options{Scope: scope.AllProjects()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/iapguard/iapguard/pkg/iapsetup/internal/cache"
 )
 
 // observeAccess reads, concurrently, the IAM policies of the IAP resources
@@ -73,16 +75,16 @@ func (r *Reconciler) observeAccess(ctx context.Context, resources []string, proj
 // concurrent reads of one resource into a single call. Errors are not
 // cached; ttl <= 0 caches nothing. Every caller gets its own copy. At most
 // size resources are kept, least recently used evicted first.
-type policyCache struct{ *loadingCache[*Policy] }
+type policyCache struct{ *cache.Loading[*Policy] }
 
 func newPolicyCache(get func(context.Context, string) (*Policy, error), ttl time.Duration, size int, now func() time.Time) *policyCache {
-	return &policyCache{newLoadingCache(size, now, func(ctx context.Context, resource string) (*Policy, time.Duration, error) {
+	return &policyCache{cache.NewLoading(size, now, func(ctx context.Context, resource string) (*Policy, time.Duration, error) {
 		p, err := get(ctx, resource)
 		return p, ttl, err
 	})}
 }
 
 func (c *policyCache) get(ctx context.Context, resource string) (*Policy, error) {
-	p, err := c.loadingCache.get(ctx, resource)
+	p, err := c.Loading.Get(ctx, resource)
 	return p.clone(), err
 }

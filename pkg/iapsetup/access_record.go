@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/iapguard/iapguard/internal/boundedre"
+
+	"github.com/iapguard/iapguard/pkg/iapsetup/internal/cache"
 )
 
 // The access record (AccessAnnotation) says which members iapguard granted
@@ -238,7 +240,7 @@ func (r *Reconciler) readRecord(ctx context.Context, service string, raw string)
 	var sign *recordKey
 	var signErr error
 	if r.keys != nil {
-		k, err := r.keys.get(ctx, "")
+		k, err := r.keys.Get(ctx, "")
 		if err != nil {
 			signErr = fmt.Errorf("reading the access-record key: %w", err)
 		} else {
@@ -252,7 +254,7 @@ func (r *Reconciler) readRecord(ctx context.Context, service string, raw string)
 		if sign != nil && version == sign.name {
 			return *sign, nil
 		}
-		return r.keys.get(ctx, version)
+		return r.keys.Get(ctx, version)
 	}
 	return verifyRecord(service, raw, lookup, sign, signErr)
 }
@@ -295,8 +297,8 @@ func verifyRecord(service, raw string, lookup func(version string) (recordKey, e
 }
 
 // newKeyCache caches record keys per version name ("" the signing one).
-func newKeyCache(k RecordKeys, now func() time.Time) *loadingCache[recordKey] {
-	return newLoadingCache(64, now, func(ctx context.Context, version string) (recordKey, time.Duration, error) {
+func newKeyCache(k RecordKeys, now func() time.Time) *cache.Loading[recordKey] {
+	return cache.NewLoading(64, now, func(ctx context.Context, version string) (recordKey, time.Duration, error) {
 		name, key, err := k.RecordKey(ctx, version)
 		if err != nil {
 			return recordKey{}, 0, err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 // rendezvous holds the first call of each kind it waits for until every
@@ -159,7 +160,7 @@ func TestReconcileIAMWriteConcurrentWithSecondReads(t *testing.T) {
 			d.Services = afterIAMServices{d.Services, &iamDone, &early}
 			d.Backends = afterIAMBackends{d.Backends, &iamDone, &early}
 			r, err := iapsetup.New(d, iapsetup.Options{
-				Scope:   iapsetup.ProjectScope(emulatortest.Project),
+				Scope:   scope.New(emulatortest.Project),
 				Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
 			})
 			if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 // deleteBeforeUpdate deletes the service just before iapguard's update of
@@ -44,7 +45,7 @@ func TestReconcileServiceDeletedDuringWrite(t *testing.T) {
 		_, err = op.Wait(ctx)
 		return err
 	}}
-	r, err := iapsetup.New(d, iapsetup.Options{Scope: iapsetup.ProjectScope(emulatortest.Project),
+	r, err := iapsetup.New(d, iapsetup.Options{Scope: scope.New(emulatortest.Project),
 		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2}})
 	if err != nil {
 		t.Fatal(err)

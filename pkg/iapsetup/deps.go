@@ -80,6 +80,15 @@ type IAPPolicies interface {
 	SetIAPPolicy(ctx context.Context, resource string, p *Policy) (*Policy, error)
 }
 
+// ScopeCheck decides whether the reconciler may act on a project (an id or
+// a number, as an event names it): in is true, or reason says why not (the
+// rejected outcome's reason). err is returned only when the decision could
+// not be made (it is classified like any API error). scope.Scope
+// (pkg/iapsetup/scope) implements it.
+type ScopeCheck interface {
+	Check(ctx context.Context, project string) (in bool, reason string, err error)
+}
+
 // Deps bundles the collaborators of a Reconciler.
 type Deps struct {
 	Services  Services

@@ -14,6 +14,7 @@ import (
 
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 // agentRefused stands in for IAM refusing a brand-new IAP service agent it
@@ -63,7 +64,7 @@ func TestReconcileClosesTheDoorFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 			r, err := iapsetup.New(d, iapsetup.Options{
-				Scope:   iapsetup.ProjectScope(emulatortest.Project),
+				Scope:   scope.New(emulatortest.Project),
 				Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
 			})
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 const (
@@ -44,9 +45,9 @@ func TestReconcileFolderScope(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = dir.Close() })
-	scope := iapsetup.ProjectScope(emulatortest.Project, "folders/10").WithAncestry(dir, iapsetup.AncestryOptions{})
+	sc := scope.New(emulatortest.Project, "folders/10").WithAncestry(dir, scope.AncestryOptions{})
 	r, err := iapsetup.New(e.Clients.Deps(), iapsetup.Options{
-		Scope:   scope,
+		Scope:   sc,
 		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
 	})
 	if err != nil {

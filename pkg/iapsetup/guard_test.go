@@ -3,6 +3,7 @@ package iapsetup
 import (
 	"context"
 	"errors"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 	"slices"
 	"strings"
 	"sync"
@@ -305,7 +306,7 @@ func (r *recorder) SetIAPPolicy(context.Context, string, *Policy) (*Policy, erro
 func newRecorderReconciler(t *testing.T) (*Reconciler, *recorder) {
 	t.Helper()
 	rec := &recorder{}
-	r, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{Scope: AllProjects()})
+	r, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{Scope: scope.AllProjects()})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -421,12 +422,12 @@ func TestApplyRefusesUnsafeAccessWrites(t *testing.T) {
 
 func TestScope(t *testing.T) {
 	t.Parallel()
-	if s := (Scope{}); !s.Empty() || s.Allows("p") {
+	if s := (scope.Scope{}); !s.Empty() || s.Allows("p") {
 		t.Errorf("zero Scope: Empty=%v Allows(p)=%v, want true,false", s.Empty(), s.Allows("p"))
 	}
-	s, err := ParseScope(" p1, 123 ,")
+	s, err := scope.Parse(" p1, 123 ,")
 	if err != nil {
-		t.Fatalf("ParseScope: %v", err)
+		t.Fatalf("scope.Parse: %v", err)
 	}
 	for p, want := range map[string]bool{"p1": true, "123": true, "p2": false, "": false} {
 		if got := s.Allows(p); got != want {
@@ -436,20 +437,47 @@ func TestScope(t *testing.T) {
 	if got := s.String(); got != "123,p1" {
 		t.Errorf("String() = %q, want %q", got, "123,p1")
 	}
-	all, err := ParseScope("*")
+	all, err := scope.Parse("*")
 	if err != nil || !all.Allows("anything") {
-		t.Errorf("ParseScope(*) = %v, %v; want a scope allowing everything", all, err)
+		t.Errorf("scope.Parse(*) = %v, %v; want a scope allowing everything", all, err)
 	}
 	for _, bad := range []string{"", " , ", "p1,projects/p2", "p?"} {
-		if _, err := ParseScope(bad); err == nil {
-			t.Errorf("ParseScope(%q) = nil error, want one", bad)
+		if _, err := scope.Parse(bad); err == nil {
+			t.Errorf("scope.Parse(%q) = nil error, want one", bad)
 		}
 	}
-	if _, err := New(Deps{}, Options{Scope: AllProjects()}); err == nil {
+	if _, err := New(Deps{}, Options{Scope: scope.AllProjects()}); err == nil {
 		t.Error("New(no deps) = nil error")
 	}
 	rec := &recorder{}
 	if _, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{}); err == nil {
+		t.Error("New(no scope) = nil error")
+	}
+	if _, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{Scope: scope.Scope{}}); err == nil {
 		t.Error("New(empty scope) = nil error")
+	}
+}
+
+// A scope with patterns reaches a reconcile like an explicit one: out of
+// scope is rejected before any call.
+func TestPatternScopeRejectsWithoutCalls(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	r, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{Scope: scope.New("team-*")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, project := range []string{"other", "123456789012"} {
+		res, err := r.Reconcile(t.Context(), ServiceRef{Project: project, Region: "us-central1", Name: "web"})
+		if err != nil || res.Outcome != OutcomeRejected || !strings.Contains(res.Reason, "outside iapguard's scope (team-*)") {
+			t.Errorf("Reconcile(%s) = %+v, %v; want rejected as outside the scope", project, res, err)
+		}
+		rs, err := r.ReconcileRegion(t.Context(), project, "-")
+		if err != nil || len(rs) != 1 || rs[0].Outcome != OutcomeRejected {
+			t.Errorf("ReconcileRegion(%s) = %+v, %v; want one rejected result", project, rs, err)
+		}
+	}
+	if len(rec.writes) != 0 {
+		t.Errorf("out-of-scope reconciles called %v", rec.writes)
 	}
 }

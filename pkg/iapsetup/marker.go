@@ -94,7 +94,7 @@ func (r *Reconciler) readMarker(ctx context.Context, service, raw string, enforc
 		if signed || r.keys == nil {
 			return st // already signed (verified when it matters), or nothing to sign with
 		}
-		if k, err := r.keys.get(ctx, ""); err == nil {
+		if k, err := r.keys.Get(ctx, ""); err == nil {
 			st.want = formatMarker(service, k)
 		}
 		return st
@@ -105,7 +105,7 @@ func (r *Reconciler) readMarker(ctx context.Context, service, raw string, enforc
 	case r.keys == nil:
 		return &markerState{why: errNoRecordKey.Error() + ", so it cannot be verified"}
 	}
-	k, err := r.keys.get(ctx, sm.Key)
+	k, err := r.keys.Get(ctx, sm.Key)
 	switch {
 	case err != nil:
 		return &markerState{why: fmt.Sprintf("its key %s cannot be read: %v", sm.Key, err)}

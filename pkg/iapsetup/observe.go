@@ -9,6 +9,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/iapguard/iapguard/internal/gcperr"
+
+	"github.com/iapguard/iapguard/pkg/iapsetup/internal/cache"
 )
 
 // errGone reports that the service disappeared between reads.
@@ -89,7 +91,7 @@ func (r *Reconciler) read(ctx context.Context, ref ServiceRef, listed *Service) 
 		return nil
 	})
 	g.Go(func() error {
-		obs.Agent, e.agent = r.agents.get(gctx, ref.Project)
+		obs.Agent, e.agent = r.agents.Get(gctx, ref.Project)
 		if e.agent != nil {
 			e.agent = &readError{"serviceusage.services.use", gcloudAgent(ref.Project), e.agent}
 		}
@@ -116,10 +118,10 @@ func (r *Reconciler) read(ctx context.Context, ref ServiceRef, listed *Service) 
 // agentCache caches IAP service agent emails per project (at most size
 // projects, least recently used evicted first, each for ttl), and collapses
 // concurrent lookups of one project into a single call.
-type agentCache = loadingCache[string]
+type agentCache = cache.Loading[string]
 
 func newAgentCache(id AgentIdentity, ttl time.Duration, size int, now func() time.Time) *agentCache {
-	return newLoadingCache(size, now, func(ctx context.Context, project string) (string, time.Duration, error) {
+	return cache.NewLoading(size, now, func(ctx context.Context, project string) (string, time.Duration, error) {
 		email, err := id.IAPServiceAgent(ctx, project)
 		if err != nil {
 			return "", 0, err
@@ -129,4 +131,23 @@ func newAgentCache(id AgentIdentity, ttl time.Duration, size int, now func() tim
 		}
 		return email, ttl, nil
 	})
+}
+
+// Caches reports the reconciler's per-project caches.
+type Caches struct {
+	// Agents caches each project's IAP service agent email, which also
+	// carries the project number.
+	Agents cache.Stats
+	// ProjectIAP caches each project's project-wide IAP policy (the
+	// who-can-pass check); zero when Deps.IAP is nil.
+	ProjectIAP cache.Stats
+}
+
+// Caches returns the sizes and counters of the per-project caches.
+func (r *Reconciler) Caches() Caches {
+	c := Caches{Agents: r.agents.Stats()}
+	if r.projectIAP != nil {
+		c.ProjectIAP = r.projectIAP.Stats()
+	}
+	return c
 }

@@ -33,6 +33,7 @@ import (
 
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 var (
@@ -723,7 +724,7 @@ func (m *propCloud) deps() iapsetup.Deps {
 
 func propOptions() iapsetup.Options {
 	o := iapsetup.Options{
-		Scope:   iapsetup.ProjectScope(propProject),
+		Scope:   scope.New(propProject),
 		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond, Multiplier: 2},
 	}
 	iapsetup.SetTestHooks(&o, nil, func(ctx context.Context, _ time.Duration) error { return ctx.Err() })

@@ -12,12 +12,15 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/iapguard/iapguard/internal/gcperr"
+
+	"github.com/iapguard/iapguard/pkg/iapsetup/internal/cache"
 )
 
 // Options configure a Reconciler.
 type Options struct {
-	// Scope is the project allowlist (required; see Scope).
-	Scope Scope
+	// Scope is the project allowlist (required; scope.Scope, which must
+	// not be empty).
+	Scope ScopeCheck
 	// DryRun plans and reports without changing anything (per call:
 	// WithDryRun).
 	DryRun bool
@@ -51,8 +54,7 @@ type Options struct {
 	AccessProjectTTL time.Duration
 	// ProjectCacheSize bounds each per-project cache (IAP service agents,
 	// which carry the project numbers; project-wide IAP policies): the
-	// least recently used project is evicted first. Default
-	// DefaultProjectCacheSize.
+	// least recently used project is evicted first. Default 10,000.
 	ProjectCacheSize int
 
 	// Test hooks (export_test.go sets them): sleep waits d or until ctx
@@ -71,7 +73,7 @@ type Reconciler struct {
 	agents     *agentCache
 	projectIAP *policyCache
 	// keys caches access-record keys (nil without Deps.RecordKeys).
-	keys *loadingCache[recordKey]
+	keys *cache.Loading[recordKey]
 	log  *slog.Logger
 }
 
@@ -80,8 +82,8 @@ func New(d Deps, o Options) (*Reconciler, error) {
 	if err := d.validate(); err != nil {
 		return nil, fmt.Errorf("iapsetup dependencies: %w", err)
 	}
-	if o.Scope.Empty() {
-		return nil, errors.New("iapsetup options: the project scope is empty; use AllProjects() or ProjectScope(...)")
+	if e, ok := o.Scope.(interface{ Empty() bool }); o.Scope == nil || ok && e.Empty() {
+		return nil, errors.New("iapsetup options: the project scope is empty; use scope.AllProjects() or scope.New(...)")
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 5
@@ -111,7 +113,7 @@ func New(d Deps, o Options) (*Reconciler, error) {
 		o.AccessProjectTTL = time.Minute
 	}
 	if o.ProjectCacheSize <= 0 {
-		o.ProjectCacheSize = DefaultProjectCacheSize
+		o.ProjectCacheSize = cache.DefaultSize
 	}
 	r := &Reconciler{d: d, o: o, agents: newAgentCache(d.Identity, o.AgentTTL, o.ProjectCacheSize, o.now), log: o.Logger}
 	if d.RecordKeys != nil {

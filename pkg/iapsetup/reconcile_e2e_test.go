@@ -25,6 +25,7 @@ import (
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 // Method keys, as the emulator counts them.
@@ -93,7 +94,7 @@ func newFixtureWith(t *testing.T, eo envOptions, mods ...func(*iapsetup.Options)
 	t.Helper()
 	e := startEnv(t, eo)
 	o := iapsetup.Options{
-		Scope:   iapsetup.ProjectScope(emulatortest.Project, "123456789012"),
+		Scope:   scope.New(emulatortest.Project, "123456789012"),
 		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
 	}
 	for _, m := range mods {
@@ -875,7 +876,7 @@ func TestReconcileAgentNotYetVisibleIsTransient(t *testing.T) {
 // failure is permanent and says both.
 func TestReconcileUnknownProjectIsClear(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, func(o *iapsetup.Options) { o.Scope = iapsetup.ProjectScope(emulatortest.Project, "ghost-project") })
+	f := newFixture(t, func(o *iapsetup.Options) { o.Scope = scope.New(emulatortest.Project, "ghost-project") })
 	res, err, _ := f.reconcile(t, iapsetup.ServiceRef{Project: "ghost-project", Region: emulatortest.Region, Name: "hello"})
 	if err == nil || iapsetup.IsTransient(err) {
 		t.Fatalf("Reconcile = %v, want a permanent error", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
 // TestReconcileForgedRecordRevokesNobody (issue #19 item 1): whoever can
@@ -93,7 +94,7 @@ func TestReconcileRecognisesItsUnconfirmedGrant(t *testing.T) {
 	failSecond := &nthUpdateFails{Services: f.e.Clients.Deps().Services, n: 2}
 	d := f.e.Clients.Deps()
 	d.Services = failSecond
-	r, err := iapsetup.New(d, iapsetup.Options{Scope: iapsetup.AllProjects(), AccessPolicies: policies(t, map[string][]string{"web-users": {"user:a@example.com"}})})
+	r, err := iapsetup.New(d, iapsetup.Options{Scope: scope.AllProjects(), AccessPolicies: policies(t, map[string][]string{"web-users": {"user:a@example.com"}})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ func TestReconcileRecognisesItsUnconfirmedGrant(t *testing.T) {
 		t.Errorf("record after the redelivery lists %q, want user:a@example.com", got)
 	}
 	// The policy drops a@: iapguard revokes its own grant.
-	r2, err := iapsetup.New(f.e.Clients.Deps(), iapsetup.Options{Scope: iapsetup.AllProjects(), AccessPolicies: policies(t, map[string][]string{"web-users": {"user:b@example.com"}})})
+	r2, err := iapsetup.New(f.e.Clients.Deps(), iapsetup.Options{Scope: scope.AllProjects(), AccessPolicies: policies(t, map[string][]string{"web-users": {"user:b@example.com"}})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,7 @@
-package iapsetup
+// Package cache holds the bounded, expiring caches of pkg/iapsetup and
+// pkg/iapsetup/scope: an LRU map whose every entry also expires, and a
+// loading cache over it that collapses concurrent misses of one key.
+package cache
 
 import (
 	"container/list"
@@ -9,9 +12,9 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// DefaultProjectCacheSize bounds each per-project cache when
-// Options.ProjectCacheSize is not set.
-const DefaultProjectCacheSize = 10_000
+// DefaultSize bounds each per-project cache when the caller does not say
+// (iapsetup.Options.ProjectCacheSize, scope.AncestryOptions.Size).
+const DefaultSize = 10_000
 
 // lru is a map bounded to max entries that evicts the least recently used
 // one when full; every entry also expires. It is safe for concurrent use.
@@ -22,7 +25,7 @@ type lru[K comparable, V any] struct {
 	max   int
 	order *list.List // front: most recently used; elements hold *lruItem
 	items map[K]*list.Element
-	stats CacheStats
+	stats Stats
 }
 
 type lruItem[K comparable, V any] struct {
@@ -99,7 +102,7 @@ func (c *lru[K, V]) peek(k K, now time.Time) (V, bool) {
 }
 
 // snapshot returns the counters with the current size.
-func (c *lru[K, V]) snapshot() CacheStats {
+func (c *lru[K, V]) snapshot() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.stats
@@ -107,26 +110,28 @@ func (c *lru[K, V]) snapshot() CacheStats {
 	return s
 }
 
-// loadingCache is an lru filled on a miss by load, which also says how
+// Loading is an lru filled on a miss by load, which also says how
 // long to keep what it read (ttl <= 0: not kept); errors are not kept.
 // Concurrent misses of one key share one load (singleflight). The shared
 // load must not die with the first caller's context: it runs without its
 // cancellation but with its deadline, and each caller waits for it at most
 // until its own ctx ends. The per-project caches (IAP service agents,
 // project-wide IAP policies) and the scope's ancestry caches use it.
-type loadingCache[V any] struct {
+type Loading[V any] struct {
 	entries *lru[string, V]
 	load    func(ctx context.Context, key string) (v V, ttl time.Duration, err error)
 	now     func() time.Time
 	flight  singleflight.Group
 }
 
-func newLoadingCache[V any](size int, now func() time.Time, load func(context.Context, string) (V, time.Duration, error)) *loadingCache[V] {
-	return &loadingCache[V]{entries: newLRU[string, V](size), load: load, now: now}
+// NewLoading returns an empty loading cache of at most size entries, with
+// clock now.
+func NewLoading[V any](size int, now func() time.Time, load func(context.Context, string) (V, time.Duration, error)) *Loading[V] {
+	return &Loading[V]{entries: newLRU[string, V](size), load: load, now: now}
 }
 
-// get returns the value of key from the cache, or loads it.
-func (c *loadingCache[V]) get(ctx context.Context, key string) (V, error) {
+// Get returns the value of key from the cache, or loads it.
+func (c *Loading[V]) Get(ctx context.Context, key string) (V, error) {
 	if v, ok := c.entries.get(key, c.now()); ok {
 		return v, nil
 	}
@@ -161,31 +166,15 @@ func (c *loadingCache[V]) get(ctx context.Context, key string) (V, error) {
 	}
 }
 
-// CacheStats describes one bounded cache.
-type CacheStats struct {
+// Stats returns the cache's size and counters.
+func (c *Loading[V]) Stats() Stats { return c.entries.snapshot() }
+
+// Stats describes one bounded cache.
+type Stats struct {
 	Len       int   // entries now
 	Max       int   // bound
 	Hits      int64 // lookups answered from the cache
 	Misses    int64 // lookups that had to call (including expired entries)
 	Expired   int64 // entries dropped because they had expired
 	Evictions int64 // entries dropped to stay within Max
-}
-
-// Caches reports the reconciler's per-project caches.
-type Caches struct {
-	// Agents caches each project's IAP service agent email, which also
-	// carries the project number.
-	Agents CacheStats
-	// ProjectIAP caches each project's project-wide IAP policy (the
-	// who-can-pass check); zero when Deps.IAP is nil.
-	ProjectIAP CacheStats
-}
-
-// Caches returns the sizes and counters of the per-project caches.
-func (r *Reconciler) Caches() Caches {
-	c := Caches{Agents: r.agents.entries.snapshot()}
-	if r.projectIAP != nil {
-		c.ProjectIAP = r.projectIAP.entries.snapshot()
-	}
-	return c
 }

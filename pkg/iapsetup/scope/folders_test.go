@@ -1,4 +1,4 @@
-package iapsetup
+package scope
 
 import (
 	"context"
@@ -13,6 +13,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/iapguard/iapguard/internal/gcperr"
+	"github.com/iapguard/iapguard/pkg/iapsetup/internal/cache"
 )
 
 // fakeTree is an AncestryReader over a fixed hierarchy that counts calls:
@@ -135,7 +138,7 @@ func TestScopeCheckFolders(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tree := newFakeTree()
-			sc, err := ParseScope(tc.scope)
+			sc, err := Parse(tc.scope)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -166,7 +169,7 @@ func TestScopeCheckFolders(t *testing.T) {
 func TestScopeCheckSharesFolders(t *testing.T) {
 	t.Parallel()
 	tree := newFakeTree()
-	sc := ProjectScope("folders/10").WithAncestry(tree, AncestryOptions{})
+	sc := New("folders/10").WithAncestry(tree, AncestryOptions{})
 	ctx := context.Background()
 	for _, p := range []string{"deep", "7001"} {
 		if in, reason, err := sc.Check(ctx, p); !in || err != nil {
@@ -180,8 +183,8 @@ func TestScopeCheckSharesFolders(t *testing.T) {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
 	c := sc.ancestryCaches()
-	if c.projects.Len != 2 || c.folders.Len != 2 || c.projects.Max != DefaultProjectCacheSize {
-		t.Errorf("ancestryCaches = %+v, want 2 projects, 2 folders, bound %d", c, DefaultProjectCacheSize)
+	if c.projects.Len != 2 || c.folders.Len != 2 || c.projects.Max != cache.DefaultSize {
+		t.Errorf("ancestryCaches = %+v, want 2 projects, 2 folders, bound %d", c, cache.DefaultSize)
 	}
 }
 
@@ -192,7 +195,7 @@ func TestScopeCheckExpiry(t *testing.T) {
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	sc := ProjectScope("folders/10").WithAncestry(tree, AncestryOptions{TTL: 10 * time.Minute, DeniedTTL: time.Minute, now: clock})
+	sc := New("folders/10").WithAncestry(tree, AncestryOptions{TTL: 10 * time.Minute, DeniedTTL: time.Minute, now: clock})
 	ctx := context.Background()
 	check := func(p string) {
 		t.Helper()
@@ -223,7 +226,7 @@ func TestScopeCheckBounded(t *testing.T) {
 	for i := range 10 {
 		tree.projects[fmt.Sprintf("p%d", i)] = "folders/10"
 	}
-	sc := ProjectScope("folders/10").WithAncestry(tree, AncestryOptions{Size: 4})
+	sc := New("folders/10").WithAncestry(tree, AncestryOptions{Size: 4})
 	for i := range 10 {
 		if in, _, err := sc.Check(context.Background(), fmt.Sprintf("p%d", i)); !in || err != nil {
 			t.Fatalf("Check(p%d) = %v, %v", i, in, err)
@@ -238,7 +241,7 @@ func TestScopeCheckSingleflight(t *testing.T) {
 	t.Parallel()
 	tree := newFakeTree()
 	tree.gate = make(chan struct{})
-	sc := ProjectScope("folders/10").WithAncestry(tree, AncestryOptions{})
+	sc := New("folders/10").WithAncestry(tree, AncestryOptions{})
 	const burst = 50
 	var wg sync.WaitGroup
 	var ins atomic.Int32
@@ -271,9 +274,9 @@ func TestScopeCheckErrors(t *testing.T) {
 	t.Parallel()
 	tree := newFakeTree()
 	tree.fail["f/20"] = status.Error(codes.Unavailable, "try again")
-	sc := ProjectScope("folders/10").WithAncestry(tree, AncestryOptions{})
+	sc := New("folders/10").WithAncestry(tree, AncestryOptions{})
 	_, _, err := sc.Check(context.Background(), "deep")
-	if err == nil || !transient(err) || !strings.Contains(err.Error(), "projects/deep → folders/30 → folders/20") {
+	if err == nil || !gcperr.IsTransient(err) || !strings.Contains(err.Error(), "projects/deep → folders/30 → folders/20") {
 		t.Fatalf("Check with GetFolder UNAVAILABLE: error %v, want a transient error naming the chain", err)
 	}
 	// Errors are not cached; the links read before are.
@@ -290,13 +293,13 @@ func TestScopeCheckErrors(t *testing.T) {
 	loop := newFakeTree()
 	loop.folders["30"] = "folders/31"
 	loop.folders["31"] = "folders/30"
-	_, _, err = ProjectScope("folders/10").WithAncestry(loop, AncestryOptions{}).Check(context.Background(), "deep")
+	_, _, err = New("folders/10").WithAncestry(loop, AncestryOptions{}).Check(context.Background(), "deep")
 	if err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Errorf("cycle: error %v, want 'more than … levels'", err)
 	}
 
 	// Folder entries without a reader: out, saying why, no panic.
-	in, reason, err := ProjectScope("folders/10").Check(context.Background(), "deep")
+	in, reason, err := New("folders/10").Check(context.Background(), "deep")
 	if in || err != nil || !strings.Contains(reason, "no Resource Manager client") {
 		t.Errorf("no reader: %v, %q, %v", in, reason, err)
 	}
@@ -306,7 +309,7 @@ func TestScopeCheckErrors(t *testing.T) {
 	gated := newFakeTree()
 	gated.gate = make(chan struct{})
 	defer close(gated.gate) // the shared read outlives the cancelled caller
-	_, _, err = ProjectScope("folders/10").WithAncestry(gated, AncestryOptions{}).Check(ctx, "deep")
+	_, _, err = New("folders/10").WithAncestry(gated, AncestryOptions{}).Check(ctx, "deep")
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: error %v, want context.Canceled", err)
 	}
@@ -370,7 +373,7 @@ func TestScopeProjectsFolders(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.scope, func(t *testing.T) {
 			t.Parallel()
-			sc, err := ParseScope(tc.scope)
+			sc, err := Parse(tc.scope)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -392,10 +395,10 @@ func TestScopeProjectsFolders(t *testing.T) {
 		})
 	}
 	// A plain ProjectLister cannot expand folders.
-	if _, err := ProjectScope("folders/10").Projects(context.Background(), lister(nil)); !errors.Is(err, ErrNeedDirectory) {
+	if _, err := New("folders/10").Projects(context.Background(), lister(nil)); !errors.Is(err, ErrNeedDirectory) {
 		t.Errorf("Projects with a plain lister: %v, want ErrNeedDirectory", err)
 	}
-	if _, err := ProjectScope("folders/10").Projects(context.Background(), nil); !errors.Is(err, ErrNeedDirectory) {
+	if _, err := New("folders/10").Projects(context.Background(), nil); !errors.Is(err, ErrNeedDirectory) {
 		t.Errorf("Projects without a lister: %v, want ErrNeedDirectory", err)
 	}
 }
@@ -411,7 +414,7 @@ func (l lister) ListProjects(context.Context) ([]ProjectInfo, error) { return l,
 // grow with the listed entries.
 func BenchmarkScopeCheckFolderWarm(b *testing.B) {
 	s, _ := scopeOf1000()
-	s = ProjectScope(append(s.Listed(), "folders/10")...).WithAncestry(newFakeTree(), AncestryOptions{})
+	s = New(append(s.Listed(), "folders/10")...).WithAncestry(newFakeTree(), AncestryOptions{})
 	ctx := context.Background()
 	if in, _, err := s.Check(ctx, "deep"); !in || err != nil {
 		b.Fatalf("Check(deep) = %v, %v", in, err)

@@ -1,4 +1,4 @@
-package iapsetup
+package scope
 
 import (
 	"context"
@@ -77,9 +77,9 @@ func TestScopeAllows(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := ParseScope(tc.scope)
+			s, err := Parse(tc.scope)
 			if err != nil {
-				t.Fatalf("ParseScope(%q): %v", tc.scope, err)
+				t.Fatalf("Parse(%q): %v", tc.scope, err)
 			}
 			for _, p := range tc.allow {
 				if !s.Allows(p) {
@@ -126,15 +126,15 @@ func TestParseScope(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
-			s, err := ParseScope(tc.in)
+			s, err := Parse(tc.in)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("ParseScope(%q) error = %v, want one containing %q", tc.in, err, tc.wantErr)
+					t.Fatalf("Parse(%q) error = %v, want one containing %q", tc.in, err, tc.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("ParseScope(%q): %v", tc.in, err)
+				t.Fatalf("Parse(%q): %v", tc.in, err)
 			}
 			if got := s.String(); got != tc.want {
 				t.Errorf("String() = %q, want %q", got, tc.want)
@@ -143,9 +143,9 @@ func TestParseScope(t *testing.T) {
 				t.Errorf("Patterns() (-want +got):\n%s", diff)
 			}
 			// What String renders parses back to the same scope.
-			again, err := ParseScope(s.String())
+			again, err := Parse(s.String())
 			if err != nil || again.String() != s.String() {
-				t.Errorf("ParseScope(String()) = %v, %v; want %v", again, err, s)
+				t.Errorf("Parse(String()) = %v, %v; want %v", again, err, s)
 			}
 		})
 	}
@@ -183,30 +183,30 @@ func TestScopeProjects(t *testing.T) {
 		wantErr error
 	}{
 		{
-			name: "pattern, with a directory", scope: ProjectScope("team-*"), lister: list,
+			name: "pattern, with a directory", scope: New("team-*"), lister: list,
 			want: []ProjectInfo{{ID: "team-a", Number: "101"}, {ID: "team-b", Number: "102"}},
 		},
 		{
-			name: "id and number of one project come out once", scope: ProjectScope("legacy", "104", "team-*"), lister: list,
+			name: "id and number of one project come out once", scope: New("legacy", "104", "team-*"), lister: list,
 			want: []ProjectInfo{{ID: "legacy", Number: "104"}, {ID: "team-a", Number: "101"}, {ID: "team-b", Number: "102"}},
 		},
 		{
-			name: "a project listed by number only is found by its number", scope: ProjectScope("103"), lister: list,
+			name: "a project listed by number only is found by its number", scope: New("103"), lister: list,
 			want: []ProjectInfo{{ID: "other", Number: "103"}},
 		},
 		{
-			name: "listed entries the directory does not know are kept", scope: ProjectScope("team-*", "hidden", "999"), lister: list,
+			name: "listed entries the directory does not know are kept", scope: New("team-*", "hidden", "999"), lister: list,
 			want: []ProjectInfo{{Number: "999"}, {ID: "hidden"}, {ID: "team-a", Number: "101"}, {ID: "team-b", Number: "102"}},
 		},
 		{
-			name: "patterns never match numbers", scope: ProjectScope("10*"), lister: list,
+			name: "patterns never match numbers", scope: New("10*"), lister: list,
 		},
 		{
-			name: "an explicit id comes out with the number the directory knows", scope: ProjectScope("other"), lister: list,
+			name: "an explicit id comes out with the number the directory knows", scope: New("other"), lister: list,
 			want: []ProjectInfo{{ID: "other", Number: "103"}},
 		},
 		{
-			name: "an explicit id and the pattern matching it: once", scope: ProjectScope("team-b", "team-*"), lister: list,
+			name: "an explicit id and the pattern matching it: once", scope: New("team-b", "team-*"), lister: list,
 			want: []ProjectInfo{{ID: "team-a", Number: "101"}, {ID: "team-b", Number: "102"}},
 		},
 		{
@@ -214,10 +214,10 @@ func TestScopeProjects(t *testing.T) {
 			want: []ProjectInfo{{ID: "legacy", Number: "104"}, {ID: "other", Number: "103"}, {ID: "team-a", Number: "101"}, {ID: "team-b", Number: "102"}},
 		},
 		{
-			name: "explicit entries need no directory", scope: ProjectScope("p2", "p1", "42"),
+			name: "explicit entries need no directory", scope: New("p2", "p1", "42"),
 			want: []ProjectInfo{{Number: "42"}, {ID: "p1"}, {ID: "p2"}},
 		},
-		{name: "patterns need a directory", scope: ProjectScope("team-*"), wantErr: ErrNeedDirectory},
+		{name: "patterns need a directory", scope: New("team-*"), wantErr: ErrNeedDirectory},
 		{name: "so does every project", scope: AllProjects(), wantErr: ErrNeedDirectory},
 	}
 	for _, tc := range tests {
@@ -233,33 +233,9 @@ func TestScopeProjects(t *testing.T) {
 	}
 
 	boom := errors.New("resource manager unavailable")
-	_, err := ProjectScope("team-*").Projects(t.Context(), listerFunc(func(context.Context) ([]ProjectInfo, error) { return nil, boom }))
+	_, err := New("team-*").Projects(t.Context(), listerFunc(func(context.Context) ([]ProjectInfo, error) { return nil, boom }))
 	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "team-*") {
 		t.Errorf("Projects() with a failing lister = %v, want the lister's error wrapped with the scope", err)
-	}
-}
-
-// A scope with patterns reaches a reconcile like an explicit one: out of
-// scope is rejected before any call.
-func TestPatternScopeRejectsWithoutCalls(t *testing.T) {
-	t.Parallel()
-	rec := &recorder{}
-	r, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{Scope: ProjectScope("team-*")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, project := range []string{"other", "123456789012"} {
-		res, err := r.Reconcile(t.Context(), ServiceRef{Project: project, Region: "us-central1", Name: "web"})
-		if err != nil || res.Outcome != OutcomeRejected || !strings.Contains(res.Reason, "outside iapguard's scope (team-*)") {
-			t.Errorf("Reconcile(%s) = %+v, %v; want rejected as outside the scope", project, res, err)
-		}
-		rs, err := r.ReconcileRegion(t.Context(), project, "-")
-		if err != nil || len(rs) != 1 || rs[0].Outcome != OutcomeRejected {
-			t.Errorf("ReconcileRegion(%s) = %+v, %v; want one rejected result", project, rs, err)
-		}
-	}
-	if len(rec.writes) != 0 {
-		t.Errorf("out-of-scope reconciles called %v", rec.writes)
 	}
 }
 
@@ -272,7 +248,7 @@ func scopeOf1000() (Scope, []string) {
 		entries = append(entries, id, num)
 		probes = append(probes, id, num, fmt.Sprintf("team-%04d", i), fmt.Sprintf("stranger-%04d", i))
 	}
-	return ProjectScope(append(entries, "team-*", "*-sandbox")...), probes
+	return New(append(entries, "team-*", "*-sandbox")...), probes
 }
 
 // BenchmarkScopeAllows measures the scope decision the function makes for

@@ -1,4 +1,9 @@
-package iapsetup
+// Package scope is iapguard's project allowlist (IAPGUARD_PROJECTS): which
+// projects the reconciler may act on, decided per event without a call for
+// ids, numbers and patterns and through the resource hierarchy for folder
+// entries (folders.go), and enumerated for sweeps and iapctl --all-projects.
+// A Scope satisfies iapsetup.ScopeCheck.
+package scope
 
 import (
 	"context"
@@ -11,11 +16,11 @@ import (
 
 // Scope is the allowlist of projects iapguard may act on. A reconcile of a
 // service in a project outside the scope ends "rejected" without a single
-// API call. The zero Scope allows nothing; New refuses it, so a missing
-// configuration is loud rather than silently permissive.
+// API call. The zero Scope allows nothing; iapsetup.New refuses it, so a
+// missing configuration is loud rather than silently permissive.
 //
 // A scope is written as comma-separated entries (IAPGUARD_PROJECTS,
-// ParseScope, ProjectScope):
+// Parse, New):
 //
 //   - "*": every project the credentials reach, by id or number.
 //   - a project id ("team-a-prod", "example.com:legacy") or a project number
@@ -55,12 +60,12 @@ type pattern struct {
 // AllProjects is a scope that allows every project the credentials reach.
 func AllProjects() Scope { return Scope{all: true} }
 
-// ProjectScope allows exactly the given entries (see Scope): project ids
+// New allows exactly the given entries (see Scope): project ids
 // and numbers match as written, entries with '*' are patterns over ids,
 // "folders/N" entries are folders, and "*" alone allows every project.
-// Blank entries are ignored. Entries are not validated; use ParseScope for
+// Blank entries are ignored. Entries are not validated; use Parse for
 // text from a person.
-func ProjectScope(entries ...string) Scope {
+func New(entries ...string) Scope {
 	s := Scope{projects: map[string]bool{}, folders: map[string]bool{}}
 	for _, e := range entries {
 		switch e = strings.TrimSpace(e); {
@@ -81,12 +86,12 @@ func ProjectScope(entries ...string) Scope {
 	return s
 }
 
-// ParseScope parses "*" (every project) or comma-separated project ids,
+// Parse parses "*" (every project) or comma-separated project ids,
 // numbers, patterns and folders/N (see Scope). It rejects entries that
 // cannot name a project or a folder: other resource names ("projects/p",
 // "organizations/1"), spaces, and glob syntax other than '*' ("?",
 // "[...]").
-func ParseScope(s string) (Scope, error) {
+func Parse(s string) (Scope, error) {
 	if strings.TrimSpace(s) == "*" {
 		return AllProjects(), nil
 	}
@@ -103,7 +108,7 @@ func ParseScope(s string) (Scope, error) {
 		}
 		entries = append(entries, e)
 	}
-	sc := ProjectScope(entries...)
+	sc := New(entries...)
 	if sc.Empty() {
 		return Scope{}, fmt.Errorf("project scope %q: want \"*\" or comma-separated project ids, numbers, patterns such as team-* or folders/N", s)
 	}
@@ -213,7 +218,7 @@ func (s Scope) NeedsDirectory() bool { return s.all || len(s.patterns) > 0 || le
 const maxShown = 8
 
 // String renders the scope for messages: "*", or the listed projects, the
-// patterns, then the folders, comma-separated (what ParseScope reads back);
+// patterns, then the folders, comma-separated (what Parse reads back);
 // past maxShown entries the folders and patterns come first and the rest
 // is counted ("…and 1992 more").
 func (s Scope) String() string {

@@ -1,4 +1,4 @@
-package iapsetup
+package scope
 
 // Folder entries of a Scope ("folders/123"): deciding them per event
 // (Check, through an AncestryReader with bounded, expiring caches and
@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/iapguard/iapguard/internal/gcperr"
+	"github.com/iapguard/iapguard/pkg/iapsetup/internal/cache"
 )
 
 // AncestryReader reads one link of the resource hierarchy at a time.
@@ -41,7 +42,7 @@ type AncestryOptions struct {
 	// grant takes effect soon.
 	DeniedTTL time.Duration
 	// Size bounds each cache (projects; folders); the least recently used
-	// entry is evicted first. Default DefaultProjectCacheSize.
+	// entry is evicted first. Default cache.DefaultSize.
 	Size int
 	// now is the clock (tests set it). Default time.Now.
 	now func() time.Time
@@ -54,8 +55,8 @@ const maxAncestry = 16
 // ancestry resolves and caches the links from projects up to their
 // organisation. Shared by every copy of the Scope it was attached to.
 type ancestry struct {
-	projects *loadingCache[link] // by project id or number, as named
-	folders  *loadingCache[link] // by folder id
+	projects *cache.Loading[link] // by project id or number, as named
+	folders  *cache.Loading[link] // by folder id
 }
 
 // link is one cached parent, or why it could not be read.
@@ -93,15 +94,15 @@ func (s Scope) WithAncestry(r AncestryReader, o AncestryOptions) Scope {
 		o.DeniedTTL = time.Minute
 	}
 	if o.Size <= 0 {
-		o.Size = DefaultProjectCacheSize
+		o.Size = cache.DefaultSize
 	}
 	if o.now == nil {
 		o.now = time.Now
 	}
 	s.anc = &ancestry{
-		projects: newLoadingCache(o.Size, o.now, linkLoader(o,
+		projects: cache.NewLoading(o.Size, o.now, linkLoader(o,
 			func(p string) string { return "resourcemanager.projects.get on projects/" + p }, r.ProjectParent)),
-		folders: newLoadingCache(o.Size, o.now, linkLoader(o,
+		folders: cache.NewLoading(o.Size, o.now, linkLoader(o,
 			func(id string) string { return "resourcemanager.folders.get on folders/" + id }, r.FolderParent)),
 	}
 	return s
@@ -127,8 +128,8 @@ func (s Scope) Folders() []string {
 
 // ancestryCaches are the sizes and counters of the ancestry caches.
 type ancestryCaches struct {
-	projects CacheStats // parent of each project
-	folders  CacheStats // parent of each folder
+	projects cache.Stats // parent of each project
+	folders  cache.Stats // parent of each folder
 }
 
 // ancestryCaches returns the ancestry caches' counters (zero without
@@ -137,7 +138,7 @@ func (s Scope) ancestryCaches() ancestryCaches {
 	if s.anc == nil {
 		return ancestryCaches{}
 	}
-	return ancestryCaches{projects: s.anc.projects.entries.snapshot(), folders: s.anc.folders.entries.snapshot()}
+	return ancestryCaches{projects: s.anc.projects.Stats(), folders: s.anc.folders.Stats()}
 }
 
 // Check decides whether project (an id or a number, as an event names it)
@@ -175,7 +176,7 @@ func (s Scope) Check(ctx context.Context, project string) (in bool, reason strin
 	}
 	var parents [maxAncestry]string // the links read so far, above the project
 	chain := func(n int) string { return ancestryChain(project, parents[:n]) }
-	l, err := s.anc.projects.get(ctx, project)
+	l, err := s.anc.projects.Get(ctx, project)
 	for n := range maxAncestry {
 		switch {
 		case err != nil:
@@ -197,7 +198,7 @@ func (s Scope) Check(ctx context.Context, project string) (in bool, reason strin
 		if s.folders[id] {
 			return true, "", nil
 		}
-		l, err = s.anc.folders.get(ctx, id)
+		l, err = s.anc.folders.Get(ctx, id)
 	}
 	return false, "", fmt.Errorf("resolving the ancestry of project %s: more than %d levels (%s)", project, maxAncestry, chain(maxAncestry))
 }
