@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/iapguard/iapguard/internal/event"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/internal/logx"
 )
 
@@ -128,10 +130,10 @@ func with(m map[string]string, k, v string) map[string]string {
 	return out
 }
 
-// TestCheckConfigLogsOneJSONEntry: the start-up check writes exactly one
+// TestLogConfigLogsOneJSONEntry: the start-up check writes exactly one
 // JSON entry with Cloud Logging's field names: ERROR with every problem, or
 // INFO with the settings.
-func TestCheckConfigLogsOneJSONEntry(t *testing.T) {
+func TestLogConfigLogsOneJSONEntry(t *testing.T) {
 	tests := []struct {
 		name         string
 		env          map[string]string
@@ -145,9 +147,9 @@ func TestCheckConfigLogsOneJSONEntry(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			err := CheckConfig(func(k string) string { return tt.env[k] }, logx.New(&buf, slog.LevelDebug))
-			if (err != nil) != (tt.wantProblems > 0) {
-				t.Fatalf("CheckConfig() error = %v", err)
+			cfg, err := ConfigFromEnv(func(k string) string { return tt.env[k] })
+			if lerr := logConfig(logx.New(&buf, slog.LevelDebug), cfg, err); lerr != err || (err != nil) != (tt.wantProblems > 0) {
+				t.Fatalf("logConfig() = %v, ConfigFromEnv error = %v", lerr, err)
 			}
 			lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 			if len(lines) != 1 {
@@ -269,5 +271,47 @@ func TestConfigScopeFile(t *testing.T) {
 				t.Errorf("err = %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestConfigReadOnceAtStart: on Cloud Run the configuration is read and
+// validated once, at start (ReportConfig), and the instance built on the
+// first event uses that reading: a scope file removed after start does not
+// turn the first event into a configuration error. The only test that
+// touches the process-wide start-up state (fromEnv, enforceIAP).
+func TestConfigReadOnceAtStart(t *testing.T) {
+	scope := filepath.Join(t.TempDir(), "scope")
+	if err := os.WriteFile(scope, []byte("p\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		EnvProject: "p", EnvOutcomesTopic: "iapguard-outcomes", EnvProjectsFile: scope, EnvProjects: "",
+		EnvEmulatorHost: "127.0.0.1:1", EnvPubSubHost: "", EnvAccessPolicies: "", EnvRecordKey: "", EnvLogLevel: "error",
+	} {
+		t.Setenv(k, v)
+	}
+	if err := ReportConfig(); err != nil {
+		t.Fatalf("ReportConfig() = %v", err)
+	}
+	if err := os.Remove(scope); err != nil {
+		t.Fatal(err)
+	}
+	// Not a CloudEvent: answered 400 once the handler is built, 500 if
+	// building it fails.
+	w := httptest.NewRecorder()
+	EnforceIAP(w, httptest.NewRequest(http.MethodPost, "/", strings.NewReader("{}")))
+	if w.Code != http.StatusBadRequest {
+		t.Errorf("first request answered %d (%s), want 400: the handler was not built from the configuration read at start", w.Code, strings.TrimSpace(w.Body.String()))
+	}
+}
+
+func TestParseLogLevel(t *testing.T) {
+	for in, want := range map[string]slog.Level{"debug": slog.LevelDebug, "WARNING": slog.LevelWarn, "warn": slog.LevelWarn, "Error": slog.LevelError, " info ": slog.LevelInfo} {
+		if got, ok := parseLogLevel(in); !ok || got != want {
+			t.Errorf("parseLogLevel(%q) = %v, %v, want %v", in, got, ok, want)
+		}
+	}
+	if _, ok := parseLogLevel("bogus"); ok {
+		t.Error(`parseLogLevel("bogus") accepted`)
 	}
 }

@@ -57,23 +57,28 @@ func init() {
 // level may be the mistake).
 var misconfigLog = logx.New(os.Stdout, slog.LevelDebug)
 
+// fromEnv is the process's configuration, read and validated once: the
+// start-up report and the instance built on the first event share it.
+var fromEnv = sync.OnceValues(func() (Config, error) { return ConfigFromEnv(os.Getenv) })
+
 var reportConfig = sync.OnceValue(func() error {
-	return CheckConfig(os.Getenv, misconfigLog)
+	cfg, err := fromEnv()
+	return logConfig(misconfigLog, cfg, err)
 })
 
 // ReportConfig validates the environment once per process and logs the
-// result as one JSON entry on stdout (CheckConfig). The function calls it
+// result as one JSON entry on stdout (logConfig); the instance built on the
+// first event uses the same reading. The function calls it
 // at start when it runs on Cloud Run (K_SERVICE or FUNCTION_TARGET is set);
 // functions/cmd/enforcer calls it before serving. A misconfigured function
 // still serves: every event is answered 500, so Eventarc keeps it until the
 // configuration is fixed.
 func ReportConfig() error { return reportConfig() }
 
-// CheckConfig validates the configuration in getenv and logs one entry to
-// log: INFO "EnforceIAP configured" with the settings that matter, or one
-// ERROR entry naming every problem (field "problems"). It builds no client.
-func CheckConfig(getenv func(string) string, log *slog.Logger) error {
-	cfg, err := ConfigFromEnv(getenv)
+// logConfig logs ConfigFromEnv's result as one entry to log and returns
+// err: INFO "EnforceIAP configured" with the settings that matter, or one
+// ERROR entry naming every problem (field "problems").
+func logConfig(log *slog.Logger, cfg Config, err error) error {
 	if err != nil {
 		logConfigError(log, err, "EnforceIAP is misconfigured; every event will be answered 500 (and kept by Eventarc) until it is fixed")
 		return err
@@ -95,10 +100,14 @@ func logConfigError(log *slog.Logger, err error, msg string) {
 	log.Error(msg+": "+strings.Join(problems, "; "), "problems", problems)
 }
 
-// enforceIAP serves the instance's handler, built from the environment on
-// the first request, once.
+// enforceIAP serves the instance's handler, built on the first request,
+// once, from the configuration read at start (fromEnv).
 var enforceIAP = LazyHTTPHandler(sync.OnceValues(func() (*Handler, error) {
-	inst, err := NewInstance(context.Background(), os.Getenv, logx.New(os.Stdout, logx.ParseLevel(os.Getenv(EnvLogLevel))))
+	cfg, err := fromEnv()
+	if err != nil {
+		return nil, err
+	}
+	inst, err := NewInstanceFromConfig(context.Background(), cfg, logx.New(os.Stdout, cfg.LogLevel))
 	if err != nil {
 		return nil, err
 	}
@@ -128,15 +137,6 @@ type Instance struct {
 	// Replays publishes a sweep's per-service replay messages.
 	Replays *TopicReplayPublisher
 	Handler *Handler
-}
-
-// NewInstance builds everything from the environment (getenv).
-func NewInstance(ctx context.Context, getenv func(string) string, log *slog.Logger) (*Instance, error) {
-	cfg, err := ConfigFromEnv(getenv)
-	if err != nil {
-		return nil, err
-	}
-	return NewInstanceFromConfig(ctx, cfg, log)
 }
 
 // NewInstanceFromConfig builds an instance from cfg.

@@ -46,21 +46,6 @@ func Severity(l slog.Level) string {
 	}
 }
 
-// ParseLevel parses debug, info, warning/warn, error (case-insensitive);
-// anything else is info.
-func ParseLevel(s string) slog.Level {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "debug":
-		return slog.LevelDebug
-	case "warn", "warning":
-		return slog.LevelWarn
-	case "error":
-		return slog.LevelError
-	default:
-		return slog.LevelInfo
-	}
-}
-
 // Trace returns the Cloud Logging trace attribute for a W3C traceparent
 // ("00-TRACEID-SPANID-FLAGS") in project, or an empty attr.
 func Trace(project, traceparent string) slog.Attr {
