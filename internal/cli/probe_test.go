@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,5 +141,63 @@ func TestWrongEmulatorAddress(t *testing.T) {
 			code, out, errOut := runWithEnv(t, withEnv(ctx, tc.env), tc.args...)
 			checkOneLineError(t, code, out, errOut, tc.want)
 		})
+	}
+}
+
+// healthCounter is a TCP proxy to target that counts the emulator probes
+// (GET /_emulator/v1/health) passing through it.
+func healthCounter(t *testing.T, target string) (string, *atomic.Int32) {
+	t.Helper()
+	const healthGET = "GET /_emulator/v1/health"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var n atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				br := bufio.NewReader(c)
+				if b, _ := br.Peek(len(healthGET)); string(b) == healthGET {
+					n.Add(1)
+				}
+				go func() { _, _ = io.Copy(c, up) }()
+				_, _ = io.Copy(up, br)
+			}()
+		}
+	}()
+	return ln.Addr().String(), &n
+}
+
+// TestEmulatorProbedOncePerCommand: a command checks the emulator once,
+// however many clients it builds (replay --from-logs: the reconciler's and
+// Cloud Logging's; --all-projects: Resource Manager's and the reconciler's).
+func TestEmulatorProbedOncePerCommand(t *testing.T) {
+	t.Parallel()
+	ts := startStack(t, false)
+	addr, probes := healthCounter(t, ts.st.Emu.Addr())
+	for _, args := range [][]string{
+		{"replay", "--from-logs", "--project", testProject, "--dry-run"},
+		{"audit", "--all-projects", "--scope", testProject},
+	} {
+		probes.Store(0)
+		code, _, stderr := runWithEnv(t, withEnv(t.Context(), map[string]string{envEmulatorHost: addr}), args...)
+		if code == ExitError {
+			t.Fatalf("iapctl %s: exit %d: %s", strings.Join(args, " "), code, stderr)
+		}
+		if n := probes.Load(); n != 1 {
+			t.Errorf("iapctl %s probed the emulator %d times, want once", strings.Join(args, " "), n)
+		}
 	}
 }

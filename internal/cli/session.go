@@ -16,6 +16,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -186,10 +187,15 @@ type session struct {
 // Google the credentials decide).
 const defaultEmulatorPrincipal = "operator@example.com"
 
+// probedKey holds, in a command's context (Main), the *sync.Map of the
+// emulator addresses it has already probed: a command probes once however
+// many clients it builds.
+type probedKey struct{}
+
 // emulatorHost returns the emulator address from the environment, checked
-// by probeEmulator to be the emulator: an address where nothing listens, or
-// something else does, is reported at once, not after the client
-// libraries' retries.
+// by probeEmulator to be the emulator (once per command): an address where
+// nothing listens, or something else does, is reported at once, not after
+// the client libraries' retries.
 func emulatorHost(ctx context.Context) (string, error) {
 	host := getenv(ctx, envEmulatorHost)
 	if host == "" {
@@ -198,9 +204,17 @@ func emulatorHost(ctx context.Context) (string, error) {
 	if _, _, err := net.SplitHostPort(host); err != nil || strings.Contains(host, "/") {
 		return "", fmt.Errorf("%s=%q: want host:port, as `iapctl sandbox` prints it", envEmulatorHost, host)
 	}
+	probed, ok := ctx.Value(probedKey{}).(*sync.Map)
+	if !ok {
+		probed = new(sync.Map) // not under Main: probe every time
+	}
+	if _, ok := probed.Load(host); ok {
+		return host, nil
+	}
 	if err := probeEmulator(ctx, host, envEmulatorHost); err != nil {
 		return "", err
 	}
+	probed.Store(host, true)
 	return host, nil
 }
 
