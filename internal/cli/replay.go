@@ -487,6 +487,7 @@ func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope sco
 	defer stopWork()
 	var (
 		read, handled, dups, abandoned, failed int
+		logs                                   int // log entries read (in.total counts the rest)
 		firstErr                               string
 		timedOut                               error
 	)
@@ -497,6 +498,9 @@ func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope sco
 			return errStopInputs
 		}
 		read++
+		if inp.origin == "logs" {
+			logs++
+		}
 		if keys := replayKey(inp.ev); len(keys) > 0 {
 			fresh := false
 			for _, k := range keys {
@@ -565,12 +569,10 @@ func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope sco
 		fmt.Fprintln(s.out)
 	}
 	if interrupted(ctx) {
-		ie := &interruptedError{unit: "event(s)", done: handled + dups, abandoned: abandoned}
+		// Every input read was done, left out or abandoned.
+		ie := &interruptedError{unit: "event(s)", done: handled + dups, abandoned: abandoned, notStarted: in.total + logs - read}
 		if in.fromLogs {
 			ie.more = "; log entries not yet read are not counted"
-			ie.notStarted = max(read-handled-dups-abandoned, 0)
-		} else {
-			ie.notStarted = in.total - handled - dups - abandoned
 		}
 		return withCode(ExitInterrupted, ie)
 	}

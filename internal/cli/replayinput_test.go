@@ -148,4 +148,12 @@ func TestReplayInterrupted(t *testing.T) {
 		!strings.Contains(out, "replayed 2 event(s): 2 remediated") {
 		t.Errorf("stdout:\n%s", out)
 	}
+	// With --from-logs too (read after the files): the file events not
+	// started are still counted.
+	ictx, interrupt = context.WithCancel(ctx)
+	defer interrupt()
+	_, _, errOut = runWithEnv(t, withEnv(context.WithValue(ictx, scanHooksKey{}, hooks), ts.env()), "replay", path, "--from-logs", "--project", testProject)
+	if want := "iapctl: interrupted: 2 event(s) done, 2 not started; log entries not yet read are not counted\n"; errOut != want {
+		t.Errorf("with --from-logs: stderr = %q, want %q", errOut, want)
+	}
 }
