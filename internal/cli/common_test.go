@@ -340,9 +340,14 @@ func TestProgressBar(t *testing.T) {
 	p.add(1)
 	p.add(3)
 	p.finish()
-	want := "\r[                              ] 0/4 services" +
-		"\r[=======                       ] 1/4 services" +
-		"\r[==============================] 4/4 services" +
+	p.status(func() string { return "replaying: 1 event(s)" })
+	p.finish()
+	p.finish() // nothing shown: nothing to clear
+	want := "\r\033[K[                              ] 0/4 services" +
+		"\r\033[K[=======                       ] 1/4 services" +
+		"\r\033[K[==============================] 4/4 services" +
+		"\r\033[K" +
+		"\r\033[Kreplaying: 1 event(s)" +
 		"\r\033[K"
 	if diff := cmp.Diff(want, buf.String()); diff != "" {
 		t.Errorf("progress bar (-want +got):\n%s", diff)
@@ -351,6 +356,7 @@ func TestProgressBar(t *testing.T) {
 	off := newProgressBar(&buf, true, "services") // a buffer is not a terminal
 	off.start(2)
 	off.add(2)
+	off.status(func() string { return "replaying" })
 	off.finish()
 	if buf.Len() != 0 {
 		t.Errorf("progress bar drawn on a non-terminal: %q", buf.String())

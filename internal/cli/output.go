@@ -178,8 +178,9 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// progressBar draws "[=====     ] 3/10 services" on a terminal, redrawn
-// in place; it draws nothing when w is not a terminal.
+// progressBar draws one line in place on a terminal, and nothing when w
+// is not a terminal: "[=====     ] 3/10 services" (start, add), or a
+// status line (status).
 type progressBar struct {
 	mu    sync.Mutex
 	w     io.Writer
@@ -187,6 +188,8 @@ type progressBar struct {
 	total int
 	done  int
 	what  string
+	last  time.Time // when status last drew
+	shown bool
 }
 
 func newProgressBar(w io.Writer, enabled bool, what string) *progressBar {
@@ -229,14 +232,33 @@ func (p *progressBar) draw() {
 	}
 	const width = 30
 	fill := width * p.done / p.total
-	fmt.Fprintf(p.w, "\r[%s%s] %d/%d %s", strings.Repeat("=", fill), strings.Repeat(" ", width-fill), p.done, p.total, p.what)
+	p.put(fmt.Sprintf("[%s%s] %d/%d %s", strings.Repeat("=", fill), strings.Repeat(" ", width-fill), p.done, p.total, p.what))
 }
 
-// finish clears the bar.
+// status draws line() at most ten times a second (line is not called
+// otherwise).
+func (p *progressBar) status(line func() string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.on || time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	p.put(line())
+}
+
+// put replaces the line with s (p.mu held).
+func (p *progressBar) put(s string) {
+	fmt.Fprint(p.w, "\r\033[K"+s)
+	p.shown = true
+}
+
+// finish clears the line (before other output, and at the end).
 func (p *progressBar) finish() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.on && p.total > 0 {
+	if p.shown {
 		fmt.Fprint(p.w, "\r\033[K")
+		p.shown = false
 	}
 }

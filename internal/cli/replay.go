@@ -475,8 +475,8 @@ func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope sco
 			return fail(err)
 		}
 	}
-	prog := newReplayProgress(s.err, in.total, !in.fromLogs)
-	pub := &printingPublisher{w: s.out, json: f.output == outputJSON, verbose: f.verbose, before: prog.clear}
+	prog := newProgressBar(s.err, true, "event(s)")
+	pub := &printingPublisher{w: s.out, json: f.output == outputJSON, verbose: f.verbose, before: prog.finish}
 	cfg := functions.Config{Project: f.project, DryRun: f.dryRun, Timeout: time.Minute, AccessPolicies: sess.access}
 	h := functions.NewHandler(cfg, sess.rec, pub, nil)
 	// Whole-project replays discover their services as the function does
@@ -491,6 +491,15 @@ func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope sco
 		firstErr                               string
 		timedOut                               error
 	)
+	of := ""
+	if !in.fromLogs {
+		of = "/" + strconv.Itoa(in.total)
+	}
+	showProgress := func() {
+		prog.status(func() string {
+			return fmt.Sprintf("replaying: %d%s event(s), %d replayed, %d left out as already replayed", read, of, handled, dups)
+		})
+	}
 	seen := map[string]bool{}
 	hooks := hooksOf(ctx)
 	werr := in.each(ctx, func(inp replayInput) error {
@@ -510,7 +519,7 @@ func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope sco
 			}
 			if !fresh {
 				dups++
-				prog.update(read, handled, dups)
+				showProgress()
 				return nil
 			}
 		}
@@ -532,10 +541,10 @@ func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope sco
 			}
 		}
 		handled++
-		prog.update(read, handled, dups)
+		showProgress()
 		return nil
 	})
-	prog.clear()
+	prog.finish()
 	switch {
 	case timedOut != nil || (ctx.Err() != nil && !interrupted(ctx)):
 		if timedOut == nil {
@@ -585,49 +594,6 @@ func replayLocally(ctx context.Context, s *streams, f *replayFlags, allScope sco
 		return withCode(ExitNonCompliant, nil)
 	}
 	return nil
-}
-
-// replayProgress draws "replaying: 1200/477000 event(s), 40 reconciled,
-// 1160 left out as already replayed" in place on a terminal, at most ten
-// times a second; it draws nothing elsewhere.
-type replayProgress struct {
-	mu    sync.Mutex
-	w     io.Writer
-	on    bool
-	total int
-	known bool
-	last  time.Time
-	shown bool
-}
-
-func newReplayProgress(w io.Writer, total int, known bool) *replayProgress {
-	w = rawWriter(w)
-	return &replayProgress{w: w, on: isTerminal(w), total: total, known: known}
-}
-
-func (p *replayProgress) update(read, handled, dups int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.on || time.Since(p.last) < 100*time.Millisecond {
-		return
-	}
-	p.last = time.Now()
-	of := ""
-	if p.known {
-		of = "/" + strconv.Itoa(p.total)
-	}
-	fmt.Fprintf(p.w, "\r\033[Kreplaying: %d%s event(s), %d replayed, %d left out as already replayed", read, of, handled, dups)
-	p.shown = true
-}
-
-// clear removes the line (before other output, and at the end).
-func (p *replayProgress) clear() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.shown {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.shown = false
-	}
 }
 
 // ---- replay through the topic ----------------------------------------------------
