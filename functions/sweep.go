@@ -205,10 +205,7 @@ type TopicReplayPublisher struct {
 // NewTopicReplayPublisher publishes to topic (an id in project or
 // projects/P/topics/T).
 func NewTopicReplayPublisher(c *pubsubapi.TopicAdminClient, project, topic string) *TopicReplayPublisher {
-	if !strings.HasPrefix(topic, "projects/") {
-		topic = "projects/" + project + "/topics/" + topic
-	}
-	return &TopicReplayPublisher{c: c, topic: topic}
+	return &TopicReplayPublisher{c: c, topic: outcome.TopicName(project, topic)}
 }
 
 // maxPublishBatch is the most messages one Publish request carries

@@ -32,10 +32,16 @@ type Publisher struct {
 // NewPublisher publishes to topic through c: projects/P/topics/T, or a
 // topic id in project.
 func NewPublisher(c *pubsubapi.TopicAdminClient, project, topic string) *Publisher {
-	if !strings.HasPrefix(topic, "projects/") {
-		topic = "projects/" + project + "/topics/" + topic
+	return &Publisher{c: c, topic: TopicName(project, topic)}
+}
+
+// TopicName is topic's full name: topic itself when it is
+// projects/P/topics/T, else projects/project/topics/topic.
+func TopicName(project, topic string) string {
+	if strings.HasPrefix(topic, "projects/") {
+		return topic
 	}
-	return &Publisher{c: c, topic: topic}
+	return "projects/" + project + "/topics/" + topic
 }
 
 // Topic is the full name of the topic published to.
