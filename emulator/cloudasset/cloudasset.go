@@ -35,7 +35,11 @@
 //     "projects/NUMBER", folders from the project up, organization.
 //   - index lag: a change to a service shows in search results only
 //     Options.IndexLag after it was stored (Google: "minutes"; the index is
-//     eventually consistent). Deleted services vanish after the same lag.
+//     eventually consistent). Deleted services vanish after the same lag,
+//     and once their deletion is visible the index forgets them (Google's
+//     index holds no deleted resources): memory is bounded by the live
+//     services plus the changes of the last lag. A lag raised later does
+//     not bring back services whose deletion was already visible.
 //   - quotas [DOC cloud.google.com/asset-inventory/docs/quota]:
 //     SearchAllResources 400 per minute per consumer project and 1,500 per
 //     minute per organisation. The emulator has one consumer (no
@@ -110,6 +114,11 @@ type version struct {
 	ch      cloudrun.Change
 }
 
+type tombstone struct {
+	key string
+	at  time.Time
+}
+
 // Server is the emulated AssetService. Safe for concurrent use.
 type Server struct {
 	assetpb.UnimplementedAssetServiceServer
@@ -120,6 +129,9 @@ type Server struct {
 	lag      time.Duration
 	disabled bool
 	hist     map[string][]version // key: projectID/region/id; oldest first
+	// gone are deletions in the order they happened, each dropped with
+	// its service's history once it is visible.
+	gone     []tombstone
 	projQ    *rate.Limiter        // nil: unlimited
 	orgPerM  float64              // per second; 0: unlimited
 	orgBurst int
@@ -208,6 +220,35 @@ func (s *Server) record(ch cloudrun.Change) {
 		}
 	}
 	s.hist[key] = vs[keep:]
+	if ch.Deleted {
+		s.gone = append(s.gone, tombstone{key, ch.At})
+	}
+	s.forgetLocked(s.c.Now().Add(-s.lag))
+}
+
+// forgetLocked drops the services whose deletion is visible at cut (now
+// minus the lag), unless they were created again since.
+func (s *Server) forgetLocked(cut time.Time) {
+	n := 0
+	for n < len(s.gone) && !s.gone[n].at.After(cut) {
+		g := s.gone[n]
+		if vs := s.hist[g.key]; len(vs) > 0 && vs[len(vs)-1].deleted && vs[len(vs)-1].at.Equal(g.at) {
+			delete(s.hist, g.key)
+		}
+		n++
+	}
+	if n > 0 {
+		s.gone = slices.Delete(s.gone, 0, n)
+	}
+}
+
+// Tracked is how many services the index holds: live ones, and deleted
+// ones whose deletion is not visible yet (a bound on its memory).
+func (s *Server) Tracked() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.forgetLocked(s.c.Now().Add(-s.lag))
+	return len(s.hist)
 }
 
 // ancestry returns the folders (nearest first) and organisation of p.
@@ -409,6 +450,7 @@ func (s *Server) SearchAllResources(_ context.Context, req *assetpb.SearchAllRes
 	var hits []hit
 	s.mu.Lock()
 	cut := now.Add(-s.lag)
+	s.forgetLocked(cut)
 	for _, vs := range s.hist {
 		var cur *version
 		for i := range vs {

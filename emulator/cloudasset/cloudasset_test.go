@@ -284,3 +284,53 @@ func TestDisabled(t *testing.T) {
 		t.Fatalf("disabled API: %v, want PERMISSION_DENIED", err)
 	}
 }
+
+// TestDeletedServicesForgotten: a deleted service still shows (its last
+// state) until the lag passes, as Google's index does; then it is gone and
+// the index forgets it, so churn does not grow memory. A service created
+// again under the same name is found again.
+func TestDeletedServicesForgotten(t *testing.T) {
+	em, c := start(t, cloudasset.Options{IndexLag: 3 * time.Minute})
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	em.Core.SetNow(func() time.Time { return now })
+	req := &assetpb.SearchAllResourcesRequest{Scope: "projects/team-a", AssetTypes: []string{cloudasset.ServiceAssetType}}
+	count := func() int {
+		t.Helper()
+		got, _, err := search(t.Context(), c, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	const n = 50
+	for i := range n {
+		seed(t, em, "team-a", fmt.Sprintf("churn-%d", i), nil)
+	}
+	seed(t, em, "team-a", "stays", nil)
+	now = now.Add(3 * time.Minute)
+	if got := count(); got != n+1 {
+		t.Fatalf("after the lag: %d services found, want %d", got, n+1)
+	}
+	for i := range n {
+		if _, err := em.Run.DeleteService(t.Context(), &runpb.DeleteServiceRequest{
+			Name: "projects/team-a/locations/" + region + "/services/" + fmt.Sprintf("churn-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(time.Minute)
+	if got := count(); got != n+1 {
+		t.Fatalf("deleted a minute ago: %d found, want the %d stale ones", got, n+1)
+	}
+	now = now.Add(2 * time.Minute)
+	if got := count(); got != 1 {
+		t.Fatalf("deleted three minutes ago: %d found, want 1", got)
+	}
+	if got := em.Asset.Tracked(); got != 1 {
+		t.Errorf("the index still holds %d services after the deletions became visible, want 1", got)
+	}
+	seed(t, em, "team-a", "churn-0", nil)
+	now = now.Add(3 * time.Minute)
+	if got := count(); got != 2 {
+		t.Errorf("re-created churn-0: %d found, want 2", got)
+	}
+}
