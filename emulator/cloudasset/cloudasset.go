@@ -132,8 +132,8 @@ type Server struct {
 	// gone are deletions in the order they happened, each dropped with
 	// its service's history once it is visible.
 	gone     []tombstone
-	projQ    *rate.Limiter        // nil: unlimited
-	orgPerM  float64              // per second; 0: unlimited
+	projQ    *rate.Limiter // nil: unlimited
+	orgPerM  float64       // per second; 0: unlimited
 	orgBurst int
 	orgQ     map[string]*rate.Limiter
 }
