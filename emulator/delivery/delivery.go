@@ -66,10 +66,10 @@ type Options struct {
 	// a predictable order.
 	Concurrency int
 	// Region, when set, applies trigger locations as Eventarc does: a
-	// trigger with location "global" fires only for entries about global
-	// resources and one with location "region" only for entries about
-	// resources in Region. Entries whose location cannot be told match
-	// both. Empty: locations are ignored.
+	// trigger with location "global" fires for entries of every location
+	// and one with location "region" only for entries about resources in
+	// Region. An entry whose location cannot be told reaches only "global"
+	// triggers. Empty: locations are ignored.
 	Region string
 	// Seed makes the random choices reproducible (0: random seed).
 	Seed uint64
@@ -450,14 +450,17 @@ func (d *Deliverer) worker() {
 // locationMatches applies trigger locations when Options.Region is set, by
 // Eventarc's rule (eventarc.Receives): a trigger receives the entries of
 // resources in its own location ("region" is Options.Region), and a
-// "global" trigger those of every location.
+// "global" trigger those of every location. An entry whose location
+// cannot be told reaches only "global" triggers: Google knows where every
+// resource is, so a regional trigger never receives an entry of another
+// region, and the emulator must not deliver one it cannot place.
 func (d *Deliverer) locationMatches(t eventarc.Trigger, e *core.LogEntry) bool {
-	if d.opts.Region == "" {
+	if d.opts.Region == "" || t.Location == "global" {
 		return true
 	}
 	loc := entryLocation(e)
 	if loc == "" {
-		return true
+		return false
 	}
 	tl := t.Location
 	if tl == "region" {

@@ -401,6 +401,39 @@ func TestRegion(t *testing.T) {
 	}
 }
 
+// An entry whose location the stand-in cannot tell is no entry of the
+// function's region: a "region" trigger does not receive it, a "global"
+// one does (Eventarc: global triggers receive every location).
+func TestRegionUnknownLocation(t *testing.T) {
+	rec := core.Record{Project: project, ServiceName: "iap.googleapis.com", MethodName: "SetIamPolicy",
+		ResourceName: "projects/123456789012/iap_web/compute/services/b"}
+	for _, tc := range []struct {
+		location string
+		want     int
+	}{{"region", 0}, {"global", 1}} {
+		t.Run(tc.location, func(t *testing.T) {
+			var mu sync.Mutex
+			n := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				n++
+				mu.Unlock()
+			}))
+			t.Cleanup(srv.Close)
+			ts := []eventarc.Trigger{{Name: "iap", Location: tc.location, EventType: eventarc.AuditLogWritten,
+				ServiceName: rec.ServiceName, MethodName: rec.MethodName}}
+			c, d := startWith(t, ts, delivery.Options{Targets: []string{srv.URL}, Region: "us-central1"})
+			c.Audit.Record(rec)
+			wait(t, d)
+			mu.Lock()
+			defer mu.Unlock()
+			if n != tc.want {
+				t.Errorf("%s trigger: %d deliveries of an entry with no location, want %d", tc.location, n, tc.want)
+			}
+		})
+	}
+}
+
 func TestConcurrentWritersRace(t *testing.T) {
 	rc := newReceiver(t)
 	c, d := start(t, delivery.Options{Targets: []string{rc.srv.URL}, Duplicate: 0.3, Reorder: 0.3, ReorderWindow: 10 * time.Millisecond, Concurrency: 4})
