@@ -279,15 +279,18 @@ func runSandbox(ctx context.Context, s *streams, f sandboxFlags) error {
 
 // makePublic adds allUsers back to roles/run.invoker, as
 // `gcloud run services add-iam-policy-binding --member=allUsers` does.
+// The policy is read as version 3 so that conditional bindings survive the
+// write (a version-1 read returns them without their conditions), and
+// allUsers joins the unconditional binding only.
 func makePublic(ctx context.Context, c *demo.Clients, project, region, service string) error {
 	name := fmt.Sprintf("projects/%s/locations/%s/services/%s", project, region, service)
-	p, err := c.Run.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: name})
+	p, err := c.Run.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: name, Options: policyV3})
 	if err != nil {
 		return fmt.Errorf("reading IAM policy of %s: %w", service, err)
 	}
 	added := false
 	for _, b := range p.Bindings {
-		if b.Role == "roles/run.invoker" {
+		if b.Role == "roles/run.invoker" && b.Condition == nil {
 			b.Members = append(b.Members, "allUsers")
 			added = true
 		}
@@ -320,7 +323,7 @@ func sandboxTable(ctx context.Context, w io.Writer, st *stack.Stack, c *demo.Cli
 		if err != nil {
 			return false, fmt.Errorf("reading %s: %w", e.Service, err)
 		}
-		pol, err := c.Run.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: name})
+		pol, err := c.Run.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: name, Options: policyV3})
 		if err != nil {
 			return false, fmt.Errorf("reading IAM policy of %s: %w", e.Service, err)
 		}
@@ -368,6 +371,13 @@ func orDash0(s string) string {
 
 func ingressShort(i runpb.IngressTraffic) string { return gcloudIngress(i.String()) }
 
+// policyV3 asks for policies in version 3, so conditional bindings come
+// back with their conditions (a lower version returns them without, under
+// a ROLE_withcond_HASH role).
+var policyV3 = &iampb.GetPolicyOptions{RequestedPolicyVersion: 3}
+
+// isPublic reports whether anybody may invoke the service, conditionally
+// or not.
 func isPublic(p *iampb.Policy) bool {
 	for _, b := range p.GetBindings() {
 		if b.Role != "roles/run.invoker" {

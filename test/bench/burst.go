@@ -209,7 +209,8 @@ func verifyDirect(ctx context.Context, e *Env, names []string) ([]string, error)
 			if err != nil {
 				return err
 			}
-			p, err := e.Users.Run.GetIamPolicy(gctx, &iampb.GetIamPolicyRequest{Resource: e.Service(n)})
+			p, err := e.Users.Run.GetIamPolicy(gctx, &iampb.GetIamPolicyRequest{Resource: e.Service(n),
+				Options: &iampb.GetPolicyOptions{RequestedPolicyVersion: 3}})
 			if err != nil {
 				return err
 			}
