@@ -72,7 +72,7 @@ type countingRegions struct {
 func (c *countingRegions) ReconcileRegion(ctx context.Context, project, region string, _ ...iapsetup.CallOption) ([]*iapsetup.Result, error) {
 	c.regions.Add(1)
 	time.Sleep(20 * time.Millisecond)
-	return []*iapsetup.Result{{Ref: iapsetup.ServiceRef{Project: project, Region: region, Name: "hello"}, Outcome: iapsetup.OutcomeCompliant}}, nil
+	return []*iapsetup.Result{{Ref: iapsetup.ServiceRef{Project: project, Region: region, Name: "hello"}, Outcome: outcome.Compliant}}, nil
 }
 
 func replayEventID(t *testing.T, m event.ReplayMessage, id string) cloudevents.Event {
@@ -175,9 +175,9 @@ type remediatingOnce struct {
 
 func (r *remediatingOnce) Reconcile(ctx context.Context, ref iapsetup.ServiceRef, _ ...iapsetup.CallOption) (*iapsetup.Result, error) {
 	if r.n.Add(1) == 1 {
-		return &iapsetup.Result{Ref: ref, Outcome: iapsetup.OutcomeRemediated, Changes: []iapsetup.Change{{Resource: ref.ResourceName(), Field: "iapEnabled", Before: "false", After: "true"}}}, nil
+		return &iapsetup.Result{Ref: ref, Outcome: outcome.Remediated, Changes: []outcome.Change{{Resource: ref.ResourceName(), Field: "iapEnabled", Before: "false", After: "true"}}}, nil
 	}
-	return &iapsetup.Result{Ref: ref, Outcome: iapsetup.OutcomeCompliant}, nil
+	return &iapsetup.Result{Ref: ref, Outcome: outcome.Compliant}, nil
 }
 
 // Item 8: when publishing fails, the redelivery finds the service

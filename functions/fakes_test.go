@@ -48,7 +48,7 @@ func (f *fakeReconciler) Reconcile(ctx context.Context, ref iapsetup.ServiceRef,
 		f.started <- ref
 	}
 	failed := func(err error) (*iapsetup.Result, error) {
-		return &iapsetup.Result{Ref: ref, Outcome: iapsetup.OutcomeFailed, Reason: err.Error()}, err
+		return &iapsetup.Result{Ref: ref, Outcome: outcome.Failed, Reason: err.Error()}, err
 	}
 	if f.gate != nil {
 		select {
@@ -67,7 +67,7 @@ func (f *fakeReconciler) Reconcile(ctx context.Context, ref iapsetup.ServiceRef,
 	if f.err != nil {
 		return failed(f.err)
 	}
-	return &iapsetup.Result{Ref: ref, Outcome: iapsetup.OutcomeCompliant}, nil
+	return &iapsetup.Result{Ref: ref, Outcome: outcome.Compliant}, nil
 }
 
 func (f *fakeReconciler) ReconcileRegion(context.Context, string, string, ...iapsetup.CallOption) ([]*iapsetup.Result, error) {

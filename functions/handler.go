@@ -146,7 +146,7 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 		if res == nil {
 			continue
 		}
-		if transient && res.Outcome == iapsetup.OutcomeFailed {
+		if transient && res.Outcome == outcome.Failed {
 			// Redelivery will produce this resource's outcome; a "failed"
 			// now would be a false alarm for subscribers — unless the event
 			// has been failing for a while: then say so rather than stay
@@ -420,18 +420,11 @@ func resultMessage(res *iapsetup.Result, t outcome.Trigger, now time.Time) *outc
 	if res.Ref.Name != "" {
 		r = outcome.Resource{Name: res.Ref.ResourceName(), Project: res.Ref.Project, Region: res.Ref.Region, Service: res.Ref.Name}
 	}
-	m := &outcome.Message{
-		Outcome: outcome.Kind(res.Outcome), Resource: r, Trigger: t, Mode: outcome.Mode(res.Mode),
-		Reason: res.Reason, Warnings: res.Warnings, DryRun: res.DryRun,
+	return &outcome.Message{
+		Outcome: res.Outcome, Resource: r, Trigger: t, Mode: res.Mode,
+		Reason: res.Reason, Steps: res.Steps, Changes: res.Changes, Warnings: res.Warnings, DryRun: res.DryRun,
 		DurationMs: res.Duration.Milliseconds(), Time: now,
 	}
-	for _, s := range res.Steps {
-		m.Steps = append(m.Steps, outcome.Step{Name: string(s.Name), Result: outcome.StepResult(s.Status), Resource: s.Resource, Message: s.Message})
-	}
-	for _, c := range res.Changes {
-		m.Changes = append(m.Changes, outcome.Change{Resource: c.Resource, Field: c.Field, Before: c.Before, After: c.After})
-	}
-	return m
 }
 
 // malformedReason is the reason of a rejected outcome for a malformed

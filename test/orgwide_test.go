@@ -518,7 +518,7 @@ func (o *orgReconciler) pass(t testing.TB) float64 {
 	before := o.em.Core.Stats.Snapshot()
 	for _, p := range o.projects {
 		res, err := o.rec.Reconcile(context.Background(), iapsetup.ServiceRef{Project: p.ID, Region: region, Name: "web"})
-		if err != nil || res.Outcome != iapsetup.OutcomeCompliant {
+		if err != nil || res.Outcome != outcome.Compliant {
 			t.Fatalf("%s: %v %v (%s)", p.ID, res.Outcome, err, res.Reason)
 		}
 	}
@@ -555,7 +555,7 @@ func TestOrgWideCallsPerEvent(t *testing.T) {
 	}
 	before := big.em.Core.Stats.Snapshot()
 	res, err := big.rec.Reconcile(context.Background(), iapsetup.ServiceRef{Project: "legacy-c", Region: region, Name: "web"})
-	if err != nil || res.Outcome != iapsetup.OutcomeRejected {
+	if err != nil || res.Outcome != outcome.Rejected {
 		t.Errorf("out-of-scope reconcile = %v, %v; want rejected", res.Outcome, err)
 	}
 	if d := big.em.Core.Stats.Snapshot().Sub(before).Calls; len(d) != 0 {

@@ -487,7 +487,7 @@ func (f *soakFigures) checkFinal(ctx context.Context, e *env, w *soakWorld) erro
 		switch {
 		case err != nil:
 			problems = append(problems, "dry-run reconcile: "+err.Error())
-		case res.Outcome != iapsetup.OutcomeCompliant || len(res.Changes) > 0:
+		case res.Outcome != outcome.Compliant || len(res.Changes) > 0:
 			problems = append(problems, fmt.Sprintf("dry-run reconcile: %s with %d planned changes", res.Outcome, len(res.Changes)))
 		}
 		switch {
@@ -518,8 +518,8 @@ func (f *soakFigures) accountConflict(ctx context.Context, e *env, s *soakSvc, s
 	switch {
 	case err != nil:
 		problems = append(problems, "dry-run reconcile: "+err.Error())
-	case res.Outcome != iapsetup.OutcomeConflict:
-		problems = append(problems, fmt.Sprintf("dry-run reconcile: %s, want %s", res.Outcome, iapsetup.OutcomeConflict))
+	case res.Outcome != outcome.Conflict:
+		problems = append(problems, fmt.Sprintf("dry-run reconcile: %s, want %s", res.Outcome, outcome.Conflict))
 	}
 	if be.Iap != nil && be.Iap.Enabled {
 		problems = append(problems, "IAP turned on on the shared backend")

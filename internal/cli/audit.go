@@ -17,6 +17,8 @@ import (
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 type auditFlags struct {
@@ -259,7 +261,7 @@ func writeAuditTable(w io.Writer, rep auditReport) {
 			if why == "" {
 				var fix []string
 				for _, rr := range r.Rules {
-					if rr.Status == string(iapsetup.StatusChanged) {
+					if rr.Status == string(outcome.StepChanged) {
 						fix = append(fix, rr.Rule)
 					}
 				}

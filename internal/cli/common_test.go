@@ -23,7 +23,6 @@ import (
 	"github.com/iapguard/iapguard/internal/demo"
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/stack"
-	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -378,18 +377,18 @@ func TestSmallHelpers(t *testing.T) {
 		}
 	}
 	v := planView{
-		Changes: []iapsetup.Change{
+		Changes: []outcome.Change{
 			{Field: "iamPolicy[roles/run.invoker]", Before: "allUsers"},
 			{Field: "iamPolicy[roles/run.invoker]", After: "serviceAccount:agent"},
 			{Field: "invokerIamDisabled", Before: "true", After: "false"},
 			{Field: "ingress", Before: "INGRESS_TRAFFIC_ALL", After: "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"},
 			{Field: "annotations[iapguard.dev/managed]", After: "true"},
 		},
-		Steps: []iapsetup.Step{
-			{Name: iapsetup.StepBackendIAP, Resource: "projects/p/global/backendServices/a", Status: iapsetup.StatusChanged},
-			{Name: iapsetup.StepBackendIAP, Resource: "projects/p/regions/r/backendServices/b", Status: iapsetup.StatusConflict},
-			{Name: iapsetup.StepBackendIAP, Resource: "projects/p/global/backendServices/c", Status: iapsetup.StatusOK},
-			{Name: iapsetup.StepDirectIAP, Status: iapsetup.StatusChanged},
+		Steps: []outcome.Step{
+			{Name: outcome.StepBackendIAP, Resource: "projects/p/global/backendServices/a", Result: outcome.StepChanged},
+			{Name: outcome.StepBackendIAP, Resource: "projects/p/regions/r/backendServices/b", Result: outcome.StepConflict},
+			{Name: outcome.StepBackendIAP, Resource: "projects/p/global/backendServices/c", Result: outcome.StepOK},
+			{Name: outcome.StepDirectIAP, Result: outcome.StepChanged},
 		},
 	}
 	want := []string{"public:allUsers", "invoker-iam-check-off", "ingress-all", "no-iap:global/a", "cdn:r/b", "run.app-no-iap"}

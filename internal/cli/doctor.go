@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 func newDoctorCmd(s *streams) *cobra.Command {
@@ -126,15 +128,15 @@ func diagnose(in *inspection) doctorReport {
 			rep.Warnings++
 		}
 	}
-	steps := map[iapsetup.StepName][]iapsetup.Step{}
+	steps := map[string][]outcome.Step{}
 	for _, st := range plan.Steps {
 		steps[st.Name] = append(steps[st.Name], st)
 	}
-	step := func(n iapsetup.StepName) iapsetup.Step {
+	step := func(n string) outcome.Step {
 		if ss := steps[n]; len(ss) > 0 {
 			return ss[0]
 		}
-		return iapsetup.Step{Name: n, Status: iapsetup.StatusSkipped}
+		return outcome.Step{Name: n, Result: outcome.StepSkipped}
 	}
 	agent := obs.Agent
 	agentMember := "serviceAccount:" + agent
@@ -157,7 +159,7 @@ func diagnose(in *inspection) doctorReport {
 	}
 
 	// agent-identity
-	if st := step(iapsetup.StepAgentIdentity); st.Status == iapsetup.StatusOK {
+	if st := step(outcome.StepAgentIdentity); st.Result == outcome.StepOK {
 		add("agent", findingOK, "IAP service agent "+agent+" is provisioned", "")
 	} else {
 		msg := "the IAP service agent is not provisioned (or cannot be looked up)"
@@ -168,10 +170,10 @@ func diagnose(in *inspection) doctorReport {
 	}
 
 	// invoker-binding
-	switch st := step(iapsetup.StepInvokerBinding); st.Status {
-	case iapsetup.StatusOK:
+	switch st := step(outcome.StepInvokerBinding); st.Result {
+	case outcome.StepOK:
 		add("invoker", findingOK, agent+" holds roles/run.invoker on "+ref.Name, "")
-	case iapsetup.StatusChanged:
+	case outcome.StepChanged:
 		add("invoker", findingProblem, "the IAP service agent does not hold roles/run.invoker on "+ref.Name+`: requests through IAP fail with "Your client does not have permission to get URL"`,
 			gcloudRunService(ref, "add-iam-policy-binding", "--member="+agentMember, "--role=roles/run.invoker"))
 	default:
@@ -213,20 +215,20 @@ func diagnose(in *inspection) doctorReport {
 			names = append(names, shortBackend(b.Ref.Path()))
 		}
 		msg := "fronted by backend service(s) " + strings.Join(names, ", ") + " through serverless NEGs"
-		if plan.Mode == iapsetup.ModeDirect {
+		if plan.Mode == outcome.Direct {
 			msg += "; Cloud Run's built-in IAP is on, so it guards the load balancer's path too"
 		}
 		add("load-balancer", findingOK, msg, "")
 	}
-	backendSteps := map[string]iapsetup.Step{}
-	for _, st := range steps[iapsetup.StepBackendIAP] {
+	backendSteps := map[string]outcome.Step{}
+	for _, st := range steps[outcome.StepBackendIAP] {
 		backendSteps[st.Resource] = st
 	}
 	for _, b := range in.Fronting {
 		bn := shortBackend(b.Ref.Path())
 		st := backendSteps[b.Ref.Path()]
 		httpsMissing := findingProblem
-		if plan.Mode != iapsetup.ModeLoadBalancer {
+		if plan.Mode != outcome.LoadBalancer {
 			httpsMissing = findingWarning // IAP is Cloud Run's own here
 		}
 		if err, bad := in.FrontendErr[b.Ref.Path()]; bad {
@@ -250,19 +252,19 @@ func diagnose(in *inspection) doctorReport {
 		switch {
 		case !b.EnableCDN:
 			add("cdn", findingOK, "Cloud CDN is off for "+bn, "")
-		case st.Status == iapsetup.StatusConflict && builtin:
+		case st.Result == outcome.StepConflict && builtin:
 			add("cdn", findingProblem, "Cloud CDN is on for "+bn+": cached responses are served by the load balancer without reaching Cloud Run's built-in IAP", noCDN)
-		case st.Status == iapsetup.StatusConflict:
+		case st.Result == outcome.StepConflict:
 			add("cdn", findingProblem, "Cloud CDN is on for "+bn+" and IAP is incompatible with Cloud CDN: decide which to keep", noCDN)
 		default:
 			add("cdn", findingWarning, "Cloud CDN is on for "+bn+" although IAP guards it: IAP is incompatible with Cloud CDN", noCDN)
 		}
-		switch st.Status {
-		case iapsetup.StatusOK:
+		switch st.Result {
+		case outcome.StepOK:
 			add("backend-iap", findingOK, st.Message, "")
-		case iapsetup.StatusChanged:
+		case outcome.StepChanged:
 			add("backend-iap", findingProblem, "IAP is off for "+bn, gcloudBackend(b.Ref, "--iap=enabled"))
-		case iapsetup.StatusConflict:
+		case outcome.StepConflict:
 			if builtin {
 				break // the cdn finding above is the whole story: backend IAP stays off by design
 			}
@@ -273,13 +275,13 @@ func diagnose(in *inspection) doctorReport {
 	}
 
 	// ingress
-	switch st := step(iapsetup.StepIngress); st.Status {
-	case iapsetup.StatusOK:
+	switch st := step(outcome.StepIngress); st.Result {
+	case outcome.StepOK:
 		add("ingress", findingOK, "ingress is internal-and-cloud-load-balancing: the run.app URL does not bypass the load balancer", "")
-	case iapsetup.StatusChanged:
+	case outcome.StepChanged:
 		add("ingress", findingProblem, "ingress is all although a load balancer fronts the service: the run.app URL bypasses it",
 			gcloudRunService(ref, "update", "--ingress=internal-and-cloud-load-balancing"))
-	case iapsetup.StatusWarning:
+	case outcome.StepWarning:
 		add("ingress", findingWarning, st.Message, "")
 	default:
 		msg := st.Message
@@ -290,11 +292,11 @@ func diagnose(in *inspection) doctorReport {
 	}
 
 	// Cloud Run's built-in IAP, when the plan relies on it
-	if plan.Mode == iapsetup.ModeDirect {
-		switch st := step(iapsetup.StepDirectIAP); st.Status {
-		case iapsetup.StatusOK:
+	if plan.Mode == outcome.Direct {
+		switch st := step(outcome.StepDirectIAP); st.Result {
+		case outcome.StepOK:
 			add("cloud-run-iap", findingOK, "Cloud Run's built-in IAP is on", "")
-		case iapsetup.StatusChanged:
+		case outcome.StepChanged:
 			add("cloud-run-iap", findingProblem, "no load balancer fronts the service and Cloud Run's built-in IAP is off",
 				fmt.Sprintf("gcloud run services update %s --project=%s --region=%s --iap", ref.Name, ref.Project, ref.Region))
 		default:
@@ -305,21 +307,21 @@ func diagnose(in *inspection) doctorReport {
 	// access: who may pass IAP, per IAP resource (the plan's access steps).
 	// The plan speaks of the state after its changes; where IAP is still
 	// off now, say so rather than "IAP is on".
-	iapOffNow := step(iapsetup.StepDirectIAP).Status == iapsetup.StatusChanged
-	for _, st := range steps[iapsetup.StepBackendIAP] {
-		iapOffNow = iapOffNow || st.Status == iapsetup.StatusChanged
+	iapOffNow := step(outcome.StepDirectIAP).Result == outcome.StepChanged
+	for _, st := range steps[outcome.StepBackendIAP] {
+		iapOffNow = iapOffNow || st.Result == outcome.StepChanged
 	}
-	for _, st := range steps[iapsetup.StepAccess] {
+	for _, st := range steps[outcome.StepAccess] {
 		if iapOffNow {
 			st.Message = accessWhenIAPOff(st.Message)
 		}
-		switch st.Status {
-		case iapsetup.StatusOK:
+		switch st.Result {
+		case outcome.StepOK:
 			add("access", findingOK, st.Message, "")
-		case iapsetup.StatusChanged:
+		case outcome.StepChanged:
 			add("access", findingProblem, "not yet granted: "+st.Message,
 				fmt.Sprintf("iapctl enforce %s --project=%s --region=%s (with the function's --access-policies)", ref.Name, ref.Project, ref.Region))
-		case iapsetup.StatusRejected, iapsetup.StatusFailed:
+		case outcome.StepRejected, outcome.StepFailed:
 			add("access", findingProblem, st.Message, "")
 		default:
 			add("access", findingWarning, st.Message, "")

@@ -11,6 +11,8 @@ import (
 	"github.com/iapguard/iapguard/internal/demo"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 func TestDoctor(t *testing.T) {
@@ -134,19 +136,19 @@ func TestDoctorAgreesWithDryRun(t *testing.T) {
 	}
 	defer sess.Close()
 	// doctor's check name for each step, and its verdict for each status.
-	checks := map[iapsetup.StepName]string{
-		iapsetup.StepInvokerBinding: "invoker", iapsetup.StepIngress: "ingress", iapsetup.StepBackendIAP: "backend-iap",
-		iapsetup.StepDirectIAP: "cloud-run-iap", iapsetup.StepAccess: "access",
+	checks := map[string]string{
+		outcome.StepInvokerBinding: "invoker", outcome.StepIngress: "ingress", outcome.StepBackendIAP: "backend-iap",
+		outcome.StepDirectIAP: "cloud-run-iap", outcome.StepAccess: "access",
 	}
 	// verdict is doctor's documented reading of a step (docs/iapctl.md).
-	verdict := func(st iapsetup.Step) string {
+	verdict := func(st outcome.Step) string {
 		switch {
-		case st.Status == iapsetup.StatusOK:
+		case st.Result == outcome.StepOK:
 			return findingOK
-		case st.Status == iapsetup.StatusChanged, st.Status == iapsetup.StatusConflict,
-			st.Name == iapsetup.StepAccess && (st.Status == iapsetup.StatusRejected || st.Status == iapsetup.StatusFailed):
+		case st.Result == outcome.StepChanged, st.Result == outcome.StepConflict,
+			st.Name == outcome.StepAccess && (st.Result == outcome.StepRejected || st.Result == outcome.StepFailed):
 			return findingProblem
-		case st.Name == iapsetup.StepIngress && st.Status != iapsetup.StatusWarning:
+		case st.Name == outcome.StepIngress && st.Result != outcome.StepWarning:
 			return findingOK // ingress that needs nothing (no load balancer) is fine
 		}
 		return findingWarning
@@ -187,12 +189,12 @@ func TestDoctorAgreesWithDryRun(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: dry run of %s: %v", state.name, svc, err)
 			}
-			if res.Outcome == iapsetup.OutcomeSkipped {
+			if res.Outcome == outcome.Skipped {
 				continue // unlabelled: the function plans nothing to compare with
 			}
 			var want []string
 			for _, st := range res.Steps {
-				if c, ok := checks[st.Name]; ok && (st.Name != iapsetup.StepBackendIAP || st.Status != iapsetup.StatusConflict || res.Mode != iapsetup.ModeDirect) {
+				if c, ok := checks[st.Name]; ok && (st.Name != outcome.StepBackendIAP || st.Result != outcome.StepConflict || res.Mode != outcome.Direct) {
 					want = append(want, c+" "+verdict(st))
 				}
 			}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 type enforceFlags struct {
@@ -204,7 +206,7 @@ func writePlans(w io.Writer, rep enforceReport) {
 		if len(r.Rules) > 0 {
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			for _, rr := range r.Rules {
-				fmt.Fprintf(tw, "  %s\t%s\t%s\n", ruleCell(iapsetup.Status(rr.Status), r.DryRun), rr.Rule, gcloudIngress(rr.Message))
+				fmt.Fprintf(tw, "  %s\t%s\t%s\n", ruleCell(outcome.StepResult(rr.Status), r.DryRun), rr.Rule, gcloudIngress(rr.Message))
 			}
 			tw.Flush()
 		}

@@ -5,15 +5,17 @@ import (
 	"strings"
 
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 // planView is what the commands show of a reconcile result or a plan.
 type planView struct {
-	Outcome  iapsetup.Outcome
-	Mode     iapsetup.Mode
+	Outcome  outcome.Kind
+	Mode     outcome.Mode
 	Reason   string
-	Steps    []iapsetup.Step
-	Changes  []iapsetup.Change
+	Steps    []outcome.Step
+	Changes  []outcome.Change
 	Warnings []string
 	DryRun   bool
 }
@@ -86,21 +88,21 @@ func newServiceReport(ref iapsetup.ServiceRef, svc *iapsetup.Service, v planView
 		r.Error = oneLine(rerr).Error()
 	}
 	switch v.Outcome {
-	case iapsetup.OutcomeCompliant:
+	case outcome.Compliant:
 		r.State, r.Compliant = "compliant", true
-	case iapsetup.OutcomeRemediated:
+	case outcome.Remediated:
 		r.State, r.Compliant = "remediated", true
 		if v.DryRun {
 			r.State, r.Compliant = "non-compliant", false
 		}
-	case iapsetup.OutcomeSkipped:
+	case outcome.Skipped:
 		r.State = "unmanaged"
 	default:
 		r.State = string(v.Outcome)
 	}
 	for _, s := range v.Steps {
-		r.Rules = append(r.Rules, ruleReport{Rule: string(s.Name), Status: string(s.Status), Resource: s.Resource, Message: s.Message})
-		if s.Name == iapsetup.StepBackendIAP && s.Resource != "" && !slices.Contains(r.Backends, s.Resource) {
+		r.Rules = append(r.Rules, ruleReport{Rule: s.Name, Status: string(s.Result), Resource: s.Resource, Message: s.Message})
+		if s.Name == outcome.StepBackendIAP && s.Resource != "" && !slices.Contains(r.Backends, s.Resource) {
 			r.Backends = append(r.Backends, s.Resource)
 		}
 	}
@@ -142,11 +144,11 @@ func bypasses(v planView) []string {
 	}
 	for _, s := range v.Steps {
 		switch {
-		case s.Name == iapsetup.StepBackendIAP && s.Status == iapsetup.StatusChanged:
+		case s.Name == outcome.StepBackendIAP && s.Result == outcome.StepChanged:
 			out = append(out, "no-iap:"+shortBackend(s.Resource))
-		case s.Name == iapsetup.StepBackendIAP && s.Status == iapsetup.StatusConflict:
+		case s.Name == outcome.StepBackendIAP && s.Result == outcome.StepConflict:
 			out = append(out, "cdn:"+shortBackend(s.Resource))
-		case s.Name == iapsetup.StepDirectIAP && (s.Status == iapsetup.StatusChanged || s.Status == iapsetup.StatusConflict):
+		case s.Name == outcome.StepDirectIAP && (s.Result == outcome.StepChanged || s.Result == outcome.StepConflict):
 			out = append(out, "run.app-no-iap")
 		}
 	}
@@ -155,22 +157,22 @@ func bypasses(v planView) []string {
 
 // ruleCell is the table cell of a step status; applied tells a planned
 // change ("fix") from a made one ("fixed").
-func ruleCell(st iapsetup.Status, dryRun bool) string {
+func ruleCell(st outcome.StepResult, dryRun bool) string {
 	switch st {
-	case iapsetup.StatusOK:
+	case outcome.StepOK:
 		return "ok"
-	case iapsetup.StatusChanged:
+	case outcome.StepChanged:
 		if dryRun {
 			return "fix"
 		}
 		return "fixed"
-	case iapsetup.StatusConflict:
+	case outcome.StepConflict:
 		return "conflict"
-	case iapsetup.StatusWarning:
+	case outcome.StepWarning:
 		return "warn"
-	case iapsetup.StatusFailed:
+	case outcome.StepFailed:
 		return "fail"
-	case iapsetup.StatusRejected:
+	case outcome.StepRejected:
 		return "rejected"
 	}
 	return "-"
@@ -184,14 +186,14 @@ func statusRank(s string) int {
 // ruleColumns are the audit table's rule columns and the steps they show.
 var ruleColumns = []struct {
 	head  string
-	steps []iapsetup.StepName
+	steps []string
 }{
-	{"AGENT", []iapsetup.StepName{iapsetup.StepAgentIdentity}},
-	{"INVOKER", []iapsetup.StepName{iapsetup.StepInvokerBinding}},
-	{"IAM", []iapsetup.StepName{iapsetup.StepIAMAuth}},
-	{"INGRESS", []iapsetup.StepName{iapsetup.StepIngress}},
-	{"IAP", []iapsetup.StepName{iapsetup.StepBackendIAP, iapsetup.StepDirectIAP}},
-	{"ACCESS", []iapsetup.StepName{iapsetup.StepAccess}},
+	{"AGENT", []string{outcome.StepAgentIdentity}},
+	{"INVOKER", []string{outcome.StepInvokerBinding}},
+	{"IAM", []string{outcome.StepIAMAuth}},
+	{"INGRESS", []string{outcome.StepIngress}},
+	{"IAP", []string{outcome.StepBackendIAP, outcome.StepDirectIAP}},
+	{"ACCESS", []string{outcome.StepAccess}},
 }
 
 // ruleCells returns the rule columns of r: the worst status of each
@@ -201,11 +203,11 @@ func (r *serviceReport) ruleCells() []string {
 	for _, col := range ruleColumns {
 		worst := ""
 		for _, rr := range r.Rules {
-			if slices.Contains(col.steps, iapsetup.StepName(rr.Rule)) && statusRank(rr.Status) > statusRank(worst) {
+			if slices.Contains(col.steps, string(rr.Rule)) && statusRank(rr.Status) > statusRank(worst) {
 				worst = rr.Status
 			}
 		}
-		cells = append(cells, ruleCell(iapsetup.Status(worst), r.DryRun))
+		cells = append(cells, ruleCell(outcome.StepResult(worst), r.DryRun))
 	}
 	return cells
 }

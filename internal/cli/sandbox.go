@@ -408,7 +408,7 @@ func iapState(ctx context.Context, c *demo.Clients, project string, svc *runpb.S
 	}
 	var backends []string
 	for _, step := range plan.Steps {
-		if step.Name != iapsetup.StepBackendIAP || step.Resource == "" {
+		if step.Name != outcome.StepBackendIAP || step.Resource == "" {
 			continue
 		}
 		name := step.Resource[strings.LastIndex(step.Resource, "/")+1:]

@@ -18,6 +18,8 @@ import (
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 const projectNumber = "123456789012"
@@ -107,13 +109,13 @@ func accessLabels(policy string) map[string]string {
 	return map[string]string{"iap": "enabled", "iap-access": policy}
 }
 
-func stepOf(res *iapsetup.Result, name iapsetup.StepName) iapsetup.Step {
+func stepOf(res *iapsetup.Result, name string) outcome.Step {
 	for _, s := range res.Steps {
 		if s.Name == name {
 			return s
 		}
 	}
-	return iapsetup.Step{}
+	return outcome.Step{}
 }
 
 func TestReconcileAccessGrantsAndPolicyChange(t *testing.T) {
@@ -126,10 +128,10 @@ func TestReconcileAccessGrantsAndPolicyChange(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if res.Outcome != iapsetup.OutcomeRemediated {
+	if res.Outcome != outcome.Remediated {
 		t.Fatalf("outcome %s (%s), want remediated", res.Outcome, res.Reason)
 	}
-	if s := stepOf(res, iapsetup.StepAccess); s.Status != iapsetup.StatusChanged || s.Resource != runIAP ||
+	if s := stepOf(res, outcome.StepAccess); s.Result != outcome.StepChanged || s.Resource != runIAP ||
 		!strings.Contains(s.Message, "who can pass: group:web@example.com, user:a@example.com") {
 		t.Errorf("access step = %+v, want changed on %s listing who can pass", s, runIAP)
 	}
@@ -160,7 +162,7 @@ func TestReconcileAccessGrantsAndPolicyChange(t *testing.T) {
 	}
 	f.r = r2
 	res, err, calls = f.reconcile(t, ref)
-	if err != nil || res.Outcome != iapsetup.OutcomeRemediated {
+	if err != nil || res.Outcome != outcome.Remediated {
 		t.Fatalf("after the policy change: %s (%s), %v", res.Outcome, res.Reason, err)
 	}
 	if diff := cmp.Diff([]string{"group:web@example.com", "user:boss@example.com", "user:c@example.com"}, f.accessors(t, runIAP)); diff != "" {
@@ -183,7 +185,7 @@ func TestReconcileAccessGrantsAndPolicyChange(t *testing.T) {
 	}
 	f.r = r3
 	res, err, _ = f.reconcile(t, ref)
-	if err != nil || res.Outcome != iapsetup.OutcomeRemediated {
+	if err != nil || res.Outcome != outcome.Remediated {
 		t.Fatalf("after emptying the policy: %s (%s), %v", res.Outcome, res.Reason, err)
 	}
 	if diff := cmp.Diff([]string{"user:boss@example.com"}, f.accessors(t, runIAP)); diff != "" {
@@ -203,13 +205,13 @@ func TestReconcileAccessNobodyCanPass(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	s := stepOf(res, iapsetup.StepAccess)
-	if s.Status != iapsetup.StatusWarning || !strings.Contains(s.Message, "nobody holds roles/iap.httpsResourceAccessor") ||
+	s := stepOf(res, outcome.StepAccess)
+	if s.Result != outcome.StepWarning || !strings.Contains(s.Message, "nobody holds roles/iap.httpsResourceAccessor") ||
 		!strings.Contains(s.Message, "project-level grants outside iap_web are not checked") || !strings.Contains(s.Message, "gcloud iap web add-iam-policy-binding") {
 		t.Errorf("access step = %+v, want the nobody-can-pass warning with a fix", s)
 	}
 	// Security first: IAP is on regardless.
-	if !f.e.Service(t, "hello").GetIapEnabled() || res.Outcome != iapsetup.OutcomeRemediated {
+	if !f.e.Service(t, "hello").GetIapEnabled() || res.Outcome != outcome.Remediated {
 		t.Errorf("IAP not enforced: outcome %s", res.Outcome)
 	}
 	// A project-wide grant lets someone pass (after the cache expires:
@@ -226,7 +228,7 @@ func TestReconcileAccessNobodyCanPass(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if s := stepOf(res, iapsetup.StepAccess); s.Status != iapsetup.StatusOK || !strings.Contains(s.Message, "project-wide on projects/"+projectNumber+"/iap_web: domain:example.com") {
+	if s := stepOf(res, outcome.StepAccess); s.Result != outcome.StepOK || !strings.Contains(s.Message, "project-wide on projects/"+projectNumber+"/iap_web: domain:example.com") {
 		t.Errorf("access step = %+v, want ok naming the project-wide grant", s)
 	}
 }
@@ -239,7 +241,7 @@ func TestReconcileAccessUnknownPolicyRejected(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile = %v; a rejected access policy is acknowledged, not retried", err)
 	}
-	if res.Outcome != iapsetup.OutcomeRejected || !strings.Contains(res.Reason, `iap-access="webusers" names no access policy; known policies: web-users`) {
+	if res.Outcome != outcome.Rejected || !strings.Contains(res.Reason, `iap-access="webusers" names no access policy; known policies: web-users`) {
 		t.Errorf("outcome %s reason %q, want rejected naming the known policies", res.Outcome, res.Reason)
 	}
 	if calls[mIAPSet] != 0 || len(f.accessors(t, runIAP)) != 0 {
@@ -261,7 +263,7 @@ func TestReconcileAccessWriteRejectedByAPI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if s := stepOf(res, iapsetup.StepAccess); s.Status != iapsetup.StatusRejected || res.Outcome != iapsetup.OutcomeRejected {
+	if s := stepOf(res, outcome.StepAccess); s.Result != outcome.StepRejected || res.Outcome != outcome.Rejected {
 		t.Errorf("access step %+v, outcome %s; want rejected", s, res.Outcome)
 	}
 	svc := f.e.Service(t, "hello")
@@ -273,7 +275,7 @@ func TestReconcileAccessWriteRejectedByAPI(t *testing.T) {
 	}
 	// Next time (the member exists by then) it is granted.
 	res, err, _ = f.reconcile(t, ref)
-	if err != nil || res.Outcome != iapsetup.OutcomeRemediated {
+	if err != nil || res.Outcome != outcome.Remediated {
 		t.Errorf("retry: %s (%s), %v", res.Outcome, res.Reason, err)
 	}
 	f.checkSecondRunCompliant(t, ref, accessReads)
@@ -289,7 +291,7 @@ func TestReconcileAccessEtagRaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err, calls := f.reconcile(t, ref)
-	if err != nil || res.Outcome != iapsetup.OutcomeRemediated {
+	if err != nil || res.Outcome != outcome.Remediated {
 		t.Fatalf("Reconcile: %s (%s), %v", res.Outcome, res.Reason, err)
 	}
 	// Three attempts; the two lost ones re-read the IAP policy.
@@ -308,12 +310,12 @@ func TestReconcileAccessLoadBalancer(t *testing.T) {
 	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: accessLabels("admins")})
 	l := addLB(t, f.e, emulatortest.Backend{Name: "web"}, true)
 	res, err, _ := f.reconcile(t, ref)
-	if err != nil || res.Outcome != iapsetup.OutcomeRemediated || res.Mode != iapsetup.ModeLoadBalancer {
+	if err != nil || res.Outcome != outcome.Remediated || res.Mode != outcome.LoadBalancer {
 		t.Fatalf("Reconcile: %s %s (%s), %v", res.Outcome, res.Mode, res.Reason, err)
 	}
 	b := f.e.GetBackend(t, l.backend)
 	backendIAP := "projects/" + projectNumber + "/iap_web/compute/services/" + strconv.FormatUint(b.Id, 10)
-	if s := stepOf(res, iapsetup.StepAccess); s.Resource != backendIAP {
+	if s := stepOf(res, outcome.StepAccess); s.Resource != backendIAP {
 		t.Errorf("access step resource %q, want %q", s.Resource, backendIAP)
 	}
 	if diff := cmp.Diff([]string{"group:admins@example.com"}, f.accessors(t, backendIAP)); diff != "" {
@@ -333,7 +335,7 @@ func TestReconcileDirectServiceLaterBehindLoadBalancer(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
-	if res, err, _ := f.reconcile(t, ref); err != nil || res.Mode != iapsetup.ModeDirect || !f.e.Service(t, "hello").GetIapEnabled() {
+	if res, err, _ := f.reconcile(t, ref); err != nil || res.Mode != outcome.Direct || !f.e.Service(t, "hello").GetIapEnabled() {
 		t.Fatalf("first reconcile: %s %s, %v", res.Outcome, res.Mode, err)
 	}
 	l := addLB(t, f.e, emulatortest.Backend{Name: "web"}, true)
@@ -341,11 +343,11 @@ func TestReconcileDirectServiceLaterBehindLoadBalancer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if res.Mode != iapsetup.ModeDirect {
+	if res.Mode != outcome.Direct {
 		t.Errorf("mode %s, want direct", res.Mode)
 	}
-	s := stepOf(res, iapsetup.StepBackendIAP)
-	if s.Status != iapsetup.StatusOK || !strings.Contains(s.Message, "does not support IAP on both") || !strings.Contains(s.Message, "--no-iap") {
+	s := stepOf(res, outcome.StepBackendIAP)
+	if s.Result != outcome.StepOK || !strings.Contains(s.Message, "does not support IAP on both") || !strings.Contains(s.Message, "--no-iap") {
 		t.Errorf("backend-iap step = %+v, want ok explaining built-in IAP and how to move", s)
 	}
 	if slices.ContainsFunc([]string{mPatchBackend, mUpdateService, mSetPolicy}, func(m string) bool { return calls[m] != 0 }) {
@@ -382,7 +384,7 @@ func TestReconcileAccessIntentFailsRecordsNothing(t *testing.T) {
 		t.Errorf("access annotation = %q, want nothing recorded (nothing was granted)", got)
 	}
 	res, err, _ := f.reconcile(t, ref)
-	if err != nil || res.Outcome != iapsetup.OutcomeRemediated {
+	if err != nil || res.Outcome != outcome.Remediated {
 		t.Fatalf("redelivery: %s (%s), %v", res.Outcome, res.Reason, err)
 	}
 	if got := f.recorded(t, "hello"); got != "user:a@example.com" {

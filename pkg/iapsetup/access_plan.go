@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 // AccessFinding is what the access step found on one IAP resource: who may
@@ -78,7 +80,7 @@ type accessPart struct {
 	after   *Policy
 	added   []string
 	removed []string
-	changes []Change
+	changes []outcome.Change
 	// err is the write error; rejected is set when the API refused the
 	// write as invalid (a member it does not know): nothing was granted.
 	err      error
@@ -239,10 +241,10 @@ func planAccessPart(res IAPResource, before *Policy, ap *accessPlan) accessPart 
 	part.after = after
 	field := "iamPolicy[" + RoleAccessor + "]"
 	for _, m := range part.added {
-		part.changes = append(part.changes, Change{res.Name, field, "", m})
+		part.changes = append(part.changes, outcome.Change{Resource: res.Name, Field: field, Before: "", After: m})
 	}
 	for _, m := range part.removed {
-		part.changes = append(part.changes, Change{res.Name, field, m, ""})
+		part.changes = append(part.changes, outcome.Change{Resource: res.Name, Field: field, Before: m, After: ""})
 	}
 	return part
 }
@@ -455,7 +457,7 @@ func (f AccessFinding) public() []string {
 
 // steps returns the access steps (one per IAP resource) with, for planned
 // changes, the message to use once they are made.
-func (ap *accessPlan) steps(p *Plan) []Step {
+func (ap *accessPlan) steps(p *Plan) []outcome.Step {
 	if ap == nil {
 		return nil
 	}
@@ -463,28 +465,28 @@ func (ap *accessPlan) steps(p *Plan) []Step {
 	if len(ap.parts) == 0 {
 		switch {
 		case ap.reject != "":
-			return []Step{{StepAccess, svc, StatusRejected, ap.reject + "; nothing granted"}}
+			return []outcome.Step{{Name: outcome.StepAccess, Resource: svc, Result: outcome.StepRejected, Message: ap.reject + "; nothing granted"}}
 		case ap.labelSet && ap.noResource != "":
-			return []Step{{StepAccess, svc, StatusSkipped, ap.noResource + "; access policy " + ap.policy + " applies once IAP is on"}}
+			return []outcome.Step{{Name: outcome.StepAccess, Resource: svc, Result: outcome.StepSkipped, Message: ap.noResource + "; access policy " + ap.policy + " applies once IAP is on"}}
 		}
 		return nil
 	}
-	var out []Step
+	var out []outcome.Step
 	for _, part := range ap.parts {
 		out = append(out, ap.step(p, part))
 	}
 	return out
 }
 
-func (ap *accessPlan) step(p *Plan, part *accessPart) Step {
-	s := Step{Name: StepAccess, Resource: part.res.Name}
+func (ap *accessPlan) step(p *Plan, part *accessPart) outcome.Step {
+	s := outcome.Step{Name: outcome.StepAccess, Resource: part.res.Name}
 	if part.readErr != nil {
-		s.Status = StatusFailed
+		s.Result = outcome.StepFailed
 		s.Message = "reading who may pass IAP on " + part.res.What + ": " + part.readErr.Error()
 		return s
 	}
 	if part.before == nil {
-		s.Status, s.Message = StatusSkipped, "IAM policy of "+part.res.What+" not read"
+		s.Result, s.Message = outcome.StepSkipped, "IAM policy of "+part.res.What+" not read"
 		return s
 	}
 	f := ap.finding(part)
@@ -492,32 +494,32 @@ func (ap *accessPlan) step(p *Plan, part *accessPart) Step {
 	scope := ap.scope()
 	switch {
 	case ap.keyErr != nil:
-		s.Status = StatusFailed
+		s.Result = outcome.StepFailed
 		s.Message = fmt.Sprintf("%v; iapguard needs secretmanager.versions.access on the record key to record what it grants, so nothing was granted or revoked; %s", ap.keyErr, who)
 		return s
 	case part.rejected != nil:
-		s.Status = StatusRejected
+		s.Result = outcome.StepRejected
 		s.Message = fmt.Sprintf("the IAP API refused %s on %s: %v; nothing granted, fix access policy %s; %s",
 			ap.describe(part, false), part.res.What, part.rejected, ap.policy, who)
 		return s
 	case ap.reject != "":
-		s.Status, s.Message = StatusRejected, ap.reject+"; nothing granted or revoked; "+who
+		s.Result, s.Message = outcome.StepRejected, ap.reject+"; nothing granted or revoked; "+who
 		if !f.Anyone() {
 			s.Message += "; " + ap.nobody(part, iapOnFor(p, part))
 		}
 		return s
 	case part.after != nil:
-		s.Status = StatusChanged
+		s.Result = outcome.StepChanged
 		s.Message = ap.describe(part, false) + "; per " + scope + "; " + who
 		return p.step(s, ap.describe(part, true)+"; per "+scope+"; "+who, part.err, ap.fix(part), true)
 	case !f.Anyone():
-		s.Status, s.Message = StatusWarning, ap.nobody(part, iapOnFor(p, part))
+		s.Result, s.Message = outcome.StepWarning, ap.nobody(part, iapOnFor(p, part))
 	case len(f.public()) > 0:
-		s.Status = StatusWarning
+		s.Result = outcome.StepWarning
 		s.Message = fmt.Sprintf("%s hold %s: IAP lets every Google account (or everyone) through %s; %s; remove it: gcloud iap web remove-iam-policy-binding %s --member=%s --role=%s",
 			strings.Join(f.public(), " and "), RoleAccessor, part.res.What, who, part.res.gcloud, f.public()[0], RoleAccessor)
 	default:
-		s.Status, s.Message = StatusOK, who+"; "+scope
+		s.Result, s.Message = outcome.StepOK, who+"; "+scope
 	}
 	return s
 }
@@ -557,7 +559,7 @@ func (ap *accessPlan) describe(part *accessPart, done bool) string {
 // iapOnFor reports whether IAP is on (or, planned, will be) for part's
 // resource: false when the write turning it on failed.
 func iapOnFor(p *Plan, part *accessPart) bool {
-	if sp := p.service; sp != nil && sp.err != nil && sp.update != nil && sp.update.EnableIAP && p.Mode == ModeDirect {
+	if sp := p.service; sp != nil && sp.err != nil && sp.update != nil && sp.update.EnableIAP && p.Mode == outcome.Direct {
 		return false
 	}
 	for _, b := range p.backends {

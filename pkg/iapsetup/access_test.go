@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 func TestParseAccessPolicies(t *testing.T) {
@@ -226,7 +228,7 @@ func TestAccessPolicyAllowed(t *testing.T) {
 	obs := &Observed{Service: s, Policy: tPolicy(agentBinding), Agent: tAgent, AccessPolicies: a, IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy())}
 	s.IAPEnabled = true
 	p := PlanFor(DesiredFor(s), withRecord(obs))
-	if p.Outcome != OutcomeRejected || !strings.Contains(p.Reason, "may be used only by") || p.access.writes() != 0 {
+	if p.Outcome != outcome.Rejected || !strings.Contains(p.Reason, "may be used only by") || p.access.writes() != 0 {
 		t.Errorf("plan for a service the policy does not allow: %s (%s), %d access writes", p.Outcome, p.Reason, p.access.writes())
 	}
 	if _, err := ParseAccessPolicies("f.yaml", []byte("policies:\n  p:\n    members: [domain:example.com]\n    allowed: [\"Bad Entry\"]\n")); err == nil {

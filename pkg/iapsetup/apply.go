@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/iapguard/iapguard/internal/gcperr"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 // writeError adds to a failed write how often it was attempted and the
@@ -114,7 +116,7 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 	}
 	// The access annotation to record is decided before the writes run
 	// concurrently.
-	sw := serviceWrite{access: p.access.annotation(), marker: p.marker, lb: p.Mode == ModeLoadBalancer, fronted: len(p.fronting.backends) > 0}
+	sw := serviceWrite{access: p.access.annotation(), marker: p.marker, lb: p.Mode == outcome.LoadBalancer, fronted: len(p.fronting.backends) > 0}
 	if accessWrites || intentFailed {
 		// Record the grants as made (a failed one is not recorded). When
 		// the intent could not be recorded nothing was granted, and the

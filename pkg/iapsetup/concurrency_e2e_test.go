@@ -14,6 +14,8 @@ import (
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 // rendezvous holds the first call of each kind it waits for until every
@@ -171,7 +173,7 @@ func TestReconcileIAMWriteConcurrentWithSecondReads(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Reconcile: %v", err)
 			}
-			if res.Outcome != iapsetup.OutcomeRemediated {
+			if res.Outcome != outcome.Remediated {
 				t.Errorf("outcome %s (%s), want remediated", res.Outcome, res.Reason)
 			}
 			if len(rv.alone) > 0 {

@@ -13,6 +13,8 @@ import (
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 // deleteBeforeUpdate deletes the service just before iapguard's update of
@@ -51,7 +53,7 @@ func TestReconcileServiceDeletedDuringWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := r.Reconcile(t.Context(), ref)
-	if err != nil || res.Outcome != iapsetup.OutcomeSkipped {
+	if err != nil || res.Outcome != outcome.Skipped {
 		t.Fatalf("Reconcile = %s (%s), %v; want skipped with no error", res.Outcome, res.Reason, err)
 	}
 }
@@ -66,10 +68,10 @@ func TestReconcileAccessStepWhenIAPFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err, _ := f.reconcile(t, ref)
-	if err == nil || res.Outcome != iapsetup.OutcomeFailed {
+	if err == nil || res.Outcome != outcome.Failed {
 		t.Fatalf("Reconcile = %s, %v; want failed", res.Outcome, err)
 	}
-	s := stepOf(res, iapsetup.StepAccess)
+	s := stepOf(res, outcome.StepAccess)
 	if strings.Contains(s.Message, "IAP is on") || !strings.Contains(s.Message, "turning IAP on failed") {
 		t.Errorf("access step %q, want it to say turning IAP on failed", s.Message)
 	}

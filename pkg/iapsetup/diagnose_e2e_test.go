@@ -7,13 +7,15 @@ import (
 
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 // stepLines are the name, status and resource of each step.
-func stepLines(steps []iapsetup.Step) []string {
+func stepLines(steps []outcome.Step) []string {
 	var out []string
 	for _, s := range steps {
-		out = append(out, string(s.Name)+" "+string(s.Status)+" "+s.Resource)
+		out = append(out, s.Name+" "+string(s.Result)+" "+s.Resource)
 	}
 	return out
 }
@@ -58,14 +60,14 @@ func TestDiagnose(t *testing.T) {
 
 	// Unlabelled: the dry run leaves it alone; Diagnose plans as if labelled.
 	res, err, _ = f.reconcile(t, other, iapsetup.WithDryRun(true))
-	if err != nil || res.Outcome != iapsetup.OutcomeSkipped {
+	if err != nil || res.Outcome != outcome.Skipped {
 		t.Fatalf("dry run of an unlabelled service: %s, %v", res.Outcome, err)
 	}
 	dg, err = f.r.Diagnose(ctx, other)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dg.Desired.Intent != iapsetup.Unmanaged || dg.Plan.Desired.Intent != iapsetup.Enforce || dg.Plan.Mode != iapsetup.ModeDirect || dg.Plan.Outcome != iapsetup.OutcomeRemediated {
+	if dg.Desired.Intent != iapsetup.Unmanaged || dg.Plan.Desired.Intent != iapsetup.Enforce || dg.Plan.Mode != outcome.Direct || dg.Plan.Outcome != outcome.Remediated {
 		t.Errorf("unlabelled: desired %s, planned %s, mode %s, outcome %s", dg.Desired.Intent, dg.Plan.Desired.Intent, dg.Plan.Mode, dg.Plan.Outcome)
 	}
 

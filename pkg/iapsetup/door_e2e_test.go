@@ -15,6 +15,8 @@ import (
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 // agentRefused stands in for IAM refusing a brand-new IAP service agent it
@@ -71,7 +73,7 @@ func TestReconcileClosesTheDoorFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 			res, err := r.Reconcile(t.Context(), ref)
-			if err == nil || res.Outcome != iapsetup.OutcomeFailed {
+			if err == nil || res.Outcome != outcome.Failed {
 				t.Fatalf("Reconcile = %s (%s), %v; want failed with an error", res.Outcome, res.Reason, err)
 			}
 			checkPolicy(t, e.Policy(t, "hello"), map[string][]string{
@@ -89,8 +91,8 @@ func TestReconcileClosesTheDoorFirst(t *testing.T) {
 			if !slices.Equal(removed, []string{"allAuthenticatedUsers", "allUsers"}) {
 				t.Errorf("changes %+v, want the removal of allUsers and allAuthenticatedUsers", res.Changes)
 			}
-			auth := stepOf(res, iapsetup.StepIAMAuth)
-			if auth.Status != iapsetup.StatusChanged || !strings.Contains(auth.Message, "removed allAuthenticatedUsers, allUsers from roles/run.invoker in a write of its own") {
+			auth := stepOf(res, outcome.StepIAMAuth)
+			if auth.Result != outcome.StepChanged || !strings.Contains(auth.Message, "removed allAuthenticatedUsers, allUsers from roles/run.invoker in a write of its own") {
 				t.Errorf("iam-auth step %+v, want changed: removed ... in a write of its own", auth)
 			}
 			if !strings.Contains(res.Reason, "removed allAuthenticatedUsers, allUsers from roles/run.invoker in a write of its own") {

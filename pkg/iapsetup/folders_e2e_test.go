@@ -18,6 +18,8 @@ import (
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 const (
@@ -84,7 +86,7 @@ func TestReconcileFolderScope(t *testing.T) {
 	// Two folders deep: enforced; the ancestry costs GetProject and one
 	// GetFolder (folders/20, whose parent folders/10 is listed).
 	res, calls := reconcile("team-deep")
-	if res.Outcome != iapsetup.OutcomeRemediated {
+	if res.Outcome != outcome.Remediated {
 		t.Errorf("team-deep: outcome %s (%s), want remediated", res.Outcome, res.Reason)
 	}
 	checkCalls(t, "team-deep, cold: Resource Manager", rm(calls), map[string]int64{mGetProject: 1, mGetFolder: 1})
@@ -92,7 +94,7 @@ func TestReconcileFolderScope(t *testing.T) {
 
 	// Warm: the scope decision costs nothing.
 	res, calls = reconcile("team-deep")
-	if res.Outcome != iapsetup.OutcomeCompliant {
+	if res.Outcome != outcome.Compliant {
 		t.Errorf("team-deep again: outcome %s (%s), want compliant", res.Outcome, res.Reason)
 	}
 	checkCalls(t, "team-deep, warm", calls, warmReads)
@@ -103,7 +105,7 @@ func TestReconcileFolderScope(t *testing.T) {
 
 	// A sibling folder: rejected, the ancestry in the reason, no other call.
 	res, calls = reconcile("team-sibling")
-	if res.Outcome != iapsetup.OutcomeRejected ||
+	if res.Outcome != outcome.Rejected ||
 		!strings.Contains(res.Reason, "ancestry checked: projects/team-sibling → folders/11 → organizations/1") {
 		t.Errorf("team-sibling: outcome %s (%s), want rejected with the ancestry", res.Outcome, res.Reason)
 	}
@@ -117,7 +119,7 @@ func TestReconcileFolderScope(t *testing.T) {
 
 	// An unknown project: PERMISSION_DENIED from GetProject → rejected.
 	res, calls = reconcile("nobody-knows")
-	if res.Outcome != iapsetup.OutcomeRejected || !strings.Contains(res.Reason, "resourcemanager.projects.get") {
+	if res.Outcome != outcome.Rejected || !strings.Contains(res.Reason, "resourcemanager.projects.get") {
 		t.Errorf("unknown project: outcome %s (%s), want rejected naming the permission", res.Outcome, res.Reason)
 	}
 	checkCalls(t, "unknown project", calls, map[string]int64{mGetProject: 1})
@@ -130,10 +132,10 @@ func TestReconcileFolderScope(t *testing.T) {
 	}
 	newRef := iapsetup.ServiceRef{Project: "team-new", Region: emulatortest.Region, Name: "hello"}
 	res, err = r.Reconcile(t.Context(), newRef)
-	if res.Outcome != iapsetup.OutcomeFailed || !iapsetup.IsTransient(err) {
+	if res.Outcome != outcome.Failed || !iapsetup.IsTransient(err) {
 		t.Errorf("GetProject RESOURCE_EXHAUSTED: outcome %s, error %v; want failed, transient", res.Outcome, err)
 	}
-	if res, err = r.Reconcile(t.Context(), newRef); res.Outcome != iapsetup.OutcomeSkipped || err != nil {
+	if res, err = r.Reconcile(t.Context(), newRef); res.Outcome != outcome.Skipped || err != nil {
 		t.Errorf("redelivered: outcome %s (%s), error %v; want skipped (in scope, no such service)", res.Outcome, res.Reason, err)
 	}
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 // testRecord is a signed access record of members on the test service's
@@ -358,7 +360,7 @@ func TestApplyRefusesUnsafeWrites(t *testing.T) {
 					t.Errorf("apply sent %s despite the guard; writes: %v", w, rec.writes)
 				}
 			}
-			if p.Outcome != OutcomeFailed {
+			if p.Outcome != outcome.Failed {
 				t.Errorf("outcome = %s, want failed", p.Outcome)
 			}
 		})
@@ -403,12 +405,12 @@ func TestApplyRefusesUnsafeAccessWrites(t *testing.T) {
 			if !slices.Contains(rec.writes, "UpdateService") {
 				t.Errorf("IAP was not enforced after a refused access write; writes: %v", rec.writes)
 			}
-			if p.Outcome != OutcomeFailed {
+			if p.Outcome != outcome.Failed {
 				t.Errorf("outcome = %s, want failed", p.Outcome)
 			}
 			for _, s := range p.Steps {
-				if s.Name == StepAccess && s.Status != StatusFailed {
-					t.Errorf("access step %s: %s", s.Status, s.Message)
+				if s.Name == outcome.StepAccess && s.Result != outcome.StepFailed {
+					t.Errorf("access step %s: %s", s.Result, s.Message)
 				}
 			}
 			for _, c := range p.Changes {
@@ -469,11 +471,11 @@ func TestPatternScopeRejectsWithoutCalls(t *testing.T) {
 	}
 	for _, project := range []string{"other", "123456789012"} {
 		res, err := r.Reconcile(t.Context(), ServiceRef{Project: project, Region: "us-central1", Name: "web"})
-		if err != nil || res.Outcome != OutcomeRejected || !strings.Contains(res.Reason, "outside iapguard's scope (team-*)") {
+		if err != nil || res.Outcome != outcome.Rejected || !strings.Contains(res.Reason, "outside iapguard's scope (team-*)") {
 			t.Errorf("Reconcile(%s) = %+v, %v; want rejected as outside the scope", project, res, err)
 		}
 		rs, err := r.ReconcileRegion(t.Context(), project, "-")
-		if err != nil || len(rs) != 1 || rs[0].Outcome != OutcomeRejected {
+		if err != nil || len(rs) != 1 || rs[0].Outcome != outcome.Rejected {
 			t.Errorf("ReconcileRegion(%s) = %+v, %v; want one rejected result", project, rs, err)
 		}
 	}

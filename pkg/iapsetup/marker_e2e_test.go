@@ -13,6 +13,8 @@ import (
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 // markerChange is the one change of a reconcile that only adds the managed
@@ -76,15 +78,15 @@ func TestReconcileMarkerAfterFailedServiceUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("redelivery: %v", err)
 	}
-	if res.Outcome != iapsetup.OutcomeRemediated {
+	if res.Outcome != outcome.Remediated {
 		t.Errorf("redelivery outcome %s (%s), want remediated (the marker is written)", res.Outcome, res.Reason)
 	}
 	if diff := cmp.Diff(markerChange, changeLines(res)); diff != "" {
 		t.Errorf("redelivery changes (-want +got):\n%s", diff)
 	}
 	for _, s := range res.Steps {
-		if s.Status != iapsetup.StatusOK {
-			t.Errorf("redelivery step %s = %s (%s), want ok", s.Name, s.Status, s.Message)
+		if s.Result != outcome.StepOK {
+			t.Errorf("redelivery step %s = %s (%s), want ok", s.Name, s.Result, s.Message)
 		}
 	}
 	checkCalls(t, "redelivery", calls, plus(warmReads, map[string]int64{mUpdateService: 1, mGetOperation: 1}))
@@ -105,7 +107,7 @@ func TestReconcileMarkerAfterFailedServiceUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after the label was removed: %v", err)
 	}
-	if res.Outcome != iapsetup.OutcomeOptedOut {
+	if res.Outcome != outcome.OptedOut {
 		t.Errorf("after the label was removed: outcome %s (%s), want opted-out", res.Outcome, res.Reason)
 	}
 	if n := emulatortest.Writes(core.Snapshot{Calls: calls}); n != 0 {
@@ -123,16 +125,16 @@ func TestReconcileMarkerOnCompliantService(t *testing.T) {
 		name   string
 		labels map[string]string
 		dryRun bool
-		want   iapsetup.Outcome
+		want   outcome.Kind
 		// marked: the marker is present afterwards; update: one
 		// UpdateService (validate-only in a dry run) is sent.
 		marked, update bool
 	}{
-		{name: "labelled", labels: labelled(), want: iapsetup.OutcomeRemediated, marked: true, update: true},
-		{name: "labelled dry run", labels: labelled(), dryRun: true, want: iapsetup.OutcomeRemediated, update: true},
-		{name: "label absent", labels: map[string]string{"team": "web"}, want: iapsetup.OutcomeSkipped},
-		{name: "label disabled", labels: map[string]string{"iap": "disabled"}, want: iapsetup.OutcomeSkipped},
-		{name: "label invalid", labels: map[string]string{"iap": "yes"}, want: iapsetup.OutcomeRejected},
+		{name: "labelled", labels: labelled(), want: outcome.Remediated, marked: true, update: true},
+		{name: "labelled dry run", labels: labelled(), dryRun: true, want: outcome.Remediated, update: true},
+		{name: "label absent", labels: map[string]string{"team": "web"}, want: outcome.Skipped},
+		{name: "label disabled", labels: map[string]string{"iap": "disabled"}, want: outcome.Skipped},
+		{name: "label invalid", labels: map[string]string{"iap": "yes"}, want: outcome.Rejected},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -189,7 +191,7 @@ func TestReconcileForgedMarkerNotOptedOut(t *testing.T) {
 	// iapguard enforces "hello", which gets a signed marker.
 	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 	f.e.SeedPolicy(t, "hello", publicPolicy())
-	if res, err, _ := f.reconcile(t, ref); err != nil || res.Outcome != iapsetup.OutcomeRemediated {
+	if res, err, _ := f.reconcile(t, ref); err != nil || res.Outcome != outcome.Remediated {
 		t.Fatalf("enforcing hello: %v %v", res.Outcome, err)
 	}
 	signed := f.e.Service(t, "hello").GetAnnotations()[iapsetup.ManagedAnnotation]
@@ -209,7 +211,7 @@ func TestReconcileForgedMarkerNotOptedOut(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Reconcile: %v", err)
 			}
-			if res.Outcome != iapsetup.OutcomeSkipped || !strings.Contains(res.Reason, "cannot verify") {
+			if res.Outcome != outcome.Skipped || !strings.Contains(res.Reason, "cannot verify") {
 				t.Errorf("outcome %s (%s), want skipped saying the marker cannot be verified", res.Outcome, res.Reason)
 			}
 			if n := emulatortest.Writes(core.Snapshot{Calls: calls}); n != 0 {
@@ -219,7 +221,7 @@ func TestReconcileForgedMarkerNotOptedOut(t *testing.T) {
 	}
 	// iapguard's own marker still makes the opt-out of hello opted-out.
 	removeLabel(t, f.e)
-	if res, err, _ := f.reconcile(t, ref); err != nil || res.Outcome != iapsetup.OutcomeOptedOut {
+	if res, err, _ := f.reconcile(t, ref); err != nil || res.Outcome != outcome.OptedOut {
 		t.Errorf("hello after its label was removed: %s (%v), want opted-out", res.Outcome, err)
 	}
 	// A region sweep plans from the listed copies and must judge the
@@ -229,9 +231,9 @@ func TestReconcileForgedMarkerNotOptedOut(t *testing.T) {
 		t.Fatalf("ReconcileRegion: %v", err)
 	}
 	for _, res := range results {
-		want := iapsetup.OutcomeSkipped
+		want := outcome.Skipped
 		if res.Ref.Name == "hello" {
-			want = iapsetup.OutcomeOptedOut
+			want = outcome.OptedOut
 		}
 		if res.Outcome != want {
 			t.Errorf("region sweep: %s is %s (%s), want %s", res.Ref.Name, res.Outcome, res.Reason, want)

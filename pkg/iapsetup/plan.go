@@ -7,108 +7,27 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
-// Outcome is what a reconcile did to a service. The values are those of the
-// outcome message schema (pkg/outcome).
-type Outcome string
-
-// Outcomes.
-const (
-	OutcomeRemediated Outcome = "remediated"
-	OutcomeCompliant  Outcome = "compliant"
-	OutcomeSkipped    Outcome = "skipped"
-	OutcomeConflict   Outcome = "conflict"
-	OutcomeRejected   Outcome = "rejected"
-	OutcomeFailed     Outcome = "failed"
-	OutcomeOptedOut   Outcome = "opted-out"
-)
-
-// Mode is how IAP guards the service.
-type Mode string
-
-// Modes.
-const (
-	// ModeLoadBalancer: backend services front the service; IAP is enabled on them.
-	ModeLoadBalancer Mode = "load-balancer"
-	// ModeDirect: Cloud Run's built-in IAP is used: nothing fronts the
-	// service, or the service already has iapEnabled=true (it then guards
-	// the load balancer path too, and Google does not support IAP on both).
-	ModeDirect Mode = "direct"
-)
-
-// Status is the result of one step.
-type Status string
-
-// Step statuses. In a plan that has not been applied, StatusChanged means
-// "will change".
-const (
-	StatusOK       Status = "ok"
-	StatusChanged  Status = "changed"
-	StatusConflict Status = "conflict"
-	StatusWarning  Status = "warning"
-	StatusFailed   Status = "failed"
-	StatusSkipped  Status = "skipped"
-	// StatusRejected: the request the labels make cannot be honoured as
-	// written (an unknown access policy, a member the IAP API refuses);
-	// nothing was done for it.
-	StatusRejected Status = "rejected"
-)
-
-// severity orders statuses for merging: the worst wins.
-func (s Status) severity() int {
+// severity orders step results for merging: the worst wins.
+func severity(s outcome.StepResult) int {
 	switch s {
-	case StatusFailed:
+	case outcome.StepFailed:
 		return 6
-	case StatusConflict:
+	case outcome.StepConflict:
 		return 5
-	case StatusRejected:
+	case outcome.StepRejected:
 		return 4
-	case StatusChanged:
+	case outcome.StepChanged:
 		return 3
-	case StatusWarning:
+	case outcome.StepWarning:
 		return 2
-	case StatusOK:
+	case outcome.StepOK:
 		return 1
 	}
 	return 0
-}
-
-// StepName names a step of the compliance procedure (DESIGN.md "Compliance").
-type StepName string
-
-// Steps, in the order they appear.
-const (
-	StepAgentIdentity  StepName = "agent-identity"
-	StepInvokerBinding StepName = "invoker-binding"
-	StepIAMAuth        StepName = "iam-auth"
-	StepIngress        StepName = "ingress"
-	StepBackendIAP     StepName = "backend-iap"
-	StepDirectIAP      StepName = "direct-iap"
-	// StepAccess (one per IAP resource): who may pass IAP; grants from the
-	// service's access policy (label iap-access). Resource is the IAP
-	// resource name.
-	StepAccess StepName = "access"
-)
-
-// Step is the result of one named step.
-type Step struct {
-	Name StepName
-	// Resource is what the step acts on: the service, a backend service, or
-	// the agent's email.
-	Resource string
-	Status   Status
-	// Message says what was found or done, and for failures, conflicts and
-	// warnings what a person can do about it (often a gcloud command).
-	Message string
-}
-
-// Change is one field iapguard changed (or, in a dry run, would change).
-type Change struct {
-	Resource string
-	Field    string
-	Before   string
-	After    string
 }
 
 // Observed is the live state a plan is computed from.
@@ -161,12 +80,12 @@ type Observed struct {
 type Plan struct {
 	Ref     ServiceRef
 	Desired Desired
-	Outcome Outcome
-	Mode    Mode
+	Outcome outcome.Kind
+	Mode    outcome.Mode
 	// Reason explains skipped, rejected, opted-out, conflict and failed outcomes.
 	Reason   string
-	Steps    []Step
-	Changes  []Change
+	Steps    []outcome.Step
+	Changes  []outcome.Change
 	Warnings []string
 	DryRun   bool
 
@@ -275,7 +194,7 @@ func findFronting(ref ServiceRef, negs []NEG, backends []BackendService) frontin
 func PlanFor(d Desired, o *Observed) *Plan {
 	p := &Plan{Desired: d}
 	if o == nil || o.Service == nil {
-		p.Outcome = OutcomeSkipped
+		p.Outcome = outcome.Skipped
 		p.Reason = "service not found"
 		return p
 	}
@@ -283,12 +202,12 @@ func PlanFor(d Desired, o *Observed) *Plan {
 	p.marker = o.marker
 	switch d.Intent {
 	case Invalid:
-		p.Outcome, p.Reason = OutcomeRejected, d.reason(p.Ref, nil)
+		p.Outcome, p.Reason = outcome.Rejected, d.reason(p.Ref, nil)
 		return p
 	case Unmanaged:
-		p.Outcome, p.Reason = OutcomeSkipped, d.reason(p.Ref, o.marker)
+		p.Outcome, p.Reason = outcome.Skipped, d.reason(p.Ref, o.marker)
 		if d.Managed && o.marker != nil && o.marker.verified {
-			p.Outcome = OutcomeOptedOut
+			p.Outcome = outcome.OptedOut
 		}
 		if k := lookalikeLabel(o.Service.Labels); k != "" && !d.LabelSet {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("label %q looks like %q but is not it (%+q): the service is not enforced; use the key %s", k, LabelKey, k, LabelKey))
@@ -301,9 +220,9 @@ func PlanFor(d Desired, o *Observed) *Plan {
 	// included, and Google does not support IAP on both: a service that has
 	// it stays in direct mode when a load balancer is put in front.
 	builtin := o.Service.IAPEnabled
-	p.Mode = ModeDirect
+	p.Mode = outcome.Direct
 	if len(p.fronting.backends) > 0 && !builtin {
-		p.Mode = ModeLoadBalancer
+		p.Mode = outcome.LoadBalancer
 	}
 	pp := planPolicy(p.Ref, o.Policy, o.Agent)
 	p.policy = &pp
@@ -321,7 +240,7 @@ func PlanFor(d Desired, o *Observed) *Plan {
 		}
 		p.backends = append(p.backends, &bp)
 	}
-	turnsIAPOn := p.Mode == ModeDirect && !builtin
+	turnsIAPOn := p.Mode == outcome.Direct && !builtin
 	for _, bp := range p.backends {
 		turnsIAPOn = turnsIAPOn || bp.write
 	}
@@ -329,7 +248,7 @@ func PlanFor(d Desired, o *Observed) *Plan {
 		number, resources, noResource := p.iapResources()
 		p.access = planAccess(p.Ref, d, o, number, resources, noResource)
 	}
-	sp := planService(o.Service, d, p.Mode == ModeLoadBalancer, p.access.annotation(), o.marker)
+	sp := planService(o.Service, d, p.Mode == outcome.LoadBalancer, p.access.annotation(), o.marker)
 	sp.fronted = len(p.fronting.backends) > 0
 	p.service = &sp
 	p.compose()
@@ -373,7 +292,7 @@ func (p *Plan) iapResources() (number string, resources []IAPResource, reason st
 	if !ok {
 		return "", nil, "the project number is unknown (it is read from the IAP service agent's email)"
 	}
-	if p.Mode == ModeDirect {
+	if p.Mode == outcome.Direct {
 		return number, []IAPResource{CloudRunIAPResource(number, p.Ref)}, ""
 	}
 	for _, bp := range p.backends {
@@ -397,10 +316,9 @@ func (p *Plan) compose() {
 
 	// agent-identity
 	if p.agent == "" {
-		p.Steps = append(p.Steps, Step{StepAgentIdentity, "", StatusFailed,
-			"the IAP service agent of project " + p.Ref.Project + " is unknown; fix: " + gcloudAgent(p.Ref.Project)})
+		p.Steps = append(p.Steps, outcome.Step{Name: outcome.StepAgentIdentity, Resource: "", Result: outcome.StepFailed, Message: "the IAP service agent of project " + p.Ref.Project + " is unknown; fix: " + gcloudAgent(p.Ref.Project)})
 	} else {
-		p.Steps = append(p.Steps, Step{StepAgentIdentity, p.agent, StatusOK, "IAP service agent " + p.agent + " exists"})
+		p.Steps = append(p.Steps, outcome.Step{Name: outcome.StepAgentIdentity, Resource: p.agent, Result: outcome.StepOK, Message: "IAP service agent " + p.agent + " exists"})
 	}
 
 	// invoker-binding and iam-auth (policy side + service side)
@@ -427,7 +345,7 @@ func (p *Plan) compose() {
 		st, done = b.stepFor(p.Ref)
 		p.Steps = append(p.Steps, p.step(st, done, b.err, b.fix(), b.write))
 	}
-	if p.Mode == ModeDirect {
+	if p.Mode == outcome.Direct {
 		st, done = sp.directStep(svc)
 		p.Steps = append(p.Steps, p.step(st, done, sp.err, sp.fix(), sp.update != nil && sp.update.EnableIAP))
 	}
@@ -476,26 +394,26 @@ func (p *Plan) compose() {
 	}
 
 	// outcome
-	p.Outcome, p.Reason = OutcomeCompliant, ""
+	p.Outcome, p.Reason = outcome.Compliant, ""
 	var conflicts, failures, rejections []string
 	for _, s := range p.Steps {
-		switch s.Status {
-		case StatusFailed:
-			failures = append(failures, string(s.Name)+": "+s.Message)
-		case StatusConflict:
-			conflicts = append(conflicts, string(s.Name)+": "+s.Message)
-		case StatusRejected:
-			rejections = append(rejections, string(s.Name)+": "+s.Message)
-		case StatusChanged:
-			if p.Outcome == OutcomeCompliant {
-				p.Outcome = OutcomeRemediated
+		switch s.Result {
+		case outcome.StepFailed:
+			failures = append(failures, s.Name+": "+s.Message)
+		case outcome.StepConflict:
+			conflicts = append(conflicts, s.Name+": "+s.Message)
+		case outcome.StepRejected:
+			rejections = append(rejections, s.Name+": "+s.Message)
+		case outcome.StepChanged:
+			if p.Outcome == outcome.Compliant {
+				p.Outcome = outcome.Remediated
 			}
 		}
 	}
 	// A change no step shows (the managed marker, the access annotation)
 	// is still a write: "compliant" means nothing was written.
-	if p.Outcome == OutcomeCompliant && len(p.Changes) > 0 {
-		p.Outcome = OutcomeRemediated
+	if p.Outcome == outcome.Compliant && len(p.Changes) > 0 {
+		p.Outcome = outcome.Remediated
 	}
 	// A write can fail without a step showing it (the managed marker rides
 	// on an UpdateService of its own; a refused write may not match its
@@ -525,13 +443,13 @@ func (p *Plan) compose() {
 	}
 	switch {
 	case len(failures) > 0:
-		p.Outcome, p.Reason = OutcomeFailed, strings.Join(failures, "; ")
+		p.Outcome, p.Reason = outcome.Failed, strings.Join(failures, "; ")
 	case len(conflicts) > 0:
-		p.Outcome, p.Reason = OutcomeConflict, strings.Join(conflicts, "; ")
+		p.Outcome, p.Reason = outcome.Conflict, strings.Join(conflicts, "; ")
 	case len(rejections) > 0:
 		// IAP is still enforced (security first); what the labels ask for
 		// access could not be honoured and needs a person.
-		p.Outcome, p.Reason = OutcomeRejected, strings.Join(rejections, "; ")
+		p.Outcome, p.Reason = outcome.Rejected, strings.Join(rejections, "; ")
 	}
 }
 
@@ -545,13 +463,13 @@ func appendNote(list []string, note string) []string {
 // step finalises a planned step. A planned change's message is imperative
 // ("grant ..."); it becomes past tense once applied, "dry run: would ..." in
 // a dry run, and a failure with the error and a fix when its write failed.
-func (p *Plan) step(s Step, done string, err error, fix string, changing bool) Step {
-	if !changing || s.Status != StatusChanged {
+func (p *Plan) step(s outcome.Step, done string, err error, fix string, changing bool) outcome.Step {
+	if !changing || s.Result != outcome.StepChanged {
 		return s
 	}
 	switch {
 	case err != nil:
-		s.Status = StatusFailed
+		s.Result = outcome.StepFailed
 		s.Message = s.Message + ": " + err.Error()
 		if fix != "" {
 			s.Message += "; fix: " + fix
@@ -566,11 +484,11 @@ func (p *Plan) step(s Step, done string, err error, fix string, changing bool) S
 
 // mergeSteps combines two halves of one step: the worst status wins and the
 // messages of the halves with that status are joined.
-func mergeSteps(a, b Step) Step {
-	if b.Status.severity() > a.Status.severity() {
+func mergeSteps(a, b outcome.Step) outcome.Step {
+	if severity(b.Result) > severity(a.Result) {
 		a, b = b, a
 	}
-	if b.Status == a.Status && b.Message != "" {
+	if b.Result == a.Result && b.Message != "" {
 		a.Message += "; " + b.Message
 	}
 	return a
@@ -600,7 +518,7 @@ type policyPart struct {
 	after   *Policy
 	added   bool
 	removed []string // public members removed, with their binding's condition
-	changes []Change
+	changes []outcome.Change
 	err     error
 	// attempted: the write was made (or failed); set by writePolicy.
 	attempted bool
@@ -636,7 +554,7 @@ func planPolicy(ref ServiceRef, p *Policy, agent string) policyPart {
 						r += " (binding " + bindingLabel(b) + ")"
 					}
 					pp.removed = append(pp.removed, r)
-					pp.changes = append(pp.changes, Change{ref.ResourceName(), "iamPolicy[" + bindingLabel(b) + "]", m, ""})
+					pp.changes = append(pp.changes, outcome.Change{Resource: ref.ResourceName(), Field: "iamPolicy[" + bindingLabel(b) + "]", Before: m, After: ""})
 					continue
 				}
 				members = append(members, m)
@@ -671,7 +589,7 @@ func planPolicy(ref ServiceRef, p *Policy, agent string) policyPart {
 			pp.added = true
 		}
 		if pp.added {
-			pp.changes = append(pp.changes, Change{ref.ResourceName(), "iamPolicy[" + roleInvoker + "]", "", agentMember(agent)})
+			pp.changes = append(pp.changes, outcome.Change{Resource: ref.ResourceName(), Field: "iamPolicy[" + roleInvoker + "]", Before: "", After: agentMember(agent)})
 		}
 	}
 	if pp.added || len(pp.removed) > 0 {
@@ -683,40 +601,40 @@ func planPolicy(ref ServiceRef, p *Policy, agent string) policyPart {
 // The step methods below return the step with, for a planned change, an
 // imperative message, plus the message to use once the change is made.
 
-func (pp *policyPart) invokerStep(ref ServiceRef, agent string) (Step, string) {
-	s := Step{Name: StepInvokerBinding, Resource: ref.ResourceName()}
+func (pp *policyPart) invokerStep(ref ServiceRef, agent string) (outcome.Step, string) {
+	s := outcome.Step{Name: outcome.StepInvokerBinding, Resource: ref.ResourceName()}
 	what := roleInvoker + " to " + agentMember(agent) + " (IAP calls the service as this agent)"
 	switch {
 	case pp.before == nil || agent == "":
-		s.Status, s.Message = StatusSkipped, "IAM policy or service agent unknown"
+		s.Result, s.Message = outcome.StepSkipped, "IAM policy or service agent unknown"
 	case pp.added:
-		s.Status, s.Message = StatusChanged, "grant "+what
+		s.Result, s.Message = outcome.StepChanged, "grant "+what
 	default:
-		s.Status, s.Message = StatusOK, agentMember(agent)+" holds "+roleInvoker
+		s.Result, s.Message = outcome.StepOK, agentMember(agent)+" holds "+roleInvoker
 	}
 	return s, "granted " + what
 }
 
-func (pp *policyPart) authStep(svc string) (Step, string) {
-	s := Step{Name: StepIAMAuth, Resource: svc}
+func (pp *policyPart) authStep(svc string) (outcome.Step, string) {
+	s := outcome.Step{Name: outcome.StepIAMAuth, Resource: svc}
 	what := strings.Join(pp.removed, ", ") + " from " + roleInvoker + " (IAP does not guard the run.app URL; IAM must)"
 	switch {
 	case pp.before == nil:
-		s.Status, s.Message = StatusSkipped, "IAM policy unknown"
+		s.Result, s.Message = outcome.StepSkipped, "IAM policy unknown"
 	case len(pp.removed) > 0:
-		s.Status, s.Message = StatusChanged, "remove "+what
+		s.Result, s.Message = outcome.StepChanged, "remove "+what
 	default:
-		s.Status, s.Message = StatusOK, "no public members in "+roleInvoker
+		s.Result, s.Message = outcome.StepOK, "no public members in "+roleInvoker
 	}
 	return s, "removed " + what
 }
 
 // doorStep is the iam-auth step of the public-invoker removal closeDoor
 // made (or failed to make) before the plan.
-func (pp *policyPart) doorStep(ref ServiceRef) Step {
+func (pp *policyPart) doorStep(ref ServiceRef) outcome.Step {
 	s, _ := pp.authStep(ref.ResourceName())
 	if pp.err != nil {
-		s.Status = StatusFailed
+		s.Result = outcome.StepFailed
 		s.Message += ": " + pp.err.Error() + "; fix: " + pp.fix(ref, "")
 		return s
 	}
@@ -751,7 +669,7 @@ type servicePart struct {
 	// fronted: backend services front the service (in direct mode too).
 	fronted  bool
 	update   *ServiceUpdate // nil: nothing to do
-	changes  []Change
+	changes  []outcome.Change
 	warnings []string
 	err      error
 }
@@ -772,13 +690,13 @@ func planService(s *Service, d Desired, lb bool, access *string, marker *markerS
 	name := s.Ref.ResourceName()
 	if s.InvokerIAMDisabled {
 		u.RequireInvokerIAM = true
-		sp.changes = append(sp.changes, Change{name, "invokerIamDisabled", "true", "false"})
+		sp.changes = append(sp.changes, outcome.Change{Resource: name, Field: "invokerIamDisabled", Before: "true", After: "false"})
 	}
 	if lb {
 		switch {
 		case s.Ingress == IngressAll:
 			u.Ingress = IngressInternalLoadBalancer
-			sp.changes = append(sp.changes, Change{name, "ingress", string(s.Ingress), string(u.Ingress)})
+			sp.changes = append(sp.changes, outcome.Change{Resource: name, Field: "ingress", Before: string(s.Ingress), After: string(u.Ingress)})
 		case s.Ingress.strictness() > IngressInternalLoadBalancer.strictness():
 			sp.warnings = append(sp.warnings, fmt.Sprintf("ingress %s is stricter than %s and is kept; note that an external load balancer cannot reach the service with it",
 				s.Ingress, IngressInternalLoadBalancer))
@@ -788,7 +706,7 @@ func planService(s *Service, d Desired, lb bool, access *string, marker *markerS
 		}
 	} else if !s.IAPEnabled {
 		u.EnableIAP = true
-		sp.changes = append(sp.changes, Change{name, "iapEnabled", "false", "true"})
+		sp.changes = append(sp.changes, outcome.Change{Resource: name, Field: "iapEnabled", Before: "false", After: "true"})
 	}
 	annotations := func() map[string]string {
 		if u.Annotations == nil {
@@ -805,7 +723,7 @@ func planService(s *Service, d Desired, lb bool, access *string, marker *markerS
 		} else {
 			annotations()[AccessAnnotation] = *access
 		}
-		sp.changes = append(sp.changes, Change{name, "annotations[" + AccessAnnotation + "]", cur, *access})
+		sp.changes = append(sp.changes, outcome.Change{Resource: name, Field: "annotations[" + AccessAnnotation + "]", Before: cur, After: *access})
 	}
 	cur := s.Annotations[ManagedAnnotation]
 	want := cur
@@ -817,7 +735,7 @@ func planService(s *Service, d Desired, lb bool, access *string, marker *markerS
 	}
 	if want != cur {
 		annotations()[ManagedAnnotation] = want
-		sp.changes = append(sp.changes, Change{name, "annotations[" + ManagedAnnotation + "]", cur, want})
+		sp.changes = append(sp.changes, outcome.Change{Resource: name, Field: "annotations[" + ManagedAnnotation + "]", Before: cur, After: want})
 	}
 	if !u.empty() {
 		sp.update = u
@@ -825,48 +743,48 @@ func planService(s *Service, d Desired, lb bool, access *string, marker *markerS
 	return sp
 }
 
-func (sp *servicePart) authStep(svc string) (Step, string) {
-	s := Step{Name: StepIAMAuth, Resource: svc}
+func (sp *servicePart) authStep(svc string) (outcome.Step, string) {
+	s := outcome.Step{Name: outcome.StepIAMAuth, Resource: svc}
 	what := "invokerIamDisabled=false (the run.routes.invoke IAM check was off)"
 	if sp.before.InvokerIAMDisabled {
-		s.Status, s.Message = StatusChanged, "set "+what
+		s.Result, s.Message = outcome.StepChanged, "set "+what
 	} else {
-		s.Status, s.Message = StatusOK, "invoker IAM check on"
+		s.Result, s.Message = outcome.StepOK, "invoker IAM check on"
 	}
 	return s, "set " + what
 }
 
-func (sp *servicePart) ingressStep(svc string) (Step, string) {
-	s := Step{Name: StepIngress, Resource: svc}
+func (sp *servicePart) ingressStep(svc string) (outcome.Step, string) {
+	s := outcome.Step{Name: outcome.StepIngress, Resource: svc}
 	in := sp.before.Ingress
 	what := fmt.Sprintf("ingress %s → %s", in, IngressInternalLoadBalancer)
 	switch {
 	case !sp.lb && sp.fronted:
-		s.Status, s.Message = StatusSkipped, fmt.Sprintf("Cloud Run's built-in IAP guards every path, the load balancer's included; ingress stays %s", in)
+		s.Result, s.Message = outcome.StepSkipped, fmt.Sprintf("Cloud Run's built-in IAP guards every path, the load balancer's included; ingress stays %s", in)
 	case !sp.lb:
-		s.Status, s.Message = StatusSkipped, fmt.Sprintf("no load balancer fronts the service; ingress stays %s (Cloud Run IAP guards every path)", in)
+		s.Result, s.Message = outcome.StepSkipped, fmt.Sprintf("no load balancer fronts the service; ingress stays %s (Cloud Run IAP guards every path)", in)
 	case in == IngressAll:
-		s.Status, s.Message = StatusChanged, "set "+what
+		s.Result, s.Message = outcome.StepChanged, "set "+what
 	case in == IngressInternalLoadBalancer:
-		s.Status, s.Message = StatusOK, "ingress is "+string(in)
+		s.Result, s.Message = outcome.StepOK, "ingress is "+string(in)
 	case in.strictness() > IngressInternalLoadBalancer.strictness():
-		s.Status, s.Message = StatusWarning, fmt.Sprintf("ingress %s is stricter than %s; kept (iapguard never loosens ingress), but an external load balancer cannot reach the service", in, IngressInternalLoadBalancer)
+		s.Result, s.Message = outcome.StepWarning, fmt.Sprintf("ingress %s is stricter than %s; kept (iapguard never loosens ingress), but an external load balancer cannot reach the service", in, IngressInternalLoadBalancer)
 	default:
-		s.Status, s.Message = StatusWarning, fmt.Sprintf("ingress is %q; left alone until Cloud Run reports a setting", string(in))
+		s.Result, s.Message = outcome.StepWarning, fmt.Sprintf("ingress is %q; left alone until Cloud Run reports a setting", string(in))
 	}
 	return s, "set " + what
 }
 
-func (sp *servicePart) directStep(svc string) (Step, string) {
-	s := Step{Name: StepDirectIAP, Resource: svc}
+func (sp *servicePart) directStep(svc string) (outcome.Step, string) {
+	s := outcome.Step{Name: outcome.StepDirectIAP, Resource: svc}
 	what := "Cloud Run IAP (iapEnabled=true): no load balancer fronts the service"
 	switch {
 	case sp.before.IAPEnabled && sp.fronted:
-		s.Status, s.Message = StatusOK, "Cloud Run IAP (iapEnabled) is on; it also guards the load balancer path"
+		s.Result, s.Message = outcome.StepOK, "Cloud Run IAP (iapEnabled) is on; it also guards the load balancer path"
 	case sp.before.IAPEnabled:
-		s.Status, s.Message = StatusOK, "Cloud Run IAP (iapEnabled) is on"
+		s.Result, s.Message = outcome.StepOK, "Cloud Run IAP (iapEnabled) is on"
 	default:
-		s.Status, s.Message = StatusChanged, "enable "+what
+		s.Result, s.Message = outcome.StepChanged, "enable "+what
 	}
 	return s, "enabled " + what
 }
@@ -996,7 +914,7 @@ type backendPart struct {
 	// path; backend IAP is then not enabled (Google does not support both).
 	builtin bool
 	write   bool
-	changes []Change
+	changes []outcome.Change
 	err     error
 	// access: the service declares an access policy (grants on the
 	// backend's IAP resource would follow).
@@ -1009,45 +927,45 @@ func planBackend(b BackendService, fe *Frontend, builtin bool) backendPart {
 	bp := backendPart{backend: b, frontend: fe, builtin: builtin}
 	if !b.IAPEnabled && !b.EnableCDN && !builtin {
 		bp.write = true
-		bp.changes = []Change{{b.Ref.Path(), "iap.enabled", "false", "true"}}
+		bp.changes = []outcome.Change{{Resource: b.Ref.Path(), Field: "iap.enabled", Before: "false", After: "true"}}
 	}
 	return bp
 }
 
-func (bp *backendPart) stepFor(svc ServiceRef) (Step, string) {
+func (bp *backendPart) stepFor(svc ServiceRef) (outcome.Step, string) {
 	b := bp.backend
-	s := Step{Name: StepBackendIAP, Resource: b.Ref.Path()}
+	s := outcome.Step{Name: outcome.StepBackendIAP, Resource: b.Ref.Path()}
 	what := "IAP on backend service " + b.Ref.Name + " (Google-managed OAuth client)"
 	if bp.frontend != nil && !bp.frontend.HTTPS {
 		what += "; warning: no HTTPS frontend reaches it, and IAP needs one"
 	}
 	if c := bp.share.conflict(true); c != "" && (!b.IAPEnabled || bp.access) && bp.share.err != nil {
-		s.Status, s.Message = StatusFailed, "deciding whether backend service "+b.Ref.Name+" may change (it is shared): "+bp.share.err.Error()
+		s.Result, s.Message = outcome.StepFailed, "deciding whether backend service "+b.Ref.Name+" may change (it is shared): "+bp.share.err.Error()
 		return s, ""
 	} else if c != "" && (!b.IAPEnabled || bp.access) {
 		names := append([]string{svc.Name}, slices.Sorted(maps.Keys(bp.share.others))...)
-		s.Status = StatusConflict
+		s.Result = outcome.StepConflict
 		s.Message = fmt.Sprintf("backend service %s fronts several Cloud Run services or backends (%s); iapguard changes it (IAP, access grants) only when every service behind it is labelled %s=%s with the same %s policy: %s. Label them alike, or give the service a backend service of its own",
 			b.Ref.Name, strings.Join(append(names, bp.share.unknown...), ", "), LabelKey, LabelEnabled, AccessLabelKey, c)
 		return s, ""
 	}
 	switch {
 	case b.IAPEnabled:
-		s.Status, s.Message = StatusOK, "IAP is enabled on backend service "+b.Ref.Name
+		s.Result, s.Message = outcome.StepOK, "IAP is enabled on backend service "+b.Ref.Name
 	case b.EnableCDN && bp.builtin:
-		s.Status = StatusConflict
+		s.Result = outcome.StepConflict
 		s.Message = fmt.Sprintf("backend service %s has Cloud CDN enabled: cached responses are served by the load balancer without reaching Cloud Run's built-in IAP. Turn CDN off: gcloud compute backend-services update %s --project=%s %s --no-enable-cdn",
 			b.Ref.Name, b.Ref.Name, b.Ref.Project, b.Ref.gcloudScope())
 	case bp.builtin:
-		s.Status = StatusOK
+		s.Result = outcome.StepOK
 		s.Message = fmt.Sprintf("Cloud Run's built-in IAP (iapEnabled=true) guards every path to the service, including through backend service %s; IAP is not enabled on the backend because Google does not support IAP on both the load balancer and the Cloud Run service. To move to load-balancer IAP: gcloud compute backend-services update %s --project=%s %s --iap=enabled, then gcloud run services update %s --project=%s --region=%s --no-iap (iapguard never turns IAP off itself)",
 			b.Ref.Name, b.Ref.Name, b.Ref.Project, b.Ref.gcloudScope(), svc.Name, svc.Project, svc.Region)
 	case b.EnableCDN:
-		s.Status = StatusConflict
+		s.Result = outcome.StepConflict
 		s.Message = fmt.Sprintf("backend service %s has Cloud CDN enabled and IAP is incompatible with Cloud CDN; IAP not enabled. Decide which to keep; to use IAP: gcloud compute backend-services update %s --project=%s %s --no-enable-cdn (iapguard then enables IAP)",
 			b.Ref.Name, b.Ref.Name, b.Ref.Project, b.Ref.gcloudScope())
 	default:
-		s.Status, s.Message = StatusChanged, "enable "+what
+		s.Result, s.Message = outcome.StepChanged, "enable "+what
 	}
 	return s, "enabled " + what
 }

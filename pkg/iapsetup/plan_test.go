@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden files")
@@ -208,7 +210,7 @@ func renderPlan(p *Plan) string {
 	if len(p.Steps) > 0 {
 		b.WriteString("steps:\n")
 		for _, s := range p.Steps {
-			fmt.Fprintf(&b, "  - %s [%s] %s\n      %s\n", s.Name, s.Status, s.Resource, s.Message)
+			fmt.Fprintf(&b, "  - %s [%s] %s\n      %s\n", s.Name, s.Result, s.Resource, s.Message)
 		}
 	}
 	if len(p.Changes) > 0 {
@@ -313,46 +315,46 @@ func TestPlanGolden(t *testing.T) {
 		dryRun bool
 		// want are assertions that do not depend on the golden file, so a
 		// careless -update cannot bless a wrong plan.
-		want     Outcome
-		mode     Mode
+		want     outcome.Kind
+		mode     outcome.Mode
 		writes   int
-		statusOf map[StepName]Status
+		statusOf map[string]outcome.StepResult
 	}{
 		{
 			name: "label-absent-skipped",
 			obs: func() *Observed {
 				return &Observed{Service: tService(noLabel), Policy: tPolicy(bind(roleInvoker, allUsers))}
 			},
-			want: OutcomeSkipped,
+			want: outcome.Skipped,
 		},
 		{
 			name: "label-disabled-skipped",
 			obs:  func() *Observed { return &Observed{Service: tService(label(LabelDisabled))} },
-			want: OutcomeSkipped,
+			want: outcome.Skipped,
 		},
 		{
 			name: "label-invalid-rejected",
 			obs:  func() *Observed { return &Observed{Service: tService(label("yes"))} },
-			want: OutcomeRejected,
+			want: outcome.Rejected,
 		},
 		{
 			name: "label-wrong-case-rejected",
 			obs:  func() *Observed { return &Observed{Service: tService(label("Enabled"))} },
-			want: OutcomeRejected,
+			want: outcome.Rejected,
 		},
 		{
 			name: "label-removed-after-enforcement-opted-out",
 			obs: func() *Observed {
 				return &Observed{Service: tService(noLabel, managed, iapOn), Policy: tPolicy(agentBinding), marker: &markerState{verified: true}}
 			},
-			want: OutcomeOptedOut,
+			want: outcome.OptedOut,
 		},
 		{
 			name: "label-disabled-after-enforcement-opted-out",
 			obs: func() *Observed {
 				return &Observed{Service: tService(label(LabelDisabled), managed, iapOn), marker: &markerState{verified: true}}
 			},
-			want: OutcomeOptedOut,
+			want: outcome.OptedOut,
 		},
 		{
 			// A marker iapguard cannot verify (written by a service
@@ -362,20 +364,20 @@ func TestPlanGolden(t *testing.T) {
 				return &Observed{Service: tService(noLabel, managed, iapOn), Policy: tPolicy(agentBinding),
 					marker: &markerState{why: "its signature does not match (edited by hand, or copied from another service)"}}
 			},
-			want: OutcomeSkipped,
+			want: outcome.Skipped,
 		},
 		{
 			name: "service-missing-skipped",
 			obs:  func() *Observed { return &Observed{} },
-			want: OutcomeSkipped,
+			want: outcome.Skipped,
 		},
 		{
 			name: "direct-fresh-public-service",
 			obs: func() *Observed {
 				return &Observed{Service: tService(), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent}
 			},
-			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
-			statusOf: map[StepName]Status{StepInvokerBinding: StatusChanged, StepIAMAuth: StatusChanged, StepIngress: StatusSkipped, StepDirectIAP: StatusChanged},
+			want: outcome.Remediated, mode: outcome.Direct, writes: 2,
+			statusOf: map[string]outcome.StepResult{outcome.StepInvokerBinding: outcome.StepChanged, outcome.StepIAMAuth: outcome.StepChanged, outcome.StepIngress: outcome.StepSkipped, outcome.StepDirectIAP: outcome.StepChanged},
 		},
 		{
 			name: "direct-fresh-public-service-dry-run",
@@ -383,21 +385,21 @@ func TestPlanGolden(t *testing.T) {
 				return &Observed{Service: tService(), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent}
 			},
 			dryRun: true,
-			want:   OutcomeRemediated, mode: ModeDirect, writes: 2,
+			want:   outcome.Remediated, mode: outcome.Direct, writes: 2,
 		},
 		{
 			name: "direct-empty-policy",
 			obs: func() *Observed {
 				return &Observed{Service: tService(), Policy: &Policy{Etag: []byte("ACAB")}, Agent: tAgent}
 			},
-			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
+			want: outcome.Remediated, mode: outcome.Direct, writes: 2,
 		},
 		{
 			name: "direct-compliant-managed",
 			obs: func() *Observed {
 				return &Observed{Service: tService(managed, iapOn), Policy: tPolicy(agentBinding), Agent: tAgent}
 			},
-			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+			want: outcome.Compliant, mode: outcome.Direct, writes: 0,
 		},
 		{
 			// Compliant, but without the managed marker (made compliant by
@@ -410,8 +412,8 @@ func TestPlanGolden(t *testing.T) {
 			obs: func() *Observed {
 				return &Observed{Service: tService(iapOn), Policy: tPolicy(agentBinding), Agent: tAgent}
 			},
-			want: OutcomeRemediated, mode: ModeDirect, writes: 1,
-			statusOf: map[StepName]Status{StepInvokerBinding: StatusOK, StepIAMAuth: StatusOK, StepDirectIAP: StatusOK},
+			want: outcome.Remediated, mode: outcome.Direct, writes: 1,
+			statusOf: map[string]outcome.StepResult{outcome.StepInvokerBinding: outcome.StepOK, outcome.StepIAMAuth: outcome.StepOK, outcome.StepDirectIAP: outcome.StepOK},
 		},
 		{
 			// A dry run plans the marker too (the update is sent with
@@ -421,30 +423,30 @@ func TestPlanGolden(t *testing.T) {
 				return &Observed{Service: tService(iapOn), Policy: tPolicy(agentBinding), Agent: tAgent}
 			},
 			dryRun: true,
-			want:   OutcomeRemediated, mode: ModeDirect, writes: 1,
+			want:   outcome.Remediated, mode: outcome.Direct, writes: 1,
 		},
 		{
 			name: "direct-invoker-iam-disabled",
 			obs: func() *Observed {
 				return &Observed{Service: tService(managed, iapOn, invokerIAMOff), Policy: tPolicy(agentBinding), Agent: tAgent}
 			},
-			want: OutcomeRemediated, mode: ModeDirect, writes: 1,
-			statusOf: map[StepName]Status{StepIAMAuth: StatusChanged, StepDirectIAP: StatusOK},
+			want: outcome.Remediated, mode: outcome.Direct, writes: 1,
+			statusOf: map[string]outcome.StepResult{outcome.StepIAMAuth: outcome.StepChanged, outcome.StepDirectIAP: outcome.StepOK},
 		},
 		{
 			name: "direct-only-iam-missing-unmarked-adds-marker",
 			obs: func() *Observed {
 				return &Observed{Service: tService(iapOn), Policy: tPolicy(), Agent: tAgent}
 			},
-			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
+			want: outcome.Remediated, mode: outcome.Direct, writes: 2,
 		},
 		{
 			name: "direct-stricter-ingress-kept",
 			obs: func() *Observed {
 				return &Observed{Service: tService(ingress(IngressInternalOnly)), Policy: tPolicy(agentBinding), Agent: tAgent}
 			},
-			want: OutcomeRemediated, mode: ModeDirect, writes: 1,
-			statusOf: map[StepName]Status{StepIngress: StatusSkipped},
+			want: outcome.Remediated, mode: outcome.Direct, writes: 1,
+			statusOf: map[string]outcome.StepResult{outcome.StepIngress: outcome.StepSkipped},
 		},
 		{
 			name: "lb-global-iap-off",
@@ -455,8 +457,8 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{tBackend("web", "", "hello-neg")},
 				}
 			},
-			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 3,
-			statusOf: map[StepName]Status{StepIngress: StatusChanged, StepBackendIAP: StatusChanged},
+			want: outcome.Remediated, mode: outcome.LoadBalancer, writes: 3,
+			statusOf: map[string]outcome.StepResult{outcome.StepIngress: outcome.StepChanged, outcome.StepBackendIAP: outcome.StepChanged},
 		},
 		{
 			name: "lb-global-iap-off-https-frontend",
@@ -468,7 +470,7 @@ func TestPlanGolden(t *testing.T) {
 					Frontends: map[string]Frontend{ResourcePath(b.SelfLink): https},
 				}
 			},
-			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 3,
+			want: outcome.Remediated, mode: outcome.LoadBalancer, writes: 3,
 		},
 		{
 			name: "lb-global-iap-off-no-https-frontend",
@@ -480,8 +482,8 @@ func TestPlanGolden(t *testing.T) {
 					Frontends: map[string]Frontend{ResourcePath(b.SelfLink): {URLMaps: []string{"projects/p1/global/urlMaps/web"}}},
 				}
 			},
-			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 1,
-			statusOf: map[StepName]Status{StepBackendIAP: StatusChanged, StepIngress: StatusOK},
+			want: outcome.Remediated, mode: outcome.LoadBalancer, writes: 1,
+			statusOf: map[string]outcome.StepResult{outcome.StepBackendIAP: outcome.StepChanged, outcome.StepIngress: outcome.StepOK},
 		},
 		{
 			name: "lb-compliant",
@@ -492,7 +494,7 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
 				}
 			},
-			want: OutcomeCompliant, mode: ModeLoadBalancer, writes: 0,
+			want: outcome.Compliant, mode: outcome.LoadBalancer, writes: 0,
 		},
 		{
 			name: "lb-compliant-not-marked",
@@ -503,8 +505,8 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
 				}
 			},
-			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 1,
-			statusOf: map[StepName]Status{StepInvokerBinding: StatusOK, StepIAMAuth: StatusOK, StepIngress: StatusOK, StepBackendIAP: StatusOK},
+			want: outcome.Remediated, mode: outcome.LoadBalancer, writes: 1,
+			statusOf: map[string]outcome.StepResult{outcome.StepInvokerBinding: outcome.StepOK, outcome.StepIAMAuth: outcome.StepOK, outcome.StepIngress: outcome.StepOK, outcome.StepBackendIAP: outcome.StepOK},
 		},
 		{
 			name: "lb-cdn-conflict",
@@ -515,8 +517,8 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{withCDN(tBackend("web", "", "hello-neg"))},
 				}
 			},
-			want: OutcomeConflict, mode: ModeLoadBalancer, writes: 2,
-			statusOf: map[StepName]Status{StepBackendIAP: StatusConflict, StepIngress: StatusChanged},
+			want: outcome.Conflict, mode: outcome.LoadBalancer, writes: 2,
+			statusOf: map[string]outcome.StepResult{outcome.StepBackendIAP: outcome.StepConflict, outcome.StepIngress: outcome.StepChanged},
 		},
 		{
 			name: "lb-cdn-on-one-of-two-backends",
@@ -527,7 +529,7 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{withCDN(tBackend("cdn", "", "hello-neg")), tBackend("web", "", "hello-neg")},
 				}
 			},
-			want: OutcomeConflict, mode: ModeLoadBalancer, writes: 1,
+			want: outcome.Conflict, mode: outcome.LoadBalancer, writes: 1,
 		},
 		{
 			name: "lb-iap-and-cdn-both-on",
@@ -538,7 +540,7 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{withCDN(withIAP(tBackend("web", "", "hello-neg")))},
 				}
 			},
-			want: OutcomeCompliant, mode: ModeLoadBalancer, writes: 0,
+			want: outcome.Compliant, mode: outcome.LoadBalancer, writes: 0,
 		},
 		{
 			name: "lb-stricter-ingress-internal-only-kept",
@@ -549,8 +551,8 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
 				}
 			},
-			want: OutcomeCompliant, mode: ModeLoadBalancer, writes: 0,
-			statusOf: map[StepName]Status{StepIngress: StatusWarning},
+			want: outcome.Compliant, mode: outcome.LoadBalancer, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepIngress: outcome.StepWarning},
 		},
 		{
 			name: "lb-stricter-ingress-none-kept",
@@ -561,8 +563,8 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{tBackend("web", "", "hello-neg")},
 				}
 			},
-			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 3,
-			statusOf: map[StepName]Status{StepIngress: StatusWarning},
+			want: outcome.Remediated, mode: outcome.LoadBalancer, writes: 3,
+			statusOf: map[string]outcome.StepResult{outcome.StepIngress: outcome.StepWarning},
 		},
 		{
 			name: "lb-ingress-unspecified-left-alone",
@@ -573,8 +575,8 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
 				}
 			},
-			want: OutcomeCompliant, mode: ModeLoadBalancer, writes: 0,
-			statusOf: map[StepName]Status{StepIngress: StatusWarning},
+			want: outcome.Compliant, mode: outcome.LoadBalancer, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepIngress: outcome.StepWarning},
 		},
 		{
 			name: "lb-regional-and-global-backends",
@@ -590,7 +592,7 @@ func TestPlanGolden(t *testing.T) {
 					},
 				}
 			},
-			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 3,
+			want: outcome.Remediated, mode: outcome.LoadBalancer, writes: 3,
 		},
 		{
 			name: "lb-reference-other-api-version",
@@ -602,7 +604,7 @@ func TestPlanGolden(t *testing.T) {
 					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{b},
 				}
 			},
-			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 1,
+			want: outcome.Remediated, mode: outcome.LoadBalancer, writes: 1,
 		},
 		{
 			name: "lb-neg-for-other-service-is-direct",
@@ -613,7 +615,7 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{tBackend("web", "", "other-neg")},
 				}
 			},
-			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+			want: outcome.Compliant, mode: outcome.Direct, writes: 0,
 		},
 		{
 			name: "neg-without-backend-is-direct",
@@ -623,7 +625,7 @@ func TestPlanGolden(t *testing.T) {
 					NEGs: []NEG{tNEG("hello-neg", "hello")},
 				}
 			},
-			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+			want: outcome.Compliant, mode: outcome.Direct, writes: 0,
 		},
 		{
 			name: "url-mask-neg-warning",
@@ -634,7 +636,7 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{tBackend("web", "", "mask-neg")},
 				}
 			},
-			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+			want: outcome.Compliant, mode: outcome.Direct, writes: 0,
 		},
 		{
 			name: "lb-and-direct-iap-both-on-warning",
@@ -646,8 +648,8 @@ func TestPlanGolden(t *testing.T) {
 				}
 			},
 			// Built-in IAP on: direct mode; neither IAP is turned off.
-			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
-			statusOf: map[StepName]Status{StepBackendIAP: StatusOK, StepDirectIAP: StatusOK, StepIngress: StatusSkipped},
+			want: outcome.Compliant, mode: outcome.Direct, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepBackendIAP: outcome.StepOK, outcome.StepDirectIAP: outcome.StepOK, outcome.StepIngress: outcome.StepSkipped},
 		},
 		// A service first reconciled in direct mode, later put behind a
 		// load balancer: Cloud Run's built-in IAP guards that path too;
@@ -661,8 +663,8 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{tBackend("web", "", "hello-neg"), tBackend("internal", tRegion, "hello-neg")},
 				}
 			},
-			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
-			statusOf: map[StepName]Status{StepBackendIAP: StatusOK, StepDirectIAP: StatusOK, StepIngress: StatusSkipped},
+			want: outcome.Compliant, mode: outcome.Direct, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepBackendIAP: outcome.StepOK, outcome.StepDirectIAP: outcome.StepOK, outcome.StepIngress: outcome.StepSkipped},
 		},
 		{
 			name: "direct-then-lb-unmarked-public",
@@ -674,8 +676,8 @@ func TestPlanGolden(t *testing.T) {
 				}
 			},
 			// IAM is fixed and the marker added; ingress and the backend are left alone.
-			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
-			statusOf: map[StepName]Status{StepBackendIAP: StatusOK, StepIngress: StatusSkipped, StepIAMAuth: StatusChanged},
+			want: outcome.Remediated, mode: outcome.Direct, writes: 2,
+			statusOf: map[string]outcome.StepResult{outcome.StepBackendIAP: outcome.StepOK, outcome.StepIngress: outcome.StepSkipped, outcome.StepIAMAuth: outcome.StepChanged},
 		},
 		{
 			name: "direct-then-lb-cdn-conflict",
@@ -686,8 +688,8 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{withCDN(tBackend("web", "", "hello-neg"))},
 				}
 			},
-			want: OutcomeConflict, mode: ModeDirect, writes: 0,
-			statusOf: map[StepName]Status{StepBackendIAP: StatusConflict, StepDirectIAP: StatusOK},
+			want: outcome.Conflict, mode: outcome.Direct, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepBackendIAP: outcome.StepConflict, outcome.StepDirectIAP: outcome.StepOK},
 		},
 		// ---- access ----
 		{
@@ -699,8 +701,8 @@ func TestPlanGolden(t *testing.T) {
 				}
 			},
 			// One IAP policy write, one service update recording the grants.
-			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
-			statusOf: map[StepName]Status{StepAccess: StatusChanged},
+			want: outcome.Remediated, mode: outcome.Direct, writes: 2,
+			statusOf: map[string]outcome.StepResult{outcome.StepAccess: outcome.StepChanged},
 		},
 		{
 			name: "access-grant-dry-run",
@@ -711,7 +713,7 @@ func TestPlanGolden(t *testing.T) {
 				}
 			},
 			dryRun: true,
-			want:   OutcomeRemediated, mode: ModeDirect, writes: 2,
+			want:   outcome.Remediated, mode: outcome.Direct, writes: 2,
 		},
 		{
 			name: "access-fresh-service-grants-before-iap",
@@ -721,8 +723,8 @@ func TestPlanGolden(t *testing.T) {
 					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy()),
 				}
 			},
-			want: OutcomeRemediated, mode: ModeDirect, writes: 3,
-			statusOf: map[StepName]Status{StepAccess: StatusChanged, StepDirectIAP: StatusChanged},
+			want: outcome.Remediated, mode: outcome.Direct, writes: 3,
+			statusOf: map[string]outcome.StepResult{outcome.StepAccess: outcome.StepChanged, outcome.StepDirectIAP: outcome.StepChanged},
 		},
 		{
 			name: "access-compliant-recorded",
@@ -733,8 +735,8 @@ func TestPlanGolden(t *testing.T) {
 					IAP: iapOf(tRunIAP, iapPolicy("group:web@example.com", "user:a@example.com", "user:boss@example.com"), tProjIAP, iapPolicy()),
 				}
 			},
-			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
-			statusOf: map[StepName]Status{StepAccess: StatusOK},
+			want: outcome.Compliant, mode: outcome.Direct, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepAccess: outcome.StepOK},
 		},
 		{
 			name: "access-policy-change-adds-and-revokes-own-only",
@@ -747,8 +749,8 @@ func TestPlanGolden(t *testing.T) {
 					IAP: iapOf(tRunIAP, iapPolicy("group:web@example.com", "user:a@example.com", "user:boss@example.com"), tProjIAP, iapPolicy()),
 				}
 			},
-			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
-			statusOf: map[StepName]Status{StepAccess: StatusChanged},
+			want: outcome.Remediated, mode: outcome.Direct, writes: 2,
+			statusOf: map[string]outcome.StepResult{outcome.StepAccess: outcome.StepChanged},
 		},
 		{
 			name: "access-foreign-member-in-policy-not-recorded",
@@ -760,7 +762,7 @@ func TestPlanGolden(t *testing.T) {
 					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, iapPolicy("user:A@Example.com"), tProjIAP, iapPolicy()),
 				}
 			},
-			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
+			want: outcome.Remediated, mode: outcome.Direct, writes: 2,
 		},
 		{
 			name: "access-conditional-grant-left-alone",
@@ -771,7 +773,7 @@ func TestPlanGolden(t *testing.T) {
 					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, p, tProjIAP, iapPolicy()),
 				}
 			},
-			want: OutcomeRemediated, mode: ModeDirect, writes: 2,
+			want: outcome.Remediated, mode: outcome.Direct, writes: 2,
 		},
 		{
 			name: "access-unknown-policy-rejected",
@@ -783,8 +785,8 @@ func TestPlanGolden(t *testing.T) {
 				}
 			},
 			// Nothing granted, nothing revoked, IAP still enforced.
-			want: OutcomeRejected, mode: ModeDirect, writes: 0,
-			statusOf: map[StepName]Status{StepAccess: StatusRejected, StepDirectIAP: StatusOK},
+			want: outcome.Rejected, mode: outcome.Direct, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepAccess: outcome.StepRejected, outcome.StepDirectIAP: outcome.StepOK},
 		},
 		{
 			name: "access-no-policies-configured-rejected",
@@ -794,8 +796,8 @@ func TestPlanGolden(t *testing.T) {
 					IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy()),
 				}
 			},
-			want: OutcomeRejected, mode: ModeDirect, writes: 0,
-			statusOf: map[StepName]Status{StepAccess: StatusRejected},
+			want: outcome.Rejected, mode: outcome.Direct, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepAccess: outcome.StepRejected},
 		},
 		{
 			name: "access-nobody-can-pass-warning",
@@ -806,8 +808,8 @@ func TestPlanGolden(t *testing.T) {
 					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy()),
 				}
 			},
-			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
-			statusOf: map[StepName]Status{StepAccess: StatusWarning},
+			want: outcome.Compliant, mode: outcome.Direct, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepAccess: outcome.StepWarning},
 		},
 		{
 			name: "access-project-wide-grant-counts",
@@ -818,8 +820,8 @@ func TestPlanGolden(t *testing.T) {
 					IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy("domain:example.com")),
 				}
 			},
-			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
-			statusOf: map[StepName]Status{StepAccess: StatusOK},
+			want: outcome.Compliant, mode: outcome.Direct, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepAccess: outcome.StepOK},
 		},
 		{
 			name: "access-project-wide-unreadable",
@@ -831,8 +833,8 @@ func TestPlanGolden(t *testing.T) {
 					IAPErrs: map[string]error{tProjIAP: errors.New("permission denied")},
 				}
 			},
-			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
-			statusOf: map[StepName]Status{StepAccess: StatusOK},
+			want: outcome.Compliant, mode: outcome.Direct, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepAccess: outcome.StepOK},
 		},
 		{
 			name: "access-read-failed",
@@ -843,8 +845,8 @@ func TestPlanGolden(t *testing.T) {
 					IAPErrs: map[string]error{tRunIAP: errors.New("unavailable")},
 				}
 			},
-			want: OutcomeFailed, mode: ModeDirect, writes: 0,
-			statusOf: map[StepName]Status{StepAccess: StatusFailed},
+			want: outcome.Failed, mode: outcome.Direct, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepAccess: outcome.StepFailed},
 		},
 		{
 			name: "access-public-accessor-warning",
@@ -855,8 +857,8 @@ func TestPlanGolden(t *testing.T) {
 					IAP: iapOf(tRunIAP, iapPolicy(allAuthenticatedUsers), tProjIAP, iapPolicy()),
 				}
 			},
-			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
-			statusOf: map[StepName]Status{StepAccess: StatusWarning},
+			want: outcome.Compliant, mode: outcome.Direct, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepAccess: outcome.StepWarning},
 		},
 		{
 			name: "access-label-removed-grants-kept",
@@ -870,8 +872,8 @@ func TestPlanGolden(t *testing.T) {
 					CheckAccess: true,
 				}
 			},
-			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
-			statusOf: map[StepName]Status{StepAccess: StatusOK},
+			want: outcome.Compliant, mode: outcome.Direct, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepAccess: outcome.StepOK},
 		},
 		{
 			name: "access-lb-two-backends",
@@ -888,7 +890,7 @@ func TestPlanGolden(t *testing.T) {
 			// record the grant on that backend only: the member held the
 			// role on the other backend already, where iapguard never
 			// revokes it (the record is per IAP resource).
-			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 3,
+			want: outcome.Remediated, mode: outcome.LoadBalancer, writes: 3,
 		},
 		{
 			name: "access-lb-cdn-only-skipped",
@@ -899,8 +901,8 @@ func TestPlanGolden(t *testing.T) {
 					AccessPolicies: tPolicies(t), IAP: iapOf(tProjIAP, iapPolicy()),
 				}
 			},
-			want: OutcomeConflict, mode: ModeLoadBalancer, writes: 0,
-			statusOf: map[StepName]Status{StepAccess: StatusSkipped},
+			want: outcome.Conflict, mode: outcome.LoadBalancer, writes: 0,
+			statusOf: map[string]outcome.StepResult{outcome.StepAccess: outcome.StepSkipped},
 		},
 		{
 			name: "lb-iam-only-unmarked-adds-marker",
@@ -911,7 +913,7 @@ func TestPlanGolden(t *testing.T) {
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
 				}
 			},
-			want: OutcomeRemediated, mode: ModeLoadBalancer, writes: 2,
+			want: outcome.Remediated, mode: outcome.LoadBalancer, writes: 2,
 		},
 		{
 			name: "foreign-bindings-preserved",
@@ -929,7 +931,7 @@ func TestPlanGolden(t *testing.T) {
 					Agent: tAgent,
 				}
 			},
-			want: OutcomeRemediated, mode: ModeDirect, writes: 1,
+			want: outcome.Remediated, mode: outcome.Direct, writes: 1,
 		},
 		{
 			name: "agent-only-in-conditional-binding",
@@ -940,7 +942,7 @@ func TestPlanGolden(t *testing.T) {
 					Agent:   tAgent,
 				}
 			},
-			want: OutcomeRemediated, mode: ModeDirect, writes: 1,
+			want: outcome.Remediated, mode: outcome.Direct, writes: 1,
 		},
 		{
 			name: "agent-member-differs-in-case",
@@ -951,14 +953,14 @@ func TestPlanGolden(t *testing.T) {
 					Agent:   tAgent,
 				}
 			},
-			want: OutcomeCompliant, mode: ModeDirect, writes: 0,
+			want: outcome.Compliant, mode: outcome.Direct, writes: 0,
 		},
 		{
 			name: "unknown-agent-fails",
 			obs: func() *Observed {
 				return &Observed{Service: tService(iapOn, managed), Policy: tPolicy()}
 			},
-			want: OutcomeFailed, mode: ModeDirect, writes: 0,
+			want: outcome.Failed, mode: outcome.Direct, writes: 0,
 		},
 	}
 	seen := map[string]bool{}
@@ -989,12 +991,12 @@ func TestPlanGolden(t *testing.T) {
 				t.Errorf("PlanFor(%s).Writes() = %d, want %d", tc.name, got, tc.writes)
 			}
 			for name, want := range tc.statusOf {
-				i := slices.IndexFunc(p.Steps, func(s Step) bool { return s.Name == name })
+				i := slices.IndexFunc(p.Steps, func(s outcome.Step) bool { return s.Name == name })
 				if i < 0 {
 					t.Errorf("PlanFor(%s): no step %s", tc.name, name)
 					continue
 				}
-				if got := p.Steps[i].Status; got != want {
+				if got := p.Steps[i].Result; got != want {
 					t.Errorf("PlanFor(%s): step %s = %s, want %s", tc.name, name, got, want)
 				}
 			}
@@ -1103,7 +1105,7 @@ func TestPlanIdempotent(t *testing.T) {
 			if n := p2.Writes(); n != 0 {
 				t.Errorf("after applying the plan, PlanFor wants %d more writes:\n%s", n, renderPlan(p2))
 			}
-			if p2.Outcome != OutcomeCompliant && p2.Outcome != OutcomeConflict {
+			if p2.Outcome != outcome.Compliant && p2.Outcome != outcome.Conflict {
 				t.Errorf("after applying the plan, outcome = %s, want compliant (or conflict for CDN)", p2.Outcome)
 			}
 		})
@@ -1144,7 +1146,7 @@ func TestLookalikeLabelWarns(t *testing.T) {
 		delete(s.Labels, LabelKey)
 		s.Labels[k] = LabelEnabled
 		p := PlanFor(DesiredFor(s), &Observed{Service: s})
-		if p.Outcome != OutcomeSkipped || len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "looks like") {
+		if p.Outcome != outcome.Skipped || len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "looks like") {
 			t.Errorf("label %q: outcome %s warnings %q, want skipped with a look-alike warning", k, p.Outcome, p.Warnings)
 		}
 	}

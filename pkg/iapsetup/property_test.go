@@ -34,6 +34,8 @@ import (
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 var (
@@ -363,14 +365,14 @@ func propCheckComplies(c *propCase, res *iapsetup.Result, before, after propPost
 	}
 	front := c.fronting()
 	switch res.Mode {
-	case iapsetup.ModeDirect:
+	case outcome.Direct:
 		if !after.iapOn {
 			bad = append(bad, "Cloud Run IAP off in direct mode")
 		}
 		if after.ingress != before.ingress {
 			bad = append(bad, "ingress changed in direct mode")
 		}
-	case iapsetup.ModeLoadBalancer:
+	case outcome.LoadBalancer:
 		if len(front) == 0 {
 			bad = append(bad, "load-balancer mode, but no backend service fronts the service")
 		}
@@ -380,7 +382,7 @@ func propCheckComplies(c *propCase, res *iapsetup.Result, before, after propPost
 				// Cloud Run service (here: an instance group, a URL-mask
 				// NEG) must not be changed on this service's say-so: it
 				// stays as it is, and the outcome is a conflict naming it.
-				if c.sharedWithOthers(p) && res.Outcome == iapsetup.OutcomeConflict && strings.Contains(res.Reason, "fronts several") {
+				if c.sharedWithOthers(p) && res.Outcome == outcome.Conflict && strings.Contains(res.Reason, "fronts several") {
 					continue
 				}
 				bad = append(bad, "IAP off on fronting backend "+p)
@@ -749,7 +751,7 @@ func TestNeverWeakenProperty(t *testing.T) {
 	t.Parallel()
 	rnd := rand.New(rand.NewPCG(*propSeed, 0x1ea4))
 	var stats struct{ enforce, writes, attempts, races, failedFirst, grants, revocations int }
-	outcomes := map[iapsetup.Outcome]int{}
+	outcomes := map[outcome.Kind]int{}
 	for i := range *propCases {
 		c := propGenCase(rnd, fmt.Sprintf("svc%04d", i), false)
 		fault := rand.New(rand.NewPCG(*propSeed, uint64(i)))
@@ -872,7 +874,7 @@ func propCheckPlan(t *testing.T, c *propCase, m *propCloud) {
 			t.Fatalf("case %s\nPlanFor plans %+v: %s", c, ch, bad)
 		}
 	}
-	if !enforce && (p.Outcome == iapsetup.OutcomeRemediated || len(p.Changes) > 0) {
+	if !enforce && (p.Outcome == outcome.Remediated || len(p.Changes) > 0) {
 		t.Fatalf("case %s\nPlanFor plans %s for an unmanaged service", c, p.Outcome)
 	}
 }
@@ -892,7 +894,7 @@ func TestNeverWeakenPropertyEmulated(t *testing.T) {
 		t.Fatal(err)
 	}
 	rnd := rand.New(rand.NewPCG(*propSeed, 0xe3))
-	outcomes := map[iapsetup.Outcome]int{}
+	outcomes := map[outcome.Kind]int{}
 	for i := range *propEmulated {
 		c := propGenCase(rnd, fmt.Sprintf("emu%03d", i), true)
 		propSeedCase(t, e, c)

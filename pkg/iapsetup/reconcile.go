@@ -14,6 +14,8 @@ import (
 	"github.com/iapguard/iapguard/internal/gcperr"
 
 	"github.com/iapguard/iapguard/pkg/iapsetup/internal/cache"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 // Options configure a Reconciler.
@@ -163,12 +165,12 @@ type Result struct {
 	// Resource is the full name of the reconciled resource: the service, or
 	// for rejected project-wide and compute-triggered calls, what was named.
 	Resource string
-	Outcome  Outcome
-	Mode     Mode
+	Outcome  outcome.Kind
+	Mode     outcome.Mode
 	// Reason explains skipped, rejected, opted-out, conflict and failed outcomes.
 	Reason   string
-	Steps    []Step
-	Changes  []Change
+	Steps    []outcome.Step
+	Changes  []outcome.Change
 	Warnings []string
 	// Access lists, per IAP resource guarding the service, who may pass
 	// (also in the access steps' messages).
@@ -237,14 +239,14 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 	res = &Result{Ref: ref, Resource: ref.ResourceName(), DryRun: co.dryRun}
 	defer func() { res.Duration = r.o.now().Sub(start) }()
 	if verr := ref.Validate(); verr != nil {
-		res.Outcome, res.Reason = OutcomeRejected, verr.Error()
+		res.Outcome, res.Reason = outcome.Rejected, verr.Error()
 		return res, nil
 	}
 	if in, reason, serr := r.o.Scope.Check(ctx, ref.Project); serr != nil {
-		res.Outcome, res.Reason = OutcomeFailed, serr.Error()
+		res.Outcome, res.Reason = outcome.Failed, serr.Error()
 		return res, newError(res.Resource, serr)
 	} else if !in {
-		res.Outcome, res.Reason = OutcomeRejected, reason
+		res.Outcome, res.Reason = outcome.Rejected, reason
 		return res, nil
 	}
 	log := r.log.With("project", ref.Project, "region", ref.Region, "service", ref.Name)
@@ -259,13 +261,13 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 	}
 	if err != nil {
 		if gcperr.IsNotFound(err) && obs.Service == nil || errors.Is(err, errGone) {
-			res.Outcome, res.Reason = OutcomeSkipped, "service not found (deleted?)"
+			res.Outcome, res.Reason = outcome.Skipped, "service not found (deleted?)"
 			log.DebugContext(ctx, "service gone")
 			return res, nil
 		}
-		res.Outcome, res.Reason = OutcomeFailed, err.Error()
+		res.Outcome, res.Reason = outcome.Failed, err.Error()
 		if d := door; d != nil {
-			res.Steps = []Step{d.doorStep(ref)}
+			res.Steps = []outcome.Step{d.doorStep(ref)}
 			if d.err == nil {
 				res.Changes = d.changes
 				res.Reason += "; " + res.Steps[0].Message
@@ -294,7 +296,7 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 		// A write found the service gone: deleted during the reconcile.
 		// Nothing is left to protect or to fix.
 		if _, gerr := r.d.Services.GetService(ctx, ref); gcperr.IsNotFound(gerr) {
-			res.Outcome, res.Reason = OutcomeSkipped, "service deleted during the reconcile"
+			res.Outcome, res.Reason = outcome.Skipped, "service deleted during the reconcile"
 			log.InfoContext(ctx, "service deleted during the reconcile", "error", err)
 			return res, nil
 		}
@@ -305,7 +307,7 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 		return res, newError(res.Resource, err)
 	case len(res.Changes) > 0:
 		log.InfoContext(ctx, "reconciled", "outcome", res.Outcome, "changes", len(res.Changes), "dryRun", res.DryRun)
-	case res.Outcome == OutcomeSkipped && len(res.Warnings) > 0:
+	case res.Outcome == outcome.Skipped && len(res.Warnings) > 0:
 		log.WarnContext(ctx, "reconciled", "outcome", res.Outcome, "warnings", res.Warnings)
 	default:
 		log.DebugContext(ctx, "reconciled", "outcome", res.Outcome)
@@ -553,12 +555,12 @@ func (r *Reconciler) rejectScope(ctx context.Context, project, resource string, 
 	in, reason, err := r.o.Scope.Check(ctx, project)
 	switch {
 	case err != nil:
-		return &Result{Resource: resource, Ref: ServiceRef{Project: project}, Outcome: OutcomeFailed, DryRun: co.dryRun,
+		return &Result{Resource: resource, Ref: ServiceRef{Project: project}, Outcome: outcome.Failed, DryRun: co.dryRun,
 			Reason: err.Error()}, newError(resource, err)
 	case in:
 		return nil, nil
 	}
-	return &Result{Resource: resource, Ref: ServiceRef{Project: project}, Outcome: OutcomeRejected, DryRun: co.dryRun,
+	return &Result{Resource: resource, Ref: ServiceRef{Project: project}, Outcome: outcome.Rejected, DryRun: co.dryRun,
 		Reason: reason}, nil
 }
 

@@ -26,6 +26,8 @@ import (
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 // Method keys, as the emulator counts them.
@@ -127,14 +129,14 @@ func checkCalls(t *testing.T, what string, got, want map[string]int64) {
 	}
 }
 
-func stepStatus(res *iapsetup.Result) map[iapsetup.StepName]iapsetup.Status {
-	out := map[iapsetup.StepName]iapsetup.Status{}
+func stepStatus(res *iapsetup.Result) map[string]outcome.StepResult {
+	out := map[string]outcome.StepResult{}
 	for _, s := range res.Steps {
-		if prev, ok := out[s.Name]; ok && prev != s.Status {
-			out[s.Name] = prev + "," + s.Status
+		if prev, ok := out[s.Name]; ok && prev != s.Result {
+			out[s.Name] = prev + "," + s.Result
 			continue
 		}
-		out[s.Name] = s.Status
+		out[s.Name] = s.Result
 	}
 	return out
 }
@@ -148,7 +150,7 @@ func (f *fixture) checkSecondRunCompliant(t *testing.T, r iapsetup.ServiceRef, e
 	if err != nil {
 		t.Fatalf("second Reconcile: %v", err)
 	}
-	if res.Outcome != iapsetup.OutcomeCompliant {
+	if res.Outcome != outcome.Compliant {
 		t.Errorf("second Reconcile outcome = %s (%s), want compliant; steps %+v", res.Outcome, res.Reason, res.Steps)
 	}
 	want := warmReads
@@ -174,13 +176,13 @@ func TestReconcileDirectNoLoadBalancer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if res.Outcome != iapsetup.OutcomeRemediated || res.Mode != iapsetup.ModeDirect {
+	if res.Outcome != outcome.Remediated || res.Mode != outcome.Direct {
 		t.Fatalf("outcome %s mode %s (%s), want remediated direct", res.Outcome, res.Mode, res.Reason)
 	}
-	want := map[iapsetup.StepName]iapsetup.Status{
-		iapsetup.StepAgentIdentity: iapsetup.StatusOK, iapsetup.StepInvokerBinding: iapsetup.StatusChanged,
-		iapsetup.StepIAMAuth: iapsetup.StatusChanged, iapsetup.StepIngress: iapsetup.StatusSkipped, iapsetup.StepDirectIAP: iapsetup.StatusChanged,
-		iapsetup.StepAccess: iapsetup.StatusWarning, // nobody may pass yet
+	want := map[string]outcome.StepResult{
+		outcome.StepAgentIdentity: outcome.StepOK, outcome.StepInvokerBinding: outcome.StepChanged,
+		outcome.StepIAMAuth: outcome.StepChanged, outcome.StepIngress: outcome.StepSkipped, outcome.StepDirectIAP: outcome.StepChanged,
+		outcome.StepAccess: outcome.StepWarning, // nobody may pass yet
 	}
 	if diff := cmp.Diff(want, stepStatus(res)); diff != "" {
 		t.Errorf("steps (-want +got):\n%s", diff)
@@ -279,7 +281,7 @@ func TestReconcileLoadBalancerIAPOff(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if res.Outcome != iapsetup.OutcomeRemediated || res.Mode != iapsetup.ModeLoadBalancer {
+	if res.Outcome != outcome.Remediated || res.Mode != outcome.LoadBalancer {
 		t.Fatalf("outcome %s mode %s (%s), want remediated load-balancer", res.Outcome, res.Mode, res.Reason)
 	}
 	if len(res.Warnings) != 0 {
@@ -322,7 +324,7 @@ func TestReconcileRegionalBackendNoHTTPSFrontend(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if res.Outcome != iapsetup.OutcomeRemediated {
+	if res.Outcome != outcome.Remediated {
 		t.Fatalf("outcome %s (%s), want remediated", res.Outcome, res.Reason)
 	}
 	if len(res.Warnings) != 2 {
@@ -352,10 +354,10 @@ func TestReconcileCDNConflict(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if res.Outcome != iapsetup.OutcomeConflict || !strings.Contains(res.Reason, "--no-enable-cdn") {
+	if res.Outcome != outcome.Conflict || !strings.Contains(res.Reason, "--no-enable-cdn") {
 		t.Errorf("outcome %s reason %q, want conflict with a gcloud fix", res.Outcome, res.Reason)
 	}
-	if st := stepStatus(res)[iapsetup.StepBackendIAP]; st != iapsetup.StatusConflict {
+	if st := stepStatus(res)[outcome.StepBackendIAP]; st != outcome.StepConflict {
 		t.Errorf("backend-iap = %s, want conflict", st)
 	}
 	// IAM and ingress are still fixed; the backend is not touched.
@@ -366,7 +368,7 @@ func TestReconcileCDNConflict(t *testing.T) {
 	}
 	// The next run reports the conflict again without writing.
 	res, err, calls = f.reconcile(t, ref)
-	if err != nil || res.Outcome != iapsetup.OutcomeConflict {
+	if err != nil || res.Outcome != outcome.Conflict {
 		t.Errorf("second reconcile: %s, %v; want conflict", res.Outcome, err)
 	}
 	checkCalls(t, "second reconcile", calls, baseReads)
@@ -377,12 +379,12 @@ func TestReconcileLabelStates(t *testing.T) {
 	tests := []struct {
 		name   string
 		svc    emulatortest.Svc
-		want   iapsetup.Outcome
+		want   outcome.Kind
 		reason string
 	}{
-		{"label absent", emulatortest.Svc{Name: "hello", Labels: map[string]string{"team": "web"}}, iapsetup.OutcomeSkipped, "no iap label"},
-		{"label disabled", emulatortest.Svc{Name: "hello", Labels: map[string]string{"iap": "disabled"}}, iapsetup.OutcomeSkipped, "iap=disabled"},
-		{"label invalid", emulatortest.Svc{Name: "hello", Labels: map[string]string{"iap": "true"}}, iapsetup.OutcomeRejected, `allowed values are "enabled"`},
+		{"label absent", emulatortest.Svc{Name: "hello", Labels: map[string]string{"team": "web"}}, outcome.Skipped, "no iap label"},
+		{"label disabled", emulatortest.Svc{Name: "hello", Labels: map[string]string{"iap": "disabled"}}, outcome.Skipped, "iap=disabled"},
+		{"label invalid", emulatortest.Svc{Name: "hello", Labels: map[string]string{"iap": "true"}}, outcome.Rejected, `allowed values are "enabled"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -410,7 +412,7 @@ func TestReconcileOptedOut(t *testing.T) {
 	f := newFixture(t)
 	f.e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 	f.e.SeedPolicy(t, "hello", publicPolicy())
-	if res, err, _ := f.reconcile(t, ref); err != nil || res.Outcome != iapsetup.OutcomeRemediated {
+	if res, err, _ := f.reconcile(t, ref); err != nil || res.Outcome != outcome.Remediated {
 		t.Fatalf("enforcing: %v %v", res.Outcome, err)
 	}
 	// Someone removes the label (as gcloud would: an update of labels).
@@ -428,7 +430,7 @@ func TestReconcileOptedOut(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if res.Outcome != iapsetup.OutcomeOptedOut {
+	if res.Outcome != outcome.OptedOut {
 		t.Errorf("outcome %s (%s), want opted-out", res.Outcome, res.Reason)
 	}
 	if n := emulatortest.Writes(core.Snapshot{Calls: calls}); n != 0 {
@@ -453,7 +455,7 @@ func TestReconcileStricterIngressKept(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Reconcile: %v", err)
 			}
-			if st := stepStatus(res)[iapsetup.StepIngress]; st != iapsetup.StatusWarning {
+			if st := stepStatus(res)[outcome.StepIngress]; st != outcome.StepWarning {
 				t.Errorf("ingress step = %s, want warning", st)
 			}
 			if got := f.e.Service(t, "hello").GetIngress(); got != in {
@@ -479,7 +481,7 @@ func TestReconcilePreservesForeignBindings(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if res.Outcome != iapsetup.OutcomeRemediated {
+	if res.Outcome != outcome.Remediated {
 		t.Fatalf("outcome %s (%s)", res.Outcome, res.Reason)
 	}
 	p := f.e.Policy(t, "hello")
@@ -518,7 +520,7 @@ func TestReconcileForcedEtagRaces(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if res.Outcome != iapsetup.OutcomeRemediated {
+	if res.Outcome != outcome.Remediated {
 		t.Fatalf("outcome %s (%s), want remediated after retries", res.Outcome, res.Reason)
 	}
 	// Each write loses two races: three attempts, and two re-reads of the
@@ -548,7 +550,7 @@ func TestReconcileRacesExhaustAttempts(t *testing.T) {
 	if !iapsetup.IsTransient(err) || !errors.Is(err, iapsetup.ErrTransient) {
 		t.Fatalf("Reconcile error = %v, want transient (conflict left after bounded retries)", err)
 	}
-	if res.Outcome != iapsetup.OutcomeFailed || !strings.Contains(res.Reason, "after 3 attempts") {
+	if res.Outcome != outcome.Failed || !strings.Contains(res.Reason, "after 3 attempts") {
 		t.Errorf("outcome %s reason %q, want failed after 3 attempts", res.Outcome, res.Reason)
 	}
 	if calls[mSetPolicy] != 3 {
@@ -568,11 +570,11 @@ func TestReconcileDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if !res.DryRun || res.Outcome != iapsetup.OutcomeRemediated || len(res.Changes) == 0 {
+	if !res.DryRun || res.Outcome != outcome.Remediated || len(res.Changes) == 0 {
 		t.Errorf("dry run result: dryRun %v outcome %s changes %d; want a remediated plan", res.DryRun, res.Outcome, len(res.Changes))
 	}
 	for _, s := range res.Steps {
-		if s.Status == iapsetup.StatusChanged && !strings.HasPrefix(s.Message, "dry run: would ") {
+		if s.Result == outcome.StepChanged && !strings.HasPrefix(s.Message, "dry run: would ") {
 			t.Errorf("step %s message %q does not say it was not applied", s.Name, s.Message)
 		}
 	}
@@ -594,26 +596,26 @@ func TestReconcileScopeAndMissing(t *testing.T) {
 	f := newFixture(t)
 	before := f.e.Snapshot()
 	res, err := f.r.Reconcile(t.Context(), iapsetup.ServiceRef{Project: "other-project", Region: emulatortest.Region, Name: "hello"})
-	if err != nil || res.Outcome != iapsetup.OutcomeRejected || !strings.Contains(res.Reason, "outside") {
+	if err != nil || res.Outcome != outcome.Rejected || !strings.Contains(res.Reason, "outside") {
 		t.Errorf("out-of-scope reconcile = %+v, %v; want rejected", res, err)
 	}
 	rs, err := f.r.ReconcileRegion(t.Context(), "other-project", emulatortest.Region)
-	if err != nil || len(rs) != 1 || rs[0].Outcome != iapsetup.OutcomeRejected {
+	if err != nil || len(rs) != 1 || rs[0].Outcome != outcome.Rejected {
 		t.Errorf("out-of-scope ReconcileRegion = %+v, %v; want one rejected result", rs, err)
 	}
 	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: "other-project", Name: "web"})
-	if err != nil || len(rs) != 1 || rs[0].Outcome != iapsetup.OutcomeRejected {
+	if err != nil || len(rs) != 1 || rs[0].Outcome != outcome.Rejected {
 		t.Errorf("out-of-scope ReconcileBackend = %+v, %v; want one rejected result", rs, err)
 	}
 	if d := f.e.Snapshot().Sub(before); d.Total() != 0 {
 		t.Errorf("out-of-scope reconciles made calls: %v", d.Calls)
 	}
-	if res, err := f.r.Reconcile(t.Context(), iapsetup.ServiceRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "bad/name"}); err != nil || res.Outcome != iapsetup.OutcomeRejected {
+	if res, err := f.r.Reconcile(t.Context(), iapsetup.ServiceRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "bad/name"}); err != nil || res.Outcome != outcome.Rejected {
 		t.Errorf("malformed ref = %s, %v; want rejected", res.Outcome, err)
 	}
 
 	res, err, calls := f.reconcile(t, ref)
-	if err != nil || res.Outcome != iapsetup.OutcomeSkipped {
+	if err != nil || res.Outcome != outcome.Skipped {
 		t.Errorf("missing service = %s (%s), %v; want skipped", res.Outcome, res.Reason, err)
 	}
 	if n := emulatortest.Writes(core.Snapshot{Calls: calls}); n != 0 {
@@ -671,12 +673,12 @@ func TestReconcileErrorsClassified(t *testing.T) {
 			if got := errors.Is(err, iapsetup.ErrPermanent); got == tc.transient {
 				t.Errorf("errors.Is(err, ErrPermanent) = %v with transient=%v", got, tc.transient)
 			}
-			if res.Outcome != iapsetup.OutcomeFailed || !strings.Contains(res.Reason, tc.fix) {
+			if res.Outcome != outcome.Failed || !strings.Contains(res.Reason, tc.fix) {
 				t.Errorf("outcome %s reason %q, want failed mentioning %q", res.Outcome, res.Reason, tc.fix)
 			}
 			// Once the fault is gone the next run converges.
 			res, err, _ = f.reconcile(t, ref)
-			if err != nil || (res.Outcome != iapsetup.OutcomeRemediated && res.Outcome != iapsetup.OutcomeCompliant) {
+			if err != nil || (res.Outcome != outcome.Remediated && res.Outcome != outcome.Compliant) {
 				t.Errorf("retry after fault: %s (%s), %v", res.Outcome, res.Reason, err)
 			}
 		})
@@ -698,13 +700,13 @@ func TestReconcileRegion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ReconcileRegion: %v", err)
 	}
-	got := map[string]iapsetup.Outcome{}
+	got := map[string]outcome.Kind{}
 	for _, r := range results {
 		got[r.Ref.Name] = r.Outcome
 	}
-	want := map[string]iapsetup.Outcome{
-		"hello": iapsetup.OutcomeRemediated, "second": iapsetup.OutcomeRemediated, "bad-label": iapsetup.OutcomeRejected,
-		"plain-1": iapsetup.OutcomeSkipped, "plain-2": iapsetup.OutcomeSkipped, "plain-3": iapsetup.OutcomeSkipped,
+	want := map[string]outcome.Kind{
+		"hello": outcome.Remediated, "second": outcome.Remediated, "bad-label": outcome.Rejected,
+		"plain-1": outcome.Skipped, "plain-2": outcome.Skipped, "plain-3": outcome.Skipped,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("outcomes (-want +got):\n%s", diff)
@@ -739,8 +741,8 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 	masked := emulatortest.Backend{Name: "masked", Region: emulatortest.Region, Groups: []string{mask}}
 	f.e.AddBackend(t, masked)
 
-	outcomes := func(rs []*iapsetup.Result) map[string]iapsetup.Outcome {
-		out := map[string]iapsetup.Outcome{}
+	outcomes := func(rs []*iapsetup.Result) map[string]outcome.Kind {
+		out := map[string]outcome.Kind{}
 		for _, r := range rs {
 			out[r.Ref.Name] = r.Outcome
 		}
@@ -750,14 +752,14 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ReconcileBackend: %v", err)
 	}
-	if diff := cmp.Diff(map[string]iapsetup.Outcome{"hello": iapsetup.OutcomeRemediated}, outcomes(rs)); diff != "" {
+	if diff := cmp.Diff(map[string]outcome.Kind{"hello": outcome.Remediated}, outcomes(rs)); diff != "" {
 		t.Errorf("ReconcileBackend outcomes (-want +got):\n%s", diff)
 	}
 	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Name: "other-web"})
 	if err != nil {
 		t.Fatalf("ReconcileBackend(other-web): %v", err)
 	}
-	if diff := cmp.Diff(map[string]iapsetup.Outcome{"unlabelled": iapsetup.OutcomeSkipped}, outcomes(rs)); diff != "" {
+	if diff := cmp.Diff(map[string]outcome.Kind{"unlabelled": outcome.Skipped}, outcomes(rs)); diff != "" {
 		t.Errorf("ReconcileBackend(other-web) outcomes (-want +got):\n%s", diff)
 	}
 	if got := f.e.GetBackend(t, web); got.Iap == nil || !got.Iap.Enabled {
@@ -769,7 +771,7 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ReconcileBackend again: %v", err)
 	}
-	if diff := cmp.Diff(map[string]iapsetup.Outcome{"hello": iapsetup.OutcomeCompliant}, outcomes(rs)); diff != "" {
+	if diff := cmp.Diff(map[string]outcome.Kind{"hello": outcome.Compliant}, outcomes(rs)); diff != "" {
 		t.Errorf("second ReconcileBackend outcomes (-want +got):\n%s", diff)
 	}
 	if n := emulatortest.Writes(f.e.Snapshot().Sub(before)); n != 0 {
@@ -778,7 +780,7 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 
 	// A NEG event.
 	rs, err = f.r.ReconcileNEG(t.Context(), iapsetup.NEGRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "hello-neg"})
-	if err != nil || len(rs) != 1 || rs[0].Outcome != iapsetup.OutcomeCompliant {
+	if err != nil || len(rs) != 1 || rs[0].Outcome != outcome.Compliant {
 		t.Errorf("ReconcileNEG = %v, %v; want hello compliant", outcomes(rs), err)
 	}
 	// A URL-mask NEG behind a backend makes the whole region a candidate.
@@ -786,7 +788,7 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ReconcileBackend(masked): %v", err)
 	}
-	if diff := cmp.Diff(map[string]iapsetup.Outcome{"hello": iapsetup.OutcomeCompliant, "masked": iapsetup.OutcomeRemediated, "unlabelled": iapsetup.OutcomeSkipped}, outcomes(rs)); diff != "" {
+	if diff := cmp.Diff(map[string]outcome.Kind{"hello": outcome.Compliant, "masked": outcome.Remediated, "unlabelled": outcome.Skipped}, outcomes(rs)); diff != "" {
 		t.Errorf("ReconcileBackend(masked) outcomes (-want +got):\n%s", diff)
 	}
 	// The region sweep keeps the call's options: an access check asked for
@@ -796,7 +798,7 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 		t.Fatalf("ReconcileBackend(masked) with the access check: %v", err)
 	}
 	for _, res := range rs {
-		if res.Outcome != iapsetup.OutcomeSkipped && stepOf(res, iapsetup.StepAccess).Name == "" {
+		if res.Outcome != outcome.Skipped && stepOf(res, outcome.StepAccess).Name == "" {
 			t.Errorf("ReconcileBackend(masked) with the access check: %s has no access step: %+v", res.Ref.Name, res.Steps)
 		}
 	}
@@ -866,7 +868,7 @@ func TestReconcileAgentNotYetVisibleIsTransient(t *testing.T) {
 
 	f.e.Core.Accounts.Add(emulatortest.Agent) // IAM caught up
 	res, err, _ = f.reconcile(t, ref)
-	if err != nil || res.Outcome != iapsetup.OutcomeRemediated {
+	if err != nil || res.Outcome != outcome.Remediated {
 		t.Fatalf("redelivered Reconcile = %v, %s (%s); want remediated", err, res.Outcome, res.Reason)
 	}
 }
@@ -886,7 +888,7 @@ func TestReconcileUnknownProjectIsClear(t *testing.T) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
-	if res.Outcome != iapsetup.OutcomeFailed {
+	if res.Outcome != outcome.Failed {
 		t.Errorf("outcome = %s, want failed", res.Outcome)
 	}
 }

@@ -6,6 +6,8 @@ import (
 
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 // TestReconcileSharedBackend (issue #19 item 2): one backend service fronts
@@ -36,7 +38,7 @@ func TestReconcileSharedBackend(t *testing.T) {
 		return res
 	}
 	res := check("neighbour unlabelled", false)
-	if res.Outcome != iapsetup.OutcomeConflict || !strings.Contains(res.Reason, "neighbour") || !strings.Contains(res.Reason, "not labelled") {
+	if res.Outcome != outcome.Conflict || !strings.Contains(res.Reason, "neighbour") || !strings.Contains(res.Reason, "not labelled") {
 		t.Errorf("neighbour unlabelled: outcome %s (%s), want conflict naming neighbour", res.Outcome, res.Reason)
 	}
 	if n := f.e.Snapshot().Calls[mIAPSet]; n != 0 {
@@ -45,13 +47,13 @@ func TestReconcileSharedBackend(t *testing.T) {
 
 	f.e.SeedService(t, emulatortest.Svc{Name: "neighbour", Labels: accessLabels("other")})
 	res = check("different policies", false)
-	if res.Outcome != iapsetup.OutcomeConflict || !strings.Contains(res.Reason, `iap-access="other"`) {
+	if res.Outcome != outcome.Conflict || !strings.Contains(res.Reason, `iap-access="other"`) {
 		t.Errorf("different policies: outcome %s (%s), want conflict naming the policy", res.Outcome, res.Reason)
 	}
 
 	f.e.SeedService(t, emulatortest.Svc{Name: "neighbour", Labels: accessLabels("web-users")})
 	res = check("agreeing", true)
-	if res.Outcome != iapsetup.OutcomeRemediated {
+	if res.Outcome != outcome.Remediated {
 		t.Errorf("agreeing: outcome %s (%s), want remediated", res.Outcome, res.Reason)
 	}
 }

@@ -66,7 +66,9 @@ type Mode string
 const (
 	// LoadBalancer: IAP is enabled on every backend service that fronts the service.
 	LoadBalancer Mode = "load-balancer"
-	// Direct: no load balancer fronts the service; Cloud Run's built-in IAP is used.
+	// Direct: Cloud Run's built-in IAP is used: no load balancer fronts the
+	// service, or the service already had built-in IAP on (it then guards
+	// the load balancer path too; Google does not support IAP on both).
 	Direct Mode = "direct"
 )
 
@@ -115,7 +117,8 @@ type Trigger struct {
 	Time time.Time `json:"time,omitzero"`
 }
 
-// StepResult is the result of one plan step.
+// StepResult is the result of one plan step. In a plan that has not been
+// applied (a dry run), StepChanged means "will change".
 type StepResult string
 
 const (
@@ -125,7 +128,32 @@ const (
 	StepWarning  StepResult = "warning"
 	StepFailed   StepResult = "failed"
 	StepSkipped  StepResult = "skipped"
+	// StepRejected: the request the labels make cannot be honoured as
+	// written (an unknown access policy, a member the IAP API refuses);
+	// nothing was done for it.
 	StepRejected StepResult = "rejected"
+)
+
+// Step names, in the order steps appear (Step.Name).
+const (
+	// StepAgentIdentity: the project's IAP service agent exists.
+	StepAgentIdentity = "agent-identity"
+	// StepInvokerBinding: the agent holds roles/run.invoker on the service.
+	StepInvokerBinding = "invoker-binding"
+	// StepIAMAuth: nobody public holds roles/run.invoker, and the invoker
+	// IAM check is on.
+	StepIAMAuth = "iam-auth"
+	// StepIngress: load-balancer mode restricts ingress to internal and
+	// Cloud Load Balancing.
+	StepIngress = "ingress"
+	// StepBackendIAP (one per fronting backend service): IAP is on there.
+	StepBackendIAP = "backend-iap"
+	// StepDirectIAP: Cloud Run's built-in IAP is on.
+	StepDirectIAP = "direct-iap"
+	// StepAccess (one per IAP resource): who may pass IAP; grants from the
+	// service's access policy (label iap-access). Resource is the IAP
+	// resource name.
+	StepAccess = "access"
 )
 
 // Step is the result of one named plan step: agent-identity,
