@@ -101,11 +101,15 @@ func TestExternalHTTPSLoadBalancer(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("raw get: %d %v", code, m)
 	}
-	for k, want := range map[string]any{"affinityCookieTtlSec": 0.0, "description": "", "enableCDN": false,
+	for k, want := range map[string]any{"affinityCookieTtlSec": 0.0, "description": "",
 		"connectionDraining": map[string]any{"drainingTimeoutSec": 0.0}} {
 		if !cmp.Equal(m[k], want) {
 			t.Errorf("raw backend service %s = %#v, want %#v", k, m[k], want)
 		}
+	}
+	// enableCDN false is omitted, as in every recorded backend service GET.
+	if v, ok := m["enableCDN"]; ok {
+		t.Errorf("raw backend service enableCDN = %#v, want it omitted", v)
 	}
 	code, m = e.raw(t, "GET", "/compute/v1/projects/"+projID+"/regions/"+region+"/networkEndpointGroups/hello-neg", "")
 	if code != 200 || m["size"] != 0.0 {

@@ -44,9 +44,10 @@ func (n filterNode) eval(o map[string]any) bool {
 
 // cmpNode is one term, FIELD = VALUE or FIELD != VALUE.
 type cmpNode struct {
-	path []string
-	not  bool
-	lit  string
+	path    []string
+	not     bool
+	lit     string
+	boolean bool // an absent boolean field is false (Compute omits false ones)
 }
 
 type filterError struct{ why string }
@@ -116,10 +117,11 @@ func parseTerm(s string, t reflect.Type) (cmpNode, string, error) {
 		return cmpNode{}, "", &filterError{fmt.Sprintf("bad field name %q", field)}
 	}
 	path := strings.Split(field, ".")
-	if !validPath(t, path) {
+	lt, ok := leafType(t, path)
+	if !ok {
 		return cmpNode{}, "", &filterError{fmt.Sprintf("unknown field %q", field)}
 	}
-	n := cmpNode{path: path}
+	n := cmpNode{path: path, boolean: lt.Kind() == reflect.Bool}
 	switch {
 	case strings.HasPrefix(rest, "!="):
 		n.not, rest = true, rest[2:]
@@ -195,7 +197,11 @@ func leaves(v any, path []string) []any {
 // eval: = matches when any value at the path equals the literal; != when
 // none does (so also when the field is absent).
 func (n cmpNode) eval(o map[string]any) bool {
-	for _, v := range leaves(o, n.path) {
+	vs := leaves(o, n.path)
+	if len(vs) == 0 && n.boolean {
+		vs = []any{false}
+	}
+	for _, v := range vs {
 		if equal(v, n.lit) {
 			return !n.not
 		}

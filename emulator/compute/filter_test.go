@@ -42,7 +42,9 @@ func TestParseFilter(t *testing.T) {
 		{filter: "name != a", want: "bc"},
 		{filter: "name!=a", want: "bc"},
 		{filter: "enableCDN = TRUE", want: "b"},
-		{filter: "enableCDN = false", want: "a"},
+		// An absent boolean is false: Compute omits false booleans on output
+		// (recorded traffic), and its filters see the stored value.
+		{filter: "enableCDN = false", want: "ac"},
 		{filter: "enableCDN != true", want: "ac"},
 		{filter: "timeoutSec = 30", want: "a"},
 		{filter: "timeoutSec = 30.0", want: "a"},

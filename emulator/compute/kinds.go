@@ -81,7 +81,7 @@ var (
 		auditType: "gce_url_map", idLabel: "url_map_id", perm: "compute.urlMaps",
 		fingerprint: true, methods: methods("get", "list", "insert", "patch", "update", "delete"),
 		newObj: func() any { return &compute.UrlMap{} },
-		refs:   urlMapRefs,
+		refs:   urlMapRefs, decorate: decorateURLMap,
 	}
 	specTargetHTTPSProxies = &spec{
 		collection: "targetHttpsProxies", segment: "targetHttpsProxies",
@@ -123,7 +123,7 @@ var (
 		auditType: "gce_url_map", idLabel: "url_map_id", perm: "compute.regionUrlMaps",
 		fingerprint: true, methods: methods("get", "list", "insert", "patch", "update", "delete"),
 		newObj: func() any { return &compute.UrlMap{} },
-		refs:   urlMapRefs,
+		refs:   urlMapRefs, decorate: decorateURLMap,
 	}
 	specRegionTargetHTTPSProxies = &spec{
 		collection: "regionTargetHttpsProxies", segment: "targetHttpsProxies", regional: true,
@@ -257,6 +257,11 @@ func prepareBackendService(m *mutation, obj, prevObj any) error {
 	if bs.SessionAffinity == "" {
 		bs.SessionAffinity = "NONE"
 	}
+	if m.region != "" && (bs.Protocol == "HTTP" || bs.Protocol == "HTTPS") && bs.Port == 0 && bs.PortName == "" {
+		// Recorded traffic (regional HTTP and HTTPS backend services of
+		// every scheme); not observed for global ones.
+		bs.Port, bs.PortName = 80, "http"
+	}
 	if bs.TimeoutSec == 0 {
 		bs.TimeoutSec = 30
 	}
@@ -268,7 +273,9 @@ func prepareBackendService(m *mutation, obj, prevObj any) error {
 		// the secret. Without a new secret the stored digest survives as long
 		// as the client id is unchanged.
 		switch {
-		case bs.Iap.Oauth2ClientSecret != "":
+		case bs.Iap.Oauth2ClientSecret != "" || m.sent("iap", "oauth2ClientSecret"):
+			// An empty secret that is sent is hashed too (recorded traffic:
+			// e3b0c442…, the SHA-256 of nothing).
 			sum := sha256.Sum256([]byte(bs.Iap.Oauth2ClientSecret))
 			bs.Iap.Oauth2ClientSecretSha256 = hex.EncodeToString(sum[:])
 			bs.Iap.Oauth2ClientSecret = ""
@@ -334,9 +341,6 @@ func backendServiceRefs(obj any) []string {
 func decorateBackendService(obj any) {
 	bs := obj.(*compute.BackendService)
 	bs.ForceSendFields = append(bs.ForceSendFields, "AffinityCookieTtlSec", "Description")
-	if bs.Region == "" {
-		bs.ForceSendFields = append(bs.ForceSendFields, "EnableCDN")
-	}
 	if bs.ConnectionDraining != nil {
 		bs.ConnectionDraining.ForceSendFields = []string{"DrainingTimeoutSec"}
 	}
@@ -501,6 +505,40 @@ func prepareURLMap(m *mutation, obj, _ any) error {
 		}
 	}
 	return nil
+}
+
+// decorateURLMap prints the zero values Google prints in URL maps
+// (recorded traffic): a test's description and a retry policy's
+// perTryTimeout.nanos.
+func decorateURLMap(obj any) {
+	um := obj.(*compute.UrlMap)
+	for _, t := range um.Tests {
+		if t != nil {
+			t.ForceSendFields = append(t.ForceSendFields, "Description")
+		}
+	}
+	action := func(a *compute.HttpRouteAction) {
+		if a != nil && a.RetryPolicy != nil && a.RetryPolicy.PerTryTimeout != nil {
+			a.RetryPolicy.PerTryTimeout.ForceSendFields = append(a.RetryPolicy.PerTryTimeout.ForceSendFields, "Nanos")
+		}
+	}
+	action(um.DefaultRouteAction)
+	for _, pm := range um.PathMatchers {
+		if pm == nil {
+			continue
+		}
+		action(pm.DefaultRouteAction)
+		for _, pr := range pm.PathRules {
+			if pr != nil {
+				action(pr.RouteAction)
+			}
+		}
+		for _, rr := range pm.RouteRules {
+			if rr != nil {
+				action(rr.RouteAction)
+			}
+		}
+	}
 }
 
 func urlMapRefs(obj any) []string {

@@ -145,8 +145,8 @@ func codeName(e *core.Error) string {
 
 var camelBoundary = regexp.MustCompile(`([a-z])([A-Z])`)
 
-func (q *request) mutation() *mutation {
-	return &mutation{s: q.s, project: q.p, region: q.rt.region}
+func (q *request) mutation(raw map[string]any) *mutation {
+	return &mutation{s: q.s, project: q.p, region: q.rt.region, raw: raw}
 }
 
 func (q *request) insert(raw map[string]any, obj any) (*operation, error) {
@@ -158,7 +158,7 @@ func (q *request) insert(raw map[string]any, obj any) (*operation, error) {
 	if s.res[resKey{sp.collection, q.p.ID, q.rt.region, name}] != nil {
 		return nil, alreadyExists(q.relName(name))
 	}
-	if err := sp.prepare(q.mutation(), obj, nil); err != nil {
+	if err := sp.prepare(q.mutation(raw), obj, nil); err != nil {
 		return nil, err
 	}
 	r := &resource{spec: sp, project: q.p, region: q.rt.region, name: name, id: core.ID(), created: s.c.Now(), obj: obj}
@@ -235,7 +235,7 @@ func (q *request) update(raw map[string]any, obj any) (*operation, error) {
 
 // replace validates obj as r's new state and stores it.
 func (q *request) replace(r *resource, obj any, raw map[string]any) (*operation, error) {
-	if err := r.spec.prepare(q.mutation(), obj, r.obj); err != nil {
+	if err := r.spec.prepare(q.mutation(raw), obj, r.obj); err != nil {
 		return nil, err
 	}
 	r.obj = obj

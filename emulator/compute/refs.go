@@ -151,4 +151,20 @@ type mutation struct {
 	s       *Server
 	project core.Project
 	region  string
+	raw     map[string]any // the request body as sent (nil on delete)
+}
+
+// sent reports whether the request body carries the member at path.
+func (m *mutation) sent(path ...string) bool {
+	var v any = m.raw
+	for _, k := range path {
+		o, ok := v.(map[string]any)
+		if !ok {
+			return false
+		}
+		if v, ok = o[k]; !ok {
+			return false
+		}
+	}
+	return true
 }

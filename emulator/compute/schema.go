@@ -97,6 +97,12 @@ func checkKnown(v any, t reflect.Type, at string) error {
 // validPath reports whether the dotted JSON path names a field of t.
 // Repeated fields are traversed transparently; map keys are free.
 func validPath(t reflect.Type, path []string) bool {
+	_, ok := leafType(t, path)
+	return ok
+}
+
+// leafType is the type of the field the dotted JSON path names in t.
+func leafType(t reflect.Type, path []string) (reflect.Type, bool) {
 	for _, seg := range path {
 		t = deref(t)
 		for t.Kind() == reflect.Slice {
@@ -106,16 +112,16 @@ func validPath(t reflect.Type, path []string) bool {
 		case reflect.Struct:
 			ft, ok := jsonFields(t)[seg]
 			if !ok {
-				return false
+				return nil, false
 			}
 			t = ft
 		case reflect.Map:
 			t = t.Elem()
 		default:
-			return false
+			return nil, false
 		}
 	}
-	return true
+	return deref(t), true
 }
 
 // decodeObject parses a request body that must be one JSON object.

@@ -114,6 +114,11 @@ type bindings struct {
 	// opServed is false while the latest recorded operation came from an
 	// exchange that was not replayed: polling it is not replayed either.
 	opServed bool
+	// fingerprints holds the fingerprint of the emulator's latest answer
+	// per resource path: the recorder normalised every fingerprint to one
+	// constant, so a recorded read-modify-write sends back the one the
+	// emulator last gave for that resource, as the client did.
+	fingerprints map[string]string
 }
 
 func (b *bindings) value(name string) string {
@@ -187,7 +192,7 @@ func replayFile(rep *Report, file string, exs []Exchange) error {
 	}
 	defer emu.Close()
 	hc := &http.Client{Timeout: 30 * time.Second}
-	b := &bindings{vals: map[string]string{}, requested: map[string]bool{}}
+	b := &bindings{vals: map[string]string{}, requested: map[string]bool{}, fingerprints: map[string]string{}}
 	regenerated := mockRegenerated(exs)
 	for _, ex := range exs {
 		if ex.Err != nil {
@@ -221,7 +226,7 @@ func replayFile(rep *Report, file string, exs []Exchange) error {
 		target := "http://" + emu.Addr() + b.subst(rest, true)
 		var body io.Reader
 		if ex.ReqBody != "" {
-			body = strings.NewReader(b.subst(ex.ReqBody, true))
+			body = strings.NewReader(b.withFingerprint(ex.Method, target, b.subst(ex.ReqBody, true)))
 		}
 		req, err := http.NewRequest(ex.Method, target, body)
 		if err != nil {
@@ -237,6 +242,9 @@ func replayFile(rep *Report, file string, exs []Exchange) error {
 		}
 		got, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if ex.Method == http.MethodGet && resp.StatusCode == http.StatusOK {
+			b.learnFingerprint(target, got)
+		}
 		key := ""
 		for k := range emu.Core.Stats.Snapshot().Sub(before).Calls {
 			key = k
@@ -281,13 +289,82 @@ var mockCaller = regexp.MustCompile(`"(creator|lastModifier)": "test@google\.com
 // _http_mock.log, with mockrun's defaults: no revision, URL or conditions,
 // a generation that never grows); its only real Cloud Run traffic is a
 // go-vcr cassette.
+//
+// Compute's mocks give themselves away by the operation their deprecated
+// newLRO answers (mockgcp/mockcompute/operations.go): DONE with progress 0
+// and no targetLink, which Google never sends (in the v1.155.1 corpus every
+// other DONE operation carries progress 100, and every other mutation
+// answer a targetLink). 38 Compute and Service Usage fixtures of v1.155.1 are such files.
 func mockRegenerated(exs []Exchange) bool {
 	for _, ex := range exs {
-		if mockCaller.MatchString(ex.RespBody) {
+		if mockCaller.MatchString(ex.RespBody) || mockComputeLRO(ex.RespBody) {
 			return true
 		}
 	}
 	return false
+}
+
+func mockComputeLRO(body string) bool {
+	if !strings.Contains(body, `"kind": "compute#operation"`) {
+		return false
+	}
+	var op struct {
+		Status     string          `json:"status"`
+		Progress   json.RawMessage `json:"progress"`
+		TargetLink *string         `json:"targetLink"`
+	}
+	return json.Unmarshal([]byte(body), &op) == nil &&
+		op.Status == "DONE" && string(op.Progress) == "0" && op.TargetLink == nil
+}
+
+func pathOf(target string) string {
+	p, _, _ := strings.Cut(target, "?")
+	return p
+}
+
+func (b *bindings) learnFingerprint(target string, answer []byte) {
+	var v struct {
+		Fingerprint string `json:"fingerprint"`
+	}
+	if json.Unmarshal(answer, &v) == nil && v.Fingerprint != "" {
+		b.fingerprints[pathOf(target)] = v.Fingerprint
+	}
+}
+
+// withFingerprint replaces the fingerprint a PUT or PATCH body carries by
+// the one the emulator last answered for the same resource.
+func (b *bindings) withFingerprint(method, target, body string) string {
+	fp, ok := b.fingerprints[pathOf(target)]
+	if !ok || method != http.MethodPut && method != http.MethodPatch {
+		return body
+	}
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.UseNumber()
+	var m map[string]any
+	if dec.Decode(&m) != nil || m["fingerprint"] == nil {
+		return body
+	}
+	m["fingerprint"] = fp
+	out, err := json.Marshal(m)
+	if err != nil {
+		return body
+	}
+	return string(out)
+}
+
+// computeLink rewrites a Compute resource URL to API version v1. The
+// recorder rewrote /compute/beta/ to /compute/v1/ in request URLs and in
+// some response members (selfLink, region, targetLink, ...) but not in
+// others (references such as healthChecks or defaultService), so the
+// version a recorded link carries says nothing about the call that was
+// made: links are compared without it.
+func computeLink(s string) string {
+	for _, h := range []string{"https://www.googleapis.com/compute/beta/", "https://compute.googleapis.com/compute/beta/"} {
+		if rest, ok := strings.CutPrefix(s, h); ok {
+			return strings.TrimSuffix(h, "beta/") + "v1/" + rest
+		}
+	}
+	return s
 }
 
 func isOperation(body string) bool {
@@ -420,7 +497,7 @@ func (c *comparer) walk(path string, want, have any) {
 			}
 			return
 		}
-		if want := c.b.subst(w, false); fmt.Sprint(have) != want {
+		if want := computeLink(c.b.subst(w, false)); computeLink(fmt.Sprint(have)) != want {
 			c.add("%s = %s, recorded %q", path, short(have), want)
 		}
 	default:
