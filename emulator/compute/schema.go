@@ -94,14 +94,9 @@ func checkKnown(v any, t reflect.Type, at string) error {
 	return nil
 }
 
-// validPath reports whether the dotted JSON path names a field of t.
-// Repeated fields are traversed transparently; map keys are free.
-func validPath(t reflect.Type, path []string) bool {
-	_, ok := leafType(t, path)
-	return ok
-}
-
-// leafType is the type of the field the dotted JSON path names in t.
+// leafType is the type of the field the dotted JSON path names in t, ok
+// false when it names none. Repeated fields are traversed transparently;
+// map keys are free.
 func leafType(t reflect.Type, path []string) (reflect.Type, bool) {
 	for _, seg := range path {
 		t = deref(t)
