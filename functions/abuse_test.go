@@ -3,6 +3,7 @@ package functions
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -63,16 +64,16 @@ func TestHandleSkipsFarFutureEvents(t *testing.T) {
 	}
 }
 
-// countingRegions counts whole-project replays (ReconcileRegion).
+// countingRegions counts whole-project replays (ResolveRegion).
 type countingRegions struct {
 	fakeReconciler
 	regions atomic.Int32
 }
 
-func (c *countingRegions) ReconcileRegion(ctx context.Context, project, region string, _ ...iapsetup.CallOption) ([]*iapsetup.Result, error) {
+func (c *countingRegions) ResolveRegion(ctx context.Context, project, region string) ([]iapsetup.Candidate, error) {
 	c.regions.Add(1)
 	time.Sleep(20 * time.Millisecond)
-	return []*iapsetup.Result{{Ref: iapsetup.ServiceRef{Project: project, Region: region, Name: "hello"}, Outcome: outcome.Compliant}}, nil
+	return []iapsetup.Candidate{{Ref: iapsetup.ServiceRef{Project: project, Region: region, Name: "hello"}}}, nil
 }
 
 func replayEventID(t *testing.T, m event.ReplayMessage, id string) cloudevents.Event {
@@ -202,5 +203,24 @@ func TestHandleKeepsChangesUntilReported(t *testing.T) {
 	}
 	if strings.Join(kinds, ",") != "remediated,compliant" {
 		t.Errorf("outcomes %v, want the kept remediated one, then compliant", kinds)
+	}
+}
+
+// A resolve the scope refuses becomes the named resource's outcome, as the
+// reconciler's fan-out methods reported it before the mapper (#17):
+// rejected and acknowledged outside the scope; failed, with the error, when
+// the check could not decide.
+func TestReconcileEachScopeRefusal(t *testing.T) {
+	h := NewHandler(testConfig(0), &fakeReconciler{}, &fakePublisher{}, nil)
+	const bs = "projects/other/global/backendServices/web"
+	rs, err := h.reconcileEach(t.Context(), nil, &iapsetup.ScopeError{Resource: bs, Reason: "project other is outside iapguard's scope"})
+	if err != nil || len(rs) != 1 || rs[0].Outcome != outcome.Rejected || rs[0].Resource != bs {
+		t.Errorf("out of scope: %+v, %v; want one rejected result for %s and no error", rs, err, bs)
+	}
+	cause := fmt.Errorf("reading the project's ancestry: %w", iapsetup.ErrTransient)
+	rs, err = h.reconcileEach(t.Context(), []iapsetup.Candidate{{Ref: iapsetup.ServiceRef{Project: "p1", Region: "r", Name: "s"}}},
+		errors.Join(&iapsetup.ScopeError{Resource: bs, Reason: cause.Error(), Err: cause}))
+	if !iapsetup.IsTransient(err) || len(rs) != 2 || rs[0].Outcome != outcome.Failed || rs[1].Outcome != outcome.Compliant {
+		t.Errorf("check failed: %+v, %v; want a failed result, the candidate reconciled, a transient error", rs, err)
 	}
 }

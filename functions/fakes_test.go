@@ -70,20 +70,16 @@ func (f *fakeReconciler) Reconcile(ctx context.Context, ref iapsetup.ServiceRef,
 	return &iapsetup.Result{Ref: ref, Outcome: outcome.Compliant}, nil
 }
 
-func (f *fakeReconciler) ReconcileRegion(context.Context, string, string, ...iapsetup.CallOption) ([]*iapsetup.Result, error) {
-	return nil, fmt.Errorf("fake: ReconcileRegion not expected: %w", iapsetup.ErrPermanent)
+func (f *fakeReconciler) ResolveRegion(context.Context, string, string) ([]iapsetup.Candidate, error) {
+	return nil, fmt.Errorf("fake: ResolveRegion not expected: %w", iapsetup.ErrPermanent)
 }
 
-func (f *fakeReconciler) ReconcileCandidates(context.Context, []iapsetup.Candidate, ...iapsetup.CallOption) ([]*iapsetup.Result, error) {
-	return nil, fmt.Errorf("fake: ReconcileCandidates not expected: %w", iapsetup.ErrPermanent)
+func (f *fakeReconciler) ResolveBackend(context.Context, iapsetup.BackendRef) ([]iapsetup.Candidate, error) {
+	return nil, fmt.Errorf("fake: ResolveBackend not expected: %w", iapsetup.ErrPermanent)
 }
 
-func (f *fakeReconciler) ReconcileBackend(context.Context, iapsetup.BackendRef, ...iapsetup.CallOption) ([]*iapsetup.Result, error) {
-	return nil, fmt.Errorf("fake: ReconcileBackend not expected: %w", iapsetup.ErrPermanent)
-}
-
-func (f *fakeReconciler) ReconcileNEG(context.Context, iapsetup.NEGRef, ...iapsetup.CallOption) ([]*iapsetup.Result, error) {
-	return nil, fmt.Errorf("fake: ReconcileNEG not expected: %w", iapsetup.ErrPermanent)
+func (f *fakeReconciler) ResolveNEG(context.Context, iapsetup.NEGRef) ([]iapsetup.Candidate, error) {
+	return nil, fmt.Errorf("fake: ResolveNEG not expected: %w", iapsetup.ErrPermanent)
 }
 
 func (f *fakeReconciler) services() []string {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/iapguard/iapguard/internal/event"
@@ -20,13 +21,15 @@ import (
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
-// Reconciler is what the handler needs of pkg/iapsetup (*iapsetup.Reconciler).
+// Reconciler is what the handler needs of pkg/iapsetup (*iapsetup.Reconciler):
+// one entry point, Reconcile, and the resolvers that map what an event
+// names (a backend service, a NEG, a project's region) to the services
+// behind it.
 type Reconciler interface {
 	Reconcile(ctx context.Context, ref iapsetup.ServiceRef, opts ...iapsetup.CallOption) (*iapsetup.Result, error)
-	ReconcileRegion(ctx context.Context, project, region string, opts ...iapsetup.CallOption) ([]*iapsetup.Result, error)
-	ReconcileCandidates(ctx context.Context, cs []iapsetup.Candidate, opts ...iapsetup.CallOption) ([]*iapsetup.Result, error)
-	ReconcileBackend(ctx context.Context, ref iapsetup.BackendRef, opts ...iapsetup.CallOption) ([]*iapsetup.Result, error)
-	ReconcileNEG(ctx context.Context, ref iapsetup.NEGRef, opts ...iapsetup.CallOption) ([]*iapsetup.Result, error)
+	ResolveRegion(ctx context.Context, project, region string) ([]iapsetup.Candidate, error)
+	ResolveBackend(ctx context.Context, ref iapsetup.BackendRef) ([]iapsetup.Candidate, error)
+	ResolveNEG(ctx context.Context, ref iapsetup.NEGRef) ([]iapsetup.Candidate, error)
 }
 
 // Publisher sends outcome messages (*outcome.Publisher).
@@ -181,15 +184,17 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 // whole-project replay discovered its services ("" otherwise).
 func (h *Handler) reconcile(ctx context.Context, dec event.Decision) (results []*iapsetup.Result, note string, err error) {
 	if c := dec.Compute; c != nil {
+		var cs []iapsetup.Candidate
 		switch c.Kind {
 		case event.ComputeBackendService:
-			results, err = h.rec.ReconcileBackend(ctx, iapsetup.BackendRef{Project: c.Project, Region: c.Region, Name: c.Name})
-			return results, "", err
+			cs, err = h.rec.ResolveBackend(ctx, iapsetup.BackendRef{Project: c.Project, Region: c.Region, Name: c.Name})
 		case event.ComputeNetworkEndpointGroup:
-			results, err = h.rec.ReconcileNEG(ctx, iapsetup.NEGRef{Project: c.Project, Region: c.Region, Name: c.Name})
-			return results, "", err
+			cs, err = h.rec.ResolveNEG(ctx, iapsetup.NEGRef{Project: c.Project, Region: c.Region, Name: c.Name})
+		default:
+			return nil, "", fmt.Errorf("compute resource kind %q: %w", c.Kind, iapsetup.ErrPermanent)
 		}
-		return nil, "", fmt.Errorf("compute resource kind %q: %w", c.Kind, iapsetup.ErrPermanent)
+		results, err = h.reconcileEach(ctx, cs, err)
+		return results, "", err
 	}
 	var all []*iapsetup.Result
 	var errs []error
@@ -217,7 +222,8 @@ func (h *Handler) reconcile(ctx context.Context, dec event.Decision) (results []
 				var pr projectRun
 				var err error
 				if t.Region != "" {
-					pr.rs, err = h.rec.ReconcileRegion(ctx, t.Project, t.Region)
+					cs, rerr := h.rec.ResolveRegion(ctx, t.Project, t.Region)
+					pr.rs, err = h.reconcileEach(ctx, cs, rerr)
 				} else {
 					// Every region: Cloud Run v2 refuses "-"; discover instead.
 					pr.rs, pr.note, err = h.reconcileProject(ctx, t.Project)
@@ -235,6 +241,38 @@ func (h *Handler) reconcile(ctx context.Context, dec event.Decision) (results []
 		}
 	}
 	return all, note, errors.Join(errs...)
+}
+
+// fanOut bounds the reconciles one event runs at once when it names
+// several services (a backend service, a NEG, a project).
+const fanOut = 8
+
+// reconcileEach reconciles the services a resolver (or a discovery) found,
+// at most fanOut at once, each from its listed copy when it has one; a
+// failure on one does not stop the others, and errors are joined with
+// resolveErr. A resolve the project scope refused (*iapsetup.ScopeError)
+// is reported as the named resource's outcome: rejected, or failed when the
+// scope check could not decide.
+func (h *Handler) reconcileEach(ctx context.Context, cs []iapsetup.Candidate, resolveErr error) ([]*iapsetup.Result, error) {
+	var refused []*iapsetup.Result
+	if se := (*iapsetup.ScopeError)(nil); errors.As(resolveErr, &se) {
+		refused = append(refused, se.Result(h.cfg.DryRun))
+		if resolveErr == error(se) && se.Err == nil {
+			resolveErr = nil // rejected: nothing to redeliver
+		}
+	}
+	results := make([]*iapsetup.Result, len(cs))
+	errs := make([]error, len(cs))
+	var g errgroup.Group
+	g.SetLimit(fanOut)
+	for i, c := range cs {
+		g.Go(func() error {
+			results[i], errs[i] = h.rec.Reconcile(ctx, c.Ref, iapsetup.Listed(c.Listed))
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return append(refused, results...), errors.Join(append([]error{resolveErr}, errs...)...)
 }
 
 // publish sends m and logs the outcome once. A failed publish is returned

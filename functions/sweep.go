@@ -64,7 +64,7 @@ func (h *Handler) reconcileProject(ctx context.Context, project string) ([]*iaps
 	for _, f := range d.Services {
 		cs = append(cs, iapsetup.Candidate{Ref: f.Ref, Listed: f.Listed})
 	}
-	rs, err := h.rec.ReconcileCandidates(ctx, cs)
+	rs, err := h.reconcileEach(ctx, cs, nil)
 	return rs, how, err
 }
 

@@ -286,7 +286,7 @@ const serviceParallelism = 8
 // reconciler: from its listed copy when Cloud Run listed it (one service
 // read each, the listing), else from a fresh read (Cloud Asset's index lags
 // behind changes; its labels only select what to read). The others are
-// planned from the copy alone, as ReconcileRegion does. prog counts
+// planned from the copy alone, as Reconcile does with a listed copy. prog counts
 // services. Reports are sorted by region, then name. A failed reconcile is
 // recorded in its report; the error is for a failed listing, the deadline,
 // or an interrupt: then no new reconcile starts, those under way finish
@@ -372,13 +372,11 @@ func scanServices(ctx context.Context, sess *session, region string, dryRun bool
 			if hooks.starting != nil {
 				hooks.starting(svc.Ref)
 			}
-			var res *iapsetup.Result
-			var err error
+			var from *iapsetup.Service
 			if listed[svc] {
-				res, err = sess.rec.ReconcileListed(work, svc, iapsetup.WithDryRun(dryRun), iapsetup.WithAccessCheck())
-			} else {
-				res, err = sess.rec.Reconcile(work, svc.Ref, iapsetup.WithDryRun(dryRun), iapsetup.WithAccessCheck())
+				from = svc
 			}
+			res, err := sess.rec.Reconcile(work, svc.Ref, iapsetup.Listed(from), iapsetup.WithDryRun(dryRun), iapsetup.WithAccessCheck())
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && isCtxErr(err) {

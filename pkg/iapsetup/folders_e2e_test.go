@@ -139,13 +139,19 @@ func TestReconcileFolderScope(t *testing.T) {
 		t.Errorf("redelivered: outcome %s (%s), error %v; want skipped (in scope, no such service)", res.Outcome, res.Reason, err)
 	}
 
-	// ReconcileRegion in the deep project: the listed copies' scope checks
-	// are cached too.
+	// A region in the deep project, each listed copy reconciled: the
+	// scope checks are cached too.
 	before := e.Snapshot()
-	if _, err := r.ReconcileRegion(t.Context(), "team-deep", emulatortest.Region); err != nil {
+	cs, err := r.ResolveRegion(t.Context(), "team-deep", emulatortest.Region)
+	if err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, "ReconcileRegion: Resource Manager", rm(e.Snapshot().Sub(before).Calls), map[string]int64{})
+	for _, c := range cs {
+		if _, err := r.Reconcile(t.Context(), c.Ref, iapsetup.Listed(c.Listed)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkCalls(t, "ResolveRegion and Reconcile: Resource Manager", rm(e.Snapshot().Sub(before).Calls), map[string]int64{})
 }
 
 func sum(m map[string]int64) int64 {

@@ -474,9 +474,10 @@ func TestPatternScopeRejectsWithoutCalls(t *testing.T) {
 		if err != nil || res.Outcome != outcome.Rejected || !strings.Contains(res.Reason, "outside iapguard's scope (team-*)") {
 			t.Errorf("Reconcile(%s) = %+v, %v; want rejected as outside the scope", project, res, err)
 		}
-		rs, err := r.ReconcileRegion(t.Context(), project, "-")
-		if err != nil || len(rs) != 1 || rs[0].Outcome != outcome.Rejected {
-			t.Errorf("ReconcileRegion(%s) = %+v, %v; want one rejected result", project, rs, err)
+		cs, err := r.ResolveRegion(t.Context(), project, "-")
+		var se *ScopeError
+		if !errors.As(err, &se) || se.Err != nil || len(cs) != 0 || se.Result(false).Outcome != outcome.Rejected {
+			t.Errorf("ResolveRegion(%s) = %+v, %v; want a rejecting *ScopeError", project, cs, err)
 		}
 	}
 	if len(rec.writes) != 0 {

@@ -226,9 +226,9 @@ func TestReconcileForgedMarkerNotOptedOut(t *testing.T) {
 	}
 	// A region sweep plans from the listed copies and must judge the
 	// markers the same way.
-	results, err := f.r.ReconcileRegion(t.Context(), ref.Project, ref.Region)
+	results, err := f.reconcileAll(f.r.ResolveRegion(t.Context(), ref.Project, ref.Region))
 	if err != nil {
-		t.Fatalf("ReconcileRegion: %v", err)
+		t.Fatalf("ResolveRegion and Reconcile: %v", err)
 	}
 	for _, res := range results {
 		want := outcome.Skipped

@@ -41,9 +41,6 @@ type Options struct {
 	// AgentTTL is how long a project's IAP service agent email is cached.
 	// Default 1 h.
 	AgentTTL time.Duration
-	// Parallelism bounds concurrent service reconciles in project-wide and
-	// compute-triggered reconciles. Default 8.
-	Parallelism int
 	// Logger receives one line per mutation (Info) and no-op (Debug).
 	// Default: discard.
 	Logger *slog.Logger
@@ -102,9 +99,6 @@ func New(d Deps, o Options) (*Reconciler, error) {
 	if o.AgentTTL <= 0 {
 		o.AgentTTL = time.Hour
 	}
-	if o.Parallelism <= 0 {
-		o.Parallelism = 8
-	}
 	if o.now == nil {
 		o.now = time.Now
 	}
@@ -141,7 +135,10 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // CallOption adjusts one reconcile call.
 type CallOption func(*callOptions)
 
-type callOptions struct{ dryRun, checkAccess bool }
+type callOptions struct {
+	dryRun, checkAccess bool
+	listed              *Service
+}
 
 // WithDryRun overrides Options.DryRun for one call.
 func WithDryRun(dryRun bool) CallOption { return func(c *callOptions) { c.dryRun = dryRun } }
@@ -150,6 +147,15 @@ func WithDryRun(dryRun bool) CallOption { return func(c *callOptions) { c.dryRun
 // as operators' audits want; the function checks access only where it can
 // change something.
 func WithAccessCheck() CallOption { return func(c *callOptions) { c.checkAccess = true } }
+
+// Listed makes Reconcile start from s, the copy of the service a listing
+// (ResolveRegion, or a discovery) just returned, instead of reading it
+// again: a caller that lists and then reconciles each service pays one read
+// per service, not two, and a copy not labelled iap=enabled is decided
+// without any other read. s must be fresh (its etag guards the writes; a
+// stale one makes them retry); nil, or a copy of another service than the
+// one reconciled, is ignored.
+func Listed(s *Service) CallOption { return func(c *callOptions) { c.listed = s } }
 
 func (r *Reconciler) callOptions(opts []CallOption) callOptions {
 	co := callOptions{dryRun: r.o.DryRun}
@@ -217,24 +223,18 @@ func newError(resource string, err error) *Error {
 }
 
 // Reconcile observes the service, plans and applies (or, in a dry run,
-// reports) what it takes to comply. It always returns a Result; the error
-// is non-nil only when the reconcile could not finish (Outcome failed), and
-// then classifies as ErrTransient or ErrPermanent. A missing service is
-// "skipped" with a nil error.
+// reports) what it takes to comply. It is the one entry point: events that
+// name a backend service, a NEG or a whole region are first mapped to the
+// services behind them (ResolveBackend, ResolveNEG, ResolveRegion), and each
+// is reconciled on its own. It always returns a Result; the error is non-nil
+// only when the reconcile could not finish (Outcome failed), and then
+// classifies as ErrTransient or ErrPermanent. A missing service is "skipped"
+// with a nil error.
 func (r *Reconciler) Reconcile(ctx context.Context, ref ServiceRef, opts ...CallOption) (*Result, error) {
-	return r.reconcile(ctx, ref, nil, r.callOptions(opts))
+	return r.reconcile(ctx, ref, r.callOptions(opts))
 }
 
-// ReconcileListed is Reconcile for a service just listed (ListServices):
-// it starts from that copy instead of reading the service again, as
-// ReconcileRegion does, so a caller that lists and then reconciles each
-// service pays one read per service, not two. svc must be a fresh listing:
-// its etag guards the writes, and a stale one makes them retry.
-func (r *Reconciler) ReconcileListed(ctx context.Context, svc *Service, opts ...CallOption) (*Result, error) {
-	return r.reconcile(ctx, svc.Ref, svc, r.callOptions(opts))
-}
-
-func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Service, co callOptions) (res *Result, err error) {
+func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptions) (res *Result, err error) {
 	start := r.o.now()
 	res = &Result{Ref: ref, Resource: ref.ResourceName(), DryRun: co.dryRun}
 	defer func() { res.Duration = r.o.now().Sub(start) }()
@@ -250,6 +250,25 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, listed *Serv
 		return res, nil
 	}
 	log := r.log.With("project", ref.Project, "region", ref.Region, "service", ref.Name)
+	listed := co.listed
+	if listed != nil && listed.Ref != ref {
+		listed = nil // a copy of another service: read this one
+	}
+	if listed != nil {
+		if d := DesiredFor(listed); d.Intent != Enforce {
+			// Skipped, opted-out or rejected from the listed copy alone.
+			obs := &Observed{Service: listed}
+			if d.Intent == Unmanaged && d.Managed {
+				// Only a verified marker makes the lost label opted-out.
+				obs.marker = r.readMarker(ctx, ref.ResourceName(), listed.Annotations[ManagedAnnotation], false)
+			}
+			p := PlanFor(d, obs)
+			p.DryRun = co.dryRun
+			res.fill(p)
+			log.DebugContext(ctx, "reconciled from the listed copy", "outcome", res.Outcome)
+			return res, nil
+		}
+	}
 
 	obs, err := r.observe(ctx, ref, listed)
 	var door *policyPart
@@ -467,211 +486,4 @@ func (r *Reconciler) checkFrontends(ctx context.Context, bs []*BackendService, k
 		}
 	}
 	return out, failed
-}
-
-// ReconcileRegion reconciles every service of project in region (a region:
-// Cloud Run v2 refuses the "-" wildcard; ReconcileCandidates takes what a
-// discovery across regions found): one ListServices call, then a full
-// reconcile, with bounded concurrency, of each service labelled
-// iap=enabled; the others are reported skipped, opted-out or rejected from
-// the listed copy without further calls. A failure on one service does not
-// stop the others; errors are joined.
-func (r *Reconciler) ReconcileRegion(ctx context.Context, project, region string, opts ...CallOption) ([]*Result, error) {
-	return r.reconcileRegion(ctx, project, region, r.callOptions(opts))
-}
-
-func (r *Reconciler) reconcileRegion(ctx context.Context, project, region string, co callOptions) ([]*Result, error) {
-	where := "projects/" + project + "/locations/" + region
-	if rej, serr := r.rejectScope(ctx, project, where, co); rej != nil {
-		return []*Result{rej}, serr
-	}
-	svcs, err := r.d.Services.ListServices(ctx, project, region)
-	if err != nil {
-		return nil, newError(where, fmt.Errorf("listing services: %w", err))
-	}
-	cs := make([]Candidate, len(svcs))
-	for i, s := range svcs {
-		cs[i] = Candidate{Ref: s.Ref, Listed: s}
-	}
-	return r.reconcileCandidates(ctx, cs, co)
-}
-
-// Candidate is a service a discovery found: Listed is the copy Cloud Run
-// just listed, or nil when the service was found elsewhere (Cloud Asset
-// Inventory's index, which lags behind changes) and must be read.
-type Candidate struct {
-	Ref    ServiceRef
-	Listed *Service
-}
-
-// ReconcileCandidates reconciles what a discovery found, with bounded
-// concurrency (Options.Parallelism). A listed copy not labelled
-// iap=enabled is reported skipped, opted-out or rejected from that copy
-// without calls, as ReconcileRegion does; a candidate without a copy is
-// read first and decided on what the read shows, never on the index's
-// labels. Every candidate's project is checked against the scope. A
-// failure on one service does not stop the others; errors are joined.
-func (r *Reconciler) ReconcileCandidates(ctx context.Context, cs []Candidate, opts ...CallOption) ([]*Result, error) {
-	return r.reconcileCandidates(ctx, cs, r.callOptions(opts))
-}
-
-func (r *Reconciler) reconcileCandidates(ctx context.Context, cs []Candidate, co callOptions) ([]*Result, error) {
-	results := make([]*Result, len(cs))
-	errs := make([]error, len(cs))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.o.Parallelism)
-	for i, c := range cs {
-		if s := c.Listed; s != nil {
-			if d := DesiredFor(s); d.Intent != Enforce {
-				// Skipped, opted-out or rejected from the listed copy alone.
-				if rej, serr := r.rejectScope(ctx, s.Ref.Project, s.Ref.ResourceName(), co); rej != nil {
-					results[i], errs[i] = rej, serr
-					continue
-				}
-				results[i] = &Result{Ref: s.Ref, Resource: s.Ref.ResourceName(), DryRun: co.dryRun}
-				obs := &Observed{Service: s}
-				if d.Intent == Unmanaged && d.Managed {
-					// As a single reconcile does: only a verified marker
-					// makes the lost label opted-out.
-					obs.marker = r.readMarker(ctx, s.Ref.ResourceName(), s.Annotations[ManagedAnnotation], false)
-				}
-				results[i].fill(PlanFor(d, obs))
-				continue
-			}
-		}
-		g.Go(func() error {
-			results[i], errs[i] = r.reconcile(gctx, c.Ref, c.Listed, co)
-			return nil
-		})
-	}
-	_ = g.Wait()
-	return results, errors.Join(errs...)
-}
-
-// rejectScope returns nil when project is in scope (Scope.Check), else the
-// rejected result, or a failed one with the error when the check could not
-// decide.
-func (r *Reconciler) rejectScope(ctx context.Context, project, resource string, co callOptions) (*Result, error) {
-	in, reason, err := r.o.Scope.Check(ctx, project)
-	switch {
-	case err != nil:
-		return &Result{Resource: resource, Ref: ServiceRef{Project: project}, Outcome: outcome.Failed, DryRun: co.dryRun,
-			Reason: err.Error()}, newError(resource, err)
-	case in:
-		return nil, nil
-	}
-	return &Result{Resource: resource, Ref: ServiceRef{Project: project}, Outcome: outcome.Rejected, DryRun: co.dryRun,
-		Reason: reason}, nil
-}
-
-// ReconcileBackend reconciles the Cloud Run services behind a backend
-// service (for Compute events): it reads the backend service, follows each
-// backends[].group that is a regional NEG to its cloudRun.service, and
-// reconciles each such service (unlabelled ones end skipped). A NEG that
-// selects services by URL mask makes every service of its region a
-// candidate. A missing backend service yields no results and no error.
-func (r *Reconciler) ReconcileBackend(ctx context.Context, ref BackendRef, opts ...CallOption) ([]*Result, error) {
-	co := r.callOptions(opts)
-	if rej, serr := r.rejectScope(ctx, ref.Project, ref.Path(), co); rej != nil {
-		return []*Result{rej}, serr
-	}
-	b, err := r.d.Backends.GetBackendService(ctx, ref)
-	if err != nil {
-		if gcperr.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, newError(ref.Path(), fmt.Errorf("reading backend service: %w", err))
-	}
-	var negs []NEG
-	var errs []error
-	for _, grp := range b.Groups {
-		nr, perr := ParseNEGRef(grp)
-		if perr != nil {
-			continue // an instance group or a global NEG: not Cloud Run
-		}
-		n, gerr := r.d.NEGs.GetNEG(ctx, nr)
-		switch {
-		case gcperr.IsNotFound(gerr):
-			continue
-		case gerr != nil:
-			errs = append(errs, newError(ref.Path(), fmt.Errorf("reading network endpoint group %s: %w", nr, gerr)))
-			continue
-		}
-		negs = append(negs, *n)
-	}
-	results, err := r.reconcileNEGs(ctx, negs, co)
-	return results, errors.Join(append(errs, err)...)
-}
-
-// ReconcileNEG reconciles the Cloud Run service a serverless NEG points at
-// (for NEG insert events). A missing NEG yields no results and no error.
-func (r *Reconciler) ReconcileNEG(ctx context.Context, ref NEGRef, opts ...CallOption) ([]*Result, error) {
-	co := r.callOptions(opts)
-	if rej, serr := r.rejectScope(ctx, ref.Project, ref.Path(), co); rej != nil {
-		return []*Result{rej}, serr
-	}
-	n, err := r.d.NEGs.GetNEG(ctx, ref)
-	if err != nil {
-		if gcperr.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, newError(ref.Path(), fmt.Errorf("reading network endpoint group: %w", err))
-	}
-	return r.reconcileNEGs(ctx, []NEG{*n}, co)
-}
-
-func (r *Reconciler) reconcileNEGs(ctx context.Context, negs []NEG, co callOptions) ([]*Result, error) {
-	var refs []ServiceRef
-	seen := map[ServiceRef]bool{}
-	type region struct{ project, region string }
-	var sweeps []region
-	seenRegion := map[region]bool{}
-	for _, n := range negs {
-		if n.CloudRun == nil {
-			continue
-		}
-		nr, err := ParseNEGRef(n.SelfLink)
-		if err != nil {
-			continue
-		}
-		if n.CloudRun.Service == "" {
-			if rg := (region{nr.Project, nr.Region}); !seenRegion[rg] {
-				seenRegion[rg] = true
-				sweeps = append(sweeps, rg)
-			}
-			continue
-		}
-		ref := ServiceRef{Project: nr.Project, Region: nr.Region, Name: n.CloudRun.Service}
-		if !seen[ref] {
-			seen[ref] = true
-			refs = append(refs, ref)
-		}
-	}
-	var (
-		results []*Result
-		errs    []error
-		swept   = map[ServiceRef]bool{}
-	)
-	for _, sw := range sweeps {
-		rs, err := r.reconcileRegion(ctx, sw.project, sw.region, co)
-		for _, res := range rs {
-			swept[res.Ref] = true
-		}
-		results = append(results, rs...)
-		errs = append(errs, err)
-	}
-	refs = slices.DeleteFunc(refs, func(ref ServiceRef) bool { return swept[ref] })
-	byIdx := make([]*Result, len(refs))
-	errIdx := make([]error, len(refs))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.o.Parallelism)
-	for i, ref := range refs {
-		g.Go(func() error {
-			byIdx[i], errIdx[i] = r.reconcile(gctx, ref, nil, co)
-			return nil
-		})
-	}
-	_ = g.Wait()
-	results = append(results, byIdx...)
-	return results, errors.Join(append(errs, errIdx...)...)
 }

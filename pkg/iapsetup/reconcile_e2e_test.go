@@ -5,6 +5,7 @@ package iapsetup_test
 // Service Usage APIs. Call counts come from the emulator's per-method stats.
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"sort"
@@ -85,6 +86,33 @@ var ref = iapsetup.ServiceRef{Project: emulatortest.Project, Region: emulatortes
 type fixture struct {
 	e *testEnv
 	r *iapsetup.Reconciler
+}
+
+// reconcileAll reconciles each service a resolver found, as the function
+// does (functions.Handler.reconcileEach): from its listed copy when it has
+// one, failures joined; a scope refusal is the named resource's result.
+func (f *fixture) reconcileAll(cs []iapsetup.Candidate, err error) ([]*iapsetup.Result, error) {
+	return f.each()(cs, err)
+}
+
+// each is reconcileAll with call options.
+func (f *fixture) each(opts ...iapsetup.CallOption) func([]iapsetup.Candidate, error) ([]*iapsetup.Result, error) {
+	return func(cs []iapsetup.Candidate, err error) ([]*iapsetup.Result, error) {
+		var out []*iapsetup.Result
+		errs := []error{err}
+		if se := (*iapsetup.ScopeError)(nil); errors.As(err, &se) {
+			out = append(out, se.Result(false))
+			if se.Err == nil {
+				errs = nil
+			}
+		}
+		for _, c := range cs {
+			res, err := f.r.Reconcile(context.Background(), c.Ref, append([]iapsetup.CallOption{iapsetup.Listed(c.Listed)}, opts...)...)
+			out = append(out, res)
+			errs = append(errs, err)
+		}
+		return out, errors.Join(errs...)
+	}
 }
 
 func newFixture(t *testing.T, mods ...func(*iapsetup.Options)) *fixture {
@@ -599,13 +627,18 @@ func TestReconcileScopeAndMissing(t *testing.T) {
 	if err != nil || res.Outcome != outcome.Rejected || !strings.Contains(res.Reason, "outside") {
 		t.Errorf("out-of-scope reconcile = %+v, %v; want rejected", res, err)
 	}
-	rs, err := f.r.ReconcileRegion(t.Context(), "other-project", emulatortest.Region)
-	if err != nil || len(rs) != 1 || rs[0].Outcome != outcome.Rejected {
-		t.Errorf("out-of-scope ReconcileRegion = %+v, %v; want one rejected result", rs, err)
+	var se *iapsetup.ScopeError
+	cs, err := f.r.ResolveRegion(t.Context(), "other-project", emulatortest.Region)
+	if !errors.As(err, &se) || se.Err != nil || len(cs) != 0 || se.Result(false).Outcome != outcome.Rejected {
+		t.Errorf("out-of-scope ResolveRegion = %+v, %v; want a rejecting *ScopeError", cs, err)
 	}
-	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: "other-project", Name: "web"})
-	if err != nil || len(rs) != 1 || rs[0].Outcome != outcome.Rejected {
-		t.Errorf("out-of-scope ReconcileBackend = %+v, %v; want one rejected result", rs, err)
+	cs, err = f.r.ResolveBackend(t.Context(), iapsetup.BackendRef{Project: "other-project", Name: "web"})
+	if !errors.As(err, &se) || se.Err != nil || len(cs) != 0 || se.Resource != "projects/other-project/global/backendServices/web" {
+		t.Errorf("out-of-scope ResolveBackend = %+v, %v; want a rejecting *ScopeError", cs, err)
+	}
+	cs, err = f.r.ResolveNEG(t.Context(), iapsetup.NEGRef{Project: "other-project", Region: emulatortest.Region, Name: "neg"})
+	if !errors.As(err, &se) || se.Err != nil || len(cs) != 0 {
+		t.Errorf("out-of-scope ResolveNEG = %+v, %v; want a rejecting *ScopeError", cs, err)
 	}
 	if d := f.e.Snapshot().Sub(before); d.Total() != 0 {
 		t.Errorf("out-of-scope reconciles made calls: %v", d.Calls)
@@ -696,9 +729,9 @@ func TestReconcileRegion(t *testing.T) {
 	f.e.SeedService(t, emulatortest.Svc{Name: "bad-label", Labels: map[string]string{"iap": "on"}})
 
 	before := f.e.Snapshot()
-	results, err := f.r.ReconcileRegion(t.Context(), emulatortest.Project, emulatortest.Region)
+	results, err := f.reconcileAll(f.r.ResolveRegion(t.Context(), emulatortest.Project, emulatortest.Region))
 	if err != nil {
-		t.Fatalf("ReconcileRegion: %v", err)
+		t.Fatalf("ResolveRegion and Reconcile: %v", err)
 	}
 	got := map[string]outcome.Kind{}
 	for _, r := range results {
@@ -748,14 +781,14 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 		}
 		return out
 	}
-	rs, err := f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Name: "web"})
+	rs, err := f.reconcileAll(f.r.ResolveBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Name: "web"}))
 	if err != nil {
 		t.Fatalf("ReconcileBackend: %v", err)
 	}
 	if diff := cmp.Diff(map[string]outcome.Kind{"hello": outcome.Remediated}, outcomes(rs)); diff != "" {
 		t.Errorf("ReconcileBackend outcomes (-want +got):\n%s", diff)
 	}
-	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Name: "other-web"})
+	rs, err = f.reconcileAll(f.r.ResolveBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Name: "other-web"}))
 	if err != nil {
 		t.Fatalf("ReconcileBackend(other-web): %v", err)
 	}
@@ -767,7 +800,7 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 	}
 	// Our own patch causes a backend-service event: it must be a no-op.
 	before := f.e.Snapshot()
-	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Name: "web"})
+	rs, err = f.reconcileAll(f.r.ResolveBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Name: "web"}))
 	if err != nil {
 		t.Fatalf("ReconcileBackend again: %v", err)
 	}
@@ -779,12 +812,12 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 	}
 
 	// A NEG event.
-	rs, err = f.r.ReconcileNEG(t.Context(), iapsetup.NEGRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "hello-neg"})
+	rs, err = f.reconcileAll(f.r.ResolveNEG(t.Context(), iapsetup.NEGRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "hello-neg"}))
 	if err != nil || len(rs) != 1 || rs[0].Outcome != outcome.Compliant {
 		t.Errorf("ReconcileNEG = %v, %v; want hello compliant", outcomes(rs), err)
 	}
 	// A URL-mask NEG behind a backend makes the whole region a candidate.
-	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "masked"})
+	rs, err = f.reconcileAll(f.r.ResolveBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "masked"}))
 	if err != nil {
 		t.Fatalf("ReconcileBackend(masked): %v", err)
 	}
@@ -793,7 +826,7 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 	}
 	// The region sweep keeps the call's options: an access check asked for
 	// covers every labelled service swept.
-	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "masked"}, iapsetup.WithAccessCheck())
+	rs, err = f.each(iapsetup.WithAccessCheck())(f.r.ResolveBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "masked"}))
 	if err != nil {
 		t.Fatalf("ReconcileBackend(masked) with the access check: %v", err)
 	}
@@ -803,11 +836,11 @@ func TestReconcileFromComputeEvents(t *testing.T) {
 		}
 	}
 	// Gone resources yield nothing.
-	rs, err = f.r.ReconcileBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Name: "gone"})
+	rs, err = f.reconcileAll(f.r.ResolveBackend(t.Context(), iapsetup.BackendRef{Project: emulatortest.Project, Name: "gone"}))
 	if err != nil || len(rs) != 0 {
 		t.Errorf("ReconcileBackend(gone) = %v, %v; want nothing", rs, err)
 	}
-	rs, err = f.r.ReconcileNEG(t.Context(), iapsetup.NEGRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "gone"})
+	rs, err = f.reconcileAll(f.r.ResolveNEG(t.Context(), iapsetup.NEGRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "gone"}))
 	if err != nil || len(rs) != 0 {
 		t.Errorf("ReconcileNEG(gone) = %v, %v; want nothing", rs, err)
 	}
