@@ -324,16 +324,25 @@ func (d *Discovery) listRegion(ctx context.Context, project, region string, call
 	}
 }
 
+// maxFolderWalk bounds the folders NewProjectsUnder walks below one scope.
+const maxFolderWalk = 100_000
+
 // NewProjectsUnder enumerates folder and organisation scopes through
 // Resource Manager: the folders below the scope (ListFolders, level by
 // level) and the projects directly in each (SearchProjects "parent:…").
-// Needs resourcemanager.folders.list and resourcemanager.projects.get.
+// Needs resourcemanager.folders.list and resourcemanager.projects.get. A
+// scope with more than maxFolderWalk folders below it is a permanent error
+// naming the way out (Cloud Asset), not a silently partial list.
 func NewProjectsUnder(dir scope.FolderDirectory) ProjectsUnder {
+	return projectsUnder(dir, maxFolderWalk)
+}
+
+func projectsUnder(dir scope.FolderDirectory, maxFolders int) ProjectsUnder {
 	return func(ctx context.Context, scope string) ([]string, error) {
 		queue := []string{scope}
 		seen := map[string]bool{scope: true}
 		var out []string
-		for len(queue) > 0 && len(seen) < 100_000 {
+		for len(queue) > 0 {
 			parent := queue[0]
 			queue = queue[1:]
 			ps, err := dir.ListProjectsIn(ctx, parent)
@@ -348,10 +357,15 @@ func NewProjectsUnder(dir scope.FolderDirectory) ProjectsUnder {
 				return nil, err
 			}
 			for _, f := range fs {
-				if !seen[f] {
-					seen[f] = true
-					queue = append(queue, f)
+				if seen[f] {
+					continue
 				}
+				if len(seen) > maxFolders { // seen holds the scope too
+					return nil, fmt.Errorf("%s holds more than %d folders, more than the per-region discovery walks: let the function search Cloud Asset Inventory instead (IAPGUARD_DISCOVERY=auto or asset, cloudasset.assets.searchAllResources on the scope) (%w)",
+						scope, maxFolders, iapsetup.ErrPermanent)
+				}
+				seen[f] = true
+				queue = append(queue, f)
 			}
 		}
 		return out, nil

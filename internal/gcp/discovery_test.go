@@ -1,7 +1,10 @@
 package gcp_test
 
 import (
+	"errors"
+	"fmt"
 	"sort"
+	"strings"
 	"testing"
 
 	"cloud.google.com/go/run/apiv2/runpb"
@@ -12,6 +15,7 @@ import (
 	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/internal/gcp"
+	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
 // discoveryEnv: organizations/1 > folders/10 > team-a, team-b; legacy
@@ -161,5 +165,40 @@ func TestNoWildcard(t *testing.T) {
 	}
 	if n := em.Core.Stats.Snapshot().Sub(before).Calls["google.cloud.run.v2.Services.ListServices"]; n != 0 {
 		t.Errorf(`RunAdapter.ListServices(region "-") made %d calls, want 0`, n)
+	}
+}
+
+// TestProjectsUnderSaysWhenItStops: the folder walk of the per-region
+// discovery is bounded; a scope with more folders than the bound is a
+// permanent error saying so, not a silently partial list.
+func TestProjectsUnderSaysWhenItStops(t *testing.T) {
+	t.Parallel()
+	em, err := emulator.New(emulator.Options{
+		Projects: []core.Project{
+			{ID: "team-a", Number: 101, Parent: "folders/10"},
+			{ID: "team-b", Number: 102, Parent: "folders/11"},
+		},
+		Folders: []core.Folder{{ID: "10", Parent: "organizations/1"}, {ID: "11", Parent: "folders/10"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = em.Close() })
+	dir, err := gcp.NewProjectDirectory(t.Context(), gcp.Options{EmulatorHost: em.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dir.Close() })
+	got, err := gcp.ProjectsUnderAtMost(dir, 2)(t.Context(), "organizations/1")
+	sort.Strings(got)
+	if diff := cmp.Diff([]string{"team-a", "team-b"}, got); err != nil || diff != "" {
+		t.Errorf("two folders, at most 2: err %v, projects (-want +got):\n%s", err, diff)
+	}
+	got, err = gcp.ProjectsUnderAtMost(dir, 1)(t.Context(), "organizations/1")
+	if !errors.Is(err, iapsetup.ErrPermanent) || !strings.Contains(fmt.Sprint(err), "organizations/1 holds more than 1 folders") || got != nil {
+		t.Errorf("two folders, at most 1: %v, %v; want a permanent error saying the walk stopped", got, err)
 	}
 }

@@ -1,0 +1,5 @@
+package gcp
+
+// ProjectsUnderAtMost is NewProjectsUnder walking at most maxFolders
+// folders.
+var ProjectsUnderAtMost = projectsUnder
