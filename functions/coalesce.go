@@ -23,10 +23,6 @@ type coalescer struct {
 	now func() time.Time
 }
 
-// maxRejoins bounds how often one event waits for a run that started
-// before its change and goes again.
-const maxRejoins = 4
-
 type flight struct {
 	started time.Time
 	v       any
@@ -41,18 +37,15 @@ type flight struct {
 //
 // A change time later than now (a sender's clock, or a forged timestamp)
 // counts as now, the event's arrival: otherwise no run could ever start
-// after it and the event would rejoin run after run. Rejoins are bounded
-// too (maxRejoins); past them the event runs on its own.
+// after it. An event waits for at most one run that started before its
+// change: singleflight starts a run for key only once the previous one has
+// ended, so the run it shares or starts next began after the event arrived
+// (whatever the wall clock says), and its result is final.
 func (c *coalescer) do(ctx context.Context, key string, changedAt time.Time, fn func() (any, error)) (v any, err error, shared bool) {
 	if now := c.now(); changedAt.IsZero() || changedAt.After(now) {
 		changedAt = now
 	}
-	for rejoins := 0; ; rejoins++ {
-		if rejoins >= maxRejoins {
-			f := &flight{started: c.now()}
-			f.v, f.err = fn()
-			return f.v, f.err, false
-		}
+	for stale := false; ; stale = true {
 		ch := c.g.DoChan(key, func() (any, error) {
 			f := &flight{started: c.now()}
 			f.v, f.err = fn()
@@ -63,7 +56,7 @@ func (c *coalescer) do(ctx context.Context, key string, changedAt time.Time, fn 
 			return nil, fmt.Errorf("%w: waiting for the reconcile of %s: %w", iapsetup.ErrTransient, key, ctx.Err()), false
 		case r := <-ch:
 			f := r.Val.(*flight)
-			if !r.Shared || !f.started.Before(changedAt) {
+			if !r.Shared || stale || !f.started.Before(changedAt) {
 				return f.v, f.err, r.Shared
 			}
 			// The run we joined read state from before our change: go again.
