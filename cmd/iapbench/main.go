@@ -17,6 +17,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -59,35 +60,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "iapbench:", err)
 		os.Exit(1)
 	}
-	switch *out {
-	case "-":
-		r.Format(os.Stdout)
-	default:
-		path := *out
-		if path == "" {
-			root, err := bench.ModuleRoot()
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "iapbench:", err)
-				os.Exit(1)
-			}
-			path = filepath.Join(root, "bench", "results", cfg.Name+".txt")
-		}
-		if err := bench.WriteReport(r, path); err != nil {
-			fmt.Fprintln(os.Stderr, "iapbench:", err)
-			os.Exit(1)
-		}
-		fmt.Fprintln(os.Stderr, "iapbench: report written to", path)
-	}
-	missed := 0
-	for _, t := range r.Targets() {
-		if !t.Met {
-			fmt.Fprintf(os.Stderr, "iapbench: target missed: %s: %s\n", t.What, t.Measured)
-			missed++
-		}
-	}
-	if missed > 0 {
-		os.Exit(2)
-	}
+	os.Exit(report(r, r.Targets(), cfg.Name, *out))
 }
 
 // runOrg runs the organisation-scale sweep benchmark (issue #18) and
@@ -107,10 +80,17 @@ func runOrg(config, out string, quiet bool) int {
 		fmt.Fprintln(os.Stderr, "iapbench:", err)
 		return 1
 	}
-	switch out {
-	case "-":
+	return report(r, r.OrgTargets(), cfg.Name, out)
+}
+
+// report writes r to stdout (out "-") or to out (default
+// bench/results/NAME.txt under the module root), names the targets missed
+// and returns the exit status: 2 when one was missed, 1 when the report
+// could not be written.
+func report(r interface{ Format(io.Writer) }, targets []bench.Target, name, out string) int {
+	if out == "-" {
 		r.Format(os.Stdout)
-	default:
+	} else {
 		path := out
 		if path == "" {
 			root, err := bench.ModuleRoot()
@@ -118,23 +98,20 @@ func runOrg(config, out string, quiet bool) int {
 				fmt.Fprintln(os.Stderr, "iapbench:", err)
 				return 1
 			}
-			path = filepath.Join(root, "bench", "results", cfg.Name+".txt")
+			path = filepath.Join(root, "bench", "results", name+".txt")
 		}
-		if err := bench.WriteOrgReport(r, path); err != nil {
+		if err := bench.WriteReport(r, path); err != nil {
 			fmt.Fprintln(os.Stderr, "iapbench:", err)
 			return 1
 		}
 		fmt.Fprintln(os.Stderr, "iapbench: report written to", path)
 	}
-	missed := 0
-	for _, t := range r.OrgTargets() {
+	code := 0
+	for _, t := range targets {
 		if !t.Met {
 			fmt.Fprintf(os.Stderr, "iapbench: target missed: %s: %s\n", t.What, t.Measured)
-			missed++
+			code = 2
 		}
 	}
-	if missed > 0 {
-		return 2
-	}
-	return 0
+	return code
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -414,16 +413,6 @@ func (r *OrgReport) Format(w io.Writer) {
 		}
 		p("%s %s: %s", mark, t.What, t.Measured)
 	}
-}
-
-// WriteOrgReport writes the report to path.
-func WriteOrgReport(r *OrgReport, path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	var b strings.Builder
-	r.Format(&b)
-	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 func newTab(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) }

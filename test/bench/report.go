@@ -177,8 +177,9 @@ func callsOfFloat(m map[string]float64) Calls {
 	return out
 }
 
-// WriteReport writes r's text to path, creating its directory.
-func WriteReport(r *Report, path string) error {
+// WriteReport writes r's text (a *Report or an *OrgReport) to path,
+// creating its directory.
+func WriteReport(r interface{ Format(io.Writer) }, path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("writing the report: %w", err)
 	}
