@@ -192,6 +192,12 @@ func (f *Faults) SetErrorRate(pattern string, rate float64, code codes.Code) err
 
 // FailNext fails the next n calls matching pattern with code (not OK).
 func (f *Faults) FailNext(pattern string, n int, code codes.Code) error {
+	return f.addFailRule(&f.failNext, pattern, n, code)
+}
+
+// addFailRule appends a rule failing n calls matching pattern with code
+// to *rules.
+func (f *Faults) addFailRule(rules *[]failRule, pattern string, n int, code codes.Code) error {
 	if err := validPattern(pattern); err != nil {
 		return err
 	}
@@ -200,7 +206,7 @@ func (f *Faults) FailNext(pattern string, n int, code codes.Code) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.failNext = append(f.failNext, failRule{pattern: pattern, n: n, code: code})
+	*rules = append(*rules, failRule{pattern: pattern, n: n, code: code})
 	return nil
 }
 
@@ -261,16 +267,7 @@ func (f *Faults) TakeRace(method string) bool {
 // ERROR, status), as a Compute operation that fails after it started does
 // (internal/auditsamples/testdata/compute-instances-insert-last-error-ip-space-exhausted.json).
 func (f *Faults) FailOperations(pattern string, n int, code codes.Code) error {
-	if err := validPattern(pattern); err != nil {
-		return err
-	}
-	if err := validCode(code); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.opFails = append(f.opFails, failRule{pattern: pattern, n: n, code: code})
-	return nil
+	return f.addFailRule(&f.opFails, pattern, n, code)
 }
 
 // TakeOperationFailure consumes one FailOperations rule matching method.
