@@ -40,7 +40,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -221,15 +220,4 @@ func ensureTopic(ctx context.Context, ps PubSub, topic string) error {
 		return fmt.Errorf("creating topic %s: %w", topic, err)
 	}
 	return nil
-}
-
-// Methods returns the serviceName/methodName pairs the sink routes, sorted,
-// as "serviceName methodName".
-func (s *Sink) Methods() []string {
-	out := make([]string, 0, len(s.methods))
-	for k := range s.methods {
-		out = append(out, k[0]+" "+k[1])
-	}
-	slices.Sort(out)
-	return out
 }

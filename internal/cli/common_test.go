@@ -99,6 +99,13 @@ func (ts *testStack) run(t *testing.T, args ...string) (code int, stdout, stderr
 	return runWithEnv(t, withEnv(t.Context(), ts.env()), args...)
 }
 
+// withEnv makes the commands run under ctx read their environment from m
+// instead of the process environment. The Google client libraries still
+// read the process environment for credentials.
+func withEnv(ctx context.Context, m map[string]string) context.Context {
+	return context.WithValue(ctx, envKey{}, m)
+}
+
 func runWithEnv(t *testing.T, ctx context.Context, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer

@@ -57,13 +57,6 @@ const (
 // in parallel with different emulators; t.Setenv would forbid that).
 type envKey struct{}
 
-// withEnv makes the commands run under ctx read their environment from m
-// instead of the process environment. The Google client libraries still
-// read the process environment for credentials.
-func withEnv(ctx context.Context, m map[string]string) context.Context {
-	return context.WithValue(ctx, envKey{}, m)
-}
-
 func getenv(ctx context.Context, k string) string {
 	if m, ok := ctx.Value(envKey{}).(map[string]string); ok {
 		return strings.TrimSpace(m[k])

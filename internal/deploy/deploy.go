@@ -144,8 +144,3 @@ func (c Config) Validate() error {
 func TriggerAccountEmail(project string) string {
 	return TriggerAccount + "@" + project + ".iam.gserviceaccount.com"
 }
-
-// EnforcerAccountEmail returns the email of the function's identity in project.
-func EnforcerAccountEmail(project string) string {
-	return EnforcerAccount + "@" + project + ".iam.gserviceaccount.com"
-}

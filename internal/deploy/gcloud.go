@@ -73,8 +73,24 @@ func shellQuote(s string) string {
 // gflag renders --name=value with the value quoted as needed.
 func gflag(name, value string) string { return "--" + name + "=" + shellQuote(value) }
 
-// GcloudTriggerCommands renders one idempotent shell command per trigger in
-// eventarc/triggers.yaml, required triggers first and optional ones (methods
+// requiredFirst orders the triggers required first, optional last, each
+// group in definition order.
+func requiredFirst(ts []eventarc.Trigger) []eventarc.Trigger {
+	out := slices.Clone(ts)
+	slices.SortStableFunc(out, func(a, b eventarc.Trigger) int {
+		switch {
+		case a.Optional == b.Optional:
+			return 0
+		case b.Optional:
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// gcloudTriggerCommands renders one idempotent shell command per trigger of
+// ts (eventarc/triggers.yaml), required triggers first and optional ones (methods
 // outside Eventarc's published audit-log catalog) last: it creates the
 // trigger, or, when a trigger of that name exists, updates its destination,
 // identity and event filters in place (gcloud eventarc triggers update
@@ -98,30 +114,6 @@ func gflag(name, value string) string { return "--" + name + "=" + shellQuote(va
 //
 // Running the commands needs roles/eventarc.admin and, on the trigger
 // identity, roles/iam.serviceAccountUser.
-func GcloudTriggerCommands(cfg Config) ([]string, error) {
-	ts, err := Triggers()
-	if err != nil {
-		return nil, err
-	}
-	return gcloudTriggerCommands(cfg, ts)
-}
-
-// requiredFirst orders the triggers required first, optional last, each
-// group in definition order.
-func requiredFirst(ts []eventarc.Trigger) []eventarc.Trigger {
-	out := slices.Clone(ts)
-	slices.SortStableFunc(out, func(a, b eventarc.Trigger) int {
-		switch {
-		case a.Optional == b.Optional:
-			return 0
-		case b.Optional:
-			return -1
-		}
-		return 1
-	})
-	return out
-}
-
 func gcloudTriggerCommands(cfg Config, ts []eventarc.Trigger) ([]string, error) {
 	rs, err := resolve(cfg, requiredFirst(ts))
 	if err != nil {

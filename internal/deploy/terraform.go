@@ -138,17 +138,6 @@ func LogSinkFilter() (string, error) {
 	return logSinkFilter(ts)
 }
 
-// LogSinkFilterFile renders the committed
-// deploy/terraform/generated/log-filter.txt, which the Terraform module's
-// organisation-wide sink reads: LogSinkFilter and a newline.
-func LogSinkFilterFile() ([]byte, error) {
-	f, err := LogSinkFilter()
-	if err != nil {
-		return nil, err
-	}
-	return []byte(f + "\n"), nil
-}
-
 func logSinkFilter(ts []eventarc.Trigger) (string, error) {
 	byService := map[string][]string{}
 	for _, t := range eventarc.AuditLogTriggers(ts) {

@@ -285,7 +285,7 @@ func TestComputeAdapter(t *testing.T) {
 	if _, err := a.GetBackendService(ctx, iapsetup.BackendRef{Project: emulatortest.Project, Name: "missing"}); !gcperr.IsNotFound(err) {
 		t.Errorf("GetBackendService(missing) = %v, want NOT_FOUND", err)
 	}
-	if _, err := a.ListBackendServices(ctx, "no-such-project"); !gcperr.IsPermanent(err) {
+	if _, err := a.ListBackendServices(ctx, "no-such-project"); err == nil || gcperr.IsTransient(err) {
 		t.Errorf("ListBackendServices(unknown project) = %v, want a permanent error", err)
 	}
 }

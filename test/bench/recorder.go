@@ -112,13 +112,6 @@ func (r *recorder) Between(from, to time.Time) (api, pubsub []Call) {
 	return api, pubsub
 }
 
-// Reset forgets every recorded call.
-func (r *recorder) Reset() {
-	r.mu.Lock()
-	r.calls = nil
-	r.mu.Unlock()
-}
-
 func (r *recorder) Close() {
 	_ = r.srv.Close()
 	r.tr.CloseIdleConnections()

@@ -146,9 +146,6 @@ func New(p Policy, seed uint64) *Retrier {
 	}
 }
 
-// Policy returns the policy in force, defaults applied.
-func (r *Retrier) Policy() Policy { return r.policy }
-
 // Counts returns a copy of the counters.
 func (r *Retrier) Counts() Counts {
 	return Counts{

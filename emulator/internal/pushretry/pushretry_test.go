@@ -156,7 +156,7 @@ func TestDo(t *testing.T) {
 				return errFail
 			}, func(attempt int, wait time.Duration, err error) {
 				retries = append(retries, attempt)
-				if lo, hi := bounds(r.Policy(), attempt); wait < lo || wait > hi || !errors.Is(err, errFail) {
+				if lo, hi := bounds(r.policy, attempt); wait < lo || wait > hi || !errors.Is(err, errFail) {
 					t.Errorf("retry after attempt %d: wait %v err %v, want wait in [%v, %v] and the attempt's error", attempt, wait, err, lo, hi)
 				}
 			})
@@ -173,7 +173,7 @@ func TestDo(t *testing.T) {
 				t.Errorf("onRetry called %d times, slept %d times; want %d each", len(retries), len(clock.sleeps), tt.wantCounts.Retried)
 			}
 			for i, d := range clock.sleeps {
-				if lo, hi := bounds(r.Policy(), i+1); d < lo || d > hi {
+				if lo, hi := bounds(r.policy, i+1); d < lo || d > hi {
 					t.Errorf("wait %d = %v, want in [%v, %v]", i+1, d, lo, hi)
 				}
 			}
@@ -219,7 +219,7 @@ func TestBackoffBoundedAndJittered(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := New(tt.policy, 99)
-			p := r.Policy()
+			p := r.policy
 			if p.BackoffMax < p.BackoffBase {
 				t.Fatalf("policy %+v: max below base", p)
 			}
@@ -244,7 +244,7 @@ func TestBackoffBoundedAndJittered(t *testing.T) {
 func TestBackoffGrowsToMax(t *testing.T) {
 	// The ranges of successive attempts, as documented: 100 ms doubling to 5 s.
 	want := []time.Duration{100, 200, 400, 800, 1600, 3200, 5000, 5000}
-	p := New(Policy{}, 1).Policy()
+	p := New(Policy{}, 1).policy
 	for i, ms := range want {
 		if _, hi := bounds(p, i+1); hi != ms*time.Millisecond {
 			t.Errorf("upper bound after attempt %d = %v, want %v", i+1, hi, ms*time.Millisecond)
@@ -262,7 +262,7 @@ func TestBackoffSeeded(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	got := New(Policy{MaxAttempts: -3}, 1).Policy()
+	got := New(Policy{MaxAttempts: -3}, 1).policy
 	want := Policy{BackoffBase: 100 * time.Millisecond, BackoffMax: 5 * time.Second, Retention: 24 * time.Hour, Timeout: 30 * time.Second}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
