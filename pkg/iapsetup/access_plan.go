@@ -457,11 +457,11 @@ func (f AccessFinding) public() []string {
 
 // steps returns the access steps (one per IAP resource) with, for planned
 // changes, the message to use once they are made.
-func (ap *accessPlan) steps(p *Plan) []outcome.Step {
+func (ap *accessPlan) steps(v view) []outcome.Step {
 	if ap == nil {
 		return nil
 	}
-	svc := p.Ref.ResourceName()
+	svc := v.p.Ref.ResourceName()
 	if len(ap.parts) == 0 {
 		switch {
 		case ap.reject != "":
@@ -473,12 +473,12 @@ func (ap *accessPlan) steps(p *Plan) []outcome.Step {
 	}
 	var out []outcome.Step
 	for _, part := range ap.parts {
-		out = append(out, ap.step(p, part))
+		out = append(out, ap.step(v, part))
 	}
 	return out
 }
 
-func (ap *accessPlan) step(p *Plan, part *accessPart) outcome.Step {
+func (ap *accessPlan) step(v view, part *accessPart) outcome.Step {
 	s := outcome.Step{Name: outcome.StepAccess, Resource: part.res.Name}
 	if part.readErr != nil {
 		s.Result = outcome.StepFailed
@@ -505,15 +505,15 @@ func (ap *accessPlan) step(p *Plan, part *accessPart) outcome.Step {
 	case ap.reject != "":
 		s.Result, s.Message = outcome.StepRejected, ap.reject+"; nothing granted or revoked; "+who
 		if !f.Anyone() {
-			s.Message += "; " + ap.nobody(part, iapOnFor(p, part))
+			s.Message += "; " + ap.nobody(part, iapOnFor(v, part))
 		}
 		return s
 	case part.after != nil:
 		s.Result = outcome.StepChanged
 		s.Message = ap.describe(part, false) + "; per " + scope + "; " + who
-		return p.step(s, ap.describe(part, true)+"; per "+scope+"; "+who, part.err, ap.fix(part), true)
+		return v.step(s, ap.describe(part, true)+"; per "+scope+"; "+who, part.err, ap.fix(part), true)
 	case !f.Anyone():
-		s.Result, s.Message = outcome.StepWarning, ap.nobody(part, iapOnFor(p, part))
+		s.Result, s.Message = outcome.StepWarning, ap.nobody(part, iapOnFor(v, part))
 	case len(f.public()) > 0:
 		s.Result = outcome.StepWarning
 		s.Message = fmt.Sprintf("%s hold %s: IAP lets every Google account (or everyone) through %s; %s; remove it: gcloud iap web remove-iam-policy-binding %s --member=%s --role=%s",
@@ -558,24 +558,16 @@ func (ap *accessPlan) describe(part *accessPart, done bool) string {
 // nobody is the nobody-can-pass warning.
 // iapOnFor reports whether IAP is on (or, planned, will be) for part's
 // resource: false when the write turning it on failed.
-func iapOnFor(p *Plan, part *accessPart) bool {
-	if sp := p.service; sp != nil && sp.err != nil && sp.update != nil && sp.update.EnableIAP && p.Mode == outcome.Direct {
+func iapOnFor(v view, part *accessPart) bool {
+	if sp := v.service; sp != nil && sp.err != nil && sp.update != nil && sp.update.EnableIAP && v.p.Mode == outcome.Direct {
 		return false
 	}
-	for _, b := range p.backends {
-		if b.write && b.err != nil && BackendIAPResource(planNumber(p), b.backend).Name == part.res.Name {
+	for _, b := range v.backends {
+		if b.write && b.err != nil && BackendIAPResource(v.access.number, b.backend).Name == part.res.Name {
 			return false
 		}
 	}
 	return true
-}
-
-// planNumber is the plan's project number ("" unknown).
-func planNumber(p *Plan) string {
-	if p.access == nil {
-		return ""
-	}
-	return p.access.number
 }
 
 func (ap *accessPlan) nobody(part *accessPart, on bool) string {

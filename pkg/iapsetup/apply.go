@@ -37,67 +37,92 @@ func (e *writeError) Error() string {
 
 func (e *writeError) Unwrap() error { return e.err }
 
+// record is what apply did: the plan's parts as written — a part lost to
+// a concurrent change is re-planned from a fresh read before its retry —
+// each carrying its write's error (errNotAttempted: skipped because the
+// IAM policy write failed first), and the removal of public invokers made
+// in a write of its own (door). The plan itself is never written to.
+type record struct {
+	parts
+	door *policyPart
+}
+
 // apply performs the plan's writes, one per resource, each a bounded
-// read-modify-write: the IAM policy first (so IAP's agent can invoke the
-// service before IAP is switched on; enforce may have written it already,
-// concurrently with the second read round), then the access grants on the IAP
-// resources concurrently (so someone may pass once IAP is on; a failed
-// grant does not stop enforcement), then the backend services and the
-// service concurrently — the service update records the grants that
-// succeeded in AccessAnnotation. Every write passes the guard in guard.go
-// first.
+// read-modify-write, and returns the plan it followed with its record:
+// the IAM policy first (so IAP's agent can invoke the service before IAP
+// is switched on), then the access grants on the IAP resources
+// concurrently (so someone may pass once IAP is on; a failed grant does
+// not stop enforcement), then the backend services and the service
+// concurrently — the service update records the grants that succeeded in
+// AccessAnnotation. Every write passes the guard in guard.go first.
+//
+// refine, when not nil, is the second read round (Reconciler.complete): it
+// runs while the IAM policy is written — the write and whether it is made
+// depend on the first round alone, and refine only reads — and the writes
+// after it follow the plan refine returns. On the critical path that is
+// one round fewer than reading first: read round → IAM write ∥ second
+// reads → service update and backend patches → their operations.
 //
 // In a dry run the IAM, IAP and Compute writes are skipped (those APIs have
 // no validate-only mode) and the service update is sent with validate_only.
-// apply records per-part errors in the plan, recomposes it, and returns
-// the joined errors.
-func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
-	p.applied = true
-	defer p.compose()
-	if !p.DryRun && p.policy.after != nil {
-		if !p.policy.attempted {
-			r.writePolicy(ctx, p)
+// The error joins the parts' errors.
+func (r *Reconciler) apply(ctx context.Context, p *Plan, refine func() *Plan) (*Plan, *record, error) {
+	writesPolicy := !p.DryRun && p.policy.after != nil
+	var wrote *policyPart
+	if refine != nil {
+		var g errgroup.Group
+		if writesPolicy {
+			g.Go(func() error { wrote = r.writePolicy(ctx, p.Ref, p.agent, *p.policy); return nil })
 		}
-		if p.policy.err != nil {
-			if err := p.policy.err; len(p.policy.removed) > 0 && p.door == nil && !gcperr.IsConflict(err) && !errors.Is(err, ErrUnsafeWrite) {
-				// Public access must end whatever else fails (a brand-new
-				// agent IAM refuses, a permission to add it missing): the
-				// public invokers go in a write of their own. (Not after
-				// lost races, which a redelivery retries, nor after a
-				// refused unsafe write, which is a bug.)
-				// When it fails too, the failed policy write already says
-				// what to do (its fix removes the public members).
-				if d := r.closeDoor(ctx, p.Ref, p.policy.before); d != nil && d.err == nil {
-					p.door = d
-				} else if d != nil {
-					r.log.WarnContext(ctx, "removing public invokers failed", "service", p.Ref.ResourceName(), "error", d.err)
-				}
-			}
-			// IAP must not be switched on before its agent may invoke the
-			// service: nothing else is written in this run.
-			if !p.service.update.empty() {
-				p.service.err = errNotAttempted
-			}
-			for _, bp := range p.backends {
-				if bp.write {
-					bp.err = errNotAttempted
-				}
-			}
-			for _, part := range p.access.list() {
-				if part.after != nil {
-					part.err = errNotAttempted
-				}
-			}
-			return p.policy.err
-		}
+		np := refine()
+		_ = g.Wait()
+		p = np
+	} else if writesPolicy {
+		wrote = r.writePolicy(ctx, p.Ref, p.agent, *p.policy)
 	}
-	accessWrites := !p.DryRun && p.access.writes() > 0
+	rec := &record{parts: p.parts.clone()}
+	if wrote != nil {
+		rec.policy = wrote // planned from the same first-round reads as p.policy
+	}
+	if err := rec.policy.err; writesPolicy && err != nil {
+		if len(rec.policy.removed) > 0 && !gcperr.IsConflict(err) && !errors.Is(err, ErrUnsafeWrite) {
+			// Public access must end whatever else fails (a brand-new
+			// agent IAM refuses, a permission to add it missing): the
+			// public invokers go in a write of their own. (Not after
+			// lost races, which a redelivery retries, nor after a
+			// refused unsafe write, which is a bug.)
+			// When it fails too, the failed policy write already says
+			// what to do (its fix removes the public members).
+			if d := r.closeDoor(ctx, p.Ref, rec.policy.before); d != nil && d.err == nil {
+				rec.door = d
+			} else if d != nil {
+				r.log.WarnContext(ctx, "removing public invokers failed", "service", p.Ref.ResourceName(), "error", d.err)
+			}
+		}
+		// IAP must not be switched on before its agent may invoke the
+		// service: nothing else is written in this run.
+		if !rec.service.update.empty() {
+			rec.service.err = errNotAttempted
+		}
+		for _, bp := range rec.backends {
+			if bp.write {
+				bp.err = errNotAttempted
+			}
+		}
+		for _, part := range rec.access.list() {
+			if part.after != nil {
+				part.err = errNotAttempted
+			}
+		}
+		return p, rec, err
+	}
+	accessWrites := !p.DryRun && rec.access.writes() > 0
 	intentFailed := false
 	if accessWrites {
-		if err := r.recordIntent(ctx, p); err != nil {
+		if err := r.recordIntent(ctx, p, rec); err != nil {
 			intentFailed = true
 			// Nothing is granted that could not be recorded first.
-			for _, part := range p.access.list() {
+			for _, part := range rec.access.list() {
 				if part.after != nil {
 					part.err = err
 				}
@@ -107,58 +132,55 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 	}
 	if accessWrites {
 		var ag errgroup.Group
-		for _, part := range p.access.list() {
+		for _, part := range rec.access.list() {
 			if part.after != nil {
-				ag.Go(func() error { r.writeAccess(ctx, p, part); return nil })
+				ag.Go(func() error { r.writeAccess(ctx, rec.access, part); return nil })
 			}
 		}
 		_ = ag.Wait()
 	}
 	// The access annotation to record is decided before the writes run
 	// concurrently.
-	sw := serviceWrite{access: p.access.annotation(), marker: p.marker, lb: p.Mode == outcome.LoadBalancer, fronted: len(p.fronting.backends) > 0}
+	sw := serviceWrite{access: rec.access.annotation(), marker: p.marker, lb: p.Mode == outcome.LoadBalancer, fronted: len(p.fronting.backends) > 0}
 	if accessWrites || intentFailed {
 		// Record the grants as made (a failed one is not recorded). When
 		// the intent could not be recorded nothing was granted, and the
 		// service update still made (IAP, marker) must not carry the
 		// planned record of grants that never happened.
-		p.service = sw.plan(p.service.before, p.Desired)
-		if p.access.intent {
+		rec.service = sw.plan(rec.service.before, p.Desired)
+		if rec.access.intent {
 			// Report the record's change from what it was before the
 			// intent was written.
-			for i, c := range p.service.changes {
+			for i, c := range rec.service.changes {
 				if c.Field == "annotations["+AccessAnnotation+"]" {
-					p.service.changes[i].Before = p.access.rawAnn
+					rec.service.changes[i].Before = rec.access.rawAnn
 				}
 			}
 		}
 	}
 	var g errgroup.Group
 	if !p.DryRun {
-		for _, bp := range p.backends {
+		for _, bp := range rec.backends {
 			if bp.write {
 				g.Go(func() error { r.writeBackend(ctx, bp); return nil })
 			}
 		}
 	}
-	if !p.service.update.empty() {
-		g.Go(func() error { r.writeService(ctx, p, sw); return nil })
+	if !rec.service.update.empty() {
+		g.Go(func() error { rec.service = r.writeService(ctx, p, *rec.service, sw); return nil })
 	}
 	_ = g.Wait()
-	errs := []error{p.policy.err, p.service.err}
-	if p.door != nil {
-		errs = append(errs, p.door.err)
-	}
-	for _, bp := range p.backends {
+	errs := []error{rec.policy.err, rec.service.err}
+	for _, bp := range rec.backends {
 		errs = append(errs, bp.err)
 	}
-	for _, part := range p.access.list() {
+	for _, part := range rec.access.list() {
 		errs = append(errs, part.err, part.readErr)
 	}
-	if p.access != nil {
-		errs = append(errs, p.access.keyErr)
+	if rec.access != nil {
+		errs = append(errs, rec.access.keyErr)
 	}
-	return joinPreferTransient(errs...)
+	return p, rec, joinPreferTransient(errs...)
 }
 
 // recordIntent writes the access record with the grants about to be made
@@ -167,12 +189,12 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan) error {
 // iapguard's. The service read is replaced by the update's result, whose
 // etag guards the confirming update. Without a signing key nothing is
 // written (an unsigned record is never trusted).
-func (r *Reconciler) recordIntent(ctx context.Context, p *Plan) error {
-	v := p.access.intentAnnotation()
+func (r *Reconciler) recordIntent(ctx context.Context, p *Plan, rec *record) error {
+	v := rec.access.intentAnnotation()
 	if v == nil {
 		return nil
 	}
-	before := p.service.before
+	before := rec.service.before
 	ann := cloneMap(before.Annotations)
 	if ann == nil {
 		ann = map[string]string{}
@@ -191,8 +213,8 @@ func (r *Reconciler) recordIntent(ctx context.Context, p *Plan) error {
 			return fmt.Errorf("re-reading the service after recording the grants as intended: %w", err)
 		}
 	}
-	p.access.intent = true
-	p.service = &servicePart{before: s, lb: p.service.lb, fronted: p.service.fronted}
+	rec.access.intent = true
+	rec.service = &servicePart{before: s, lb: rec.service.lb, fronted: rec.service.fronted}
 	r.log.InfoContext(ctx, "recorded access grants as intended", "service", p.Ref.ResourceName())
 	return nil
 }
@@ -270,32 +292,32 @@ func (r *Reconciler) retry(ctx context.Context, write func() error, reread func(
 	}
 }
 
-func (r *Reconciler) writePolicy(ctx context.Context, p *Plan) {
+// writePolicy writes pp (the plan's IAM part) and returns it as written:
+// re-planned after a conflict, with the write's error.
+func (r *Reconciler) writePolicy(ctx context.Context, ref ServiceRef, agent string, pp policyPart) *policyPart {
 	attempts, err := r.retry(ctx,
 		func() error {
-			pp := p.policy
-			if err := checkPolicyWrite(pp.before, pp.after, p.agent); err != nil {
+			if err := checkPolicyWrite(pp.before, pp.after, agent); err != nil {
 				return err
 			}
-			return r.setPolicyAwaitingAgent(ctx, p.Ref, pp.after, p.agent)
+			return r.setPolicyAwaitingAgent(ctx, ref, pp.after, agent)
 		},
 		func() (bool, error) {
-			pol, err := r.d.Policies.GetIAMPolicy(ctx, p.Ref)
+			pol, err := r.d.Policies.GetIAMPolicy(ctx, ref)
 			if err != nil {
 				return false, fmt.Errorf("re-reading IAM policy after a conflict: %w", err)
 			}
-			np := planPolicy(p.Ref, pol, p.agent)
-			p.policy = &np
-			return np.after != nil, nil
+			pp = planPolicy(ref, pol, agent)
+			return pp.after != nil, nil
 		})
-	p.policy.attempted = true
 	if err != nil {
-		p.policy.err = &writeError{"run.services.setIamPolicy", attempts, err}
-		return
+		pp.err = &writeError{"run.services.setIamPolicy", attempts, err}
+		return &pp
 	}
-	if p.policy.after != nil {
-		r.log.InfoContext(ctx, "updated IAM policy", "service", p.Ref.ResourceName(), "changes", len(p.policy.changes), "attempts", attempts)
+	if pp.after != nil {
+		r.log.InfoContext(ctx, "updated IAM policy", "service", ref.ResourceName(), "changes", len(pp.changes), "attempts", attempts)
 	}
+	return &pp
 }
 
 // doorNote marks the removal of public invokers made by closeDoor.
@@ -336,7 +358,6 @@ func (r *Reconciler) closeDoor(ctx context.Context, ref ServiceRef, pol *Policy)
 			pp = planPolicy(ref, pol, "")
 			return pp.after != nil, nil
 		})
-	pp.attempted = true
 	if err != nil {
 		pp.err = &writeError{"run.services.setIamPolicy", attempts, err}
 		return &pp
@@ -376,10 +397,11 @@ func (r *Reconciler) setPolicyAwaitingAgent(ctx context.Context, ref ServiceRef,
 	}
 }
 
-func (r *Reconciler) writeService(ctx context.Context, p *Plan, sw serviceWrite) {
+// writeService sends sp's update (validate-only in a dry run) and returns
+// the part as written: re-planned after a conflict, with the write's error.
+func (r *Reconciler) writeService(ctx context.Context, p *Plan, sp servicePart, sw serviceWrite) *servicePart {
 	attempts, err := r.retry(ctx,
 		func() error {
-			sp := p.service
 			if err := checkServiceUpdate(sp.before, sp.update); err != nil {
 				return err
 			}
@@ -403,16 +425,17 @@ func (r *Reconciler) writeService(ctx context.Context, p *Plan, sw serviceWrite)
 				// change reconciles again.
 				return false, fmt.Errorf("labels %s=%q %s=%q changed during the reconcile: %w", LabelKey, d.Label, AccessLabelKey, d.Access, errRelabelled)
 			}
-			p.service = sw.plan(s, d)
-			return !p.service.update.empty(), nil
+			sp = *sw.plan(s, d)
+			return !sp.update.empty(), nil
 		})
 	if err != nil {
-		p.service.err = &writeError{"run.services.update", attempts, err}
-		return
+		sp.err = &writeError{"run.services.update", attempts, err}
+		return &sp
 	}
-	if !p.DryRun && !p.service.update.empty() {
-		r.log.InfoContext(ctx, "updated service", "service", p.Ref.ResourceName(), "mask", p.service.update.Mask(), "attempts", attempts)
+	if !p.DryRun && !sp.update.empty() {
+		r.log.InfoContext(ctx, "updated service", "service", p.Ref.ResourceName(), "mask", sp.update.Mask(), "attempts", attempts)
 	}
+	return &sp
 }
 
 // errRelabelled reports that the service's labels changed during the
@@ -436,8 +459,7 @@ func transient(err error) bool {
 // resource. The IAP API refusing the write as invalid (a member it does not
 // know) marks the part rejected: nothing was granted, and a person must fix
 // the access policy.
-func (r *Reconciler) writeAccess(ctx context.Context, p *Plan, part *accessPart) {
-	ap := p.access
+func (r *Reconciler) writeAccess(ctx context.Context, ap *accessPlan, part *accessPart) {
 	attempts, err := r.retry(ctx,
 		func() error {
 			if err := checkAccessWrite(part.before, part.after, ap.wanted, ap.own(part.res.Name, part.before)); err != nil {

@@ -69,7 +69,7 @@ func (r *Reconciler) Diagnose(ctx context.Context, ref ServiceRef) (*Diagnosis, 
 	for i := range dg.Fronting {
 		extra[i] = &dg.Fronting[i]
 	}
-	dg.Plan, dg.FrontendErrs = r.complete(ctx, p, obs, extra, nil)
+	dg.Plan, dg.FrontendErrs = r.complete(ctx, p, obs, extra)
 	if dg.FrontendErrs == nil {
 		dg.FrontendErrs = map[string]error{}
 	}

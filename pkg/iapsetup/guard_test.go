@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -348,7 +349,9 @@ func TestApplyRefusesUnsafeWrites(t *testing.T) {
 				t.Fatalf("fixture plan has %d writes, want 3:\n%s", p.Writes(), renderPlan(p))
 			}
 			tc.tamper(p)
-			err := r.apply(t.Context(), p)
+			planned := renderPlan(p)
+			asPlanned := view{p: p, parts: p.parts}.report()
+			_, done, err := r.apply(t.Context(), p, nil)
 			if !errors.Is(err, ErrUnsafeWrite) {
 				t.Fatalf("apply(tampered plan) = %v, want ErrUnsafeWrite", err)
 			}
@@ -360,8 +363,14 @@ func TestApplyRefusesUnsafeWrites(t *testing.T) {
 					t.Errorf("apply sent %s despite the guard; writes: %v", w, rec.writes)
 				}
 			}
-			if p.Outcome != outcome.Failed {
-				t.Errorf("outcome = %s, want failed", p.Outcome)
+			res := &Result{}
+			res.fill(p, done)
+			if res.Outcome != outcome.Failed {
+				t.Errorf("outcome = %s, want failed", res.Outcome)
+			}
+			// apply writes its record, never the plan (#17).
+			if got := renderPlan(p); got != planned || !reflect.DeepEqual(view{p: p, parts: p.parts}.report(), asPlanned) {
+				t.Errorf("apply changed the plan:\nbefore %s\nafter  %s", planned, got)
 			}
 		})
 	}
@@ -395,7 +404,7 @@ func TestApplyRefusesUnsafeAccessWrites(t *testing.T) {
 				t.Fatalf("fixture plan grants nothing:\n%s", renderPlan(p))
 			}
 			tc.tamper(p.access.list()[0].after)
-			err := r.apply(t.Context(), p)
+			_, done, err := r.apply(t.Context(), p, nil)
 			if !errors.Is(err, ErrUnsafeWrite) {
 				t.Fatalf("apply(tampered plan) = %v, want ErrUnsafeWrite", err)
 			}
@@ -405,15 +414,17 @@ func TestApplyRefusesUnsafeAccessWrites(t *testing.T) {
 			if !slices.Contains(rec.writes, "UpdateService") {
 				t.Errorf("IAP was not enforced after a refused access write; writes: %v", rec.writes)
 			}
-			if p.Outcome != outcome.Failed {
-				t.Errorf("outcome = %s, want failed", p.Outcome)
+			res := &Result{}
+			res.fill(p, done)
+			if res.Outcome != outcome.Failed {
+				t.Errorf("outcome = %s, want failed", res.Outcome)
 			}
-			for _, s := range p.Steps {
+			for _, s := range res.Steps {
 				if s.Name == outcome.StepAccess && s.Result != outcome.StepFailed {
 					t.Errorf("access step %s: %s", s.Result, s.Message)
 				}
 			}
-			for _, c := range p.Changes {
+			for _, c := range res.Changes {
 				if strings.Contains(c.Field, AccessAnnotation) {
 					t.Errorf("a refused grant was recorded: %+v", c)
 				}

@@ -75,8 +75,9 @@ type Observed struct {
 }
 
 // Plan is what must happen for a service to comply. It is computed by
-// PlanFor from (Desired, Observed) alone and is updated in place by the
-// apply path as writes succeed, fail, or are recomputed after a conflict.
+// PlanFor from (Desired, Observed) alone and never changes afterwards:
+// apply works on a copy of its parts and returns that copy, as written, as
+// its record (apply.go); the Result is reported from both.
 type Plan struct {
 	Ref     ServiceRef
 	Desired Desired
@@ -89,20 +90,49 @@ type Plan struct {
 	Warnings []string
 	DryRun   bool
 
-	// applied is set once the apply path has run; before that, planned
-	// changes are described in the imperative.
-	applied  bool
 	agent    string
 	fronting fronting
+	marker   *markerState // Observed.marker: the managed marker to write
+	parts
+}
+
+// parts are a plan's writes, one per resource, each with the error that
+// keeps it from being made (a failed read deciding it; in apply's record,
+// the write's own error).
+type parts struct {
 	policy   *policyPart
 	service  *servicePart
 	backends []*backendPart
 	access   *accessPlan
-	marker   *markerState // Observed.marker: the managed marker to write
-	// door is the removal of public invokers apply made in a write of its
-	// own after the policy write that also adds the agent failed; nil:
-	// none was made.
-	door *policyPart
+}
+
+// clone copies the parts apply changes: each part is replaced or
+// overwritten as a whole, never changed through a shared pointer.
+func (pt parts) clone() parts {
+	out := pt
+	if pt.policy != nil {
+		pp := *pt.policy
+		out.policy = &pp
+	}
+	if pt.service != nil {
+		sp := *pt.service
+		out.service = &sp
+	}
+	out.backends = make([]*backendPart, len(pt.backends))
+	for i, b := range pt.backends {
+		bp := *b
+		out.backends[i] = &bp
+	}
+	if pt.access != nil {
+		ap := *pt.access
+		ap.parts = make([]*accessPart, len(pt.access.parts))
+		for i, part := range pt.access.parts {
+			cp := *part
+			ap.parts[i] = &cp
+		}
+		out.access = &ap
+	}
+	return out
 }
 
 // Writes reports how many write calls applying the plan takes.
@@ -251,7 +281,7 @@ func PlanFor(d Desired, o *Observed) *Plan {
 	sp := planService(o.Service, d, p.Mode == outcome.LoadBalancer, p.access.annotation(), o.marker)
 	sp.fronted = len(p.fronting.backends) > 0
 	p.service = &sp
-	p.compose()
+	p.describe()
 	return p
 }
 
@@ -309,94 +339,123 @@ func (p *Plan) iapResources() (number string, resources []IAPResource, reason st
 	return number, resources, reason
 }
 
-// compose derives Steps, Changes, Warnings and Outcome from the parts.
-func (p *Plan) compose() {
-	p.Steps, p.Changes, p.Warnings = nil, nil, nil
+// describe sets the plan's Outcome, Reason, Steps, Changes and Warnings
+// as planned.
+func (p *Plan) describe() {
+	r := view{p: p, parts: p.parts}.report()
+	p.Outcome, p.Reason, p.Steps, p.Changes, p.Warnings = r.outcome, r.reason, r.steps, r.changes, r.warnings
+}
+
+// view is a plan's parts as planned (the plan's own) or as done (apply's
+// record): what the outcome is reported from.
+type view struct {
+	p *Plan
+	parts
+	// door is the removal of public invokers apply made in a write of its
+	// own after the policy write that also adds the agent failed; nil:
+	// none was made.
+	door *policyPart
+	// applied: apply ran; done changes are then told in the past tense.
+	applied bool
+}
+
+// report is what a view reports.
+type report struct {
+	outcome  outcome.Kind
+	reason   string
+	steps    []outcome.Step
+	changes  []outcome.Change
+	warnings []string
+}
+
+// report derives the steps, changes, warnings and outcome from the parts.
+func (v view) report() (r report) {
+	p := v.p
 	svc := p.Ref.ResourceName()
 
 	// agent-identity
 	if p.agent == "" {
-		p.Steps = append(p.Steps, outcome.Step{Name: outcome.StepAgentIdentity, Resource: "", Result: outcome.StepFailed, Message: "the IAP service agent of project " + p.Ref.Project + " is unknown; fix: " + gcloudAgent(p.Ref.Project)})
+		r.steps = append(r.steps, outcome.Step{Name: outcome.StepAgentIdentity, Resource: "", Result: outcome.StepFailed, Message: "the IAP service agent of project " + p.Ref.Project + " is unknown; fix: " + gcloudAgent(p.Ref.Project)})
 	} else {
-		p.Steps = append(p.Steps, outcome.Step{Name: outcome.StepAgentIdentity, Resource: p.agent, Result: outcome.StepOK, Message: "IAP service agent " + p.agent + " exists"})
+		r.steps = append(r.steps, outcome.Step{Name: outcome.StepAgentIdentity, Resource: p.agent, Result: outcome.StepOK, Message: "IAP service agent " + p.agent + " exists"})
 	}
 
 	// invoker-binding and iam-auth (policy side + service side)
-	pol, sp := p.policy, p.service
+	pol, sp := v.policy, v.service
 	st, done := pol.invokerStep(p.Ref, p.agent)
-	p.Steps = append(p.Steps, p.step(st, done, pol.err, pol.fix(p.Ref, p.agent), pol.after != nil && pol.added))
+	r.steps = append(r.steps, v.step(st, done, pol.err, pol.fix(p.Ref, p.agent), pol.after != nil && pol.added))
 	st, done = pol.authStep(svc)
-	authIAM := p.step(st, done, pol.err, pol.fix(p.Ref, p.agent), pol.after != nil && len(pol.removed) > 0)
-	if p.door != nil && p.door.err == nil {
-		authIAM = p.door.doorStep(p.Ref) // the write that also adds the agent failed
-	} else if p.door != nil {
-		authIAM = mergeSteps(p.door.doorStep(p.Ref), authIAM)
+	authIAM := v.step(st, done, pol.err, pol.fix(p.Ref, p.agent), pol.after != nil && len(pol.removed) > 0)
+	if v.door != nil && v.door.err == nil {
+		authIAM = v.door.doorStep(p.Ref) // the write that also adds the agent failed
+	} else if v.door != nil {
+		authIAM = mergeSteps(v.door.doorStep(p.Ref), authIAM)
 	}
 	st, done = sp.authStep(svc)
-	authSvc := p.step(st, done, sp.err, sp.fix(), sp.update != nil && sp.update.RequireInvokerIAM)
-	p.Steps = append(p.Steps, mergeSteps(authIAM, authSvc))
+	authSvc := v.step(st, done, sp.err, sp.fix(), sp.update != nil && sp.update.RequireInvokerIAM)
+	r.steps = append(r.steps, mergeSteps(authIAM, authSvc))
 
 	// ingress
 	st, done = sp.ingressStep(svc)
-	p.Steps = append(p.Steps, p.step(st, done, sp.err, sp.fix(), sp.update != nil && sp.update.Ingress != ""))
+	r.steps = append(r.steps, v.step(st, done, sp.err, sp.fix(), sp.update != nil && sp.update.Ingress != ""))
 
 	// backend-iap / direct-iap
-	for _, b := range p.backends {
+	for _, b := range v.backends {
 		st, done = b.stepFor(p.Ref)
-		p.Steps = append(p.Steps, p.step(st, done, b.err, b.fix(), b.write))
+		r.steps = append(r.steps, v.step(st, done, b.err, b.fix(), b.write))
 	}
 	if p.Mode == outcome.Direct {
 		st, done = sp.directStep(svc)
-		p.Steps = append(p.Steps, p.step(st, done, sp.err, sp.fix(), sp.update != nil && sp.update.EnableIAP))
+		r.steps = append(r.steps, v.step(st, done, sp.err, sp.fix(), sp.update != nil && sp.update.EnableIAP))
 	}
 
 	// access
-	p.Steps = append(p.Steps, p.access.steps(p)...)
+	r.steps = append(r.steps, v.access.steps(v)...)
 
 	// changes: planned (dry run) or made; none for a part whose write failed.
-	if p.door != nil && p.door.err == nil {
-		p.Changes = append(p.Changes, p.door.changes...)
+	if v.door != nil && v.door.err == nil {
+		r.changes = append(r.changes, v.door.changes...)
 	}
 	if pol.err == nil {
-		p.Changes = append(p.Changes, pol.changes...)
+		r.changes = append(r.changes, pol.changes...)
 	}
 	if sp.err == nil {
-		p.Changes = append(p.Changes, sp.changes...)
+		r.changes = append(r.changes, sp.changes...)
 	}
-	for _, b := range p.backends {
+	for _, b := range v.backends {
 		if b.err == nil {
-			p.Changes = append(p.Changes, b.changes...)
+			r.changes = append(r.changes, b.changes...)
 		}
 	}
-	for _, part := range p.access.list() {
+	for _, part := range v.access.list() {
 		if part.err == nil && part.rejected == nil {
-			p.Changes = append(p.Changes, part.changes...)
+			r.changes = append(r.changes, part.changes...)
 		}
 	}
 
 	// warnings
 	for _, n := range p.fronting.maskNEGs {
-		p.Warnings = append(p.Warnings, fmt.Sprintf("serverless NEG %s selects Cloud Run services by URL mask or tag (urlMask=%q, tag=%q) and may route to %s; iapguard only follows NEGs that name the service, so check that its backend services have IAP enabled",
+		r.warnings = append(r.warnings, fmt.Sprintf("serverless NEG %s selects Cloud Run services by URL mask or tag (urlMask=%q, tag=%q) and may route to %s; iapguard only follows NEGs that name the service, so check that its backend services have IAP enabled",
 			ResourcePath(n.SelfLink), n.CloudRun.URLMask, n.CloudRun.Tag, p.Ref.Name))
 	}
-	p.Warnings = append(p.Warnings, sp.warnings...)
-	p.Warnings = append(p.Warnings, p.access.warnings()...)
-	for _, b := range p.backends {
-		p.Warnings = append(p.Warnings, b.warnings()...)
+	r.warnings = append(r.warnings, sp.warnings...)
+	r.warnings = append(r.warnings, v.access.warnings()...)
+	for _, b := range v.backends {
+		r.warnings = append(r.warnings, b.warnings()...)
 	}
 	if sp.before.IAPEnabled {
-		for _, b := range p.backends {
+		for _, b := range v.backends {
 			if b.backend.IAPEnabled {
-				p.Warnings = append(p.Warnings, fmt.Sprintf("Cloud Run's built-in IAP (iapEnabled) and IAP on backend service %s are both on; Google does not support IAP on both, and iapguard turns neither off. To keep load-balancer IAP only: gcloud run services update %s --project=%s --region=%s --no-iap",
+				r.warnings = append(r.warnings, fmt.Sprintf("Cloud Run's built-in IAP (iapEnabled) and IAP on backend service %s are both on; Google does not support IAP on both, and iapguard turns neither off. To keep load-balancer IAP only: gcloud run services update %s --project=%s --region=%s --no-iap",
 					b.backend.Ref.Path(), p.Ref.Name, p.Ref.Project, p.Ref.Region))
 			}
 		}
 	}
 
 	// outcome
-	p.Outcome, p.Reason = outcome.Compliant, ""
+	r.outcome, r.reason = outcome.Compliant, ""
 	var conflicts, failures, rejections []string
-	for _, s := range p.Steps {
+	for _, s := range r.steps {
 		switch s.Result {
 		case outcome.StepFailed:
 			failures = append(failures, s.Name+": "+s.Message)
@@ -405,52 +464,53 @@ func (p *Plan) compose() {
 		case outcome.StepRejected:
 			rejections = append(rejections, s.Name+": "+s.Message)
 		case outcome.StepChanged:
-			if p.Outcome == outcome.Compliant {
-				p.Outcome = outcome.Remediated
+			if r.outcome == outcome.Compliant {
+				r.outcome = outcome.Remediated
 			}
 		}
 	}
 	// A change no step shows (the managed marker, the access annotation)
 	// is still a write: "compliant" means nothing was written.
-	if p.Outcome == outcome.Compliant && len(p.Changes) > 0 {
-		p.Outcome = outcome.Remediated
+	if r.outcome == outcome.Compliant && len(r.changes) > 0 {
+		r.outcome = outcome.Remediated
 	}
 	// A write can fail without a step showing it (the managed marker rides
 	// on an UpdateService of its own; a refused write may not match its
 	// step): every part error is a failure.
 	partErrs := []error{pol.err, sp.err}
-	if p.door != nil {
-		partErrs = append(partErrs, p.door.err)
+	if v.door != nil {
+		partErrs = append(partErrs, v.door.err)
 	}
-	for _, b := range p.backends {
+	for _, b := range v.backends {
 		partErrs = append(partErrs, b.err)
 	}
-	for _, part := range p.access.list() {
+	for _, part := range v.access.list() {
 		partErrs = append(partErrs, part.err, part.readErr)
 	}
-	if p.access != nil && p.access.keyErr != nil && len(p.access.parts) == 0 {
-		partErrs = append(partErrs, p.access.keyErr)
+	if v.access != nil && v.access.keyErr != nil && len(v.access.parts) == 0 {
+		partErrs = append(partErrs, v.access.keyErr)
 	}
 	for _, err := range partErrs {
 		if err != nil && !slices.ContainsFunc(failures, func(f string) bool { return strings.Contains(f, err.Error()) }) {
 			failures = append(failures, err.Error())
 		}
 	}
-	if p.door != nil && p.door.err == nil && len(failures)+len(conflicts)+len(rejections) > 0 {
+	if v.door != nil && v.door.err == nil && len(failures)+len(conflicts)+len(rejections) > 0 {
 		// Say that the door is closed even though the rest is not done.
-		note := p.door.doorStep(p.Ref).Message
+		note := v.door.doorStep(p.Ref).Message
 		failures, conflicts, rejections = appendNote(failures, note), appendNote(conflicts, note), appendNote(rejections, note)
 	}
 	switch {
 	case len(failures) > 0:
-		p.Outcome, p.Reason = outcome.Failed, strings.Join(failures, "; ")
+		r.outcome, r.reason = outcome.Failed, strings.Join(failures, "; ")
 	case len(conflicts) > 0:
-		p.Outcome, p.Reason = outcome.Conflict, strings.Join(conflicts, "; ")
+		r.outcome, r.reason = outcome.Conflict, strings.Join(conflicts, "; ")
 	case len(rejections) > 0:
 		// IAP is still enforced (security first); what the labels ask for
 		// access could not be honoured and needs a person.
-		p.Outcome, p.Reason = outcome.Rejected, strings.Join(rejections, "; ")
+		r.outcome, r.reason = outcome.Rejected, strings.Join(rejections, "; ")
 	}
+	return r
 }
 
 func appendNote(list []string, note string) []string {
@@ -463,7 +523,7 @@ func appendNote(list []string, note string) []string {
 // step finalises a planned step. A planned change's message is imperative
 // ("grant ..."); it becomes past tense once applied, "dry run: would ..." in
 // a dry run, and a failure with the error and a fix when its write failed.
-func (p *Plan) step(s outcome.Step, done string, err error, fix string, changing bool) outcome.Step {
+func (v view) step(s outcome.Step, done string, err error, fix string, changing bool) outcome.Step {
 	if !changing || s.Result != outcome.StepChanged {
 		return s
 	}
@@ -474,9 +534,9 @@ func (p *Plan) step(s outcome.Step, done string, err error, fix string, changing
 		if fix != "" {
 			s.Message += "; fix: " + fix
 		}
-	case p.DryRun:
+	case v.p.DryRun:
 		s.Message = "dry run: would " + s.Message
-	case p.applied:
+	case v.applied:
 		s.Message = done
 	}
 	return s
@@ -520,8 +580,6 @@ type policyPart struct {
 	removed []string // public members removed, with their binding's condition
 	changes []outcome.Change
 	err     error
-	// attempted: the write was made (or failed); set by writePolicy.
-	attempted bool
 }
 
 func bindingLabel(b Binding) string {

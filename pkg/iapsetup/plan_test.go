@@ -976,7 +976,7 @@ func TestPlanGolden(t *testing.T) {
 			p := PlanFor(DesiredFor(obs.Service), obs)
 			if tc.dryRun {
 				p.DryRun = true
-				p.compose()
+				p.describe()
 			}
 			if after := renderObserved(obs); after != before {
 				t.Errorf("PlanFor modified its input:\nbefore %s\nafter  %s", before, after)

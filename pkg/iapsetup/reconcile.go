@@ -264,7 +264,7 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptio
 			}
 			p := PlanFor(d, obs)
 			p.DryRun = co.dryRun
-			res.fill(p)
+			res.fill(p, nil)
 			log.DebugContext(ctx, "reconciled from the listed copy", "outcome", res.Outcome)
 			return res, nil
 		}
@@ -307,10 +307,14 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptio
 	}
 	p := PlanFor(d, obs)
 	p.DryRun = co.dryRun
-	if p.Desired.Intent == Enforce {
-		p, err = r.enforce(ctx, p, obs)
+	var rec *record
+	if d.Intent == Enforce {
+		// apply makes every write; the second read round (complete) runs
+		// while it writes the IAM policy, and the rest follows its plan.
+		first := p
+		p, rec, err = r.apply(ctx, first, func() *Plan { np, _ := r.complete(ctx, first, obs, nil); return np })
 	}
-	res.fill(p)
+	res.fill(p, rec)
 	if err != nil && gcperr.IsNotFound(err) {
 		// A write found the service gone: deleted during the reconcile.
 		// Nothing is left to protect or to fix.
@@ -334,44 +338,15 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptio
 	return res, nil
 }
 
-// enforce completes the observation and applies the plan. The second read
-// round — only what the first showed is needed: the HTTPS-frontend check of
-// backend services about to change and the IAP policies deciding who may
-// pass — runs concurrently with the IAM policy write, which depends on the
-// first round alone: neither the write nor whether it is made depends on
-// what the second round reads, and the second round only reads. The plan
-// is then recomputed from the complete observation, keeping the IAM part
-// as written, and apply makes the remaining writes in their order (access
-// grants, then the service and backend services), none of them before the
-// IAM write succeeded. On the critical path that is one round fewer than
-// reading first: read round → IAM write ∥ second reads → service update
-// and backend patches → their operations.
-func (r *Reconciler) enforce(ctx context.Context, p *Plan, obs *Observed) (*Plan, error) {
-	var write func()
-	if !p.DryRun && p.policy.after != nil {
-		// writePolicy touches p.policy only; the reads of complete touch
-		// obs only.
-		write = func() { r.writePolicy(ctx, p) }
-	}
-	np, _ := r.complete(ctx, p, obs, nil, write)
-	if np != p {
-		// planPolicy depends on obs.Policy and the agent, which the second
-		// round does not change: keep the part as the write left it.
-		np.policy = p.policy
-		p = np
-	}
-	return p, r.apply(ctx, p)
-}
-
 // complete is the second read round of a reconcile (and of Diagnose): the
 // HTTPS-frontend check of the backend services p is about to change (and of
 // extra), the IAP policies deciding who may pass and the services sharing a
 // backend service; then p is planned again from the complete observation
-// (p itself when nothing more was read). during, if not nil, runs
-// concurrently with the reads and ends before the new plan is made (the
-// IAM policy write). It returns the frontend checks that failed, by
-// backend path (a failed check never fails the reconcile).
-func (r *Reconciler) complete(ctx context.Context, p *Plan, obs *Observed, extra []*BackendService, during func()) (*Plan, map[string]error) {
+// (p itself when nothing more was read). It returns the frontend checks
+// that failed, by backend path (a failed check never fails the reconcile).
+// It only reads, and changes obs alone: apply runs it while it writes the
+// IAM policy.
+func (r *Reconciler) complete(ctx context.Context, p *Plan, obs *Observed, extra []*BackendService) (*Plan, map[string]error) {
 	need := p.needsFrontendCheck()
 	for _, b := range extra {
 		if !slices.ContainsFunc(need, func(n *BackendService) bool { return n.SelfLink == b.SelfLink }) {
@@ -380,15 +355,11 @@ func (r *Reconciler) complete(ctx context.Context, p *Plan, obs *Observed, extra
 	}
 	resources, project := p.access.reads()
 	neighbours := p.needsNeighbours()
-	var feErrs map[string]error
-	var g errgroup.Group
-	if during != nil {
-		g.Go(func() error { during(); return nil })
-	}
 	if len(need) == 0 && len(resources) == 0 && project == "" && len(neighbours) == 0 {
-		_ = g.Wait()
 		return p, nil
 	}
+	var feErrs map[string]error
+	var g errgroup.Group
 	if len(need) > 0 {
 		g.Go(func() error { obs.Frontends, feErrs = r.checkFrontends(ctx, need, obs.Frontends); return nil })
 	}
@@ -413,10 +384,19 @@ func (r *Reconciler) complete(ctx context.Context, p *Plan, obs *Observed, extra
 	return np, feErrs
 }
 
-func (res *Result) fill(p *Plan) {
-	res.Outcome, res.Mode, res.Reason = p.Outcome, p.Mode, p.Reason
-	res.Steps, res.Changes, res.Warnings = p.Steps, p.Changes, p.Warnings
-	res.Access = p.access.findings()
+// fill reports p as planned (rec nil) or as apply's record says it went.
+func (res *Result) fill(p *Plan, rec *record) {
+	res.Mode = p.Mode
+	if rec == nil {
+		res.Outcome, res.Reason = p.Outcome, p.Reason
+		res.Steps, res.Changes, res.Warnings = p.Steps, p.Changes, p.Warnings
+		res.Access = p.access.findings()
+		return
+	}
+	r := view{p: p, parts: rec.parts, door: rec.door, applied: true}.report()
+	res.Outcome, res.Reason = r.outcome, r.reason
+	res.Steps, res.Changes, res.Warnings = r.steps, r.changes, r.warnings
+	res.Access = rec.access.findings()
 }
 
 // readNeighbours reads the services named (in ref's project and region)
