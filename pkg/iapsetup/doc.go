@@ -4,6 +4,38 @@
 // transport code; it talks to Google Cloud through the small interfaces in
 // deps.go (internal/gcp implements them over the official clients).
 //
+// # The path of one event
+//
+// Read top-down, from the function's CloudEvent to the Compute PATCH that
+// turns IAP on for a backend service in front of a labelled service:
+//
+//  1. functions.EnforceIAP (functions/function.go): the registered HTTP
+//     function; LazyHTTPHandler builds the Handler on the first event.
+//  2. serveEvent (functions/http.go): the request becomes a CloudEvent.
+//  3. Handler.Handle (functions/handler.go): internal/event.Decode turns
+//     the audit entry into what it names; admission, stale and foreign
+//     events acknowledged without work.
+//  4. Handler.reconcile (functions/handler.go): a service is reconciled
+//     (coalesced per service); a backend service, NEG or region is first
+//     mapped to its services by ResolveBackend, ResolveNEG or ResolveRegion
+//     (resolve.go), and reconcileEach reconciles each one.
+//  5. Reconciler.Reconcile (reconcile.go), the one entry point: scope
+//     check, then observe → plan → apply.
+//  6. Reconciler.observe (observe.go): the first read round, concurrently.
+//  7. PlanFor (plan.go): the pure plan, one part per resource to write
+//     (planBackend for each fronting backend service).
+//  8. Reconciler.apply (apply.go): writes the IAM policy while complete
+//     (reconcile.go) makes the second read round and re-plans; then the
+//     access grants, then the service and backend services. It returns a
+//     record of what it did; the Result is reported from plan and record.
+//  9. Reconciler.writeBackend (apply.go): checkBackendWrite (guard.go),
+//     then a bounded retry on 412.
+//  10. gcp.ComputeAdapter.EnableIAP (internal/gcp/compute.go): the
+//     backendServices.patch with the fingerprint, and its operation.
+//
+// The Result goes back up to step 4, and Handle publishes it as an outcome
+// message (pkg/outcome).
+//
 // # Compliance (DESIGN.md "Compliance")
 //
 // For a service S labelled iap=enabled, the steps are:
@@ -89,13 +121,15 @@
 //
 // # Errors
 //
-// Reconciler methods return a Result for every resource and an *Error when
-// a reconcile could not finish; errors.Is(err, ErrTransient) (throttling,
+// Reconcile returns a Result for every service and an *Error when it
+// could not finish; errors.Is(err, ErrTransient) (throttling,
 // unavailability, deadlines, conflicts left after retries) means redelivery
 // is worthwhile, ErrPermanent (permission denied, invalid, refused unsafe
 // writes) means a person must act — Result.Reason and the failed step say
 // what, usually with a gcloud command. A missing service is skipped with no
 // error; a project outside the Scope is rejected with no API call at all
 // (when the Scope has folder entries and no id or pattern matches: after
-// reading the project's ancestry through Resource Manager, cached).
+// reading the project's ancestry through Resource Manager, cached); a
+// resolver refuses such a project with a *ScopeError, whose Result the
+// caller reports.
 package iapsetup
