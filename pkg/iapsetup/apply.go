@@ -37,12 +37,13 @@ func (e *writeError) Error() string {
 
 func (e *writeError) Unwrap() error { return e.err }
 
-// record is what apply did: the plan's parts as written — a part lost to
+// applyRecord is what apply did (not to be confused with the access record,
+// access_record.go): the plan's parts as written — a part lost to
 // a concurrent change is re-planned from a fresh read before its retry —
 // each carrying its write's error (errNotAttempted: skipped because the
 // IAM policy write failed first), and the removal of public invokers made
 // in a write of its own (door). The plan itself is never written to.
-type record struct {
+type applyRecord struct {
 	parts
 	door *policyPart
 }
@@ -66,7 +67,7 @@ type record struct {
 // In a dry run the IAM, IAP and Compute writes are skipped (those APIs have
 // no validate-only mode) and the service update is sent with validate_only.
 // The error joins the parts' errors.
-func (r *Reconciler) apply(ctx context.Context, p *Plan, refine func() *Plan) (*Plan, *record, error) {
+func (r *Reconciler) apply(ctx context.Context, p *Plan, refine func() *Plan) (*Plan, *applyRecord, error) {
 	writesPolicy := !p.DryRun && p.policy.after != nil
 	var wrote *policyPart
 	if refine != nil {
@@ -80,7 +81,7 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan, refine func() *Plan) (*
 	} else if writesPolicy {
 		wrote = r.writePolicy(ctx, p.Ref, p.agent, *p.policy)
 	}
-	rec := &record{parts: p.parts.clone()}
+	rec := &applyRecord{parts: p.parts.clone()}
 	if wrote != nil {
 		rec.policy = wrote // planned from the same first-round reads as p.policy
 	}
@@ -189,7 +190,7 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan, refine func() *Plan) (*
 // iapguard's. The service read is replaced by the update's result, whose
 // etag guards the confirming update. Without a signing key nothing is
 // written (an unsigned record is never trusted).
-func (r *Reconciler) recordIntent(ctx context.Context, p *Plan, rec *record) error {
+func (r *Reconciler) recordIntent(ctx context.Context, p *Plan, rec *applyRecord) error {
 	v := rec.access.intentAnnotation()
 	if v == nil {
 		return nil

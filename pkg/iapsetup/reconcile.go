@@ -307,7 +307,7 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptio
 	}
 	p := PlanFor(d, obs)
 	p.DryRun = co.dryRun
-	var rec *record
+	var rec *applyRecord
 	if d.Intent == Enforce {
 		// apply makes every write; the second read round (complete) runs
 		// while it writes the IAM policy, and the rest follows its plan.
@@ -385,7 +385,7 @@ func (r *Reconciler) complete(ctx context.Context, p *Plan, obs *Observed, extra
 }
 
 // fill reports p as planned (rec nil) or as apply's record says it went.
-func (res *Result) fill(p *Plan, rec *record) {
+func (res *Result) fill(p *Plan, rec *applyRecord) {
 	res.Mode = p.Mode
 	if rec == nil {
 		res.Outcome, res.Reason = p.Outcome, p.Reason
