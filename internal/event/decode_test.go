@@ -582,22 +582,3 @@ func TestTargetResourceName(t *testing.T) {
 		})
 	}
 }
-
-func TestComputeRefResourceName(t *testing.T) {
-	tests := []struct {
-		name string
-		r    ComputeRef
-		want string
-	}{
-		{"global backend service", ComputeRef{Project: "p", Kind: ComputeBackendService, Name: "b"}, "projects/p/global/backendServices/b"},
-		{"regional backend service", ComputeRef{Project: "p", Region: "r", Kind: ComputeBackendService, Name: "b"}, "projects/p/regions/r/backendServices/b"},
-		{"regional NEG", ComputeRef{Project: "p", Region: "r", Kind: ComputeNetworkEndpointGroup, Name: "n"}, "projects/p/regions/r/networkEndpointGroups/n"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.r.ResourceName(); got != tc.want {
-				t.Errorf("ResourceName() = %q, want %q", got, tc.want)
-			}
-		})
-	}
-}

@@ -129,18 +129,6 @@ type ComputeRef struct {
 	Name    string
 }
 
-// ResourceName returns the Compute relative resource name of r.
-func (r ComputeRef) ResourceName() string {
-	coll := "backendServices"
-	if r.Kind == ComputeNetworkEndpointGroup {
-		coll = "networkEndpointGroups"
-	}
-	if r.Region == "" {
-		return "projects/" + r.Project + "/global/" + coll + "/" + r.Name
-	}
-	return "projects/" + r.Project + "/regions/" + r.Region + "/" + coll + "/" + r.Name
-}
-
 // Decision is what an event asks for. Exactly one of Targets (non-empty),
 // Compute (non-nil) and Skip (non-empty) is set.
 type Decision struct {
