@@ -73,6 +73,9 @@ type readErrs struct{ svc, pol, agent, neg, bs error }
 func (r *Reconciler) read(ctx context.Context, ref ServiceRef, listed *Service) (*Observed, readErrs) {
 	obs := &Observed{Service: listed.clone()}
 	var e readErrs
+	if listed != nil && DesiredFor(listed).Intent != Enforce {
+		return obs, e // skipped, opted-out or rejected from the listed copy alone
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	if listed == nil {
 		g.Go(func() error {

@@ -254,22 +254,6 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptio
 	if listed != nil && listed.Ref != ref {
 		listed = nil // a copy of another service: read this one
 	}
-	if listed != nil {
-		if d := DesiredFor(listed); d.Intent != Enforce {
-			// Skipped, opted-out or rejected from the listed copy alone.
-			obs := &Observed{Service: listed}
-			if d.Intent == Unmanaged && d.Managed {
-				// Only a verified marker makes the lost label opted-out.
-				obs.marker = r.readMarker(ctx, ref.ResourceName(), listed.Annotations[ManagedAnnotation], false)
-			}
-			p := PlanFor(d, obs)
-			p.DryRun = co.dryRun
-			res.fill(p, nil)
-			log.DebugContext(ctx, "reconciled from the listed copy", "outcome", res.Outcome)
-			return res, nil
-		}
-	}
-
 	obs, err := r.observe(ctx, ref, listed)
 	var door *policyPart
 	if err != nil && !co.dryRun && obs != nil && obs.Service != nil && obs.Policy != nil && DesiredFor(obs.Service).Intent == Enforce {
