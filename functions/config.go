@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -322,7 +321,7 @@ func validTopicID(s string) bool {
 	return len(s) >= 3 && len(s) <= 255 && topicIDRE.MatchString(s) && !strings.HasPrefix(strings.ToLower(s), "goog")
 }
 
-var topicIDRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._~+%-]*$`)
+var topicIDRE = boundedre.MustCompile(`^[A-Za-z][A-Za-z0-9._~+%-]*$`)
 
 // validTopic accepts a topic id or projects/P/topics/T.
 func validTopic(s string) bool {

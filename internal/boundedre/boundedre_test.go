@@ -3,6 +3,7 @@ package boundedre
 import (
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -109,6 +110,45 @@ func TestLimitsApplyToParticipatingGroups(t *testing.T) {
 	for s, want := range map[string]bool{"axx": true, "axxx": false, "byyy": true, "byyyy": false, "c": false} {
 		if got := re.MatchString(s); got != want {
 			t.Errorf("MatchString(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// MustCompile only records the expression (it runs at package
+// initialisation): compiling, and a bad expression's panic, wait for the
+// first match.
+func TestCompiledOnFirstUse(t *testing.T) {
+	t.Parallel()
+	bad := MustCompile(`^(unclosed$`)
+	tooMany := MustCompile(`^(a)$`, 0, 1, 1)
+	for _, re := range []*RE{bad, tooMany} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: the first match did not panic", re)
+				}
+			}()
+			re.MatchString("a")
+		}()
+	}
+}
+
+func TestFindStringSubmatch(t *testing.T) {
+	t.Parallel()
+	re := MustCompile(`^service-([0-9]+)@(x|(y))$`, 0, 3)
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"service-123@x", []string{"service-123@x", "123", "x", ""}},
+		{"service-12@y", []string{"service-12@y", "12", "y", "y"}},
+		{"service-1234@x", nil}, // group 1 over its limit
+		{"service-@x", nil},
+	}
+	for _, tc := range tests {
+		got := re.FindStringSubmatch(tc.in)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("FindStringSubmatch(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

@@ -29,13 +29,14 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"regexp"
 	"strings"
 
 	"github.com/googleapis/gax-go/v2/apierror"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/iapguard/iapguard/internal/boundedre"
 )
 
 // details is what the classifier knows about an error.
@@ -260,7 +261,7 @@ func httpToCode(c int) codes.Code {
 // account it does not know: 400 INVALID_ARGUMENT "Service account EMAIL does
 // not exist." (google-cloud-go issue 11482, terraform-provider-google issue
 // 9969).
-var missingAccountRE = regexp.MustCompile(`Service account (\S+@\S+) does not exist`)
+var missingAccountRE = boundedre.MustCompile(`Service account (\S+@\S+) does not exist`)
 
 // MissingServiceAccount reports whether err is IAM refusing a policy write
 // because a serviceAccount: member does not exist, and which account. It is

@@ -8,12 +8,13 @@ import (
 	"maps"
 	"os"
 	"path"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/iapguard/iapguard/internal/boundedre"
 )
 
 // Access: who may pass IAP (docs/access.md).
@@ -106,7 +107,7 @@ func (a *AccessPolicies) Len() int {
 // iap-access label), restricted to ASCII.
 // The length (at most 63) is checked apart: a counted repetition compiles
 // into a program that many times larger, paid for at every process start.
-var policyNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+var policyNameRE = boundedre.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
 // NewAccessPolicies validates members per policy name and returns the set.
 // It is what ParseAccessPolicies uses; callers building policies in code get
@@ -294,8 +295,8 @@ func LoadAccessPolicies(path string) (*AccessPolicies, error) {
 var memberKinds = []string{"user:", "group:", "serviceAccount:", "domain:"}
 
 var (
-	emailLocalRE = regexp.MustCompile(`^[a-z0-9!#$%&'*+/=?^_{|}~.-]+$`)
-	dnsLabelRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`) // and at most 63 characters
+	emailLocalRE = boundedre.MustCompile(`^[a-z0-9!#$%&'*+/=?^_{|}~.-]+$`)
+	dnsLabelRE   = boundedre.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`) // and at most 63 characters
 )
 
 // CanonicalMember validates an access-policy member and returns it in
@@ -399,7 +400,7 @@ func projectNumberFromAgent(agent string) (string, bool) {
 	return m[1], true
 }
 
-var agentRE = regexp.MustCompile(`^service-([0-9]+)@gcp-sa-iap\.iam\.gserviceaccount\.com$`)
+var agentRE = boundedre.MustCompile(`^service-([0-9]+)@gcp-sa-iap\.iam\.gserviceaccount\.com$`)
 
 // IAPResource is an IAP resource whose IAM policy decides who may pass.
 type IAPResource struct {
