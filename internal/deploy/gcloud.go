@@ -173,7 +173,7 @@ func gcloudTriggerCommands(cfg Config, ts []eventarc.Trigger) ([]string, error) 
 
 // GcloudTriggerScript renders a complete bash script (cloudbuild.yaml runs
 // it) that:
-//  1. creates or updates every trigger (GcloudTriggerCommands);
+//  1. creates or updates every trigger (gcloudTriggerCommands);
 //  2. gives each trigger's Pub/Sub subscription, which Eventarc creates
 //     and owns, a dead-letter policy (cfg.DeadLetterTopic after
 //     cfg.MaxDeliveryAttempts attempts) and lets the Pub/Sub service agent
