@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -119,6 +120,13 @@ type bindings struct {
 	// constant, so a recorded read-modify-write sends back the one the
 	// emulator last gave for that resource, as the client did.
 	fingerprints map[string]string
+	// live holds the resource paths the recording shows existing (a GET
+	// answered 200, no DELETE since); shadowed the earlier values of
+	// placeholders rebound by reuse, and pop those to restore after the
+	// current exchange.
+	live     map[string]bool
+	shadowed map[string][]string
+	pop      []string
 }
 
 func (b *bindings) value(name string) string {
@@ -192,7 +200,8 @@ func replayFile(rep *Report, file string, exs []Exchange) error {
 	}
 	defer emu.Close()
 	hc := &http.Client{Timeout: 30 * time.Second}
-	b := &bindings{vals: map[string]string{}, requested: map[string]bool{}, fingerprints: map[string]string{}}
+	b := &bindings{vals: map[string]string{}, requested: map[string]bool{}, fingerprints: map[string]string{},
+		live: map[string]bool{}, shadowed: map[string][]string{}}
 	regenerated := mockRegenerated(exs)
 	for _, ex := range exs {
 		if ex.Err != nil {
@@ -216,6 +225,7 @@ func replayFile(rep *Report, file string, exs []Exchange) error {
 			}
 			continue
 		}
+		b.trackReuse(ex, u)
 		if strings.Contains(ex.URL, "/operations/${") && !b.opServed {
 			ac.Unserved++ // polls an operation of a method that was not replayed
 			continue
@@ -315,6 +325,42 @@ func mockComputeLRO(body string) bool {
 	}
 	return json.Unmarshal([]byte(body), &op) == nil &&
 		op.Status == "DONE" && string(op.Progress) == "0" && op.TargetLink == nil
+}
+
+// trackReuse separates resources the recorder gave one placeholder (it
+// replaces every name of a kind by the same ${kindID}): a recorded GET of a
+// path that exists in the recording (read 200, not deleted since) answered
+// 404 names another resource, so the placeholders of its last segment get
+// fresh values; a recorded DELETE of such a path restores the previous
+// values once it and its operation polls are done (teardown runs in
+// reverse order of creation).
+func (b *bindings) trackReuse(ex Exchange, u *url.URL) {
+	rest := pathOf(ex.URL[strings.Index(ex.URL, u.Host)+len(u.Host):])
+	if !strings.Contains(rest, "/operations/") {
+		// Polls of the DELETE's operation still name the deleted resource.
+		for _, name := range b.pop {
+			if st := b.shadowed[name]; len(st) > 0 {
+				b.vals[name], b.shadowed[name] = st[len(st)-1], st[:len(st)-1]
+			}
+		}
+		b.pop = nil
+	}
+	last := placeholder.FindAllStringSubmatch(rest[strings.LastIndex(rest, "/")+1:], -1)
+	path := b.subst(rest, false)
+	switch {
+	case ex.Method == http.MethodGet && ex.Status == http.StatusOK:
+		b.live[path] = true
+	case ex.Method == http.MethodGet && ex.Status == http.StatusNotFound && b.live[path]:
+		for _, m := range last {
+			b.shadowed[m[1]] = append(b.shadowed[m[1]], b.value(m[1]))
+			b.vals[m[1]] = b.value(m[1]) + "x" + strconv.Itoa(len(b.shadowed[m[1]])+1)
+		}
+	case ex.Method == http.MethodDelete && ex.Status == http.StatusOK:
+		delete(b.live, path)
+		for _, m := range last {
+			b.pop = append(b.pop, m[1])
+		}
+	}
 }
 
 func pathOf(target string) string {

@@ -96,3 +96,30 @@ func TestWithFingerprint(t *testing.T) {
 		}
 	}
 }
+
+// TestReusedPlaceholder: the recorder names two backend services
+// ${backendServiceID}; a recorded 404 for one that exists in the replay
+// starts a second resource, and the teardown's DELETEs restore the names in
+// reverse order, so every exchange matches.
+func TestReusedPlaceholder(t *testing.T) {
+	const base = "https://compute.googleapis.com/compute/v1/projects/${projectId}/global/backendServices"
+	ex := func(method, url, body, status string) string {
+		s := method + " " + url + "\nContent-Type: application/json\n\n"
+		if body != "" {
+			s += body + "\n\n"
+		}
+		return s + status + "\nContent-Type: application/json; charset=UTF-8\n"
+	}
+	insert := ex("POST", base, `{"name": "${backendServiceID}"}`, "200 OK")
+	get := func(status string) string { return ex("GET", base+"/${backendServiceID}", "", status) }
+	del := ex("DELETE", base+"/${backendServiceID}", "", "200 OK")
+	log := strings.Join([]string{get("404 Not Found"), insert, get("200 OK"), get("404 Not Found"), insert,
+		get("200 OK"), del, get("200 OK"), del, get("404 Not Found")}, "\n---\n\n")
+	rep, err := Run(map[string]io.Reader{"f/_http.log": strings.NewReader(log)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.ByAPI["compute"]; c == nil || c.Replayed != 10 || c.Matched != 10 {
+		t.Errorf("counts %+v, want 10 replayed and matched; deviations %+v", c, rep.Deviations)
+	}
+}
