@@ -73,12 +73,9 @@ func (q *request) mutate() (any, error) {
 		}
 	}
 	// A FailOperations rule: the mutation is validated and answered as
-	// usual, then undone, and its operation ends with an error.
-	failCode, failOp := s.c.Faults.TakeOperationFailure(rt.methodKey)
-	var undo func()
-	if failOp {
-		undo = q.snapshot(obj)
-	}
+	// usual, then undone, and its operation ends with an error. Only an
+	// accepted mutation takes the rule (a refused one starts no operation).
+	undo := q.snapshot(obj)
 	var o *operation
 	var err error
 	switch rt.action {
@@ -95,7 +92,7 @@ func (q *request) mutate() (any, error) {
 		s.mu.Unlock()
 		return nil, err
 	}
-	if failOp {
+	if failCode, failOp := s.c.Faults.TakeOperationFailure(rt.methodKey); failOp {
 		undo()
 		msg := "The operation failed (injected)."
 		o.fail = &core.Error{Code: failCode, Message: msg, Injected: true}

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	compute "google.golang.org/api/compute/v1"
+	"google.golang.org/grpc/codes"
 )
 
 // TestRecordedDefaults holds server defaults and zero values that recorded
@@ -69,5 +71,36 @@ func TestRecordedDefaults(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRefusedMutationKeepsFailOperationsRule: a mutation Compute refuses
+// starts no operation, so it must not take a failOperations rule; the next
+// accepted one does, and its operation ends with the error.
+func TestRefusedMutationKeepsFailOperationsRule(t *testing.T) {
+	e := newEnv(t)
+	e.backend(t, "f-bs")
+	if err := e.c.Faults.FailOperations("compute.backendServices.patch", 1, codes.Unavailable); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.svc.BackendServices.Patch(projID, "f-bs", &compute.BackendService{Fingerprint: "AAAAAAAAAAA=", Description: "d"}).Do()
+	apiErr(t, err, 412, "conditionNotMet")
+	op, err := e.svc.BackendServices.Patch(projID, "f-bs", &compute.BackendService{Description: "d"}).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.svc.GlobalOperations.Wait(projID, op.Name).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Error == nil || len(got.Error.Errors) == 0 || got.Error.Errors[0].Code != "UNAVAILABLE" {
+		t.Errorf("operation of the accepted patch: error %+v, want UNAVAILABLE", got.Error)
+	}
+	bs, err := e.svc.BackendServices.Get(projID, "f-bs").Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bs.Description == "d" {
+		t.Error("the failed operation's change was kept")
 	}
 }
