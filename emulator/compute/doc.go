@@ -11,8 +11,12 @@
 // prints). Every request goes through core.WithHTTPCaller and c.Begin with
 // key "compute.<collection>.<method>" (collections as in discovery:
 // backendServices, regionBackendServices, regionNetworkEndpointGroups,
-// urlMaps, targetHttpsProxies, targetHttpProxies, sslCertificates,
-// globalForwardingRules, globalOperations, regionOperations).
+// urlMaps, regionUrlMaps, targetHttpsProxies, regionTargetHttpsProxies,
+// targetHttpProxies, regionTargetHttpProxies, targetTcpProxies,
+// regionTargetTcpProxies, sslCertificates, regionSslCertificates,
+// globalForwardingRules, forwardingRules, networks, subnetworks,
+// healthChecks, regionHealthChecks, httpHealthChecks, httpsHealthChecks,
+// globalOperations, regionOperations).
 //
 // # Served
 //
@@ -21,12 +25,31 @@
 //	projects/P/aggregated/backendServices           aggregatedList
 //	projects/P/regions/R/networkEndpointGroups[/N]  get list insert delete (SERVERLESS only)
 //	projects/P/global/urlMaps[/M]                   get list insert patch update delete
+//	projects/P/regions/R/urlMaps[/M]                get list insert patch update delete
 //	projects/P/global/targetHttpsProxies[/T]        get list insert patch delete
+//	projects/P/regions/R/targetHttpsProxies[/T]     get list insert patch delete
 //	projects/P/global/targetHttpProxies[/T]         get list insert patch delete
+//	projects/P/regions/R/targetHttpProxies[/T]      get list insert delete
+//	projects/P/global/targetTcpProxies[/T]          get list insert delete
+//	projects/P/regions/R/targetTcpProxies[/T]       get list insert delete
 //	projects/P/global/sslCertificates[/C]           get list insert delete
+//	projects/P/regions/R/sslCertificates[/C]        get list insert delete (self-managed only)
 //	projects/P/global/forwardingRules[/F]           get list insert delete
+//	projects/P/regions/R/forwardingRules[/F]        get list insert delete (to target proxies)
+//	projects/P/global/networks[/N]                  get list insert patch delete
+//	projects/P/regions/R/subnetworks[/S]            get list insert delete
+//	projects/P/global/healthChecks[/H]              get list insert patch update delete
+//	projects/P/regions/R/healthChecks[/H]           get list insert patch update delete
+//	projects/P/global/httpHealthChecks[/H]          get list insert patch update delete
+//	projects/P/global/httpsHealthChecks[/H]         get list insert patch update delete
 //	projects/P/global/operations/O[/wait]           get wait
 //	projects/P/regions/R/operations/O[/wait]        get wait
+//
+// Networks, subnetworks, health checks, target TCP proxies and regional
+// target HTTP proxies are modelled only as far as the load balancer's
+// resources need them (plain.go): stored as sent, with their required
+// members, their references checked, and the defaults recorded traffic
+// shows.
 //
 // P is a project ID or number (self links always use the ID); resource path
 // parameters accept a name or the numeric id. Anything else answers 404.
@@ -55,12 +78,17 @@
 //     existing resources of the right collection: backends[].group a full URL
 //     of a NEG (partial → 400 invalid); URL map services (defaultService,
 //     path rules, route rules, weighted backend services, request mirror
-//     policies) global backend services; a target HTTPS proxy an existing URL
-//     map and 1..15 existing SSL certificates (or a certificateMap, not
-//     checked); a forwarding rule target an existing target HTTP(S) proxy.
+//     policies) backend services of the map's scope; a target HTTPS proxy
+//     an existing URL map and 1..15 existing SSL certificates (or a
+//     certificateMap, not checked); a backend service's health checks
+//     existing health checks; a forwarding rule's target an existing target
+//     HTTP(S) or TCP proxy of its scope. A regional forwarding rule
+//     (EXTERNAL_MANAGED or INTERNAL_MANAGED) requires its network, which
+//     must hold an active proxy-only subnet (REGIONAL_MANAGED_PROXY) in the
+//     region; a subnetwork, when given, must be in the region and network.
 //     A malformed reference or a wrong collection → 400 invalid; a missing
 //     resource or project → 404 notFound naming it.
-//   - usedBy on backend services is derived on read from the URL maps that
+//   - usedBy on backend services is derived on read from the resources that
 //     reference them. Deleting anything still referenced → 400
 //     resourceInUseByAnotherResource "The backend_service resource '...' is
 //     already being used by '...'".
@@ -88,13 +116,16 @@
 //
 // # Known deviations from Google
 //
-//   - Not modelled: instance groups, zonal and global NEGs, non-SERVERLESS
-//     regional NEGs (400), health checks (references are canonicalised but not
-//     checked), backend buckets, networks, security policies, certificate
-//     maps, target SSL/TCP/gRPC proxies, regional URL maps/proxies/forwarding
-//     rules, and the set* methods (setUrlMap, setTarget, setSslCertificates,
-//     setSecurityPolicy, setIamPolicy, setLabels). A reference to an
-//     unmodelled collection answers 404 as if the resource were missing.
+//   - Not modelled: instance groups, zones (and zonal operations), global
+//     and zonal NEGs, non-SERVERLESS regional NEGs (400), backend buckets,
+//     security policies, certificate maps and Certificate Manager
+//     certificates, target SSL/gRPC proxies, addresses, forwarding rules to
+//     a backend service (passthrough load balancers), and the set* methods
+//     (setUrlMap, setTarget, setSslCertificates, setSecurityPolicy,
+//     setIamPolicy, setLabels). A reference to an unmodelled collection
+//     answers 404 as if the resource were missing. Of networks, subnetworks
+//     and health checks only what plain.go lists is modelled (no IP ranges,
+//     probing or routing; a subnetwork's gatewayAddress is not computed).
 //   - IAM is not enforced: the audit entry names the permission Compute
 //     would check (create / update for patch and update / delete) but lists
 //     only that one; Google also lists the .use permissions on referenced
@@ -110,13 +141,15 @@
 //     Cloud CDN": the incompatibility is documented, the real error is not
 //     recorded. IAP without an OAuth client is accepted (Google-managed
 //     client). oauth2ClientSecret is never stored or returned: its SHA-256
-//     (hex) appears as oauth2ClientSecretSha256 and survives updates that
-//     keep the client id; audit requests drop the secret (and SSL private
-//     keys).
+//     (hex) appears as oauth2ClientSecretSha256 (a secret sent empty
+//     hashes too, as recorded) and survives updates that keep the client
+//     id; audit requests drop the secret (and SSL private keys).
 //   - Backend service defaults: loadBalancingScheme EXTERNAL (regional:
 //     INTERNAL, inferred), sessionAffinity NONE, timeoutSec 30,
-//     connectionDraining.drainingTimeoutSec 0; no port/portName or backend
-//     balancingMode/capacityScaler defaults. Serverless NEG backends with
+//     connectionDraining.drainingTimeoutSec 0, and for regional HTTP/HTTPS
+//     ones port 80 and portName "http" (recorded); enableCDN false is
+//     omitted (recorded); no backend balancingMode/capacityScaler
+//     defaults. Serverless NEG backends with
 //     health checks → 400; scheme compatibility across the load balancer
 //     chain is not checked.
 //   - NEG insert does not check that the Cloud Run service exists (unknown
@@ -126,7 +159,9 @@
 //     are parsed (crypto/tls) for expireTime and subjectAlternativeNames.
 //   - Forwarding rules get a random 34.x.y.z address, portRange "N" becomes
 //     "N-N", and a missing portRange defaults to 80-80 / 443-443 by target
-//     (inferred).
+//     (inferred); a rule to a target TCP proxy must give one. The messages
+//     for a regional rule without network or proxy-only subnet are the
+//     emulator's (Google's refusals are not recorded).
 //   - Responses are never trimmed by the fields parameter;
 //     returnPartialSuccess/includeAllScopes have no effect; aggregatedList is
 //     served for backend services only.

@@ -150,7 +150,9 @@ var (
 	}
 	allSpecs = []*spec{specBackendServices, specRegionBackendServices, specRegionNEGs, specURLMaps,
 		specTargetHTTPSProxies, specTargetHTTPProxies, specSSLCertificates, specGlobalForwardingRules,
-		specRegionURLMaps, specRegionTargetHTTPSProxies, specRegionSSLCertificates, specForwardingRules}
+		specRegionURLMaps, specRegionTargetHTTPSProxies, specRegionSSLCertificates, specForwardingRules,
+		specNetworks, specSubnetworks, specHealthChecks, specRegionHealthChecks, specHTTPHealthChecks,
+		specHTTPSHealthChecks, specTargetTCPProxies, specRegionTargetTCPProxies, specRegionTargetHTTPProxies}
 )
 
 // The prepare functions refer back to the specs (references name the
@@ -319,7 +321,7 @@ func prepareBackendService(m *mutation, obj, prevObj any) error {
 			"A backend service cannot have a health check with serverless network endpoint group backends.")
 	}
 	for i, hc := range bs.HealthChecks {
-		link, err := m.canonical(fmt.Sprintf("healthChecks[%d]", i), hc)
+		link, _, err := m.resolve(fmt.Sprintf("healthChecks[%d]", i), hc, false, healthCheckSpecs...)
 		if err != nil {
 			return err
 		}
@@ -329,13 +331,14 @@ func prepareBackendService(m *mutation, obj, prevObj any) error {
 }
 
 func backendServiceRefs(obj any) []string {
+	bs := obj.(*compute.BackendService)
 	var out []string
-	for _, b := range obj.(*compute.BackendService).Backends {
+	for _, b := range bs.Backends {
 		if b != nil {
 			out = append(out, b.Group)
 		}
 	}
-	return out
+	return append(out, bs.HealthChecks...)
 }
 
 func decorateBackendService(obj any) {
@@ -690,11 +693,9 @@ func prepareForwardingRule(m *mutation, obj, _ any) error {
 	if fr.Target == "" {
 		return requiredField("target")
 	}
-	targets := []*spec{specTargetHTTPSProxies, specTargetHTTPProxies}
+	targets := []*spec{specTargetHTTPSProxies, specTargetHTTPProxies, specTargetTCPProxies}
 	if m.region != "" {
-		// Regional target HTTP proxies are not modelled: a reference to one
-		// answers 404.
-		targets = []*spec{specRegionTargetHTTPSProxies}
+		targets = []*spec{specRegionTargetHTTPSProxies, specRegionTargetHTTPProxies, specRegionTargetTCPProxies}
 	}
 	link, t, err := m.resolve("target", fr.Target, false, targets...)
 	if err == nil {
@@ -713,16 +714,21 @@ func prepareForwardingRule(m *mutation, obj, _ any) error {
 	if fr.IPProtocol != "TCP" {
 		return invalidField("IPProtocol", fr.IPProtocol, "Target proxies require protocol TCP.")
 	}
-	if err := checkEnum("loadBalancingScheme", fr.LoadBalancingScheme, "EXTERNAL", "EXTERNAL_MANAGED", "INTERNAL_SELF_MANAGED"); err != nil {
+	if err := checkEnum("loadBalancingScheme", fr.LoadBalancingScheme, "EXTERNAL", "EXTERNAL_MANAGED", "INTERNAL_MANAGED", "INTERNAL_SELF_MANAGED"); err != nil {
 		return err
 	}
-	if m.region != "" && fr.LoadBalancingScheme != "EXTERNAL_MANAGED" {
-		// The regional external Application Load Balancer is
-		// EXTERNAL_MANAGED; other regional schemes are not modelled.
-		return invalidField("loadBalancingScheme", fr.LoadBalancingScheme, "A regional forwarding rule to a target HTTPS proxy must use loadBalancingScheme EXTERNAL_MANAGED.")
+	if m.region != "" {
+		if err := regionalProxyRule(m, fr); err != nil {
+			return err
+		}
+	} else if fr.LoadBalancingScheme == "INTERNAL_MANAGED" {
+		return invalidField("loadBalancingScheme", fr.LoadBalancingScheme, "A global forwarding rule cannot use loadBalancingScheme INTERNAL_MANAGED.")
 	}
 	if fr.LoadBalancingScheme == "" {
 		fr.LoadBalancingScheme = "EXTERNAL"
+	}
+	if t.spec.segment == "targetTcpProxies" && fr.PortRange == "" {
+		return requiredField("portRange")
 	}
 	if err := checkEnum("networkTier", fr.NetworkTier, "PREMIUM", "STANDARD"); err != nil {
 		return err
@@ -758,4 +764,49 @@ func prepareForwardingRule(m *mutation, obj, _ any) error {
 	return nil
 }
 
-func forwardingRuleRefs(obj any) []string { return []string{obj.(*compute.ForwardingRule).Target} }
+// regionalProxyRule checks a regional forwarding rule to a target proxy:
+// the regional external (EXTERNAL_MANAGED) and internal (INTERNAL_MANAGED)
+// Application and proxy Network Load Balancers. Both run on Envoy proxies
+// in the rule's VPC network, so the network is required and must hold an
+// active proxy-only subnet (purpose REGIONAL_MANAGED_PROXY) in the region
+// (cloud.google.com/load-balancing/docs/proxy-only-subnets); the messages
+// are the emulator's, in Compute's shapes (no refusal is recorded).
+func regionalProxyRule(m *mutation, fr *compute.ForwardingRule) error {
+	if fr.LoadBalancingScheme != "EXTERNAL_MANAGED" && fr.LoadBalancingScheme != "INTERNAL_MANAGED" {
+		return invalidField("loadBalancingScheme", fr.LoadBalancingScheme,
+			"A regional forwarding rule to a target proxy must use loadBalancingScheme EXTERNAL_MANAGED or INTERNAL_MANAGED.")
+	}
+	if fr.Network == "" {
+		return requiredField("network")
+	}
+	link, net, err := m.resolve("network", fr.Network, false, specNetworks)
+	if err != nil {
+		return err
+	}
+	fr.Network = link
+	if fr.Subnetwork != "" {
+		link, sub, err := m.resolve("subnetwork", fr.Subnetwork, false, specSubnetworks)
+		if err == nil {
+			err = sameRegion(m, "subnetwork", link)
+		}
+		if err != nil {
+			return err
+		}
+		if relOf(sub.obj.(*compute.Subnetwork).Network) != net.rel() {
+			return invalidField("subnetwork", fr.Subnetwork, "The subnetwork must belong to the network '"+net.rel()+"'.")
+		}
+		fr.Subnetwork = link
+	}
+	for _, r := range m.s.all(specSubnetworks, net.project.ID, m.region) {
+		sn := r.obj.(*compute.Subnetwork)
+		if sn.Purpose == "REGIONAL_MANAGED_PROXY" && sn.Role == "ACTIVE" && relOf(sn.Network) == net.rel() {
+			return nil
+		}
+	}
+	return invalidField("network", fr.Network, "An active proxy-only subnetwork is required in the same region and VPC as the forwarding rule.")
+}
+
+func forwardingRuleRefs(obj any) []string {
+	fr := obj.(*compute.ForwardingRule)
+	return []string{fr.Target, fr.Network, fr.Subnetwork}
+}

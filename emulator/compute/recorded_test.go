@@ -1,6 +1,9 @@
 package compute
 
 import (
+	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -102,5 +105,108 @@ func TestRefusedMutationKeepsFailOperationsRule(t *testing.T) {
 	}
 	if bs.Description == "d" {
 		t.Error("the failed operation's change was kept")
+	}
+}
+
+// TestReferencedCollections: networks, subnetworks, health checks and
+// target proxies exist as far as the load balancer needs them, and every
+// reference to them is checked as Google checks it: a regional managed
+// forwarding rule needs its network (with an active proxy-only subnet in
+// the region), a backend service's health checks must exist, and nothing
+// still referenced can be deleted.
+func TestReferencedCollections(t *testing.T) {
+	e := newEnv(t)
+	const g = "/compute/v1/projects/" + projID + "/global/"
+	const r = "/compute/v1/projects/" + projID + "/regions/" + region + "/"
+	post := func(path string, body map[string]any) (int, map[string]any) {
+		t.Helper()
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.raw(t, "POST", path, string(b))
+	}
+	must := func(path string, body map[string]any) {
+		t.Helper()
+		if code, m := post(path, body); code != 200 {
+			t.Fatalf("POST %s: %d %v", path, code, m)
+		}
+	}
+	neg := e.neg(t, region, "r-neg", "hello")
+	must(r+"backendServices", map[string]any{"name": "r-bs", "loadBalancingScheme": "EXTERNAL_MANAGED", "protocol": "HTTPS",
+		"backends": []any{map[string]any{"group": neg}}})
+	must(r+"urlMaps", map[string]any{"name": "r-um", "defaultService": "regions/" + region + "/backendServices/r-bs"})
+	cert, key := selfSigned(t, "r.example.com")
+	must(r+"sslCertificates", map[string]any{"name": "r-cert", "certificate": cert, "privateKey": key})
+	must(r+"targetHttpsProxies", map[string]any{"name": "r-px", "urlMap": "regions/" + region + "/urlMaps/r-um",
+		"sslCertificates": []any{"regions/" + region + "/sslCertificates/r-cert"}})
+	rule := func(network string) map[string]any {
+		fr := map[string]any{"name": "r-fr", "target": "regions/" + region + "/targetHttpsProxies/r-px",
+			"loadBalancingScheme": "EXTERNAL_MANAGED", "portRange": "443"}
+		if network != "" {
+			fr["network"] = network
+		}
+		return fr
+	}
+	for _, tc := range []struct {
+		name         string
+		setup        func()
+		network      string
+		code         int
+		reason, want string
+	}{
+		{name: "no network", code: 400, reason: "required", want: "Required field 'resource.network' not specified"},
+		{name: "missing network", network: "global/networks/lb-net", code: 404, reason: "notFound",
+			want: "The resource 'projects/" + projID + "/global/networks/lb-net' was not found"},
+		{name: "no proxy-only subnet", network: "global/networks/lb-net", code: 400, reason: "invalid",
+			setup: func() {
+				must(g+"networks", map[string]any{"name": "lb-net", "autoCreateSubnetworks": false})
+				must(r+"subnetworks", map[string]any{"name": "vms", "network": "global/networks/lb-net", "ipCidrRange": "10.1.0.0/24"})
+			},
+			want: "An active proxy-only subnetwork is required"},
+		{name: "proxy-only subnet", network: "global/networks/lb-net", code: 200,
+			setup: func() {
+				must(r+"subnetworks", map[string]any{"name": "proxies", "network": "global/networks/lb-net",
+					"ipCidrRange": "10.129.0.0/23", "purpose": "REGIONAL_MANAGED_PROXY", "role": "ACTIVE"})
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.setup != nil {
+				tc.setup()
+			}
+			code, m := post(r+"forwardingRules", rule(tc.network))
+			if code != tc.code {
+				t.Fatalf("insert: %d %v, want %d", code, m, tc.code)
+			}
+			if tc.code != 200 {
+				msg, _ := m["error"].(map[string]any)["message"].(string)
+				errs, _ := m["error"].(map[string]any)["errors"].([]any)
+				if !strings.Contains(msg, tc.want) || len(errs) == 0 || errs[0].(map[string]any)["reason"] != tc.reason {
+					t.Errorf("error %v, want reason %s and %q", m, tc.reason, tc.want)
+				}
+			}
+		})
+	}
+	// A proxy-only subnet needs a role, in Google's words.
+	code, m := post(r+"subnetworks", map[string]any{"name": "p2", "network": "global/networks/lb-net",
+		"ipCidrRange": "10.130.0.0/23", "purpose": "REGIONAL_MANAGED_PROXY"})
+	if code != 400 || !strings.Contains(fmt.Sprint(m), "Subnetwork role must be specified when purpose set to REGIONAL_MANAGED_PROXY.") {
+		t.Errorf("proxy-only subnet without role: %d %v", code, m)
+	}
+	// In use: the network (by the rule and the subnets) cannot be deleted.
+	if code, m := e.raw(t, "DELETE", g+"networks/lb-net", ""); code != 400 || !strings.Contains(fmt.Sprint(m), "resourceInUseByAnotherResource") {
+		t.Errorf("delete network in use: %d %v", code, m)
+	}
+	// A backend service's health check must exist, and stays while used.
+	if code, m := post(g+"backendServices", map[string]any{"name": "hc-bs", "healthChecks": []any{"global/healthChecks/hc"}}); code != 404 {
+		t.Errorf("backend service naming a missing health check: %d %v, want 404", code, m)
+	}
+	must(g+"healthChecks", map[string]any{"name": "hc", "type": "TCP", "tcpHealthCheck": map[string]any{"port": 443}})
+	must(g+"backendServices", map[string]any{"name": "hc-bs", "healthChecks": []any{"global/healthChecks/hc"}})
+	if code, m := e.raw(t, "DELETE", g+"healthChecks/hc", ""); code != 400 || !strings.Contains(fmt.Sprint(m), "The health_check resource") {
+		t.Errorf("delete health check in use: %d %v", code, m)
+	}
+	if code, m := post(g+"healthChecks", map[string]any{"name": "hc2"}); code != 400 || !strings.Contains(fmt.Sprint(m), "Required field 'resource.type' not specified") {
+		t.Errorf("health check without type: %d %v", code, m)
 	}
 }

@@ -131,20 +131,6 @@ func keepVersion(raw, link string) string {
 	return link
 }
 
-// canonical canonicalises a reference to something the emulator does not
-// model (health checks, security policies): well-formedness only.
-func (m *mutation) canonical(field, raw string) (string, error) {
-	pr, ok := parseRef(raw, m.project.ID, false)
-	if !ok {
-		return "", invalidField(field, raw, "The URL is malformed.")
-	}
-	p, found := m.s.c.Projects.Lookup(pr.projectArg)
-	if !found {
-		return "", notFound("projects/" + pr.projectArg)
-	}
-	return keepVersion(raw, linkBase+"projects/"+p.ID+"/"+scopePath(pr.region)+"/"+pr.segment+"/"+pr.name), nil
-}
-
 // mutation is the context validation and canonicalisation run in (s.mu
 // held): the project and region ("" = global) of the resource being written.
 type mutation struct {

@@ -26,6 +26,7 @@ var Volatile = []string{
 	"id", "creationTimestamp", "insertTime", "startTime", "endTime", "progress", "user",
 	"fingerprint", "labelFingerprint", "etag", "createTime", "updateTime", "uid", "expireTime",
 	"creator", "lastModifier", "lastTransitionTime", // Cloud Run: the caller and times
+	"selfLinkWithId", // Compute: the link by id (the recorder writes the name's placeholder there)
 }
 
 // Project is the emulated project ${projectId} and ${projectNumber} stand for.

@@ -117,13 +117,17 @@ type LBSpec struct {
 	HTTPOnly bool
 	// Regional builds a regional external Application Load Balancer:
 	// regional backend service, URL map, self-managed certificate, target
-	// HTTPS proxy and forwarding rule (HTTPOnly and CDN do not apply).
+	// HTTPS proxy, and a forwarding rule in a VPC network of its own with
+	// the region's proxy-only subnet, as Google requires (HTTPOnly and CDN
+	// do not apply).
 	Regional bool
 }
 
 // LB names the resources of a built load balancer.
 type LB struct {
 	NEG, BackendService, URLMap, Certificate, Proxy, ForwardingRule string
+	// Network and ProxySubnet are set for a regional load balancer only.
+	Network, ProxySubnet string
 }
 
 // BuildLoadBalancer builds serverless NEG → backend service → URL map →
@@ -138,6 +142,7 @@ func (c *Clients) BuildLoadBalancer(ctx context.Context, project, region string,
 		Certificate: p + "-cert", Proxy: p + "-proxy", ForwardingRule: p + "-fr"}
 	cs := c.Compute
 	if s.Regional {
+		lb.Network, lb.ProxySubnet = p+"-net", p+"-proxy-only"
 		return lb, c.buildRegional(ctx, project, region, s, lb)
 	}
 
@@ -275,9 +280,23 @@ func (c *Clients) buildRegional(ctx context.Context, project, region string, s L
 	if err := wait(op, err, "inserting regional target HTTPS proxy "+lb.Proxy); err != nil {
 		return err
 	}
+	// The regional external Application Load Balancer's proxies run in a
+	// VPC network: the forwarding rule names it, and the region needs an
+	// active proxy-only subnet in it.
+	op, err = cs.Networks.Insert(project, &compute.Network{Name: lb.Network, AutoCreateSubnetworks: false,
+		ForceSendFields: []string{"AutoCreateSubnetworks"}}).Context(ctx).Do()
+	if err := c.waitGlobal(ctx, project, op, err, "inserting network "+lb.Network); err != nil {
+		return err
+	}
+	netLink := "projects/" + project + "/global/networks/" + lb.Network
+	op, err = cs.Subnetworks.Insert(project, region, &compute.Subnetwork{Name: lb.ProxySubnet, Network: netLink,
+		IpCidrRange: "10.129.0.0/23", Purpose: "REGIONAL_MANAGED_PROXY", Role: "ACTIVE"}).Context(ctx).Do()
+	if err := wait(op, err, "inserting proxy-only subnet "+lb.ProxySubnet); err != nil {
+		return err
+	}
 	op, err = cs.ForwardingRules.Insert(project, region, &compute.ForwardingRule{
 		Name: lb.ForwardingRule, Target: link("targetHttpsProxies", lb.Proxy), PortRange: "443",
-		IPProtocol: "TCP", LoadBalancingScheme: "EXTERNAL_MANAGED",
+		IPProtocol: "TCP", LoadBalancingScheme: "EXTERNAL_MANAGED", Network: netLink,
 	}).Context(ctx).Do()
 	return wait(op, err, "inserting regional forwarding rule "+lb.ForwardingRule)
 }

@@ -1,0 +1,214 @@
+package compute
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+
+	compute "google.golang.org/api/compute/v1"
+)
+
+// Collections modelled only as far as the load balancer's resources need
+// them: networks and subnetworks (a regional managed forwarding rule names
+// its network, and the region needs a proxy-only subnet), health checks
+// (backend services name them) and target TCP / regional target HTTP
+// proxies (forwarding rules name them). Each is stored as sent, under
+// Compute's name rule, with its required members, the references it holds
+// (checked to exist, canonicalised, and keeping what they name from being
+// deleted), and the few server defaults recorded traffic shows. Anything
+// else about them (IP ranges, probing, routing) is not modelled.
+
+// plainRef is a member holding references (a string or a list of strings)
+// and the collections it may name.
+type plainRef struct {
+	member string
+	specs  func() []*spec
+}
+
+type plainRules struct {
+	required []string // top-level JSON members that must be set
+	refs     []plainRef
+	// check validates further and sets defaults (after refs resolve).
+	check func(m *mutation, obj any) error
+}
+
+func plain(coll, segment string, regional bool, snake string, newObj func() any, r plainRules, ms ...string) *spec {
+	kind := "compute#" + strings.TrimSuffix(strings.TrimSuffix(segment, "es"), "s")
+	switch segment {
+	case "targetTcpProxies", "targetHttpProxies":
+		kind = "compute#" + strings.TrimSuffix(segment, "ies") + "y"
+	}
+	sp := &spec{
+		collection: coll, segment: segment, regional: regional,
+		kind: kind, listKind: kind + "List", snake: snake,
+		auditType: "gce_" + snake, idLabel: snake + "_id", perm: "compute." + coll,
+		methods: methods(append([]string{"get", "list", "insert", "delete"}, ms...)...),
+		newObj:  newObj,
+	}
+	sp.fingerprint = hasField(newObj(), "Fingerprint")
+	plainSpecs[sp] = r
+	return sp
+}
+
+// plainSpecs holds the rules of every plain collection; init wires their
+// prepare and refs functions (which refer back to the specs).
+var plainSpecs = map[*spec]plainRules{}
+
+func init() {
+	for sp, r := range plainSpecs {
+		sp.prepare, sp.refs = r.prepare, r.refsOf
+	}
+}
+
+func (r plainRules) prepare(m *mutation, obj, _ any) error {
+	v := reflect.ValueOf(obj).Elem()
+	for _, name := range r.required {
+		if f := jsonMember(v, name); !f.IsValid() || f.IsZero() {
+			return requiredField(name)
+		}
+	}
+	for _, ref := range r.refs {
+		f := jsonMember(v, ref.member)
+		set := func(field string, s reflect.Value) error {
+			if s.String() == "" {
+				return nil
+			}
+			link, _, err := m.resolve(field, s.String(), false, ref.specs()...)
+			if err == nil {
+				s.SetString(link)
+			}
+			return err
+		}
+		switch f.Kind() {
+		case reflect.String:
+			if err := set(ref.member, f); err != nil {
+				return err
+			}
+		case reflect.Slice:
+			for i := range f.Len() {
+				if err := set(fmt.Sprintf("%s[%d]", ref.member, i), f.Index(i)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if r.check != nil {
+		return r.check(m, obj)
+	}
+	return nil
+}
+
+func (r plainRules) refsOf(obj any) []string {
+	v := reflect.ValueOf(obj).Elem()
+	var out []string
+	for _, ref := range r.refs {
+		switch f := jsonMember(v, ref.member); f.Kind() {
+		case reflect.String:
+			out = append(out, f.String())
+		case reflect.Slice:
+			for i := range f.Len() {
+				out = append(out, f.Index(i).String())
+			}
+		}
+	}
+	return out
+}
+
+// jsonMember is the field of struct v whose JSON name is name.
+func jsonMember(v reflect.Value, name string) reflect.Value {
+	t := v.Type()
+	for i := range t.NumField() {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); tag == name {
+			return v.Field(i)
+		}
+	}
+	return reflect.Value{}
+}
+
+func specs(sp ...*spec) func() []*spec { return func() []*spec { return sp } }
+
+var (
+	specNetworks = plain("networks", "networks", false, "network",
+		func() any { return &compute.Network{} }, plainRules{check: checkNetwork}, "patch")
+	specSubnetworks = plain("subnetworks", "subnetworks", true, "subnetwork",
+		func() any { return &compute.Subnetwork{} }, plainRules{
+			required: []string{"network", "ipCidrRange"},
+			refs:     []plainRef{{"network", specs(specNetworks)}},
+			check:    checkSubnetwork,
+		})
+	specHealthChecks = plain("healthChecks", "healthChecks", false, "health_check",
+		func() any { return &compute.HealthCheck{} }, plainRules{required: []string{"type"}, check: checkHealthCheck}, "patch", "update")
+	specRegionHealthChecks = plain("regionHealthChecks", "healthChecks", true, "health_check",
+		func() any { return &compute.HealthCheck{} }, plainRules{required: []string{"type"}, check: checkHealthCheck}, "patch", "update")
+	specHTTPHealthChecks = plain("httpHealthChecks", "httpHealthChecks", false, "http_health_check",
+		func() any { return &compute.HttpHealthCheck{} }, plainRules{}, "patch", "update")
+	specHTTPSHealthChecks = plain("httpsHealthChecks", "httpsHealthChecks", false, "https_health_check",
+		func() any { return &compute.HttpsHealthCheck{} }, plainRules{}, "patch", "update")
+	specTargetTCPProxies = plain("targetTcpProxies", "targetTcpProxies", false, "target_tcp_proxy",
+		func() any { return &compute.TargetTcpProxy{} }, plainRules{
+			required: []string{"service"},
+			refs:     []plainRef{{"service", specs(specBackendServices)}},
+			check:    checkTCPProxy,
+		})
+	specRegionTargetTCPProxies = plain("regionTargetTcpProxies", "targetTcpProxies", true, "target_tcp_proxy",
+		func() any { return &compute.TargetTcpProxy{} }, plainRules{
+			required: []string{"service"},
+			refs:     []plainRef{{"service", specs(specRegionBackendServices)}},
+			check:    checkTCPProxy,
+		})
+	specRegionTargetHTTPProxies = plain("regionTargetHttpProxies", "targetHttpProxies", true, "target_http_proxy",
+		func() any { return &compute.TargetHttpProxy{} }, plainRules{
+			required: []string{"urlMap"},
+			refs:     []plainRef{{"urlMap", specs(specRegionURLMaps)}},
+		})
+	// healthCheckSpecs are what a backend service's healthChecks may name.
+	healthCheckSpecs = []*spec{specHealthChecks, specRegionHealthChecks, specHTTPHealthChecks, specHTTPSHealthChecks}
+)
+
+func checkNetwork(_ *mutation, obj any) error {
+	n := obj.(*compute.Network)
+	if rc := n.RoutingConfig; rc != nil && rc.BgpBestPathSelectionMode == "" {
+		rc.BgpBestPathSelectionMode = "LEGACY" // recorded traffic
+	}
+	return nil
+}
+
+func checkSubnetwork(m *mutation, obj any) error {
+	sn := obj.(*compute.Subnetwork)
+	if err := checkEnum("purpose", sn.Purpose, "GLOBAL_MANAGED_PROXY", "INTERNAL_HTTPS_LOAD_BALANCER", "PEER_MIGRATION",
+		"PRIVATE", "PRIVATE_NAT", "PRIVATE_RFC_1918", "PRIVATE_SERVICE_CONNECT", "REGIONAL_MANAGED_PROXY"); err != nil {
+		return err
+	}
+	if err := checkEnum("role", sn.Role, "ACTIVE", "BACKUP"); err != nil {
+		return err
+	}
+	if sn.Purpose == "" {
+		sn.Purpose = "PRIVATE"
+	}
+	if sn.Role == "" && (sn.Purpose == "REGIONAL_MANAGED_PROXY" || sn.Purpose == "GLOBAL_MANAGED_PROXY") {
+		// Google's message (terraform-provider-google issue 13438).
+		return invalidField("role", "UNSPECIFIED_ROLE", "Subnetwork role must be specified when purpose set to "+sn.Purpose+".")
+	}
+	// Defaults as recorded traffic shows them.
+	if sn.StackType == "" {
+		sn.StackType = "IPV4_ONLY"
+	}
+	if sn.PrivateIpv6GoogleAccess == "" {
+		sn.PrivateIpv6GoogleAccess = "DISABLE_GOOGLE_ACCESS"
+	}
+	sn.State = "READY"
+	sn.ForceSendFields = append(sn.ForceSendFields, "PrivateIpGoogleAccess")
+	return nil
+}
+
+func checkHealthCheck(_ *mutation, obj any) error {
+	return checkEnum("type", obj.(*compute.HealthCheck).Type, "GRPC", "GRPC_WITH_TLS", "HTTP", "HTTP2", "HTTPS", "SSL", "TCP")
+}
+
+func checkTCPProxy(m *mutation, obj any) error {
+	tp := obj.(*compute.TargetTcpProxy)
+	if err := sameRegion(m, "service", tp.Service); err != nil {
+		return err
+	}
+	return checkEnum("proxyHeader", tp.ProxyHeader, "NONE", "PROXY_V1")
+}
