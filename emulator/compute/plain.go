@@ -2,6 +2,7 @@ package compute
 
 import (
 	"fmt"
+	"net"
 	"reflect"
 	"strings"
 
@@ -30,6 +31,8 @@ type plainRules struct {
 	refs     []plainRef
 	// check validates further and sets defaults (after refs resolve).
 	check func(m *mutation, obj any) error
+	// decorate sets the ForceSendFields of what GET prints when zero.
+	decorate func(obj any)
 }
 
 func plain(coll, segment string, regional bool, snake string, newObj func() any, r plainRules, ms ...string) *spec {
@@ -46,6 +49,7 @@ func plain(coll, segment string, regional bool, snake string, newObj func() any,
 		newObj:  newObj,
 	}
 	sp.fingerprint = hasField(newObj(), "Fingerprint")
+	sp.decorate = r.decorate
 	plainSpecs[sp] = r
 	return sp
 }
@@ -129,12 +133,22 @@ func specs(sp ...*spec) func() []*spec { return func() []*spec { return sp } }
 
 var (
 	specNetworks = plain("networks", "networks", false, "network",
-		func() any { return &compute.Network{} }, plainRules{check: checkNetwork}, "patch")
+		func() any { return &compute.Network{} }, plainRules{check: checkNetwork, decorate: func(obj any) {
+			n := obj.(*compute.Network)
+			n.ForceSendFields = append(n.ForceSendFields, "AutoCreateSubnetworks")
+		}}, "patch")
 	specSubnetworks = plain("subnetworks", "subnetworks", true, "subnetwork",
 		func() any { return &compute.Subnetwork{} }, plainRules{
 			required: []string{"network", "ipCidrRange"},
 			refs:     []plainRef{{"network", specs(specNetworks)}},
 			check:    checkSubnetwork,
+			decorate: func(obj any) {
+				sn := obj.(*compute.Subnetwork)
+				sn.ForceSendFields = append(sn.ForceSendFields, "PrivateIpGoogleAccess")
+				if sn.LogConfig != nil {
+					sn.LogConfig.ForceSendFields = append(sn.LogConfig.ForceSendFields, "Enable")
+				}
+			},
 		})
 	specHealthChecks = plain("healthChecks", "healthChecks", false, "health_check",
 		func() any { return &compute.HealthCheck{} }, plainRules{required: []string{"type"}, check: checkHealthCheck}, "patch", "update")
@@ -165,8 +179,13 @@ var (
 	healthCheckSpecs = []*spec{specHealthChecks, specRegionHealthChecks, specHTTPHealthChecks, specHTTPSHealthChecks}
 )
 
+// Defaults below are those recorded traffic shows.
+
 func checkNetwork(_ *mutation, obj any) error {
 	n := obj.(*compute.Network)
+	if n.NetworkFirewallPolicyEnforcementOrder == "" {
+		n.NetworkFirewallPolicyEnforcementOrder = "AFTER_CLASSIC_FIREWALL"
+	}
 	if rc := n.RoutingConfig; rc != nil && rc.BgpBestPathSelectionMode == "" {
 		rc.BgpBestPathSelectionMode = "LEGACY" // recorded traffic
 	}
@@ -190,19 +209,50 @@ func checkSubnetwork(m *mutation, obj any) error {
 		return invalidField("role", "UNSPECIFIED_ROLE", "Subnetwork role must be specified when purpose set to "+sn.Purpose+".")
 	}
 	// Defaults as recorded traffic shows them.
-	if sn.StackType == "" {
+	if sn.StackType == "" && sn.Purpose != "PRIVATE_NAT" {
 		sn.StackType = "IPV4_ONLY"
 	}
 	if sn.PrivateIpv6GoogleAccess == "" {
 		sn.PrivateIpv6GoogleAccess = "DISABLE_GOOGLE_ACCESS"
 	}
 	sn.State = "READY"
-	sn.ForceSendFields = append(sn.ForceSendFields, "PrivateIpGoogleAccess")
+	_, cidr, err := net.ParseCIDR(sn.IpCidrRange)
+	if err != nil || cidr.IP.To4() == nil {
+		return invalidField("ipCidrRange", sn.IpCidrRange, "Must be an IPv4 CIDR range.")
+	}
+	gw := cidr.IP.To4()
+	gw[3]++
+	sn.GatewayAddress = gw.String() // the range's first address
 	return nil
 }
 
 func checkHealthCheck(_ *mutation, obj any) error {
-	return checkEnum("type", obj.(*compute.HealthCheck).Type, "GRPC", "GRPC_WITH_TLS", "HTTP", "HTTP2", "HTTPS", "SSL", "TCP")
+	hc := obj.(*compute.HealthCheck)
+	for _, ph := range []*string{protoHeader(hc.HttpHealthCheck), protoHeader(hc.HttpsHealthCheck), protoHeader(hc.Http2HealthCheck)} {
+		if ph != nil && *ph == "" {
+			*ph = "NONE"
+		}
+	}
+	return checkEnum("type", hc.Type, "GRPC", "GRPC_WITH_TLS", "HTTP", "HTTP2", "HTTPS", "SSL", "TCP")
+}
+
+// protoHeader is the proxyHeader of an HTTP-family health check block.
+func protoHeader(block any) *string {
+	switch b := block.(type) {
+	case *compute.HTTPHealthCheck:
+		if b != nil {
+			return &b.ProxyHeader
+		}
+	case *compute.HTTPSHealthCheck:
+		if b != nil {
+			return &b.ProxyHeader
+		}
+	case *compute.HTTP2HealthCheck:
+		if b != nil {
+			return &b.ProxyHeader
+		}
+	}
+	return nil
 }
 
 func checkTCPProxy(m *mutation, obj any) error {

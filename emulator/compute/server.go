@@ -453,9 +453,17 @@ func (s *Server) render(r *resource) (any, error) {
 	if err := json.Unmarshal(b, cp); err != nil {
 		return nil, internal(err)
 	}
-	if bs, ok := cp.(*compute.BackendService); ok {
+	switch o := cp.(type) {
+	case *compute.BackendService:
 		for _, u := range s.users(r.rel()) {
-			bs.UsedBy = append(bs.UsedBy, &compute.BackendServiceUsedBy{Reference: u.selfLink()})
+			o.UsedBy = append(o.UsedBy, &compute.BackendServiceUsedBy{Reference: u.selfLink()})
+		}
+	case *compute.Network:
+		// A network lists its subnetworks (recorded traffic).
+		for _, u := range s.users(r.rel()) {
+			if u.spec == specSubnetworks {
+				o.Subnetworks = append(o.Subnetworks, u.selfLink())
+			}
 		}
 	}
 	if r.spec.decorate != nil {

@@ -27,6 +27,7 @@ var Volatile = []string{
 	"fingerprint", "labelFingerprint", "etag", "createTime", "updateTime", "uid", "expireTime",
 	"creator", "lastModifier", "lastTransitionTime", // Cloud Run: the caller and times
 	"selfLinkWithId", // Compute: the link by id (the recorder writes the name's placeholder there)
+	"gatewayAddress", // Compute: the recorder writes 10.0.0.1 for every subnetwork
 }
 
 // Project is the emulated project ${projectId} and ${projectNumber} stand for.
