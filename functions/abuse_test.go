@@ -220,7 +220,7 @@ func TestReconcileEachScopeRefusal(t *testing.T) {
 	cause := fmt.Errorf("reading the project's ancestry: %w", iapsetup.ErrTransient)
 	rs, err = h.reconcileEach(t.Context(), []iapsetup.Candidate{{Ref: iapsetup.ServiceRef{Project: "p1", Region: "r", Name: "s"}}},
 		errors.Join(&iapsetup.ScopeError{Resource: bs, Reason: cause.Error(), Err: cause}))
-	if !iapsetup.IsTransient(err) || len(rs) != 2 || rs[0].Outcome != outcome.Failed || rs[1].Outcome != outcome.Compliant {
+	if !errors.Is(err, iapsetup.ErrTransient) || len(rs) != 2 || rs[0].Outcome != outcome.Failed || rs[1].Outcome != outcome.Compliant {
 		t.Errorf("check failed: %+v, %v; want a failed result, the candidate reconciled, a transient error", rs, err)
 	}
 }

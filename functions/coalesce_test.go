@@ -65,7 +65,7 @@ func TestCoalescerHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	_, err, _ := c.do(ctx, "k", time.Time{}, func() (any, error) { return nil, nil })
-	if !errors.Is(err, context.DeadlineExceeded) || !iapsetup.IsTransient(err) {
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, iapsetup.ErrTransient) {
 		t.Fatalf("do after its context ended = %v, want a transient error wrapping the deadline", err)
 	}
 }

@@ -144,7 +144,7 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 		return h.publish(ctx, h.skipMessage(trig, reason, start))
 	}
 	var errs []error
-	transient := rerr != nil && iapsetup.IsTransient(rerr)
+	transient := rerr != nil && errors.Is(rerr, iapsetup.ErrTransient)
 	for _, res := range results {
 		if res == nil {
 			continue

@@ -177,7 +177,7 @@ func (h *Handler) handleSweep(ctx context.Context, scope string, trig outcomeTri
 	switch {
 	case errors.Is(err, errOutOfScope):
 		return h.publish(ctx, h.rejectedMessage(trig, err.Error(), start))
-	case err != nil && iapsetup.IsTransient(err):
+	case err != nil && errors.Is(err, iapsetup.ErrTransient):
 		logx.From(ctx).Warn("transient failure of a sweep; returning an error so Eventarc redelivers", "err", err)
 		return err
 	case err != nil:

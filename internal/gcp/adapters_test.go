@@ -1,6 +1,7 @@
 package gcp_test
 
 import (
+	"errors"
 	"slices"
 	"testing"
 
@@ -56,7 +57,7 @@ func TestRunServices(t *testing.T) {
 		t.Errorf("ListServices (-want +got):\n%s", diff)
 	}
 
-	if _, err := a.GetService(ctx, iapsetup.ServiceRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "missing"}); !gcperr.IsNotFound(err) {
+	if _, err := a.GetService(ctx, iapsetup.ServiceRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "missing"}); !gcperr.IsNotFound(err) || !errors.Is(err, iapsetup.ErrNotFound) {
 		t.Errorf("GetService(missing) = %v, want NOT_FOUND", err)
 	}
 
@@ -97,7 +98,7 @@ func TestRunServices(t *testing.T) {
 
 	// The old etag is now stale: ABORTED, a conflict.
 	_, err = a.UpdateService(ctx, &iapsetup.ServiceUpdate{Ref: helloRef, Etag: got.Etag, EnableIAP: true})
-	if !gcperr.IsConflict(err) {
+	if !gcperr.IsConflict(err) || !errors.Is(err, iapsetup.ErrConflict) || !errors.Is(err, iapsetup.ErrTransient) {
 		t.Errorf("UpdateService(stale etag) = %v, want a conflict", err)
 	}
 
@@ -160,7 +161,7 @@ func TestRunIAMPolicy(t *testing.T) {
 		t.Errorf("stored invoker members (-want +got):\n%s", diff)
 	}
 	// Stale etag → ABORTED.
-	if _, err := a.SetIAMPolicy(ctx, helloRef, &next); !gcperr.IsConflict(err) {
+	if _, err := a.SetIAMPolicy(ctx, helloRef, &next); !gcperr.IsConflict(err) || !errors.Is(err, iapsetup.ErrConflict) || !errors.Is(err, iapsetup.ErrTransient) {
 		t.Errorf("SetIAMPolicy(stale etag) = %v, want a conflict", err)
 	}
 	// Forced race: the emulator bumps the etag before checking ours.
@@ -171,7 +172,7 @@ func TestRunIAMPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("GetIAMPolicy: %v", err)
 	}
-	if _, err := a.SetIAMPolicy(ctx, helloRef, cur); !gcperr.IsConflict(err) {
+	if _, err := a.SetIAMPolicy(ctx, helloRef, cur); !gcperr.IsConflict(err) || !errors.Is(err, iapsetup.ErrConflict) || !errors.Is(err, iapsetup.ErrTransient) {
 		t.Errorf("SetIAMPolicy(forced race) = %v, want a conflict", err)
 	}
 	// Injected throttling is retried by the adapter (ratelimit.go).
@@ -278,14 +279,14 @@ func TestComputeAdapter(t *testing.T) {
 		if len(after.Backends) != 1 || after.Protocol != "HTTPS" || after.LoadBalancingScheme != "EXTERNAL_MANAGED" {
 			t.Errorf("%s: EnableIAP changed other fields: %+v", b.Name, after)
 		}
-		if err := a.EnableIAP(ctx, ref, cur.Fingerprint); !gcperr.IsConflict(err) {
+		if err := a.EnableIAP(ctx, ref, cur.Fingerprint); !gcperr.IsConflict(err) || !errors.Is(err, iapsetup.ErrConflict) || !errors.Is(err, iapsetup.ErrTransient) {
 			t.Errorf("EnableIAP(%s, stale fingerprint) = %v, want a conflict (412)", b.Name, err)
 		}
 	}
-	if _, err := a.GetBackendService(ctx, iapsetup.BackendRef{Project: emulatortest.Project, Name: "missing"}); !gcperr.IsNotFound(err) {
+	if _, err := a.GetBackendService(ctx, iapsetup.BackendRef{Project: emulatortest.Project, Name: "missing"}); !gcperr.IsNotFound(err) || !errors.Is(err, iapsetup.ErrNotFound) {
 		t.Errorf("GetBackendService(missing) = %v, want NOT_FOUND", err)
 	}
-	if _, err := a.ListBackendServices(ctx, "no-such-project"); err == nil || gcperr.IsTransient(err) {
+	if _, err := a.ListBackendServices(ctx, "no-such-project"); err == nil || gcperr.IsTransient(err) || errors.Is(err, iapsetup.ErrTransient) {
 		t.Errorf("ListBackendServices(unknown project) = %v, want a permanent error", err)
 	}
 }
@@ -325,7 +326,7 @@ func TestIdentityAdapter(t *testing.T) {
 				t.Errorf("operations.get calls = %d, want %d", n, tc.polls)
 			}
 			_, err = e.Clients.IdentityAdapter.IAPServiceAgent(t.Context(), "no-such-project")
-			if err == nil || !gcperr.IsPermissionDenied(err) {
+			if err == nil || !gcperr.IsPermissionDenied(err) || !errors.Is(err, iapsetup.ErrPermission) {
 				t.Errorf("IAPServiceAgent(unknown project) = %v, want PERMISSION_DENIED", err)
 			}
 		})

@@ -35,9 +35,10 @@ const serverlessFilter = `networkEndpointType = "SERVERLESS"`
 
 // ListServerlessNEGs lists the serverless NEGs of project in region. Needs
 // compute.networkEndpointGroups.list.
-func (a *ComputeAdapter) ListServerlessNEGs(ctx context.Context, project, region string) ([]iapsetup.NEG, error) {
+func (a *ComputeAdapter) ListServerlessNEGs(ctx context.Context, project, region string) (_ []iapsetup.NEG, err error) {
+	defer classify(&err)
 	var out []iapsetup.NEG
-	err := a.pages(ctx, func(token string) (string, error) {
+	err = a.pages(ctx, func(token string) (string, error) {
 		l, err := a.c.RegionNetworkEndpointGroups.List(project, region).Filter(serverlessFilter).PageToken(token).Context(ctx).Do()
 		if err != nil {
 			return "", err
@@ -54,7 +55,8 @@ func (a *ComputeAdapter) ListServerlessNEGs(ctx context.Context, project, region
 }
 
 // GetNEG reads one regional NEG. Needs compute.networkEndpointGroups.get.
-func (a *ComputeAdapter) GetNEG(ctx context.Context, ref iapsetup.NEGRef) (*iapsetup.NEG, error) {
+func (a *ComputeAdapter) GetNEG(ctx context.Context, ref iapsetup.NEGRef) (_ *iapsetup.NEG, err error) {
+	defer classify(&err)
 	n, err := paced(ctx, a.pace, readCall, func() (*compute.NetworkEndpointGroup, error) {
 		return a.c.RegionNetworkEndpointGroups.Get(ref.Project, ref.Region, ref.Name).Context(ctx).Do()
 	})
@@ -68,9 +70,10 @@ func (a *ComputeAdapter) GetNEG(ctx context.Context, ref iapsetup.NEGRef) (*iaps
 // ListBackendServices lists every backend service of project, global and
 // regional, with one aggregatedList call per page. Needs
 // compute.backendServices.list (and compute.regionBackendServices.list).
-func (a *ComputeAdapter) ListBackendServices(ctx context.Context, project string) ([]iapsetup.BackendService, error) {
+func (a *ComputeAdapter) ListBackendServices(ctx context.Context, project string) (_ []iapsetup.BackendService, err error) {
+	defer classify(&err)
 	var out []iapsetup.BackendService
-	err := a.pages(ctx, func(token string) (string, error) {
+	err = a.pages(ctx, func(token string) (string, error) {
 		l, err := a.c.BackendServices.AggregatedList(project).PageToken(token).Context(ctx).Do()
 		if err != nil {
 			return "", err
@@ -94,7 +97,8 @@ func (a *ComputeAdapter) ListBackendServices(ctx context.Context, project string
 
 // GetBackendService reads one backend service. Needs
 // compute.backendServices.get (global) or compute.regionBackendServices.get.
-func (a *ComputeAdapter) GetBackendService(ctx context.Context, ref iapsetup.BackendRef) (*iapsetup.BackendService, error) {
+func (a *ComputeAdapter) GetBackendService(ctx context.Context, ref iapsetup.BackendRef) (_ *iapsetup.BackendService, err error) {
+	defer classify(&err)
 	b, err := paced(ctx, a.pace, readCall, func() (*compute.BackendService, error) {
 		if ref.Region == "" {
 			return a.c.BackendServices.Get(ref.Project, ref.Name).Context(ctx).Do()
@@ -118,7 +122,8 @@ func (a *ComputeAdapter) GetBackendService(ctx context.Context, ref iapsetup.Bac
 // compute.backendServices.update (or compute.regionBackendServices.update);
 // Google's IAP docs also list clientauthconfig.clients.create and
 // clientauthconfig.clients.getWithSecret for enabling IAP.
-func (a *ComputeAdapter) EnableIAP(ctx context.Context, ref iapsetup.BackendRef, fingerprint string) error {
+func (a *ComputeAdapter) EnableIAP(ctx context.Context, ref iapsetup.BackendRef, fingerprint string) (err error) {
+	defer classify(&err)
 	if fingerprint == "" {
 		return fmt.Errorf("enabling IAP on backend service %s: no fingerprint", ref)
 	}
@@ -202,7 +207,8 @@ func lowerCamel(code string) string {
 // global maps need compute.targetHttpsProxies.list and
 // compute.globalForwardingRules.list; regional maps need
 // compute.regionTargetHttpsProxies.list and compute.forwardingRules.list.
-func (a *ComputeAdapter) HTTPSFrontend(ctx context.Context, b *iapsetup.BackendService) (iapsetup.Frontend, error) {
+func (a *ComputeAdapter) HTTPSFrontend(ctx context.Context, b *iapsetup.BackendService) (_ iapsetup.Frontend, err error) {
+	defer classify(&err)
 	var fe iapsetup.Frontend
 	type scope struct{ project, region string }
 	maps := map[scope][]string{}

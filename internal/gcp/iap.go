@@ -33,7 +33,8 @@ var _ iapsetup.IAPPolicies = (*IAPAdapter)(nil)
 // GetIAPPolicy reads the IAM policy of an IAP resource, asking for version 3
 // so conditional bindings come back intact. Needs iap.webServices.getIamPolicy
 // (iap.web.getIamPolicy for projects/NUMBER/iap_web).
-func (a *IAPAdapter) GetIAPPolicy(ctx context.Context, resource string) (*iapsetup.Policy, error) {
+func (a *IAPAdapter) GetIAPPolicy(ctx context.Context, resource string) (_ *iapsetup.Policy, err error) {
+	defer classify(&err)
 	p, err := paced(ctx, a.pace, readCall, func() (*iap.Policy, error) {
 		return a.c.V1.GetIamPolicy(resource, &iap.GetIamPolicyRequest{
 			Options: &iap.GetPolicyOptions{RequestedPolicyVersion: 3},
@@ -48,7 +49,8 @@ func (a *IAPAdapter) GetIAPPolicy(ctx context.Context, resource string) (*iapset
 // SetIAPPolicy replaces the IAM policy of an IAP resource; p.Etag is the
 // precondition (a concurrent change → 409 ABORTED). Needs
 // iap.webServices.setIamPolicy.
-func (a *IAPAdapter) SetIAPPolicy(ctx context.Context, resource string, p *iapsetup.Policy) (*iapsetup.Policy, error) {
+func (a *IAPAdapter) SetIAPPolicy(ctx context.Context, resource string, p *iapsetup.Policy) (_ *iapsetup.Policy, err error) {
+	defer classify(&err)
 	out, err := paced(ctx, a.pace, writeCall, func() (*iap.Policy, error) {
 		return a.c.V1.SetIamPolicy(resource, &iap.SetIamPolicyRequest{Policy: toIAPPolicy(p)}).Context(ctx).Do()
 	})

@@ -1,6 +1,7 @@
 package gcp_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -61,7 +62,7 @@ func TestIAPAdapter(t *testing.T) {
 			// A write with the stale etag loses: ABORTED, a conflict.
 			stale := *got
 			stale.Etag = empty.Etag
-			if _, err := a.SetIAPPolicy(ctx, res, &stale); !gcperr.IsConflict(err) {
+			if _, err := a.SetIAPPolicy(ctx, res, &stale); !gcperr.IsConflict(err) || !errors.Is(err, iapsetup.ErrConflict) || !errors.Is(err, iapsetup.ErrTransient) {
 				t.Errorf("SetIAPPolicy(stale etag) = %v, want a conflict", err)
 			}
 			// Removing every binding is a real write (bindings: []).
@@ -85,7 +86,7 @@ func TestIAPAdapter(t *testing.T) {
 		"projects/" + number + "/iap_web/cloud_run-" + emulatortest.Region + "/services/missing",
 		"projects/" + number + "/iap_web/compute/services/missing",
 	} {
-		if _, err := a.GetIAPPolicy(ctx, bad); !gcperr.IsNotFound(err) {
+		if _, err := a.GetIAPPolicy(ctx, bad); !gcperr.IsNotFound(err) || !errors.Is(err, iapsetup.ErrNotFound) {
 			t.Errorf("GetIAPPolicy(%s) = %v, want NOT_FOUND", bad, err)
 		}
 	}
@@ -94,7 +95,7 @@ func TestIAPAdapter(t *testing.T) {
 	p, _ := a.GetIAPPolicy(ctx, runRes)
 	p.Bindings = []iapsetup.Binding{{Role: iapsetup.RoleAccessor, Members: []string{"alice"}}}
 	_, err = a.SetIAPPolicy(ctx, runRes, p)
-	if err == nil || !strings.Contains(err.Error(), runRes) || gcperr.Code(err) != codes.InvalidArgument {
+	if err == nil || !strings.Contains(err.Error(), runRes) || gcperr.Code(err) != codes.InvalidArgument || !errors.Is(err, iapsetup.ErrInvalid) {
 		t.Errorf("SetIAPPolicy(bad member) = %v, want INVALID_ARGUMENT naming the resource", err)
 	}
 }

@@ -32,7 +32,8 @@ var _ iapsetup.AgentIdentity = (*IdentityAdapter)(nil)
 // returns the agent's email, polling operations.get if the operation is not
 // done at once (Google usually answers done). Needs serviceusage.services.use
 // on the project (and serviceusage.operations.get to poll).
-func (a *IdentityAdapter) IAPServiceAgent(ctx context.Context, project string) (string, error) {
+func (a *IdentityAdapter) IAPServiceAgent(ctx context.Context, project string) (_ string, err error) {
+	defer classify(&err)
 	parent := "projects/" + project + "/services/" + IAPService
 	op, err := paced(ctx, a.pace, writeCall, func() (*serviceusage.Operation, error) {
 		return a.c.Services.GenerateServiceIdentity(parent).Context(ctx).Do()

@@ -156,7 +156,8 @@ func (d *ProjectDirectory) ListFolders(ctx context.Context, parent string) ([]st
 // organizations/N, folders/N, or "" (one GetProject). Needs
 // resourcemanager.projects.get on the project; Google answers
 // PERMISSION_DENIED for a project that does not exist too.
-func (d *ProjectDirectory) ProjectParent(ctx context.Context, project string) (string, error) {
+func (d *ProjectDirectory) ProjectParent(ctx context.Context, project string) (_ string, err error) {
+	defer classify(&err)
 	p, err := d.c.GetProject(ctx, &resourcemanagerpb.GetProjectRequest{Name: "projects/" + project})
 	if err != nil {
 		return "", fmt.Errorf("reading project %s (resourcemanager.projects.get): %w", project, err)
@@ -166,7 +167,8 @@ func (d *ProjectDirectory) ProjectParent(ctx context.Context, project string) (s
 
 // FolderParent returns the parent of folders/ID (one GetFolder). Needs
 // resourcemanager.folders.get on the folder.
-func (d *ProjectDirectory) FolderParent(ctx context.Context, id string) (string, error) {
+func (d *ProjectDirectory) FolderParent(ctx context.Context, id string) (_ string, err error) {
+	defer classify(&err)
 	f, err := d.f.GetFolder(ctx, &resourcemanagerpb.GetFolderRequest{Name: "folders/" + id})
 	if err != nil {
 		return "", fmt.Errorf("reading folder %s (resourcemanager.folders.get): %w", id, err)

@@ -32,7 +32,8 @@ var (
 )
 
 // GetService reads a service. Needs run.services.get.
-func (a *RunAdapter) GetService(ctx context.Context, ref iapsetup.ServiceRef) (*iapsetup.Service, error) {
+func (a *RunAdapter) GetService(ctx context.Context, ref iapsetup.ServiceRef) (_ *iapsetup.Service, err error) {
+	defer classify(&err)
 	s, err := paced(ctx, a.pace, readCall, func() (*runpb.Service, error) {
 		return a.c.GetService(ctx, &runpb.GetServiceRequest{Name: ref.ResourceName()})
 	})
@@ -49,7 +50,8 @@ func (a *RunAdapter) GetService(ctx context.Context, ref iapsetup.ServiceRef) (*
 // regions. Each page waits for the read limiter, which is told how it
 // ended; a throttled page is not retried (the iterator's error is final):
 // the listing fails transiently. Needs run.services.list.
-func (a *RunAdapter) ListServices(ctx context.Context, project, region string) ([]*iapsetup.Service, error) {
+func (a *RunAdapter) ListServices(ctx context.Context, project, region string) (_ []*iapsetup.Service, err error) {
+	defer classify(&err)
 	var calls int64
 	return a.listServices(ctx, project, region, &calls)
 }
@@ -98,7 +100,8 @@ func (a *RunAdapter) listServices(ctx context.Context, project, region string, c
 // the adapter's operation timeout. With u.ValidateOnly the server validates
 // and returns the would-be service without storing it. Needs
 // run.services.update.
-func (a *RunAdapter) UpdateService(ctx context.Context, u *iapsetup.ServiceUpdate) (*iapsetup.Service, error) {
+func (a *RunAdapter) UpdateService(ctx context.Context, u *iapsetup.ServiceUpdate) (_ *iapsetup.Service, err error) {
+	defer classify(&err)
 	mask := u.Mask()
 	if len(mask) == 0 {
 		return nil, fmt.Errorf("updating Cloud Run service %s: empty update", u.Ref)
@@ -170,7 +173,8 @@ func (a *RunAdapter) waitOp(ctx context.Context, op *run.UpdateServiceOperation)
 
 // GetIAMPolicy reads the service's IAM policy, asking for version 3 so
 // conditional bindings come back intact. Needs run.services.getIamPolicy.
-func (a *RunAdapter) GetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef) (*iapsetup.Policy, error) {
+func (a *RunAdapter) GetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef) (_ *iapsetup.Policy, err error) {
+	defer classify(&err)
 	p, err := paced(ctx, a.pace, readCall, func() (*iampb.Policy, error) {
 		return a.c.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{
 			Resource: ref.ResourceName(),
@@ -186,7 +190,8 @@ func (a *RunAdapter) GetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef) 
 // SetIAMPolicy replaces the service's IAM policy; p.Etag is the
 // precondition (a concurrent change → ABORTED). Needs
 // run.services.setIamPolicy.
-func (a *RunAdapter) SetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef, p *iapsetup.Policy) (*iapsetup.Policy, error) {
+func (a *RunAdapter) SetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef, p *iapsetup.Policy) (_ *iapsetup.Policy, err error) {
+	defer classify(&err)
 	out, err := paced(ctx, a.pace, writeCall, func() (*iampb.Policy, error) {
 		return a.c.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: ref.ResourceName(), Policy: toIAMPolicy(p)})
 	})

@@ -45,7 +45,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // could otherwise name a secret of their own that iapguard may read, and
 // sign a forged record with it. Any other version is refused without a
 // call (iapsetup.ErrPermanent).
-func (a *RecordKeyAdapter) RecordKey(ctx context.Context, version string) (string, []byte, error) {
+func (a *RecordKeyAdapter) RecordKey(ctx context.Context, version string) (_ string, _ []byte, err error) {
+	defer classify(&err)
 	if version != "" && version != a.version {
 		if err := a.checkOwnSecret(ctx, version); err != nil {
 			return "", nil, err

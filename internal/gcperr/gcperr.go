@@ -35,8 +35,6 @@ import (
 	"google.golang.org/api/googleapi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/iapguard/iapguard/internal/boundedre"
 )
 
 // details is what the classifier knows about an error.
@@ -255,27 +253,4 @@ func httpToCode(c int) codes.Code {
 		return codes.FailedPrecondition
 	}
 	return codes.Unknown
-}
-
-// missingAccountRE matches IAM's refusal of a policy that names a service
-// account it does not know: 400 INVALID_ARGUMENT "Service account EMAIL does
-// not exist." (google-cloud-go issue 11482, terraform-provider-google issue
-// 9969).
-var missingAccountRE = boundedre.MustCompile(`Service account (\S+@\S+) does not exist`)
-
-// MissingServiceAccount reports whether err is IAM refusing a policy write
-// because a serviceAccount: member does not exist, and which account. It is
-// permanent by itself (a member someone mistyped stays wrong), but IAM is
-// eventually consistent: for a while after an account is created, writes
-// naming it fail the same way. A caller that has just created the account
-// (generateServiceIdentity) should treat it as transient.
-func MissingServiceAccount(err error) (email string, ok bool) {
-	if err == nil || Code(err) != codes.InvalidArgument {
-		return "", false
-	}
-	m := missingAccountRE.FindStringSubmatch(err.Error())
-	if m == nil {
-		return "", false
-	}
-	return strings.TrimSuffix(m[1], "."), true
 }

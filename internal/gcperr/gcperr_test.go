@@ -151,30 +151,3 @@ func TestClassify(t *testing.T) {
 		})
 	}
 }
-
-func TestMissingServiceAccount(t *testing.T) {
-	const email = "service-123@gcp-sa-iap.iam.gserviceaccount.com"
-	rest := restError(t, http.StatusBadRequest, `{"error":{"code":400,"message":"Service account `+email+` does not exist.","errors":[{"domain":"global","reason":"badRequest","message":"Service account `+email+` does not exist."}],"status":"INVALID_ARGUMENT"}}`)
-	tests := []struct {
-		name string
-		err  error
-		want string
-	}{
-		{"grpc", fmt.Errorf("setting policy: %w", status.Error(codes.InvalidArgument, "Service account "+email+" does not exist.")), email},
-		{"rest", rest, email},
-		{"other invalid argument", status.Error(codes.InvalidArgument, "Role roles/x is not supported for this resource."), ""},
-		{"not found is not it", status.Error(codes.NotFound, "Service account "+email+" does not exist."), ""},
-		{"nil", nil, ""},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, ok := MissingServiceAccount(tc.err)
-			if got != tc.want || ok != (tc.want != "") {
-				t.Errorf("MissingServiceAccount = %q, %v; want %q", got, ok, tc.want)
-			}
-			if tc.err != nil && IsTransient(tc.err) {
-				t.Errorf("IsPermanent = false; the class alone stays permanent")
-			}
-		})
-	}
-}

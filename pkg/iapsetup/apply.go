@@ -9,10 +9,8 @@ import (
 
 	"github.com/googleapis/gax-go/v2"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc/codes"
 
-	"github.com/iapguard/iapguard/internal/gcperr"
-
+	"github.com/iapguard/iapguard/internal/boundedre"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -29,7 +27,7 @@ func (e *writeError) Error() string {
 	if e.attempts > 1 {
 		msg = fmt.Sprintf("%s (after %d attempts)", msg, e.attempts)
 	}
-	if e.permission != "" && gcperr.IsPermissionDenied(e.err) {
+	if e.permission != "" && errors.Is(e.err, ErrPermission) {
 		msg += "; iapguard's service account needs " + e.permission
 	}
 	return msg
@@ -86,7 +84,7 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan, refine func() *Plan) (*
 		rec.policy = wrote // planned from the same first-round reads as p.policy
 	}
 	if err := rec.policy.err; writesPolicy && err != nil {
-		if len(rec.policy.removed) > 0 && !gcperr.IsConflict(err) && !errors.Is(err, ErrUnsafeWrite) {
+		if len(rec.policy.removed) > 0 && !errors.Is(err, ErrConflict) && !errors.Is(err, errUnsafeWrite) {
 			// Public access must end whatever else fails (a brand-new
 			// agent IAM refuses, a permission to add it missing): the
 			// public invokers go in a write of their own. (Not after
@@ -237,7 +235,7 @@ func (sw serviceWrite) plan(s *Service, d Desired) *servicePart {
 // errNotAttempted marks a write skipped because an earlier one failed.
 var errNotAttempted = errors.New("not attempted: the IAM policy write failed first")
 
-// joinPreferTransient joins errs; the result is transient (per gcperr) when
+// joinPreferTransient joins errs; the result is transient (transient()) when
 // any of them is, so the event is redelivered while something may still
 // succeed.
 func joinPreferTransient(errs ...error) error {
@@ -274,10 +272,10 @@ func (c classifiedError) Unwrap() error { return c.err }
 // (ABORTED / 412) reread() recomputes the part from a fresh read and
 // reports whether a write is still needed, up to MaxAttempts writes.
 func (r *Reconciler) retry(ctx context.Context, write func() error, reread func() (bool, error)) (attempts int, err error) {
-	bo := gax.Backoff{Initial: r.o.Backoff.Initial, Max: r.o.Backoff.Max, Multiplier: r.o.Backoff.Multiplier}
+	bo := gax.Backoff{Initial: r.o.backoff.Initial, Max: r.o.backoff.Max, Multiplier: r.o.backoff.Multiplier}
 	for attempts = 1; ; attempts++ {
 		err = write()
-		if err == nil || !gcperr.IsConflict(err) || attempts >= r.o.MaxAttempts {
+		if err == nil || !errors.Is(err, ErrConflict) || attempts >= r.o.MaxAttempts {
 			return attempts, err
 		}
 		if serr := r.o.sleep(ctx, bo.Pause()); serr != nil {
@@ -374,15 +372,15 @@ func (r *Reconciler) closeDoor(ctx context.Context, ref ServiceRef, pol *Policy)
 // policy naming a service account it does not see yet with 400 "Service
 // account ... does not exist." — for a while after generateServiceIdentity
 // created the IAP service agent, IAM being eventually consistent. That
-// refusal, for the agent, is retried with Backoff for at most AgentWait
+// refusal, for the agent, is retried with backoff for at most AgentWait
 // (and not past the context's deadline), then returned as a transient error
 // so the event is redelivered; it never ends the reconcile as failed.
 func (r *Reconciler) setPolicyAwaitingAgent(ctx context.Context, ref ServiceRef, pol *Policy, agent string) error {
-	bo := gax.Backoff{Initial: r.o.Backoff.Initial, Max: r.o.Backoff.Max, Multiplier: r.o.Backoff.Multiplier}
+	bo := gax.Backoff{Initial: r.o.backoff.Initial, Max: r.o.backoff.Max, Multiplier: r.o.backoff.Multiplier}
 	var waited time.Duration
 	for {
 		_, err := r.d.Policies.SetIAMPolicy(ctx, ref, pol)
-		missing, ok := gcperr.MissingServiceAccount(err)
+		missing, ok := missingAccount(err)
 		if !ok || agent == "" || !strings.EqualFold(missing, agent) {
 			return err
 		}
@@ -400,6 +398,28 @@ func (r *Reconciler) setPolicyAwaitingAgent(ctx context.Context, ref ServiceRef,
 
 // writeService sends sp's update (validate-only in a dry run) and returns
 // the part as written: re-planned after a conflict, with the write's error.
+// missingAccountRE matches IAM's refusal of a policy that names a service
+// account it does not know: 400 INVALID_ARGUMENT "Service account EMAIL does
+// not exist." (google-cloud-go issue 11482, terraform-provider-google issue
+// 9969).
+var missingAccountRE = boundedre.MustCompile(`Service account (\S+@\S+) does not exist`)
+
+// missingAccount reports whether err is IAM refusing a policy write because
+// a serviceAccount: member does not exist, and which account. It is
+// permanent by itself (a member someone mistyped stays wrong), but IAM is
+// eventually consistent: for a while after an account is created, writes
+// naming it fail the same way (setPolicyAwaitingAgent).
+func missingAccount(err error) (email string, ok bool) {
+	if !errors.Is(err, ErrInvalid) {
+		return "", false
+	}
+	m := missingAccountRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return "", false
+	}
+	return strings.TrimSuffix(m[1], "."), true
+}
+
 func (r *Reconciler) writeService(ctx context.Context, p *Plan, sp servicePart, sw serviceWrite) *servicePart {
 	attempts, err := r.retry(ctx,
 		func() error {
@@ -409,7 +429,7 @@ func (r *Reconciler) writeService(ctx context.Context, p *Plan, sp servicePart, 
 			u := *sp.update
 			u.ValidateOnly = p.DryRun
 			_, err := r.d.Services.UpdateService(ctx, &u)
-			if err != nil && p.DryRun && gcperr.IsConflict(err) {
+			if err != nil && p.DryRun && errors.Is(err, ErrConflict) {
 				// A dry run does not retry: report what was planned.
 				return fmt.Errorf("validating the update: %w", err)
 			}
@@ -450,10 +470,11 @@ func transient(err error) bool {
 	if errors.As(err, &c) {
 		return c.transient
 	}
-	if err == nil || errors.Is(err, ErrUnsafeWrite) {
+	if err == nil || errors.Is(err, errUnsafeWrite) {
 		return false
 	}
-	return gcperr.IsTransient(err) || errors.Is(err, errRelabelled)
+	return errors.Is(err, ErrTransient) || errors.Is(err, ErrConflict) || errors.Is(err, errRelabelled) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // writeAccess grants and revokes roles/iap.httpsResourceAccessor on one IAP
@@ -478,7 +499,7 @@ func (r *Reconciler) writeAccess(ctx context.Context, ap *accessPlan, part *acce
 			return part.after != nil, nil
 		})
 	switch {
-	case err != nil && !errors.Is(err, ErrUnsafeWrite) && gcperr.Code(err) == codes.InvalidArgument:
+	case err != nil && !errors.Is(err, errUnsafeWrite) && errors.Is(err, ErrInvalid):
 		part.rejected = err
 	case err != nil:
 		part.err = &writeError{"iap.webServices.setIamPolicy", attempts, err}

@@ -106,15 +106,15 @@ func TestReconcilerCaches(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := r.Caches()
+	got := CachesOf(r)
 	if got.Agents.Len != 3 || got.Agents.Max != 3 || got.Agents.Evictions != 2 || got.ProjectIAP.Max != 3 {
-		t.Errorf("Caches() = %+v; want agents 3 of 3 after 2 evictions, project IAP bounded by 3", got)
+		t.Errorf("caches = %+v; want agents 3 of 3 after 2 evictions, project IAP bounded by 3", got)
 	}
 	d, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{Scope: scope.AllProjects()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := d.Caches().Agents.Max; m != cache.DefaultSize {
+	if m := CachesOf(d).Agents.Max; m != cache.DefaultSize {
 		t.Errorf("default bound = %d, want %d", m, cache.DefaultSize)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/googleapis/gax-go/v2"
 
 	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
@@ -161,10 +160,7 @@ func TestReconcileIAMWriteConcurrentWithSecondReads(t *testing.T) {
 			d.IAP = meetIAP{d.IAP, rv}
 			d.Services = afterIAMServices{d.Services, &iamDone, &early}
 			d.Backends = afterIAMBackends{d.Backends, &iamDone, &early}
-			r, err := iapsetup.New(d, iapsetup.Options{
-				Scope:   scope.New(emulatortest.Project),
-				Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
-			})
+			r, err := iapsetup.New(d, iapsetup.FastRetries(iapsetup.Options{Scope: scope.New(emulatortest.Project)}))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"cloud.google.com/go/run/apiv2/runpb"
-	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/grpc/codes"
 
 	"github.com/iapguard/iapguard/emulator/emulatortest"
@@ -47,8 +45,7 @@ func TestReconcileServiceDeletedDuringWrite(t *testing.T) {
 		_, err = op.Wait(ctx)
 		return err
 	}}
-	r, err := iapsetup.New(d, iapsetup.Options{Scope: scope.New(emulatortest.Project),
-		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2}})
+	r, err := iapsetup.New(d, iapsetup.FastRetries(iapsetup.Options{Scope: scope.New(emulatortest.Project)}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,33 @@ import (
 )
 
 // The interfaces below are everything the reconciler needs from Google
-// Cloud. internal/gcp implements them over the official clients; errors they
-// return must keep the client error in their chain (wrap with %w) so that
-// internal/gcperr can classify them.
+// Cloud. internal/gcp implements them over the official clients. The errors
+// they return say what happened by wrapping the sentinels below (errors.Is):
+// the reconciler looks at nothing else. internal/gcp maps Google's errors
+// onto them with internal/gcperr, the one classifier of API errors.
+
+// Errors. The first four say what an API call ran into; ErrTransient and
+// ErrPermanent classify: an implementation wraps ErrTransient in an error
+// that retrying later may cure (throttling, unavailability, deadlines,
+// conflicts), and every error a Reconciler method returns wraps exactly one
+// of ErrTransient (worth redelivering the event) and ErrPermanent (a person
+// must act: permission denied, invalid requests, refused unsafe writes).
+var (
+	// ErrNotFound: the resource does not exist (gRPC NOT_FOUND, HTTP 404).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the write's precondition (etag, fingerprint) no longer
+	// holds, someone else wrote first: re-read and retry (gRPC ABORTED,
+	// HTTP 409, 412). Transient.
+	ErrConflict = errors.New("conflict")
+	// ErrPermission: the caller lacks a permission (PERMISSION_DENIED,
+	// HTTP 403 other than rate limits).
+	ErrPermission = errors.New("permission denied")
+	// ErrInvalid: the request was refused as invalid (INVALID_ARGUMENT,
+	// HTTP 400), such as an IAM member that does not exist.
+	ErrInvalid   = errors.New("invalid argument")
+	ErrTransient = errors.New("transient")
+	ErrPermanent = errors.New("permanent")
+)
 
 // Services reads and updates Cloud Run services.
 type Services interface {
@@ -29,7 +53,12 @@ type ServicePolicies interface {
 	// GetIAMPolicy returns the policy (requested policy version 3, so
 	// conditional bindings are returned intact).
 	GetIAMPolicy(ctx context.Context, ref ServiceRef) (*Policy, error)
-	// SetIAMPolicy replaces the policy; p.Etag is the precondition.
+	// SetIAMPolicy replaces the policy; p.Etag is the precondition. IAM
+	// refuses a policy naming a service account it does not know (yet:
+	// it is eventually consistent after generateServiceIdentity) with
+	// "Service account EMAIL does not exist."; the error wraps ErrInvalid
+	// and keeps that text, on which the reconciler waits for a new IAP
+	// agent.
 	SetIAMPolicy(ctx context.Context, ref ServiceRef, p *Policy) (*Policy, error)
 }
 

@@ -121,14 +121,14 @@
 //
 // # Errors
 //
-// Reconcile returns a Result for every service and an *Error when it
+// Reconcile returns a Result for every service and an error when it
 // could not finish; errors.Is(err, ErrTransient) (throttling,
 // unavailability, deadlines, conflicts left after retries) means redelivery
 // is worthwhile, ErrPermanent (permission denied, invalid, refused unsafe
 // writes) means a person must act — Result.Reason and the failed step say
 // what, usually with a gcloud command. A missing service is skipped with no
-// error; a project outside the Scope is rejected with no API call at all
-// (when the Scope has folder entries and no id or pattern matches: after
+// error; a project outside the scope (Options.Scope, pkg/iapsetup/scope)
+// is rejected with no API call at all (when the scope has folder entries and no id or pattern matches: after
 // reading the project's ancestry through Resource Manager, cached); a
 // resolver refuses such a project with a *ScopeError, whose Result the
 // caller reports.

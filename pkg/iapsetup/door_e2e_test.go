@@ -5,10 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"cloud.google.com/go/iam/apiv1/iampb"
-	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 
+	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -29,7 +28,7 @@ type agentRefused struct {
 func (a agentRefused) SetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef, p *iapsetup.Policy) (*iapsetup.Policy, error) {
 	for _, b := range p.Bindings {
 		if slices.Contains(b.Members, "serviceAccount:"+emulatortest.Agent) {
-			return nil, status.Error(codes.InvalidArgument, "Service account "+emulatortest.Agent+" does not exist.")
+			return nil, gcp.Classify(status.Error(codes.InvalidArgument, "Service account "+emulatortest.Agent+" does not exist."))
 		}
 	}
 	return a.ServicePolicies.SetIAMPolicy(ctx, ref, p)
@@ -65,10 +64,7 @@ func TestReconcileClosesTheDoorFirst(t *testing.T) {
 			} else if err := e.Core.Faults.FailNext(tc.method, 1, codes.PermissionDenied); err != nil {
 				t.Fatal(err)
 			}
-			r, err := iapsetup.New(d, iapsetup.Options{
-				Scope:   scope.New(emulatortest.Project),
-				Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
-			})
+			r, err := iapsetup.New(d, iapsetup.FastRetries(iapsetup.Options{Scope: scope.New(emulatortest.Project)}))
 			if err != nil {
 				t.Fatal(err)
 			}

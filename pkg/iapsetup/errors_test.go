@@ -1,19 +1,17 @@
 package iapsetup
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 func TestErrorClasses(t *testing.T) {
 	t.Parallel()
-	unavailable := fmt.Errorf("reading: %w", status.Error(codes.Unavailable, "x"))
-	denied := fmt.Errorf("writing: %w", status.Error(codes.PermissionDenied, "x"))
-	aborted := status.Error(codes.Aborted, "x")
+	unavailable := fmt.Errorf("reading: %w", fmt.Errorf("x: %w", ErrTransient))
+	denied := fmt.Errorf("writing: %w", fmt.Errorf("x: %w", ErrPermission))
+	aborted := fmt.Errorf("x: %w", ErrConflict)
 	tests := []struct {
 		name      string
 		err       error
@@ -22,6 +20,10 @@ func TestErrorClasses(t *testing.T) {
 		{"unavailable", unavailable, true},
 		{"permission denied", denied, false},
 		{"conflict left after retries", aborted, true},
+		{"not found", fmt.Errorf("x: %w", ErrNotFound), false},
+		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), true},
+		{"cancelled", fmt.Errorf("x: %w", context.Canceled), true},
+		{"unclassified", errors.New("x"), false},
 		{"unsafe write", unsafeWrite("x"), false},
 		{"relabelled", fmt.Errorf("x: %w", errRelabelled), true},
 		{"transient and permanent joined: transient wins", joinPreferTransient(denied, unavailable), true},
@@ -33,8 +35,8 @@ func TestErrorClasses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newError("projects/p/locations/r/services/s", tc.err)
-			if got := IsTransient(e); got != tc.transient {
-				t.Errorf("IsTransient(%v) = %v, want %v", e, got, tc.transient)
+			if got := errors.Is(e, ErrTransient); got != tc.transient {
+				t.Errorf("errors.Is(%v, ErrTransient) = %v, want %v", e, got, tc.transient)
 			}
 			if got := errors.Is(e, ErrPermanent); got == tc.transient {
 				t.Errorf("errors.Is(%v, ErrPermanent) = %v, want %v", e, got, !tc.transient)
@@ -46,5 +48,28 @@ func TestErrorClasses(t *testing.T) {
 	}
 	if joinPreferTransient(nil, errNotAttempted) != nil {
 		t.Error("joinPreferTransient(nil, errNotAttempted) != nil")
+	}
+}
+
+func TestMissingAccount(t *testing.T) {
+	t.Parallel()
+	const email = "service-123@gcp-sa-iap.iam.gserviceaccount.com"
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"invalid argument naming the account", fmt.Errorf("setting policy: %w", fmt.Errorf("Service account %s does not exist.: %w", email, ErrInvalid)), email},
+		{"other invalid argument", fmt.Errorf("Role roles/x is not supported for this resource.: %w", ErrInvalid), ""},
+		{"not found is not it", fmt.Errorf("Service account %s does not exist.: %w", email, ErrNotFound), ""},
+		{"nil", nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := missingAccount(tc.err)
+			if got != tc.want || ok != (tc.want != "") {
+				t.Errorf("missingAccount = %q, %v; want %q", got, ok, tc.want)
+			}
+		})
 	}
 }

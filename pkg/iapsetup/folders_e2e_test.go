@@ -5,12 +5,11 @@ package iapsetup_test
 // against the emulated Resource Manager v3, call counts from the emulator.
 
 import (
+	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"cloud.google.com/go/run/apiv2/runpb"
-	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/grpc/codes"
 
 	"github.com/iapguard/iapguard/emulator/core"
@@ -48,10 +47,7 @@ func TestReconcileFolderScope(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = dir.Close() })
 	sc := scope.New(emulatortest.Project, "folders/10").WithAncestry(dir, scope.AncestryOptions{})
-	r, err := iapsetup.New(e.Clients.Deps(), iapsetup.Options{
-		Scope:   sc,
-		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
-	})
+	r, err := iapsetup.New(e.Clients.Deps(), iapsetup.FastRetries(iapsetup.Options{Scope: sc}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +128,7 @@ func TestReconcileFolderScope(t *testing.T) {
 	}
 	newRef := iapsetup.ServiceRef{Project: "team-new", Region: emulatortest.Region, Name: "hello"}
 	res, err = r.Reconcile(t.Context(), newRef)
-	if res.Outcome != outcome.Failed || !iapsetup.IsTransient(err) {
+	if res.Outcome != outcome.Failed || !errors.Is(err, iapsetup.ErrTransient) {
 		t.Errorf("GetProject RESOURCE_EXHAUSTED: outcome %s, error %v; want failed, transient", res.Outcome, err)
 	}
 	if res, err = r.Reconcile(t.Context(), newRef); res.Outcome != outcome.Skipped || err != nil {

@@ -6,13 +6,13 @@ import (
 	"strings"
 )
 
-// ErrUnsafeWrite marks a write the apply path refused because it would
+// errUnsafeWrite marks a write the apply path refused because it would
 // weaken protection or touch something iapguard does not own. It always
 // indicates a bug in iapguard, never a state of the world; it is permanent.
-var ErrUnsafeWrite = errors.New("refused unsafe write")
+var errUnsafeWrite = errors.New("refused unsafe write")
 
 func unsafeWrite(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrUnsafeWrite, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", errUnsafeWrite, fmt.Sprintf(format, args...))
 }
 
 // checkServiceUpdate refuses an update that would loosen ingress, drop or

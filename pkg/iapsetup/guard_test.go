@@ -91,7 +91,7 @@ func TestCheckServiceUpdate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			err := checkServiceUpdate(tc.before, tc.u)
-			if got := errors.Is(err, ErrUnsafeWrite); got != tc.unsafe {
+			if got := errors.Is(err, errUnsafeWrite); got != tc.unsafe {
 				t.Errorf("checkServiceUpdate() = %v, want unsafe=%v", err, tc.unsafe)
 			}
 		})
@@ -162,7 +162,7 @@ func TestCheckPolicyWrite(t *testing.T) {
 			// "unchanged" still leaves public invokers: unsafe by the
 			// no-public-invoker rule.
 			want := tc.unsafe || tc.name == "unchanged"
-			if got := errors.Is(err, ErrUnsafeWrite); got != want {
+			if got := errors.Is(err, errUnsafeWrite); got != want {
 				t.Errorf("checkPolicyWrite() = %v, want unsafe=%v", err, want)
 			}
 		})
@@ -223,13 +223,13 @@ func TestCheckAccessWrite(t *testing.T) {
 			a := b.clone()
 			tc.after(a)
 			err := checkAccessWrite(b, a, wanted, granted)
-			if got := errors.Is(err, ErrUnsafeWrite); got != tc.unsafe {
+			if got := errors.Is(err, errUnsafeWrite); got != tc.unsafe {
 				t.Errorf("checkAccessWrite() = %v, want unsafe=%v", err, tc.unsafe)
 			}
 		})
 	}
-	if err := checkAccessWrite(nil, before(), wanted, granted); !errors.Is(err, ErrUnsafeWrite) {
-		t.Errorf("checkAccessWrite(no before) = %v, want ErrUnsafeWrite", err)
+	if err := checkAccessWrite(nil, before(), wanted, granted); !errors.Is(err, errUnsafeWrite) {
+		t.Errorf("checkAccessWrite(no before) = %v, want errUnsafeWrite", err)
 	}
 }
 
@@ -240,12 +240,12 @@ func TestCheckBackendWrite(t *testing.T) {
 		t.Errorf("checkBackendWrite(plain) = %v, want nil", err)
 	}
 	cdn := withCDN(b)
-	if err := checkBackendWrite(&cdn); !errors.Is(err, ErrUnsafeWrite) {
-		t.Errorf("checkBackendWrite(CDN) = %v, want ErrUnsafeWrite", err)
+	if err := checkBackendWrite(&cdn); !errors.Is(err, errUnsafeWrite) {
+		t.Errorf("checkBackendWrite(CDN) = %v, want errUnsafeWrite", err)
 	}
 	b.Fingerprint = ""
-	if err := checkBackendWrite(&b); !errors.Is(err, ErrUnsafeWrite) {
-		t.Errorf("checkBackendWrite(no fingerprint) = %v, want ErrUnsafeWrite", err)
+	if err := checkBackendWrite(&b); !errors.Is(err, errUnsafeWrite) {
+		t.Errorf("checkBackendWrite(no fingerprint) = %v, want errUnsafeWrite", err)
 	}
 }
 
@@ -352,8 +352,8 @@ func TestApplyRefusesUnsafeWrites(t *testing.T) {
 			planned := renderPlan(p)
 			asPlanned := view{p: p, parts: p.parts}.report()
 			_, done, err := r.apply(t.Context(), p, nil)
-			if !errors.Is(err, ErrUnsafeWrite) {
-				t.Fatalf("apply(tampered plan) = %v, want ErrUnsafeWrite", err)
+			if !errors.Is(err, errUnsafeWrite) {
+				t.Fatalf("apply(tampered plan) = %v, want errUnsafeWrite", err)
 			}
 			if transient(err) {
 				t.Errorf("apply(tampered plan) error classified transient; an unsafe write is a bug, not worth redelivering")
@@ -405,8 +405,8 @@ func TestApplyRefusesUnsafeAccessWrites(t *testing.T) {
 			}
 			tc.tamper(p.access.list()[0].after)
 			_, done, err := r.apply(t.Context(), p, nil)
-			if !errors.Is(err, ErrUnsafeWrite) {
-				t.Fatalf("apply(tampered plan) = %v, want ErrUnsafeWrite", err)
+			if !errors.Is(err, errUnsafeWrite) {
+				t.Fatalf("apply(tampered plan) = %v, want errUnsafeWrite", err)
 			}
 			if slices.Contains(rec.writes, "SetIAPPolicy") {
 				t.Errorf("apply sent SetIAPPolicy despite the guard; writes: %v", rec.writes)

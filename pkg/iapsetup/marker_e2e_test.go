@@ -1,6 +1,7 @@
 package iapsetup_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -57,7 +58,7 @@ func TestReconcileMarkerAfterFailedServiceUpdate(t *testing.T) {
 
 	// First delivery: IAM and backend written, the service update fails.
 	res, err, calls := f.reconcile(t, ref)
-	if err == nil || !iapsetup.IsTransient(err) {
+	if err == nil || !errors.Is(err, iapsetup.ErrTransient) {
 		t.Fatalf("first Reconcile = %v (outcome %s), want a transient error", err, res.Outcome)
 	}
 	checkCalls(t, "first delivery", calls, plus(warmReads, plus(coldIAP, map[string]int64{

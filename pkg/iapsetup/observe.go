@@ -8,8 +8,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/iapguard/iapguard/internal/gcperr"
-
 	"github.com/iapguard/iapguard/pkg/iapsetup/internal/cache"
 )
 
@@ -26,7 +24,7 @@ type readError struct {
 
 func (e *readError) Error() string {
 	msg := e.err.Error()
-	if e.permission != "" && gcperr.IsPermissionDenied(e.err) {
+	if e.permission != "" && errors.Is(e.err, ErrPermission) {
 		// Google answers a project that does not exist with the same 403
 		// as one the caller may not read (it does not reveal which).
 		msg += "; iapguard's service account needs " + e.permission + " (or the project does not exist)"
@@ -54,7 +52,7 @@ func (r *Reconciler) observe(ctx context.Context, ref ServiceRef, listed *Servic
 	if d := DesiredFor(obs.Service); d.Intent != Enforce {
 		return obs, nil
 	}
-	if e.pol != nil && gcperr.IsNotFound(e.pol) {
+	if e.pol != nil && errors.Is(e.pol, ErrNotFound) {
 		return obs, errGone
 	}
 	if err := joinPreferTransient(e.pol, e.agent, e.neg, e.bs); err != nil {
@@ -136,21 +134,20 @@ func newAgentCache(id AgentIdentity, ttl time.Duration, size int, now func() tim
 	})
 }
 
-// Caches reports the reconciler's per-project caches.
-type Caches struct {
-	// Agents caches each project's IAP service agent email, which also
+// caches are the sizes and counters of the reconciler's per-project caches.
+type caches struct {
+	// agents caches each project's IAP service agent email, which also
 	// carries the project number.
-	Agents cache.Stats
-	// ProjectIAP caches each project's project-wide IAP policy (the
+	agents cache.Stats
+	// projectIAP caches each project's project-wide IAP policy (the
 	// who-can-pass check); zero when Deps.IAP is nil.
-	ProjectIAP cache.Stats
+	projectIAP cache.Stats
 }
 
-// Caches returns the sizes and counters of the per-project caches.
-func (r *Reconciler) Caches() Caches {
-	c := Caches{Agents: r.agents.Stats()}
+func (r *Reconciler) caches() caches {
+	c := caches{agents: r.agents.Stats()}
 	if r.projectIAP != nil {
-		c.ProjectIAP = r.projectIAP.Stats()
+		c.projectIAP = r.projectIAP.Stats()
 	}
 	return c
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
@@ -140,7 +141,7 @@ func (m *propCloud) SetIAPPolicy(_ context.Context, res string, p *iapsetup.Poli
 	}
 	cur := m.iap[res]
 	if cur == nil || string(cur.Etag) != string(p.Etag) {
-		return nil, status.Error(codes.Aborted, "There were concurrent policy changes.")
+		return nil, gcp.Classify(status.Error(codes.Aborted, "There were concurrent policy changes."))
 	}
 	m.writes++
 	before, after := propAccessorsOf(cur), propAccessorsOf(p)

@@ -13,6 +13,7 @@ package iapsetup_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -25,7 +26,6 @@ import (
 
 	"cloud.google.com/go/iam/apiv1/iampb"
 	"cloud.google.com/go/run/apiv2/runpb"
-	"github.com/googleapis/gax-go/v2"
 	computeapi "google.golang.org/api/compute/v1"
 	"google.golang.org/genproto/googleapis/type/expr"
 	"google.golang.org/grpc/codes"
@@ -35,6 +35,7 @@ import (
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 
+	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -433,7 +434,7 @@ type propCloud struct {
 	iapRevoked []propGrant
 }
 
-var propErrInjected = status.Error(codes.Unavailable, "The service is currently unavailable (injected).")
+var propErrInjected = gcp.Classify(status.Error(codes.Unavailable, "The service is currently unavailable (injected)."))
 
 func (m *propCloud) fault() error {
 	if m.rnd.Float64() < m.faultRate {
@@ -517,7 +518,7 @@ func (m *propCloud) GetService(_ context.Context, ref iapsetup.ServiceRef) (*iap
 		return nil, err
 	}
 	if ref != m.svc.Ref {
-		return nil, status.Errorf(codes.NotFound, "service %s not found", ref)
+		return nil, gcp.Classify(status.Errorf(codes.NotFound, "service %s not found", ref))
 	}
 	return propCloneService(m.svc), nil
 }
@@ -545,7 +546,7 @@ func (m *propCloud) UpdateService(_ context.Context, u *iapsetup.ServiceUpdate) 
 		m.svc.Etag = m.etag()
 	}
 	if u.Etag != m.svc.Etag {
-		return nil, status.Error(codes.Aborted, "etag mismatch")
+		return nil, gcp.Classify(status.Error(codes.Aborted, "etag mismatch"))
 	}
 	s := propCloneService(m.svc)
 	if u.Ingress != "" {
@@ -591,7 +592,7 @@ func (m *propCloud) SetIAMPolicy(_ context.Context, ref iapsetup.ServiceRef, p *
 		m.foreign = append(m.foreign, g)
 	}
 	if string(p.Etag) != string(m.policy.Etag) {
-		return nil, status.Error(codes.Aborted, "There were concurrent policy changes.")
+		return nil, gcp.Classify(status.Error(codes.Aborted, "There were concurrent policy changes."))
 	}
 	m.policy = propClonePolicy(p)
 	m.policy.Etag = []byte(m.etag())
@@ -625,7 +626,7 @@ func (m *propCloud) GetNEG(_ context.Context, ref iapsetup.NEGRef) (*iapsetup.NE
 			return &n, nil
 		}
 	}
-	return nil, status.Errorf(codes.NotFound, "NEG %s not found", ref)
+	return nil, gcp.Classify(status.Errorf(codes.NotFound, "NEG %s not found", ref))
 }
 
 func (m *propCloud) ListBackendServices(context.Context, string) ([]iapsetup.BackendService, error) {
@@ -651,7 +652,7 @@ func (m *propCloud) GetBackendService(_ context.Context, ref iapsetup.BackendRef
 	}
 	b, ok := m.backends[ref.Path()]
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "backend service %s not found", ref)
+		return nil, gcp.Classify(status.Errorf(codes.NotFound, "backend service %s not found", ref))
 	}
 	c := *b
 	c.Groups = slices.Clone(b.Groups)
@@ -666,13 +667,13 @@ func (m *propCloud) EnableIAP(_ context.Context, ref iapsetup.BackendRef, finger
 	}
 	b, ok := m.backends[ref.Path()]
 	if !ok {
-		return status.Errorf(codes.NotFound, "backend service %s not found", ref)
+		return gcp.Classify(status.Errorf(codes.NotFound, "backend service %s not found", ref))
 	}
 	if m.race() {
 		b.Fingerprint = m.etag()
 	}
 	if fingerprint != b.Fingerprint {
-		return status.Error(codes.Aborted, "Invalid fingerprint.")
+		return gcp.Classify(status.Error(codes.Aborted, "Invalid fingerprint."))
 	}
 	b.IAPEnabled = true
 	b.Fingerprint = m.etag()
@@ -725,10 +726,7 @@ func (m *propCloud) deps() iapsetup.Deps {
 }
 
 func propOptions() iapsetup.Options {
-	o := iapsetup.Options{
-		Scope:   scope.New(propProject),
-		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond, Multiplier: 2},
-	}
+	o := iapsetup.FastRetries(iapsetup.Options{Scope: scope.New(propProject)})
 	iapsetup.SetTestHooks(&o, nil, func(ctx context.Context, _ time.Duration) error { return ctx.Err() })
 	a, err := iapsetup.NewAccessPolicies("property", propPolicies)
 	if err != nil {
@@ -778,7 +776,7 @@ func TestNeverWeakenProperty(t *testing.T) {
 			if attempt == 1 {
 				stats.failedFirst++
 			}
-			if !iapsetup.IsTransient(err) || attempt == 50 {
+			if !errors.Is(err, iapsetup.ErrTransient) || attempt == 50 {
 				t.Fatalf("case %s\nattempt %d: %v", c, attempt, err)
 			}
 		}

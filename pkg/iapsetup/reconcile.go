@@ -11,8 +11,6 @@ import (
 	"github.com/googleapis/gax-go/v2"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/iapguard/iapguard/internal/gcperr"
-
 	"github.com/iapguard/iapguard/pkg/iapsetup/internal/cache"
 
 	"github.com/iapguard/iapguard/pkg/outcome"
@@ -29,9 +27,7 @@ type Options struct {
 	// MaxAttempts bounds every read-modify-write that loses an
 	// optimistic-concurrency race (ABORTED / 412). Default 5.
 	MaxAttempts int
-	// Backoff paces those retries. Default: 100 ms initial, 2 s max, ×2.
-	Backoff gax.Backoff
-	// AgentWait bounds how long one reconcile keeps retrying (with Backoff)
+	// AgentWait bounds how long one reconcile keeps retrying (with backoff)
 	// an IAM policy write that IAM refuses because the IAP service agent it
 	// names "does not exist" yet: generateServiceIdentity has just created
 	// it and IAM is eventually consistent. After that — or sooner, when the
@@ -56,11 +52,13 @@ type Options struct {
 	// least recently used project is evicted first. Default 10,000.
 	ProjectCacheSize int
 
-	// Test hooks (export_test.go sets them): sleep waits d or until ctx
-	// ends (default: a timer); now is the clock of durations and cache
-	// expiry (default time.Now).
-	sleep func(ctx context.Context, d time.Duration) error
-	now   func() time.Time
+	// Test hooks (export_test.go sets them): backoff paces the retries of
+	// lost races and of the agent wait (default: 100 ms initial, 2 s max,
+	// ×2); sleep waits d or until ctx ends (default: a timer); now is the
+	// clock of durations and cache expiry (default time.Now).
+	backoff gax.Backoff
+	sleep   func(ctx context.Context, d time.Duration) error
+	now     func() time.Time
 }
 
 // Reconciler makes labelled Cloud Run services comply. It is safe for
@@ -87,8 +85,8 @@ func New(d Deps, o Options) (*Reconciler, error) {
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 5
 	}
-	if o.Backoff.Initial == 0 {
-		o.Backoff = gax.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2}
+	if o.backoff.Initial == 0 {
+		o.backoff = gax.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2}
 	}
 	if o.sleep == nil {
 		o.sleep = sleepCtx
@@ -185,41 +183,26 @@ type Result struct {
 	Duration time.Duration
 }
 
-// ErrTransient and ErrPermanent classify the errors Reconciler methods
-// return (errors.Is): transient errors (throttling, unavailability,
-// deadlines, conflicts left after bounded retries) are worth redelivering;
-// permanent ones (permission denied, invalid requests, refused unsafe
-// writes) need a person.
-var (
-	ErrTransient = errors.New("transient")
-	ErrPermanent = errors.New("permanent")
-)
-
-// Error reports a reconcile that could not finish. It wraps the cause and
-// exactly one of ErrTransient and ErrPermanent.
-type Error struct {
-	// Resource is what was being reconciled.
-	Resource  string
-	Transient bool
-	Err       error
+// reconcileError reports a reconcile that could not finish. It wraps the
+// cause and exactly one of ErrTransient and ErrPermanent.
+type reconcileError struct {
+	resource  string // what was being reconciled
+	transient bool
+	err       error
 }
 
-func (e *Error) Error() string { return "reconciling " + e.Resource + ": " + e.Err.Error() }
+func (e *reconcileError) Error() string { return "reconciling " + e.resource + ": " + e.err.Error() }
 
 // Unwrap returns the cause and the class sentinel.
-func (e *Error) Unwrap() []error {
-	if e.Transient {
-		return []error{e.Err, ErrTransient}
+func (e *reconcileError) Unwrap() []error {
+	if e.transient {
+		return []error{e.err, ErrTransient}
 	}
-	return []error{e.Err, ErrPermanent}
+	return []error{e.err, ErrPermanent}
 }
 
-// IsTransient reports whether err (from a Reconciler method) is worth
-// retrying later.
-func IsTransient(err error) bool { return errors.Is(err, ErrTransient) }
-
-func newError(resource string, err error) *Error {
-	return &Error{Resource: resource, Transient: transient(err), Err: err}
+func newError(resource string, err error) *reconcileError {
+	return &reconcileError{resource: resource, transient: transient(err), err: err}
 }
 
 // Reconcile observes the service, plans and applies (or, in a dry run,
@@ -263,7 +246,7 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptio
 		door = r.closeDoor(ctx, ref, obs.Policy)
 	}
 	if err != nil {
-		if gcperr.IsNotFound(err) && obs.Service == nil || errors.Is(err, errGone) {
+		if errors.Is(err, ErrNotFound) && obs.Service == nil || errors.Is(err, errGone) {
 			res.Outcome, res.Reason = outcome.Skipped, "service not found (deleted?)"
 			log.DebugContext(ctx, "service gone")
 			return res, nil
@@ -299,10 +282,10 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptio
 		p, rec, err = r.apply(ctx, first, func() *Plan { np, _ := r.complete(ctx, first, obs, nil); return np })
 	}
 	res.fill(p, rec)
-	if err != nil && gcperr.IsNotFound(err) {
+	if err != nil && errors.Is(err, ErrNotFound) {
 		// A write found the service gone: deleted during the reconcile.
 		// Nothing is left to protect or to fix.
-		if _, gerr := r.d.Services.GetService(ctx, ref); gcperr.IsNotFound(gerr) {
+		if _, gerr := r.d.Services.GetService(ctx, ref); errors.Is(gerr, ErrNotFound) {
 			res.Outcome, res.Reason = outcome.Skipped, "service deleted during the reconcile"
 			log.InfoContext(ctx, "service deleted during the reconcile", "error", err)
 			return res, nil
@@ -397,7 +380,7 @@ func (r *Reconciler) readNeighbours(ctx context.Context, ref ServiceRef, names [
 	for i, n := range names {
 		g.Go(func() error {
 			s, err := r.d.Services.GetService(ctx, ServiceRef{Project: ref.Project, Region: ref.Region, Name: n})
-			if gcperr.IsNotFound(err) {
+			if errors.Is(err, ErrNotFound) {
 				found[i] = &Service{} // no such service: nothing behind that NEG to protect
 				return nil
 			}

@@ -17,7 +17,6 @@ import (
 	"cloud.google.com/go/iam/apiv1/iampb"
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/google/go-cmp/cmp"
-	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/genproto/googleapis/type/expr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -123,10 +122,7 @@ func newFixture(t *testing.T, mods ...func(*iapsetup.Options)) *fixture {
 func newFixtureWith(t *testing.T, eo envOptions, mods ...func(*iapsetup.Options)) *fixture {
 	t.Helper()
 	e := startEnv(t, eo)
-	o := iapsetup.Options{
-		Scope:   scope.New(emulatortest.Project, "123456789012"),
-		Backoff: gax.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2},
-	}
+	o := iapsetup.FastRetries(iapsetup.Options{Scope: scope.New(emulatortest.Project, "123456789012")})
 	for _, m := range mods {
 		m(&o)
 	}
@@ -575,7 +571,7 @@ func TestReconcileRacesExhaustAttempts(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err, calls := f.reconcile(t, ref)
-	if !iapsetup.IsTransient(err) || !errors.Is(err, iapsetup.ErrTransient) {
+	if !errors.Is(err, iapsetup.ErrTransient) || !errors.Is(err, iapsetup.ErrConflict) {
 		t.Fatalf("Reconcile error = %v, want transient (conflict left after bounded retries)", err)
 	}
 	if res.Outcome != outcome.Failed || !strings.Contains(res.Reason, "after 3 attempts") {
@@ -696,12 +692,8 @@ func TestReconcileErrorsClassified(t *testing.T) {
 					t.Errorf("after a failed IAM write the service was still updated: %v", calls)
 				}
 			}
-			var rerr *iapsetup.Error
-			if !errors.As(err, &rerr) {
-				t.Fatalf("error %T is not *iapsetup.Error", err)
-			}
-			if got := iapsetup.IsTransient(err); got != tc.transient {
-				t.Errorf("IsTransient(%v) = %v, want %v", err, got, tc.transient)
+			if got := errors.Is(err, iapsetup.ErrTransient); got != tc.transient {
+				t.Errorf("errors.Is(%v, ErrTransient) = %v, want %v", err, got, tc.transient)
 			}
 			if got := errors.Is(err, iapsetup.ErrPermanent); got == tc.transient {
 				t.Errorf("errors.Is(err, ErrPermanent) = %v with transient=%v", got, tc.transient)
@@ -889,7 +881,7 @@ func TestReconcileAgentNotYetVisibleIsTransient(t *testing.T) {
 	f.e.SeedPolicy(t, "hello", publicPolicy())
 
 	res, err, calls := f.reconcile(t, ref)
-	if err == nil || !iapsetup.IsTransient(err) || errors.Is(err, iapsetup.ErrPermanent) {
+	if err == nil || !errors.Is(err, iapsetup.ErrTransient) || errors.Is(err, iapsetup.ErrPermanent) {
 		t.Fatalf("Reconcile = %v (outcome %s), want a transient error", err, res.Outcome)
 	}
 	if !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "eventually consistent") {
@@ -913,7 +905,7 @@ func TestReconcileUnknownProjectIsClear(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, func(o *iapsetup.Options) { o.Scope = scope.New(emulatortest.Project, "ghost-project") })
 	res, err, _ := f.reconcile(t, iapsetup.ServiceRef{Project: "ghost-project", Region: emulatortest.Region, Name: "hello"})
-	if err == nil || iapsetup.IsTransient(err) {
+	if err == nil || errors.Is(err, iapsetup.ErrTransient) {
 		t.Fatalf("Reconcile = %v, want a permanent error", err)
 	}
 	for _, want := range []string{"PermissionDenied", "Permission denied on resource project ghost-project.", "needs run.services.get (or the project does not exist)"} {

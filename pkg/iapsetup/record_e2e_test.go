@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/iapguard/iapguard/emulator/emulatortest"
+	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
@@ -141,7 +142,7 @@ type nthUpdateFails struct {
 func (s *nthUpdateFails) UpdateService(ctx context.Context, u *iapsetup.ServiceUpdate) (*iapsetup.Service, error) {
 	s.calls++
 	if s.calls == s.n {
-		return nil, status.Error(codes.Unavailable, "The service is currently unavailable (injected).")
+		return nil, gcp.Classify(status.Error(codes.Unavailable, "The service is currently unavailable (injected)."))
 	}
 	return s.Services.UpdateService(ctx, u)
 }
