@@ -23,10 +23,11 @@ type operation struct {
 	region  string
 	id      string
 	created time.Time
-	// metadata is the service as written (names in project-ID form);
-	// response is the service once the rollout is done (for a delete: the
-	// deleted service).
-	metadata *runpb.Service
+	// pending is the metadata while the operation runs: the service as
+	// written with the status of before the write (pendingView); response
+	// is the service once the rollout is done (for a delete: the deleted
+	// service), and the metadata too once done (names in project-ID form).
+	pending  *runpb.Service
 	response *runpb.Service
 	done     bool
 	doneAt   time.Time // delay mode
@@ -37,15 +38,21 @@ func (op *operation) canonical() string {
 }
 
 // render returns the wire form with names in the caller's project form:
-// metadata = Any(Service) always, response = Any(Service) once done.
+// metadata = Any(Service) always (the pending service while running, the
+// finished one once done, as Google answers), response = Any(Service) once
+// done.
 func (op *operation) render(form string) (*longrunningpb.Operation, error) {
-	md, err := anypb.New(view(op.metadata, op.project, form))
+	md := op.pending
+	if op.done {
+		md = op.response
+	}
+	mda, err := anypb.New(view(md, op.project, form))
 	if err != nil {
 		return nil, core.Errorf(codes.Internal, "encoding operation metadata: %v", err)
 	}
 	out := &longrunningpb.Operation{
 		Name:     reform(op.canonical(), op.project, form),
-		Metadata: md,
+		Metadata: mda,
 		Done:     op.done,
 	}
 	if op.done {
@@ -58,15 +65,16 @@ func (op *operation) render(form string) (*longrunningpb.Operation, error) {
 	return out, nil
 }
 
-// newOperationLocked records the operation of an accepted write of svc and
-// completes it according to the LRO mode.
-func (s *Server) newOperationLocked(loc locRef, svc *runpb.Service, deleted bool, now time.Time) *operation {
+// newOperationLocked records the operation of an accepted write of svc
+// (prev: the service before it, nil for a create) and completes it
+// according to the LRO mode.
+func (s *Server) newOperationLocked(loc locRef, svc, prev *runpb.Service, deleted bool, now time.Time) *operation {
 	op := &operation{
 		project:  loc.project,
 		region:   loc.region,
 		id:       newUUID(),
 		created:  now,
-		metadata: proto.CloneOf(svc),
+		pending:  pendingView(svc, prev),
 		response: proto.CloneOf(svc),
 	}
 	switch s.mode {
@@ -79,12 +87,13 @@ func (s *Server) newOperationLocked(loc locRef, svc *runpb.Service, deleted bool
 	if s.mode == LRODelay {
 		s.opsDue[name] = op
 	}
-	if !deleted {
-		t := now
-		if s.mode == LRODelay {
-			t = op.doneAt
-		}
-		settle(op.response, t)
+	t := now
+	if s.mode == LRODelay {
+		t = op.doneAt
+	}
+	settle(op.response, t)
+	if deleted {
+		op.response.Reconciling = false
 	}
 	s.ops[name] = op
 	s.opOrder = append(s.opOrder, name)
@@ -94,6 +103,41 @@ func (s *Server) newOperationLocked(loc locRef, svc *runpb.Service, deleted bool
 		s.opOrder = s.opOrder[1:]
 	}
 	return op
+}
+
+// pendingView is the service a write's operation carries while it runs,
+// as recorded from Google: the written spec (new generation, update time,
+// etag) with the status of before the write — observed generation,
+// conditions, revisions, traffic statuses and URLs of prev (none for a
+// create) — reconciling, and a terminal condition whose state is
+// CONDITION_PENDING (for a create, nothing but that state, and no
+// ingress).
+func pendingView(svc, prev *runpb.Service) *runpb.Service {
+	p := proto.CloneOf(svc)
+	p.ObservedGeneration, p.Conditions, p.TrafficStatuses = 0, nil, nil
+	p.LatestReadyRevision, p.LatestCreatedRevision, p.Uri, p.Urls = "", "", "", nil
+	p.TerminalCondition = &runpb.Condition{State: runpb.Condition_CONDITION_PENDING}
+	if prev == nil {
+		// Google's first answer to a create carries no ingress, although
+		// the request set one and every later read shows it (recorded).
+		p.Ingress = runpb.IngressTraffic_INGRESS_TRAFFIC_UNSPECIFIED
+	} else {
+		p.ObservedGeneration = prev.ObservedGeneration
+		for _, c := range prev.Conditions {
+			p.Conditions = append(p.Conditions, proto.CloneOf(c))
+		}
+		for _, t := range prev.TrafficStatuses {
+			p.TrafficStatuses = append(p.TrafficStatuses, proto.CloneOf(t))
+		}
+		p.LatestReadyRevision, p.LatestCreatedRevision = prev.LatestReadyRevision, prev.LatestCreatedRevision
+		p.Uri, p.Urls = prev.Uri, slices.Clone(prev.Urls)
+		if tc := prev.TerminalCondition; tc != nil {
+			p.TerminalCondition = &runpb.Condition{Type: tc.Type, State: runpb.Condition_CONDITION_PENDING,
+				LastTransitionTime: tc.LastTransitionTime}
+		}
+	}
+	p.Reconciling = true
+	return p
 }
 
 // pollLocked returns the operation, completing it first in on-first-poll mode.

@@ -287,3 +287,77 @@ func TestQuotaExhausted(t *testing.T) {
 		t.Errorf("faults counted for UpdateService = %d, want 1", f)
 	}
 }
+
+// TestOperationMetadataAsRecorded: while a write's operation runs, its
+// metadata is the service as written with the status of before the write,
+// reconciling and CONDITION_PENDING; once done it is the finished service.
+// A delete grows the generation. Shapes from Google's answers recorded in
+// k8s-config-connector's runservicebasic cassette (create, update, delete).
+func TestOperationMetadataAsRecorded(t *testing.T) {
+	h := newHarness(t, Options{})
+	ctx := ctxT(t)
+	meta := func(t *testing.T, op interface{ Metadata() (*runpb.Service, error) }) *runpb.Service {
+		t.Helper()
+		md, err := op.Metadata()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return md
+	}
+	// Create: nothing of the status yet but the pending state.
+	cop, err := h.client.CreateService(ctx, &runpb.CreateServiceRequest{Parent: parent(testProject), ServiceId: "hello", Service: minimalService()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := meta(t, cop)
+	if cop.Done() || !md.Reconciling || md.Generation != 1 || md.ObservedGeneration != 0 || md.Uri != "" ||
+		md.LatestCreatedRevision != "" || md.LatestReadyRevision != "" || len(md.Conditions) != 0 || len(md.TrafficStatuses) != 0 ||
+		md.GetTerminalCondition().GetState() != runpb.Condition_CONDITION_PENDING || md.GetTerminalCondition().GetType() != "" {
+		t.Errorf("create's running metadata = %v; want generation 1, reconciling, terminal state PENDING and no other status", md)
+	}
+	created, err := cop.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md := meta(t, cop); md.Reconciling || md.ObservedGeneration != 1 || md.GetTerminalCondition().GetState() != runpb.Condition_CONDITION_SUCCEEDED {
+		t.Errorf("create's finished metadata = %v; want the ready service", md)
+	}
+	// Update with a new template: the old revision and generation until done.
+	next := minimalService()
+	next.Name = created.Name
+	next.Template.Containers[0].Env = []*runpb.EnvVar{{Name: "FOO", Values: &runpb.EnvVar_Value{Value: "bar"}}}
+	uop, err := h.client.UpdateService(ctx, &runpb.UpdateServiceRequest{Service: next})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md = meta(t, uop)
+	if uop.Done() || !md.Reconciling || md.Generation != 2 || md.ObservedGeneration != 1 ||
+		md.LatestCreatedRevision != created.LatestCreatedRevision || md.LatestReadyRevision != created.LatestReadyRevision ||
+		md.Uri != created.Uri || md.GetTerminalCondition().GetType() != "Ready" || md.GetTerminalCondition().GetState() != runpb.Condition_CONDITION_PENDING {
+		t.Errorf("update's running metadata = %v; want generation 2 observed 1, the first revision, Ready PENDING", md)
+	}
+	updated, err := uop.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if updated.ObservedGeneration != 2 || updated.LatestCreatedRevision == created.LatestCreatedRevision {
+		t.Errorf("updated service = %v; want generation 2 observed and a new revision", updated)
+	}
+	// Delete: a generation of its own.
+	dop, err := h.client.DeleteService(ctx, &runpb.DeleteServiceRequest{Name: created.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md = meta(t, dop)
+	if dop.Done() || !md.Reconciling || md.Generation != 3 || md.ObservedGeneration != 2 || md.DeleteTime == nil ||
+		!md.UpdateTime.AsTime().Equal(md.DeleteTime.AsTime()) || md.GetTerminalCondition().GetState() != runpb.Condition_CONDITION_PENDING {
+		t.Errorf("delete's running metadata = %v; want generation 3 observed 2, update time = delete time, PENDING", md)
+	}
+	gone, err := dop.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gone.Generation != 3 || gone.ObservedGeneration != 3 || gone.Reconciling || gone.GetTerminalCondition().GetState() != runpb.Condition_CONDITION_SUCCEEDED {
+		t.Errorf("deleted service = %v; want generation 3 observed, not reconciling, SUCCEEDED", gone)
+	}
+}

@@ -86,7 +86,7 @@ func (s *Server) CreateService(ctx context.Context, req *runpb.CreateServiceRequ
 	}
 	s.services[e.key()] = e
 	s.startRolloutLocked(e, now)
-	op := s.newOperationLocked(ref.locRef, e.svc, false, now)
+	op := s.newOperationLocked(ref.locRef, e.svc, nil, false, now)
 	out, err := op.render(ref.form)
 	resp := view(e.svc, ref.project, ref.form)
 	s.mu.Unlock()
@@ -259,7 +259,7 @@ func (s *Server) UpdateService(ctx context.Context, req *runpb.UpdateServiceRequ
 		}
 		s.services[ne.key()] = ne
 		s.startRolloutLocked(ne, now)
-		op := s.newOperationLocked(ref.locRef, ne.svc, false, now)
+		op := s.newOperationLocked(ref.locRef, ne.svc, nil, false, now)
 		out, err := op.render(ref.form)
 		resp := view(ne.svc, ref.project, ref.form)
 		s.mu.Unlock()
@@ -311,13 +311,14 @@ func (s *Server) UpdateService(ctx context.Context, req *runpb.UpdateServiceRequ
 		s.mu.Unlock()
 		return validateOnlyOp(ref, next, now)
 	}
+	prev := e.svc
 	e.svc = next
 	if newRev != "" {
 		e.revisions[newRev] = proto.CloneOf(next.GetTemplate())
 		e.revCount++
 	}
 	s.startRolloutLocked(e, now)
-	op := s.newOperationLocked(ref.locRef, e.svc, false, now)
+	op := s.newOperationLocked(ref.locRef, e.svc, prev, false, now)
 	out, err := op.render(ref.form)
 	resp := view(e.svc, ref.project, ref.form)
 	s.mu.Unlock()
@@ -368,7 +369,11 @@ func (s *Server) DeleteService(ctx context.Context, req *runpb.DeleteServiceRequ
 		s.mu.Unlock()
 		return nil, err
 	}
+	// A delete is a change of its own: the generation grows and the
+	// update time is the delete time (recorded traffic).
 	gone := proto.CloneOf(e.svc)
+	gone.Generation++
+	gone.UpdateTime = timestamppb.New(now)
 	gone.DeleteTime = timestamppb.New(now)
 	gone.ExpireTime = timestamppb.New(now.Add(deletedRetention))
 	if req.GetValidateOnly() {
@@ -378,7 +383,7 @@ func (s *Server) DeleteService(ctx context.Context, req *runpb.DeleteServiceRequ
 	delete(s.services, e.key())
 	delete(s.pending, e.key())
 	s.notifyLocked(e, true, now)
-	op := s.newOperationLocked(ref.locRef, gone, true, now)
+	op := s.newOperationLocked(ref.locRef, gone, e.svc, true, now)
 	out, err := op.render(ref.form)
 	resp := view(gone, ref.project, ref.form)
 	s.mu.Unlock()
@@ -460,7 +465,7 @@ func validateOnlyOp(ref serviceRef, svc *runpb.Service, now time.Time) (*longrun
 	}
 	op := &operation{
 		project: ref.project, region: ref.region, id: newUUID(),
-		metadata: would, response: would, done: true,
+		pending: would, response: would, done: true,
 	}
 	return op.render(ref.form)
 }

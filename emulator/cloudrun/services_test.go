@@ -34,9 +34,15 @@ func TestCreateServiceDefaults(t *testing.T) {
 			Timeout:                       durationpb.New(300 * time.Second),
 			MaxInstanceRequestConcurrency: 80,
 			ServiceAccount:                testNumberStr + "-compute@developer.gserviceaccount.com",
+			// As Google answered a create of one container without
+			// resources, ports or probes (k8s-config-connector's recorded
+			// cassette of runservicebasic).
 			Containers: []*runpb.Container{{
 				Image:     "us-docker.pkg.dev/cloudrun/container/hello",
-				Resources: &runpb.ResourceRequirements{Limits: map[string]string{"cpu": "1000m", "memory": "512Mi"}},
+				Resources: &runpb.ResourceRequirements{Limits: map[string]string{"cpu": "1000m", "memory": "512Mi"}, CpuIdle: true},
+				Ports:     []*runpb.ContainerPort{{Name: "http1", ContainerPort: 8080}},
+				StartupProbe: &runpb.Probe{TimeoutSeconds: 240, PeriodSeconds: 240, FailureThreshold: 1,
+					ProbeType: &runpb.Probe_TcpSocket{TcpSocket: &runpb.TCPSocketAction{Port: 8080}}},
 			}},
 		},
 		Traffic: []*runpb.TrafficTarget{{Type: runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, Percent: 100}},

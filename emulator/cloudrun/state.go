@@ -25,6 +25,7 @@ const (
 	defaultConcurrency = 80
 	defaultCPU         = "1000m"
 	defaultMemory      = "512Mi"
+	defaultPort        = 8080
 	// deletedRetention is how long after deletion expire_time lies [INFER].
 	deletedRetention = 30 * 24 * time.Hour
 )
@@ -59,7 +60,11 @@ func applyDefaults(svc *runpb.Service, p core.Project) {
 	}
 	for _, c := range t.Containers {
 		if c.Resources == nil {
-			c.Resources = &runpb.ResourceRequirements{}
+			// CPU is allocated only during requests unless the caller
+			// set resources (runpb.ResourceRequirements.cpu_idle: "true
+			// by default. However, if ResourceRequirements is set, the
+			// caller must explicitly set this field to true").
+			c.Resources = &runpb.ResourceRequirements{CpuIdle: true}
 		}
 		if c.Resources.Limits == nil {
 			c.Resources.Limits = map[string]string{}
@@ -69,6 +74,23 @@ func applyDefaults(svc *runpb.Service, p core.Project) {
 		}
 		if c.Resources.Limits["memory"] == "" {
 			c.Resources.Limits["memory"] = defaultMemory
+		}
+	}
+	// A lone container serves on http1/8080 and gets a TCP startup probe
+	// on that port, as recorded from Google. (With sidecars the ingress
+	// container must name its port; nothing is defaulted.)
+	if len(t.Containers) == 1 {
+		c := t.Containers[0]
+		if len(c.Ports) == 0 {
+			c.Ports = []*runpb.ContainerPort{{Name: "http1", ContainerPort: defaultPort}}
+		}
+		if c.StartupProbe == nil {
+			port := c.Ports[0].GetContainerPort()
+			if port == 0 {
+				port = defaultPort
+			}
+			c.StartupProbe = &runpb.Probe{TimeoutSeconds: 240, PeriodSeconds: 240, FailureThreshold: 1,
+				ProbeType: &runpb.Probe_TcpSocket{TcpSocket: &runpb.TCPSocketAction{Port: port}}}
 		}
 	}
 }
