@@ -288,6 +288,12 @@ func TestQuotaExhausted(t *testing.T) {
 	}
 }
 
+// serviceOp is what the Run client's create, update and delete operations
+// share.
+type serviceOp interface {
+	Metadata() (*runpb.Service, error)
+}
+
 // TestOperationMetadataAsRecorded: while a write's operation runs, its
 // metadata is the service as written with the status of before the write,
 // reconciling and CONDITION_PENDING; once done it is the finished service.
@@ -296,7 +302,7 @@ func TestQuotaExhausted(t *testing.T) {
 func TestOperationMetadataAsRecorded(t *testing.T) {
 	h := newHarness(t, Options{})
 	ctx := ctxT(t)
-	meta := func(t *testing.T, op interface{ Metadata() (*runpb.Service, error) }) *runpb.Service {
+	meta := func(t *testing.T, op serviceOp) *runpb.Service {
 		t.Helper()
 		md, err := op.Metadata()
 		if err != nil {
