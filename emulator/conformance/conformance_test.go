@@ -11,7 +11,7 @@ import (
 )
 
 var (
-	corpus   = flag.String("corpus", "", "folder of _http.log files to replay (default: the committed synthetic corpus, testdata/synthetic)")
+	corpus   = flag.String("corpus", "", "folder of _http.log files (and _vcr_cassettes/*.yaml) to replay (default: the committed synthetic corpus, testdata/synthetic)")
 	minMatch = flag.Float64("min-match", 0.95, "with -corpus: the least share of replayed exchanges of the methods iapguard uses that must match")
 	showDev  = flag.Int("show", 40, "how many deviations to print")
 )
@@ -19,7 +19,8 @@ var (
 // TestConformance replays a corpus against the emulator. Without -corpus it
 // replays the committed SYNTHETIC corpus (exchanges written by this project
 // from Google's documentation, not recorded traffic), which must match in
-// full. With -corpus DIR it replays any folder of _http.log files, prints
+// full. With -corpus DIR it replays any folder of _http.log files and
+// go-vcr cassettes (_vcr_cassettes/*.yaml), prints
 // the per-API counts and the deviations, and requires -min-match over the
 // methods iapguard uses:
 //

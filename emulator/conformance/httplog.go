@@ -12,13 +12,18 @@
 // own synthetic corpus uses them to cite the documentation each exchange is
 // written from).
 //
+// The same project keeps older recordings of real traffic as go-vcr
+// cassettes (…/_vcr_cassettes/*.yaml); ParseCassette reads those, turning
+// their volatile values into the same kind of placeholders.
+//
 // Replay (Run) sends each exchange of an API the emulator serves to a fresh
 // emulator per file, in order, and compares status codes, error status and
 // reason, and the JSON fields present and their values, minus a short
 // declared list of volatile fields (Volatile). Exchanges that the
 // recording project regenerated against its own mocks (a body naming
-// "mockgcp") are skipped and counted; so are exchanges of methods the
-// emulator does not serve.
+// "mockgcp", or a whole file carrying a mock's constants: mockRegenerated)
+// are skipped and counted; so are exchanges of methods the emulator does
+// not serve.
 package conformance
 
 import (

@@ -113,6 +113,8 @@ func route(u *url.URL) (api string, ok bool) {
 	return strings.TrimSuffix(u.Host, ".googleapis.com"), false
 }
 
+var opPoll = regexp.MustCompile(`/operations/\$\{([A-Za-z0-9_]+)\}`)
+
 var placeholder = regexp.MustCompile(`\$\{([A-Za-z0-9_]+)\}`)
 
 // bindings give placeholders values: the project's, ones learnt from the
@@ -242,6 +244,15 @@ func replayFile(rep *Report, file string, exs []Exchange) error {
 		if strings.Contains(ex.URL, "/operations/${") && !b.opServed {
 			ac.Unserved++ // polls an operation of a method that was not replayed
 			continue
+		}
+		if m := opPoll.FindStringSubmatch(ex.URL); m != nil && m[1] != "operationID" {
+			if _, ok := b.vals[m[1]]; !ok {
+				// A cassette's operation of its own that the emulator never
+				// started (its write was not served or answered otherwise,
+				// which is counted there): the poll cannot be replayed.
+				ac.Unserved++
+				continue
+			}
 		}
 		// The path and query as written (url.URL would escape the
 		// placeholders' "${}").

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -41,8 +42,15 @@ var cassetteValues = []struct {
 	{regexp.MustCompile(`\bexample-project\b`), "$${projectId}"},
 	{regexp.MustCompile(`\b123456789\b`), "$${projectNumber}"},
 	// Cloud Run v2 operations (a UUID) and Compute operations
-	// (operation-MILLIS-HEX-HEX-HEX).
-	{regexp.MustCompile(`operations/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|operation-[0-9]+-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+)\b`), "operations/$${operationID}"},
+	// (operation-MILLIS-HEX-HEX-HEX, also bare as an operation's name).
+	{regexp.MustCompile(`operations/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`), "operations/$${operationID}"},
+	// Compute's are polled out of order (a client may poll an older
+	// one), so each gets a placeholder of its own, learnt from the answer
+	// that first names it.
+	{computeOp, ""},
+	// Compute's resource ids (unsigned 64-bit, 16 to 20 digits): one
+	// placeholder per id, learnt where it first appears.
+	{regexp.MustCompile(`\b([0-9]{16,20})\b`), "$${id${1}}"},
 	// Revision names: SERVICE-NNNNN-xyz, the suffix random (one
 	// placeholder per revision number).
 	{regexp.MustCompile(`(/revisions/[a-z0-9-]+-)([0-9]{5})-[a-z0-9]{3}\b`), "${1}${2}-$${revision${2}}"},
@@ -50,8 +58,16 @@ var cassetteValues = []struct {
 	{regexp.MustCompile(`-[a-z0-9]{10}-([a-z]{2,3})\.a\.run\.app\b`), "-$${projectHash}-${1}.a.run.app"},
 }
 
+var computeOp = regexp.MustCompile(`\boperation-[0-9]+-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+\b`)
+
 func placeholdCassette(s string) string {
 	for _, v := range cassetteValues {
+		if v.re == computeOp {
+			s = v.re.ReplaceAllStringFunc(s, func(op string) string {
+				return "${op" + strings.ReplaceAll(strings.TrimPrefix(op, "operation-"), "-", "") + "}"
+			})
+			continue
+		}
 		s = v.re.ReplaceAllString(s, v.repl)
 	}
 	return s
