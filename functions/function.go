@@ -123,20 +123,16 @@ func EnforceIAP(w http.ResponseWriter, r *http.Request) {
 	enforceIAP.ServeHTTP(w, r)
 }
 
-// Instance is one function instance's long-lived state: clients, the
-// reconciler, the publisher and the handler over them.
+// Instance is one function instance's long-lived state: the clients, the
+// reconciler and the handler over them.
 type Instance struct {
-	Config  Config
 	Clients *gcp.Clients
 	// Directory reads the ancestry of projects for the scope's folder
 	// entries (nil without folder entries).
 	Directory  *gcp.ProjectDirectory
 	Reconciler *iapsetup.Reconciler
 	PubSub     *pubsubapi.TopicAdminClient
-	Publisher  *outcome.Publisher
-	// Replays publishes a sweep's per-service replay messages.
-	Replays *TopicReplayPublisher
-	Handler *Handler
+	Handler    *Handler
 }
 
 // NewInstanceFromConfig builds an instance from cfg.
@@ -210,10 +206,7 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	replays := NewTopicReplayPublisher(ps, cfg.Project, cfg.ReplayTopic)
 	h := NewHandler(cfg, rec, pub, log)
 	h.SetDiscovery(clients.Discovery, replays)
-	return &Instance{
-		Config: cfg, Clients: clients, Directory: dir, Reconciler: rec, PubSub: ps, Publisher: pub,
-		Replays: replays, Handler: h,
-	}, nil
+	return &Instance{Clients: clients, Directory: dir, Reconciler: rec, PubSub: ps, Handler: h}, nil
 }
 
 // Close closes the clients (the publisher holds nothing back).
