@@ -56,13 +56,6 @@ func (a *Accounts) SetPropagation(d time.Duration) {
 	a.mu.Unlock()
 }
 
-// Propagation returns the window SetPropagation set.
-func (a *Accounts) Propagation() time.Duration {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.window
-}
-
 // Add registers service accounts that exist already (visible at once).
 func (a *Accounts) Add(emails ...string) {
 	a.mu.Lock()

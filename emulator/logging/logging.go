@@ -219,9 +219,6 @@ func decodeToken(s string) (*pageToken, error) {
 	return &t, nil
 }
 
-// AuditLogTypeURL is the type URL of proto_payload.
-const AuditLogTypeURL = "type.googleapis.com/google.cloud.audit.AuditLog"
-
 // EntryProto converts an emulator audit entry to the Cloud Logging API's
 // LogEntry, with proto_payload an Any holding google.cloud.audit.AuditLog.
 // Fields the AuditLog proto lacks (authorizationInfo[].permissionType) are
