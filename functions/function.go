@@ -155,70 +155,57 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("building Google clients: %w", err)
 	}
+	inst := &Instance{Clients: clients}
+	fail := func(err error) (*Instance, error) { _ = inst.Close(); return nil, err }
 	sc := scope.New(cfg.Projects...)
-	var dir *gcp.ProjectDirectory
 	if sc.HasFolders() || sc.All() {
 		// Folder entries: the scope check reads ancestries through Resource
 		// Manager (resourcemanager.projects.get, resourcemanager.folders.get).
-		if dir, err = gcp.NewProjectDirectory(ctx, gopts); err != nil {
-			_ = clients.Close()
-			return nil, fmt.Errorf("building Resource Manager client for the scope's folders: %w", err)
+		if inst.Directory, err = gcp.NewProjectDirectory(ctx, gopts); err != nil {
+			return fail(fmt.Errorf("building Resource Manager client for the scope's folders: %w", err))
 		}
 		if sc.HasFolders() {
-			sc = sc.WithAncestry(dir, scope.AncestryOptions{})
+			sc = sc.WithAncestry(inst.Directory, scope.AncestryOptions{})
 		}
 	}
 	// Sweeps and whole-project replays: Cloud Asset search, per-region
 	// listing as the fallback (folders and organisations enumerated through
 	// Resource Manager when the directory exists).
 	dopts := gcp.DiscoveryOptions{Mode: cfg.Discovery}
-	if dir != nil {
-		dopts.Projects = gcp.NewProjectsUnder(dir)
+	if inst.Directory != nil {
+		dopts.Projects = gcp.NewProjectsUnder(inst.Directory)
 	}
 	clients.Discovery.SetOptions(dopts)
-	closeAll := func() {
-		_ = clients.Close()
-		if dir != nil {
-			_ = dir.Close()
-		}
-	}
-	rec, err := iapsetup.New(clients.Deps(), iapsetup.Options{
+	inst.Reconciler, err = iapsetup.New(clients.Deps(), iapsetup.Options{
 		Scope:          sc,
 		DryRun:         cfg.DryRun,
 		Logger:         log,
 		AccessPolicies: cfg.AccessPolicies,
 	})
 	if err != nil {
-		closeAll()
-		return nil, err
+		return fail(err)
 	}
 	var psOpts []option.ClientOption
 	if cfg.EmulatorHost != "" && os.Getenv(EnvPubSubHost) == "" {
 		// Outcomes go to the same emulator unless Pub/Sub's own variable says otherwise.
 		psOpts = gcp.EmulatorGRPCOptions(cfg.EmulatorHost, "")
 	}
-	ps, err := pubsubapi.NewTopicAdminClient(ctx, psOpts...)
-	if err != nil {
-		closeAll()
-		return nil, fmt.Errorf("building Pub/Sub client: %w", err)
+	if inst.PubSub, err = pubsubapi.NewTopicAdminClient(ctx, psOpts...); err != nil {
+		return fail(fmt.Errorf("building Pub/Sub client: %w", err))
 	}
-	pub := outcome.NewPublisher(ps, cfg.Project, cfg.OutcomesTopic)
-	replays := NewTopicReplayPublisher(ps, cfg.Project, cfg.ReplayTopic)
-	h := NewHandler(cfg, rec, pub, log)
-	h.SetDiscovery(clients.Discovery, replays)
-	return &Instance{Clients: clients, Directory: dir, Reconciler: rec, PubSub: ps, Handler: h}, nil
+	inst.Handler = NewHandler(cfg, inst.Reconciler, outcome.NewPublisher(inst.PubSub, cfg.Project, cfg.OutcomesTopic), log)
+	inst.Handler.SetDiscovery(clients.Discovery, NewTopicReplayPublisher(inst.PubSub, cfg.Project, cfg.ReplayTopic))
+	return inst, nil
 }
 
 // Close closes the clients (the publisher holds nothing back).
 func (i *Instance) Close() error {
-	err := i.PubSub.Close()
-	if cerr := i.Clients.Close(); err == nil {
-		err = cerr
+	errs := []error{i.Clients.Close()}
+	if i.PubSub != nil {
+		errs = append(errs, i.PubSub.Close())
 	}
 	if i.Directory != nil {
-		if cerr := i.Directory.Close(); err == nil {
-			err = cerr
-		}
+		errs = append(errs, i.Directory.Close())
 	}
-	return err
+	return errors.Join(errs...)
 }
