@@ -14,7 +14,7 @@ import (
 	"github.com/iapguard/iapguard/internal/boundedre"
 	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/internal/gcp"
-	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
@@ -113,7 +113,7 @@ type Config struct {
 	// AccessPoliciesFile is the access policy file (empty: none);
 	// AccessPolicies are its validated contents, loaded once per instance.
 	AccessPoliciesFile string
-	AccessPolicies     *iapsetup.AccessPolicies
+	AccessPolicies     *access.Policies
 	// RecordKey is the secret version signing the access records (empty:
 	// unsigned records, no revocation).
 	RecordKey string
@@ -253,7 +253,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		bad("%s=%q: want a Secret Manager secret version, projects/PROJECT/secrets/SECRET/versions/VERSION (a number or latest)", EnvRecordKey, c.RecordKey)
 	}
 	if c.AccessPoliciesFile = strings.TrimSpace(getenv(EnvAccessPolicies)); c.AccessPoliciesFile != "" {
-		a, err := iapsetup.LoadAccessPolicies(c.AccessPoliciesFile)
+		a, err := access.Load(c.AccessPoliciesFile)
 		if err != nil {
 			bad("%s: %v", EnvAccessPolicies, err)
 		}

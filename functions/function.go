@@ -36,6 +36,7 @@ import (
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/logx"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
@@ -141,7 +142,7 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.AccessPolicies == nil && cfg.AccessPoliciesFile != "" {
-		a, err := iapsetup.LoadAccessPolicies(cfg.AccessPoliciesFile)
+		a, err := access.Load(cfg.AccessPoliciesFile)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", EnvAccessPolicies, err)
 		}

@@ -527,17 +527,19 @@ func (f *soakFigures) accountConflict(ctx context.Context, e *env, s *soakSvc, s
 	if svc.IapEnabled {
 		problems = append(problems, "Cloud Run IAP turned on")
 	}
-	res2 := iapsetup.BackendIAPResource(s.project.NumberString(), iapsetup.BackendService{
-		Ref: iapsetup.BackendRef{Project: s.project.ID, Name: be.Name}, ID: fmt.Sprint(be.Id),
-	})
-	p, err := e.st.Fn.Clients.IAPAdapter.GetIAPPolicy(ctx, res2.Name)
+	id := fmt.Sprint(be.Id) // the IAP API names a backend service by its id, else its name
+	if be.Id == 0 {
+		id = be.Name
+	}
+	res2 := "projects/" + s.project.NumberString() + "/iap_web/compute/services/" + id
+	p, err := e.st.Fn.Clients.IAPAdapter.GetIAPPolicy(ctx, res2)
 	if err != nil {
-		return fmt.Errorf("reading the IAP policy of %s: %w", res2.Name, err)
+		return fmt.Errorf("reading the IAP policy of %s: %w", res2, err)
 	}
 	for _, b := range p.Bindings {
 		if len(b.Members) > 0 {
 			f.SharedGranted += len(b.Members)
-			problems = append(problems, fmt.Sprintf("%s granted on %s", strings.Join(b.Members, ", "), res2.Name))
+			problems = append(problems, fmt.Sprintf("%s granted on %s", strings.Join(b.Members, ", "), res2))
 		}
 	}
 	if len(problems) == 0 {

@@ -34,6 +34,7 @@ import (
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 )
 
 // foreignPrincipal is the administrator whose IAM edits iapguard must keep.
@@ -129,7 +130,7 @@ func soakForeignAccessor(s *soakSvc) string { return "user:boss-" + s.name + "@e
 
 // iapResource is s's Cloud Run IAP resource.
 func (s *soakSvc) iapResource() string {
-	return iapsetup.CloudRunIAPResource(s.project.NumberString(), s.ref()).Name
+	return "projects/" + s.project.NumberString() + "/iap_web/cloud_run-" + s.ref().Region + "/services/" + s.ref().Name
 }
 
 func (s *soakSvc) resource() string {
@@ -389,7 +390,7 @@ func (w *soakWorld) label(ctx context.Context, s *soakSvc) error {
 func soakLabels(s *soakSvc) map[string]string {
 	l := map[string]string{"iap": "enabled", "team": "soak"}
 	if s.access || s.groupAccess {
-		l[iapsetup.AccessLabelKey] = "soak-users"
+		l[access.LabelKey] = "soak-users"
 	}
 	return l
 }
@@ -511,7 +512,7 @@ func (w *soakWorld) grantForeignAccess(ctx context.Context, a *gcp.IAPAdapter) e
 		if err != nil {
 			return err
 		}
-		p.Bindings = append(p.Bindings, iapsetup.Binding{Role: iapsetup.RoleAccessor, Members: []string{soakForeignAccessor(s)}})
+		p.Bindings = append(p.Bindings, iapsetup.Binding{Role: "roles/iap.httpsResourceAccessor", Members: []string{soakForeignAccessor(s)}})
 		if _, err := a.SetIAPPolicy(ctx, s.iapResource(), p); err != nil {
 			return err
 		}

@@ -29,6 +29,7 @@ import (
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
@@ -102,7 +103,7 @@ func (f *opFlags) add(cmd *cobra.Command, ru regionUse, timeout time.Duration) {
 func (f *opFlags) reconcilerOptions(sc scope.Scope, dryRun bool) (iapsetup.Options, error) {
 	o := iapsetup.Options{Scope: sc, DryRun: dryRun}
 	if f.accessFile != "" {
-		a, err := iapsetup.LoadAccessPolicies(f.accessFile)
+		a, err := access.Load(f.accessFile)
 		if err != nil {
 			return o, fmt.Errorf("--access-policies: %w", err)
 		}
@@ -167,7 +168,7 @@ type session struct {
 	clients  *gcp.Clients
 	rec      *iapsetup.Reconciler
 	// access are the reconciler's access policies (--access-policies).
-	access *iapsetup.AccessPolicies
+	access *access.Policies
 	// discovery records how each every-region scan found its services.
 	discovery []*gcp.Discovered
 	// prefound, when not nil, holds the services of projects found by one

@@ -27,10 +27,10 @@ func TestIAPAdapter(t *testing.T) {
 	a := e.Clients.IAPAdapter
 	ctx := t.Context()
 	number := "123456789012"
-	runRes := iapsetup.CloudRunIAPResource(number, helloRef).Name
-	backendRes := iapsetup.BackendIAPResource(number, *bs).Name
+	runRes := "projects/" + number + "/iap_web/cloud_run-" + helloRef.Region + "/services/" + helloRef.Name
+	backendRes := "projects/" + number + "/iap_web/compute/services/" + bs.ID
 
-	for _, res := range []string{runRes, backendRes, iapsetup.ProjectIAPResource(number)} {
+	for _, res := range []string{runRes, backendRes, "projects/" + number + "/iap_web"} {
 		t.Run(res, func(t *testing.T) {
 			empty, err := a.GetIAPPolicy(ctx, res)
 			if err != nil {
@@ -40,8 +40,8 @@ func TestIAPAdapter(t *testing.T) {
 				t.Fatalf("GetIAPPolicy(new resource) = %+v, want no bindings and an etag", empty)
 			}
 			want := &iapsetup.Policy{Version: 3, Etag: empty.Etag, Bindings: []iapsetup.Binding{
-				{Role: iapsetup.RoleAccessor, Members: []string{"group:web@example.com", "user:a@example.com"}},
-				{Role: iapsetup.RoleAccessor, Members: []string{"user:b@example.com"},
+				{Role: roleAccessor, Members: []string{"group:web@example.com", "user:a@example.com"}},
+				{Role: roleAccessor, Members: []string{"user:b@example.com"},
 					Condition: &iapsetup.Condition{Title: "office-hours", Expression: "request.time.getHours('Europe/Berlin') >= 9"}},
 			}}
 			set, err := a.SetIAPPolicy(ctx, res, want)
@@ -93,9 +93,12 @@ func TestIAPAdapter(t *testing.T) {
 	// The IAP API refuses a member without a kind: INVALID_ARGUMENT, which
 	// the reconciler reports as a rejected access step.
 	p, _ := a.GetIAPPolicy(ctx, runRes)
-	p.Bindings = []iapsetup.Binding{{Role: iapsetup.RoleAccessor, Members: []string{"alice"}}}
+	p.Bindings = []iapsetup.Binding{{Role: roleAccessor, Members: []string{"alice"}}}
 	_, err = a.SetIAPPolicy(ctx, runRes, p)
 	if err == nil || !strings.Contains(err.Error(), runRes) || gcperr.Code(err) != codes.InvalidArgument || !errors.Is(err, iapsetup.ErrInvalid) {
 		t.Errorf("SetIAPPolicy(bad member) = %v, want INVALID_ARGUMENT naming the resource", err)
 	}
 }
+
+// roleAccessor is the IAP-secured Web App User role.
+const roleAccessor = "roles/iap.httpsResourceAccessor"

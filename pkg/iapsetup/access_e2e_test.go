@@ -19,23 +19,24 @@ import (
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 const projectNumber = "123456789012"
 
-var runIAP = iapsetup.CloudRunIAPResource(projectNumber, ref).Name
+var runIAP = iapsetup.CloudRunIAPResource(projectNumber, ref)
 
-func policies(t *testing.T, m map[string][]string) *iapsetup.AccessPolicies {
+func policies(t *testing.T, m map[string][]string) *access.Policies {
 	t.Helper()
-	a, err := iapsetup.NewAccessPolicies("test", m)
+	a, err := access.New("test", m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return a
 }
 
-func withPolicies(a *iapsetup.AccessPolicies) func(*iapsetup.Options) {
+func withPolicies(a *access.Policies) func(*iapsetup.Options) {
 	return func(o *iapsetup.Options) { o.AccessPolicies = a }
 }
 

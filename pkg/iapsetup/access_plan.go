@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -73,7 +74,7 @@ type accessPlan struct {
 
 // accessPart plans roles/iap.httpsResourceAccessor on one IAP resource.
 type accessPart struct {
-	res     IAPResource
+	res     iapResource
 	before  *Policy
 	readErr error
 	// after is the policy to write (with before's etag); nil: nothing to do.
@@ -90,7 +91,7 @@ type accessPart struct {
 // planAccess is pure: it plans the access step from the labels, the
 // configured policies and the IAP policies read into o. resources are the
 // service's IAP resources (nil: none, noResource says why).
-func planAccess(ref ServiceRef, d Desired, o *Observed, number string, resources []IAPResource, noResource string) *accessPlan {
+func planAccess(ref ServiceRef, d Desired, o *Observed, number string, resources []iapResource, noResource string) *accessPlan {
 	ap := &accessPlan{ref: ref, policy: d.Access, labelSet: d.AccessSet, rawAnn: d.Granted, number: number, noResource: noResource}
 	ap.rec = o.record
 	if ap.rec == nil {
@@ -105,10 +106,10 @@ func planAccess(ref ServiceRef, d Desired, o *Observed, number string, resources
 		pol, ok := o.AccessPolicies.Lookup(d.Access)
 		switch {
 		case !ok && o.AccessPolicies.Len() == 0:
-			ap.reject = fmt.Sprintf("label %s=%q names an access policy, but no access policies are configured (IAPGUARD_ACCESS_POLICIES)", AccessLabelKey, d.Access)
+			ap.reject = fmt.Sprintf("label %s=%q names an access policy, but no access policies are configured (IAPGUARD_ACCESS_POLICIES)", access.LabelKey, d.Access)
 		case !ok:
-			ap.reject = fmt.Sprintf("label %s=%q names no access policy; known policies: %s", AccessLabelKey, d.Access, strings.Join(ap.available, ", "))
-		case !pol.Allows(ref):
+			ap.reject = fmt.Sprintf("label %s=%q names no access policy; known policies: %s", access.LabelKey, d.Access, strings.Join(ap.available, ", "))
+		case !pol.Allows(ref.Project, ref.Name):
 			ap.reject = fmt.Sprintf("access policy %s may be used only by %s; %s/%s is not among them", d.Access, strings.Join(pol.Allowed, ", "), ref.Project, ref.Name)
 		default:
 			ap.wanted = pol.Members
@@ -116,7 +117,7 @@ func planAccess(ref ServiceRef, d Desired, o *Observed, number string, resources
 			// Policies built in code are validated by NewAccessPolicies;
 			// check again so that nothing malformed or public is granted.
 			for _, m := range pol.Members {
-				if c, err := CanonicalMember(m); err != nil || c != m {
+				if c, err := access.CanonicalMember(m); err != nil || c != m {
 					ap.manage, ap.wanted = false, nil
 					ap.reject = fmt.Sprintf("access policy %s: %v", d.Access, err)
 					break
@@ -128,7 +129,7 @@ func planAccess(ref ServiceRef, d Desired, o *Observed, number string, resources
 		ap.keyErr = ap.rec.signErr
 	}
 	if number != "" {
-		proj := ProjectIAPResource(number)
+		proj := projectIAPResource(number)
 		ap.projectPolicy, ap.projectErr = o.IAP[proj], o.IAPErrs[proj]
 	}
 	for _, res := range resources {
@@ -199,7 +200,7 @@ func (ap *accessPlan) intentAnnotation() *string {
 // unconditionally, revoke the members a verified record says iapguard
 // granted on this resource that the policy no longer lists, touch nothing
 // else.
-func planAccessPart(res IAPResource, before *Policy, ap *accessPlan) accessPart {
+func planAccessPart(res iapResource, before *Policy, ap *accessPlan) accessPart {
 	part := accessPart{res: res, before: before}
 	if before == nil || !ap.manage || ap.keyErr != nil {
 		return part
@@ -222,7 +223,7 @@ func planAccessPart(res IAPResource, before *Policy, ap *accessPlan) accessPart 
 	var kept []Binding
 	added := false
 	for _, b := range after.Bindings {
-		if b.Role == RoleAccessor && b.Condition == nil {
+		if b.Role == roleAccessor && b.Condition == nil {
 			b.Members = slices.DeleteFunc(b.Members, func(m string) bool { return containsMember(part.removed, m) })
 			if !added && len(part.added) > 0 {
 				b.Members = append(b.Members, part.added...)
@@ -235,11 +236,11 @@ func planAccessPart(res IAPResource, before *Policy, ap *accessPlan) accessPart 
 		kept = append(kept, b)
 	}
 	if !added && len(part.added) > 0 {
-		kept = append(kept, Binding{Role: RoleAccessor, Members: slices.Clone(part.added)})
+		kept = append(kept, Binding{Role: roleAccessor, Members: slices.Clone(part.added)})
 	}
 	after.Bindings = kept
 	part.after = after
-	field := "iamPolicy[" + RoleAccessor + "]"
+	field := "iamPolicy[" + roleAccessor + "]"
 	for _, m := range part.added {
 		part.changes = append(part.changes, outcome.Change{Resource: res.Name, Field: field, Before: "", After: m})
 	}
@@ -257,7 +258,7 @@ func accessorMembers(p *Policy, conditional bool) []string {
 	}
 	var out []string
 	for _, b := range p.Bindings {
-		if b.Role != RoleAccessor || (b.Condition != nil) != conditional {
+		if b.Role != roleAccessor || (b.Condition != nil) != conditional {
 			continue
 		}
 		for _, m := range b.Members {
@@ -415,7 +416,7 @@ func (ap *accessPlan) finding(part *accessPart) AccessFinding {
 	f := AccessFinding{
 		Resource: part.res.Name, What: part.res.What,
 		Members: accessorMembers(pol, false), Conditional: accessorMembers(pol, true),
-		Project: ProjectIAPResource(ap.number), Policy: ap.policy,
+		Project: projectIAPResource(ap.number), Policy: ap.policy,
 	}
 	f.ProjectMembers = append(accessorMembers(ap.projectPolicy, false), accessorMembers(ap.projectPolicy, true)...)
 	if ap.projectErr != nil {
@@ -517,7 +518,7 @@ func (ap *accessPlan) step(v view, part *accessPart) outcome.Step {
 	case len(f.public()) > 0:
 		s.Result = outcome.StepWarning
 		s.Message = fmt.Sprintf("%s hold %s: IAP lets every Google account (or everyone) through %s; %s; remove it: gcloud iap web remove-iam-policy-binding %s --member=%s --role=%s",
-			strings.Join(f.public(), " and "), RoleAccessor, part.res.What, who, part.res.gcloud, f.public()[0], RoleAccessor)
+			strings.Join(f.public(), " and "), roleAccessor, part.res.What, who, part.res.gcloud, f.public()[0], roleAccessor)
 	default:
 		s.Result, s.Message = outcome.StepOK, who+"; "+scope
 	}
@@ -531,9 +532,9 @@ func (ap *accessPlan) scope() string {
 		return "access policy " + ap.policy
 	case len(ap.rec.granted) > 0:
 		n := len(recordMembers(ap.rec.granted))
-		return fmt.Sprintf("no %s label: iapguard manages no access; the %d members it granted before are kept (annotation %s)", AccessLabelKey, n, AccessAnnotation)
+		return fmt.Sprintf("no %s label: iapguard manages no access; the %d members it granted before are kept (annotation %s)", access.LabelKey, n, AccessAnnotation)
 	}
-	return fmt.Sprintf("no %s label: access is not managed by iapguard", AccessLabelKey)
+	return fmt.Sprintf("no %s label: access is not managed by iapguard", access.LabelKey)
 }
 
 // describe says what part will change or, done, what it changed.
@@ -544,13 +545,13 @@ func (ap *accessPlan) describe(part *accessPart, done bool) string {
 	}
 	var what []string
 	if len(part.added) > 0 {
-		what = append(what, grant+RoleAccessor+" on "+part.res.What+" to "+strings.Join(part.added, ", "))
+		what = append(what, grant+roleAccessor+" on "+part.res.What+" to "+strings.Join(part.added, ", "))
 	}
 	if len(part.removed) > 0 {
 		what = append(what, revoke+" it from "+strings.Join(part.removed, ", ")+" (granted by iapguard, no longer listed)")
 	}
 	if len(what) == 0 && !done {
-		return "update " + RoleAccessor + " on " + part.res.What
+		return "update " + roleAccessor + " on " + part.res.What
 	}
 	return strings.Join(what, "; ")
 }
@@ -563,7 +564,7 @@ func iapOnFor(v view, part *accessPart) bool {
 		return false
 	}
 	for _, b := range v.backends {
-		if b.write && b.err != nil && BackendIAPResource(v.access.number, b.backend).Name == part.res.Name {
+		if b.write && b.err != nil && backendIAPResource(v.access.number, b.backend).Name == part.res.Name {
 			return false
 		}
 	}
@@ -571,9 +572,9 @@ func iapOnFor(v view, part *accessPart) bool {
 }
 
 func (ap *accessPlan) nobody(part *accessPart, on bool) string {
-	how := fmt.Sprintf("gcloud iap web add-iam-policy-binding %s --member=group:GROUP@DOMAIN --role=%s", part.res.gcloud, RoleAccessor)
+	how := fmt.Sprintf("gcloud iap web add-iam-policy-binding %s --member=group:GROUP@DOMAIN --role=%s", part.res.gcloud, roleAccessor)
 	label := fmt.Sprintf("gcloud run services update %s --project=%s --region=%s --update-labels=%s=POLICY",
-		ap.ref.Name, ap.ref.Project, ap.ref.Region, AccessLabelKey)
+		ap.ref.Name, ap.ref.Project, ap.ref.Region, access.LabelKey)
 	if len(ap.available) > 0 {
 		label += " (policies: " + strings.Join(ap.available, ", ") + ")"
 	}
@@ -582,16 +583,16 @@ func (ap *accessPlan) nobody(part *accessPart, on bool) string {
 		state = "turning IAP on failed (see its step); once it is on,"
 	}
 	return fmt.Sprintf("%s nobody holds %s on %s or project-wide on %s (project-level grants outside iap_web are not checked): every request is refused. Grant access: %s, or declare it: %s",
-		state, RoleAccessor, part.res.What, ProjectIAPResource(ap.number), how, label)
+		state, roleAccessor, part.res.What, projectIAPResource(ap.number), how, label)
 }
 
 func (ap *accessPlan) fix(part *accessPart) string {
 	var cmds []string
 	for _, m := range part.added {
-		cmds = append(cmds, fmt.Sprintf("gcloud iap web add-iam-policy-binding %s --member=%s --role=%s", part.res.gcloud, m, RoleAccessor))
+		cmds = append(cmds, fmt.Sprintf("gcloud iap web add-iam-policy-binding %s --member=%s --role=%s", part.res.gcloud, m, roleAccessor))
 	}
 	for _, m := range part.removed {
-		cmds = append(cmds, fmt.Sprintf("gcloud iap web remove-iam-policy-binding %s --member=%s --role=%s", part.res.gcloud, m, RoleAccessor))
+		cmds = append(cmds, fmt.Sprintf("gcloud iap web remove-iam-policy-binding %s --member=%s --role=%s", part.res.gcloud, m, roleAccessor))
 	}
 	return strings.Join(cmds, " && ")
 }
@@ -623,7 +624,7 @@ func (ap *accessPlan) reads() (resources []string, project string) {
 		}
 	}
 	if ap.projectPolicy == nil && ap.projectErr == nil && ap.number != "" {
-		project = ProjectIAPResource(ap.number)
+		project = projectIAPResource(ap.number)
 	}
 	return resources, project
 }

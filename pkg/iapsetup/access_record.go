@@ -17,6 +17,7 @@ import (
 
 	"github.com/iapguard/iapguard/internal/boundedre"
 
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 	"github.com/iapguard/iapguard/pkg/iapsetup/internal/cache"
 )
 
@@ -140,11 +141,11 @@ func parseRecord(v string) (*accessRecord, error) {
 			if !iapResourceRE.MatchString(res) {
 				return nil, fmt.Errorf("record names %q, which is not an IAP resource iapguard grants on", res)
 			}
-			if len(ms) == 0 || len(ms) > MaxAccessMembers {
+			if len(ms) == 0 || len(ms) > access.MaxMembers {
 				return nil, fmt.Errorf("record lists %d members on %s", len(ms), res)
 			}
 			for i, m := range ms {
-				c, err := CanonicalMember(m)
+				c, err := access.CanonicalMember(m)
 				if err != nil || c != m {
 					return nil, fmt.Errorf("record member %q is not canonical", m)
 				}

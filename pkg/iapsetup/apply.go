@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/iapguard/iapguard/internal/boundedre"
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -444,7 +445,7 @@ func (r *Reconciler) writeService(ctx context.Context, p *Plan, sp servicePart, 
 			if d.Intent != Enforce || d.Access != p.Desired.Access || d.AccessSet != p.Desired.AccessSet {
 				// The labels changed under us: stop, the event for that
 				// change reconciles again.
-				return false, fmt.Errorf("labels %s=%q %s=%q changed during the reconcile: %w", LabelKey, d.Label, AccessLabelKey, d.Access, errRelabelled)
+				return false, fmt.Errorf("labels %s=%q %s=%q changed during the reconcile: %w", LabelKey, d.Label, access.LabelKey, d.Access, errRelabelled)
 			}
 			sp = *sw.plan(s, d)
 			return !sp.update.empty(), nil

@@ -2,6 +2,7 @@ package iapsetup
 
 import (
 	"fmt"
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 	"strings"
 )
 
@@ -75,7 +76,7 @@ func DesiredFor(s *Service) Desired {
 	}
 	d := Desired{Managed: IsManagedMarker(s.Annotations[ManagedAnnotation]), Granted: s.Annotations[AccessAnnotation]}
 	d.Label, d.LabelSet = s.Labels[LabelKey]
-	d.Access, d.AccessSet = s.Labels[AccessLabelKey]
+	d.Access, d.AccessSet = s.Labels[access.LabelKey]
 	switch {
 	case !d.LabelSet || d.Label == LabelDisabled:
 		d.Intent = Unmanaged

@@ -29,3 +29,16 @@ func CachesOf(r *Reconciler) CacheStats {
 	c := r.caches()
 	return CacheStats{Agents: c.agents, ProjectIAP: c.projectIAP}
 }
+
+// IAP resource names and the accessor role, for the package's tests.
+const RoleAccessor = roleAccessor
+
+func ProjectIAPResource(number string) string { return projectIAPResource(number) }
+
+func CloudRunIAPResource(number string, ref ServiceRef) string {
+	return cloudRunIAPResource(number, ref).Name
+}
+
+func BackendIAPResource(number string, b BackendService) string {
+	return backendIAPResource(number, b).Name
+}

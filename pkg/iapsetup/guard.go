@@ -3,6 +3,7 @@ package iapsetup
 import (
 	"errors"
 	"fmt"
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 	"strings"
 )
 
@@ -112,7 +113,7 @@ func checkAccessWrite(before, after *Policy, wanted, granted []string) error {
 		if ag[g] {
 			continue
 		}
-		if g.role != RoleAccessor || g.cond != "" {
+		if g.role != roleAccessor || g.cond != "" {
 			return unsafeWrite("IAP policy write removes %s from %s", g.member, g.role)
 		}
 		if !containsMember(granted, g.member) {
@@ -129,10 +130,10 @@ func checkAccessWrite(before, after *Policy, wanted, granted []string) error {
 		if isPublic(g.member) {
 			return unsafeWrite("IAP policy write adds %s: iapguard never makes IAP public", g.member)
 		}
-		if g.role != RoleAccessor || g.cond != "" {
+		if g.role != roleAccessor || g.cond != "" {
 			return unsafeWrite("IAP policy write adds %s to %s", g.member, g.role)
 		}
-		if c, err := CanonicalMember(g.member); err != nil || !containsMember(wanted, c) {
+		if c, err := access.CanonicalMember(g.member); err != nil || !containsMember(wanted, c) {
 			return unsafeWrite("IAP policy write adds %s, which the access policy does not list", g.member)
 		}
 	}

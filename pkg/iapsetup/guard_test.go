@@ -175,8 +175,8 @@ func TestCheckAccessWrite(t *testing.T) {
 	granted := []string{"group:web@example.com", "user:old@example.com"}
 	before := func() *Policy {
 		return &Policy{Version: 3, Etag: []byte("e1"), Bindings: []Binding{
-			bind(RoleAccessor, "group:web@example.com", "user:old@example.com", "user:boss@example.com"),
-			condBind(RoleAccessor, "t", "user:old@example.com"),
+			bind(roleAccessor, "group:web@example.com", "user:old@example.com", "user:boss@example.com"),
+			condBind(roleAccessor, "t", "user:old@example.com"),
 			bind("roles/iap.admin", "user:o@example.com"),
 		}}
 	}
@@ -201,7 +201,7 @@ func TestCheckAccessWrite(t *testing.T) {
 		{"revoke an own member from a conditional binding", func(p *Policy) { p.Bindings = append(p.Bindings[:1], p.Bindings[2]) }, true},
 		{"grant allUsers", func(p *Policy) { p.Bindings[0].Members = append(p.Bindings[0].Members, allUsers) }, true},
 		{"grant allAuthenticatedUsers", func(p *Policy) {
-			p.Bindings = append(p.Bindings, bind(RoleAccessor, allAuthenticatedUsers))
+			p.Bindings = append(p.Bindings, bind(roleAccessor, allAuthenticatedUsers))
 		}, true},
 		{"grant a member the policy does not list", func(p *Policy) {
 			p.Bindings[0].Members = append(p.Bindings[0].Members, "user:mallory@example.com")

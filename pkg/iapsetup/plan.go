@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -45,7 +46,7 @@ type Observed struct {
 	Frontends map[string]Frontend
 	// AccessPolicies is the configured access-policy set (configuration, not
 	// live state; nil: none configured).
-	AccessPolicies *AccessPolicies
+	AccessPolicies *access.Policies
 	// CheckAccess asks for the who-can-pass check even when IAP is already
 	// on and no access policy is declared (operators' audit and doctor).
 	// Otherwise access is checked only where it can change something: the
@@ -317,20 +318,20 @@ func lookalikeLabel(labels map[string]string) string {
 // Cloud Run's built-in IAP resource in direct mode, each fronting backend
 // service that has (or gets) IAP in load-balancer mode. With none, reason
 // says why.
-func (p *Plan) iapResources() (number string, resources []IAPResource, reason string) {
+func (p *Plan) iapResources() (number string, resources []iapResource, reason string) {
 	number, ok := projectNumberFromAgent(p.agent)
 	if !ok {
 		return "", nil, "the project number is unknown (it is read from the IAP service agent's email)"
 	}
 	if p.Mode == outcome.Direct {
-		return number, []IAPResource{CloudRunIAPResource(number, p.Ref)}, ""
+		return number, []iapResource{cloudRunIAPResource(number, p.Ref)}, ""
 	}
 	for _, bp := range p.backends {
 		if bp.share.conflict(true) != "" {
 			continue // shared, and not all its services agree: no grant there
 		}
 		if bp.backend.IAPEnabled || bp.write {
-			resources = append(resources, BackendIAPResource(number, bp.backend))
+			resources = append(resources, backendIAPResource(number, bp.backend))
 		}
 	}
 	if len(resources) == 0 {
@@ -915,7 +916,7 @@ func shareOf(ref ServiceRef, d Desired, b BackendService, o *Observed) sharing {
 			case nd.Intent != Enforce:
 				sh.others[name] = "not labelled " + LabelKey + "=" + LabelEnabled
 			case nd.AccessSet != d.AccessSet || nd.Access != d.Access:
-				sh.others[name] = fmt.Sprintf("%s=%q", AccessLabelKey, nd.Access)
+				sh.others[name] = fmt.Sprintf("%s=%q", access.LabelKey, nd.Access)
 			default:
 				sh.others[name] = ""
 			}
@@ -1004,7 +1005,7 @@ func (bp *backendPart) stepFor(svc ServiceRef) (outcome.Step, string) {
 		names := append([]string{svc.Name}, slices.Sorted(maps.Keys(bp.share.others))...)
 		s.Result = outcome.StepConflict
 		s.Message = fmt.Sprintf("backend service %s fronts several Cloud Run services or backends (%s); iapguard changes it (IAP, access grants) only when every service behind it is labelled %s=%s with the same %s policy: %s. Label them alike, or give the service a backend service of its own",
-			b.Ref.Name, strings.Join(append(names, bp.share.unknown...), ", "), LabelKey, LabelEnabled, AccessLabelKey, c)
+			b.Ref.Name, strings.Join(append(names, bp.share.unknown...), ", "), LabelKey, LabelEnabled, access.LabelKey, c)
 		return s, ""
 	}
 	switch {

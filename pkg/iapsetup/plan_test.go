@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -112,9 +113,9 @@ const (
 	tProjIAP = "projects/" + tNumber + "/iap_web"
 )
 
-func tPolicies(t testing.TB) *AccessPolicies {
+func tPolicies(t testing.TB) *access.Policies {
 	t.Helper()
-	a, err := NewAccessPolicies("test", map[string][]string{
+	a, err := access.New("test", map[string][]string{
 		"web-users": {"group:web@example.com", "user:a@example.com"},
 		"admins":    {"group:admins@example.com"},
 	})
@@ -125,7 +126,7 @@ func tPolicies(t testing.TB) *AccessPolicies {
 }
 
 func accessLabel(v string) func(*Service) {
-	return func(s *Service) { s.Labels[AccessLabelKey] = v }
+	return func(s *Service) { s.Labels[access.LabelKey] = v }
 }
 
 // testRecordKey signs the access records of plan tests.
@@ -177,7 +178,7 @@ func iapPolicy(members ...string) *Policy {
 	if len(members) == 0 {
 		return &Policy{Etag: []byte("ACAB")}
 	}
-	return &Policy{Version: 1, Etag: []byte("BwIAP1"), Bindings: []Binding{bind(RoleAccessor, members...)}}
+	return &Policy{Version: 1, Etag: []byte("BwIAP1"), Bindings: []Binding{bind(roleAccessor, members...)}}
 }
 
 func iapOf(kv ...any) map[string]*Policy {
@@ -188,7 +189,7 @@ func iapOf(kv ...any) map[string]*Policy {
 	return m
 }
 
-func backendIAP(b BackendService) string { return BackendIAPResource(tNumber, b).Name }
+func backendIAP(b BackendService) string { return backendIAPResource(tNumber, b).Name }
 
 func withCDN(b BackendService) BackendService { b.EnableCDN = true; return b }
 
@@ -767,7 +768,7 @@ func TestPlanGolden(t *testing.T) {
 		{
 			name: "access-conditional-grant-left-alone",
 			obs: func() *Observed {
-				p := &Policy{Version: 3, Etag: []byte("BwIAP3"), Bindings: []Binding{condBind(RoleAccessor, "office-hours", "group:web@example.com")}}
+				p := &Policy{Version: 3, Etag: []byte("BwIAP3"), Bindings: []Binding{condBind(roleAccessor, "office-hours", "group:web@example.com")}}
 				return &Observed{
 					Service: tService(iapOn, managed, accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent,
 					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, p, tProjIAP, iapPolicy()),

@@ -21,6 +21,7 @@ import (
 
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 )
 
 const (
@@ -47,9 +48,9 @@ type propAccess struct {
 // propIAPResources are the IAP resources that may guard the service.
 func propIAPResources(c *propCase) []string {
 	ref := iapsetup.ServiceRef{Project: propProject, Region: propRegion, Name: c.name}
-	out := []string{iapsetup.CloudRunIAPResource(propNumber, ref).Name}
+	out := []string{iapsetup.CloudRunIAPResource(propNumber, ref)}
 	for _, be := range c.backends {
-		out = append(out, iapsetup.BackendIAPResource(propNumber, iapsetup.BackendService{Ref: iapsetup.BackendRef{Project: propProject, Region: be.region, Name: be.name}}).Name)
+		out = append(out, iapsetup.BackendIAPResource(propNumber, iapsetup.BackendService{Ref: iapsetup.BackendRef{Project: propProject, Region: be.region, Name: be.name}}))
 	}
 	return out
 }
@@ -68,7 +69,7 @@ func propSubset(r *rand.Rand, xs []string) []string {
 func propGenAccess(r *rand.Rand, c *propCase) {
 	c.access = propAccess{accessors: map[string][]string{}, recorded: map[string][]string{}}
 	if r.IntN(2) == 0 {
-		c.labels[iapsetup.AccessLabelKey] = propPick(r, "web-users", "admins")
+		c.labels[access.LabelKey] = propPick(r, "web-users", "admins")
 	}
 	for _, res := range propIAPResources(c) {
 		c.access.accessors[res] = propSubset(r, propAccessors)
@@ -192,7 +193,7 @@ func propCheckAccess(c *propCase, m *propCloud) []string {
 			bad = append(bad, fmt.Sprintf("revoked %s on %s, which iapguard did not grant (record %q)", mem, res, c.access.record))
 		}
 	}
-	want := propPolicies[c.labels[iapsetup.AccessLabelKey]]
+	want := propPolicies[c.labels[access.LabelKey]]
 	for res, ms := range m.iapGranted {
 		for _, mem := range ms {
 			if !slices.Contains(want, mem) {

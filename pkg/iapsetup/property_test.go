@@ -36,6 +36,7 @@ import (
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 
 	"github.com/iapguard/iapguard/internal/gcp"
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -728,7 +729,7 @@ func (m *propCloud) deps() iapsetup.Deps {
 func propOptions() iapsetup.Options {
 	o := iapsetup.FastRetries(iapsetup.Options{Scope: scope.New(propProject)})
 	iapsetup.SetTestHooks(&o, nil, func(ctx context.Context, _ time.Duration) error { return ctx.Err() })
-	a, err := iapsetup.NewAccessPolicies("property", propPolicies)
+	a, err := access.New("property", propPolicies)
 	if err != nil {
 		panic(err)
 	}

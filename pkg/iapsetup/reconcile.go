@@ -13,6 +13,7 @@ import (
 
 	"github.com/iapguard/iapguard/pkg/iapsetup/internal/cache"
 
+	"github.com/iapguard/iapguard/pkg/iapsetup/access"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -42,7 +43,7 @@ type Options struct {
 	Logger *slog.Logger
 	// AccessPolicies are the access policies services name with the
 	// iap-access label (nil: none; a labelled service is then rejected).
-	AccessPolicies *AccessPolicies
+	AccessPolicies *access.Policies
 	// AccessProjectTTL is how long the project-wide IAP policy
 	// (projects/N/iap_web, read for the who-can-pass check) is cached.
 	// Default 1 minute; negative: not cached.

@@ -28,7 +28,7 @@ func TestReconcileForgedRecordRevokesNobody(t *testing.T) {
 	t.Parallel()
 	pols := policies(t, map[string][]string{"web-users": {"group:web@example.com"}, "bosses": {"user:boss@example.com"}})
 	donorRef := iapsetup.ServiceRef{Project: emulatortest.Project, Region: emulatortest.Region, Name: "donor"}
-	donorIAP := iapsetup.CloudRunIAPResource(projectNumber, donorRef).Name
+	donorIAP := iapsetup.CloudRunIAPResource(projectNumber, donorRef)
 	// record builds the annotation from donor's genuine record (signed
 	// with the same key, in the same emulator).
 	tests := []struct {
