@@ -16,6 +16,7 @@ import (
 
 	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/functions"
 	"github.com/iapguard/iapguard/internal/event"
 )
 
@@ -302,7 +303,7 @@ func TestReplayAllProjectsViaTopic(t *testing.T) {
 	ctx := t.Context()
 	ps := testPubSub(t, em.Addr(), "team-a")
 	sub := "projects/team-a/subscriptions/sweep"
-	createTopicSubscription(t, ps, "projects/team-a/topics/"+DefaultReplayTopic, sub)
+	createTopicSubscription(t, ps, "projects/team-a/topics/"+functions.DefaultReplayTopic, sub)
 
 	code, out, errOut := runOrg(t, em, map[string]string{envProjects: "team-*"},
 		"replay", "--via-topic", "--all-projects", "--project", "team-a", "--requested-by", "scheduler")

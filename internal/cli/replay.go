@@ -33,10 +33,6 @@ import (
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
-// DefaultReplayTopic is the topic the replay trigger listens on
-// (eventarc/triggers.yaml, trigger "replay").
-const DefaultReplayTopic = "iapguard-replay"
-
 type replayFlags struct {
 	opFlags
 	scopeFlags
@@ -105,7 +101,7 @@ is not a valid event.`,
 	fl.DurationVar(&f.since, "since", time.Hour, "with --from-logs: how far back to read")
 	fl.StringVar(&f.logFilter, "log-filter", "", "with --from-logs: an extra Logging query clause, ANDed (e.g. 'resource.labels.service_name=\"billing\"')")
 	fl.BoolVar(&f.viaTopic, "via-topic", false, "publish to the replay topic so the deployed function does the work")
-	fl.StringVar(&f.topic, "topic", DefaultReplayTopic, "replay topic: an id in --project, or projects/P/topics/T")
+	fl.StringVar(&f.topic, "topic", functions.DefaultReplayTopic, "replay topic: an id in --project, or projects/P/topics/T")
 	fl.StringSliceVar(&f.services, "service", nil, "replay message for this service (repeatable; needs --region)")
 	fl.BoolVar(&f.all, "all", false, "replay message for every service of --project (in --region, if given)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "change nothing (locally: plan only; --via-topic: publish nothing)")
@@ -308,7 +304,7 @@ func parseEvent(raw json.RawMessage, topic string, n int) (cloudevents.Event, er
 			return cloudevents.Event{}, err
 		}
 		if topic == "" {
-			topic = "projects/" + m.Project + "/topics/" + DefaultReplayTopic
+			topic = "projects/" + m.Project + "/topics/" + functions.DefaultReplayTopic
 		}
 		return replayMessageEvent(topic, m, n)
 	}

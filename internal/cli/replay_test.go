@@ -13,6 +13,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/iapguard/iapguard/functions"
 	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
@@ -166,7 +167,7 @@ func TestReplayViaTopic(t *testing.T) {
 	checkOneLineError(t, code, stdout, stderr, "topic projects/demo-project/topics/iapguard-replay not found")
 
 	ps := testPubSub(t, ts.st.Emu.Addr(), testProject)
-	topic := "projects/demo-project/topics/" + DefaultReplayTopic
+	topic := "projects/demo-project/topics/" + functions.DefaultReplayTopic
 	sub := "projects/demo-project/subscriptions/eventarc-replay"
 	createTopicSubscription(t, ps, topic, sub)
 
@@ -210,7 +211,7 @@ func TestReplayViaTopic(t *testing.T) {
 	var datas []string
 	err := ps.Subscriber(sub).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
 		m.Ack()
-		ev, err := event.NewMessagePublishedEvent(testProject, DefaultReplayTopic, sub,
+		ev, err := event.NewMessagePublishedEvent(testProject, functions.DefaultReplayTopic, sub,
 			event.PubSubMessage{Data: m.Data, MessageID: m.ID, PublishTime: m.PublishTime})
 		if err != nil {
 			t.Error(err)

@@ -16,13 +16,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/iapguard/iapguard/internal/deploy"
 	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
-
-// DefaultOutcomesTopic is the topic EnforceIAP publishes outcomes to
-// (docs/configuration.md, IAPGUARD_OUTCOMES_TOPIC).
-const DefaultOutcomesTopic = "iapguard-outcomes"
 
 type watchFlags struct {
 	project string
@@ -64,7 +61,7 @@ roles/pubsub.subscriber plus a custom grant).`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.project, "project", "", "project of the topic and the temporary subscription (default $"+envProject+" or $"+envGcloudProj+")")
-	fl.StringVar(&f.topic, "topic", DefaultOutcomesTopic, "outcomes topic: an id in --project, or projects/P/topics/T")
+	fl.StringVar(&f.topic, "topic", deploy.OutcomesTopic, "outcomes topic: an id in --project, or projects/P/topics/T")
 	fl.StringVar(&f.filter, "filter", "", `server-side subscription filter on attributes, e.g. 'attributes.outcome = "failed"'`)
 	fl.IntVar(&f.count, "count", 0, "exit after this many outcomes (0: until interrupted)")
 	fl.StringVarP(&f.output, "output", "o", outputTable, "output format: table (one line per outcome) or json (one outcome message per line)")
