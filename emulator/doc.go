@@ -14,9 +14,14 @@
 //	gRPC  google.pubsub.v1 Publisher, Subscriber, SchemaService         (cloud.google.com/go/pubsub/v2/pstest)
 //	gRPC  google.logging.v2.LoggingServiceV2 (ListLogEntries)            (package logging)
 //	gRPC  google.cloud.resourcemanager.v3.Projects (Get, SearchProjects) (package resourcemanager)
+//	gRPC  google.cloud.asset.v1.AssetService (SearchAllResources)         (package cloudasset)
+//	gRPC  google.cloud.secretmanager.v1.SecretManagerService             (package secretmanager)
 //	REST  /compute/v1/, /compute/beta/  Compute Engine subset            (package compute)
 //	REST  /v1beta1/                     Service Usage                    (package serviceusage)
 //	REST  /v1/                          IAP IAM methods                  (package iapapi)
+//	REST  /v1/SCOPE:searchAllResources  Cloud Asset search               (package cloudasset)
+//	REST  /v1/projects/*/secrets/*/versions/*:access  Secret Manager     (package secretmanager)
+//	REST  /v3/                          Resource Manager v3 reads        (package resourcemanager)
 //	REST  /_emulator/v1/                control API (below)
 //
 // Once listening, Env returns the two lines `iapctl emulator` prints:
@@ -32,8 +37,13 @@
 //	    option.WithoutAuthentication()
 //	Compute (google.golang.org/api/compute/v1):
 //	    option.WithEndpoint("http://ADDR/compute/v1/"), option.WithoutAuthentication()
-//	Service Usage v1beta1, IAP v1:
+//	Service Usage v1beta1, IAP v1, Cloud Asset v1, Secret Manager v1,
+//	Resource Manager v3 (google.golang.org/api/...):
 //	    option.WithEndpoint("http://ADDR/"), option.WithoutAuthentication()
+//
+// The REST forms of gRPC methods are transcoded by emulator/internal/rest:
+// the same implementation, counted, faulted and audited under the gRPC
+// method's key.
 //
 // # Built apart from the product
 //

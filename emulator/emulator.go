@@ -209,7 +209,22 @@ func New(opts Options) (*Emulator, error) {
 	mux.Handle("/compute/v1/", e.Compute)
 	mux.Handle("/compute/beta/", e.Compute)
 	mux.Handle("/v1beta1/", e.ServiceUsage)
-	mux.Handle("/v1/", e.IAP)
+	// Under /v1/: IAP, and the REST forms of Cloud Asset's
+	// SearchAllResources and Secret Manager's AccessSecretVersion (the
+	// discovery-based clients iapguard's function uses).
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, cloudasset.RESTVerb):
+			e.Asset.ServeREST(w, r)
+		case secretmanager.RESTPath(r.URL.Path):
+			e.SecretManager.ServeREST(w, r)
+		default:
+			e.IAP.ServeHTTP(w, r)
+		}
+	})
+	// Resource Manager v3's reads over REST.
+	mux.HandleFunc(resourcemanager.RESTPrefix, e.ResourceManager.ServeREST)
+
 	mux.HandleFunc(cloudrun.RESTPrefix, e.Run.ServeREST)         // Cloud Run Admin API v2 over REST
 	mux.HandleFunc(cloudrun.LocationsPath, e.Run.ServeLocations) // Cloud Run v1 projects.locations.list
 	mux.Handle(ControlPrefix, http.StripPrefix(strings.TrimSuffix(ControlPrefix, "/"), e.controlHandler()))

@@ -7,10 +7,8 @@ import (
 	"strings"
 	"sync"
 
-	asset "cloud.google.com/go/asset/apiv1"
-	"cloud.google.com/go/asset/apiv1/assetpb"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/api/iterator"
+	cloudasset "google.golang.org/api/cloudasset/v1"
 	runv1 "google.golang.org/api/run/v1"
 	"google.golang.org/grpc/codes"
 
@@ -42,11 +40,14 @@ const (
 
 // AssetPageSize is the page size asked of SearchAllResources: the most
 // Cloud Asset returns ("Page size is capped at 500 even if a larger value
-// is given", assetpb.SearchAllResourcesRequest.page_size).
+// is given", SearchAllResourcesRequest.page_size).
 const AssetPageSize = 500
 
+// ServiceAssetType is the Cloud Asset type of a Cloud Run service.
+const ServiceAssetType = "run.googleapis.com/Service"
+
 // LabelledQuery is the Cloud Asset query for services that carry the iap
-// label with any value (assetpb query syntax: "labels.env:* to find Google
+// label with any value (Cloud Asset query syntax: "labels.env:* to find Google
 // Cloud resources that have a label env"). Services whose label was
 // removed are not found: their label-removal event reports them
 // (opted-out).
@@ -98,7 +99,7 @@ type DiscoveryOptions struct {
 // cannot be the "-" wildcard", runpb.ListServicesRequest.parent).
 //
 // Path 1, Cloud Asset Inventory (organisation scale): SearchAllResources
-// over the scope, asset type run.googleapis.com/Service, 500 results a page
+// (v1 REST, google.golang.org/api/cloudasset/v1) over the scope, asset type run.googleapis.com/Service, 500 results a page
 // (ceil(N/500) calls for N services found). Needs
 // cloudasset.assets.searchAllResources on the scope and the API
 // (cloudasset.googleapis.com) enabled in the consumer project. Quotas
@@ -115,7 +116,7 @@ type DiscoveryOptions struct {
 // needs run.locations.list), then v2 ListServices in each region (needs
 // run.services.list): projects × (1 + regions) calls.
 type Discovery struct {
-	asset *asset.Client
+	asset *cloudasset.Service
 	v1    *runv1.APIService
 	run   *RunAdapter
 	pace  *pacer // Cloud Asset
@@ -177,43 +178,38 @@ func AssetUnavailable(err error) bool {
 
 func (d *Discovery) searchAsset(ctx context.Context, scope string, labelled bool) (*Discovered, error) {
 	out := &Discovered{Path: PathAsset}
-	req := &assetpb.SearchAllResourcesRequest{
-		Scope:      scope,
-		AssetTypes: []string{"run.googleapis.com/Service"},
-		PageSize:   AssetPageSize,
-	}
-	if labelled {
-		req.Query = LabelledQuery
+	if err := checkRESTName(scope); err != nil {
+		return out, err
 	}
 	tok := ""
 	for {
-		type page struct {
-			results []*assetpb.ResourceSearchResult
-			next    string
-		}
-		p, err := paced(ctx, d.pace, readCall, func() (page, error) {
+		resp, err := paced(ctx, d.pace, readCall, func() (*cloudasset.SearchAllResourcesResponse, error) {
 			out.Calls++
-			// A fresh pager per page: exactly one call, and a retry
-			// after throttling starts from the same token.
-			var pg page
-			var err error
-			pg.next, err = iterator.NewPager(d.asset.SearchAllResources(ctx, req), AssetPageSize, tok).NextPage(&pg.results)
-			return pg, err
+			// One call per page: a retry after throttling starts from the
+			// same token.
+			c := d.asset.V1.SearchAllResources(scope).AssetTypes(ServiceAssetType).PageSize(AssetPageSize).Context(ctx)
+			if labelled {
+				c = c.Query(LabelledQuery)
+			}
+			if tok != "" {
+				c = c.PageToken(tok)
+			}
+			return c.Do()
 		})
 		if err != nil {
 			return out, fmt.Errorf("searching Cloud Asset Inventory for Cloud Run services in %s (cloudasset.assets.searchAllResources): %w", scope, err)
 		}
-		for _, r := range p.results {
-			ref, err := iapsetup.ParseServiceName(r.GetName())
+		for _, r := range resp.Results {
+			ref, err := iapsetup.ParseServiceName(r.Name)
 			if err != nil {
 				continue // not a service name we can act on
 			}
-			out.Services = append(out.Services, Found{Ref: ref, Labels: r.GetLabels()})
+			out.Services = append(out.Services, Found{Ref: ref, Labels: r.Labels})
 		}
-		if p.next == "" {
+		if resp.NextPageToken == "" {
 			return out, nil
 		}
-		tok = p.next
+		tok = resp.NextPageToken
 	}
 }
 

@@ -2,14 +2,12 @@ package gcp
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 
-	resourcemanager "cloud.google.com/go/resourcemanager/apiv3"
-	"cloud.google.com/go/resourcemanager/apiv3/resourcemanagerpb"
-	"google.golang.org/api/iterator"
+	crm "google.golang.org/api/cloudresourcemanager/v3"
 	"google.golang.org/api/option"
 
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
@@ -20,7 +18,7 @@ import (
 const DefaultProjectPageSize = 500
 
 // ProjectDirectory reads projects and folders through Cloud Resource
-// Manager v3 (gRPC, cloud.google.com/go/resourcemanager/apiv3): the same
+// Manager v3 (REST, google.golang.org/api/cloudresourcemanager/v3): the same
 // code against Google and the emulator, which serves the same API. It
 // implements scope.ProjectLister and scope.FolderDirectory, for
 // enumerating a scope with patterns, folders or "*" (iapctl
@@ -31,8 +29,8 @@ const DefaultProjectPageSize = 500
 // does its role need resourcemanager.projects.get and
 // resourcemanager.folders.get (internal/iamperm).
 type ProjectDirectory struct {
-	c *resourcemanager.ProjectsClient
-	f *resourcemanager.FoldersClient
+	c         *crm.Service
+	closeIdle func()
 	// PageSize is the page size asked of SearchProjects and ListFolders
 	// (default DefaultProjectPageSize).
 	PageSize int32
@@ -52,31 +50,26 @@ func NewProjectDirectory(ctx context.Context, opts Options) (*ProjectDirectory, 
 	if opts.UserAgent != "" {
 		co = append(co, option.WithUserAgent(opts.UserAgent))
 	}
+	var closeIdle func()
 	if host != "" {
-		co = append(co, EmulatorGRPCOptions(host, opts.Principal)...)
+		var hc *http.Client
+		hc, closeIdle = emulatorHTTPClient(opts.Principal)
+		co = append(co, EmulatorRESTOptions(host, "", hc)...)
 	} else {
 		co = append(co, opts.ClientOptions...)
 	}
-	c, err := resourcemanager.NewProjectsClient(ctx, co...)
+	c, err := crm.NewService(ctx, co...)
 	if err != nil {
 		return nil, fmt.Errorf("creating Resource Manager client: %w", err)
 	}
-	f, err := resourcemanager.NewFoldersClient(ctx, co...)
-	if err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("creating Resource Manager folders client: %w", err)
-	}
-	return &ProjectDirectory{c: c, f: f, PageSize: DefaultProjectPageSize}, nil
+	return &ProjectDirectory{c: c, closeIdle: closeIdle, PageSize: DefaultProjectPageSize}, nil
 }
 
-// Close releases the clients' connections.
+// Close releases the emulator client's idle connections (nothing against
+// Google: the REST client holds no connection of its own).
 func (d *ProjectDirectory) Close() error {
-	err := d.c.Close()
-	if ferr := d.f.Close(); err == nil {
-		err = ferr
-	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("closing Resource Manager client: %w", err)
+	if d.closeIdle != nil {
+		d.closeIdle()
 	}
 	return nil
 }
@@ -111,45 +104,46 @@ func (d *ProjectDirectory) pageSize() int32 {
 
 // search follows every page of SearchProjects for query.
 func (d *ProjectDirectory) search(ctx context.Context, query string) ([]scope.ProjectInfo, error) {
-	it := d.c.SearchProjects(ctx, &resourcemanagerpb.SearchProjectsRequest{Query: query, PageSize: d.pageSize()})
 	var out []scope.ProjectInfo
-	for {
-		p, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return out, nil
+	err := d.c.Projects.Search().Query(query).PageSize(int64(d.pageSize())).Pages(ctx, func(r *crm.SearchProjectsResponse) error {
+		for _, p := range r.Projects {
+			if p.State != "ACTIVE" {
+				continue
+			}
+			num, ok := strings.CutPrefix(p.Name, "projects/")
+			if _, perr := strconv.ParseInt(num, 10, 64); !ok || perr != nil {
+				num = "" // not projects/NUMBER: keep the id alone
+			}
+			out = append(out, scope.ProjectInfo{ID: p.ProjectId, Number: num, Parent: p.Parent})
 		}
-		if err != nil {
-			return nil, fmt.Errorf("searching projects %q (resourcemanager.projects.search): %w", query, err)
-		}
-		if p.GetState() != resourcemanagerpb.Project_ACTIVE {
-			continue
-		}
-		num, ok := strings.CutPrefix(p.GetName(), "projects/")
-		if _, perr := strconv.ParseInt(num, 10, 64); !ok || perr != nil {
-			num = "" // not projects/NUMBER: keep the id alone
-		}
-		out = append(out, scope.ProjectInfo{ID: p.GetProjectId(), Number: num, Parent: p.GetParent()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("searching projects %q (resourcemanager.projects.search): %w", query, err)
 	}
+	return out, nil
 }
 
 // ListFolders returns the names of the folders directly under parent
 // (folders/N or organizations/N), following every page of ListFolders.
 // Needs resourcemanager.folders.list on parent.
 func (d *ProjectDirectory) ListFolders(ctx context.Context, parent string) ([]string, error) {
-	it := d.f.ListFolders(ctx, &resourcemanagerpb.ListFoldersRequest{Parent: parent, PageSize: d.pageSize()})
-	var out []string
-	for {
-		f, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("listing the folders under %s (resourcemanager.folders.list): %w", parent, err)
-		}
-		if f.GetState() == resourcemanagerpb.Folder_ACTIVE {
-			out = append(out, f.GetName())
-		}
+	if err := checkRESTName(parent); err != nil {
+		return nil, err
 	}
+	var out []string
+	err := d.c.Folders.List().Parent(parent).PageSize(int64(d.pageSize())).Pages(ctx, func(r *crm.ListFoldersResponse) error {
+		for _, f := range r.Folders {
+			if f.State == "ACTIVE" {
+				out = append(out, f.Name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the folders under %s (resourcemanager.folders.list): %w", parent, err)
+	}
+	return out, nil
 }
 
 // ProjectParent returns the parent of project (an id or a number):
@@ -158,20 +152,26 @@ func (d *ProjectDirectory) ListFolders(ctx context.Context, parent string) ([]st
 // PERMISSION_DENIED for a project that does not exist too.
 func (d *ProjectDirectory) ProjectParent(ctx context.Context, project string) (_ string, err error) {
 	defer classify(&err)
-	p, err := d.c.GetProject(ctx, &resourcemanagerpb.GetProjectRequest{Name: "projects/" + project})
+	if err := checkRESTID(project); err != nil {
+		return "", err
+	}
+	p, err := d.c.Projects.Get("projects/" + project).Context(ctx).Do()
 	if err != nil {
 		return "", fmt.Errorf("reading project %s (resourcemanager.projects.get): %w", project, err)
 	}
-	return p.GetParent(), nil
+	return p.Parent, nil
 }
 
 // FolderParent returns the parent of folders/ID (one GetFolder). Needs
 // resourcemanager.folders.get on the folder.
 func (d *ProjectDirectory) FolderParent(ctx context.Context, id string) (_ string, err error) {
 	defer classify(&err)
-	f, err := d.f.GetFolder(ctx, &resourcemanagerpb.GetFolderRequest{Name: "folders/" + id})
+	if err := checkRESTID(id); err != nil {
+		return "", err
+	}
+	f, err := d.c.Folders.Get("folders/" + id).Context(ctx).Do()
 	if err != nil {
 		return "", fmt.Errorf("reading folder %s (resourcemanager.folders.get): %w", id, err)
 	}
-	return f.GetParent(), nil
+	return f.Parent, nil
 }

@@ -2,6 +2,7 @@ package gcp
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -9,20 +10,20 @@ import (
 	"strings"
 	"sync"
 
-	secretmanager "cloud.google.com/go/secretmanager/apiv1"
-	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
+	secretmanager "google.golang.org/api/secretmanager/v1"
 
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
 // RecordKeyAdapter reads the key that signs iapguard's access records
-// (iapsetup.RecordKeys) from Secret Manager: AccessSecretVersion, which
+// (iapsetup.RecordKeys) from Secret Manager (v1 REST,
+// google.golang.org/api/secretmanager/v1): AccessSecretVersion, which
 // needs secretmanager.versions.access on the secret (roles/
 // secretmanager.secretAccessor). Grant it on that one secret, to the
 // function's service account only: whoever can read the key can forge
 // records.
 type RecordKeyAdapter struct {
-	c *secretmanager.Client
+	c *secretmanager.Service
 	// version is the signing version: projects/P/secrets/S/versions/V
 	// (V a number or latest).
 	version string
@@ -55,18 +56,33 @@ func (a *RecordKeyAdapter) RecordKey(ctx context.Context, version string) (_ str
 	if version == "" {
 		version = a.version
 	}
-	resp, err := paced(ctx, a.pace, readCall, func() (*secretmanagerpb.AccessSecretVersionResponse, error) {
-		return a.c.AccessSecretVersion(ctx, &secretmanagerpb.AccessSecretVersionRequest{Name: version})
+	if err := checkRESTName(version); err != nil {
+		return "", nil, err
+	}
+	resp, err := paced(ctx, a.pace, readCall, func() (*secretmanager.AccessSecretVersionResponse, error) {
+		return a.c.Projects.Secrets.Versions.Access(version).Context(ctx).Do()
 	})
 	if err != nil {
 		return "", nil, fmt.Errorf("accessing secret version %s: %w", version, err)
 	}
-	data := resp.GetPayload().GetData()
-	if c := resp.GetPayload().DataCrc32C; c != nil && *c != int64(crc32.Checksum(data, castagnoli)) {
+	if resp.Payload == nil {
+		return "", nil, fmt.Errorf("accessing secret version %s: %w", version, errors.New("the answer has no payload"))
+	}
+	// proto3 JSON bytes: standard base64 (URL-safe accepted too, as
+	// protojson does).
+	data, err := base64.StdEncoding.DecodeString(resp.Payload.Data)
+	if err != nil {
+		if data, err = base64.URLEncoding.DecodeString(resp.Payload.Data); err != nil {
+			return "", nil, fmt.Errorf("accessing secret version %s: decoding the payload: %w", version, err)
+		}
+	}
+	// dataCrc32c is optional; the JSON client cannot tell it absent from
+	// 0, so a payload whose checksum is 0 goes unchecked.
+	if c := resp.Payload.DataCrc32c; c != 0 && c != int64(crc32.Checksum(data, castagnoli)) {
 		return "", nil, fmt.Errorf("accessing secret version %s: %w", version, errors.New("payload checksum mismatch (data corrupted in transit)"))
 	}
-	a.learn(resp.GetName())
-	return resp.GetName(), data, nil
+	a.learn(resp.Name)
+	return resp.Name, data, nil
 }
 
 // secretPrefix is "projects/P/secrets/S/versions/" of a version name.

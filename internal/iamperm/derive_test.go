@@ -44,15 +44,32 @@ var callSites = []callSite{
 		}
 		return ""
 	}},
-	{"internal/gcp/resourcemanager.go", "d.c.", 1, func(n []string) string { return "google.cloud.resourcemanager.v3.Projects." + n[0] }},
-	{"internal/gcp/resourcemanager.go", "d.f.", 1, func(n []string) string { return "google.cloud.resourcemanager.v3.Folders." + n[0] }},
-	{"internal/gcp/discovery.go", "d.asset.", 1, func(n []string) string { return "google.cloud.asset.v1.AssetService." + n[0] }},
+	// The REST clients (google.golang.org/api/...) name a method by its
+	// resource collection and verb; the emulator keys it by the gRPC method
+	// Google transcodes it to.
+	{"internal/gcp/resourcemanager.go", "d.c.", 2, func(n []string) string {
+		return "google.cloud.resourcemanager.v3." + n[0] + "." + restVerbs[n[0]+"."+n[1]]
+	}},
+	{"internal/gcp/discovery.go", "d.asset.V1.", 1, func(n []string) string { return "google.cloud.asset.v1.AssetService." + n[0] }},
 	{"internal/gcp/discovery.go", "d.v1.Projects.Locations.", 1, func(n []string) string { return "run.projects.locations." + lowerFirst(n[0]) }},
 	{"functions/sweep.go", "p.c.", 1, func(n []string) string { return "google.pubsub.v1.Publisher." + n[0] }},
-	{"internal/gcp/secrets.go", "a.c.", 1, func(n []string) string { return "google.cloud.secretmanager.v1.SecretManagerService." + n[0] }},
+	{"internal/gcp/secrets.go", "a.c.Projects.Secrets.Versions.", 1, func(n []string) string {
+		return "google.cloud.secretmanager.v1.SecretManagerService." + restVerbs["Versions."+n[0]]
+	}},
 	{"pkg/outcome/publish.go", "p.c.", 1, func(n []string) string { return "google.pubsub.v1.Publisher." + n[0] }},
 	{"internal/cli/replay.go", "pub.", 1, func(n []string) string { return "google.pubsub.v1.Publisher." + n[0] }},
 	{"internal/cli/replay.go", "lc.", 1, func(n []string) string { return "google.logging.v2.LoggingServiceV2." + n[0] }},
+}
+
+// restVerbs maps a REST client's collection.verb to the gRPC method name
+// (an unknown one maps to "", which the key then ends with: reported as a
+// call the table lacks).
+var restVerbs = map[string]string{
+	"Projects.Get":    "GetProject",
+	"Projects.Search": "SearchProjects",
+	"Folders.Get":     "GetFolder",
+	"Folders.List":    "ListFolders",
+	"Versions.Access": "AccessSecretVersion",
 }
 
 // notAPICalls are client methods that make no API call (the Pub/Sub
