@@ -10,6 +10,7 @@ import (
 	run "cloud.google.com/go/run/apiv2"
 	"cloud.google.com/go/run/apiv2/runpb"
 	"google.golang.org/api/googleapi"
+	iap "google.golang.org/api/iap/v1"
 	"google.golang.org/api/option"
 
 	"github.com/iapguard/iapguard/emulator"
@@ -116,5 +117,60 @@ func TestRunRESTQueryParameters(t *testing.T) {
 	}
 	if _, err := rc.GetService(ctx, &runpb.GetServiceRequest{Name: svc}); err != nil {
 		t.Errorf("validate-only delete (%s) deleted the service: %v", dop.Name(), err)
+	}
+}
+
+// IAP and Service Usage take every request field from the path or the
+// body, so a query parameter other than Google's system ones (alt,
+// prettyPrint, fields, ...) binds to nothing: 400 "Cannot bind query
+// parameter", and the call does nothing. The official clients' own
+// parameters are system ones.
+func TestIAPAndServiceUsageQueryParameters(t *testing.T) {
+	t.Parallel()
+	e := newStrictEnv(t, emulator.Options{})
+	ctx := t.Context()
+	base := "http://" + e.emu.Addr() + "/"
+	do := func(method, path, body string) error {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return googleapi.CheckResponse(resp)
+	}
+	unknown := func(name string) string {
+		return `Invalid JSON payload received. Unknown name "` + name + `": Cannot bind query parameter. Field '` + name + `' could not be found in request message.`
+	}
+	before := len(e.emu.Core.Audit.Entries())
+	wantREST(t, do("POST", "v1/projects/123456789012/iap_web:setIamPolicy?updateMask=bindings",
+		`{"policy":{"bindings":[{"role":"roles/iap.httpsResourceAccessor","members":["user:a@example.com"]}]}}`),
+		400, "INVALID_ARGUMENT", unknown("updateMask"))
+	wantREST(t, do("POST", "v1/projects/123456789012/iap_web:getIamPolicy?options.requestedPolicyVersion=3", `{}`),
+		400, "INVALID_ARGUMENT", unknown("options.requestedPolicyVersion"))
+	wantREST(t, do("POST", "v1beta1/projects/"+strictProject+"/services/iap.googleapis.com:generateServiceIdentity?force=true", ""),
+		400, "INVALID_ARGUMENT", unknown("force"))
+	if n := len(e.emu.Core.Audit.Entries()); n != before {
+		t.Errorf("refused calls wrote %d audit entries, want none", n-before)
+	}
+	p, err := e.iap.V1.GetIamPolicy("projects/123456789012/iap_web", &iap.GetIamPolicyRequest{}).Context(ctx).Do()
+	if err != nil || len(p.Bindings) != 0 {
+		t.Errorf("IAP policy after a refused setIamPolicy = %+v, %v; want none set", p, err)
+	}
+	op, err := e.su.Services.GenerateServiceIdentity("projects/" + strictProject + "/services/iap.googleapis.com").Context(ctx).Do()
+	if err != nil {
+		t.Fatalf("generateServiceIdentity with the official client: %v", err)
+	}
+	wantREST(t, do("GET", "v1beta1/"+op.Name+"?name=x", ""), 400, "INVALID_ARGUMENT", unknown("name"))
+	if _, err := e.su.Operations.Get(op.Name).Context(ctx).Do(); err != nil {
+		t.Errorf("operations.get with the official client: %v", err)
+	}
+	if err := do("POST", "v1/projects/123456789012/iap_web:getIamPolicy?alt=json&prettyPrint=false&$.xgafv=2", `{}`); err != nil {
+		t.Errorf("getIamPolicy with system parameters: %v", err)
 	}
 }

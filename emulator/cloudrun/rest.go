@@ -72,7 +72,7 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 	case kind == "services" && len(segs) == 6 && verb == "" && r.Method == http.MethodGet:
 		method = "google.cloud.run.v2.Services.GetService"
 		call = func(ctx context.Context) (proto.Message, error) {
-			if _, err := bindQuery(q); err != nil {
+			if _, err := core.BindQuery(q); err != nil {
 				return nil, err
 			}
 			return s.GetService(ctx, &runpb.GetServiceRequest{Name: name})
@@ -80,29 +80,29 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 	case kind == "services" && len(segs) == 5 && verb == "" && r.Method == http.MethodGet:
 		method = "google.cloud.run.v2.Services.ListServices"
 		call = func(ctx context.Context) (proto.Message, error) {
-			rq, err := bindQuery(q, "page_size", "page_token", "show_deleted")
+			rq, err := core.BindQuery(q, "page_size", "page_token", "show_deleted")
 			if err != nil {
 				return nil, err
 			}
-			size, err := rq.int32("page_size")
+			size, err := rq.Int32("page_size")
 			if err != nil {
 				return nil, err
 			}
-			deleted, err := rq.bool("show_deleted")
+			deleted, err := rq.Bool("show_deleted")
 			if err != nil {
 				return nil, err
 			}
 			return s.ListServices(ctx, &runpb.ListServicesRequest{Parent: strings.Join(segs[:4], "/"),
-				PageSize: size, PageToken: rq.str("page_token"), ShowDeleted: deleted})
+				PageSize: size, PageToken: rq.Str("page_token"), ShowDeleted: deleted})
 		}
 	case kind == "services" && len(segs) == 5 && verb == "" && r.Method == http.MethodPost:
 		method = "google.cloud.run.v2.Services.CreateService"
 		call = func(ctx context.Context) (proto.Message, error) {
-			rq, err := bindQuery(q, "service_id", "validate_only")
+			rq, err := core.BindQuery(q, "service_id", "validate_only")
 			if err != nil {
 				return nil, err
 			}
-			validate, err := rq.bool("validate_only")
+			validate, err := rq.Bool("validate_only")
 			if err != nil {
 				return nil, err
 			}
@@ -111,12 +111,12 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 				return nil, err
 			}
 			return s.CreateService(ctx, &runpb.CreateServiceRequest{Parent: strings.Join(segs[:4], "/"),
-				Service: svc, ServiceId: rq.str("service_id"), ValidateOnly: validate})
+				Service: svc, ServiceId: rq.Str("service_id"), ValidateOnly: validate})
 		}
 	case kind == "services" && len(segs) == 6 && verb == "" && r.Method == http.MethodPatch:
 		method = "google.cloud.run.v2.Services.UpdateService"
 		call = func(ctx context.Context) (proto.Message, error) {
-			rq, err := bindQuery(q, "update_mask", "validate_only", "allow_missing", "force_new_revision")
+			rq, err := core.BindQuery(q, "update_mask", "validate_only", "allow_missing", "force_new_revision")
 			if err != nil {
 				return nil, err
 			}
@@ -125,7 +125,7 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 				name string
 				dst  *bool
 			}{{"validate_only", &req.ValidateOnly}, {"allow_missing", &req.AllowMissing}, {"force_new_revision", &req.ForceNewRevision}} {
-				if *f.dst, err = rq.bool(f.name); err != nil {
+				if *f.dst, err = rq.Bool(f.name); err != nil {
 					return nil, err
 				}
 			}
@@ -135,7 +135,7 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 			}
 			svc.Name = name
 			req.Service = svc
-			if m := rq.str("update_mask"); m != "" {
+			if m := rq.Str("update_mask"); m != "" {
 				fm := &fieldmaskpb.FieldMask{}
 				// FieldMask's JSON form: comma-separated lowerCamelCase
 				// paths, converted to proto names (field_mask.proto).
@@ -149,25 +149,25 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 	case kind == "services" && len(segs) == 6 && verb == "" && r.Method == http.MethodDelete:
 		method = "google.cloud.run.v2.Services.DeleteService"
 		call = func(ctx context.Context) (proto.Message, error) {
-			rq, err := bindQuery(q, "etag", "validate_only")
+			rq, err := core.BindQuery(q, "etag", "validate_only")
 			if err != nil {
 				return nil, err
 			}
-			validate, err := rq.bool("validate_only")
+			validate, err := rq.Bool("validate_only")
 			if err != nil {
 				return nil, err
 			}
-			return s.DeleteService(ctx, &runpb.DeleteServiceRequest{Name: name, Etag: rq.str("etag"),
+			return s.DeleteService(ctx, &runpb.DeleteServiceRequest{Name: name, Etag: rq.Str("etag"),
 				ValidateOnly: validate})
 		}
 	case kind == "services" && len(segs) == 6 && verb == "getIamPolicy" && r.Method == http.MethodGet:
 		method = "google.cloud.run.v2.Services.GetIamPolicy"
 		call = func(ctx context.Context) (proto.Message, error) {
-			rq, err := bindQuery(q, "options.requested_policy_version")
+			rq, err := core.BindQuery(q, "options.requested_policy_version")
 			if err != nil {
 				return nil, err
 			}
-			v, err := rq.int32("options.requested_policy_version")
+			v, err := rq.Int32("options.requested_policy_version")
 			if err != nil {
 				return nil, err
 			}
@@ -177,7 +177,7 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 	case kind == "services" && len(segs) == 6 && verb == "setIamPolicy" && r.Method == http.MethodPost:
 		method = "google.cloud.run.v2.Services.SetIamPolicy"
 		call = func(ctx context.Context) (proto.Message, error) {
-			if _, err := bindQuery(q); err != nil {
+			if _, err := core.BindQuery(q); err != nil {
 				return nil, err
 			}
 			req := &iampb.SetIamPolicyRequest{}
@@ -190,7 +190,7 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 	case kind == "services" && len(segs) == 6 && verb == "testIamPermissions" && r.Method == http.MethodPost:
 		method = "google.cloud.run.v2.Services.TestIamPermissions"
 		call = func(ctx context.Context) (proto.Message, error) {
-			if _, err := bindQuery(q); err != nil {
+			if _, err := core.BindQuery(q); err != nil {
 				return nil, err
 			}
 			req := &iampb.TestIamPermissionsRequest{}
@@ -203,7 +203,7 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 	case kind == "operations" && len(segs) == 6 && verb == "" && r.Method == http.MethodGet:
 		method = "google.longrunning.Operations.GetOperation"
 		call = func(ctx context.Context) (proto.Message, error) {
-			if _, err := bindQuery(q); err != nil {
+			if _, err := core.BindQuery(q); err != nil {
 				return nil, err
 			}
 			return ops.GetOperation(ctx, &longrunningpb.GetOperationRequest{Name: name})
@@ -211,7 +211,7 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 	case kind == "operations" && len(segs) == 6 && verb == "wait" && r.Method == http.MethodPost:
 		method = "google.longrunning.Operations.WaitOperation"
 		call = func(ctx context.Context) (proto.Message, error) {
-			if _, err := bindQuery(q); err != nil {
+			if _, err := core.BindQuery(q); err != nil {
 				return nil, err
 			}
 			req := &longrunningpb.WaitOperationRequest{}
@@ -224,20 +224,20 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 	case kind == "operations" && len(segs) == 5 && verb == "" && r.Method == http.MethodGet:
 		method = "google.longrunning.Operations.ListOperations"
 		call = func(ctx context.Context) (proto.Message, error) {
-			rq, err := bindQuery(q, "filter", "page_size", "page_token", "return_partial_success")
+			rq, err := core.BindQuery(q, "filter", "page_size", "page_token", "return_partial_success")
 			if err != nil {
 				return nil, err
 			}
-			size, err := rq.int32("page_size")
+			size, err := rq.Int32("page_size")
 			if err != nil {
 				return nil, err
 			}
-			partial, err := rq.bool("return_partial_success")
+			partial, err := rq.Bool("return_partial_success")
 			if err != nil {
 				return nil, err
 			}
 			return ops.ListOperations(ctx, &longrunningpb.ListOperationsRequest{Name: strings.Join(segs[:4], "/"),
-				Filter: rq.str("filter"), PageSize: size, PageToken: rq.str("page_token"), ReturnPartialSuccess: partial})
+				Filter: rq.Str("filter"), PageSize: size, PageToken: rq.Str("page_token"), ReturnPartialSuccess: partial})
 		}
 	default:
 		core.Errorf(codes.NotFound, "The requested URL %s was not found on this server.", r.URL.Path).WriteJSON(w)

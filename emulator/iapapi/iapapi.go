@@ -289,6 +289,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := func() error {
+		// Every method takes its request in the body ("*"): a query
+		// parameter other than Google's system ones binds to nothing.
+		if _, err := core.BindQuery(r.URL.Query()); err != nil {
+			return err
+		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		if err != nil {
 			return core.Errorf(codes.InvalidArgument, "reading request body: %v", err)

@@ -162,15 +162,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		notFound(w, r)
 		return
 	}
+	// Neither method has a request field left for the query (parent and
+	// name are in the path): a parameter other than Google's system ones
+	// binds to nothing.
 	switch {
 	case r.Method == http.MethodPost && strings.HasSuffix(rest, ":generateServiceIdentity"):
 		if err := s.c.Begin(r.Context(), KeyGenerate); err != nil {
 			core.WriteHTTPError(w, err)
 			return
 		}
+		if _, err := core.BindQuery(r.URL.Query()); err != nil {
+			core.WriteHTTPError(w, err)
+			return
+		}
 		s.generate(w, r, strings.TrimSuffix(rest, ":generateServiceIdentity"))
 	case r.Method == http.MethodGet && strings.HasPrefix(rest, "operations/") && !strings.Contains(rest, ":"):
 		if err := s.c.Begin(r.Context(), KeyGetOperation); err != nil {
+			core.WriteHTTPError(w, err)
+			return
+		}
+		if _, err := core.BindQuery(r.URL.Query()); err != nil {
 			core.WriteHTTPError(w, err)
 			return
 		}

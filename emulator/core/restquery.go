@@ -1,4 +1,4 @@
-package cloudrun
+package core
 
 import (
 	"net/url"
@@ -7,8 +7,6 @@ import (
 	"strings"
 
 	"google.golang.org/grpc/codes"
-
-	"github.com/iapguard/iapguard/emulator/core"
 )
 
 // systemParams are the query parameters every Google REST API takes
@@ -23,21 +21,21 @@ func isSystemParam(k string) bool {
 	return slices.Contains(systemParams, strings.TrimPrefix(k, "$")) || k == "$.xgafv"
 }
 
-// restQuery is a request's query parameters bound to the fields of the
+// RESTQuery is a request's query parameters bound to the fields of the
 // request message they may fill (proto names, dotted for nested fields),
 // as Google's HTTP transcoding binds them: the JSON (lowerCamelCase) and
 // the proto (snake_case) spelling of a field both bind, and a parameter
 // that names no such field is refused.
-type restQuery struct {
+type RESTQuery struct {
 	vals map[string]string // by proto name
 }
 
-// bindQuery binds q to fields (proto names), refusing unknown parameters
+// BindQuery binds q to fields (proto names), refusing unknown parameters
 // with Google's 400 INVALID_ARGUMENT "Invalid JSON payload received.
 // Unknown name "P": Cannot bind query parameter. Field 'P' could not be
 // found in request message."
-func bindQuery(q url.Values, fields ...string) (*restQuery, error) {
-	rq := &restQuery{vals: map[string]string{}}
+func BindQuery(q url.Values, fields ...string) (*RESTQuery, error) {
+	rq := &RESTQuery{vals: map[string]string{}}
 	for _, k := range slices.Sorted(func(yield func(string) bool) {
 		for k := range q {
 			if !yield(k) {
@@ -50,7 +48,7 @@ func bindQuery(q url.Values, fields ...string) (*restQuery, error) {
 		}
 		proto := snakePath(k)
 		if !slices.Contains(fields, proto) {
-			return nil, core.Errorf(codes.InvalidArgument,
+			return nil, Errorf(codes.InvalidArgument,
 				"Invalid JSON payload received. Unknown name %q: Cannot bind query parameter. Field '%s' could not be found in request message.", k, k)
 		}
 		if v := q[k]; len(v) > 0 {
@@ -75,32 +73,33 @@ func snakePath(k string) string {
 	return b.String()
 }
 
-func (q *restQuery) str(field string) string { return q.vals[field] }
+// Str is a string parameter ("" when absent).
+func (q *RESTQuery) Str(field string) string { return q.vals[field] }
 
-// bool parses a TYPE_BOOL parameter: "true" or "false" (what Google's
+// Bool parses a TYPE_BOOL parameter: "true" or "false" (what Google's
 // clients send); anything else is 400 "Invalid value at 'FIELD'
 // (TYPE_BOOL), "V"", as Google's transcoding answers.
-func (q *restQuery) bool(field string) (bool, error) {
+func (q *RESTQuery) Bool(field string) (bool, error) {
 	switch v, ok := q.vals[field]; {
 	case !ok || v == "false":
 		return false, nil
 	case v == "true":
 		return true, nil
 	default:
-		return false, core.Errorf(codes.InvalidArgument, "Invalid value at '%s' (TYPE_BOOL), %q", field, v)
+		return false, Errorf(codes.InvalidArgument, "Invalid value at '%s' (TYPE_BOOL), %q", field, v)
 	}
 }
 
-// int32 parses a TYPE_INT32 parameter (a decimal integer in range), else
+// Int32 parses a TYPE_INT32 parameter (a decimal integer in range), else
 // 400 "Invalid value at 'FIELD' (TYPE_INT32), "V"".
-func (q *restQuery) int32(field string) (int32, error) {
+func (q *RESTQuery) Int32(field string) (int32, error) {
 	v, ok := q.vals[field]
 	if !ok {
 		return 0, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 32)
 	if err != nil {
-		return 0, core.Errorf(codes.InvalidArgument, "Invalid value at '%s' (TYPE_INT32), %q", field, v)
+		return 0, Errorf(codes.InvalidArgument, "Invalid value at '%s' (TYPE_INT32), %q", field, v)
 	}
 	return int32(n), nil
 }
