@@ -73,6 +73,26 @@ func TestRunRESTQueryParameters(t *testing.T) {
 			wantREST(t, do(tc.method, tc.path, tc.body), 400, "INVALID_ARGUMENT", tc.msg)
 		})
 	}
+	// v1 projects.locations.list (how iapguard finds regions): the same
+	// binding, and a filter is refused rather than ignored.
+	v1 := "http://" + e.emu.Addr() + "/v1/projects/" + strictProject + "/locations"
+	for q, msg := range map[string]string{
+		"?pageSize=ten":        `Invalid value at 'page_size' (TYPE_INT32), "ten"`,
+		"?locationId=us-east1": `Invalid JSON payload received. Unknown name "locationId": Cannot bind query parameter. Field 'locationId' could not be found in request message.`,
+		"?filter=labels.a%3Db": `filter "labels.a=b" is not supported by the emulator`,
+	} {
+		resp, err := http.Get(v1 + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantREST(t, googleapi.CheckResponse(resp), 400, "INVALID_ARGUMENT", msg)
+		resp.Body.Close()
+	}
+	if resp, err := http.Get(v1 + "?pageSize=2&alt=json"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("locations.list with pageSize = %v, %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	// None of the refused calls changed anything.
 	rc, err := run.NewServicesRESTClient(ctx, option.WithEndpoint("http://"+e.emu.Addr()), option.WithoutAuthentication())
 	if err != nil {

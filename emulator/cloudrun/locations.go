@@ -101,13 +101,24 @@ func (s *Server) listLocations(project string, q map[string][]string) (map[strin
 	if err != nil {
 		return nil, err
 	}
-	size, offset := 0, 0
-	if v := first(q["pageSize"]); v != "" {
-		if size, err = strconv.Atoi(v); err != nil || size < 0 {
-			return nil, invalid("Invalid value at 'page_size' (TYPE_INT32), %q", v)
-		}
+	// ListLocationsRequest's query fields; a filter is refused rather
+	// than ignored (the emulator does not evaluate one).
+	rq, err := core.BindQuery(q, "filter", "page_size", "page_token")
+	if err != nil {
+		return nil, err
 	}
-	if v := first(q["pageToken"]); v != "" {
+	if f := rq.Str("filter"); f != "" {
+		return nil, invalid("filter %q is not supported by the emulator", f)
+	}
+	size32, err := rq.Int32("page_size")
+	if err != nil {
+		return nil, err
+	}
+	if size32 < 0 {
+		return nil, invalid("Invalid value at 'page_size' (TYPE_INT32), %q", rq.Str("page_size"))
+	}
+	size, offset := int(size32), 0
+	if v := rq.Str("page_token"); v != "" {
 		if offset, err = strconv.Atoi(strings.TrimPrefix(v, "loc-")); err != nil || offset < 0 || !strings.HasPrefix(v, "loc-") {
 			return nil, core.Errorf(codes.InvalidArgument, "page_token: %q is not a page token of this request", v)
 		}
@@ -135,9 +146,3 @@ func (s *Server) listLocations(project string, q map[string][]string) (map[strin
 	return out, nil
 }
 
-func first(v []string) string {
-	if len(v) == 0 {
-		return ""
-	}
-	return v[0]
-}
