@@ -145,4 +145,3 @@ func (s *Server) listLocations(project string, q map[string][]string) (map[strin
 	}
 	return out, nil
 }
-
