@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -318,6 +319,32 @@ func (r *Reconciler) writePolicy(ctx context.Context, ref ServiceRef, agent stri
 		r.log.InfoContext(ctx, "updated IAM policy", "service", ref.ResourceName(), "changes", len(pp.changes), "attempts", attempts)
 	}
 	return &pp
+}
+
+// observeFailed ends a reconcile whose observation failed: skipped when
+// the service is gone, else failed with err — after closing the door when
+// the service is labelled iap=enabled and its IAM policy was read: public
+// members leave roles/run.invoker in a write of their own (closeDoor), the
+// one write made without a plan.
+func (r *Reconciler) observeFailed(ctx context.Context, res *Result, obs *Observed, err error, dryRun bool, log *slog.Logger) (*Result, error) {
+	if errors.Is(err, ErrNotFound) && obs.Service == nil || errors.Is(err, errGone) {
+		res.Outcome, res.Reason = outcome.Skipped, "service not found (deleted?)"
+		log.DebugContext(ctx, "service gone")
+		return res, nil
+	}
+	res.Outcome, res.Reason = outcome.Failed, err.Error()
+	if !dryRun && obs.Service != nil && obs.Policy != nil && DesiredFor(obs.Service).Intent == Enforce {
+		if d := r.closeDoor(ctx, res.Ref, obs.Policy); d != nil {
+			res.Steps = []outcome.Step{d.doorStep(res.Ref)}
+			if d.err == nil {
+				res.Changes = d.changes
+				res.Reason += "; " + res.Steps[0].Message
+			} else {
+				res.Reason += "; removing public access failed too: " + d.err.Error()
+			}
+		}
+	}
+	return res, newError(res.Resource, err)
 }
 
 // doorNote marks the removal of public invokers made by closeDoor.

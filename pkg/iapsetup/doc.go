@@ -98,13 +98,13 @@
 // compliant service costs four reads (five with an access policy) and no
 // write.
 //
-// Writes are combined per resource — one SetIamPolicy, one UpdateService
-// with an explicit mask, one patch per backend service — each a
-// read-modify-write with the resource's etag or fingerprint; a conflict
-// (ABORTED / 412) re-reads that resource, recomputes its part with the
-// same pure functions (in apply's record; the plan is never changed) and
-// retries, bounded. The IAM write goes
-// first; if it fails nothing else is written (IAP must not be switched on
+// Every write is made in apply.go. Writes are combined per resource — one
+// SetIamPolicy, one UpdateService with an explicit mask, one patch per
+// backend service — each a read-modify-write with the resource's etag or
+// fingerprint; a conflict (ABORTED / 412) re-reads that resource,
+// recomputes its part with the same pure functions (in apply's record; the
+// plan is never changed) and retries, bounded. The IAM write goes first;
+// if it fails nothing else is written (IAP must not be switched on
 // before its agent may invoke the service). Access grants come next, so
 // that someone may pass once IAP is on; a failed grant does not stop
 // enforcement, and the service update records only grants that

@@ -239,30 +239,8 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptio
 		listed = nil // a copy of another service: read this one
 	}
 	obs, err := r.observe(ctx, ref, listed)
-	var door *policyPart
-	if err != nil && !co.dryRun && obs != nil && obs.Service != nil && obs.Policy != nil && DesiredFor(obs.Service).Intent == Enforce {
-		// Close the door whatever else failed: public members leave
-		// roles/run.invoker in a write of their own, which needs only the
-		// policy just read (the agent lookup or a Compute read failed).
-		door = r.closeDoor(ctx, ref, obs.Policy)
-	}
 	if err != nil {
-		if errors.Is(err, ErrNotFound) && obs.Service == nil || errors.Is(err, errGone) {
-			res.Outcome, res.Reason = outcome.Skipped, "service not found (deleted?)"
-			log.DebugContext(ctx, "service gone")
-			return res, nil
-		}
-		res.Outcome, res.Reason = outcome.Failed, err.Error()
-		if d := door; d != nil {
-			res.Steps = []outcome.Step{d.doorStep(ref)}
-			if d.err == nil {
-				res.Changes = d.changes
-				res.Reason += "; " + res.Steps[0].Message
-			} else {
-				res.Reason += "; removing public access failed too: " + d.err.Error()
-			}
-		}
-		return res, newError(res.Resource, err)
+		return r.observeFailed(ctx, res, obs, err, co.dryRun, log)
 	}
 	obs.AccessPolicies = r.o.AccessPolicies
 	obs.CheckAccess = co.checkAccess
