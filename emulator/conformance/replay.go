@@ -218,6 +218,7 @@ func replayFile(rep *Report, file string, exs []Exchange) error {
 	b := &bindings{vals: map[string]string{}, requested: map[string]bool{}, fingerprints: map[string]string{},
 		live: map[string]bool{}, shadowed: map[string][]string{}}
 	regenerated := mockRegenerated(exs)
+	b.learnLiteralNames(exs)
 	for _, ex := range exs {
 		if ex.Err != nil {
 			rep.Unparsed++
@@ -383,6 +384,35 @@ func (b *bindings) trackReuse(ex Exchange, u *url.URL) {
 		delete(b.live, path)
 		for _, m := range last {
 			b.pop = append(b.pop, m[1])
+		}
+	}
+}
+
+// learnLiteralNames binds a name placeholder to the literal name a
+// recorded URL gives the same resource: the recorder replaced a name by
+// ${kindID} in bodies but left it literal in some URLs
+// (".../backendServices/computebackendservice-${uniqueId}" answered with
+// "name": "${backendServiceID}"), so the insert must create the name the
+// URLs use.
+func (b *bindings) learnLiteralNames(exs []Exchange) {
+	for _, ex := range exs {
+		if ex.Method != http.MethodGet || ex.Status != http.StatusOK {
+			continue
+		}
+		var v struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal([]byte(ex.RespBody), &v) != nil {
+			continue
+		}
+		m := placeholder.FindStringSubmatch(v.Name)
+		p := pathOf(ex.URL)
+		last := p[strings.LastIndex(p, "/")+1:]
+		if m == nil || m[0] != v.Name || placeholder.MatchString(last) && placeholder.FindString(last) == last {
+			continue
+		}
+		if _, bound := b.vals[m[1]]; !bound {
+			b.vals[m[1]] = b.subst(last, false)
 		}
 	}
 }

@@ -123,3 +123,27 @@ func TestReusedPlaceholder(t *testing.T) {
 		t.Errorf("counts %+v, want 10 replayed and matched; deviations %+v", c, rep.Deviations)
 	}
 }
+
+// TestLiteralName: the recorder wrote ${backendServiceID} for the name in
+// bodies and the literal name in URLs; the insert creates the literal name.
+func TestLiteralName(t *testing.T) {
+	const base = "https://compute.googleapis.com/compute/v1/projects/${projectId}/global/backendServices"
+	log := "POST " + base + "\nContent-Type: application/json\n\n{\"name\": \"${backendServiceID}\"}\n\n200 OK\n\n---\n\n" +
+		"GET " + base + "/web-${uniqueId}\n\n200 OK\n\n{\"name\": \"${backendServiceID}\"}\n"
+	rep, err := Run(map[string]io.Reader{"f/_http.log": strings.NewReader(log)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The recorded GET answer is cut down to its name: only the status and
+	// the name must agree.
+	for _, d := range rep.Deviations {
+		for _, diff := range d.Diffs {
+			if strings.HasPrefix(diff, "status") || strings.HasPrefix(diff, ".name") {
+				t.Errorf("line %d: %s", d.Line, diff)
+			}
+		}
+	}
+	if c := rep.ByAPI["compute"]; c == nil || c.Replayed != 2 {
+		t.Errorf("counts %+v, want 2 replayed", c)
+	}
+}
