@@ -34,8 +34,8 @@
 //	projects/P/regions/R/targetTcpProxies[/T]       get list insert delete
 //	projects/P/global/sslCertificates[/C]           get list insert delete
 //	projects/P/regions/R/sslCertificates[/C]        get list insert delete (self-managed only)
-//	projects/P/global/forwardingRules[/F]           get list insert delete
-//	projects/P/regions/R/forwardingRules[/F]        get list insert delete (to target proxies)
+//	projects/P/global/forwardingRules[/F]           get list insert delete setLabels
+//	projects/P/regions/R/forwardingRules[/F]        get list insert delete setLabels (to target proxies)
 //	projects/P/global/networks[/N]                  get list insert patch delete
 //	projects/P/regions/R/subnetworks[/S]            get list insert delete
 //	projects/P/global/healthChecks[/H]              get list insert patch update delete
@@ -121,8 +121,8 @@
 //     security policies, certificate maps and Certificate Manager
 //     certificates, target SSL/gRPC proxies, addresses, forwarding rules to
 //     a backend service (passthrough load balancers), and the set* methods
-//     (setUrlMap, setTarget, setSslCertificates, setSecurityPolicy,
-//     setIamPolicy, setLabels). A reference to an unmodelled collection
+//     other than forwarding rules' setLabels (setUrlMap, setTarget,
+//     setSslCertificates, setSecurityPolicy, setIamPolicy, …). A reference to an unmodelled collection
 //     answers 404 as if the resource were missing. Of networks, subnetworks
 //     and health checks only what plain.go lists is modelled (no IP ranges,
 //     probing or routing; a subnetwork's gatewayAddress is not computed).
@@ -159,7 +159,11 @@
 //     are parsed (crypto/tls) for expireTime and subjectAlternativeNames.
 //   - Forwarding rules get a random 34.x.y.z address, portRange "N" becomes
 //     "N-N", and a missing portRange defaults to 80-80 / 443-443 by target
-//     (inferred); a rule to a target TCP proxy must give one. The messages
+//     (inferred); a rule to a target TCP proxy must give one. Insert
+//     ignores labels (recorded; "can only be added or modified by the
+//     setLabels method"); setLabels checks the labelFingerprint (stale →
+//     412 conditionNotMet) and answers an operation already DONE
+//     (recorded). The messages
 //     for a regional rule without network or proxy-only subnet are the
 //     emulator's (Google's refusals are not recorded).
 //   - Responses are never trimmed by the fields parameter;

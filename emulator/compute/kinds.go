@@ -110,7 +110,7 @@ var (
 		collection: "globalForwardingRules", segment: "forwardingRules",
 		kind: "compute#forwardingRule", listKind: "compute#forwardingRuleList", snake: "forwarding_rule",
 		auditType: "gce_forwarding_rule", idLabel: "forwarding_rule_id", perm: "compute.globalForwardingRules",
-		methods: methods("get", "list", "insert", "delete"),
+		methods: methods("get", "list", "insert", "delete", "setLabels"),
 		newObj:  func() any { return &compute.ForwardingRule{} },
 		refs:    forwardingRuleRefs,
 	}
@@ -144,7 +144,7 @@ var (
 		collection: "forwardingRules", segment: "forwardingRules", regional: true,
 		kind: "compute#forwardingRule", listKind: "compute#forwardingRuleList", snake: "forwarding_rule",
 		auditType: "gce_forwarding_rule", idLabel: "forwarding_rule_id", perm: "compute.forwardingRules",
-		methods: methods("get", "list", "insert", "delete"),
+		methods: methods("get", "list", "insert", "delete", "setLabels"),
 		newObj:  func() any { return &compute.ForwardingRule{} },
 		refs:    forwardingRuleRefs,
 	}
@@ -756,10 +756,34 @@ func prepareForwardingRule(m *mutation, obj, _ any) error {
 	if fr.IPAddress == "" {
 		fr.IPAddress = fmt.Sprintf("34.%d.%d.%d", 64+rand.IntN(64), rand.IntN(256), 1+rand.IntN(254))
 	}
-	if len(fr.Labels) == 0 {
-		fr.LabelFingerprint = "42WmSpB8rSM=" // Compute's fingerprint of an empty label set
-	} else {
-		fr.LabelFingerprint = newFingerprint()
+	// Insert ignores labels: only setLabels sets them (recorded traffic;
+	// the API reference: "can only be added or modified by the setLabels
+	// method").
+	fr.Labels = nil
+	fr.LabelFingerprint = labelFingerprint(nil)
+	return nil
+}
+
+func labelFingerprint(labels map[string]string) string {
+	if len(labels) == 0 {
+		return "42WmSpB8rSM=" // Compute's fingerprint of an empty label set
+	}
+	return newFingerprint()
+}
+
+var labelKeyRE, labelValueRE = regexp.MustCompile(`^[a-z][-_a-z0-9]{0,62}$`), regexp.MustCompile(`^[-_a-z0-9]{0,63}$`)
+
+// checkLabels applies Google's label rules (at most 64; keys start with a
+// lowercase letter; keys and values of lowercase letters, digits, - and _,
+// at most 63 characters); the message is the emulator's.
+func checkLabels(labels map[string]string) error {
+	if len(labels) > 64 {
+		return invalidField("labels", fmt.Sprint(len(labels)), "At most 64 labels may be set.")
+	}
+	for k, v := range labels {
+		if !labelKeyRE.MatchString(k) || !labelValueRE.MatchString(v) {
+			return invalidField("labels."+k, v, "Label keys and values must be lowercase letters, digits, '-' or '_', at most 63 characters, keys starting with a letter.")
+		}
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	compute "google.golang.org/api/compute/v1"
+	"google.golang.org/grpc/codes"
 
 	"github.com/iapguard/iapguard/emulator/core"
 )
@@ -87,6 +88,8 @@ func (q *request) mutate() (any, error) {
 		o, err = q.update(raw, obj)
 	case "delete":
 		o, err = q.delete()
+	case "setLabels":
+		o, err = q.setLabels(raw, obj)
 	}
 	if err != nil {
 		s.mu.Unlock()
@@ -107,7 +110,14 @@ func (q *request) mutate() (any, error) {
 
 	s.c.Audit.Record(o.first)
 	close(o.firstDone)
-	if delay >= 0 {
+	if rt.action == "setLabels" {
+		// Compute answers setLabels with an operation already DONE
+		// (recorded traffic: progress 100 and endTime in the answer).
+		s.complete(o)
+		s.mu.Lock()
+		resp = *o.op
+		s.mu.Unlock()
+	} else if delay >= 0 {
 		time.AfterFunc(delay, func() { s.complete(o) })
 	}
 	return &resp, nil
@@ -252,6 +262,32 @@ func (q *request) delete() (*operation, error) {
 	return q.newOperation(r, nil), nil
 }
 
+// setLabels serves forwardingRules.setLabels (the only way to label a
+// forwarding rule: insert ignores labels, as recorded traffic shows and
+// the API reference says). The labelFingerprint must be the current one.
+func (q *request) setLabels(raw map[string]any, obj any) (*operation, error) {
+	r, err := q.lookup()
+	if err != nil {
+		return nil, err
+	}
+	req, cur := obj.(*compute.ForwardingRule), r.obj.(*compute.ForwardingRule)
+	if req.LabelFingerprint == "" {
+		return nil, requiredField("labelFingerprint")
+	}
+	if req.LabelFingerprint != cur.LabelFingerprint {
+		return nil, &core.Error{Code: codes.FailedPrecondition, HTTPStatus: http.StatusPreconditionFailed,
+			Reason: "conditionNotMet", OmitStatus: true, Message: "Labels fingerprint either invalid or resource labels have changed"}
+	}
+	if err := checkLabels(req.Labels); err != nil {
+		return nil, err
+	}
+	next := *cur
+	next.Labels = req.Labels
+	next.LabelFingerprint = labelFingerprint(req.Labels)
+	r.obj = &next
+	return q.newOperation(r, raw), nil
+}
+
 // setOutputs writes the output-only fields of r.obj; newFP issues a new
 // fingerprint (every accepted mutation does).
 func setOutputs(r *resource, newFP bool) {
@@ -279,8 +315,8 @@ func permVerb(action string) string {
 	switch action {
 	case "insert":
 		return "create"
-	case "delete":
-		return "delete"
+	case "delete", "setLabels":
+		return action
 	}
 	return "update"
 }

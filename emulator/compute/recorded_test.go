@@ -210,3 +210,40 @@ func TestReferencedCollections(t *testing.T) {
 		t.Errorf("health check without type: %d %v", code, m)
 	}
 }
+
+// TestForwardingRuleLabels: insert ignores labels and only setLabels sets
+// them, with the current labelFingerprint, answering an operation already
+// DONE (recorded traffic).
+func TestForwardingRuleLabels(t *testing.T) {
+	e := newEnv(t)
+	e.lb(t)
+	e.ok(t)(e.svc.GlobalForwardingRules.Insert(projID, &compute.ForwardingRule{
+		Name: "lab-fr", PortRange: "443", LoadBalancingScheme: "EXTERNAL_MANAGED", Labels: map[string]string{"a": "b"},
+		Target: "global/targetHttpsProxies/hello-proxy",
+	}).Do())
+	fr, err := e.svc.GlobalForwardingRules.Get(projID, "lab-fr").Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fr.Labels) != 0 || fr.LabelFingerprint != "42WmSpB8rSM=" {
+		t.Fatalf("after insert: labels %v fingerprint %q, want none and the empty set's", fr.Labels, fr.LabelFingerprint)
+	}
+	_, err = e.svc.GlobalForwardingRules.SetLabels(projID, "lab-fr", &compute.GlobalSetLabelsRequest{
+		Labels: map[string]string{"a": "b"}, LabelFingerprint: "AAAAAAAAAAA="}).Do()
+	apiErr(t, err, 412, "conditionNotMet")
+	op, err := e.svc.GlobalForwardingRules.SetLabels(projID, "lab-fr", &compute.GlobalSetLabelsRequest{
+		Labels: map[string]string{"a": "b"}, LabelFingerprint: fr.LabelFingerprint}).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op.Status != "DONE" || op.Progress != 100 || op.EndTime == "" || op.OperationType != "setLabels" {
+		t.Errorf("setLabels answered %s %d %q %q, want a DONE setLabels operation", op.Status, op.Progress, op.EndTime, op.OperationType)
+	}
+	fr, err = e.svc.GlobalForwardingRules.Get(projID, "lab-fr").Do()
+	if err != nil || fr.Labels["a"] != "b" || fr.LabelFingerprint == "42WmSpB8rSM=" {
+		t.Errorf("after setLabels: %v labels %v fingerprint %q", err, fr.Labels, fr.LabelFingerprint)
+	}
+	_, err = e.svc.GlobalForwardingRules.SetLabels(projID, "lab-fr", &compute.GlobalSetLabelsRequest{
+		Labels: map[string]string{"Bad": "x"}, LabelFingerprint: fr.LabelFingerprint}).Do()
+	apiErr(t, err, 400, "invalid")
+}

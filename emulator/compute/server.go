@@ -216,6 +216,8 @@ func (s *Server) parseRoute(r *http.Request) (*route, error) {
 		rt.action = "list"
 	case len(segs) == 1 && r.Method == http.MethodPost:
 		rt.action = "insert"
+	case len(segs) == 3 && segs[2] == "setLabels" && r.Method == http.MethodPost:
+		rt.name, rt.action = segs[1], "setLabels"
 	case len(segs) == 2:
 		rt.name = segs[1]
 		switch r.Method {
@@ -272,7 +274,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body []byte
-	if rt.action == "insert" || rt.action == "patch" || rt.action == "update" {
+	if rt.action == "insert" || rt.action == "patch" || rt.action == "update" || rt.action == "setLabels" {
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 		if err != nil {
 			var mbe *http.MaxBytesError
@@ -299,7 +301,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out, err = req.list()
 	case "aggregatedList":
 		out, err = req.aggregatedList()
-	case "insert", "patch", "update", "delete":
+	case "insert", "patch", "update", "delete", "setLabels":
 		out, err = req.mutate()
 		if err != nil {
 			req.auditRejected(err)

@@ -424,27 +424,41 @@ func pathOf(target string) string {
 
 func (b *bindings) learnFingerprint(target string, answer []byte) {
 	var v struct {
-		Fingerprint string `json:"fingerprint"`
+		Fingerprint      string `json:"fingerprint"`
+		LabelFingerprint string `json:"labelFingerprint"`
 	}
-	if json.Unmarshal(answer, &v) == nil && v.Fingerprint != "" {
+	if json.Unmarshal(answer, &v) != nil {
+		return
+	}
+	if v.Fingerprint != "" {
 		b.fingerprints[pathOf(target)] = v.Fingerprint
+	}
+	if v.LabelFingerprint != "" {
+		b.fingerprints[pathOf(target)+"/setLabels"] = v.LabelFingerprint
 	}
 }
 
-// withFingerprint replaces the fingerprint a PUT or PATCH body carries by
-// the one the emulator last answered for the same resource.
+// withFingerprint replaces the fingerprint a PUT or PATCH body carries (the
+// labelFingerprint a setLabels body carries) by the one the emulator last
+// answered for the same resource.
 func (b *bindings) withFingerprint(method, target, body string) string {
+	member := "fingerprint"
+	if strings.HasSuffix(pathOf(target), "/setLabels") {
+		member = "labelFingerprint"
+	} else if method != http.MethodPut && method != http.MethodPatch {
+		return body
+	}
 	fp, ok := b.fingerprints[pathOf(target)]
-	if !ok || method != http.MethodPut && method != http.MethodPatch {
+	if !ok {
 		return body
 	}
 	dec := json.NewDecoder(strings.NewReader(body))
 	dec.UseNumber()
 	var m map[string]any
-	if dec.Decode(&m) != nil || m["fingerprint"] == nil {
+	if dec.Decode(&m) != nil || m[member] == nil {
 		return body
 	}
-	m["fingerprint"] = fp
+	m[member] = fp
 	out, err := json.Marshal(m)
 	if err != nil {
 		return body

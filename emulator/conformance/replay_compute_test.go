@@ -84,7 +84,7 @@ func TestComputeLinkVersion(t *testing.T) {
 func TestWithFingerprint(t *testing.T) {
 	b := &bindings{fingerprints: map[string]string{}}
 	const u = "http://h/compute/v1/projects/p/global/urlMaps/m"
-	b.learnFingerprint(u+"?alt=json", []byte(`{"name":"m","fingerprint":"new="}`))
+	b.learnFingerprint(u+"?alt=json", []byte(`{"name":"m","fingerprint":"new=","labelFingerprint":"lab="}`))
 	for _, tc := range []struct{ method, body, want string }{
 		{"PUT", `{"name":"m","fingerprint":"abcdef0123A=","n":12345678901234567890}`, `{"fingerprint":"new=","n":12345678901234567890,"name":"m"}`},
 		{"PATCH", `{"fingerprint":"abcdef0123A="}`, `{"fingerprint":"new="}`},
@@ -92,6 +92,13 @@ func TestWithFingerprint(t *testing.T) {
 		{"POST", `{"fingerprint":"x"}`, `{"fingerprint":"x"}`},
 	} {
 		if got := b.withFingerprint(tc.method, u, tc.body); got != tc.want {
+			t.Errorf("%s %s = %s, want %s", tc.method, tc.body, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ method, body, want string }{
+		{"POST", `{"labelFingerprint":"abcdef0123A=","labels":{"a":"b"}}`, `{"labelFingerprint":"lab=","labels":{"a":"b"}}`},
+	} {
+		if got := b.withFingerprint(tc.method, u+"/setLabels", tc.body); got != tc.want {
 			t.Errorf("%s %s = %s, want %s", tc.method, tc.body, got, tc.want)
 		}
 	}
