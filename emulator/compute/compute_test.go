@@ -38,6 +38,7 @@ func TestExternalHTTPSLoadBalancer(t *testing.T) {
 		Name: "hello-bs", Kind: "compute#backendService", Id: bs.Id, Fingerprint: bs.Fingerprint,
 		CreationTimestamp: bs.CreationTimestamp, SelfLink: base + "/global/backendServices/hello-bs",
 		Protocol: "HTTPS", LoadBalancingScheme: "EXTERNAL_MANAGED", SessionAffinity: "NONE", TimeoutSec: 30,
+		Port: 80, PortName: "http", // HTTP(S) defaults, as recorded
 		ConnectionDraining: &compute.ConnectionDraining{},
 		Backends:           []*compute.Backend{{Group: neg.SelfLink}},
 		UsedBy:             []*compute.BackendServiceUsedBy{{Reference: base + "/global/urlMaps/hello-map"}},

@@ -34,8 +34,8 @@
 //	projects/P/regions/R/targetTcpProxies[/T]       get list insert delete
 //	projects/P/global/sslCertificates[/C]           get list insert delete
 //	projects/P/regions/R/sslCertificates[/C]        get list insert delete (self-managed only)
-//	projects/P/global/forwardingRules[/F]           get list insert delete setLabels
-//	projects/P/regions/R/forwardingRules[/F]        get list insert delete setLabels (to target proxies)
+//	projects/P/global/forwardingRules[/F]           get list insert delete setLabels setTarget
+//	projects/P/regions/R/forwardingRules[/F]        get list insert delete setLabels setTarget (to target proxies)
 //	projects/P/global/networks[/N]                  get list insert patch delete
 //	projects/P/regions/R/subnetworks[/S]            get list insert delete
 //	projects/P/global/healthChecks[/H]              get list insert patch update delete
@@ -49,7 +49,8 @@
 // target HTTP proxies are modelled only as far as the load balancer's
 // resources need them (plain.go): stored as sent, with their required
 // members, their references checked, and the defaults recorded traffic
-// shows.
+// shows. Every project starts with the auto-mode network "default", as a
+// new Google project does (its per-region subnetworks are not modelled).
 //
 // P is a project ID or number (self links always use the ID); resource path
 // parameters accept a name or the numeric id. Anything else answers 404.
@@ -121,18 +122,23 @@
 //     security policies, certificate maps and Certificate Manager
 //     certificates, target SSL/gRPC proxies, addresses, forwarding rules to
 //     a backend service (passthrough load balancers), and the set* methods
-//     other than forwarding rules' setLabels (setUrlMap, setTarget,
-//     setSslCertificates, setSecurityPolicy, setIamPolicy, …). A reference to an unmodelled collection
-//     answers 404 as if the resource were missing. Of networks, subnetworks
-//     and health checks only what plain.go lists is modelled (no IP ranges,
-//     probing or routing; a subnetwork's gatewayAddress is not computed).
+//     other than forwarding rules' setLabels and setTarget (setUrlMap,
+//     setSslCertificates, setSecurityPolicy, setIamPolicy, …). A reference
+//     to an unmodelled collection answers 404 as if the resource were
+//     missing. Of networks, subnetworks and health checks only what
+//     plain.go lists is modelled (no IP ranges, probing or routing; the
+//     default network has no per-region subnetworks).
 //   - IAM is not enforced: the audit entry names the permission Compute
-//     would check (create / update for patch and update / delete) but lists
-//     only that one; Google also lists the .use permissions on referenced
-//     resources. Rejected calls write no audit entry.
-//   - Operations never fail, never report resourceNotReady for a mutation
-//     racing a running operation, and wait returns at once (Google's waits
-//     up to 2 minutes). There is no operations list/delete.
+//     would check (create / update for patch and update / delete /
+//     setLabels / setTarget) but lists only that one; Google also lists the
+//     .use permissions on referenced resources.
+//   - Operations fail only when a core.Faults.FailOperations rule asks for
+//     it, never report resourceNotReady for a mutation racing a running
+//     operation, and wait returns at once (Google's waits up to 2
+//     minutes). There is no operations list/delete. A delete applies at
+//     request time: on Google the resource keeps its references until its
+//     delete operation is done, so deleting what it references meanwhile
+//     is refused (400 resourceInUseByAnotherResource); here it is not.
 //   - Unknown project → 404 notFound (Google answers 403 when the project
 //     exists but is not visible). Rate-limit and injected faults are rendered
 //     by core (429 RESOURCE_EXHAUSTED with status); Compute documents 403
@@ -146,8 +152,9 @@
 //     id; audit requests drop the secret (and SSL private keys).
 //   - Backend service defaults: loadBalancingScheme EXTERNAL (regional:
 //     INTERNAL, inferred), sessionAffinity NONE, timeoutSec 30,
-//     connectionDraining.drainingTimeoutSec 0, and for regional HTTP/HTTPS
-//     ones port 80 and portName "http" (recorded); enableCDN false is
+//     connectionDraining.drainingTimeoutSec 0, protocol HTTP for
+//     INTERNAL_SELF_MANAGED, and for HTTP/HTTPS ones port 80 and portName
+//     "http" (recorded); enableCDN false is
 //     omitted (recorded); no backend balancingMode/capacityScaler
 //     defaults. Serverless NEG backends with
 //     health checks → 400; scheme compatibility across the load balancer

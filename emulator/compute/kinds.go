@@ -110,7 +110,7 @@ var (
 		collection: "globalForwardingRules", segment: "forwardingRules",
 		kind: "compute#forwardingRule", listKind: "compute#forwardingRuleList", snake: "forwarding_rule",
 		auditType: "gce_forwarding_rule", idLabel: "forwarding_rule_id", perm: "compute.globalForwardingRules",
-		methods: methods("get", "list", "insert", "delete", "setLabels"),
+		methods: methods("get", "list", "insert", "delete", "setLabels", "setTarget"),
 		newObj:  func() any { return &compute.ForwardingRule{} },
 		refs:    forwardingRuleRefs,
 	}
@@ -144,7 +144,7 @@ var (
 		collection: "forwardingRules", segment: "forwardingRules", regional: true,
 		kind: "compute#forwardingRule", listKind: "compute#forwardingRuleList", snake: "forwarding_rule",
 		auditType: "gce_forwarding_rule", idLabel: "forwarding_rule_id", perm: "compute.forwardingRules",
-		methods: methods("get", "list", "insert", "delete", "setLabels"),
+		methods: methods("get", "list", "insert", "delete", "setLabels", "setTarget"),
 		newObj:  func() any { return &compute.ForwardingRule{} },
 		refs:    forwardingRuleRefs,
 	}
@@ -259,9 +259,12 @@ func prepareBackendService(m *mutation, obj, prevObj any) error {
 	if bs.SessionAffinity == "" {
 		bs.SessionAffinity = "NONE"
 	}
-	if m.region != "" && (bs.Protocol == "HTTP" || bs.Protocol == "HTTPS") && bs.Port == 0 && bs.PortName == "" {
-		// Recorded traffic (regional HTTP and HTTPS backend services of
-		// every scheme); not observed for global ones.
+	if bs.Protocol == "" && bs.LoadBalancingScheme == "INTERNAL_SELF_MANAGED" {
+		bs.Protocol = "HTTP" // recorded traffic (a go-vcr cassette)
+	}
+	if (bs.Protocol == "HTTP" || bs.Protocol == "HTTPS") && bs.Port == 0 && bs.PortName == "" {
+		// Recorded traffic: regional HTTP and HTTPS backend services of
+		// every scheme, and a global INTERNAL_SELF_MANAGED HTTP one.
 		bs.Port, bs.PortName = 80, "http"
 	}
 	if bs.TimeoutSec == 0 {
@@ -693,14 +696,7 @@ func prepareForwardingRule(m *mutation, obj, _ any) error {
 	if fr.Target == "" {
 		return requiredField("target")
 	}
-	targets := []*spec{specTargetHTTPSProxies, specTargetHTTPProxies, specTargetTCPProxies}
-	if m.region != "" {
-		targets = []*spec{specRegionTargetHTTPSProxies, specRegionTargetHTTPProxies, specRegionTargetTCPProxies}
-	}
-	link, t, err := m.resolve("target", fr.Target, false, targets...)
-	if err == nil {
-		err = sameRegion(m, "target", link)
-	}
+	link, t, err := m.resolveTarget(fr.Target)
 	if err != nil {
 		return err
 	}
@@ -723,6 +719,13 @@ func prepareForwardingRule(m *mutation, obj, _ any) error {
 		}
 	} else if fr.LoadBalancingScheme == "INTERNAL_MANAGED" {
 		return invalidField("loadBalancingScheme", fr.LoadBalancingScheme, "A global forwarding rule cannot use loadBalancingScheme INTERNAL_MANAGED.")
+	} else if fr.Network != "" {
+		// An INTERNAL_SELF_MANAGED rule names its network.
+		link, _, err := m.resolve("network", fr.Network, false, specNetworks)
+		if err != nil {
+			return err
+		}
+		fr.Network = link
 	}
 	if fr.LoadBalancingScheme == "" {
 		fr.LoadBalancingScheme = "EXTERNAL"
@@ -786,6 +789,20 @@ func checkLabels(labels map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// resolveTarget resolves a forwarding rule's target: a target proxy of the
+// rule's scope.
+func (m *mutation) resolveTarget(target string) (string, *resource, error) {
+	targets := []*spec{specTargetHTTPSProxies, specTargetHTTPProxies, specTargetTCPProxies}
+	if m.region != "" {
+		targets = []*spec{specRegionTargetHTTPSProxies, specRegionTargetHTTPProxies, specRegionTargetTCPProxies}
+	}
+	link, t, err := m.resolve("target", target, false, targets...)
+	if err == nil {
+		err = sameRegion(m, "target", link)
+	}
+	return link, t, err
 }
 
 // regionalProxyRule checks a regional forwarding rule to a target proxy:

@@ -90,6 +90,8 @@ func (q *request) mutate() (any, error) {
 		o, err = q.delete()
 	case "setLabels":
 		o, err = q.setLabels(raw, obj)
+	case "setTarget":
+		o, err = q.setTarget(raw, obj)
 	}
 	if err != nil {
 		s.mu.Unlock()
@@ -288,6 +290,27 @@ func (q *request) setLabels(raw map[string]any, obj any) (*operation, error) {
 	return q.newOperation(r, raw), nil
 }
 
+// setTarget serves forwardingRules.setTarget: the new target must be an
+// existing target proxy of the rule's scope.
+func (q *request) setTarget(raw map[string]any, obj any) (*operation, error) {
+	r, err := q.lookup()
+	if err != nil {
+		return nil, err
+	}
+	target := obj.(*compute.ForwardingRule).Target
+	if target == "" {
+		return nil, requiredField("target")
+	}
+	link, _, err := q.mutation(raw).resolveTarget(target)
+	if err != nil {
+		return nil, err
+	}
+	next := *r.obj.(*compute.ForwardingRule)
+	next.Target = link
+	r.obj = &next
+	return q.newOperation(r, raw), nil
+}
+
 // setOutputs writes the output-only fields of r.obj; newFP issues a new
 // fingerprint (every accepted mutation does).
 func setOutputs(r *resource, newFP bool) {
@@ -315,7 +338,7 @@ func permVerb(action string) string {
 	switch action {
 	case "insert":
 		return "create"
-	case "delete", "setLabels":
+	case "delete", "setLabels", "setTarget":
 		return action
 	}
 	return "update"
@@ -327,6 +350,9 @@ func (q *request) newOperation(r *resource, raw map[string]any) *operation {
 	s, rt, sp := q.s, q.rt, q.rt.spec
 	now := s.c.Now()
 	opType := rt.action
+	if rt.action == "setTarget" {
+		opType = "SetTarget" // as recorded
+	}
 	if sp == specRegionNEGs {
 		// Observed: regional NEG operations carry the qualified method name.
 		opType = "compute.regionNetworkEndpointGroups." + rt.action

@@ -19,6 +19,7 @@ func TestRecordedDefaults(t *testing.T) {
 	const global = "/compute/v1/projects/" + projID + "/global/"
 	for _, tc := range []struct {
 		name, path, body, get string
+		before                [][2]string    // path and body of inserts to make first
 		want                  map[string]any // members of the GET answer (nil: must be absent)
 	}{{
 		// An empty oauth2ClientSecret that is sent is hashed: SHA-256("").
@@ -43,6 +44,21 @@ func TestRecordedDefaults(t *testing.T) {
 		get:  regional + "backendServices/bs",
 		want: map[string]any{"port": nil, "portName": nil},
 	}, {
+		name: "global internal self-managed defaults to HTTP", path: global + "backendServices",
+		body: `{"name":"bs","loadBalancingScheme":"INTERNAL_SELF_MANAGED"}`,
+		get:  global + "backendServices/bs",
+		want: map[string]any{"protocol": "HTTP", "port": 80.0, "portName": "http"},
+	}, {
+		name: "default network", path: global + "forwardingRules",
+		before: [][2]string{
+			{global + "backendServices", `{"name":"bs","loadBalancingScheme":"INTERNAL_SELF_MANAGED"}`},
+			{global + "urlMaps", `{"name":"um","defaultService":"global/backendServices/bs"}`},
+			{global + "targetHttpProxies", `{"name":"tp","urlMap":"global/urlMaps/um"}`},
+		},
+		body: `{"name":"fr","loadBalancingScheme":"INTERNAL_SELF_MANAGED","network":"global/networks/default","IPAddress":"0.0.0.0","portRange":"80","target":"global/targetHttpProxies/tp"}`,
+		get:  global + "forwardingRules/fr",
+		want: map[string]any{"network": linkBase + "projects/" + projID + "/global/networks/default"},
+	}, {
 		name: "url map zero values", path: global + "urlMaps",
 		body: `{"name":"um","defaultUrlRedirect":{"hostRedirect":"x.example"},"tests":[{"host":"h","path":"/","expectedRedirectResponseCode":301,"expectedOutputUrl":"https://x.example/"}],
 			"defaultRouteAction":{"retryPolicy":{"numRetries":1,"perTryTimeout":{"seconds":"30"}}}}`,
@@ -54,6 +70,11 @@ func TestRecordedDefaults(t *testing.T) {
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
+			for _, b := range tc.before {
+				if code, m := e.raw(t, "POST", b[0], b[1]); code != 200 {
+					t.Fatalf("insert %s: %d %v", b[0], code, m)
+				}
+			}
 			if code, m := e.raw(t, "POST", tc.path, tc.body); code != 200 {
 				t.Fatalf("insert: %d %v", code, m)
 			}
@@ -246,4 +267,23 @@ func TestForwardingRuleLabels(t *testing.T) {
 	_, err = e.svc.GlobalForwardingRules.SetLabels(projID, "lab-fr", &compute.GlobalSetLabelsRequest{
 		Labels: map[string]string{"Bad": "x"}, LabelFingerprint: fr.LabelFingerprint}).Do()
 	apiErr(t, err, 400, "invalid")
+	// setTarget moves the rule to another existing proxy (operation type
+	// "SetTarget", as recorded) and keeps the old one deletable.
+	e.ok(t)(e.svc.TargetHttpsProxies.Insert(projID, &compute.TargetHttpsProxy{Name: "p2",
+		UrlMap: "global/urlMaps/hello-map", SslCertificates: []string{"global/sslCertificates/hello-cert"}}).Do())
+	_, err = e.svc.GlobalForwardingRules.SetTarget(projID, "lab-fr", &compute.TargetReference{Target: "global/targetHttpsProxies/nope"}).Do()
+	apiErr(t, err, 404, "notFound")
+	op, err = e.svc.GlobalForwardingRules.SetTarget(projID, "lab-fr", &compute.TargetReference{Target: "global/targetHttpsProxies/p2"}).Do()
+	if got := e.ok(t)(op, err); got.OperationType != "SetTarget" {
+		t.Errorf("setTarget operation type %q, want SetTarget", got.OperationType)
+	}
+	if fr, err = e.svc.GlobalForwardingRules.Get(projID, "lab-fr").Do(); err != nil || !strings.HasSuffix(fr.Target, "/targetHttpsProxies/p2") {
+		t.Errorf("after setTarget: %v target %q", err, fr.Target)
+	}
+	// A network a global rule names must exist too.
+	_, err = e.svc.GlobalForwardingRules.Insert(projID, &compute.ForwardingRule{
+		Name: "net-fr", PortRange: "443", LoadBalancingScheme: "EXTERNAL_MANAGED", Network: "global/networks/nope",
+		Target: "global/targetHttpsProxies/hello-proxy",
+	}).Do()
+	apiErr(t, err, 404, "notFound")
 }

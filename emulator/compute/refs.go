@@ -94,6 +94,7 @@ func (m *mutation) resolve(field, raw string, fullOnly bool, specs ...*spec) (st
 	if !found {
 		return "", nil, notFound("projects/" + pr.projectArg)
 	}
+	m.s.ensureDefaultNetwork(p)
 	var sp *spec
 	for _, c := range specs {
 		if c.segment == pr.segment && c.regional == (pr.region != "") {

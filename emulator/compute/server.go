@@ -54,6 +54,9 @@ type Server struct {
 	regions   []string
 	regionSet map[string]bool
 	opDelay   time.Duration
+	// defaulted holds the projects whose default network exists (or
+	// existed: deleting it is allowed and final).
+	defaulted map[string]bool
 }
 
 type resKey struct {
@@ -90,6 +93,8 @@ func New(c *core.Core) *Server {
 		ops:     map[opKey]*operation{},
 		reqIDs:  map[string]*operation{},
 		opDelay: DefaultOperationDelay,
+
+		defaulted: map[string]bool{},
 	}
 	s.SetRegions(DefaultRegions...)
 	return s
@@ -216,8 +221,8 @@ func (s *Server) parseRoute(r *http.Request) (*route, error) {
 		rt.action = "list"
 	case len(segs) == 1 && r.Method == http.MethodPost:
 		rt.action = "insert"
-	case len(segs) == 3 && segs[2] == "setLabels" && r.Method == http.MethodPost:
-		rt.name, rt.action = segs[1], "setLabels"
+	case len(segs) == 3 && (segs[2] == "setLabels" || segs[2] == "setTarget") && r.Method == http.MethodPost:
+		rt.name, rt.action = segs[1], segs[2]
 	case len(segs) == 2:
 		rt.name = segs[1]
 		switch r.Method {
@@ -269,12 +274,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		core.WriteHTTPError(w, notFound("projects/"+rt.project))
 		return
 	}
+	s.mu.Lock()
+	s.ensureDefaultNetwork(p)
+	s.mu.Unlock()
 	if rt.regional() && !s.knownRegion(rt.region) {
 		core.WriteHTTPError(w, notFound("projects/"+rt.project+"/regions/"+rt.region))
 		return
 	}
 	var body []byte
-	if rt.action == "insert" || rt.action == "patch" || rt.action == "update" || rt.action == "setLabels" {
+	if rt.action == "insert" || rt.action == "patch" || rt.action == "update" || rt.action == "setLabels" || rt.action == "setTarget" {
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 		if err != nil {
 			var mbe *http.MaxBytesError
@@ -301,7 +309,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out, err = req.list()
 	case "aggregatedList":
 		out, err = req.aggregatedList()
-	case "insert", "patch", "update", "delete", "setLabels":
+	case "insert", "patch", "update", "delete", "setLabels", "setTarget":
 		out, err = req.mutate()
 		if err != nil {
 			req.auditRejected(err)
@@ -396,6 +404,23 @@ func relPath(sp *spec, projectID, region, name string) string {
 
 func (r *resource) rel() string      { return relPath(r.spec, r.project.ID, r.region, r.name) }
 func (r *resource) selfLink() string { return linkBase + r.rel() }
+
+// ensureDefaultNetwork gives project p, on first sight, the auto-mode VPC
+// network "default" a new Google project starts with (unless the
+// organisation policy constraints/compute.skipDefaultNetworkCreation is
+// enforced; its per-region subnetworks are not modelled). s.mu held.
+func (s *Server) ensureDefaultNetwork(p core.Project) {
+	if s.defaulted[p.ID] {
+		return
+	}
+	s.defaulted[p.ID] = true
+	r := &resource{spec: specNetworks, project: p, name: "default", id: core.ID(), created: s.c.Now(),
+		obj: &compute.Network{AutoCreateSubnetworks: true, Description: "Default network for the project",
+			NetworkFirewallPolicyEnforcementOrder: "AFTER_CLASSIC_FIREWALL",
+			RoutingConfig:                         &compute.NetworkRoutingConfig{RoutingMode: "REGIONAL", BgpBestPathSelectionMode: "LEGACY"}}}
+	setOutputs(r, true)
+	s.res[resKey{specNetworks.collection, p.ID, "", "default"}] = r
+}
 
 // find looks a resource up by name or numeric id.
 func (s *Server) find(sp *spec, projectID, region, nameOrID string) *resource {

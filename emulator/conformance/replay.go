@@ -35,7 +35,11 @@ var Volatile = []string{
 // deviation when the emulator sends one a recording lacks. Cloud Run v2
 // Service.urls (the deterministic run.app URLs) is absent from the
 // April 2024 recordings and in Google's v2 reference and client today.
-var Newer = []string{"urls"}
+//
+// Compute's selfLinkWithId (forwarding rules) and a network's
+// routingConfig.bgpBestPathSelectionMode are absent from the April 2024
+// cassettes and present in the later _http.log recordings.
+var Newer = []string{"urls", "selfLinkWithId", "bgpBestPathSelectionMode"}
 
 // Project is the emulated project ${projectId} and ${projectNumber} stand for.
 var Project = core.Project{ID: "conformance-project", Number: 918273645012}
