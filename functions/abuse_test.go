@@ -176,7 +176,7 @@ type remediatingOnce struct {
 
 func (r *remediatingOnce) Reconcile(ctx context.Context, ref iapsetup.ServiceRef, _ ...iapsetup.CallOption) (*iapsetup.Result, error) {
 	if r.n.Add(1) == 1 {
-		return &iapsetup.Result{Ref: ref, Outcome: outcome.Remediated, Changes: []outcome.Change{{Resource: ref.ResourceName(), Field: "iapEnabled", Before: "false", After: "true"}}}, nil
+		return &iapsetup.Result{Ref: ref, Outcome: outcome.Remediated, Changes: []outcome.Change{{Resource: ref.String(), Field: "iapEnabled", Before: "false", After: "true"}}}, nil
 	}
 	return &iapsetup.Result{Ref: ref, Outcome: outcome.Compliant}, nil
 }

@@ -87,7 +87,7 @@ func (f *fakeReconciler) services() []string {
 	defer f.mu.Unlock()
 	var out []string
 	for _, r := range f.refs {
-		out = append(out, r.ResourceName())
+		out = append(out, r.String())
 	}
 	return out
 }

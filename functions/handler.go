@@ -202,7 +202,7 @@ func (h *Handler) reconcile(ctx context.Context, dec event.Decision) (results []
 		switch t.Kind {
 		case event.TargetService:
 			ref := iapsetup.ServiceRef{Project: t.Project, Region: t.Region, Name: t.Service}
-			v, err, _ := h.coal.do(ctx, ref.ResourceName(), dec.Trigger.Time, func() (any, error) {
+			v, err, _ := h.coal.do(ctx, ref.String(), dec.Trigger.Time, func() (any, error) {
 				return h.rec.Reconcile(ctx, ref)
 			})
 			if res, ok := v.(*iapsetup.Result); ok && res != nil {
@@ -456,7 +456,7 @@ func (h *Handler) inScope(project string) bool {
 func resultMessage(res *iapsetup.Result, t outcome.Trigger, now time.Time) *outcome.Message {
 	r := resourceOf(res.Resource)
 	if res.Ref.Name != "" {
-		r = outcome.Resource{Name: res.Ref.ResourceName(), Project: res.Ref.Project, Region: res.Ref.Region, Service: res.Ref.Name}
+		r = outcome.Resource{Name: res.Ref.String(), Project: res.Ref.Project, Region: res.Ref.Region, Service: res.Ref.Name}
 	}
 	return &outcome.Message{
 		Outcome: res.Outcome, Resource: r, Trigger: t, Mode: res.Mode,

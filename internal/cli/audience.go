@@ -85,13 +85,13 @@ func audiences(in *inspection) (audienceReport, error) {
 	if err != nil {
 		return audienceReport{}, err
 	}
-	rep := audienceReport{Name: in.Ref.ResourceName(), ProjectNumber: num, Mode: string(in.Plan.Mode), Audiences: []audienceItem{}}
+	rep := audienceReport{Name: in.Ref.String(), ProjectNumber: num, Mode: string(in.Plan.Mode), Audiences: []audienceItem{}}
 	for _, b := range in.Fronting {
 		id, err := strconv.ParseUint(b.ID, 10, 64)
 		if err != nil {
-			return audienceReport{}, fmt.Errorf("backend service %s has no numeric id (%q)", b.Ref.Path(), b.ID)
+			return audienceReport{}, fmt.Errorf("backend service %s has no numeric id (%q)", b.Ref.String(), b.ID)
 		}
-		it := audienceItem{BackendService: b.Ref.Path(), IAPEnabled: b.IAPEnabled}
+		it := audienceItem{BackendService: b.Ref.String(), IAPEnabled: b.IAPEnabled}
 		if b.Ref.Region == "" {
 			it.Kind, it.Audience = "global-backend-service", iapauth.BackendServiceAudience(num, id)
 		} else {

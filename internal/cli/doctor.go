@@ -118,7 +118,7 @@ func gcloudBackend(b iapsetup.BackendRef, flags ...string) string {
 // (iapsetup's rules) and the observed resources; it decides nothing new.
 func diagnose(in *inspection) doctorReport {
 	ref, plan, obs := in.Ref, in.Plan, in.Observed
-	rep := doctorReport{Name: ref.ResourceName(), Project: ref.Project, Region: ref.Region, Service: ref.Name, Mode: string(plan.Mode)}
+	rep := doctorReport{Name: ref.String(), Project: ref.Project, Region: ref.Region, Service: ref.Name, Mode: string(plan.Mode)}
 	add := func(check, status, msg, fix string) {
 		rep.Findings = append(rep.Findings, finding{Check: check, Status: status, Message: gcloudIngress(msg), Fix: fix})
 		switch status {
@@ -212,7 +212,7 @@ func diagnose(in *inspection) doctorReport {
 	default:
 		var names []string
 		for _, b := range in.Fronting {
-			names = append(names, shortBackend(b.Ref.Path()))
+			names = append(names, shortBackend(b.Ref.String()))
 		}
 		msg := "fronted by backend service(s) " + strings.Join(names, ", ") + " through serverless NEGs"
 		if plan.Mode == outcome.Direct {
@@ -225,13 +225,13 @@ func diagnose(in *inspection) doctorReport {
 		backendSteps[st.Resource] = st
 	}
 	for _, b := range in.Fronting {
-		bn := shortBackend(b.Ref.Path())
-		st := backendSteps[b.Ref.Path()]
+		bn := shortBackend(b.Ref.String())
+		st := backendSteps[b.Ref.String()]
 		httpsMissing := findingProblem
 		if plan.Mode != outcome.LoadBalancer {
 			httpsMissing = findingWarning // IAP is Cloud Run's own here
 		}
-		if err, bad := in.FrontendErr[b.Ref.Path()]; bad {
+		if err, bad := in.FrontendErr[b.Ref.String()]; bad {
 			add("https", findingWarning, "cannot check the frontend of "+bn+": "+oneLine(err).Error(), "")
 		} else if fe := obs.Frontends[iapsetup.ResourcePath(b.SelfLink)]; fe.HTTPS {
 			var rules []string

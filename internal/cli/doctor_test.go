@@ -82,7 +82,7 @@ func TestDiagnoseBuiltinIAP(t *testing.T) {
 		SelfLink: "https://www.googleapis.com/compute/v1/projects/p/global/backendServices/web-be",
 		Ref:      iapsetup.BackendRef{Project: "p", Name: "web-be"}, ID: "7", Groups: []string{neg}, EnableCDN: true,
 	}
-	svc := &iapsetup.Service{Ref: ref, Labels: map[string]string{"iap": "enabled"}, Ingress: iapsetup.IngressAll, IAPEnabled: true,
+	svc := &iapsetup.Service{Ref: ref, Labels: map[string]string{"iap": "enabled"}, Ingress: iapsetup.Ingress("INGRESS_TRAFFIC_ALL"), IAPEnabled: true,
 		Annotations: map[string]string{iapsetup.ManagedAnnotation: iapsetup.ManagedValue}}
 	obs := &iapsetup.Observed{
 		Service: svc, Agent: agent,

@@ -75,7 +75,7 @@ type changeReport struct {
 // and what the reconcile or plan v says about it.
 func newServiceReport(ref iapsetup.ServiceRef, svc *iapsetup.Service, v planView, rerr error) serviceReport {
 	r := serviceReport{
-		Name: ref.ResourceName(), Project: ref.Project, Region: ref.Region, Service: ref.Name,
+		Name: ref.String(), Project: ref.Project, Region: ref.Region, Service: ref.Name,
 		Outcome: string(v.Outcome), DryRun: v.DryRun, Mode: string(v.Mode), Reason: v.Reason,
 		Backends: []string{}, Bypasses: []string{}, Rules: []ruleReport{}, Changes: []changeReport{}, Warnings: []string{},
 	}

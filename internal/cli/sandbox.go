@@ -318,7 +318,7 @@ func sandboxTable(ctx context.Context, w io.Writer, st *stack.Stack, c *demo.Cli
 	all := true
 	for _, e := range sc.Expect {
 		ref := iapsetup.ServiceRef{Project: st.Project.ID, Region: f.region, Name: e.Service}
-		name := ref.ResourceName()
+		name := ref.String()
 		svc, err := c.Run.GetService(ctx, &runpb.GetServiceRequest{Name: name})
 		if err != nil {
 			return false, fmt.Errorf("reading %s: %w", e.Service, err)

@@ -251,7 +251,7 @@ func (a *ComputeAdapter) HTTPSFrontend(ctx context.Context, b *iapsetup.BackendS
 
 func matchesAny(ref string, paths []string) bool {
 	for _, p := range paths {
-		if iapsetup.SameResource(ref, p) {
+		if ref != "" && iapsetup.ResourcePath(ref) == iapsetup.ResourcePath(p) {
 			return true
 		}
 	}

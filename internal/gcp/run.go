@@ -35,7 +35,7 @@ var (
 func (a *RunAdapter) GetService(ctx context.Context, ref iapsetup.ServiceRef) (_ *iapsetup.Service, err error) {
 	defer classify(&err)
 	s, err := paced(ctx, a.pace, readCall, func() (*runpb.Service, error) {
-		return a.c.GetService(ctx, &runpb.GetServiceRequest{Name: ref.ResourceName()})
+		return a.c.GetService(ctx, &runpb.GetServiceRequest{Name: ref.String()})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("getting Cloud Run service %s: %w", ref, err)
@@ -110,7 +110,7 @@ func (a *RunAdapter) UpdateService(ctx context.Context, u *iapsetup.ServiceUpdat
 	if src, ok := u.Source.(*runpb.Service); ok && src != nil {
 		svc = proto.Clone(src).(*runpb.Service)
 	}
-	svc.Name, svc.Etag = u.Ref.ResourceName(), u.Etag
+	svc.Name, svc.Etag = u.Ref.String(), u.Etag
 	if u.Ingress != "" {
 		v, ok := runpb.IngressTraffic_value[string(u.Ingress)]
 		if !ok {
@@ -177,7 +177,7 @@ func (a *RunAdapter) GetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef) 
 	defer classify(&err)
 	p, err := paced(ctx, a.pace, readCall, func() (*iampb.Policy, error) {
 		return a.c.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{
-			Resource: ref.ResourceName(),
+			Resource: ref.String(),
 			Options:  &iampb.GetPolicyOptions{RequestedPolicyVersion: 3},
 		})
 	})
@@ -193,7 +193,7 @@ func (a *RunAdapter) GetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef) 
 func (a *RunAdapter) SetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef, p *iapsetup.Policy) (_ *iapsetup.Policy, err error) {
 	defer classify(&err)
 	out, err := paced(ctx, a.pace, writeCall, func() (*iampb.Policy, error) {
-		return a.c.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: ref.ResourceName(), Policy: toIAMPolicy(p)})
+		return a.c.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: ref.String(), Policy: toIAMPolicy(p)})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setting IAM policy of Cloud Run service %s: %w", ref, err)

@@ -148,7 +148,7 @@ func TestReconcileAccessGrantsAndPolicyChange(t *testing.T) {
 	if got := f.recorded(t, "hello"); got != "group:web@example.com,user:a@example.com" {
 		t.Errorf("access annotation = %q", got)
 	}
-	if len(res.Access) != 1 || res.Access[0].Resource != runIAP || !res.Access[0].Anyone() {
+	if len(res.Access) != 1 || res.Access[0].Resource != runIAP || len(res.Access[0].Members)+len(res.Access[0].Conditional)+len(res.Access[0].ProjectMembers) == 0 {
 		t.Errorf("Result.Access = %+v", res.Access)
 	}
 	f.checkSecondRunCompliant(t, ref, accessReads)

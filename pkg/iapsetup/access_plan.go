@@ -36,8 +36,8 @@ type AccessFinding struct {
 	Granted []string
 }
 
-// Anyone reports whether at least one member can pass.
-func (f AccessFinding) Anyone() bool {
+// anyone reports whether at least one member can pass.
+func (f AccessFinding) anyone() bool {
 	return len(f.Members)+len(f.Conditional)+len(f.ProjectMembers) > 0
 }
 
@@ -192,7 +192,7 @@ func (ap *accessPlan) intentAnnotation() *string {
 	if len(pending) == 0 {
 		return nil
 	}
-	v := formatRecordPending(ap.ref.ResourceName(), granted, pending, ap.rec.sign)
+	v := formatRecordPending(ap.ref.String(), granted, pending, ap.rec.sign)
 	return &v
 }
 
@@ -365,7 +365,7 @@ func (ap *accessPlan) annotation() *string {
 		}
 		next[part.res.Name] = keep
 	}
-	v := formatRecordPending(ap.ref.ResourceName(), next, pending, ap.rec.sign)
+	v := formatRecordPending(ap.ref.String(), next, pending, ap.rec.sign)
 	if v == ap.rawAnn && !ap.intent {
 		return nil
 	}
@@ -462,7 +462,7 @@ func (ap *accessPlan) steps(v view) []outcome.Step {
 	if ap == nil {
 		return nil
 	}
-	svc := v.p.Ref.ResourceName()
+	svc := v.p.Ref.String()
 	if len(ap.parts) == 0 {
 		switch {
 		case ap.reject != "":
@@ -505,7 +505,7 @@ func (ap *accessPlan) step(v view, part *accessPart) outcome.Step {
 		return s
 	case ap.reject != "":
 		s.Result, s.Message = outcome.StepRejected, ap.reject+"; nothing granted or revoked; "+who
-		if !f.Anyone() {
+		if !f.anyone() {
 			s.Message += "; " + ap.nobody(part, iapOnFor(v, part))
 		}
 		return s
@@ -513,7 +513,7 @@ func (ap *accessPlan) step(v view, part *accessPart) outcome.Step {
 		s.Result = outcome.StepChanged
 		s.Message = ap.describe(part, false) + "; per " + scope + "; " + who
 		return v.step(s, ap.describe(part, true)+"; per "+scope+"; "+who, part.err, ap.fix(part), true)
-	case !f.Anyone():
+	case !f.anyone():
 		s.Result, s.Message = outcome.StepWarning, ap.nobody(part, iapOnFor(v, part))
 	case len(f.public()) > 0:
 		s.Result = outcome.StepWarning

@@ -56,9 +56,9 @@ type recordKey struct {
 	key  []byte
 }
 
-// MinRecordKeyBytes is the shortest record key accepted (HMAC-SHA256: 32
+// minRecordKeyBytes is the shortest record key accepted (HMAC-SHA256: 32
 // bytes of randomness; e.g. head -c 32 /dev/urandom).
-const MinRecordKeyBytes = 32
+const minRecordKeyBytes = 32
 
 // recordKeyTTL is how long a key version is cached. The signing version
 // ("latest") is re-read after it, so a rotation takes effect within it.
@@ -304,8 +304,8 @@ func newKeyCache(k RecordKeys, now func() time.Time) *cache.Loading[recordKey] {
 		if err != nil {
 			return recordKey{}, 0, err
 		}
-		if len(key) < MinRecordKeyBytes {
-			return recordKey{}, 0, fmt.Errorf("access-record key %s has %d bytes, want at least %d", name, len(key), MinRecordKeyBytes)
+		if len(key) < minRecordKeyBytes {
+			return recordKey{}, 0, fmt.Errorf("access-record key %s has %d bytes, want at least %d", name, len(key), minRecordKeyBytes)
 		}
 		if !secretVersionRE.MatchString(name) {
 			return recordKey{}, 0, fmt.Errorf("access-record key version %q is not projects/P/secrets/S/versions/N", name)

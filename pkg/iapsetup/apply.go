@@ -97,7 +97,7 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan, refine func() *Plan) (*
 			if d := r.closeDoor(ctx, p.Ref, rec.policy.before); d != nil && d.err == nil {
 				rec.door = d
 			} else if d != nil {
-				r.log.WarnContext(ctx, "removing public invokers failed", "service", p.Ref.ResourceName(), "error", d.err)
+				r.log.WarnContext(ctx, "removing public invokers failed", "service", p.Ref.String(), "error", d.err)
 			}
 		}
 		// IAP must not be switched on before its agent may invoke the
@@ -216,7 +216,7 @@ func (r *Reconciler) recordIntent(ctx context.Context, p *Plan, rec *applyRecord
 	}
 	rec.access.intent = true
 	rec.service = &servicePart{before: s, lb: rec.service.lb, fronted: rec.service.fronted}
-	r.log.InfoContext(ctx, "recorded access grants as intended", "service", p.Ref.ResourceName())
+	r.log.InfoContext(ctx, "recorded access grants as intended", "service", p.Ref.String())
 	return nil
 }
 
@@ -316,7 +316,7 @@ func (r *Reconciler) writePolicy(ctx context.Context, ref ServiceRef, agent stri
 		return &pp
 	}
 	if pp.after != nil {
-		r.log.InfoContext(ctx, "updated IAM policy", "service", ref.ResourceName(), "changes", len(pp.changes), "attempts", attempts)
+		r.log.InfoContext(ctx, "updated IAM policy", "service", ref.String(), "changes", len(pp.changes), "attempts", attempts)
 	}
 	return &pp
 }
@@ -392,7 +392,7 @@ func (r *Reconciler) closeDoor(ctx context.Context, ref ServiceRef, pol *Policy)
 	if pp.after == nil {
 		return nil // someone else removed them meanwhile
 	}
-	r.log.InfoContext(ctx, "removed public invokers", "service", ref.ResourceName(), "removed", pp.removed, "attempts", attempts)
+	r.log.InfoContext(ctx, "removed public invokers", "service", ref.String(), "removed", pp.removed, "attempts", attempts)
 	return &pp
 }
 
@@ -482,7 +482,7 @@ func (r *Reconciler) writeService(ctx context.Context, p *Plan, sp servicePart, 
 		return &sp
 	}
 	if !p.DryRun && !sp.update.empty() {
-		r.log.InfoContext(ctx, "updated service", "service", p.Ref.ResourceName(), "mask", sp.update.Mask(), "attempts", attempts)
+		r.log.InfoContext(ctx, "updated service", "service", p.Ref.String(), "mask", sp.update.Mask(), "attempts", attempts)
 	}
 	return &sp
 }
@@ -561,6 +561,6 @@ func (r *Reconciler) writeBackend(ctx context.Context, bp *backendPart) {
 		return
 	}
 	if bp.write {
-		r.log.InfoContext(ctx, "enabled IAP", "backendService", bp.backend.Ref.Path(), "attempts", attempts)
+		r.log.InfoContext(ctx, "enabled IAP", "backendService", bp.backend.Ref.String(), "attempts", attempts)
 	}
 }

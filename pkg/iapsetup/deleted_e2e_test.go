@@ -38,7 +38,7 @@ func TestReconcileServiceDeletedDuringWrite(t *testing.T) {
 	e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 	d := e.Clients.Deps()
 	d.Services = deleteBeforeUpdate{Services: d.Services, del: func(ctx context.Context) error {
-		op, err := e.Clients.Run.DeleteService(ctx, &runpb.DeleteServiceRequest{Name: ref.ResourceName()})
+		op, err := e.Clients.Run.DeleteService(ctx, &runpb.DeleteServiceRequest{Name: ref.String()})
 		if err != nil {
 			return err
 		}

@@ -11,9 +11,9 @@ const (
 	// LabelKey is the service label that opts a service in:
 	// iap=enabled enforces, iap=disabled (or no label) leaves it alone.
 	LabelKey = "iap"
-	// LabelEnabled and LabelDisabled are the allowed values of LabelKey.
-	LabelEnabled  = "enabled"
-	LabelDisabled = "disabled"
+	// labelEnabled and labelDisabled are the allowed values of LabelKey.
+	labelEnabled  = "enabled"
+	labelDisabled = "disabled"
 	// ManagedAnnotation marks a service iapguard enforces, so that removing
 	// the label later is reported as opted-out rather than silently
 	// forgotten. Every reconcile of an enforced service that lacks it plans
@@ -78,9 +78,9 @@ func DesiredFor(s *Service) Desired {
 	d.Label, d.LabelSet = s.Labels[LabelKey]
 	d.Access, d.AccessSet = s.Labels[access.LabelKey]
 	switch {
-	case !d.LabelSet || d.Label == LabelDisabled:
+	case !d.LabelSet || d.Label == labelDisabled:
 		d.Intent = Unmanaged
-	case d.Label == LabelEnabled:
+	case d.Label == labelEnabled:
 		d.Intent = Enforce
 	default:
 		d.Intent = Invalid
@@ -93,7 +93,7 @@ func (d Desired) reason(ref ServiceRef, marker *markerState) string {
 	switch d.Intent {
 	case Invalid:
 		return fmt.Sprintf("label %s=%q is not valid: allowed values are %q (enforce IAP) and %q (leave alone); fix: gcloud run services update %s --project=%s --region=%s --update-labels=%s=%s",
-			LabelKey, d.Label, LabelEnabled, LabelDisabled, ref.Name, ref.Project, ref.Region, LabelKey, LabelEnabled)
+			LabelKey, d.Label, labelEnabled, labelDisabled, ref.Name, ref.Project, ref.Region, LabelKey, labelEnabled)
 	case Unmanaged:
 		what := "has no " + LabelKey + " label"
 		if d.LabelSet {
@@ -108,11 +108,11 @@ func (d Desired) reason(ref ServiceRef, marker *markerState) string {
 			if marker != nil && marker.why != "" {
 				why = marker.why
 			}
-			return "service " + what + "; iapguard enforces IAP only on services labelled " + LabelKey + "=" + LabelEnabled +
+			return "service " + what + "; iapguard enforces IAP only on services labelled " + LabelKey + "=" + labelEnabled +
 				". It carries the annotation " + ManagedAnnotation + ", but iapguard cannot verify that it wrote it (" + why +
 				"), so this is not reported as opted-out; if iapguard did enforce IAP here, IAP, ingress and IAM stay as they are"
 		}
-		return "service " + what + "; iapguard enforces IAP only on services labelled " + LabelKey + "=" + LabelEnabled
+		return "service " + what + "; iapguard enforces IAP only on services labelled " + LabelKey + "=" + labelEnabled
 	}
 	return ""
 }

@@ -57,10 +57,10 @@ func (r *Reconciler) Diagnose(ctx context.Context, ref ServiceRef) (*Diagnosis, 
 	dg := &Diagnosis{Desired: DesiredFor(obs.Service), Observed: obs, AgentErr: e.agent}
 	want := dg.Desired
 	if want.Intent != Enforce {
-		want = Desired{Intent: Enforce, Label: LabelEnabled, LabelSet: true, Managed: want.Managed}
+		want = Desired{Intent: Enforce, Label: labelEnabled, LabelSet: true, Managed: want.Managed}
 	}
 	if want.AccessSet || want.Granted != "" {
-		obs.record = r.readRecord(ctx, ref.ResourceName(), want.Granted)
+		obs.record = r.readRecord(ctx, ref.String(), want.Granted)
 	}
 	p := PlanFor(want, obs)
 	p.DryRun = true

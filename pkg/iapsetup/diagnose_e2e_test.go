@@ -54,7 +54,7 @@ func TestDiagnose(t *testing.T) {
 			t.Errorf("Diagnose called %s", m)
 		}
 	}
-	if len(dg.Fronting) != 1 || dg.Fronting[0].Ref.Path() != l.backend.Path() || dg.ProjectNumber != "123456789012" || dg.AgentErr != nil {
+	if len(dg.Fronting) != 1 || dg.Fronting[0].Ref.String() != l.backend.Path() || dg.ProjectNumber != "123456789012" || dg.AgentErr != nil {
 		t.Errorf("fronting %v, project number %q, agent error %v", dg.Fronting, dg.ProjectNumber, dg.AgentErr)
 	}
 

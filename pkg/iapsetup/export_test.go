@@ -42,3 +42,13 @@ func CloudRunIAPResource(number string, ref ServiceRef) string {
 func BackendIAPResource(number string, b BackendService) string {
 	return backendIAPResource(number, b).Name
 }
+
+// Label values and ingress settings, for the package's tests.
+const (
+	LabelEnabled                = labelEnabled
+	LabelDisabled               = labelDisabled
+	IngressAll                  = ingressAll
+	IngressInternalLoadBalancer = ingressInternalLoadBalancer
+	IngressInternalOnly         = ingressInternalOnly
+	IngressNone                 = ingressNone
+)

@@ -34,7 +34,7 @@ func checkServiceUpdate(before *Service, u *ServiceUpdate) error {
 		return unsafeWrite("update of %s without the etag of the read it was computed from", u.Ref)
 	}
 	if u.Ingress != "" {
-		if u.Ingress.strictness() < IngressInternalLoadBalancer.strictness() {
+		if u.Ingress.strictness() < ingressInternalLoadBalancer.strictness() {
 			return unsafeWrite("ingress of %s to %s", u.Ref, u.Ingress)
 		}
 		if u.Ingress.strictness() < before.Ingress.strictness() {

@@ -16,12 +16,12 @@ import (
 // testRecord is a signed access record of members on the test service's
 // Cloud Run IAP resource.
 func testRecord(members ...string) string {
-	return formatRecord(tService().Ref.ResourceName(), map[string][]string{"projects/123456/iap_web/cloud_run-us-central1/services/hello": members}, &testRecordKey)
+	return formatRecord(tService().Ref.String(), map[string][]string{"projects/123456/iap_web/cloud_run-us-central1/services/hello": members}, &testRecordKey)
 }
 
 func TestCheckServiceUpdate(t *testing.T) {
 	t.Parallel()
-	before := tService(ingress(IngressInternalOnly), func(s *Service) { s.Annotations = map[string]string{"owner": "web"} })
+	before := tService(ingress(ingressInternalOnly), func(s *Service) { s.Annotations = map[string]string{"owner": "web"} })
 	ok := func(mods ...func(*ServiceUpdate)) *ServiceUpdate {
 		u := &ServiceUpdate{Ref: before.Ref, Etag: before.Etag}
 		for _, m := range mods {
@@ -35,11 +35,11 @@ func TestCheckServiceUpdate(t *testing.T) {
 		u      *ServiceUpdate
 		unsafe bool
 	}{
-		{"tighten ingress from all", tService(), ok(func(u *ServiceUpdate) { u.Ingress = IngressInternalLoadBalancer }), false},
-		{"keep internal-only", before, ok(func(u *ServiceUpdate) { u.Ingress = IngressInternalOnly }), false},
-		{"loosen internal-only to load balancer", before, ok(func(u *ServiceUpdate) { u.Ingress = IngressInternalLoadBalancer }), true},
-		{"ingress all", tService(), ok(func(u *ServiceUpdate) { u.Ingress = IngressAll }), true},
-		{"ingress unspecified", tService(), ok(func(u *ServiceUpdate) { u.Ingress = IngressUnspecified }), true},
+		{"tighten ingress from all", tService(), ok(func(u *ServiceUpdate) { u.Ingress = ingressInternalLoadBalancer }), false},
+		{"keep internal-only", before, ok(func(u *ServiceUpdate) { u.Ingress = ingressInternalOnly }), false},
+		{"loosen internal-only to load balancer", before, ok(func(u *ServiceUpdate) { u.Ingress = ingressInternalLoadBalancer }), true},
+		{"ingress all", tService(), ok(func(u *ServiceUpdate) { u.Ingress = ingressAll }), true},
+		{"ingress unspecified", tService(), ok(func(u *ServiceUpdate) { u.Ingress = ingressUnspecified }), true},
 		{"add managed marker", before, ok(func(u *ServiceUpdate) {
 			u.Annotations = map[string]string{"owner": "web", ManagedAnnotation: ManagedValue}
 		}), false},
@@ -322,7 +322,7 @@ func TestApplyRefusesUnsafeWrites(t *testing.T) {
 	t.Parallel()
 	lbObs := func() *Observed {
 		return &Observed{
-			Service: tService(ingress(IngressInternalOnly)), Policy: tPolicy(bind(roleInvoker, allUsers), bind("roles/run.admin", "user:o@example.com")), Agent: tAgent,
+			Service: tService(ingress(ingressInternalOnly)), Policy: tPolicy(bind(roleInvoker, allUsers), bind("roles/run.admin", "user:o@example.com")), Agent: tAgent,
 			NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{tBackend("web", "", "hello-neg")},
 		}
 	}
@@ -331,8 +331,8 @@ func TestApplyRefusesUnsafeWrites(t *testing.T) {
 		tamper func(p *Plan)
 		refuse string // the write that must not be sent
 	}{
-		{"loosen ingress", func(p *Plan) { p.service.update.Ingress = IngressAll }, "UpdateService"},
-		{"ingress below the stricter setting", func(p *Plan) { p.service.update.Ingress = IngressInternalLoadBalancer }, "UpdateService"},
+		{"loosen ingress", func(p *Plan) { p.service.update.Ingress = ingressAll }, "UpdateService"},
+		{"ingress below the stricter setting", func(p *Plan) { p.service.update.Ingress = ingressInternalLoadBalancer }, "UpdateService"},
 		{"drop foreign binding", func(p *Plan) { p.policy.after.Bindings = p.policy.after.Bindings[1:] }, "SetIamPolicy"},
 		{"add public member", func(p *Plan) {
 			p.policy.after.Bindings[0].Members = append(p.policy.after.Bindings[0].Members, allAuthenticatedUsers)
@@ -345,8 +345,8 @@ func TestApplyRefusesUnsafeWrites(t *testing.T) {
 			r, rec := newRecorderReconciler(t)
 			obs := lbObs()
 			p := PlanFor(DesiredFor(obs.Service), obs)
-			if p.Writes() != 3 {
-				t.Fatalf("fixture plan has %d writes, want 3:\n%s", p.Writes(), renderPlan(p))
+			if p.writes() != 3 {
+				t.Fatalf("fixture plan has %d writes, want 3:\n%s", p.writes(), renderPlan(p))
 			}
 			tc.tamper(p)
 			planned := renderPlan(p)

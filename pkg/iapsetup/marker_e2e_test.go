@@ -27,7 +27,7 @@ var markerChange = []string{"annotations[" + iapsetup.ManagedAnnotation + "]:  â
 func removeLabel(t *testing.T, e *testEnv) {
 	t.Helper()
 	op, err := e.Clients.Run.UpdateService(t.Context(), &runpb.UpdateServiceRequest{
-		Service:    &runpb.Service{Name: ref.ResourceName(), Labels: map[string]string{"team": "web"}},
+		Service:    &runpb.Service{Name: ref.String(), Labels: map[string]string{"team": "web"}},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"labels"}},
 	})
 	if err != nil {

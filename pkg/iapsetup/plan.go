@@ -136,8 +136,8 @@ func (pt parts) clone() parts {
 	return out
 }
 
-// Writes reports how many write calls applying the plan takes.
-func (p *Plan) Writes() int {
+// writes reports how many write calls applying the plan takes.
+func (p *Plan) writes() int {
 	n := 0
 	if p.policy != nil && p.policy.after != nil {
 		n++
@@ -210,12 +210,12 @@ func findFronting(ref ServiceRef, negs []NEG, backends []BackendService) frontin
 			continue
 		}
 		if slices.ContainsFunc(b.Groups, func(g string) bool {
-			return slices.ContainsFunc(f.negs, func(n NEG) bool { return SameResource(g, n.SelfLink) })
+			return slices.ContainsFunc(f.negs, func(n NEG) bool { return sameResource(g, n.SelfLink) })
 		}) {
 			f.backends = append(f.backends, b)
 		}
 	}
-	sort.Slice(f.backends, func(i, j int) bool { return f.backends[i].Ref.Path() < f.backends[j].Ref.Path() })
+	sort.Slice(f.backends, func(i, j int) bool { return f.backends[i].Ref.String() < f.backends[j].Ref.String() })
 	sort.Slice(f.maskNEGs, func(i, j int) bool { return f.maskNEGs[i].SelfLink < f.maskNEGs[j].SelfLink })
 	return f
 }
@@ -372,7 +372,7 @@ type report struct {
 // report derives the steps, changes, warnings and outcome from the parts.
 func (v view) report() (r report) {
 	p := v.p
-	svc := p.Ref.ResourceName()
+	svc := p.Ref.String()
 
 	// agent-identity
 	if p.agent == "" {
@@ -448,7 +448,7 @@ func (v view) report() (r report) {
 		for _, b := range v.backends {
 			if b.backend.IAPEnabled {
 				r.warnings = append(r.warnings, fmt.Sprintf("Cloud Run's built-in IAP (iapEnabled) and IAP on backend service %s are both on; Google does not support IAP on both, and iapguard turns neither off. To keep load-balancer IAP only: gcloud run services update %s --project=%s --region=%s --no-iap",
-					b.backend.Ref.Path(), p.Ref.Name, p.Ref.Project, p.Ref.Region))
+					b.backend.Ref.String(), p.Ref.Name, p.Ref.Project, p.Ref.Region))
 			}
 		}
 	}
@@ -613,7 +613,7 @@ func planPolicy(ref ServiceRef, p *Policy, agent string) policyPart {
 						r += " (binding " + bindingLabel(b) + ")"
 					}
 					pp.removed = append(pp.removed, r)
-					pp.changes = append(pp.changes, outcome.Change{Resource: ref.ResourceName(), Field: "iamPolicy[" + bindingLabel(b) + "]", Before: m, After: ""})
+					pp.changes = append(pp.changes, outcome.Change{Resource: ref.String(), Field: "iamPolicy[" + bindingLabel(b) + "]", Before: m, After: ""})
 					continue
 				}
 				members = append(members, m)
@@ -648,7 +648,7 @@ func planPolicy(ref ServiceRef, p *Policy, agent string) policyPart {
 			pp.added = true
 		}
 		if pp.added {
-			pp.changes = append(pp.changes, outcome.Change{Resource: ref.ResourceName(), Field: "iamPolicy[" + roleInvoker + "]", Before: "", After: agentMember(agent)})
+			pp.changes = append(pp.changes, outcome.Change{Resource: ref.String(), Field: "iamPolicy[" + roleInvoker + "]", Before: "", After: agentMember(agent)})
 		}
 	}
 	if pp.added || len(pp.removed) > 0 {
@@ -661,7 +661,7 @@ func planPolicy(ref ServiceRef, p *Policy, agent string) policyPart {
 // imperative message, plus the message to use once the change is made.
 
 func (pp *policyPart) invokerStep(ref ServiceRef, agent string) (outcome.Step, string) {
-	s := outcome.Step{Name: outcome.StepInvokerBinding, Resource: ref.ResourceName()}
+	s := outcome.Step{Name: outcome.StepInvokerBinding, Resource: ref.String()}
 	what := roleInvoker + " to " + agentMember(agent) + " (IAP calls the service as this agent)"
 	switch {
 	case pp.before == nil || agent == "":
@@ -691,7 +691,7 @@ func (pp *policyPart) authStep(svc string) (outcome.Step, string) {
 // doorStep is the iam-auth step of the public-invoker removal closeDoor
 // made (or failed to make) before the plan.
 func (pp *policyPart) doorStep(ref ServiceRef) outcome.Step {
-	s, _ := pp.authStep(ref.ResourceName())
+	s, _ := pp.authStep(ref.String())
 	if pp.err != nil {
 		s.Result = outcome.StepFailed
 		s.Message += ": " + pp.err.Error() + "; fix: " + pp.fix(ref, "")
@@ -746,22 +746,22 @@ type servicePart struct {
 func planService(s *Service, d Desired, lb bool, access *string, marker *markerState) servicePart {
 	sp := servicePart{before: s, lb: lb}
 	u := &ServiceUpdate{Ref: s.Ref, Etag: s.Etag, Source: s.Source}
-	name := s.Ref.ResourceName()
+	name := s.Ref.String()
 	if s.InvokerIAMDisabled {
 		u.RequireInvokerIAM = true
 		sp.changes = append(sp.changes, outcome.Change{Resource: name, Field: "invokerIamDisabled", Before: "true", After: "false"})
 	}
 	if lb {
 		switch {
-		case s.Ingress == IngressAll:
-			u.Ingress = IngressInternalLoadBalancer
+		case s.Ingress == ingressAll:
+			u.Ingress = ingressInternalLoadBalancer
 			sp.changes = append(sp.changes, outcome.Change{Resource: name, Field: "ingress", Before: string(s.Ingress), After: string(u.Ingress)})
-		case s.Ingress.strictness() > IngressInternalLoadBalancer.strictness():
+		case s.Ingress.strictness() > ingressInternalLoadBalancer.strictness():
 			sp.warnings = append(sp.warnings, fmt.Sprintf("ingress %s is stricter than %s and is kept; note that an external load balancer cannot reach the service with it",
-				s.Ingress, IngressInternalLoadBalancer))
+				s.Ingress, ingressInternalLoadBalancer))
 		case s.Ingress.strictness() < 0:
 			sp.warnings = append(sp.warnings, fmt.Sprintf("ingress is %q (no serving revision?); iapguard sets %s once Cloud Run reports a setting",
-				string(s.Ingress), IngressInternalLoadBalancer))
+				string(s.Ingress), ingressInternalLoadBalancer))
 		}
 	} else if !s.IAPEnabled {
 		u.EnableIAP = true
@@ -816,18 +816,18 @@ func (sp *servicePart) authStep(svc string) (outcome.Step, string) {
 func (sp *servicePart) ingressStep(svc string) (outcome.Step, string) {
 	s := outcome.Step{Name: outcome.StepIngress, Resource: svc}
 	in := sp.before.Ingress
-	what := fmt.Sprintf("ingress %s → %s", in, IngressInternalLoadBalancer)
+	what := fmt.Sprintf("ingress %s → %s", in, ingressInternalLoadBalancer)
 	switch {
 	case !sp.lb && sp.fronted:
 		s.Result, s.Message = outcome.StepSkipped, fmt.Sprintf("Cloud Run's built-in IAP guards every path, the load balancer's included; ingress stays %s", in)
 	case !sp.lb:
 		s.Result, s.Message = outcome.StepSkipped, fmt.Sprintf("no load balancer fronts the service; ingress stays %s (Cloud Run IAP guards every path)", in)
-	case in == IngressAll:
+	case in == ingressAll:
 		s.Result, s.Message = outcome.StepChanged, "set "+what
-	case in == IngressInternalLoadBalancer:
+	case in == ingressInternalLoadBalancer:
 		s.Result, s.Message = outcome.StepOK, "ingress is "+string(in)
-	case in.strictness() > IngressInternalLoadBalancer.strictness():
-		s.Result, s.Message = outcome.StepWarning, fmt.Sprintf("ingress %s is stricter than %s; kept (iapguard never loosens ingress), but an external load balancer cannot reach the service", in, IngressInternalLoadBalancer)
+	case in.strictness() > ingressInternalLoadBalancer.strictness():
+		s.Result, s.Message = outcome.StepWarning, fmt.Sprintf("ingress %s is stricter than %s; kept (iapguard never loosens ingress), but an external load balancer cannot reach the service", in, ingressInternalLoadBalancer)
 	default:
 		s.Result, s.Message = outcome.StepWarning, fmt.Sprintf("ingress is %q; left alone until Cloud Run reports a setting", string(in))
 	}
@@ -891,7 +891,7 @@ type sharing struct {
 func shareOf(ref ServiceRef, d Desired, b BackendService, o *Observed) sharing {
 	var sh sharing
 	for _, g := range b.Groups {
-		i := slices.IndexFunc(o.NEGs, func(n NEG) bool { return SameResource(g, n.SelfLink) })
+		i := slices.IndexFunc(o.NEGs, func(n NEG) bool { return sameResource(g, n.SelfLink) })
 		switch {
 		case i < 0:
 			sh.unknown = append(sh.unknown, ResourcePath(g))
@@ -914,7 +914,7 @@ func shareOf(ref ServiceRef, d Desired, b BackendService, o *Observed) sharing {
 			case s.Ref.Name == "":
 				sh.others[name] = "" // does not exist: its NEG routes nowhere
 			case nd.Intent != Enforce:
-				sh.others[name] = "not labelled " + LabelKey + "=" + LabelEnabled
+				sh.others[name] = "not labelled " + LabelKey + "=" + labelEnabled
 			case nd.AccessSet != d.AccessSet || nd.Access != d.Access:
 				sh.others[name] = fmt.Sprintf("%s=%q", access.LabelKey, nd.Access)
 			default:
@@ -986,14 +986,14 @@ func planBackend(b BackendService, fe *Frontend, builtin bool) backendPart {
 	bp := backendPart{backend: b, frontend: fe, builtin: builtin}
 	if !b.IAPEnabled && !b.EnableCDN && !builtin {
 		bp.write = true
-		bp.changes = []outcome.Change{{Resource: b.Ref.Path(), Field: "iap.enabled", Before: "false", After: "true"}}
+		bp.changes = []outcome.Change{{Resource: b.Ref.String(), Field: "iap.enabled", Before: "false", After: "true"}}
 	}
 	return bp
 }
 
 func (bp *backendPart) stepFor(svc ServiceRef) (outcome.Step, string) {
 	b := bp.backend
-	s := outcome.Step{Name: outcome.StepBackendIAP, Resource: b.Ref.Path()}
+	s := outcome.Step{Name: outcome.StepBackendIAP, Resource: b.Ref.String()}
 	what := "IAP on backend service " + b.Ref.Name + " (Google-managed OAuth client)"
 	if bp.frontend != nil && !bp.frontend.HTTPS {
 		what += "; warning: no HTTPS frontend reaches it, and IAP needs one"
@@ -1005,7 +1005,7 @@ func (bp *backendPart) stepFor(svc ServiceRef) (outcome.Step, string) {
 		names := append([]string{svc.Name}, slices.Sorted(maps.Keys(bp.share.others))...)
 		s.Result = outcome.StepConflict
 		s.Message = fmt.Sprintf("backend service %s fronts several Cloud Run services or backends (%s); iapguard changes it (IAP, access grants) only when every service behind it is labelled %s=%s with the same %s policy: %s. Label them alike, or give the service a backend service of its own",
-			b.Ref.Name, strings.Join(append(names, bp.share.unknown...), ", "), LabelKey, LabelEnabled, access.LabelKey, c)
+			b.Ref.Name, strings.Join(append(names, bp.share.unknown...), ", "), LabelKey, labelEnabled, access.LabelKey, c)
 		return s, ""
 	}
 	switch {
@@ -1033,10 +1033,10 @@ func (bp *backendPart) warnings() []string {
 	b := bp.backend
 	var w []string
 	if bp.frontend != nil && !bp.frontend.HTTPS && !b.EnableCDN {
-		w = append(w, fmt.Sprintf("backend service %s has no HTTPS frontend (URL map → target HTTPS proxy → forwarding rule); IAP only works over HTTPS: add a target HTTPS proxy and forwarding rule for its URL map", b.Ref.Path()))
+		w = append(w, fmt.Sprintf("backend service %s has no HTTPS frontend (URL map → target HTTPS proxy → forwarding rule); IAP only works over HTTPS: add a target HTTPS proxy and forwarding rule for its URL map", b.Ref.String()))
 	}
 	if b.IAPEnabled && b.EnableCDN {
-		w = append(w, fmt.Sprintf("backend service %s has both IAP and Cloud CDN enabled; IAP is incompatible with Cloud CDN", b.Ref.Path()))
+		w = append(w, fmt.Sprintf("backend service %s has both IAP and Cloud CDN enabled; IAP is incompatible with Cloud CDN", b.Ref.String()))
 	}
 	return w
 }

@@ -33,8 +33,8 @@ const (
 func tService(mods ...func(*Service)) *Service {
 	s := &Service{
 		Ref:     ServiceRef{Project: tProject, Region: tRegion, Name: "hello"},
-		Labels:  map[string]string{LabelKey: LabelEnabled, "team": "web"},
-		Ingress: IngressAll,
+		Labels:  map[string]string{LabelKey: labelEnabled, "team": "web"},
+		Ingress: ingressAll,
 		Etag:    `"svc-etag-1"`,
 	}
 	for _, m := range mods {
@@ -96,7 +96,7 @@ func tBackend(name, region string, groups ...string) BackendService {
 		LoadBalancingScheme: "EXTERNAL_MANAGED",
 		Protocol:            "HTTPS",
 	}
-	b.SelfLink = tHost + b.Ref.Path()
+	b.SelfLink = tHost + b.Ref.String()
 	for _, g := range groups {
 		b.Groups = append(b.Groups, tHost+"projects/"+tProject+"/regions/"+tRegion+"/networkEndpointGroups/"+g)
 	}
@@ -155,11 +155,11 @@ func withRecord(obs *Observed) *Observed {
 			entries[part.res.Name] = parseGranted(raw)
 		}
 		obs.Service = obs.Service.clone()
-		obs.Service.Annotations[AccessAnnotation] = formatRecord(obs.Service.Ref.ResourceName(), entries, &testRecordKey)
+		obs.Service.Annotations[AccessAnnotation] = formatRecord(obs.Service.Ref.String(), entries, &testRecordKey)
 		raw = obs.Service.Annotations[AccessAnnotation]
 	}
 	k := testRecordKey
-	obs.record = verifyRecord(obs.Service.Ref.ResourceName(), raw, lookup, &k, nil)
+	obs.record = verifyRecord(obs.Service.Ref.String(), raw, lookup, &k, nil)
 	return obs
 }
 
@@ -226,7 +226,7 @@ func renderPlan(p *Plan) string {
 			fmt.Fprintf(&b, "  - %s\n", w)
 		}
 	}
-	fmt.Fprintf(&b, "writes: %d\n", p.Writes())
+	fmt.Fprintf(&b, "writes: %d\n", p.writes())
 	if p.policy != nil && p.policy.after != nil {
 		a := p.policy.after
 		fmt.Fprintf(&b, "  - SetIamPolicy %s etag=%s version=%d\n", p.Ref, a.Etag, a.Version)
@@ -330,7 +330,7 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "label-disabled-skipped",
-			obs:  func() *Observed { return &Observed{Service: tService(label(LabelDisabled))} },
+			obs:  func() *Observed { return &Observed{Service: tService(label(labelDisabled))} },
 			want: outcome.Skipped,
 		},
 		{
@@ -353,7 +353,7 @@ func TestPlanGolden(t *testing.T) {
 		{
 			name: "label-disabled-after-enforcement-opted-out",
 			obs: func() *Observed {
-				return &Observed{Service: tService(label(LabelDisabled), managed, iapOn), marker: &markerState{verified: true}}
+				return &Observed{Service: tService(label(labelDisabled), managed, iapOn), marker: &markerState{verified: true}}
 			},
 			want: outcome.OptedOut,
 		},
@@ -444,7 +444,7 @@ func TestPlanGolden(t *testing.T) {
 		{
 			name: "direct-stricter-ingress-kept",
 			obs: func() *Observed {
-				return &Observed{Service: tService(ingress(IngressInternalOnly)), Policy: tPolicy(agentBinding), Agent: tAgent}
+				return &Observed{Service: tService(ingress(ingressInternalOnly)), Policy: tPolicy(agentBinding), Agent: tAgent}
 			},
 			want: outcome.Remediated, mode: outcome.Direct, writes: 1,
 			statusOf: map[string]outcome.StepResult{outcome.StepIngress: outcome.StepSkipped},
@@ -478,7 +478,7 @@ func TestPlanGolden(t *testing.T) {
 			obs: func() *Observed {
 				b := tBackend("web", "", "hello-neg")
 				return &Observed{
-					Service: tService(ingress(IngressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					Service: tService(ingress(ingressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{b},
 					Frontends: map[string]Frontend{ResourcePath(b.SelfLink): {URLMaps: []string{"projects/p1/global/urlMaps/web"}}},
 				}
@@ -490,7 +490,7 @@ func TestPlanGolden(t *testing.T) {
 			name: "lb-compliant",
 			obs: func() *Observed {
 				return &Observed{
-					Service: tService(ingress(IngressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding, bind("roles/run.developer", "user:dev@example.com")), Agent: tAgent,
+					Service: tService(ingress(ingressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding, bind("roles/run.developer", "user:dev@example.com")), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
 				}
@@ -501,7 +501,7 @@ func TestPlanGolden(t *testing.T) {
 			name: "lb-compliant-not-marked",
 			obs: func() *Observed {
 				return &Observed{
-					Service: tService(ingress(IngressInternalLoadBalancer)), Policy: tPolicy(agentBinding), Agent: tAgent,
+					Service: tService(ingress(ingressInternalLoadBalancer)), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
 				}
@@ -525,7 +525,7 @@ func TestPlanGolden(t *testing.T) {
 			name: "lb-cdn-on-one-of-two-backends",
 			obs: func() *Observed {
 				return &Observed{
-					Service: tService(ingress(IngressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					Service: tService(ingress(ingressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withCDN(tBackend("cdn", "", "hello-neg")), tBackend("web", "", "hello-neg")},
 				}
@@ -536,7 +536,7 @@ func TestPlanGolden(t *testing.T) {
 			name: "lb-iap-and-cdn-both-on",
 			obs: func() *Observed {
 				return &Observed{
-					Service: tService(ingress(IngressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					Service: tService(ingress(ingressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withCDN(withIAP(tBackend("web", "", "hello-neg")))},
 				}
@@ -547,7 +547,7 @@ func TestPlanGolden(t *testing.T) {
 			name: "lb-stricter-ingress-internal-only-kept",
 			obs: func() *Observed {
 				return &Observed{
-					Service: tService(ingress(IngressInternalOnly), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					Service: tService(ingress(ingressInternalOnly), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
 				}
@@ -559,7 +559,7 @@ func TestPlanGolden(t *testing.T) {
 			name: "lb-stricter-ingress-none-kept",
 			obs: func() *Observed {
 				return &Observed{
-					Service: tService(ingress(IngressNone)), Policy: tPolicy(), Agent: tAgent,
+					Service: tService(ingress(ingressNone)), Policy: tPolicy(), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{tBackend("web", "", "hello-neg")},
 				}
@@ -571,7 +571,7 @@ func TestPlanGolden(t *testing.T) {
 			name: "lb-ingress-unspecified-left-alone",
 			obs: func() *Observed {
 				return &Observed{
-					Service: tService(ingress(IngressUnspecified), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					Service: tService(ingress(ingressUnspecified), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
 				}
@@ -601,7 +601,7 @@ func TestPlanGolden(t *testing.T) {
 				b := tBackend("web", "")
 				b.Groups = []string{"https://compute.googleapis.com/compute/beta/projects/p1/regions/us-central1/networkEndpointGroups/hello-neg"}
 				return &Observed{
-					Service: tService(ingress(IngressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
+					Service: tService(ingress(ingressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{b},
 				}
 			},
@@ -643,7 +643,7 @@ func TestPlanGolden(t *testing.T) {
 			name: "lb-and-direct-iap-both-on-warning",
 			obs: func() *Observed {
 				return &Observed{
-					Service: tService(iapOn, managed, ingress(IngressInternalLoadBalancer)), Policy: tPolicy(agentBinding), Agent: tAgent,
+					Service: tService(iapOn, managed, ingress(ingressInternalLoadBalancer)), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
 				}
@@ -881,7 +881,7 @@ func TestPlanGolden(t *testing.T) {
 			obs: func() *Observed {
 				web, internal := withIAP(tBackend("web", "", "hello-neg")), tBackend("internal", tRegion, "hello-neg")
 				return &Observed{
-					Service: tService(managed, ingress(IngressInternalLoadBalancer), accessLabel("admins")), Policy: tPolicy(agentBinding), Agent: tAgent,
+					Service: tService(managed, ingress(ingressInternalLoadBalancer), accessLabel("admins")), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{web, internal},
 					AccessPolicies: tPolicies(t),
 					IAP:            iapOf(backendIAP(web), iapPolicy("group:admins@example.com"), backendIAP(internal), iapPolicy(), tProjIAP, iapPolicy()),
@@ -897,7 +897,7 @@ func TestPlanGolden(t *testing.T) {
 			name: "access-lb-cdn-only-skipped",
 			obs: func() *Observed {
 				return &Observed{
-					Service: tService(managed, ingress(IngressInternalLoadBalancer), accessLabel("admins")), Policy: tPolicy(agentBinding), Agent: tAgent,
+					Service: tService(managed, ingress(ingressInternalLoadBalancer), accessLabel("admins")), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{withCDN(tBackend("web", "", "hello-neg"))},
 					AccessPolicies: tPolicies(t), IAP: iapOf(tProjIAP, iapPolicy()),
 				}
@@ -909,7 +909,7 @@ func TestPlanGolden(t *testing.T) {
 			name: "lb-iam-only-unmarked-adds-marker",
 			obs: func() *Observed {
 				return &Observed{
-					Service: tService(ingress(IngressInternalLoadBalancer)), Policy: tPolicy(bind(roleInvoker, allAuthenticatedUsers)), Agent: tAgent,
+					Service: tService(ingress(ingressInternalLoadBalancer)), Policy: tPolicy(bind(roleInvoker, allAuthenticatedUsers)), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
 				}
@@ -988,8 +988,8 @@ func TestPlanGolden(t *testing.T) {
 			if p.Mode != tc.mode {
 				t.Errorf("PlanFor(%s).Mode = %q, want %q", tc.name, p.Mode, tc.mode)
 			}
-			if got := p.Writes(); got != tc.writes {
-				t.Errorf("PlanFor(%s).Writes() = %d, want %d", tc.name, got, tc.writes)
+			if got := p.writes(); got != tc.writes {
+				t.Errorf("PlanFor(%s).writes() = %d, want %d", tc.name, got, tc.writes)
 			}
 			for name, want := range tc.statusOf {
 				i := slices.IndexFunc(p.Steps, func(s outcome.Step) bool { return s.Name == name })
@@ -1066,7 +1066,7 @@ func TestPlanIdempotent(t *testing.T) {
 			t.Parallel()
 			obs = withRecord(obs)
 			p := PlanFor(DesiredFor(obs.Service), obs)
-			if p.Writes() == 0 {
+			if p.writes() == 0 {
 				t.Fatalf("start state %s needs no writes; the test needs one that does", name)
 			}
 			next := &Observed{Service: obs.Service.clone(), Policy: obs.Policy.clone(), Agent: obs.Agent, NEGs: obs.NEGs, Backends: slices.Clone(obs.Backends),
@@ -1103,7 +1103,7 @@ func TestPlanIdempotent(t *testing.T) {
 				}
 			}
 			p2 := PlanFor(DesiredFor(next.Service), withRecord(next))
-			if n := p2.Writes(); n != 0 {
+			if n := p2.writes(); n != 0 {
 				t.Errorf("after applying the plan, PlanFor wants %d more writes:\n%s", n, renderPlan(p2))
 			}
 			if p2.Outcome != outcome.Compliant && p2.Outcome != outcome.Conflict {
@@ -1145,7 +1145,7 @@ func TestLookalikeLabelWarns(t *testing.T) {
 	for _, k := range []string{"іap", "IAP", "i-ap", "іар"} {
 		s := tService()
 		delete(s.Labels, LabelKey)
-		s.Labels[k] = LabelEnabled
+		s.Labels[k] = labelEnabled
 		p := PlanFor(DesiredFor(s), &Observed{Service: s})
 		if p.Outcome != outcome.Skipped || len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "looks like") {
 			t.Errorf("label %q: outcome %s warnings %q, want skipped with a look-alike warning", k, p.Outcome, p.Warnings)

@@ -487,8 +487,8 @@ func newPropCloud(c *propCase, rnd *rand.Rand, faultRate, raceRate float64) *pro
 		if be.instances {
 			b.Groups = append(b.Groups, emulatortest.Link("projects/"+propProject+"/zones/"+propRegion+"-a/instanceGroups/"+be.name+"-ig"))
 		}
-		m.backends[b.Ref.Path()] = b
-		m.fronts[b.Ref.Path()] = iapsetup.Frontend{HTTPS: be.https}
+		m.backends[b.Ref.String()] = b
+		m.fronts[b.Ref.String()] = iapsetup.Frontend{HTTPS: be.https}
 	}
 	return m
 }
@@ -651,7 +651,7 @@ func (m *propCloud) GetBackendService(_ context.Context, ref iapsetup.BackendRef
 	if err := m.fault(); err != nil {
 		return nil, err
 	}
-	b, ok := m.backends[ref.Path()]
+	b, ok := m.backends[ref.String()]
 	if !ok {
 		return nil, gcp.Classify(status.Errorf(codes.NotFound, "backend service %s not found", ref))
 	}
@@ -666,7 +666,7 @@ func (m *propCloud) EnableIAP(_ context.Context, ref iapsetup.BackendRef, finger
 	if err := m.fault(); err != nil {
 		return err
 	}
-	b, ok := m.backends[ref.Path()]
+	b, ok := m.backends[ref.String()]
 	if !ok {
 		return gcp.Classify(status.Errorf(codes.NotFound, "backend service %s not found", ref))
 	}
@@ -688,7 +688,7 @@ func (m *propCloud) HTTPSFrontend(_ context.Context, b *iapsetup.BackendService)
 	if err := m.fault(); err != nil {
 		return iapsetup.Frontend{}, err
 	}
-	return m.fronts[b.Ref.Path()], nil
+	return m.fronts[b.Ref.String()], nil
 }
 
 func (m *propCloud) IAPServiceAgent(context.Context, string) (string, error) {

@@ -220,7 +220,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, ref ServiceRef, opts ...Call
 
 func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptions) (res *Result, err error) {
 	start := r.o.now()
-	res = &Result{Ref: ref, Resource: ref.ResourceName(), DryRun: co.dryRun}
+	res = &Result{Ref: ref, Resource: ref.String(), DryRun: co.dryRun}
 	defer func() { res.Duration = r.o.now().Sub(start) }()
 	if verr := ref.Validate(); verr != nil {
 		res.Outcome, res.Reason = outcome.Rejected, verr.Error()
@@ -246,10 +246,10 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptio
 	obs.CheckAccess = co.checkAccess
 	d := DesiredFor(obs.Service)
 	if d.Intent == Enforce && (d.AccessSet || d.Granted != "") {
-		obs.record = r.readRecord(ctx, ref.ResourceName(), d.Granted)
+		obs.record = r.readRecord(ctx, ref.String(), d.Granted)
 	}
 	if d.Intent == Enforce || d.Intent == Unmanaged && d.Managed {
-		obs.marker = r.readMarker(ctx, ref.ResourceName(), obs.Service.Annotations[ManagedAnnotation], d.Intent == Enforce)
+		obs.marker = r.readMarker(ctx, ref.String(), obs.Service.Annotations[ManagedAnnotation], d.Intent == Enforce)
 	}
 	p := PlanFor(d, obs)
 	p.DryRun = co.dryRun
@@ -394,7 +394,7 @@ func (r *Reconciler) checkFrontends(ctx context.Context, bs []*BackendService, k
 		g.Go(func() error {
 			fe, err := r.d.Frontends.HTTPSFrontend(ctx, b)
 			if err != nil {
-				r.log.WarnContext(ctx, "checking HTTPS frontend", "backendService", b.Ref.Path(), "error", err)
+				r.log.WarnContext(ctx, "checking HTTPS frontend", "backendService", b.Ref.String(), "error", err)
 				errs[i] = err
 				return nil
 			}
@@ -408,7 +408,7 @@ func (r *Reconciler) checkFrontends(ctx context.Context, bs []*BackendService, k
 		if found[i] != nil {
 			out[ResourcePath(b.SelfLink)] = *found[i]
 		} else {
-			failed[b.Ref.Path()] = errs[i]
+			failed[b.Ref.String()] = errs[i]
 		}
 	}
 	return out, failed

@@ -441,7 +441,7 @@ func TestReconcileOptedOut(t *testing.T) {
 	}
 	// Someone removes the label (as gcloud would: an update of labels).
 	op, err := f.e.Clients.Run.UpdateService(t.Context(), &runpb.UpdateServiceRequest{
-		Service:    &runpb.Service{Name: ref.ResourceName(), Labels: map[string]string{"team": "web"}},
+		Service:    &runpb.Service{Name: ref.String(), Labels: map[string]string{"team": "web"}},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"labels"}},
 	})
 	if err != nil {

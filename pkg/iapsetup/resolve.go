@@ -101,7 +101,7 @@ func (r *Reconciler) listRegion(ctx context.Context, project, region string) ([]
 // error; a NEG that could not be read is reported in the joined error,
 // the others still resolved.
 func (r *Reconciler) ResolveBackend(ctx context.Context, ref BackendRef) ([]Candidate, error) {
-	if err := r.checkScope(ctx, ref.Project, ref.Path()); err != nil {
+	if err := r.checkScope(ctx, ref.Project, ref.String()); err != nil {
 		return nil, err
 	}
 	b, err := r.d.Backends.GetBackendService(ctx, ref)
@@ -109,7 +109,7 @@ func (r *Reconciler) ResolveBackend(ctx context.Context, ref BackendRef) ([]Cand
 		if gcperr.IsNotFound(err) {
 			return nil, nil
 		}
-		return nil, newError(ref.Path(), fmt.Errorf("reading backend service: %w", err))
+		return nil, newError(ref.String(), fmt.Errorf("reading backend service: %w", err))
 	}
 	var negs []NEG
 	var errs []error
@@ -123,7 +123,7 @@ func (r *Reconciler) ResolveBackend(ctx context.Context, ref BackendRef) ([]Cand
 		case gcperr.IsNotFound(gerr):
 			continue
 		case gerr != nil:
-			errs = append(errs, newError(ref.Path(), fmt.Errorf("reading network endpoint group %s: %w", nr, gerr)))
+			errs = append(errs, newError(ref.String(), fmt.Errorf("reading network endpoint group %s: %w", nr, gerr)))
 			continue
 		}
 		negs = append(negs, *n)
@@ -137,7 +137,7 @@ func (r *Reconciler) ResolveBackend(ctx context.Context, ref BackendRef) ([]Cand
 // every service of its region a candidate (listed, as ResolveRegion
 // returns them). A missing NEG yields nothing and no error.
 func (r *Reconciler) ResolveNEG(ctx context.Context, ref NEGRef) ([]Candidate, error) {
-	if err := r.checkScope(ctx, ref.Project, ref.Path()); err != nil {
+	if err := r.checkScope(ctx, ref.Project, ref.String()); err != nil {
 		return nil, err
 	}
 	n, err := r.d.NEGs.GetNEG(ctx, ref)
@@ -145,7 +145,7 @@ func (r *Reconciler) ResolveNEG(ctx context.Context, ref NEGRef) ([]Candidate, e
 		if gcperr.IsNotFound(err) {
 			return nil, nil
 		}
-		return nil, newError(ref.Path(), fmt.Errorf("reading network endpoint group: %w", err))
+		return nil, newError(ref.String(), fmt.Errorf("reading network endpoint group: %w", err))
 	}
 	return r.behindNEGs(ctx, ref.Project, []NEG{*n})
 }

@@ -14,21 +14,19 @@ type ServiceRef struct {
 	Name    string
 }
 
-// ResourceName returns projects/P/locations/R/services/S.
-func (r ServiceRef) ResourceName() string {
+// String returns the resource name, projects/P/locations/R/services/S.
+func (r ServiceRef) String() string {
 	return "projects/" + r.Project + "/locations/" + r.Region + "/services/" + r.Name
 }
-
-func (r ServiceRef) String() string { return r.ResourceName() }
 
 // Validate checks that every part is present and free of '/'.
 func (r ServiceRef) Validate() error {
 	for _, p := range []struct{ what, v string }{{"project", r.Project}, {"region", r.Region}, {"service", r.Name}} {
 		if p.v == "" {
-			return fmt.Errorf("service reference %q: %s is empty", r.ResourceName(), p.what)
+			return fmt.Errorf("service reference %q: %s is empty", r.String(), p.what)
 		}
 		if strings.ContainsAny(p.v, "/ ") {
-			return fmt.Errorf("service reference %q: %s %q contains '/' or a space", r.ResourceName(), p.what, p.v)
+			return fmt.Errorf("service reference %q: %s %q contains '/' or a space", r.String(), p.what, p.v)
 		}
 	}
 	return nil
@@ -58,24 +56,24 @@ type Ingress string
 
 // Ingress values.
 const (
-	IngressUnspecified          Ingress = "INGRESS_TRAFFIC_UNSPECIFIED"
-	IngressAll                  Ingress = "INGRESS_TRAFFIC_ALL"
-	IngressInternalLoadBalancer Ingress = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
-	IngressInternalOnly         Ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
-	IngressNone                 Ingress = "INGRESS_TRAFFIC_NONE"
+	ingressUnspecified          Ingress = "INGRESS_TRAFFIC_UNSPECIFIED"
+	ingressAll                  Ingress = "INGRESS_TRAFFIC_ALL"
+	ingressInternalLoadBalancer Ingress = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+	ingressInternalOnly         Ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+	ingressNone                 Ingress = "INGRESS_TRAFFIC_NONE"
 )
 
 // strictness orders ingress settings from open (0) to closed; unknown and
 // unspecified values are -1.
 func (i Ingress) strictness() int {
 	switch i {
-	case IngressAll:
+	case ingressAll:
 		return 0
-	case IngressInternalLoadBalancer:
+	case ingressInternalLoadBalancer:
 		return 1
-	case IngressInternalOnly:
+	case ingressInternalOnly:
 		return 2
-	case IngressNone:
+	case ingressNone:
 		return 3
 	}
 	return -1
@@ -84,13 +82,13 @@ func (i Ingress) strictness() int {
 // gcloudFlag is the gcloud --ingress value.
 func (i Ingress) gcloudFlag() string {
 	switch i {
-	case IngressAll:
+	case ingressAll:
 		return "all"
-	case IngressInternalLoadBalancer:
+	case ingressInternalLoadBalancer:
 		return "internal-and-cloud-load-balancing"
-	case IngressInternalOnly:
+	case ingressInternalOnly:
 		return "internal"
-	case IngressNone:
+	case ingressNone:
 		return "none"
 	}
 	return string(i)
@@ -207,16 +205,14 @@ type BackendRef struct {
 	Name    string
 }
 
-// Path returns projects/P/global/backendServices/B or
+// String returns projects/P/global/backendServices/B or
 // projects/P/regions/R/backendServices/B.
-func (r BackendRef) Path() string {
+func (r BackendRef) String() string {
 	if r.Region == "" {
 		return "projects/" + r.Project + "/global/backendServices/" + r.Name
 	}
 	return "projects/" + r.Project + "/regions/" + r.Region + "/backendServices/" + r.Name
 }
-
-func (r BackendRef) String() string { return r.Path() }
 
 // gcloudScope is the gcloud scope flag for the backend service.
 func (r BackendRef) gcloudScope() string {
@@ -233,12 +229,10 @@ type NEGRef struct {
 	Name    string
 }
 
-// Path returns projects/P/regions/R/networkEndpointGroups/N.
-func (r NEGRef) Path() string {
+// String returns projects/P/regions/R/networkEndpointGroups/N.
+func (r NEGRef) String() string {
 	return "projects/" + r.Project + "/regions/" + r.Region + "/networkEndpointGroups/" + r.Name
 }
-
-func (r NEGRef) String() string { return r.Path() }
 
 // BackendService is the part of a Compute backend service iapguard observes.
 type BackendService struct {
@@ -282,8 +276,8 @@ func ResourcePath(s string) string {
 	return s
 }
 
-// SameResource compares two Compute references version-agnostically.
-func SameResource(a, b string) bool {
+// sameResource compares two Compute references version-agnostically.
+func sameResource(a, b string) bool {
 	return a != "" && ResourcePath(a) == ResourcePath(b)
 }
 
