@@ -48,19 +48,48 @@ type Binaries struct {
 	Hello    string // test/bench/hello: a hello-world functions-framework-go function
 }
 
-// Build compiles the programs into dir (build time is not measured).
+// Build compiles the programs into dir (build time is not measured) and
+// puts each in place by copying it, as a deployment does: Cloud Run runs a
+// binary extracted from an image layer, never the linker's own output. The
+// Go linker writes its output through a memory mapping, which leaves the
+// file in the page cache as single pages; exec then maps it a page at a
+// time, at a cost that varied from file to file. Measured on 2026-12-07
+// (200 alternating starts each, a loaded 2-core machine), exec → first
+// answer p50 of the linker's output against a byte-identical copy:
+// enforcer 10.35 against 8.93 ms and 10.56 against 9.96 ms (two builds),
+// hello world 5.52 against 4.59 ms; with 15 starts per run that spread
+// moved the ratio by more than the programs did.
 func Build(ctx context.Context, root, dir string) (Binaries, error) {
 	b := Binaries{Enforcer: filepath.Join(dir, "enforcer"), Hello: filepath.Join(dir, "hello")}
 	for _, x := range []struct{ out, pkg string }{
 		{b.Enforcer, "./functions/cmd/enforcer"}, {b.Hello, "./test/bench/hello"},
 	} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", x.out, x.pkg)
+		linked := x.out + ".linked"
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", linked, x.pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return b, fmt.Errorf("building %s: %w\n%s", x.pkg, err, out)
 		}
+		if err := copyFile(linked, x.out); err != nil {
+			return b, err
+		}
+		if err := os.Remove(linked); err != nil {
+			return b, fmt.Errorf("removing the linker's output: %w", err)
+		}
 	}
 	return b, nil
+}
+
+// copyFile writes src's bytes to a new executable dst with write calls.
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("copying the program: %w", err)
+	}
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		return fmt.Errorf("copying the program to %s: %w", dst, err)
+	}
+	return nil
 }
 
 func freePort() (string, error) {
