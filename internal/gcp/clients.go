@@ -3,7 +3,12 @@
 // cloud.google.com/go/run/apiv2), Compute Engine v1 (REST,
 // google.golang.org/api/compute/v1), Service Usage v1beta1 (REST,
 // google.golang.org/api/serviceusage/v1beta1) and Identity-Aware Proxy v1
-// (REST, google.golang.org/api/iap/v1).
+// (REST, google.golang.org/api/iap/v1); for discovery, the record key and
+// folder scopes, Cloud Asset Inventory v1, Secret Manager v1 and Resource
+// Manager v3 through their discovery-based REST clients
+// (google.golang.org/api/cloudasset/v1, secretmanager/v1,
+// cloudresourcemanager/v3), which, unlike their gRPC clients, register no
+// protobuf descriptors at process start.
 //
 // Build the clients once per process with NewClients and reuse them. Every
 // adapter method documents the IAM permission it needs; errors keep the
