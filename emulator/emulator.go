@@ -30,13 +30,14 @@ import (
 	"github.com/iapguard/iapguard/emulator/secretmanager"
 	"github.com/iapguard/iapguard/emulator/serviceusage"
 	"github.com/iapguard/iapguard/eventarc"
+	"github.com/iapguard/iapguard/internal/envname"
 )
 
 // Environment variables the emulator prints once it is ready. Clients that
 // honour them (iapguard's adapters, the Pub/Sub library) need nothing else.
 const (
-	EnvEmulatorHost = "IAPGUARD_EMULATOR_HOST"
-	EnvPubSubHost   = "PUBSUB_EMULATOR_HOST"
+	EnvEmulatorHost = envname.EmulatorHost
+	EnvPubSubHost   = envname.PubSubEmulatorHost
 )
 
 // ControlPrefix is the path under which the emulator serves its own control

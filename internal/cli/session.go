@@ -26,6 +26,7 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc/codes"
 
+	"github.com/iapguard/iapguard/functions"
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
@@ -33,19 +34,18 @@ import (
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
 
-// Environment variables the operator commands read.
+// Environment variables the operator commands read: the function's own
+// names (functions.Env*) where iapctl reads what the function reads.
 const (
 	envEmulatorHost = gcp.EnvEmulatorHost       // every Google client → the emulator
 	envPubSubHost   = gcp.EnvPubSubEmulatorHost // Pub/Sub only (defaults to the emulator host)
-	envProject      = "GOOGLE_CLOUD_PROJECT"    // default --project
+	envProject      = functions.EnvProject      // default --project
 	envGcloudProj   = "CLOUDSDK_CORE_PROJECT"   // default --project (gcloud's)
-	envPrincipal    = "IAPGUARD_PRINCIPAL"      // caller named to the emulator in audit entries
+	envPrincipal    = functions.EnvPrincipal    // caller named to the emulator in audit entries
 	envCredentials  = "GOOGLE_APPLICATION_CREDENTIALS"
-	envAccess       = "IAPGUARD_ACCESS_POLICIES" // default --access-policies (as the function reads it)
-	envProjects     = "IAPGUARD_PROJECTS"        // default --scope (the function's scope)
-	// envDiscovery: how every-region scans find services, as the function
-	// reads it: auto (Cloud Asset, per-region fallback), asset, regions.
-	envDiscovery = "IAPGUARD_DISCOVERY"
+	envAccess       = functions.EnvAccessPolicies // default --access-policies
+	envProjects     = functions.EnvProjects       // default --scope (the function's scope)
+	envDiscovery    = functions.EnvDiscovery      // how every-region scans find services
 )
 
 // Output formats.

@@ -11,23 +11,21 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/iapguard/iapguard/internal/envname"
 )
 
-// The one place where iapguard names the emulator's environment variables
-// and builds the client options that point Google clients at it. Every
-// client of the product (internal/gcp's, the function's Pub/Sub publisher,
-// iapctl's Logging and Pub/Sub clients, the sandbox's demo clients) uses
-// these. The emulator declares the same names for itself (it links no
-// product package); a test in package emulator checks that they agree.
+// The one place where iapguard builds the client options that point Google
+// clients at the emulator. Every client of the product (internal/gcp's, the
+// function's Pub/Sub publisher, iapctl's Logging and Pub/Sub clients, the
+// sandbox's demo clients) uses these. The variables' names are
+// internal/envname's, which the emulator prints.
 
-// EnvEmulatorHost names the environment variable that points every client
-// at the local emulator (host:port).
-const EnvEmulatorHost = "IAPGUARD_EMULATOR_HOST"
-
-// EnvPubSubEmulatorHost names the variable the Pub/Sub library honours
-// itself (host:port); the function and iapctl default it to
-// IAPGUARD_EMULATOR_HOST.
-const EnvPubSubEmulatorHost = "PUBSUB_EMULATOR_HOST"
+// The emulator's environment variables (internal/envname).
+const (
+	EnvEmulatorHost       = envname.EmulatorHost
+	EnvPubSubEmulatorHost = envname.PubSubEmulatorHost
+)
 
 // Emulator caller-identity header and gRPC metadata key.
 const (

@@ -8,3 +8,7 @@
 // docs/performance.md. A normal `go test` runs only the harness's own
 // correctness tests.
 package bench
+
+// envLog, when set, sends the function's warnings and errors (and a started
+// program's stderr) to stderr, for debugging a run.
+const envLog = "IAPGUARD_BENCH_LOG"

@@ -102,7 +102,7 @@ func (e *Env) instance() (*functions.Instance, error) {
 	defer e.mu.Unlock()
 	if e.inst == nil {
 		var logw io.Writer = io.Discard
-		if os.Getenv("IAPGUARD_BENCH_LOG") != "" {
+		if os.Getenv(envLog) != "" {
 			logw = os.Stderr // the function's warnings and errors, for debugging a run
 		}
 		inst, err := functions.NewInstanceFromConfig(context.Background(), e.cfg, logx.New(logw, slog.LevelWarn))

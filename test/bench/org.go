@@ -252,11 +252,7 @@ func RunOrg(ctx context.Context, c OrgConfig) (*OrgReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProc(bins.Enforcer, []string{
-		"GOOGLE_CLOUD_PROJECT=" + home.ID, "IAPGUARD_PROJECTS=*", "IAPGUARD_OUTCOMES_TOPIC=iapguard-outcomes",
-		"IAPGUARD_EMULATOR_HOST=" + addr, "PUBSUB_EMULATOR_HOST=" + addr, "IAPGUARD_PRINCIPAL=iapguard@" + home.ID + ".iam.gserviceaccount.com",
-		"IAPGUARD_LOG_LEVEL=error", "IAPGUARD_TIMEOUT=300s",
-	})
+	p, err := startProc(bins.Enforcer, enforcerEnvFor(addr, home.ID, "*", "iapguard@"+home.ID+".iam.gserviceaccount.com", "300s"))
 	if err != nil {
 		return nil, err
 	}

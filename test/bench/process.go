@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/iapguard/iapguard/emulator/core"
+	"github.com/iapguard/iapguard/functions"
 	"github.com/iapguard/iapguard/internal/stack"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
@@ -118,7 +119,7 @@ func startProc(bin string, env []string) (*proc, error) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(append(os.Environ(), env...), "PORT="+port, "HOST=127.0.0.1")
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if os.Getenv("IAPGUARD_BENCH_LOG") != "" {
+	if os.Getenv(envLog) != "" {
 		cmd.Stderr = os.Stderr // e.g. GODEBUG=gctrace=1 output
 	}
 	p := &proc{cmd: cmd, url: "http://127.0.0.1:" + port + "/", done: make(chan struct{})}
@@ -182,16 +183,19 @@ func (p *proc) memory() (hwm, rss int64, err error) {
 	return hwm, rss, sc.Err()
 }
 
-// enforcerEnv configures the enforcer for the emulator at addr.
+// enforcerEnv configures functions/cmd/enforcer for e's emulator and project.
 func enforcerEnv(e *Env) []string {
-	addr := e.St.Emu.Addr()
+	return enforcerEnvFor(e.St.Emu.Addr(), e.Project, e.Project+","+e.St.Project.NumberString(), stack.FunctionPrincipal, "120s")
+}
+
+// enforcerEnvFor configures functions/cmd/enforcer for the emulator at addr:
+// its project, scope, principal and per-event timeout.
+func enforcerEnvFor(addr, project, scope, principal, timeout string) []string {
 	return []string{
-		"GOOGLE_CLOUD_PROJECT=" + e.Project,
-		"IAPGUARD_PROJECTS=" + e.Project + "," + e.St.Project.NumberString(),
-		"IAPGUARD_OUTCOMES_TOPIC=" + stack.OutcomesTopic,
-		"IAPGUARD_EMULATOR_HOST=" + addr, "PUBSUB_EMULATOR_HOST=" + addr,
-		"IAPGUARD_PRINCIPAL=" + stack.FunctionPrincipal,
-		"IAPGUARD_LOG_LEVEL=error", "IAPGUARD_TIMEOUT=120s",
+		functions.EnvProject + "=" + project, functions.EnvProjects + "=" + scope,
+		functions.EnvOutcomesTopic + "=" + stack.OutcomesTopic,
+		functions.EnvEmulatorHost + "=" + addr, functions.EnvPubSubHost + "=" + addr,
+		functions.EnvPrincipal + "=" + principal, functions.EnvLogLevel + "=error", functions.EnvTimeout + "=" + timeout,
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"slices"
 	"time"
+
+	"github.com/iapguard/iapguard/functions"
 )
 
 // Config sizes a benchmark run.
@@ -132,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			env       []string
 		}{
 			{"functions/cmd/enforcer (IAPGUARD_MAX_CONCURRENT default: 100)", bins.Enforcer, nil},
-			{"functions/cmd/enforcer uncapped (IAPGUARD_MAX_CONCURRENT=0), for comparison", bins.Enforcer, []string{"IAPGUARD_MAX_CONCURRENT=0"}},
+			{"functions/cmd/enforcer uncapped (IAPGUARD_MAX_CONCURRENT=0), for comparison", bins.Enforcer, []string{functions.EnvMaxConcurrent + "=0"}},
 		} {
 			cfg.progress("scenario concurrent events: %d at once, peak RSS of %s", cfg.RSSEvents, p.name)
 			rss, err := withEnv(ctx, func(e *Env) (*RSSResult, error) {
