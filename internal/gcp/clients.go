@@ -33,8 +33,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"slices"
 	"time"
 
 	run "cloud.google.com/go/run/apiv2"
@@ -126,8 +124,8 @@ type Clients struct {
 }
 
 // NewClients builds every client once.
-func NewClients(ctx context.Context, opts Options) (*Clients, error) {
-	host, err := resolveEmulatorHost(opts.EmulatorHost)
+func NewClients(ctx context.Context, opts Options) (_ *Clients, err error) {
+	ep, err := endpointsFor(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -140,62 +138,43 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 	if opts.ThrottleRetries == 0 {
 		opts.ThrottleRetries = 6
 	}
-	// Service Usage and IAP are both served at the endpoint's root: they
-	// share rootOpts. Against Google all three lists are the same.
-	var common []option.ClientOption
-	if opts.UserAgent != "" {
-		common = append(common, option.WithUserAgent(opts.UserAgent))
-	}
-	var runOpts, computeOpts, rootOpts []option.ClientOption
-	var closeIdle func()
-	if host != "" {
-		var hc *http.Client
-		hc, closeIdle = emulatorHTTPClient(opts.Principal)
-		runOpts = append(slices.Clip(common), EmulatorGRPCOptions(host, opts.Principal)...)
-		computeOpts = append(slices.Clip(common), EmulatorRESTOptions(host, "compute/v1/", hc)...)
-		rootOpts = append(slices.Clip(common), EmulatorRESTOptions(host, "", hc)...)
-	} else {
-		runOpts = append(common, opts.ClientOptions...)
-		computeOpts, rootOpts = runOpts, runOpts
-	}
-
-	rc, err := run.NewServicesClient(ctx, runOpts...)
+	rc, err := run.NewServicesClient(ctx, ep.grpc...)
 	if err != nil {
 		return nil, fmt.Errorf("creating Cloud Run client: %w", err)
 	}
-	cs, err := compute.NewService(ctx, computeOpts...)
+	defer func() {
+		if err != nil {
+			_ = rc.Close()
+		}
+	}()
+	// Service Usage, IAP, Cloud Asset, Cloud Run v1 and Secret Manager are
+	// REST clients served at the endpoint's root.
+	cs, err := compute.NewService(ctx, ep.compute...)
 	if err != nil {
-		_ = rc.Close()
 		return nil, fmt.Errorf("creating Compute client: %w", err)
 	}
-	su, err := serviceusage.NewService(ctx, rootOpts...)
+	su, err := serviceusage.NewService(ctx, ep.root...)
 	if err != nil {
-		_ = rc.Close()
 		return nil, fmt.Errorf("creating Service Usage client: %w", err)
 	}
-	ic, err := iap.NewService(ctx, rootOpts...)
+	ic, err := iap.NewService(ctx, ep.root...)
 	if err != nil {
-		_ = rc.Close()
 		return nil, fmt.Errorf("creating IAP client: %w", err)
 	}
 	// Cloud Asset (and Secret Manager below) through their
 	// discovery-based REST clients: the function calls one method of each,
 	// and the gRPC clients' generated packages cost about 0.5 ms of every
-	// process start in protobuf registration (docs/performance.md). The
-	// emulator serves both at its root.
-	ac, err := cloudasset.NewService(ctx, rootOpts...)
+	// process start in protobuf registration (docs/performance.md).
+	ac, err := cloudasset.NewService(ctx, ep.root...)
 	if err != nil {
-		_ = rc.Close()
 		return nil, fmt.Errorf("creating Cloud Asset Inventory client: %w", err)
 	}
-	// Run v1 is REST on run.googleapis.com (the client's default endpoint);
-	// the emulator serves it at its root.
-	r1, err := runv1.NewService(ctx, rootOpts...)
+	// Run v1 is REST on run.googleapis.com (the client's default endpoint).
+	r1, err := runv1.NewService(ctx, ep.root...)
 	if err != nil {
-		_ = rc.Close()
 		return nil, fmt.Errorf("creating Cloud Run v1 client: %w", err)
 	}
-	c := &Clients{Run: rc, Compute: cs, ServiceUsage: su, IAP: ic, Asset: ac, RunV1: r1, closeIdle: closeIdle}
+	c := &Clients{Run: rc, Compute: cs, ServiceUsage: su, IAP: ic, Asset: ac, RunV1: r1, closeIdle: ep.closeIdle}
 	pace := func(l Limiter) *pacer { return newPacer(l, opts.RateLimits, opts.ThrottleRetries) }
 	c.RunAdapter = &RunAdapter{c: rc, opTimeout: opts.OperationTimeout, pace: pace(opts.RunLimiter)}
 	c.ComputeAdapter = &ComputeAdapter{c: cs, opTimeout: opts.OperationTimeout, pace: pace(opts.ComputeLimiter)}
@@ -209,12 +188,11 @@ func NewClients(ctx context.Context, opts Options) (*Clients, error) {
 	}
 	c.Discovery = &Discovery{asset: ac, v1: r1, run: c.RunAdapter, pace: pace(al), runP: c.RunAdapter.pace}
 	if opts.RecordKey != "" {
-		sc, err := secretmanager.NewService(ctx, rootOpts...)
+		sm, err := secretmanager.NewService(ctx, ep.root...)
 		if err != nil {
-			_ = rc.Close()
 			return nil, fmt.Errorf("creating Secret Manager client: %w", err)
 		}
-		c.RecordKeyAdapter = &RecordKeyAdapter{c: sc, version: opts.RecordKey, pace: pace(nil)}
+		c.RecordKeyAdapter = &RecordKeyAdapter{c: sm, version: opts.RecordKey, pace: pace(nil)}
 	}
 	return c, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 
 	"google.golang.org/api/option"
@@ -43,6 +44,40 @@ func resolveEmulatorHost(host string) (string, error) {
 		return "", fmt.Errorf("emulator host %q: want host:port", host)
 	}
 	return host, nil
+}
+
+// endpoints are the client options of one set of clients: gRPC clients,
+// Compute's REST client and the REST clients served at the endpoint's root.
+// closeIdle (emulator only) releases the REST clients' idle connections.
+type endpoints struct {
+	grpc, compute, root []option.ClientOption
+	closeIdle           func()
+}
+
+// endpointsFor returns the client options for opts: the emulator at
+// opts.EmulatorHost (or IAPGUARD_EMULATOR_HOST) with opts.Principal named
+// as the caller, else Google Cloud with opts.ClientOptions; UserAgent in
+// both.
+func endpointsFor(opts Options) (endpoints, error) {
+	host, err := resolveEmulatorHost(opts.EmulatorHost)
+	if err != nil {
+		return endpoints{}, err
+	}
+	var common []option.ClientOption
+	if opts.UserAgent != "" {
+		common = append(common, option.WithUserAgent(opts.UserAgent))
+	}
+	if host == "" {
+		all := append(common, opts.ClientOptions...)
+		return endpoints{grpc: all, compute: all, root: all}, nil
+	}
+	hc, closeIdle := emulatorHTTPClient(opts.Principal)
+	return endpoints{
+		grpc:      append(slices.Clip(common), EmulatorGRPCOptions(host, opts.Principal)...),
+		compute:   append(slices.Clip(common), EmulatorRESTOptions(host, "compute/v1/", hc)...),
+		root:      append(slices.Clip(common), EmulatorRESTOptions(host, "", hc)...),
+		closeIdle: closeIdle,
+	}, nil
 }
 
 // EmulatorGRPCOptions point a gRPC Google client (Cloud Run, Resource

@@ -3,12 +3,10 @@ package gcp
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 
 	crm "google.golang.org/api/cloudresourcemanager/v3"
-	"google.golang.org/api/option"
 
 	"github.com/iapguard/iapguard/pkg/iapsetup/scope"
 )
@@ -42,27 +40,15 @@ type ProjectDirectory struct {
 // otherwise Google Cloud with Application Default Credentials and
 // ClientOptions. Close it when done.
 func NewProjectDirectory(ctx context.Context, opts Options) (*ProjectDirectory, error) {
-	host, err := resolveEmulatorHost(opts.EmulatorHost)
+	ep, err := endpointsFor(opts)
 	if err != nil {
 		return nil, err
 	}
-	var co []option.ClientOption
-	if opts.UserAgent != "" {
-		co = append(co, option.WithUserAgent(opts.UserAgent))
-	}
-	var closeIdle func()
-	if host != "" {
-		var hc *http.Client
-		hc, closeIdle = emulatorHTTPClient(opts.Principal)
-		co = append(co, EmulatorRESTOptions(host, "", hc)...)
-	} else {
-		co = append(co, opts.ClientOptions...)
-	}
-	c, err := crm.NewService(ctx, co...)
+	c, err := crm.NewService(ctx, ep.root...)
 	if err != nil {
 		return nil, fmt.Errorf("creating Resource Manager client: %w", err)
 	}
-	return &ProjectDirectory{c: c, closeIdle: closeIdle, PageSize: DefaultProjectPageSize}, nil
+	return &ProjectDirectory{c: c, closeIdle: ep.closeIdle, PageSize: DefaultProjectPageSize}, nil
 }
 
 // Close releases the emulator client's idle connections (nothing against
