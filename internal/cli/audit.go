@@ -123,13 +123,7 @@ func runAudit(ctx context.Context, s *streams, f *auditFlags) error {
 		return fail(err)
 	}
 	rep := auditReport{Project: f.project, Region: f.region, Services: orEmpty(reports), Summary: summarize(reports), Interrupted: ie != nil}
-	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writeAuditTable(w, rep) }); err != nil {
-		return fail(err)
-	}
-	if ie != nil {
-		return withCode(ExitInterrupted, ie)
-	}
-	return auditExit(reports)
+	return finishScan(s, f.output, rep, func(w io.Writer) { writeAuditTable(w, rep) }, ie, nil, reports)
 }
 
 // runAuditAll is audit --all-projects: every project in scope (scanScope).
@@ -140,16 +134,7 @@ func runAuditAll(ctx context.Context, s *streams, f *auditFlags, sc scope.Scope)
 		return fail(err)
 	}
 	rep := auditReport{Scope: sc.String(), Projects: results, Region: f.region, Services: orEmpty(reports), Summary: summarize(reports), Interrupted: ie != nil}
-	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writeAuditTable(w, rep) }); err != nil {
-		return fail(err)
-	}
-	if ie != nil {
-		return withCode(ExitInterrupted, ie)
-	}
-	if err := projectFailures(results); err != nil {
-		return fail(err)
-	}
-	return auditExit(reports)
+	return finishScan(s, f.output, rep, func(w io.Writer) { writeAuditTable(w, rep) }, ie, results, reports)
 }
 
 // summarize counts reports by state.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -285,9 +286,7 @@ func diagnose(in *inspection) doctorReport {
 		add("ingress", findingWarning, st.Message, "")
 	default:
 		msg := st.Message
-		if msg == "" {
-			msg = "ingress " + ingressName(in.Service.Ingress)
-		}
+		msg = cmp.Or(msg, "ingress "+ingressName(in.Service.Ingress))
 		add("ingress", findingOK, msg, "")
 	}
 

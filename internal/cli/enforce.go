@@ -143,13 +143,7 @@ func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string)
 		rep.Services = []serviceReport{newServiceReport(ref, svc, viewOfResult(res), rerr)}
 	}
 	rep.Interrupted = ie != nil
-	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writePlans(w, rep) }); err != nil {
-		return fail(err)
-	}
-	if ie != nil {
-		return withCode(ExitInterrupted, ie)
-	}
-	return auditExit(rep.Services)
+	return finishScan(s, f.output, rep, func(w io.Writer) { writePlans(w, rep) }, ie, nil, rep.Services)
 }
 
 // runEnforceAll is enforce --all-projects: --all in every project in
@@ -161,16 +155,7 @@ func runEnforceAll(ctx context.Context, s *streams, f *enforceFlags, sc scope.Sc
 		return fail(err)
 	}
 	rep := enforceReport{Scope: sc.String(), Projects: results, Region: f.region, DryRun: f.dryRun, Services: orEmpty(reports), Interrupted: ie != nil}
-	if err := writeOutput(s.out, f.output, rep, func(w io.Writer) { writePlans(w, rep) }); err != nil {
-		return fail(err)
-	}
-	if ie != nil {
-		return withCode(ExitInterrupted, ie)
-	}
-	if err := projectFailures(results); err != nil {
-		return fail(err)
-	}
-	return auditExit(rep.Services)
+	return finishScan(s, f.output, rep, func(w io.Writer) { writePlans(w, rep) }, ie, results, rep.Services)
 }
 
 // writePlans prints each service's outcome, rules and changes.

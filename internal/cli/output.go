@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -111,9 +112,7 @@ func outcomeLine(m *outcome.Message, byTrigger bool) string {
 	if res != "" && m.Resource.Region != "" {
 		res = m.Resource.Region + "/" + res
 	}
-	if res == "" {
-		res = shortResource(m.Resource.Name)
-	}
+	res = cmp.Or(res, shortResource(m.Resource.Name))
 	trig := m.Trigger.Method
 	if i := strings.LastIndex(trig, ".Services."); i >= 0 {
 		trig = trig[i+len(".Services."):]
@@ -134,9 +133,7 @@ func outcomeLine(m *outcome.Message, byTrigger bool) string {
 			detail += "; changes: " + strings.Join(cs, "; ")
 		}
 	}
-	if detail == "" {
-		detail = "no change"
-	}
+	detail = cmp.Or(detail, "no change")
 	kind := string(m.Outcome)
 	if m.DryRun {
 		kind += " (dry run)"

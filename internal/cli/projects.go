@@ -13,9 +13,11 @@ package cli
 // Resource Manager call.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
 
@@ -54,9 +56,7 @@ func (f *scopeFlags) resolve(ctx context.Context) (scope.Scope, error) {
 		return scope.Scope{}, nil
 	}
 	raw := f.scope
-	if raw == "" {
-		raw = getenv(ctx, envProjects)
-	}
+	raw = cmp.Or(raw, getenv(ctx, envProjects))
 	if raw == "" {
 		return scope.Scope{}, fmt.Errorf("--all-projects needs --scope or %s", envProjects)
 	}
@@ -226,6 +226,23 @@ func scanProjects(ctx context.Context, sess *session, projects []string, region 
 	return all, res, nil
 }
 
+// finishScan prints rep (JSON, or table) and ends an audit or enforce run:
+// interrupted (ie), else exit 1 when a project in results could not be
+// scanned or a service could not be checked, else 2 when a labelled
+// service is not compliant (auditExit).
+func finishScan(s *streams, output string, rep any, table func(io.Writer), ie *interruptedError, results []projectResult, services []serviceReport) error {
+	if err := writeOutput(s.out, output, rep, table); err != nil {
+		return fail(err)
+	}
+	if ie != nil {
+		return withCode(ExitInterrupted, ie)
+	}
+	if err := projectFailures(results); err != nil {
+		return fail(err)
+	}
+	return auditExit(services)
+}
+
 // projectFailures is the error for the projects that could not be
 // scanned, or nil.
 func projectFailures(results []projectResult) error {
@@ -261,9 +278,7 @@ func discoverByParent(ctx context.Context, sess *session, infos []scope.ProjectI
 			continue
 		}
 		parent := p.Parent
-		if parent == "" {
-			parent = "projects/" + p.ID
-		}
+		parent = cmp.Or(parent, "projects/"+p.ID)
 		byParent[parent] = append(byParent[parent], p.ID)
 	}
 	out := map[string][]gcp.Found{}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -303,9 +304,7 @@ func parseEvent(raw json.RawMessage, topic string, n int) (cloudevents.Event, er
 		if err != nil {
 			return cloudevents.Event{}, err
 		}
-		if topic == "" {
-			topic = "projects/" + m.Project + "/topics/" + functions.DefaultReplayTopic
-		}
+		topic = cmp.Or(topic, "projects/"+m.Project+"/topics/"+functions.DefaultReplayTopic)
 		return replayMessageEvent(topic, m, n)
 	}
 	return cloudevents.Event{}, errors.New(`not a CloudEvent ("specversion"), a LogEntry ("protoPayload") or a replay message ("version")`)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -135,9 +136,7 @@ func (v *sandboxView) onOutcome(m *outcome.Message) {
 		detail = strings.Join(cs, ", ")
 	}
 	name := m.Resource.Service
-	if name == "" {
-		name = shortName(m.Resource.Name)
-	}
+	name = cmp.Or(name, shortName(m.Resource.Name))
 	kind := string(m.Outcome)
 	if m.DryRun {
 		kind += " (dry run)"
@@ -351,22 +350,12 @@ func sandboxTable(ctx context.Context, w io.Writer, st *stack.Stack, c *demo.Cli
 			mark = "✗ want " + want
 			all = false
 		}
-		label := svc.GetLabels()["iap"]
-		if label == "" {
-			label = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", e.Service, label, lastShown, planNow, orDash0(string(plan.Mode)),
+		label := dash(svc.GetLabels()["iap"])
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", e.Service, label, lastShown, planNow, dash(string(plan.Mode)),
 			ingressShort(svc.GetIngress()), iapState(ctx, c, st.Project.ID, svc, plan), yesNo(isPublic(pol)), mark)
 	}
 	tw.Flush()
 	return all, nil
-}
-
-func orDash0(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func ingressShort(i runpb.IngressTraffic) string { return gcloudIngress(i.String()) }

@@ -9,6 +9,7 @@ package cli
 // in report.go, doctor's and audience's inspection in inspect.go.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -115,21 +116,14 @@ func (f *opFlags) reconcilerOptions(sc scope.Scope, dryRun bool) (iapsetup.Optio
 // defaultProject returns project, else $GOOGLE_CLOUD_PROJECT, else
 // $CLOUDSDK_CORE_PROJECT.
 func defaultProject(ctx context.Context, project string) string {
-	if project == "" {
-		project = getenv(ctx, envProject)
-	}
-	if project == "" {
-		project = getenv(ctx, envGcloudProj)
-	}
+	project = cmp.Or(project, getenv(ctx, envProject), getenv(ctx, envGcloudProj))
 	return project
 }
 
 // resolve fills defaults from the environment and validates the flags.
 func (f *opFlags) resolve(ctx context.Context, ru regionUse, needProject bool) error {
 	f.project = defaultProject(ctx, f.project)
-	if f.accessFile == "" {
-		f.accessFile = getenv(ctx, envAccess)
-	}
+	f.accessFile = cmp.Or(f.accessFile, getenv(ctx, envAccess))
 	switch {
 	case f.output != outputTable && f.output != outputJSON:
 		return fmt.Errorf("--output %q: want table or json", f.output)

@@ -4,6 +4,7 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -135,9 +136,7 @@ type LB struct {
 // operation, the way the Cloud Run + IAP guide's prerequisites describe.
 func (c *Clients) BuildLoadBalancer(ctx context.Context, project, region string, s LBSpec) (LB, error) {
 	p := s.Prefix
-	if p == "" {
-		p = s.Service
-	}
+	p = cmp.Or(p, s.Service)
 	lb := LB{NEG: p + "-neg", BackendService: p + "-backend", URLMap: p + "-urlmap",
 		Certificate: p + "-cert", Proxy: p + "-proxy", ForwardingRule: p + "-fr"}
 	cs := c.Compute
@@ -146,11 +145,7 @@ func (c *Clients) BuildLoadBalancer(ctx context.Context, project, region string,
 		return lb, c.buildRegional(ctx, project, region, s, lb)
 	}
 
-	op, err := cs.RegionNetworkEndpointGroups.Insert(project, region, &compute.NetworkEndpointGroup{
-		Name: lb.NEG, NetworkEndpointType: "SERVERLESS",
-		CloudRun: &compute.NetworkEndpointGroupCloudRun{Service: s.Service},
-	}).Context(ctx).Do()
-	if err := c.waitRegion(ctx, project, region, op, err, "inserting NEG "+lb.NEG); err != nil {
+	if err := c.insertNEG(ctx, project, region, lb.NEG, s.Service); err != nil {
 		return lb, err
 	}
 	neg, err := cs.RegionNetworkEndpointGroups.Get(project, region, lb.NEG).Context(ctx).Do()
@@ -165,7 +160,7 @@ func (c *Clients) BuildLoadBalancer(ctx context.Context, project, region string,
 	if s.IAP {
 		be.Iap = &compute.BackendServiceIAP{Enabled: true}
 	}
-	op, err = cs.BackendServices.Insert(project, be).Context(ctx).Do()
+	op, err := cs.BackendServices.Insert(project, be).Context(ctx).Do()
 	if err := c.waitGlobal(ctx, project, op, err, "inserting backend service "+lb.BackendService); err != nil {
 		return lb, err
 	}
@@ -241,11 +236,7 @@ func (c *Clients) buildRegional(ctx context.Context, project, region string, s L
 	link := func(collection, name string) string {
 		return "https://www.googleapis.com/compute/v1/projects/" + project + "/regions/" + region + "/" + collection + "/" + name
 	}
-	op, err := cs.RegionNetworkEndpointGroups.Insert(project, region, &compute.NetworkEndpointGroup{
-		Name: lb.NEG, NetworkEndpointType: "SERVERLESS",
-		CloudRun: &compute.NetworkEndpointGroupCloudRun{Service: s.Service},
-	}).Context(ctx).Do()
-	if err := wait(op, err, "inserting NEG "+lb.NEG); err != nil {
+	if err := c.insertNEG(ctx, project, region, lb.NEG, s.Service); err != nil {
 		return err
 	}
 	be := &compute.BackendService{
@@ -255,7 +246,7 @@ func (c *Clients) buildRegional(ctx context.Context, project, region string, s L
 	if s.IAP {
 		be.Iap = &compute.BackendServiceIAP{Enabled: true}
 	}
-	op, err = cs.RegionBackendServices.Insert(project, region, be).Context(ctx).Do()
+	op, err := cs.RegionBackendServices.Insert(project, region, be).Context(ctx).Do()
 	if err := wait(op, err, "inserting regional backend service "+lb.BackendService); err != nil {
 		return err
 	}
@@ -344,11 +335,7 @@ func (c *Clients) SetBackendIAP(ctx context.Context, project, name string, enabl
 // `gcloud compute backend-services add-backend` builds one).
 func (c *Clients) AddServiceToBackend(ctx context.Context, project, region, backend, service, neg string) error {
 	cs := c.Compute
-	op, err := cs.RegionNetworkEndpointGroups.Insert(project, region, &compute.NetworkEndpointGroup{
-		Name: neg, NetworkEndpointType: "SERVERLESS",
-		CloudRun: &compute.NetworkEndpointGroupCloudRun{Service: service},
-	}).Context(ctx).Do()
-	if err := c.waitRegion(ctx, project, region, op, err, "inserting NEG "+neg); err != nil {
+	if err := c.insertNEG(ctx, project, region, neg, service); err != nil {
 		return err
 	}
 	n, err := cs.RegionNetworkEndpointGroups.Get(project, region, neg).Context(ctx).Do()
@@ -359,7 +346,7 @@ func (c *Clients) AddServiceToBackend(ctx context.Context, project, region, back
 	if err != nil {
 		return fmt.Errorf("getting backend service %s: %w", backend, err)
 	}
-	op, err = cs.BackendServices.Patch(project, backend, &compute.BackendService{
+	op, err := cs.BackendServices.Patch(project, backend, &compute.BackendService{
 		Fingerprint: bs.Fingerprint,
 		Backends:    append(bs.Backends, &compute.Backend{Group: n.SelfLink}),
 	}).Context(ctx).Do()
@@ -367,11 +354,25 @@ func (c *Clients) AddServiceToBackend(ctx context.Context, project, region, back
 }
 
 func (c *Clients) waitGlobal(ctx context.Context, project string, op *compute.Operation, err error, what string) error {
+	return waitOp(op, err, what, func(name string) (*compute.Operation, error) {
+		return c.Compute.GlobalOperations.Wait(project, name).Context(ctx).Do()
+	})
+}
+
+func (c *Clients) waitRegion(ctx context.Context, project, region string, op *compute.Operation, err error, what string) error {
+	return waitOp(op, err, what, func(name string) (*compute.Operation, error) {
+		return c.Compute.RegionOperations.Wait(project, region, name).Context(ctx).Do()
+	})
+}
+
+// waitOp waits (poll) for the operation a call started (op, or its error
+// err) and says what failed.
+func waitOp(op *compute.Operation, err error, what string, poll func(name string) (*compute.Operation, error)) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	for op.Status != "DONE" {
-		if op, err = c.Compute.GlobalOperations.Wait(project, op.Name).Context(ctx).Do(); err != nil {
+		if op, err = poll(op.Name); err != nil {
 			return fmt.Errorf("%s: waiting for operation: %w", what, err)
 		}
 	}
@@ -381,19 +382,13 @@ func (c *Clients) waitGlobal(ctx context.Context, project string, op *compute.Op
 	return nil
 }
 
-func (c *Clients) waitRegion(ctx context.Context, project, region string, op *compute.Operation, err error, what string) error {
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	for op.Status != "DONE" {
-		if op, err = c.Compute.RegionOperations.Wait(project, region, op.Name).Context(ctx).Do(); err != nil {
-			return fmt.Errorf("%s: waiting for operation: %w", what, err)
-		}
-	}
-	if op.Error != nil && len(op.Error.Errors) > 0 {
-		return fmt.Errorf("%s: operation failed: %s", what, op.Error.Errors[0].Message)
-	}
-	return nil
+// insertNEG creates a serverless NEG for a Cloud Run service and waits.
+func (c *Clients) insertNEG(ctx context.Context, project, region, name, service string) error {
+	op, err := c.Compute.RegionNetworkEndpointGroups.Insert(project, region, &compute.NetworkEndpointGroup{
+		Name: name, NetworkEndpointType: "SERVERLESS",
+		CloudRun: &compute.NetworkEndpointGroupCloudRun{Service: service},
+	}).Context(ctx).Do()
+	return c.waitRegion(ctx, project, region, op, err, "inserting NEG "+name)
 }
 
 // Expect is what the sandbox expects of a demo service once iapguard has
@@ -456,9 +451,6 @@ func (c *Clients) Build(ctx context.Context, project, region string, s Scenario)
 	}
 	return nil
 }
-
-// Timeout bounds one demo build.
-const Timeout = 30 * time.Second
 
 // SetLabels replaces a service's labels (UpdateService with mask "labels"),
 // as `gcloud run services update --update-labels` does, and waits.

@@ -21,6 +21,7 @@
 package deploy
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"strings"
@@ -97,15 +98,9 @@ var (
 
 // withDefaults returns c with empty optional fields filled.
 func (c Config) withDefaults() Config {
-	if c.TriggerPrefix == "" {
-		c.TriggerPrefix = DefaultTriggerPrefix
-	}
-	if c.DeadLetterTopic == "" {
-		c.DeadLetterTopic = DeadLetterTopic
-	}
-	if c.MaxDeliveryAttempts == 0 {
-		c.MaxDeliveryAttempts = DefaultMaxDeliveryAttempts
-	}
+	c.TriggerPrefix = cmp.Or(c.TriggerPrefix, DefaultTriggerPrefix)
+	c.DeadLetterTopic = cmp.Or(c.DeadLetterTopic, DeadLetterTopic)
+	c.MaxDeliveryAttempts = cmp.Or(c.MaxDeliveryAttempts, DefaultMaxDeliveryAttempts)
 	return c
 }
 

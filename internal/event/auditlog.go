@@ -1,6 +1,7 @@
 package event
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -126,9 +127,7 @@ func decideEntry(le *logEntry, tr Trigger) (Decision, error) {
 	tr.ResourceName = p.ResourceName
 	if p.AuthenticationInfo != nil {
 		tr.Principal = p.AuthenticationInfo.PrincipalEmail
-		if tr.Principal == "" {
-			tr.Principal = p.AuthenticationInfo.PrincipalSubject
-		}
+		tr.Principal = cmp.Or(tr.Principal, p.AuthenticationInfo.PrincipalSubject)
 	}
 	if t, ok := entryTime(le.Timestamp); ok {
 		tr.Time = t

@@ -2,6 +2,7 @@ package event
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -192,10 +193,8 @@ func decodeMessagePublished(e cloudevents.Event, tr Trigger) (Decision, error) {
 	if msg == nil {
 		return Decision{Trigger: tr}, fmt.Errorf("%w: Pub/Sub event has no message", ErrMalformed)
 	}
-	if tr.EventID == "" {
-		tr.EventID = firstNonEmpty(msg.MessageID, msg.MessageIDSnake)
-	}
-	if t, ok := entryTime(firstNonEmpty(msg.PublishTime, msg.PublishTimeSnake)); ok {
+	tr.EventID = cmp.Or(tr.EventID, msg.MessageID, msg.MessageIDSnake)
+	if t, ok := entryTime(cmp.Or(msg.PublishTime, msg.PublishTimeSnake)); ok {
 		tr.Time = t
 	}
 	if len(msg.Data) == 0 {
@@ -231,13 +230,4 @@ func hasKeyFold(m map[string]json.RawMessage, k string) bool {
 		}
 	}
 	return false
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

@@ -30,6 +30,7 @@
 package gcp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -135,9 +136,7 @@ func NewClients(ctx context.Context, opts Options) (_ *Clients, err error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 500 * time.Millisecond
 	}
-	if opts.ThrottleRetries == 0 {
-		opts.ThrottleRetries = 6
-	}
+	opts.ThrottleRetries = cmp.Or(opts.ThrottleRetries, 6)
 	rc, err := run.NewServicesClient(ctx, ep.grpc...)
 	if err != nil {
 		return nil, fmt.Errorf("creating Cloud Run client: %w", err)

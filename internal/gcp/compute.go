@@ -1,6 +1,7 @@
 package gcp
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -179,9 +180,7 @@ func opError(op *compute.Operation) error {
 		e.Errors = append(e.Errors, googleapi.ErrorItem{Reason: lowerCamel(it.Code), Message: it.Message})
 		msgs = append(msgs, it.Message)
 	}
-	if e.Code == 0 {
-		e.Code = 400
-	}
+	e.Code = cmp.Or(e.Code, 400)
 	if m := strings.Join(msgs, "; "); m != "" {
 		e.Message = m
 	}
@@ -334,9 +333,7 @@ func fromNEG(n *compute.NetworkEndpointGroup) iapsetup.NEG {
 	out := iapsetup.NEG{SelfLink: n.SelfLink, Name: n.Name, Type: n.NetworkEndpointType, Region: lastSegment(n.Region)}
 	if ref, err := iapsetup.ParseNEGRef(n.SelfLink); err == nil {
 		out.Project = ref.Project
-		if out.Region == "" {
-			out.Region = ref.Region
-		}
+		out.Region = cmp.Or(out.Region, ref.Region)
 	}
 	if cr := n.CloudRun; cr != nil {
 		out.CloudRun = &iapsetup.CloudRunTarget{Service: cr.Service, Tag: cr.Tag, URLMask: cr.UrlMask}

@@ -1,6 +1,7 @@
 package gcp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -144,9 +145,7 @@ func (d *Discovery) Discover(ctx context.Context, scope string, labelled bool) (
 		scope = "projects/" + scope
 	}
 	mode := d.opts.Mode
-	if mode == "" {
-		mode = ModeAuto
-	}
+	mode = cmp.Or(mode, ModeAuto)
 	var fallback string
 	var spent int64
 	if mode != ModeRegions {

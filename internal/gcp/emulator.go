@@ -1,6 +1,7 @@
 package gcp
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -37,9 +38,7 @@ const (
 // resolveEmulatorHost returns host, or IAPGUARD_EMULATOR_HOST when host is
 // empty; "" means Google Cloud. A URL or a path is an error.
 func resolveEmulatorHost(host string) (string, error) {
-	if host == "" {
-		host = strings.TrimSpace(os.Getenv(EnvEmulatorHost))
-	}
+	host = cmp.Or(host, strings.TrimSpace(os.Getenv(EnvEmulatorHost)))
 	if strings.Contains(host, "://") || strings.Contains(host, "/") {
 		return "", fmt.Errorf("emulator host %q: want host:port", host)
 	}

@@ -1,6 +1,7 @@
 package gcp
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -53,9 +54,7 @@ func (a *RecordKeyAdapter) RecordKey(ctx context.Context, version string) (_ str
 			return "", nil, err
 		}
 	}
-	if version == "" {
-		version = a.version
-	}
+	version = cmp.Or(version, a.version)
 	if err := checkRESTName(version); err != nil {
 		return "", nil, err
 	}

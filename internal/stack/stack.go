@@ -6,6 +6,7 @@
 package stack
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -117,9 +118,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	s := &Stack{FunctionURL: "http://" + ln.Addr().String() + "/"}
 	eopts := opts.Emulator
 	eopts.DeliverTo = append(eopts.DeliverTo, s.FunctionURL)
-	if eopts.Principal == "" {
-		eopts.Principal = UserPrincipal
-	}
+	eopts.Principal = cmp.Or(eopts.Principal, UserPrincipal)
 	if len(eopts.Projects) == 0 {
 		eopts.Projects = []core.Project{emulator.DefaultProject}
 	}
@@ -135,9 +134,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		return nil, err
 	}
 	addr := opts.EmulatorAddr
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
+	addr = cmp.Or(addr, "127.0.0.1:0")
 	if err := s.Emu.Start(addr); err != nil {
 		ln.Close()
 		return nil, err
