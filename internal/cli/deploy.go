@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -204,9 +203,7 @@ func newDeployPermissionsCmd(s *streams) *cobra.Command {
 				for _, e := range rows {
 					out = append(out, row{e.Method, e.Who, string(e.Confidence), slices.Clone(e.Permissions), e.OnResource, e.Note})
 				}
-				enc := json.NewEncoder(s.out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(out)
+				return writeJSON(s.out, out)
 			default:
 				return withCode(ExitError, fmt.Errorf("--format %q: want table or json", format))
 			}

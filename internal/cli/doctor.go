@@ -285,9 +285,7 @@ func diagnose(in *inspection) doctorReport {
 	case outcome.StepWarning:
 		add("ingress", findingWarning, st.Message, "")
 	default:
-		msg := st.Message
-		msg = cmp.Or(msg, "ingress "+ingressName(in.Service.Ingress))
-		add("ingress", findingOK, msg, "")
+		add("ingress", findingOK, cmp.Or(st.Message, "ingress "+ingressName(in.Service.Ingress)), "")
 	}
 
 	// Cloud Run's built-in IAP, when the plan relies on it

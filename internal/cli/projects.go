@@ -74,18 +74,12 @@ func (f *scopeFlags) resolve(ctx context.Context) (scope.Scope, error) {
 // command then reports what is wrong with each). It also returns the scope
 // to give the reconciler: scope With those projects, so that projects
 // found under folder entries pass its check with no Resource Manager call
-// (the reconciler has no Resource Manager client). Needs
+// (the reconciler has no Resource Manager client); and what Resource
+// Manager said of each project (its parent, when known). Needs
 // resourcemanager.projects.get on the projects to be found (SearchProjects
 // returns only those), and for folder entries resourcemanager.folders.list
 // on each listed folder (roles/browser on the folder has both).
-func projectsInScope(ctx context.Context, sc scope.Scope) ([]string, scope.Scope, error) {
-	names, recScope, _, err := projectInfosInScope(ctx, sc)
-	return names, recScope, err
-}
-
-// projectInfosInScope is projectsInScope that also returns what Resource
-// Manager said of each project (its parent, when known).
-func projectInfosInScope(ctx context.Context, sc scope.Scope) ([]string, scope.Scope, []scope.ProjectInfo, error) {
+func projectsInScope(ctx context.Context, sc scope.Scope) ([]string, scope.Scope, []scope.ProjectInfo, error) {
 	opts, err := clientOptions(ctx)
 	if err != nil {
 		return nil, sc, nil, err
@@ -121,7 +115,7 @@ func scanScope(ctx context.Context, f *opFlags, sc scope.Scope, dryRun bool, pro
 	}
 	ctx, cancel := withTimeout(ctx, f.timeout)
 	defer cancel()
-	projects, recScope, infos, err := projectInfosInScope(ctx, sc)
+	projects, recScope, infos, err := projectsInScope(ctx, sc)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -152,7 +152,7 @@ func runReplay(ctx context.Context, s *streams, f *replayFlags, args []string) e
 	defer cancel()
 	var projects []string
 	if f.allProjects {
-		if projects, sc, err = projectsInScope(ctx, sc); err != nil {
+		if projects, sc, _, err = projectsInScope(ctx, sc); err != nil {
 			return fail(err)
 		}
 		if topic == "" && len(projects) > 0 {

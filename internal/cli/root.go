@@ -99,14 +99,7 @@ the local emulator when IAPGUARD_EMULATOR_HOST is set.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newEmulatorCmd(s))
-	root.AddCommand(newSandboxCmd(s))
-	root.AddCommand(newDeployCmd(s))
-	root.AddCommand(newAuditCmd(s))
-	root.AddCommand(newEnforceCmd(s))
-	root.AddCommand(newReplayCmd(s))
-	root.AddCommand(newWatchCmd(s))
-	root.AddCommand(newDoctorCmd(s))
-	root.AddCommand(newAudienceCmd(s))
+	root.AddCommand(newEmulatorCmd(s), newSandboxCmd(s), newDeployCmd(s), newAuditCmd(s), newEnforceCmd(s),
+		newReplayCmd(s), newWatchCmd(s), newDoctorCmd(s), newAudienceCmd(s))
 	return root
 }

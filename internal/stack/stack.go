@@ -26,6 +26,7 @@ import (
 	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/functions"
+	"github.com/iapguard/iapguard/internal/deploy"
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/logx"
 	"github.com/iapguard/iapguard/pkg/outcome"
@@ -33,7 +34,7 @@ import (
 
 // Topic and subscription names used locally.
 const (
-	OutcomesTopic        = "iapguard-outcomes"
+	OutcomesTopic        = deploy.OutcomesTopic
 	OutcomesSubscription = "iapguard-outcomes-local"
 	// FunctionPrincipal is the identity the function names to the emulator.
 	FunctionPrincipal = "iapguard@demo-project.iam.gserviceaccount.com"

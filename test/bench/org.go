@@ -20,14 +20,15 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/run/apiv2/runpb"
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
-	"google.golang.org/api/option"
 
 	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/emulator/cloudrun"
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/eventarc"
+	"github.com/iapguard/iapguard/functions"
 	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/internal/gcp"
+	"github.com/iapguard/iapguard/internal/stack"
 )
 
 // OrgConfig sizes the organisation-scale sweep benchmark (issue #18).
@@ -188,12 +189,12 @@ func RunOrg(ctx context.Context, c OrgConfig) (*OrgReport, error) {
 			}
 		}
 	}
-	ps, err := pubsub.NewClient(ctx, home.ID, append(gcp.EmulatorGRPCOptions(addr, ""), option.WithTelemetryDisabled())...)
+	ps, err := pubsub.NewClient(ctx, home.ID, gcp.EmulatorGRPCOptions(addr, "")...)
 	if err != nil {
 		return nil, err
 	}
 	defer ps.Close()
-	for _, t := range []string{"iapguard-outcomes", "iapguard-replay"} {
+	for _, t := range []string{stack.OutcomesTopic, functions.DefaultReplayTopic} {
 		if _, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/" + home.ID + "/topics/" + t}); err != nil {
 			return nil, err
 		}
@@ -271,7 +272,7 @@ func RunOrg(ctx context.Context, c OrgConfig) (*OrgReport, error) {
 	}
 	var replays []event.ReplayMessage
 	for _, m := range em.PubSub.Messages() {
-		if strings.HasSuffix(m.Topic, "/iapguard-replay") {
+		if strings.HasSuffix(m.Topic, "/"+functions.DefaultReplayTopic) {
 			var rm event.ReplayMessage
 			if err := json.Unmarshal(m.Data, &rm); err == nil {
 				replays = append(replays, rm)
@@ -304,7 +305,7 @@ func RunOrg(ctx context.Context, c OrgConfig) (*OrgReport, error) {
 		}
 	}
 	for _, m := range em.PubSub.Messages() {
-		if strings.HasSuffix(m.Topic, "/iapguard-outcomes") {
+		if strings.HasSuffix(m.Topic, "/"+stack.OutcomesTopic) {
 			r.Outcomes[m.Attributes["outcome"]]++
 		}
 	}
@@ -332,7 +333,7 @@ func postReplay(ctx context.Context, hc *http.Client, url, project string, m eve
 	if err != nil {
 		return 0, err
 	}
-	ev, err := event.NewMessagePublishedEvent(project, "iapguard-replay", "projects/"+project+"/subscriptions/eventarc",
+	ev, err := event.NewMessagePublishedEvent(project, functions.DefaultReplayTopic, "projects/"+project+"/subscriptions/eventarc",
 		event.PubSubMessage{Data: data, MessageID: id, PublishTime: time.Now().UTC()})
 	if err != nil {
 		return 0, err
