@@ -110,9 +110,9 @@ var (
 		collection: "globalForwardingRules", segment: "forwardingRules",
 		kind: "compute#forwardingRule", listKind: "compute#forwardingRuleList", snake: "forwarding_rule",
 		auditType: "gce_forwarding_rule", idLabel: "forwarding_rule_id", perm: "compute.globalForwardingRules",
-		methods: methods("get", "list", "insert", "delete", "setLabels", "setTarget"),
+		methods: methods("get", "list", "insert", "patch", "delete", "setLabels", "setTarget"),
 		newObj:  func() any { return &compute.ForwardingRule{} },
-		refs:    forwardingRuleRefs,
+		refs:    forwardingRuleRefs, decorate: decorateForwardingRule,
 	}
 	// The regional external Application Load Balancer's front end: a
 	// regional URL map, target HTTPS proxy, SSL certificate and forwarding
@@ -144,9 +144,9 @@ var (
 		collection: "forwardingRules", segment: "forwardingRules", regional: true,
 		kind: "compute#forwardingRule", listKind: "compute#forwardingRuleList", snake: "forwarding_rule",
 		auditType: "gce_forwarding_rule", idLabel: "forwarding_rule_id", perm: "compute.forwardingRules",
-		methods: methods("get", "list", "insert", "delete", "setLabels", "setTarget"),
+		methods: methods("get", "list", "insert", "patch", "delete", "setLabels", "setTarget"),
 		newObj:  func() any { return &compute.ForwardingRule{} },
-		refs:    forwardingRuleRefs,
+		refs:    forwardingRuleRefs, decorate: decorateForwardingRule,
 	}
 	allSpecs = []*spec{specBackendServices, specRegionBackendServices, specRegionNEGs, specURLMaps,
 		specTargetHTTPSProxies, specTargetHTTPProxies, specSSLCertificates, specGlobalForwardingRules,
@@ -691,10 +691,19 @@ func prepareSSLCertificate(_ *mutation, obj, _ any) error {
 
 var portRangeRE = regexp.MustCompile(`^(\d+)(?:-(\d+))?$`)
 
-func prepareForwardingRule(m *mutation, obj, _ any) error {
+func prepareForwardingRule(m *mutation, obj, prev any) error {
 	fr := obj.(*compute.ForwardingRule)
+	if prev != nil {
+		return patchForwardingRule(m, fr, prev.(*compute.ForwardingRule))
+	}
+	if fr.Target == "" && fr.BackendService != "" && m.region != "" {
+		return passthroughRule(m, fr)
+	}
 	if fr.Target == "" {
 		return requiredField("target")
+	}
+	if fr.BackendService != "" {
+		return invalidField("backendService", fr.BackendService, "A forwarding rule cannot have both a target and a backendService.")
 	}
 	link, t, err := m.resolveTarget(fr.Target)
 	if err != nil {
@@ -847,7 +856,126 @@ func regionalProxyRule(m *mutation, fr *compute.ForwardingRule) error {
 	return invalidField("network", fr.Network, "An active proxy-only subnetwork is required in the same region and VPC as the forwarding rule.")
 }
 
+// forwardingRulePatchable are the members a forwarding rule's patch may
+// carry. The API reference says only networkTier can be patched; recorded
+// traffic shows allowGlobalAccess patched too (k8s-config-connector's
+// regionalcomputeforwardingrulefull-direct), and allowPscGlobalAccess is
+// documented as updatable the same way. Anything else is refused with the
+// emulator's message.
+var forwardingRulePatchable = map[string]bool{"allowGlobalAccess": true, "allowPscGlobalAccess": true, "networkTier": true, "fingerprint": true}
+
+// patchForwardingRule checks a patch (fr is the merged new state): only
+// forwardingRulePatchable members may be sent; labels stay as they were
+// (setLabels is their only writer).
+func patchForwardingRule(m *mutation, fr, prev *compute.ForwardingRule) error {
+	for k, v := range m.raw {
+		if !forwardingRulePatchable[k] {
+			return invalidField(k, fmt.Sprint(v), "Only allowGlobalAccess, allowPscGlobalAccess and networkTier can be patched on a forwarding rule.")
+		}
+	}
+	if err := checkEnum("networkTier", fr.NetworkTier, "PREMIUM", "STANDARD"); err != nil {
+		return err
+	}
+	if fr.AllowGlobalAccess && fr.LoadBalancingScheme != "INTERNAL" && fr.LoadBalancingScheme != "INTERNAL_MANAGED" {
+		return invalidField("allowGlobalAccess", "true", "allowGlobalAccess can be set only on internal forwarding rules.")
+	}
+	fr.Labels, fr.LabelFingerprint = prev.Labels, prev.LabelFingerprint
+	return nil
+}
+
+// passthroughRule checks a regional forwarding rule to a backend service:
+// the internal (INTERNAL) and external (EXTERNAL) passthrough Network Load
+// Balancers (cloud.google.com/load-balancing/docs/internal,
+// .../docs/network/networklb-backend-service). The backend service must be
+// in the rule's region with the same load-balancing scheme; an internal
+// rule lives in a network (the project's default when none is named) and
+// gets a service name from its serviceLabel, as recorded
+// ("label.NAME.il4.REGION.lb.PROJECT.internal"). Messages are the
+// emulator's, in Compute's shapes (no refusal is recorded).
+func passthroughRule(m *mutation, fr *compute.ForwardingRule) error {
+	if err := checkEnum("loadBalancingScheme", fr.LoadBalancingScheme, "EXTERNAL", "INTERNAL"); err != nil {
+		return invalidField("loadBalancingScheme", fr.LoadBalancingScheme,
+			"A forwarding rule to a backend service must use loadBalancingScheme INTERNAL or EXTERNAL.")
+	}
+	if fr.LoadBalancingScheme == "" {
+		fr.LoadBalancingScheme = "EXTERNAL"
+	}
+	link, bs, err := m.resolve("backendService", fr.BackendService, false, specRegionBackendServices)
+	if err == nil {
+		err = sameRegion(m, "backendService", link)
+	}
+	if err != nil {
+		return err
+	}
+	if scheme := bs.obj.(*compute.BackendService).LoadBalancingScheme; scheme != fr.LoadBalancingScheme {
+		return invalidField("backendService", fr.BackendService,
+			"The backend service's loadBalancingScheme "+scheme+" does not match the forwarding rule's "+fr.LoadBalancingScheme+".")
+	}
+	fr.BackendService = link
+	if err := checkEnum("IPProtocol", fr.IPProtocol, "AH", "ESP", "ICMP", "L3_DEFAULT", "SCTP", "TCP", "UDP"); err != nil {
+		return err
+	}
+	if fr.IPProtocol == "" {
+		fr.IPProtocol = "TCP"
+	}
+	if err := checkEnum("networkTier", fr.NetworkTier, "PREMIUM", "STANDARD"); err != nil {
+		return err
+	}
+	if fr.NetworkTier == "" {
+		fr.NetworkTier = "PREMIUM"
+	}
+	if fr.AllPorts && (len(fr.Ports) > 0 || fr.PortRange != "") {
+		return invalidField("allPorts", "true", "allPorts cannot be used with ports or portRange.")
+	}
+	if len(fr.Ports) > 5 {
+		return invalidField("ports", strings.Join(fr.Ports, ","), "At most 5 ports may be specified.")
+	}
+	if fr.LoadBalancingScheme == "INTERNAL" {
+		if fr.PortRange != "" {
+			return invalidField("portRange", fr.PortRange, "portRange cannot be used with loadBalancingScheme INTERNAL; use ports or allPorts.")
+		}
+		if fr.Network == "" {
+			fr.Network = "global/networks/default"
+		}
+		link, net, err := m.resolve("network", fr.Network, false, specNetworks)
+		if err != nil {
+			return err
+		}
+		fr.Network = link
+		if fr.Subnetwork != "" {
+			link, sub, err := m.resolve("subnetwork", fr.Subnetwork, false, specSubnetworks)
+			if err == nil {
+				err = sameRegion(m, "subnetwork", link)
+			}
+			if err != nil {
+				return err
+			}
+			if relOf(sub.obj.(*compute.Subnetwork).Network) != net.rel() {
+				return invalidField("subnetwork", fr.Subnetwork, "The subnetwork must belong to the network '"+net.rel()+"'.")
+			}
+			fr.Subnetwork = link
+		}
+		if fr.ServiceLabel != "" {
+			fr.ServiceName = fr.ServiceLabel + "." + fr.Name + ".il4." + m.region + ".lb." + m.project.ID + ".internal"
+		}
+		if fr.IPAddress == "" {
+			fr.IPAddress = fmt.Sprintf("10.%d.%d.%d", rand.IntN(256), rand.IntN(256), 2+rand.IntN(253))
+		}
+	} else if fr.IPAddress == "" {
+		fr.IPAddress = fmt.Sprintf("34.%d.%d.%d", 64+rand.IntN(64), rand.IntN(256), 1+rand.IntN(254))
+	}
+	fr.Labels = nil
+	fr.LabelFingerprint = labelFingerprint(nil)
+	return nil
+}
+
+// decorateForwardingRule prints an empty description, as recorded.
+func decorateForwardingRule(obj any) {
+	fr := obj.(*compute.ForwardingRule)
+	fr.ForceSendFields = append(fr.ForceSendFields, "Description")
+}
+
 func forwardingRuleRefs(obj any) []string {
 	fr := obj.(*compute.ForwardingRule)
-	return []string{fr.Target, fr.Network, fr.Subnetwork}
+	return []string{fr.Target, fr.BackendService, fr.Network, fr.Subnetwork}
 }

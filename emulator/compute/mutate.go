@@ -479,6 +479,10 @@ func (q *request) getOperation() (any, error) {
 	s.mu.Lock()
 	snap := *o.op
 	s.mu.Unlock()
+	// Recorded: an operation on a legacy HTTP health check names it under
+	// healthChecks when read back (the write's own answer names
+	// httpHealthChecks), as the two share one resource at Google.
+	snap.TargetLink = strings.Replace(snap.TargetLink, "/global/httpHealthChecks/", "/global/healthChecks/", 1)
 	return &snap, nil
 }
 

@@ -3,6 +3,7 @@ package compute
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -286,4 +287,85 @@ func TestForwardingRuleLabels(t *testing.T) {
 		Target: "global/targetHttpsProxies/hello-proxy",
 	}).Do()
 	apiErr(t, err, 404, "notFound")
+}
+
+// TestPassthroughForwardingRule: a regional rule to a backend service (the
+// internal passthrough Network Load Balancer), as recorded in
+// k8s-config-connector's regionalcomputeforwardingrulefull-direct: no
+// target, the backend service's scheme, a service name from the
+// serviceLabel, an empty description printed; patch changes only
+// allowGlobalAccess / allowPscGlobalAccess / networkTier.
+func TestPassthroughForwardingRule(t *testing.T) {
+	e := newEnv(t)
+	e.ok(t)(e.svc.RegionBackendServices.Insert(projID, "us-central1", &compute.BackendService{
+		Name: "ilb-bs", LoadBalancingScheme: "INTERNAL", Protocol: "TCP"}).Do())
+	e.ok(t)(e.svc.RegionBackendServices.Insert(projID, "us-central1", &compute.BackendService{
+		Name: "ext-bs", LoadBalancingScheme: "EXTERNAL", Protocol: "TCP"}).Do())
+	for _, c := range []struct {
+		name string
+		fr   *compute.ForwardingRule
+		code int
+	}{
+		{"scheme mismatch", &compute.ForwardingRule{Name: "a", BackendService: "regions/us-central1/backendServices/ext-bs", LoadBalancingScheme: "INTERNAL", AllPorts: true}, 400},
+		{"target and backend service", &compute.ForwardingRule{Name: "b", BackendService: "regions/us-central1/backendServices/ilb-bs", Target: "regions/us-central1/targetHttpsProxies/x", LoadBalancingScheme: "INTERNAL"}, 400},
+		{"missing backend service", &compute.ForwardingRule{Name: "c", BackendService: "regions/us-central1/backendServices/nope", LoadBalancingScheme: "INTERNAL"}, 404},
+		{"portRange on internal", &compute.ForwardingRule{Name: "d", BackendService: "regions/us-central1/backendServices/ilb-bs", LoadBalancingScheme: "INTERNAL", PortRange: "80"}, 400},
+		{"managed scheme", &compute.ForwardingRule{Name: "e", BackendService: "regions/us-central1/backendServices/ilb-bs", LoadBalancingScheme: "INTERNAL_MANAGED"}, 400},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := e.svc.ForwardingRules.Insert(projID, "us-central1", c.fr).Do()
+			apiErr(t, err, c.code, map[int]string{400: "invalid", 404: "notFound"}[c.code])
+		})
+	}
+	e.ok(t)(e.svc.ForwardingRules.Insert(projID, "us-central1", &compute.ForwardingRule{
+		Name: "ilb", BackendService: "regions/us-central1/backendServices/ilb-bs", LoadBalancingScheme: "INTERNAL",
+		AllPorts: true, ServiceLabel: "label", Labels: map[string]string{"a": "b"},
+	}).Do())
+	fr, err := e.svc.ForwardingRules.Get(projID, "us-central1", "ilb").Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "label.ilb.il4.us-central1.lb." + projID + ".internal"; fr.ServiceName != want || fr.Target != "" ||
+		!strings.HasSuffix(fr.Network, "/global/networks/default") || fr.IPProtocol != "TCP" || len(fr.Labels) != 0 {
+		t.Errorf("got service name %q target %q network %q protocol %q labels %v", fr.ServiceName, fr.Target, fr.Network, fr.IPProtocol, fr.Labels)
+	}
+	resp, err := http.Get(e.url + "/compute/v1/projects/" + projID + "/regions/us-central1/forwardingRules/ilb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&raw)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := raw["description"]; !ok || d != "" {
+		t.Errorf("description printed as %v (present %v), want \"\"", d, ok)
+	}
+	// The backend service is in use now.
+	_, err = e.svc.RegionBackendServices.Delete(projID, "us-central1", "ilb-bs").Do()
+	apiErr(t, err, 400, "resourceInUseByAnotherResource")
+	e.ok(t)(e.svc.ForwardingRules.Patch(projID, "us-central1", "ilb", &compute.ForwardingRule{AllowGlobalAccess: true}).Do())
+	if fr, err = e.svc.ForwardingRules.Get(projID, "us-central1", "ilb").Do(); err != nil || !fr.AllowGlobalAccess {
+		t.Errorf("after patch: %v allowGlobalAccess %v", err, fr.AllowGlobalAccess)
+	}
+	_, err = e.svc.ForwardingRules.Patch(projID, "us-central1", "ilb", &compute.ForwardingRule{Description: "x"}).Do()
+	apiErr(t, err, 400, "invalid")
+}
+
+// TestLegacyHealthCheckOperationLink: an operation on a legacy HTTP health
+// check names it under healthChecks when read back (recorded traffic).
+func TestLegacyHealthCheckOperationLink(t *testing.T) {
+	e := newEnv(t)
+	op, err := e.svc.HttpHealthChecks.Insert(projID, &compute.HttpHealthCheck{Name: "legacy"}).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(op.TargetLink, "/global/httpHealthChecks/legacy") {
+		t.Errorf("insert answered targetLink %q", op.TargetLink)
+	}
+	got, err := e.svc.GlobalOperations.Get(projID, op.Name).Do()
+	if err != nil || !strings.HasSuffix(got.TargetLink, "/global/healthChecks/legacy") {
+		t.Errorf("read back: %v targetLink %q, want .../global/healthChecks/legacy", err, got.TargetLink)
+	}
 }

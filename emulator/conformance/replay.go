@@ -28,6 +28,10 @@ var Volatile = []string{
 	"creator", "lastModifier", "lastTransitionTime", // Cloud Run: the caller and times
 	"selfLinkWithId", // Compute: the link by id (the recorder writes the name's placeholder there)
 	"gatewayAddress", // Compute: the recorder writes 10.0.0.1 for every subnetwork
+	// Compute: the recorder writes 8.8.8.8 for every forwarding rule's
+	// address and 111111111111 for a PSC connection id
+	// (k8s-config-connector tests/e2e/normalize_legacy.go).
+	"IPAddress", "pscConnectionId",
 }
 
 // Newer are the JSON member names Google added to its answers after
@@ -210,7 +214,7 @@ func counts(m map[string]*Counts, k string) *Counts {
 }
 
 func replayFile(rep *Report, file string, exs []Exchange) error {
-	emu, err := emulator.New(emulator.Options{Projects: []core.Project{Project}})
+	emu, err := emulator.New(emulator.Options{Projects: append([]core.Project{Project}, createdProjects(exs)...)})
 	if err != nil {
 		return err
 	}
@@ -223,6 +227,7 @@ func replayFile(rep *Report, file string, exs []Exchange) error {
 		live: map[string]bool{}, shadowed: map[string][]string{}}
 	regenerated := mockRegenerated(exs)
 	b.learnLiteralNames(exs)
+	b.learnDefaultNetwork(exs)
 	for _, ex := range exs {
 		if ex.Err != nil {
 			rep.Unparsed++
@@ -313,6 +318,32 @@ func replayFile(rep *Report, file string, exs []Exchange) error {
 	return nil
 }
 
+// createdProjects are the projects a recording creates through Cloud
+// Resource Manager (an API the runner does not replay) under a literal id:
+// a recorded POST .../v1/projects (or v3) answered 200 with that projectId
+// in its body. The emulator starts with them, as the recording's later
+// exchanges found them; each gets a number of its own.
+func createdProjects(exs []Exchange) []core.Project {
+	var ps []core.Project
+	for _, ex := range exs {
+		u, err := url.Parse(ex.URL)
+		if err != nil || ex.Method != http.MethodPost || ex.Status != http.StatusOK ||
+			u.Host != "cloudresourcemanager.googleapis.com" || (u.Path != "/v1/projects" && u.Path != "/v3/projects") {
+			continue
+		}
+		var body struct {
+			ProjectID string `json:"projectId"`
+		}
+		if json.Unmarshal([]byte(ex.ReqBody), &body) != nil || body.ProjectID == "" ||
+			placeholder.MatchString(body.ProjectID) || body.ProjectID == Project.ID ||
+			slices.ContainsFunc(ps, func(p core.Project) bool { return p.ID == body.ProjectID }) {
+			continue
+		}
+		ps = append(ps, core.Project{ID: body.ProjectID, Number: Project.Number + int64(len(ps)) + 1})
+	}
+	return ps
+}
+
 // mockCaller is the caller k8s-config-connector's Cloud Run mock
 // (mockgcp/mockrun) writes as every service's and job's creator and
 // lastModifier. Google writes the caller's own email there (its recorded
@@ -388,6 +419,45 @@ func (b *bindings) trackReuse(ex Exchange, u *url.URL) {
 		delete(b.live, path)
 		for _, m := range last {
 			b.pop = append(b.pop, m[1])
+		}
+	}
+}
+
+// learnDefaultNetwork binds a placeholder the recorder gave the project's
+// default network: a recorded read of global/networks/${X} answered with
+// Google's description of the auto-created network (and no recorded insert
+// of a network named ${X}) names "default", which every emulated project
+// starts with.
+func (b *bindings) learnDefaultNetwork(exs []Exchange) {
+	inserted := map[string]bool{}
+	for _, ex := range exs {
+		if ex.Method == http.MethodPost && strings.HasSuffix(pathOf(ex.URL), "/global/networks") {
+			var v struct {
+				Name string `json:"name"`
+			}
+			if json.Unmarshal([]byte(ex.ReqBody), &v) == nil {
+				inserted[v.Name] = true
+			}
+		}
+	}
+	for _, ex := range exs {
+		p := pathOf(ex.URL)
+		i := strings.LastIndex(p, "/global/networks/")
+		if ex.Method != http.MethodGet || ex.Status != http.StatusOK || i < 0 {
+			continue
+		}
+		last := p[i+len("/global/networks/"):]
+		m := placeholder.FindStringSubmatch(last)
+		if m == nil || m[0] != last || inserted[last] {
+			continue
+		}
+		var v struct {
+			Description string `json:"description"`
+		}
+		if json.Unmarshal([]byte(ex.RespBody), &v) == nil && v.Description == "Default network for the project" {
+			if _, bound := b.vals[m[1]]; !bound {
+				b.vals[m[1]] = "default"
+			}
 		}
 	}
 }
