@@ -75,7 +75,9 @@ func TestExternalHTTPSLoadBalancer(t *testing.T) {
 		{"urlMap.defaultService", um.DefaultService, bs.SelfLink},
 		{"proxy.urlMap", tp.UrlMap, um.SelfLink},
 		{"proxy.sslCertificates[0]", tp.SslCertificates[0], cert.SelfLink},
-		{"proxy.quicOverride", tp.QuicOverride, "NONE"},
+		// Not sent, not printed (recorded: k8s-config-connector's
+		// regionaltargethttpsproxycertificatemanagercertificates).
+		{"proxy.quicOverride", tp.QuicOverride, ""},
 		// Given as a beta URL (by project number): stored with the project
 		// id, and as a beta URL, as Compute keeps the version it was given
 		// (recorded traffic, see keepVersion).

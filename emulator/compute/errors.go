@@ -81,3 +81,10 @@ func noRoute(method, path string) *core.Error {
 func internal(err error) *core.Error {
 	return &core.Error{Code: codes.Internal, Reason: "backendError", Message: err.Error()}
 }
+
+// notReady is Compute's answer to a mutation of a resource another
+// operation is still changing (here: one whose delete is running).
+func notReady(rel string) *core.Error {
+	return &core.Error{Code: codes.FailedPrecondition, HTTPStatus: http.StatusBadRequest, Reason: "resourceNotReady",
+		OmitStatus: true, Message: "The resource '" + rel + "' is not ready"}
+}

@@ -159,7 +159,8 @@ func TestParseRef(t *testing.T) {
 		{"global/urlMaps/m", true, parsedRef{}, false},
 		{"m", false, parsedRef{}, false},
 		{"projects/p/global/urlMaps", false, parsedRef{}, false},
-		{"projects/p/zones/z/instanceGroups/g", false, parsedRef{}, false},
+		{"projects/p/zones/z/instanceGroups/g", false, parsedRef{projectArg: "p", region: "zones/z", segment: "instanceGroups", name: "g"}, true},
+		{"projects/p/zones/z/instanceGroups", false, parsedRef{}, false},
 		{"https://www.googleapis.com/compute/v1/projects/p/global/urlMaps/", true, parsedRef{}, false},
 		{"http://www.googleapis.com/compute/v1/projects/p/global/urlMaps/m", true, parsedRef{}, false},
 	}

@@ -1,8 +1,10 @@
 package compute
 
 import (
+	"encoding/base64"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +30,8 @@ type operation struct {
 	// fail, when set, is the error the operation ends with (a
 	// core.Faults.FailOperations rule): the change was undone at once.
 	fail *core.Error
+	// deletes is the resource a delete operation removes when it is done.
+	deletes *resource
 }
 
 var requestIDRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -51,7 +55,18 @@ func (q *request) mutate() (any, error) {
 	}
 	var raw map[string]any
 	var obj any
-	if rt.action != "delete" {
+	switch rt.action {
+	case "delete", "deleteSignedUrlKey":
+	case "addSignedUrlKey":
+		var err error
+		if raw, err = decodeObject(q.body); err != nil {
+			return nil, err
+		}
+		obj = &compute.SignedUrlKey{}
+		if err := fromMap(raw, obj); err != nil {
+			return nil, err
+		}
+	default:
 		var err error
 		if raw, err = decodeObject(q.body); err != nil {
 			return nil, err
@@ -92,6 +107,8 @@ func (q *request) mutate() (any, error) {
 		o, err = q.setLabels(raw, obj)
 	case "setTarget":
 		o, err = q.setTarget(raw, obj)
+	case "addSignedUrlKey", "deleteSignedUrlKey":
+		o, err = q.signedURLKey(obj)
 	}
 	if err != nil {
 		s.mu.Unlock()
@@ -176,11 +193,16 @@ func (q *request) insert(raw map[string]any, obj any) (*operation, error) {
 	return q.newOperation(r, raw), nil
 }
 
-// lookup finds the resource named in the path (name or id).
+// lookup finds the resource named in the path (name or id). A mutation
+// of a resource whose delete operation is still running is refused, as
+// Compute refuses it (400 resourceNotReady).
 func (q *request) lookup() (*resource, error) {
 	r := q.s.find(q.rt.spec, q.p.ID, q.rt.region, q.rt.name)
 	if r == nil {
 		return nil, notFound(q.relName(q.rt.name))
+	}
+	if r.deleting != nil && q.rt.action != "get" {
+		return nil, notReady(r.rel())
 	}
 	return r, nil
 }
@@ -260,8 +282,14 @@ func (q *request) delete() (*operation, error) {
 	if users := q.s.users(r.rel()); len(users) > 0 {
 		return nil, inUse(r.spec.snake, r.rel(), users[0].rel())
 	}
-	delete(q.s.res, resKey{r.spec.collection, r.project.ID, r.region, r.name})
-	return q.newOperation(r, nil), nil
+	// Google removes the resource when the delete operation is done, not
+	// at request time: until then it can still be read and it still holds
+	// its references (recorded: a go-vcr cassette's teardown, where
+	// deleting a proxy right after the forwarding rule that names it is
+	// 400 resourceInUseByAnotherResource).
+	o := q.newOperation(r, nil)
+	o.deletes, r.deleting = r, o
+	return o, nil
 }
 
 // setLabels serves forwardingRules.setLabels (the only way to label a
@@ -288,6 +316,68 @@ func (q *request) setLabels(raw map[string]any, obj any) (*operation, error) {
 	next.LabelFingerprint = labelFingerprint(req.Labels)
 	r.obj = &next
 	return q.newOperation(r, raw), nil
+}
+
+// validSignedURLKeyValue: a key's value is 128 bits, base64url (RFC 4648
+// §5), padded or not (recorded: "MTIzNDU2Nzg5MDEyMzQ1Ng==").
+func validSignedURLKeyValue(v string) bool {
+	b, err := base64.URLEncoding.DecodeString(v)
+	if err != nil {
+		b, err = base64.RawURLEncoding.DecodeString(v)
+	}
+	return err == nil && len(b) == 16
+}
+
+// signedURLKey serves backendServices.addSignedUrlKey (obj is the
+// SignedUrlKey sent) and deleteSignedUrlKey (?keyName=): the key names are
+// listed in cdnPolicy.signedUrlKeyNames, the values are never returned.
+// Rules are the API reference's (a name under Compute's name rule, a
+// 128-bit value, at most 3 keys per backend service); messages are the
+// emulator's. Permission: compute.backendServices.addSignedUrlKey /
+// deleteSignedUrlKey.
+func (q *request) signedURLKey(obj any) (*operation, error) {
+	r, err := q.lookup()
+	if err != nil {
+		return nil, err
+	}
+	next := *r.obj.(*compute.BackendService)
+	var names []string
+	if next.CdnPolicy != nil {
+		cp := *next.CdnPolicy
+		next.CdnPolicy = &cp
+		names = cp.SignedUrlKeyNames
+	} else {
+		next.CdnPolicy = &compute.BackendServiceCdnPolicy{}
+	}
+	if k, ok := obj.(*compute.SignedUrlKey); ok {
+		if err := checkName(k.KeyName); err != nil {
+			return nil, err
+		}
+		if !validSignedURLKeyValue(k.KeyValue) {
+			return nil, invalidField("keyValue", "", "The key value must be 128 bits, base64url-encoded.")
+		}
+		if slices.Contains(names, k.KeyName) {
+			return nil, invalidField("keyName", k.KeyName, "A key with this name already exists.")
+		}
+		if len(names) >= 3 {
+			return nil, invalidField("keyName", k.KeyName, "At most 3 signed URL keys per backend service.")
+		}
+		names = append(slices.Clone(names), k.KeyName)
+	} else {
+		name := q.r.URL.Query().Get("keyName")
+		if name == "" {
+			return nil, requiredField("keyName")
+		}
+		i := slices.Index(names, name)
+		if i < 0 {
+			return nil, invalidField("keyName", name, "No signed URL key with this name.")
+		}
+		names = slices.Delete(slices.Clone(names), i, i+1)
+	}
+	next.CdnPolicy.SignedUrlKeyNames = names
+	r.obj = &next
+	setOutputs(r, true)
+	return q.newOperation(r, nil), nil
 }
 
 // setTarget serves forwardingRules.setTarget: the new target must be an
@@ -323,11 +413,14 @@ func setOutputs(r *resource, newFP bool) {
 	if hasField(o, "SelfLinkWithId") {
 		setField(o, "SelfLinkWithId", linkBase+relPath(r.spec, r.project.ID, r.region, formatID(r.id)))
 	}
-	region := ""
-	if r.region != "" {
-		region = linkBase + "projects/" + r.project.ID + "/regions/" + r.region
+	switch {
+	case isZone(r.region):
+		setField(o, "Zone", linkBase+"projects/"+r.project.ID+"/"+r.region)
+	case r.region != "":
+		setField(o, "Region", linkBase+"projects/"+r.project.ID+"/regions/"+r.region)
+	default:
+		setField(o, "Region", "")
 	}
-	setField(o, "Region", region)
 	if newFP && hasField(o, "Fingerprint") {
 		setField(o, "Fingerprint", newFingerprint())
 	}
@@ -338,7 +431,7 @@ func permVerb(action string) string {
 	switch action {
 	case "insert":
 		return "create"
-	case "delete", "setLabels", "setTarget":
+	case "delete", "setLabels", "setTarget", "addSignedUrlKey", "deleteSignedUrlKey":
 		return action
 	}
 	return "update"
@@ -366,7 +459,10 @@ func (q *request) newOperation(r *resource, raw map[string]any) *operation {
 		TargetLink: r.selfLink(), TargetId: r.id, User: s.c.PrincipalFrom(q.r.Context()),
 		SelfLink: opBase + name, ForceSendFields: []string{"Progress"},
 	}
-	if rt.region != "" {
+	switch {
+	case isZone(rt.region):
+		op.Zone = linkBase + "projects/" + q.p.ID + "/" + rt.region
+	case rt.region != "":
 		op.Region = linkBase + "projects/" + q.p.ID + "/regions/" + rt.region
 	}
 	o := &operation{op: op, firstDone: make(chan struct{}), recorded: make(chan struct{})}
@@ -382,7 +478,7 @@ func (q *request) newOperation(r *resource, raw map[string]any) *operation {
 	delete(resp, "kind")
 	resp["progress"] = "0"
 	resp["selfLinkWithId"] = opBase + formatID(id)
-	location := rt.region
+	location := strings.TrimPrefix(rt.region, "zones/")
 	if location == "" {
 		location = "global"
 	}
@@ -425,6 +521,13 @@ func (s *Server) complete(o *operation) {
 	s.mu.Unlock()
 	s.c.Audit.Record(last)
 	s.mu.Lock()
+	if r := o.deletes; r != nil {
+		r.deleting = nil
+		key := resKey{r.spec.collection, r.project.ID, r.region, r.name}
+		if o.fail == nil && s.res[key] == r {
+			delete(s.res, key)
+		}
+	}
 	o.done = true
 	o.op.Status = "DONE"
 	o.op.Progress = 100

@@ -131,6 +131,13 @@ func jsonMember(v reflect.Value, name string) reflect.Value {
 
 func specs(sp ...*spec) func() []*spec { return func() []*spec { return sp } }
 
+// zonalPlain makes sp a zonal collection (its audit resource type is
+// gce_instance_group and its permissions compute.instanceGroups.*).
+func zonalPlain(sp *spec) *spec {
+	sp.zonal = true
+	return sp
+}
+
 var (
 	specNetworks = plain("networks", "networks", false, "network",
 		func() any { return &compute.Network{} }, plainRules{check: checkNetwork, decorate: func(obj any) {
@@ -175,6 +182,18 @@ var (
 			required: []string{"urlMap"},
 			refs:     []plainRef{{"urlMap", specs(specRegionURLMaps)}},
 		})
+	// Unmanaged zonal instance groups, as backends of backend services
+	// (recorded: k8s-config-connector's global and regional backend
+	// service fixtures). Membership (addInstances, listInstances) is not
+	// modelled: instances are not served, so size stays 0.
+	specInstanceGroups = zonalPlain(plain("instanceGroups", "instanceGroups", false, "instance_group",
+		func() any { return &compute.InstanceGroup{} }, plainRules{
+			refs: []plainRef{{"network", specs(specNetworks)}, {"subnetwork", specs(specSubnetworks)}},
+			decorate: func(obj any) {
+				ig := obj.(*compute.InstanceGroup)
+				ig.ForceSendFields = append(ig.ForceSendFields, "Size")
+			},
+		}))
 	// healthCheckSpecs are what a backend service's healthChecks may name.
 	healthCheckSpecs = []*spec{specHealthChecks, specRegionHealthChecks, specHTTPHealthChecks, specHTTPSHealthChecks}
 )

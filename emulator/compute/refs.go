@@ -72,6 +72,8 @@ func parseRef(raw, def string, fullOnly bool) (parsedRef, bool) {
 		return parsedRef{projectArg: segs[1], segment: segs[3], name: segs[4]}, true
 	case len(segs) == 6 && segs[0] == "projects" && segs[2] == "regions":
 		return parsedRef{projectArg: segs[1], region: segs[3], segment: segs[4], name: segs[5]}, true
+	case len(segs) == 6 && segs[0] == "projects" && segs[2] == "zones":
+		return parsedRef{projectArg: segs[1], region: "zones/" + segs[3], segment: segs[4], name: segs[5]}, true
 	}
 	return parsedRef{}, false
 }
@@ -97,7 +99,7 @@ func (m *mutation) resolve(field, raw string, fullOnly bool, specs ...*spec) (st
 	m.s.ensureDefaultNetwork(p)
 	var sp *spec
 	for _, c := range specs {
-		if c.segment == pr.segment && c.regional == (pr.region != "") {
+		if c.segment == pr.segment && c.inScope(pr.region) {
 			sp = c
 		}
 	}
@@ -106,7 +108,7 @@ func (m *mutation) resolve(field, raw string, fullOnly bool, specs ...*spec) (st
 		// A collection the field cannot hold, or one the emulator does not
 		// model (backendBuckets, healthChecks, ...): Compute would say the
 		// referenced object does not exist or is of the wrong type.
-		if known := specFor(pr.segment, pr.region != ""); known != nil {
+		if known := specFor(pr.segment, pr.region); known != nil {
 			return "", nil, invalidField(field, raw, "Unexpected resource collection '"+pr.segment+"'.")
 		}
 		return "", nil, notFound(rel)

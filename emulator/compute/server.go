@@ -83,6 +83,10 @@ type resource struct {
 	id      uint64
 	created time.Time
 	obj     any
+	// deleting is the running delete operation: the resource (and the
+	// references it holds) stays until that operation is done, as at
+	// Google; meanwhile other mutations of it are refused (resourceNotReady).
+	deleting *operation
 }
 
 // New returns an empty Compute surface on c.
@@ -98,6 +102,23 @@ func New(c *core.Core) *Server {
 	}
 	s.SetRegions(DefaultRegions...)
 	return s
+}
+
+// Settle completes every operation still running (a delete takes effect
+// then). Replays of recorded traffic call it where the recording shows
+// that time has passed: a later read found the resource gone.
+func (s *Server) Settle() {
+	s.mu.Lock()
+	var pending []*operation
+	for _, o := range s.ops {
+		if !o.done {
+			pending = append(pending, o)
+		}
+	}
+	s.mu.Unlock()
+	for _, o := range pending {
+		s.complete(o)
+	}
 }
 
 // SetOperationDelay sets how long operations stay RUNNING when not polled;
@@ -154,10 +175,14 @@ type route struct {
 
 func (rt *route) regional() bool { return rt.region != "" }
 
-// scopePath is "global" or "regions/R".
+// scopePath is "global", "regions/R" or "zones/Z" for a scope ("", R or
+// "zones/Z").
 func scopePath(region string) string {
-	if region == "" {
+	switch {
+	case region == "":
 		return "global"
+	case isZone(region):
+		return region
 	}
 	return "regions/" + region
 }
@@ -192,12 +217,17 @@ func (s *Server) parseRoute(r *http.Request) (*route, error) {
 		segs = segs[1:]
 	case segs[0] == "regions" && len(segs) >= 3:
 		rt.region, segs = segs[1], segs[2:]
+	case segs[0] == "zones" && len(segs) >= 3:
+		rt.region, segs = "zones/"+segs[1], segs[2:]
 	default:
 		return nil, noRoute(r.Method, r.URL.Path)
 	}
 	if segs[0] == "operations" {
 		coll := "compute.globalOperations."
-		if rt.regional() {
+		switch {
+		case isZone(rt.region):
+			coll = "compute.zoneOperations."
+		case rt.regional():
 			coll = "compute.regionOperations."
 		}
 		switch {
@@ -211,7 +241,7 @@ func (s *Server) parseRoute(r *http.Request) (*route, error) {
 		rt.name, rt.methodKey = segs[1], coll+rt.action
 		return rt, nil
 	}
-	sp := specFor(segs[0], rt.regional())
+	sp := specFor(segs[0], rt.region)
 	if sp == nil {
 		return nil, noRoute(r.Method, r.URL.Path)
 	}
@@ -221,7 +251,8 @@ func (s *Server) parseRoute(r *http.Request) (*route, error) {
 		rt.action = "list"
 	case len(segs) == 1 && r.Method == http.MethodPost:
 		rt.action = "insert"
-	case len(segs) == 3 && (segs[2] == "setLabels" || segs[2] == "setTarget") && r.Method == http.MethodPost:
+	case len(segs) == 3 && r.Method == http.MethodPost && (segs[2] == "setLabels" || segs[2] == "setTarget" ||
+		segs[2] == "addSignedUrlKey" || segs[2] == "deleteSignedUrlKey"):
 		rt.name, rt.action = segs[1], segs[2]
 	case len(segs) == 2:
 		rt.name = segs[1]
@@ -278,11 +309,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.ensureDefaultNetwork(p)
 	s.mu.Unlock()
 	if rt.regional() && !s.knownRegion(rt.region) {
-		core.WriteHTTPError(w, notFound("projects/"+rt.project+"/regions/"+rt.region))
+		core.WriteHTTPError(w, notFound("projects/"+rt.project+"/"+scopePath(rt.region)))
 		return
 	}
 	var body []byte
-	if rt.action == "insert" || rt.action == "patch" || rt.action == "update" || rt.action == "setLabels" || rt.action == "setTarget" {
+	if rt.action == "insert" || rt.action == "patch" || rt.action == "update" || rt.action == "setLabels" || rt.action == "setTarget" ||
+		rt.action == "addSignedUrlKey" {
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 		if err != nil {
 			var mbe *http.MaxBytesError
@@ -309,7 +341,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out, err = req.list()
 	case "aggregatedList":
 		out, err = req.aggregatedList()
-	case "insert", "patch", "update", "delete", "setLabels", "setTarget":
+	case "insert", "patch", "update", "delete", "setLabels", "setTarget", "addSignedUrlKey", "deleteSignedUrlKey":
 		out, err = req.mutate()
 		if err != nil {
 			req.auditRejected(err)
@@ -337,7 +369,17 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_, _ = w.Write(b)
 }
 
+// knownRegion reports whether scope r (a region or "zones/Z") exists: a
+// zone is a known region's name and a letter a-f (the emulator's
+// approximation of Google's zone list).
 func (s *Server) knownRegion(r string) bool {
+	if z, ok := strings.CutPrefix(r, "zones/"); ok {
+		i := strings.LastIndex(z, "-")
+		if i < 0 || len(z)-i != 2 || z[i+1] < 'a' || z[i+1] > 'f' {
+			return false
+		}
+		r = z[:i]
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.regionSet[r]

@@ -218,6 +218,9 @@ func replayFile(rep *Report, file string, exs []Exchange) error {
 	if err != nil {
 		return err
 	}
+	// Operations complete when polled, as the recordings poll them: a
+	// delete takes effect then, whatever the replay's pace.
+	emu.Compute.SetOperationDelay(-1)
 	if err := emu.Start("127.0.0.1:0"); err != nil {
 		return err
 	}
@@ -278,6 +281,11 @@ func replayFile(rep *Report, file string, exs []Exchange) error {
 		}
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
+		}
+		if ex.Status == http.StatusNotFound && (ex.Method == http.MethodGet || ex.Method == http.MethodDelete) {
+			// The recording found something gone: deletes it started have
+			// finished by now.
+			emu.Compute.Settle()
 		}
 		before := emu.Core.Stats.Snapshot()
 		resp, err := hc.Do(req)
