@@ -16,11 +16,11 @@
 // regionTargetTcpProxies, sslCertificates, regionSslCertificates,
 // globalForwardingRules, forwardingRules, networks, subnetworks,
 // healthChecks, regionHealthChecks, httpHealthChecks, httpsHealthChecks,
-// globalOperations, regionOperations).
+// instanceGroups, globalOperations, regionOperations, zoneOperations).
 //
 // # Served
 //
-//	projects/P/global/backendServices[/B]           get list insert patch update delete
+//	projects/P/global/backendServices[/B]           get list insert patch update delete addSignedUrlKey deleteSignedUrlKey
 //	projects/P/regions/R/backendServices[/B]        get list insert patch update delete
 //	projects/P/aggregated/backendServices           aggregatedList
 //	projects/P/regions/R/networkEndpointGroups[/N]  get list insert delete (SERVERLESS only)
@@ -34,8 +34,8 @@
 //	projects/P/regions/R/targetTcpProxies[/T]       get list insert delete
 //	projects/P/global/sslCertificates[/C]           get list insert delete
 //	projects/P/regions/R/sslCertificates[/C]        get list insert delete (self-managed only)
-//	projects/P/global/forwardingRules[/F]           get list insert delete setLabels setTarget
-//	projects/P/regions/R/forwardingRules[/F]        get list insert delete setLabels setTarget (to target proxies)
+//	projects/P/global/forwardingRules[/F]           get list insert patch delete setLabels setTarget
+//	projects/P/regions/R/forwardingRules[/F]        get list insert patch delete setLabels setTarget (to target proxies or backend services)
 //	projects/P/global/networks[/N]                  get list insert patch delete
 //	projects/P/regions/R/subnetworks[/S]            get list insert delete
 //	projects/P/global/healthChecks[/H]              get list insert patch update delete
@@ -44,9 +44,11 @@
 //	projects/P/global/httpsHealthChecks[/H]         get list insert patch update delete
 //	projects/P/global/operations/O[/wait]           get wait
 //	projects/P/regions/R/operations/O[/wait]        get wait
+//	projects/P/zones/Z/instanceGroups[/G]           get list insert delete (unmanaged; no membership)
+//	projects/P/zones/Z/operations/O[/wait]          get wait
 //
-// Networks, subnetworks, health checks, target TCP proxies and regional
-// target HTTP proxies are modelled only as far as the load balancer's
+// Networks, subnetworks, health checks, target TCP proxies, regional
+// target HTTP proxies and instance groups are modelled only as far as the load balancer's
 // resources need them (plain.go): stored as sent, with their required
 // members, their references checked, and the defaults recorded traffic
 // shows. Every project starts with the auto-mode network "default", as a
@@ -58,7 +60,10 @@
 // # Semantics
 //
 //   - Mutations validate, apply atomically at request time and return an
-//     Operation with status RUNNING (progress 0). The operation completes
+//     Operation with status RUNNING (progress 0); a delete takes effect when
+//     its operation completes (until then the resource is readable, holds
+//     its references, and other mutations of it are 400 resourceNotReady),
+//     as on Google. The operation completes
 //     (DONE, progress 100, endTime) on its first get/wait, or by itself after
 //     SetOperationDelay (DefaultOperationDelay, 5 ms; negative: only get/wait
 //     complete it). Completion writes the "last" audit entry, so it is
@@ -66,7 +71,7 @@
 //     delete, except regional NEGs: "compute.regionNetworkEndpointGroups.insert"
 //     (observed) and ".delete" (inferred by analogy).
 //   - Fingerprints (backend services, URL maps, target proxies; forwarding
-//     rules carry one but have no patch here): a new random 8-byte base64
+//     rules carry one, not checked on their limited patch): a new random 8-byte base64
 //     value on every accepted mutation. PATCH is an RFC 7396 merge patch of
 //     the raw body; its fingerprint is optional but checked when present.
 //     PUT requires it (400 required "Required field 'resource.fingerprint'
@@ -133,12 +138,9 @@
 //     setLabels / setTarget) but lists only that one; Google also lists the
 //     .use permissions on referenced resources.
 //   - Operations fail only when a core.Faults.FailOperations rule asks for
-//     it, never report resourceNotReady for a mutation racing a running
-//     operation, and wait returns at once (Google's waits up to 2
-//     minutes). There is no operations list/delete. A delete applies at
-//     request time: on Google the resource keeps its references until its
-//     delete operation is done, so deleting what it references meanwhile
-//     is refused (400 resourceInUseByAnotherResource); here it is not.
+//     it, report resourceNotReady only for a resource being deleted (Google
+//     also for one another operation is changing), and wait returns at once
+//     (Google's waits up to 2 minutes). There is no operations list/delete.
 //   - Unknown project → 404 notFound (Google answers 403 when the project
 //     exists but is not visible). Rate-limit and injected faults are rendered
 //     by core (429 RESOURCE_EXHAUSTED with status); Compute documents 403
