@@ -3,6 +3,7 @@ package deploy
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -148,13 +149,8 @@ func logSinkFilter(ts []eventarc.Trigger) (string, error) {
 	if len(byService) == 0 {
 		return "", fmt.Errorf("rendering log sink filter: no audit-log triggers")
 	}
-	services := make([]string, 0, len(byService))
-	for s := range byService {
-		services = append(services, s)
-	}
-	slices.Sort(services)
 	var clauses []string
-	for _, s := range services {
+	for _, s := range slices.Sorted(maps.Keys(byService)) {
 		methods := byService[s]
 		slices.Sort(methods)
 		quoted := make([]string, len(methods))

@@ -20,9 +20,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
-	"sort"
 
 	"gopkg.in/yaml.v3"
 )
@@ -355,14 +355,7 @@ var table = []Entry{
 func Table() []Entry {
 	out := make([]Entry, len(table))
 	for i, e := range table {
-		e.Permissions = slices.Clone(e.Permissions)
-		if e.OnResource != nil {
-			m := make(map[string]string, len(e.OnResource))
-			for k, v := range e.OnResource {
-				m[k] = v
-			}
-			e.OnResource = m
-		}
+		e.Permissions, e.OnResource = slices.Clone(e.Permissions), maps.Clone(e.OnResource)
 		out[i] = e
 	}
 	return out
@@ -444,21 +437,18 @@ func CustomRole(who string) (RoleDefinition, error) {
 		return RoleDefinition{}, fmt.Errorf("generating custom role: unknown principal %q (want %q or %q)", who, WhoFunction, WhoOperator)
 	}
 	r.Stage = "GA"
-	set := map[string]bool{}
 	for _, e := range table {
 		if who == WhoFunction && e.Who != WhoFunction {
 			continue
 		}
 		for _, p := range e.Permissions {
 			if _, onResource := e.OnResource[p]; !onResource {
-				set[p] = true
+				r.IncludedPermissions = append(r.IncludedPermissions, p)
 			}
 		}
 	}
-	for p := range set {
-		r.IncludedPermissions = append(r.IncludedPermissions, p)
-	}
-	sort.Strings(r.IncludedPermissions)
+	slices.Sort(r.IncludedPermissions)
+	r.IncludedPermissions = slices.Compact(r.IncludedPermissions)
 	return r, nil
 }
 
@@ -471,9 +461,7 @@ func ResourceGrants(who string) map[string]string {
 		if who == WhoFunction && e.Who != WhoFunction {
 			continue
 		}
-		for p, where := range e.OnResource {
-			out[p] = where
-		}
+		maps.Copy(out, e.OnResource)
 	}
 	return out
 }

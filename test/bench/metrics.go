@@ -1,9 +1,9 @@
 package bench
 
 import (
+	"maps"
 	"math"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -97,12 +97,7 @@ func Methods(cs ...Calls) []string {
 			seen[k] = true
 		}
 	}
-	out := make([]string, 0, len(seen))
-	for k := range seen {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // Minimum is the least work one event of a scenario can cost: the API calls
