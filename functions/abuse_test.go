@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -213,14 +214,84 @@ func TestHandleKeepsChangesUntilReported(t *testing.T) {
 func TestReconcileEachScopeRefusal(t *testing.T) {
 	h := NewHandler(testConfig(0), &fakeReconciler{}, &fakePublisher{}, nil)
 	const bs = "projects/other/global/backendServices/web"
-	rs, err := h.reconcileEach(t.Context(), nil, &iapsetup.ScopeError{Resource: bs, Reason: "project other is outside iapguard's scope"})
+	rs, err := h.reconcileEach(t.Context(), bs, nil, &iapsetup.ScopeError{Resource: bs, Reason: "project other is outside iapguard's scope"})
 	if err != nil || len(rs) != 1 || rs[0].Outcome != outcome.Rejected || rs[0].Resource != bs {
 		t.Errorf("out of scope: %+v, %v; want one rejected result for %s and no error", rs, err, bs)
 	}
 	cause := fmt.Errorf("reading the project's ancestry: %w", iapsetup.ErrTransient)
-	rs, err = h.reconcileEach(t.Context(), []iapsetup.Candidate{{Ref: iapsetup.ServiceRef{Project: "p1", Region: "r", Name: "s"}}},
+	rs, err = h.reconcileEach(t.Context(), bs, []iapsetup.Candidate{{Ref: iapsetup.ServiceRef{Project: "p1", Region: "r", Name: "s"}}},
 		errors.Join(&iapsetup.ScopeError{Resource: bs, Reason: cause.Error(), Err: cause}))
 	if !errors.Is(err, iapsetup.ErrTransient) || len(rs) != 2 || rs[0].Outcome != outcome.Failed || rs[1].Outcome != outcome.Compliant {
 		t.Errorf("check failed: %+v, %v; want a failed result, the candidate reconciled, a transient error", rs, err)
+	}
+}
+
+// Every permanent resolve failure becomes an outcome (the review finding:
+// a backend service whose read was refused was acknowledged with none): a
+// failure other than a scope refusal is the named resource's failed
+// outcome, a transient one has none and is returned, and a refusal joined
+// with other errors (as ResolveBackend joins its NEGs') is reported on its
+// own.
+func TestReconcileEachResolveFailure(t *testing.T) {
+	const bs = "projects/p1/global/backendServices/web"
+	svc := []iapsetup.Candidate{{Ref: iapsetup.ServiceRef{Project: "p1", Region: "r", Name: "s"}}}
+	denied := fmt.Errorf("reading backend service: 403: %w", iapsetup.ErrPermanent)
+	negDenied := fmt.Errorf("reading network endpoint group n: 403: %w", iapsetup.ErrPermanent)
+	refused := &iapsetup.ScopeError{Resource: "projects/other/locations/r", Reason: "project other is outside iapguard's scope"}
+	type res struct {
+		Resource string
+		Outcome  outcome.Kind
+	}
+	for _, tc := range []struct {
+		name      string
+		cs        []iapsetup.Candidate
+		err       error
+		want      []res
+		wantClass error // nil: no error
+		// wantReason is in the failed outcome of bs; notReason is not.
+		wantReason, notReason string
+	}{
+		{
+			name: "permanent", err: denied,
+			want: []res{{bs, outcome.Failed}}, wantClass: iapsetup.ErrPermanent, wantReason: denied.Error(),
+		},
+		{
+			name: "transient", err: fmt.Errorf("reading backend service: 503: %w", iapsetup.ErrTransient),
+			wantClass: iapsetup.ErrTransient,
+		},
+		{
+			name: "one NEG refused, another service found", cs: svc, err: errors.Join(negDenied),
+			want: []res{{bs, outcome.Failed}, {"", outcome.Compliant}}, wantClass: iapsetup.ErrPermanent, wantReason: negDenied.Error(),
+		},
+		{
+			name: "a scope refusal joined, alone", cs: svc, err: errors.Join(errors.Join(nil, refused)),
+			want: []res{{refused.Resource, outcome.Rejected}, {"", outcome.Compliant}},
+		},
+		{
+			name: "a scope refusal joined with a NEG refused", err: errors.Join(negDenied, errors.Join(refused)),
+			want:      []res{{refused.Resource, outcome.Rejected}, {bs, outcome.Failed}},
+			wantClass: iapsetup.ErrPermanent, wantReason: negDenied.Error(), notReason: refused.Reason,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHandler(testConfig(0), &fakeReconciler{}, &fakePublisher{}, nil)
+			rs, err := h.reconcileEach(t.Context(), bs, tc.cs, tc.err)
+			var got []res
+			for _, r := range rs {
+				got = append(got, res{r.Resource, r.Outcome})
+				if r.Resource == bs && (!strings.Contains(r.Reason, tc.wantReason) || tc.notReason != "" && strings.Contains(r.Reason, tc.notReason)) {
+					t.Errorf("reason %q: want %q in it, and not %q", r.Reason, tc.wantReason, tc.notReason)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("results %v, want %v", got, tc.want)
+			}
+			if tc.wantClass == nil && err != nil || tc.wantClass != nil && !errors.Is(err, tc.wantClass) {
+				t.Errorf("error %v, want one of class %v", err, tc.wantClass)
+			}
+			if tc.wantClass == iapsetup.ErrPermanent && errors.Is(err, iapsetup.ErrTransient) {
+				t.Errorf("error %v is transient, want permanent", err)
+			}
+		})
 	}
 }

@@ -169,14 +169,18 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 			errs = append(errs, err)
 		}
 	}
-	if rerr != nil {
-		if transient {
-			log.Warn("transient failure; returning an error so Eventarc redelivers", "err", rerr)
-			errs = append(errs, rerr)
-		} else {
-			log.Error("permanent failure; acknowledged with a failed outcome", "err", rerr)
-		}
+	switch {
+	case rerr == nil:
+	case transient:
+		log.Warn("transient failure; returning an error so Eventarc redelivers", "err", rerr)
+		errs = append(errs, rerr)
+	case len(errs) == 0:
+		// Every permanent failure has its failed outcome (reconcileEach),
+		// published above.
+		log.Error("permanent failure; acknowledged with a failed outcome", "err", rerr)
 	}
+	// Otherwise an outcome could not be published: publish logged it, and
+	// the error returned makes Eventarc redeliver the event.
 	return errors.Join(errs...)
 }
 
@@ -185,15 +189,20 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 func (h *Handler) reconcile(ctx context.Context, dec event.Decision) (results []*iapsetup.Result, note string, err error) {
 	if c := dec.Compute; c != nil {
 		var cs []iapsetup.Candidate
+		named := dec.Trigger.ResourceName
 		switch c.Kind {
 		case event.ComputeBackendService:
-			cs, err = h.rec.ResolveBackend(ctx, iapsetup.BackendRef{Project: c.Project, Region: c.Region, Name: c.Name})
+			ref := iapsetup.BackendRef{Project: c.Project, Region: c.Region, Name: c.Name}
+			named = ref.String()
+			cs, err = h.rec.ResolveBackend(ctx, ref)
 		case event.ComputeNetworkEndpointGroup:
-			cs, err = h.rec.ResolveNEG(ctx, iapsetup.NEGRef{Project: c.Project, Region: c.Region, Name: c.Name})
+			ref := iapsetup.NEGRef{Project: c.Project, Region: c.Region, Name: c.Name}
+			named = ref.String()
+			cs, err = h.rec.ResolveNEG(ctx, ref)
 		default:
-			return nil, "", fmt.Errorf("compute resource kind %q: %w", c.Kind, iapsetup.ErrPermanent)
+			err = fmt.Errorf("compute resource kind %q: %w", c.Kind, iapsetup.ErrPermanent)
 		}
-		results, err = h.reconcileEach(ctx, cs, err)
+		results, err = h.reconcileEach(ctx, named, cs, err)
 		return results, "", err
 	}
 	var all []*iapsetup.Result
@@ -223,7 +232,7 @@ func (h *Handler) reconcile(ctx context.Context, dec event.Decision) (results []
 				var err error
 				if t.Region != "" {
 					cs, rerr := h.rec.ResolveRegion(ctx, t.Project, t.Region)
-					pr.rs, err = h.reconcileEach(ctx, cs, rerr)
+					pr.rs, err = h.reconcileEach(ctx, "projects/"+t.Project+"/locations/"+t.Region, cs, rerr)
 				} else {
 					// Every region: Cloud Run v2 refuses "-"; discover instead.
 					pr.rs, pr.note, err = h.reconcileProject(ctx, t.Project)
@@ -247,32 +256,73 @@ func (h *Handler) reconcile(ctx context.Context, dec event.Decision) (results []
 // several services (a backend service, a NEG, a project).
 const fanOut = 8
 
-// reconcileEach reconciles the services a resolver (or a discovery) found,
-// at most fanOut at once, each from its listed copy when it has one; a
-// failure on one does not stop the others, and errors are joined with
-// resolveErr. A resolve the project scope refused (*iapsetup.ScopeError)
-// is reported as the named resource's outcome: rejected, or failed when the
-// scope check could not decide.
-func (h *Handler) reconcileEach(ctx context.Context, cs []iapsetup.Candidate, resolveErr error) ([]*iapsetup.Result, error) {
-	var refused []*iapsetup.Result
-	if se := (*iapsetup.ScopeError)(nil); errors.As(resolveErr, &se) {
-		refused = append(refused, se.Result(h.cfg.DryRun))
-		if resolveErr == error(se) && se.Err == nil {
-			resolveErr = nil // rejected: nothing to redeliver
+// reconcileEach reconciles the services a resolver (or a discovery) of
+// named found, at most fanOut at once, each from its listed copy when it
+// has one; a failure on one does not stop the others, and errors are
+// joined with resolveErr. Every permanent resolve failure becomes an
+// outcome, so the handler never acknowledges one silently: a refusal by
+// the project scope (*iapsetup.ScopeError) is the refused resource's
+// outcome (rejected, or failed when the check could not decide), and any
+// other permanent failure is named's failed outcome, its reason the error.
+// A transient resolve failure has no outcome of its own: it is returned,
+// and Eventarc redelivers the event.
+func (h *Handler) reconcileEach(ctx context.Context, named string, cs []iapsetup.Candidate, resolveErr error) ([]*iapsetup.Result, error) {
+	var reported []*iapsetup.Result
+	var errs []error
+	refusals, rest := splitRefusals(resolveErr)
+	for _, se := range refusals {
+		reported = append(reported, se.Result(h.cfg.DryRun))
+		if se.Err != nil {
+			errs = append(errs, se) // undecided: redelivered if transient
 		}
 	}
+	if err := errors.Join(rest...); err != nil {
+		if !errors.Is(err, iapsetup.ErrTransient) {
+			reported = append(reported, &iapsetup.Result{Resource: named, Outcome: outcome.Failed, Reason: err.Error(), DryRun: h.cfg.DryRun})
+		}
+		errs = append(errs, err)
+	}
 	results := make([]*iapsetup.Result, len(cs))
-	errs := make([]error, len(cs))
+	recErrs := make([]error, len(cs))
 	var g errgroup.Group
 	g.SetLimit(fanOut)
 	for i, c := range cs {
 		g.Go(func() error {
-			results[i], errs[i] = h.rec.Reconcile(ctx, c.Ref, iapsetup.Listed(c.Listed))
+			results[i], recErrs[i] = h.rec.Reconcile(ctx, c.Ref, iapsetup.Listed(c.Listed))
 			return nil
 		})
 	}
 	_ = g.Wait()
-	return append(refused, results...), errors.Join(append([]error{resolveErr}, errs...)...)
+	return append(reported, results...), errors.Join(append(errs, recErrs...)...)
+}
+
+// splitRefusals separates the scope refusals in a resolver's error — the
+// error itself, or parts of it joined (ResolveBackend joins the errors of
+// its NEGs and of the regions they select) — from the other errors.
+func splitRefusals(err error) (refusals []*iapsetup.ScopeError, rest []error) {
+	var se *iapsetup.ScopeError
+	switch {
+	case err == nil:
+	case !errors.As(err, &se):
+		rest = append(rest, err)
+	case err == error(se):
+		refusals = append(refusals, se)
+	default:
+		var parts []error
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			parts = u.Unwrap()
+		case interface{ Unwrap() error }:
+			parts = []error{u.Unwrap()}
+		default: // matched through an As method: keep it whole
+			return nil, []error{err}
+		}
+		for _, p := range parts {
+			r, o := splitRefusals(p)
+			refusals, rest = append(refusals, r...), append(rest, o...)
+		}
+	}
+	return refusals, rest
 }
 
 // publish sends m and logs the outcome once. A failed publish is returned

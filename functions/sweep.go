@@ -49,22 +49,28 @@ func (h *Handler) SetDiscovery(d Discoverer, rp ReplayPublisher) {
 // reconcileProject reconciles the labelled services of a whole project:
 // one discovery (Cloud Asset search, or the per-region listing when Cloud
 // Asset is off or not permitted), then each service found. Which path ran
-// is logged; with nothing found, the skip reason names it.
+// is logged; with nothing found, the skip reason names it. A discovery
+// that fails permanently is the project's failed outcome (reconcileEach).
 func (h *Handler) reconcileProject(ctx context.Context, project string) ([]*iapsetup.Result, string, error) {
+	named := "projects/" + project
 	if h.disc == nil {
-		return nil, "", fmt.Errorf("replaying every service of project %s: no discovery configured (%w)", project, iapsetup.ErrPermanent)
+		rs, err := h.reconcileEach(ctx, named, nil,
+			fmt.Errorf("replaying every service of project %s: no discovery configured (%w)", project, iapsetup.ErrPermanent))
+		return rs, "", err
 	}
-	d, err := h.disc.Discover(ctx, "projects/"+project, true)
+	d, err := h.disc.Discover(ctx, named, true)
 	how := discoveryNote(d)
-	logDiscovery(ctx, "projects/"+project, d, err)
+	logDiscovery(ctx, named, d, err)
+	var cs []iapsetup.Candidate
 	if err != nil {
-		return nil, how, fmt.Errorf("discovering the services of project %s: %w", project, classify(err))
+		err = fmt.Errorf("discovering the services of project %s: %w", project, classify(err))
+	} else {
+		cs = make([]iapsetup.Candidate, 0, len(d.Services))
+		for _, f := range d.Services {
+			cs = append(cs, iapsetup.Candidate{Ref: f.Ref, Listed: f.Listed})
+		}
 	}
-	cs := make([]iapsetup.Candidate, 0, len(d.Services))
-	for _, f := range d.Services {
-		cs = append(cs, iapsetup.Candidate{Ref: f.Ref, Listed: f.Listed})
-	}
-	rs, err := h.reconcileEach(ctx, cs, nil)
+	rs, err := h.reconcileEach(ctx, named, cs, err)
 	return rs, how, err
 }
 
