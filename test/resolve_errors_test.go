@@ -184,29 +184,31 @@ func failNext(e *env, method string, code codes.Code) {
 	}
 }
 
+// waitGlobal and waitRegion wait for the user's Compute operation.
 func waitGlobal(e *env, op *compute.Operation, err error) {
 	e.t.Helper()
-	for err == nil && op.Status != "DONE" {
-		op, err = e.cl.Compute.GlobalOperations.Wait(e.p, op.Name).Context(e.ctx).Do()
-	}
-	if err == nil && op.Error != nil {
-		e.t.Fatalf("operation %s failed: %+v", op.Name, op.Error.Errors[0])
-	}
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	waitOp(e, op, err, func(name string) (*compute.Operation, error) {
+		return e.cl.Compute.GlobalOperations.Wait(e.p, name).Context(e.ctx).Do()
+	})
 }
 
 func waitRegion(e *env, op *compute.Operation, err error) {
 	e.t.Helper()
+	waitOp(e, op, err, func(name string) (*compute.Operation, error) {
+		return e.cl.Compute.RegionOperations.Wait(e.p, region, name).Context(e.ctx).Do()
+	})
+}
+
+func waitOp(e *env, op *compute.Operation, err error, wait func(name string) (*compute.Operation, error)) {
+	e.t.Helper()
 	for err == nil && op.Status != "DONE" {
-		op, err = e.cl.Compute.RegionOperations.Wait(e.p, region, op.Name).Context(e.ctx).Do()
-	}
-	if err == nil && op.Error != nil {
-		e.t.Fatalf("operation %s failed: %+v", op.Name, op.Error.Errors[0])
+		op, err = wait(op.Name)
 	}
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	if op.Error != nil {
+		e.t.Fatalf("operation %s failed: %+v", op.Name, op.Error.Errors[0])
 	}
 }
 
