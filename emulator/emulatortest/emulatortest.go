@@ -198,11 +198,22 @@ func (e *Env) AddNEG(t testing.TB, name, service, urlMask string) string {
 	return Link("projects/" + Project + "/regions/" + Region + "/networkEndpointGroups/" + name)
 }
 
+// AddInstanceGroup creates an unmanaged instance group in zone Region-a
+// (a virtual-machine backend, which fronts no Cloud Run service) and
+// returns its self link.
+func (e *Env) AddInstanceGroup(t testing.TB, name string) string {
+	t.Helper()
+	zone := Region + "-a"
+	op, err := e.compute().InstanceGroups.Insert(Project, zone, &computeapi.InstanceGroup{Name: name}).Do()
+	insertDone(t, "instance group "+name, op, err)
+	return Link("projects/" + Project + "/zones/" + zone + "/instanceGroups/" + name)
+}
+
 // Backend describes a backend service fixture; Region "" is global.
 type Backend struct {
 	Name   string
 	Region string
-	Groups []string // NEG self links
+	Groups []string // NEG or instance group self links
 	CDN    bool
 	IAP    bool
 }
