@@ -199,13 +199,10 @@ func NewClients(ctx context.Context, opts Options) (_ *Clients, err error) {
 // Deps returns the adapters as pkg/iapsetup dependencies.
 func (c *Clients) Deps() iapsetup.Deps {
 	return iapsetup.Deps{
-		Services:  c.RunAdapter,
-		Policies:  c.RunAdapter,
-		NEGs:      c.ComputeAdapter,
-		Backends:  c.ComputeAdapter,
-		Frontends: c.ComputeAdapter,
-		Identity:  c.IdentityAdapter,
-		IAP:       c.IAPAdapter,
+		CloudRun: c.RunAdapter,
+		Compute:  c.ComputeAdapter,
+		Identity: c.IdentityAdapter,
+		IAP:      c.IAPAdapter,
 		// A typed nil would not compare equal to nil in iapsetup.
 		RecordKeys: recordKeys(c.RecordKeyAdapter),
 	}

@@ -15,19 +15,15 @@ import (
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
-// ComputeAdapter implements iapsetup.NEGs, iapsetup.Backends and
-// iapsetup.Frontends over the Compute Engine v1 REST API.
+// ComputeAdapter implements iapsetup.Compute over the Compute Engine v1
+// REST API.
 type ComputeAdapter struct {
 	c         *compute.Service
 	opTimeout time.Duration
 	pace      *pacer
 }
 
-var (
-	_ iapsetup.NEGs      = (*ComputeAdapter)(nil)
-	_ iapsetup.Backends  = (*ComputeAdapter)(nil)
-	_ iapsetup.Frontends = (*ComputeAdapter)(nil)
-)
+var _ iapsetup.Compute = (*ComputeAdapter)(nil)
 
 // serverlessFilter selects serverless NEGs server-side. Cloud Run NEGs that
 // select by URL mask are kept (iapsetup reports them), so the filter does not

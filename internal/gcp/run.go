@@ -18,18 +18,14 @@ import (
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
-// RunAdapter implements iapsetup.Services and iapsetup.ServicePolicies over
-// the Cloud Run Admin API v2.
+// RunAdapter implements iapsetup.CloudRun over the Cloud Run Admin API v2.
 type RunAdapter struct {
 	c         *run.ServicesClient
 	opTimeout time.Duration
 	pace      *pacer
 }
 
-var (
-	_ iapsetup.Services        = (*RunAdapter)(nil)
-	_ iapsetup.ServicePolicies = (*RunAdapter)(nil)
-)
+var _ iapsetup.CloudRun = (*RunAdapter)(nil)
 
 // GetService reads a service. Needs run.services.get.
 func (a *RunAdapter) GetService(ctx context.Context, ref iapsetup.ServiceRef) (_ *iapsetup.Service, err error) {

@@ -205,12 +205,12 @@ func (r *Reconciler) recordIntent(ctx context.Context, p *Plan, rec *applyRecord
 	if err := checkServiceUpdate(before, u); err != nil {
 		return fmt.Errorf("recording the grants as intended: %w", err)
 	}
-	s, err := r.d.Services.UpdateService(ctx, u)
+	s, err := r.d.CloudRun.UpdateService(ctx, u)
 	if err != nil {
 		return &writeError{"run.services.update", 1, fmt.Errorf("recording the grants as intended before making them: %w", err)}
 	}
 	if s == nil || s.Etag == "" {
-		if s, err = r.d.Services.GetService(ctx, p.Ref); err != nil {
+		if s, err = r.d.CloudRun.GetService(ctx, p.Ref); err != nil {
 			return fmt.Errorf("re-reading the service after recording the grants as intended: %w", err)
 		}
 	}
@@ -304,7 +304,7 @@ func (r *Reconciler) writePolicy(ctx context.Context, ref ServiceRef, agent stri
 			return r.setPolicyAwaitingAgent(ctx, ref, pp.after, agent)
 		},
 		func() (bool, error) {
-			pol, err := r.d.Policies.GetIAMPolicy(ctx, ref)
+			pol, err := r.d.CloudRun.GetIAMPolicy(ctx, ref)
 			if err != nil {
 				return false, fmt.Errorf("re-reading IAM policy after a conflict: %w", err)
 			}
@@ -374,11 +374,11 @@ func (r *Reconciler) closeDoor(ctx context.Context, ref ServiceRef, pol *Policy)
 			if err := checkPolicyWrite(pp.before, pp.after, ""); err != nil {
 				return err
 			}
-			_, err := r.d.Policies.SetIAMPolicy(ctx, ref, pp.after)
+			_, err := r.d.CloudRun.SetIAMPolicy(ctx, ref, pp.after)
 			return err
 		},
 		func() (bool, error) {
-			pol, err := r.d.Policies.GetIAMPolicy(ctx, ref)
+			pol, err := r.d.CloudRun.GetIAMPolicy(ctx, ref)
 			if err != nil {
 				return false, fmt.Errorf("re-reading IAM policy after a conflict: %w", err)
 			}
@@ -407,7 +407,7 @@ func (r *Reconciler) setPolicyAwaitingAgent(ctx context.Context, ref ServiceRef,
 	bo := gax.Backoff{Initial: r.o.backoff.Initial, Max: r.o.backoff.Max, Multiplier: r.o.backoff.Multiplier}
 	var waited time.Duration
 	for {
-		_, err := r.d.Policies.SetIAMPolicy(ctx, ref, pol)
+		_, err := r.d.CloudRun.SetIAMPolicy(ctx, ref, pol)
 		missing, ok := missingAccount(err)
 		if !ok || agent == "" || !strings.EqualFold(missing, agent) {
 			return err
@@ -456,7 +456,7 @@ func (r *Reconciler) writeService(ctx context.Context, p *Plan, sp servicePart, 
 			}
 			u := *sp.update
 			u.ValidateOnly = p.DryRun
-			_, err := r.d.Services.UpdateService(ctx, &u)
+			_, err := r.d.CloudRun.UpdateService(ctx, &u)
 			if err != nil && p.DryRun && errors.Is(err, ErrConflict) {
 				// A dry run does not retry: report what was planned.
 				return fmt.Errorf("validating the update: %w", err)
@@ -464,7 +464,7 @@ func (r *Reconciler) writeService(ctx context.Context, p *Plan, sp servicePart, 
 			return err
 		},
 		func() (bool, error) {
-			s, err := r.d.Services.GetService(ctx, p.Ref)
+			s, err := r.d.CloudRun.GetService(ctx, p.Ref)
 			if err != nil {
 				return false, fmt.Errorf("re-reading the service after a conflict: %w", err)
 			}
@@ -542,10 +542,10 @@ func (r *Reconciler) writeBackend(ctx context.Context, bp *backendPart) {
 			if err := checkBackendWrite(&bp.backend); err != nil {
 				return err
 			}
-			return r.d.Backends.EnableIAP(ctx, bp.backend.Ref, bp.backend.Fingerprint)
+			return r.d.Compute.EnableIAP(ctx, bp.backend.Ref, bp.backend.Fingerprint)
 		},
 		func() (bool, error) {
-			b, err := r.d.Backends.GetBackendService(ctx, bp.backend.Ref)
+			b, err := r.d.Compute.GetBackendService(ctx, bp.backend.Ref)
 			if err != nil {
 				return false, fmt.Errorf("re-reading the backend service after a conflict: %w", err)
 			}

@@ -97,7 +97,7 @@ func TestAgentCacheCollapsesConcurrentLookups(t *testing.T) {
 func TestReconcilerCaches(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
-	r, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{Scope: scope.AllProjects(), ProjectCacheSize: 3})
+	r, err := New(Deps{rec, rec, rec, rec, nil}, Options{Scope: scope.AllProjects(), ProjectCacheSize: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestReconcilerCaches(t *testing.T) {
 	if got.Agents.Len != 3 || got.Agents.Max != 3 || got.Agents.Evictions != 2 || got.ProjectIAP.Max != 3 {
 		t.Errorf("caches = %+v; want agents 3 of 3 after 2 evictions, project IAP bounded by 3", got)
 	}
-	d, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{Scope: scope.AllProjects()})
+	d, err := New(Deps{rec, rec, rec, rec, nil}, Options{Scope: scope.AllProjects()})
 	if err != nil {
 		t.Fatal(err)
 	}

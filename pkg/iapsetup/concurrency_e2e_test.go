@@ -62,12 +62,12 @@ func (r *rendezvous) meet(ctx context.Context, kind string) {
 // write check that it has returned.
 type (
 	meetPolicies struct {
-		iapsetup.ServicePolicies
+		iapsetup.CloudRun
 		rv      *rendezvous
 		iamDone *atomic.Bool
 	}
 	meetFrontends struct {
-		iapsetup.Frontends
+		iapsetup.Compute
 		rv *rendezvous
 	}
 	meetIAP struct {
@@ -75,12 +75,12 @@ type (
 		rv *rendezvous
 	}
 	afterIAMServices struct {
-		iapsetup.Services
+		iapsetup.CloudRun
 		iamDone *atomic.Bool
 		early   *atomic.Int32
 	}
 	afterIAMBackends struct {
-		iapsetup.Backends
+		iapsetup.Compute
 		iamDone *atomic.Bool
 		early   *atomic.Int32
 	}
@@ -89,12 +89,12 @@ type (
 func (m meetPolicies) SetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef, p *iapsetup.Policy) (*iapsetup.Policy, error) {
 	m.rv.meet(ctx, "SetIAMPolicy")
 	defer m.iamDone.Store(true)
-	return m.ServicePolicies.SetIAMPolicy(ctx, ref, p)
+	return m.CloudRun.SetIAMPolicy(ctx, ref, p)
 }
 
 func (m meetFrontends) HTTPSFrontend(ctx context.Context, b *iapsetup.BackendService) (iapsetup.Frontend, error) {
 	m.rv.meet(ctx, "HTTPSFrontend")
-	return m.Frontends.HTTPSFrontend(ctx, b)
+	return m.Compute.HTTPSFrontend(ctx, b)
 }
 
 func (m meetIAP) GetIAPPolicy(ctx context.Context, resource string) (*iapsetup.Policy, error) {
@@ -106,14 +106,14 @@ func (a afterIAMServices) UpdateService(ctx context.Context, u *iapsetup.Service
 	if !a.iamDone.Load() {
 		a.early.Add(1)
 	}
-	return a.Services.UpdateService(ctx, u)
+	return a.CloudRun.UpdateService(ctx, u)
 }
 
 func (a afterIAMBackends) EnableIAP(ctx context.Context, ref iapsetup.BackendRef, fingerprint string) error {
 	if !a.iamDone.Load() {
 		a.early.Add(1)
 	}
-	return a.Backends.EnableIAP(ctx, ref, fingerprint)
+	return a.Compute.EnableIAP(ctx, ref, fingerprint)
 }
 
 // TestReconcileIAMWriteConcurrentWithSecondReads checks the critical path
@@ -155,11 +155,11 @@ func TestReconcileIAMWriteConcurrentWithSecondReads(t *testing.T) {
 			var iamDone atomic.Bool
 			var early atomic.Int32
 			d := e.Clients.Deps()
-			d.Policies = meetPolicies{d.Policies, rv, &iamDone}
-			d.Frontends = meetFrontends{d.Frontends, rv}
+			d.CloudRun = meetPolicies{d.CloudRun, rv, &iamDone}
+			d.Compute = meetFrontends{d.Compute, rv}
 			d.IAP = meetIAP{d.IAP, rv}
-			d.Services = afterIAMServices{d.Services, &iamDone, &early}
-			d.Backends = afterIAMBackends{d.Backends, &iamDone, &early}
+			d.CloudRun = afterIAMServices{d.CloudRun, &iamDone, &early}
+			d.Compute = afterIAMBackends{d.Compute, &iamDone, &early}
 			r, err := iapsetup.New(d, iapsetup.FastRetries(iapsetup.Options{Scope: scope.New(emulatortest.Project)}))
 			if err != nil {
 				t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 // deleteBeforeUpdate deletes the service just before iapguard's update of
 // it reaches the API, as its owner might.
 type deleteBeforeUpdate struct {
-	iapsetup.Services
+	iapsetup.CloudRun
 	del func(ctx context.Context) error
 }
 
@@ -26,7 +26,7 @@ func (d deleteBeforeUpdate) UpdateService(ctx context.Context, u *iapsetup.Servi
 	if err := d.del(ctx); err != nil {
 		return nil, err
 	}
-	return d.Services.UpdateService(ctx, u)
+	return d.CloudRun.UpdateService(ctx, u)
 }
 
 // Issue #19 item 10: a service deleted while iapguard writes to it ends
@@ -37,7 +37,7 @@ func TestReconcileServiceDeletedDuringWrite(t *testing.T) {
 	e := startEnv(t, envOptions{})
 	e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 	d := e.Clients.Deps()
-	d.Services = deleteBeforeUpdate{Services: d.Services, del: func(ctx context.Context) error {
+	d.CloudRun = deleteBeforeUpdate{CloudRun: d.CloudRun, del: func(ctx context.Context) error {
 		op, err := e.Clients.Run.DeleteService(ctx, &runpb.DeleteServiceRequest{Name: ref.String()})
 		if err != nil {
 			return err

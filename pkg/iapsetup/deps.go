@@ -34,8 +34,9 @@ var (
 	ErrPermanent = errors.New("permanent")
 )
 
-// Services reads and updates Cloud Run services.
-type Services interface {
+// CloudRun reads and updates Cloud Run services and their IAM policies
+// (the Cloud Run Admin API v2).
+type CloudRun interface {
 	// GetService returns the service; a missing service is a NOT_FOUND error.
 	GetService(ctx context.Context, ref ServiceRef) (*Service, error)
 	// ListServices returns every service in project and region. region is
@@ -46,12 +47,8 @@ type Services interface {
 	// u.ValidateOnly nothing is persisted and the would-be service is
 	// returned.
 	UpdateService(ctx context.Context, u *ServiceUpdate) (*Service, error)
-}
-
-// ServicePolicies reads and writes a Cloud Run service's IAM policy.
-type ServicePolicies interface {
-	// GetIAMPolicy returns the policy (requested policy version 3, so
-	// conditional bindings are returned intact).
+	// GetIAMPolicy returns the service's IAM policy (requested policy
+	// version 3, so conditional bindings are returned intact).
 	GetIAMPolicy(ctx context.Context, ref ServiceRef) (*Policy, error)
 	// SetIAMPolicy replaces the policy; p.Etag is the precondition. IAM
 	// refuses a policy naming a service account it does not know (yet:
@@ -62,17 +59,14 @@ type ServicePolicies interface {
 	SetIAMPolicy(ctx context.Context, ref ServiceRef, p *Policy) (*Policy, error)
 }
 
-// NEGs lists serverless network endpoint groups.
-type NEGs interface {
+// Compute reads serverless network endpoint groups and backend services,
+// follows a backend service to its frontends, and turns IAP on (the
+// Compute Engine API). There is deliberately no way to turn IAP off.
+type Compute interface {
 	// ListServerlessNEGs returns the serverless NEGs of project in region.
 	ListServerlessNEGs(ctx context.Context, project, region string) ([]NEG, error)
 	// GetNEG returns one regional NEG.
 	GetNEG(ctx context.Context, ref NEGRef) (*NEG, error)
-}
-
-// Backends reads backend services and turns IAP on. There is deliberately
-// no way to turn IAP off.
-type Backends interface {
 	// ListBackendServices returns every backend service of project, global
 	// and regional, in one aggregated call.
 	ListBackendServices(ctx context.Context, project string) ([]BackendService, error)
@@ -81,10 +75,6 @@ type Backends interface {
 	// EnableIAP sets iap.enabled=true (Google-managed OAuth client) with
 	// fingerprint as precondition and waits for the operation.
 	EnableIAP(ctx context.Context, ref BackendRef, fingerprint string) error
-}
-
-// Frontends checks how a backend service is reached.
-type Frontends interface {
 	// HTTPSFrontend follows URL maps → target HTTPS proxies → forwarding
 	// rules for b.
 	HTTPSFrontend(ctx context.Context, b *BackendService) (Frontend, error)
@@ -120,12 +110,9 @@ type ScopeCheck interface {
 
 // Deps bundles the collaborators of a Reconciler.
 type Deps struct {
-	Services  Services
-	Policies  ServicePolicies
-	NEGs      NEGs
-	Backends  Backends
-	Frontends Frontends
-	Identity  AgentIdentity
+	CloudRun CloudRun
+	Compute  Compute
+	Identity AgentIdentity
 	// IAP is optional: without it the access step is skipped ("not
 	// read"), nothing is granted and nobody-can-pass is not detected.
 	// internal/gcp always provides it.
@@ -138,20 +125,11 @@ type Deps struct {
 
 func (d Deps) validate() error {
 	var errs []error
-	if d.Services == nil {
-		errs = append(errs, errors.New("dependency Services is nil"))
+	if d.CloudRun == nil {
+		errs = append(errs, errors.New("dependency CloudRun is nil"))
 	}
-	if d.Policies == nil {
-		errs = append(errs, errors.New("dependency Policies is nil"))
-	}
-	if d.NEGs == nil {
-		errs = append(errs, errors.New("dependency NEGs is nil"))
-	}
-	if d.Backends == nil {
-		errs = append(errs, errors.New("dependency Backends is nil"))
-	}
-	if d.Frontends == nil {
-		errs = append(errs, errors.New("dependency Frontends is nil"))
+	if d.Compute == nil {
+		errs = append(errs, errors.New("dependency Compute is nil"))
 	}
 	if d.Identity == nil {
 		errs = append(errs, errors.New("dependency Identity is nil"))

@@ -22,7 +22,7 @@ import (
 // does not know yet (HTTP 400 on setIamPolicy naming it): any policy write
 // that names the agent fails, the others reach the emulator.
 type agentRefused struct {
-	iapsetup.ServicePolicies
+	iapsetup.CloudRun
 }
 
 func (a agentRefused) SetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef, p *iapsetup.Policy) (*iapsetup.Policy, error) {
@@ -31,7 +31,7 @@ func (a agentRefused) SetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef,
 			return nil, gcp.Classify(status.Error(codes.InvalidArgument, "Service account "+emulatortest.Agent+" does not exist."))
 		}
 	}
-	return a.ServicePolicies.SetIAMPolicy(ctx, ref, p)
+	return a.CloudRun.SetIAMPolicy(ctx, ref, p)
 }
 
 // TestReconcileClosesTheDoorFirst (issue #19 item 4): removing allUsers and
@@ -60,7 +60,7 @@ func TestReconcileClosesTheDoorFirst(t *testing.T) {
 			}})
 			d := e.Clients.Deps()
 			if tc.method == "" {
-				d.Policies = agentRefused{d.Policies}
+				d.CloudRun = agentRefused{d.CloudRun}
 			} else if err := e.Core.Faults.FailNext(tc.method, 1, codes.PermissionDenied); err != nil {
 				t.Fatal(err)
 			}

@@ -309,7 +309,7 @@ func (r *recorder) SetIAPPolicy(context.Context, string, *Policy) (*Policy, erro
 func newRecorderReconciler(t *testing.T) (*Reconciler, *recorder) {
 	t.Helper()
 	rec := &recorder{}
-	r, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{Scope: scope.AllProjects()})
+	r, err := New(Deps{rec, rec, rec, rec, nil}, Options{Scope: scope.AllProjects()})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -463,10 +463,10 @@ func TestScope(t *testing.T) {
 		t.Error("New(no deps) = nil error")
 	}
 	rec := &recorder{}
-	if _, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{}); err == nil {
+	if _, err := New(Deps{rec, rec, rec, rec, nil}, Options{}); err == nil {
 		t.Error("New(no scope) = nil error")
 	}
-	if _, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{Scope: scope.Scope{}}); err == nil {
+	if _, err := New(Deps{rec, rec, rec, rec, nil}, Options{Scope: scope.Scope{}}); err == nil {
 		t.Error("New(empty scope) = nil error")
 	}
 }
@@ -476,7 +476,7 @@ func TestScope(t *testing.T) {
 func TestPatternScopeRejectsWithoutCalls(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
-	r, err := New(Deps{rec, rec, rec, rec, rec, rec, rec, nil}, Options{Scope: scope.New("team-*")})
+	r, err := New(Deps{rec, rec, rec, rec, nil}, Options{Scope: scope.New("team-*")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,7 @@ func (r *Reconciler) read(ctx context.Context, ref ServiceRef, listed *Service) 
 	g, gctx := errgroup.WithContext(ctx)
 	if listed == nil {
 		g.Go(func() error {
-			obs.Service, e.svc = r.d.Services.GetService(gctx, ref)
+			obs.Service, e.svc = r.d.CloudRun.GetService(gctx, ref)
 			if e.svc != nil {
 				e.svc = &readError{"run.services.get", "", e.svc}
 			}
@@ -85,7 +85,7 @@ func (r *Reconciler) read(ctx context.Context, ref ServiceRef, listed *Service) 
 		})
 	}
 	g.Go(func() error {
-		obs.Policy, e.pol = r.d.Policies.GetIAMPolicy(gctx, ref)
+		obs.Policy, e.pol = r.d.CloudRun.GetIAMPolicy(gctx, ref)
 		if e.pol != nil {
 			e.pol = &readError{"run.services.getIamPolicy", "", e.pol}
 		}
@@ -99,14 +99,14 @@ func (r *Reconciler) read(ctx context.Context, ref ServiceRef, listed *Service) 
 		return nil
 	})
 	g.Go(func() error {
-		obs.NEGs, e.neg = r.d.NEGs.ListServerlessNEGs(gctx, ref.Project, ref.Region)
+		obs.NEGs, e.neg = r.d.Compute.ListServerlessNEGs(gctx, ref.Project, ref.Region)
 		if e.neg != nil {
 			e.neg = &readError{"compute.networkEndpointGroups.list", "", e.neg}
 		}
 		return nil
 	})
 	g.Go(func() error {
-		obs.Backends, e.bs = r.d.Backends.ListBackendServices(gctx, ref.Project)
+		obs.Backends, e.bs = r.d.Compute.ListBackendServices(gctx, ref.Project)
 		if e.bs != nil {
 			e.bs = &readError{"compute.backendServices.list", "", e.bs}
 		}

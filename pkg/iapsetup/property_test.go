@@ -723,7 +723,7 @@ func (m *propCloud) posture() propPosture {
 }
 
 func (m *propCloud) deps() iapsetup.Deps {
-	return iapsetup.Deps{Services: m, Policies: m, NEGs: m, Backends: m, Frontends: m, Identity: m, IAP: m, RecordKeys: m}
+	return iapsetup.Deps{CloudRun: m, Compute: m, Identity: m, IAP: m, RecordKeys: m}
 }
 
 func propOptions() iapsetup.Options {

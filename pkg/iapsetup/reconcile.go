@@ -264,7 +264,7 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptio
 	if err != nil && errors.Is(err, ErrNotFound) {
 		// A write found the service gone: deleted during the reconcile.
 		// Nothing is left to protect or to fix.
-		if _, gerr := r.d.Services.GetService(ctx, ref); errors.Is(gerr, ErrNotFound) {
+		if _, gerr := r.d.CloudRun.GetService(ctx, ref); errors.Is(gerr, ErrNotFound) {
 			res.Outcome, res.Reason = outcome.Skipped, "service deleted during the reconcile"
 			log.InfoContext(ctx, "service deleted during the reconcile", "error", err)
 			return res, nil
@@ -358,7 +358,7 @@ func (r *Reconciler) readNeighbours(ctx context.Context, ref ServiceRef, names [
 	var g errgroup.Group
 	for i, n := range names {
 		g.Go(func() error {
-			s, err := r.d.Services.GetService(ctx, ServiceRef{Project: ref.Project, Region: ref.Region, Name: n})
+			s, err := r.d.CloudRun.GetService(ctx, ServiceRef{Project: ref.Project, Region: ref.Region, Name: n})
 			if errors.Is(err, ErrNotFound) {
 				found[i] = &Service{} // no such service: nothing behind that NEG to protect
 				return nil
@@ -392,7 +392,7 @@ func (r *Reconciler) checkFrontends(ctx context.Context, bs []*BackendService, k
 	var g errgroup.Group
 	for i, b := range bs {
 		g.Go(func() error {
-			fe, err := r.d.Frontends.HTTPSFrontend(ctx, b)
+			fe, err := r.d.Compute.HTTPSFrontend(ctx, b)
 			if err != nil {
 				r.log.WarnContext(ctx, "checking HTTPS frontend", "backendService", b.Ref.String(), "error", err)
 				errs[i] = err

@@ -92,9 +92,9 @@ func TestReconcileRecognisesItsUnconfirmedGrant(t *testing.T) {
 		Annotations: map[string]string{iapsetup.ManagedAnnotation: "true"}})
 	// The first UpdateService (the intent) succeeds; the second (the
 	// confirmation) fails.
-	failSecond := &nthUpdateFails{Services: f.e.Clients.Deps().Services, n: 2}
+	failSecond := &nthUpdateFails{CloudRun: f.e.Clients.Deps().CloudRun, n: 2}
 	d := f.e.Clients.Deps()
-	d.Services = failSecond
+	d.CloudRun = failSecond
 	r, err := iapsetup.New(d, iapsetup.Options{Scope: scope.AllProjects(), AccessPolicies: policies(t, map[string][]string{"web-users": {"user:a@example.com"}})})
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +134,7 @@ func TestReconcileRecognisesItsUnconfirmedGrant(t *testing.T) {
 
 // nthUpdateFails fails the n-th UpdateService with UNAVAILABLE.
 type nthUpdateFails struct {
-	iapsetup.Services
+	iapsetup.CloudRun
 	n     int
 	calls int
 }
@@ -144,5 +144,5 @@ func (s *nthUpdateFails) UpdateService(ctx context.Context, u *iapsetup.ServiceU
 	if s.calls == s.n {
 		return nil, gcp.Classify(status.Error(codes.Unavailable, "The service is currently unavailable (injected)."))
 	}
-	return s.Services.UpdateService(ctx, u)
+	return s.CloudRun.UpdateService(ctx, u)
 }

@@ -83,7 +83,7 @@ func (r *Reconciler) ResolveRegion(ctx context.Context, project, region string) 
 }
 
 func (r *Reconciler) listRegion(ctx context.Context, project, region string) ([]Candidate, error) {
-	svcs, err := r.d.Services.ListServices(ctx, project, region)
+	svcs, err := r.d.CloudRun.ListServices(ctx, project, region)
 	if err != nil {
 		return nil, newError("projects/"+project+"/locations/"+region, fmt.Errorf("listing services: %w", err))
 	}
@@ -104,7 +104,7 @@ func (r *Reconciler) ResolveBackend(ctx context.Context, ref BackendRef) ([]Cand
 	if err := r.checkScope(ctx, ref.Project, ref.String()); err != nil {
 		return nil, err
 	}
-	b, err := r.d.Backends.GetBackendService(ctx, ref)
+	b, err := r.d.Compute.GetBackendService(ctx, ref)
 	if err != nil {
 		if gcperr.IsNotFound(err) {
 			return nil, nil
@@ -118,7 +118,7 @@ func (r *Reconciler) ResolveBackend(ctx context.Context, ref BackendRef) ([]Cand
 		if perr != nil {
 			continue // an instance group or a global NEG: not Cloud Run
 		}
-		n, gerr := r.d.NEGs.GetNEG(ctx, nr)
+		n, gerr := r.d.Compute.GetNEG(ctx, nr)
 		switch {
 		case gcperr.IsNotFound(gerr):
 			continue
@@ -140,7 +140,7 @@ func (r *Reconciler) ResolveNEG(ctx context.Context, ref NEGRef) ([]Candidate, e
 	if err := r.checkScope(ctx, ref.Project, ref.String()); err != nil {
 		return nil, err
 	}
-	n, err := r.d.NEGs.GetNEG(ctx, ref)
+	n, err := r.d.Compute.GetNEG(ctx, ref)
 	if err != nil {
 		if gcperr.IsNotFound(err) {
 			return nil, nil
