@@ -470,7 +470,7 @@ func (f *soakFigures) checkFinal(ctx context.Context, e *env, w *soakWorld) erro
 			}
 			continue
 		}
-		if !iapsetup.IsManagedMarker(svc.Annotations[iapsetup.ManagedAnnotation]) {
+		if !iapsetup.DesiredFor(&iapsetup.Service{Annotations: svc.Annotations}).Managed { // a marker iapguard writes
 			f.MarkerMissing = append(f.MarkerMissing, s.name+" ("+s.kind.String()+")")
 		}
 		if s.group != nil && !s.group.agree {

@@ -83,7 +83,7 @@ func TestDiagnoseBuiltinIAP(t *testing.T) {
 		Ref:      iapsetup.BackendRef{Project: "p", Name: "web-be"}, ID: "7", Groups: []string{neg}, EnableCDN: true,
 	}
 	svc := &iapsetup.Service{Ref: ref, Labels: map[string]string{"iap": "enabled"}, Ingress: iapsetup.Ingress("INGRESS_TRAFFIC_ALL"), IAPEnabled: true,
-		Annotations: map[string]string{iapsetup.ManagedAnnotation: iapsetup.ManagedValue}}
+		Annotations: map[string]string{iapsetup.ManagedAnnotation: "true"}}
 	obs := &iapsetup.Observed{
 		Service: svc, Agent: agent,
 		Policy:    &iapsetup.Policy{Bindings: []iapsetup.Binding{{Role: "roles/run.invoker", Members: []string{"serviceAccount:" + agent}}}},

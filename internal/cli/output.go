@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/iapguard/iapguard/pkg/iapsetup"
+	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -44,7 +44,7 @@ func dash(s string) string {
 // shortBackend renders a backend service path as "global/NAME" or
 // "REGION/NAME".
 func shortBackend(path string) string {
-	ref, err := iapsetup.ParseBackendRef(path)
+	ref, err := gcp.ParseBackendRef(path)
 	if err != nil {
 		return path
 	}

@@ -326,11 +326,9 @@ func (a *ComputeAdapter) pages(ctx context.Context, page func(token string) (str
 }
 
 func fromNEG(n *compute.NetworkEndpointGroup) iapsetup.NEG {
-	out := iapsetup.NEG{SelfLink: n.SelfLink, Name: n.Name, Type: n.NetworkEndpointType, Region: lastSegment(n.Region)}
-	if ref, err := iapsetup.ParseNEGRef(n.SelfLink); err == nil {
-		out.Project = ref.Project
-		out.Region = cmp.Or(out.Region, ref.Region)
-	}
+	out := iapsetup.NEG{SelfLink: n.SelfLink, Name: n.Name, Type: n.NetworkEndpointType, Region: lastSegment(n.Region),
+		Project: pathSegment(n.SelfLink, "projects")}
+	out.Region = cmp.Or(out.Region, pathSegment(n.SelfLink, "regions"))
 	if cr := n.CloudRun; cr != nil {
 		out.CloudRun = &iapsetup.CloudRunTarget{Service: cr.Service, Tag: cr.Tag, URLMask: cr.UrlMask}
 	}
@@ -338,7 +336,7 @@ func fromNEG(n *compute.NetworkEndpointGroup) iapsetup.NEG {
 }
 
 func fromBackendService(b *compute.BackendService) (iapsetup.BackendService, error) {
-	ref, err := iapsetup.ParseBackendRef(b.SelfLink)
+	ref, err := ParseBackendRef(b.SelfLink)
 	if err != nil {
 		return iapsetup.BackendService{}, fmt.Errorf("reading backend service %q: %w", b.Name, err)
 	}

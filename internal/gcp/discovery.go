@@ -199,7 +199,7 @@ func (d *Discovery) searchAsset(ctx context.Context, scope string, labelled bool
 			return out, fmt.Errorf("searching Cloud Asset Inventory for Cloud Run services in %s (cloudasset.assets.searchAllResources): %w", scope, err)
 		}
 		for _, r := range resp.Results {
-			ref, err := iapsetup.ParseServiceName(r.Name)
+			ref, err := parseServiceName(r.Name)
 			if err != nil {
 				continue // not a service name we can act on
 			}

@@ -198,7 +198,7 @@ func (a *RunAdapter) SetIAMPolicy(ctx context.Context, ref iapsetup.ServiceRef, 
 }
 
 func fromRunService(s *runpb.Service) (*iapsetup.Service, error) {
-	ref, err := iapsetup.ParseServiceName(s.GetName())
+	ref, err := parseServiceName(s.GetName())
 	if err != nil {
 		return nil, fmt.Errorf("reading Cloud Run service: %w", err)
 	}

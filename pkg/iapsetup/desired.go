@@ -20,11 +20,11 @@ const (
 	// it: in the same UpdateService call as the first remediation, or alone
 	// when nothing else is to be written. iapguard never removes it.
 	ManagedAnnotation = "iapguard.dev/managed"
-	// ManagedValue is the value of ManagedAnnotation written without an
+	// managedValue is the value of ManagedAnnotation written without an
 	// access-record key (and before markers were signed); with a key the
 	// value is signed (see marker.go) and only a verified marker makes a
 	// lost label opted-out.
-	ManagedValue = "true"
+	managedValue = "true"
 )
 
 // Intent is what the labels ask for.
@@ -57,7 +57,7 @@ type Desired struct {
 	Label    string
 	LabelSet bool
 	// Managed reports whether the service carries ManagedAnnotation with a
-	// value iapguard writes (IsManagedMarker); whether iapguard can verify
+	// value iapguard writes (isManagedMarker); whether iapguard can verify
 	// it wrote it is decided by the reconciler (Observed.marker).
 	Managed bool
 	// Access is the value of the iap-access label (the access policy name);
@@ -74,7 +74,7 @@ func DesiredFor(s *Service) Desired {
 	if s == nil {
 		return Desired{}
 	}
-	d := Desired{Managed: IsManagedMarker(s.Annotations[ManagedAnnotation]), Granted: s.Annotations[AccessAnnotation]}
+	d := Desired{Managed: isManagedMarker(s.Annotations[ManagedAnnotation]), Granted: s.Annotations[AccessAnnotation]}
 	d.Label, d.LabelSet = s.Labels[LabelKey]
 	d.Access, d.AccessSet = s.Labels[access.LabelKey]
 	switch {

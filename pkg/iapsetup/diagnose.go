@@ -38,7 +38,7 @@ type Diagnosis struct {
 // plan cannot do without (the service, its IAM policy, the NEGs, the
 // backend services) or of the scope check.
 func (r *Reconciler) Diagnose(ctx context.Context, ref ServiceRef) (*Diagnosis, error) {
-	if err := ref.Validate(); err != nil {
+	if err := ref.validate(); err != nil {
 		return nil, err
 	}
 	if in, reason, err := r.o.Scope.Check(ctx, ref.Project); err != nil {

@@ -52,3 +52,8 @@ const (
 	IngressInternalOnly         = ingressInternalOnly
 	IngressNone                 = ingressNone
 )
+
+// The managed marker, for the package's tests.
+const ManagedValue = managedValue
+
+func IsManagedMarker(v string) bool { return isManagedMarker(v) }

@@ -46,7 +46,7 @@ func checkServiceUpdate(before *Service, u *ServiceUpdate) error {
 			if k == AccessAnnotation {
 				continue
 			}
-			if got, ok := u.Annotations[k]; k == ManagedAnnotation && ok && IsManagedMarker(got) {
+			if got, ok := u.Annotations[k]; k == ManagedAnnotation && ok && isManagedMarker(got) {
 				continue // an unsigned or stale marker replaced by a signed one
 			} else if !ok || got != v {
 				return unsafeWrite("annotation %q of %s changed or removed", k, u.Ref)
@@ -62,7 +62,7 @@ func checkServiceUpdate(before *Service, u *ServiceUpdate) error {
 				}
 				continue
 			}
-			if _, ok := before.Annotations[k]; !ok && (k != ManagedAnnotation || !IsManagedMarker(v)) {
+			if _, ok := before.Annotations[k]; !ok && (k != ManagedAnnotation || !isManagedMarker(v)) {
 				return unsafeWrite("annotation %q=%q added to %s", k, v, u.Ref)
 			}
 		}

@@ -41,11 +41,11 @@ func TestCheckServiceUpdate(t *testing.T) {
 		{"ingress all", tService(), ok(func(u *ServiceUpdate) { u.Ingress = ingressAll }), true},
 		{"ingress unspecified", tService(), ok(func(u *ServiceUpdate) { u.Ingress = ingressUnspecified }), true},
 		{"add managed marker", before, ok(func(u *ServiceUpdate) {
-			u.Annotations = map[string]string{"owner": "web", ManagedAnnotation: ManagedValue}
+			u.Annotations = map[string]string{"owner": "web", ManagedAnnotation: managedValue}
 		}), false},
-		{"drop a foreign annotation", before, ok(func(u *ServiceUpdate) { u.Annotations = map[string]string{ManagedAnnotation: ManagedValue} }), true},
+		{"drop a foreign annotation", before, ok(func(u *ServiceUpdate) { u.Annotations = map[string]string{ManagedAnnotation: managedValue} }), true},
 		{"change a foreign annotation", before, ok(func(u *ServiceUpdate) {
-			u.Annotations = map[string]string{"owner": "x", ManagedAnnotation: ManagedValue}
+			u.Annotations = map[string]string{"owner": "x", ManagedAnnotation: managedValue}
 		}), true},
 		{"add a foreign annotation", before, ok(func(u *ServiceUpdate) {
 			u.Annotations = map[string]string{"owner": "web", "other": "1"}

@@ -37,7 +37,7 @@ type markerState struct {
 	// why the marker is not verified (verified false).
 	why string
 	// want is the value to write on an enforced service; "" keeps the
-	// marker as it is (or writes ManagedValue when there is none).
+	// marker as it is (or writes managedValue when there is none).
 	want string
 }
 
@@ -72,11 +72,11 @@ func parseMarker(v string) (signedMarker, bool) {
 	return m, true
 }
 
-// IsManagedMarker reports whether v is a value iapguard writes as the
-// managed marker: ManagedValue (no key, or written before markers were
+// isManagedMarker reports whether v is a value iapguard writes as the
+// managed marker: managedValue (no key, or written before markers were
 // signed) or a signed marker. It does not verify the signature.
-func IsManagedMarker(v string) bool {
-	if v == ManagedValue {
+func isManagedMarker(v string) bool {
+	if v == managedValue {
 		return true
 	}
 	_, ok := parseMarker(v)

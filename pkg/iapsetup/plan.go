@@ -71,7 +71,7 @@ type Observed struct {
 
 	// marker is the managed marker as the reconciler read it
 	// (Reconciler.readMarker); nil: not read (a marker is then not
-	// verified, and an enforced service keeps or gets ManagedValue).
+	// verified, and an enforced service keeps or gets managedValue).
 	marker *markerState
 }
 
@@ -790,7 +790,7 @@ func planService(s *Service, d Desired, lb bool, access *string, marker *markerS
 	case marker != nil && marker.want != "":
 		want = marker.want // signed, replacing an unsigned marker
 	case !d.Managed:
-		want = ManagedValue
+		want = managedValue
 	}
 	if want != cur {
 		annotations()[ManagedAnnotation] = want

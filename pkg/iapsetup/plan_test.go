@@ -53,7 +53,7 @@ func managed(s *Service) {
 	if s.Annotations == nil {
 		s.Annotations = map[string]string{}
 	}
-	s.Annotations[ManagedAnnotation] = ManagedValue
+	s.Annotations[ManagedAnnotation] = managedValue
 }
 
 func ingress(i Ingress) func(*Service) { return func(s *Service) { s.Ingress = i } }

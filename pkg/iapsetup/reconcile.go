@@ -222,7 +222,7 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptio
 	start := r.o.now()
 	res = &Result{Ref: ref, Resource: ref.String(), DryRun: co.dryRun}
 	defer func() { res.Duration = r.o.now().Sub(start) }()
-	if verr := ref.Validate(); verr != nil {
+	if verr := ref.validate(); verr != nil {
 		res.Outcome, res.Reason = outcome.Rejected, verr.Error()
 		return res, nil
 	}

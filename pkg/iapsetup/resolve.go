@@ -114,7 +114,7 @@ func (r *Reconciler) ResolveBackend(ctx context.Context, ref BackendRef) ([]Cand
 	var negs []NEG
 	var errs []error
 	for _, grp := range b.Groups {
-		nr, perr := ParseNEGRef(grp)
+		nr, perr := parseNEGRef(grp)
 		if perr != nil {
 			continue // an instance group or a global NEG: not Cloud Run
 		}
@@ -164,7 +164,7 @@ func (r *Reconciler) behindNEGs(ctx context.Context, project string, negs []NEG)
 		inSweep = map[ServiceRef]bool{}
 	)
 	for _, n := range negs {
-		nr, err := ParseNEGRef(n.SelfLink)
+		nr, err := parseNEGRef(n.SelfLink)
 		if n.CloudRun == nil || err != nil {
 			continue
 		}

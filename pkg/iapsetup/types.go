@@ -19,8 +19,8 @@ func (r ServiceRef) String() string {
 	return "projects/" + r.Project + "/locations/" + r.Region + "/services/" + r.Name
 }
 
-// Validate checks that every part is present and free of '/'.
-func (r ServiceRef) Validate() error {
+// validate checks that every part is present and free of '/'.
+func (r ServiceRef) validate() error {
 	for _, p := range []struct{ what, v string }{{"project", r.Project}, {"region", r.Region}, {"service", r.Name}} {
 		if p.v == "" {
 			return fmt.Errorf("service reference %q: %s is empty", r.String(), p.what)
@@ -30,25 +30,6 @@ func (r ServiceRef) Validate() error {
 		}
 	}
 	return nil
-}
-
-// ParseServiceName parses projects/P/locations/R/services/S (a leading
-// "//run.googleapis.com/" or "https://run.googleapis.com/v2/" prefix is
-// accepted, as audit logs and URLs carry them).
-func ParseServiceName(name string) (ServiceRef, error) {
-	s := name
-	for _, prefix := range []string{"//run.googleapis.com/", "https://run.googleapis.com/v2/", "https://run.googleapis.com/v1/"} {
-		s = strings.TrimPrefix(s, prefix)
-	}
-	parts := strings.Split(s, "/")
-	if len(parts) != 6 || parts[0] != "projects" || parts[2] != "locations" || parts[4] != "services" {
-		return ServiceRef{}, fmt.Errorf("service name %q: want projects/P/locations/R/services/S", name)
-	}
-	ref := ServiceRef{Project: parts[1], Region: parts[3], Name: parts[5]}
-	if err := ref.Validate(); err != nil {
-		return ServiceRef{}, err
-	}
-	return ref, nil
 }
 
 // Ingress is a Cloud Run v2 ingress setting, named as in the API enum.
@@ -281,22 +262,9 @@ func sameResource(a, b string) bool {
 	return a != "" && ResourcePath(a) == ResourcePath(b)
 }
 
-// ParseBackendRef parses a backend service URL or path
-// (.../projects/P/global/backendServices/B or .../projects/P/regions/R/backendServices/B).
-func ParseBackendRef(s string) (BackendRef, error) {
-	parts := strings.Split(ResourcePath(s), "/")
-	switch {
-	case len(parts) == 5 && parts[0] == "projects" && parts[2] == "global" && parts[3] == "backendServices" && parts[1] != "" && parts[4] != "":
-		return BackendRef{Project: parts[1], Name: parts[4]}, nil
-	case len(parts) == 6 && parts[0] == "projects" && parts[2] == "regions" && parts[4] == "backendServices" && parts[1] != "" && parts[3] != "" && parts[5] != "":
-		return BackendRef{Project: parts[1], Region: parts[3], Name: parts[5]}, nil
-	}
-	return BackendRef{}, fmt.Errorf("backend service %q: want projects/P/global/backendServices/B or projects/P/regions/R/backendServices/B", s)
-}
-
-// ParseNEGRef parses a regional NEG URL or path
+// parseNEGRef parses a regional NEG URL or path
 // (.../projects/P/regions/R/networkEndpointGroups/N).
-func ParseNEGRef(s string) (NEGRef, error) {
+func parseNEGRef(s string) (NEGRef, error) {
 	parts := strings.Split(ResourcePath(s), "/")
 	if len(parts) == 6 && parts[0] == "projects" && parts[2] == "regions" && parts[4] == "networkEndpointGroups" && parts[1] != "" && parts[3] != "" && parts[5] != "" {
 		return NEGRef{Project: parts[1], Region: parts[3], Name: parts[5]}, nil
