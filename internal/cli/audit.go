@@ -271,7 +271,7 @@ const serviceParallelism = 8
 // reconciler: from its listed copy when Cloud Run listed it (one service
 // read each, the listing), else from a fresh read (Cloud Asset's index lags
 // behind changes; its labels only select what to read). The others are
-// planned from the copy alone, as Reconcile does with a listed copy. prog counts
+// reported from the copy alone (iapsetup.Unenforced). prog counts
 // services. Reports are sorted by region, then name. A failed reconcile is
 // recorded in its report; the error is for a failed listing, the deadline,
 // or an interrupt: then no new reconcile starts, those under way finish
@@ -342,11 +342,9 @@ func scanServices(ctx context.Context, sess *session, region string, dryRun bool
 		if ctx.Err() != nil {
 			break // interrupted or out of time: start nothing more
 		}
-		d := iapsetup.DesiredFor(svc)
-		if d.Intent != iapsetup.Enforce {
-			p := iapsetup.PlanFor(d, &iapsetup.Observed{Service: svc})
-			p.DryRun = dryRun
-			reports[i], done[i] = newServiceReport(svc.Ref, svc, viewOfPlan(p), nil), true
+		if res := iapsetup.Unenforced(svc); res != nil {
+			res.DryRun = dryRun
+			reports[i], done[i] = newServiceReport(svc.Ref, svc, viewOfResult(res), nil), true
 			prog.add(1)
 			continue
 		}

@@ -118,7 +118,7 @@ func gcloudBackend(b iapsetup.BackendRef, flags ...string) string {
 // diagnose turns an inspection into findings. It reads the plan's steps
 // (iapsetup's rules) and the observed resources; it decides nothing new.
 func diagnose(in *inspection) doctorReport {
-	ref, plan, obs := in.Ref, in.Plan, in.Observed
+	ref, plan := in.Ref, in.Plan
 	rep := doctorReport{Name: ref.String(), Project: ref.Project, Region: ref.Region, Service: ref.Name, Mode: string(plan.Mode)}
 	add := func(check, status, msg, fix string) {
 		rep.Findings = append(rep.Findings, finding{Check: check, Status: status, Message: gcloudIngress(msg), Fix: fix})
@@ -139,7 +139,7 @@ func diagnose(in *inspection) doctorReport {
 		}
 		return outcome.Step{Name: n, Result: outcome.StepSkipped}
 	}
-	agent := obs.Agent
+	agent := in.Agent
 	agentMember := "serviceAccount:" + agent
 	if agent == "" {
 		agentMember = "serviceAccount:service-PROJECT_NUMBER@gcp-sa-iap.iam.gserviceaccount.com"
@@ -232,9 +232,9 @@ func diagnose(in *inspection) doctorReport {
 		if plan.Mode != outcome.LoadBalancer {
 			httpsMissing = findingWarning // IAP is Cloud Run's own here
 		}
-		if err, bad := in.FrontendErr[b.Ref.String()]; bad {
+		if err, bad := in.FrontendErrs[b.Ref.String()]; bad {
 			add("https", findingWarning, "cannot check the frontend of "+bn+": "+oneLine(err).Error(), "")
-		} else if fe := obs.Frontends[iapsetup.ResourcePath(b.SelfLink)]; fe.HTTPS {
+		} else if fe := in.Frontends[iapsetup.ResourcePath(b.SelfLink)]; fe.HTTPS {
 			var rules []string
 			for _, r := range fe.ForwardingRules {
 				rules = append(rules, shortResource(r))

@@ -75,25 +75,30 @@ func TestDoctor(t *testing.T) {
 // and the only problem is CDN serving cached responses past IAP.
 func TestDiagnoseBuiltinIAP(t *testing.T) {
 	t.Parallel()
-	ref := iapsetup.ServiceRef{Project: "p", Region: "r", Name: "web"}
-	agent := "service-42@gcp-sa-iap.iam.gserviceaccount.com"
-	neg := "https://www.googleapis.com/compute/v1/projects/p/regions/r/networkEndpointGroups/web-neg"
-	be := iapsetup.BackendService{
-		SelfLink: "https://www.googleapis.com/compute/v1/projects/p/global/backendServices/web-be",
-		Ref:      iapsetup.BackendRef{Project: "p", Name: "web-be"}, ID: "7", Groups: []string{neg}, EnableCDN: true,
+	ts := startStack(t, false)
+	ctx := t.Context()
+	// Enforced with no load balancer in front (direct mode: built-in IAP
+	// on, the agent bound), then fronted by a backend service with CDN.
+	if _, err := ts.clients.CreateService(ctx, testProject, testRegion, demo.ServiceSpec{Name: "web", Labels: map[string]string{"iap": "enabled"}}); err != nil {
+		t.Fatal(err)
 	}
-	svc := &iapsetup.Service{Ref: ref, Labels: map[string]string{"iap": "enabled"}, Ingress: iapsetup.Ingress("INGRESS_TRAFFIC_ALL"), IAPEnabled: true,
-		Annotations: map[string]string{iapsetup.ManagedAnnotation: "true"}}
-	obs := &iapsetup.Observed{
-		Service: svc, Agent: agent,
-		Policy:    &iapsetup.Policy{Bindings: []iapsetup.Binding{{Role: "roles/run.invoker", Members: []string{"serviceAccount:" + agent}}}},
-		NEGs:      []iapsetup.NEG{{SelfLink: neg, Name: "web-neg", Project: "p", Region: "r", Type: "SERVERLESS", CloudRun: &iapsetup.CloudRunTarget{Service: "web"}}},
-		Backends:  []iapsetup.BackendService{be},
-		Frontends: map[string]iapsetup.Frontend{iapsetup.ResourcePath(be.SelfLink): {HTTPS: true, ForwardingRules: []string{"projects/p/global/forwardingRules/web-fr"}}},
+	ts.mustRun(t, ExitOK, "enforce", "web", "--project", testProject, "--region", testRegion)
+	lb, err := ts.clients.BuildLoadBalancer(ctx, testProject, testRegion, demo.LBSpec{Service: "web", CDN: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	plan := iapsetup.PlanFor(iapsetup.DesiredFor(svc), obs)
-	in := &inspection{Ref: ref, Service: svc, Desired: iapsetup.DesiredFor(svc), Observed: obs, Plan: plan,
-		Fronting: []iapsetup.BackendService{be}, FrontendErr: map[string]error{}}
+	sess, err := connect(withEnv(ctx, ts.env()), testProject, iapsetup.Options{Scope: scope.New(testProject), DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	in, err := sess.inspect(withEnv(ctx, ts.env()), iapsetup.ServiceRef{Project: testProject, Region: testRegion, Name: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !in.Service.IAPEnabled || len(in.Fronting) != 1 || !in.Fronting[0].EnableCDN {
+		t.Fatalf("setup: built-in IAP %v, fronting %+v", in.Service.IAPEnabled, in.Fronting)
+	}
 	rep := diagnose(in)
 	got := map[string]string{}
 	for _, f := range rep.Findings {
@@ -103,13 +108,13 @@ func TestDiagnoseBuiltinIAP(t *testing.T) {
 	}
 	want := map[string]string{
 		"service": "ok: ", "agent": "ok: ", "invoker": "ok: ", "iam-auth": "ok: ", "load-balancer": "ok: ", "https": "ok: ",
-		"cdn":           "problem: gcloud compute backend-services update web-be --project=p --global --no-enable-cdn",
+		"cdn":           "problem: gcloud compute backend-services update " + lb.BackendService + " --project=" + testProject + " --global --no-enable-cdn",
 		"ingress":       "ok: ",
 		"cloud-run-iap": "ok: ",
 	}
 	for k := range got {
 		if k == "access" {
-			delete(got, k) // not read here (no IAP policies observed)
+			delete(got, k) // who may pass is not this test's subject
 		}
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -15,20 +15,8 @@ import (
 // (iapsetup.Reconciler.Diagnose), so doctor and audience cannot drift from
 // what the function does.
 type inspection struct {
-	Ref      iapsetup.ServiceRef
-	Service  *iapsetup.Service
-	Desired  iapsetup.Desired // from the real labels
-	Observed *iapsetup.Observed
-	Plan     *iapsetup.Plan
-	// AgentErr is why the IAP service agent is unknown (nil: known).
-	AgentErr error
-	// Fronting are the backend services the plan found in front of the
-	// service (via serverless NEGs naming it), sorted by path.
-	Fronting []iapsetup.BackendService
-	// FrontendErr holds failed HTTPS-frontend checks by backend path.
-	FrontendErr map[string]error
-	// ProjectNumber is read from the IAP service agent ("" unknown).
-	ProjectNumber string
+	Ref iapsetup.ServiceRef
+	*iapsetup.Diagnosis
 }
 
 // inspectService resolves the flags (--region is required) and inspects
@@ -75,10 +63,7 @@ func (s *session) inspect(ctx context.Context, ref iapsetup.ServiceRef) (*inspec
 	if dg.AgentErr != nil && (errors.Is(dg.AgentErr, context.DeadlineExceeded) || errors.Is(dg.AgentErr, context.Canceled)) {
 		return nil, explain(dg.AgentErr, s.emulator)
 	}
-	return &inspection{
-		Ref: ref, Service: dg.Observed.Service, Desired: dg.Desired, Observed: dg.Observed, Plan: dg.Plan,
-		AgentErr: dg.AgentErr, Fronting: dg.Fronting, FrontendErr: dg.FrontendErrs, ProjectNumber: dg.ProjectNumber,
-	}, nil
+	return &inspection{Ref: ref, Diagnosis: dg}, nil
 }
 
 // projectNumber returns the project number: the project itself when it is
@@ -93,5 +78,5 @@ func (in *inspection) projectNumber() (int64, error) {
 	if in.AgentErr != nil {
 		return 0, fmt.Errorf("finding the number of project %s through its IAP service agent: %w", in.Ref.Project, in.AgentErr)
 	}
-	return 0, fmt.Errorf("finding the number of project %s: the IAP service agent %q names none; pass the project number as --project", in.Ref.Project, in.Observed.Agent)
+	return 0, fmt.Errorf("finding the number of project %s: the IAP service agent %q names none; pass the project number as --project", in.Ref.Project, in.Agent)
 }

@@ -24,10 +24,6 @@ func viewOfResult(r *iapsetup.Result) planView {
 	return planView{r.Outcome, r.Mode, r.Reason, r.Steps, r.Changes, r.Warnings, r.DryRun}
 }
 
-func viewOfPlan(p *iapsetup.Plan) planView {
-	return planView{p.Outcome, p.Mode, p.Reason, p.Steps, p.Changes, p.Warnings, p.DryRun}
-}
-
 // serviceReport is one service in audit and enforce output. Its JSON field
 // names are a documented interface (docs/iapctl.md).
 type serviceReport struct {

@@ -20,7 +20,7 @@ import (
 // A failed resource read fails the access step (and the reconcile, which
 // is redelivered if the error is transient); a failed project-wide read
 // only makes the who-can-pass message say so.
-func (r *Reconciler) observeAccess(ctx context.Context, resources []string, project string, obs *Observed) {
+func (r *Reconciler) observeAccess(ctx context.Context, resources []string, project string, obs *observed) {
 	if r.d.IAP == nil || (len(resources) == 0 && project == "") {
 		return
 	}

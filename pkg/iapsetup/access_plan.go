@@ -91,7 +91,7 @@ type accessPart struct {
 // planAccess is pure: it plans the access step from the labels, the
 // configured policies and the IAP policies read into o. resources are the
 // service's IAP resources (nil: none, noResource says why).
-func planAccess(ref ServiceRef, d Desired, o *Observed, number string, resources []iapResource, noResource string) *accessPlan {
+func planAccess(ref ServiceRef, d Desired, o *observed, number string, resources []iapResource, noResource string) *accessPlan {
 	ap := &accessPlan{ref: ref, policy: d.Access, labelSet: d.AccessSet, rawAnn: d.Granted, number: number, noResource: noResource}
 	ap.rec = o.record
 	if ap.rec == nil {

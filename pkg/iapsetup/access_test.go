@@ -90,9 +90,9 @@ func TestAccessPolicyAllowed(t *testing.T) {
 	}
 	// The plan rejects a service the policy does not allow.
 	s := tService(accessLabel("shop-users"))
-	obs := &Observed{Service: s, Policy: tPolicy(agentBinding), Agent: tAgent, AccessPolicies: a, IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy())}
+	obs := &observed{Service: s, Policy: tPolicy(agentBinding), Agent: tAgent, AccessPolicies: a, IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy())}
 	s.IAPEnabled = true
-	p := PlanFor(DesiredFor(s), withRecord(obs))
+	p := planFor(DesiredFor(s), withRecord(obs))
 	if p.Outcome != outcome.Rejected || !strings.Contains(p.Reason, "may be used only by") || p.access.writes() != 0 {
 		t.Errorf("plan for a service the policy does not allow: %s (%s), %d access writes", p.Outcome, p.Reason, p.access.writes())
 	}

@@ -67,7 +67,7 @@ type applyRecord struct {
 // In a dry run the IAM, IAP and Compute writes are skipped (those APIs have
 // no validate-only mode) and the service update is sent with validate_only.
 // The error joins the parts' errors.
-func (r *Reconciler) apply(ctx context.Context, p *Plan, refine func() *Plan) (*Plan, *applyRecord, error) {
+func (r *Reconciler) apply(ctx context.Context, p *plan, refine func() *plan) (*plan, *applyRecord, error) {
 	writesPolicy := !p.DryRun && p.policy.after != nil
 	var wrote *policyPart
 	if refine != nil {
@@ -190,7 +190,7 @@ func (r *Reconciler) apply(ctx context.Context, p *Plan, refine func() *Plan) (*
 // iapguard's. The service read is replaced by the update's result, whose
 // etag guards the confirming update. Without a signing key nothing is
 // written (an unsigned record is never trusted).
-func (r *Reconciler) recordIntent(ctx context.Context, p *Plan, rec *applyRecord) error {
+func (r *Reconciler) recordIntent(ctx context.Context, p *plan, rec *applyRecord) error {
 	v := rec.access.intentAnnotation()
 	if v == nil {
 		return nil
@@ -326,7 +326,7 @@ func (r *Reconciler) writePolicy(ctx context.Context, ref ServiceRef, agent stri
 // the service is labelled iap=enabled and its IAM policy was read: public
 // members leave roles/run.invoker in a write of their own (closeDoor), the
 // one write made without a plan.
-func (r *Reconciler) observeFailed(ctx context.Context, res *Result, obs *Observed, err error, dryRun bool, log *slog.Logger) (*Result, error) {
+func (r *Reconciler) observeFailed(ctx context.Context, res *Result, obs *observed, err error, dryRun bool, log *slog.Logger) (*Result, error) {
 	if errors.Is(err, ErrNotFound) && obs.Service == nil || errors.Is(err, errGone) {
 		res.Outcome, res.Reason = outcome.Skipped, "service not found (deleted?)"
 		log.DebugContext(ctx, "service gone")
@@ -448,7 +448,7 @@ func missingAccount(err error) (email string, ok bool) {
 	return strings.TrimSuffix(m[1], "."), true
 }
 
-func (r *Reconciler) writeService(ctx context.Context, p *Plan, sp servicePart, sw serviceWrite) *servicePart {
+func (r *Reconciler) writeService(ctx context.Context, p *plan, sp servicePart, sw serviceWrite) *servicePart {
 	attempts, err := r.retry(ctx,
 		func() error {
 			if err := checkServiceUpdate(sp.before, sp.update); err != nil {

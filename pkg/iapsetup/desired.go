@@ -58,7 +58,7 @@ type Desired struct {
 	LabelSet bool
 	// Managed reports whether the service carries ManagedAnnotation with a
 	// value iapguard writes (isManagedMarker); whether iapguard can verify
-	// it wrote it is decided by the reconciler (Observed.marker).
+	// it wrote it is decided by the reconciler (observed.marker).
 	Managed bool
 	// Access is the value of the iap-access label (the access policy name);
 	// AccessSet reports whether the label is present.
@@ -86,6 +86,26 @@ func DesiredFor(s *Service) Desired {
 		d.Intent = Invalid
 	}
 	return d
+}
+
+// Unenforced reports, from s alone and without any call, what Reconcile
+// reports for a service whose labels do not ask for enforcement: skipped
+// (no iap label, or iap=disabled) or rejected (a value iapguard does not
+// know), with the reason and any warning about a look-alike label. It is
+// nil for a service labelled iap=enabled. Unlike Reconcile it does not
+// verify a managed marker, so it never reports opted-out. Audits use it
+// for the services they list but do not reconcile.
+func Unenforced(s *Service) *Result {
+	d := DesiredFor(s)
+	if d.Intent == Enforce {
+		return nil
+	}
+	res := &Result{}
+	if s != nil {
+		res.Ref, res.Resource = s.Ref, s.Ref.String()
+	}
+	res.fill(planFor(d, &observed{Service: s}), nil)
+	return res
 }
 
 // reason explains a non-enforcing intent.

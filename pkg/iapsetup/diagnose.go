@@ -10,17 +10,22 @@ import (
 // is), for operators' diagnoses (iapctl doctor and audience).
 type Diagnosis struct {
 	// Desired is read from the service's own labels.
-	Desired  Desired
-	Observed *Observed
-	// Plan is the dry-run plan, after the second read round.
-	Plan *Plan
-	// AgentErr is why the IAP service agent is unknown (nil: known); a
-	// reconcile of a labelled service fails with it.
+	Desired Desired
+	Service *Service
+	// Plan is the dry-run plan, after the second read round, reported as
+	// Reconcile reports a dry run.
+	Plan *Result
+	// Agent is the email of the project's IAP service agent; AgentErr is
+	// why it is unknown (nil: known); a reconcile of a labelled service
+	// fails with it.
+	Agent    string
 	AgentErr error
 	// Fronting are the backend services in front of the service (through
-	// serverless NEGs naming it), sorted by path; FrontendErrs holds their
-	// failed HTTPS-frontend checks by backend path.
+	// serverless NEGs naming it), sorted by path. Frontends holds their
+	// HTTPS-frontend checks by ResourcePath(selfLink), FrontendErrs the
+	// checks that failed, by backend path.
 	Fronting     []BackendService
+	Frontends    map[string]Frontend
 	FrontendErrs map[string]error
 	// ProjectNumber is read from the IAP service agent's email ("" when
 	// the agent is unknown).
@@ -54,7 +59,7 @@ func (r *Reconciler) Diagnose(ctx context.Context, ref ServiceRef) (*Diagnosis, 
 		return nil, err
 	}
 	obs.AccessPolicies, obs.CheckAccess = r.o.AccessPolicies, true
-	dg := &Diagnosis{Desired: DesiredFor(obs.Service), Observed: obs, AgentErr: e.agent}
+	dg := &Diagnosis{Desired: DesiredFor(obs.Service), Service: obs.Service, Agent: obs.Agent, AgentErr: e.agent}
 	want := dg.Desired
 	if want.Intent != Enforce {
 		want = Desired{Intent: Enforce, Label: labelEnabled, LabelSet: true, Managed: want.Managed}
@@ -62,17 +67,20 @@ func (r *Reconciler) Diagnose(ctx context.Context, ref ServiceRef) (*Diagnosis, 
 	if want.AccessSet || want.Granted != "" {
 		obs.record = r.readRecord(ctx, ref.String(), want.Granted)
 	}
-	p := PlanFor(want, obs)
+	p := planFor(want, obs)
 	p.DryRun = true
 	dg.Fronting = p.fronting.backends
 	extra := make([]*BackendService, len(dg.Fronting))
 	for i := range dg.Fronting {
 		extra[i] = &dg.Fronting[i]
 	}
-	dg.Plan, dg.FrontendErrs = r.complete(ctx, p, obs, extra)
+	p, dg.FrontendErrs = r.complete(ctx, p, obs, extra)
 	if dg.FrontendErrs == nil {
 		dg.FrontendErrs = map[string]error{}
 	}
+	dg.Plan = &Result{Ref: ref, Resource: ref.String(), DryRun: true}
+	dg.Plan.fill(p, nil)
+	dg.Frontends = obs.Frontends
 	dg.ProjectNumber, _ = projectNumberFromAgent(obs.Agent)
 	return dg, nil
 }

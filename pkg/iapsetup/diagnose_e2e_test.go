@@ -67,8 +67,9 @@ func TestDiagnose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dg.Desired.Intent != iapsetup.Unmanaged || dg.Plan.Desired.Intent != iapsetup.Enforce || dg.Plan.Mode != outcome.Direct || dg.Plan.Outcome != outcome.Remediated {
-		t.Errorf("unlabelled: desired %s, planned %s, mode %s, outcome %s", dg.Desired.Intent, dg.Plan.Desired.Intent, dg.Plan.Mode, dg.Plan.Outcome)
+	// Remediated (not skipped) in direct mode: planned as if labelled.
+	if dg.Desired.Intent != iapsetup.Unmanaged || dg.Plan.Mode != outcome.Direct || dg.Plan.Outcome != outcome.Remediated || !dg.Plan.DryRun {
+		t.Errorf("unlabelled: desired %s, mode %s, outcome %s, dry run %v", dg.Desired.Intent, dg.Plan.Mode, dg.Plan.Outcome, dg.Plan.DryRun)
 	}
 
 	// Backend IAP already on: the function checks no frontend; Diagnose
@@ -84,7 +85,7 @@ func TestDiagnose(t *testing.T) {
 	if len(dg.Fronting) != 1 {
 		t.Fatalf("fronting %v", dg.Fronting)
 	}
-	if fe, ok := dg.Observed.Frontends[iapsetup.ResourcePath(dg.Fronting[0].SelfLink)]; !ok || fe.HTTPS {
+	if fe, ok := dg.Frontends[iapsetup.ResourcePath(dg.Fronting[0].SelfLink)]; !ok || fe.HTTPS {
 		t.Errorf("frontend of %s: %+v, checked %v; want checked, no HTTPS", b.Name, fe, ok)
 	}
 }

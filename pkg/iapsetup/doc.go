@@ -22,7 +22,7 @@
 //  5. Reconciler.Reconcile (reconcile.go), the one entry point: scope
 //     check, then observe → plan → apply.
 //  6. Reconciler.observe (observe.go): the first read round, concurrently.
-//  7. PlanFor (plan.go): the pure plan, one part per resource to write
+//  7. planFor (plan.go): the pure plan, one part per resource to write
 //     (planBackend for each fronting backend service).
 //  8. Reconciler.apply (apply.go): writes the IAM policy while complete
 //     (reconcile.go) makes the second read round and re-plans; then the

@@ -57,3 +57,8 @@ const (
 const ManagedValue = managedValue
 
 func IsManagedMarker(v string) bool { return isManagedMarker(v) }
+
+// The pure planner, for the package's tests.
+type Observed = observed
+
+func PlanFor(d Desired, o *Observed) *plan { return planFor(d, o) }

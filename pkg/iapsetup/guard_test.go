@@ -320,31 +320,31 @@ func newRecorderReconciler(t *testing.T) (*Reconciler, *recorder) {
 // the apply path refuses to send the write at all.
 func TestApplyRefusesUnsafeWrites(t *testing.T) {
 	t.Parallel()
-	lbObs := func() *Observed {
-		return &Observed{
+	lbObs := func() *observed {
+		return &observed{
 			Service: tService(ingress(ingressInternalOnly)), Policy: tPolicy(bind(roleInvoker, allUsers), bind("roles/run.admin", "user:o@example.com")), Agent: tAgent,
 			NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{tBackend("web", "", "hello-neg")},
 		}
 	}
 	tests := []struct {
 		name   string
-		tamper func(p *Plan)
+		tamper func(p *plan)
 		refuse string // the write that must not be sent
 	}{
-		{"loosen ingress", func(p *Plan) { p.service.update.Ingress = ingressAll }, "UpdateService"},
-		{"ingress below the stricter setting", func(p *Plan) { p.service.update.Ingress = ingressInternalLoadBalancer }, "UpdateService"},
-		{"drop foreign binding", func(p *Plan) { p.policy.after.Bindings = p.policy.after.Bindings[1:] }, "SetIamPolicy"},
-		{"add public member", func(p *Plan) {
+		{"loosen ingress", func(p *plan) { p.service.update.Ingress = ingressAll }, "UpdateService"},
+		{"ingress below the stricter setting", func(p *plan) { p.service.update.Ingress = ingressInternalLoadBalancer }, "UpdateService"},
+		{"drop foreign binding", func(p *plan) { p.policy.after.Bindings = p.policy.after.Bindings[1:] }, "SetIamPolicy"},
+		{"add public member", func(p *plan) {
 			p.policy.after.Bindings[0].Members = append(p.policy.after.Bindings[0].Members, allAuthenticatedUsers)
 		}, "SetIamPolicy"},
-		{"IAP on a CDN backend", func(p *Plan) { p.backends[0].backend.EnableCDN = true }, "EnableIAP"},
+		{"IAP on a CDN backend", func(p *plan) { p.backends[0].backend.EnableCDN = true }, "EnableIAP"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r, rec := newRecorderReconciler(t)
 			obs := lbObs()
-			p := PlanFor(DesiredFor(obs.Service), obs)
+			p := planFor(DesiredFor(obs.Service), obs)
 			if p.writes() != 3 {
 				t.Fatalf("fixture plan has %d writes, want 3:\n%s", p.writes(), renderPlan(p))
 			}
@@ -395,11 +395,11 @@ func TestApplyRefusesUnsafeAccessWrites(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r, rec := newRecorderReconciler(t)
-			obs := &Observed{
+			obs := &observed{
 				Service: tService(accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent, AccessPolicies: tPolicies(t),
 				IAP: iapOf(tRunIAP, iapPolicy("user:boss@example.com"), tProjIAP, iapPolicy()),
 			}
-			p := PlanFor(DesiredFor(obs.Service), obs)
+			p := planFor(DesiredFor(obs.Service), obs)
 			if len(p.access.list()) != 1 || p.access.list()[0].after == nil {
 				t.Fatalf("fixture plan grants nothing:\n%s", renderPlan(p))
 			}

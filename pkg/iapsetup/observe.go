@@ -44,7 +44,7 @@ func (e *readError) Unwrap() error { return e.err }
 // When the service turns out to be unmanaged, errors of the other reads do
 // not matter and are dropped. A returned error leaves obs.Service set when
 // the service itself was read.
-func (r *Reconciler) observe(ctx context.Context, ref ServiceRef, listed *Service) (*Observed, error) {
+func (r *Reconciler) observe(ctx context.Context, ref ServiceRef, listed *Service) (*observed, error) {
 	obs, e := r.read(ctx, ref, listed)
 	if e.svc != nil {
 		return obs, e.svc
@@ -68,8 +68,8 @@ func (r *Reconciler) observe(ctx context.Context, ref ServiceRef, listed *Servic
 type readErrs struct{ svc, pol, agent, neg, bs error }
 
 // read is observe's read round; it keeps every read's error apart.
-func (r *Reconciler) read(ctx context.Context, ref ServiceRef, listed *Service) (*Observed, readErrs) {
-	obs := &Observed{Service: listed.clone()}
+func (r *Reconciler) read(ctx context.Context, ref ServiceRef, listed *Service) (*observed, readErrs) {
+	obs := &observed{Service: listed.clone()}
 	var e readErrs
 	if listed != nil && DesiredFor(listed).Intent != Enforce {
 		return obs, e // skipped, opted-out or rejected from the listed copy alone

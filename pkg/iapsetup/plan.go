@@ -31,8 +31,8 @@ func severity(s outcome.StepResult) int {
 	return 0
 }
 
-// Observed is the live state a plan is computed from.
-type Observed struct {
+// observed is the live state a plan is computed from.
+type observed struct {
 	Service *Service
 	Policy  *Policy
 	// Agent is the email of the project's IAP service agent.
@@ -75,11 +75,11 @@ type Observed struct {
 	marker *markerState
 }
 
-// Plan is what must happen for a service to comply. It is computed by
-// PlanFor from (Desired, Observed) alone and never changes afterwards:
+// plan is what must happen for a service to comply. It is computed by
+// planFor from (Desired, observed) alone and never changes afterwards:
 // apply works on a copy of its parts and returns that copy, as written, as
 // its record (apply.go); the Result is reported from both.
-type Plan struct {
+type plan struct {
 	Ref     ServiceRef
 	Desired Desired
 	Outcome outcome.Kind
@@ -93,7 +93,7 @@ type Plan struct {
 
 	agent    string
 	fronting fronting
-	marker   *markerState // Observed.marker: the managed marker to write
+	marker   *markerState // observed.marker: the managed marker to write
 	parts
 }
 
@@ -137,7 +137,7 @@ func (pt parts) clone() parts {
 }
 
 // writes reports how many write calls applying the plan takes.
-func (p *Plan) writes() int {
+func (p *plan) writes() int {
 	n := 0
 	if p.policy != nil && p.policy.after != nil {
 		n++
@@ -155,7 +155,7 @@ func (p *Plan) writes() int {
 
 // needsNeighbours lists the other services behind shared backend services
 // that will change (IAP or access grants) and that were not read.
-func (p *Plan) needsNeighbours() []string {
+func (p *plan) needsNeighbours() []string {
 	var out []string
 	for _, b := range p.backends {
 		if b.share.shared() && (b.write || p.Desired.AccessSet || !b.backend.IAPEnabled) {
@@ -171,7 +171,7 @@ func (p *Plan) needsNeighbours() []string {
 
 // needsFrontendCheck lists backend services that will be changed and whose
 // HTTPS frontend has not been checked.
-func (p *Plan) needsFrontendCheck() []*BackendService {
+func (p *plan) needsFrontendCheck() []*BackendService {
 	var out []*BackendService
 	for _, b := range p.backends {
 		if b.write && b.frontend == nil {
@@ -220,10 +220,10 @@ func findFronting(ref ServiceRef, negs []NEG, backends []BackendService) frontin
 	return f
 }
 
-// PlanFor computes the plan for a service. It is a pure function of its
+// planFor computes the plan for a service. It is a pure function of its
 // arguments: it reads no clock, makes no calls and does not modify o.
-func PlanFor(d Desired, o *Observed) *Plan {
-	p := &Plan{Desired: d}
+func planFor(d Desired, o *observed) *plan {
+	p := &plan{Desired: d}
 	if o == nil || o.Service == nil {
 		p.Outcome = outcome.Skipped
 		p.Reason = "service not found"
@@ -318,7 +318,7 @@ func lookalikeLabel(labels map[string]string) string {
 // Cloud Run's built-in IAP resource in direct mode, each fronting backend
 // service that has (or gets) IAP in load-balancer mode. With none, reason
 // says why.
-func (p *Plan) iapResources() (number string, resources []iapResource, reason string) {
+func (p *plan) iapResources() (number string, resources []iapResource, reason string) {
 	number, ok := projectNumberFromAgent(p.agent)
 	if !ok {
 		return "", nil, "the project number is unknown (it is read from the IAP service agent's email)"
@@ -342,7 +342,7 @@ func (p *Plan) iapResources() (number string, resources []iapResource, reason st
 
 // describe sets the plan's Outcome, Reason, Steps, Changes and Warnings
 // as planned.
-func (p *Plan) describe() {
+func (p *plan) describe() {
 	r := view{p: p, parts: p.parts}.report()
 	p.Outcome, p.Reason, p.Steps, p.Changes, p.Warnings = r.outcome, r.reason, r.steps, r.changes, r.warnings
 }
@@ -350,7 +350,7 @@ func (p *Plan) describe() {
 // view is a plan's parts as planned (the plan's own) or as done (apply's
 // record): what the outcome is reported from.
 type view struct {
-	p *Plan
+	p *plan
 	parts
 	// door is the removal of public invokers apply made in a write of its
 	// own after the policy write that also adds the agent failed; nil:
@@ -888,7 +888,7 @@ type sharing struct {
 
 // shareOf finds what else b fronts and whether each such service agrees:
 // labelled iap=enabled with the same iap-access policy as d.
-func shareOf(ref ServiceRef, d Desired, b BackendService, o *Observed) sharing {
+func shareOf(ref ServiceRef, d Desired, b BackendService, o *observed) sharing {
 	var sh sharing
 	for _, g := range b.Groups {
 		i := slices.IndexFunc(o.NEGs, func(n NEG) bool { return sameResource(g, n.SelfLink) })

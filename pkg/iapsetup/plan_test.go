@@ -136,7 +136,7 @@ var testRecordKey = recordKey{name: "projects/123456789012/secrets/iapguard-reco
 // testRecordKey. A plain member list in the annotation is test shorthand
 // for a record, signed with testRecordKey, of those members on each of the
 // IAP resources the plan covers; the annotation is rewritten to it.
-func withRecord(obs *Observed) *Observed {
+func withRecord(obs *observed) *observed {
 	if obs.Service == nil {
 		return obs
 	}
@@ -149,7 +149,7 @@ func withRecord(obs *Observed) *Observed {
 	raw := obs.Service.Annotations[AccessAnnotation]
 	if raw != "" && !strings.HasPrefix(raw, "{") {
 		probe := *obs
-		p := PlanFor(DesiredFor(obs.Service), &probe)
+		p := planFor(DesiredFor(obs.Service), &probe)
 		entries := map[string][]string{}
 		for _, part := range p.access.list() {
 			entries[part.res.Name] = parseGranted(raw)
@@ -197,7 +197,7 @@ func withCDN(b BackendService) BackendService { b.EnableCDN = true; return b }
 
 // renderPlan renders everything a plan decides, including the writes it
 // would make, in a stable text form.
-func renderPlan(p *Plan) string {
+func renderPlan(p *plan) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "service: %s\n", p.Ref)
 	fmt.Fprintf(&b, "intent: %s (label set=%v value=%q, managed=%v)\n", p.Desired.Intent, p.Desired.LabelSet, p.Desired.Label, p.Desired.Managed)
@@ -312,7 +312,7 @@ func TestPlanGolden(t *testing.T) {
 	https := Frontend{HTTPS: true, URLMaps: []string{"projects/p1/global/urlMaps/web"}, ForwardingRules: []string{"projects/p1/global/forwardingRules/web-https"}}
 	tests := []struct {
 		name   string
-		obs    func() *Observed
+		obs    func() *observed
 		dryRun bool
 		// want are assertions that do not depend on the golden file, so a
 		// careless -update cannot bless a wrong plan.
@@ -323,37 +323,37 @@ func TestPlanGolden(t *testing.T) {
 	}{
 		{
 			name: "label-absent-skipped",
-			obs: func() *Observed {
-				return &Observed{Service: tService(noLabel), Policy: tPolicy(bind(roleInvoker, allUsers))}
+			obs: func() *observed {
+				return &observed{Service: tService(noLabel), Policy: tPolicy(bind(roleInvoker, allUsers))}
 			},
 			want: outcome.Skipped,
 		},
 		{
 			name: "label-disabled-skipped",
-			obs:  func() *Observed { return &Observed{Service: tService(label(labelDisabled))} },
+			obs:  func() *observed { return &observed{Service: tService(label(labelDisabled))} },
 			want: outcome.Skipped,
 		},
 		{
 			name: "label-invalid-rejected",
-			obs:  func() *Observed { return &Observed{Service: tService(label("yes"))} },
+			obs:  func() *observed { return &observed{Service: tService(label("yes"))} },
 			want: outcome.Rejected,
 		},
 		{
 			name: "label-wrong-case-rejected",
-			obs:  func() *Observed { return &Observed{Service: tService(label("Enabled"))} },
+			obs:  func() *observed { return &observed{Service: tService(label("Enabled"))} },
 			want: outcome.Rejected,
 		},
 		{
 			name: "label-removed-after-enforcement-opted-out",
-			obs: func() *Observed {
-				return &Observed{Service: tService(noLabel, managed, iapOn), Policy: tPolicy(agentBinding), marker: &markerState{verified: true}}
+			obs: func() *observed {
+				return &observed{Service: tService(noLabel, managed, iapOn), Policy: tPolicy(agentBinding), marker: &markerState{verified: true}}
 			},
 			want: outcome.OptedOut,
 		},
 		{
 			name: "label-disabled-after-enforcement-opted-out",
-			obs: func() *Observed {
-				return &Observed{Service: tService(label(labelDisabled), managed, iapOn), marker: &markerState{verified: true}}
+			obs: func() *observed {
+				return &observed{Service: tService(label(labelDisabled), managed, iapOn), marker: &markerState{verified: true}}
 			},
 			want: outcome.OptedOut,
 		},
@@ -361,44 +361,44 @@ func TestPlanGolden(t *testing.T) {
 			// A marker iapguard cannot verify (written by a service
 			// editor, say) is no evidence that iapguard managed it.
 			name: "label-removed-unverified-marker-skipped",
-			obs: func() *Observed {
-				return &Observed{Service: tService(noLabel, managed, iapOn), Policy: tPolicy(agentBinding),
+			obs: func() *observed {
+				return &observed{Service: tService(noLabel, managed, iapOn), Policy: tPolicy(agentBinding),
 					marker: &markerState{why: "its signature does not match (edited by hand, or copied from another service)"}}
 			},
 			want: outcome.Skipped,
 		},
 		{
 			name: "service-missing-skipped",
-			obs:  func() *Observed { return &Observed{} },
+			obs:  func() *observed { return &observed{} },
 			want: outcome.Skipped,
 		},
 		{
 			name: "direct-fresh-public-service",
-			obs: func() *Observed {
-				return &Observed{Service: tService(), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent}
+			obs: func() *observed {
+				return &observed{Service: tService(), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent}
 			},
 			want: outcome.Remediated, mode: outcome.Direct, writes: 2,
 			statusOf: map[string]outcome.StepResult{outcome.StepInvokerBinding: outcome.StepChanged, outcome.StepIAMAuth: outcome.StepChanged, outcome.StepIngress: outcome.StepSkipped, outcome.StepDirectIAP: outcome.StepChanged},
 		},
 		{
 			name: "direct-fresh-public-service-dry-run",
-			obs: func() *Observed {
-				return &Observed{Service: tService(), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent}
+			obs: func() *observed {
+				return &observed{Service: tService(), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent}
 			},
 			dryRun: true,
 			want:   outcome.Remediated, mode: outcome.Direct, writes: 2,
 		},
 		{
 			name: "direct-empty-policy",
-			obs: func() *Observed {
-				return &Observed{Service: tService(), Policy: &Policy{Etag: []byte("ACAB")}, Agent: tAgent}
+			obs: func() *observed {
+				return &observed{Service: tService(), Policy: &Policy{Etag: []byte("ACAB")}, Agent: tAgent}
 			},
 			want: outcome.Remediated, mode: outcome.Direct, writes: 2,
 		},
 		{
 			name: "direct-compliant-managed",
-			obs: func() *Observed {
-				return &Observed{Service: tService(managed, iapOn), Policy: tPolicy(agentBinding), Agent: tAgent}
+			obs: func() *observed {
+				return &observed{Service: tService(managed, iapOn), Policy: tPolicy(agentBinding), Agent: tAgent}
 			},
 			want: outcome.Compliant, mode: outcome.Direct, writes: 0,
 		},
@@ -410,8 +410,8 @@ func TestPlanGolden(t *testing.T) {
 			// opted-out. Every step is ok; the outcome is remediated
 			// because something is written.
 			name: "direct-compliant-by-hand-not-marked",
-			obs: func() *Observed {
-				return &Observed{Service: tService(iapOn), Policy: tPolicy(agentBinding), Agent: tAgent}
+			obs: func() *observed {
+				return &observed{Service: tService(iapOn), Policy: tPolicy(agentBinding), Agent: tAgent}
 			},
 			want: outcome.Remediated, mode: outcome.Direct, writes: 1,
 			statusOf: map[string]outcome.StepResult{outcome.StepInvokerBinding: outcome.StepOK, outcome.StepIAMAuth: outcome.StepOK, outcome.StepDirectIAP: outcome.StepOK},
@@ -420,39 +420,39 @@ func TestPlanGolden(t *testing.T) {
 			// A dry run plans the marker too (the update is sent with
 			// validate_only and persists nothing).
 			name: "direct-compliant-not-marked-dry-run",
-			obs: func() *Observed {
-				return &Observed{Service: tService(iapOn), Policy: tPolicy(agentBinding), Agent: tAgent}
+			obs: func() *observed {
+				return &observed{Service: tService(iapOn), Policy: tPolicy(agentBinding), Agent: tAgent}
 			},
 			dryRun: true,
 			want:   outcome.Remediated, mode: outcome.Direct, writes: 1,
 		},
 		{
 			name: "direct-invoker-iam-disabled",
-			obs: func() *Observed {
-				return &Observed{Service: tService(managed, iapOn, invokerIAMOff), Policy: tPolicy(agentBinding), Agent: tAgent}
+			obs: func() *observed {
+				return &observed{Service: tService(managed, iapOn, invokerIAMOff), Policy: tPolicy(agentBinding), Agent: tAgent}
 			},
 			want: outcome.Remediated, mode: outcome.Direct, writes: 1,
 			statusOf: map[string]outcome.StepResult{outcome.StepIAMAuth: outcome.StepChanged, outcome.StepDirectIAP: outcome.StepOK},
 		},
 		{
 			name: "direct-only-iam-missing-unmarked-adds-marker",
-			obs: func() *Observed {
-				return &Observed{Service: tService(iapOn), Policy: tPolicy(), Agent: tAgent}
+			obs: func() *observed {
+				return &observed{Service: tService(iapOn), Policy: tPolicy(), Agent: tAgent}
 			},
 			want: outcome.Remediated, mode: outcome.Direct, writes: 2,
 		},
 		{
 			name: "direct-stricter-ingress-kept",
-			obs: func() *Observed {
-				return &Observed{Service: tService(ingress(ingressInternalOnly)), Policy: tPolicy(agentBinding), Agent: tAgent}
+			obs: func() *observed {
+				return &observed{Service: tService(ingress(ingressInternalOnly)), Policy: tPolicy(agentBinding), Agent: tAgent}
 			},
 			want: outcome.Remediated, mode: outcome.Direct, writes: 1,
 			statusOf: map[string]outcome.StepResult{outcome.StepIngress: outcome.StepSkipped},
 		},
 		{
 			name: "lb-global-iap-off",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{tBackend("web", "", "hello-neg")},
@@ -463,9 +463,9 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-global-iap-off-https-frontend",
-			obs: func() *Observed {
+			obs: func() *observed {
 				b := tBackend("web", "", "hello-neg")
-				return &Observed{
+				return &observed{
 					Service: tService(), Policy: tPolicy(), Agent: tAgent,
 					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{b},
 					Frontends: map[string]Frontend{ResourcePath(b.SelfLink): https},
@@ -475,9 +475,9 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-global-iap-off-no-https-frontend",
-			obs: func() *Observed {
+			obs: func() *observed {
 				b := tBackend("web", "", "hello-neg")
-				return &Observed{
+				return &observed{
 					Service: tService(ingress(ingressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{b},
 					Frontends: map[string]Frontend{ResourcePath(b.SelfLink): {URLMaps: []string{"projects/p1/global/urlMaps/web"}}},
@@ -488,8 +488,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-compliant",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(ingress(ingressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding, bind("roles/run.developer", "user:dev@example.com")), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
@@ -499,8 +499,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-compliant-not-marked",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(ingress(ingressInternalLoadBalancer)), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
@@ -511,8 +511,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-cdn-conflict",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withCDN(tBackend("web", "", "hello-neg"))},
@@ -523,8 +523,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-cdn-on-one-of-two-backends",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(ingress(ingressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withCDN(tBackend("cdn", "", "hello-neg")), tBackend("web", "", "hello-neg")},
@@ -534,8 +534,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-iap-and-cdn-both-on",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(ingress(ingressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withCDN(withIAP(tBackend("web", "", "hello-neg")))},
@@ -545,8 +545,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-stricter-ingress-internal-only-kept",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(ingress(ingressInternalOnly), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
@@ -557,8 +557,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-stricter-ingress-none-kept",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(ingress(ingressNone)), Policy: tPolicy(), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{tBackend("web", "", "hello-neg")},
@@ -569,8 +569,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-ingress-unspecified-left-alone",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(ingress(ingressUnspecified), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
@@ -581,8 +581,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-regional-and-global-backends",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs: []NEG{tNEG("hello-neg", "hello"), tNEG("other-neg", "other")},
 					Backends: []BackendService{
@@ -597,10 +597,10 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-reference-other-api-version",
-			obs: func() *Observed {
+			obs: func() *observed {
 				b := tBackend("web", "")
 				b.Groups = []string{"https://compute.googleapis.com/compute/beta/projects/p1/regions/us-central1/networkEndpointGroups/hello-neg"}
-				return &Observed{
+				return &observed{
 					Service: tService(ingress(ingressInternalLoadBalancer), managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{b},
 				}
@@ -609,8 +609,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-neg-for-other-service-is-direct",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("other-neg", "other")},
 					Backends: []BackendService{tBackend("web", "", "other-neg")},
@@ -620,8 +620,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "neg-without-backend-is-direct",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs: []NEG{tNEG("hello-neg", "hello")},
 				}
@@ -630,8 +630,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "url-mask-neg-warning",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{maskNEG("mask-neg", "example.com/<service>")},
 					Backends: []BackendService{tBackend("web", "", "mask-neg")},
@@ -641,8 +641,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-and-direct-iap-both-on-warning",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed, ingress(ingressInternalLoadBalancer)), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
@@ -657,8 +657,8 @@ func TestPlanGolden(t *testing.T) {
 		// backend IAP is not enabled (Google does not support both).
 		{
 			name: "direct-then-lb-builtin-iap-kept",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{tBackend("web", "", "hello-neg"), tBackend("internal", tRegion, "hello-neg")},
@@ -669,8 +669,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "direct-then-lb-unmarked-public",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{tBackend("web", "", "hello-neg")},
@@ -682,8 +682,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "direct-then-lb-cdn-conflict",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withCDN(tBackend("web", "", "hello-neg"))},
@@ -695,8 +695,8 @@ func TestPlanGolden(t *testing.T) {
 		// ---- access ----
 		{
 			name: "access-grant-direct",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed, accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent,
 					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy()),
 				}
@@ -707,8 +707,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-grant-dry-run",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed, accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent,
 					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy()),
 				}
@@ -718,8 +718,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-fresh-service-grants-before-iap",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(accessLabel("admins")), Policy: tPolicy(bind(roleInvoker, allUsers)), Agent: tAgent,
 					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy()),
 				}
@@ -729,8 +729,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-compliant-recorded",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed, accessLabel("web-users"), grantedAnn("group:web@example.com,user:a@example.com")),
 					Policy:  tPolicy(agentBinding), Agent: tAgent, AccessPolicies: tPolicies(t),
 					IAP: iapOf(tRunIAP, iapPolicy("group:web@example.com", "user:a@example.com", "user:boss@example.com"), tProjIAP, iapPolicy()),
@@ -741,10 +741,10 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-policy-change-adds-and-revokes-own-only",
-			obs: func() *Observed {
+			obs: func() *observed {
 				// Label switched from web-users to admins: iapguard granted
 				// web@ and a@; boss@ was granted by someone else.
-				return &Observed{
+				return &observed{
 					Service: tService(iapOn, managed, accessLabel("admins"), grantedAnn("group:web@example.com,user:a@example.com")),
 					Policy:  tPolicy(agentBinding), Agent: tAgent, AccessPolicies: tPolicies(t),
 					IAP: iapOf(tRunIAP, iapPolicy("group:web@example.com", "user:a@example.com", "user:boss@example.com"), tProjIAP, iapPolicy()),
@@ -755,10 +755,10 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-foreign-member-in-policy-not-recorded",
-			obs: func() *Observed {
+			obs: func() *observed {
 				// a@ already holds the role (someone else granted it): it is
 				// not recorded, so iapguard will never revoke it.
-				return &Observed{
+				return &observed{
 					Service: tService(iapOn, managed, accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent,
 					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, iapPolicy("user:A@Example.com"), tProjIAP, iapPolicy()),
 				}
@@ -767,9 +767,9 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-conditional-grant-left-alone",
-			obs: func() *Observed {
+			obs: func() *observed {
 				p := &Policy{Version: 3, Etag: []byte("BwIAP3"), Bindings: []Binding{condBind(roleAccessor, "office-hours", "group:web@example.com")}}
-				return &Observed{
+				return &observed{
 					Service: tService(iapOn, managed, accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent,
 					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, p, tProjIAP, iapPolicy()),
 				}
@@ -778,8 +778,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-unknown-policy-rejected",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed, accessLabel("web-user"), grantedAnn("user:a@example.com")),
 					Policy:  tPolicy(agentBinding), Agent: tAgent, AccessPolicies: tPolicies(t),
 					IAP: iapOf(tRunIAP, iapPolicy("user:a@example.com"), tProjIAP, iapPolicy()),
@@ -791,8 +791,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-no-policies-configured-rejected",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed, accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent,
 					IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy()),
 				}
@@ -802,8 +802,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-nobody-can-pass-warning",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					CheckAccess: true, // IAP already on: checked as an audit asks
 					Service:     tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					AccessPolicies: tPolicies(t), IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy()),
@@ -814,8 +814,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-project-wide-grant-counts",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					CheckAccess: true, // IAP already on: checked as an audit asks
 					Service:     tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					IAP: iapOf(tRunIAP, iapPolicy(), tProjIAP, iapPolicy("domain:example.com")),
@@ -826,8 +826,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-project-wide-unreadable",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					CheckAccess: true, // IAP already on: checked as an audit asks
 					Service:     tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					IAP:     iapOf(tRunIAP, iapPolicy("group:web@example.com")),
@@ -839,8 +839,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-read-failed",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed, accessLabel("web-users")), Policy: tPolicy(agentBinding), Agent: tAgent,
 					AccessPolicies: tPolicies(t), IAP: iapOf(tProjIAP, iapPolicy()),
 					IAPErrs: map[string]error{tRunIAP: errors.New("unavailable")},
@@ -851,8 +851,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-public-accessor-warning",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					CheckAccess: true, // IAP already on: checked as an audit asks
 					Service:     tService(iapOn, managed), Policy: tPolicy(agentBinding), Agent: tAgent,
 					IAP: iapOf(tRunIAP, iapPolicy(allAuthenticatedUsers), tProjIAP, iapPolicy()),
@@ -863,8 +863,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-label-removed-grants-kept",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed, grantedAnn("group:web@example.com,user:a@example.com")),
 					Policy:  tPolicy(agentBinding), Agent: tAgent, AccessPolicies: tPolicies(t),
 					IAP: iapOf(tRunIAP, iapPolicy("group:web@example.com", "user:a@example.com"), tProjIAP, iapPolicy()),
@@ -878,9 +878,9 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-lb-two-backends",
-			obs: func() *Observed {
+			obs: func() *observed {
 				web, internal := withIAP(tBackend("web", "", "hello-neg")), tBackend("internal", tRegion, "hello-neg")
-				return &Observed{
+				return &observed{
 					Service: tService(managed, ingress(ingressInternalLoadBalancer), accessLabel("admins")), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{web, internal},
 					AccessPolicies: tPolicies(t),
@@ -895,8 +895,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "access-lb-cdn-only-skipped",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(managed, ingress(ingressInternalLoadBalancer), accessLabel("admins")), Policy: tPolicy(agentBinding), Agent: tAgent,
 					NEGs: []NEG{tNEG("hello-neg", "hello")}, Backends: []BackendService{withCDN(tBackend("web", "", "hello-neg"))},
 					AccessPolicies: tPolicies(t), IAP: iapOf(tProjIAP, iapPolicy()),
@@ -907,8 +907,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "lb-iam-only-unmarked-adds-marker",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(ingress(ingressInternalLoadBalancer)), Policy: tPolicy(bind(roleInvoker, allAuthenticatedUsers)), Agent: tAgent,
 					NEGs:     []NEG{tNEG("hello-neg", "hello")},
 					Backends: []BackendService{withIAP(tBackend("web", "", "hello-neg"))},
@@ -918,8 +918,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "foreign-bindings-preserved",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed),
 					Policy: &Policy{Version: 3, Etag: []byte("BwYpol3"), Bindings: []Binding{
 						bind("roles/run.admin", "user:owner@example.com", "group:ops@example.com"),
@@ -936,8 +936,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "agent-only-in-conditional-binding",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed),
 					Policy:  &Policy{Version: 3, Etag: []byte("BwYpol3"), Bindings: []Binding{condBind(roleInvoker, "temporary", "serviceAccount:"+tAgent)}},
 					Agent:   tAgent,
@@ -947,8 +947,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "agent-member-differs-in-case",
-			obs: func() *Observed {
-				return &Observed{
+			obs: func() *observed {
+				return &observed{
 					Service: tService(iapOn, managed),
 					Policy:  tPolicy(bind(roleInvoker, "serviceAccount:"+strings.ToUpper(tAgent[:10])+tAgent[10:])),
 					Agent:   tAgent,
@@ -958,8 +958,8 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "unknown-agent-fails",
-			obs: func() *Observed {
-				return &Observed{Service: tService(iapOn, managed), Policy: tPolicy()}
+			obs: func() *observed {
+				return &observed{Service: tService(iapOn, managed), Policy: tPolicy()}
 			},
 			want: outcome.Failed, mode: outcome.Direct, writes: 0,
 		},
@@ -974,7 +974,7 @@ func TestPlanGolden(t *testing.T) {
 			t.Parallel()
 			obs := withRecord(tc.obs())
 			before := renderObserved(obs)
-			p := PlanFor(DesiredFor(obs.Service), obs)
+			p := planFor(DesiredFor(obs.Service), obs)
 			if tc.dryRun {
 				p.DryRun = true
 				p.describe()
@@ -1024,7 +1024,7 @@ func TestPlanGolden(t *testing.T) {
 	}
 }
 
-func renderObserved(o *Observed) string {
+func renderObserved(o *observed) string {
 	return fmt.Sprintf("%#v", *o) + fmt.Sprintf("%#v %#v", o.Service, o.Policy)
 }
 
@@ -1033,7 +1033,7 @@ func renderObserved(o *Observed) string {
 // events caused by iapguard's own writes must find the service compliant.
 func TestPlanIdempotent(t *testing.T) {
 	t.Parallel()
-	starts := map[string]*Observed{
+	starts := map[string]*observed{
 		"direct-public": {Service: tService(invokerIAMOff), Policy: tPolicy(bind(roleInvoker, allUsers, "user:a@example.com")), Agent: tAgent},
 		"lb": {
 			Service: tService(), Policy: tPolicy(bind(roleInvoker, allAuthenticatedUsers), bind("roles/run.admin", "user:o@example.com")), Agent: tAgent,
@@ -1065,11 +1065,11 @@ func TestPlanIdempotent(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			obs = withRecord(obs)
-			p := PlanFor(DesiredFor(obs.Service), obs)
+			p := planFor(DesiredFor(obs.Service), obs)
 			if p.writes() == 0 {
 				t.Fatalf("start state %s needs no writes; the test needs one that does", name)
 			}
-			next := &Observed{Service: obs.Service.clone(), Policy: obs.Policy.clone(), Agent: obs.Agent, NEGs: obs.NEGs, Backends: slices.Clone(obs.Backends),
+			next := &observed{Service: obs.Service.clone(), Policy: obs.Policy.clone(), Agent: obs.Agent, NEGs: obs.NEGs, Backends: slices.Clone(obs.Backends),
 				AccessPolicies: obs.AccessPolicies, IAP: maps.Clone(obs.IAP)}
 			for _, part := range p.access.list() {
 				if part.after != nil {
@@ -1102,7 +1102,7 @@ func TestPlanIdempotent(t *testing.T) {
 					}
 				}
 			}
-			p2 := PlanFor(DesiredFor(next.Service), withRecord(next))
+			p2 := planFor(DesiredFor(next.Service), withRecord(next))
 			if n := p2.writes(); n != 0 {
 				t.Errorf("after applying the plan, PlanFor wants %d more writes:\n%s", n, renderPlan(p2))
 			}
@@ -1146,7 +1146,7 @@ func TestLookalikeLabelWarns(t *testing.T) {
 		s := tService()
 		delete(s.Labels, LabelKey)
 		s.Labels[k] = labelEnabled
-		p := PlanFor(DesiredFor(s), &Observed{Service: s})
+		p := planFor(DesiredFor(s), &observed{Service: s})
 		if p.Outcome != outcome.Skipped || len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "looks like") {
 			t.Errorf("label %q: outcome %s warnings %q, want skipped with a look-alike warning", k, p.Outcome, p.Warnings)
 		}
@@ -1154,7 +1154,7 @@ func TestLookalikeLabelWarns(t *testing.T) {
 	s := tService()
 	delete(s.Labels, LabelKey)
 	s.Labels["team"] = "web"
-	if p := PlanFor(DesiredFor(s), &Observed{Service: s}); len(p.Warnings) != 0 {
+	if p := planFor(DesiredFor(s), &observed{Service: s}); len(p.Warnings) != 0 {
 		t.Errorf("ordinary labels warned: %q", p.Warnings)
 	}
 }

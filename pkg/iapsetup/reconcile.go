@@ -142,7 +142,7 @@ type callOptions struct {
 // WithDryRun overrides Options.DryRun for one call.
 func WithDryRun(dryRun bool) CallOption { return func(c *callOptions) { c.dryRun = dryRun } }
 
-// WithAccessCheck always runs the who-can-pass check (Observed.CheckAccess),
+// WithAccessCheck always runs the who-can-pass check (observed.CheckAccess),
 // as operators' audits want; the function checks access only where it can
 // change something.
 func WithAccessCheck() CallOption { return func(c *callOptions) { c.checkAccess = true } }
@@ -251,14 +251,14 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptio
 	if d.Intent == Enforce || d.Intent == Unmanaged && d.Managed {
 		obs.marker = r.readMarker(ctx, ref.String(), obs.Service.Annotations[ManagedAnnotation], d.Intent == Enforce)
 	}
-	p := PlanFor(d, obs)
+	p := planFor(d, obs)
 	p.DryRun = co.dryRun
 	var rec *applyRecord
 	if d.Intent == Enforce {
 		// apply makes every write; the second read round (complete) runs
 		// while it writes the IAM policy, and the rest follows its plan.
 		first := p
-		p, rec, err = r.apply(ctx, first, func() *Plan { np, _ := r.complete(ctx, first, obs, nil); return np })
+		p, rec, err = r.apply(ctx, first, func() *plan { np, _ := r.complete(ctx, first, obs, nil); return np })
 	}
 	res.fill(p, rec)
 	if err != nil && errors.Is(err, ErrNotFound) {
@@ -292,7 +292,7 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptio
 // that failed, by backend path (a failed check never fails the reconcile).
 // It only reads, and changes obs alone: apply runs it while it writes the
 // IAM policy.
-func (r *Reconciler) complete(ctx context.Context, p *Plan, obs *Observed, extra []*BackendService) (*Plan, map[string]error) {
+func (r *Reconciler) complete(ctx context.Context, p *plan, obs *observed, extra []*BackendService) (*plan, map[string]error) {
 	need := p.needsFrontendCheck()
 	for _, b := range extra {
 		if !slices.ContainsFunc(need, func(n *BackendService) bool { return n.SelfLink == b.SelfLink }) {
@@ -316,22 +316,22 @@ func (r *Reconciler) complete(ctx context.Context, p *Plan, obs *Observed, extra
 		g.Go(func() error { obs.Neighbours = r.readNeighbours(ctx, p.Ref, neighbours, obs.Neighbours); return nil })
 	}
 	_ = g.Wait()
-	np := PlanFor(p.Desired, obs)
+	np := planFor(p.Desired, obs)
 	if n := np.needsNeighbours(); len(n) > 0 {
 		// Grants now planned on a shared backend: its services decide.
 		obs.Neighbours = r.readNeighbours(ctx, p.Ref, n, obs.Neighbours)
-		np = PlanFor(p.Desired, obs)
+		np = planFor(p.Desired, obs)
 	}
 	if res, proj := np.access.reads(); len(res) > 0 || proj != "" {
 		r.observeAccess(ctx, res, proj, obs)
-		np = PlanFor(p.Desired, obs)
+		np = planFor(p.Desired, obs)
 	}
 	np.DryRun = p.DryRun
 	return np, feErrs
 }
 
 // fill reports p as planned (rec nil) or as apply's record says it went.
-func (res *Result) fill(p *Plan, rec *applyRecord) {
+func (res *Result) fill(p *plan, rec *applyRecord) {
 	res.Mode = p.Mode
 	if rec == nil {
 		res.Outcome, res.Reason = p.Outcome, p.Reason
