@@ -20,7 +20,6 @@ import (
 	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/internal/demo"
 	"github.com/iapguard/iapguard/internal/stack"
-	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -139,7 +138,7 @@ func TestAccessGrantedFromPolicy(t *testing.T) {
 	if !svc.IapEnabled {
 		t.Error("IAP not on")
 	}
-	if got := recordedMembers(t, svc.Annotations[iapsetup.AccessAnnotation]); got != strings.Join(want, ",") {
+	if got := recordedMembers(t, svc.Annotations["iapguard.dev/access-granted"]); got != strings.Join(want, ",") {
 		t.Errorf("access annotation = %q, want the members iapguard granted", got)
 	}
 	// One IAP write, next to the usual IAM write and service update (which
@@ -182,7 +181,7 @@ func TestAccessPolicyChange(t *testing.T) {
 	if d := cmp.Diff(want, e.accessors(res)); d != "" {
 		t.Errorf("who may pass after the policy change (-want +got):\n%s", d)
 	}
-	if got := recordedMembers(t, e.service("shop").Annotations[iapsetup.AccessAnnotation]); got != "group:admins@example.com,group:web-team@example.com" {
+	if got := recordedMembers(t, e.service("shop").Annotations["iapguard.dev/access-granted"]); got != "group:admins@example.com,group:web-team@example.com" {
 		t.Errorf("access annotation = %q", got)
 	}
 	m := e.byUser("shop")
@@ -211,7 +210,7 @@ func TestAccessForeignMembersKept(t *testing.T) {
 	e.label("shop", map[string]string{"iap": "enabled", "iap-access": "web-users"})
 	e.settle()
 	// alice held the role already: iapguard does not record her as its own.
-	if got := recordedMembers(t, e.service("shop").Annotations[iapsetup.AccessAnnotation]); got != "group:web-team@example.com,serviceAccount:prober@demo-project.iam.gserviceaccount.com" {
+	if got := recordedMembers(t, e.service("shop").Annotations["iapguard.dev/access-granted"]); got != "group:web-team@example.com,serviceAccount:prober@demo-project.iam.gserviceaccount.com" {
 		t.Errorf("access annotation = %q", got)
 	}
 	e.mark()

@@ -304,7 +304,7 @@ func (f *soakFigures) accountSelfWrites(msgs []*outcome.Message) {
 		// reconcile sees them first: the one that made them, or one that
 		// iapguard's own concurrent write triggered.
 		confirms := !slices.ContainsFunc(m.Changes, func(c outcome.Change) bool {
-			return c.Field != "annotations["+iapsetup.AccessAnnotation+"]" || !strings.Contains(c.Before, `"pending"`)
+			return c.Field != "annotations[iapguard.dev/access-granted]" || !strings.Contains(c.Before, `"pending"`)
 		})
 		if why == "" && !confirms {
 			why = "no event by anyone else about the service was pending"

@@ -22,7 +22,6 @@ import (
 	"github.com/iapguard/iapguard/emulator/delivery"
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/stack"
-	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
 // Soak size and knobs. The defaults fit CI under -race; the full size is
@@ -279,8 +278,8 @@ func TestSoak(t *testing.T) {
 		t.Errorf("%d redundant writes:\n%s", fig.RedundantWrites, soakLines(soakFirst(fig.Redundant, 10)))
 	}
 	if len(fig.MarkerMissing) > 0 {
-		msg := fmt.Sprintf("%d labelled services lack the %s annotation (removing their label would be reported skipped, not opted-out): %v",
-			len(fig.MarkerMissing), iapsetup.ManagedAnnotation, fig.MarkerMissing)
+		msg := fmt.Sprintf("%d labelled services lack the iapguard.dev/managed annotation (removing their label would be reported skipped, not opted-out): %v",
+			len(fig.MarkerMissing), fig.MarkerMissing)
 		if *soakRequireMarker {
 			t.Error(msg)
 		} else {

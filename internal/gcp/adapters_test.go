@@ -64,7 +64,7 @@ func TestRunServices(t *testing.T) {
 	// Validate-only changes nothing.
 	before := e.Service(t, "hello")
 	u := &iapsetup.ServiceUpdate{Ref: helloRef, Etag: got.Etag, Ingress: iapsetup.Ingress("INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"), RequireInvokerIAM: true,
-		EnableIAP: true, Annotations: map[string]string{"owner": "web", iapsetup.ManagedAnnotation: "true"}, Source: got.Source, ValidateOnly: true}
+		EnableIAP: true, Annotations: map[string]string{"owner": "web", "iapguard.dev/managed": "true"}, Source: got.Source, ValidateOnly: true}
 	vs, err := a.UpdateService(ctx, u)
 	if err != nil {
 		t.Fatalf("UpdateService(validate only): %v", err)
@@ -86,7 +86,7 @@ func TestRunServices(t *testing.T) {
 	if stored.GetIngress() != runpb.IngressTraffic_INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER || !stored.GetIapEnabled() || stored.GetInvokerIamDisabled() {
 		t.Errorf("stored service after UpdateService: ingress %v iap %v invokerIamDisabled %v", stored.GetIngress(), stored.GetIapEnabled(), stored.GetInvokerIamDisabled())
 	}
-	if diff := cmp.Diff(map[string]string{"owner": "web", iapsetup.ManagedAnnotation: "true"}, stored.GetAnnotations()); diff != "" {
+	if diff := cmp.Diff(map[string]string{"owner": "web", "iapguard.dev/managed": "true"}, stored.GetAnnotations()); diff != "" {
 		t.Errorf("annotations (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(map[string]string{"iap": "enabled", "team": "web"}, stored.GetLabels()); diff != "" {

@@ -19,14 +19,14 @@ import (
 // pkg/iapsetup/access (Options.AccessPolicies).
 //
 // iapguard records the members it granted in the service annotation
-// AccessAnnotation and only ever removes members recorded there that the
+// accessAnnotation and only ever removes members recorded there that the
 // policy no longer lists; members anyone else granted are kept.
 const (
-	// AccessAnnotation records, as a sorted comma-separated list, the members
+	// accessAnnotation records, as a sorted comma-separated list, the members
 	// iapguard granted roles/iap.httpsResourceAccessor on the service's IAP
 	// resources. It is written in the same UpdateService call as the other
 	// service fields, after the grants succeeded.
-	AccessAnnotation = "iapguard.dev/access-granted"
+	accessAnnotation = "iapguard.dev/access-granted"
 	// roleAccessor is the IAP-secured Web App User role.
 	roleAccessor = "roles/iap.httpsResourceAccessor"
 	// maxAccessAnnotation bounds the annotation value iapguard writes.
@@ -41,7 +41,7 @@ func containsMember(ms []string, m string) bool {
 	return slices.ContainsFunc(ms, func(x string) bool { return sameMember(x, m) })
 }
 
-// parseGranted reads AccessAnnotation: valid, non-public members only;
+// parseGranted reads accessAnnotation: valid, non-public members only;
 // anything else (hand edits) is ignored and dropped on the next write.
 func parseGranted(v string) []string {
 	var out []string

@@ -55,9 +55,9 @@ type accessPlan struct {
 	// step; nothing granted, nothing revoked).
 	reject string
 	wanted []string // the policy's members (canonical)
-	// rec is the verified record (AccessAnnotation) and the signing key.
+	// rec is the verified record (accessAnnotation) and the signing key.
 	rec    *recordState
-	rawAnn string // AccessAnnotation as read
+	rawAnn string // accessAnnotation as read
 	// intent: apply recorded the grants as pending before making them.
 	intent bool
 	// keyErr: the record key could not be read; nothing is granted or
@@ -304,7 +304,7 @@ func (ap *accessPlan) writes() int {
 	return n
 }
 
-// annotation returns the AccessAnnotation value to record, or nil to leave
+// annotation returns the accessAnnotation value to record, or nil to leave
 // it as it is. Once applied it reflects the writes' results, per IAP
 // resource: members whose grant failed are not recorded, members whose
 // revocation failed stay recorded; a wanted member that already held the
@@ -396,7 +396,7 @@ func (ap *accessPlan) warnings() []string {
 			what = "no member iapguard can read"
 		}
 		w = append(w, fmt.Sprintf("the access record (annotation %s) does not verify: %s. It lists %s; iapguard revokes none of them and replaces the record with a signed one of what it grants from now on. Check who granted them: gcloud iap web get-iam-policy",
-			AccessAnnotation, ap.rec.why, what))
+			accessAnnotation, ap.rec.why, what))
 	}
 	if r := ap.recovered(); len(r) > 0 {
 		w = append(w, "found grants iapguard recorded as intended but never confirmed (the process stopped, or the service update failed, after granting): "+describeEntries(r)+"; they are recorded as iapguard's now")
@@ -532,7 +532,7 @@ func (ap *accessPlan) scope() string {
 		return "access policy " + ap.policy
 	case len(ap.rec.granted) > 0:
 		n := len(recordMembers(ap.rec.granted))
-		return fmt.Sprintf("no %s label: iapguard manages no access; the %d members it granted before are kept (annotation %s)", access.LabelKey, n, AccessAnnotation)
+		return fmt.Sprintf("no %s label: iapguard manages no access; the %d members it granted before are kept (annotation %s)", access.LabelKey, n, accessAnnotation)
 	}
 	return fmt.Sprintf("no %s label: access is not managed by iapguard", access.LabelKey)
 }

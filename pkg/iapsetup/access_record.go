@@ -21,7 +21,7 @@ import (
 	"github.com/iapguard/iapguard/pkg/iapsetup/internal/cache"
 )
 
-// The access record (AccessAnnotation) says which members iapguard granted
+// The access record (accessAnnotation) says which members iapguard granted
 // roles/iap.httpsResourceAccessor on which IAP resource. Anyone who may
 // update the service (run.services.update) can write the annotation, so a
 // record is trusted only when it carries a valid HMAC-SHA256 over the

@@ -55,7 +55,7 @@ type applyRecord struct {
 // concurrently (so someone may pass once IAP is on; a failed grant does
 // not stop enforcement), then the backend services and the service
 // concurrently — the service update records the grants that succeeded in
-// AccessAnnotation. Every write passes the guard in guard.go first.
+// accessAnnotation. Every write passes the guard in guard.go first.
 //
 // refine, when not nil, is the second read round (Reconciler.complete): it
 // runs while the IAM policy is written — the write and whether it is made
@@ -153,7 +153,7 @@ func (r *Reconciler) apply(ctx context.Context, p *plan, refine func() *plan) (*
 			// Report the record's change from what it was before the
 			// intent was written.
 			for i, c := range rec.service.changes {
-				if c.Field == "annotations["+AccessAnnotation+"]" {
+				if c.Field == "annotations["+accessAnnotation+"]" {
 					rec.service.changes[i].Before = rec.access.rawAnn
 				}
 			}
@@ -200,7 +200,7 @@ func (r *Reconciler) recordIntent(ctx context.Context, p *plan, rec *applyRecord
 	if ann == nil {
 		ann = map[string]string{}
 	}
-	ann[AccessAnnotation] = *v
+	ann[accessAnnotation] = *v
 	u := &ServiceUpdate{Ref: before.Ref, Etag: before.Etag, Source: before.Source, Annotations: ann}
 	if err := checkServiceUpdate(before, u); err != nil {
 		return fmt.Errorf("recording the grants as intended: %w", err)

@@ -152,9 +152,10 @@ type ServiceUpdate struct {
 	RequireInvokerIAM bool
 	// EnableIAP sets iapEnabled=true (Cloud Run built-in IAP).
 	EnableIAP bool
-	// Annotations, when not nil, replaces the service annotations: it is the
-	// map that was read plus ManagedAnnotation, with AccessAnnotation set,
-	// changed or removed.
+	// Annotations, when not nil, replaces the service annotations: it is
+	// the map that was read plus the managed marker (iapguard.dev/managed),
+	// with the access record (iapguard.dev/access-granted) set, changed or
+	// removed.
 	Annotations map[string]string
 	// ValidateOnly asks Cloud Run to validate without persisting.
 	ValidateOnly bool

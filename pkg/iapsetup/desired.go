@@ -14,13 +14,13 @@ const (
 	// labelEnabled and labelDisabled are the allowed values of LabelKey.
 	labelEnabled  = "enabled"
 	labelDisabled = "disabled"
-	// ManagedAnnotation marks a service iapguard enforces, so that removing
+	// managedAnnotation marks a service iapguard enforces, so that removing
 	// the label later is reported as opted-out rather than silently
 	// forgotten. Every reconcile of an enforced service that lacks it plans
 	// it: in the same UpdateService call as the first remediation, or alone
 	// when nothing else is to be written. iapguard never removes it.
-	ManagedAnnotation = "iapguard.dev/managed"
-	// managedValue is the value of ManagedAnnotation written without an
+	managedAnnotation = "iapguard.dev/managed"
+	// managedValue is the value of managedAnnotation written without an
 	// access-record key (and before markers were signed); with a key the
 	// value is signed (see marker.go) and only a verified marker makes a
 	// lost label opted-out.
@@ -56,16 +56,17 @@ type Desired struct {
 	// label is present at all.
 	Label    string
 	LabelSet bool
-	// Managed reports whether the service carries ManagedAnnotation with a
-	// value iapguard writes (isManagedMarker); whether iapguard can verify
-	// it wrote it is decided by the reconciler (observed.marker).
+	// Managed reports whether the service carries the annotation
+	// iapguard.dev/managed with a value iapguard writes (isManagedMarker);
+	// whether iapguard can verify it wrote it is decided by the reconciler
+	// (observed.marker).
 	Managed bool
 	// Access is the value of the iap-access label (the access policy name);
 	// AccessSet reports whether the label is present.
 	Access    string
 	AccessSet bool
-	// Granted is the raw value of AccessAnnotation: the members iapguard
-	// granted earlier.
+	// Granted is the raw value of the annotation
+	// iapguard.dev/access-granted: the members iapguard granted earlier.
 	Granted string
 }
 
@@ -74,7 +75,7 @@ func DesiredFor(s *Service) Desired {
 	if s == nil {
 		return Desired{}
 	}
-	d := Desired{Managed: isManagedMarker(s.Annotations[ManagedAnnotation]), Granted: s.Annotations[AccessAnnotation]}
+	d := Desired{Managed: isManagedMarker(s.Annotations[managedAnnotation]), Granted: s.Annotations[accessAnnotation]}
 	d.Label, d.LabelSet = s.Labels[LabelKey]
 	d.Access, d.AccessSet = s.Labels[access.LabelKey]
 	switch {
@@ -120,7 +121,7 @@ func (d Desired) reason(ref ServiceRef, marker *markerState) string {
 			what = "is labelled " + LabelKey + "=" + strings.TrimSpace(d.Label)
 		}
 		if d.Managed && marker != nil && marker.verified {
-			return "service " + what + " but iapguard managed it before (annotation " + ManagedAnnotation +
+			return "service " + what + " but iapguard managed it before (annotation " + managedAnnotation +
 				"): iapguard no longer enforces IAP on it and turned nothing off; IAP, ingress and IAM stay as they are"
 		}
 		if d.Managed {
@@ -129,7 +130,7 @@ func (d Desired) reason(ref ServiceRef, marker *markerState) string {
 				why = marker.why
 			}
 			return "service " + what + "; iapguard enforces IAP only on services labelled " + LabelKey + "=" + labelEnabled +
-				". It carries the annotation " + ManagedAnnotation + ", but iapguard cannot verify that it wrote it (" + why +
+				". It carries the annotation " + managedAnnotation + ", but iapguard cannot verify that it wrote it (" + why +
 				"), so this is not reported as opted-out; if iapguard did enforce IAP here, IAP, ingress and IAM stay as they are"
 		}
 		return "service " + what + "; iapguard enforces IAP only on services labelled " + LabelKey + "=" + labelEnabled

@@ -42,7 +42,7 @@ func TestUnenforced(t *testing.T) {
 	// A managed marker is not verified: skipped, never opted-out.
 	s := tService(func(s *Service) {
 		s.Labels = map[string]string{}
-		s.Annotations = map[string]string{ManagedAnnotation: managedValue}
+		s.Annotations = map[string]string{managedAnnotation: managedValue}
 	})
 	if res := Unenforced(s); res == nil || res.Outcome != outcome.Skipped {
 		t.Errorf("unlabelled with a marker: %+v, want skipped", res)

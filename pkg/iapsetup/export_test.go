@@ -62,3 +62,9 @@ func IsManagedMarker(v string) bool { return isManagedMarker(v) }
 type Observed = observed
 
 func PlanFor(d Desired, o *Observed) *plan { return planFor(d, o) }
+
+// The annotations iapguard writes, for the package's tests.
+const (
+	ManagedAnnotation = managedAnnotation
+	AccessAnnotation  = accessAnnotation
+)

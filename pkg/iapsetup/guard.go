@@ -18,7 +18,7 @@ func unsafeWrite(format string, args ...any) error {
 
 // checkServiceUpdate refuses an update that would loosen ingress, drop or
 // change an annotation other than adding the managed marker and recording
-// access grants (AccessAnnotation: valid, non-public members only), target
+// access grants (accessAnnotation: valid, non-public members only), target
 // another service, or be sent without the etag of the service it was
 // computed from.
 // (Turning IAP off and disabling the invoker IAM check cannot be expressed
@@ -43,26 +43,26 @@ func checkServiceUpdate(before *Service, u *ServiceUpdate) error {
 	}
 	if u.Annotations != nil {
 		for k, v := range before.Annotations {
-			if k == AccessAnnotation {
+			if k == accessAnnotation {
 				continue
 			}
-			if got, ok := u.Annotations[k]; k == ManagedAnnotation && ok && isManagedMarker(got) {
+			if got, ok := u.Annotations[k]; k == managedAnnotation && ok && isManagedMarker(got) {
 				continue // an unsigned or stale marker replaced by a signed one
 			} else if !ok || got != v {
 				return unsafeWrite("annotation %q of %s changed or removed", k, u.Ref)
 			}
 		}
 		for k, v := range u.Annotations {
-			if k == AccessAnnotation {
+			if k == accessAnnotation {
 				if old, ok := before.Annotations[k]; ok && old == v {
 					continue // kept as it was (possibly a record iapguard does not trust)
 				}
 				if err := checkGrantedAnnotation(v); err != nil {
-					return unsafeWrite("annotation %s of %s: %v", AccessAnnotation, u.Ref, err)
+					return unsafeWrite("annotation %s of %s: %v", accessAnnotation, u.Ref, err)
 				}
 				continue
 			}
-			if _, ok := before.Annotations[k]; !ok && (k != ManagedAnnotation || !isManagedMarker(v)) {
+			if _, ok := before.Annotations[k]; !ok && (k != managedAnnotation || !isManagedMarker(v)) {
 				return unsafeWrite("annotation %q=%q added to %s", k, v, u.Ref)
 			}
 		}

@@ -41,46 +41,46 @@ func TestCheckServiceUpdate(t *testing.T) {
 		{"ingress all", tService(), ok(func(u *ServiceUpdate) { u.Ingress = ingressAll }), true},
 		{"ingress unspecified", tService(), ok(func(u *ServiceUpdate) { u.Ingress = ingressUnspecified }), true},
 		{"add managed marker", before, ok(func(u *ServiceUpdate) {
-			u.Annotations = map[string]string{"owner": "web", ManagedAnnotation: managedValue}
+			u.Annotations = map[string]string{"owner": "web", managedAnnotation: managedValue}
 		}), false},
-		{"drop a foreign annotation", before, ok(func(u *ServiceUpdate) { u.Annotations = map[string]string{ManagedAnnotation: managedValue} }), true},
+		{"drop a foreign annotation", before, ok(func(u *ServiceUpdate) { u.Annotations = map[string]string{managedAnnotation: managedValue} }), true},
 		{"change a foreign annotation", before, ok(func(u *ServiceUpdate) {
-			u.Annotations = map[string]string{"owner": "x", ManagedAnnotation: managedValue}
+			u.Annotations = map[string]string{"owner": "x", managedAnnotation: managedValue}
 		}), true},
 		{"add a foreign annotation", before, ok(func(u *ServiceUpdate) {
 			u.Annotations = map[string]string{"owner": "web", "other": "1"}
 		}), true},
 		{"marker with another value", before, ok(func(u *ServiceUpdate) {
-			u.Annotations = map[string]string{"owner": "web", ManagedAnnotation: "false"}
+			u.Annotations = map[string]string{"owner": "web", managedAnnotation: "false"}
 		}), true},
 		{"record access grants", before, ok(func(u *ServiceUpdate) {
-			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: testRecord("group:web@example.com", "user:a@example.com")}
+			u.Annotations = map[string]string{"owner": "web", accessAnnotation: testRecord("group:web@example.com", "user:a@example.com")}
 		}), false},
 		{"change recorded grants", tService(grantedAnn("user:a@example.com")), ok(func(u *ServiceUpdate) {
 			u.Etag = tService().Etag
-			u.Annotations = map[string]string{AccessAnnotation: testRecord("group:web@example.com")}
+			u.Annotations = map[string]string{accessAnnotation: testRecord("group:web@example.com")}
 		}), false},
 		{"remove recorded grants", tService(grantedAnn("user:a@example.com")), ok(func(u *ServiceUpdate) {
 			u.Etag = tService().Etag
 			u.Annotations = map[string]string{}
 		}), false},
 		{"record a public member", before, ok(func(u *ServiceUpdate) {
-			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: "allUsers"}
+			u.Annotations = map[string]string{"owner": "web", accessAnnotation: "allUsers"}
 		}), true},
 		{"record a malformed member", before, ok(func(u *ServiceUpdate) {
-			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: "user:a@example.com,bob"}
+			u.Annotations = map[string]string{"owner": "web", accessAnnotation: "user:a@example.com,bob"}
 		}), true},
 		{"record unsorted members", before, ok(func(u *ServiceUpdate) {
-			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: `{"granted":{"projects/1/iap_web/compute/services/web":["user:b@example.com","user:a@example.com"]}}`}
+			u.Annotations = map[string]string{"owner": "web", accessAnnotation: `{"granted":{"projects/1/iap_web/compute/services/web":["user:b@example.com","user:a@example.com"]}}`}
 		}), true},
 		{"record a plain member list", before, ok(func(u *ServiceUpdate) {
-			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: "user:a@example.com"}
+			u.Annotations = map[string]string{"owner": "web", accessAnnotation: "user:a@example.com"}
 		}), true},
 		{"record on a resource that is not IAP", before, ok(func(u *ServiceUpdate) {
-			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: `{"granted":{"projects/1/iap_web":["user:a@example.com"]}}`}
+			u.Annotations = map[string]string{"owner": "web", accessAnnotation: `{"granted":{"projects/1/iap_web":["user:a@example.com"]}}`}
 		}), true},
 		{"record an empty value", before, ok(func(u *ServiceUpdate) {
-			u.Annotations = map[string]string{"owner": "web", AccessAnnotation: ""}
+			u.Annotations = map[string]string{"owner": "web", accessAnnotation: ""}
 		}), true},
 		{"no etag", before, ok(func(u *ServiceUpdate) { u.Etag = "" }), true},
 		{"stale etag", before, ok(func(u *ServiceUpdate) { u.Etag = "other" }), true},
@@ -425,7 +425,7 @@ func TestApplyRefusesUnsafeAccessWrites(t *testing.T) {
 				}
 			}
 			for _, c := range res.Changes {
-				if strings.Contains(c.Field, AccessAnnotation) {
+				if strings.Contains(c.Field, accessAnnotation) {
 					t.Errorf("a refused grant was recorded: %+v", c)
 				}
 			}

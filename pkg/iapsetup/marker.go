@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// The managed marker (ManagedAnnotation) turns a lost label into the
+// The managed marker (managedAnnotation) turns a lost label into the
 // opted-out outcome. Anyone who may update the service can write the
 // annotation, so opted-out is reported only for a marker iapguard can
 // verify: with an access-record key configured (IAPGUARD_RECORD_KEY, see
@@ -49,7 +49,7 @@ type signedMarker struct {
 // markerMAC is the signature of the marker of service.
 func markerMAC(key []byte, service string) string {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte(ManagedAnnotation + "\x00" + service))
+	m.Write([]byte(managedAnnotation + "\x00" + service))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 

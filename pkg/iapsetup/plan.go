@@ -735,7 +735,7 @@ type servicePart struct {
 
 // planService is pure. It is called only for services iapguard enforces
 // (labelled iap=enabled, in scope). lb reports whether the service is in
-// load-balancer mode; access, when not nil, is the AccessAnnotation value
+// load-balancer mode; access, when not nil, is the accessAnnotation value
 // to record ("" removes it).
 //
 // A missing managed marker is itself a planned write, whatever else the
@@ -776,15 +776,15 @@ func planService(s *Service, d Desired, lb bool, access *string, marker *markerS
 		}
 		return u.Annotations
 	}
-	if cur, ok := s.Annotations[AccessAnnotation]; access != nil && (*access != cur || (*access == "" && ok)) {
+	if cur, ok := s.Annotations[accessAnnotation]; access != nil && (*access != cur || (*access == "" && ok)) {
 		if *access == "" {
-			delete(annotations(), AccessAnnotation)
+			delete(annotations(), accessAnnotation)
 		} else {
-			annotations()[AccessAnnotation] = *access
+			annotations()[accessAnnotation] = *access
 		}
-		sp.changes = append(sp.changes, outcome.Change{Resource: name, Field: "annotations[" + AccessAnnotation + "]", Before: cur, After: *access})
+		sp.changes = append(sp.changes, outcome.Change{Resource: name, Field: "annotations[" + accessAnnotation + "]", Before: cur, After: *access})
 	}
-	cur := s.Annotations[ManagedAnnotation]
+	cur := s.Annotations[managedAnnotation]
 	want := cur
 	switch {
 	case marker != nil && marker.want != "":
@@ -793,8 +793,8 @@ func planService(s *Service, d Desired, lb bool, access *string, marker *markerS
 		want = managedValue
 	}
 	if want != cur {
-		annotations()[ManagedAnnotation] = want
-		sp.changes = append(sp.changes, outcome.Change{Resource: name, Field: "annotations[" + ManagedAnnotation + "]", Before: cur, After: want})
+		annotations()[managedAnnotation] = want
+		sp.changes = append(sp.changes, outcome.Change{Resource: name, Field: "annotations[" + managedAnnotation + "]", Before: cur, After: want})
 	}
 	if !u.empty() {
 		sp.update = u

@@ -53,7 +53,7 @@ func managed(s *Service) {
 	if s.Annotations == nil {
 		s.Annotations = map[string]string{}
 	}
-	s.Annotations[ManagedAnnotation] = managedValue
+	s.Annotations[managedAnnotation] = managedValue
 }
 
 func ingress(i Ingress) func(*Service) { return func(s *Service) { s.Ingress = i } }
@@ -146,7 +146,7 @@ func withRecord(obs *observed) *observed {
 		}
 		return testRecordKey, nil
 	}
-	raw := obs.Service.Annotations[AccessAnnotation]
+	raw := obs.Service.Annotations[accessAnnotation]
 	if raw != "" && !strings.HasPrefix(raw, "{") {
 		probe := *obs
 		p := planFor(DesiredFor(obs.Service), &probe)
@@ -155,8 +155,8 @@ func withRecord(obs *observed) *observed {
 			entries[part.res.Name] = parseGranted(raw)
 		}
 		obs.Service = obs.Service.clone()
-		obs.Service.Annotations[AccessAnnotation] = formatRecord(obs.Service.Ref.String(), entries, &testRecordKey)
-		raw = obs.Service.Annotations[AccessAnnotation]
+		obs.Service.Annotations[accessAnnotation] = formatRecord(obs.Service.Ref.String(), entries, &testRecordKey)
+		raw = obs.Service.Annotations[accessAnnotation]
 	}
 	k := testRecordKey
 	obs.record = verifyRecord(obs.Service.Ref.String(), raw, lookup, &k, nil)
@@ -168,7 +168,7 @@ func grantedAnn(v string) func(*Service) {
 		if s.Annotations == nil {
 			s.Annotations = map[string]string{}
 		}
-		s.Annotations[AccessAnnotation] = v
+		s.Annotations[accessAnnotation] = v
 	}
 }
 
@@ -1126,8 +1126,8 @@ func TestDesiredFor(t *testing.T) {
 		{"disabled", &Service{Labels: map[string]string{"iap": "disabled"}}, Desired{Intent: Unmanaged, Label: "disabled", LabelSet: true}},
 		{"empty value", &Service{Labels: map[string]string{"iap": ""}}, Desired{Intent: Invalid, Label: "", LabelSet: true}},
 		{"other value", &Service{Labels: map[string]string{"iap": "on"}}, Desired{Intent: Invalid, Label: "on", LabelSet: true}},
-		{"managed without label", &Service{Annotations: map[string]string{ManagedAnnotation: "true"}}, Desired{Managed: true}},
-		{"marker with other value is not managed", &Service{Annotations: map[string]string{ManagedAnnotation: "yes"}}, Desired{}},
+		{"managed without label", &Service{Annotations: map[string]string{managedAnnotation: "true"}}, Desired{Managed: true}},
+		{"marker with other value is not managed", &Service{Annotations: map[string]string{managedAnnotation: "yes"}}, Desired{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

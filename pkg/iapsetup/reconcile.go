@@ -249,7 +249,7 @@ func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptio
 		obs.record = r.readRecord(ctx, ref.String(), d.Granted)
 	}
 	if d.Intent == Enforce || d.Intent == Unmanaged && d.Managed {
-		obs.marker = r.readMarker(ctx, ref.String(), obs.Service.Annotations[ManagedAnnotation], d.Intent == Enforce)
+		obs.marker = r.readMarker(ctx, ref.String(), obs.Service.Annotations[managedAnnotation], d.Intent == Enforce)
 	}
 	p := planFor(d, obs)
 	p.DryRun = co.dryRun
