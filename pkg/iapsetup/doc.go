@@ -1,8 +1,26 @@
 // Package iapsetup keeps Cloud Run services labelled iap=enabled behind
 // Identity-Aware Proxy: it reads the desired state from labels, observes the
 // live state, computes a plan of named steps and applies it. It holds no
-// transport code; it talks to Google Cloud through the small interfaces in
-// deps.go (internal/gcp implements them over the official clients).
+// transport code.
+//
+// # The API
+//
+// Build one Reconciler per process with New(Deps, Options). Deps are the
+// Google APIs it talks to, one small interface each (deps.go): CloudRun,
+// Compute, AgentIdentity (Service Usage) and, optional, IAPPolicies and
+// RecordKeys (Secret Manager); internal/gcp implements them over the
+// official clients. Options.Scope, a ScopeCheck such as
+// pkg/iapsetup/scope's Scope, names the projects iapguard may touch; the
+// other options have defaults.
+//
+// Reconcile(ctx, ServiceRef) makes one service comply and returns a Result:
+// outcome, mode, steps and changes in pkg/outcome's vocabulary.
+// ResolveBackend, ResolveNEG and ResolveRegion map what an event names (a
+// backend service, a NEG, a region) to the Candidates behind it, which the
+// caller reconciles one by one. Diagnose is the dry run behind iapctl
+// doctor; Unenforced is the labels-only verdict audits give the services
+// they list but do not reconcile. Errors classify as ErrTransient or
+// ErrPermanent (see Errors below).
 //
 // # The path of one event
 //
@@ -64,73 +82,59 @@
 //     in load-balancer mode, projects/N/iap_web/cloud_run-R/services/S in
 //     direct mode): who holds roles/iap.httpsResourceAccessor there or on
 //     the project's iap_web. With the label iap-access=POLICY, the members
-//     of that access policy (Options.AccessPolicies) are granted, and
-//     members iapguard granted before (annotation
+//     of that access policy (Options.AccessPolicies) are granted, and those
+//     iapguard granted before (its signed record, annotation
 //     iapguard.dev/access-granted) that the policy dropped are revoked;
 //     members anyone else granted are never touched. Unknown policy →
 //     rejected, nothing granted (IAP is still enforced). Nobody can pass →
 //     warning. See access.go and docs/access.md.
 //
-// Label absent or iap=disabled → skipped; a service iapguard enforced
-// before (annotation iapguard.dev/managed, signed by iapguard: marker.go)
-// that loses its label → opted-out (a marker iapguard cannot verify →
-// skipped, saying so); any other label value → rejected. Nothing is ever turned off.
-// The marker is planned for every enforced service that lacks it, with
-// the first remediation's service update or, when nothing else is to be
-// written (the service already complied, or the update that carried it
-// failed after the other writes succeeded), in an update of its own; the
-// outcome is then remediated with the marker as the one change. Dry runs
-// plan it like any other change.
+// Label absent or iap=disabled → skipped; any other value → rejected. A
+// service iapguard enforced before (annotation iapguard.dev/managed,
+// signed: marker.go) that loses its label → opted-out (a marker iapguard
+// cannot verify → skipped, saying so). Nothing is ever turned off. An
+// enforced service that lacks the marker gets it with the first
+// remediation's service update or, when nothing else is to be written, in
+// an update of its own (a remediated outcome whose one change is the
+// marker; dry runs plan it like any other change).
 //
 // # Reads and writes
 //
-// Observation is one concurrent round: service, IAM policy, agent (cached),
-// the region's serverless NEGs and the project's backend services
-// (aggregatedList). A second concurrent round, only for services labelled
-// iap=enabled and only where the first shows it is needed, reads the IAP
-// policy of each IAP resource guarding the service and the project-wide
-// iap_web policy (cached per project) — when the service declares an
-// access policy or IAP is being turned on — and runs the HTTPS-frontend
-// check for backend services about to change. It runs concurrently with
-// the IAM policy write, which depends on the first round alone, so a
-// remediation takes four sequential rounds: reads → IAM write ∥ second
-// reads → service update and backend patches → their operations. A warm
-// compliant service costs four reads (five with an access policy) and no
-// write.
+// The first read round is concurrent: service, IAM policy, agent (cached),
+// the region's serverless NEGs and the project's backend services. A
+// second round, only where the first shows it is needed, reads the IAP
+// policies that decide who may pass (the project-wide one cached) and
+// checks the HTTPS frontend of backend services about to change; it
+// overlaps the IAM policy write. A warm compliant service costs four reads
+// (five with an access policy) and no write.
 //
-// Every write is made in apply.go. Writes are combined per resource — one
-// SetIamPolicy, one UpdateService with an explicit mask, one patch per
-// backend service — each a read-modify-write with the resource's etag or
-// fingerprint; a conflict (ABORTED / 412) re-reads that resource,
-// recomputes its part with the same pure functions (in apply's record; the
-// plan is never changed) and retries, bounded. The IAM write goes first;
-// if it fails nothing else is written (IAP must not be switched on
-// before its agent may invoke the service). Access grants come next, so
-// that someone may pass once IAP is on; a failed grant does not stop
-// enforcement, and the service update records only grants that
-// succeeded. Every write passes a guard (guard.go) that refuses, as a bug,
-// anything that would add a public member, drop a foreign binding, member
-// or annotation, grant a member the access policy does not list, revoke a
-// member iapguard did not grant, loosen ingress, or be sent without a
-// precondition; turning IAP off or disabling the invoker IAM check cannot
-// even be expressed.
+// Every write is made in apply.go, one per resource (SetIamPolicy,
+// UpdateService with an explicit mask, a patch per backend service), each a
+// read-modify-write guarded by the resource's etag or fingerprint; a
+// conflict (ABORTED / 412) re-reads that resource, recomputes its part and
+// retries, bounded. The IAM write goes first and, if it fails, nothing else
+// is written (IAP must not be switched on before its agent may invoke the
+// service); access grants come next, so that someone may pass once IAP is
+// on (a failed grant does not stop enforcement). Every write passes a guard
+// (guard.go) that refuses, as a bug, anything that would add a public
+// member, drop a foreign binding, member or annotation, grant a member the
+// access policy does not list, revoke one iapguard did not grant, loosen
+// ingress, or be sent without a precondition; turning IAP off or disabling
+// the invoker IAM check cannot even be expressed.
 //
-// Dry runs plan and report; IAM, IAP and Compute writes are skipped (those
-// APIs have no validate-only mode) and the service update is sent with
-// validate_only. Dry runs do call generateServiceIdentity (idempotent; it
-// creates the IAP agent if missing, which grants nothing).
+// Dry runs plan and report: IAM, IAP and Compute writes are skipped, the
+// service update is sent with validate_only, and generateServiceIdentity
+// (idempotent; it grants nothing) is still called.
 //
 // # Errors
 //
-// Reconcile returns a Result for every service and an error when it
-// could not finish; errors.Is(err, ErrTransient) (throttling,
-// unavailability, deadlines, conflicts left after retries) means redelivery
-// is worthwhile, ErrPermanent (permission denied, invalid, refused unsafe
-// writes) means a person must act — Result.Reason and the failed step say
-// what, usually with a gcloud command. A missing service is skipped with no
-// error; a project outside the scope (Options.Scope, pkg/iapsetup/scope)
-// is rejected with no API call at all (when the scope has folder entries and no id or pattern matches: after
-// reading the project's ancestry through Resource Manager, cached); a
-// resolver refuses such a project with a *ScopeError, whose Result the
-// caller reports.
+// Reconcile returns a Result for every service, and an error when it could
+// not finish: errors.Is(err, ErrTransient) (throttling, unavailability,
+// deadlines, conflicts left after retries) means redelivery is worthwhile;
+// ErrPermanent (permission denied, invalid, refused unsafe writes) means a
+// person must act, and Result.Reason says what, usually with a gcloud
+// command. A missing service is skipped with no error. A project outside
+// Options.Scope is rejected before any call to it (a scope with folder
+// entries may first read the project's ancestry, cached); a resolver
+// refuses it with a *ScopeError, whose Result the caller reports.
 package iapsetup
