@@ -285,7 +285,7 @@ func diagnose(in *inspection) doctorReport {
 	case outcome.StepWarning:
 		add("ingress", findingWarning, st.Message, "")
 	default:
-		add("ingress", findingOK, cmp.Or(st.Message, "ingress "+ingressName(in.Service.Ingress)), "")
+		add("ingress", findingOK, cmp.Or(st.Message, "ingress "+gcloudIngress(in.Service.Ingress)), "")
 	}
 
 	// Cloud Run's built-in IAP, when the plan relies on it
@@ -350,8 +350,6 @@ func accessWhenIAPOff(msg string) string {
 	}
 	return msg
 }
-
-func ingressName(i iapsetup.Ingress) string { return gcloudIngress(string(i)) }
 
 func writeDoctor(w io.Writer, rep doctorReport) {
 	fmt.Fprintf(w, "doctor: %s\n\n", rep.Name)

@@ -35,7 +35,7 @@ func TestRunServices(t *testing.T) {
 		t.Fatalf("GetService: %v", err)
 	}
 	want := &iapsetup.Service{Ref: helloRef, Labels: map[string]string{"iap": "enabled", "team": "web"},
-		Annotations: map[string]string{"owner": "web"}, Ingress: iapsetup.Ingress("INGRESS_TRAFFIC_ALL"), InvokerIAMDisabled: true, Etag: got.Etag}
+		Annotations: map[string]string{"owner": "web"}, Ingress: "INGRESS_TRAFFIC_ALL", InvokerIAMDisabled: true, Etag: got.Etag}
 	if diff := cmp.Diff(want, got, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Source" }, cmp.Ignore()),
 		cmpopts.IgnoreUnexported(iapsetup.Service{})); diff != "" {
 		t.Errorf("GetService (-want +got):\n%s", diff)
@@ -63,13 +63,13 @@ func TestRunServices(t *testing.T) {
 
 	// Validate-only changes nothing.
 	before := e.Service(t, "hello")
-	u := &iapsetup.ServiceUpdate{Ref: helloRef, Etag: got.Etag, Ingress: iapsetup.Ingress("INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"), RequireInvokerIAM: true,
+	u := &iapsetup.ServiceUpdate{Ref: helloRef, Etag: got.Etag, Ingress: "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", RequireInvokerIAM: true,
 		EnableIAP: true, Annotations: map[string]string{"owner": "web", "iapguard.dev/managed": "true"}, Source: got.Source, ValidateOnly: true}
 	vs, err := a.UpdateService(ctx, u)
 	if err != nil {
 		t.Fatalf("UpdateService(validate only): %v", err)
 	}
-	if vs.Ingress != iapsetup.Ingress("INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER") || !vs.IAPEnabled || vs.InvokerIAMDisabled {
+	if vs.Ingress != "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER" || !vs.IAPEnabled || vs.InvokerIAMDisabled {
 		t.Errorf("UpdateService(validate only) returned %+v, want the would-be service", vs)
 	}
 	if after := e.Service(t, "hello"); after.GetEtag() != before.GetEtag() || after.GetIngress() != before.GetIngress() {

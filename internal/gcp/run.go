@@ -108,7 +108,7 @@ func (a *RunAdapter) UpdateService(ctx context.Context, u *iapsetup.ServiceUpdat
 	}
 	svc.Name, svc.Etag = u.Ref.String(), u.Etag
 	if u.Ingress != "" {
-		v, ok := runpb.IngressTraffic_value[string(u.Ingress)]
+		v, ok := runpb.IngressTraffic_value[u.Ingress]
 		if !ok {
 			return nil, fmt.Errorf("updating Cloud Run service %s: unknown ingress %q", u.Ref, u.Ingress)
 		}
@@ -206,7 +206,7 @@ func fromRunService(s *runpb.Service) (*iapsetup.Service, error) {
 		Ref:                ref,
 		Labels:             s.GetLabels(),
 		Annotations:        s.GetAnnotations(),
-		Ingress:            iapsetup.Ingress(s.GetIngress().String()),
+		Ingress:            s.GetIngress().String(),
 		InvokerIAMDisabled: s.GetInvokerIamDisabled(),
 		IAPEnabled:         s.GetIapEnabled(),
 		Etag:               s.GetEtag(),

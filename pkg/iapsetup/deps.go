@@ -146,8 +146,9 @@ type ServiceUpdate struct {
 	// Etag is the precondition: the etag of the service read this update
 	// was computed from.
 	Etag string
-	// Ingress, when not empty, is the new ingress setting.
-	Ingress Ingress
+	// Ingress, when not empty, is the new ingress setting (a Cloud Run v2
+	// enum name, as Service.Ingress).
+	Ingress string
 	// RequireInvokerIAM sets invokerIamDisabled=false.
 	RequireInvokerIAM bool
 	// EnableIAP sets iapEnabled=true (Cloud Run built-in IAP).

@@ -34,10 +34,10 @@ func checkServiceUpdate(before *Service, u *ServiceUpdate) error {
 		return unsafeWrite("update of %s without the etag of the read it was computed from", u.Ref)
 	}
 	if u.Ingress != "" {
-		if u.Ingress.strictness() < ingressInternalLoadBalancer.strictness() {
+		if ingressStrictness(u.Ingress) < ingressStrictness(ingressInternalLoadBalancer) {
 			return unsafeWrite("ingress of %s to %s", u.Ref, u.Ingress)
 		}
-		if u.Ingress.strictness() < before.Ingress.strictness() {
+		if ingressStrictness(u.Ingress) < ingressStrictness(before.Ingress) {
 			return unsafeWrite("ingress of %s loosened from %s to %s", u.Ref, before.Ingress, u.Ingress)
 		}
 	}

@@ -755,13 +755,13 @@ func planService(s *Service, d Desired, lb bool, access *string, marker *markerS
 		switch {
 		case s.Ingress == ingressAll:
 			u.Ingress = ingressInternalLoadBalancer
-			sp.changes = append(sp.changes, outcome.Change{Resource: name, Field: "ingress", Before: string(s.Ingress), After: string(u.Ingress)})
-		case s.Ingress.strictness() > ingressInternalLoadBalancer.strictness():
+			sp.changes = append(sp.changes, outcome.Change{Resource: name, Field: "ingress", Before: s.Ingress, After: u.Ingress})
+		case ingressStrictness(s.Ingress) > ingressStrictness(ingressInternalLoadBalancer):
 			sp.warnings = append(sp.warnings, fmt.Sprintf("ingress %s is stricter than %s and is kept; note that an external load balancer cannot reach the service with it",
 				s.Ingress, ingressInternalLoadBalancer))
-		case s.Ingress.strictness() < 0:
+		case ingressStrictness(s.Ingress) < 0:
 			sp.warnings = append(sp.warnings, fmt.Sprintf("ingress is %q (no serving revision?); iapguard sets %s once Cloud Run reports a setting",
-				string(s.Ingress), ingressInternalLoadBalancer))
+				s.Ingress, ingressInternalLoadBalancer))
 		}
 	} else if !s.IAPEnabled {
 		u.EnableIAP = true
@@ -825,11 +825,11 @@ func (sp *servicePart) ingressStep(svc string) (outcome.Step, string) {
 	case in == ingressAll:
 		s.Result, s.Message = outcome.StepChanged, "set "+what
 	case in == ingressInternalLoadBalancer:
-		s.Result, s.Message = outcome.StepOK, "ingress is "+string(in)
-	case in.strictness() > ingressInternalLoadBalancer.strictness():
+		s.Result, s.Message = outcome.StepOK, "ingress is "+in
+	case ingressStrictness(in) > ingressStrictness(ingressInternalLoadBalancer):
 		s.Result, s.Message = outcome.StepWarning, fmt.Sprintf("ingress %s is stricter than %s; kept (iapguard never loosens ingress), but an external load balancer cannot reach the service", in, ingressInternalLoadBalancer)
 	default:
-		s.Result, s.Message = outcome.StepWarning, fmt.Sprintf("ingress is %q; left alone until Cloud Run reports a setting", string(in))
+		s.Result, s.Message = outcome.StepWarning, fmt.Sprintf("ingress is %q; left alone until Cloud Run reports a setting", in)
 	}
 	return s, "set " + what
 }
@@ -856,7 +856,7 @@ func (sp *servicePart) fix() string {
 	ref := u.Ref
 	var flags []string
 	if u.Ingress != "" {
-		flags = append(flags, "--ingress="+u.Ingress.gcloudFlag())
+		flags = append(flags, "--ingress="+ingressFlag(u.Ingress))
 	}
 	if u.RequireInvokerIAM {
 		flags = append(flags, "--invoker-iam-check")

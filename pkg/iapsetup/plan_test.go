@@ -56,7 +56,7 @@ func managed(s *Service) {
 	s.Annotations[managedAnnotation] = managedValue
 }
 
-func ingress(i Ingress) func(*Service) { return func(s *Service) { s.Ingress = i } }
+func ingress(i string) func(*Service) { return func(s *Service) { s.Ingress = i } }
 
 func iapOn(s *Service) { s.IAPEnabled = true }
 

@@ -80,7 +80,7 @@ type propCase struct {
 	name        string
 	labels      map[string]string
 	annotations map[string]string
-	ingress     iapsetup.Ingress
+	ingress     string
 	invokerOff  bool
 	iapOn       bool
 	version     int32
@@ -216,14 +216,14 @@ type propGrant struct{ role, cond, member string }
 
 type propPosture struct {
 	labels, annotations map[string]string
-	ingress             iapsetup.Ingress
+	ingress             string
 	invokerOff, iapOn   bool
 	grants              map[propGrant]bool
 	backends            map[string][2]bool // path → {iap, cdn}
 }
 
-func propStrictness(i iapsetup.Ingress) int {
-	return slices.Index([]iapsetup.Ingress{iapsetup.IngressAll, iapsetup.IngressInternalLoadBalancer, iapsetup.IngressInternalOnly, iapsetup.IngressNone}, i)
+func propStrictness(i string) int {
+	return slices.Index([]string{iapsetup.IngressAll, iapsetup.IngressInternalLoadBalancer, iapsetup.IngressInternalOnly, iapsetup.IngressNone}, i)
 }
 
 func propIsAgent(m string) bool { return strings.EqualFold(m, "serviceAccount:"+propAgent) }
@@ -851,7 +851,7 @@ func propCheckPlan(t *testing.T, c *propCase, m *propCloud) {
 				bad = "an IAM member other than a public one removed"
 			}
 		case ch.Field == "ingress":
-			if propStrictness(iapsetup.Ingress(ch.After)) < max(propStrictness(iapsetup.Ingress(ch.Before)), propStrictness(iapsetup.IngressInternalLoadBalancer)) {
+			if propStrictness(ch.After) < max(propStrictness(ch.Before), propStrictness(iapsetup.IngressInternalLoadBalancer)) {
 				bad = "ingress loosened"
 			}
 		case ch.Field == "iapEnabled", ch.Field == "iap.enabled":
@@ -961,7 +961,7 @@ func propEmulatedPosture(t *testing.T, e *testEnv, c *propCase) propPosture {
 	t.Helper()
 	s := e.Service(t, c.name)
 	p := propPosture{
-		labels: s.GetLabels(), annotations: s.GetAnnotations(), ingress: iapsetup.Ingress(s.GetIngress().String()),
+		labels: s.GetLabels(), annotations: s.GetAnnotations(), ingress: s.GetIngress().String(),
 		invokerOff: s.GetInvokerIamDisabled(), iapOn: s.GetIapEnabled(), grants: map[propGrant]bool{}, backends: map[string][2]bool{},
 	}
 	for _, b := range e.Policy(t, c.name).GetBindings() {

@@ -32,21 +32,19 @@ func (r ServiceRef) validate() error {
 	return nil
 }
 
-// Ingress is a Cloud Run v2 ingress setting, named as in the API enum.
-type Ingress string
-
-// Ingress values.
+// Cloud Run v2 ingress settings, named as in the API enum (Service.Ingress,
+// ServiceUpdate.Ingress).
 const (
-	ingressUnspecified          Ingress = "INGRESS_TRAFFIC_UNSPECIFIED"
-	ingressAll                  Ingress = "INGRESS_TRAFFIC_ALL"
-	ingressInternalLoadBalancer Ingress = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
-	ingressInternalOnly         Ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
-	ingressNone                 Ingress = "INGRESS_TRAFFIC_NONE"
+	ingressUnspecified          = "INGRESS_TRAFFIC_UNSPECIFIED"
+	ingressAll                  = "INGRESS_TRAFFIC_ALL"
+	ingressInternalLoadBalancer = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+	ingressInternalOnly         = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+	ingressNone                 = "INGRESS_TRAFFIC_NONE"
 )
 
-// strictness orders ingress settings from open (0) to closed; unknown and
-// unspecified values are -1.
-func (i Ingress) strictness() int {
+// ingressStrictness orders ingress settings from open (0) to closed;
+// unknown and unspecified values are -1.
+func ingressStrictness(i string) int {
 	switch i {
 	case ingressAll:
 		return 0
@@ -60,8 +58,8 @@ func (i Ingress) strictness() int {
 	return -1
 }
 
-// gcloudFlag is the gcloud --ingress value.
-func (i Ingress) gcloudFlag() string {
+// ingressFlag is the gcloud --ingress value of i.
+func ingressFlag(i string) string {
 	switch i {
 	case ingressAll:
 		return "all"
@@ -72,7 +70,7 @@ func (i Ingress) gcloudFlag() string {
 	case ingressNone:
 		return "none"
 	}
-	return string(i)
+	return i
 }
 
 // Service is the part of a Cloud Run service iapguard observes and owns.
@@ -83,7 +81,9 @@ type Service struct {
 	Ref         ServiceRef
 	Labels      map[string]string
 	Annotations map[string]string
-	Ingress     Ingress
+	// Ingress is the ingress setting as the Cloud Run v2 API enum names it
+	// (INGRESS_TRAFFIC_ALL, ...).
+	Ingress string
 	// InvokerIAMDisabled true means anyone can invoke the service without
 	// the run.routes.invoke check.
 	InvokerIAMDisabled bool
