@@ -122,12 +122,12 @@ func runEnforce(ctx context.Context, s *streams, f *enforceFlags, args []string)
 		rep.Services = orEmpty(rep.Services)
 	} else {
 		ref := iapsetup.ServiceRef{Project: f.project, Region: f.region, Name: args[0]}
-		svc, err := sess.getService(ctx, ref)
+		svc, err := sess.clients.RunAdapter.GetService(ctx, ref)
 		if err != nil {
 			if interrupted(ctx) {
 				return withCode(ExitInterrupted, &interruptedError{unit: "service(s)", notStarted: 1})
 			}
-			return fail(err)
+			return fail(sess.serviceError(ctx, ref, err))
 		}
 		// Once started, the reconcile finishes despite an interrupt
 		// (finishContext), so the service is not left partly changed.

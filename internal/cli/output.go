@@ -71,9 +71,6 @@ func shortResource(name string) string {
 	return name
 }
 
-// changeText renders one change for a person.
-func changeText(c outcome.Change) string { return changeTextFields(c.Field, c.Before, c.After) }
-
 // ingressWords spells Cloud Run's ingress values as gcloud does
 // (--ingress=all|internal|internal-and-cloud-load-balancing): text output
 // uses these; JSON output keeps the API's values, as the outcome schema
@@ -124,7 +121,7 @@ func outcomeLine(m *outcome.Message, byTrigger bool) string {
 	}
 	var cs []string
 	for _, c := range m.Changes {
-		cs = append(cs, changeText(c))
+		cs = append(cs, changeTextFields(c.Field, c.Before, c.After))
 	}
 	detail := strings.Join(cs, "; ")
 	if m.Reason != "" {

@@ -352,13 +352,11 @@ func sandboxTable(ctx context.Context, w io.Writer, st *stack.Stack, c *demo.Cli
 		}
 		label := dash(svc.GetLabels()["iap"])
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", e.Service, label, lastShown, planNow, dash(string(plan.Mode)),
-			ingressShort(svc.GetIngress()), iapState(ctx, c, st.Project.ID, svc, plan), yesNo(isPublic(pol)), mark)
+			gcloudIngress(svc.GetIngress().String()), iapState(ctx, c, st.Project.ID, svc, plan), yesNo(isPublic(pol)), mark)
 	}
 	tw.Flush()
 	return all, nil
 }
-
-func ingressShort(i runpb.IngressTraffic) string { return gcloudIngress(i.String()) }
 
 // policyV3 asks for policies in version 3, so conditional bindings come
 // back with their conditions (a lower version returns them without, under

@@ -99,20 +99,6 @@ func (f *opFlags) add(cmd *cobra.Command, ru regionUse, timeout time.Duration) {
 	fl.StringVar(&f.accessFile, "access-policies", "", "the function's access policy file, so plans match its own (default $"+envAccess+"; docs/access.md)")
 }
 
-// reconcilerOptions returns the reconciler options for the session: scope,
-// dry run and the access policies of --access-policies.
-func (f *opFlags) reconcilerOptions(sc scope.Scope, dryRun bool) (iapsetup.Options, error) {
-	o := iapsetup.Options{Scope: sc, DryRun: dryRun}
-	if f.accessFile != "" {
-		a, err := access.Load(f.accessFile)
-		if err != nil {
-			return o, fmt.Errorf("--access-policies: %w", err)
-		}
-		o.AccessPolicies = a
-	}
-	return o, nil
-}
-
 // defaultProject returns project, else $GOOGLE_CLOUD_PROJECT, else
 // $CLOUDSDK_CORE_PROJECT.
 func defaultProject(ctx context.Context, project string) string {
@@ -250,9 +236,13 @@ func connect(ctx context.Context, project string, ro iapsetup.Options) (*session
 // connect connects for --project with a reconciler of scope, dry run
 // (plan only) or not, and the access policies of --access-policies.
 func (f *opFlags) connect(ctx context.Context, sc scope.Scope, dryRun bool) (*session, error) {
-	ro, err := f.reconcilerOptions(sc, dryRun)
-	if err != nil {
-		return nil, err
+	ro := iapsetup.Options{Scope: sc, DryRun: dryRun}
+	if f.accessFile != "" {
+		a, err := access.Load(f.accessFile)
+		if err != nil {
+			return nil, fmt.Errorf("--access-policies: %w", err)
+		}
+		ro.AccessPolicies = a
 	}
 	return connect(ctx, f.project, ro)
 }
@@ -303,16 +293,6 @@ func (s *session) checkProject(ctx context.Context, region string) error {
 		}
 	}
 	return explain(fmt.Errorf("listing %s: %w", what, err), s.emulator)
-}
-
-// getService reads a service and words "not found" for people: an unknown
-// project and an unknown service are told apart with one more call.
-func (s *session) getService(ctx context.Context, ref iapsetup.ServiceRef) (*iapsetup.Service, error) {
-	svc, err := s.clients.RunAdapter.GetService(ctx, ref)
-	if err == nil {
-		return svc, nil
-	}
-	return nil, s.serviceError(ctx, ref, err)
 }
 
 // serviceError words a failed read of the service ref for people: an
