@@ -55,8 +55,7 @@ func (f *scopeFlags) resolve(ctx context.Context) (scope.Scope, error) {
 		}
 		return scope.Scope{}, nil
 	}
-	raw := f.scope
-	raw = cmp.Or(raw, getenv(ctx, envProjects))
+	raw := cmp.Or(f.scope, getenv(ctx, envProjects))
 	if raw == "" {
 		return scope.Scope{}, fmt.Errorf("--all-projects needs --scope or %s", envProjects)
 	}
@@ -271,8 +270,7 @@ func discoverByParent(ctx context.Context, sess *session, infos []scope.ProjectI
 		if p.ID == "" {
 			continue
 		}
-		parent := p.Parent
-		parent = cmp.Or(parent, "projects/"+p.ID)
+		parent := cmp.Or(p.Parent, "projects/"+p.ID)
 		byParent[parent] = append(byParent[parent], p.ID)
 	}
 	out := map[string][]gcp.Found{}

@@ -304,8 +304,7 @@ func parseEvent(raw json.RawMessage, topic string, n int) (cloudevents.Event, er
 		if err != nil {
 			return cloudevents.Event{}, err
 		}
-		topic = cmp.Or(topic, "projects/"+m.Project+"/topics/"+functions.DefaultReplayTopic)
-		return replayMessageEvent(topic, m, n)
+		return replayMessageEvent(cmp.Or(topic, "projects/"+m.Project+"/topics/"+functions.DefaultReplayTopic), m, n)
 	}
 	return cloudevents.Event{}, errors.New(`not a CloudEvent ("specversion"), a LogEntry ("protoPayload") or a replay message ("version")`)
 }

@@ -135,8 +135,7 @@ func (v *sandboxView) onOutcome(m *outcome.Message) {
 		}
 		detail = strings.Join(cs, ", ")
 	}
-	name := m.Resource.Service
-	name = cmp.Or(name, shortName(m.Resource.Name))
+	name := cmp.Or(m.Resource.Service, shortName(m.Resource.Name))
 	kind := string(m.Outcome)
 	if m.DryRun {
 		kind += " (dry run)"

@@ -102,8 +102,7 @@ func (f *opFlags) add(cmd *cobra.Command, ru regionUse, timeout time.Duration) {
 // defaultProject returns project, else $GOOGLE_CLOUD_PROJECT, else
 // $CLOUDSDK_CORE_PROJECT.
 func defaultProject(ctx context.Context, project string) string {
-	project = cmp.Or(project, getenv(ctx, envProject), getenv(ctx, envGcloudProj))
-	return project
+	return cmp.Or(project, getenv(ctx, envProject), getenv(ctx, envGcloudProj))
 }
 
 // resolve fills defaults from the environment and validates the flags.

@@ -135,8 +135,7 @@ type LB struct {
 // (certificate →) target proxy → global forwarding rule, waiting for each
 // operation, the way the Cloud Run + IAP guide's prerequisites describe.
 func (c *Clients) BuildLoadBalancer(ctx context.Context, project, region string, s LBSpec) (LB, error) {
-	p := s.Prefix
-	p = cmp.Or(p, s.Service)
+	p := cmp.Or(s.Prefix, s.Service)
 	lb := LB{NEG: p + "-neg", BackendService: p + "-backend", URLMap: p + "-urlmap",
 		Certificate: p + "-cert", Proxy: p + "-proxy", ForwardingRule: p + "-fr"}
 	cs := c.Compute

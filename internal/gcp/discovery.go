@@ -129,12 +129,7 @@ type Discovery struct {
 func (d *Discovery) SetOptions(o DiscoveryOptions) { d.opts = o }
 
 // Mode returns the discovery mode (ModeAuto when unset).
-func (d *Discovery) Mode() string {
-	if d.opts.Mode == "" {
-		return ModeAuto
-	}
-	return d.opts.Mode
-}
+func (d *Discovery) Mode() string { return cmp.Or(d.opts.Mode, ModeAuto) }
 
 // Discover finds the services of scope (projects/P, folders/N or
 // organizations/N; a bare project id means projects/ID). labelled limits
@@ -144,8 +139,7 @@ func (d *Discovery) Discover(ctx context.Context, scope string, labelled bool) (
 	if !strings.Contains(scope, "/") {
 		scope = "projects/" + scope
 	}
-	mode := d.opts.Mode
-	mode = cmp.Or(mode, ModeAuto)
+	mode := d.Mode()
 	var fallback string
 	var spent int64
 	if mode != ModeRegions {

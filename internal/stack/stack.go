@@ -134,8 +134,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		ln.Close()
 		return nil, err
 	}
-	addr := opts.EmulatorAddr
-	addr = cmp.Or(addr, "127.0.0.1:0")
+	addr := cmp.Or(opts.EmulatorAddr, "127.0.0.1:0")
 	if err := s.Emu.Start(addr); err != nil {
 		ln.Close()
 		return nil, err
