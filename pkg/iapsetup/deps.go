@@ -3,13 +3,15 @@ package iapsetup
 import (
 	"context"
 	"errors"
+
+	"github.com/iapguard/iapguard/pkg/iapsetup/internal/sentinel"
 )
 
 // The interfaces below are everything the reconciler needs from Google
 // Cloud. internal/gcp implements them over the official clients. The errors
 // they return say what happened by wrapping the sentinels below (errors.Is):
-// the reconciler looks at nothing else. internal/gcp maps Google's errors
-// onto them with internal/gcperr, the one classifier of API errors.
+// the reconciler looks at nothing else (internal/gcp's Classify maps
+// Google's errors onto them).
 
 // Errors. The first four say what an API call ran into; ErrTransient and
 // ErrPermanent classify: an implementation wraps ErrTransient in an error
@@ -19,19 +21,19 @@ import (
 // must act: permission denied, invalid requests, refused unsafe writes).
 var (
 	// ErrNotFound: the resource does not exist (gRPC NOT_FOUND, HTTP 404).
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = sentinel.ErrNotFound
 	// ErrConflict: the write's precondition (etag, fingerprint) no longer
 	// holds, someone else wrote first: re-read and retry (gRPC ABORTED,
 	// HTTP 409, 412). Transient.
-	ErrConflict = errors.New("conflict")
+	ErrConflict = sentinel.ErrConflict
 	// ErrPermission: the caller lacks a permission (PERMISSION_DENIED,
 	// HTTP 403 other than rate limits).
-	ErrPermission = errors.New("permission denied")
+	ErrPermission = sentinel.ErrPermission
 	// ErrInvalid: the request was refused as invalid (INVALID_ARGUMENT,
 	// HTTP 400), such as an IAM member that does not exist.
-	ErrInvalid   = errors.New("invalid argument")
-	ErrTransient = errors.New("transient")
-	ErrPermanent = errors.New("permanent")
+	ErrInvalid   = sentinel.ErrInvalid
+	ErrTransient = sentinel.ErrTransient
+	ErrPermanent = sentinel.ErrPermanent
 )
 
 // CloudRun reads and updates Cloud Run services and their IAM policies

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -106,7 +105,7 @@ func (r *Reconciler) ResolveBackend(ctx context.Context, ref BackendRef) ([]Cand
 	}
 	b, err := r.d.Compute.GetBackendService(ctx, ref)
 	if err != nil {
-		if gcperr.IsNotFound(err) {
+		if errors.Is(err, ErrNotFound) {
 			return nil, nil
 		}
 		return nil, newError(ref.String(), fmt.Errorf("reading backend service: %w", err))
@@ -120,7 +119,7 @@ func (r *Reconciler) ResolveBackend(ctx context.Context, ref BackendRef) ([]Cand
 		}
 		n, gerr := r.d.Compute.GetNEG(ctx, nr)
 		switch {
-		case gcperr.IsNotFound(gerr):
+		case errors.Is(gerr, ErrNotFound):
 			continue
 		case gerr != nil:
 			errs = append(errs, newError(ref.String(), fmt.Errorf("reading network endpoint group %s: %w", nr, gerr)))
@@ -142,7 +141,7 @@ func (r *Reconciler) ResolveNEG(ctx context.Context, ref NEGRef) ([]Candidate, e
 	}
 	n, err := r.d.Compute.GetNEG(ctx, ref)
 	if err != nil {
-		if gcperr.IsNotFound(err) {
+		if errors.Is(err, ErrNotFound) {
 			return nil, nil
 		}
 		return nil, newError(ref.String(), fmt.Errorf("reading network endpoint group: %w", err))

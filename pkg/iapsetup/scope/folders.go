@@ -7,20 +7,21 @@ package scope
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
-
-	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/iapsetup/internal/cache"
+	"github.com/iapguard/iapguard/pkg/iapsetup/internal/sentinel"
 )
 
 // AncestryReader reads one link of the resource hierarchy at a time.
 // internal/gcp.ProjectDirectory implements it with Resource Manager v3
-// GetProject and GetFolder; the emulator serves both.
+// GetProject and GetFolder; the emulator serves both. Its errors wrap
+// iapsetup's sentinels (ErrPermission, ErrNotFound, ErrTransient...), as
+// every adapter's do.
 type AncestryReader interface {
 	// ProjectParent returns the parent of project (an id or a number):
 	// organizations/N, folders/N, or "" for a project without a parent.
@@ -75,7 +76,7 @@ func linkLoader(o AncestryOptions, perm func(key string) string, read func(ctx c
 		switch {
 		case err == nil:
 			return link{parent: parent}, o.TTL, nil
-		case gcperr.Code(err) == codes.PermissionDenied || gcperr.Code(err) == codes.NotFound:
+		case errors.Is(err, sentinel.ErrPermission) || errors.Is(err, sentinel.ErrNotFound):
 			return link{denied: fmt.Sprintf("%s (the function needs %s; granted on the listed folders, it reaches everything below them)", oneLineErr(err), perm(key))}, o.DeniedTTL, nil
 		default:
 			return link{}, 0, err

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/iapsetup/internal/cache"
+	"github.com/iapguard/iapguard/pkg/iapsetup/internal/sentinel"
 )
 
 // fakeTree is an AncestryReader over a fixed hierarchy that counts calls:
@@ -64,7 +64,8 @@ func (f *fakeTree) read(ctx context.Context, key string, m map[string]string, id
 	case err != nil:
 		return "", err
 	case !ok:
-		return "", status.Errorf(codes.PermissionDenied, "Permission denied on %s (or it may not exist)", key)
+		// As internal/gcp's adapters classify it: the API's error, and the sentinel.
+		return "", errors.Join(status.Errorf(codes.PermissionDenied, "Permission denied on %s (or it may not exist)", key), sentinel.ErrPermission)
 	}
 	return parent, nil
 }
@@ -273,10 +274,10 @@ func TestScopeCheckSingleflight(t *testing.T) {
 func TestScopeCheckErrors(t *testing.T) {
 	t.Parallel()
 	tree := newFakeTree()
-	tree.fail["f/20"] = status.Error(codes.Unavailable, "try again")
+	tree.fail["f/20"] = errors.Join(status.Error(codes.Unavailable, "try again"), sentinel.ErrTransient)
 	sc := New("folders/10").WithAncestry(tree, AncestryOptions{})
 	_, _, err := sc.Check(context.Background(), "deep")
-	if err == nil || !gcperr.IsTransient(err) || !strings.Contains(err.Error(), "projects/deep → folders/30 → folders/20") {
+	if err == nil || !errors.Is(err, sentinel.ErrTransient) || !strings.Contains(err.Error(), "projects/deep → folders/30 → folders/20") {
 		t.Fatalf("Check with GetFolder UNAVAILABLE: error %v, want a transient error naming the chain", err)
 	}
 	// Errors are not cached; the links read before are.
