@@ -34,20 +34,14 @@ func (r *Reconciler) observeAccess(ctx context.Context, resources []string, proj
 	for i, name := range resources {
 		g.Go(func() error {
 			pol, err := r.d.IAP.GetIAPPolicy(ctx, name)
-			if err != nil {
-				err = &readError{"iap.webServices.getIamPolicy", "", err}
-			}
-			out[i] = result{name, pol, err}
+			out[i] = result{name, pol, readFailed(err, "iap.webServices.getIamPolicy", "")}
 			return nil
 		})
 	}
 	if project != "" {
 		g.Go(func() error {
 			pol, err := r.projectIAP.get(ctx, project)
-			if err != nil {
-				err = &readError{"iap.web.getIamPolicy", "", err}
-			}
-			out[len(resources)] = result{project, pol, err}
+			out[len(resources)] = result{project, pol, readFailed(err, "iap.web.getIamPolicy", "")}
 			return nil
 		})
 	}

@@ -192,7 +192,7 @@ func (ap *accessPlan) intentAnnotation() *string {
 	if len(pending) == 0 {
 		return nil
 	}
-	v := formatRecordPending(ap.ref.String(), granted, pending, ap.rec.sign)
+	v := formatRecord(ap.ref.String(), granted, pending, ap.rec.sign)
 	return &v
 }
 
@@ -365,7 +365,7 @@ func (ap *accessPlan) annotation() *string {
 		}
 		next[part.res.Name] = keep
 	}
-	v := formatRecordPending(ap.ref.String(), next, pending, ap.rec.sign)
+	v := formatRecord(ap.ref.String(), next, pending, ap.rec.sign)
 	if v == ap.rawAnn && !ap.intent {
 		return nil
 	}

@@ -181,14 +181,10 @@ func mergeEntries(a, b map[string][]string) map[string][]string {
 	out := map[string][]string{}
 	for _, m := range []map[string][]string{a, b} {
 		for res, ms := range m {
-			for _, x := range ms {
-				if !containsMember(out[res], x) {
-					out[res] = append(out[res], x)
-				}
-			}
+			out[res] = append(out[res], ms...)
 		}
 	}
-	return canonicalEntries(out)
+	return canonicalEntries(out) // sorted and distinct: members are canonical
 }
 
 // canonicalEntries drops empty entries and sorts members.
@@ -205,14 +201,10 @@ func canonicalEntries(m map[string][]string) map[string][]string {
 	return out
 }
 
-// formatRecord renders the annotation value for granted, signed with k
-// (unsigned with k nil); "" when nothing is recorded.
-func formatRecord(service string, granted map[string][]string, k *recordKey) string {
-	return formatRecordPending(service, granted, nil, k)
-}
-
-// formatRecordPending is formatRecord with grants recorded as intended.
-func formatRecordPending(service string, granted, pending map[string][]string, k *recordKey) string {
+// formatRecord renders the annotation value for granted and pending (grants
+// recorded as intended), signed with k (unsigned with k nil); "" when
+// nothing is recorded.
+func formatRecord(service string, granted, pending map[string][]string, k *recordKey) string {
 	g, pd := canonicalEntries(granted), canonicalEntries(pending)
 	if len(g)+len(pd) == 0 {
 		return ""

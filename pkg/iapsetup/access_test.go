@@ -25,7 +25,7 @@ func TestGrantedAnnotationRoundTrip(t *testing.T) {
 		if diff := cmp.Diff(tc.want, got); diff != "" {
 			t.Errorf("parseGranted(%q) (-want +got):\n%s", tc.in, diff)
 		}
-		if v := formatRecord("s", map[string][]string{"projects/1/iap_web/compute/services/web": got}, nil); len(got) > 0 && checkGrantedAnnotation(v) != nil {
+		if v := formatRecord("s", map[string][]string{"projects/1/iap_web/compute/services/web": got}, nil, nil); len(got) > 0 && checkGrantedAnnotation(v) != nil {
 			t.Errorf("formatRecord(%v) = %q fails the guard: %v", got, v, checkGrantedAnnotation(v))
 		}
 	}

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"time"
 
-	"github.com/googleapis/gax-go/v2"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/iapguard/iapguard/internal/boundedre"
@@ -196,7 +196,7 @@ func (r *Reconciler) recordIntent(ctx context.Context, p *plan, rec *applyRecord
 		return nil
 	}
 	before := rec.service.before
-	ann := cloneMap(before.Annotations)
+	ann := maps.Clone(before.Annotations)
 	if ann == nil {
 		ann = map[string]string{}
 	}
@@ -274,7 +274,7 @@ func (c classifiedError) Unwrap() error { return c.err }
 // (ABORTED / 412) reread() recomputes the part from a fresh read and
 // reports whether a write is still needed, up to MaxAttempts writes.
 func (r *Reconciler) retry(ctx context.Context, write func() error, reread func() (bool, error)) (attempts int, err error) {
-	bo := gax.Backoff{Initial: r.o.backoff.Initial, Max: r.o.backoff.Max, Multiplier: r.o.backoff.Multiplier}
+	bo := r.o.backoff // a copy: each loop paces its own retries
 	for attempts = 1; ; attempts++ {
 		err = write()
 		if err == nil || !errors.Is(err, ErrConflict) || attempts >= r.o.MaxAttempts {
@@ -293,8 +293,9 @@ func (r *Reconciler) retry(ctx context.Context, write func() error, reread func(
 	}
 }
 
-// writePolicy writes pp (the plan's IAM part) and returns it as written:
-// re-planned after a conflict, with the write's error.
+// writePolicy writes pp (the plan's IAM part; without an agent, closeDoor's
+// removal of public invokers) and returns it as written: re-planned after a
+// conflict, with the write's error.
 func (r *Reconciler) writePolicy(ctx context.Context, ref ServiceRef, agent string, pp policyPart) *policyPart {
 	attempts, err := r.retry(ctx,
 		func() error {
@@ -315,7 +316,10 @@ func (r *Reconciler) writePolicy(ctx context.Context, ref ServiceRef, agent stri
 		pp.err = &writeError{"run.services.setIamPolicy", attempts, err}
 		return &pp
 	}
-	if pp.after != nil {
+	switch {
+	case pp.after != nil && agent == "":
+		r.log.InfoContext(ctx, "removed public invokers", "service", ref.String(), "removed", pp.removed, "attempts", attempts)
+	case pp.after != nil:
 		r.log.InfoContext(ctx, "updated IAM policy", "service", ref.String(), "changes", len(pp.changes), "attempts", attempts)
 	}
 	return &pp
@@ -369,31 +373,11 @@ func (r *Reconciler) closeDoor(ctx context.Context, ref ServiceRef, pol *Policy)
 	if pp.after == nil {
 		return nil
 	}
-	attempts, err := r.retry(ctx,
-		func() error {
-			if err := checkPolicyWrite(pp.before, pp.after, ""); err != nil {
-				return err
-			}
-			_, err := r.d.CloudRun.SetIAMPolicy(ctx, ref, pp.after)
-			return err
-		},
-		func() (bool, error) {
-			pol, err := r.d.CloudRun.GetIAMPolicy(ctx, ref)
-			if err != nil {
-				return false, fmt.Errorf("re-reading IAM policy after a conflict: %w", err)
-			}
-			pp = planPolicy(ref, pol, "")
-			return pp.after != nil, nil
-		})
-	if err != nil {
-		pp.err = &writeError{"run.services.setIamPolicy", attempts, err}
-		return &pp
-	}
-	if pp.after == nil {
+	done := r.writePolicy(ctx, ref, "", pp)
+	if done.err == nil && done.after == nil {
 		return nil // someone else removed them meanwhile
 	}
-	r.log.InfoContext(ctx, "removed public invokers", "service", ref.String(), "removed", pp.removed, "attempts", attempts)
-	return &pp
+	return done
 }
 
 // setPolicyAwaitingAgent writes the service's IAM policy. IAM refuses a
@@ -404,7 +388,7 @@ func (r *Reconciler) closeDoor(ctx context.Context, ref ServiceRef, pol *Policy)
 // (and not past the context's deadline), then returned as a transient error
 // so the event is redelivered; it never ends the reconcile as failed.
 func (r *Reconciler) setPolicyAwaitingAgent(ctx context.Context, ref ServiceRef, pol *Policy, agent string) error {
-	bo := gax.Backoff{Initial: r.o.backoff.Initial, Max: r.o.backoff.Max, Multiplier: r.o.backoff.Multiplier}
+	bo := r.o.backoff // a copy: each loop paces its own retries
 	var waited time.Duration
 	for {
 		_, err := r.d.CloudRun.SetIAMPolicy(ctx, ref, pol)

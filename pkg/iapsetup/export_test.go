@@ -26,8 +26,11 @@ type CacheStats struct{ Agents, ProjectIAP cache.Stats }
 
 // CachesOf returns r's per-project cache counters.
 func CachesOf(r *Reconciler) CacheStats {
-	c := r.caches()
-	return CacheStats{Agents: c.agents, ProjectIAP: c.projectIAP}
+	c := CacheStats{Agents: r.agents.Stats()}
+	if r.projectIAP != nil {
+		c.ProjectIAP = r.projectIAP.Stats()
+	}
+	return c
 }
 
 // IAP resource names and the accessor role, for the package's tests.

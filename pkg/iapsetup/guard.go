@@ -92,7 +92,7 @@ func checkGrantedAnnotation(v string) error {
 	if r.Key != "" {
 		k = &recordKey{name: r.Key} // the MAC is not recomputed: compare the rest
 	}
-	if want := formatRecordPending("", r.Granted, r.Pending, k); r.Key == "" && want != v {
+	if want := formatRecord("", r.Granted, r.Pending, k); r.Key == "" && want != v {
 		return errors.New("record not in canonical form")
 	}
 	return nil

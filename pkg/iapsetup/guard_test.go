@@ -16,7 +16,7 @@ import (
 // testRecord is a signed access record of members on the test service's
 // Cloud Run IAP resource.
 func testRecord(members ...string) string {
-	return formatRecord(tService().Ref.String(), map[string][]string{"projects/123456/iap_web/cloud_run-us-central1/services/hello": members}, &testRecordKey)
+	return formatRecord(tService().Ref.String(), map[string][]string{"projects/123456/iap_web/cloud_run-us-central1/services/hello": members}, nil, &testRecordKey)
 }
 
 func TestCheckServiceUpdate(t *testing.T) {

@@ -37,6 +37,14 @@ func (e *readError) Error() string {
 
 func (e *readError) Unwrap() error { return e.err }
 
+// readFailed wraps err, when there is one, in a readError.
+func readFailed(err error, permission, fix string) error {
+	if err == nil {
+		return nil
+	}
+	return &readError{permission, fix, err}
+}
+
 // observe reads everything a plan needs in one concurrent round: the service
 // (unless listed is given), its IAM policy, the IAP service agent (cached),
 // the serverless NEGs of its region and the project's backend services.
@@ -78,38 +86,28 @@ func (r *Reconciler) read(ctx context.Context, ref ServiceRef, listed *Service) 
 	if listed == nil {
 		g.Go(func() error {
 			obs.Service, e.svc = r.d.CloudRun.GetService(gctx, ref)
-			if e.svc != nil {
-				e.svc = &readError{"run.services.get", "", e.svc}
-			}
+			e.svc = readFailed(e.svc, "run.services.get", "")
 			return e.svc // nothing else matters without the service
 		})
 	}
 	g.Go(func() error {
 		obs.Policy, e.pol = r.d.CloudRun.GetIAMPolicy(gctx, ref)
-		if e.pol != nil {
-			e.pol = &readError{"run.services.getIamPolicy", "", e.pol}
-		}
+		e.pol = readFailed(e.pol, "run.services.getIamPolicy", "")
 		return nil
 	})
 	g.Go(func() error {
 		obs.Agent, e.agent = r.agents.Get(gctx, ref.Project)
-		if e.agent != nil {
-			e.agent = &readError{"serviceusage.services.use", gcloudAgent(ref.Project), e.agent}
-		}
+		e.agent = readFailed(e.agent, "serviceusage.services.use", gcloudAgent(ref.Project))
 		return nil
 	})
 	g.Go(func() error {
 		obs.NEGs, e.neg = r.d.Compute.ListServerlessNEGs(gctx, ref.Project, ref.Region)
-		if e.neg != nil {
-			e.neg = &readError{"compute.networkEndpointGroups.list", "", e.neg}
-		}
+		e.neg = readFailed(e.neg, "compute.networkEndpointGroups.list", "")
 		return nil
 	})
 	g.Go(func() error {
 		obs.Backends, e.bs = r.d.Compute.ListBackendServices(gctx, ref.Project)
-		if e.bs != nil {
-			e.bs = &readError{"compute.backendServices.list", "", e.bs}
-		}
+		e.bs = readFailed(e.bs, "compute.backendServices.list", "")
 		return nil
 	})
 	_ = g.Wait()
@@ -132,22 +130,4 @@ func newAgentCache(id AgentIdentity, ttl time.Duration, size int, now func() tim
 		}
 		return email, ttl, nil
 	})
-}
-
-// caches are the sizes and counters of the reconciler's per-project caches.
-type caches struct {
-	// agents caches each project's IAP service agent email, which also
-	// carries the project number.
-	agents cache.Stats
-	// projectIAP caches each project's project-wide IAP policy (the
-	// who-can-pass check); zero when Deps.IAP is nil.
-	projectIAP cache.Stats
-}
-
-func (r *Reconciler) caches() caches {
-	c := caches{agents: r.agents.Stats()}
-	if r.projectIAP != nil {
-		c.projectIAP = r.projectIAP.Stats()
-	}
-	return c
 }

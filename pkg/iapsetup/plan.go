@@ -12,24 +12,9 @@ import (
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
-// severity orders step results for merging: the worst wins.
-func severity(s outcome.StepResult) int {
-	switch s {
-	case outcome.StepFailed:
-		return 6
-	case outcome.StepConflict:
-		return 5
-	case outcome.StepRejected:
-		return 4
-	case outcome.StepChanged:
-		return 3
-	case outcome.StepWarning:
-		return 2
-	case outcome.StepOK:
-		return 1
-	}
-	return 0
-}
+// severities orders step results from best to worst, for merging (the
+// worst wins); a result not listed (skipped) ranks below them all.
+var severities = []outcome.StepResult{outcome.StepOK, outcome.StepWarning, outcome.StepChanged, outcome.StepRejected, outcome.StepConflict, outcome.StepFailed}
 
 // observed is the live state a plan is computed from.
 type observed struct {
@@ -546,7 +531,7 @@ func (v view) step(s outcome.Step, done string, err error, fix string, changing 
 // mergeSteps combines two halves of one step: the worst status wins and the
 // messages of the halves with that status are joined.
 func mergeSteps(a, b outcome.Step) outcome.Step {
-	if severity(b.Result) > severity(a.Result) {
+	if slices.Index(severities, b.Result) > slices.Index(severities, a.Result) {
 		a, b = b, a
 	}
 	if b.Result == a.Result && b.Message != "" {
@@ -587,11 +572,7 @@ func bindingLabel(b Binding) string {
 	if b.Condition == nil {
 		return b.Role
 	}
-	t := b.Condition.Title
-	if t == "" {
-		t = b.Condition.Expression
-	}
-	return b.Role + " if " + t
+	return b.Role + " if " + conditionTitle(b.Condition)
 }
 
 // planPolicy is pure: it returns the policy after the two IAM rules, and
@@ -769,7 +750,7 @@ func planService(s *Service, d Desired, lb bool, access *string, marker *markerS
 	}
 	annotations := func() map[string]string {
 		if u.Annotations == nil {
-			u.Annotations = cloneMap(s.Annotations)
+			u.Annotations = maps.Clone(s.Annotations)
 			if u.Annotations == nil {
 				u.Annotations = map[string]string{}
 			}

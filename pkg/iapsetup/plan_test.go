@@ -155,7 +155,7 @@ func withRecord(obs *observed) *observed {
 			entries[part.res.Name] = parseGranted(raw)
 		}
 		obs.Service = obs.Service.clone()
-		obs.Service.Annotations[accessAnnotation] = formatRecord(obs.Service.Ref.String(), entries, &testRecordKey)
+		obs.Service.Annotations[accessAnnotation] = formatRecord(obs.Service.Ref.String(), entries, nil, &testRecordKey)
 		raw = obs.Service.Annotations[accessAnnotation]
 	}
 	k := testRecordKey
@@ -1092,7 +1092,7 @@ func TestPlanIdempotent(t *testing.T) {
 					next.Service.IAPEnabled = true
 				}
 				if u.Annotations != nil {
-					next.Service.Annotations = cloneMap(u.Annotations)
+					next.Service.Annotations = maps.Clone(u.Annotations)
 				}
 			}
 			for i, b := range next.Backends {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -351,9 +352,7 @@ func (res *Result) fill(p *plan, rec *applyRecord) {
 // fails with that error, transient or not).
 func (r *Reconciler) readNeighbours(ctx context.Context, ref ServiceRef, names []string, known map[string]*Service) map[string]*Service {
 	out := make(map[string]*Service, len(known)+len(names))
-	for k, v := range known {
-		out[k] = v
-	}
+	maps.Copy(out, known)
 	found := make([]*Service, len(names))
 	var g errgroup.Group
 	for i, n := range names {
@@ -384,9 +383,7 @@ func (r *Reconciler) readNeighbours(ctx context.Context, ref ServiceRef, names [
 // no frontend warning); it never fails the reconcile.
 func (r *Reconciler) checkFrontends(ctx context.Context, bs []*BackendService, known map[string]Frontend) (map[string]Frontend, map[string]error) {
 	out := make(map[string]Frontend, len(known)+len(bs))
-	for k, v := range known {
-		out[k] = v
-	}
+	maps.Copy(out, known)
 	found := make([]*Frontend, len(bs))
 	errs := make([]error, len(bs))
 	var g errgroup.Group

@@ -2,6 +2,7 @@ package iapsetup
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -102,20 +103,9 @@ func (s *Service) clone() *Service {
 		return nil
 	}
 	c := *s
-	c.Labels = cloneMap(s.Labels)
-	c.Annotations = cloneMap(s.Annotations)
+	c.Labels = maps.Clone(s.Labels)
+	c.Annotations = maps.Clone(s.Annotations)
 	return &c
-}
-
-func cloneMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	c := make(map[string]string, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
 }
 
 // Policy is an IAM policy on a Cloud Run service.

@@ -77,12 +77,7 @@ func (a *Policies) Names() []string {
 	if a == nil {
 		return nil
 	}
-	out := make([]string, 0, len(a.policies))
-	for n := range a.policies {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(a.policies))
 }
 
 // Len returns the number of policies.

@@ -6,9 +6,11 @@ package scope
 // FolderDirectory).
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -118,28 +120,10 @@ func (s Scope) Folders() []string {
 	for id := range s.folders {
 		out = append(out, "folders/"+id)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if len(out[i]) != len(out[j]) {
-			return len(out[i]) < len(out[j])
-		}
-		return out[i] < out[j]
+	slices.SortFunc(out, func(a, b string) int { // numeric order
+		return cmp.Or(cmp.Compare(len(a), len(b)), strings.Compare(a, b))
 	})
 	return out
-}
-
-// ancestryCaches are the sizes and counters of the ancestry caches.
-type ancestryCaches struct {
-	projects cache.Stats // parent of each project
-	folders  cache.Stats // parent of each folder
-}
-
-// ancestryCaches returns the ancestry caches' counters (zero without
-// WithAncestry).
-func (s Scope) ancestryCaches() ancestryCaches {
-	if s.anc == nil {
-		return ancestryCaches{}
-	}
-	return ancestryCaches{projects: s.anc.projects.Stats(), folders: s.anc.folders.Stats()}
 }
 
 // Check decides whether project (an id or a number, as an event names it)

@@ -183,9 +183,9 @@ func TestScopeCheckSharesFolders(t *testing.T) {
 	if diff := cmp.Diff(want, tree.snapshot()); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
-	c := sc.ancestryCaches()
-	if c.projects.Len != 2 || c.folders.Len != 2 || c.projects.Max != cache.DefaultSize {
-		t.Errorf("ancestryCaches = %+v, want 2 projects, 2 folders, bound %d", c, cache.DefaultSize)
+	projects, folders := sc.anc.projects.Stats(), sc.anc.folders.Stats()
+	if projects.Len != 2 || folders.Len != 2 || projects.Max != cache.DefaultSize {
+		t.Errorf("ancestry caches = %+v, %+v, want 2 projects, 2 folders, bound %d", projects, folders, cache.DefaultSize)
 	}
 }
 
@@ -233,7 +233,7 @@ func TestScopeCheckBounded(t *testing.T) {
 			t.Fatalf("Check(p%d) = %v, %v", i, in, err)
 		}
 	}
-	if c := sc.ancestryCaches().projects; c.Len != 4 || c.Evictions != 6 {
+	if c := sc.anc.projects.Stats(); c.Len != 4 || c.Evictions != 6 {
 		t.Errorf("project cache = %+v, want 4 entries after 6 evictions", c)
 	}
 }

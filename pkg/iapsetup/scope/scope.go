@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -174,9 +175,7 @@ func (s Scope) Allows(project string) bool {
 func (s Scope) With(projects ...string) Scope {
 	out := s
 	out.projects = make(map[string]bool, len(s.projects)+len(projects))
-	for p := range s.projects {
-		out.projects[p] = true
-	}
+	maps.Copy(out.projects, s.projects)
 	for _, p := range projects {
 		if p = strings.TrimSpace(p); p != "" {
 			out.projects[p] = true
@@ -191,12 +190,7 @@ func (s Scope) All() bool { return s.all }
 // Listed returns the project ids and numbers the scope names explicitly,
 // sorted. They can be enumerated without a project directory.
 func (s Scope) Listed() []string {
-	out := make([]string, 0, len(s.projects))
-	for p := range s.projects {
-		out = append(out, p)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(s.projects))
 }
 
 // Patterns returns the scope's patterns, sorted.
@@ -285,15 +279,7 @@ func (s Scope) Projects(ctx context.Context, l ProjectLister) ([]ProjectInfo, er
 		if s.NeedsDirectory() {
 			return nil, ErrNeedDirectory
 		}
-		out := make([]ProjectInfo, 0, len(s.projects))
-		for _, p := range s.Listed() {
-			if isProjectNumber(p) {
-				out = append(out, ProjectInfo{Number: p})
-			} else {
-				out = append(out, ProjectInfo{ID: p})
-			}
-		}
-		return out, nil
+		return s.Select(nil), nil
 	}
 	all, err := l.ListProjects(ctx)
 	if err != nil {
@@ -352,13 +338,10 @@ func isProjectNumber(s string) bool {
 	return true
 }
 
-// matchPattern reports whether name matches pattern, where each '*' matches
-// any run of characters (possibly empty) and everything else matches
-// itself. Finding the parts between stars leftmost first is exact for this
-// dialect.
-func matchPattern(pattern, name string) bool { return matchParts(strings.Split(pattern, "*"), name) }
-
-// matchParts is matchPattern with the pattern split at its stars.
+// matchParts reports whether name matches a pattern split at its stars,
+// where each '*' matches any run of characters (possibly empty) and
+// everything else matches itself. Finding the parts between stars leftmost
+// first is exact for this dialect.
 func matchParts(parts []string, name string) bool {
 	if len(parts) == 1 {
 		return parts[0] == name

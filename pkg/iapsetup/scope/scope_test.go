@@ -38,8 +38,8 @@ func TestMatchPattern(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.pattern+"~"+tc.name, func(t *testing.T) {
-			if got := matchPattern(tc.pattern, tc.name); got != tc.want {
-				t.Errorf("matchPattern(%q, %q) = %v, want %v", tc.pattern, tc.name, got, tc.want)
+			if got := matchParts(strings.Split(tc.pattern, "*"), tc.name); got != tc.want {
+				t.Errorf("matchParts(%q, %q) = %v, want %v", tc.pattern, tc.name, got, tc.want)
 			}
 		})
 	}
