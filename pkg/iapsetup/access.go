@@ -3,7 +3,6 @@ package iapsetup
 import (
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/iapguard/iapguard/internal/boundedre"
@@ -33,12 +32,10 @@ const (
 	maxAccessAnnotation = 64 << 10
 )
 
-// sameMember compares IAM members, ignoring case (IAM treats emails and
-// domains case-insensitively).
-func sameMember(a, b string) bool { return strings.EqualFold(a, b) }
-
+// containsMember reports whether ms holds m, ignoring case (IAM treats
+// emails and domains case-insensitively).
 func containsMember(ms []string, m string) bool {
-	return slices.ContainsFunc(ms, func(x string) bool { return sameMember(x, m) })
+	return slices.ContainsFunc(ms, func(x string) bool { return strings.EqualFold(x, m) })
 }
 
 // parseGranted reads accessAnnotation: valid, non-public members only;
@@ -46,18 +43,12 @@ func containsMember(ms []string, m string) bool {
 func parseGranted(v string) []string {
 	var out []string
 	for _, m := range strings.Split(v, ",") {
-		m = strings.TrimSpace(m)
-		if m == "" {
-			continue
+		if c, err := access.CanonicalMember(strings.TrimSpace(m)); err == nil {
+			out = append(out, c)
 		}
-		c, err := access.CanonicalMember(m)
-		if err != nil || containsMember(out, c) {
-			continue
-		}
-		out = append(out, c)
 	}
-	sort.Strings(out)
-	return out
+	slices.Sort(out)
+	return slices.Compact(out) // canonical members: equal if the same
 }
 
 // projectNumberFromAgent reads the project number from the IAP service

@@ -104,18 +104,12 @@ type recordState struct {
 	signErr error
 }
 
-// members returns every member of m, sorted and distinct.
+// recordMembers returns every member of m, sorted and distinct (record
+// members are canonical: equal if the same).
 func recordMembers(m map[string][]string) []string {
-	var out []string
-	for _, ms := range m {
-		for _, x := range ms {
-			if !containsMember(out, x) {
-				out = append(out, x)
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
+	all := slices.Concat(slices.Collect(maps.Values(m))...)
+	slices.Sort(all)
+	return slices.Compact(all)
 }
 
 // parseRecord decodes an annotation value strictly: canonical members,

@@ -326,17 +326,7 @@ func (s Scope) selectIn(candidates []ProjectInfo, under func(ProjectInfo) bool) 
 
 // isProjectNumber reports whether s is all digits (project ids start with a
 // letter).
-func isProjectNumber(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
+func isProjectNumber(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }
 
 // matchParts reports whether name matches a pattern split at its stars,
 // where each '*' matches any run of characters (possibly empty) and
