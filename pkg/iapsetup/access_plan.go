@@ -141,30 +141,28 @@ func planAccess(ref ServiceRef, d Desired, o *observed, number string, resources
 }
 
 // own returns the members iapguard granted on res by the verified record:
-// its granted entries, and its pending ones (grants recorded as intended)
-// that hold the role in before — iapguard's own grants whose confirmation
-// was lost.
+// its granted entries, and its pending ones found in before. Sorted and
+// distinct (record members are canonical).
 func (ap *accessPlan) own(res string, before *Policy) []string {
-	out := slices.Clone(ap.rec.granted[res])
+	out := append(slices.Clone(ap.rec.granted[res]), ap.found(res, before)...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// found returns the grants the verified record holds as pending (recorded
+// as intended) on res that hold the role in before: iapguard's own grants
+// whose confirmation was lost.
+func (ap *accessPlan) found(res string, before *Policy) []string {
 	present := accessorMembers(before, false)
-	for _, m := range ap.rec.pending[res] {
-		if containsMember(present, m) && !containsMember(out, m) {
-			out = append(out, m)
-		}
-	}
-	sort.Strings(out)
-	return out
+	return slices.DeleteFunc(slices.Clone(ap.rec.pending[res]), func(m string) bool { return !containsMember(present, m) })
 }
 
 // recovered lists, per resource, pending grants found in place.
 func (ap *accessPlan) recovered() map[string][]string {
 	out := map[string][]string{}
 	for _, part := range ap.parts {
-		present := accessorMembers(part.before, false)
-		for _, m := range ap.rec.pending[part.res.Name] {
-			if containsMember(present, m) {
-				out[part.res.Name] = append(out[part.res.Name], m)
-			}
+		if ms := ap.found(part.res.Name, part.before); len(ms) > 0 {
+			out[part.res.Name] = ms
 		}
 	}
 	return out

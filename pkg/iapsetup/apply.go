@@ -171,13 +171,7 @@ func (r *Reconciler) apply(ctx context.Context, p *plan, refine func() *plan) (*
 		g.Go(func() error { rec.service = r.writeService(ctx, p, *rec.service, sw); return nil })
 	}
 	_ = g.Wait()
-	errs := []error{rec.policy.err, rec.service.err}
-	for _, bp := range rec.backends {
-		errs = append(errs, bp.err)
-	}
-	for _, part := range rec.access.list() {
-		errs = append(errs, part.err, part.readErr)
-	}
+	errs := rec.errs()
 	if rec.access != nil {
 		errs = append(errs, rec.access.keyErr)
 	}

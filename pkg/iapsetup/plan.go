@@ -121,6 +121,18 @@ func (pt parts) clone() parts {
 	return out
 }
 
+// errs lists the parts' errors: their writes' and the reads deciding them.
+func (pt parts) errs() []error {
+	errs := []error{pt.policy.err, pt.service.err}
+	for _, b := range pt.backends {
+		errs = append(errs, b.err)
+	}
+	for _, part := range pt.access.list() {
+		errs = append(errs, part.err, part.readErr)
+	}
+	return errs
+}
+
 // writes reports how many write calls applying the plan takes.
 func (p *plan) writes() int {
 	n := 0
@@ -337,9 +349,9 @@ func (p *plan) describe() {
 type view struct {
 	p *plan
 	parts
-	// door is the removal of public invokers apply made in a write of its
-	// own after the policy write that also adds the agent failed; nil:
-	// none was made.
+	// door is the removal of public invokers apply made (successfully) in
+	// a write of its own after the policy write that also adds the agent
+	// failed; nil: none was made.
 	door *policyPart
 	// applied: apply ran; done changes are then told in the past tense.
 	applied bool
@@ -372,10 +384,8 @@ func (v view) report() (r report) {
 	r.steps = append(r.steps, v.step(st, done, pol.err, pol.fix(p.Ref, p.agent), pol.after != nil && pol.added))
 	st, done = pol.authStep(svc)
 	authIAM := v.step(st, done, pol.err, pol.fix(p.Ref, p.agent), pol.after != nil && len(pol.removed) > 0)
-	if v.door != nil && v.door.err == nil {
+	if v.door != nil {
 		authIAM = v.door.doorStep(p.Ref) // the write that also adds the agent failed
-	} else if v.door != nil {
-		authIAM = mergeSteps(v.door.doorStep(p.Ref), authIAM)
 	}
 	st, done = sp.authStep(svc)
 	authSvc := v.step(st, done, sp.err, sp.fix(), sp.update != nil && sp.update.RequireInvokerIAM)
@@ -399,7 +409,7 @@ func (v view) report() (r report) {
 	r.steps = append(r.steps, v.access.steps(v)...)
 
 	// changes: planned (dry run) or made; none for a part whose write failed.
-	if v.door != nil && v.door.err == nil {
+	if v.door != nil {
 		r.changes = append(r.changes, v.door.changes...)
 	}
 	if pol.err == nil {
@@ -463,16 +473,7 @@ func (v view) report() (r report) {
 	// A write can fail without a step showing it (the managed marker rides
 	// on an UpdateService of its own; a refused write may not match its
 	// step): every part error is a failure.
-	partErrs := []error{pol.err, sp.err}
-	if v.door != nil {
-		partErrs = append(partErrs, v.door.err)
-	}
-	for _, b := range v.backends {
-		partErrs = append(partErrs, b.err)
-	}
-	for _, part := range v.access.list() {
-		partErrs = append(partErrs, part.err, part.readErr)
-	}
+	partErrs := v.errs()
 	if v.access != nil && v.access.keyErr != nil && len(v.access.parts) == 0 {
 		partErrs = append(partErrs, v.access.keyErr)
 	}
@@ -481,7 +482,7 @@ func (v view) report() (r report) {
 			failures = append(failures, err.Error())
 		}
 	}
-	if v.door != nil && v.door.err == nil && len(failures)+len(conflicts)+len(rejections) > 0 {
+	if v.door != nil && len(failures)+len(conflicts)+len(rejections) > 0 {
 		// Say that the door is closed even though the rest is not done.
 		note := v.door.doorStep(p.Ref).Message
 		failures, conflicts, rejections = appendNote(failures, note), appendNote(conflicts, note), appendNote(rejections, note)

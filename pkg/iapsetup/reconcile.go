@@ -157,14 +157,6 @@ func WithAccessCheck() CallOption { return func(c *callOptions) { c.checkAccess 
 // one reconciled, is ignored.
 func Listed(s *Service) CallOption { return func(c *callOptions) { c.listed = s } }
 
-func (r *Reconciler) callOptions(opts []CallOption) callOptions {
-	co := callOptions{dryRun: r.o.DryRun}
-	for _, o := range opts {
-		o(&co)
-	}
-	return co
-}
-
 // Result is what one reconcile of one resource did.
 type Result struct {
 	Ref ServiceRef
@@ -215,11 +207,11 @@ func newError(resource string, err error) *reconcileError {
 // only when the reconcile could not finish (Outcome failed), and then
 // classifies as ErrTransient or ErrPermanent. A missing service is "skipped"
 // with a nil error.
-func (r *Reconciler) Reconcile(ctx context.Context, ref ServiceRef, opts ...CallOption) (*Result, error) {
-	return r.reconcile(ctx, ref, r.callOptions(opts))
-}
-
-func (r *Reconciler) reconcile(ctx context.Context, ref ServiceRef, co callOptions) (res *Result, err error) {
+func (r *Reconciler) Reconcile(ctx context.Context, ref ServiceRef, opts ...CallOption) (res *Result, err error) {
+	co := callOptions{dryRun: r.o.DryRun}
+	for _, o := range opts {
+		o(&co)
+	}
 	start := r.o.now()
 	res = &Result{Ref: ref, Resource: ref.String(), DryRun: co.dryRun}
 	defer func() { res.Duration = r.o.now().Sub(start) }()
