@@ -349,17 +349,15 @@ func (r *Reconciler) readNeighbours(ctx context.Context, ref ServiceRef, names [
 	var g errgroup.Group
 	for i, n := range names {
 		g.Go(func() error {
-			s, err := r.d.CloudRun.GetService(ctx, ServiceRef{Project: ref.Project, Region: ref.Region, Name: n})
-			if errors.Is(err, ErrNotFound) {
+			switch s, err := r.d.CloudRun.GetService(ctx, ServiceRef{Project: ref.Project, Region: ref.Region, Name: n}); {
+			case errors.Is(err, ErrNotFound):
 				found[i] = &Service{} // no such service: nothing behind that NEG to protect
-				return nil
-			}
-			if err != nil {
+			case err != nil:
 				r.log.WarnContext(ctx, "reading a service that shares a backend service", "service", n, "error", err)
 				found[i] = &Service{Ref: ServiceRef{Name: n}, readErr: &readError{"run.services.get", "", err}}
-				return nil
+			default:
+				found[i] = s
 			}
-			found[i] = s
 			return nil
 		})
 	}
@@ -376,28 +374,24 @@ func (r *Reconciler) readNeighbours(ctx context.Context, ref ServiceRef, names [
 func (r *Reconciler) checkFrontends(ctx context.Context, bs []*BackendService, known map[string]Frontend) (map[string]Frontend, map[string]error) {
 	out := make(map[string]Frontend, len(known)+len(bs))
 	maps.Copy(out, known)
-	found := make([]*Frontend, len(bs))
+	found := make([]Frontend, len(bs))
 	errs := make([]error, len(bs))
 	var g errgroup.Group
 	for i, b := range bs {
 		g.Go(func() error {
-			fe, err := r.d.Compute.HTTPSFrontend(ctx, b)
-			if err != nil {
-				r.log.WarnContext(ctx, "checking HTTPS frontend", "backendService", b.Ref.String(), "error", err)
-				errs[i] = err
-				return nil
+			if found[i], errs[i] = r.d.Compute.HTTPSFrontend(ctx, b); errs[i] != nil {
+				r.log.WarnContext(ctx, "checking HTTPS frontend", "backendService", b.Ref.String(), "error", errs[i])
 			}
-			found[i] = &fe
 			return nil
 		})
 	}
 	_ = g.Wait()
 	failed := map[string]error{}
 	for i, b := range bs {
-		if found[i] != nil {
-			out[ResourcePath(b.SelfLink)] = *found[i]
-		} else {
+		if errs[i] != nil {
 			failed[b.Ref.String()] = errs[i]
+		} else {
+			out[ResourcePath(b.SelfLink)] = found[i]
 		}
 	}
 	return out, failed
