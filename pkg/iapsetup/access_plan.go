@@ -288,6 +288,15 @@ func (ap *accessPlan) list() []*accessPart {
 	return ap.parts
 }
 
+// failWrites marks every planned write as failed with err.
+func (ap *accessPlan) failWrites(err error) {
+	for _, part := range ap.list() {
+		if part.after != nil {
+			part.err = err
+		}
+	}
+}
+
 // writes counts the IAP policy writes of the plan.
 func (ap *accessPlan) writes() int {
 	if ap == nil {

@@ -70,17 +70,15 @@ type applyRecord struct {
 func (r *Reconciler) apply(ctx context.Context, p *plan, refine func() *plan) (*plan, *applyRecord, error) {
 	writesPolicy := !p.DryRun && p.policy.after != nil
 	var wrote *policyPart
-	if refine != nil {
-		var g errgroup.Group
-		if writesPolicy {
-			g.Go(func() error { wrote = r.writePolicy(ctx, p.Ref, p.agent, *p.policy); return nil })
-		}
-		np := refine()
-		_ = g.Wait()
-		p = np
-	} else if writesPolicy {
-		wrote = r.writePolicy(ctx, p.Ref, p.agent, *p.policy)
+	var pg errgroup.Group
+	if writesPolicy {
+		first := p
+		pg.Go(func() error { wrote = r.writePolicy(ctx, first.Ref, first.agent, *first.policy); return nil })
 	}
+	if refine != nil {
+		p = refine()
+	}
+	_ = pg.Wait()
 	rec := &applyRecord{parts: p.parts.clone()}
 	if wrote != nil {
 		rec.policy = wrote // planned from the same first-round reads as p.policy
@@ -110,28 +108,17 @@ func (r *Reconciler) apply(ctx context.Context, p *plan, refine func() *plan) (*
 				bp.err = errNotAttempted
 			}
 		}
-		for _, part := range rec.access.list() {
-			if part.after != nil {
-				part.err = errNotAttempted
-			}
-		}
+		rec.access.failWrites(errNotAttempted)
 		return p, rec, err
 	}
 	accessWrites := !p.DryRun && rec.access.writes() > 0
-	intentFailed := false
+	var intentErr error
 	if accessWrites {
-		if err := r.recordIntent(ctx, p, rec); err != nil {
-			intentFailed = true
-			// Nothing is granted that could not be recorded first.
-			for _, part := range rec.access.list() {
-				if part.after != nil {
-					part.err = err
-				}
-			}
-			accessWrites = false
-		}
+		intentErr = r.recordIntent(ctx, p, rec)
 	}
-	if accessWrites {
+	if intentErr != nil {
+		rec.access.failWrites(intentErr) // nothing is granted that could not be recorded first
+	} else if accessWrites {
 		var ag errgroup.Group
 		for _, part := range rec.access.list() {
 			if part.after != nil {
@@ -143,7 +130,7 @@ func (r *Reconciler) apply(ctx context.Context, p *plan, refine func() *plan) (*
 	// The access annotation to record is decided before the writes run
 	// concurrently.
 	sw := serviceWrite{access: rec.access.annotation(), marker: p.marker, lb: p.Mode == outcome.LoadBalancer, fronted: len(p.fronting.backends) > 0}
-	if accessWrites || intentFailed {
+	if accessWrites {
 		// Record the grants as made (a failed one is not recorded). When
 		// the intent could not be recorded nothing was granted, and the
 		// service update still made (IAP, marker) must not carry the
