@@ -105,7 +105,7 @@ func planAccess(ref ServiceRef, d Desired, o *observed, number string, resources
 	if d.AccessSet {
 		pol, ok := o.AccessPolicies.Lookup(d.Access)
 		switch {
-		case !ok && o.AccessPolicies.Len() == 0:
+		case !ok && len(ap.available) == 0:
 			ap.reject = fmt.Sprintf("label %s=%q names an access policy, but no access policies are configured (IAPGUARD_ACCESS_POLICIES)", access.LabelKey, d.Access)
 		case !ok:
 			ap.reject = fmt.Sprintf("label %s=%q names no access policy; known policies: %s", access.LabelKey, d.Access, strings.Join(ap.available, ", "))

@@ -133,23 +133,6 @@ func (pt parts) errs() []error {
 	return errs
 }
 
-// writes reports how many write calls applying the plan takes.
-func (p *plan) writes() int {
-	n := 0
-	if p.policy != nil && p.policy.after != nil {
-		n++
-	}
-	if p.service != nil && !p.service.update.empty() {
-		n++
-	}
-	for _, b := range p.backends {
-		if b.write {
-			n++
-		}
-	}
-	return n + p.access.writes()
-}
-
 // needsNeighbours lists the other services behind shared backend services
 // that will change (IAP or access grants) and that were not read.
 func (p *plan) needsNeighbours() []string {

@@ -1158,3 +1158,21 @@ func TestLookalikeLabelWarns(t *testing.T) {
 		t.Errorf("ordinary labels warned: %q", p.Warnings)
 	}
 }
+
+// writes reports how many write calls applying the plan takes (the
+// tests' measure of a plan; apply does not need it).
+func (p *plan) writes() int {
+	n := 0
+	if p.policy != nil && p.policy.after != nil {
+		n++
+	}
+	if p.service != nil && !p.service.update.empty() {
+		n++
+	}
+	for _, b := range p.backends {
+		if b.write {
+			n++
+		}
+	}
+	return n + p.access.writes()
+}

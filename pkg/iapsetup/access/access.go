@@ -80,14 +80,6 @@ func (a *Policies) Names() []string {
 	return slices.Sorted(maps.Keys(a.policies))
 }
 
-// Len returns the number of policies.
-func (a *Policies) Len() int {
-	if a == nil {
-		return 0
-	}
-	return len(a.policies)
-}
-
 // policyNameRE: a policy name must be usable as a GCP label value (the
 // iap-access label), restricted to ASCII.
 // The length (at most 63) is checked apart: a counted repetition compiles
