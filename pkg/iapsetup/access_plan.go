@@ -359,11 +359,7 @@ func (ap *accessPlan) annotation() *string {
 		}
 		switch {
 		case part.err == nil && part.rejected == nil:
-			for _, m := range part.added {
-				if !containsMember(keep, m) {
-					keep = append(keep, m)
-				}
-			}
+			keep = append(keep, part.added...) // formatRecord sorts and dedups
 		case part.err != nil && ap.intent:
 			// The grant may have happened (a timeout after the write):
 			// it stays recorded as intended; the next reconcile decides
