@@ -26,7 +26,7 @@ import (
 func TestCoalescerFutureChangeCountsAsArrival(t *testing.T) {
 	c := &coalescer{now: time.Now}
 	var runs atomic.Int32
-	fn := func() (any, error) { runs.Add(1); time.Sleep(time.Millisecond); return nil, nil }
+	fn := func(bool) (any, error) { runs.Add(1); time.Sleep(time.Millisecond); return nil, nil }
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	future := time.Now().Add(time.Hour)
@@ -214,12 +214,12 @@ func TestHandleKeepsChangesUntilReported(t *testing.T) {
 func TestReconcileEachScopeRefusal(t *testing.T) {
 	h := NewHandler(testConfig(0), &fakeReconciler{}, &fakePublisher{}, nil)
 	const bs = "projects/other/global/backendServices/web"
-	rs, err := h.reconcileEach(t.Context(), bs, nil, &iapsetup.ScopeError{Resource: bs, Reason: "project other is outside iapguard's scope"})
+	rs, err := h.reconcileEach(t.Context(), bs, time.Now(), nil, &iapsetup.ScopeError{Resource: bs, Reason: "project other is outside iapguard's scope"})
 	if err != nil || len(rs) != 1 || rs[0].Outcome != outcome.Rejected || rs[0].Resource != bs {
 		t.Errorf("out of scope: %+v, %v; want one rejected result for %s and no error", rs, err, bs)
 	}
 	cause := fmt.Errorf("reading the project's ancestry: %w", iapsetup.ErrTransient)
-	rs, err = h.reconcileEach(t.Context(), bs, []iapsetup.Candidate{{Ref: iapsetup.ServiceRef{Project: "p1", Region: "r", Name: "s"}}},
+	rs, err = h.reconcileEach(t.Context(), bs, time.Now(), []iapsetup.Candidate{{Ref: iapsetup.ServiceRef{Project: "p1", Region: "r", Name: "s"}}},
 		errors.Join(&iapsetup.ScopeError{Resource: bs, Reason: cause.Error(), Err: cause}))
 	if !errors.Is(err, iapsetup.ErrTransient) || len(rs) != 2 || rs[0].Outcome != outcome.Failed || rs[1].Outcome != outcome.Compliant {
 		t.Errorf("check failed: %+v, %v; want a failed result, the candidate reconciled, a transient error", rs, err)
@@ -275,7 +275,7 @@ func TestReconcileEachResolveFailure(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := NewHandler(testConfig(0), &fakeReconciler{}, &fakePublisher{}, nil)
-			rs, err := h.reconcileEach(t.Context(), bs, tc.cs, tc.err)
+			rs, err := h.reconcileEach(t.Context(), bs, time.Now(), tc.cs, tc.err)
 			var got []res
 			for _, r := range rs {
 				got = append(got, res{r.Resource, r.Outcome})

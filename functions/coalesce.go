@@ -17,7 +17,10 @@ import (
 // joins an in-flight reconcile only if it started after the event's change
 // was recorded; otherwise it waits for it and then runs (or joins) a fresh
 // one. Duplicate deliveries of one event, which arrive after the change,
-// therefore share a single reconcile.
+// therefore share a single reconcile. A service has one key however an
+// event reaches it — named, or behind a backend service, a NEG or a
+// replayed region (reconcileEach) — so no two reconciles of a service run
+// at once in an instance.
 type coalescer struct {
 	g   singleflight.Group
 	now func() time.Time
@@ -35,20 +38,24 @@ type flight struct {
 // first, the error wraps ctx.Err() and iapsetup.ErrTransient: the event
 // was not reconciled and must be redelivered, not acknowledged.
 //
+// fn is told whether its caller first waited for a run that started before
+// the change (waited): that run may have written since the caller read
+// anything, so what it read before calling do (a listed copy) is stale.
+//
 // A change time later than now (a sender's clock, or a forged timestamp)
 // counts as now, the event's arrival: otherwise no run could ever start
 // after it. An event waits for at most one run that started before its
 // change: singleflight starts a run for key only once the previous one has
 // ended, so the run it shares or starts next began after the event arrived
 // (whatever the wall clock says), and its result is final.
-func (c *coalescer) do(ctx context.Context, key string, changedAt time.Time, fn func() (any, error)) (v any, err error, shared bool) {
+func (c *coalescer) do(ctx context.Context, key string, changedAt time.Time, fn func(waited bool) (any, error)) (v any, err error, shared bool) {
 	if now := c.now(); changedAt.IsZero() || changedAt.After(now) {
 		changedAt = now
 	}
 	for stale := false; ; stale = true {
 		ch := c.g.DoChan(key, func() (any, error) {
 			f := &flight{started: c.now()}
-			f.v, f.err = fn()
+			f.v, f.err = fn(stale)
 			return f, nil
 		})
 		select {

@@ -16,7 +16,7 @@ func TestCoalescerSharesOnlyRunsThatSawTheChange(t *testing.T) {
 	var runs atomic.Int32
 	release := make(chan struct{})
 	started := make(chan struct{}, 10)
-	fn := func() (any, error) {
+	fn := func(bool) (any, error) {
 		n := runs.Add(1)
 		started <- struct{}{}
 		<-release
@@ -60,11 +60,11 @@ func TestCoalescerHonoursContext(t *testing.T) {
 	c := &coalescer{now: time.Now}
 	block := make(chan struct{})
 	defer close(block)
-	go c.do(context.Background(), "k", time.Time{}, func() (any, error) { <-block; return nil, nil })
+	go c.do(context.Background(), "k", time.Time{}, func(bool) (any, error) { <-block; return nil, nil })
 	time.Sleep(5 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
-	_, err, _ := c.do(ctx, "k", time.Time{}, func() (any, error) { return nil, nil })
+	_, err, _ := c.do(ctx, "k", time.Time{}, func(bool) (any, error) { return nil, nil })
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, iapsetup.ErrTransient) {
 		t.Fatalf("do after its context ended = %v, want a transient error wrapping the deadline", err)
 	}

@@ -202,7 +202,7 @@ func (h *Handler) reconcile(ctx context.Context, dec event.Decision) (results []
 		default:
 			err = fmt.Errorf("compute resource kind %q: %w", c.Kind, iapsetup.ErrPermanent)
 		}
-		results, err = h.reconcileEach(ctx, named, cs, err)
+		results, err = h.reconcileEach(ctx, named, dec.Trigger.Time, cs, err)
 		return results, "", err
 	}
 	var all []*iapsetup.Result
@@ -211,7 +211,7 @@ func (h *Handler) reconcile(ctx context.Context, dec event.Decision) (results []
 		switch t.Kind {
 		case event.TargetService:
 			ref := iapsetup.ServiceRef{Project: t.Project, Region: t.Region, Name: t.Service}
-			v, err, _ := h.coal.do(ctx, ref.String(), dec.Trigger.Time, func() (any, error) {
+			v, err, _ := h.coal.do(ctx, ref.String(), dec.Trigger.Time, func(bool) (any, error) {
 				return h.rec.Reconcile(ctx, ref)
 			})
 			if res, ok := v.(*iapsetup.Result); ok && res != nil {
@@ -227,15 +227,15 @@ func (h *Handler) reconcile(ctx context.Context, dec event.Decision) (results []
 				rs   []*iapsetup.Result
 				note string
 			}
-			v, err, _ := h.coal.do(ctx, "replay:projects/"+t.Project+"/locations/"+t.Region, dec.Trigger.Time, func() (any, error) {
+			v, err, _ := h.coal.do(ctx, "replay:projects/"+t.Project+"/locations/"+t.Region, dec.Trigger.Time, func(bool) (any, error) {
 				var pr projectRun
 				var err error
 				if t.Region != "" {
 					cs, rerr := h.rec.ResolveRegion(ctx, t.Project, t.Region)
-					pr.rs, err = h.reconcileEach(ctx, "projects/"+t.Project+"/locations/"+t.Region, cs, rerr)
+					pr.rs, err = h.reconcileEach(ctx, "projects/"+t.Project+"/locations/"+t.Region, dec.Trigger.Time, cs, rerr)
 				} else {
 					// Every region: Cloud Run v2 refuses "-"; discover instead.
-					pr.rs, pr.note, err = h.reconcileProject(ctx, t.Project)
+					pr.rs, pr.note, err = h.reconcileProject(ctx, t.Project, dec.Trigger.Time)
 				}
 				return pr, err
 			})
@@ -266,7 +266,16 @@ const fanOut = 8
 // other permanent failure is named's failed outcome, its reason the error.
 // A transient resolve failure has no outcome of its own: it is returned,
 // and Eventarc redelivers the event.
-func (h *Handler) reconcileEach(ctx context.Context, named string, cs []iapsetup.Candidate, resolveErr error) ([]*iapsetup.Result, error) {
+//
+// Each service is reconciled through the coalescer, under the key service
+// events use, with changedAt the time of the change the event reports: a
+// Compute event or a replay never reconciles a service concurrently with
+// another reconcile of it (the event of iapguard's own backend patch used
+// to race the reconcile that made it, and wrote what that one was about
+// to write). It joins a run that started after changedAt, or waits for the
+// run in flight and then runs; a listed copy read before that wait is not
+// used.
+func (h *Handler) reconcileEach(ctx context.Context, named string, changedAt time.Time, cs []iapsetup.Candidate, resolveErr error) ([]*iapsetup.Result, error) {
 	var reported []*iapsetup.Result
 	var errs []error
 	refusals, rest := splitRefusals(resolveErr)
@@ -288,11 +297,21 @@ func (h *Handler) reconcileEach(ctx context.Context, named string, cs []iapsetup
 	g.SetLimit(fanOut)
 	for i, c := range cs {
 		g.Go(func() error {
-			results[i], recErrs[i] = h.rec.Reconcile(ctx, c.Ref, iapsetup.Listed(c.Listed))
+			v, err, _ := h.coal.do(ctx, c.Ref.String(), changedAt, func(waited bool) (any, error) {
+				if waited {
+					return h.rec.Reconcile(ctx, c.Ref)
+				}
+				return h.rec.Reconcile(ctx, c.Ref, iapsetup.Listed(c.Listed))
+			})
+			results[i], _ = v.(*iapsetup.Result)
+			recErrs[i] = err
 			return nil
 		})
 	}
 	_ = g.Wait()
+	// A reconcile not run because ctx ended while waiting has no result,
+	// only its transient error: the event is redelivered.
+	results = slices.DeleteFunc(results, func(r *iapsetup.Result) bool { return r == nil })
 	return append(reported, results...), errors.Join(append(errs, recErrs...)...)
 }
 

@@ -51,10 +51,10 @@ func (h *Handler) SetDiscovery(d Discoverer, rp ReplayPublisher) {
 // Asset is off or not permitted), then each service found. Which path ran
 // is logged; with nothing found, the skip reason names it. A discovery
 // that fails permanently is the project's failed outcome (reconcileEach).
-func (h *Handler) reconcileProject(ctx context.Context, project string) ([]*iapsetup.Result, string, error) {
+func (h *Handler) reconcileProject(ctx context.Context, project string, changedAt time.Time) ([]*iapsetup.Result, string, error) {
 	named := "projects/" + project
 	if h.disc == nil {
-		rs, err := h.reconcileEach(ctx, named, nil,
+		rs, err := h.reconcileEach(ctx, named, changedAt, nil,
 			fmt.Errorf("replaying every service of project %s: no discovery configured (%w)", project, iapsetup.ErrPermanent))
 		return rs, "", err
 	}
@@ -70,7 +70,7 @@ func (h *Handler) reconcileProject(ctx context.Context, project string) ([]*iaps
 			cs = append(cs, iapsetup.Candidate{Ref: f.Ref, Listed: f.Listed})
 		}
 	}
-	rs, err := h.reconcileEach(ctx, named, cs, err)
+	rs, err := h.reconcileEach(ctx, named, changedAt, cs, err)
 	return rs, how, err
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/google/go-cmp/cmp"
@@ -14,6 +15,7 @@ import (
 	"github.com/iapguard/iapguard/emulator/delivery"
 	"github.com/iapguard/iapguard/internal/demo"
 	"github.com/iapguard/iapguard/internal/stack"
+	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
 var enabled = map[string]string{"iap": "enabled"}
@@ -67,6 +69,63 @@ func TestLoadBalancedServiceConverges(t *testing.T) {
 	golden(t, "lb-remediated", e.byUser("web"))
 	calls, total := e.fnCalls()
 	t.Logf("function's API calls after labelling (%d): %v", total, calls)
+}
+
+// TestOwnBackendPatchEventWaitsForTheReconcile: iapguard patches the
+// backend service and updates the Cloud Run service at once. When the
+// update is slow (held 300 ms here, as a loaded machine or Google can make
+// it), the event of the backend patch arrives while the reconcile that made
+// the patch still runs. That event must wait for it and then find the
+// service compliant; it used to reconcile at once, from the state before
+// the update, write the update itself and make the first reconcile lose its
+// etag (ABORTED, an event skipped as "call failed"), so an event of
+// iapguard's own write reported remediated. That race made
+// TestOrgWideBothPaths flaky under load.
+func TestOwnBackendPatchEventWaitsForTheReconcile(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stack.Options{})
+	e.create(demo.ServiceSpec{Name: "web", Public: true})
+	lb := e.lb(demo.LBSpec{Service: "web"})
+	e.mark()
+	if err := e.st.Emu.Core.Faults.SetLatency("google.cloud.run.v2.Services.UpdateService", 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	e.label("web", enabled)
+	e.settle()
+
+	var patchEvents int
+	for _, m := range e.st.Outcomes.ForService("web") {
+		own := m.Trigger.Principal == stack.FunctionPrincipal
+		if own && m.Trigger.Method == "v1.compute.backendServices.patch" {
+			patchEvents++
+		}
+		if own && m.Outcome != outcome.Compliant || !own && m.Outcome != outcome.Remediated {
+			t.Errorf("event %s by %s: outcome %s (%s); want the user's change remediated, every event of iapguard's writes compliant",
+				m.Trigger.Method, m.Trigger.Principal, m.Outcome, m.Reason)
+		}
+	}
+	if patchEvents == 0 {
+		t.Fatal("no outcome for web from the event of iapguard's backend patch; the test would prove nothing")
+	}
+	if got := e.byUser("web"); got.Outcome != outcome.Remediated {
+		t.Errorf("the user's change: %s, want remediated", got.Outcome)
+	}
+	for _, en := range e.st.Emu.Core.Audit.Entries()[e.auditMark:] {
+		if p := en.ProtoPayload; p.AuthenticationInfo.PrincipalEmail == stack.FunctionPrincipal && p.Status != nil && p.Status.Code != 0 {
+			t.Errorf("iapguard's %s was refused (%s): two reconciles of web raced", p.MethodName, p.Status.Message)
+		}
+	}
+	wantWrites := map[string]int{
+		"google.cloud.run.v2.Services.SetIamPolicy":  1,
+		"google.cloud.run.v2.Services.UpdateService": 1,
+		"v1.compute.backendServices.patch":           1,
+	}
+	if d := cmp.Diff(wantWrites, e.iapguardWrites()); d != "" {
+		t.Errorf("iapguard's writes (-want +got):\n%s", d)
+	}
+	if b := e.backend(lb.BackendService); b.Iap == nil || !b.Iap.Enabled {
+		t.Errorf("backend IAP = %+v, want enabled", b.Iap)
+	}
 }
 
 func TestDirectIAPWithoutLoadBalancer(t *testing.T) {
