@@ -888,23 +888,9 @@ func regionalProxyRule(m *mutation, fr *compute.ForwardingRule) error {
 	if fr.Network == "" {
 		return requiredField("network")
 	}
-	link, net, err := m.resolve("network", fr.Network, false, specNetworks)
+	net, err := ruleNetwork(m, fr)
 	if err != nil {
 		return err
-	}
-	fr.Network = link
-	if fr.Subnetwork != "" {
-		link, sub, err := m.resolve("subnetwork", fr.Subnetwork, false, specSubnetworks)
-		if err == nil {
-			err = sameRegion(m, "subnetwork", link)
-		}
-		if err != nil {
-			return err
-		}
-		if relOf(sub.obj.(*compute.Subnetwork).Network) != net.rel() {
-			return invalidField("subnetwork", fr.Subnetwork, "The subnetwork must belong to the network '"+net.rel()+"'.")
-		}
-		fr.Subnetwork = link
 	}
 	for _, r := range m.s.all(specSubnetworks, net.project.ID, m.region) {
 		sn := r.obj.(*compute.Subnetwork)
@@ -996,23 +982,8 @@ func passthroughRule(m *mutation, fr *compute.ForwardingRule) error {
 		if fr.Network == "" {
 			fr.Network = "global/networks/default"
 		}
-		link, net, err := m.resolve("network", fr.Network, false, specNetworks)
-		if err != nil {
+		if _, err := ruleNetwork(m, fr); err != nil {
 			return err
-		}
-		fr.Network = link
-		if fr.Subnetwork != "" {
-			link, sub, err := m.resolve("subnetwork", fr.Subnetwork, false, specSubnetworks)
-			if err == nil {
-				err = sameRegion(m, "subnetwork", link)
-			}
-			if err != nil {
-				return err
-			}
-			if relOf(sub.obj.(*compute.Subnetwork).Network) != net.rel() {
-				return invalidField("subnetwork", fr.Subnetwork, "The subnetwork must belong to the network '"+net.rel()+"'.")
-			}
-			fr.Subnetwork = link
 		}
 		if fr.ServiceLabel != "" {
 			fr.ServiceName = fr.ServiceLabel + "." + fr.Name + ".il4." + m.region + ".lb." + m.project.ID + ".internal"
@@ -1032,6 +1003,31 @@ func passthroughRule(m *mutation, fr *compute.ForwardingRule) error {
 func decorateForwardingRule(obj any) {
 	fr := obj.(*compute.ForwardingRule)
 	fr.ForceSendFields = append(fr.ForceSendFields, "Description")
+}
+
+// ruleNetwork resolves a regional forwarding rule's network and, when
+// set, its subnetwork, which must be in the rule's region and network; both
+// are canonicalised in place.
+func ruleNetwork(m *mutation, fr *compute.ForwardingRule) (*resource, error) {
+	link, net, err := m.resolve("network", fr.Network, false, specNetworks)
+	if err != nil {
+		return nil, err
+	}
+	fr.Network = link
+	if fr.Subnetwork != "" {
+		link, sub, err := m.resolve("subnetwork", fr.Subnetwork, false, specSubnetworks)
+		if err == nil {
+			err = sameRegion(m, "subnetwork", link)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if relOf(sub.obj.(*compute.Subnetwork).Network) != net.rel() {
+			return nil, invalidField("subnetwork", fr.Subnetwork, "The subnetwork must belong to the network '"+net.rel()+"'.")
+		}
+		fr.Subnetwork = link
+	}
+	return net, nil
 }
 
 func forwardingRuleRefs(obj any) []string {
