@@ -192,7 +192,8 @@ func Parse(source string, data []byte) (*Policies, error) {
 		return nil, err
 	}
 	var errs []error
-	for name, fp := range f.Policies {
+	for _, name := range slices.Sorted(maps.Keys(f.Policies)) { // errors in a stable order
+		fp := f.Policies[name]
 		if len(fp.Allowed) > maxAllowed {
 			errs = append(errs, fmt.Errorf("policy %s: %d allowed entries, at most %d", name, len(fp.Allowed), maxAllowed))
 			continue

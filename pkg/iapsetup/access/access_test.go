@@ -142,3 +142,29 @@ func TestLoad(t *testing.T) {
 		t.Error("a nil *Policies is not empty")
 	}
 }
+
+// TestParseAllowedErrorsInStableOrder: the allowed-entry errors of several
+// policies come in policy-name order, whatever the map's iteration order.
+func TestParseAllowedErrorsInStableOrder(t *testing.T) {
+	t.Parallel()
+	doc := "policies:\n"
+	for _, name := range []string{"zeta", "alpha", "mid", "beta", "omega"} {
+		doc += "  " + name + ":\n    members: [user:a@example.com]\n    allowed: [Bad/Entry]\n"
+	}
+	var first string
+	for i := range 20 {
+		_, err := Parse("f", []byte(doc))
+		if err == nil {
+			t.Fatal("Parse accepted invalid allowed entries")
+		}
+		msg := err.Error()
+		if i == 0 {
+			first = msg
+			if a, z := strings.Index(msg, "policy alpha"), strings.Index(msg, "policy zeta"); a < 0 || z < 0 || a > z {
+				t.Fatalf("errors not in policy-name order: %s", msg)
+			}
+		} else if msg != first {
+			t.Fatalf("error message changed between parses:\n%s\n%s", first, msg)
+		}
+	}
+}
