@@ -132,6 +132,10 @@ type Emulator struct {
 	// Sink is the aggregated log sink stand-in (nil without LogSink).
 	Sink *logsink.Sink
 
+	// publisher is Pub/Sub's Publisher with Google's limits, served over
+	// gRPC and REST (servePubSubREST).
+	publisher limitedPublisher
+
 	grpc    *grpc.Server
 	httpSrv *http.Server
 	ln      net.Listener
@@ -183,7 +187,8 @@ func New(opts Options) (*Emulator, error) {
 	e.Logging.Register(e.grpc)
 	e.ResourceManager.Register(e.grpc)
 	e.SecretManager.Register(e.grpc)
-	pubsubpb.RegisterPublisherServer(e.grpc, limitedPublisher{&e.PubSub.GServer})
+	e.publisher = limitedPublisher{&e.PubSub.GServer}
+	pubsubpb.RegisterPublisherServer(e.grpc, e.publisher)
 	pubsubpb.RegisterSubscriberServer(e.grpc, &e.PubSub.GServer)
 	pubsubpb.RegisterSchemaServiceServer(e.grpc, &e.PubSub.GServer)
 
@@ -211,14 +216,16 @@ func New(opts Options) (*Emulator, error) {
 	mux.Handle("/compute/beta/", e.Compute)
 	mux.Handle("/v1beta1/", e.ServiceUsage)
 	// Under /v1/: IAP, and the REST forms of Cloud Asset's
-	// SearchAllResources and Secret Manager's AccessSecretVersion (the
-	// discovery-based clients iapguard's function uses).
+	// SearchAllResources, Secret Manager's AccessSecretVersion and Pub/Sub's
+	// Publish (the discovery-based clients iapguard's function uses).
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasSuffix(r.URL.Path, cloudasset.RESTVerb):
 			e.Asset.ServeREST(w, r)
 		case secretmanager.RESTPath(r.URL.Path):
 			e.SecretManager.ServeREST(w, r)
+		case pubSubRESTPath(r.URL.Path):
+			e.servePubSubREST(w, r)
 		default:
 			e.IAP.ServeHTTP(w, r)
 		}

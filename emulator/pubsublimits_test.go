@@ -1,18 +1,24 @@
 package emulator_test
 
 import (
+	"encoding/base64"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	pubsubapi "cloud.google.com/go/pubsub/v2/apiv1"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
+	pubsubrest "google.golang.org/api/pubsub/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/iapguard/iapguard/emulator"
+	"github.com/iapguard/iapguard/emulator/core"
 )
 
 // Issue #19 item 7: Pub/Sub refuses attribute values and ordering keys over
@@ -52,13 +58,57 @@ func TestPublishLimits(t *testing.T) {
 		{"empty message", &pubsubpb.PubsubMessage{}, codes.InvalidArgument},
 		{"attributes only", &pubsubpb.PubsubMessage{Attributes: map[string]string{"k": "v"}}, codes.OK},
 	}
-	if _, err := c.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic}); status.Code(err) != codes.InvalidArgument {
-		t.Errorf("no messages: Publish = %v, want InvalidArgument", err)
+	// The REST route (the function's client) enforces the same limits
+	// through the same publisher: the same code, as its HTTP status, and
+	// the same message.
+	rc, err := pubsubrest.NewService(ctx, option.WithEndpoint("http://"+em.Addr()+"/"), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range tests {
-		_, err := c.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: []*pubsubpb.PubsubMessage{tc.m}})
-		if status.Code(err) != tc.code {
-			t.Errorf("%s: Publish = %v, want %s", tc.name, err, tc.code)
+	restPublish := func(ms ...*pubsubpb.PubsubMessage) error {
+		var rms []*pubsubrest.PubsubMessage
+		for _, m := range ms {
+			rms = append(rms, &pubsubrest.PubsubMessage{Data: base64.StdEncoding.EncodeToString(m.Data), Attributes: m.Attributes, OrderingKey: m.OrderingKey})
+		}
+		_, err := rc.Projects.Topics.Publish(topic, &pubsubrest.PublishRequest{Messages: rms}).Context(ctx).Do()
+		return err
+	}
+	same := func(name string, grpcErr, restErr error, want codes.Code) {
+		t.Helper()
+		if status.Code(grpcErr) != want {
+			t.Errorf("%s: gRPC Publish = %v, want %s", name, grpcErr, want)
+		}
+		var ge *googleapi.Error
+		switch {
+		case want == codes.OK && restErr != nil:
+			t.Errorf("%s: REST Publish = %v, want success", name, restErr)
+		case want != codes.OK && (!errors.As(restErr, &ge) || ge.Code != core.HTTPStatusOf(want) || ge.Message != status.Convert(grpcErr).Message()):
+			t.Errorf("%s: REST Publish = %v, want HTTP %d with the gRPC answer's message %q", name, restErr, core.HTTPStatusOf(want), status.Convert(grpcErr).Message())
 		}
 	}
+	_, err = c.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic})
+	same("no messages", err, restPublish(), codes.InvalidArgument)
+	for _, tc := range tests {
+		_, err := c.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: []*pubsubpb.PubsubMessage{tc.m}})
+		same(tc.name, err, restPublish(tc.m), tc.code)
+	}
+	many := make([]*pubsubpb.PubsubMessage, emulator.PubSubMaxMessagesPerRequest+1)
+	for i := range many {
+		many[i] = &pubsubpb.PubsubMessage{Data: []byte("d")}
+	}
+	_, err = c.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: many})
+	same("1,001 messages", err, restPublish(many...), codes.InvalidArgument)
+	_, err = c.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: many[:emulator.PubSubMaxMessagesPerRequest]})
+	same("1,000 messages", err, restPublish(many[:emulator.PubSubMaxMessagesPerRequest]...), codes.OK)
+	tooMany := make(map[string]string, emulator.PubSubMaxAttributes+1)
+	for i := range emulator.PubSubMaxAttributes + 1 {
+		tooMany[fmt.Sprint("k", i)] = "v"
+	}
+	m := &pubsubpb.PubsubMessage{Data: []byte("d"), Attributes: tooMany}
+	_, err = c.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: []*pubsubpb.PubsubMessage{m}})
+	same("101 attributes", err, restPublish(m), codes.InvalidArgument)
+	missing := &pubsubpb.PubsubMessage{Data: []byte("d")}
+	_, err = c.Publish(ctx, &pubsubpb.PublishRequest{Topic: "projects/demo-project/topics/missing", Messages: []*pubsubpb.PubsubMessage{missing}})
+	_, restErr := rc.Projects.Topics.Publish("projects/demo-project/topics/missing", &pubsubrest.PublishRequest{Messages: []*pubsubrest.PubsubMessage{{Data: "ZA=="}}}).Context(ctx).Do()
+	same("unknown topic", err, restErr, codes.NotFound)
 }

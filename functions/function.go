@@ -28,10 +28,11 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
-	pubsubapi "cloud.google.com/go/pubsub/v2/apiv1"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	"google.golang.org/api/option"
+	pubsub "google.golang.org/api/pubsub/v1"
 
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/logx"
@@ -132,8 +133,12 @@ type Instance struct {
 	// entries (nil without folder entries).
 	Directory  *gcp.ProjectDirectory
 	Reconciler *iapsetup.Reconciler
-	PubSub     *pubsubapi.TopicAdminClient
-	Handler    *Handler
+	// PubSub is the REST Pub/Sub client (google.golang.org/api/pubsub/v1)
+	// the outcome and replay publishers share (NewPubSubService).
+	PubSub  *pubsub.Service
+	Handler *Handler
+
+	pubsubCloseIdle func()
 }
 
 // NewInstanceFromConfig builds an instance from cfg.
@@ -186,12 +191,7 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	if err != nil {
 		return fail(err)
 	}
-	var psOpts []option.ClientOption
-	if cfg.EmulatorHost != "" && os.Getenv(EnvPubSubHost) == "" {
-		// Outcomes go to the same emulator unless Pub/Sub's own variable says otherwise.
-		psOpts = gcp.EmulatorGRPCOptions(cfg.EmulatorHost, "")
-	}
-	if inst.PubSub, err = pubsubapi.NewTopicAdminClient(ctx, psOpts...); err != nil {
+	if inst.PubSub, inst.pubsubCloseIdle, err = NewPubSubService(ctx, cfg.EmulatorHost, os.Getenv); err != nil {
 		return fail(fmt.Errorf("building Pub/Sub client: %w", err))
 	}
 	inst.Handler = NewHandler(cfg, inst.Reconciler, outcome.NewPublisher(inst.PubSub, cfg.Project, cfg.OutcomesTopic), log)
@@ -199,14 +199,55 @@ func NewInstanceFromConfig(ctx context.Context, cfg Config, log *slog.Logger) (*
 	return inst, nil
 }
 
-// Close closes the clients (the publisher holds nothing back).
+// Close closes the clients (the publishers hold nothing back; the REST
+// Pub/Sub client has no connection of its own to close against Google,
+// only idle ones against an emulator).
 func (i *Instance) Close() error {
 	errs := []error{i.Clients.Close()}
-	if i.PubSub != nil {
-		errs = append(errs, i.PubSub.Close())
+	if i.pubsubCloseIdle != nil {
+		i.pubsubCloseIdle()
 	}
 	if i.Directory != nil {
 		errs = append(errs, i.Directory.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// NewPubSubService builds the REST Pub/Sub client (google.golang.org/api/pubsub/v1)
+// the function publishes outcomes and replay messages with:
+//   - PUBSUB_EMULATOR_HOST (EnvPubSubHost, host:port) set: the emulator
+//     there, http://HOST/ without credentials (Google's Pub/Sub emulator
+//     serves REST on its one port, as iapguard's emulator does). The
+//     generated gRPC client honoured the variable by itself; the REST
+//     client does not, so the function does.
+//   - else emulatorHost (IAPGUARD_EMULATOR_HOST) set: iapguard's emulator
+//     there, as internal/gcp's REST clients reach it.
+//   - else Pub/Sub itself with Application Default Credentials.
+//
+// closeIdle releases the emulator connections the client keeps idle (nil
+// against Google). getenv reads the environment (os.Getenv).
+func NewPubSubService(ctx context.Context, emulatorHost string, getenv func(string) string) (s *pubsub.Service, closeIdle func(), err error) {
+	var opts []option.ClientOption
+	switch host := strings.TrimSpace(getenv(EnvPubSubHost)); {
+	case host != "":
+		// Plain HTTP/1.1 (the emulator may not speak HTTP/2 without TLS),
+		// on a transport of its own so Close releases only its connections,
+		// keeping enough of them idle for concurrent publishes.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64
+		tr.IdleConnTimeout = 90 * time.Second
+		closeIdle = tr.CloseIdleConnections
+		opts = gcp.EmulatorRESTOptions(host, "", &http.Client{Transport: tr})
+	case emulatorHost != "":
+		var hc *http.Client
+		hc, closeIdle = gcp.EmulatorHTTPClient("")
+		opts = gcp.EmulatorRESTOptions(emulatorHost, "", hc)
+	}
+	if s, err = pubsub.NewService(ctx, opts...); err != nil {
+		if closeIdle != nil {
+			closeIdle()
+		}
+		return nil, nil, err
+	}
+	return s, closeIdle, nil
 }

@@ -6,36 +6,50 @@ import (
 	"strings"
 	"testing"
 
-	pubsubapi "cloud.google.com/go/pubsub/v2/apiv1"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"cloud.google.com/go/pubsub/v2/pstest"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	pubsub "google.golang.org/api/pubsub/v1"
+	"google.golang.org/grpc/codes"
 
+	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/internal/event"
 )
 
-// PublishReplays sends every message, in requests of at most
-// maxPublishBatch, and reports a topic that does not exist.
+// startPubSubEmulator starts an emulator with topics and returns it.
+func startPubSubEmulator(t *testing.T, topics ...string) *emulator.Emulator {
+	t.Helper()
+	em, err := emulator.New(emulator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = em.Close() })
+	for _, topic := range topics {
+		if _, err := em.PubSub.GServer.CreateTopic(t.Context(), &pubsubpb.Topic{Name: topic}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return em
+}
+
+const publishMethod = "google.pubsub.v1.Publisher.Publish"
+
+// PublishReplays sends every message through the REST client, in requests
+// of at most maxPublishBatch (the emulator refuses a request of more, as
+// Pub/Sub does, so 2,001 messages in three accepted calls are split
+// 1,000/1,000/1), retries a transient failure, and reports a topic that
+// does not exist.
 func TestTopicReplayPublisher(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	srv := pstest.NewServer()
-	t.Cleanup(func() { _ = srv.Close() })
-	conn, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	em := startPubSubEmulator(t, "projects/host/topics/replay")
+	s, err := pubsub.NewService(ctx, option.WithEndpoint("http://"+em.Addr()+"/"), option.WithoutAuthentication())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = conn.Close() })
-	c, err := pubsubapi.NewTopicAdminClient(ctx, option.WithGRPCConn(conn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/host/topics/replay"}); err != nil {
-		t.Fatal(err)
-	}
-	p := NewTopicReplayPublisher(c, "host", "replay")
+	p := NewTopicReplayPublisher(s, "host", "replay")
 	const n = 2*maxPublishBatch + 1
 	ms := make([]event.ReplayMessage, n)
 	for i := range ms {
@@ -44,8 +58,11 @@ func TestTopicReplayPublisher(t *testing.T) {
 	if err := p.PublishReplays(ctx, ms); err != nil {
 		t.Fatalf("PublishReplays: %v", err)
 	}
+	if calls := em.Core.Stats.Snapshot().Calls[publishMethod]; calls != 3 {
+		t.Errorf("%d Publish calls for %d messages, want 3", calls, n)
+	}
 	got := map[string]bool{}
-	for _, m := range srv.Messages() {
+	for _, m := range em.PubSub.Messages() {
 		var rm event.ReplayMessage
 		if err := json.Unmarshal(m.Data, &rm); err != nil {
 			t.Fatal(err)
@@ -55,11 +72,28 @@ func TestTopicReplayPublisher(t *testing.T) {
 	if len(got) != n {
 		t.Errorf("%d distinct messages published, want %d", len(got), n)
 	}
-	if calls := srv.Messages(); len(calls) != n {
+	if calls := em.PubSub.Messages(); len(calls) != n {
 		t.Errorf("%d messages stored, want %d", len(calls), n)
 	}
 
-	missing := NewTopicReplayPublisher(c, "host", "projects/host/topics/missing")
+	// A transient failure of one request is retried: every message
+	// arrives once more, in one call more.
+	em.Core.Stats.Reset()
+	em.PubSub.ClearMessages()
+	if err := em.Core.Faults.FailNext(publishMethod, 1, codes.Unavailable); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PublishReplays(ctx, ms); err != nil {
+		t.Fatalf("PublishReplays with one UNAVAILABLE answer: %v", err)
+	}
+	if calls := em.Core.Stats.Snapshot().Calls[publishMethod]; calls != 4 {
+		t.Errorf("%d Publish calls with one retried, want 4", calls)
+	}
+	if got := len(em.PubSub.Messages()); got != n {
+		t.Errorf("%d messages stored after a retried request, want %d", got, n)
+	}
+
+	missing := NewTopicReplayPublisher(s, "host", "projects/host/topics/missing")
 	if err := missing.PublishReplays(ctx, ms[:1]); err == nil || !strings.Contains(err.Error(), "projects/host/topics/missing") {
 		t.Errorf("PublishReplays to a missing topic = %v; want an error naming it", err)
 	}

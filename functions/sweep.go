@@ -2,6 +2,7 @@ package functions
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,13 +11,13 @@ import (
 	"sync"
 	"time"
 
-	pubsubapi "cloud.google.com/go/pubsub/v2/apiv1"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	pubsub "google.golang.org/api/pubsub/v1"
 
 	"github.com/iapguard/iapguard/internal/event"
 	"github.com/iapguard/iapguard/internal/gcp"
 	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/internal/logx"
+	"github.com/iapguard/iapguard/internal/pubsubrest"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
@@ -200,18 +201,19 @@ type outcomeTrigger = outcome.Trigger
 
 // TopicReplayPublisher publishes replay messages on a Pub/Sub topic (no
 // ordering keys: each message names one service and may be reconciled
-// anywhere), through the generated Pub/Sub client (as pkg/outcome does, to
-// keep the batching publisher's package out of the function's start-up).
+// anywhere), through Pub/Sub's REST client with the generated client's
+// Publish retries (internal/pubsubrest, as pkg/outcome does, to keep the
+// gRPC client's packages out of the function's start-up).
 // Required IAM: pubsub.topics.publish on the replay topic.
 type TopicReplayPublisher struct {
-	c     *pubsubapi.TopicAdminClient
+	s     *pubsub.Service
 	topic string
 }
 
 // NewTopicReplayPublisher publishes to topic (an id in project or
-// projects/P/topics/T).
-func NewTopicReplayPublisher(c *pubsubapi.TopicAdminClient, project, topic string) *TopicReplayPublisher {
-	return &TopicReplayPublisher{c: c, topic: outcome.TopicName(project, topic)}
+// projects/P/topics/T) through s.
+func NewTopicReplayPublisher(s *pubsub.Service, project, topic string) *TopicReplayPublisher {
+	return &TopicReplayPublisher{s: s, topic: outcome.TopicName(project, topic)}
 }
 
 // maxPublishBatch is the most messages one Publish request carries
@@ -224,24 +226,23 @@ const maxPublishBatch = 1000
 // three failures are returned. Publishing a message twice is harmless:
 // reconciles are idempotent.
 func (p *TopicReplayPublisher) PublishReplays(ctx context.Context, ms []event.ReplayMessage) error {
-	var reqs []*pubsubpb.PublishRequest
+	var batches [][]*pubsub.PubsubMessage
 	for i, m := range ms {
 		body, err := json.Marshal(m)
 		if err != nil {
 			return fmt.Errorf("encoding replay message: %w", err)
 		}
 		if i%maxPublishBatch == 0 {
-			reqs = append(reqs, &pubsubpb.PublishRequest{Topic: p.topic})
+			batches = append(batches, make([]*pubsub.PubsubMessage, 0, min(maxPublishBatch, len(ms)-i)))
 		}
-		r := reqs[len(reqs)-1]
-		r.Messages = append(r.Messages, &pubsubpb.PubsubMessage{Data: body})
+		batches[len(batches)-1] = append(batches[len(batches)-1], &pubsub.PubsubMessage{Data: base64.StdEncoding.EncodeToString(body)})
 	}
-	errs := make([]error, len(reqs))
+	errs := make([]error, len(batches))
 	var wg sync.WaitGroup
-	for i, r := range reqs {
+	for i, b := range batches {
 		wg.Go(func() {
-			if _, err := p.c.Publish(ctx, r); err != nil {
-				errs[i] = fmt.Errorf("publishing %d replay messages to %s: %w", len(r.Messages), p.topic, err)
+			if _, err := pubsubrest.Publish(ctx, p.s, p.topic, b); err != nil {
+				errs[i] = fmt.Errorf("publishing %d replay messages to %s: %w", len(b), p.topic, err)
 			}
 		})
 	}

@@ -117,6 +117,14 @@ func EmulatorRESTOptions(host, path string, hc *http.Client) []option.ClientOpti
 // X-Emulator-Principal) when it is not empty. closeIdle releases its idle
 // connections.
 func emulatorHTTPClient(principal string) (hc *http.Client, closeIdle func()) {
+	return EmulatorHTTPClient(principal)
+}
+
+// EmulatorHTTPClient is the HTTP client iapguard's REST clients use
+// against iapguard's emulator (see emulatorHTTPClient), for clients built
+// outside NewClients (the function's Pub/Sub publisher). closeIdle
+// releases its idle connections.
+func EmulatorHTTPClient(principal string) (hc *http.Client, closeIdle func()) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Protocols = new(http.Protocols)
 	tr.Protocols.SetUnencryptedHTTP2(true)

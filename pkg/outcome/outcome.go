@@ -3,6 +3,11 @@
 // Pub/Sub attributes and ordering key. Subscribers may import it to decode
 // messages. The schema is versioned (SchemaVersion); fields are only ever
 // added within a version. docs/outcomes.md documents it for non-Go readers.
+//
+// Publisher is the function's side: it publishes a message through Pub/Sub's
+// REST API (the discovery-based client google.golang.org/api/pubsub/v1, a
+// *pubsub.Service), retried as Google's generated client retries Publish.
+// Subscribers need neither.
 package outcome
 
 import (

@@ -39,10 +39,31 @@ type Call func(ctx context.Context, q *Query, body []byte) (proto.Message, error
 // Serve runs call as method for r and writes the answer. A method that
 // Google does not serve at r's path is the caller's NotFound.
 func Serve(w http.ResponseWriter, r *http.Request, c *core.Core, method string, call Call) {
+	serve(w, r, c, method, MaxBody, false, call)
+}
+
+// ServeLimited is Serve for a method whose request body may be larger
+// than MaxBody, up to limit bytes (Pub/Sub's Publish: 10 MiB). A longer
+// body is refused as Google's front end refuses it, before the call is
+// counted: 400 INVALID_ARGUMENT "Request payload size exceeds the limit:
+// LIMIT bytes."
+func ServeLimited(w http.ResponseWriter, r *http.Request, c *core.Core, method string, limit int64, call Call) {
+	serve(w, r, c, method, limit, true, call)
+}
+
+func serve(w http.ResponseWriter, r *http.Request, c *core.Core, method string, limit int64, refuseLonger bool, call Call) {
 	r = core.WithHTTPCaller(r)
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody))
+	read := limit
+	if refuseLonger {
+		read++ // one byte more tells a longer body
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, read))
 	if err != nil {
 		core.WriteHTTPError(w, core.Errorf(codes.InvalidArgument, "reading the request body: %v", err))
+		return
+	}
+	if refuseLonger && int64(len(body)) > limit {
+		core.WriteHTTPError(w, core.Errorf(codes.InvalidArgument, "Request payload size exceeds the limit: %d bytes.", limit))
 		return
 	}
 	if err := c.Begin(r.Context(), method); err != nil {
