@@ -21,13 +21,16 @@
 //	REST  /v1/                          IAP IAM methods                  (package iapapi)
 //	REST  /v1/SCOPE:searchAllResources  Cloud Asset search               (package cloudasset)
 //	REST  /v1/projects/*/secrets/*/versions/*:access  Secret Manager     (package secretmanager)
+//	REST  /v1/projects/*/topics/*:publish  Pub/Sub Publish              (pubsubrest.go; the rest of
+//	                                    /v1/projects/*/{topics,subscriptions,snapshots,schemas} is 404)
 //	REST  /v3/                          Resource Manager v3 reads        (package resourcemanager)
 //	REST  /_emulator/v1/                control API (below)
 //
 // Once listening, Env returns the two lines `iapctl emulator` prints:
 //
 //	IAPGUARD_EMULATOR_HOST=127.0.0.1:PORT  (read by internal/gcp.NewClients)
-//	PUBSUB_EMULATOR_HOST=127.0.0.1:PORT    (read by the Pub/Sub client itself)
+//	PUBSUB_EMULATOR_HOST=127.0.0.1:PORT    (read by the gRPC Pub/Sub client itself, and by
+//	                                        iapguard's function for its REST publisher)
 //
 // Official clients connect with these options (ADDR = host:port):
 //
@@ -38,7 +41,7 @@
 //	Compute (google.golang.org/api/compute/v1):
 //	    option.WithEndpoint("http://ADDR/compute/v1/"), option.WithoutAuthentication()
 //	Service Usage v1beta1, IAP v1, Cloud Asset v1, Secret Manager v1,
-//	Resource Manager v3 (google.golang.org/api/...):
+//	Resource Manager v3, Pub/Sub v1 Publish (google.golang.org/api/...):
 //	    option.WithEndpoint("http://ADDR/"), option.WithoutAuthentication()
 //
 // The REST forms of gRPC methods are transcoded by emulator/internal/rest:

@@ -34,7 +34,8 @@ import (
 )
 
 // Environment variables the emulator prints once it is ready. Clients that
-// honour them (iapguard's adapters, the Pub/Sub library) need nothing else.
+// honour them (iapguard's adapters and function, the gRPC Pub/Sub library)
+// need nothing else.
 const (
 	EnvEmulatorHost = envname.EmulatorHost
 	EnvPubSubHost   = envname.PubSubEmulatorHost

@@ -38,7 +38,7 @@ const (
 	EnvEmulatorHost = gcp.EnvEmulatorHost       // IAPGUARD_EMULATOR_HOST: host:port of the local emulator (no auth, plain text)
 	EnvPrincipal    = "IAPGUARD_PRINCIPAL"      // identity named to the emulator in audit entries
 	EnvMaxEventAge  = "IAPGUARD_MAX_EVENT_AGE"  // events older than this are acknowledged without work (default 24h)
-	EnvPubSubHost   = gcp.EnvPubSubEmulatorHost // PUBSUB_EMULATOR_HOST: honoured by the Pub/Sub library itself
+	EnvPubSubHost   = gcp.EnvPubSubEmulatorHost // PUBSUB_EMULATOR_HOST: the publishers' Pub/Sub emulator (REST at http://HOST/, no auth; NewPubSubService)
 	// EnvMaxConcurrent caps the events one instance reconciles at once
 	// (default DefaultMaxConcurrent; 0: no cap). Events beyond it wait for a
 	// slot within their deadline, then are redelivered.
