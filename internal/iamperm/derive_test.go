@@ -52,11 +52,12 @@ var callSites = []callSite{
 	}},
 	{"internal/gcp/discovery.go", "d.asset.V1.", 1, func(n []string) string { return "google.cloud.asset.v1.AssetService." + n[0] }},
 	{"internal/gcp/discovery.go", "d.v1.Projects.Locations.", 1, func(n []string) string { return "run.projects.locations." + lowerFirst(n[0]) }},
-	{"functions/sweep.go", "p.c.", 1, func(n []string) string { return "google.pubsub.v1.Publisher." + n[0] }},
+	// The function's outcome and replay publishers (pkg/outcome,
+	// functions/sweep.go) publish through internal/pubsubrest's REST client.
+	{"internal/pubsubrest/pubsubrest.go", "s.Projects.Topics.", 1, func(n []string) string { return "google.pubsub.v1.Publisher." + n[0] }},
 	{"internal/gcp/secrets.go", "a.c.Projects.Secrets.Versions.", 1, func(n []string) string {
 		return "google.cloud.secretmanager.v1.SecretManagerService." + restVerbs["Versions."+n[0]]
 	}},
-	{"pkg/outcome/publish.go", "p.c.", 1, func(n []string) string { return "google.pubsub.v1.Publisher." + n[0] }},
 	{"internal/cli/replay.go", "pub.", 1, func(n []string) string { return "google.pubsub.v1.Publisher." + n[0] }},
 	{"internal/cli/replay.go", "lc.", 1, func(n []string) string { return "google.logging.v2.LoggingServiceV2." + n[0] }},
 }
