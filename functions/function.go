@@ -28,7 +28,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	"google.golang.org/api/option"
@@ -235,7 +234,6 @@ func NewPubSubService(ctx context.Context, emulatorHost string, getenv func(stri
 		// keeping enough of them idle for concurrent publishes.
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 64
-		tr.IdleConnTimeout = 90 * time.Second
 		closeIdle = tr.CloseIdleConnections
 		opts = gcp.EmulatorRESTOptions(host, "", &http.Client{Transport: tr})
 	case emulatorHost != "":
