@@ -55,7 +55,7 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 	out := protojson.MarshalOptions{UseEnumNumbers: strings.Contains(q.Get("$alt"), "enum-encoding=int")}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
 	if err != nil {
-		core.WriteHTTPError(w, core.Errorf(codes.InvalidArgument, "reading the request body: %v", err))
+		core.WriteOnePlatformError(w, core.Errorf(codes.InvalidArgument, "reading the request body: %v", err))
 		return
 	}
 	segs := strings.Split(name, "/")
@@ -244,7 +244,7 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.c.Begin(r.Context(), method); err != nil {
-		core.WriteHTTPError(w, err)
+		core.WriteOnePlatformError(w, err)
 		return
 	}
 	resp, err := call(r.Context())
@@ -254,12 +254,12 @@ func (s *Server) ServeREST(w http.ResponseWriter, r *http.Request) {
 			st, _ := status.FromError(err)
 			ce = core.Errorf(st.Code(), "%s", st.Message())
 		}
-		core.WriteHTTPError(w, ce)
+		core.WriteOnePlatformError(w, ce)
 		return
 	}
 	b, err := out.Marshal(resp)
 	if err != nil {
-		core.WriteHTTPError(w, core.Errorf(codes.Internal, "encoding the answer: %v", err))
+		core.WriteOnePlatformError(w, core.Errorf(codes.Internal, "encoding the answer: %v", err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")

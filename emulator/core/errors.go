@@ -189,6 +189,28 @@ func codeName(c codes.Code) string {
 	return "UNKNOWN"
 }
 
+// WriteOnePlatformError writes err as the APIs defined in protos and served
+// through Google's transcoding (Cloud Run Admin API v2, Pub/Sub v1, ...)
+// answer REST errors: code, message and status, without the "errors" array
+// of the older discovery-era APIs (Compute):
+//
+//	{"error":{"code":404,"message":"...","status":"NOT_FOUND"}}
+//
+// Recorded real traffic: every 4xx answer of run.googleapis.com/v2 (23) and
+// pubsub.googleapis.com/v1 (61) in k8s-config-connector v1.155.1's
+// recordings has this shape. Errors that are not *Error become 500
+// INTERNAL.
+func WriteOnePlatformError(w http.ResponseWriter, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = &Error{Code: codes.Internal, Message: err.Error()}
+	}
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.WriteHeader(e.Status())
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+		"code": e.Status(), "message": e.Message, "status": codeName(e.Code)}})
+}
+
 // WriteHTTPError writes err as Google's JSON envelope; errors that are not
 // *Error become 500 INTERNAL (which a surface should never produce for a
 // client mistake).

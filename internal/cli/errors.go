@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/api/googleapi"
 	"regexp"
 	"strings"
 
@@ -43,6 +44,9 @@ func plainRPC(msg string) string {
 // grpcDesc returns the server's message of a gRPC or REST error without
 // the "rpc error: code = X desc =" prefix.
 func grpcDesc(err error) string {
+	if ge, ok := errors.AsType[*googleapi.Error](err); ok && ge.Message != "" {
+		return ge.Message
+	}
 	msg := err.Error()
 	if i := strings.LastIndex(msg, "desc = "); i >= 0 {
 		return msg[i+len("desc = "):]

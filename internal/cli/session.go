@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/spf13/cobra"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
@@ -277,7 +276,7 @@ func (s *session) checkProject(ctx context.Context, region string) error {
 		_, err = s.clients.Discovery.Regions(ctx, s.project, &calls)
 	} else {
 		what, perm = "projects/"+s.project+"/locations/"+region, "run.services.list"
-		_, err = s.clients.Run.ListServices(ctx, &runpb.ListServicesRequest{Parent: what, PageSize: 1}).Next()
+		_, err = s.clients.Run.Projects.Locations.Services.List(what).PageSize(1).Context(ctx).Do()
 	}
 	if err == nil || errors.Is(err, iterator.Done) {
 		return nil

@@ -368,3 +368,82 @@ func TestNewClientsRejectsURLHost(t *testing.T) {
 		}
 	}
 }
+
+// The Cloud Run adapter goes through the discovery-based REST client,
+// which retries nothing by itself; it applies the gRPC clients' default
+// retries (cloud.google.com/go/run/apiv2 and longrunning): GetService,
+// ListServices and the operation poll retried on UNAVAILABLE, nothing
+// else. An update whose poll met an UNAVAILABLE must still succeed: failing
+// it would make the reconciler write again on redelivery.
+func TestRunAdapterRetriesAsTheGRPCClient(t *testing.T) {
+	t.Parallel()
+	const (
+		get    = "google.cloud.run.v2.Services.GetService"
+		list   = "google.cloud.run.v2.Services.ListServices"
+		update = "google.cloud.run.v2.Services.UpdateService"
+		poll   = "google.longrunning.Operations.GetOperation"
+		setIAM = "google.cloud.run.v2.Services.SetIamPolicy"
+	)
+	for _, tc := range []struct {
+		name   string
+		method string
+		code   codes.Code
+		call   func(t *testing.T, a *gcp.RunAdapter, svc *iapsetup.Service) error
+		calls  int64
+		ok     bool
+	}{
+		{"get unavailable retried", get, codes.Unavailable, getHello, 2, true},
+		{"get denied not retried", get, codes.PermissionDenied, getHello, 1, false},
+		{"list unavailable retried", list, codes.Unavailable, listRegion, 2, true},
+		{"poll unavailable retried", poll, codes.Unavailable, enableIAP, 2, true},
+		{"poll denied not retried", poll, codes.PermissionDenied, enableIAP, 1, false},
+		{"update unavailable not retried", update, codes.Unavailable, enableIAP, 1, false},
+		{"set IAM unavailable not retried", setIAM, codes.Unavailable, setPolicy, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := startEnv(t, envOptions{})
+			e.SeedService(t, emulatortest.Svc{Name: "hello"})
+			a := e.Clients.RunAdapter
+			svc, err := a.GetService(t.Context(), helloRef)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Core.Faults.FailNext(tc.method, 1, tc.code); err != nil {
+				t.Fatal(err)
+			}
+			before := e.Snapshot()
+			err = tc.call(t, a, svc)
+			if (err == nil) != tc.ok {
+				t.Errorf("call = %v, want success %v", err, tc.ok)
+			}
+			if n := e.Snapshot().Sub(before).Calls[tc.method]; n != tc.calls {
+				t.Errorf("%s called %d times, want %d", tc.method, n, tc.calls)
+			}
+		})
+	}
+}
+
+func getHello(t *testing.T, a *gcp.RunAdapter, _ *iapsetup.Service) error {
+	_, err := a.GetService(t.Context(), helloRef)
+	return err
+}
+
+func listRegion(t *testing.T, a *gcp.RunAdapter, _ *iapsetup.Service) error {
+	_, err := a.ListServices(t.Context(), helloRef.Project, helloRef.Region)
+	return err
+}
+
+func enableIAP(t *testing.T, a *gcp.RunAdapter, svc *iapsetup.Service) error {
+	_, err := a.UpdateService(t.Context(), &iapsetup.ServiceUpdate{Ref: helloRef, Etag: svc.Etag, EnableIAP: true, Source: svc.Source})
+	return err
+}
+
+func setPolicy(t *testing.T, a *gcp.RunAdapter, _ *iapsetup.Service) error {
+	p, err := a.GetIAMPolicy(t.Context(), helloRef)
+	if err != nil {
+		return err
+	}
+	_, err = a.SetIAMPolicy(t.Context(), helloRef, p)
+	return err
+}

@@ -1,14 +1,16 @@
 // Package gcp adapts the official Google Cloud Go clients to the small
-// interfaces pkg/iapsetup consumes: Cloud Run Admin API v2 (gRPC,
-// cloud.google.com/go/run/apiv2), Compute Engine v1 (REST,
+// interfaces pkg/iapsetup consumes: Cloud Run Admin API v2 (REST,
+// google.golang.org/api/run/v2), Compute Engine v1 (REST,
 // google.golang.org/api/compute/v1), Service Usage v1beta1 (REST,
 // google.golang.org/api/serviceusage/v1beta1) and Identity-Aware Proxy v1
 // (REST, google.golang.org/api/iap/v1); for discovery, the record key and
 // folder scopes, Cloud Asset Inventory v1, Secret Manager v1 and Resource
 // Manager v3 through their discovery-based REST clients
 // (google.golang.org/api/cloudasset/v1, secretmanager/v1,
-// cloudresourcemanager/v3), which, unlike their gRPC clients, register no
-// protobuf descriptors at process start.
+// cloudresourcemanager/v3). Every client the function uses is a
+// discovery-based REST client: unlike the gRPC clients, they register no
+// protobuf descriptors at process start (docs/performance.md;
+// TestFunctionLinksNoGeneratedGRPCClient holds it).
 //
 // Build the clients once per process with NewClients and reuse them. Every
 // adapter method documents the IAM permission it needs; errors keep the
@@ -32,17 +34,16 @@ package gcp
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	run "cloud.google.com/go/run/apiv2"
 	"golang.org/x/time/rate"
 	cloudasset "google.golang.org/api/cloudasset/v1"
 	compute "google.golang.org/api/compute/v1"
 	iap "google.golang.org/api/iap/v1"
 	"google.golang.org/api/option"
 	runv1 "google.golang.org/api/run/v1"
+	runv2 "google.golang.org/api/run/v2"
 	secretmanager "google.golang.org/api/secretmanager/v1"
 	serviceusage "google.golang.org/api/serviceusage/v1beta1"
 
@@ -101,7 +102,7 @@ type Options struct {
 
 // Clients holds the official clients and the adapters over them.
 type Clients struct {
-	Run          *run.ServicesClient
+	Run          *runv2.Service
 	Compute      *compute.Service
 	ServiceUsage *serviceusage.APIService
 	IAP          *iap.Service
@@ -137,17 +138,12 @@ func NewClients(ctx context.Context, opts Options) (_ *Clients, err error) {
 		opts.PollInterval = 500 * time.Millisecond
 	}
 	opts.ThrottleRetries = cmp.Or(opts.ThrottleRetries, 6)
-	rc, err := run.NewServicesClient(ctx, ep.grpc...)
+	// Cloud Run v2 and v1, Service Usage, IAP, Cloud Asset and Secret
+	// Manager are served at the endpoint's root, Compute under its path.
+	rc, err := runv2.NewService(ctx, ep.root...)
 	if err != nil {
 		return nil, fmt.Errorf("creating Cloud Run client: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			_ = rc.Close()
-		}
-	}()
-	// Service Usage, IAP, Cloud Asset, Cloud Run v1 and Secret Manager are
-	// REST clients served at the endpoint's root.
 	cs, err := compute.NewService(ctx, ep.compute...)
 	if err != nil {
 		return nil, fmt.Errorf("creating Compute client: %w", err)
@@ -215,17 +211,11 @@ func recordKeys(a *RecordKeyAdapter) iapsetup.RecordKeys {
 	return a
 }
 
-// Close releases the gRPC connections and, for the emulator, the REST
-// clients' idle connections.
+// Close releases, for the emulator, the REST clients' idle connections
+// (the REST clients hold nothing else).
 func (c *Clients) Close() error {
-	if c == nil || c.Run == nil {
-		return nil
-	}
-	if c.closeIdle != nil {
+	if c != nil && c.closeIdle != nil {
 		c.closeIdle()
-	}
-	if err := c.Run.Close(); err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("closing Cloud Run client: %w", err)
 	}
 	return nil
 }

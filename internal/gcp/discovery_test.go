@@ -15,6 +15,7 @@ import (
 	"github.com/iapguard/iapguard/emulator"
 	"github.com/iapguard/iapguard/emulator/core"
 	"github.com/iapguard/iapguard/internal/gcp"
+	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
@@ -155,8 +156,8 @@ func TestDiscoveryAssetOnlyFails(t *testing.T) {
 // the adapter refuses it without a call.
 func TestNoWildcard(t *testing.T) {
 	em, cl := discoveryEnv(t)
-	_, err := cl.Run.ListServices(t.Context(), &runpb.ListServicesRequest{Parent: "projects/team-a/locations/-"}).Next()
-	if status.Code(err) != codes.InvalidArgument {
+	_, err := cl.Run.Projects.Locations.Services.List("projects/team-a/locations/-").Context(t.Context()).Do()
+	if gcperr.Code(err) != codes.InvalidArgument {
 		t.Fatalf("emulator ListServices(locations/-) = %v, want INVALID_ARGUMENT", err)
 	}
 	before := em.Core.Stats.Snapshot()

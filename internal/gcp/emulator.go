@@ -49,8 +49,8 @@ func resolveEmulatorHost(host string) (string, error) {
 // Compute's REST client and the REST clients served at the endpoint's root.
 // closeIdle (emulator only) releases the REST clients' idle connections.
 type endpoints struct {
-	grpc, compute, root []option.ClientOption
-	closeIdle           func()
+	compute, root []option.ClientOption
+	closeIdle     func()
 }
 
 // endpointsFor returns the client options for opts: the emulator at
@@ -68,11 +68,10 @@ func endpointsFor(opts Options) (endpoints, error) {
 	}
 	if host == "" {
 		all := append(common, opts.ClientOptions...)
-		return endpoints{grpc: all, compute: all, root: all}, nil
+		return endpoints{compute: all, root: all}, nil
 	}
 	hc, closeIdle := emulatorHTTPClient(opts.Principal)
 	return endpoints{
-		grpc:      append(slices.Clip(common), EmulatorGRPCOptions(host, opts.Principal)...),
 		compute:   append(slices.Clip(common), EmulatorRESTOptions(host, "compute/v1/", hc)...),
 		root:      append(slices.Clip(common), EmulatorRESTOptions(host, "", hc)...),
 		closeIdle: closeIdle,

@@ -36,19 +36,17 @@ var callSites = []callSite{
 	{"internal/gcp/compute.go", "a.c.", 2, func(n []string) string { return "compute." + lowerFirst(n[0]) + "." + lowerFirst(n[1]) }},
 	{"internal/gcp/iap.go", "a.c.V1.", 1, func(n []string) string { return "iap." + lowerFirst(n[0]) }},
 	{"internal/gcp/identity.go", "a.c.", 2, func(n []string) string { return "serviceusage." + lowerFirst(n[0]) + "." + lowerFirst(n[1]) }},
-	{"internal/gcp/run.go", "a.c.", 1, func(n []string) string { return "google.cloud.run.v2.Services." + n[0] }},
-	// op.Poll is the long-running operation's GetOperation.
-	{"internal/gcp/run.go", "op.", 1, func(n []string) string {
-		if n[0] == "Poll" {
-			return "google.longrunning.Operations.GetOperation"
-		}
-		return ""
-	}},
 	// The REST clients (google.golang.org/api/...) name a method by its
 	// resource collection and verb; the emulator keys it by the gRPC method
 	// Google transcodes it to.
 	{"internal/gcp/resourcemanager.go", "d.c.", 2, func(n []string) string {
 		return "google.cloud.resourcemanager.v3." + n[0] + "." + restVerbs[n[0]+"."+n[1]]
+	}},
+	{"internal/gcp/run.go", "a.c.Projects.Locations.Services.", 1, func(n []string) string {
+		return "google.cloud.run.v2.Services." + restVerbs["Services."+n[0]]
+	}},
+	{"internal/gcp/run.go", "a.c.Projects.Locations.Operations.", 1, func(n []string) string {
+		return "google.longrunning.Operations." + restVerbs["Operations."+n[0]]
 	}},
 	{"internal/gcp/discovery.go", "d.asset.V1.", 1, func(n []string) string { return "google.cloud.asset.v1.AssetService." + n[0] }},
 	{"internal/gcp/discovery.go", "d.v1.Projects.Locations.", 1, func(n []string) string { return "run.projects.locations." + lowerFirst(n[0]) }},
@@ -71,6 +69,13 @@ var restVerbs = map[string]string{
 	"Folders.Get":     "GetFolder",
 	"Folders.List":    "ListFolders",
 	"Versions.Access": "AccessSecretVersion",
+	// Cloud Run Admin API v2 (PATCH is UpdateService).
+	"Services.Get":          "GetService",
+	"Services.List":         "ListServices",
+	"Services.Patch":        "UpdateService",
+	"Services.GetIamPolicy": "GetIamPolicy",
+	"Services.SetIamPolicy": "SetIamPolicy",
+	"Operations.Get":        "GetOperation",
 }
 
 // notAPICalls are client methods that make no API call (the Pub/Sub

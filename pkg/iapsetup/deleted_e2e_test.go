@@ -38,7 +38,7 @@ func TestReconcileServiceDeletedDuringWrite(t *testing.T) {
 	e.SeedService(t, emulatortest.Svc{Name: "hello", Labels: labelled()})
 	d := e.Clients.Deps()
 	d.CloudRun = deleteBeforeUpdate{CloudRun: d.CloudRun, del: func(ctx context.Context) error {
-		op, err := e.Clients.Run.DeleteService(ctx, &runpb.DeleteServiceRequest{Name: ref.String()})
+		op, err := e.User.DeleteService(ctx, &runpb.DeleteServiceRequest{Name: ref.String()})
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package iapsetup_test
 
 import (
+	run "cloud.google.com/go/run/apiv2"
 	"context"
 	"testing"
 	"time"
@@ -15,6 +16,10 @@ import (
 type testEnv struct {
 	*emulatortest.Env
 	Clients *gcp.Clients
+	// User is a gRPC Cloud Run client on the same emulator, with the same
+	// principal, for tests that change services behind the reconciler's
+	// back (iapguard's own Cloud Run client is REST, Clients.Run).
+	User *run.ServicesClient
 }
 
 // envOptions adjust startEnv.
@@ -38,5 +43,10 @@ func startEnv(t testing.TB, o envOptions) *testEnv {
 		t.Fatalf("gcp.NewClients: %v", err)
 	}
 	t.Cleanup(func() { _ = cl.Close() })
-	return &testEnv{Env: e, Clients: cl}
+	rc, err := run.NewServicesClient(context.Background(), gcp.EmulatorGRPCOptions(e.Addr, emulatortest.Principal)...)
+	if err != nil {
+		t.Fatalf("run.NewServicesClient: %v", err)
+	}
+	t.Cleanup(func() { _ = rc.Close() })
+	return &testEnv{Env: e, Clients: cl, User: rc}
 }

@@ -26,7 +26,7 @@ var markerChange = []string{"annotations[" + iapsetup.ManagedAnnotation + "]:  â
 // removeLabel drops the iap label as gcloud would (an update of labels).
 func removeLabel(t *testing.T, e *testEnv) {
 	t.Helper()
-	op, err := e.Clients.Run.UpdateService(t.Context(), &runpb.UpdateServiceRequest{
+	op, err := e.User.UpdateService(t.Context(), &runpb.UpdateServiceRequest{
 		Service:    &runpb.Service{Name: ref.String(), Labels: map[string]string{"team": "web"}},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"labels"}},
 	})

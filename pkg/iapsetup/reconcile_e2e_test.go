@@ -440,7 +440,7 @@ func TestReconcileOptedOut(t *testing.T) {
 		t.Fatalf("enforcing: %v %v", res.Outcome, err)
 	}
 	// Someone removes the label (as gcloud would: an update of labels).
-	op, err := f.e.Clients.Run.UpdateService(t.Context(), &runpb.UpdateServiceRequest{
+	op, err := f.e.User.UpdateService(t.Context(), &runpb.UpdateServiceRequest{
 		Service:    &runpb.Service{Name: ref.String(), Labels: map[string]string{"team": "web"}},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"labels"}},
 	})
@@ -908,7 +908,7 @@ func TestReconcileUnknownProjectIsClear(t *testing.T) {
 	if err == nil || errors.Is(err, iapsetup.ErrTransient) {
 		t.Fatalf("Reconcile = %v, want a permanent error", err)
 	}
-	for _, want := range []string{"PermissionDenied", "Permission denied on resource project ghost-project.", "needs run.services.get (or the project does not exist)"} {
+	for _, want := range []string{"Error 403", "Permission denied on resource project ghost-project.", "needs run.services.get (or the project does not exist)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
