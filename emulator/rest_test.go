@@ -3,10 +3,13 @@ package emulator_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"hash/crc32"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -150,5 +153,66 @@ func TestRESTSurfacesWithOfficialClients(t *testing.T) {
 		if calls[m] < n {
 			t.Errorf("%s counted %d times, want at least %d", m, calls[m], n)
 		}
+	}
+}
+
+// The APIs served through Google's transcoding answer REST errors with
+// code, message and status and no "errors" array, while Compute keeps the
+// older shape with it (recorded real traffic: every 4xx of
+// run.googleapis.com/v2, pubsub.googleapis.com/v1, cloudasset,
+// secretmanager and cloudresourcemanager in k8s-config-connector
+// v1.155.1's recordings, against compute.googleapis.com's 698 404s with
+// errors[]). The error's text the discovery clients print follows the
+// shape: "googleapi: Error 404: MESSAGE" without ", notFound".
+func TestRESTErrorShapes(t *testing.T) {
+	t.Parallel()
+	emu, err := emulator.New(emulator.Options{Projects: []core.Project{{ID: "p1", Number: 11}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	for _, tc := range []struct {
+		name, method, path, body string
+		status                   int
+		errorsArray              bool
+	}{
+		{"cloud run v2 get", http.MethodGet, "/v2/projects/p1/locations/us-central1/services/missing", "", http.StatusNotFound, false},
+		{"cloud run v2 patch", http.MethodPatch, "/v2/projects/p1/locations/us-central1/services/missing?updateMask=labels", "{}", http.StatusNotFound, false},
+		{"pubsub publish", http.MethodPost, "/v1/projects/p1/topics/missing:publish", `{"messages":[{"data":"eA=="}]}`, http.StatusNotFound, false},
+		{"secret manager access", http.MethodGet, "/v1/projects/p1/secrets/missing/versions/1:access", "", http.StatusNotFound, false},
+		{"resource manager get", http.MethodGet, "/v3/projects/missing", "", http.StatusForbidden, false},
+		{"compute get", http.MethodGet, "/compute/v1/projects/p1/global/backendServices/missing", "", http.StatusNotFound, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, "http://"+emu.Addr()+tc.path, strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var env struct {
+				Error map[string]json.RawMessage `json:"error"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+				t.Fatalf("decoding the error: %v", err)
+			}
+			if resp.StatusCode != tc.status {
+				t.Errorf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if _, ok := env.Error["errors"]; ok != tc.errorsArray {
+				t.Errorf("error members %v: errors array present %v, want %v", slices.Sorted(maps.Keys(env.Error)), ok, tc.errorsArray)
+			}
+			for _, k := range []string{"code", "message"} {
+				if _, ok := env.Error[k]; !ok {
+					t.Errorf("error lacks %q: %v", k, slices.Sorted(maps.Keys(env.Error)))
+				}
+			}
+		})
 	}
 }

@@ -10,7 +10,7 @@
 // cloudresourcemanager/v3). Every client the function uses is a
 // discovery-based REST client: unlike the gRPC clients, they register no
 // protobuf descriptors at process start (docs/performance.md;
-// TestFunctionLinksNoGeneratedGRPCClient holds it).
+// TestEnforcerLinksNoGeneratedAPIClient in functions holds it).
 //
 // Build the clients once per process with NewClients and reuse them. Every
 // adapter method documents the IAM permission it needs; errors keep the

@@ -2,8 +2,9 @@
 // Google's front end transcodes them (google.api.http rules): the request
 // message is bound from the path, the query and the JSON body; the answer
 // is the response message in proto3 JSON (lowerCamelCase names, int64 as
-// strings, bytes as base64); errors are Google's JSON error envelope with
-// the HTTP status of the gRPC code. Each call is counted, faulted and
+// strings, bytes as base64); errors are the JSON error envelope of APIs
+// served this way, with the HTTP status of the gRPC code and no "errors"
+// array (core.WriteOnePlatformError). Each call is counted, faulted and
 // audited under the same method key as its gRPC twin (core.Core.Begin),
 // so the discovery-based REST clients (google.golang.org/api/...) and the
 // gRPC clients meet the same emulator.
@@ -59,15 +60,15 @@ func serve(w http.ResponseWriter, r *http.Request, c *core.Core, method string, 
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, read))
 	if err != nil {
-		core.WriteHTTPError(w, core.Errorf(codes.InvalidArgument, "reading the request body: %v", err))
+		core.WriteOnePlatformError(w, core.Errorf(codes.InvalidArgument, "reading the request body: %v", err))
 		return
 	}
 	if refuseLonger && int64(len(body)) > limit {
-		core.WriteHTTPError(w, core.Errorf(codes.InvalidArgument, "Request payload size exceeds the limit: %d bytes.", limit))
+		core.WriteOnePlatformError(w, core.Errorf(codes.InvalidArgument, "Request payload size exceeds the limit: %d bytes.", limit))
 		return
 	}
 	if err := c.Begin(r.Context(), method); err != nil {
-		core.WriteHTTPError(w, err)
+		core.WriteOnePlatformError(w, err)
 		return
 	}
 	q := &Query{vals: r.URL.Query()}
@@ -81,7 +82,7 @@ func serve(w http.ResponseWriter, r *http.Request, c *core.Core, method string, 
 			st, _ := status.FromError(err)
 			ce = core.Errorf(st.Code(), "%s", st.Message())
 		}
-		core.WriteHTTPError(w, ce)
+		core.WriteOnePlatformError(w, ce)
 		return
 	}
 	// The Go REST clients of gapic libraries ask for enums as numbers
@@ -89,7 +90,7 @@ func serve(w http.ResponseWriter, r *http.Request, c *core.Core, method string, 
 	out := protojson.MarshalOptions{UseEnumNumbers: strings.Contains(r.URL.Query().Get("$alt"), "enum-encoding=int")}
 	b, err := out.Marshal(resp)
 	if err != nil {
-		core.WriteHTTPError(w, core.Errorf(codes.Internal, "encoding the answer: %v", err))
+		core.WriteOnePlatformError(w, core.Errorf(codes.Internal, "encoding the answer: %v", err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
