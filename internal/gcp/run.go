@@ -4,16 +4,19 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/api/googleapi"
 	runv2 "google.golang.org/api/run/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/iapguard/iapguard/internal/gcperr"
 	"github.com/iapguard/iapguard/pkg/iapsetup"
 )
 
@@ -34,22 +37,34 @@ var _ iapsetup.CloudRun = (*RunAdapter)(nil)
 // (cloud.google.com/go/run/apiv2 defaultServicesCallOptions, and
 // cloud.google.com/go/longrunning/autogen defaultOperationsCallOptions for
 // the operation polls), which the discovery-based client does not apply by
-// itself: service reads retried on UNAVAILABLE (503) with 1 s backoff
-// growing 1.3× to 10 s, operation polls with 500 ms doubling to 10 s, both
-// within 10 s; the update bounded by 15 s; IAM calls as they are. A
-// timeout applies only when ctx has no deadline (gax.Invoke). Without the
-// poll's retry, an update that was made but whose first poll met a 503
-// failed the reconcile, which then wrote again on redelivery (found by
-// TestSoak's redundant-writes count).
+// itself: service reads and operation polls retried on UNAVAILABLE (a 503,
+// or no answer at all: onUnavailable), reads with 1 s backoff growing 1.3×
+// to 10 s, polls with 500 ms doubling to 10 s, both within 10 s; the update
+// bounded by 15 s; IAM calls as they are. A timeout applies only when ctx
+// has no deadline (gax.Invoke). Without the poll's retry, an update that
+// was made but whose first poll met a 503 failed the reconcile, which then
+// wrote again on redelivery (found by TestSoak's redundant-writes count).
 var (
 	runReadSettings = []gax.CallOption{gax.WithTimeout(10 * time.Second), gax.WithRetry(func() gax.Retryer {
-		return gax.OnHTTPCodes(gax.Backoff{Initial: time.Second, Max: 10 * time.Second, Multiplier: 1.3}, http.StatusServiceUnavailable)
+		return &onUnavailable{gax.Backoff{Initial: time.Second, Max: 10 * time.Second, Multiplier: 1.3}}
 	})}
 	runPollSettings = []gax.CallOption{gax.WithTimeout(10 * time.Second), gax.WithRetry(func() gax.Retryer {
-		return gax.OnHTTPCodes(gax.Backoff{Initial: 500 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2}, http.StatusServiceUnavailable)
+		return &onUnavailable{gax.Backoff{Initial: 500 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2}}
 	})}
 	runUpdateSettings = []gax.CallOption{gax.WithTimeout(15 * time.Second)}
 )
+
+// onUnavailable retries what the gRPC client saw as UNAVAILABLE: an HTTP
+// 503, or a call that got no answer at all (gcperr.IsTransportFailure).
+type onUnavailable struct{ bo gax.Backoff }
+
+func (r *onUnavailable) Retry(err error) (time.Duration, bool) {
+	var ge *googleapi.Error
+	if errors.As(err, &ge) && ge.Code == http.StatusServiceUnavailable || gcperr.IsTransportFailure(err) {
+		return r.bo.Pause(), true
+	}
+	return 0, false
+}
 
 // invoke runs one REST call with call settings (gax.Invoke).
 func invoke[T any](ctx context.Context, settings []gax.CallOption, f func(context.Context) (T, error)) (T, error) {

@@ -179,6 +179,23 @@ func IsRetryable(err error) bool {
 	return errors.As(err, &ne)
 }
 
+// IsTransportFailure reports whether err is a call that got no answer from
+// the server — a refused or reset connection, a truncated response — as
+// opposed to an error the server answered, or the caller's own
+// cancellation or deadline. The gRPC clients report such failures as
+// UNAVAILABLE, so their retry settings cover them; a REST client's
+// retryer must name them.
+func IsTransportFailure(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if d := inspect(err); d.httpCode != 0 || d.hasCode && d.code != codes.Unknown {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
 // IsTransient reports whether redelivering the work later is worthwhile: the
 // error is retryable, a conflict left after bounded retries, or the caller's
 // context was cancelled.

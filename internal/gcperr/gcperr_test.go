@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"syscall"
 	"testing"
 
 	"github.com/googleapis/gax-go/v2/apierror"
 	"google.golang.org/api/compute/v1"
+	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -147,6 +151,30 @@ func TestClassify(t *testing.T) {
 			}
 			if got != tc.want {
 				t.Errorf("classify(%v) = %+v, want %+v", err, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestIsTransportFailure(t *testing.T) {
+	refused := &url.Error{Op: "Get", URL: "http://127.0.0.1:1/v2/x", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"connection refused", fmt.Errorf("getting: %w", refused), true},
+		{"truncated answer", io.ErrUnexpectedEOF, true},
+		{"HTTP 503 answered", &googleapi.Error{Code: 503}, false},
+		{"gRPC UNAVAILABLE answered", status.Error(codes.Unavailable, "x"), false},
+		{"caller cancelled", &url.Error{Op: "Get", URL: "http://x/", Err: context.Canceled}, false},
+		{"caller's deadline", &url.Error{Op: "Get", URL: "http://x/", Err: context.DeadlineExceeded}, false},
+		{"other", errors.New("boom"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := IsTransportFailure(tc.err); got != tc.want {
+				t.Errorf("IsTransportFailure(%v) = %v, want %v", tc.err, got, tc.want)
 			}
 		})
 	}

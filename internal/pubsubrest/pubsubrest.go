@@ -9,8 +9,6 @@ package pubsubrest
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"net/http"
 	"slices"
 	"time"
@@ -18,6 +16,8 @@ import (
 	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/googleapi"
 	pubsub "google.golang.org/api/pubsub/v1"
+
+	"github.com/iapguard/iapguard/internal/gcperr"
 )
 
 // Timeout bounds one Publish with its retries when ctx has no deadline of
@@ -53,18 +53,11 @@ func (r *retryer) Retry(err error) (time.Duration, bool) {
 
 // Retryable reports whether Retryer retries err.
 func Retryable(err error) bool {
-	if err == nil {
-		return false
-	}
 	var ge *googleapi.Error
 	if errors.As(err, &ge) {
 		return slices.Contains(RetryHTTPCodes, ge.Code)
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF)
+	return gcperr.IsTransportFailure(err)
 }
 
 // Publish sends msgs to topic (projects/P/topics/T) through s, retried as
