@@ -7,9 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-
 	"github.com/iapguard/iapguard/emulator"
+	"github.com/iapguard/iapguard/emulator/emulatortest"
 )
 
 // Pub/Sub's Publish over REST, at the HTTP level: Google's transcoding of
@@ -17,18 +16,8 @@ import (
 // and nothing else of Pub/Sub served over REST.
 func TestPubSubRESTPublishContract(t *testing.T) {
 	t.Parallel()
-	em, err := emulator.New(emulator.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := em.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = em.Close() })
 	const topic = "projects/demo-project/topics/t"
-	if _, err := em.PubSub.GServer.CreateTopic(t.Context(), &pubsubpb.Topic{Name: topic}); err != nil {
-		t.Fatal(err)
-	}
+	em := emulatortest.StartPubSub(t, topic)
 	base := "http://" + em.Addr() + "/v1/"
 	type answer struct {
 		code   int

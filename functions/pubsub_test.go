@@ -3,6 +3,7 @@ package functions
 import (
 	"testing"
 
+	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/pkg/outcome"
 )
 
@@ -14,8 +15,8 @@ const testOutcomesTopic = "projects/p/topics/outcomes"
 // unset, they go to IAPGUARD_EMULATOR_HOST's.
 func TestNewPubSubServiceHonoursPubSubEmulatorHost(t *testing.T) {
 	t.Parallel()
-	shared := startPubSubEmulator(t, testOutcomesTopic)
-	own := startPubSubEmulator(t, testOutcomesTopic)
+	shared := emulatortest.StartPubSub(t, testOutcomesTopic)
+	own := emulatortest.StartPubSub(t, testOutcomesTopic)
 	for _, tc := range []struct {
 		name      string
 		pubsubEnv string
@@ -57,8 +58,8 @@ func TestNewPubSubServiceHonoursPubSubEmulatorHost(t *testing.T) {
 
 // The instance reads PUBSUB_EMULATOR_HOST from the process environment.
 func TestInstancePublishesToPubSubEmulatorHost(t *testing.T) {
-	shared := startPubSubEmulator(t, testOutcomesTopic)
-	own := startPubSubEmulator(t, testOutcomesTopic)
+	shared := emulatortest.StartPubSub(t, testOutcomesTopic)
+	own := emulatortest.StartPubSub(t, testOutcomesTopic)
 	t.Setenv(EnvPubSubHost, own.Addr())
 	inst, err := NewInstanceFromConfig(t.Context(), Config{Project: "p", Projects: []string{"p"}, OutcomesTopic: "outcomes", EmulatorHost: shared.Addr()}, nil)
 	if err != nil {

@@ -6,33 +6,13 @@ import (
 	"strings"
 	"testing"
 
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"google.golang.org/api/option"
 	pubsub "google.golang.org/api/pubsub/v1"
 	"google.golang.org/grpc/codes"
 
-	"github.com/iapguard/iapguard/emulator"
+	"github.com/iapguard/iapguard/emulator/emulatortest"
 	"github.com/iapguard/iapguard/internal/event"
 )
-
-// startPubSubEmulator starts an emulator with topics and returns it.
-func startPubSubEmulator(t *testing.T, topics ...string) *emulator.Emulator {
-	t.Helper()
-	em, err := emulator.New(emulator.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := em.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = em.Close() })
-	for _, topic := range topics {
-		if _, err := em.PubSub.GServer.CreateTopic(t.Context(), &pubsubpb.Topic{Name: topic}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return em
-}
 
 const publishMethod = "google.pubsub.v1.Publisher.Publish"
 
@@ -44,7 +24,7 @@ const publishMethod = "google.pubsub.v1.Publisher.Publish"
 func TestTopicReplayPublisher(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	em := startPubSubEmulator(t, "projects/host/topics/replay")
+	em := emulatortest.StartPubSub(t, "projects/host/topics/replay")
 	s, err := pubsub.NewService(ctx, option.WithEndpoint("http://"+em.Addr()+"/"), option.WithoutAuthentication())
 	if err != nil {
 		t.Fatal(err)

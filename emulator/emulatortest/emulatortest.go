@@ -15,6 +15,7 @@
 package emulatortest
 
 import (
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"context"
 	"crypto/rand"
 	"net/http"
@@ -101,6 +102,26 @@ func Start(t testing.TB, opts Options) *Env {
 	}
 	e.fixtures = cs
 	return e
+}
+
+// StartPubSub starts a bare emulator (no projects seeded) with topics
+// created, serving until the test ends: for tests of publishing alone.
+func StartPubSub(t testing.TB, topics ...string) *emulator.Emulator {
+	t.Helper()
+	em, err := emulator.New(emulator.Options{})
+	if err != nil {
+		t.Fatalf("emulator.New: %v", err)
+	}
+	if err := em.Start("127.0.0.1:0"); err != nil {
+		t.Fatalf("starting the emulator: %v", err)
+	}
+	t.Cleanup(func() { _ = em.Close() })
+	for _, topic := range topics {
+		if _, err := em.PubSub.GServer.CreateTopic(context.Background(), &pubsubpb.Topic{Name: topic}); err != nil {
+			t.Fatalf("creating topic %s: %v", topic, err)
+		}
+	}
+	return em
 }
 
 // principalTransport names Principal as the caller of fixture writes

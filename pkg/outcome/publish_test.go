@@ -7,7 +7,6 @@ import (
 	"sync"
 	"testing"
 
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/iapguard/iapguard/emulator"
+	"github.com/iapguard/iapguard/emulator/emulatortest"
 )
 
 const publishMethod = "google.pubsub.v1.Publisher.Publish"
@@ -24,19 +24,11 @@ const publishMethod = "google.pubsub.v1.Publisher.Publish"
 // function builds it against an emulator: an endpoint and no credentials.
 func startEmulator(t *testing.T, topic string) (*emulator.Emulator, *pubsub.Service) {
 	t.Helper()
-	em, err := emulator.New(emulator.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := em.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = em.Close() })
+	var topics []string
 	if topic != "" {
-		if _, err := em.PubSub.GServer.CreateTopic(t.Context(), &pubsubpb.Topic{Name: topic}); err != nil {
-			t.Fatal(err)
-		}
+		topics = append(topics, topic)
 	}
+	em := emulatortest.StartPubSub(t, topics...)
 	s, err := pubsub.NewService(t.Context(), option.WithEndpoint("http://"+em.Addr()+"/"), option.WithoutAuthentication())
 	if err != nil {
 		t.Fatal(err)
