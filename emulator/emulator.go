@@ -180,7 +180,8 @@ func New(opts Options) (*Emulator, error) {
 	// address.
 	e.PubSub = pstest.NewServerWithAddress("127.0.0.1:0")
 	e.grpc = grpc.NewServer(
-		grpc.ChainUnaryInterceptor(core.UnaryServerInterceptor(c)),
+		grpc.MaxRecvMsgSize(grpcMaxRecv),
+		grpc.ChainUnaryInterceptor(grpcRequestLimit, core.UnaryServerInterceptor(c)),
 		grpc.ChainStreamInterceptor(core.StreamServerInterceptor(c)),
 	)
 	e.Run.Register(e.grpc)

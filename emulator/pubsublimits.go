@@ -4,7 +4,10 @@ import (
 	"context"
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/iapguard/iapguard/emulator/core"
 )
@@ -19,6 +22,28 @@ const (
 	PubSubMaxAttributeValue     = 1024
 	PubSubMaxOrderingKey        = 1024
 )
+
+// gRPC request sizes. Pub/Sub takes a Publish request of up to
+// PubSubMaxRequestBytes over gRPC (its documented 10 MB), which gRPC's
+// default receive limit of 4 MiB would refuse before limitedPublisher
+// could answer as Google does; so the server reads messages up to that
+// plus room for the protobuf framing of 1,000 messages, and every other
+// unary method keeps the 4 MiB limit the emulator always had (Google's
+// limits for them are not modelled), refused as grpc-go refuses it.
+const (
+	grpcMaxRecv       = PubSubMaxRequestBytes + 1<<20
+	grpcDefaultMaxMsg = 4 << 20
+	publishFullMethod = "/google.pubsub.v1.Publisher/Publish"
+)
+
+func grpcRequestLimit(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if m, ok := req.(proto.Message); ok && info.FullMethod != publishFullMethod {
+		if n := proto.Size(m); n > grpcDefaultMaxMsg {
+			return nil, status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, grpcDefaultMaxMsg)
+		}
+	}
+	return handler(ctx, req)
+}
 
 // limitedPublisher is pstest's Publisher with Google's limits enforced
 // before the message reaches it.

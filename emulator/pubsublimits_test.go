@@ -111,4 +111,28 @@ func TestPublishLimits(t *testing.T) {
 	_, err = c.Publish(ctx, &pubsubpb.PublishRequest{Topic: "projects/demo-project/topics/missing", Messages: []*pubsubpb.PubsubMessage{missing}})
 	_, restErr := rc.Projects.Topics.Publish("projects/demo-project/topics/missing", &pubsubrest.PublishRequest{Messages: []*pubsubrest.PubsubMessage{{Data: "ZA=="}}}).Context(ctx).Do()
 	same("unknown topic", err, restErr, codes.NotFound)
+
+	// Over gRPC a request is read up to Google's 10 MB (gRPC's default
+	// 4 MiB receive limit refused a 5 MB publish that Google takes); over
+	// REST the base64 of so much data exceeds the body limit, so these
+	// are gRPC only.
+	big := &pubsubpb.PubsubMessage{Data: make([]byte, 5_000_000)}
+	if _, err := c.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: []*pubsubpb.PubsubMessage{big}}); err != nil {
+		t.Errorf("5 MB publish over gRPC = %v, want success (Pub/Sub takes up to 10 MB)", err)
+	}
+	huge := &pubsubpb.PubsubMessage{Data: make([]byte, emulator.PubSubMaxRequestBytes+1)}
+	_, err = c.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: []*pubsubpb.PubsubMessage{huge}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "too large") {
+		t.Errorf("publish of %d bytes over gRPC = %v, want INVALID_ARGUMENT, too large", len(huge.Data), err)
+	}
+	// Every other method keeps the 4 MiB limit.
+	conn, err := grpc.NewClient(em.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	err = conn.Invoke(ctx, "/google.pubsub.v1.Publisher/GetTopic", &pubsubpb.GetTopicRequest{Topic: strings.Repeat("x", 5<<20)}, &pubsubpb.Topic{})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("5 MiB GetTopic over gRPC = %v, want RESOURCE_EXHAUSTED (the 4 MiB limit)", err)
+	}
 }
