@@ -182,7 +182,7 @@ func New(opts Options) (*Emulator, error) {
 	e.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(grpcMaxRecv),
 		grpc.ChainUnaryInterceptor(grpcRequestLimit, core.UnaryServerInterceptor(c)),
-		grpc.ChainStreamInterceptor(core.StreamServerInterceptor(c)),
+		grpc.ChainStreamInterceptor(grpcStreamRequestLimit, core.StreamServerInterceptor(c)),
 	)
 	e.Run.Register(e.grpc)
 	e.Asset.Register(e.grpc)

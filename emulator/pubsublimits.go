@@ -28,8 +28,9 @@ const (
 // default receive limit of 4 MiB would refuse before limitedPublisher
 // could answer as Google does; so the server reads messages up to that
 // plus room for the protobuf framing of 1,000 messages, and every other
-// unary method keeps the 4 MiB limit the emulator always had (Google's
-// limits for them are not modelled), refused as grpc-go refuses it.
+// method keeps the 4 MiB limit the emulator always had (Google's limits
+// for them are not modelled), refused as grpc-go refuses it: unary
+// requests and each message a streaming method receives.
 const (
 	grpcMaxRecv       = PubSubMaxRequestBytes + 1<<20
 	grpcDefaultMaxMsg = 4 << 20
@@ -37,12 +38,35 @@ const (
 )
 
 func grpcRequestLimit(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if m, ok := req.(proto.Message); ok && info.FullMethod != publishFullMethod {
-		if n := proto.Size(m); n > grpcDefaultMaxMsg {
-			return nil, status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, grpcDefaultMaxMsg)
+	if info.FullMethod != publishFullMethod {
+		if err := checkDefaultMaxMsg(req); err != nil {
+			return nil, err
 		}
 	}
 	return handler(ctx, req)
+}
+
+func grpcStreamRequestLimit(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, limitedStream{ss})
+}
+
+// limitedStream refuses a received message over the default limit.
+type limitedStream struct{ grpc.ServerStream }
+
+func (s limitedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return checkDefaultMaxMsg(m)
+}
+
+func checkDefaultMaxMsg(m any) error {
+	if pm, ok := m.(proto.Message); ok {
+		if n := proto.Size(pm); n > grpcDefaultMaxMsg {
+			return status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, grpcDefaultMaxMsg)
+		}
+	}
+	return nil
 }
 
 // limitedPublisher is pstest's Publisher with Google's limits enforced

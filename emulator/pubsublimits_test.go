@@ -133,6 +133,17 @@ func TestPublishLimits(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Close() })
 	err = conn.Invoke(ctx, "/google.pubsub.v1.Publisher/GetTopic", &pubsubpb.GetTopicRequest{Topic: strings.Repeat("x", 5<<20)}, &pubsubpb.Topic{})
 	if status.Code(err) != codes.ResourceExhausted {
-		t.Errorf("5 MiB GetTopic over gRPC = %v, want RESOURCE_EXHAUSTED (the 4 MiB limit)", err)
+		t.Errorf("5 MiB GetTopic over gRPC = %v, want RESOURCE_EXHAUSTED (the 4 MiB limit)", status.Code(err))
+	}
+	// So does each message a streaming method receives.
+	stream, err := pubsubpb.NewSubscriberClient(conn).StreamingPull(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&pubsubpb.StreamingPullRequest{Subscription: strings.Repeat("x", 5<<20), StreamAckDeadlineSeconds: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("5 MiB StreamingPull request = %v, want RESOURCE_EXHAUSTED (the 4 MiB limit)", status.Code(err))
 	}
 }
